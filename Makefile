@@ -1,0 +1,79 @@
+# clusterlua: build, test, demo. `make` installs missing Debian packages itself.
+CC      ?= cc
+BUILD   ?= build
+PREFIX  ?= /usr/local
+CFLAGS  ?= -O2 -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
+LUAJIT_INC = /usr/include/luajit-2.1
+LUV_INC    = /usr/include/lua5.1
+CPPFLAGS += -I$(LUAJIT_INC) -I$(LUV_INC) -Iruntime
+LDLIBS  += /usr/lib/x86_64-linux-gnu/liblua5.1-luv.a -lluajit-5.1 -luv -lsodium -lcares \
+           -lhttp_parser -ljansson -lm -ldl -pthread
+# LuaJIT's C API must be exported so C modules loaded at run time (cjson, ...) link
+LDFLAGS += -Wl,-E
+
+DEB_PACKAGES = build-essential luajit libluajit-5.1-dev libuv1-dev lua-luv-dev libsodium-dev \
+  libc-ares-dev libhttp-parser-dev libjansson-dev lua-cjson lua-busted clang libclang-rt-14-dev \
+  dnsmasq-base iproute2 iptables stress-ng curl prometheus
+
+RUNTIME_SRC = $(wildcard runtime/*.c runtime/transport/*.c runtime/election/*.c)
+RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
+C_TESTS  =
+FUZZ_TARGETS =
+
+.PHONY: all deps test test-c test-lua test-asan demo fuzz install clean sim sim-mutants bench
+all: $(BUILD)/.deps $(BUILD)/clusterlua
+
+# Installs what is missing, once per build directory; re-run with `make deps`.
+$(BUILD)/.deps:
+	@mkdir -p $(BUILD)
+	@sh tools/install-deps.sh $(DEB_PACKAGES)
+	@touch $@
+deps:
+	@sh tools/install-deps.sh $(DEB_PACKAGES)
+
+$(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/clusterlua: $(RUNTIME_OBJ)
+	$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+-include $(RUNTIME_OBJ:.o=.d)
+include $(wildcard mk/*.mk)
+
+test: all $(C_TESTS)
+	@sh tools/run-tests.sh $(BUILD)/clusterlua $(C_TESTS)
+
+test-c: $(C_TESTS)
+	@sh tools/run-tests.sh --c-only $(BUILD)/clusterlua $(C_TESTS)
+
+test-lua: all
+	@sh tools/run-tests.sh --lua-only $(BUILD)/clusterlua
+
+# The same suite with AddressSanitizer and UndefinedBehaviorSanitizer, in its own tree.
+test-asan: $(BUILD)/.deps
+	$(MAKE) BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-Wl,-E -fsanitize=address,undefined" all
+	@touch build-asan/.deps
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
+	  $(MAKE) BUILD=build-asan CC=clang \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  LDFLAGS="-Wl,-E -fsanitize=address,undefined" test
+
+FUZZ_SECONDS ?= 10
+fuzz: $(FUZZ_TARGETS)
+
+demo: all
+	@sh examples/demo.sh $(BUILD)/clusterlua
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/clusterlua/lua
+	install -m 755 $(BUILD)/clusterlua $(DESTDIR)$(PREFIX)/bin/clusterlua
+	cd lua && find clusterlua -name '*.lua' -exec install -D -m 644 {} \
+	  $(DESTDIR)$(PREFIX)/share/clusterlua/lua/{} \;
+
+clean:
+	rm -rf build build-asan build-fuzz

@@ -1,0 +1,3 @@
+-- Coroutine helpers over luv: wait without callbacks.
+local M = {}
+return M

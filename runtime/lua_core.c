@@ -1,0 +1,93 @@
+/* clusterlua.core: what the Lua side needs from the runtime itself
+ * (clock, error reporting, the control-loop probe). */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdatomic.h>
+#include <uv.h>
+
+#include "control.h"
+#include "log.h"
+#include "lua_host.h"
+#include "version.h"
+
+static int l_now(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);
+  return 1;
+}
+
+static int l_errors(lua_State *L) {
+  lua_pushnumber(L, (lua_Number)cl_lua_error_count());
+  return 1;
+}
+
+static int l_report(lua_State *L) {
+  cl_lua_report(luaL_checkstring(L, 1), luaL_checkstring(L, 2));
+  return 0;
+}
+
+static int l_log(lua_State *L) {
+  const char *lvl = luaL_checkstring(L, 1);
+  int level = cl_log_parse_level(lvl);
+  if (level < 0) return luaL_argerror(L, 1, "unknown log level");
+  const char *subsys = luaL_optstring(L, 2, "lua");
+  const char *msg = luaL_checkstring(L, 3);
+  const char *fields = luaL_optstring(L, 4, NULL);
+  cl_log(level, subsys, fields, "%s", msg);
+  return 0;
+}
+
+static int l_log_level(lua_State *L) {
+  lua_pushstring(L, cl_log_level_name(cl_log_level()));
+  return 1;
+}
+
+static cl_control *need_control(lua_State *L) {
+  cl_control *c = cl_control_get();
+  if (!c) luaL_error(L, "the control loop is not running");
+  return c;
+}
+
+static int l_probe_start(lua_State *L) {
+  lua_Integer ms = luaL_optinteger(L, 1, 10);
+  if (ms < 1) return luaL_argerror(L, 1, "interval must be >= 1 ms");
+  cl_msg *m = cl_msg_new(CL_CMD_PROBE_START, NULL, NULL, 0);
+  m->num = ms;
+  cl_control_send(need_control(L), m, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_probe_stop(lua_State *L) {
+  cl_control_send(need_control(L), cl_msg_new(CL_CMD_PROBE_STOP, NULL, NULL, 0), CL_Q_FORCE);
+  return 0;
+}
+
+static int l_probe_stats(lua_State *L) {
+  cl_control *c = need_control(L);
+  lua_createtable(L, 0, 2);
+  lua_pushnumber(L, (lua_Number)atomic_load(&c->probe_ticks));
+  lua_setfield(L, -2, "ticks");
+  lua_pushnumber(L, (lua_Number)atomic_load(&c->probe_max_late_us) / 1000.0);
+  lua_setfield(L, -2, "max_late_ms");
+  return 1;
+}
+
+int luaopen_clusterlua_core(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"now", l_now},
+      {"errors", l_errors},
+      {"report", l_report},
+      {"log", l_log},
+      {"log_level", l_log_level},
+      {"probe_start", l_probe_start},
+      {"probe_stop", l_probe_stop},
+      {"probe_stats", l_probe_stats},
+      {NULL, NULL},
+  };
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  lua_pushstring(L, CL_VERSION);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, cl_lua_libdir());
+  lua_setfield(L, -2, "libdir");
+  return 1;
+}

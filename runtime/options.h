@@ -1,0 +1,21 @@
+/* Command-line options shared by main.c and the Lua bindings. */
+#ifndef CL_OPTIONS_H
+#define CL_OPTIONS_H
+
+typedef struct {
+  const char *name;        /* --name NAME@HOST[:PORT]: node mode */
+  const char *cookie;      /* --cookie (or CLUSTERLUA_COOKIE) */
+  const char *cookie_file; /* --cookie-file */
+  const char *data;        /* --data DIR */
+  const char *admin;       /* --admin HOST:PORT */
+  const char *admin_token_file;
+  const char *roles;       /* --roles a,b */
+  const char *initial_master_nodes;
+  const char *log_format;  /* text|json */
+  const char *log_level;
+  const char *exe;         /* argv[0] resolved */
+} cl_options;
+
+extern cl_options cl_opts;
+
+#endif
