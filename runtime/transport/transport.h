@@ -1,0 +1,151 @@
+/* The node-to-node transport: named nodes, authenticated (and by default encrypted)
+ * connections, heartbeats and failure detection, ordered messages per pair.
+ *
+ * Threading: every function here runs on the loop given to cl_transport_new (the
+ * control loop) and nowhere else; callbacks are called on that loop too. Nothing in
+ * the transport is global, so several instances may share one loop (the tests do).
+ *
+ * Strings handed to callbacks (names, peer info) are valid only during the call. */
+#ifndef CL_TRANSPORT_H
+#define CL_TRANSPORT_H
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+/* Return codes: libuv's values, so uv_err_name()/uv_strerror() name them. */
+enum {
+  CL_OK = 0,
+  CL_ENOTCONN = UV_ENOTCONN, /* no authenticated connection to that node now */
+  CL_ENOBUFS = UV_ENOBUFS,   /* that peer's send queue is over send_queue_max */
+  CL_E2BIG = UV_E2BIG,       /* message larger than max_frame allows */
+  CL_EINVAL = UV_EINVAL,     /* bad argument: channel 0, malformed name, ... */
+  CL_EPERM = UV_EPERM,       /* fault layer used without CLUSTERLUA_FAULTS=1 */
+};
+
+#define CL_DEFAULT_PORT 4370
+#define CL_NODE_NAME_MAX 255 /* whole "name@host:port" */
+
+/* ---- node names: NAME@HOST[:PORT] ---- */
+
+typedef struct {
+  char full[CL_NODE_NAME_MAX + 1]; /* normalised: always with ":PORT" */
+  char name[64];                   /* the short name, before '@' */
+  char host[CL_NODE_NAME_MAX + 1]; /* as written (IPv6 without brackets) */
+  uint16_t port;
+} cl_node_name;
+
+/* Parses and normalises a node name ("node1@10.0.0.1" -> "node1@10.0.0.1:4370";
+ * IPv6 hosts in brackets: "n@[::1]:4371"). Short name: [A-Za-z0-9_.-]{1,63}.
+ * Returns 0, or CL_EINVAL with a message in err saying what is wrong. */
+int cl_node_name_parse(const char *s, cl_node_name *out, char *err, size_t errlen);
+
+/* ---- configuration ---- */
+
+typedef struct cl_transport cl_transport;
+
+typedef struct {
+  const char *self_name;     /* full "node1@127.0.0.1:4371"; host:port is where we listen */
+  const char *node_id;       /* 32 hex chars, persisted by the glue */
+  const char *cluster;       /* cluster name: part of the handshake */
+  const uint8_t *cookie;     /* never logged, never on the wire */
+  size_t cookie_len;
+  const char *roles;         /* comma list, carried in the handshake so peers know it */
+  int encrypt;               /* default 1: AEAD after the handshake; 0: authenticated only.
+                                Both sides must agree, else the handshake is refused. */
+  uint32_t max_frame;        /* default 16 MiB: largest message; checked before allocating */
+  uint32_t heartbeat_ms;     /* default 100 */
+  uint32_t timeout_ms;       /* default 450: silent this long => down "timeout" */
+  uint32_t handshake_timeout_ms; /* default 2000 */
+  uint32_t send_queue_max;   /* default 64 MiB: per-peer bound in bytes; beyond => CL_ENOBUFS */
+  uint32_t backoff_min_ms;   /* default 50: first re-dial delay; doubles, with jitter */
+  uint32_t backoff_max_ms;   /* default 5000 */
+  int mesh;                  /* default 1: learn peers' peers and connect to them */
+  uint64_t incarnation;      /* default 0 = chosen at start (wall-clock µs): a restarted
+                                node must present a larger one to replace its old link */
+  const char *log_subsys;    /* the bracket in log lines, e.g. the topology name;
+                                default "transport" */
+} cl_transport_config;
+
+void cl_transport_config_defaults(cl_transport_config *);
+
+/* ---- callbacks ---- */
+
+typedef struct {
+  const char *name;      /* full node name */
+  const char *node_id;
+  const char *address;   /* "host:port" of the live connection (or the named one) */
+  const char *roles;
+  uint64_t incarnation;
+  uint32_t rtt_us;       /* smoothed heartbeat round trip; 0 until measured */
+  uint64_t since_ms;     /* uv_now() when it came up (or went down, if !connected) */
+  uint64_t last_heartbeat_ms; /* uv_now() of the last frame received from it */
+  int connected;
+  int wanted;            /* cl_transport_want()ed (or learned through mesh) */
+} cl_peer_info;
+
+typedef struct {
+  void (*peer_up)(void *ud, const cl_peer_info *p);
+  void (*peer_down)(void *ud, const char *name, const char *reason); /* "closed" | "timeout" | "left" */
+  void (*message)(void *ud, const char *from, uint8_t channel, const uint8_t *data, size_t len);
+  void *ud;
+} cl_transport_callbacks;
+
+/* Starts listening on self_name's host:port (port 0 is refused: peers must be able to
+ * dial the name). Returns NULL with a message in err (bind failure, bad name, no
+ * cookie, ...). */
+cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *,
+                               const cl_transport_callbacks *, char *err, size_t errlen);
+
+/* Keep connected to name: dial now, re-dial with exponential backoff + jitter while
+ * down. Idempotent. A short name is accepted when it matches exactly one known peer. */
+int cl_transport_want(cl_transport *, const char *name);
+/* Stop re-dialling name and disconnect it (the peer sees "closed"; we report "closed"). */
+int cl_transport_unwant(cl_transport *, const char *name);
+
+/* channel >= 1 (0 is the transport's own); never blocks; copies data; per-pair FIFO.
+ * Returns 0, CL_ENOTCONN, CL_ENOBUFS, CL_E2BIG, CL_EINVAL.
+ * 0 means queued on a live authenticated connection, not delivered. */
+int cl_transport_send(cl_transport *, const char *to, uint8_t channel, const void *data, size_t len);
+
+/* Tell every peer we leave (they report "left" at once), flush, stop re-dialling.
+ * Connections then close; follow with cl_transport_close. */
+void cl_transport_leave(cl_transport *);
+/* Closes everything; done(ud) runs once every handle's close callback has run, after
+ * which the transport is freed. No callbacks into the user after this call. */
+void cl_transport_close(cl_transport *, void (*done)(void *ud), void *ud);
+
+/* Every known peer (wanted, learned, or ever connected), connected or not. */
+void cl_transport_foreach(cl_transport *, void (*fn)(void *ud, const cl_peer_info *), void *ud);
+size_t cl_transport_connected_count(const cl_transport *);
+/* Normalised own name, and the incarnation we present. */
+const char *cl_transport_self(const cl_transport *);
+uint64_t cl_transport_incarnation(const cl_transport *);
+/* Bytes queued but not yet written to name's socket (0 if unknown): lets the glue
+ * wait for room after CL_ENOBUFS. */
+size_t cl_transport_queued(const cl_transport *, const char *name);
+
+/* Test-only fault layer, refused (CL_EPERM) unless env CLUSTERLUA_FAULTS=1.
+ * spec: "drop=0.3" (drop that fraction of outgoing messages), "delay=50" (ms, outgoing),
+ * "blackhole" (silently discard both ways, heartbeats too, so timeouts fire),
+ * "oneway_in" (discard what we receive from peer), "oneway_out" (discard what we send),
+ * "clear". Several may be combined with commas. peer "*" = every peer. */
+int cl_transport_fault(cl_transport *, const char *peer, const char *spec, char *err, size_t errlen);
+
+typedef struct {
+  uint64_t frames_in, frames_out, bytes_in, bytes_out;
+  uint64_t handshake_fail_cookie, handshake_fail_cluster, handshake_fail_version,
+      handshake_fail_timeout, handshake_fail_garbage, handshake_fail_encrypt,
+      handshake_fail_name;
+  uint64_t frames_refused_oversize, frames_refused_garbage;
+  uint64_t records_sealed; /* AEAD records (each may carry many frames) */
+  uint64_t writes;         /* write syscalls issued */
+  uint64_t connects_ok, connects_failed;
+} cl_transport_stats;
+void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
+
+/* 32-byte key for another use of the cookie (e.g. "gossip"), derived with
+ * HMAC-SHA256 under a fixed domain label; the cookie itself is never used as a key. */
+void cl_transport_derive_key(const uint8_t *cookie, size_t cookie_len, const char *purpose,
+                             uint8_t out[32]);
+
+#endif
