@@ -1,0 +1,87 @@
+/* The admin HTTP endpoint's server core. It runs on the control loop so that the
+ * read-only answers keep coming while Lua is busy; routes are registered by the node
+ * glue. Every function here must be called on the thread that runs `loop`.
+ *
+ * Every request is hostile: bodies, header sections, request time, connection count
+ * and buffered output are all bounded, and every error is JSON {"error": "..."}. */
+#ifndef CL_ADMIN_H
+#define CL_ADMIN_H
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct cl_admin cl_admin;
+
+typedef struct cl_admin_req {
+  const char *method; /* "GET", "POST", ... */
+  const char *path;   /* percent-decoded, without the query */
+  const char *query;  /* raw query string (not decoded) or "" */
+  const char *body;   /* NUL-terminated for convenience; body_len excludes the NUL */
+  size_t body_len;
+  /* Private: a request handle (generation id, not a pointer) for cl_admin_reply*.
+   * Keep it to answer later; a stale handle (client gone, deadline passed, already
+   * answered) is ignored safely. */
+  void *priv;
+} cl_admin_req;
+
+/* The req struct and its strings are valid only during the handler call: copy what an
+ * asynchronous answer needs. A handler either answers now or keeps req->priv and
+ * answers later; if nobody answers within the handler deadline the server answers
+ * 503 {"error": "..."} itself. */
+typedef void (*cl_admin_handler)(cl_admin *a, cl_admin_req *req, void *ud);
+
+typedef struct cl_admin_limits {
+  size_t max_body;              /* 1 MiB; larger -> 413 without buffering */
+  size_t max_header;            /* 16 KiB for request line + headers; larger -> 431 */
+  unsigned max_conns;           /* 64 concurrent; beyond it a connection is closed at once */
+  uint64_t request_timeout_ms;  /* 10 s from a request's first byte to its end -> 408 */
+  uint64_t idle_timeout_ms;     /* 30 s keep-alive idle -> closed */
+  uint64_t handler_timeout_ms;  /* 10 s for a handler to answer -> 503 */
+  uint64_t write_timeout_ms;    /* 10 s for a client to take a response -> closed */
+  size_t max_output;            /* 64 MiB: a larger response -> 500 */
+} cl_admin_limits;
+
+/* host_port: "127.0.0.1:9200", "[::1]:9200", "localhost:9200", "0.0.0.0:9200" (port 0
+ * picks a free one, see cl_admin_port). Anything but loopback requires a token; with a
+ * token every request needs "Authorization: Bearer <token>". token NULL or "" = none.
+ * The token is copied. Returns NULL with a message in err on failure. */
+cl_admin *cl_admin_start(uv_loop_t *loop, const char *host_port, const char *token, char *err,
+                         size_t errlen);
+/* Zero fields keep their current value. Applies to requests that start afterwards. */
+void cl_admin_set_limits(cl_admin *a, const cl_admin_limits *lim);
+/* The bound TCP port (useful with port 0), or -1. */
+int cl_admin_port(const cl_admin *a);
+
+/* Exact path match; method such as "GET". Registering the same method+path again
+ * replaces the handler. A known path with another method answers 405 with Allow.
+ * Returns 0, or -1 (bad arguments, out of memory). */
+int cl_admin_route(cl_admin *a, const char *method, const char *path, cl_admin_handler h, void *ud);
+
+/* Answer a request. content_type NULL = "application/json". body is copied. */
+void cl_admin_reply(cl_admin *a, void *priv, int status, const char *content_type, const char *body,
+                    size_t len);
+/* obj is stolen (decref'd here, also when the handle is stale). NULL obj -> 500.
+ * "?pretty" in the request's query indents the output. */
+void cl_admin_reply_json(cl_admin *a, void *priv, int status, json_t *obj);
+/* {"error": "<formatted message>"} */
+void cl_admin_reply_error(cl_admin *a, void *priv, int status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Moves a pending request's deadline to now + ms (for calls that legitimately wait
+ * longer, e.g. until a commit). Ignored for a stale handle. */
+void cl_admin_extend_deadline(cl_admin *a, void *priv, uint64_t ms);
+/* 1 if the handle still refers to a request waiting for its answer. */
+int cl_admin_pending(cl_admin *a, void *priv);
+
+/* Value of a query parameter, percent-decoded ('+' is a space) into buf. "" when the
+ * parameter has no '='. NULL when absent, malformed (bad escape, NUL byte) or longer
+ * than buflen-1. */
+const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char *buf,
+                                 size_t buflen);
+
+/* Stops listening, closes every connection and frees the server once all handles are
+ * closed; then calls done(ud) (done may be NULL). No cl_admin_* call is allowed on a
+ * after this, including late replies. */
+void cl_admin_close(cl_admin *a, void (*done)(void *), void *ud);
+
+#endif
