@@ -8,7 +8,18 @@
 #include "control.h"
 #include "log.h"
 #include "lua_host.h"
+#include "options.h"
 #include "version.h"
+
+/* hooks aborted for running past their budget: counted here so the control loop can
+ * report it in health and metrics without asking Lua */
+_Atomic uint64_t cl_hook_aborts;
+
+static int l_count_hook_abort(lua_State *L) {
+  (void)L;
+  atomic_fetch_add(&cl_hook_aborts, 1);
+  return 0;
+}
 
 static int l_now(lua_State *L) {
   lua_pushnumber(L, (lua_Number)uv_hrtime() / 1e6);
@@ -71,6 +82,29 @@ static int l_probe_stats(lua_State *L) {
   return 1;
 }
 
+static void opt(lua_State *L, const char *k, const char *v) {
+  if (!v) return;
+  lua_pushstring(L, v);
+  lua_setfield(L, -2, k);
+}
+
+/* the command-line options, as given (node_main.lua validates them) */
+static int l_options(lua_State *L) {
+  lua_newtable(L);
+  opt(L, "name", cl_opts.name);
+  opt(L, "cookie", cl_opts.cookie);
+  opt(L, "cookie_file", cl_opts.cookie_file);
+  opt(L, "data", cl_opts.data);
+  opt(L, "admin", cl_opts.admin);
+  opt(L, "admin_token_file", cl_opts.admin_token_file);
+  opt(L, "roles", cl_opts.roles);
+  opt(L, "initial_master_nodes", cl_opts.initial_master_nodes);
+  opt(L, "log_format", cl_opts.log_format);
+  opt(L, "log_level", cl_opts.log_level);
+  opt(L, "exe", cl_opts.exe);
+  return 1;
+}
+
 int luaopen_clusterlua_core(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"now", l_now},
@@ -81,6 +115,8 @@ int luaopen_clusterlua_core(lua_State *L) {
       {"probe_start", l_probe_start},
       {"probe_stop", l_probe_stop},
       {"probe_stats", l_probe_stats},
+      {"options", l_options},
+      {"count_hook_abort", l_count_hook_abort},
       {NULL, NULL},
   };
   lua_newtable(L);

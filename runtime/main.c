@@ -18,6 +18,7 @@
 cl_options cl_opts;
 
 extern const cl_control_hooks cl_node_hooks; /* node.c */
+void cl_lua_node_events(cl_msg *list, void *ud); /* lua_node.c */
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -147,6 +148,7 @@ static int run(int argc, char **argv, int script, int mode) {
   }
   static cl_control control;
   cl_control_hooks hooks = cl_node_hooks;
+  hooks.event = cl_lua_node_events;
   hooks.ud = L;
   int r = cl_control_start(&control, &loop, &hooks, 65536, 65536);
   if (r) {

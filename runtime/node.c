@@ -1,18 +1,312 @@
 /* The node on the control loop: routes commands from Lua to the transport and the
  * election, and their events back. A plain script starts none of it. */
-#include <stdlib.h>
+#include "node.h"
 
-#include "control.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "node_internal.h"
+
+cl_node cl_the_node;
+#define g_node cl_the_node
+
+cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name) {
+  for (int i = 0; i < n->n_peers; i++)
+    if (strcmp(n->peers[i].name, name) == 0) return &n->peers[i];
+  return NULL;
+}
+
+cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id) {
+  /* a restarted node keeps its id but the newest entry for it is the live one */
+  for (int i = 0; i < n->n_peers; i++)
+    if (n->peers[i].up && strcmp(n->peers[i].id, id) == 0) return &n->peers[i];
+  for (int i = 0; i < n->n_peers; i++)
+    if (strcmp(n->peers[i].id, id) == 0) return &n->peers[i];
+  return NULL;
+}
+
+static cl_node_peer *peer_add(cl_node *n, const char *name) {
+  cl_node_peer *p = cl_node_peer_by_name(n, name);
+  if (p) return p;
+  if (n->n_peers >= CL_PEERS_MAX) return NULL;
+  p = &n->peers[n->n_peers++];
+  memset(p, 0, sizeof *p);
+  snprintf(p->name, sizeof p->name, "%s", name);
+  return p;
+}
+
+void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
+                  int64_t num, int mode) {
+  cl_msg *m = cl_msg_new(type, name, body, len);
+  if (!m) return;
+  m->id = id;
+  m->num = num;
+  if (cl_control_emit(n->c, m, mode) != 0) {
+    free(m);
+    n->msgs_dropped++;
+  }
+}
+
+/* ---- per-peer send accounting, shared by both threads ---- */
+
+typedef struct peerq_entry {
+  struct peerq_entry *next;
+  cl_peerq q;
+  char name[];
+} peerq_entry;
+
+static uv_mutex_t peerq_mu;
+static uv_once_t peerq_once = UV_ONCE_INIT;
+static peerq_entry *peerq_head;
+
+static void peerq_init(void) { uv_mutex_init(&peerq_mu); }
+
+cl_peerq *cl_node_peerq(const char *name) {
+  uv_once(&peerq_once, peerq_init);
+  uv_mutex_lock(&peerq_mu);
+  peerq_entry *e = peerq_head;
+  for (; e; e = e->next)
+    if (strcmp(e->name, name) == 0) break;
+  if (!e) {
+    size_t n = strlen(name);
+    e = calloc(1, sizeof *e + n + 1);
+    if (e) {
+      memcpy(e->name, name, n + 1);
+      e->next = peerq_head;
+      peerq_head = e;
+    }
+  }
+  uv_mutex_unlock(&peerq_mu);
+  return e ? &e->q : NULL;
+}
+
+static void peerq_free_all(void) {
+  peerq_entry *e = peerq_head;
+  while (e) {
+    peerq_entry *n = e->next;
+    free(e);
+    e = n;
+  }
+  peerq_head = NULL;
+}
+
+void cl_node_config_free(cl_node_config *c) {
+  if (!c) return;
+  char **strs[] = {&c->name, &c->id, &c->cluster, &c->roles, &c->data, &c->admin, &c->admin_token,
+                   &c->log_subsys, &c->initial_master_nodes};
+  for (size_t i = 0; i < sizeof strs / sizeof *strs; i++) free(*strs[i]);
+  if (c->cookie) {
+    memset(c->cookie, 0, c->cookie_len);
+    free(c->cookie);
+  }
+  free(c);
+}
+
+/* ---- transport callbacks (control loop) ---- */
+
+static void on_peer_up(void *ud, const cl_peer_info *p) {
+  cl_node *n = ud;
+  cl_node_peer *pp = peer_add(n, p->name);
+  if (pp) {
+    pp->up = 1;
+    snprintf(pp->id, sizeof pp->id, "%s", p->node_id ? p->node_id : "");
+  }
+  if (p->rtt_us && n->rtt_us.counts) cl_histogram_observe(&n->rtt_us, p->rtt_us);
+  cl_evt_up up;
+  memset(&up, 0, sizeof up);
+  up.rtt_us = p->rtt_us;
+  up.incarnation = p->incarnation;
+  snprintf(up.id, sizeof up.id, "%s", p->node_id ? p->node_id : "");
+  snprintf(up.address, sizeof up.address, "%s", p->address ? p->address : "");
+  snprintf(up.roles, sizeof up.roles, "%s", p->roles ? p->roles : "");
+  cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, p->name, &up, sizeof up);
+  if (m && cl_control_emit(n->c, m, CL_Q_COALESCE) != 0) free(m);
+  cl_node_election_peer_up(n, p);
+}
+
+static void on_peer_down(void *ud, const char *name, const char *reason) {
+  cl_node *n = ud;
+  cl_msg *m = cl_msg_new(CL_EVT_NODE_DOWN, name, reason, strlen(reason));
+  /* a node_down is never dropped */
+  if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
+  cl_node_election_peer_down(n, name);
+  cl_node_peer *p = cl_node_peer_by_name(n, name);
+  if (p) p->up = 0;
+}
+
+static void on_message(void *ud, const char *from, uint8_t channel, const uint8_t *data, size_t len) {
+  cl_node *n = ud;
+  if (channel == CL_CH_LUA)
+    cl_node_emit(n, CL_EVT_NODE_MSG, from, data, len, 0, 0, CL_Q_NORMAL);
+  else if (channel == CL_CH_ELECTION)
+    cl_node_election_message(n, from, data, len);
+}
+
+/* ---- signals: tell peers we leave, then ask Lua to exit ---- */
+
+static void on_signal(uv_signal_t *s, int signum) {
+  cl_node *n = s->data;
+  if (n->leaving) return;
+  n->leaving = 1;
+  cl_log(CL_LOG_INFO, "node", NULL, "%s received: leaving the cluster", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (n->t) cl_transport_leave(n->t);
+  cl_msg *m = cl_msg_new(CL_EVT_NODE_SHUTDOWN, NULL, NULL, 0);
+  if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
+}
+
+static void on_drain(uv_timer_t *t) {
+  cl_node *n = t->data;
+  uint32_t limit = n->cfg && n->cfg->send_queue_max ? n->cfg->send_queue_max : (64u << 20);
+  uv_mutex_lock(&peerq_mu);
+  for (peerq_entry *e = peerq_head; e; e = e->next)
+    if (atomic_load(&e->q.full) && cl_transport_queued(n->t, e->name) < limit / 2) atomic_store(&e->q.full, 0);
+  uv_mutex_unlock(&peerq_mu);
+}
+
+static void node_teardown(cl_node *n) {
+  if (!n->running) return;
+  cl_node_admin_stop(n);
+  cl_node_election_stop(n);
+  uv_close((uv_handle_t *)&n->sigterm, NULL);
+  uv_close((uv_handle_t *)&n->sigint, NULL);
+  uv_close((uv_handle_t *)&n->drain_timer, NULL);
+  cl_transport_close(n->t, NULL, NULL);
+  n->t = NULL;
+  n->running = 0;
+}
+
+static void node_start(cl_node *n, cl_node_config *cfg) {
+  cl_transport_config tc;
+  cl_transport_config_defaults(&tc);
+  tc.self_name = cfg->name;
+  tc.node_id = cfg->id;
+  tc.cluster = cfg->cluster;
+  tc.cookie = cfg->cookie;
+  tc.cookie_len = cfg->cookie_len;
+  tc.roles = cfg->roles;
+  tc.encrypt = cfg->encrypt;
+  tc.mesh = cfg->mesh;
+  if (cfg->max_frame) tc.max_frame = cfg->max_frame;
+  if (cfg->heartbeat_ms) tc.heartbeat_ms = cfg->heartbeat_ms;
+  if (cfg->timeout_ms) tc.timeout_ms = cfg->timeout_ms;
+  if (cfg->send_queue_max) tc.send_queue_max = cfg->send_queue_max;
+  tc.log_subsys = cfg->log_subsys;
+  cl_transport_callbacks cb = {.peer_up = on_peer_up, .peer_down = on_peer_down, .message = on_message, .ud = n};
+  n->t = cl_transport_new(&n->c->loop, &tc, &cb, cfg->err, sizeof cfg->err);
+  if (!n->t) {
+    cfg->rc = -1;
+    return;
+  }
+  n->cfg = cfg;
+  uv_signal_init(&n->c->loop, &n->sigterm);
+  uv_signal_init(&n->c->loop, &n->sigint);
+  n->sigterm.data = n->sigint.data = n;
+  uv_signal_start(&n->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&n->sigint, on_signal, SIGINT);
+  uv_timer_init(&n->c->loop, &n->drain_timer);
+  n->drain_timer.data = n;
+  uv_timer_start(&n->drain_timer, on_drain, 50, 50);
+  n->running = 1;
+  if (cl_node_election_start(n, cfg->err, sizeof cfg->err) != 0 ||
+      (cfg->admin && cl_node_admin_start(n, cfg->err, sizeof cfg->err) != 0)) {
+    node_teardown(n);
+    cfg->rc = -1;
+    return;
+  }
+  cl_log(CL_LOG_INFO, "node", NULL, "%s started (cluster %s, roles %s)", cfg->name, cfg->cluster,
+         cfg->roles && *cfg->roles ? cfg->roles : "none");
+  cfg->rc = 0;
+}
 
 static void node_command(cl_control *c, cl_msg *m, void *ud) {
+  (void)ud;
+  cl_node *n = &g_node;
+  n->c = c;
+  switch (m->type) {
+  case CL_CMD_NODE_START: {
+    cl_node_config *cfg = (cl_node_config *)(uintptr_t)m->id;
+    if (n->running) {
+      cfg->rc = -1;
+      snprintf(cfg->err, sizeof cfg->err, "EALREADY: this process is already a node");
+    } else {
+      node_start(n, cfg);
+      if (cfg->rc != 0) n->cfg = NULL; /* the Lua side frees it */
+    }
+    uv_sem_post(&cfg->done);
+    break;
+  }
+  case CL_CMD_NODE_WANT:
+    if (n->t) cl_transport_want(n->t, cl_msg_name(m));
+    break;
+  case CL_CMD_NODE_UNWANT:
+    if (n->t) cl_transport_unwant(n->t, cl_msg_name(m));
+    break;
+  case CL_CMD_NODE_SEND: {
+    cl_peerq *q = (cl_peerq *)(uintptr_t)m->id;
+    if (n->t) {
+      int r = cl_transport_send(n->t, cl_msg_name(m), CL_CH_LUA, cl_msg_body(m), m->body_len);
+      if (r == CL_ENOBUFS && q) atomic_store(&q->full, 1);
+    }
+    if (q) atomic_fetch_sub(&q->pending, (int64_t)m->body_len);
+    break;
+  }
+  case CL_CMD_NODE_LEAVE:
+    if (n->t) cl_transport_leave(n->t);
+    break;
+  case CL_CMD_NODE_FAULT: {
+    char err[256] = "";
+    if (n->t && cl_transport_fault(n->t, cl_msg_name(m), (const char *)cl_msg_body(m), err, sizeof err) != 0)
+      cl_log(CL_LOG_WARN, "node", NULL, "fault refused: %s", err);
+    break;
+  }
+  case CL_CMD_NODE_EL_UPDATE: {
+    cl_el_input in = {.kind = CL_EL_IN_REQUEST_UPDATE, .req_id = m->id, .base_version = (uint64_t)m->num,
+                      .data = cl_msg_body(m), .len = m->body_len};
+    cl_node_election_input(n, &in);
+    break;
+  }
+  case CL_CMD_NODE_EL_EXCLUDE: {
+    const char *names[CL_EL_MAX_EXCL];
+    size_t nn = 0;
+    char *buf = (char *)cl_msg_body_mut(m);
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && nn < CL_EL_MAX_EXCL; tok = strtok_r(NULL, ",", &save))
+      names[nn++] = tok;
+    cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = m->id, .names = names, .n_names = nn};
+    cl_node_election_input(n, &in);
+    break;
+  }
+  case CL_CMD_NODE_EL_CLEAR: {
+    cl_el_input in = {.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS, .req_id = m->id, .flag = (int)m->num};
+    cl_node_election_input(n, &in);
+    break;
+  }
+  case CL_CMD_NODE_LUA_PONG:
+    cl_node_lua_pong(n, (uint64_t)m->num);
+    break;
+  case CL_CMD_NODE_RELOAD_DONE:
+    cl_node_admin_reload_done(n, m->id, (int)m->num, (const char *)cl_msg_body(m));
+    break;
+  default:
+    break;
+  }
+  free(m);
+}
+
+static void node_stop(cl_control *c, void *ud) {
   (void)c;
   (void)ud;
-  free(m);
+  cl_node *n = &g_node;
+  node_teardown(n);
+  cl_node_config_free(n->cfg);
+  n->cfg = NULL;
+  peerq_free_all();
 }
 
 const cl_control_hooks cl_node_hooks = {
     .start = NULL,
-    .stop = NULL,
+    .stop = node_stop,
     .command = node_command,
-    .event = NULL,
+    .event = NULL, /* set by main.c: the Lua side's dispatcher */
 };

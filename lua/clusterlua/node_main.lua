@@ -1,0 +1,55 @@
+-- `clusterlua --name NAME@HOST[:PORT] ... topology.lua`: turn the command line and the
+-- topology file into a running node. Every mistake ends the process with a message that
+-- names what was wrong, before anything starts.
+local core = require "clusterlua.core"
+local names = require "clusterlua.names"
+
+local function die(msg)
+  io.stderr:write("clusterlua: ", msg, "\n")
+  io.stderr:flush()
+  return 2
+end
+
+local function read_cookie(opts)
+  if opts.cookie and opts.cookie ~= "" then return opts.cookie end
+  if opts.cookie_file then
+    local uv = require "uv"
+    local st, err = uv.fs_stat(opts.cookie_file)
+    if not st then return nil, "--cookie-file: " .. tostring(err) end
+    if st.mode % 64 ~= 0 then -- any group or world bit (0077)
+      return nil, ("--cookie-file: %s is readable by group or others (mode %o); chmod 600 it"):format(
+        opts.cookie_file, st.mode % 512)
+    end
+    local f, ferr = io.open(opts.cookie_file, "rb")
+    if not f then return nil, "--cookie-file: " .. tostring(ferr) end
+    local c = f:read "*a"
+    f:close()
+    c = c:gsub("%s+$", "")
+    if c == "" then return nil, "--cookie-file: " .. opts.cookie_file .. " is empty" end
+    return c
+  end
+  local env = os.getenv "CLUSTERLUA_COOKIE"
+  if env and env ~= "" then return env end
+  return nil, "no cookie: give --cookie, --cookie-file or CLUSTERLUA_COOKIE"
+end
+
+return function(file)
+  local opts = core.options()
+  local me, err = names.parse(opts.name)
+  if not me then return die("--name: " .. err:gsub("^EINVAL: ", "")) end
+  local cookie, cerr = read_cookie(opts)
+  if not cookie then return die(cerr) end
+  local cl = require "clusterlua"
+  local ok, serr = cl.start {
+    file = file,
+    name = me.full,
+    cookie = cookie,
+    data = opts.data,
+    admin = opts.admin,
+    admin_token_file = opts.admin_token_file,
+    roles = opts.roles,
+    initial_master_nodes = opts.initial_master_nodes,
+  }
+  if not ok then return die(serr:gsub("^E%u+: ", "")) end
+  return 0
+end

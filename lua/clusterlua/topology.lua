@@ -1,0 +1,215 @@
+-- Loading and validating topology files. Every mistake is reported before anything
+-- starts, naming the file, the key path and what was expected.
+local names = require "clusterlua.names"
+
+local M = {}
+
+M.builtin_strategies = { static = true, hosts_file = true, gossip = true, dns = true, dns_srv = true }
+
+-- Keys that a running node can change by reloading, and those that need a restart.
+M.live_keys = { topologies = true, hooks = true, nodes = true }
+
+local function fail(file, path, msg)
+  error({ topology_error = ("%s: %s: %s"):format(file, path, msg) }, 0)
+end
+
+local function typed(file, path, v, want, optional)
+  if v == nil and optional then return end
+  if type(v) ~= want then
+    fail(file, path, ("expected a %s, got %s"):format(want, v == nil and "nothing" or type(v)))
+  end
+end
+
+local function check_keys(file, path, t, allowed)
+  for k in pairs(t) do
+    if not allowed[k] then
+      local list = {}
+      for a in pairs(allowed) do list[#list + 1] = a end
+      table.sort(list)
+      fail(file, path .. "." .. tostring(k), "unknown key (expected one of: " .. table.concat(list, ", ") .. ")")
+    end
+  end
+end
+
+local function string_list(file, path, v, optional)
+  if v == nil and optional then return {} end
+  typed(file, path, v, "table")
+  local out = {}
+  for i, s in ipairs(v) do
+    if type(s) ~= "string" then fail(file, ("%s[%d]"):format(path, i), "expected a string, got " .. type(s)) end
+    out[#out + 1] = s
+  end
+  for k in pairs(v) do
+    if type(k) ~= "number" or k < 1 or k > #v or k % 1 ~= 0 then
+      fail(file, path, "expected a list of strings, found key " .. tostring(k))
+    end
+  end
+  return out
+end
+
+local function dir_of(file)
+  return file:match "^(.*)/[^/]*$" or "."
+end
+
+function M.resolve_path(topo_file, p)
+  if p:sub(1, 1) == "/" then return p end
+  return dir_of(topo_file) .. "/" .. p
+end
+
+-- Returns the module table of a strategy named in a topology, or raises a topology error.
+function M.load_strategy(file, path, name)
+  if M.builtin_strategies[name] then
+    local ok, mod = pcall(require, "clusterlua.strategy." .. name)
+    if not ok then fail(file, path, "cannot load built-in strategy " .. name .. ": " .. tostring(mod)) end
+    return mod, "clusterlua.strategy." .. name
+  end
+  if not name:match "%.lua$" then
+    local list = {}
+    for k in pairs(M.builtin_strategies) do list[#list + 1] = k end
+    table.sort(list)
+    fail(file, path, ("unknown strategy %q (expected one of %s, or a path to a .lua file)"):format(
+      name, table.concat(list, ", ")))
+  end
+  local full = M.resolve_path(file, name)
+  local chunk, err = loadfile(full)
+  if not chunk then fail(file, path, err) end
+  local ok, mod = pcall(chunk)
+  if not ok then fail(file, path, tostring(mod)) end
+  if type(mod) ~= "table" or type(mod.start) ~= "function" then
+    fail(file, path, full .. " must return a table with a start(ctx, config, state) function")
+  end
+  return mod, full
+end
+
+local function validate_topologies(file, t)
+  typed(file, "topologies", t, "table")
+  local out = {}
+  for name, topo in pairs(t) do
+    local path = "topologies." .. tostring(name)
+    if type(name) ~= "string" then fail(file, path, "topology names must be strings") end
+    typed(file, path, topo, "table")
+    check_keys(file, path, topo, { strategy = true, config = true })
+    typed(file, path .. ".strategy", topo.strategy, "string")
+    typed(file, path .. ".config", topo.config, "table", true)
+    local config = topo.config or {}
+    local mod, source = M.load_strategy(file, path .. ".strategy", topo.strategy)
+    if mod.validate then
+      local ok, res, err = pcall(mod.validate, config)
+      if not ok then fail(file, path .. ".config", tostring(res)) end
+      if res == nil or res == false then fail(file, path .. ".config", tostring(err or "invalid")) end
+    end
+    out[name] = { strategy = topo.strategy, config = config, module = mod, source = source }
+  end
+  return out
+end
+
+local function validate_nodes(file, t)
+  if t == nil then return {} end
+  typed(file, "nodes", t, "table")
+  local out = {}
+  for name, n in pairs(t) do
+    local path = "nodes." .. tostring(name)
+    if type(name) ~= "string" then fail(file, path, "node keys must be node names") end
+    typed(file, path, n, "table")
+    check_keys(file, path, n, { roles = true })
+    out[name] = { roles = string_list(file, path .. ".roles", n.roles, true) }
+  end
+  return out
+end
+
+local function validate_election(file, e)
+  if e == nil then return {} end
+  typed(file, "election", e, "table")
+  check_keys(file, "election", e, {
+    initial_master_nodes = true, heartbeat_ms = true, election_delay_ms = true,
+    check_timeout_ms = true, lua_stepdown_ms = true, max_exclusions = true,
+  })
+  local out = { initial_master_nodes = string_list(file, "election.initial_master_nodes", e.initial_master_nodes, true) }
+  local seen = {}
+  for i, n in ipairs(out.initial_master_nodes) do
+    if n:find "@" then
+      local _, err = names.parse(n)
+      if err then fail(file, ("election.initial_master_nodes[%d]"):format(i), err) end
+    end
+    if seen[n] then fail(file, ("election.initial_master_nodes[%d]"):format(i), ("duplicate entry %q"):format(n)) end
+    seen[n] = true
+  end
+  for _, k in ipairs { "heartbeat_ms", "election_delay_ms", "check_timeout_ms", "lua_stepdown_ms", "max_exclusions" } do
+    if e[k] ~= nil then
+      if type(e[k]) ~= "number" or e[k] <= 0 or e[k] % 1 ~= 0 then
+        fail(file, "election." .. k, "expected a positive integer, got " .. tostring(e[k]))
+      end
+      out[k] = e[k]
+    end
+  end
+  return out
+end
+
+local function validate_transport(file, t)
+  if t == nil then return {} end
+  typed(file, "transport", t, "table")
+  check_keys(file, "transport", t, {
+    encrypt = true, max_frame = true, heartbeat_ms = true, timeout_ms = true, mesh = true, send_queue_max = true,
+  })
+  typed(file, "transport.encrypt", t.encrypt, "boolean", true)
+  typed(file, "transport.mesh", t.mesh, "boolean", true)
+  for _, k in ipairs { "max_frame", "heartbeat_ms", "timeout_ms", "send_queue_max" } do
+    if t[k] ~= nil and (type(t[k]) ~= "number" or t[k] <= 0 or t[k] % 1 ~= 0) then
+      fail(file, "transport." .. k, "expected a positive integer, got " .. tostring(t[k]))
+    end
+  end
+  if t.max_frame and (t.max_frame < 1024 or t.max_frame > 1024 * 1024 * 1024) then
+    fail(file, "transport.max_frame", "expected 1024 .. 1073741824 bytes")
+  end
+  return t
+end
+
+-- Validates a topology table. Returns the normalized topology or raises {topology_error=}.
+function M.validate(file, t)
+  if type(t) ~= "table" then fail(file, "(return value)", "expected the file to return a table, got " .. type(t)) end
+  check_keys(file, "(top level)", t, {
+    cluster = true, topologies = true, election = true, nodes = true, hooks = true, transport = true,
+  })
+  typed(file, "cluster", t.cluster, "string", true)
+  if t.cluster and not t.cluster:match "^[%w_%-%.]+$" then
+    fail(file, "cluster", "expected letters, digits, '_', '-' or '.', got " .. ("%q"):format(t.cluster))
+  end
+  if t.hooks ~= nil and type(t.hooks) ~= "string" and type(t.hooks) ~= "table" then
+    fail(file, "hooks", "expected a file name or a table of hooks, got " .. type(t.hooks))
+  end
+  return {
+    file = file,
+    cluster = t.cluster or "clusterlua",
+    topologies = validate_topologies(file, t.topologies or {}),
+    nodes = validate_nodes(file, t.nodes),
+    election = validate_election(file, t.election),
+    transport = validate_transport(file, t.transport),
+    hooks = t.hooks,
+  }
+end
+
+-- Loads and validates a topology file. Returns the topology, or nil, "EINVAL: file:...", "EINVAL".
+function M.load(file)
+  local chunk, err = loadfile(file)
+  if not chunk then return nil, "EINVAL: " .. err, "EINVAL" end
+  local ok, t = pcall(chunk)
+  if not ok then return nil, "EINVAL: " .. tostring(t), "EINVAL" end
+  local ok2, res = pcall(M.validate, file, t)
+  if not ok2 then
+    if type(res) == "table" and res.topology_error then return nil, "EINVAL: " .. res.topology_error, "EINVAL" end
+    return nil, "EINVAL: " .. file .. ": " .. tostring(res), "EINVAL"
+  end
+  return res
+end
+
+-- Validation of an in-memory table (clusterlua.start{...}).
+function M.from_table(t, origin)
+  local ok, res = pcall(M.validate, origin or "(table)", t)
+  if not ok then
+    if type(res) == "table" and res.topology_error then return nil, "EINVAL: " .. res.topology_error, "EINVAL" end
+    return nil, "EINVAL: " .. tostring(res), "EINVAL"
+  end
+  return res
+end
+
+return M

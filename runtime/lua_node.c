@@ -1,0 +1,416 @@
+/* clusterlua.cnode: the Lua side of the node. Commands go to the control loop through
+ * its queue; events come back through the event queue and are dispatched to one Lua
+ * function (lua/clusterlua/node.lua), each under cl_lua_pcall. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "control.h"
+#include "lua_host.h"
+#include "node.h"
+
+static int g_handler = LUA_NOREF;
+static lua_State *g_L;
+
+static char *dupfield(lua_State *L, int idx, const char *k, int required) {
+  lua_getfield(L, idx, k);
+  char *r = NULL;
+  if (lua_type(L, -1) == LUA_TSTRING) {
+    size_t n;
+    const char *s = lua_tolstring(L, -1, &n);
+    r = malloc(n + 1);
+    memcpy(r, s, n + 1);
+  } else if (!lua_isnil(L, -1) || required) {
+    lua_pop(L, 1);
+    luaL_error(L, "bad argument #1 (config.%s): expected a string", k);
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+/* list of strings -> "a,b,c" */
+static char *joinfield(lua_State *L, int idx, const char *k) {
+  lua_getfield(L, idx, k);
+  char *r = NULL;
+  if (lua_istable(L, -1)) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    int n = (int)lua_objlen(L, -1);
+    for (int i = 1; i <= n; i++) {
+      lua_rawgeti(L, -1, i);
+      const char *s = lua_tostring(L, -1);
+      lua_pop(L, 1);
+      if (!s) continue;
+      if (i > 1) luaL_addchar(&b, ',');
+      luaL_addstring(&b, s);
+    }
+    luaL_pushresult(&b);
+    r = strdup(lua_tostring(L, -1));
+    lua_pop(L, 1);
+  } else if (lua_type(L, -1) == LUA_TSTRING) {
+    r = strdup(lua_tostring(L, -1));
+  }
+  lua_pop(L, 1);
+  return r;
+}
+
+static uint32_t uintfield(lua_State *L, int idx, const char *k) {
+  lua_getfield(L, idx, k);
+  lua_Number v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : 0;
+  lua_pop(L, 1);
+  return v > 0 && v < 4294967296.0 ? (uint32_t)v : 0;
+}
+
+static int boolfield(lua_State *L, int idx, const char *k, int dflt) {
+  lua_getfield(L, idx, k);
+  int r = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
+  lua_pop(L, 1);
+  return r;
+}
+
+static cl_control *ctl(lua_State *L) {
+  cl_control *c = cl_control_get();
+  if (!c) luaL_error(L, "the control loop is not running");
+  return c;
+}
+
+static int l_start(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TTABLE);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  cl_control *c = ctl(L);
+  cl_node_config *cfg = calloc(1, sizeof *cfg);
+  cfg->name = dupfield(L, 1, "name", 1);
+  cfg->id = dupfield(L, 1, "id", 1);
+  cfg->cluster = dupfield(L, 1, "cluster", 1);
+  cfg->data = dupfield(L, 1, "data", 1);
+  cfg->admin = dupfield(L, 1, "admin", 0);
+  cfg->admin_token = dupfield(L, 1, "admin_token", 0);
+  cfg->log_subsys = dupfield(L, 1, "log_subsys", 0);
+  cfg->roles = joinfield(L, 1, "roles");
+  cfg->initial_master_nodes = joinfield(L, 1, "initial_master_nodes");
+  lua_getfield(L, 1, "cookie");
+  size_t cl;
+  const char *cookie = lua_tolstring(L, -1, &cl);
+  if (!cookie || cl == 0) {
+    cl_node_config_free(cfg);
+    return luaL_error(L, "bad argument #1 (config.cookie): expected a non-empty string");
+  }
+  cfg->cookie = malloc(cl);
+  memcpy(cfg->cookie, cookie, cl);
+  cfg->cookie_len = cl;
+  lua_pop(L, 1);
+  cfg->encrypt = boolfield(L, 1, "encrypt", 1);
+  cfg->mesh = boolfield(L, 1, "mesh", 1);
+  cfg->max_frame = uintfield(L, 1, "max_frame");
+  cfg->heartbeat_ms = uintfield(L, 1, "heartbeat_ms");
+  cfg->timeout_ms = uintfield(L, 1, "timeout_ms");
+  cfg->send_queue_max = uintfield(L, 1, "send_queue_max");
+  lua_getfield(L, 1, "election");
+  if (lua_istable(L, -1)) {
+    int e = lua_gettop(L);
+    cfg->el_heartbeat_ms = uintfield(L, e, "heartbeat_ms");
+    cfg->el_election_delay_ms = uintfield(L, e, "election_delay_ms");
+    cfg->el_check_timeout_ms = uintfield(L, e, "check_timeout_ms");
+    cfg->el_lua_stepdown_ms = uintfield(L, e, "lua_stepdown_ms");
+    cfg->el_max_exclusions = uintfield(L, e, "max_exclusions");
+  }
+  lua_pop(L, 1);
+  uv_sem_init(&cfg->done, 0);
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_START, NULL, NULL, 0);
+  m->id = (uint64_t)(uintptr_t)cfg;
+  cl_control_send(c, m, CL_Q_FORCE);
+  /* Lua may wait for the control loop (never the other way round) */
+  uv_sem_wait(&cfg->done);
+  uv_sem_destroy(&cfg->done);
+  if (cfg->rc != 0) {
+    lua_pushnil(L);
+    lua_pushstring(L, cfg->err[0] ? cfg->err : "EIO: node start failed");
+    cl_node_config_free(cfg);
+    const char *e = lua_tostring(L, -1);
+    const char *colon = strchr(e, ':');
+    if (colon && e[0] == 'E')
+      lua_pushlstring(L, e, (size_t)(colon - e));
+    else
+      lua_pushstring(L, "EIO");
+    return 3;
+  }
+  lua_pushvalue(L, 2);
+  g_handler = luaL_ref(L, LUA_REGISTRYINDEX);
+  g_L = L;
+  /* a running node keeps the Lua loop alive */
+  uv_ref((uv_handle_t *)&c->evt.async);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int push_cmd(lua_State *L, int type, const char *name, const void *body, size_t len, int mode) {
+  cl_msg *m = cl_msg_new((uint32_t)type, name, body, len);
+  if (!m) return luaL_error(L, "out of memory");
+  if (cl_control_send(ctl(L), m, mode) != 0) {
+    free(m);
+    return -1;
+  }
+  return 0;
+}
+
+static int l_want(lua_State *L) {
+  push_cmd(L, CL_CMD_NODE_WANT, luaL_checkstring(L, 1), NULL, 0, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_unwant(lua_State *L) {
+  push_cmd(L, CL_CMD_NODE_UNWANT, luaL_checkstring(L, 1), NULL, 0, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_leave(lua_State *L) {
+  push_cmd(L, CL_CMD_NODE_LEAVE, NULL, NULL, 0, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_fault(lua_State *L) {
+  const char *peer = luaL_checkstring(L, 1);
+  size_t n;
+  const char *spec = luaL_checklstring(L, 2, &n);
+  push_cmd(L, CL_CMD_NODE_FAULT, peer, spec, n, CL_Q_FORCE);
+  return 0;
+}
+
+static int enobufs(lua_State *L, const char *to) {
+  lua_pushnil(L);
+  lua_pushfstring(L, "ENOBUFS: the send queue to %s is full", to);
+  lua_pushliteral(L, "ENOBUFS");
+  return 3;
+}
+
+static int64_t g_send_queue_max = 64 << 20;
+
+static int l_send(lua_State *L) {
+  const char *to = luaL_checkstring(L, 1);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  /* the per-peer record is cached in an upvalue table: a lookup under a mutex per
+   * message would cost more than the send */
+  lua_pushvalue(L, 1);
+  lua_rawget(L, lua_upvalueindex(1));
+  cl_peerq *q = lua_touserdata(L, -1);
+  lua_pop(L, 1);
+  if (!q) {
+    q = cl_node_peerq(to);
+    if (!q) return luaL_error(L, "out of memory");
+    lua_pushvalue(L, 1);
+    lua_pushlightuserdata(L, q);
+    lua_rawset(L, lua_upvalueindex(1));
+  }
+  if (atomic_load(&q->full) || atomic_load(&q->pending) + (int64_t)len > g_send_queue_max) return enobufs(L, to);
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_SEND, to, data, len);
+  if (!m) return luaL_error(L, "out of memory");
+  m->id = (uint64_t)(uintptr_t)q;
+  atomic_fetch_add(&q->pending, (int64_t)len);
+  if (cl_control_send(ctl(L), m, CL_Q_NORMAL) != 0) {
+    atomic_fetch_sub(&q->pending, (int64_t)len);
+    free(m);
+    return enobufs(L, to);
+  }
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+static int l_set_send_queue_max(lua_State *L) {
+  lua_Integer v = luaL_checkinteger(L, 1);
+  if (v < 1024) return luaL_argerror(L, 1, "must be >= 1024 bytes");
+  g_send_queue_max = v;
+  return 0;
+}
+
+static int l_el_update(lua_State *L) {
+  lua_Number id = luaL_checknumber(L, 1);
+  lua_Number base = luaL_checknumber(L, 2);
+  size_t len;
+  const char *blob = luaL_checklstring(L, 3, &len);
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_EL_UPDATE, NULL, blob, len);
+  m->id = (uint64_t)id;
+  m->num = (int64_t)base;
+  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_el_exclude(lua_State *L) {
+  lua_Number id = luaL_checknumber(L, 1);
+  size_t len;
+  const char *csv = luaL_checklstring(L, 2, &len);
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_EL_EXCLUDE, NULL, csv, len);
+  m->id = (uint64_t)id;
+  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_el_clear(lua_State *L) {
+  lua_Number id = luaL_checknumber(L, 1);
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_EL_CLEAR, NULL, NULL, 0);
+  m->id = (uint64_t)id;
+  m->num = lua_toboolean(L, 2);
+  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_reload_done(lua_State *L) {
+  lua_Number id = luaL_checknumber(L, 1);
+  lua_Integer status = luaL_checkinteger(L, 2);
+  size_t len;
+  const char *json = luaL_checklstring(L, 3, &len);
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_RELOAD_DONE, NULL, json, len);
+  m->id = (uint64_t)id;
+  m->num = status;
+  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_stop(lua_State *L) {
+  cl_control *c = ctl(L);
+  if (g_handler != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, g_handler);
+    g_handler = LUA_NOREF;
+    uv_unref((uv_handle_t *)&c->evt.async);
+  }
+  return 0;
+}
+
+static void push_roles(lua_State *L, const char *roles) {
+  lua_newtable(L);
+  int i = 1;
+  const char *p = roles;
+  while (p && *p) {
+    const char *e = strchr(p, ',');
+    size_t n = e ? (size_t)(e - p) : strlen(p);
+    if (n) {
+      lua_pushlstring(L, p, n);
+      lua_rawseti(L, -2, i++);
+    }
+    p = e ? e + 1 : NULL;
+  }
+}
+
+/* Lua thread: every event the control loop emitted, in order. */
+void cl_lua_node_events(cl_msg *list, void *ud) {
+  (void)ud;
+  lua_State *L = g_L;
+  while (list) {
+    cl_msg *m = list;
+    list = list->next;
+    if (L && g_handler != LUA_NOREF) {
+      int top = lua_gettop(L);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, g_handler);
+      int nargs = 2;
+      switch (m->type) {
+      case CL_EVT_NODE_UP: {
+        const cl_evt_up *up = (const cl_evt_up *)cl_msg_body(m);
+        lua_pushliteral(L, "up");
+        lua_pushstring(L, cl_msg_name(m));
+        lua_createtable(L, 0, 6);
+        lua_pushstring(L, up->id);
+        lua_setfield(L, -2, "id");
+        lua_pushstring(L, up->address);
+        lua_setfield(L, -2, "address");
+        push_roles(L, up->roles);
+        lua_setfield(L, -2, "roles");
+        lua_pushnumber(L, up->rtt_us);
+        lua_setfield(L, -2, "rtt_us");
+        lua_pushnumber(L, (lua_Number)up->incarnation);
+        lua_setfield(L, -2, "incarnation");
+        lua_pushnumber(L, m->coalesced);
+        lua_setfield(L, -2, "coalesced");
+        nargs = 3;
+        break;
+      }
+      case CL_EVT_NODE_DOWN:
+      case CL_EVT_NODE_MSG:
+        lua_pushstring(L, m->type == CL_EVT_NODE_DOWN ? "down" : "msg");
+        lua_pushstring(L, cl_msg_name(m));
+        lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);
+        nargs = 3;
+        break;
+      case CL_EVT_NODE_SHUTDOWN:
+        lua_pushliteral(L, "shutdown");
+        lua_pushnil(L);
+        break;
+      case CL_EVT_NODE_MASTER:
+        lua_pushliteral(L, "master");
+        if (m->name_len)
+          lua_pushstring(L, cl_msg_name(m));
+        else
+          lua_pushnil(L);
+        if (m->body_len)
+          lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);
+        else
+          lua_pushnil(L);
+        lua_pushnumber(L, (lua_Number)m->num);
+        nargs = 4;
+        break;
+      case CL_EVT_NODE_QUORUM:
+        lua_pushliteral(L, "quorum");
+        lua_pushnil(L);
+        lua_pushboolean(L, m->num != 0);
+        nargs = 3;
+        break;
+      case CL_EVT_NODE_COMMITTED:
+        lua_pushliteral(L, "committed");
+        lua_pushnil(L);
+        lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);
+        lua_pushnumber(L, (lua_Number)m->num);
+        nargs = 4;
+        break;
+      case CL_EVT_NODE_DONE:
+        lua_pushliteral(L, "done");
+        lua_pushstring(L, cl_msg_name(m)); /* "" when it succeeded, else the error code */
+        lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);
+        lua_pushnumber(L, (lua_Number)m->id);
+        lua_pushnumber(L, (lua_Number)m->num);
+        nargs = 5;
+        break;
+      case CL_EVT_NODE_RELOAD:
+        lua_pushliteral(L, "reload");
+        lua_pushnil(L);
+        lua_pushnumber(L, (lua_Number)m->id);
+        nargs = 3;
+        break;
+      case CL_EVT_NODE_LUA_PING: {
+        /* answering here is enough: this runs only when the Lua loop gets to it */
+        lua_settop(L, top);
+        cl_msg *pong = cl_msg_new(CL_CMD_NODE_LUA_PONG, NULL, NULL, 0);
+        if (pong) {
+          pong->num = m->num;
+          if (cl_control_send(cl_control_get(), pong, CL_Q_FORCE) != 0) free(pong);
+        }
+        free(m);
+        continue;
+      }
+      default:
+        lua_settop(L, top);
+        free(m);
+        continue;
+      }
+      cl_lua_pcall(L, nargs, 0, "node event");
+      lua_settop(L, top);
+    }
+    free(m);
+  }
+}
+
+int luaopen_clusterlua_cnode(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"start", l_start},   {"want", l_want},   {"unwant", l_unwant},
+      {"leave", l_leave},   {"fault", l_fault}, {"stop", l_stop},
+      {"set_send_queue_max", l_set_send_queue_max},
+      {"el_update", l_el_update}, {"el_exclude", l_el_exclude}, {"el_clear", l_el_clear},
+      {"reload_done", l_reload_done},
+      {NULL, NULL},
+  };
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  lua_newtable(L); /* name -> cl_peerq*, the upvalue of send */
+  lua_pushcclosure(L, l_send, 1);
+  lua_setfield(L, -2, "send");
+  return 1;
+}

@@ -1,0 +1,79 @@
+/* The node on the control loop: owns the transport, the election and the admin
+ * endpoint; Lua reaches it only through commands, and hears from it through events. */
+#ifndef CL_NODE_H
+#define CL_NODE_H
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "control.h"
+
+enum {
+  CL_CMD_NODE_START = CL_CMD_NODE_BASE, /* id = (uintptr_t)cl_node_config*, answered via its semaphore */
+  CL_CMD_NODE_WANT,                     /* name */
+  CL_CMD_NODE_UNWANT,                   /* name */
+  CL_CMD_NODE_SEND,                     /* name, body = bytes, id = (uintptr_t)cl_peerq* */
+  CL_CMD_NODE_LEAVE,
+  CL_CMD_NODE_FAULT,     /* name = peer, body = spec */
+  CL_CMD_NODE_QUERY,     /* id = (uintptr_t)cl_node_query*, answered via its semaphore */
+  CL_CMD_NODE_EL_UPDATE, /* id = request id, num = base version, body = metadata blob */
+  CL_CMD_NODE_EL_EXCLUDE,/* id = request id, body = comma-separated names */
+  CL_CMD_NODE_EL_CLEAR,  /* id = request id, num = wait_for_removal */
+  CL_CMD_NODE_LUA_PONG,  /* num = the ping's sequence number */
+  CL_CMD_NODE_RELOAD_DONE, /* id = admin request id, num = HTTP status, body = JSON answer */
+};
+
+enum {
+  CL_EVT_NODE_UP = CL_EVT_NODE_BASE, /* name, body = cl_evt_up */
+  CL_EVT_NODE_DOWN,                  /* name, body = reason */
+  CL_EVT_NODE_MSG,                   /* name = from, body = bytes */
+  CL_EVT_NODE_SHUTDOWN,              /* SIGTERM/SIGINT: peers were told; Lua should exit */
+  CL_EVT_NODE_MASTER,                /* name = new master or "", body = old master, num = term */
+  CL_EVT_NODE_QUORUM,                /* num = 1 regained, 0 lost */
+  CL_EVT_NODE_COMMITTED,             /* num = version, body = metadata blob */
+  CL_EVT_NODE_DONE,                  /* id = request id, name = code ("" ok), body = message; num = version */
+  CL_EVT_NODE_LUA_PING,              /* num = sequence number: measures Lua lag */
+  CL_EVT_NODE_RELOAD,                /* admin POST /_reload: id = request id */
+};
+
+typedef struct {
+  uint32_t rtt_us;
+  uint64_t incarnation;
+  char id[65];
+  char address[128];
+  char roles[256];
+} cl_evt_up;
+
+/* Per-peer bytes handed to the control loop but not yet to the transport: bounds what a
+ * fast sender can queue for a slow or stopped peer (ENOBUFS). Shared by both threads. */
+typedef struct cl_peerq {
+  _Atomic int64_t pending;
+  _Atomic int full; /* the transport refused for lack of room; cleared when it drains */
+} cl_peerq;
+cl_peerq *cl_node_peerq(const char *name); /* any thread; lives until exit */
+
+typedef struct cl_node_config {
+  char *name, *id, *cluster, *roles, *data, *admin, *admin_token, *log_subsys;
+  char *initial_master_nodes; /* comma-separated */
+  uint8_t *cookie;
+  size_t cookie_len;
+  int encrypt, mesh;
+  uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max;
+  uint32_t el_heartbeat_ms, el_election_delay_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;
+  /* answer */
+  uv_sem_t done;
+  int rc;
+  char err[512];
+} cl_node_config;
+void cl_node_config_free(cl_node_config *c);
+
+typedef struct cl_node_query {
+  const char *what; /* "peers", "health", "state" */
+  char *json;       /* answer, malloc'd, or NULL */
+  uv_sem_t done;
+} cl_node_query;
+
+extern const cl_control_hooks cl_node_hooks;
+
+#endif

@@ -1,0 +1,346 @@
+/* The node's admin routes. Read-only answers are built here on the control loop, so they
+ * keep coming while Lua is busy; only /_reload needs Lua, and answers 503 if Lua does
+ * not reply in time (the server's handler deadline). */
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "admin.h"
+#include "json_filter.h"
+#include "log.h"
+#include "lua_host.h"
+#include "node_internal.h"
+
+extern _Atomic uint64_t cl_hook_aborts; /* lua_core.c */
+
+#define PENDING_MAX 64
+static struct {
+  uint64_t req;
+  void *priv;
+} pending[PENDING_MAX];
+static uint64_t next_req = 1;
+
+static uint64_t wall_ms(void) {
+  struct timeval tv;
+  gettimeofday(&tv, NULL);
+  return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static uint64_t remember(void *priv) {
+  for (int i = 0; i < PENDING_MAX; i++) {
+    if (pending[i].req == 0) {
+      pending[i].req = CL_ADMIN_REQ_BIT | next_req++;
+      pending[i].priv = priv;
+      return pending[i].req;
+    }
+  }
+  return 0;
+}
+
+static void *take(uint64_t req) {
+  for (int i = 0; i < PENDING_MAX; i++) {
+    if (pending[i].req == req) {
+      pending[i].req = 0;
+      return pending[i].priv;
+    }
+  }
+  return NULL;
+}
+
+static const char *name_of_id(cl_node *n, const cl_el_state *st, const char *id) {
+  if (st)
+    for (uint32_t i = 0; i < st->n_nodes; i++)
+      if (strcmp(st->nodes[i].id, id) == 0) return st->nodes[i].name;
+  cl_node_peer *p = cl_node_peer_by_id(n, id);
+  if (p) return p->name;
+  if (strcmp(id, n->cfg->id) == 0) return n->cfg->name;
+  return id;
+}
+
+/* ---- GET /_nodes ---- */
+
+struct nodes_ctx {
+  cl_node *n;
+  json_t *arr;
+  uint64_t now;
+};
+
+static json_t *roles_array(const char *roles) {
+  json_t *a = json_array();
+  const char *p = roles;
+  while (p && *p) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len) json_array_append_new(a, json_stringn(p, len));
+    p = e ? e + 1 : NULL;
+  }
+  return a;
+}
+
+static void node_entry(void *ud, const cl_peer_info *p) {
+  struct nodes_ctx *c = ud;
+  json_t *o = json_object();
+  json_object_set_new(o, "name", json_string(p->name));
+  json_object_set_new(o, "id", p->node_id && *p->node_id ? json_string(p->node_id) : json_null());
+  json_object_set_new(o, "address", json_string(p->address ? p->address : ""));
+  json_object_set_new(o, "roles", roles_array(p->roles));
+  json_object_set_new(o, "connected", json_boolean(p->connected));
+  json_object_set_new(o, "since", p->since_ms ? json_integer((json_int_t)(p->since_ms + c->n->wall_offset_ms)) : json_null());
+  json_object_set_new(o, "last_heartbeat_ms",
+                      p->last_heartbeat_ms ? json_integer((json_int_t)(c->now - p->last_heartbeat_ms)) : json_null());
+  json_object_set_new(o, "rtt_us", json_integer(p->rtt_us));
+  json_array_append_new(c->arr, o);
+}
+
+static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_node *n = ud;
+  struct nodes_ctx c = {.n = n, .arr = json_array(), .now = uv_now(&n->c->loop)};
+  json_t *self = json_object();
+  json_object_set_new(self, "name", json_string(n->cfg->name));
+  json_object_set_new(self, "id", json_string(n->cfg->id));
+  const char *at = strchr(n->cfg->name, '@');
+  json_object_set_new(self, "address", json_string(at ? at + 1 : ""));
+  json_object_set_new(self, "roles", roles_array(n->cfg->roles));
+  json_object_set_new(self, "connected", json_true());
+  json_object_set_new(self, "self", json_true());
+  json_object_set_new(self, "since", json_integer((json_int_t)(n->wall_offset_ms)));
+  json_object_set_new(self, "last_heartbeat_ms", json_integer(0));
+  json_object_set_new(self, "rtt_us", json_integer(0));
+  json_array_append_new(c.arr, self);
+  cl_transport_foreach(n->t, node_entry, &c);
+  json_t *o = json_object();
+  json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
+  json_object_set_new(o, "nodes", c.arr);
+  cl_admin_reply_json(a, req->priv, 200, o);
+}
+
+/* ---- GET /_cluster/health ---- */
+
+static json_t *health_json(cl_node *n) {
+  json_t *o = json_object();
+  const cl_el_state *st = n->el ? cl_el_committed(n->el) : NULL;
+  const char *master = n->el ? cl_el_master_name(n->el) : NULL;
+  json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
+  json_object_set_new(o, "status", json_string(n->el ? cl_el_health_str(cl_el_get_health(n->el)) : "red"));
+  json_object_set_new(o, "master", master ? json_string(master) : json_null());
+  json_object_set_new(o, "term", json_integer(n->el ? (json_int_t)cl_el_term(n->el) : 0));
+  json_object_set_new(o, "version", json_integer(st ? (json_int_t)st->version : 0));
+  json_object_set_new(o, "number_of_nodes", json_integer((json_int_t)cl_transport_connected_count(n->t) + 1));
+  int eligible = (cl_node_roles_flags(n->cfg->roles) & CL_EL_F_MASTER) ? 1 : 0;
+  for (int i = 0; i < n->n_peers; i++) {
+    if (!n->peers[i].up) continue;
+    if (st)
+      for (uint32_t j = 0; j < st->n_nodes; j++)
+        if (strcmp(st->nodes[j].id, n->peers[i].id) == 0 && (st->nodes[j].flags & CL_EL_F_MASTER)) eligible++;
+  }
+  json_object_set_new(o, "number_of_master_eligible_nodes", json_integer(eligible));
+  json_t *vc = json_array();
+  if (st)
+    for (uint32_t i = 0; i < st->committed_config.n; i++)
+      json_array_append_new(vc, json_string(name_of_id(n, st, st->committed_config.ids[i])));
+  json_object_set_new(o, "voting_config", vc);
+  json_object_set_new(o, "quorum", json_integer(n->el ? cl_el_quorum_size(n->el) : 0));
+  uint64_t lag = n->lua_lag_ms;
+  if (n->ping_sent_ms) {
+    uint64_t cur = uv_now(&n->c->loop) - n->ping_sent_ms;
+    if (cur > lag) lag = cur;
+  }
+  json_object_set_new(o, "lua_lag_ms", json_integer((json_int_t)lag));
+  json_object_set_new(o, "hook_aborts", json_integer((json_int_t)atomic_load(&cl_hook_aborts)));
+  return o;
+}
+
+static void h_health(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_admin_reply_json(a, req->priv, 200, health_json(ud));
+}
+
+/* ---- GET /_cluster/state ---- */
+
+static void h_state(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_node *n = ud;
+  const cl_el_state *st = n->el ? cl_el_committed(n->el) : NULL;
+  if (!st) {
+    cl_admin_reply_error(a, req->priv, 503, "no committed cluster state yet");
+    return;
+  }
+  json_t *doc = cl_node_state_json(n, st);
+  char fp[2048];
+  const char *filter = cl_admin_query_param(req, "filter_path", fp, sizeof fp);
+  if (filter && *filter) {
+    json_t *f = cl_json_filter_path(doc, filter);
+    json_decref(doc);
+    doc = f;
+  }
+  cl_admin_reply_json(a, req->priv, 200, doc);
+}
+
+/* ---- voting configuration exclusions ---- */
+
+static int status_for(const char *code) {
+  if (!code || !*code || strcmp(code, "OK") == 0) return 200;
+  if (strcmp(code, "EINVAL") == 0 || strcmp(code, "ENOENT") == 0 || strcmp(code, "ELIMIT") == 0) return 400;
+  if (strcmp(code, "ETIMEDOUT") == 0) return 504;
+  return 503;
+}
+
+void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version) {
+  void *priv = take(req);
+  if (!priv || !n->admin) return;
+  int status = status_for(code);
+  if (status == 200) {
+    json_t *o = json_object();
+    json_object_set_new(o, "acknowledged", json_true());
+    json_object_set_new(o, "version", json_integer((json_int_t)version));
+    cl_admin_reply_json(n->admin, priv, 200, o);
+  } else {
+    cl_admin_reply_error(n->admin, priv, status, "%s: %s", code, msg);
+  }
+}
+
+static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_node *n = ud;
+  char names[1024];
+  const char *v = cl_admin_query_param(req, "node_names", names, sizeof names);
+  if (!v || !*v) {
+    cl_admin_reply_error(a, req->priv, 400, "node_names is required: ?node_names=node1,node2");
+    return;
+  }
+  const char *list[CL_EL_MAX_EXCL];
+  size_t nn = 0;
+  for (char *save = NULL, *tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+    if (nn == CL_EL_MAX_EXCL) {
+      cl_admin_reply_error(a, req->priv, 400, "too many node_names (at most %d)", CL_EL_MAX_EXCL);
+      return;
+    }
+    list[nn++] = tok;
+  }
+  uint64_t id = remember(req->priv);
+  if (!id) {
+    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
+    return;
+  }
+  cl_admin_extend_deadline(a, req->priv, 15000);
+  cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = id, .names = list, .n_names = nn};
+  cl_node_election_input(n, &in);
+}
+
+static void h_clear(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_node *n = ud;
+  char w[16];
+  const char *v = cl_admin_query_param(req, "wait_for_removal", w, sizeof w);
+  int wait = v && (strcmp(v, "true") == 0 || strcmp(v, "") == 0);
+  if (v && !wait && strcmp(v, "false") != 0) {
+    cl_admin_reply_error(a, req->priv, 400, "wait_for_removal: expected true or false, got '%s'", v);
+    return;
+  }
+  uint64_t id = remember(req->priv);
+  if (!id) {
+    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
+    return;
+  }
+  cl_admin_extend_deadline(a, req->priv, 15000);
+  cl_el_input in = {.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS, .req_id = id, .flag = wait};
+  cl_node_election_input(n, &in);
+}
+
+/* ---- POST /_reload: Lua does the work; the server answers 503 if it never replies ---- */
+
+static void h_reload(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_node *n = ud;
+  uint64_t id = remember(req->priv);
+  if (!id) {
+    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
+    return;
+  }
+  cl_node_emit(n, CL_EVT_NODE_RELOAD, NULL, NULL, 0, id, 0, CL_Q_FORCE);
+}
+
+void cl_node_admin_reload_done(cl_node *n, uint64_t req, int status, const char *json) {
+  void *priv = take(req);
+  if (!priv || !n->admin) return;
+  cl_admin_reply(n->admin, priv, status, NULL, json, strlen(json));
+}
+
+/* ---- GET /metrics ---- */
+
+struct metrics_ctx {
+  int up;
+};
+
+static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_node *n = ud;
+  cl_metrics m;
+  cl_metrics_init(&m);
+  cl_transport_stats ts;
+  cl_transport_stats_get(n->t, &ts);
+  const cl_el_state *st = n->el ? cl_el_committed(n->el) : NULL;
+  cl_metrics_gauge(&m, "clusterlua_nodes_up", "Connected nodes, counting this one",
+                   (double)cl_transport_connected_count(n->t) + 1);
+  cl_metrics_gauge(&m, "clusterlua_is_master", "1 if this node is the elected master",
+                   n->el && cl_el_get_mode(n->el) == CL_EL_LEADER ? 1 : 0);
+  cl_metrics_gauge(&m, "clusterlua_has_master", "1 if this node knows an elected master",
+                   n->el && cl_el_master_id(n->el) ? 1 : 0);
+  cl_metrics_gauge(&m, "clusterlua_term", "Current election term", n->el ? (double)cl_el_term(n->el) : 0);
+  cl_metrics_gauge(&m, "clusterlua_state_version", "Version of the last committed cluster state",
+                   st ? (double)st->version : 0);
+  cl_metrics_counter(&m, "clusterlua_master_changes", "Master changes seen by this node", (double)n->elections);
+  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_microseconds", "Heartbeat round trip at connection",
+                       &n->rtt_us);
+  cl_metrics_histogram(&m, "clusterlua_persist_milliseconds", "Time to persist election state (write+fsync)",
+                       &n->persist_ms);
+  cl_metrics_counter(&m, "clusterlua_frames_in", "Frames received", (double)ts.frames_in);
+  cl_metrics_counter(&m, "clusterlua_frames_out", "Frames sent", (double)ts.frames_out);
+  cl_metrics_counter(&m, "clusterlua_bytes_in", "Bytes received", (double)ts.bytes_in);
+  cl_metrics_counter(&m, "clusterlua_bytes_out", "Bytes sent", (double)ts.bytes_out);
+  cl_metrics_family(&m, "clusterlua_handshake_failures", "counter", "Refused handshakes by reason");
+  struct {
+    const char *reason;
+    uint64_t v;
+  } hf[] = {{"cookie", ts.handshake_fail_cookie},   {"cluster", ts.handshake_fail_cluster},
+            {"version", ts.handshake_fail_version}, {"timeout", ts.handshake_fail_timeout},
+            {"garbage", ts.handshake_fail_garbage}, {"encrypt", ts.handshake_fail_encrypt},
+            {"name", ts.handshake_fail_name}};
+  for (size_t i = 0; i < sizeof hf / sizeof *hf; i++) {
+    const char *labels[] = {"reason", hf[i].reason, NULL};
+    cl_metrics_sample(&m, labels, (double)hf[i].v);
+  }
+  cl_metrics_counter(&m, "clusterlua_lua_errors", "Errors raised by Lua callbacks and hooks",
+                     (double)cl_lua_error_count());
+  cl_metrics_counter(&m, "clusterlua_hook_aborts", "Hooks aborted for running past their budget",
+                     (double)atomic_load(&cl_hook_aborts));
+  cl_metrics_counter(&m, "clusterlua_reloads", "Reloads requested through the admin endpoint", (double)n->reloads);
+  cl_metrics_counter(&m, "clusterlua_dropped_events", "Events or messages dropped because Lua fell behind",
+                     (double)(n->msgs_dropped + n->c->evt.dropped));
+  cl_metrics_gauge(&m, "clusterlua_lua_lag_ms", "How long Lua took to answer the last ping", (double)n->lua_lag_ms);
+  size_t len;
+  const char *text = cl_metrics_text(&m, &len);
+  cl_admin_reply(a, req->priv, 200, CL_METRICS_CONTENT_TYPE, text, len);
+  cl_metrics_free(&m);
+}
+
+int cl_node_admin_start(cl_node *n, char *err, size_t errlen) {
+  char aerr[256] = "";
+  n->admin = cl_admin_start(&n->c->loop, n->cfg->admin, n->cfg->admin_token, aerr, sizeof aerr);
+  if (!n->admin) {
+    snprintf(err, errlen, "EINVAL: --admin %s: %s", n->cfg->admin, aerr);
+    return -1;
+  }
+  n->wall_offset_ms = wall_ms() - uv_now(&n->c->loop);
+  cl_admin_route(n->admin, "GET", "/_nodes", h_nodes, n);
+  cl_admin_route(n->admin, "GET", "/_cluster/health", h_health, n);
+  cl_admin_route(n->admin, "GET", "/_cluster/state", h_state, n);
+  cl_admin_route(n->admin, "POST", "/_cluster/voting_config_exclusions", h_exclude, n);
+  cl_admin_route(n->admin, "DELETE", "/_cluster/voting_config_exclusions", h_clear, n);
+  cl_admin_route(n->admin, "POST", "/_reload", h_reload, n);
+  cl_admin_route(n->admin, "GET", "/metrics", h_metrics, n);
+  cl_log(CL_LOG_INFO, "admin", NULL, "admin endpoint on %s", n->cfg->admin);
+  return 0;
+}
+
+void cl_node_admin_stop(cl_node *n) {
+  if (!n->admin) return;
+  cl_admin_close(n->admin, NULL, NULL);
+  n->admin = NULL;
+}

@@ -1,0 +1,479 @@
+/* The election core's glue: feeds it transport events and time, performs its effects in
+ * order (a PERSIST is durable before anything after it happens), and reports to Lua. */
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "node_internal.h"
+
+/* deferred inputs: a transport callback that fires while effects are being performed
+ * waits until the current step is finished, so effects are never interleaved */
+typedef struct deferred {
+  struct deferred *next;
+  int kind; /* 1 up, 2 down, 3 message */
+  cl_el_node_info info;
+  char name[CL_NODE_NAME_MAX + 1], id[CL_EL_ID_MAX + 1], address[128], tags[256];
+  size_t len;
+  uint8_t data[];
+} deferred;
+
+static int in_step;
+static deferred *dq_head, *dq_tail;
+static char *imn_buf;
+static const char *imn_list[CL_EL_MAX_INITIAL + 1];
+
+static const double persist_bounds[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000};
+static const double rtt_bounds[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000, 100000};
+
+uint32_t cl_node_roles_flags(const char *roles) {
+  uint32_t f = 0;
+  const char *p = roles;
+  while (p && *p) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len == 6 && strncmp(p, "master", 6) == 0) f |= CL_EL_F_MASTER;
+    if (len == 11 && strncmp(p, "voting_only", 11) == 0) f |= CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY;
+    p = e ? e + 1 : NULL;
+  }
+  return f;
+}
+
+/* write, fsync, rename, fsync the directory: a reader sees the old file or the new one */
+static int write_atomic(const char *path, const uint8_t *data, size_t len, char *err, size_t errlen) {
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) goto fail;
+  for (size_t off = 0; off < len;) {
+    ssize_t w = write(fd, data + off, len - off);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      close(fd);
+      goto fail;
+    }
+    off += (size_t)w;
+  }
+  if (fsync(fd) != 0) {
+    close(fd);
+    goto fail;
+  }
+  if (close(fd) != 0) goto fail;
+  if (rename(tmp, path) != 0) goto fail;
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s", path);
+  char *slash = strrchr(dir, '/');
+  if (slash)
+    *slash = 0;
+  else
+    snprintf(dir, sizeof dir, ".");
+  int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) goto fail;
+  int r = fsync(dfd);
+  close(dfd);
+  if (r != 0) goto fail;
+  return 0;
+fail:
+  snprintf(err, errlen, "%s: %s", path, strerror(errno));
+  return -1;
+}
+
+static void persist(cl_node *n, const uint8_t *data, size_t len) {
+  char err[512];
+  uint64_t t0 = uv_hrtime();
+  if (write_atomic(n->state_path, data, len, err, sizeof err) != 0) {
+    /* carrying on after a failed fsync could lose a vote or an accepted state */
+    cl_log(CL_LOG_ERROR, "election", NULL, "cannot persist the election state (%s): stopping the node", err);
+    _exit(74);
+  }
+  double ms = (double)(uv_hrtime() - t0) / 1e6;
+  cl_histogram_observe(&n->persist_ms, ms);
+  n->persist_count++;
+  if (ms > 500) cl_log(CL_LOG_WARN, "election", NULL, "slow fsync: persisting took %.0f ms", ms);
+}
+
+static void add_ids(json_t *arr, const cl_el_vconfig *c) {
+  for (uint32_t i = 0; i < c->n; i++) json_array_append_new(arr, json_string(c->ids[i]));
+}
+
+static int excluded(const cl_el_state *st, const char *id) {
+  for (uint32_t i = 0; i < st->n_excl; i++)
+    if (strcmp(st->excl[i].id, id) == 0) return 1;
+  return 0;
+}
+
+static json_t *roles_json(const char *tags) {
+  json_t *a = json_array();
+  const char *p = tags;
+  while (p && *p) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    if (len) json_array_append_new(a, json_stringn(p, len));
+    p = e ? e + 1 : NULL;
+  }
+  return a;
+}
+
+/* The cluster state in Elasticsearch's layout, so an operator's filter_path habits work. */
+json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
+  json_t *o = json_object();
+  json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
+  json_object_set_new(o, "cluster_uuid", json_string(st->cluster_id));
+  json_object_set_new(o, "version", json_integer((json_int_t)st->version));
+  json_object_set_new(o, "term", json_integer((json_int_t)st->term));
+  json_object_set_new(o, "master_node", st->master_id[0] ? json_string(st->master_id) : json_null());
+  json_t *nodes = json_object();
+  for (uint32_t i = 0; i < st->n_nodes; i++) {
+    const cl_el_node *nd = &st->nodes[i];
+    json_t *j = json_object();
+    json_object_set_new(j, "name", json_string(nd->name));
+    json_object_set_new(j, "address", json_string(nd->address));
+    json_object_set_new(j, "roles", roles_json(nd->tags));
+    json_object_set_new(nodes, nd->id, j);
+  }
+  json_object_set_new(o, "nodes", nodes);
+  json_t *coord = json_object();
+  json_object_set_new(coord, "term", json_integer((json_int_t)st->term));
+  json_t *lc = json_array(), *la = json_array(), *ex = json_array(), *def = json_array();
+  add_ids(lc, &st->committed_config);
+  add_ids(la, &st->accepted_config);
+  for (uint32_t i = 0; i < st->n_excl; i++) {
+    json_t *e = json_object();
+    json_object_set_new(e, "node_id", json_string(st->excl[i].id));
+    json_object_set_new(e, "node_name", json_string(st->excl[i].name));
+    json_array_append_new(ex, e);
+  }
+  for (uint32_t i = 0; i < st->committed_config.n; i++)
+    if (!excluded(st, st->committed_config.ids[i])) json_array_append_new(def, json_string(st->committed_config.ids[i]));
+  json_object_set_new(coord, "last_committed_config", lc);
+  json_object_set_new(coord, "last_accepted_config", la);
+  json_object_set_new(coord, "voting_config_exclusions", ex);
+  json_object_set_new(coord, "voting_config_excluding_deferred", def);
+  json_t *md = json_object();
+  json_object_set_new(md, "cluster_coordination", coord);
+  json_t *user = NULL;
+  if (st->meta && st->meta_len) user = json_loadb((const char *)st->meta, st->meta_len, JSON_DECODE_ANY, NULL);
+  json_object_set_new(md, "user", user ? user : json_object());
+  json_object_set_new(md, "user_version", json_integer((json_int_t)st->meta_version));
+  json_object_set_new(o, "metadata", md);
+  return o;
+}
+
+static void emit_committed(cl_node *n) {
+  const cl_el_state *st = cl_el_committed(n->el);
+  if (!st) return;
+  json_t *j = cl_node_state_json(n, st);
+  char *s = json_dumps(j, JSON_COMPACT);
+  json_decref(j);
+  if (!s) return;
+  cl_node_emit(n, CL_EVT_NODE_COMMITTED, NULL, s, strlen(s), 0, (int64_t)st->version, CL_Q_COALESCE);
+  free(s);
+}
+
+static void perform(cl_node *n) {
+  for (size_t i = 0; i < n->fx.n; i++) {
+    cl_el_effect *e = &n->fx.v[i];
+    switch (e->kind) {
+    case CL_EL_FX_SEND: {
+      cl_node_peer *p = cl_node_peer_by_id(n, e->to);
+      if (p && p->up) cl_transport_send(n->t, p->name, CL_CH_ELECTION, e->data, e->len);
+      break;
+    }
+    case CL_EL_FX_PERSIST:
+      persist(n, e->data, e->len);
+      break;
+    case CL_EL_FX_EVENT:
+      switch (e->event) {
+      case CL_EL_EV_MASTER_CHANGED:
+        n->elections++;
+        cl_log(CL_LOG_INFO, "election", NULL, "master is now %s (was %s, term %llu)",
+               e->new_master[0] ? e->new_master : "(none)", e->old_master[0] ? e->old_master : "(none)",
+               (unsigned long long)e->term);
+        cl_node_emit(n, CL_EVT_NODE_MASTER, e->new_master, e->old_master, strlen(e->old_master), 0,
+                     (int64_t)e->term, CL_Q_FORCE);
+        break;
+      case CL_EL_EV_QUORUM_LOST:
+      case CL_EL_EV_QUORUM_REGAINED:
+        cl_log(e->event == CL_EL_EV_QUORUM_LOST ? CL_LOG_WARN : CL_LOG_INFO, "election", NULL, "quorum %s",
+               e->event == CL_EL_EV_QUORUM_LOST ? "lost" : "regained");
+        cl_node_emit(n, CL_EVT_NODE_QUORUM, NULL, NULL, 0, 0, e->event == CL_EL_EV_QUORUM_REGAINED, CL_Q_FORCE);
+        break;
+      case CL_EL_EV_STATE_COMMITTED:
+        emit_committed(n);
+        break;
+      }
+      break;
+    case CL_EL_FX_LOG: {
+      int lvl = e->level == CL_EL_LOG_DEBUG  ? CL_LOG_DEBUG
+                : e->level == CL_EL_LOG_INFO ? CL_LOG_INFO
+                : e->level == CL_EL_LOG_WARN ? CL_LOG_WARN
+                                             : CL_LOG_ERROR;
+      cl_log(lvl, "election", NULL, "%s", e->msg);
+      break;
+    }
+    case CL_EL_FX_COMPLETE:
+      if (e->req_id & CL_ADMIN_REQ_BIT) {
+        cl_node_admin_complete(n, e->req_id, e->code, e->msg, e->version);
+        break;
+      }
+      cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(e->code, "OK") == 0 ? "" : e->code, e->msg, strlen(e->msg), e->req_id,
+                   (int64_t)e->version, CL_Q_FORCE);
+      break;
+    }
+  }
+}
+
+static void on_el_timer(uv_timer_t *t);
+
+static void rearm(cl_node *n) {
+  uint64_t d = cl_el_next_deadline(n->el);
+  if (d == UINT64_MAX) {
+    uv_timer_stop(&n->el_timer);
+    return;
+  }
+  uint64_t now = uv_now(&n->c->loop);
+  uv_timer_start(&n->el_timer, on_el_timer, d > now ? d - now : 0, 0);
+}
+
+static void step(cl_node *n, const cl_el_input *in) {
+  in_step = 1;
+  cl_el_effects_reset(&n->fx);
+  uv_update_time(&n->c->loop);
+  cl_el_step(n->el, uv_now(&n->c->loop), in, &n->fx);
+  perform(n);
+  in_step = 0;
+  while (dq_head) {
+    deferred *d = dq_head;
+    dq_head = d->next;
+    if (!dq_head) dq_tail = NULL;
+    cl_el_input di;
+    memset(&di, 0, sizeof di);
+    di.peer_id = d->id;
+    if (d->kind == 1) {
+      di.kind = CL_EL_IN_PEER_UP;
+      di.peer = d->info;
+      di.peer.id = d->id;
+      di.peer.name = d->name;
+      di.peer.address = d->address;
+      di.peer.tags = d->tags;
+    } else if (d->kind == 2) {
+      di.kind = CL_EL_IN_PEER_DOWN;
+    } else {
+      di.kind = CL_EL_IN_MESSAGE;
+      di.data = d->data;
+      di.len = d->len;
+    }
+    in_step = 1;
+    cl_el_effects_reset(&n->fx);
+    cl_el_step(n->el, uv_now(&n->c->loop), &di, &n->fx);
+    perform(n);
+    in_step = 0;
+    free(d);
+  }
+  rearm(n);
+}
+
+static void defer(int kind, const char *id, const char *name, const char *address, const char *tags, uint32_t flags,
+                  const uint8_t *data, size_t len) {
+  deferred *d = calloc(1, sizeof *d + len);
+  if (!d) return;
+  d->kind = kind;
+  snprintf(d->id, sizeof d->id, "%s", id);
+  snprintf(d->name, sizeof d->name, "%s", name ? name : "");
+  snprintf(d->address, sizeof d->address, "%s", address ? address : "");
+  snprintf(d->tags, sizeof d->tags, "%s", tags ? tags : "");
+  d->info.flags = flags;
+  d->len = len;
+  if (len) memcpy(d->data, data, len);
+  if (dq_tail)
+    dq_tail->next = d;
+  else
+    dq_head = d;
+  dq_tail = d;
+}
+
+void cl_node_election_input(cl_node *n, const cl_el_input *in) {
+  if (!n->el) return;
+  step(n, in);
+}
+
+static void on_el_timer(uv_timer_t *t) {
+  cl_node *n = t->data;
+  cl_el_input in = {.kind = CL_EL_IN_TICK};
+  step(n, &in);
+}
+
+void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p) {
+  if (!n->el || !p->node_id) return;
+  uint32_t flags = cl_node_roles_flags(p->roles);
+  if (in_step) {
+    defer(1, p->node_id, p->name, p->address, p->roles, flags, NULL, 0);
+    return;
+  }
+  cl_el_input in = {.kind = CL_EL_IN_PEER_UP, .peer_id = p->node_id};
+  in.peer.id = p->node_id;
+  in.peer.name = p->name;
+  in.peer.address = p->address;
+  in.peer.flags = flags;
+  in.peer.tags = p->roles;
+  step(n, &in);
+}
+
+void cl_node_election_peer_down(cl_node *n, const char *name) {
+  cl_node_peer *p = cl_node_peer_by_name(n, name);
+  if (!n->el || !p || !p->id[0]) return;
+  if (in_step) {
+    defer(2, p->id, name, NULL, NULL, 0, NULL, 0);
+    return;
+  }
+  cl_el_input in = {.kind = CL_EL_IN_PEER_DOWN, .peer_id = p->id};
+  step(n, &in);
+}
+
+void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data, size_t len) {
+  cl_node_peer *p = cl_node_peer_by_name(n, from);
+  if (!n->el || !p || !p->id[0]) return;
+  if (in_step) {
+    defer(3, p->id, from, NULL, NULL, 0, data, len);
+    return;
+  }
+  cl_el_input in = {.kind = CL_EL_IN_MESSAGE, .peer_id = p->id, .data = data, .len = len};
+  step(n, &in);
+}
+
+/* ---- Lua lag: pings through the event queue, answered by the Lua loop ---- */
+
+static void on_lag_timer(uv_timer_t *t) {
+  cl_node *n = t->data;
+  uint64_t now = uv_now(&n->c->loop);
+  if (n->ping_sent_ms == 0) {
+    n->ping_seq++;
+    n->ping_sent_ms = now;
+    cl_node_emit(n, CL_EVT_NODE_LUA_PING, NULL, NULL, 0, 0, (int64_t)n->ping_seq, CL_Q_FORCE);
+    return;
+  }
+  uint64_t lag = now - n->ping_sent_ms;
+  if (lag > n->lua_lag_ms) n->lua_lag_ms = lag;
+  if (!n->lua_lagging && lag > n->lua_stepdown_ms && n->el) {
+    n->lua_lagging = 1;
+    cl_log(CL_LOG_WARN, "node", NULL, "Lua has not answered for %llu ms: no master duties here until it does",
+           (unsigned long long)lag);
+    cl_el_input in = {.kind = CL_EL_IN_LUA_LAG, .flag = 1};
+    step(n, &in);
+  }
+}
+
+void cl_node_lua_pong(cl_node *n, uint64_t seq) {
+  if (seq != n->ping_seq || n->ping_sent_ms == 0) return;
+  n->lua_lag_ms = uv_now(&n->c->loop) - n->ping_sent_ms;
+  n->ping_sent_ms = 0;
+  if (n->lua_lagging && n->el) {
+    n->lua_lagging = 0;
+    cl_log(CL_LOG_INFO, "node", NULL, "Lua answers again");
+    cl_el_input in = {.kind = CL_EL_IN_LUA_LAG, .flag = 0};
+    step(n, &in);
+  }
+}
+
+static uint8_t *read_file(const char *path, size_t *len, int *missing) {
+  *missing = 0;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    *missing = errno == ENOENT;
+    return NULL;
+  }
+  uint8_t *buf = NULL;
+  size_t cap = 0, n = 0;
+  for (;;) {
+    if (n == cap) {
+      cap = cap ? cap * 2 : 65536;
+      if (cap > (256u << 20)) break;
+      uint8_t *nb = realloc(buf, cap);
+      if (!nb) break;
+      buf = nb;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0) break;
+  }
+  fclose(f);
+  *len = n;
+  return buf;
+}
+
+int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
+  cl_node_config *cfg = n->cfg;
+  snprintf(n->state_path, sizeof n->state_path, "%s/cluster_state", cfg->data);
+  cl_histogram_init(&n->persist_ms, persist_bounds, sizeof persist_bounds / sizeof *persist_bounds);
+  cl_histogram_init(&n->rtt_us, rtt_bounds, sizeof rtt_bounds / sizeof *rtt_bounds);
+  cl_el_config ec;
+  cl_el_config_defaults(&ec);
+  if (cfg->el_heartbeat_ms) ec.hb_interval_ms = cfg->el_heartbeat_ms;
+  if (cfg->el_check_timeout_ms) ec.leader_timeout_ms = ec.follower_timeout_ms = cfg->el_check_timeout_ms;
+  if (cfg->el_max_exclusions) ec.max_exclusions = cfg->el_max_exclusions;
+  randombytes_buf(&ec.seed, sizeof ec.seed);
+  size_t nimn = 0;
+  if (cfg->initial_master_nodes && *cfg->initial_master_nodes) {
+    imn_buf = strdup(cfg->initial_master_nodes);
+    for (char *save = NULL, *tok = strtok_r(imn_buf, ",", &save); tok && nimn < CL_EL_MAX_INITIAL;
+         tok = strtok_r(NULL, ",", &save))
+      imn_list[nimn++] = tok;
+  }
+  ec.initial_master_nodes = imn_list;
+  ec.n_initial_master_nodes = nimn;
+  n->lua_stepdown_ms = cfg->el_lua_stepdown_ms ? cfg->el_lua_stepdown_ms : 30000;
+
+  size_t len = 0;
+  int missing = 0;
+  uint8_t *persisted = read_file(n->state_path, &len, &missing);
+  if (!persisted && !missing) {
+    snprintf(err, errlen, "EIO: cannot read %s: %s", n->state_path, strerror(errno));
+    return -1;
+  }
+  cl_el_node_info self = {.id = cfg->id, .name = cfg->name, .address = NULL, .flags = cl_node_roles_flags(cfg->roles),
+                          .tags = cfg->roles};
+  char addr[CL_NODE_NAME_MAX + 1];
+  const char *at = strchr(cfg->name, '@');
+  snprintf(addr, sizeof addr, "%s", at ? at + 1 : cfg->name);
+  self.address = addr;
+  char eerr[256] = "";
+  n->el = cl_el_new(&ec, &self, persisted, len, eerr, sizeof eerr);
+  free(persisted);
+  if (!n->el) {
+    snprintf(err, errlen, "EINVAL: election: %s (state file %s)", eerr, n->state_path);
+    return -1;
+  }
+  cl_el_effects_init(&n->fx);
+  uv_timer_init(&n->c->loop, &n->el_timer);
+  n->el_timer.data = n;
+  uv_timer_init(&n->c->loop, &n->lag_timer);
+  n->lag_timer.data = n;
+  uv_timer_start(&n->lag_timer, on_lag_timer, 100, 100);
+  cl_el_input in = {.kind = CL_EL_IN_TICK};
+  step(n, &in);
+  return 0;
+}
+
+void cl_node_election_stop(cl_node *n) {
+  if (!n->el) return;
+  uv_close((uv_handle_t *)&n->el_timer, NULL);
+  uv_close((uv_handle_t *)&n->lag_timer, NULL);
+  cl_el_free(n->el);
+  n->el = NULL;
+  cl_histogram_free(&n->persist_ms);
+  cl_histogram_free(&n->rtt_us);
+  cl_el_effects_free(&n->fx);
+  free(imn_buf);
+  imn_buf = NULL;
+  while (dq_head) {
+    deferred *d = dq_head;
+    dq_head = d->next;
+    free(d);
+  }
+  dq_tail = NULL;
+}

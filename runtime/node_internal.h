@@ -1,0 +1,86 @@
+/* What the node's parts on the control loop share (node.c, node_election.c,
+ * node_admin.c). Nothing here is touched from the Lua thread. */
+#ifndef CL_NODE_INTERNAL_H
+#define CL_NODE_INTERNAL_H
+#include <stdint.h>
+#include <jansson.h>
+#include <uv.h>
+
+#include "election/election.h"
+#include "metrics.h"
+#include "node.h"
+#include "transport/transport.h"
+
+enum { CL_CH_ELECTION = 1, CL_CH_LUA = 2 };
+
+#define CL_PEERS_MAX 1024
+
+typedef struct {
+  char name[CL_NODE_NAME_MAX + 1];
+  char id[CL_EL_ID_MAX + 1];
+  int up;
+} cl_node_peer;
+
+
+typedef struct cl_node {
+  cl_control *c;
+  cl_node_config *cfg;
+  cl_transport *t;
+  struct cl_admin *admin;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t drain_timer;
+  int running, leaving;
+  cl_node_peer peers[CL_PEERS_MAX];
+  int n_peers;
+
+  /* election */
+  cl_el *el;
+  cl_el_effects fx;
+  uv_timer_t el_timer;
+  char state_path[4096];
+  uint64_t elections;      /* master changes seen */
+  uint64_t persist_count;
+  cl_histogram persist_ms;
+  cl_histogram rtt_us;
+  uint64_t wall_offset_ms; /* wall clock minus loop time, to render loop timestamps */
+
+  /* Lua lag: the control loop pings Lua through the event queue */
+  uv_timer_t lag_timer;
+  uint64_t ping_seq, pong_seq;
+  uint64_t ping_sent_ms; /* when the oldest unanswered ping was sent (0: none) */
+  uint64_t lua_lag_ms;
+  int lua_lagging;
+  uint32_t lua_stepdown_ms;
+
+  uint64_t msgs_dropped;
+  uint64_t reloads;
+} cl_node;
+
+extern cl_node cl_the_node;
+
+/* node.c */
+cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name);
+cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id);
+void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
+                  int64_t num, int mode);
+
+/* node_election.c */
+int cl_node_election_start(cl_node *n, char *err, size_t errlen);
+void cl_node_election_stop(cl_node *n);
+void cl_node_election_input(cl_node *n, const cl_el_input *in);
+void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p);
+void cl_node_election_peer_down(cl_node *n, const char *name);
+void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data, size_t len);
+void cl_node_lua_pong(cl_node *n, uint64_t seq);
+uint32_t cl_node_roles_flags(const char *roles);
+
+/* node_admin.c */
+int cl_node_admin_start(cl_node *n, char *err, size_t errlen);
+void cl_node_admin_stop(cl_node *n);
+void cl_node_admin_reload_done(cl_node *n, uint64_t req, int status, const char *json);
+/* request ids with this bit come from the admin endpoint, not from Lua */
+#define CL_ADMIN_REQ_BIT (1ull << 62)
+void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version);
+json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
+
+#endif
