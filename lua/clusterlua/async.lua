@@ -234,7 +234,7 @@ function M.connect(host, port, opts)
   need_coroutine("connect")
   local timeout = opts.timeout or 10000
   local deadline = uv.now() + timeout
-  local addr = host
+  local addrs = { host }
   if not is_ip(host) then
     local res, err, name = wait(function(done)
       local req, e, n = uv.getaddrinfo(host, nil, { socktype = "stream" }, function(gerr, r)
@@ -246,21 +246,25 @@ function M.connect(host, port, opts)
       return function() pcall(req.cancel, req) end
     end, timeout, "resolving " .. host)
     if not res then return nil, err, name end
-    addr = res[1].addr
+    addrs = {}
+    for i, r in ipairs(res) do addrs[i] = r.addr end
   end
-  local tcp = uv.new_tcp()
-  local ok, err, name = wait(function(done)
-    local req, e, n = tcp:connect(addr, port, function(cerr)
-      if cerr then return done(uverr(cerr, ("connect to %s:%d"):format(host, port))) end
-      done(true)
-    end)
-    if not req then return done(nil, e, n) end
-  end, math.max(0, deadline - uv.now()), ("connect to %s:%d"):format(host, port))
-  if not ok then
+  -- a name may have several addresses (localhost: ::1 and 127.0.0.1): try each in turn
+  local ok, err, name
+  for _, addr in ipairs(addrs) do
+    local tcp = uv.new_tcp()
+    ok, err, name = wait(function(done)
+      local req, e, n = tcp:connect(addr, port, function(cerr)
+        if cerr then return done(uverr(cerr, ("connect to %s:%d"):format(host, port))) end
+        done(true)
+      end)
+      if not req then return done(nil, e, n) end
+    end, math.max(0, deadline - uv.now()), ("connect to %s:%d"):format(host, port))
+    if ok then return tcp end
     close_handle(tcp)
-    return nil, err, name
+    if name == "ETIMEDOUT" then break end
   end
-  return tcp
+  return nil, err, name
 end
 
 -- One uv.fs_* call: with a callback in a coroutine, synchronously elsewhere (a file
