@@ -67,7 +67,7 @@ FUZZ_SECONDS ?= 10
 fuzz: $(FUZZ_TARGETS)
 
 demo: all
-	@sh examples/demo.sh $(BUILD)/clusterlua
+	@bash examples/demo.sh $(BUILD)/clusterlua
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/clusterlua/lua

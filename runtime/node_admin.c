@@ -320,6 +320,24 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_free(&m);
 }
 
+/* ---- POST /_test/fault?peer=NAME&spec=SPEC: only with CLUSTERLUA_FAULTS=1 ---- */
+
+static void h_fault(cl_admin *a, cl_admin_req *req, void *ud) {
+  cl_node *n = ud;
+  char peer[300], spec[200], err[256] = "";
+  const char *p = cl_admin_query_param(req, "peer", peer, sizeof peer);
+  const char *s = cl_admin_query_param(req, "spec", spec, sizeof spec);
+  if (!p || !s) {
+    cl_admin_reply_error(a, req->priv, 400, "peer and spec are required");
+    return;
+  }
+  if (cl_transport_fault(n->t, p, s, err, sizeof err) != 0) {
+    cl_admin_reply_error(a, req->priv, 400, "%s", err);
+    return;
+  }
+  cl_admin_reply_json(a, req->priv, 200, json_pack("{s:b}", "acknowledged", 1));
+}
+
 int cl_node_admin_start(cl_node *n, char *err, size_t errlen) {
   char aerr[256] = "";
   n->admin = cl_admin_start(&n->c->loop, n->cfg->admin, n->cfg->admin_token, aerr, sizeof aerr);
@@ -335,6 +353,8 @@ int cl_node_admin_start(cl_node *n, char *err, size_t errlen) {
   cl_admin_route(n->admin, "DELETE", "/_cluster/voting_config_exclusions", h_clear, n);
   cl_admin_route(n->admin, "POST", "/_reload", h_reload, n);
   cl_admin_route(n->admin, "GET", "/metrics", h_metrics, n);
+  const char *faults = getenv("CLUSTERLUA_FAULTS");
+  if (faults && strcmp(faults, "1") == 0) cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);
   cl_log(CL_LOG_INFO, "admin", NULL, "admin endpoint on %s", n->cfg->admin);
   return 0;
 }

@@ -66,7 +66,11 @@ end
 function M.spawn(what, fn, ...)
   local co = coroutine.create(fn)
   local ok, err = coroutine.resume(co, ...)
-  if not ok then report(what, debug.traceback(co, err)) end
+  if not ok then
+    -- os.exit unwinds with a userdata sentinel: let it reach the runtime
+    if type(err) == "userdata" then error(err, 0) end
+    report(what, debug.traceback(co, err))
+  end
   return co
 end
 

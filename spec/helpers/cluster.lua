@@ -1,0 +1,145 @@
+-- Real clusterlua nodes on loopback for multi-process specs: a topology in a temporary
+-- directory, free ports, admin endpoints, and bounded waits on what the nodes say.
+-- Nodes print hook events on stdout as "EVENT <name> <args...>" (see the hooks file
+-- written below), so a spec can wait for exactly what a user's hook would see.
+local uv = require "uv"
+local cjson = require "cjson.safe"
+local proc = require "helpers.proc"
+
+local M = {}
+
+local function free_port()
+  local t = uv.new_tcp()
+  assert(t:bind("127.0.0.1", 0))
+  local port = t:getsockname().port
+  t:close()
+  return port
+end
+M.free_port = free_port
+
+local function write(path, text)
+  local f = assert(io.open(path, "w"))
+  f:write(text)
+  f:close()
+end
+M.write = write
+
+local HOOKS = [[
+local cl = require "clusterlua"
+local function out(...)
+  local t = {}
+  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
+  io.stdout:write("EVENT ", table.concat(t, " "), "\n")
+  io.stdout:flush()
+end
+return {
+  node_up = function(n) out("node_up", n) end,
+  node_down = function(n, r) out("node_down", n, r) end,
+  master_changed = function(new, old, term) out("master_changed", new, old, term) end,
+  quorum_lost = function() out("quorum_lost") end,
+  quorum_regained = function() out("quorum_regained") end,
+  state_committed = function(s) out("state_committed", s.term, s.version) end,
+  reloaded = function(w) out("reloaded", table.concat(w, ",")) end,
+  strategy_error = function(t, e) out("strategy_error", t, e) end,
+}
+]]
+
+-- opts: n (nodes), cookie, extra (Lua source appended into the topology table),
+--       hooks (source of a hooks file; default prints events), nodes_extra (per node)
+function M.new(opts)
+  opts = opts or {}
+  local c = { nodes = {}, n = opts.n or 3, cookie = opts.cookie or "spec-cookie" }
+  c.dir = os.tmpname()
+  os.remove(c.dir)
+  assert(uv.fs_mkdir(c.dir, 448))
+  c.names, c.admin = {}, {}
+  for i = 1, c.n do
+    c.names[i] = ("node%d@127.0.0.1:%d"):format(i, free_port())
+    c.admin[i] = ("127.0.0.1:%d"):format(free_port())
+  end
+  local hosts = {}
+  for i, n in ipairs(c.names) do hosts[i] = ("%q"):format(n) end
+  -- seed_only: every node lists only node1; the mesh does the rest
+  if opts.seed_only then hosts = { ("%q"):format(c.names[1]) } end
+  local imn = {}
+  for i = 1, math.min(c.n, opts.initial or c.n) do imn[i] = ("%q"):format("node" .. i) end
+  c.topology = c.dir .. "/topology.lua"
+  write(c.dir .. "/hooks.lua", opts.hooks or HOOKS)
+  write(c.topology, ([[
+return {
+  cluster = %q,
+  topologies = { spec = { strategy = "static", config = { hosts = { %s } } } },
+  election = { initial_master_nodes = { %s } },
+  hooks = "hooks.lua",
+  %s
+}
+]]):format(opts.cluster or "spec", table.concat(hosts, ", "), table.concat(imn, ", "), opts.extra or ""))
+  return setmetatable(c, { __index = M })
+end
+
+function M:start(i, extra_args, env)
+  local args = { "--name", self.names[i], "--cookie", self.cookie, "--admin", self.admin[i],
+    "--data", self.dir .. "/data" .. i }
+  for _, a in ipairs(extra_args or {}) do args[#args + 1] = a end
+  args[#args + 1] = self.topology
+  local p = proc.start(proc.bin, args, { env = env, log = self.dir .. "/node" .. i .. ".log" })
+  self.nodes[i] = p
+  return p
+end
+
+function M:start_all(extra_args, env)
+  for i = 1, self.n do self:start(i, extra_args, env) end
+end
+
+-- curl is a separate process, so a busy node's Lua is never involved in the answer
+function M:http(i, method, path, body)
+  local args = { "-s", "-m", "3", "-X", method, "-w", "\n%{http_code}", "http://" .. self.admin[i] .. path }
+  if body then
+    args[#args + 1] = "--data-binary"
+    args[#args + 1] = body
+  end
+  local p = proc.start("curl", args)
+  p:wait_exit(5000)
+  local text, code = p.stdout:match "^(.*)\n(%d+)$"
+  return tonumber(code), text and cjson.decode(text) or nil, text
+end
+
+function M:health(i)
+  local code, j = self:http(i, "GET", "/_cluster/health")
+  if code == 200 then return j end
+end
+
+-- waits until every listed node (default all running) agrees on one master
+function M:wait_master(timeout_ms, which)
+  local master, term
+  local ok = proc.wait_until(function()
+    master, term = nil, nil
+    for i = 1, self.n do
+      if (not which or which[i]) and self.nodes[i] and not self.nodes[i].exited then
+        local h = self:health(i)
+        if not h or h.master == cjson.null or h.master == nil then return false end
+        if master and (h.master ~= master or h.term ~= term) then return false end
+        master, term = h.master, h.term
+      end
+    end
+    return master ~= nil
+  end, timeout_ms or 10000)
+  if not ok then return nil end
+  return master, term
+end
+
+function M:index_of(name)
+  for i, n in ipairs(self.names) do if n == name then return i end end
+end
+
+function M:stop_all()
+  for _, p in pairs(self.nodes) do p:stop(3000) end
+  proc.kill_all()
+end
+
+function M:cleanup()
+  self:stop_all()
+  os.execute("rm -rf '" .. self.dir .. "'")
+end
+
+return M
