@@ -173,6 +173,13 @@ describe("clusterlua.async", function()
       end)
     end)
 
+    it("survives a child that exits without reading its stdin (no SIGPIPE death)", function()
+      go(function()
+        local status = async.exec("true", {}, { stdin = ("x"):rep(1000000) })
+        assert.equal(0, status)
+      end)
+    end)
+
     it("reports death by signal as 128 + signal", function()
       go(function()
         local status, _, _, sig = async.exec("sh", { "-c", "kill -9 $$" })

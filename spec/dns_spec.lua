@@ -241,3 +241,58 @@ describe("clusterlua.dns against dnsmasq", function()
     go(function() assert.same({ "127.0.0.11" }, dns.a("n1.cluster.test", opts)) end)
   end)
 end)
+
+-- Under `make test-asan` these are the leak and use-after-free checks of the channel's
+-- shutdown paths: the runtime closes the loop's handles before the Lua state.
+describe("clusterlua.cdns at process exit", function()
+  local dir
+  before_each(function() dir = proc.tmpdir() end)
+  after_each(function()
+    proc.kill_all()
+    proc.rmtree(dir)
+  end)
+
+  local function run(src, args)
+    local f = proc.write(dir .. "/exit.lua", src)
+    local all = { f }
+    for _, a in ipairs(args or {}) do all[#all + 1] = a end
+    return proc.run(proc.bin, all, { timeout = 10000 })
+  end
+
+  it("exits cleanly with queries in flight (os.exit from a callback)", function()
+    local src = [[
+      local uv = require "uv"
+      local dns = require "clusterlua.dns"
+      local cdns = require "clusterlua.cdns"
+      local silent = uv.new_udp()
+      assert(silent:bind("127.0.0.1", 0))
+      local port = silent:getsockname().port
+      dns.a("x.test", { server = "127.0.0.1:" .. port, timeout = 5000 }, function() print("answered") end)
+      local ch = cdns.channel { servers = "127.0.0.1:" .. port }
+      ch:query("SRV", "y.test", function() print("answered") end)
+      uv.new_timer():start(50, 0, function() print("exiting") os.exit(tonumber(arg[1])) end)
+    ]]
+    for _, status in ipairs { 0, 7 } do
+      local code, out, err = run(src, { tostring(status) })
+      assert.equal(status, code, err)
+      assert.equal("exiting\n", out)
+      assert.not_matches("Sanitizer", err)
+    end
+  end)
+
+  it("exits cleanly when a live channel is collected with the Lua state", function()
+    local code, out, err = run [[
+      local uv = require "uv"
+      local cdns = require "clusterlua.cdns"
+      local u = uv.new_udp()
+      assert(u:bind("127.0.0.1", 0))
+      u:recv_start(function() end)
+      local ch = cdns.channel { servers = "127.0.0.1:" .. u:getsockname().port, timeout = 50, tries = 1 }
+      ch:query("A", "x.test", function(r, e, c) print(c) u:close() end)
+      keep = ch -- still referenced when the loop ends
+    ]]
+    assert.equal(0, code, err)
+    assert.equal("ETIMEDOUT\n", out)
+    assert.not_matches("Sanitizer", err)
+  end)
+end)

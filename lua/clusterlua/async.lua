@@ -322,6 +322,17 @@ local function build_env(env, clear)
   return list
 end
 
+-- Writing to a child's stdin after it exited raises SIGPIPE, which kills the whole
+-- runtime by default. A libuv watcher for it (unref'd: it must not keep the loop
+-- alive) turns that into an EPIPE write error instead.
+local sigpipe
+function M.ignore_sigpipe()
+  if sigpipe then return end
+  sigpipe = uv.new_signal()
+  sigpipe:start("sigpipe", function() end)
+  sigpipe:unref()
+end
+
 --- exec(cmd, args, opts) -> status, stdout, stderr [, signal]
 --        | nil, "ETIMEDOUT: ...", "ETIMEDOUT" | nil, "ENOENT: ...", "ENOENT"
 -- Runs cmd (looked up in PATH, no shell) with args and waits for it to exit.
@@ -412,7 +423,10 @@ function M.exec(cmd, args, opts)
   end
   stdout:read_start(reader(out))
   stderr:read_start(reader(err))
-  if opts.stdin and #opts.stdin > 0 then stdin:write(opts.stdin) end
+  if opts.stdin and #opts.stdin > 0 then
+    M.ignore_sigpipe()
+    stdin:write(opts.stdin)
+  end
   stdin:shutdown()
   if opts.timeout then
     timer:start(opts.timeout, 0, function()

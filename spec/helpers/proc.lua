@@ -121,7 +121,10 @@ function M.start(cmd, args, opts)
   end
   pout:read_start(reader("stdout"))
   perr:read_start(reader("stderr"))
-  if opts.stdin and #opts.stdin > 0 then pin:write(opts.stdin) end
+  if opts.stdin and #opts.stdin > 0 then
+    async.ignore_sigpipe()
+    pin:write(opts.stdin)
+  end
   pin:shutdown(function() pin:close() end)
   return p
 end
