@@ -1,0 +1,193 @@
+/* Transport internals shared by its files and the fuzz targets. The pieces here
+ * (buffers, frame decoder, handshake, session) do no I/O, so they can be fuzzed. */
+#ifndef CL_TRANSPORT_INTERNAL_H
+#define CL_TRANSPORT_INTERNAL_H
+#include <sodium.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "transport.h"
+
+/* ---- wire constants ---- */
+
+#define CL_PROTO_VERSION 1
+#define CL_PREAMBLE_LEN 8
+/* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */
+#define CL_MAGIC0 0xC1
+#define CL_MAGIC1 'L'
+#define CL_MAGIC2 'U'
+#define CL_MAGIC3 'A'
+#define CL_FRAME_HDR 6          /* u32 payload length (BE), u8 type, u8 channel */
+#define CL_HS_FRAME_MAX 4096    /* before authentication nobody makes us allocate more */
+#define CL_CTRL_FRAME_MAX (1u << 20)
+#define CL_RECORD_PLAIN_MAX 65536 /* plaintext per AEAD record; frames span records */
+#define CL_RECORD_HDR 4
+#define CL_TAG_LEN 16
+#define CL_STR_MAX 255
+
+enum {
+  CL_T_DATA = 1,
+  CL_T_PING = 2,
+  CL_T_PONG = 3,
+  CL_T_PEERS = 4, /* mesh: names of our connected peers, '\n'-separated */
+  CL_T_LEAVE = 5,
+  CL_T_HELLO = 16,
+  CL_T_CHALLENGE = 17,
+  CL_T_AUTH = 18,
+  CL_T_ACCEPT = 19,
+  CL_T_REFUSE = 20,
+};
+
+/* ---- growable byte buffer ---- */
+
+typedef struct {
+  uint8_t *p;
+  size_t len, cap;
+} cl_buf;
+int cl_buf_reserve(cl_buf *b, size_t extra); /* 0 or -1 (ENOMEM) */
+int cl_buf_append(cl_buf *b, const void *p, size_t n);
+void cl_buf_free(cl_buf *b);
+/* Appends a frame header + payload. */
+int cl_frame_put(cl_buf *b, uint8_t type, uint8_t channel, const void *payload, uint32_t len);
+void cl_preamble_put(uint8_t out[CL_PREAMBLE_LEN], uint8_t version);
+
+/* ---- incremental frame decoder ---- */
+
+typedef struct {
+  uint8_t type, channel;
+  uint32_t len;
+  const uint8_t *data; /* valid only during the callback */
+} cl_frame;
+
+/* Return 0 to continue, non-zero to stop the decoder right after this frame (the
+ * caller then takes the rest of the input elsewhere, e.g. into the record layer). */
+typedef int (*cl_frame_cb)(void *ud, const cl_frame *f);
+
+enum { CL_FD_HANDSHAKE = 1, CL_FD_SESSION = 2 };
+
+typedef struct {
+  int mode;           /* CL_FD_HANDSHAKE: only handshake types, each <= CL_HS_FRAME_MAX */
+  int need_preamble;  /* expect the 8-byte preamble first */
+  uint8_t version;    /* the peer's, from its preamble */
+  uint8_t expect_version; /* non-zero: refuse any other (bad_version set) */
+  int bad_version;
+  uint32_t max_frame; /* CL_T_DATA payload limit in session mode */
+  uint8_t hdr[CL_PREAMBLE_LEN];
+  uint32_t hdr_have;
+  uint8_t cur_type, cur_channel;
+  uint32_t want;      /* body bytes of the current frame */
+  int in_body;
+  cl_buf body;        /* only frames that arrive split are copied here */
+  int failed;
+  int oversize;       /* the failure was an oversized frame */
+  char reason[160];
+} cl_frame_decoder;
+
+void cl_frame_decoder_init(cl_frame_decoder *d, int mode, int need_preamble, uint32_t max_frame);
+void cl_frame_decoder_free(cl_frame_decoder *d);
+/* Feeds bytes. Returns 0 (all consumed), 1 (a callback stopped it; *consumed says how
+ * far), or -1 (refused: d->reason says why; the connection must close). */
+int cl_frame_decoder_feed(cl_frame_decoder *d, const uint8_t *p, size_t n, size_t *consumed,
+                          cl_frame_cb cb, void *ud);
+/* Names what an unexpected byte stream looks like ("an HTTP request", ...). */
+const char *cl_frame_sniff(const uint8_t *p, size_t n);
+
+/* ---- handshake ---- */
+
+enum cl_hs_fail {
+  CL_HSF_NONE = 0,
+  CL_HSF_COOKIE = 1,
+  CL_HSF_CLUSTER = 2,
+  CL_HSF_VERSION = 3,
+  CL_HSF_ENCRYPT = 4,
+  CL_HSF_NAME = 5,
+  CL_HSF_GARBAGE = 6,
+  CL_HSF_DUPLICATE = 7, /* not an error: a simultaneous dial lost the tie-break */
+  CL_HSF_TIMEOUT = 8,
+  CL_HSF_BUSY = 9,      /* refused by the transport's own check (blackhole, self) */
+};
+
+typedef struct {
+  const char *self_name, *node_id, *cluster, *roles;
+  uint64_t incarnation;
+  int encrypt;
+  uint8_t version; /* normally CL_PROTO_VERSION; tests present others */
+  uint8_t k_hs[32], k_sess[32];
+} cl_hs_config;
+
+/* Acceptor's check after HELLO parses: return 0 to go on, or a CL_HSF_* with reason. */
+typedef int (*cl_hs_check_cb)(void *ud, const char *peer_name, uint64_t incarnation, char *reason,
+                              size_t reasonlen);
+
+enum { CL_HS_DIALER = 1, CL_HS_ACCEPTOR = 2 };
+enum { CL_HS_CONTINUE = 0, CL_HS_DONE = 1, CL_HS_FAILED = -1 };
+
+typedef struct {
+  const cl_hs_config *cfg;
+  int role, state;
+  cl_frame_decoder fd;
+  uint8_t nonce_self[32], nonce_peer[32];
+  crypto_hash_sha256_state th;
+  uint8_t transcript[32];
+  char expect_name[CL_STR_MAX + 1]; /* dialer: whom we dialled */
+  char peer_name[CL_STR_MAX + 1], peer_id[CL_STR_MAX + 1], peer_roles[CL_STR_MAX + 1];
+  uint64_t peer_incarnation;
+  uint8_t key_tx[32], key_rx[32];
+  int fail;                /* CL_HSF_* */
+  int refused_by_peer;     /* the failure came in a REFUSE frame */
+  char reason[200];
+  cl_hs_check_cb check;
+  void *check_ud;
+  cl_buf *out;             /* during feed: where frames to send go */
+} cl_handshake;
+
+/* nonce: 32 random bytes (the caller's, so fuzzing is deterministic). */
+void cl_hs_init(cl_handshake *hs, const cl_hs_config *cfg, int role, const char *expect_name,
+                const uint8_t nonce[32]);
+void cl_hs_free(cl_handshake *hs);
+/* Dialer: appends the preamble and HELLO to out. */
+int cl_hs_start(cl_handshake *hs, cl_buf *out);
+/* Feeds received bytes; frames to send are appended to out (on failure a REFUSE, when
+ * the peer should hear why). Returns CL_HS_CONTINUE, CL_HS_DONE (*consumed = where the
+ * session stream begins) or CL_HS_FAILED (hs->fail, hs->reason). */
+int cl_hs_feed(cl_handshake *hs, const uint8_t *p, size_t n, size_t *consumed, cl_buf *out);
+/* Derives the keys used by the handshake and sessions from the cookie. */
+void cl_hs_keys(const uint8_t *cookie, size_t cookie_len, uint8_t k_hs[32], uint8_t k_sess[32]);
+const char *cl_hs_fail_name(int fail);
+
+/* ---- session (AEAD records) ---- */
+
+typedef struct {
+  uint8_t key[32];
+  uint64_t counter;
+} cl_seal_dir;
+
+/* Seals plain[0..n) into records appended to wire. Returns 0 or -1. */
+int cl_session_seal(cl_seal_dir *tx, const uint8_t *plain, size_t n, cl_buf *wire);
+
+typedef struct {
+  cl_seal_dir rx;
+  uint8_t hdr[CL_RECORD_HDR];
+  uint32_t hdr_have, want;
+  cl_buf rec; /* a record that arrived split */
+  char reason[120];
+} cl_opener;
+
+typedef int (*cl_plain_cb)(void *ud, const uint8_t *p, size_t n); /* non-zero: stop */
+/* Opens records from p (modified in place). Returns 0, 1 (callback stopped) or -1
+ * (forged/garbled record: o->reason). */
+int cl_session_open(cl_opener *o, uint8_t *p, size_t n, cl_plain_cb cb, void *ud);
+void cl_opener_free(cl_opener *o);
+
+/* ---- fault layer ---- */
+
+typedef struct {
+  double drop;        /* fraction of outgoing frames dropped */
+  uint32_t delay_ms;  /* outgoing frames held this long */
+  int blackhole, oneway_in, oneway_out;
+} cl_fault;
+int cl_fault_parse(const char *spec, cl_fault *f, char *err, size_t errlen);
+int cl_fault_enabled(void);
+int cl_fault_active(const cl_fault *f);
+
+#endif

@@ -1,0 +1,1309 @@
+/* Connections on the control loop: listener, dials with backoff, handshake
+ * timeouts, one connection per pair, heartbeats and failure detection, mesh
+ * learning, write coalescing, and the fault layer's hooks.
+ *
+ * Lifetimes: a cl_conn is freed only in its tcp handle's close callback; a cl_peer
+ * lives until the transport is closed (its timer is closed with it). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "internal.h"
+#include "log.h"
+
+enum { C_CONNECTING = 1, C_HANDSHAKE, C_UP, C_CLOSING };
+
+typedef struct cl_peer cl_peer;
+typedef struct cl_conn cl_conn;
+
+typedef struct cl_delayed {
+  struct cl_delayed *next;
+  uint64_t at;
+  size_t len;
+  uint8_t bytes[];
+} cl_delayed;
+
+struct cl_conn {
+  uv_tcp_t tcp;
+  cl_transport *t;
+  cl_conn *next, *prev;
+  cl_conn *dirty_next;
+  cl_peer *peer; /* dialer: the target from the start; acceptor: once authenticated */
+  int outgoing, state, installed, dirty, writing, close_after_flush, encrypt;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  cl_handshake hs;
+  int hs_live;
+  cl_frame_decoder fd;
+  cl_opener opener;
+  cl_seal_dir seal;
+  cl_buf out;  /* frames waiting for the next flush, plaintext */
+  size_t raw_len; /* leading bytes of out from the handshake: never sealed */
+  cl_buf wire; /* what is being written now */
+  size_t wire_off;
+  uint64_t deadline_ms;
+  uint64_t last_rx_ms, next_ping_ms;
+  cl_delayed *dq_head, *dq_tail;
+  char addr[CL_NODE_NAME_MAX + 8];
+};
+
+struct cl_peer {
+  cl_peer *next;
+  cl_transport *t;
+  cl_node_name nn;
+  char node_id[CL_STR_MAX + 1], roles[CL_STR_MAX + 1], address[CL_NODE_NAME_MAX + 8];
+  uint64_t incarnation;
+  int wanted, learned, blocked, left, resolving;
+  cl_conn *conn; /* installed (authenticated) */
+  cl_conn *dial; /* our outgoing attempt */
+  uv_timer_t timer;
+  uint32_t backoff_ms;
+  uint64_t since_ms, last_rx_ms;
+  uint32_t rtt_us;
+  cl_fault fault;
+  cl_ratelimit rl;
+};
+
+struct cl_transport {
+  uv_loop_t *loop;
+  cl_transport_config cfg;
+  cl_transport_callbacks cb;
+  cl_node_name self;
+  char *s_id, *s_cluster, *s_roles, *s_subsys;
+  cl_hs_config hs_cfg;
+  uv_tcp_t listener;
+  uv_timer_t tick, delay_timer;
+  uv_check_t check;
+  uv_idle_t idle;
+  uint32_t tick_ms;
+  cl_conn *conns;
+  cl_conn *dirty;
+  cl_peer *peers, *last_peer;
+  size_t connected;
+  cl_fault fault_all;
+  int faults_on;
+  int closing, leaving;
+  int open_handles;
+  void (*done)(void *);
+  void *done_ud;
+  cl_ratelimit rl_hs, rl_frame;
+  cl_transport_stats st;
+  uint8_t rbuf[65536 + 64];
+};
+
+#define SUBSYS(t) ((t)->s_subsys)
+
+static uint64_t now_ms(cl_transport *t) { return uv_now(t->loop); }
+
+static void conn_close(cl_conn *c);
+static void conn_down(cl_conn *c, const char *reason);
+static void peer_schedule(cl_peer *p, int fresh);
+static void peer_dial(cl_peer *p);
+static void mark_dirty(cl_conn *c);
+static int on_session_frame(void *ud, const cl_frame *f);
+
+static void maybe_finish(cl_transport *t) {
+  if (!t->closing || t->open_handles > 0) return;
+  cl_peer *p = t->peers;
+  while (p) {
+    cl_peer *n = p->next;
+    free(p);
+    p = n;
+  }
+  void (*done)(void *) = t->done;
+  void *ud = t->done_ud;
+  free(t->s_id);
+  free(t->s_cluster);
+  free(t->s_roles);
+  free(t->s_subsys);
+  sodium_memzero(&t->hs_cfg, sizeof t->hs_cfg);
+  free(t);
+  if (done) done(ud);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  cl_transport *t = h->data;
+  t->open_handles--;
+  maybe_finish(t);
+}
+
+static void close_handle(cl_transport *t, uv_handle_t *h) {
+  h->data = t;
+  t->open_handles++;
+  uv_close(h, on_handle_closed);
+}
+
+/* ---- peers ---- */
+
+static cl_peer *find_peer(cl_transport *t, const char *name) {
+  if (!name) return NULL;
+  if (t->last_peer && strcmp(t->last_peer->nn.full, name) == 0) return t->last_peer;
+  for (cl_peer *p = t->peers; p; p = p->next)
+    if (strcmp(p->nn.full, name) == 0) return t->last_peer = p;
+  if (!strchr(name, '@')) {
+    cl_peer *hit = NULL;
+    for (cl_peer *p = t->peers; p; p = p->next)
+      if (strcmp(p->nn.name, name) == 0) {
+        if (hit) return NULL; /* ambiguous */
+        hit = p;
+      }
+    return hit;
+  }
+  cl_node_name nn;
+  if (cl_node_name_parse(name, &nn, NULL, 0) == 0 && strcmp(nn.full, name) != 0)
+    return find_peer(t, nn.full);
+  return NULL;
+}
+
+static cl_peer *add_peer(cl_transport *t, const cl_node_name *nn) {
+  cl_peer *p = calloc(1, sizeof *p);
+  if (!p) return NULL;
+  p->t = t;
+  p->nn = *nn;
+  snprintf(p->address, sizeof p->address, strchr(nn->host, ':') ? "[%s]:%u" : "%s:%u", nn->host,
+           nn->port);
+  p->backoff_ms = t->cfg.backoff_min_ms;
+  p->rl.per_window = 3;
+  p->rl.window_ms = 10000;
+  uv_timer_init(t->loop, &p->timer);
+  p->timer.data = p;
+  p->next = t->peers;
+  t->peers = p;
+  return p;
+}
+
+static const cl_fault *fault_of(cl_transport *t, cl_peer *p, cl_fault *tmp) {
+  if (!t->faults_on) return NULL;
+  *tmp = t->fault_all;
+  if (p) {
+    const cl_fault *f = &p->fault;
+    if (f->drop > tmp->drop) tmp->drop = f->drop;
+    if (f->delay_ms > tmp->delay_ms) tmp->delay_ms = f->delay_ms;
+    tmp->blackhole |= f->blackhole;
+    tmp->oneway_in |= f->oneway_in;
+    tmp->oneway_out |= f->oneway_out;
+  }
+  return cl_fault_active(tmp) ? tmp : NULL;
+}
+
+static void fill_info(cl_peer *p, cl_peer_info *i) {
+  memset(i, 0, sizeof *i);
+  i->name = p->nn.full;
+  i->node_id = p->node_id;
+  i->address = p->address;
+  i->roles = p->roles;
+  i->incarnation = p->incarnation;
+  i->rtt_us = p->rtt_us;
+  i->since_ms = p->since_ms;
+  i->last_heartbeat_ms = p->conn ? p->conn->last_rx_ms : p->last_rx_ms;
+  i->connected = p->conn != NULL;
+  i->wanted = p->wanted || p->learned;
+}
+
+/* ---- writing ---- */
+
+static void on_write(uv_write_t *req, int status);
+
+static void conn_flush(cl_conn *c) {
+  cl_transport *t = c->t;
+  if (c->state == C_CLOSING || c->writing) return;
+  if (c->out.len) {
+    c->wire.len = 0;
+    c->wire_off = 0;
+    if (c->encrypt && c->state == C_UP) {
+      size_t raw = c->raw_len;
+      c->raw_len = 0;
+      if (cl_buf_append(&c->wire, c->out.p, raw) ||
+          cl_session_seal(&c->seal, c->out.p + raw, c->out.len - raw, &c->wire)) {
+        conn_down(c, "closed");
+        return;
+      }
+      t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
+      c->out.len = 0;
+    } else {
+      cl_buf tmp = c->wire;
+      c->wire = c->out;
+      c->out = tmp;
+      c->out.len = 0;
+    }
+  }
+  if (c->wire.len > c->wire_off) {
+    uv_buf_t b = uv_buf_init((char *)c->wire.p + c->wire_off, (unsigned)(c->wire.len - c->wire_off));
+    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+    t->st.writes++;
+    if (n == UV_EAGAIN) n = 0;
+    if (n < 0) {
+      conn_down(c, "closed");
+      return;
+    }
+    t->st.bytes_out += (uint64_t)n;
+    c->wire_off += (size_t)n;
+    if (c->wire_off < c->wire.len) {
+      b = uv_buf_init((char *)c->wire.p + c->wire_off, (unsigned)(c->wire.len - c->wire_off));
+      c->wreq.data = c;
+      int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
+      if (r) {
+        conn_down(c, "closed");
+        return;
+      }
+      c->writing = 1;
+      return;
+    }
+    c->wire.len = c->wire_off = 0;
+    if (c->wire.cap > (4u << 20)) cl_buf_free(&c->wire);
+  }
+  if (c->close_after_flush && !c->out.len) conn_close(c);
+}
+
+static void on_write(uv_write_t *req, int status) {
+  cl_conn *c = req->data;
+  c->writing = 0;
+  if (c->state == C_CLOSING) return;
+  if (status < 0) {
+    conn_down(c, "closed");
+    return;
+  }
+  c->t->st.bytes_out += c->wire.len - c->wire_off;
+  c->wire.len = c->wire_off = 0;
+  if (c->wire.cap > (4u << 20)) cl_buf_free(&c->wire);
+  conn_flush(c);
+}
+
+static void on_check(uv_check_t *h) {
+  cl_transport *t = h->data;
+  uv_check_stop(&t->check);
+  uv_idle_stop(&t->idle);
+  cl_conn *c = t->dirty;
+  t->dirty = NULL;
+  while (c) {
+    cl_conn *n = c->dirty_next;
+    c->dirty_next = NULL;
+    c->dirty = 0;
+    conn_flush(c);
+    c = n;
+  }
+}
+
+static void on_idle(uv_idle_t *h) { (void)h; }
+
+static void mark_dirty(cl_conn *c) {
+  cl_transport *t = c->t;
+  if (c->dirty || c->state == C_CLOSING || t->closing) return;
+  c->dirty = 1;
+  c->dirty_next = t->dirty;
+  t->dirty = c;
+  /* the check handle flushes after this loop turn's callbacks; the idle handle keeps
+   * the poll from blocking in between */
+  uv_check_start(&t->check, on_check);
+  uv_idle_start(&t->idle, on_idle);
+}
+
+static size_t conn_queued(const cl_conn *c) {
+  size_t d = 0;
+  for (const cl_delayed *x = c->dq_head; x; x = x->next) d += x->len;
+  return c->out.len + (c->wire.len - c->wire_off) + d;
+}
+
+static void arm_delay_timer(cl_transport *t);
+
+/* Queues one frame on an authenticated connection, through the fault layer. */
+static int conn_put(cl_conn *c, uint8_t type, uint8_t ch, const void *data, uint32_t len) {
+  cl_transport *t = c->t;
+  cl_fault tmp;
+  const cl_fault *f = t->faults_on ? fault_of(t, c->peer, &tmp) : NULL;
+  if (f) {
+    if (f->blackhole || f->oneway_out) return 0;
+    if (f->drop > 0 && (type == CL_T_DATA || type == CL_T_PING || type == CL_T_PONG) &&
+        randombytes_uniform(1000000) < (uint32_t)(f->drop * 1e6))
+      return 0;
+    if (f->delay_ms || c->dq_head) {
+      cl_delayed *d = malloc(sizeof *d + CL_FRAME_HDR + len);
+      if (!d) return CL_ENOBUFS;
+      cl_buf b = {d->bytes, 0, CL_FRAME_HDR + (size_t)len};
+      cl_frame_put(&b, type, ch, data, len);
+      d->len = b.len;
+      d->at = now_ms(t) + f->delay_ms;
+      d->next = NULL;
+      if (c->dq_tail)
+        c->dq_tail->next = d;
+      else
+        c->dq_head = d;
+      c->dq_tail = d;
+      t->st.frames_out++;
+      arm_delay_timer(t);
+      return 0;
+    }
+  }
+  if (cl_frame_put(&c->out, type, ch, data, len)) return CL_ENOBUFS;
+  t->st.frames_out++;
+  mark_dirty(c);
+  return 0;
+}
+
+static void on_delay_timer(uv_timer_t *h) {
+  cl_transport *t = h->data;
+  uint64_t now = now_ms(t);
+  for (cl_conn *c = t->conns; c; c = c->next) {
+    int any = 0;
+    while (c->dq_head && c->dq_head->at <= now) {
+      cl_delayed *d = c->dq_head;
+      c->dq_head = d->next;
+      if (!c->dq_head) c->dq_tail = NULL;
+      if (c->state == C_UP) cl_buf_append(&c->out, d->bytes, d->len);
+      free(d);
+      any = 1;
+    }
+    if (any) mark_dirty(c);
+  }
+  arm_delay_timer(t);
+}
+
+static void arm_delay_timer(cl_transport *t) {
+  uint64_t next = UINT64_MAX;
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->dq_head && c->dq_head->at < next) next = c->dq_head->at;
+  if (next == UINT64_MAX || t->closing) return;
+  uint64_t now = now_ms(t);
+  uv_timer_start(&t->delay_timer, on_delay_timer, next > now ? next - now : 0, 0);
+}
+
+/* ---- connection lifecycle ---- */
+
+static void on_conn_closed(uv_handle_t *h) {
+  cl_conn *c = h->data;
+  cl_transport *t = c->t;
+  if (c->prev)
+    c->prev->next = c->next;
+  else
+    t->conns = c->next;
+  if (c->next) c->next->prev = c->prev;
+  for (cl_conn **pp = &t->dirty; *pp; pp = &(*pp)->dirty_next)
+    if (*pp == c) {
+      *pp = c->dirty_next;
+      break;
+    }
+  while (c->dq_head) {
+    cl_delayed *d = c->dq_head;
+    c->dq_head = d->next;
+    free(d);
+  }
+  if (c->hs_live) cl_hs_free(&c->hs);
+  cl_frame_decoder_free(&c->fd);
+  cl_opener_free(&c->opener);
+  sodium_memzero(&c->seal, sizeof c->seal);
+  cl_buf_free(&c->out);
+  cl_buf_free(&c->wire);
+  free(c);
+  t->open_handles--;
+  maybe_finish(t);
+}
+
+static void conn_close(cl_conn *c) {
+  if (c->state == C_CLOSING) return;
+  cl_peer *p = c->peer;
+  if (p && p->dial == c) p->dial = NULL;
+  if (p && p->conn == c) {
+    p->conn = NULL;
+    c->installed = 0;
+    c->t->connected--;
+  }
+  c->state = C_CLOSING;
+  c->tcp.data = c;
+  uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
+}
+
+/* An installed connection ends: tell the user, close, and re-dial if still wanted. */
+static void conn_down(cl_conn *c, const char *reason) {
+  if (c->state == C_CLOSING) return;
+  cl_transport *t = c->t;
+  cl_peer *p = c->peer;
+  int was_up = c->installed;
+  if (was_up) {
+    p->last_rx_ms = c->last_rx_ms;
+    p->since_ms = now_ms(t);
+  }
+  conn_close(c);
+  if (!was_up) {
+    if (p && c->outgoing) peer_schedule(p, 0);
+    return;
+  }
+  if (!t->leaving && !t->closing) {
+    cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "disconnected from %s: %s", p->nn.full, reason);
+    if (t->cb.peer_down) t->cb.peer_down(t->cb.ud, p->nn.full, reason);
+  }
+  if (strcmp(reason, "left") == 0 && !p->wanted) p->learned = 0;
+  peer_schedule(p, 1);
+}
+
+static void set_addr(cl_conn *c) {
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  c->addr[0] = 0;
+  if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) == 0) {
+    char ip[64] = "";
+    int port = 0;
+    if (ss.ss_family == AF_INET) {
+      struct sockaddr_in *a = (struct sockaddr_in *)&ss;
+      uv_ip4_name(a, ip, sizeof ip);
+      port = ntohs(a->sin_port);
+      snprintf(c->addr, sizeof c->addr, "%s:%d", ip, port);
+    } else if (ss.ss_family == AF_INET6) {
+      struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
+      uv_ip6_name(a, ip, sizeof ip);
+      port = ntohs(a->sin6_port);
+      snprintf(c->addr, sizeof c->addr, "[%s]:%d", ip, port);
+    }
+  }
+  if (!c->addr[0]) snprintf(c->addr, sizeof c->addr, "?");
+}
+
+static cl_conn *conn_new(cl_transport *t) {
+  cl_conn *c = calloc(1, sizeof *c);
+  if (!c) return NULL;
+  c->t = t;
+  if (uv_tcp_init(t->loop, &c->tcp)) {
+    free(c);
+    return NULL;
+  }
+  c->tcp.data = c;
+  c->next = t->conns;
+  if (t->conns) t->conns->prev = c;
+  t->conns = c;
+  t->open_handles++;
+  c->deadline_ms = now_ms(t) + t->cfg.handshake_timeout_ms;
+  return c;
+}
+
+static void log_hs_failure(cl_conn *c) {
+  cl_transport *t = c->t;
+  int f = c->hs.fail;
+  switch (f) {
+  case CL_HSF_COOKIE: t->st.handshake_fail_cookie++; break;
+  case CL_HSF_CLUSTER: t->st.handshake_fail_cluster++; break;
+  case CL_HSF_VERSION: t->st.handshake_fail_version++; break;
+  case CL_HSF_ENCRYPT: t->st.handshake_fail_encrypt++; break;
+  case CL_HSF_NAME: t->st.handshake_fail_name++; break;
+  case CL_HSF_GARBAGE: t->st.handshake_fail_garbage++; break;
+  case CL_HSF_TIMEOUT: t->st.handshake_fail_timeout++; break;
+  default: break;
+  }
+  if (f == CL_HSF_DUPLICATE || f == CL_HSF_BUSY) {
+    cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "connection %s %s dropped: %s",
+           c->outgoing ? "to" : "from", c->outgoing ? c->peer->nn.full : c->addr, c->hs.reason);
+    return;
+  }
+  uint32_t supp = 0;
+  if (!cl_ratelimit_allow(&t->rl_hs, now_ms(t), &supp)) return;
+  char more[64] = "";
+  if (supp) snprintf(more, sizeof more, " (%u similar suppressed)", supp);
+  if (c->outgoing) {
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "handshake with %s (%s) failed: %s%s: %s%s",
+           c->peer->nn.full, c->addr, c->hs.refused_by_peer ? "refused by the peer, " : "",
+           cl_hs_fail_name(f), c->hs.reason, more);
+  } else {
+    const char *claim = c->hs.peer_name[0] ? c->hs.peer_name : "?";
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "refused connection from %s (claims %s): %s%s: %s%s",
+           c->addr, claim, c->hs.refused_by_peer ? "refused by the peer, " : "", cl_hs_fail_name(f),
+           c->hs.reason, more);
+  }
+}
+
+static void hs_failed(cl_conn *c) {
+  log_hs_failure(c);
+  if (c->outgoing && c->peer) {
+    cl_peer *p = c->peer;
+    if (p->dial == c) p->dial = NULL;
+    /* after a lost tie-break the peer's dial normally wins; this re-dial is the
+     * fallback if it does not (it does nothing once connected) */
+    peer_schedule(p, 0);
+  }
+  /* let the REFUSE (if any) reach the peer before closing; the tick bounds the wait */
+  if (c->out.len && c->hs.fail != CL_HSF_BUSY) {
+    c->close_after_flush = 1;
+    c->deadline_ms = now_ms(c->t) + 1000;
+    mark_dirty(c);
+  } else {
+    conn_close(c);
+  }
+}
+
+static void send_peer_list(cl_conn *c) {
+  cl_transport *t = c->t;
+  cl_buf b = {0};
+  for (cl_peer *q = t->peers; q; q = q->next) {
+    if (!q->conn || q == c->peer) continue;
+    if (b.len) cl_buf_append(&b, "\n", 1);
+    cl_buf_append(&b, q->nn.full, strlen(q->nn.full));
+    if (b.len > CL_CTRL_FRAME_MAX - 300) break;
+  }
+  if (b.len) conn_put(c, CL_T_PEERS, 0, b.p, (uint32_t)b.len);
+  cl_buf_free(&b);
+}
+
+static void send_ping(cl_conn *c) {
+  uint64_t us = uv_hrtime() / 1000;
+  uint8_t x[8];
+  for (int i = 0; i < 8; i++) x[i] = (uint8_t)(us >> (56 - 8 * i));
+  conn_put(c, CL_T_PING, 0, x, 8);
+  c->next_ping_ms = now_ms(c->t) + c->t->cfg.heartbeat_ms;
+}
+
+/* The handshake succeeded: decide whether this connection becomes the pair's one. */
+static void conn_authenticated(cl_conn *c) {
+  cl_transport *t = c->t;
+  cl_handshake *hs = &c->hs;
+  cl_peer *p = c->peer;
+  if (!p) {
+    cl_node_name nn;
+    if (cl_node_name_parse(hs->peer_name, &nn, NULL, 0)) {
+      conn_close(c);
+      return;
+    }
+    p = find_peer(t, nn.full);
+    if (!p) p = add_peer(t, &nn);
+    if (!p) {
+      conn_close(c);
+      return;
+    }
+    c->peer = p;
+  }
+  if (t->leaving) {
+    conn_close(c);
+    return;
+  }
+  cl_conn *old = p->conn;
+  if (old && old != c) {
+    if (hs->peer_incarnation <= p->incarnation) {
+      /* the live one stays; this one raced it */
+      cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "dropping duplicate connection with %s", p->nn.full);
+      if (p->dial == c) p->dial = NULL;
+      conn_close(c);
+      return;
+    }
+    cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s restarted (incarnation %llu -> %llu): replacing its connection",
+           p->nn.full, (unsigned long long)p->incarnation, (unsigned long long)hs->peer_incarnation);
+    conn_down(old, "closed");
+  }
+  if (p->dial && p->dial != c) {
+    cl_conn *d = p->dial;
+    p->dial = NULL;
+    conn_close(d);
+  }
+  if (p->dial == c) p->dial = NULL;
+  uv_timer_stop(&p->timer);
+  p->conn = c;
+  c->installed = 1;
+  t->connected++;
+  c->state = C_UP;
+  c->raw_len = c->out.len; /* the ACCEPT just queued goes out in the clear */
+  snprintf(p->node_id, sizeof p->node_id, "%s", hs->peer_id);
+  snprintf(p->roles, sizeof p->roles, "%s", hs->peer_roles);
+  p->incarnation = hs->peer_incarnation;
+  p->left = 0;
+  p->backoff_ms = t->cfg.backoff_min_ms;
+  p->rtt_us = 0;
+  p->since_ms = c->last_rx_ms = now_ms(t);
+  c->encrypt = t->cfg.encrypt;
+  memcpy(c->seal.key, hs->key_tx, 32);
+  memcpy(c->opener.rx.key, hs->key_rx, 32);
+  cl_frame_decoder_init(&c->fd, CL_FD_SESSION, 0, t->cfg.max_frame);
+  cl_hs_free(hs);
+  c->hs_live = 0;
+  t->st.connects_ok++;
+  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connected to %s", p->nn.full);
+  send_ping(c);
+  send_peer_list(c);
+  /* tell the others about the newcomer, so meshes form from any seed */
+  size_t nl = strlen(p->nn.full);
+  for (cl_peer *q = t->peers; q; q = q->next)
+    if (q->conn && q != p && q->conn->state == C_UP) conn_put(q->conn, CL_T_PEERS, 0, p->nn.full, (uint32_t)nl);
+  if (t->cb.peer_up) {
+    cl_peer_info info;
+    fill_info(p, &info);
+    t->cb.peer_up(t->cb.ud, &info);
+  }
+}
+
+/* ---- reading ---- */
+
+static int on_plain(void *ud, const uint8_t *p, size_t n) {
+  cl_conn *c = ud;
+  int r = cl_frame_decoder_feed(&c->fd, p, n, NULL, on_session_frame, c);
+  if (r < 0) {
+    cl_transport *t = c->t;
+    if (c->fd.oversize)
+      t->st.frames_refused_oversize++;
+    else
+      t->st.frames_refused_garbage++;
+    uint32_t supp = 0;
+    if (cl_ratelimit_allow(&t->rl_frame, now_ms(t), &supp))
+      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "closing connection with %s (%s): %s", c->peer->nn.full,
+             c->addr, c->fd.reason);
+    conn_down(c, "closed");
+    return 1;
+  }
+  return c->state != C_UP;
+}
+
+static void session_input(cl_conn *c, uint8_t *p, size_t n) {
+  if (!n || c->state != C_UP) return;
+  if (c->encrypt) {
+    int r = cl_session_open(&c->opener, p, n, on_plain, c);
+    if (r < 0 && c->state == C_UP) {
+      cl_transport *t = c->t;
+      t->st.frames_refused_garbage++;
+      uint32_t supp = 0;
+      if (cl_ratelimit_allow(&t->rl_frame, now_ms(t), &supp))
+        cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "closing connection with %s (%s): %s", c->peer->nn.full,
+               c->addr, c->opener.reason);
+      conn_down(c, "closed");
+    }
+  } else {
+    on_plain(c, p, n);
+  }
+}
+
+static void learn_peers(cl_conn *c, const uint8_t *p, size_t n) {
+  cl_transport *t = c->t;
+  if (!t->cfg.mesh || t->leaving) return;
+  size_t i = 0;
+  while (i < n) {
+    size_t j = i;
+    while (j < n && p[j] != '\n') j++;
+    char name[CL_NODE_NAME_MAX + 1];
+    size_t l = j - i;
+    if (l && l <= CL_NODE_NAME_MAX) {
+      memcpy(name, p + i, l);
+      name[l] = 0;
+      cl_node_name nn;
+      if (cl_node_name_parse(name, &nn, NULL, 0) == 0 && strcmp(nn.full, t->self.full) != 0) {
+        cl_peer *q = find_peer(t, nn.full);
+        if (!q) q = add_peer(t, &nn);
+        if (q && !q->blocked && !q->wanted && !q->learned) {
+          q->learned = 1;
+          if (!q->conn) peer_dial(q);
+        }
+      }
+    }
+    i = j + 1;
+  }
+}
+
+static int on_session_frame(void *ud, const cl_frame *f) {
+  cl_conn *c = ud;
+  cl_transport *t = c->t;
+  if (c->state != C_UP) return 1;
+  if (t->faults_on) {
+    cl_fault tmp;
+    const cl_fault *fl = fault_of(t, c->peer, &tmp);
+    if (fl && (fl->blackhole || fl->oneway_in)) return 0;
+  }
+  c->last_rx_ms = now_ms(t);
+  t->st.frames_in++;
+  switch (f->type) {
+  case CL_T_DATA:
+    if (t->cb.message) t->cb.message(t->cb.ud, c->peer->nn.full, f->channel, f->data, f->len);
+    break;
+  case CL_T_PING:
+    if (f->len == 8) conn_put(c, CL_T_PONG, 0, f->data, 8);
+    break;
+  case CL_T_PONG:
+    if (f->len == 8) {
+      uint64_t sent = 0;
+      for (int i = 0; i < 8; i++) sent = sent << 8 | f->data[i];
+      uint64_t now = uv_hrtime() / 1000;
+      if (now >= sent && now - sent < 60000000) {
+        uint32_t s = (uint32_t)(now - sent);
+        cl_peer *p = c->peer;
+        p->rtt_us = p->rtt_us ? (uint32_t)(((uint64_t)p->rtt_us * 7 + s) / 8) : s;
+        if (!p->rtt_us) p->rtt_us = 1;
+      }
+    }
+    break;
+  case CL_T_PEERS:
+    learn_peers(c, f->data, f->len);
+    break;
+  case CL_T_LEAVE:
+    c->peer->left = 1;
+    conn_down(c, "left");
+    return 1;
+  case CL_T_REFUSE:
+    conn_down(c, "closed");
+    return 1;
+  default:
+    break;
+  }
+  return c->state != C_UP;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  (void)suggested;
+  cl_conn *c = h->data;
+  *buf = uv_buf_init((char *)c->t->rbuf, 65536);
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  cl_conn *c = s->data;
+  cl_transport *t = c->t;
+  if (c->state == C_CLOSING) return;
+  if (nread < 0) {
+    if (c->state == C_UP) {
+      conn_down(c, "closed");
+    } else {
+      if (c->hs_live && !c->hs.fail) {
+        /* a peer that hangs up mid-handshake is most often one that dropped us
+         * silently (leaving, blackholed) or a port scanner: not worth a warning */
+        c->hs.fail = CL_HSF_BUSY;
+        snprintf(c->hs.reason, sizeof c->hs.reason, "connection closed during the handshake (%s)",
+                 uv_err_name((int)nread));
+      }
+      hs_failed(c);
+    }
+    return;
+  }
+  if (nread == 0) return;
+  t->st.bytes_in += (uint64_t)nread;
+  uint8_t *p = (uint8_t *)buf->base;
+  size_t n = (size_t)nread;
+  if (c->state == C_HANDSHAKE) {
+    size_t used = 0;
+    int r = cl_hs_feed(&c->hs, p, n, &used, &c->out);
+    if (c->out.len) mark_dirty(c);
+    if (r == CL_HS_FAILED) {
+      hs_failed(c);
+      return;
+    }
+    if (r == CL_HS_CONTINUE) return;
+    conn_authenticated(c);
+    p += used;
+    n -= used;
+  }
+  if (c->state == C_UP) session_input(c, p, n);
+}
+
+/* ---- dialing ---- */
+
+static void on_redial(uv_timer_t *h) {
+  cl_peer *p = h->data;
+  peer_dial(p);
+}
+
+/* fresh: the peer just went down after being up (retry soon); else back off. */
+static void peer_schedule(cl_peer *p, int fresh) {
+  cl_transport *t = p->t;
+  if (t->closing || t->leaving) return;
+  if (!(p->wanted || p->learned) || p->conn) return;
+  if (fresh) p->backoff_ms = t->cfg.backoff_min_ms;
+  uint32_t b = p->backoff_ms ? p->backoff_ms : 1;
+  /* jitter in [b/2, 3b/2) keeps restarted clusters from dialling in lockstep */
+  uint32_t delay = b / 2 + randombytes_uniform(b + 1);
+  uint64_t next = (uint64_t)p->backoff_ms * 2;
+  p->backoff_ms = next > t->cfg.backoff_max_ms ? t->cfg.backoff_max_ms : (uint32_t)next;
+  uv_timer_start(&p->timer, on_redial, delay, 0);
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  cl_conn *c = req->data;
+  cl_transport *t = c->t;
+  cl_peer *p = c->peer;
+  if (c->state == C_CLOSING) return;
+  if (status < 0) {
+    t->st.connects_failed++;
+    uint32_t supp = 0;
+    if (cl_ratelimit_allow(&p->rl, now_ms(t), &supp)) {
+      char more[64] = "";
+      if (supp) snprintf(more, sizeof more, " (%u similar suppressed)", supp);
+      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to connect to %s: %s%s", p->nn.full,
+             uv_err_name(status), more);
+    }
+    if (p->dial == c) p->dial = NULL;
+    conn_close(c);
+    peer_schedule(p, 0);
+    return;
+  }
+  set_addr(c);
+  c->state = C_HANDSHAKE;
+  uint8_t nonce[32];
+  randombytes_buf(nonce, sizeof nonce);
+  cl_hs_init(&c->hs, &t->hs_cfg, CL_HS_DIALER, p->nn.full, nonce);
+  c->hs_live = 1;
+  cl_hs_start(&c->hs, &c->out);
+  mark_dirty(c);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+static void dial_addr(cl_peer *p, const struct sockaddr *sa) {
+  cl_transport *t = p->t;
+  cl_conn *c = conn_new(t);
+  if (!c) {
+    peer_schedule(p, 0);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->outgoing = 1;
+  c->peer = p;
+  c->state = C_CONNECTING;
+  snprintf(c->addr, sizeof c->addr, "%s", p->address);
+  c->creq.data = c;
+  int r = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
+  if (r) {
+    on_connect(&c->creq, r);
+    return;
+  }
+  p->dial = c;
+}
+
+typedef struct {
+  uv_getaddrinfo_t req;
+  cl_peer *p;
+} cl_resolve;
+
+static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
+  cl_resolve *r = req->data;
+  cl_peer *p = r->p;
+  cl_transport *t = p->t;
+  p->resolving = 0;
+  t->open_handles--;
+  free(r);
+  if (t->closing) {
+    if (res) uv_freeaddrinfo(res);
+    maybe_finish(t);
+    return;
+  }
+  if (status < 0 || !res) {
+    uint32_t supp = 0;
+    if (cl_ratelimit_allow(&p->rl, now_ms(t), &supp))
+      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to connect to %s: %s (resolving %s)", p->nn.full,
+             uv_err_name(status < 0 ? status : UV_EAI_NONAME), p->nn.host);
+    t->st.connects_failed++;
+    peer_schedule(p, 0);
+  } else if (!p->conn && !p->dial && !t->leaving) {
+    dial_addr(p, res->ai_addr);
+  }
+  if (res) uv_freeaddrinfo(res);
+}
+
+static int incoming_in_progress(cl_transport *t, cl_peer *p) {
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (!c->outgoing && c->state == C_HANDSHAKE && c->hs_live &&
+        strcmp(c->hs.peer_name, p->nn.full) == 0)
+      return 1;
+  return 0;
+}
+
+static void peer_dial(cl_peer *p) {
+  cl_transport *t = p->t;
+  if (t->closing || t->leaving || p->conn || p->dial || p->resolving) return;
+  if (!(p->wanted || p->learned)) return;
+  cl_fault tmp;
+  const cl_fault *f = fault_of(t, p, &tmp);
+  if ((f && f->blackhole) || incoming_in_progress(t, p)) {
+    peer_schedule(p, 0);
+    return;
+  }
+  struct sockaddr_storage ss;
+  if (uv_ip4_addr(p->nn.host, p->nn.port, (struct sockaddr_in *)&ss) == 0 ||
+      uv_ip6_addr(p->nn.host, p->nn.port, (struct sockaddr_in6 *)&ss) == 0) {
+    dial_addr(p, (struct sockaddr *)&ss);
+    return;
+  }
+  cl_resolve *r = calloc(1, sizeof *r);
+  if (!r) {
+    peer_schedule(p, 0);
+    return;
+  }
+  r->p = p;
+  r->req.data = r;
+  char port[8];
+  snprintf(port, sizeof port, "%u", p->nn.port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  if (uv_getaddrinfo(t->loop, &r->req, on_resolved, p->nn.host, port, &hints)) {
+    free(r);
+    peer_schedule(p, 0);
+    return;
+  }
+  p->resolving = 1;
+  t->open_handles++;
+}
+
+/* ---- accepting ---- */
+
+/* Runs once the dialer's HELLO parsed: settles simultaneous dials before any proof is
+ * computed, the same way on both sides (the dial of the smaller name wins). */
+static int hs_check(void *ud, const char *peer_name, uint64_t incarnation, char *reason, size_t rl) {
+  cl_conn *c = ud;
+  cl_transport *t = c->t;
+  if (t->leaving) {
+    snprintf(reason, rl, "this node is leaving");
+    return CL_HSF_BUSY;
+  }
+  cl_peer *p = find_peer(t, peer_name);
+  cl_fault tmp;
+  const cl_fault *f = fault_of(t, p, &tmp);
+  if (f && f->blackhole) {
+    snprintf(reason, rl, "blackholed by the fault layer");
+    return CL_HSF_BUSY;
+  }
+  if (!p) return 0;
+  if (p->conn && incarnation <= p->incarnation) {
+    snprintf(reason, rl, "already connected to %s", peer_name);
+    return CL_HSF_DUPLICATE;
+  }
+  if (p->dial && !p->conn) {
+    if (strcmp(t->self.full, peer_name) < 0) {
+      snprintf(reason, rl, "simultaneous connect: keeping the one %s dialled", t->self.full);
+      return CL_HSF_DUPLICATE;
+    }
+    cl_conn *d = p->dial;
+    p->dial = NULL;
+    conn_close(d);
+  }
+  return 0;
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  cl_transport *t = server->data;
+  if (status < 0 || t->closing) return;
+  cl_conn *c = conn_new(t);
+  if (!c) return;
+  if (uv_accept(server, (uv_stream_t *)&c->tcp)) {
+    conn_close(c);
+    return;
+  }
+  if (t->leaving) {
+    conn_close(c);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  set_addr(c);
+  c->state = C_HANDSHAKE;
+  uint8_t nonce[32];
+  randombytes_buf(nonce, sizeof nonce);
+  cl_hs_init(&c->hs, &t->hs_cfg, CL_HS_ACCEPTOR, NULL, nonce);
+  c->hs_live = 1;
+  c->hs.check = hs_check;
+  c->hs.check_ud = c;
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+}
+
+/* ---- timers ---- */
+
+static void on_tick(uv_timer_t *h) {
+  cl_transport *t = h->data;
+  uint64_t now = now_ms(t);
+  cl_conn *c = t->conns;
+  while (c) {
+    cl_conn *n = c->next;
+    if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
+      if (now >= c->deadline_ms) {
+        if (c->close_after_flush) {
+          conn_close(c);
+        } else if (c->state == C_CONNECTING) {
+          /* a blackholed SYN: count it as a failed connect */
+          cl_peer *p = c->peer;
+          t->st.connects_failed++;
+          uint32_t supp = 0;
+          if (cl_ratelimit_allow(&p->rl, now, &supp))
+            cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to connect to %s: ETIMEDOUT", p->nn.full);
+          if (p->dial == c) p->dial = NULL;
+          conn_close(c);
+          peer_schedule(p, 0);
+        } else {
+          c->hs.fail = CL_HSF_TIMEOUT;
+          snprintf(c->hs.reason, sizeof c->hs.reason, "no complete handshake within %u ms",
+                   t->cfg.handshake_timeout_ms);
+          c->out.len = 0;
+          hs_failed(c);
+        }
+      }
+    } else if (c->state == C_UP) {
+      if (now - c->last_rx_ms > t->cfg.timeout_ms) {
+        conn_down(c, "timeout");
+      } else if (now >= c->next_ping_ms) {
+        send_ping(c);
+      }
+    }
+    c = n;
+  }
+}
+
+/* ---- public API ---- */
+
+void cl_transport_config_defaults(cl_transport_config *c) {
+  memset(c, 0, sizeof *c);
+  c->encrypt = 1;
+  c->max_frame = 16u << 20;
+  c->heartbeat_ms = 100;
+  c->timeout_ms = 450;
+  c->handshake_timeout_ms = 2000;
+  c->send_queue_max = 64u << 20;
+  c->backoff_min_ms = 50;
+  c->backoff_max_ms = 5000;
+  c->mesh = 1;
+  c->log_subsys = "transport";
+}
+
+static char *dupstr(const char *s) { return strdup(s ? s : ""); }
+
+cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
+                               const cl_transport_callbacks *cb, char *err, size_t errlen) {
+  char dummy[8];
+  if (!err) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  if (sodium_init() < 0) {
+    snprintf(err, errlen, "libsodium failed to initialise");
+    return NULL;
+  }
+  cl_node_name self;
+  if (!cfg || cl_node_name_parse(cfg->self_name, &self, err, errlen)) return NULL;
+  if (!cfg->cookie || cfg->cookie_len == 0) {
+    snprintf(err, errlen, "a cookie is required");
+    return NULL;
+  }
+  if (!cfg->cluster || !*cfg->cluster || strlen(cfg->cluster) > CL_STR_MAX) {
+    snprintf(err, errlen, "cluster name must be 1..255 characters");
+    return NULL;
+  }
+  for (const char *s = cfg->cluster; *s; s++)
+    if (*s < 0x20 || *s > 0x7e) {
+      snprintf(err, errlen, "cluster name must be printable ASCII");
+      return NULL;
+    }
+  if ((cfg->node_id && strlen(cfg->node_id) > CL_STR_MAX) || (cfg->roles && strlen(cfg->roles) > CL_STR_MAX)) {
+    snprintf(err, errlen, "node id and roles must be at most 255 characters");
+    return NULL;
+  }
+  cl_transport *t = calloc(1, sizeof *t);
+  if (!t) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  t->loop = loop;
+  t->cfg = *cfg;
+  cl_transport_config d;
+  cl_transport_config_defaults(&d);
+  if (!t->cfg.max_frame) t->cfg.max_frame = d.max_frame;
+  if (!t->cfg.heartbeat_ms) t->cfg.heartbeat_ms = d.heartbeat_ms;
+  if (!t->cfg.timeout_ms) t->cfg.timeout_ms = d.timeout_ms;
+  if (!t->cfg.handshake_timeout_ms) t->cfg.handshake_timeout_ms = d.handshake_timeout_ms;
+  if (!t->cfg.send_queue_max) t->cfg.send_queue_max = d.send_queue_max;
+  if (!t->cfg.backoff_min_ms) t->cfg.backoff_min_ms = d.backoff_min_ms;
+  if (!t->cfg.backoff_max_ms) t->cfg.backoff_max_ms = d.backoff_max_ms;
+  if (t->cfg.backoff_max_ms < t->cfg.backoff_min_ms) t->cfg.backoff_max_ms = t->cfg.backoff_min_ms;
+  if (!t->cfg.incarnation) {
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    t->cfg.incarnation = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+  }
+  t->self = self;
+  t->s_id = dupstr(cfg->node_id);
+  t->s_cluster = dupstr(cfg->cluster);
+  t->s_roles = dupstr(cfg->roles);
+  t->s_subsys = dupstr(cfg->log_subsys && *cfg->log_subsys ? cfg->log_subsys : "transport");
+  t->cfg.cookie = NULL; /* not kept: only the derived keys are */
+  t->cfg.cookie_len = 0;
+  if (cb) t->cb = *cb;
+  t->hs_cfg.self_name = t->self.full;
+  t->hs_cfg.node_id = t->s_id;
+  t->hs_cfg.cluster = t->s_cluster;
+  t->hs_cfg.roles = t->s_roles;
+  t->hs_cfg.incarnation = t->cfg.incarnation;
+  t->hs_cfg.encrypt = t->cfg.encrypt;
+  t->hs_cfg.version = CL_PROTO_VERSION;
+  cl_hs_keys(cfg->cookie, cfg->cookie_len, t->hs_cfg.k_hs, t->hs_cfg.k_sess);
+  t->rl_hs.per_window = 5;
+  t->rl_hs.window_ms = 10000;
+  t->rl_frame.per_window = 5;
+  t->rl_frame.window_ms = 10000;
+  uint32_t tick = t->cfg.timeout_ms / 8;
+  if (tick > t->cfg.heartbeat_ms) tick = t->cfg.heartbeat_ms;
+  if (tick < 5) tick = 5;
+  t->tick_ms = tick;
+
+  struct sockaddr_storage ss;
+  int r = 0;
+  if (uv_ip4_addr(self.host, self.port, (struct sockaddr_in *)&ss) &&
+      uv_ip6_addr(self.host, self.port, (struct sockaddr_in6 *)&ss)) {
+    /* a host name: resolved once, synchronously, at start */
+    uv_getaddrinfo_t req;
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_socktype = SOCK_STREAM;
+    char port[8];
+    snprintf(port, sizeof port, "%u", self.port);
+    r = uv_getaddrinfo(loop, &req, NULL, self.host, port, &hints);
+    if (r == 0) {
+      memcpy(&ss, req.addrinfo->ai_addr, req.addrinfo->ai_addrlen);
+      uv_freeaddrinfo(req.addrinfo);
+    }
+  }
+  uv_tcp_init(loop, &t->listener);
+  t->listener.data = t;
+  if (r == 0) r = uv_tcp_bind(&t->listener, (struct sockaddr *)&ss, 0);
+  if (r == 0) r = uv_listen((uv_stream_t *)&t->listener, 511, on_connection);
+  uv_timer_init(loop, &t->tick);
+  uv_timer_init(loop, &t->delay_timer);
+  uv_check_init(loop, &t->check);
+  uv_idle_init(loop, &t->idle);
+  t->tick.data = t->delay_timer.data = t->check.data = t->idle.data = t;
+  if (r) {
+    snprintf(err, errlen, "cannot listen on %s:%u: %s", self.host, self.port, uv_strerror(r));
+    cl_transport_close(t, NULL, NULL);
+    return NULL;
+  }
+  uv_timer_start(&t->tick, on_tick, t->tick_ms, t->tick_ms);
+  return t;
+}
+
+int cl_transport_want(cl_transport *t, const char *name) {
+  cl_node_name nn;
+  cl_peer *p = find_peer(t, name);
+  if (!p) {
+    if (cl_node_name_parse(name, &nn, NULL, 0)) return CL_EINVAL;
+    if (strcmp(nn.full, t->self.full) == 0) return 0;
+    p = add_peer(t, &nn);
+    if (!p) return CL_ENOBUFS;
+  }
+  if (strcmp(p->nn.full, t->self.full) == 0) return 0;
+  p->wanted = 1;
+  p->blocked = 0;
+  if (!p->conn && !p->dial && !p->resolving && !uv_is_active((uv_handle_t *)&p->timer)) {
+    p->backoff_ms = t->cfg.backoff_min_ms;
+    peer_dial(p);
+  }
+  return 0;
+}
+
+int cl_transport_unwant(cl_transport *t, const char *name) {
+  cl_peer *p = find_peer(t, name);
+  if (!p) {
+    cl_node_name nn;
+    return cl_node_name_parse(name, &nn, NULL, 0) ? CL_EINVAL : 0;
+  }
+  p->wanted = p->learned = 0;
+  p->blocked = 1;
+  uv_timer_stop(&p->timer);
+  if (p->dial) {
+    cl_conn *d = p->dial;
+    p->dial = NULL;
+    conn_close(d);
+  }
+  if (p->conn) conn_down(p->conn, "closed");
+  return 0;
+}
+
+int cl_transport_send(cl_transport *t, const char *to, uint8_t channel, const void *data, size_t len) {
+  if (channel == 0) return CL_EINVAL;
+  if (len > t->cfg.max_frame) return CL_E2BIG;
+  cl_peer *p = find_peer(t, to);
+  if (!p || !p->conn || p->conn->state != C_UP || p->conn->close_after_flush) return CL_ENOTCONN;
+  cl_conn *c = p->conn;
+  if (conn_queued(c) + len + CL_FRAME_HDR > t->cfg.send_queue_max) return CL_ENOBUFS;
+  return conn_put(c, CL_T_DATA, channel, data, (uint32_t)len);
+}
+
+void cl_transport_leave(cl_transport *t) {
+  if (t->leaving || t->closing) return;
+  t->leaving = 1;
+  for (cl_peer *p = t->peers; p; p = p->next) uv_timer_stop(&p->timer);
+  for (cl_conn *c = t->conns; c; c = c->next) {
+    if (c->state == C_CLOSING) continue;
+    if (c->state == C_UP) {
+      /* straight into the queue: a leave must get out even through a drop fault */
+      cl_frame_put(&c->out, CL_T_LEAVE, 0, NULL, 0);
+      c->close_after_flush = 1;
+      c->deadline_ms = now_ms(t) + 1000;
+      mark_dirty(c);
+    } else if (c->state == C_HANDSHAKE && c->out.len) {
+      c->close_after_flush = 1;
+      c->deadline_ms = now_ms(t) + 1000;
+    } else {
+      conn_close(c);
+    }
+  }
+}
+
+void cl_transport_close(cl_transport *t, void (*done)(void *), void *ud) {
+  if (!t || t->closing) return;
+  t->closing = 1;
+  t->done = done;
+  t->done_ud = ud;
+  memset(&t->cb, 0, sizeof t->cb);
+  /* flush what is already queued (a LEAVE, mostly) with one best-effort try */
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->state != C_CLOSING && !c->writing && c->out.len) {
+      c->close_after_flush = 0;
+      conn_flush(c);
+    }
+  t->dirty = NULL;
+  cl_conn *c = t->conns;
+  while (c) {
+    cl_conn *n = c->next;
+    c->dirty = 0;
+    c->dirty_next = NULL;
+    conn_close(c);
+    c = n;
+  }
+  for (cl_peer *p = t->peers; p; p = p->next) close_handle(t, (uv_handle_t *)&p->timer);
+  close_handle(t, (uv_handle_t *)&t->listener);
+  close_handle(t, (uv_handle_t *)&t->tick);
+  close_handle(t, (uv_handle_t *)&t->delay_timer);
+  close_handle(t, (uv_handle_t *)&t->check);
+  close_handle(t, (uv_handle_t *)&t->idle);
+}
+
+void cl_transport_foreach(cl_transport *t, void (*fn)(void *, const cl_peer_info *), void *ud) {
+  for (cl_peer *p = t->peers; p; p = p->next) {
+    cl_peer_info i;
+    fill_info(p, &i);
+    fn(ud, &i);
+  }
+}
+
+size_t cl_transport_connected_count(const cl_transport *t) { return t->connected; }
+const char *cl_transport_self(const cl_transport *t) { return t->self.full; }
+uint64_t cl_transport_incarnation(const cl_transport *t) { return t->cfg.incarnation; }
+
+size_t cl_transport_queued(const cl_transport *t, const char *name) {
+  cl_peer *p = find_peer((cl_transport *)t, name);
+  return p && p->conn ? conn_queued(p->conn) : 0;
+}
+
+void cl_transport_stats_get(const cl_transport *t, cl_transport_stats *s) { *s = t->st; }
+
+int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char *err, size_t errlen) {
+  char dummy[8];
+  if (!err) {
+    err = dummy;
+    errlen = sizeof dummy;
+  }
+  if (!cl_fault_enabled()) {
+    snprintf(err, errlen, "the fault layer is off (set CLUSTERLUA_FAULTS=1 to enable it in tests)");
+    return CL_EPERM;
+  }
+  cl_fault *f;
+  if (!peer || strcmp(peer, "*") == 0) {
+    f = &t->fault_all;
+  } else {
+    cl_peer *p = find_peer(t, peer);
+    if (!p) {
+      cl_node_name nn;
+      if (cl_node_name_parse(peer, &nn, err, errlen)) return CL_EINVAL;
+      p = add_peer(t, &nn);
+      if (!p) return CL_ENOBUFS;
+    }
+    f = &p->fault;
+  }
+  int r = cl_fault_parse(spec, f, err, errlen);
+  if (r) return r;
+  int on = cl_fault_active(&t->fault_all);
+  for (cl_peer *p = t->peers; p; p = p->next) on |= cl_fault_active(&p->fault);
+  t->faults_on = on;
+  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "fault layer: %s for %s", spec, peer ? peer : "*");
+  return 0;
+}
