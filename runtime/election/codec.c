@@ -1,0 +1,534 @@
+/* Wire and persisted encodings of the election core. Everything decoded here
+ * comes from outside (peers, disk) and is hostile until checked: every length
+ * is bounded before use and nothing is allocated beyond what the checked
+ * length allows. Little-endian, length-prefixed, canonical (the state hash is
+ * taken over this encoding). */
+#include "internal.h"
+
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const uint8_t wire_magic[3] = {'C', 'L', 'E'};
+static const uint8_t persist_magic[8] = {'C', 'L', 'E', 'L', 'P', 'S', 'T', 0};
+
+/* ---- writer ---- */
+
+static void buf_reserve(cl_buf *b, size_t more) {
+  if (b->oom) return;
+  if (b->n + more <= b->cap) return;
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap < b->n + more) cap *= 2;
+  uint8_t *p = realloc(b->p, cap);
+  if (!p) {
+    b->oom = 1;
+    return;
+  }
+  b->p = p;
+  b->cap = cap;
+}
+
+void cl_buf_u8(cl_buf *b, uint8_t v) {
+  buf_reserve(b, 1);
+  if (!b->oom) b->p[b->n++] = v;
+}
+
+void cl_buf_u32(cl_buf *b, uint32_t v) {
+  buf_reserve(b, 4);
+  if (b->oom) return;
+  for (int i = 0; i < 4; i++) b->p[b->n++] = (uint8_t)(v >> (8 * i));
+}
+
+void cl_buf_u64(cl_buf *b, uint64_t v) {
+  buf_reserve(b, 8);
+  if (b->oom) return;
+  for (int i = 0; i < 8; i++) b->p[b->n++] = (uint8_t)(v >> (8 * i));
+}
+
+void cl_buf_bytes(cl_buf *b, const uint8_t *p, uint32_t n) {
+  cl_buf_u32(b, n);
+  buf_reserve(b, n);
+  if (b->oom || n == 0) return;
+  memcpy(b->p + b->n, p, n);
+  b->n += n;
+}
+
+void cl_buf_str(cl_buf *b, const char *s) {
+  size_t n = strlen(s);
+  buf_reserve(b, 2 + n);
+  if (b->oom) return;
+  b->p[b->n++] = (uint8_t)n;
+  b->p[b->n++] = (uint8_t)(n >> 8);
+  memcpy(b->p + b->n, s, n);
+  b->n += n;
+}
+
+void cl_buf_free(cl_buf *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+/* ---- reader ---- */
+
+typedef struct rd {
+  const uint8_t *p;
+  size_t n, off;
+  char *err;
+  size_t errlen;
+  int bad;
+} rd;
+
+static void rd_fail(rd *r, const char *fmt, ...) {
+  if (r->bad) return;
+  r->bad = 1;
+  if (r->err && r->errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->err, r->errlen, fmt, ap);
+    va_end(ap);
+  }
+}
+
+static int rd_need(rd *r, size_t k, const char *what) {
+  if (r->bad) return 0;
+  if (r->n - r->off < k) {
+    rd_fail(r, "truncated: %s needs %zu bytes at offset %zu, %zu left", what, k, r->off, r->n - r->off);
+    return 0;
+  }
+  return 1;
+}
+
+static uint8_t rd_u8(rd *r, const char *what) {
+  if (!rd_need(r, 1, what)) return 0;
+  return r->p[r->off++];
+}
+
+static uint32_t rd_u32(rd *r, const char *what) {
+  if (!rd_need(r, 4, what)) return 0;
+  uint32_t v = 0;
+  for (int i = 0; i < 4; i++) v |= (uint32_t)r->p[r->off++] << (8 * i);
+  return v;
+}
+
+static uint64_t rd_u64(rd *r, const char *what) {
+  if (!rd_need(r, 8, what)) return 0;
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v |= (uint64_t)r->p[r->off++] << (8 * i);
+  return v;
+}
+
+/* dst has room for max+1 bytes */
+static void rd_str(rd *r, char *dst, size_t max, const char *what) {
+  dst[0] = 0;
+  if (!rd_need(r, 2, what)) return;
+  size_t n = (size_t)r->p[r->off] | ((size_t)r->p[r->off + 1] << 8);
+  r->off += 2;
+  if (n > max) {
+    rd_fail(r, "%s too long (%zu bytes, max %zu)", what, n, max);
+    return;
+  }
+  if (!rd_need(r, n, what)) return;
+  if (memchr(r->p + r->off, 0, n)) {
+    rd_fail(r, "%s contains a NUL byte", what);
+    return;
+  }
+  memcpy(dst, r->p + r->off, n);
+  dst[n] = 0;
+  r->off += n;
+}
+
+static const uint8_t *rd_blob(rd *r, uint32_t *len, uint32_t max, const char *what) {
+  uint32_t n = rd_u32(r, what);
+  *len = 0;
+  if (r->bad) return NULL;
+  if (n > max) {
+    rd_fail(r, "%s too large (%u bytes, max %u)", what, n, max);
+    return NULL;
+  }
+  if (!rd_need(r, n, what)) return NULL;
+  const uint8_t *p = r->p + r->off;
+  r->off += n;
+  *len = n;
+  return p;
+}
+
+/* ---- state ---- */
+
+void cl_el_state_init(cl_el_state *st) { memset(st, 0, sizeof *st); }
+
+void cl_el_state_clear(cl_el_state *st) {
+  free(st->meta);
+  st->meta = NULL;
+  st->meta_len = 0;
+}
+
+int cl_el_state_copy(cl_el_state *dst, const cl_el_state *src) {
+  if (dst == src) return 0;
+  uint8_t *meta = NULL;
+  if (src->meta_len) {
+    meta = malloc(src->meta_len);
+    if (!meta) return -1;
+    memcpy(meta, src->meta, src->meta_len);
+  }
+  free(dst->meta);
+  /* copy only the used parts: the arrays are large and mostly empty */
+  memcpy(dst->cluster_id, src->cluster_id, sizeof dst->cluster_id);
+  dst->term = src->term;
+  dst->version = src->version;
+  memcpy(dst->master_id, src->master_id, sizeof dst->master_id);
+  dst->n_nodes = src->n_nodes;
+  memcpy(dst->nodes, src->nodes, src->n_nodes * sizeof src->nodes[0]);
+  dst->committed_config.n = src->committed_config.n;
+  memcpy(dst->committed_config.ids, src->committed_config.ids,
+         src->committed_config.n * sizeof src->committed_config.ids[0]);
+  dst->accepted_config.n = src->accepted_config.n;
+  memcpy(dst->accepted_config.ids, src->accepted_config.ids,
+         src->accepted_config.n * sizeof src->accepted_config.ids[0]);
+  dst->n_excl = src->n_excl;
+  memcpy(dst->excl, src->excl, src->n_excl * sizeof src->excl[0]);
+  dst->meta_version = src->meta_version;
+  memcpy(dst->meta_origin, src->meta_origin, sizeof dst->meta_origin);
+  dst->meta_req = src->meta_req;
+  dst->meta = meta;
+  dst->meta_len = src->meta_len;
+  return 0;
+}
+
+static void vc_encode(const cl_el_vconfig *c, cl_buf *b) {
+  cl_buf_u32(b, c->n);
+  for (uint32_t i = 0; i < c->n; i++) cl_buf_str(b, c->ids[i]);
+}
+
+void cl_state_encode(const cl_el_state *st, cl_buf *b) {
+  cl_buf_str(b, st->cluster_id);
+  cl_buf_u64(b, st->term);
+  cl_buf_u64(b, st->version);
+  cl_buf_str(b, st->master_id);
+  cl_buf_u32(b, st->n_nodes);
+  for (uint32_t i = 0; i < st->n_nodes; i++) {
+    const cl_el_node *n = &st->nodes[i];
+    cl_buf_str(b, n->id);
+    cl_buf_str(b, n->name);
+    cl_buf_str(b, n->address);
+    cl_buf_u32(b, n->flags);
+    cl_buf_str(b, n->tags);
+  }
+  vc_encode(&st->committed_config, b);
+  vc_encode(&st->accepted_config, b);
+  cl_buf_u32(b, st->n_excl);
+  for (uint32_t i = 0; i < st->n_excl; i++) {
+    cl_buf_str(b, st->excl[i].id);
+    cl_buf_str(b, st->excl[i].name);
+  }
+  cl_buf_u64(b, st->meta_version);
+  cl_buf_str(b, st->meta_origin);
+  cl_buf_u64(b, st->meta_req);
+  cl_buf_bytes(b, st->meta, st->meta_len);
+}
+
+static void vc_decode(rd *r, cl_el_vconfig *c, const char *what) {
+  c->n = rd_u32(r, what);
+  if (r->bad) return;
+  if (c->n > CL_EL_MAX_NODES) {
+    rd_fail(r, "%s has %u ids (max %d)", what, c->n, CL_EL_MAX_NODES);
+    c->n = 0;
+    return;
+  }
+  for (uint32_t i = 0; i < c->n && !r->bad; i++) {
+    rd_str(r, c->ids[i], CL_EL_ID_MAX, what);
+    if (r->bad) break;
+    if (!c->ids[i][0]) rd_fail(r, "%s has an empty id", what);
+    /* kept sorted and unique: the quorum arithmetic relies on no duplicates */
+    else if (i > 0 && strcmp(c->ids[i - 1], c->ids[i]) >= 0) rd_fail(r, "%s ids not sorted/unique", what);
+  }
+  if (r->bad) c->n = 0;
+}
+
+/* Decodes into st (which must be initialised); on failure st is left valid
+ * (possibly partially filled, meta NULL). */
+static void state_decode(rd *r, cl_el_state *st) {
+  cl_el_state_clear(st);
+  rd_str(r, st->cluster_id, CL_EL_CLUSTER_ID_MAX, "cluster id");
+  st->term = rd_u64(r, "state term");
+  st->version = rd_u64(r, "state version");
+  rd_str(r, st->master_id, CL_EL_ID_MAX, "master id");
+  st->n_nodes = rd_u32(r, "node count");
+  if (!r->bad && st->n_nodes > CL_EL_MAX_NODES) rd_fail(r, "state has %u nodes (max %d)", st->n_nodes, CL_EL_MAX_NODES);
+  if (r->bad) st->n_nodes = 0;
+  for (uint32_t i = 0; i < st->n_nodes && !r->bad; i++) {
+    cl_el_node *n = &st->nodes[i];
+    rd_str(r, n->id, CL_EL_ID_MAX, "node id");
+    rd_str(r, n->name, CL_EL_NAME_MAX, "node name");
+    rd_str(r, n->address, CL_EL_ADDR_MAX, "node address");
+    n->flags = rd_u32(r, "node flags");
+    rd_str(r, n->tags, CL_EL_TAGS_MAX, "node tags");
+    if (r->bad) break;
+    if (!n->id[0]) rd_fail(r, "node %u has an empty id", i);
+    for (uint32_t j = 0; j < i && !r->bad; j++)
+      if (!strcmp(st->nodes[j].id, n->id)) rd_fail(r, "duplicate node id in state");
+  }
+  if (r->bad) st->n_nodes = 0;
+  vc_decode(r, &st->committed_config, "committed config");
+  vc_decode(r, &st->accepted_config, "accepted config");
+  st->n_excl = rd_u32(r, "exclusion count");
+  if (!r->bad && st->n_excl > CL_EL_MAX_EXCL) rd_fail(r, "state has %u exclusions (max %d)", st->n_excl, CL_EL_MAX_EXCL);
+  if (r->bad) st->n_excl = 0;
+  for (uint32_t i = 0; i < st->n_excl && !r->bad; i++) {
+    rd_str(r, st->excl[i].id, CL_EL_ID_MAX, "exclusion id");
+    rd_str(r, st->excl[i].name, CL_EL_NAME_MAX, "exclusion name");
+  }
+  if (r->bad) st->n_excl = 0;
+  st->meta_version = rd_u64(r, "metadata version");
+  rd_str(r, st->meta_origin, CL_EL_ID_MAX, "metadata origin");
+  st->meta_req = rd_u64(r, "metadata request");
+  uint32_t mlen = 0;
+  const uint8_t *m = rd_blob(r, &mlen, CL_EL_META_HARD_MAX, "metadata");
+  if (!r->bad && st->meta_version > st->version) rd_fail(r, "metadata version %llu after state version %llu",
+                                                          (unsigned long long)st->meta_version,
+                                                          (unsigned long long)st->version);
+  if (r->bad || mlen == 0) return;
+  st->meta = malloc(mlen);
+  if (!st->meta) {
+    rd_fail(r, "out of memory for %u bytes of metadata", mlen);
+    return;
+  }
+  memcpy(st->meta, m, mlen);
+  st->meta_len = mlen;
+}
+
+void cl_el_state_hash(const cl_el_state *st, uint8_t out[32]) {
+  cl_buf b = {0};
+  cl_state_encode(st, &b);
+  crypto_generichash(out, 32, b.p, b.n, NULL, 0);
+  cl_buf_free(&b);
+}
+
+/* ---- messages ---- */
+
+void cl_msg_encode(const cl_msg *m, cl_buf *b) {
+  cl_buf_u8(b, wire_magic[0]);
+  cl_buf_u8(b, wire_magic[1]);
+  cl_buf_u8(b, wire_magic[2]);
+  cl_buf_u8(b, CL_WIRE_VERSION);
+  cl_buf_u8(b, m->type);
+  switch (m->type) {
+  case CL_M_PREVOTE_REQ:
+  case CL_M_JOIN:
+    cl_buf_u64(b, m->term);
+    cl_buf_u64(b, m->lat);
+    cl_buf_u64(b, m->lav);
+    break;
+  case CL_M_PREVOTE_RESP:
+  case CL_M_HB_RESP:
+    cl_buf_u64(b, m->term);
+    cl_buf_u64(b, m->lat);
+    cl_buf_u64(b, m->lav);
+    cl_buf_u8(b, m->flag);
+    break;
+  case CL_M_START_JOIN:
+  case CL_M_LEADER_GONE:
+    cl_buf_u64(b, m->term);
+    break;
+  case CL_M_PUBLISH:
+    cl_state_encode(m->state, b);
+    break;
+  case CL_M_PUBLISH_RESP:
+    cl_buf_u64(b, m->term);
+    cl_buf_u64(b, m->version);
+    cl_buf_u8(b, m->flag);
+    break;
+  case CL_M_COMMIT:
+    cl_buf_u64(b, m->term);
+    cl_buf_u64(b, m->version);
+    break;
+  case CL_M_HB:
+    cl_buf_u64(b, m->term);
+    cl_buf_u64(b, m->version);
+    cl_buf_str(b, m->cluster_id);
+    break;
+  case CL_M_FWD_REQ:
+    cl_buf_u64(b, m->req_id);
+    cl_buf_u8(b, m->req_kind);
+    cl_buf_u64(b, m->base_version);
+    cl_buf_u8(b, m->flag);
+    cl_buf_bytes(b, m->blob, m->blob_len);
+    cl_buf_u32(b, m->n_names);
+    for (uint32_t i = 0; i < m->n_names; i++) cl_buf_str(b, m->names[i]);
+    break;
+  case CL_M_FWD_RESP:
+    cl_buf_u64(b, m->req_id);
+    cl_buf_u64(b, m->version);
+    cl_buf_str(b, m->code);
+    cl_buf_str(b, m->text);
+    break;
+  default:
+    b->oom = 1; /* programming error: refuse to emit an unknown type */
+  }
+}
+
+int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, char *err, size_t errlen) {
+  rd r = {buf, len, 0, err, errlen, 0};
+  memset(m, 0, offsetof(cl_msg, names));
+  m->n_names = 0;
+  m->code[0] = m->text[0] = 0;
+  m->state = NULL;
+  if (len < 5) {
+    rd_fail(&r, "message too short (%zu bytes)", len);
+    return -1;
+  }
+  if (memcmp(buf, wire_magic, 3) != 0) {
+    rd_fail(&r, "not an election message (bad magic)");
+    return -1;
+  }
+  if (buf[3] != CL_WIRE_VERSION) {
+    rd_fail(&r, "unsupported election wire version %u (this node speaks %u)", buf[3], CL_WIRE_VERSION);
+    return -1;
+  }
+  m->type = buf[4];
+  r.off = 5;
+  cl_el_state scratch;
+  switch (m->type) {
+  case CL_M_PREVOTE_REQ:
+  case CL_M_JOIN:
+    m->term = rd_u64(&r, "term");
+    m->lat = rd_u64(&r, "last accepted term");
+    m->lav = rd_u64(&r, "last accepted version");
+    break;
+  case CL_M_PREVOTE_RESP:
+  case CL_M_HB_RESP:
+    m->term = rd_u64(&r, "term");
+    m->lat = rd_u64(&r, "last accepted term");
+    m->lav = rd_u64(&r, "last accepted version");
+    m->flag = rd_u8(&r, "status");
+    break;
+  case CL_M_START_JOIN:
+  case CL_M_LEADER_GONE:
+    m->term = rd_u64(&r, "term");
+    break;
+  case CL_M_PUBLISH:
+    if (st) {
+      state_decode(&r, st);
+      m->state = st;
+    } else {
+      /* validate only: decode into a scratch state and drop it */
+      cl_el_state_init(&scratch);
+      state_decode(&r, &scratch);
+      cl_el_state_clear(&scratch);
+    }
+    break;
+  case CL_M_PUBLISH_RESP:
+    m->term = rd_u64(&r, "term");
+    m->version = rd_u64(&r, "version");
+    m->flag = rd_u8(&r, "ok");
+    break;
+  case CL_M_COMMIT:
+    m->term = rd_u64(&r, "term");
+    m->version = rd_u64(&r, "version");
+    break;
+  case CL_M_HB:
+    m->term = rd_u64(&r, "term");
+    m->version = rd_u64(&r, "committed version");
+    rd_str(&r, m->cluster_id, CL_EL_CLUSTER_ID_MAX, "cluster id");
+    break;
+  case CL_M_FWD_REQ:
+    m->req_id = rd_u64(&r, "request id");
+    m->req_kind = rd_u8(&r, "request kind");
+    m->base_version = rd_u64(&r, "base version");
+    m->flag = rd_u8(&r, "wait flag");
+    m->blob = rd_blob(&r, &m->blob_len, CL_EL_META_HARD_MAX, "request metadata");
+    m->n_names = rd_u32(&r, "name count");
+    if (!r.bad && m->n_names > CL_EL_MAX_EXCL) rd_fail(&r, "too many names (%u, max %d)", m->n_names, CL_EL_MAX_EXCL);
+    if (r.bad) m->n_names = 0;
+    for (uint32_t i = 0; i < m->n_names && !r.bad; i++) rd_str(&r, m->names[i], CL_EL_NAME_MAX, "name");
+    if (!r.bad && (m->req_kind < CL_REQ_UPDATE || m->req_kind > CL_REQ_CLEAR))
+      rd_fail(&r, "unknown request kind %u", m->req_kind);
+    break;
+  case CL_M_FWD_RESP:
+    m->req_id = rd_u64(&r, "request id");
+    m->version = rd_u64(&r, "version");
+    rd_str(&r, m->code, sizeof m->code - 1, "status code");
+    rd_str(&r, m->text, sizeof m->text - 1, "status message");
+    break;
+  default:
+    rd_fail(&r, "unknown election message type %u", m->type);
+    return -1;
+  }
+  if (!r.bad && r.off != len) rd_fail(&r, "%zu trailing bytes after message type %u", len - r.off, m->type);
+  if (r.bad && st && m->type == CL_M_PUBLISH) cl_el_state_clear(st);
+  return r.bad ? -1 : 0;
+}
+
+int cl_el_msg_validate(const uint8_t *buf, size_t len, char *err, size_t errlen) {
+  cl_msg *m = malloc(sizeof *m);
+  if (!m) return -1;
+  int rc = cl_msg_decode(buf, len, m, NULL, err, errlen);
+  free(m);
+  return rc;
+}
+
+int cl_el_msg_type(const uint8_t *buf, size_t len) {
+  if (len < 5 || memcmp(buf, wire_magic, 3) != 0 || buf[3] != CL_WIRE_VERSION) return -1;
+  return buf[4];
+}
+
+/* ---- persisted file ---- */
+
+int cl_el_persist_encode(uint64_t term, const cl_el_state *st, int committed, uint8_t **out, size_t *outlen) {
+  cl_buf b = {0};
+  for (int i = 0; i < 8; i++) cl_buf_u8(&b, persist_magic[i]);
+  cl_buf_u32(&b, CL_PERSIST_VERSION);
+  cl_buf_u64(&b, term);
+  cl_buf_u8(&b, committed ? 1 : 0);
+  cl_state_encode(st, &b);
+  uint8_t h[32];
+  if (!b.oom) crypto_generichash(h, 32, b.p, b.n, NULL, 0);
+  for (int i = 0; i < 32; i++) cl_buf_u8(&b, h[i]);
+  if (b.oom) {
+    cl_buf_free(&b);
+    return -1;
+  }
+  *out = b.p;
+  *outlen = b.n;
+  return 0;
+}
+
+int cl_el_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st, int *committed,
+                         char *err, size_t errlen) {
+  rd r = {buf, len, 0, err, errlen, 0};
+  if (len < 8 + 4 + 8 + 1 + 32) {
+    rd_fail(&r, "state file truncated (%zu bytes)", len);
+    return -1;
+  }
+  if (memcmp(buf, persist_magic, 8) != 0) {
+    rd_fail(&r, "not a clusterlua election state file (bad magic)");
+    return -1;
+  }
+  r.off = 8;
+  uint32_t ver = rd_u32(&r, "format version");
+  if (ver != CL_PERSIST_VERSION) {
+    rd_fail(&r, "unsupported state file format version %u (this build reads %u)", ver, CL_PERSIST_VERSION);
+    return -1;
+  }
+  uint8_t h[32];
+  crypto_generichash(h, 32, buf, len - 32, NULL, 0);
+  if (sodium_memcmp(h, buf + len - 32, 32) != 0) {
+    rd_fail(&r, "state file checksum mismatch (torn or corrupt write)");
+    return -1;
+  }
+  r.n = len - 32;
+  *term = rd_u64(&r, "current term");
+  uint8_t c = rd_u8(&r, "committed flag");
+  if (!r.bad && c > 1) rd_fail(&r, "bad committed flag %u", c);
+  *committed = c;
+  state_decode(&r, st);
+  if (!r.bad && r.off != r.n) rd_fail(&r, "%zu trailing bytes in state file", r.n - r.off);
+  if (!r.bad && st->term > *term) rd_fail(&r, "accepted state term %llu above current term %llu",
+                                          (unsigned long long)st->term, (unsigned long long)*term);
+  if (r.bad) {
+    cl_el_state_clear(st);
+    return -1;
+  }
+  return 0;
+}

@@ -1,0 +1,162 @@
+/* Voting-configuration arithmetic: quorums, the reconfigurator, name matching
+ * for initial_master_nodes and exclusions. */
+#include "internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define PLACEHOLDER "{bootstrap-placeholder}-"
+
+uint32_t cl_el_quorum(uint32_t n) { return n / 2 + 1; }
+
+int cl_vc_has(const cl_el_vconfig *c, const char *id) {
+  for (uint32_t i = 0; i < c->n; i++)
+    if (!strcmp(c->ids[i], id)) return 1;
+  return 0;
+}
+
+/* sorted insert keeps the encoding canonical */
+void cl_vc_add(cl_el_vconfig *c, const char *id) {
+  if (cl_vc_has(c, id) || c->n >= CL_EL_MAX_NODES) return;
+  uint32_t i = c->n;
+  while (i > 0 && strcmp(c->ids[i - 1], id) > 0) {
+    memcpy(c->ids[i], c->ids[i - 1], sizeof c->ids[0]);
+    i--;
+  }
+  snprintf(c->ids[i], sizeof c->ids[i], "%s", id);
+  c->n++;
+}
+
+int cl_vc_eq(const cl_el_vconfig *a, const cl_el_vconfig *b) {
+  if (a->n != b->n) return 0;
+  for (uint32_t i = 0; i < a->n; i++)
+    if (strcmp(a->ids[i], b->ids[i])) return 0;
+  return 1;
+}
+
+int cl_vc_is_placeholder(const char *id) { return !strncmp(id, PLACEHOLDER, sizeof PLACEHOLDER - 1); }
+
+int cl_vc_quorum(const cl_el_vconfig *c, int (*has)(void *, const char *), void *ctx) {
+  /* an empty configuration has no quorum: an unbootstrapped node can't win */
+  if (c->n == 0) return 0;
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < c->n; i++)
+    if (!cl_vc_is_placeholder(c->ids[i]) && has(ctx, c->ids[i])) k++;
+#ifdef CL_MUTANT_HALF_QUORUM
+  return 2 * k >= c->n; /* mutant: ties count as a quorum */
+#else
+  return k >= cl_el_quorum(c->n);
+#endif
+}
+
+const cl_el_node *cl_state_node(const cl_el_state *st, const char *id) {
+  for (uint32_t i = 0; i < st->n_nodes; i++)
+    if (!strcmp(st->nodes[i].id, id)) return &st->nodes[i];
+  return NULL;
+}
+
+/* "node1" matches "node1@host:port"; a full entry matches only itself */
+int cl_name_matches(const char *entry, const char *name) {
+  if (!strcmp(entry, name)) return 1;
+  if (strchr(entry, '@')) return 0;
+  size_t n = strlen(entry);
+  return !strncmp(entry, name, n) && name[n] == '@';
+}
+
+static void short_of(const char *s, char *out, size_t outlen) {
+  snprintf(out, outlen, "%s", s);
+  char *at = strchr(out, '@');
+  if (at) *at = 0;
+}
+
+int cl_check_initial_list(const char *const *list, size_t n, char *err, size_t errlen) {
+  if (n > CL_EL_MAX_INITIAL) {
+    snprintf(err, errlen, "initial_master_nodes has %zu entries (max %d)", n, CL_EL_MAX_INITIAL);
+    return -1;
+  }
+  for (size_t i = 0; i < n; i++) {
+    if (!list[i] || !list[i][0] || strlen(list[i]) > CL_EL_NAME_MAX) {
+      snprintf(err, errlen, "initial_master_nodes entry %zu is empty or too long", i + 1);
+      return -1;
+    }
+    for (size_t j = 0; j < i; j++) {
+      char a[CL_EL_NAME_MAX + 1], b[CL_EL_NAME_MAX + 1];
+      short_of(list[i], a, sizeof a);
+      short_of(list[j], b, sizeof b);
+      /* two entries that can name the same node: equal, or same short name
+       * where at least one of them is short */
+      int dup = !strcmp(list[i], list[j]) ||
+                (!strcmp(a, b) && (!strchr(list[i], '@') || !strchr(list[j], '@')));
+      if (dup) {
+        snprintf(err, errlen, "initial_master_nodes: duplicate entry \"%s\" (also \"%s\")", list[i], list[j]);
+        return -1;
+      }
+    }
+  }
+  return 0;
+}
+
+static int in_excl(const cl_el_excl *excl, size_t n, const char *id) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(excl[i].id, id)) return 1;
+  return 0;
+}
+
+static int in_list(const char *const *l, size_t n, const char *id) {
+  for (size_t i = 0; i < n; i++)
+    if (!strcmp(l[i], id)) return 1;
+  return 0;
+}
+
+static int in_list_ctx(void *ctx, const char *id) {
+  const char *const *l = ((const char *const **)ctx)[0];
+  size_t n = (size_t)(uintptr_t)((const char *const **)ctx)[1];
+  return in_list(l, n, id);
+}
+
+/* Elasticsearch's Reconfigurator: the target size is the largest odd number of
+ * live non-excluded nodes, but never below 3 once the configuration has
+ * reached 3 (so losing one node of 3 keeps a quorum of 2 over the same 3
+ * ids); members are preferred in the order live-and-in-config (master
+ * first), live-not-in-config, in-config-not-live. Only a configuration whose
+ * quorum is live is returned; otherwise the current one is kept. */
+void cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live, const cl_el_excl *excl,
+                    size_t n_excl, const char *master_id, cl_el_vconfig *out) {
+  const char *order[3 * CL_EL_MAX_NODES];
+  size_t no = 0;
+  size_t live_ok = 0;
+  for (size_t i = 0; i < n_live; i++)
+    if (!in_excl(excl, n_excl, live[i])) live_ok++;
+  /* 1: live, in config, not excluded; master first */
+  if (master_id && cl_vc_has(cur, master_id) && in_list(live, n_live, master_id) && !in_excl(excl, n_excl, master_id))
+    order[no++] = master_id;
+  for (uint32_t i = 0; i < cur->n; i++) {
+    const char *id = cur->ids[i];
+    if (master_id && !strcmp(id, master_id)) continue;
+    if (in_list(live, n_live, id) && !in_excl(excl, n_excl, id)) order[no++] = id;
+  }
+  /* 2: live, not in config, not excluded (live is sorted by the caller) */
+  if (master_id && !cl_vc_has(cur, master_id) && in_list(live, n_live, master_id) && !in_excl(excl, n_excl, master_id))
+    order[no++] = master_id;
+  for (size_t i = 0; i < n_live; i++) {
+    if (master_id && !strcmp(live[i], master_id)) continue;
+    if (!cl_vc_has(cur, live[i]) && !in_excl(excl, n_excl, live[i])) order[no++] = live[i];
+  }
+  /* 3: in config, not live, not excluded (placeholders included: they keep
+   * the bootstrap quorum honest until real nodes replace them) */
+  for (uint32_t i = 0; i < cur->n; i++) {
+    const char *id = cur->ids[i];
+    if (!in_list(live, n_live, id) && !in_excl(excl, n_excl, id)) order[no++] = id;
+  }
+  size_t min_size = cur->n < 3 ? 1 : 3;
+  size_t odd = live_ok == 0 ? 0 : (live_ok % 2 ? live_ok : live_ok - 1);
+  size_t target = odd > min_size ? odd : min_size;
+  cl_el_vconfig cand;
+  cand.n = 0;
+  for (size_t i = 0; i < no && cand.n < target; i++) cl_vc_add(&cand, order[i]);
+  const void *ctx[2] = {live, (const void *)(uintptr_t)n_live};
+  if (cand.n > 0 && cl_vc_quorum(&cand, in_list_ctx, (void *)ctx))
+    *out = cand;
+  else
+    *out = *cur;
+}

@@ -1,0 +1,1532 @@
+/* The coordination state machine (Elasticsearch 7 "Zen2", adapted).
+ *
+ * Safety rests on a few rules, each marked RULE below and each covered by a
+ * unit test and by the simulator's invariants:
+ *  - a node joins (votes) at most once per term: it only joins for a term
+ *    strictly above its current term, and the term is persisted first;
+ *  - a vote counts only from a node whose accepted state is not fresher than
+ *    the candidate's, only after this node started a term since booting, and
+ *    an election needs a quorum of both configurations of the accepted state;
+ *  - a publication is accepted only in the current term with a higher version,
+ *    persisted before it is acknowledged; a commit needs a quorum of both the
+ *    published state's configurations;
+ *  - one publication in flight, one reconfiguration at a time, and only to a
+ *    configuration that the current term's join votes already form a quorum of.
+ * Everything else (pre-vote, scheduling, fault detection, membership,
+ * forwarding of requests) is liveness and may be wrong without losing data.
+ */
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_REQS 64
+
+typedef struct peer {
+  int used, up;
+  cl_el_node info;
+  uint64_t last_ok_ms; /* leader: last sign that it follows us in this term */
+  uint64_t ok_term;    /* term in which it last said it follows us */
+  int member;          /* leader: counted in the cluster state's nodes */
+  uint64_t join_term;  /* its join vote is for us in this term */
+  uint64_t lat, lav;   /* its accepted state as last reported */
+  uint64_t ack_term, ack_version;
+  uint64_t prevote_round;
+  uint64_t mismatch_logged;
+  uint64_t pub_sent_ms; /* last time the latest state was sent to it */
+} peer;
+
+typedef struct origin_req { /* a write request asked on this node */
+  int used;
+  uint64_t req_id;
+  uint8_t kind, wait;
+  uint64_t base_version;
+  uint8_t *blob;
+  uint32_t blob_len;
+  uint32_t n_names;
+  char names[CL_EL_MAX_EXCL][CL_EL_NAME_MAX + 1];
+  uint64_t deadline;
+  char sent_to[CL_EL_ID_MAX + 1];
+  uint64_t sent_term;
+  int have_result;
+  uint64_t result_version;
+} origin_req;
+
+enum { MR_QUEUED = 1, MR_INFLIGHT };
+
+typedef struct master_req { /* a write request being carried out by this master */
+  int used, status;
+  char origin[CL_EL_ID_MAX + 1];
+  uint64_t req_id;
+  uint8_t kind, wait;
+  uint64_t base_version, version, started;
+  uint8_t *blob;
+  uint32_t blob_len;
+  uint32_t n_ids;
+  cl_el_excl ids[CL_EL_MAX_EXCL];
+} master_req;
+
+struct cl_el {
+  cl_el_config cfg;
+  size_t n_initial;
+  char initial[CL_EL_MAX_INITIAL][CL_EL_NAME_MAX + 1];
+  cl_el_node self;
+  uint64_t rng;
+  uint64_t now;
+  int booted;
+
+  uint64_t term;           /* persisted */
+  cl_el_state acc;         /* last accepted state, persisted */
+  int acc_committed;       /* persisted */
+  cl_el_state app;         /* last applied (committed) state */
+  int started_join;        /* a term was started since boot */
+
+  cl_el_mode mode;
+  char leader[CL_EL_ID_MAX + 1];
+  uint64_t leader_contact;
+
+  uint64_t election_at, candidate_since;
+  uint32_t attempts;
+  uint64_t self_join_term, candidate_term;
+  int prevoting;
+  uint64_t prevote_round, prevote_max_term;
+  int bootstrap_err_logged;
+
+  uint64_t hb_at, leader_since;
+  int publishing, dirty, first_pub_done;
+  cl_el_state pub;         /* leader: the publication in flight / last published */
+  uint64_t pub_start;
+  int lua_lag;
+
+  peer peers[CL_EL_MAX_NODES];
+  origin_req oreq[MAX_REQS];
+  master_req mreq[MAX_REQS];
+
+  char obs_master[CL_EL_ID_MAX + 1];
+  char obs_master_name[CL_EL_NAME_MAX + 1];
+  int had_master;
+  uint32_t warned_even_count;
+  int warned_initial;
+
+  cl_el_effects *out;
+  cl_msg msg; /* the message being handled */
+  cl_msg tx;  /* the message being sent: never the same as msg */
+  cl_el_state rx;
+  cl_el_state scratch;
+};
+
+/* ------------------------------------------------------------------ utils */
+
+static uint64_t rnd(cl_el *el) { /* splitmix64 */
+  uint64_t z = (el->rng += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static uint64_t rnd_below(cl_el *el, uint64_t n) { return n ? rnd(el) % n : 0; }
+
+static void scpy(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%s", src ? src : ""); }
+
+void cl_el_config_defaults(cl_el_config *cfg) {
+  memset(cfg, 0, sizeof *cfg);
+  cfg->hb_interval_ms = 100;
+  cfg->leader_timeout_ms = 400;
+  cfg->follower_timeout_ms = 400;
+  cfg->fast_election_jitter_ms = 4;
+  cfg->fast_election_stagger_ms = 6;
+  cfg->election_initial_ms = 100;
+  cfg->election_backoff_ms = 50;
+  cfg->election_max_ms = 1000;
+  cfg->publish_timeout_ms = 1000;
+  cfg->request_timeout_ms = 10000;
+  cfg->max_exclusions = 10;
+  cfg->max_metadata_bytes = 4u << 20;
+}
+
+void cl_el_effects_init(cl_el_effects *fx) { memset(fx, 0, sizeof *fx); }
+
+void cl_el_effects_reset(cl_el_effects *fx) { fx->n = 0; }
+
+void cl_el_effects_free(cl_el_effects *fx) {
+  for (size_t i = 0; i < fx->cap; i++) free(fx->v[i].data);
+  free(fx->v);
+  memset(fx, 0, sizeof *fx);
+}
+
+static cl_el_effect *fx_push(cl_el *el, cl_el_effect_kind kind) {
+  cl_el_effects *fx = el->out;
+  if (fx->n == fx->cap) {
+    size_t cap = fx->cap ? fx->cap * 2 : 16;
+    cl_el_effect *v = realloc(fx->v, cap * sizeof *v);
+    if (!v) return NULL;
+    memset(v + fx->cap, 0, (cap - fx->cap) * sizeof *v);
+    fx->v = v;
+    fx->cap = cap;
+  }
+  cl_el_effect *e = &fx->v[fx->n++];
+  uint8_t *data = e->data;
+  size_t cap = e->cap;
+  memset(e, 0, offsetof(cl_el_effect, msg));
+  e->msg[0] = 0;
+  e->data = data;
+  e->cap = cap;
+  e->kind = kind;
+  return e;
+}
+
+static int fx_data(cl_el_effect *e, const uint8_t *p, size_t n) {
+  if (e->cap < n) {
+    uint8_t *d = realloc(e->data, n);
+    if (!d) return -1;
+    e->data = d;
+    e->cap = n;
+  }
+  if (n) memcpy(e->data, p, n);
+  e->len = n;
+  return 0;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static void logf_(cl_el *el, int level, const char *fmt, ...) {
+  cl_el_effect *e = fx_push(el, CL_EL_FX_LOG);
+  if (!e) return;
+  e->level = level;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+}
+
+static void complete(cl_el *el, uint64_t req_id, const char *code, uint64_t version, const char *fmt, ...) {
+  cl_el_effect *e = fx_push(el, CL_EL_FX_COMPLETE);
+  if (!e) return;
+  e->req_id = req_id;
+  e->version = version;
+  scpy(e->code, sizeof e->code, code);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(e->msg, sizeof e->msg, fmt, ap);
+  va_end(ap);
+}
+
+static peer *peer_get(cl_el *el, const char *id) {
+  if (!id) return NULL;
+  for (int i = 0; i < CL_EL_MAX_NODES; i++)
+    if (el->peers[i].used && !strcmp(el->peers[i].info.id, id)) return &el->peers[i];
+  return NULL;
+}
+
+static int is_eligible(uint32_t flags) { return (flags & CL_EL_F_MASTER) != 0; }
+static int can_lead(uint32_t flags) { return is_eligible(flags) && !(flags & CL_EL_F_VOTING_ONLY); }
+
+static const char *name_of(cl_el *el, const char *id) {
+  if (!id || !id[0]) return "";
+  if (!strcmp(id, el->self.id)) return el->self.name;
+  peer *p = peer_get(el, id);
+  if (p) return p->info.name;
+  const cl_el_node *n = cl_state_node(&el->app, id);
+  if (n) return n->name;
+  n = cl_state_node(&el->acc, id);
+  return n ? n->name : id;
+}
+
+static int fresher(uint64_t t1, uint64_t v1, uint64_t t2, uint64_t v2) { /* (t1,v1) > (t2,v2) */
+  return t1 > t2 || (t1 == t2 && v1 > v2);
+}
+
+/* The configuration a node must treat as last committed: once the accepted
+ * state is known committed its own configuration is (Elasticsearch marks the
+ * state; a flag keeps the hashed content unchanged). */
+static const cl_el_vconfig *eff_committed(const cl_el_state *st, int committed) {
+  return committed ? &st->accepted_config : &st->committed_config;
+}
+
+/* RULE: quorum of both configurations */
+static int both_quorum(const cl_el_vconfig *a, const cl_el_vconfig *b, int (*has)(void *, const char *), void *ctx) {
+#ifdef CL_MUTANT_SINGLE_CONFIG_QUORUM
+  (void)b;
+  return cl_vc_quorum(a, has, ctx);
+#else
+  return cl_vc_quorum(a, has, ctx) && cl_vc_quorum(b, has, ctx);
+#endif
+}
+
+/* ------------------------------------------------------------- sending */
+
+static void send_msg(cl_el *el, const char *to, const cl_msg *m) {
+  cl_buf b = {0};
+  cl_msg_encode(m, &b);
+  if (!b.oom) {
+    cl_el_effect *e = fx_push(el, CL_EL_FX_SEND);
+    if (e) {
+      scpy(e->to, sizeof e->to, to);
+      fx_data(e, b.p, b.n);
+    }
+  }
+  cl_buf_free(&b);
+}
+
+static void send_simple(cl_el *el, const char *to, uint8_t type, uint64_t term, uint64_t lat, uint64_t lav,
+                        uint64_t version, uint8_t flag) {
+  cl_msg *m = &el->tx;
+  memset(m, 0, offsetof(cl_msg, names));
+  m->n_names = 0;
+  m->type = type;
+  m->term = term;
+  m->lat = lat;
+  m->lav = lav;
+  m->version = version;
+  m->flag = flag;
+  send_msg(el, to, m);
+}
+
+static void send_publish(cl_el *el, const char *to, const cl_el_state *st) {
+  cl_msg *m = &el->tx;
+  memset(m, 0, offsetof(cl_msg, names));
+  m->n_names = 0;
+  m->type = CL_M_PUBLISH;
+  m->state = (cl_el_state *)st;
+  send_msg(el, to, m);
+}
+
+static void persist(cl_el *el, cl_el_persist_kind kind) {
+  uint8_t *buf;
+  size_t len;
+  if (cl_el_persist_encode(el->term, &el->acc, el->acc_committed, &buf, &len) != 0) return;
+  cl_el_effect *e = fx_push(el, CL_EL_FX_PERSIST);
+  if (e) {
+    e->persist = kind;
+    e->term = el->term;
+    e->version = el->acc.version;
+    fx_data(e, buf, len);
+  }
+  free(buf);
+}
+
+/* ------------------------------------------------------------ scheduling */
+
+static void schedule_retry(cl_el *el) {
+  uint64_t window = (uint64_t)el->cfg.election_initial_ms + (uint64_t)el->attempts * el->cfg.election_backoff_ms;
+  if (window > el->cfg.election_max_ms) window = el->cfg.election_max_ms;
+  el->election_at = el->now + 1 + rnd_below(el, window + 1);
+  if (el->attempts < 1000) el->attempts++;
+}
+
+/* After losing the master: stagger by rank among the nodes that could stand,
+ * so the first in line usually wins before the others try (no split vote),
+ * plus a little jitter. */
+static void schedule_fast(cl_el *el) {
+  const char *ids[2 * CL_EL_MAX_NODES];
+  size_t n = 0;
+  for (int k = 0; k < 2; k++) {
+    const cl_el_vconfig *c = k ? &el->acc.accepted_config : &el->acc.committed_config;
+    for (uint32_t i = 0; i < c->n; i++) {
+      const char *id = c->ids[i];
+      int live = !strcmp(id, el->self.id);
+      peer *p = peer_get(el, id);
+      if (p && p->up && can_lead(p->info.flags) && strcmp(id, el->leader)) live = 1;
+      int dup = 0;
+      for (size_t j = 0; j < n; j++)
+        if (!strcmp(ids[j], id)) dup = 1;
+      if (live && !dup) ids[n++] = id;
+    }
+  }
+  uint32_t rank = 0;
+  for (size_t j = 0; j < n; j++)
+    if (strcmp(ids[j], el->self.id) < 0) rank++;
+  el->attempts = 0;
+  el->election_at = el->now + 1 + (uint64_t)rank * el->cfg.fast_election_stagger_ms +
+                    rnd_below(el, el->cfg.fast_election_jitter_ms + 1);
+}
+
+static void become_candidate(cl_el *el, int fast, const char *why) {
+  int was = el->mode;
+  if (was == CL_EL_LEADER) {
+    for (int i = 0; i < CL_EL_MAX_NODES; i++)
+      if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_LEADER_GONE, el->term, 0, 0, 0, 0);
+    for (int i = 0; i < MAX_REQS; i++) {
+      /* the asking nodes re-forward to the next master (updates carry their
+       * id so a re-forwarded update already applied is not applied twice) */
+      free(el->mreq[i].blob);
+      memset(&el->mreq[i], 0, sizeof el->mreq[i]);
+    }
+    logf_(el, CL_EL_LOG_WARN, "stepping down as master in term %llu: %s", (unsigned long long)el->term, why);
+  } else if (was == CL_EL_FOLLOWER && why) {
+    logf_(el, CL_EL_LOG_INFO, "lost master %s in term %llu: %s", name_of(el, el->leader),
+          (unsigned long long)el->term, why);
+  }
+  if (el->mode != CL_EL_CANDIDATE) el->candidate_since = el->now;
+  el->mode = CL_EL_CANDIDATE;
+  el->publishing = 0;
+  el->prevoting = 0;
+  /* no second reign in the same term: late joins must not revive it */
+  el->candidate_term = 0;
+  if (fast)
+    schedule_fast(el);
+  else
+    schedule_retry(el);
+  el->leader[0] = 0;
+}
+
+/* RULE: join at most once per term: only for a term above the current one,
+ * and the new term is durable before anything of this step leaves. */
+static void start_join(cl_el *el, uint64_t term) {
+  el->term = term;
+  el->started_join = 1;
+#ifndef CL_MUTANT_NO_PERSIST_TERM
+  persist(el, CL_EL_PERSIST_TERM);
+#endif
+  if (el->mode != CL_EL_CANDIDATE) become_candidate(el, 0, "a new term started");
+}
+
+static void send_join(cl_el *el, const char *to) {
+  if (!strcmp(to, el->self.id)) {
+    el->self_join_term = el->term;
+    return;
+  }
+  send_simple(el, to, CL_M_JOIN, el->term, el->acc.term, el->acc.version, 0, 0);
+}
+
+/* ------------------------------------------------------------- quorums */
+
+static int has_self_or_peer_vote(void *ctx, const char *id) {
+  cl_el *el = ctx;
+  if (!strcmp(id, el->self.id)) return el->self_join_term == el->term && is_eligible(el->self.flags);
+  peer *p = peer_get(el, id);
+  return p && p->join_term == el->term && is_eligible(p->info.flags);
+}
+
+static int has_prevote(void *ctx, const char *id) {
+  cl_el *el = ctx;
+  if (!strcmp(id, el->self.id)) return 1;
+  peer *p = peer_get(el, id);
+  return p && p->prevote_round == el->prevote_round;
+}
+
+static int has_ack(void *ctx, const char *id) {
+  cl_el *el = ctx;
+  if (!strcmp(id, el->self.id)) return 1; /* the leader persisted before sending */
+  peer *p = peer_get(el, id);
+  return p && p->ack_term == el->term && p->ack_version == el->pub.version;
+}
+
+static int has_recent(void *ctx, const char *id) {
+  cl_el *el = ctx;
+  if (!strcmp(id, el->self.id)) return 1;
+  peer *p = peer_get(el, id);
+  return p && p->up && p->ok_term == el->term && el->now - p->last_ok_ms < el->cfg.leader_timeout_ms;
+}
+
+/* Who may stand. As Elasticsearch: a master-eligible node in a configuration
+ * or not excluded stands normally. A voting-only node, or an excluded one
+ * outside the configuration, may hold the freshest accepted state, and the
+ * others cannot win without its vote while it is fresher than them (RULE on
+ * joins): so, as Elasticsearch does for voting-only nodes, it may stand late,
+ * only to transfer its state, and hands over right after its first commit. */
+enum { STAND_NO = 0, STAND_NORMAL = 1, STAND_TRANSFER = 2 };
+
+static int stand_kind(cl_el *el) {
+  if (!is_eligible(el->self.flags) || el->lua_lag || el->acc.accepted_config.n == 0) return STAND_NO;
+  if (el->self.flags & CL_EL_F_VOTING_ONLY) return STAND_TRANSFER;
+  if (cl_vc_has(&el->acc.committed_config, el->self.id) || cl_vc_has(&el->acc.accepted_config, el->self.id))
+    return STAND_NORMAL;
+  for (uint32_t i = 0; i < el->acc.n_excl; i++)
+    if (!strcmp(el->acc.excl[i].id, el->self.id)) return STAND_TRANSFER;
+  return STAND_NORMAL;
+}
+
+/* A transfer-only win needs a vote from a node that could lead, and none of
+ * those may hold the same state (that one should lead instead). */
+static int transfer_win_ok(cl_el *el) {
+  int full = 0;
+  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+    peer *p = &el->peers[i];
+    if (!p->used || p->join_term != el->term || !can_lead(p->info.flags)) continue;
+    full = 1;
+    if (p->lat == el->acc.term && p->lav == el->acc.version) return 0;
+  }
+  return full;
+}
+
+/* --------------------------------------------------- observable changes */
+
+static const char *current_master(cl_el *el) {
+  if (el->mode == CL_EL_LEADER && el->app.term == el->term) return el->self.id;
+  if (el->mode == CL_EL_FOLLOWER && el->app.term == el->term && !strcmp(el->app.master_id, el->leader))
+    return el->leader;
+  return NULL;
+}
+
+static void observe(cl_el *el) {
+  const char *m = current_master(el);
+  const char *prev = el->obs_master[0] ? el->obs_master : NULL;
+  if ((m == NULL) == (prev == NULL) && (!m || !strcmp(m, prev))) return;
+  char old_name[CL_EL_NAME_MAX + 1];
+  scpy(old_name, sizeof old_name, el->obs_master_name);
+  scpy(el->obs_master, sizeof el->obs_master, m);
+  scpy(el->obs_master_name, sizeof el->obs_master_name, m ? name_of(el, m) : "");
+  cl_el_effect *e = fx_push(el, CL_EL_FX_EVENT);
+  if (e) {
+    e->event = CL_EL_EV_MASTER_CHANGED;
+    scpy(e->new_master, sizeof e->new_master, el->obs_master_name);
+    scpy(e->old_master, sizeof e->old_master, old_name);
+    e->term = el->term;
+  }
+  logf_(el, CL_EL_LOG_INFO, "master changed: %s -> %s (term %llu)", prev ? old_name : "none",
+        m ? el->obs_master_name : "none", (unsigned long long)el->term);
+  if (prev && !m) {
+    e = fx_push(el, CL_EL_FX_EVENT);
+    if (e) e->event = CL_EL_EV_QUORUM_LOST, e->term = el->term;
+  } else if (!prev && m) {
+    if (el->had_master) {
+      e = fx_push(el, CL_EL_FX_EVENT);
+      if (e) e->event = CL_EL_EV_QUORUM_REGAINED, e->term = el->term;
+    }
+    el->had_master = 1;
+  }
+}
+
+/* ----------------------------------------------------------- requests */
+
+static void forward_origin(cl_el *el, origin_req *r);
+static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m);
+
+static void on_fwd_resp(cl_el *el, const cl_msg *m) {
+  for (int i = 0; i < MAX_REQS; i++) {
+    origin_req *r = &el->oreq[i];
+    if (!r->used || r->req_id != m->req_id) continue;
+    if (!strcmp(m->code, "OK")) {
+      r->have_result = 1;
+      r->result_version = m->version;
+    } else {
+      complete(el, r->req_id, m->code, m->version, "%s", m->text);
+      free(r->blob);
+      memset(r, 0, sizeof *r);
+    }
+    return;
+  }
+}
+
+static void reply_req(cl_el *el, const char *origin, uint64_t req_id, const char *code, uint64_t version,
+                      const char *fmt, ...) {
+  cl_msg *m = malloc(sizeof *m);
+  if (!m) return;
+  memset(m, 0, sizeof *m);
+  m->type = CL_M_FWD_RESP;
+  m->req_id = req_id;
+  m->version = version;
+  scpy(m->code, sizeof m->code, code);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(m->text, sizeof m->text, fmt, ap);
+  va_end(ap);
+  if (!strcmp(origin, el->self.id))
+    on_fwd_resp(el, m);
+  else
+    send_msg(el, origin, m);
+  free(m);
+}
+
+static void check_origin_reqs(cl_el *el) {
+  const char *master = current_master(el);
+  for (int i = 0; i < MAX_REQS; i++) {
+    origin_req *r = &el->oreq[i];
+    if (!r->used) continue;
+    if (r->have_result && el->app.version >= r->result_version) {
+      complete(el, r->req_id, "OK", el->app.version, "committed at version %llu and applied",
+               (unsigned long long)r->result_version);
+    } else if (el->now >= r->deadline) {
+      if (!master)
+        complete(el, r->req_id, "ENOQUORUM", 0,
+                 "no elected master within %u ms: this node does not see a quorum of the voting configuration",
+                 el->cfg.request_timeout_ms);
+      else
+        complete(el, r->req_id, "ETIMEDOUT", 0, "not committed and applied within %u ms (master %s)",
+                 el->cfg.request_timeout_ms, name_of(el, master));
+    } else {
+      forward_origin(el, r);
+      continue;
+    }
+    free(r->blob);
+    memset(r, 0, sizeof *r);
+  }
+}
+
+static void forward_origin(cl_el *el, origin_req *r) {
+  const char *master = current_master(el);
+  if (!master || r->have_result) return;
+  if (!strcmp(r->sent_to, master) && r->sent_term == el->term) return;
+  scpy(r->sent_to, sizeof r->sent_to, master);
+  r->sent_term = el->term;
+  cl_msg *m = malloc(sizeof *m);
+  if (!m) return;
+  memset(m, 0, sizeof *m);
+  m->type = CL_M_FWD_REQ;
+  m->req_id = r->req_id;
+  m->req_kind = r->kind;
+  m->base_version = r->base_version;
+  m->flag = r->wait;
+  m->blob = r->blob;
+  m->blob_len = r->blob_len;
+  m->n_names = r->n_names;
+  memcpy(m->names, r->names, sizeof m->names);
+  if (!strcmp(master, el->self.id))
+    master_handle_req(el, el->self.id, m);
+  else
+    send_msg(el, master, m);
+  free(m);
+}
+
+static void new_request(cl_el *el, const cl_el_input *in) {
+  origin_req *r = NULL;
+  for (int i = 0; i < MAX_REQS; i++) {
+    if (el->oreq[i].used && el->oreq[i].req_id == in->req_id) {
+      complete(el, in->req_id, "EINVAL", 0, "request id %llu already in progress", (unsigned long long)in->req_id);
+      return;
+    }
+    if (!el->oreq[i].used && !r) r = &el->oreq[i];
+  }
+  if (!r) {
+    complete(el, in->req_id, "EBUSY", 0, "too many write requests in progress (max %d)", MAX_REQS);
+    return;
+  }
+  if (in->kind == CL_EL_IN_REQUEST_UPDATE) {
+    if (in->len > el->cfg.max_metadata_bytes || in->len > CL_EL_META_HARD_MAX) {
+      complete(el, in->req_id, "EINVAL", 0, "metadata of %zu bytes exceeds the limit of %u bytes", in->len,
+               el->cfg.max_metadata_bytes);
+      return;
+    }
+  } else if (in->kind == CL_EL_IN_REQUEST_EXCLUDE) {
+    if (in->n_names == 0 || in->n_names > el->cfg.max_exclusions || in->n_names > CL_EL_MAX_EXCL) {
+      complete(el, in->req_id, "EINVAL", 0, "exclusions: give between 1 and %u node names",
+               el->cfg.max_exclusions);
+      return;
+    }
+    for (size_t i = 0; i < in->n_names; i++)
+      if (!in->names[i] || !in->names[i][0] || strlen(in->names[i]) > CL_EL_NAME_MAX) {
+        complete(el, in->req_id, "EINVAL", 0, "exclusions: name %zu is empty or too long", i + 1);
+        return;
+      }
+  }
+  memset(r, 0, sizeof *r);
+  if (in->kind == CL_EL_IN_REQUEST_UPDATE && in->len) {
+    r->blob = malloc(in->len);
+    if (!r->blob) {
+      complete(el, in->req_id, "ENOMEM", 0, "out of memory");
+      return;
+    }
+    memcpy(r->blob, in->data, in->len);
+    r->blob_len = (uint32_t)in->len;
+  }
+  r->used = 1;
+  r->req_id = in->req_id;
+  r->kind = in->kind == CL_EL_IN_REQUEST_UPDATE ? CL_REQ_UPDATE
+            : in->kind == CL_EL_IN_REQUEST_EXCLUDE ? CL_REQ_EXCLUDE
+                                                   : CL_REQ_CLEAR;
+  r->wait = in->flag ? 1 : 0;
+  r->base_version = in->base_version;
+  if (r->kind == CL_REQ_EXCLUDE) {
+    r->n_names = (uint32_t)in->n_names;
+    for (size_t i = 0; i < in->n_names; i++) scpy(r->names[i], sizeof r->names[i], in->names[i]);
+  }
+  r->deadline = el->now + el->cfg.request_timeout_ms;
+  forward_origin(el, r);
+}
+
+static const cl_el_state *latest(cl_el *el) { return el->publishing ? &el->pub : &el->acc; }
+
+static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m) {
+  if (el->mode != CL_EL_LEADER) return; /* the asker re-forwards when it sees the real master */
+  master_req *slot = NULL;
+  for (int i = 0; i < MAX_REQS; i++) {
+    master_req *q = &el->mreq[i];
+    if (q->used && q->req_id == m->req_id && !strcmp(q->origin, origin)) return; /* duplicate */
+    if (!q->used && !slot) slot = q;
+  }
+  if (!slot) {
+    reply_req(el, origin, m->req_id, "EBUSY", 0, "master %s has too many write requests in progress", el->self.name);
+    return;
+  }
+  const cl_el_state *cur = latest(el);
+  memset(slot, 0, sizeof *slot);
+  scpy(slot->origin, sizeof slot->origin, origin);
+  slot->req_id = m->req_id;
+  slot->kind = m->req_kind;
+  slot->wait = m->flag;
+  slot->base_version = m->base_version;
+  slot->started = el->now;
+  if (m->req_kind == CL_REQ_UPDATE) {
+    if (!strcmp(cur->meta_origin, origin) && cur->meta_req == m->req_id) {
+      /* a re-forwarded update that an earlier master already applied */
+      slot->used = 1;
+      slot->status = MR_INFLIGHT;
+      slot->version = cur->meta_version;
+      return;
+    }
+    int queued = 0;
+    for (int i = 0; i < MAX_REQS; i++)
+      if (el->mreq[i].used && el->mreq[i].kind == CL_REQ_UPDATE && el->mreq[i].status == MR_QUEUED) queued = 1;
+    if (queued) {
+      reply_req(el, origin, m->req_id, "ECONFLICT", cur->meta_version,
+                "another metadata update is being committed: re-run the update on the new value");
+      return;
+    }
+    if (m->base_version < cur->meta_version) {
+      reply_req(el, origin, m->req_id, "ECONFLICT", cur->meta_version,
+                "metadata changed since version %llu (now %llu): re-run the update on the new value",
+                (unsigned long long)m->base_version, (unsigned long long)cur->meta_version);
+      return;
+    }
+    if (m->blob_len > el->cfg.max_metadata_bytes) {
+      reply_req(el, origin, m->req_id, "EINVAL", 0, "metadata of %u bytes exceeds the limit of %u bytes",
+                m->blob_len, el->cfg.max_metadata_bytes);
+      return;
+    }
+    if (m->blob_len) {
+      slot->blob = malloc(m->blob_len);
+      if (!slot->blob) return;
+      memcpy(slot->blob, m->blob, m->blob_len);
+      slot->blob_len = m->blob_len;
+    }
+  } else if (m->req_kind == CL_REQ_EXCLUDE) {
+    uint32_t total = cur->n_excl;
+    for (uint32_t i = 0; i < m->n_names; i++) {
+      const cl_el_node *found = NULL;
+      for (uint32_t k = 0; k < cur->n_nodes; k++) {
+        if (!cl_name_matches(m->names[i], cur->nodes[k].name)) continue;
+        if (found) {
+          reply_req(el, origin, m->req_id, "EINVAL", 0, "exclusion \"%s\" matches both %s and %s", m->names[i],
+                    found->name, cur->nodes[k].name);
+          return;
+        }
+        found = &cur->nodes[k];
+      }
+      if (!found) {
+        reply_req(el, origin, m->req_id, "ENOTFOUND", 0, "exclusion \"%s\" matches no node of the cluster",
+                  m->names[i]);
+        return;
+      }
+      int dup = 0;
+      for (uint32_t k = 0; k < cur->n_excl; k++)
+        if (!strcmp(cur->excl[k].id, found->id)) dup = 1;
+      for (uint32_t k = 0; k < slot->n_ids; k++)
+        if (!strcmp(slot->ids[k].id, found->id)) dup = 1;
+      if (dup) {
+        scpy(slot->ids[slot->n_ids].id, sizeof slot->ids[0].id, found->id);
+        scpy(slot->ids[slot->n_ids].name, sizeof slot->ids[0].name, found->name);
+        slot->n_ids++;
+        continue;
+      }
+      if (++total > el->cfg.max_exclusions || total > CL_EL_MAX_EXCL) {
+        reply_req(el, origin, m->req_id, "EINVAL", 0, "too many voting exclusions (max %u); clear them first",
+                  el->cfg.max_exclusions);
+        return;
+      }
+      scpy(slot->ids[slot->n_ids].id, sizeof slot->ids[0].id, found->id);
+      scpy(slot->ids[slot->n_ids].name, sizeof slot->ids[0].name, found->name);
+      slot->n_ids++;
+    }
+  }
+  slot->used = 1;
+  slot->status = MR_QUEUED;
+  el->dirty = 1;
+}
+
+/* after a commit: requests whose effect is now committed are answered */
+static void check_master_reqs(cl_el *el) {
+  for (int i = 0; i < MAX_REQS; i++) {
+    master_req *q = &el->mreq[i];
+    if (!q->used) continue;
+    int done = 0;
+    if (q->status == MR_INFLIGHT && el->acc_committed && el->acc.version >= q->version) {
+      done = 1;
+      if (q->kind == CL_REQ_EXCLUDE)
+        for (uint32_t k = 0; k < q->n_ids; k++)
+          if (cl_vc_has(&el->acc.accepted_config, q->ids[k].id)) done = 0;
+    }
+    if (done) {
+      reply_req(el, q->origin, q->req_id, "OK", el->acc.version, "ok");
+      free(q->blob);
+      memset(q, 0, sizeof *q);
+    } else if (el->now - q->started > 2ull * el->cfg.request_timeout_ms) {
+      free(q->blob); /* the asker has given up long ago */
+      memset(q, 0, sizeof *q);
+    }
+  }
+}
+
+/* ---------------------------------------------------------- publication */
+
+static int cmp_str(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static int node_cmp(const void *a, const void *b) { return strcmp(((const cl_el_node *)a)->id, ((const cl_el_node *)b)->id); }
+
+static void apply_committed(cl_el *el);
+
+static void check_commit(cl_el *el) {
+  if (el->mode != CL_EL_LEADER || !el->publishing) return;
+  if (!both_quorum(&el->pub.committed_config, &el->pub.accepted_config, has_ack, el)) return;
+  /* RULE: committed on a quorum of both configurations */
+  el->publishing = 0;
+  el->acc_committed = 1;
+  persist(el, CL_EL_PERSIST_COMMIT);
+  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+    peer *p = &el->peers[i];
+    if (p->used && p->up) send_simple(el, p->info.id, CL_M_COMMIT, el->term, 0, 0, el->pub.version, 0);
+  }
+  apply_committed(el);
+  el->dirty = 1; /* a reconfiguration may now follow */
+  if (stand_kind(el) != STAND_NORMAL) become_candidate(el, 0, "state transferred; handing over to a node that may lead");
+}
+
+static void publish(cl_el *el, cl_el_state *next) {
+  cl_el_state_copy(&el->pub, next);
+  el->publishing = 1;
+  el->pub_start = el->now;
+  el->first_pub_done = 1;
+  cl_el_state_copy(&el->acc, next);
+  el->acc_committed = 0;
+  persist(el, CL_EL_PERSIST_STATE);
+  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+    peer *p = &el->peers[i];
+    if (!p->used || !p->up) continue;
+    send_publish(el, p->info.id, &el->pub);
+    p->pub_sent_ms = el->now;
+  }
+  check_commit(el);
+}
+
+static void gen_cluster_id(cl_el *el, char *out) {
+  uint64_t a = rnd(el), b = rnd(el);
+  snprintf(out, CL_EL_CLUSTER_ID_MAX + 1, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
+}
+
+static int same_content(const cl_el_state *a, const cl_el_state *b) {
+  if (strcmp(a->master_id, b->master_id) || strcmp(a->cluster_id, b->cluster_id) || a->term != b->term) return 0;
+  if (a->n_nodes != b->n_nodes || memcmp(a->nodes, b->nodes, a->n_nodes * sizeof a->nodes[0])) return 0;
+  if (!cl_vc_eq(&a->committed_config, &b->committed_config) || !cl_vc_eq(&a->accepted_config, &b->accepted_config))
+    return 0;
+  if (a->n_excl != b->n_excl || memcmp(a->excl, b->excl, a->n_excl * sizeof a->excl[0])) return 0;
+  return a->meta_version == b->meta_version;
+}
+
+static void maybe_publish(cl_el *el) {
+  if (el->mode != CL_EL_LEADER || el->publishing || (!el->dirty && el->first_pub_done)) return;
+  el->dirty = 0;
+  cl_el_state *next = &el->scratch;
+  const cl_el_state *base = &el->acc;
+  int base_committed = el->acc_committed;
+  cl_el_state_copy(next, base);
+  next->term = el->term;
+  next->version = base->version + 1;
+  scpy(next->master_id, sizeof next->master_id, el->self.id);
+  if (!next->cluster_id[0]) gen_cluster_id(el, next->cluster_id);
+  next->committed_config = *eff_committed(base, base_committed);
+
+  /* membership: this node and the peers following it in this term */
+  next->n_nodes = 0;
+  next->nodes[next->n_nodes++] = el->self;
+  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+    peer *p = &el->peers[i];
+    if (p->used && p->member && next->n_nodes < CL_EL_MAX_NODES) next->nodes[next->n_nodes++] = p->info;
+  }
+  qsort(next->nodes, next->n_nodes, sizeof next->nodes[0], node_cmp);
+
+  /* queued requests */
+  for (int i = 0; i < MAX_REQS; i++) {
+    master_req *q = &el->mreq[i];
+    if (!q->used || q->status != MR_QUEUED) continue;
+    if (q->kind == CL_REQ_UPDATE) {
+      free(next->meta);
+      next->meta = NULL;
+      next->meta_len = 0;
+      if (q->blob_len) {
+        next->meta = malloc(q->blob_len);
+        if (!next->meta) continue;
+        memcpy(next->meta, q->blob, q->blob_len);
+        next->meta_len = q->blob_len;
+      }
+      next->meta_version = next->version;
+      scpy(next->meta_origin, sizeof next->meta_origin, q->origin);
+      next->meta_req = q->req_id;
+    } else if (q->kind == CL_REQ_EXCLUDE) {
+      for (uint32_t k = 0; k < q->n_ids; k++) {
+        int have = 0;
+        for (uint32_t j = 0; j < next->n_excl; j++)
+          if (!strcmp(next->excl[j].id, q->ids[k].id)) have = 1;
+        if (!have && next->n_excl < CL_EL_MAX_EXCL) next->excl[next->n_excl++] = q->ids[k];
+      }
+    } else if (q->kind == CL_REQ_CLEAR) {
+      int waiting = 0;
+      if (q->wait)
+        for (uint32_t j = 0; j < next->n_excl; j++)
+          if (cl_state_node(next, next->excl[j].id)) waiting = 1;
+      if (waiting) continue;
+      next->n_excl = 0;
+    }
+    q->status = MR_INFLIGHT;
+    q->version = next->version;
+  }
+
+  /* RULE: one reconfiguration at a time, only to a configuration the join
+   * votes of this term already form a quorum of, and whose quorum is live */
+  if (cl_vc_eq(&next->committed_config, &next->accepted_config)) {
+    const char *live[CL_EL_MAX_NODES];
+    size_t n_live = 0;
+    for (uint32_t i = 0; i < next->n_nodes; i++) {
+      const cl_el_node *nd = &next->nodes[i];
+      if (is_eligible(nd->flags) && has_recent(el, nd->id)) live[n_live++] = nd->id;
+    }
+    qsort(live, n_live, sizeof live[0], cmp_str);
+    cl_el_vconfig target;
+    cl_reconfigure(&next->accepted_config, live, n_live, next->excl, next->n_excl, el->self.id, &target);
+    if (!cl_vc_eq(&target, &next->accepted_config) && cl_vc_quorum(&target, has_self_or_peer_vote, el))
+      next->accepted_config = target;
+  }
+
+  if (el->first_pub_done && same_content(next, base)) return;
+  publish(el, next);
+}
+
+static void become_leader(cl_el *el) {
+  el->mode = CL_EL_LEADER;
+  scpy(el->leader, sizeof el->leader, el->self.id);
+  el->leader_since = el->now;
+  el->hb_at = el->now;
+  el->attempts = 0;
+  el->prevoting = 0;
+  el->first_pub_done = 0;
+  el->dirty = 1;
+  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+    peer *p = &el->peers[i];
+    if (!p->used) continue;
+    /* voters follow us already; the others get added once they answer */
+    p->member = p->up && p->join_term == el->term;
+    if (p->member) {
+      p->ok_term = el->term;
+      p->last_ok_ms = el->now;
+    }
+  }
+  logf_(el, CL_EL_LOG_INFO, "elected master in term %llu", (unsigned long long)el->term);
+  maybe_publish(el);
+}
+
+static void check_won(cl_el *el) {
+  if (el->mode != CL_EL_CANDIDATE || el->candidate_term != el->term || !el->started_join) return;
+  int kind = stand_kind(el);
+  if (kind == STAND_NO || (kind == STAND_TRANSFER && !transfer_win_ok(el))) return;
+  if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_self_or_peer_vote, el))
+    become_leader(el);
+}
+
+/* --------------------------------------------------------- apply/commit */
+
+static uint32_t count_eligible(const cl_el_state *st) {
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < st->n_nodes; i++) k += is_eligible(st->nodes[i].flags) && !(st->nodes[i].flags & CL_EL_F_VOTING_ONLY);
+  return k;
+}
+
+static void apply_committed(cl_el *el) {
+  if (el->app.term == el->acc.term && el->app.version == el->acc.version) return;
+  cl_el_state_copy(&el->app, &el->acc);
+  cl_el_effect *e = fx_push(el, CL_EL_FX_EVENT);
+  if (e) {
+    e->event = CL_EL_EV_STATE_COMMITTED;
+    e->term = el->app.term;
+    e->version = el->app.version;
+  }
+  if (el->n_initial && !el->warned_initial && el->app.cluster_id[0]) {
+    el->warned_initial = 1;
+    logf_(el, CL_EL_LOG_WARN,
+          "initial_master_nodes is still set but the cluster has formed (cluster id %s): remove it from the "
+          "configuration, it is ignored from now on",
+          el->app.cluster_id);
+  }
+  if (el->mode == CL_EL_LEADER) {
+    uint32_t k = count_eligible(&el->app);
+    if (k % 2 == 0 && k != el->warned_even_count) {
+      el->warned_even_count = k;
+      logf_(el, CL_EL_LOG_WARN,
+            "the cluster has an even number (%u) of master-eligible nodes: one of them adds no fault tolerance",
+            k);
+    } else if (k % 2) {
+      el->warned_even_count = 0;
+    }
+    check_master_reqs(el);
+  }
+}
+
+/* ------------------------------------------------------------ bootstrap */
+
+static void try_bootstrap(cl_el *el) {
+  /* only a node that never accepted anything; its current term may have been
+   * raised by others' elections meanwhile, which does not matter: votes are
+   * per term and this state is at (0,0) */
+  if (!el->n_initial || el->acc.accepted_config.n || el->acc.version || el->acc.term || !is_eligible(el->self.flags))
+    return;
+  cl_el_vconfig c;
+  c.n = 0;
+  uint32_t matched = 0;
+  for (size_t i = 0; i < el->n_initial; i++) {
+    const char *entry = el->initial[i];
+    const cl_el_node *found = NULL;
+    const cl_el_node *cands[CL_EL_MAX_NODES + 1];
+    size_t nc = 0;
+    cands[nc++] = &el->self;
+    for (int k = 0; k < CL_EL_MAX_NODES; k++)
+      if (el->peers[k].used && el->peers[k].up && is_eligible(el->peers[k].info.flags)) cands[nc++] = &el->peers[k].info;
+    for (size_t k = 0; k < nc; k++) {
+      if (!cl_name_matches(entry, cands[k]->name)) continue;
+      if (found) {
+        if (!el->bootstrap_err_logged) {
+          el->bootstrap_err_logged = 1;
+          logf_(el, CL_EL_LOG_ERROR,
+                "initial_master_nodes entry \"%s\" matches both %s and %s: use full names (name@host:port); "
+                "not bootstrapping",
+                entry, found->name, cands[k]->name);
+        }
+        return;
+      }
+      found = cands[k];
+    }
+    char ph[CL_EL_ID_MAX + 1];
+    if (found) {
+      matched++;
+      cl_vc_add(&c, found->id);
+    } else {
+      snprintf(ph, sizeof ph, "{bootstrap-placeholder}-%s", entry);
+      cl_vc_add(&c, ph);
+    }
+  }
+  if (2 * matched <= el->n_initial) return;
+  el->acc.committed_config = c;
+  el->acc.accepted_config = c;
+  el->acc_committed = 0;
+  persist(el, CL_EL_PERSIST_STATE);
+  logf_(el, CL_EL_LOG_INFO, "bootstrapping a new cluster: %u of %zu initial master nodes discovered", matched,
+        el->n_initial);
+  schedule_fast(el);
+}
+
+/* ------------------------------------------------------- message handlers */
+
+static int has_healthy_leader_other_than(cl_el *el, const char *from) {
+  if (el->mode == CL_EL_LEADER) return 1;
+  return el->mode == CL_EL_FOLLOWER && el->now - el->leader_contact < el->cfg.leader_timeout_ms &&
+         strcmp(el->leader, from) != 0;
+}
+
+static void follow(cl_el *el, const char *leader) {
+  if (el->mode != CL_EL_FOLLOWER || strcmp(el->leader, leader)) {
+    el->mode = CL_EL_FOLLOWER;
+    scpy(el->leader, sizeof el->leader, leader);
+    el->prevoting = 0;
+  }
+  el->leader_contact = el->now;
+}
+
+/* the node learns of a leader in a higher term: join it in that term */
+static void join_leader_in_term(cl_el *el, uint64_t term, const char *leader) {
+  start_join(el, term);
+  send_join(el, leader);
+}
+
+/* returns 1 if the leader belongs to another cluster (refused) */
+static int cluster_mismatch(cl_el *el, const char *from, const char *cid) {
+  const char *mine = el->app.cluster_id[0] ? el->app.cluster_id : el->acc_committed ? el->acc.cluster_id : "";
+  if (!mine[0] || !cid[0] || !strcmp(mine, cid)) return 0;
+  peer *p = peer_get(el, from);
+  if (p && p->mismatch_logged != el->term + 1) {
+    p->mismatch_logged = el->term + 1;
+    logf_(el, CL_EL_LOG_ERROR,
+          "refusing to join %s: it belongs to cluster %s but this node's data belongs to cluster %s "
+          "(wrong data directory, or initial_master_nodes bootstrapped two clusters)",
+          name_of(el, from), cid, mine);
+  }
+  return 1;
+}
+
+static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
+  if (strcmp(st->master_id, from) || st->term == 0) return;
+#ifdef CL_MUTANT_ACCEPT_OLD_TERM
+  if (st->term < el->term && !fresher(st->term, st->version, el->acc.term, el->acc.version)) {
+#else
+  if (st->term < el->term) {
+#endif
+    send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, 0);
+    return;
+  }
+  if (cluster_mismatch(el, from, st->cluster_id)) {
+    send_simple(el, from, CL_M_HB_RESP, el->term, el->acc.term, el->acc.version, 0, CL_HB_CLUSTER_MISMATCH);
+    return;
+  }
+  if (el->mode == CL_EL_LEADER && st->term == el->term) {
+    logf_(el, CL_EL_LOG_ERROR, "publication from %s in my own term %llu ignored", name_of(el, from),
+          (unsigned long long)st->term);
+    return;
+  }
+  if (st->term > el->term) join_leader_in_term(el, st->term, from);
+  follow(el, from);
+  /* RULE: accept only in the current term with a higher version */
+  if (st->term == el->acc.term && st->version <= el->acc.version) {
+    int dup = st->version == el->acc.version;
+    send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, (uint8_t)dup);
+    return;
+  }
+  cl_el_state_copy(&el->acc, st);
+  el->acc_committed = 0;
+  persist(el, CL_EL_PERSIST_STATE); /* RULE: durable before acknowledged */
+  send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, 1);
+}
+
+static void step_down_to_term(cl_el *el, uint64_t term, const char *why) {
+  if (el->mode != CL_EL_CANDIDATE) become_candidate(el, 1, why);
+  if (term > el->term) {
+    start_join(el, term);
+    send_join(el, el->self.id); /* vote for itself: it may well be re-elected */
+  }
+}
+
+static void mark_committed(cl_el *el, uint64_t version) {
+  if (el->acc.term != el->term || el->acc.version != version || el->acc_committed) return;
+  el->acc_committed = 1;
+  persist(el, CL_EL_PERSIST_COMMIT);
+  apply_committed(el);
+}
+
+static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t len) {
+  peer *p = peer_get(el, from);
+  if (!p || !p->up) return; /* only from authenticated, connected peers */
+  char err[160];
+  cl_msg *m = &el->msg;
+  if (cl_msg_decode(data, len, m, &el->rx, err, sizeof err) != 0) {
+    logf_(el, CL_EL_LOG_WARN, "dropping bad election message from %s: %s", p->info.name, err);
+    return;
+  }
+  switch (m->type) {
+  case CL_M_PREVOTE_REQ: {
+    /* RULE: pre-voting changes nothing persisted */
+    int granted = !has_healthy_leader_other_than(el, from);
+    send_simple(el, from, CL_M_PREVOTE_RESP, el->term, el->acc.term, el->acc.version, 0, (uint8_t)granted);
+    break;
+  }
+  case CL_M_PREVOTE_RESP:
+    if (el->mode != CL_EL_CANDIDATE || !el->prevoting) break;
+    if (m->term > el->prevote_max_term) el->prevote_max_term = m->term;
+    if (m->flag && !fresher(m->lat, m->lav, el->acc.term, el->acc.version)) p->prevote_round = el->prevote_round;
+    if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_prevote, el)) {
+      el->prevoting = 0;
+      uint64_t t = (el->prevote_max_term > el->term ? el->prevote_max_term : el->term) + 1;
+      start_join(el, t);
+      el->candidate_term = t;
+      send_join(el, el->self.id);
+      for (int i = 0; i < CL_EL_MAX_NODES; i++)
+        if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_START_JOIN, t, 0, 0, 0, 0);
+      check_won(el);
+    }
+    break;
+  case CL_M_START_JOIN:
+    if (m->term <= el->term) break;
+    start_join(el, m->term);
+    send_join(el, from);
+    /* give that candidate time to win before trying ourselves */
+    el->election_at = el->now + el->cfg.election_initial_ms + rnd_below(el, el->cfg.election_initial_ms + 1);
+    break;
+  case CL_M_JOIN:
+    /* RULE: a vote counts in the current term, after a term was started since
+     * boot, and only if the voter is not fresher than this node */
+    if (m->term != el->term || !el->started_join) break;
+    if (fresher(m->lat, m->lav, el->acc.term, el->acc.version)) break;
+    p->join_term = el->term;
+    p->lat = m->lat;
+    p->lav = m->lav;
+    if (el->mode == CL_EL_LEADER) {
+      p->ok_term = el->term;
+      p->last_ok_ms = el->now;
+      if (!p->member) p->member = 1, el->dirty = 1;
+    }
+    check_won(el);
+    break;
+  case CL_M_PUBLISH:
+    on_publish(el, from, m->state);
+    cl_el_state_clear(m->state);
+    break;
+  case CL_M_PUBLISH_RESP:
+    if (m->term > el->term) {
+      step_down_to_term(el, m->term, "a node is in a higher term");
+      break;
+    }
+    if (el->mode != CL_EL_LEADER || m->term != el->term) break;
+    if (m->flag) {
+      p->ack_term = el->term;
+      p->ack_version = m->version;
+      p->ok_term = el->term;
+      p->last_ok_ms = el->now;
+      if (!p->member) p->member = 1, el->dirty = 1;
+      if (el->publishing && m->version == el->pub.version) check_commit(el);
+    }
+    break;
+  case CL_M_COMMIT:
+    if (el->mode == CL_EL_FOLLOWER && !strcmp(el->leader, from) && m->term == el->term) mark_committed(el, m->version);
+    break;
+  case CL_M_HB: {
+    if (m->term < el->term) {
+      send_simple(el, from, CL_M_HB_RESP, el->term, el->acc.term, el->acc.version, 0, CL_HB_STALE_TERM);
+      break;
+    }
+    if (cluster_mismatch(el, from, m->cluster_id)) {
+      send_simple(el, from, CL_M_HB_RESP, el->term, el->acc.term, el->acc.version, 0, CL_HB_CLUSTER_MISMATCH);
+      break;
+    }
+    if (m->term == el->term && el->mode == CL_EL_LEADER) {
+      logf_(el, CL_EL_LOG_ERROR, "heartbeat from %s in my own term %llu ignored", p->info.name,
+            (unsigned long long)m->term);
+      break;
+    }
+    if (m->term > el->term) join_leader_in_term(el, m->term, from);
+    follow(el, from);
+    if (m->version) mark_committed(el, m->version);
+    send_simple(el, from, CL_M_HB_RESP, el->term, el->acc.term, el->acc.version, 0, CL_HB_OK);
+    break;
+  }
+  case CL_M_HB_RESP:
+    if (m->term > el->term) {
+      step_down_to_term(el, m->term, "a node is in a higher term");
+      break;
+    }
+    if (el->mode != CL_EL_LEADER || m->term != el->term) break;
+    if (m->flag != CL_HB_OK) {
+      if (p->member) p->member = 0, el->dirty = 1;
+      p->ok_term = 0;
+      break;
+    }
+    p->ok_term = el->term;
+    p->last_ok_ms = el->now;
+    p->lat = m->lat;
+    p->lav = m->lav;
+    if (!p->member) p->member = 1, el->dirty = 1;
+    {
+      const cl_el_state *want = latest(el);
+      if (m->lat == want->term && m->lav == want->version) {
+        /* it holds the publication durably: as good as a (lost) ack */
+        p->ack_term = el->term;
+        p->ack_version = want->version;
+        check_commit(el);
+      } else if (el->now - p->pub_sent_ms >= el->cfg.hb_interval_ms) {
+        /* lagging or new: (re)send the latest state */
+        send_publish(el, from, want);
+        p->pub_sent_ms = el->now;
+      }
+    }
+    break;
+  case CL_M_LEADER_GONE:
+    if (el->mode == CL_EL_FOLLOWER && !strcmp(el->leader, from) && m->term == el->term)
+      become_candidate(el, 1, "the master stepped down");
+    break;
+  case CL_M_FWD_REQ:
+    master_handle_req(el, from, m);
+    break;
+  case CL_M_FWD_RESP:
+    on_fwd_resp(el, m);
+    break;
+  default:
+    break;
+  }
+}
+
+/* --------------------------------------------------------------- timers */
+
+static void start_prevote(cl_el *el) {
+  el->prevoting = 1;
+  el->prevote_round++;
+  el->prevote_max_term = el->term;
+  for (int i = 0; i < CL_EL_MAX_NODES; i++)
+    if (el->peers[i].used && el->peers[i].up)
+      send_simple(el, el->peers[i].info.id, CL_M_PREVOTE_REQ, el->term, el->acc.term, el->acc.version, 0, 0);
+  /* a single-node configuration needs nobody else */
+  if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_prevote, el)) {
+    el->prevoting = 0;
+    uint64_t t = el->term + 1;
+    start_join(el, t);
+    el->candidate_term = t;
+    send_join(el, el->self.id);
+    for (int i = 0; i < CL_EL_MAX_NODES; i++)
+      if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_START_JOIN, t, 0, 0, 0, 0);
+    check_won(el);
+  }
+}
+
+static void timers(cl_el *el) {
+  uint64_t now = el->now;
+  if (el->mode == CL_EL_CANDIDATE) {
+    try_bootstrap(el);
+    if (now >= el->election_at) {
+      schedule_retry(el);
+      int kind = stand_kind(el);
+      if (kind == STAND_NORMAL ||
+          (kind == STAND_TRANSFER && now - el->candidate_since >= (uint64_t)el->cfg.election_max_ms + el->cfg.leader_timeout_ms))
+        start_prevote(el);
+    }
+  } else if (el->mode == CL_EL_FOLLOWER) {
+    if (now - el->leader_contact >= el->cfg.leader_timeout_ms)
+      become_candidate(el, 1, "no heartbeat from the master within the leader timeout");
+  } else if (el->mode == CL_EL_LEADER) {
+    if (now >= el->hb_at) {
+      el->hb_at = now + el->cfg.hb_interval_ms;
+      uint64_t cv = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
+      for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+        peer *p = &el->peers[i];
+        if (!p->used || !p->up) continue;
+        cl_msg *m = &el->tx;
+        memset(m, 0, offsetof(cl_msg, names));
+        m->n_names = 0;
+        m->type = CL_M_HB;
+        m->term = el->term;
+        m->version = cv;
+        scpy(m->cluster_id, sizeof m->cluster_id, el->acc.cluster_id);
+        send_msg(el, p->info.id, m);
+      }
+    }
+    for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+      peer *p = &el->peers[i];
+      if (p->used && p->member && (!p->up || now - p->last_ok_ms >= el->cfg.follower_timeout_ms)) {
+        p->member = 0;
+        el->dirty = 1;
+        logf_(el, CL_EL_LOG_INFO, "removing %s from the cluster: %s", p->info.name,
+              p->up ? "no answer within the follower timeout" : "disconnected");
+      }
+    }
+    if (el->publishing && now - el->pub_start >= el->cfg.publish_timeout_ms) {
+      become_candidate(el, 0, "publication not committed within the publish timeout");
+      return;
+    }
+    if (now - el->leader_since >= el->cfg.leader_timeout_ms) {
+      const cl_el_state *s = latest(el);
+      if (!both_quorum(eff_committed(&el->acc, el->acc_committed), &s->accepted_config, has_recent, el) ||
+          !both_quorum(&s->committed_config, &s->accepted_config, has_recent, el)) {
+        become_candidate(el, 0, "a quorum of the voting configuration is unreachable");
+        return;
+      }
+    }
+  }
+}
+
+/* ------------------------------------------------------------------ API */
+
+cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self, const uint8_t *persisted, size_t persisted_len,
+                 char *err, size_t errlen) {
+  char dummy[8];
+  if (!err) err = dummy, errlen = sizeof dummy;
+  err[0] = 0;
+  if (!self || !self->id || !self->id[0] || strlen(self->id) > CL_EL_ID_MAX) {
+    snprintf(err, errlen, "node id missing or longer than %d bytes", CL_EL_ID_MAX);
+    return NULL;
+  }
+  if (!self->name || !self->name[0] || strlen(self->name) > CL_EL_NAME_MAX ||
+      (self->address && strlen(self->address) > CL_EL_ADDR_MAX) || (self->tags && strlen(self->tags) > CL_EL_TAGS_MAX)) {
+    snprintf(err, errlen, "node name missing, or name/address/tags too long");
+    return NULL;
+  }
+  if (cfg->hb_interval_ms == 0 || cfg->leader_timeout_ms < cfg->hb_interval_ms ||
+      cfg->follower_timeout_ms < cfg->hb_interval_ms) {
+    snprintf(err, errlen, "election config: timeouts must be at least the heartbeat interval (%u ms)",
+             cfg->hb_interval_ms);
+    return NULL;
+  }
+  if (cl_check_initial_list(cfg->initial_master_nodes, cfg->n_initial_master_nodes, err, errlen)) return NULL;
+  cl_el *el = calloc(1, sizeof *el);
+  if (!el) {
+    snprintf(err, errlen, "out of memory");
+    return NULL;
+  }
+  el->cfg = *cfg;
+  el->cfg.initial_master_nodes = NULL;
+  el->n_initial = cfg->n_initial_master_nodes;
+  for (size_t i = 0; i < el->n_initial; i++) scpy(el->initial[i], sizeof el->initial[i], cfg->initial_master_nodes[i]);
+  scpy(el->self.id, sizeof el->self.id, self->id);
+  scpy(el->self.name, sizeof el->self.name, self->name);
+  scpy(el->self.address, sizeof el->self.address, self->address);
+  scpy(el->self.tags, sizeof el->self.tags, self->tags);
+  el->self.flags = self->flags;
+  el->rng = cfg->seed ^ 0x6a09e667f3bcc909ULL;
+  if (persisted && persisted_len) {
+    char why[160];
+    if (cl_el_persist_decode(persisted, persisted_len, &el->term, &el->acc, &el->acc_committed, why, sizeof why)) {
+      snprintf(err, errlen, "persisted election state rejected: %s", why);
+      free(el);
+      return NULL;
+    }
+    if (el->acc_committed) cl_el_state_copy(&el->app, &el->acc);
+  }
+  el->mode = CL_EL_CANDIDATE;
+  return el;
+}
+
+void cl_el_free(cl_el *el) {
+  if (!el) return;
+  cl_el_state_clear(&el->acc);
+  cl_el_state_clear(&el->app);
+  cl_el_state_clear(&el->pub);
+  cl_el_state_clear(&el->rx);
+  cl_el_state_clear(&el->scratch);
+  for (int i = 0; i < MAX_REQS; i++) {
+    free(el->oreq[i].blob);
+    free(el->mreq[i].blob);
+  }
+  free(el);
+}
+
+static void peer_up(cl_el *el, const cl_el_node_info *info) {
+  if (!info->id || !info->id[0] || strlen(info->id) > CL_EL_ID_MAX || !strcmp(info->id, el->self.id)) return;
+  peer *p = peer_get(el, info->id);
+  if (!p) {
+    for (int i = 0; i < CL_EL_MAX_NODES && !p; i++)
+      if (!el->peers[i].used) p = &el->peers[i];
+    if (!p) {
+      for (int i = 0; i < CL_EL_MAX_NODES && !p; i++)
+        if (!el->peers[i].up) p = &el->peers[i]; /* forget a long-gone peer */
+      if (!p) {
+        logf_(el, CL_EL_LOG_ERROR, "too many peers (max %d): ignoring %s", CL_EL_MAX_NODES, info->name ? info->name : "?");
+        return;
+      }
+    }
+    memset(p, 0, sizeof *p);
+    p->used = 1;
+  }
+  scpy(p->info.id, sizeof p->info.id, info->id);
+  scpy(p->info.name, sizeof p->info.name, info->name);
+  scpy(p->info.address, sizeof p->info.address, info->address);
+  scpy(p->info.tags, sizeof p->info.tags, info->tags);
+  p->info.flags = info->flags;
+  p->up = 1;
+  p->pub_sent_ms = 0;
+  if (el->mode == CL_EL_LEADER) el->hb_at = el->now; /* greet it now rather than next round */
+}
+
+void cl_el_step(cl_el *el, uint64_t now_ms, const cl_el_input *in, cl_el_effects *out) {
+  if (now_ms > el->now) el->now = now_ms;
+  el->out = out;
+  if (!el->booted) {
+    el->booted = 1;
+    el->candidate_since = el->now;
+    /* give a rebooted node time to hear from an existing master first */
+    el->election_at = el->now + el->cfg.election_initial_ms + rnd_below(el, el->cfg.election_initial_ms + 1);
+  }
+  switch (in ? in->kind : CL_EL_IN_TICK) {
+  case CL_EL_IN_TICK:
+    break;
+  case CL_EL_IN_PEER_UP:
+    peer_up(el, &in->peer);
+    break;
+  case CL_EL_IN_PEER_DOWN: {
+    peer *p = peer_get(el, in->peer_id);
+    if (!p) break;
+    p->up = 0;
+    if (el->mode == CL_EL_FOLLOWER && !strcmp(el->leader, p->info.id))
+      become_candidate(el, 1, "connection to the master closed");
+    break;
+  }
+  case CL_EL_IN_MESSAGE:
+    if (in->peer_id) on_message(el, in->peer_id, in->data, in->len);
+    break;
+  case CL_EL_IN_REQUEST_UPDATE:
+  case CL_EL_IN_REQUEST_EXCLUDE:
+  case CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS:
+    new_request(el, in);
+    break;
+  case CL_EL_IN_LUA_LAG:
+    if (in->flag && !el->lua_lag && el->mode == CL_EL_LEADER) {
+      el->lua_lag = 1;
+      become_candidate(el, 0, "Lua has not answered for longer than the step-down threshold");
+    }
+    el->lua_lag = in->flag ? 1 : 0;
+    break;
+  }
+  /* timers run only on ticks: the effects of a message are then the effects
+   * of that message alone (the simulator checks pre-votes persist nothing) */
+  if (!in || in->kind == CL_EL_IN_TICK) timers(el);
+  maybe_publish(el);
+  observe(el);
+  check_origin_reqs(el);
+  el->out = NULL;
+}
+
+uint64_t cl_el_next_deadline(const cl_el *el) {
+  if (!el->booted) return 0;
+  uint64_t d = UINT64_MAX;
+  if (el->mode == CL_EL_CANDIDATE) d = el->election_at;
+  if (el->mode == CL_EL_FOLLOWER) d = el->leader_contact + el->cfg.leader_timeout_ms;
+  if (el->mode == CL_EL_LEADER) {
+    d = el->hb_at;
+    if (el->publishing && el->pub_start + el->cfg.publish_timeout_ms < d) d = el->pub_start + el->cfg.publish_timeout_ms;
+  }
+  for (int i = 0; i < MAX_REQS; i++)
+    if (el->oreq[i].used && el->oreq[i].deadline < d) d = el->oreq[i].deadline;
+  return d;
+}
+
+uint64_t cl_el_term(const cl_el *el) { return el->term; }
+cl_el_mode cl_el_get_mode(const cl_el *el) { return el->mode; }
+const char *cl_el_master_id(const cl_el *el) { return el->obs_master[0] ? el->obs_master : NULL; }
+const char *cl_el_master_name(const cl_el *el) { return el->obs_master[0] ? el->obs_master_name : NULL; }
+const cl_el_state *cl_el_committed(const cl_el *el) { return &el->app; }
+const cl_el_state *cl_el_accepted(const cl_el *el) { return &el->acc; }
+int cl_el_accepted_is_committed(const cl_el *el) { return el->acc_committed; }
+const char *cl_el_self_id(const cl_el *el) { return el->self.id; }
+
+cl_el_health cl_el_get_health(const cl_el *el) {
+  if (!el->obs_master[0]) return CL_EL_RED;
+  const cl_el_vconfig *c = &el->app.accepted_config;
+  for (uint32_t i = 0; i < c->n; i++)
+    if (cl_vc_is_placeholder(c->ids[i]) || !cl_state_node(&el->app, c->ids[i])) return CL_EL_YELLOW;
+  return CL_EL_GREEN;
+}
+
+const char *cl_el_health_str(cl_el_health h) { return h == CL_EL_GREEN ? "green" : h == CL_EL_YELLOW ? "yellow" : "red"; }
+
+uint32_t cl_el_quorum_size(const cl_el *el) {
+  const cl_el_vconfig *c = el->app.accepted_config.n ? &el->app.accepted_config : &el->acc.accepted_config;
+  return c->n ? cl_el_quorum(c->n) : 0;
+}
+
+int cl_el_has_quorum(const cl_el *el) { return el->obs_master[0] != 0; }
+
+int cl_el_unsafe_bootstrap(const uint8_t *persisted, size_t len, const char *self_id, uint8_t **out, size_t *outlen,
+                           char *err, size_t errlen) {
+  uint64_t term;
+  int committed;
+  cl_el_state st;
+  cl_el_state_init(&st);
+  if (!self_id || !self_id[0] || strlen(self_id) > CL_EL_ID_MAX) {
+    snprintf(err, errlen, "unsafe-bootstrap: bad node id");
+    return -1;
+  }
+  if (cl_el_persist_decode(persisted, len, &term, &st, &committed, err, errlen)) return -1;
+  if (!st.cluster_id[0]) {
+    snprintf(err, errlen, "unsafe-bootstrap: this node never joined a cluster; nothing to recover");
+    cl_el_state_clear(&st);
+    return -1;
+  }
+  cl_el_vconfig c;
+  c.n = 0;
+  cl_vc_add(&c, self_id);
+  st.committed_config = c;
+  st.accepted_config = c;
+  st.n_excl = 0;
+  /* a fresh term and version: no (term, version) of the old cluster is reused
+   * with different content, and no vote of the old term carries over */
+  term += 1;
+  st.term = term;
+  st.version += 1;
+  scpy(st.master_id, sizeof st.master_id, "");
+  int rc = cl_el_persist_encode(term, &st, 1, out, outlen);
+  cl_el_state_clear(&st);
+  if (rc) snprintf(err, errlen, "unsafe-bootstrap: out of memory");
+  return rc;
+}

@@ -1,0 +1,228 @@
+/* clusterlua election core: the Zen2-style coordination state machine.
+ *
+ * Pure: no I/O, no clock, no global mutable state. Every input goes in through
+ * cl_el_step() with the current time as a number; every effect (messages,
+ * persistence, events, logs, request completions) comes out as data, in the
+ * order the runtime must perform them. A PERSIST effect must be completed
+ * (write, fsync, rename, fsync dir) before any later effect of the same step is
+ * performed; if it fails the runtime must stop the node. Randomness comes from
+ * cfg->seed (the runtime seeds it from a CSPRNG, the simulator from its PRNG),
+ * which is what makes whole clusters replayable.
+ */
+#ifndef CL_ELECTION_H
+#define CL_ELECTION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define CL_EL_ID_MAX 64          /* node id: opaque, e.g. 32 hex chars */
+#define CL_EL_NAME_MAX 127       /* "node1@127.0.0.1:4371" */
+#define CL_EL_ADDR_MAX 127
+#define CL_EL_TAGS_MAX 255       /* comma-separated free-form role tags */
+#define CL_EL_CLUSTER_ID_MAX 36
+#define CL_EL_MAX_NODES 64       /* nodes in a cluster state and peers known */
+#define CL_EL_MAX_EXCL 32        /* hard cap; cfg->max_exclusions is the policy */
+#define CL_EL_MAX_INITIAL 16
+#define CL_EL_MSG_MAX 256
+#define CL_EL_META_HARD_MAX (64u << 20)
+
+/* node flags */
+#define CL_EL_F_MASTER 1u        /* master-eligible: votes and may be elected */
+#define CL_EL_F_VOTING_ONLY 2u   /* with F_MASTER: votes, never stands */
+
+typedef struct cl_el_node {
+  char id[CL_EL_ID_MAX + 1];
+  char name[CL_EL_NAME_MAX + 1];
+  char address[CL_EL_ADDR_MAX + 1];
+  uint32_t flags;
+  char tags[CL_EL_TAGS_MAX + 1];
+} cl_el_node;
+
+/* A voting configuration: a set of node ids kept sorted. Bootstrap placeholders
+ * ("{bootstrap-placeholder}-<entry>") stand for listed nodes not yet seen:
+ * they count towards the size (so the quorum) but never vote. */
+typedef struct cl_el_vconfig {
+  uint32_t n;
+  char ids[CL_EL_MAX_NODES][CL_EL_ID_MAX + 1];
+} cl_el_vconfig;
+
+typedef struct cl_el_excl {
+  char id[CL_EL_ID_MAX + 1];
+  char name[CL_EL_NAME_MAX + 1];
+} cl_el_excl;
+
+/* The cluster state. Read-only for users of the API: obtain it through
+ * cl_el_committed()/cl_el_accepted(). meta is the user metadata blob, opaque
+ * here (the Lua side serializes it). */
+typedef struct cl_el_state {
+  char cluster_id[CL_EL_CLUSTER_ID_MAX + 1]; /* "" until the first master publishes */
+  uint64_t term, version;
+  char master_id[CL_EL_ID_MAX + 1];
+  uint32_t n_nodes;
+  cl_el_node nodes[CL_EL_MAX_NODES];
+  cl_el_vconfig committed_config; /* last committed configuration */
+  cl_el_vconfig accepted_config;  /* configuration of this state */
+  uint32_t n_excl;
+  cl_el_excl excl[CL_EL_MAX_EXCL];
+  uint64_t meta_version;          /* version at which meta last changed (CAS base) */
+  char meta_origin[CL_EL_ID_MAX + 1]; /* last update's asker and request id, so a */
+  uint64_t meta_req;                  /* re-forwarded update is not applied twice */
+  uint8_t *meta;
+  uint32_t meta_len;
+} cl_el_state;
+
+typedef struct cl_el_config {
+  uint32_t hb_interval_ms;        /* master -> peers check period (100) */
+  uint32_t leader_timeout_ms;     /* follower: master silent this long is dead (400) */
+  uint32_t follower_timeout_ms;   /* master: follower silent this long is removed (400) */
+  uint32_t fast_election_jitter_ms;  /* random part of the delay after losing the master (4) */
+  uint32_t fast_election_stagger_ms; /* per-rank part of that delay, avoids split votes (6) */
+  uint32_t election_initial_ms;   /* retry delays: uniform in [0, initial + n*backoff] (100) */
+  uint32_t election_backoff_ms;   /* (50) */
+  uint32_t election_max_ms;       /* cap of the retry window (1000) */
+  uint32_t publish_timeout_ms;    /* a publication not committed by then: step down (1000) */
+  uint32_t request_timeout_ms;    /* write requests fail after this (10000) */
+  uint32_t max_exclusions;        /* (10) */
+  uint32_t max_metadata_bytes;    /* (4 MiB) */
+  const char *const *initial_master_nodes; /* short "node1" or full "node1@h:p" */
+  size_t n_initial_master_nodes;
+  uint64_t seed;                  /* randomness for jitter and the cluster id */
+} cl_el_config;
+
+void cl_el_config_defaults(cl_el_config *cfg);
+
+typedef struct cl_el_node_info {
+  const char *id, *name, *address;
+  uint32_t flags;
+  const char *tags; /* may be NULL */
+} cl_el_node_info;
+
+typedef enum {
+  CL_EL_IN_TICK = 1,
+  CL_EL_IN_PEER_UP,        /* peer (info) connected and authenticated */
+  CL_EL_IN_PEER_DOWN,      /* peer_id's connection closed */
+  CL_EL_IN_MESSAGE,        /* bytes from peer_id: decoded and validated here */
+  CL_EL_IN_REQUEST_UPDATE, /* req_id, base_version, data/len = new metadata */
+  CL_EL_IN_REQUEST_EXCLUDE,/* req_id, names/n_names */
+  CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS, /* req_id, wait */
+  CL_EL_IN_LUA_LAG,        /* flag: Lua lag over the step-down threshold or back */
+} cl_el_input_kind;
+
+typedef struct cl_el_input {
+  cl_el_input_kind kind;
+  const char *peer_id;
+  cl_el_node_info peer;
+  const uint8_t *data;
+  size_t len;
+  uint64_t req_id;
+  uint64_t base_version;
+  const char *const *names;
+  size_t n_names;
+  int flag; /* CLEAR: wait_for_removal; LUA_LAG: lagging */
+} cl_el_input;
+
+typedef enum {
+  CL_EL_FX_SEND = 1,  /* to, data/len */
+  CL_EL_FX_PERSIST,   /* data/len: whole file contents (cl_el_persist_decode reads it) */
+  CL_EL_FX_EVENT,     /* event, names, term, version */
+  CL_EL_FX_LOG,       /* level, msg */
+  CL_EL_FX_COMPLETE,  /* req_id, code ("OK", "ENOQUORUM", ...), msg, version */
+} cl_el_effect_kind;
+
+typedef enum { CL_EL_PERSIST_TERM = 1, CL_EL_PERSIST_STATE, CL_EL_PERSIST_COMMIT } cl_el_persist_kind;
+
+typedef enum {
+  CL_EL_EV_MASTER_CHANGED = 1, /* new_master ("" = none), old_master, term */
+  CL_EL_EV_QUORUM_LOST,
+  CL_EL_EV_QUORUM_REGAINED,
+  CL_EL_EV_STATE_COMMITTED,    /* term, version: cl_el_committed() is that state */
+} cl_el_event_kind;
+
+enum { CL_EL_LOG_DEBUG = 0, CL_EL_LOG_INFO, CL_EL_LOG_WARN, CL_EL_LOG_ERROR };
+
+typedef struct cl_el_effect {
+  cl_el_effect_kind kind;
+  char to[CL_EL_ID_MAX + 1];
+  uint8_t *data;        /* owned by the effects buffer */
+  size_t len, cap;
+  cl_el_persist_kind persist;
+  cl_el_event_kind event;
+  char new_master[CL_EL_NAME_MAX + 1], old_master[CL_EL_NAME_MAX + 1];
+  uint64_t term, version;
+  int level;
+  uint64_t req_id;
+  char code[16];
+  char msg[CL_EL_MSG_MAX];
+} cl_el_effect;
+
+/* Caller-owned, reusable: reset between steps keeps the buffers. */
+typedef struct cl_el_effects {
+  cl_el_effect *v;
+  size_t n, cap;
+} cl_el_effects;
+
+void cl_el_effects_init(cl_el_effects *fx);
+void cl_el_effects_reset(cl_el_effects *fx);
+void cl_el_effects_free(cl_el_effects *fx);
+
+typedef struct cl_el cl_el;
+
+/* persisted: the last PERSIST effect's bytes, or NULL/0 for a new node.
+ * Returns NULL with err filled on a bad config or corrupt persisted data. */
+cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self,
+                 const uint8_t *persisted, size_t persisted_len, char *err, size_t errlen);
+void cl_el_free(cl_el *el);
+void cl_el_step(cl_el *el, uint64_t now_ms, const cl_el_input *in, cl_el_effects *out);
+uint64_t cl_el_next_deadline(const cl_el *el); /* UINT64_MAX: nothing scheduled */
+
+typedef enum { CL_EL_CANDIDATE = 0, CL_EL_FOLLOWER, CL_EL_LEADER } cl_el_mode;
+typedef enum { CL_EL_RED = 0, CL_EL_YELLOW, CL_EL_GREEN } cl_el_health;
+
+uint64_t cl_el_term(const cl_el *el);
+cl_el_mode cl_el_get_mode(const cl_el *el);
+const char *cl_el_master_id(const cl_el *el);   /* NULL: no master known */
+const char *cl_el_master_name(const cl_el *el); /* NULL: no master known */
+const cl_el_state *cl_el_committed(const cl_el *el); /* last applied (committed) state */
+const cl_el_state *cl_el_accepted(const cl_el *el);  /* last accepted (persisted) state */
+int cl_el_accepted_is_committed(const cl_el *el);
+cl_el_health cl_el_get_health(const cl_el *el);
+uint32_t cl_el_quorum_size(const cl_el *el);
+int cl_el_has_quorum(const cl_el *el);          /* this node sees an elected master */
+const char *cl_el_self_id(const cl_el *el);
+const char *cl_el_health_str(cl_el_health h);
+
+/* Quorum of a configuration: floor(n/2)+1. */
+uint32_t cl_el_quorum(uint32_t n);
+
+/* ---- codecs (also what fuzz_state drives) ---- */
+
+/* Persisted file: magic, format version, term, accepted state, committed
+ * flag, BLAKE2b checksum. Decode rejects torn/corrupt/unknown files with a
+ * reason in err. *st must be freed with cl_el_state_clear. */
+int cl_el_persist_encode(uint64_t term, const cl_el_state *st, int committed,
+                         uint8_t **out, size_t *outlen);
+int cl_el_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st,
+                         int *committed, char *err, size_t errlen);
+
+/* Wire messages: validates any byte string; returns 0 or -1 with a reason. */
+int cl_el_msg_validate(const uint8_t *buf, size_t len, char *err, size_t errlen);
+/* Type byte of a valid message, for tracing; -1 if not a message. */
+int cl_el_msg_type(const uint8_t *buf, size_t len);
+
+void cl_el_state_init(cl_el_state *st);
+void cl_el_state_clear(cl_el_state *st);
+int cl_el_state_copy(cl_el_state *dst, const cl_el_state *src);
+/* 32-byte BLAKE2b of the canonical encoding (for the simulator's invariants). */
+void cl_el_state_hash(const cl_el_state *st, uint8_t out[32]);
+
+/* DANGER: unsafe-bootstrap. Returns, in *out, the persisted file for a state in
+ * which this node alone is the voting configuration (committed and accepted),
+ * the term bumped so the next election starts fresh. Use only when a quorum
+ * of the voting configuration is permanently lost: any other surviving node
+ * that still holds the old configuration may elect its own master, giving two
+ * clusters with diverging states, and committed updates the survivor never
+ * accepted are lost for good. */
+int cl_el_unsafe_bootstrap(const uint8_t *persisted, size_t len, const char *self_id,
+                           uint8_t **out, size_t *outlen, char *err, size_t errlen);
+
+#endif

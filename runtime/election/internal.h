@@ -1,0 +1,82 @@
+/* Shared between the election core's files; not part of the API. */
+#ifndef CL_ELECTION_INTERNAL_H
+#define CL_ELECTION_INTERNAL_H
+
+#include "election.h"
+
+#define CL_WIRE_VERSION 1
+#define CL_PERSIST_VERSION 1
+
+enum {
+  CL_M_PREVOTE_REQ = 1,
+  CL_M_PREVOTE_RESP,
+  CL_M_START_JOIN,
+  CL_M_JOIN,
+  CL_M_PUBLISH,
+  CL_M_PUBLISH_RESP,
+  CL_M_COMMIT,
+  CL_M_HB,
+  CL_M_HB_RESP,
+  CL_M_LEADER_GONE,
+  CL_M_FWD_REQ,
+  CL_M_FWD_RESP,
+  CL_M_MAX_
+};
+
+/* heartbeat response status */
+enum { CL_HB_OK = 0, CL_HB_STALE_TERM = 1, CL_HB_CLUSTER_MISMATCH = 2, CL_HB_LAGGING = 3 };
+/* forwarded request kinds */
+enum { CL_REQ_UPDATE = 1, CL_REQ_EXCLUDE = 2, CL_REQ_CLEAR = 3 };
+
+typedef struct cl_buf {
+  uint8_t *p;
+  size_t n, cap;
+  int oom;
+} cl_buf;
+
+void cl_buf_u8(cl_buf *b, uint8_t v);
+void cl_buf_u32(cl_buf *b, uint32_t v);
+void cl_buf_u64(cl_buf *b, uint64_t v);
+void cl_buf_str(cl_buf *b, const char *s);
+void cl_buf_bytes(cl_buf *b, const uint8_t *p, uint32_t n);
+void cl_buf_free(cl_buf *b);
+
+typedef struct cl_msg {
+  uint8_t type;
+  uint64_t term, lat, lav, version;
+  uint8_t flag;
+  char cluster_id[CL_EL_CLUSTER_ID_MAX + 1];
+  uint64_t req_id, base_version;
+  uint8_t req_kind;
+  const uint8_t *blob; /* points into the decoded buffer */
+  uint32_t blob_len;
+  uint32_t n_names;
+  char names[CL_EL_MAX_EXCL][CL_EL_NAME_MAX + 1];
+  char code[16];
+  char text[CL_EL_MSG_MAX];
+  cl_el_state *state; /* PUBLISH: decoded into this (caller provides) */
+} cl_msg;
+
+void cl_msg_encode(const cl_msg *m, cl_buf *b);
+/* st may be NULL for anything but PUBLISH (then a PUBLISH is only validated). */
+int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, char *err, size_t errlen);
+
+void cl_state_encode(const cl_el_state *st, cl_buf *b);
+
+/* configs (config.c) */
+int cl_vc_has(const cl_el_vconfig *c, const char *id);
+void cl_vc_add(cl_el_vconfig *c, const char *id);
+int cl_vc_eq(const cl_el_vconfig *a, const cl_el_vconfig *b);
+int cl_vc_is_placeholder(const char *id);
+/* count of ids in c for which has(ctx, id) is true, compared with the quorum */
+int cl_vc_quorum(const cl_el_vconfig *c, int (*has)(void *, const char *), void *ctx);
+const cl_el_node *cl_state_node(const cl_el_state *st, const char *id);
+int cl_name_matches(const char *entry, const char *name);
+/* Reconfigurator: target configuration from live eligible ids (master first). */
+void cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live,
+                    const cl_el_excl *excl, size_t n_excl, const char *master_id,
+                    cl_el_vconfig *out);
+/* Checks the initial_master_nodes list; returns 0 or -1 with err. */
+int cl_check_initial_list(const char *const *list, size_t n, char *err, size_t errlen);
+
+#endif

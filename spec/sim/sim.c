@@ -1,0 +1,1114 @@
+/* Deterministic simulator of the election core.
+ *
+ * Runs whole clusters of the real core (runtime/election) in one process on
+ * simulated time, with every source of nondeterminism drawn from one seeded
+ * PRNG: cluster shape, roles, fault rates, message drop/duplication/delay/
+ * reordering, disconnects, silent blackholes, one-way links, partitions,
+ * reboots, failed and lost writes, exclusions, metadata updates and Lua lag.
+ * After every step it checks the invariants of DESIGN.md; after the faults
+ * stop it checks liveness within a bound computed from the configuration.
+ *
+ *   sim --seeds N [--first S] [--stop-at-first] [--jobs J]
+ *   sim --seed S [--verbose]          replay one seed
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include "../../runtime/election/election.h"
+
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXN 7
+#define US 1000ull /* time is kept in microseconds; the core sees ms */
+
+/* ------------------------------------------------------------------ PRNG */
+
+typedef struct { uint64_t s[4]; } rng_t;
+
+static uint64_t splitmix(uint64_t *x) {
+  uint64_t z = (*x += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+static void rng_seed(rng_t *r, uint64_t seed) {
+  for (int i = 0; i < 4; i++) r->s[i] = splitmix(&seed);
+}
+
+static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+
+static uint64_t rng_next(rng_t *r) { /* xoshiro256** */
+  uint64_t *s = r->s;
+  uint64_t res = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+  s[2] ^= s[0];
+  s[3] ^= s[1];
+  s[1] ^= s[2];
+  s[0] ^= s[3];
+  s[2] ^= t;
+  s[3] = rotl(s[3], 45);
+  return res;
+}
+
+static uint64_t below(rng_t *r, uint64_t n) { return n ? rng_next(r) % n : 0; }
+static int chance(rng_t *r, double p) { return (double)(rng_next(r) >> 11) / 9007199254740992.0 < p; }
+static uint64_t range(rng_t *r, uint64_t lo, uint64_t hi) { return lo + below(r, hi - lo + 1); }
+
+/* ------------------------------------------------------------- the world */
+
+typedef struct msg_ev {
+  uint64_t at, seq;
+  int kind; /* 1 deliver, 2 reboot, 3 connect */
+  int from, to;
+  uint64_t epoch;
+  uint8_t *data;
+  size_t len;
+} msg_ev;
+
+typedef struct node {
+  cl_el *el;
+  int up;
+  char id[40], name[64], addr[40];
+  uint32_t flags;
+  uint8_t *disk;
+  size_t disk_len;
+  uint64_t boot_term, max_term;
+  uint64_t acc_t, acc_v;        /* accepted (term, version) after the last step */
+  int acc_c;
+  cl_el_vconfig prev_cc, prev_ac; /* configurations of that accepted state */
+  uint64_t app_v, app_t;
+  int was_leader;
+  int fail_next_persist;        /* 1: EIO, 2: power loss before fsync */
+  int lua_lag;
+  uint64_t joined[64];          /* term -> voted for (index+1), ring keyed by term */
+  uint64_t joined_term[64];
+} node;
+
+typedef struct kv { /* (term, version) -> state hash and who durably accepted it */
+  uint64_t t, v;
+  uint8_t h[32];
+  uint32_t accepted_by;
+  int used;
+} kv;
+
+typedef struct committed {
+  uint64_t t, v;
+  uint8_t *meta;
+  uint32_t len;
+} committed;
+
+typedef struct req {
+  int used, node, kind;
+  uint64_t id;
+  uint8_t token[8];
+} req;
+
+typedef struct world {
+  uint64_t seed;
+  rng_t r;
+  int n;
+  node nodes[MAXN];
+  cl_el_config cfg;
+  const char *initial[MAXN];
+  char initial_buf[MAXN][64];
+  size_t n_initial;
+  uint64_t now; /* us */
+  /* network */
+  int conn[MAXN][MAXN];        /* connection up (symmetric) */
+  uint64_t epoch[MAXN][MAXN];  /* bumps on every (dis)connect: in-flight frames die */
+  int cut[MAXN][MAXN];         /* administrative: 1 disconnect, 2 blackhole a->b */
+  double p_drop, p_dup, p_extreme;
+  uint64_t delay_lo, delay_hi;
+  /* events */
+  msg_ev *ev;
+  size_t nev, capev;
+  uint64_t seq;
+  /* invariants */
+  char **leader_of_term; size_t cap_terms;
+  kv *map; size_t cap_map, n_map;
+  committed *com; size_t n_com, cap_com;
+  req reqs[32];
+  uint64_t next_req, token_ctr;
+  uint32_t ever_excluded; /* requested since the last clear that surely came after */
+  cl_el_effects fx;
+  uint64_t trace;
+  int verbose, violated;
+  char why[512];
+  uint64_t steps;
+  cl_el_state st_scratch;
+} world;
+
+static void violation(world *w, const char *fmt, ...) {
+  if (w->violated) return;
+  w->violated = 1;
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(w->why, sizeof w->why, fmt, ap);
+  va_end(ap);
+}
+
+static void vlog(world *w, const char *fmt, ...) {
+  if (!w->verbose) return;
+  va_list ap;
+  va_start(ap, fmt);
+  printf("%8.3f ", (double)w->now / 1000.0);
+  vprintf(fmt, ap);
+  va_end(ap);
+  printf("\n");
+}
+
+static void trace_mix(world *w, uint64_t v) {
+  w->trace ^= v + 0x9e3779b97f4a7c15ULL + (w->trace << 6) + (w->trace >> 2);
+}
+
+/* ---- event heap ---- */
+
+static int ev_less(const msg_ev *a, const msg_ev *b) { return a->at < b->at || (a->at == b->at && a->seq < b->seq); }
+
+static void ev_push(world *w, msg_ev e) {
+  if (w->nev == w->capev) {
+    w->capev = w->capev ? w->capev * 2 : 256;
+    w->ev = realloc(w->ev, w->capev * sizeof *w->ev);
+  }
+  e.seq = w->seq++;
+  size_t i = w->nev++;
+  while (i > 0) {
+    size_t p = (i - 1) / 2;
+    if (!ev_less(&e, &w->ev[p])) break;
+    w->ev[i] = w->ev[p];
+    i = p;
+  }
+  w->ev[i] = e;
+}
+
+static msg_ev ev_pop(world *w) {
+  msg_ev top = w->ev[0], last = w->ev[--w->nev];
+  size_t i = 0;
+  for (;;) {
+    size_t c = 2 * i + 1;
+    if (c >= w->nev) break;
+    if (c + 1 < w->nev && ev_less(&w->ev[c + 1], &w->ev[c])) c++;
+    if (!ev_less(&w->ev[c], &last)) break;
+    w->ev[i] = w->ev[c];
+    i = c;
+  }
+  if (w->nev) w->ev[i] = last;
+  return top;
+}
+
+/* ------------------------------------------------------------ invariants */
+
+static int node_index(world *w, const char *id) {
+  for (int i = 0; i < w->n; i++)
+    if (!strcmp(w->nodes[i].id, id)) return i;
+  return -1;
+}
+
+static kv *map_get(world *w, uint64_t t, uint64_t v, int create) {
+  if (w->n_map * 2 >= w->cap_map) {
+    size_t cap = w->cap_map ? w->cap_map * 2 : 1024;
+    kv *m = calloc(cap, sizeof *m);
+    for (size_t i = 0; i < w->cap_map; i++)
+      if (w->map[i].used) {
+        size_t j = (w->map[i].t * 1000003u + w->map[i].v) & (cap - 1);
+        while (m[j].used) j = (j + 1) & (cap - 1);
+        m[j] = w->map[i];
+      }
+    free(w->map);
+    w->map = m;
+    w->cap_map = cap;
+  }
+  size_t j = (t * 1000003u + v) & (w->cap_map - 1);
+  while (w->map[j].used) {
+    if (w->map[j].t == t && w->map[j].v == v) return &w->map[j];
+    j = (j + 1) & (w->cap_map - 1);
+  }
+  if (!create) return NULL;
+  w->map[j].used = 1;
+  w->map[j].t = t;
+  w->map[j].v = v;
+  w->n_map++;
+  return &w->map[j];
+}
+
+static void set_leader(world *w, uint64_t term, const char *id) {
+  if (term >= w->cap_terms) {
+    size_t cap = w->cap_terms ? w->cap_terms : 64;
+    while (cap <= term) cap *= 2;
+    w->leader_of_term = realloc(w->leader_of_term, cap * sizeof(char *));
+    memset(w->leader_of_term + w->cap_terms, 0, (cap - w->cap_terms) * sizeof(char *));
+    w->cap_terms = cap;
+  }
+  if (!w->leader_of_term[term]) {
+    w->leader_of_term[term] = strdup(id);
+  } else if (strcmp(w->leader_of_term[term], id)) {
+    violation(w, "two masters in term %llu: %s and %s", (unsigned long long)term, w->leader_of_term[term], id);
+  }
+}
+
+static void record_join(world *w, int voter, uint64_t term, int target) {
+  node *n = &w->nodes[voter];
+  size_t k = term % 64;
+  if (n->joined_term[k] == term && n->joined[k] != (uint64_t)target + 1)
+    violation(w, "%s joined twice in term %llu (for %s and %s)", n->name, (unsigned long long)term,
+              w->nodes[n->joined[k] - 1].name, w->nodes[target].name);
+  n->joined_term[k] = term;
+  n->joined[k] = (uint64_t)target + 1;
+}
+
+typedef struct { world *w; uint32_t mask; } maskctx;
+
+static int quorum_of_mask(world *w, const cl_el_vconfig *c, uint32_t mask) {
+  if (c->n == 0) return 0;
+  uint32_t k = 0;
+  for (uint32_t i = 0; i < c->n; i++) {
+    int j = node_index(w, c->ids[i]);
+    if (j >= 0 && (mask >> j) & 1) k++;
+  }
+  return k >= cl_el_quorum(c->n);
+}
+
+static int is_prefix(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t bl) {
+  return al <= bl && (al == 0 || memcmp(a, b, al) == 0);
+}
+
+/* committed states form one chain: metadata updates only append, so any
+ * committed state's metadata must extend every lower-versioned one's */
+static void check_committed(world *w, int i, const cl_el_state *st) {
+  uint8_t h[32];
+  cl_el_state_hash(st, h);
+  kv *e = map_get(w, st->term, st->version, 0);
+  if (!e) {
+    violation(w, "%s applied (%llu,%llu) that no node ever accepted", w->nodes[i].name,
+              (unsigned long long)st->term, (unsigned long long)st->version);
+    return;
+  }
+  if (memcmp(e->h, h, 32)) {
+    violation(w, "%s applied a different state for (%llu,%llu)", w->nodes[i].name, (unsigned long long)st->term,
+              (unsigned long long)st->version);
+    return;
+  }
+  size_t pos = 0;
+  while (pos < w->n_com && w->com[pos].v < st->version) pos++;
+  if (pos < w->n_com && w->com[pos].v == st->version) {
+    if (w->com[pos].t != st->term)
+      violation(w, "committed version %llu in two terms (%llu and %llu): a committed state was lost",
+                (unsigned long long)st->version, (unsigned long long)w->com[pos].t, (unsigned long long)st->term);
+    return;
+  }
+  if (pos > 0 && !is_prefix(w->com[pos - 1].meta, w->com[pos - 1].len, st->meta, st->meta_len))
+    violation(w, "committed (%llu,%llu) does not extend committed (%llu,%llu): a committed update was lost",
+              (unsigned long long)st->term, (unsigned long long)st->version, (unsigned long long)w->com[pos - 1].t,
+              (unsigned long long)w->com[pos - 1].v);
+  if (pos < w->n_com && !is_prefix(st->meta, st->meta_len, w->com[pos].meta, w->com[pos].len))
+    violation(w, "committed (%llu,%llu) is not extended by committed (%llu,%llu): a committed update was lost",
+              (unsigned long long)st->term, (unsigned long long)st->version, (unsigned long long)w->com[pos].t,
+              (unsigned long long)w->com[pos].v);
+  if (w->n_com == w->cap_com) {
+    w->cap_com = w->cap_com ? w->cap_com * 2 : 64;
+    w->com = realloc(w->com, w->cap_com * sizeof *w->com);
+  }
+  memmove(&w->com[pos + 1], &w->com[pos], (w->n_com - pos) * sizeof *w->com);
+  w->com[pos].t = st->term;
+  w->com[pos].v = st->version;
+  w->com[pos].len = st->meta_len;
+  w->com[pos].meta = st->meta_len ? malloc(st->meta_len) : NULL;
+  if (st->meta_len) memcpy(w->com[pos].meta, st->meta, st->meta_len);
+  w->n_com++;
+}
+
+static const cl_el_vconfig *eff_cc(const cl_el_vconfig *cc, const cl_el_vconfig *ac, int committed) {
+  return committed ? ac : cc;
+}
+
+static int vc_eq(const cl_el_vconfig *a, const cl_el_vconfig *b) {
+  if (a->n != b->n) return 0;
+  for (uint32_t i = 0; i < a->n; i++)
+    if (strcmp(a->ids[i], b->ids[i])) return 0;
+  return 1;
+}
+
+static void vc_copy(cl_el_vconfig *d, const cl_el_vconfig *s) {
+  d->n = s->n;
+  memcpy(d->ids, s->ids, s->n * sizeof s->ids[0]);
+}
+
+/* after every step of node i */
+static void check_node(world *w, int i, int prevote_req_input, int persisted) {
+  node *n = &w->nodes[i];
+  cl_el *el = n->el;
+  uint64_t term = cl_el_term(el);
+  if (term < n->max_term)
+    violation(w, "%s: term went back from %llu to %llu", n->name, (unsigned long long)n->max_term,
+              (unsigned long long)term);
+  if (prevote_req_input && (persisted || term != n->max_term))
+    violation(w, "%s: answering a pre-vote changed persisted state", n->name);
+  n->max_term = term;
+  const cl_el_state *acc = cl_el_accepted(el);
+  int accc = cl_el_accepted_is_committed(el);
+  if (acc->term > term) violation(w, "%s: accepted term %llu above current term %llu", n->name,
+                                   (unsigned long long)acc->term, (unsigned long long)term);
+  cl_el_mode mode = cl_el_get_mode(el);
+  if (mode == CL_EL_LEADER) {
+    set_leader(w, term, n->id);
+    if (term <= n->boot_term)
+      violation(w, "%s won term %llu without starting a new term after reboot (boot term %llu)", n->name,
+                (unsigned long long)term, (unsigned long long)n->boot_term);
+  }
+  if (acc->term != n->acc_t || acc->version != n->acc_v) {
+    if (acc->term > 0) {
+      if (acc->term != term)
+        violation(w, "%s accepted (%llu,%llu) outside its current term %llu", n->name, (unsigned long long)acc->term,
+                  (unsigned long long)acc->version, (unsigned long long)term);
+      if (!(acc->term > n->acc_t || (acc->term == n->acc_t && acc->version > n->acc_v)))
+        violation(w, "%s accepted (%llu,%llu) after (%llu,%llu): not newer", n->name, (unsigned long long)acc->term,
+                  (unsigned long long)acc->version, (unsigned long long)n->acc_t, (unsigned long long)n->acc_v);
+      uint8_t h[32];
+      cl_el_state_hash(acc, h);
+      kv *e = map_get(w, acc->term, acc->version, 0);
+      if (!e) {
+        e = map_get(w, acc->term, acc->version, 1);
+        memcpy(e->h, h, 32);
+      } else if (memcmp(e->h, h, 32)) {
+        violation(w, "(%llu,%llu) names two different states (seen on %s)", (unsigned long long)acc->term,
+                  (unsigned long long)acc->version, n->name);
+      }
+      if (mode == CL_EL_LEADER && acc->term == term) {
+        /* a publication: RULE one reconfiguration at a time */
+        /* within a term the previous publication committed first (one in
+         * flight): it must hold a durable quorum of both its configurations */
+        int same_term = acc->term == n->acc_t;
+        if (same_term) {
+          kv *pe = map_get(w, n->acc_t, n->acc_v, 0);
+          uint32_t mask = pe ? pe->accepted_by : 0;
+          if (!quorum_of_mask(w, &n->prev_cc, mask) || !quorum_of_mask(w, &n->prev_ac, mask))
+            violation(w, "%s published (%llu,%llu) before (%llu,%llu) had a durable quorum", n->name,
+                      (unsigned long long)acc->term, (unsigned long long)acc->version,
+                      (unsigned long long)n->acc_t, (unsigned long long)n->acc_v);
+        }
+        const cl_el_vconfig *prev_eff = eff_cc(&n->prev_cc, &n->prev_ac, n->acc_c || same_term);
+        if (!vc_eq(&acc->committed_config, prev_eff))
+          violation(w, "%s published (%llu,%llu) whose committed config is not the last committed one", n->name,
+                    (unsigned long long)acc->term, (unsigned long long)acc->version);
+        if (!(n->acc_c || same_term) && !vc_eq(&n->prev_cc, &n->prev_ac) && !vc_eq(&acc->accepted_config, &n->prev_ac))
+          violation(w, "%s started a second reconfiguration before the first committed", n->name);
+      }
+    }
+  }
+  vc_copy(&n->prev_cc, &acc->committed_config); /* also bootstrap changes them at (0,0) */
+  vc_copy(&n->prev_ac, &acc->accepted_config);
+  if (mode == CL_EL_LEADER && accc && !n->acc_c && acc->term == term) {
+    /* RULE: commit needs a quorum of both configurations, durably accepted */
+    kv *e = map_get(w, acc->term, acc->version, 0);
+    uint32_t mask = e ? e->accepted_by : 0;
+    if (!quorum_of_mask(w, &acc->committed_config, mask) || !quorum_of_mask(w, &acc->accepted_config, mask))
+      violation(w, "%s committed (%llu,%llu) without a durable quorum of both configurations (mask %x)", n->name,
+                (unsigned long long)acc->term, (unsigned long long)acc->version, mask);
+  }
+  n->acc_t = acc->term;
+  n->acc_v = acc->version;
+  n->acc_c = accc;
+  const cl_el_state *app = cl_el_committed(el);
+  if (app->version != n->app_v || app->term != n->app_t) {
+    if (app->version < n->app_v)
+      violation(w, "%s applied version %llu after %llu", n->name, (unsigned long long)app->version,
+                (unsigned long long)n->app_v);
+    n->app_v = app->version;
+    n->app_t = app->term;
+    if (app->term > 0) check_committed(w, i, app);
+  }
+}
+
+/* ---------------------------------------------------------- the cluster */
+
+static void connect_pair(world *w, int a, int b);
+static void disconnect_pair(world *w, int a, int b);
+static void crash(world *w, int i, const char *why);
+
+static void handle_effects(world *w, int i, int prevote_req_input);
+
+static void step(world *w, int i, const cl_el_input *in) {
+  node *n = &w->nodes[i];
+  if (!n->up) return;
+  cl_el_effects_reset(&w->fx);
+  cl_el_step(n->el, w->now / US, in, &w->fx);
+  w->steps++;
+  trace_mix(w, (uint64_t)i * 131 + (uint64_t)in->kind + w->now);
+  int pv = in->kind == CL_EL_IN_MESSAGE && in->len > 4 && in->data[4] == 1; /* PREVOTE_REQ */
+  handle_effects(w, i, pv);
+}
+
+static void handle_effects(world *w, int i, int prevote_req_input) {
+  node *n = &w->nodes[i];
+  int persisted = 0;
+  /* effects in order: a failed persist stops the node before anything after it */
+  for (size_t k = 0; k < w->fx.n; k++) {
+    cl_el_effect *e = &w->fx.v[k];
+    trace_mix(w, (uint64_t)e->kind * 7919 + e->len + e->term * 31 + e->version);
+    if (e->kind == CL_EL_FX_PERSIST) {
+      if (n->fail_next_persist) {
+        int how = n->fail_next_persist;
+        n->fail_next_persist = 0;
+        crash(w, i, how == 1 ? "persist failed (EIO)" : "power lost before fsync");
+        return;
+      }
+      persisted = 1;
+      uint64_t t;
+      int c;
+      char err[160];
+      if (cl_el_persist_decode(e->data, e->len, &t, &w->st_scratch, &c, err, sizeof err)) {
+        violation(w, "%s persisted an unreadable file: %s", n->name, err);
+        return;
+      }
+      if (w->st_scratch.term > 0) {
+        kv *m = map_get(w, w->st_scratch.term, w->st_scratch.version, 0);
+        if (m) m->accepted_by |= 1u << i;
+        else {
+          uint8_t h[32];
+          cl_el_state_hash(&w->st_scratch, h);
+          m = map_get(w, w->st_scratch.term, w->st_scratch.version, 1);
+          memcpy(m->h, h, 32);
+          m->accepted_by |= 1u << i;
+        }
+      }
+      cl_el_state_clear(&w->st_scratch);
+      free(n->disk);
+      n->disk = malloc(e->len);
+      memcpy(n->disk, e->data, e->len);
+      n->disk_len = e->len;
+    } else if (e->kind == CL_EL_FX_SEND) {
+      int j = node_index(w, e->to);
+      if (j < 0 || j == i) {
+        violation(w, "%s sent to unknown node %s", n->name, e->to);
+        continue;
+      }
+      if (e->len > 5 && (e->data[4] == 4 || e->data[4] == 3)) { /* JOIN / START_JOIN */
+        uint64_t term = 0;
+        for (int b = 0; b < 8; b++) term |= (uint64_t)e->data[5 + b] << (8 * b);
+        record_join(w, i, term, e->data[4] == 4 ? j : i);
+      }
+      if (!w->conn[i][j] || w->cut[i][j] == 2) continue; /* not connected, or blackholed */
+      int copies = 1 + (chance(&w->r, w->p_dup) ? 1 : 0);
+      if (chance(&w->r, w->p_drop)) copies--;
+      for (int c = 0; c < copies; c++) {
+        msg_ev ev = {0};
+        uint64_t d = range(&w->r, w->delay_lo, w->delay_hi);
+        if (chance(&w->r, w->p_extreme)) d += range(&w->r, 50, 2000) * US;
+        ev.at = w->now + d;
+        ev.kind = 1;
+        ev.from = i;
+        ev.to = j;
+        ev.epoch = w->epoch[i][j];
+        ev.data = malloc(e->len);
+        memcpy(ev.data, e->data, e->len);
+        ev.len = e->len;
+        ev_push(w, ev);
+      }
+    } else if (e->kind == CL_EL_FX_LOG) {
+      vlog(w, "%s log[%d] %s", n->name, e->level, e->msg);
+    } else if (e->kind == CL_EL_FX_EVENT) {
+      vlog(w, "%s event %d new=%s old=%s t=%llu v=%llu", n->name, e->event, e->new_master, e->old_master,
+           (unsigned long long)e->term, (unsigned long long)e->version);
+    } else if (e->kind == CL_EL_FX_COMPLETE) {
+      vlog(w, "%s complete req %llu %s %s", n->name, (unsigned long long)e->req_id, e->code, e->msg);
+      for (int r = 0; r < 32; r++) {
+        req *q = &w->reqs[r];
+        if (!q->used || q->id != e->req_id || q->node != i) continue;
+        if (!strcmp(e->code, "OK") && q->kind == 1) {
+          const cl_el_state *app = cl_el_committed(n->el);
+          int found = 0;
+          for (uint32_t o = 0; o + 8 <= app->meta_len; o += 8)
+            if (!memcmp(app->meta + o, q->token, 8)) found = 1;
+          if (!found) violation(w, "%s: update %llu completed OK but is not in the applied state", n->name,
+                                (unsigned long long)q->id);
+        }
+        if (!strcmp(e->code, "OK") && q->kind == 3) {
+          int pending_excl = 0;
+          for (int o = 0; o < 32; o++)
+            if (w->reqs[o].used && w->reqs[o].kind == 2) pending_excl = 1;
+          if (!pending_excl) w->ever_excluded = 0;
+        }
+        q->used = 0;
+      }
+    }
+  }
+  check_node(w, i, prevote_req_input, persisted);
+}
+
+static cl_el_node_info info_of(node *n) {
+  cl_el_node_info inf = {n->id, n->name, n->addr, n->flags, n->flags & CL_EL_F_MASTER ? "master" : "data"};
+  return inf;
+}
+
+static void connect_pair(world *w, int a, int b) {
+  if (w->conn[a][b] || !w->nodes[a].up || !w->nodes[b].up || w->cut[a][b] == 1 || w->cut[b][a] == 1) return;
+  w->conn[a][b] = w->conn[b][a] = 1;
+  w->epoch[a][b]++;
+  w->epoch[b][a]++;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_PEER_UP;
+  in.peer = info_of(&w->nodes[b]);
+  step(w, a, &in);
+  if (!w->conn[a][b]) return;
+  in.peer = info_of(&w->nodes[a]);
+  step(w, b, &in);
+}
+
+static void disconnect_pair(world *w, int a, int b) {
+  if (!w->conn[a][b]) return;
+  w->conn[a][b] = w->conn[b][a] = 0;
+  w->epoch[a][b]++;
+  w->epoch[b][a]++;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_PEER_DOWN;
+  in.peer_id = w->nodes[b].id;
+  step(w, a, &in);
+  in.peer_id = w->nodes[a].id;
+  step(w, b, &in);
+}
+
+static void schedule_connect(world *w, int a, int b, uint64_t after) {
+  msg_ev ev = {0};
+  ev.at = w->now + after;
+  ev.kind = 3;
+  ev.from = a;
+  ev.to = b;
+  ev_push(w, ev);
+}
+
+static void crash(world *w, int i, const char *why) {
+  node *n = &w->nodes[i];
+  if (!n->up) return;
+  vlog(w, "%s crashes: %s", n->name, why);
+  msg_ev ev = {0};
+  ev.at = w->now + range(&w->r, 1, chance(&w->r, 0.2) ? 3000 : 300) * US;
+  ev.kind = 2;
+  ev.from = i;
+  ev_push(w, ev);
+  n->up = 0;
+  cl_el_free(n->el);
+  n->el = NULL;
+  for (int j = 0; j < w->n; j++)
+    if (j != i && w->conn[i][j]) {
+      w->conn[i][j] = w->conn[j][i] = 0;
+      w->epoch[i][j]++;
+      w->epoch[j][i]++;
+      cl_el_input in = {0};
+      in.kind = CL_EL_IN_PEER_DOWN;
+      in.peer_id = n->id;
+      step(w, j, &in);
+    }
+}
+
+static void boot(world *w, int i) {
+  node *n = &w->nodes[i];
+  cl_el_config cfg = w->cfg;
+  cfg.seed = rng_next(&w->r);
+  cl_el_node_info self = info_of(n);
+  char err[256];
+  n->el = cl_el_new(&cfg, &self, n->disk, n->disk_len, err, sizeof err);
+  if (!n->el) {
+    violation(w, "%s cannot boot from its own persisted state: %s", n->name, err);
+    return;
+  }
+  n->up = 1;
+  n->boot_term = cl_el_term(n->el);
+  if (n->boot_term < n->max_term)
+    violation(w, "%s rebooted with term %llu after having been in term %llu (term not persisted)", n->name,
+              (unsigned long long)n->boot_term, (unsigned long long)n->max_term);
+  n->max_term = n->boot_term;
+  const cl_el_state *acc = cl_el_accepted(n->el);
+  n->acc_t = acc->term;
+  n->acc_v = acc->version;
+  n->acc_c = cl_el_accepted_is_committed(n->el);
+  n->prev_cc = acc->committed_config;
+  n->prev_ac = acc->accepted_config;
+  n->app_t = cl_el_committed(n->el)->term;
+  n->app_v = cl_el_committed(n->el)->version;
+  n->lua_lag = 0;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_TICK;
+  step(w, i, &in);
+  for (int j = 0; j < w->n; j++)
+    if (j != i) schedule_connect(w, i, j, range(&w->r, 1, 5) * US);
+}
+
+/* ------------------------------------------------------------- workload */
+
+static void issue_update(world *w, int i) {
+  node *n = &w->nodes[i];
+  int slot = -1;
+  for (int r = 0; r < 32; r++)
+    if (!w->reqs[r].used) slot = r;
+  if (slot < 0 || !n->up) return;
+  const cl_el_state *app = cl_el_committed(n->el);
+  req *q = &w->reqs[slot];
+  q->used = 1;
+  q->node = i;
+  q->kind = 1;
+  q->id = ++w->next_req;
+  uint64_t tok = ++w->token_ctr;
+  for (int b = 0; b < 8; b++) q->token[b] = (uint8_t)(tok >> (8 * b));
+  uint8_t *blob = malloc(app->meta_len + 8);
+  if (app->meta_len) memcpy(blob, app->meta, app->meta_len);
+  memcpy(blob + app->meta_len, q->token, 8);
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_UPDATE;
+  in.req_id = q->id;
+  in.base_version = app->meta_version;
+  in.data = blob;
+  in.len = app->meta_len + 8;
+  step(w, i, &in);
+  free(blob);
+}
+
+static void issue_exclusion(world *w, int i) {
+  node *n = &w->nodes[i];
+  if (!n->up) return;
+  int slot = -1;
+  for (int r = 0; r < 32; r++)
+    if (!w->reqs[r].used) slot = r;
+  if (slot < 0) return;
+  req *q = &w->reqs[slot];
+  q->used = 1;
+  q->node = i;
+  q->id = ++w->next_req;
+  cl_el_input in = {0};
+  in.req_id = q->id;
+  if (chance(&w->r, 0.5)) {
+    q->kind = 3;
+    in.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS;
+    in.flag = chance(&w->r, 0.3);
+    step(w, i, &in);
+    return;
+  }
+  /* never exclude every node that could lead: that is an operator error the
+   * simulator need not prove survivable */
+  int leaders_left = 0, target = (int)below(&w->r, (uint64_t)w->n);
+  for (int j = 0; j < w->n; j++) {
+    node *o = &w->nodes[j];
+    if (j == target || (o->flags & (CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY)) != CL_EL_F_MASTER) continue;
+    if (!((w->ever_excluded >> j) & 1)) leaders_left++;
+  }
+  if (leaders_left == 0) {
+    q->used = 0;
+    return;
+  }
+  w->ever_excluded |= 1u << target;
+  q->kind = 2;
+  const char *names[1] = {w->nodes[target].name};
+  char shortname[64];
+  if (chance(&w->r, 0.5)) {
+    snprintf(shortname, sizeof shortname, "%s", w->nodes[target].name);
+    *strchr(shortname, '@') = 0;
+    names[0] = shortname;
+  }
+  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
+  in.names = names;
+  in.n_names = 1;
+  step(w, i, &in);
+}
+
+/* ----------------------------------------------------------- the faults */
+
+static void heal_links(world *w) {
+  for (int a = 0; a < w->n; a++)
+    for (int b = 0; b < w->n; b++) w->cut[a][b] = 0;
+  for (int a = 0; a < w->n; a++)
+    for (int b = a + 1; b < w->n; b++) connect_pair(w, a, b);
+}
+
+static void cut_pair(world *w, int a, int b, int how, int oneway) {
+  if (a == b) return;
+  if (how == 1) {
+    w->cut[a][b] = w->cut[b][a] = 1;
+    disconnect_pair(w, a, b);
+  } else {
+    w->cut[a][b] = 2;
+    if (!oneway) w->cut[b][a] = 2;
+  }
+}
+
+static void random_fault(world *w) {
+  int n = w->n;
+  int a = (int)below(&w->r, (uint64_t)n), b = (int)below(&w->r, (uint64_t)n);
+  int how = chance(&w->r, 0.5) ? 1 : 2;
+  switch (below(&w->r, 12)) {
+  case 0: /* one link */
+    cut_pair(w, a, b, how, chance(&w->r, 0.3));
+    break;
+  case 1: /* isolate one node */
+    for (int j = 0; j < n; j++) cut_pair(w, a, j, how, 0);
+    vlog(w, "isolate %s (%s)", w->nodes[a].name, how == 1 ? "disconnect" : "blackhole");
+    break;
+  case 2: { /* majority / minority split */
+    uint32_t side = (uint32_t)below(&w->r, 1u << n);
+    for (int x = 0; x < n; x++)
+      for (int y = 0; y < n; y++)
+        if (((side >> x) & 1) != ((side >> y) & 1)) cut_pair(w, x, y, how, 0);
+    vlog(w, "partition %x (%s)", side, how == 1 ? "disconnect" : "blackhole");
+    break;
+  }
+  case 3: /* overlapping majorities: a bridge node sees both sides */
+    for (int x = 0; x < n; x++)
+      for (int y = 0; y < n; y++)
+        if (x != a && y != a && (x % 2) != (y % 2)) cut_pair(w, x, y, how, 0);
+    vlog(w, "bridge partition around %s", w->nodes[a].name);
+    break;
+  case 4:
+  case 5:
+    heal_links(w);
+    vlog(w, "heal links");
+    break;
+  case 6: /* crash, restart later */
+    crash(w, a, "killed");
+    break;
+  case 7: /* the next write fails or is lost with the power */
+    w->nodes[a].fail_next_persist = chance(&w->r, 0.5) ? 1 : 2;
+    break;
+  case 8:
+  case 9:
+    issue_update(w, a);
+    break;
+  case 10:
+    issue_exclusion(w, a);
+    break;
+  case 11:
+    if (w->nodes[a].up) {
+      cl_el_input in = {0};
+      in.kind = CL_EL_IN_LUA_LAG;
+      in.flag = w->nodes[a].lua_lag = !w->nodes[a].lua_lag;
+      step(w, a, &in);
+    }
+    break;
+  }
+}
+
+/* ---------------------------------------------------------------- a run */
+
+static void deliver(world *w, msg_ev *e) {
+  if (w->epoch[e->from][e->to] != e->epoch || !w->conn[e->from][e->to] || !w->nodes[e->to].up) return;
+  if (w->cut[e->from][e->to] == 2) return;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_MESSAGE;
+  in.peer_id = w->nodes[e->from].id;
+  in.data = e->data;
+  in.len = e->len;
+  step(w, e->to, &in);
+}
+
+static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every) {
+  uint64_t next_fault = w->now + range(&w->r, 1, fault_every);
+  while (!w->violated) {
+    uint64_t t_node = UINT64_MAX;
+    int who = -1;
+    for (int i = 0; i < w->n; i++) {
+      if (!w->nodes[i].up) continue;
+      uint64_t d = cl_el_next_deadline(w->nodes[i].el);
+      uint64_t dus = d == UINT64_MAX ? UINT64_MAX : d * US;
+      if (dus < w->now) dus = w->now;
+      if (dus < t_node) t_node = dus, who = i;
+    }
+    uint64_t t_ev = w->nev ? w->ev[0].at : UINT64_MAX;
+    uint64_t t_fault = faults ? next_fault : UINT64_MAX;
+    uint64_t t = t_node < t_ev ? t_node : t_ev;
+    if (t_fault < t) t = t_fault;
+    if (t > until) {
+      w->now = until;
+      return 0;
+    }
+    w->now = t;
+    if (t == t_fault && faults) {
+      random_fault(w);
+      next_fault = w->now + range(&w->r, 1, fault_every);
+    } else if (t == t_ev) {
+      msg_ev e = ev_pop(w);
+      if (e.kind == 1)
+        deliver(w, &e);
+      else if (e.kind == 2) {
+        if (!w->nodes[e.from].up) boot(w, e.from);
+      } else if (e.kind == 3)
+        connect_pair(w, e.from, e.to);
+      free(e.data);
+    } else {
+      cl_el_input in = {0};
+      in.kind = CL_EL_IN_TICK;
+      step(w, who, &in);
+    }
+  }
+  return 0;
+}
+
+static int settled(world *w, char *why, size_t len) {
+  int leader = -1;
+  for (int i = 0; i < w->n; i++)
+    if (cl_el_get_mode(w->nodes[i].el) == CL_EL_LEADER) {
+      if (leader >= 0) {
+        snprintf(why, len, "two nodes lead (%s, %s)", w->nodes[leader].name, w->nodes[i].name);
+        return 0;
+      }
+      leader = i;
+    }
+  if (leader < 0) {
+    snprintf(why, len, "no master");
+    return 0;
+  }
+  cl_el *L = w->nodes[leader].el;
+  const cl_el_state *la = cl_el_accepted(L);
+  if (!cl_el_accepted_is_committed(L) || !cl_el_master_id(L)) {
+    snprintf(why, len, "master %s has a publication in flight", w->nodes[leader].name);
+    return 0;
+  }
+  for (int i = 0; i < w->n; i++) {
+    cl_el *el = w->nodes[i].el;
+    const cl_el_state *app = cl_el_committed(el);
+    const char *m = cl_el_master_id(el);
+    if (cl_el_term(el) != cl_el_term(L) || app->version != la->version || app->term != la->term || !m ||
+        strcmp(m, w->nodes[leader].id)) {
+      snprintf(why, len, "%s at term %llu version (%llu,%llu) master %s; master %s at term %llu version (%llu,%llu)",
+               w->nodes[i].name, (unsigned long long)cl_el_term(el), (unsigned long long)app->term,
+               (unsigned long long)app->version, m ? m : "none", w->nodes[leader].name,
+               (unsigned long long)cl_el_term(L), (unsigned long long)la->term, (unsigned long long)la->version);
+      return 0;
+    }
+  }
+  return 1;
+}
+
+static void dump(world *w) {
+  for (int i = 0; i < w->n; i++) {
+    node *n = &w->nodes[i];
+    printf("  %s id=%.6s flags=%u up=%d", n->name, n->id, n->flags, n->up);
+    if (!n->up) {
+      printf("\n");
+      continue;
+    }
+    const cl_el_state *a = cl_el_accepted(n->el);
+    printf(" mode=%d term=%llu acc=(%llu,%llu)%s app=(%llu,%llu) next=%llu conn=", cl_el_get_mode(n->el),
+           (unsigned long long)cl_el_term(n->el), (unsigned long long)a->term, (unsigned long long)a->version,
+           cl_el_accepted_is_committed(n->el) ? "c" : "", (unsigned long long)cl_el_committed(n->el)->term,
+           (unsigned long long)cl_el_committed(n->el)->version, (unsigned long long)cl_el_next_deadline(n->el));
+    for (int j = 0; j < w->n; j++) printf("%d", w->conn[i][j]);
+    printf(" cc=");
+    for (uint32_t k = 0; k < a->committed_config.n; k++) printf("%.6s,", a->committed_config.ids[k]);
+    printf(" ac=");
+    for (uint32_t k = 0; k < a->accepted_config.n; k++) printf("%.6s,", a->accepted_config.ids[k]);
+    printf(" excl=%u\n", a->n_excl);
+  }
+}
+
+static void world_free(world *w) {
+  for (int i = 0; i < w->n; i++) {
+    cl_el_free(w->nodes[i].el);
+    free(w->nodes[i].disk);
+  }
+  while (w->nev) {
+    msg_ev e = ev_pop(w);
+    free(e.data);
+  }
+  free(w->ev);
+  for (size_t t = 0; t < w->cap_terms; t++) free(w->leader_of_term[t]);
+  free(w->leader_of_term);
+  free(w->map);
+  for (size_t i = 0; i < w->n_com; i++) free(w->com[i].meta);
+  free(w->com);
+  cl_el_effects_free(&w->fx);
+  cl_el_state_clear(&w->st_scratch);
+}
+
+/* returns 0 ok, 1 violation; *trace gets the trace hash */
+static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size_t whylen) {
+  world *w = calloc(1, sizeof *w);
+  w->seed = seed;
+  w->verbose = verbose;
+  rng_seed(&w->r, seed);
+  cl_el_effects_init(&w->fx);
+  cl_el_state_init(&w->st_scratch);
+  w->n = (int)range(&w->r, 1, MAXN);
+  int leaders = 0;
+  for (int i = 0; i < w->n; i++) {
+    node *n = &w->nodes[i];
+    snprintf(n->id, sizeof n->id, "%016llx%04d", (unsigned long long)rng_next(&w->r), i);
+    snprintf(n->addr, sizeof n->addr, "127.0.0.1:%d", 4370 + i);
+    snprintf(n->name, sizeof n->name, "node%d@%s", i + 1, n->addr);
+    uint64_t role = below(&w->r, 20);
+    n->flags = role < 12 ? CL_EL_F_MASTER : role < 15 ? (CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY) : 0;
+    if (n->flags == CL_EL_F_MASTER) leaders++;
+  }
+  if (!leaders) w->nodes[0].flags = CL_EL_F_MASTER;
+  cl_el_config_defaults(&w->cfg);
+  w->cfg.request_timeout_ms = 3000;
+  if (chance(&w->r, 0.3)) { /* sometimes other timings than the defaults */
+    w->cfg.hb_interval_ms = (uint32_t)range(&w->r, 20, 200);
+    w->cfg.leader_timeout_ms = w->cfg.hb_interval_ms * (uint32_t)range(&w->r, 2, 5);
+    w->cfg.follower_timeout_ms = w->cfg.hb_interval_ms * (uint32_t)range(&w->r, 2, 5);
+    w->cfg.election_max_ms = (uint32_t)range(&w->r, 200, 2000);
+  }
+  /* initial_master_nodes: a non-empty subset of the master-eligible nodes,
+   * by short or full name, given to every master-eligible node */
+  for (int i = 0; i < w->n; i++) {
+    node *n = &w->nodes[i];
+    if (!(n->flags & CL_EL_F_MASTER)) continue;
+    if (w->n_initial == 0 || chance(&w->r, 0.7)) {
+      snprintf(w->initial_buf[w->n_initial], 64, "%s", n->name);
+      if (chance(&w->r, 0.5)) *strchr(w->initial_buf[w->n_initial], '@') = 0;
+      w->initial[w->n_initial] = w->initial_buf[w->n_initial];
+      w->n_initial++;
+    }
+  }
+  w->cfg.initial_master_nodes = w->initial;
+  w->cfg.n_initial_master_nodes = w->n_initial;
+  double drops[] = {0, 0.01, 0.05, 0.2};
+  double dups[] = {0, 0.02, 0.1};
+  w->p_drop = drops[below(&w->r, 4)];
+  w->p_dup = dups[below(&w->r, 3)];
+  w->p_extreme = chance(&w->r, 0.3) ? 0.01 : 0;
+  w->delay_lo = range(&w->r, 20, 200);
+  w->delay_hi = w->delay_lo + range(&w->r, 0, 3000);
+  uint64_t fault_every = range(&w->r, 20, 500) * US;
+  uint64_t fault_ms = range(&w->r, 2000, 8000);
+
+  for (int i = 0; i < w->n; i++) boot(w, i);
+  /* faults */
+  run_until(w, w->now + fault_ms * US, 1, fault_every);
+  /* heal: reconnect everything, restart the dead, stop the noise */
+  if (!w->violated) {
+    vlog(w, "---- heal ----");
+    w->p_drop = w->p_dup = w->p_extreme = 0;
+    w->delay_lo = 20;
+    w->delay_hi = 500;
+    for (int i = 0; i < w->n; i++) {
+      w->nodes[i].fail_next_persist = 0;
+      if (!w->nodes[i].up) boot(w, i);
+      if (w->nodes[i].up && w->nodes[i].lua_lag) {
+        cl_el_input in = {0};
+        in.kind = CL_EL_IN_LUA_LAG;
+        in.flag = w->nodes[i].lua_lag = 0;
+        step(w, i, &in);
+      }
+    }
+    heal_links(w);
+    /* the bound: in-flight extreme delays drain, a dead master is detected,
+     * then a generous number of election rounds at the widest window */
+    uint64_t bound_ms = 2000 + 2 * (uint64_t)w->cfg.leader_timeout_ms + w->cfg.follower_timeout_ms +
+                        w->cfg.publish_timeout_ms + 10ull * (w->cfg.election_max_ms + w->cfg.election_initial_ms);
+    uint64_t end = w->now + bound_ms * US;
+    char sw[512] = "";
+    int ok = 0;
+    while (!w->violated && w->now < end) {
+      run_until(w, w->now + 50 * US, 0, 0);
+      if (settled(w, sw, sizeof sw)) {
+        ok = 1;
+        break;
+      }
+    }
+    if (!ok && !w->violated) violation(w, "liveness: not settled %llu ms after healing: %s", (unsigned long long)bound_ms, sw);
+    /* settled must stay settled for a while (no spurious elections) */
+    if (ok && !w->violated) {
+      run_until(w, w->now + 2000 * US, 0, 0);
+      if (!w->violated && !settled(w, sw, sizeof sw)) violation(w, "liveness: unsettled again in a healthy cluster: %s", sw);
+    }
+  }
+  if (verbose) dump(w);
+  *trace = w->trace;
+  int bad = w->violated;
+  if (bad) snprintf(why, whylen, "%s", w->why);
+  if (verbose) printf("seed %llu: %d nodes, %llu steps, trace %016llx\n", (unsigned long long)seed, w->n,
+                      (unsigned long long)w->steps, (unsigned long long)w->trace);
+  world_free(w);
+  free(w);
+  return bad;
+}
+
+int main(int argc, char **argv) {
+  uint64_t first = 1, count = 1000;
+  int single = 0, verbose = 0, stop = 0, jobs = 1;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--seeds") && i + 1 < argc) count = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--first") && i + 1 < argc) first = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--seed") && i + 1 < argc) first = strtoull(argv[++i], NULL, 10), single = 1, count = 1;
+    else if (!strcmp(argv[i], "--verbose")) verbose = 1;
+    else if (!strcmp(argv[i], "--stop-at-first")) stop = 1;
+    else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) jobs = atoi(argv[++i]);
+    else {
+      fprintf(stderr, "usage: sim [--seeds N] [--first S] [--seed S [--verbose]] [--stop-at-first] [--jobs J]\n");
+      return 2;
+    }
+  }
+  if (jobs < 1) jobs = 1;
+  if (single) jobs = 1;
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int fds[64];
+  pid_t pids[64];
+  if (jobs > 64) jobs = 64;
+  for (int j = 0; j < jobs; j++) {
+    int p[2];
+    if (jobs > 1 && pipe(p)) return 2;
+    pid_t pid = jobs > 1 ? fork() : 0;
+    if (pid == 0) {
+      if (jobs > 1) close(p[0]);
+      uint64_t viol = 0, done = 0;
+      for (uint64_t s = first + (uint64_t)j; s < first + count; s += (uint64_t)jobs) {
+        uint64_t tr;
+        char why[512];
+        done++;
+        if (run_seed(s, verbose, &tr, why, sizeof why)) {
+          viol++;
+          printf("VIOLATION seed %llu: %s\n  replay: make sim SEED=%llu\n", (unsigned long long)s, why,
+                 (unsigned long long)s);
+          if (stop) break;
+        }
+        /* same seed, same trace: re-run a sample of seeds and compare */
+        if (!single && s % 97 == 1) {
+          uint64_t tr2;
+          char why2[512];
+          run_seed(s, 0, &tr2, why2, sizeof why2);
+          if (tr2 != tr) {
+            viol++;
+            printf("VIOLATION seed %llu: nondeterministic (trace %016llx then %016llx)\n  replay: make sim SEED=%llu\n",
+                   (unsigned long long)s, (unsigned long long)tr, (unsigned long long)tr2, (unsigned long long)s);
+          }
+        }
+      }
+      if (jobs == 1) {
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        printf("sim: %.1f s\nsim: %llu seeds, %llu violations\n",
+               (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (unsigned long long)done,
+               (unsigned long long)viol);
+        return viol ? 1 : 0;
+      }
+      char line[64];
+      int k = snprintf(line, sizeof line, "%llu %llu\n", (unsigned long long)done, (unsigned long long)viol);
+      if (write(p[1], line, (size_t)k) != k) _exit(2);
+      _exit(0);
+    }
+    close(p[1]);
+    fds[j] = p[0];
+    pids[j] = pid;
+  }
+  uint64_t done = 0, viol = 0;
+  for (int j = 0; j < jobs; j++) {
+    char line[64] = "";
+    ssize_t k = read(fds[j], line, sizeof line - 1);
+    unsigned long long d = 0, v = 0;
+    if (k <= 0 || sscanf(line, "%llu %llu", &d, &v) != 2) v = 1; /* a worker died: count it */
+    done += d;
+    viol += v;
+    close(fds[j]);
+    waitpid(pids[j], NULL, 0);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  printf("sim: %.1f s on %d jobs\nsim: %llu seeds, %llu violations\n",
+         (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, jobs, (unsigned long long)done,
+         (unsigned long long)viol);
+  return viol ? 1 : 0;
+}
