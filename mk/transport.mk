@@ -1,0 +1,40 @@
+# Transport: C tests on loopback and libFuzzer targets for the frame decoder and the
+# handshake. Included by the main Makefile (which defines CC, CFLAGS, BUILD).
+TRANSPORT_SRC := $(wildcard runtime/transport/*.c)
+TRANSPORT_HDR := $(wildcard runtime/transport/*.h)
+TRANSPORT_TEST_SRC := spec/c/test_transport.c $(TRANSPORT_SRC) runtime/log.c
+
+$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/log.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TRANSPORT_TEST_SRC) -luv -lsodium -pthread
+
+C_TESTS += $(BUILD)/test_transport
+
+FUZZ_BUILD ?= build-fuzz
+TRANSPORT_FUZZ_FLAGS = -std=c11 -g -O1 -D_GNU_SOURCE -Iruntime -fsanitize=fuzzer,address,undefined \
+  -fno-sanitize-recover=undefined
+
+$(FUZZ_BUILD)/fuzz_frame: spec/fuzz/fuzz_frame.c runtime/transport/frame.c $(TRANSPORT_HDR)
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_frame.c runtime/transport/frame.c \
+	  runtime/transport/session.c -lsodium
+
+$(FUZZ_BUILD)/fuzz_handshake: spec/fuzz/fuzz_handshake.c runtime/transport/frame.c \
+    runtime/transport/handshake.c runtime/transport/name.c $(TRANSPORT_HDR)
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_handshake.c runtime/transport/frame.c \
+	  runtime/transport/handshake.c runtime/transport/name.c -lsodium
+
+.PHONY: fuzz-frame fuzz-handshake
+# The corpus is copied so a run's discoveries never dirty the checkout.
+fuzz-frame: $(FUZZ_BUILD)/fuzz_frame
+	@rm -rf $(FUZZ_BUILD)/corpus_frame && mkdir -p $(FUZZ_BUILD)/corpus_frame
+	@cp spec/fuzz/corpus_frame/* $(FUZZ_BUILD)/corpus_frame/ 2>/dev/null || true
+	$(FUZZ_BUILD)/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(FUZZ_BUILD)/corpus_frame
+
+fuzz-handshake: $(FUZZ_BUILD)/fuzz_handshake
+	@rm -rf $(FUZZ_BUILD)/corpus_handshake && mkdir -p $(FUZZ_BUILD)/corpus_handshake
+	@cp spec/fuzz/corpus_handshake/* $(FUZZ_BUILD)/corpus_handshake/ 2>/dev/null || true
+	$(FUZZ_BUILD)/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=16384 $(FUZZ_BUILD)/corpus_handshake
+
+FUZZ_TARGETS += fuzz-frame fuzz-handshake

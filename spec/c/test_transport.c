@@ -1,0 +1,898 @@
+/* Transport tests: the pure pieces directly, then two or three transports in one
+ * process on one loop over loopback. Every wait is bounded.
+ * Output: one "PASS name" or "FAIL name: reason" line per case. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "transport/internal.h"
+#include "transport/transport.h"
+
+static int failures;
+static uv_loop_t *L;
+static char fail_msg[512];
+
+#define CHECK(cond, ...)                                                                           \
+  do {                                                                                             \
+    if (!(cond)) {                                                                                 \
+      snprintf(fail_msg, sizeof fail_msg, __VA_ARGS__);                                            \
+      return 1;                                                                                    \
+    }                                                                                              \
+  } while (0)
+
+static void run_case(const char *name, int (*fn)(void)) {
+  fail_msg[0] = 0;
+  int r = fn();
+  if (r == 0) {
+    printf("PASS %s\n", name);
+  } else {
+    printf("FAIL %s: %s\n", name, fail_msg);
+    failures++;
+  }
+  fflush(stdout);
+}
+
+/* ---- loop helpers ---- */
+
+static void on_guard(uv_timer_t *t) { (void)t; }
+
+/* Runs the loop until cond(ud) or timeout_ms elapsed. Returns cond's final value. */
+static int run_until(int (*cond)(void *), void *ud, uint64_t timeout_ms) {
+  uv_timer_t guard;
+  uv_timer_init(L, &guard);
+  uv_timer_start(&guard, on_guard, 5, 5);
+  uv_update_time(L);
+  uint64_t end = uv_now(L) + timeout_ms;
+  int ok = 0;
+  while (!(ok = cond ? cond(ud) : 0) && uv_now(L) < end) uv_run(L, UV_RUN_ONCE);
+  uv_close((uv_handle_t *)&guard, NULL);
+  uv_run(L, UV_RUN_NOWAIT);
+  return ok;
+}
+
+static int never(void *ud) {
+  (void)ud;
+  return 0;
+}
+static void spin(uint64_t ms) { run_until(never, NULL, ms); }
+
+static int free_port(void) {
+  int s = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t l = sizeof a;
+  bind(s, (struct sockaddr *)&a, sizeof a);
+  getsockname(s, (struct sockaddr *)&a, &l);
+  int p = ntohs(a.sin_port);
+  close(s);
+  return p;
+}
+
+/* ---- a test node ---- */
+
+typedef struct {
+  cl_transport *t;
+  char name[64];
+  int ups, downs;
+  char down_name[128], down_reason[32];
+  char up_name[128], up_roles[64], up_id[80];
+  uint64_t msgs, bytes, next_seq;
+  int order_bad;
+  size_t last_len;
+  char last_from[128];
+  int closed;
+} tnode;
+
+static void cb_up(void *ud, const cl_peer_info *p) {
+  tnode *n = ud;
+  n->ups++;
+  snprintf(n->up_name, sizeof n->up_name, "%s", p->name);
+  snprintf(n->up_roles, sizeof n->up_roles, "%s", p->roles);
+  snprintf(n->up_id, sizeof n->up_id, "%s", p->node_id);
+}
+static void cb_down(void *ud, const char *name, const char *reason) {
+  tnode *n = ud;
+  n->downs++;
+  snprintf(n->down_name, sizeof n->down_name, "%s", name);
+  snprintf(n->down_reason, sizeof n->down_reason, "%s", reason);
+}
+static void cb_msg(void *ud, const char *from, uint8_t ch, const uint8_t *d, size_t len) {
+  tnode *n = ud;
+  (void)ch;
+  n->msgs++;
+  n->bytes += len;
+  n->last_len = len;
+  snprintf(n->last_from, sizeof n->last_from, "%s", from);
+  if (len >= 8) {
+    uint64_t seq;
+    memcpy(&seq, d, 8);
+    if (seq != n->next_seq) n->order_bad++;
+    n->next_seq = seq + 1;
+  }
+}
+
+typedef struct {
+  const char *cookie, *cluster;
+  int encrypt, mesh;
+  uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms;
+} opts;
+
+static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
+  memset(n, 0, sizeof *n);
+  snprintf(n->name, sizeof n->name, "%s@127.0.0.1:%d", short_name, port);
+  cl_transport_config c;
+  cl_transport_config_defaults(&c);
+  c.self_name = n->name;
+  c.node_id = "0123456789abcdef0123456789abcdef";
+  c.cluster = o && o->cluster ? o->cluster : "test";
+  const char *cookie = o && o->cookie ? o->cookie : "secret-cookie";
+  c.cookie = (const uint8_t *)cookie;
+  c.cookie_len = strlen(cookie);
+  c.roles = "master,data";
+  c.encrypt = o ? o->encrypt : 1;
+  c.mesh = o ? o->mesh : 1;
+  if (o && o->max_frame) c.max_frame = o->max_frame;
+  if (o && o->send_queue_max) c.send_queue_max = o->send_queue_max;
+  if (o && o->timeout_ms) c.timeout_ms = o->timeout_ms;
+  if (o && o->heartbeat_ms) c.heartbeat_ms = o->heartbeat_ms;
+  c.log_subsys = short_name;
+  cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n};
+  char err[256];
+  n->t = cl_transport_new(L, &c, &cb, err, sizeof err);
+  if (!n->t) fprintf(stderr, "cl_transport_new: %s\n", err);
+  return n->t ? 0 : -1;
+}
+
+static void on_closed(void *ud) { ((tnode *)ud)->closed = 1; }
+static int is_closed(void *ud) { return ((tnode *)ud)->closed; }
+
+static void node_stop(tnode *n) {
+  if (!n->t) return;
+  cl_transport_close(n->t, on_closed, n);
+  n->t = NULL;
+  run_until(is_closed, n, 2000);
+}
+
+typedef struct {
+  tnode *n;
+  size_t want;
+} cnt_arg;
+static int connected_is(void *ud) {
+  cnt_arg *a = ud;
+  return a->n->t && cl_transport_connected_count(a->n->t) == a->want;
+}
+static int wait_connected(tnode *n, size_t want, uint64_t ms) {
+  cnt_arg a = {n, want};
+  return run_until(connected_is, &a, ms);
+}
+static int has_down(void *ud) { return ((tnode *)ud)->downs > 0; }
+
+static opts O(int encrypt) {
+  opts o = {0};
+  o.encrypt = encrypt;
+  o.mesh = 1;
+  return o;
+}
+
+/* ---- pure pieces ---- */
+
+static int t_names(void) {
+  cl_node_name nn;
+  char err[200];
+  CHECK(cl_node_name_parse("node1@10.0.0.1", &nn, err, sizeof err) == 0, "%s", err);
+  CHECK(strcmp(nn.full, "node1@10.0.0.1:4370") == 0 && nn.port == 4370, "default port: %s", nn.full);
+  CHECK(cl_node_name_parse("n@[::1]:4371", &nn, err, sizeof err) == 0 && nn.port == 4371 &&
+            strcmp(nn.host, "::1") == 0,
+        "ipv6: %s", err);
+  const char *bad[] = {"", "node1", "@host", "n@", "n@h:0", "n@h:99999", "n@h:x", "n m@h", "n@::1"};
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    CHECK(cl_node_name_parse(bad[i], &nn, err, sizeof err) == CL_EINVAL, "accepted \"%s\"", bad[i]);
+    CHECK(strstr(err, "bad node name") != NULL, "unclear error for \"%s\": %s", bad[i], err);
+  }
+  return 0;
+}
+
+typedef struct {
+  int n;
+  uint8_t types[64];
+  uint32_t lens[64];
+} frames_seen;
+static int collect(void *ud, const cl_frame *f) {
+  frames_seen *s = ud;
+  if (s->n < 64) {
+    s->types[s->n] = f->type;
+    s->lens[s->n] = f->len;
+  }
+  s->n++;
+  return 0;
+}
+
+static int t_frame_decoder(void) {
+  cl_buf b = {0};
+  uint8_t pre[8];
+  cl_preamble_put(pre, CL_PROTO_VERSION);
+  cl_buf_append(&b, pre, 8);
+  uint8_t payload[300];
+  memset(payload, 7, sizeof payload);
+  for (int i = 0; i < 10; i++) cl_frame_put(&b, CL_T_DATA, 2, payload, (uint32_t)(i * 30));
+  /* fed one byte at a time: the same frames */
+  cl_frame_decoder d;
+  cl_frame_decoder_init(&d, CL_FD_SESSION, 1, 1000);
+  frames_seen s = {0};
+  for (size_t i = 0; i < b.len; i++)
+    CHECK(cl_frame_decoder_feed(&d, b.p + i, 1, NULL, collect, &s) == 0, "byte %zu: %s", i, d.reason);
+  CHECK(s.n == 10 && s.lens[9] == 270, "got %d frames", s.n);
+  cl_frame_decoder_free(&d);
+  /* oversize: refused from the header alone */
+  cl_frame_decoder_init(&d, CL_FD_SESSION, 0, 100);
+  uint8_t hdr[6] = {0, 0, 0, 101, CL_T_DATA, 1};
+  CHECK(cl_frame_decoder_feed(&d, hdr, 6, NULL, collect, &s) < 0 && d.oversize && d.body.cap == 0,
+        "oversize not refused before allocation");
+  cl_frame_decoder_free(&d);
+  /* unknown type */
+  cl_frame_decoder_init(&d, CL_FD_SESSION, 0, 100);
+  uint8_t unk[6] = {0, 0, 0, 1, 99, 0};
+  CHECK(cl_frame_decoder_feed(&d, unk, 6, NULL, collect, &s) < 0 && strstr(d.reason, "unknown frame type"),
+        "unknown type: %s", d.reason);
+  cl_frame_decoder_free(&d);
+  /* HTTP and garbage instead of a preamble */
+  cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
+  const char *get = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  CHECK(cl_frame_decoder_feed(&d, (const uint8_t *)get, strlen(get), NULL, collect, &s) < 0 &&
+            strstr(d.reason, "HTTP request"),
+        "http: %s", d.reason);
+  cl_frame_decoder_free(&d);
+  cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
+  CHECK(cl_frame_decoder_feed(&d, (const uint8_t *)"\x01\x02\x03\x04\x05\x06\x07\x08", 8, NULL, collect, &s) < 0 &&
+            strstr(d.reason, "garbage"),
+        "garbage: %s", d.reason);
+  cl_frame_decoder_free(&d);
+  /* another version */
+  cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
+  d.expect_version = 1;
+  cl_preamble_put(pre, 9);
+  CHECK(cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
+            strstr(d.reason, "unsupported protocol version 9"),
+        "version: %s", d.reason);
+  cl_frame_decoder_free(&d);
+  cl_buf_free(&b);
+  return 0;
+}
+
+static int t_session(void) {
+  cl_seal_dir tx = {{0}, 0};
+  randombytes_buf(tx.key, 32);
+  cl_opener o;
+  memset(&o, 0, sizeof o);
+  memcpy(o.rx.key, tx.key, 32);
+  size_t n = 200000;
+  uint8_t *plain = malloc(n);
+  for (size_t i = 0; i < n; i++) plain[i] = (uint8_t)(i * 31);
+  cl_buf wire = {0};
+  CHECK(cl_session_seal(&tx, plain, n, &wire) == 0, "seal");
+  CHECK(tx.counter == 4, "records %llu", (unsigned long long)tx.counter);
+  cl_buf got = {0};
+  /* opened in odd-sized chunks */
+  struct {
+    cl_buf *b;
+  } ctx = {&got};
+  int cb(void *ud, const uint8_t *p, size_t len);
+  for (size_t i = 0; i < wire.len; i += 777) {
+    size_t l = wire.len - i < 777 ? wire.len - i : 777;
+    CHECK(cl_session_open(&o, wire.p + i, l, cb, &ctx) == 0, "open: %s", o.reason);
+  }
+  CHECK(got.len == n && memcmp(got.p, plain, n) == 0, "roundtrip mismatch (%zu)", got.len);
+  /* a flipped bit is refused */
+  cl_seal_dir tx2 = tx;
+  wire.len = 0;
+  cl_session_seal(&tx2, plain, 100, &wire);
+  wire.p[10] ^= 1;
+  CHECK(cl_session_open(&o, wire.p, wire.len, cb, &ctx) < 0, "forged record accepted");
+  cl_opener_free(&o);
+  cl_buf_free(&wire);
+  cl_buf_free(&got);
+  free(plain);
+  return 0;
+}
+int cb(void *ud, const uint8_t *p, size_t len) {
+  cl_buf *b = *(cl_buf **)ud;
+  cl_buf_append(b, p, len);
+  return 0;
+}
+
+/* Runs a handshake between two in-memory parties; returns dialer, acceptor results. */
+static void hs_pair(cl_hs_config *dc, cl_hs_config *ac, const char *dial_to, int *rd, int *ra,
+                    cl_handshake *d, cl_handshake *a) {
+  uint8_t n1[32], n2[32];
+  randombytes_buf(n1, 32);
+  randombytes_buf(n2, 32);
+  cl_hs_init(d, dc, CL_HS_DIALER, dial_to, n1);
+  cl_hs_init(a, ac, CL_HS_ACCEPTOR, NULL, n2);
+  cl_buf to_a = {0}, to_d = {0};
+  cl_hs_start(d, &to_a);
+  *rd = *ra = CL_HS_CONTINUE;
+  for (int round = 0; round < 10 && (to_a.len || to_d.len); round++) {
+    size_t used;
+    if (to_a.len && *ra == CL_HS_CONTINUE) {
+      cl_buf in = to_a;
+      to_a = (cl_buf){0};
+      *ra = cl_hs_feed(a, in.p, in.len, &used, &to_d);
+      cl_buf_free(&in);
+    } else {
+      to_a.len = 0;
+    }
+    if (to_d.len && *rd == CL_HS_CONTINUE) {
+      cl_buf in = to_d;
+      to_d = (cl_buf){0};
+      *rd = cl_hs_feed(d, in.p, in.len, &used, &to_a);
+      cl_buf_free(&in);
+    } else {
+      to_d.len = 0;
+    }
+  }
+  cl_buf_free(&to_a);
+  cl_buf_free(&to_d);
+}
+
+static void hs_cfg(cl_hs_config *c, const char *name, const char *cookie, const char *cluster,
+                   int encrypt, uint8_t version) {
+  memset(c, 0, sizeof *c);
+  c->self_name = name;
+  c->node_id = "id";
+  c->cluster = cluster;
+  c->roles = "master";
+  c->incarnation = 1;
+  c->encrypt = encrypt;
+  c->version = version;
+  cl_hs_keys((const uint8_t *)cookie, strlen(cookie), c->k_hs, c->k_sess);
+}
+
+static int t_handshake_pure(void) {
+  cl_hs_config dc, ac;
+  cl_handshake d, a;
+  int rd, ra;
+  hs_cfg(&dc, "a@127.0.0.1:1", "c", "x", 1, 1);
+  hs_cfg(&ac, "b@127.0.0.1:2", "c", "x", 1, 1);
+  hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
+  CHECK(rd == CL_HS_DONE && ra == CL_HS_DONE, "ok case: %d %d %s %s", rd, ra, d.reason, a.reason);
+  CHECK(memcmp(d.key_tx, a.key_rx, 32) == 0 && memcmp(d.key_rx, a.key_tx, 32) == 0 &&
+            memcmp(d.key_tx, d.key_rx, 32) != 0,
+        "session keys");
+  CHECK(strcmp(a.peer_name, "a@127.0.0.1:1") == 0 && strcmp(d.peer_roles, "master") == 0, "peer info");
+  cl_hs_free(&d);
+  cl_hs_free(&a);
+  struct {
+    const char *what;
+    const char *cookie_b, *cluster_b;
+    int enc_b;
+    uint8_t ver_b;
+    const char *dial_to;
+    int fail;
+  } cases[] = {
+      {"cookie", "other", "x", 1, 1, "b@127.0.0.1:2", CL_HSF_COOKIE},
+      {"cluster", "c", "y", 1, 1, "b@127.0.0.1:2", CL_HSF_CLUSTER},
+      {"encrypt", "c", "x", 0, 1, "b@127.0.0.1:2", CL_HSF_ENCRYPT},
+      {"version", "c", "x", 1, 2, "b@127.0.0.1:2", CL_HSF_VERSION},
+      {"name", "c", "x", 1, 1, "z@127.0.0.1:2", CL_HSF_NAME},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    hs_cfg(&ac, "b@127.0.0.1:2", cases[i].cookie_b, cases[i].cluster_b, cases[i].enc_b, cases[i].ver_b);
+    hs_pair(&dc, &ac, cases[i].dial_to, &rd, &ra, &d, &a);
+    CHECK(ra == CL_HS_FAILED && a.fail == cases[i].fail, "%s: acceptor %d fail=%d (%s)", cases[i].what, ra,
+          a.fail, a.reason);
+    CHECK(rd == CL_HS_FAILED && d.fail == cases[i].fail, "%s: dialer %d fail=%d (%s)", cases[i].what, rd,
+          d.fail, d.reason);
+    cl_hs_free(&d);
+    cl_hs_free(&a);
+  }
+  return 0;
+}
+
+static int t_derive_key(void) {
+  uint8_t k1[32], k2[32], k3[32];
+  cl_transport_derive_key((const uint8_t *)"c", 1, "gossip", k1);
+  cl_transport_derive_key((const uint8_t *)"c", 1, "gossip", k2);
+  cl_transport_derive_key((const uint8_t *)"c", 1, "other", k3);
+  CHECK(memcmp(k1, k2, 32) == 0 && memcmp(k1, k3, 32) != 0, "derivation not deterministic/separated");
+  return 0;
+}
+
+/* ---- on loopback ---- */
+
+static int pair_up(tnode *a, tnode *b, opts *oa, opts *ob) {
+  if (node_start(a, "a", free_port(), oa) || node_start(b, "b", free_port(), ob)) return -1;
+  cl_transport_want(a->t, b->name);
+  return 0;
+}
+
+static int handshake_ok(int encrypt) {
+  tnode a, b;
+  opts o = O(encrypt);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  int ok = wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000);
+  int ups_ok = a.ups == 1 && b.ups == 1 && strcmp(a.up_name, b.name) == 0 && strcmp(b.up_name, a.name) == 0;
+  int info_ok = strcmp(a.up_roles, "master,data") == 0 && strlen(a.up_id) == 32;
+  int r = cl_transport_send(a.t, b.name, 1, "hello-wo", 8);
+  int got = 0;
+  if (r == 0) {
+    b.next_seq = 0;
+    spin(50);
+    got = b.msgs == 1 && strcmp(b.last_from, a.name) == 0;
+  }
+  int short_ok = cl_transport_send(a.t, "b", 1, "hello-wo", 8) == 0;
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(ok, "not connected within 2 s");
+  CHECK(ups_ok, "peer_up: a=%d b=%d", a.ups, b.ups);
+  CHECK(info_ok, "peer info: roles=%s id=%s", a.up_roles, a.up_id);
+  CHECK(got, "message not delivered (send=%d msgs=%llu)", r, (unsigned long long)b.msgs);
+  CHECK(short_ok, "short name not accepted");
+  return 0;
+}
+static int t_handshake_ok(void) { return handshake_ok(1); }
+static int t_handshake_ok_unencrypted(void) { return handshake_ok(0); }
+
+static int refused_case(opts oa, opts ob, const char *what) {
+  tnode a, b;
+  CHECK(pair_up(&a, &b, &oa, &ob) == 0, "start");
+  spin(400);
+  cl_transport_stats sa, sb;
+  cl_transport_stats_get(a.t, &sa);
+  cl_transport_stats_get(b.t, &sb);
+  size_t ca = cl_transport_connected_count(a.t), cb_ = cl_transport_connected_count(b.t);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(ca == 0 && cb_ == 0 && a.ups == 0 && b.ups == 0, "%s: connected anyway", what);
+  uint64_t fa = 0, fb = 0;
+  if (!strcmp(what, "cookie")) fa = sa.handshake_fail_cookie, fb = sb.handshake_fail_cookie;
+  if (!strcmp(what, "cluster")) fa = sa.handshake_fail_cluster, fb = sb.handshake_fail_cluster;
+  if (!strcmp(what, "encrypt")) fa = sa.handshake_fail_encrypt, fb = sb.handshake_fail_encrypt;
+  CHECK(fa >= 1 && fb >= 1, "%s: refusal not seen on both sides (dialer %llu, acceptor %llu)", what,
+        (unsigned long long)fa, (unsigned long long)fb);
+  return 0;
+}
+static int t_wrong_cookie(void) {
+  opts oa = O(1), ob = O(1);
+  ob.cookie = "another-cookie";
+  return refused_case(oa, ob, "cookie");
+}
+static int t_other_cluster(void) {
+  opts oa = O(1), ob = O(1);
+  ob.cluster = "other";
+  return refused_case(oa, ob, "cluster");
+}
+static int t_encrypt_mismatch(void) {
+  opts oa = O(1), ob = O(0);
+  return refused_case(oa, ob, "encrypt");
+}
+
+typedef struct {
+  tnode *n;
+  uint64_t want;
+} msgs_arg;
+static int msgs_reached(void *ud) {
+  msgs_arg *m = ud;
+  return m->n->msgs >= m->want;
+}
+
+static int ordering(int encrypt) {
+  tnode a, b;
+  opts o = O(encrypt);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  const uint64_t N = 1000000;
+  uint8_t msg[16] = {0};
+  uint64_t seq = 0;
+  uint64_t t0 = uv_hrtime();
+  uint64_t end = uv_now(L) + 20000;
+  while (b.msgs < N && uv_now(L) < end) {
+    while (seq < N) {
+      memcpy(msg, &seq, 8);
+      int r = cl_transport_send(a.t, b.name, 1, msg, sizeof msg);
+      if (r == CL_ENOBUFS) break;
+      if (r) break;
+      seq++;
+      if ((seq & 4095) == 0) break;
+    }
+    uv_run(L, UV_RUN_NOWAIT);
+  }
+  double secs = (double)(uv_hrtime() - t0) / 1e9;
+  cl_transport_stats st;
+  cl_transport_stats_get(a.t, &st);
+  printf("# ordering(%s): %llu msgs of 16 B in %.3f s = %.0f msgs/s, %llu writes, %llu records\n",
+         encrypt ? "encrypted" : "plain", (unsigned long long)b.msgs, secs, (double)b.msgs / secs,
+         (unsigned long long)st.writes, (unsigned long long)st.records_sealed);
+  uint64_t got = b.msgs;
+  int bad = b.order_bad;
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(got == N, "received %llu of %llu", (unsigned long long)got, (unsigned long long)N);
+  CHECK(bad == 0, "%d out of order", bad);
+  return 0;
+}
+static int t_ordering_plain(void) { return ordering(0); }
+static int t_ordering_encrypted(void) { return ordering(1); }
+
+static int t_enobufs(void) {
+  tnode a, b;
+  opts oa = O(1), ob = O(1);
+  oa.send_queue_max = 64 * 1024;
+  CHECK(pair_up(&a, &b, &oa, &ob) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  uint8_t msg[1000];
+  memset(msg, 0, sizeof msg);
+  int r = 0, n = 0;
+  while (n < 1000 && (r = cl_transport_send(a.t, b.name, 1, msg, sizeof msg)) == 0) n++;
+  /* once drained, sending works again */
+  spin(100);
+  int r2 = cl_transport_send(a.t, b.name, 1, msg, sizeof msg);
+  int rc = cl_transport_send(a.t, "nobody@127.0.0.1:1", 1, msg, 1);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(r == CL_ENOBUFS && n >= 60 && n <= 66, "ENOBUFS after %d sends (r=%d)", n, r);
+  CHECK(r2 == 0, "send after drain: %d", r2);
+  CHECK(rc == CL_ENOTCONN, "unknown peer: %d", rc);
+  return 0;
+}
+
+static int t_max_frame(void) {
+  tnode a, b, c;
+  opts oa = O(1), ob = O(1);
+  oa.max_frame = 1 << 20;
+  ob.max_frame = 64 * 1024;
+  CHECK(node_start(&a, "a", free_port(), &oa) == 0 && node_start(&b, "b", free_port(), &ob) == 0 &&
+            node_start(&c, "c", free_port(), &oa) == 0,
+        "start");
+  cl_transport_want(a.t, b.name);
+  cl_transport_want(c.t, b.name);
+  CHECK(wait_connected(&b, 2, 2000), "b not connected to both");
+  /* mesh: a and c also meet; c's traffic to b is what must survive */
+  uint8_t *big = calloc(1, (1 << 20) + 1);
+  int r_just = cl_transport_send(a.t, b.name, 1, big, 64 * 1024);
+  msgs_arg m = {&b, 1};
+  int got_just = run_until(msgs_reached, &m, 2000) && b.last_len == 64 * 1024;
+  int r_local = cl_transport_send(a.t, b.name, 1, big, (1 << 20) + 1);
+  int r_over = cl_transport_send(a.t, b.name, 1, big, 64 * 1024 + 1);
+  int down = run_until(has_down, &b, 2000);
+  char reason[32];
+  snprintf(reason, sizeof reason, "%s", b.down_reason);
+  char dname[128];
+  snprintf(dname, sizeof dname, "%s", b.down_name);
+  uint64_t before = b.msgs;
+  int r_c = cl_transport_send(c.t, b.name, 1, "12345678", 8);
+  m.want = before + 1;
+  int c_ok = run_until(msgs_reached, &m, 2000) && strcmp(b.last_from, c.name) == 0;
+  cl_transport_stats sb;
+  cl_transport_stats_get(b.t, &sb);
+  free(big);
+  node_stop(&a);
+  node_stop(&b);
+  node_stop(&c);
+  CHECK(r_just == 0 && got_just, "frame at the maximum not delivered (r=%d len=%zu)", r_just, b.last_len);
+  CHECK(r_local == CL_E2BIG, "local oversize: %d", r_local);
+  CHECK(r_over == 0 && down && strcmp(reason, "closed") == 0 && strcmp(dname, a.name) == 0,
+        "oversize did not close a-b (r=%d down=%d %s %s)", r_over, down, dname, reason);
+  CHECK(sb.frames_refused_oversize == 1, "oversize count %llu", (unsigned long long)sb.frames_refused_oversize);
+  CHECK(r_c == 0 && c_ok, "c's traffic harmed (r=%d)", r_c);
+  return 0;
+}
+
+/* A raw TCP client: writes bytes, expects the server to close on it. */
+typedef struct {
+  uv_tcp_t tcp;
+  uv_connect_t creq;
+  uv_write_t wreq;
+  const char *data;
+  size_t len;
+  int eof, closed;
+  char buf[256];
+} raw_client;
+
+static void raw_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) {
+  (void)s;
+  raw_client *r = h->data;
+  *b = uv_buf_init(r->buf, sizeof r->buf);
+}
+static void raw_closed(uv_handle_t *h) { ((raw_client *)h->data)->closed = 1; }
+static void raw_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  (void)b;
+  raw_client *r = s->data;
+  if (n < 0) {
+    r->eof = 1;
+    uv_close((uv_handle_t *)s, raw_closed);
+  }
+}
+static void raw_connected(uv_connect_t *req, int status) {
+  raw_client *r = req->data;
+  if (status < 0) {
+    r->eof = -1;
+    uv_close((uv_handle_t *)&r->tcp, raw_closed);
+    return;
+  }
+  uv_buf_t b = uv_buf_init((char *)r->data, (unsigned)r->len);
+  uv_write(&r->wreq, (uv_stream_t *)&r->tcp, &b, 1, NULL);
+  uv_read_start((uv_stream_t *)&r->tcp, raw_alloc, raw_read);
+}
+static int raw_eof(void *ud) { return ((raw_client *)ud)->closed; }
+
+static int stray(const char *data, size_t len, const char *what) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  int port = atoi(strrchr(b.name, ':') + 1);
+  raw_client r;
+  memset(&r, 0, sizeof r);
+  r.data = data;
+  r.len = len;
+  uv_tcp_init(L, &r.tcp);
+  r.tcp.data = &r;
+  r.creq.data = &r;
+  struct sockaddr_in sa;
+  uv_ip4_addr("127.0.0.1", port, &sa);
+  uv_tcp_connect(&r.creq, &r.tcp, (struct sockaddr *)&sa, raw_connected);
+  int closed = run_until(raw_eof, &r, 1500);
+  if (!closed) {
+    uv_close((uv_handle_t *)&r.tcp, raw_closed);
+    run_until(raw_eof, &r, 500);
+  }
+  cl_transport_stats sb;
+  cl_transport_stats_get(b.t, &sb);
+  int still = cl_transport_connected_count(b.t) == 1 && cl_transport_send(a.t, b.name, 1, "x", 1) == 0;
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(closed && r.eof == 1, "%s: connection not closed by the node", what);
+  CHECK(sb.handshake_fail_garbage == 1, "%s: garbage count %llu", what, (unsigned long long)sb.handshake_fail_garbage);
+  CHECK(still, "%s: other connection harmed", what);
+  return 0;
+}
+static int t_garbage(void) {
+  static const char g[] = "\x13\x37garbage-garbage-garbage-garbage-garbage\x00\xff";
+  return stray(g, sizeof g - 1, "garbage");
+}
+static int t_http_get(void) {
+  static const char g[] = "GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
+  return stray(g, sizeof g - 1, "http");
+}
+
+static int t_fault_refused_without_env(void) {
+  tnode a;
+  CHECK(node_start(&a, "a", free_port(), NULL) == 0, "start");
+  unsetenv("CLUSTERLUA_FAULTS");
+  char err[200] = "";
+  int r = cl_transport_fault(a.t, "*", "blackhole", err, sizeof err);
+  setenv("CLUSTERLUA_FAULTS", "1", 1);
+  int r2 = cl_transport_fault(a.t, "*", "bogus", err, sizeof err);
+  int r3 = cl_transport_fault(a.t, "*", "drop=0.5,delay=10", err, sizeof err);
+  node_stop(&a);
+  CHECK(r == CL_EPERM, "fault accepted without CLUSTERLUA_FAULTS=1: %d", r);
+  CHECK(r2 == CL_EINVAL, "bad spec accepted");
+  CHECK(r3 == 0, "good spec refused: %s", err);
+  return 0;
+}
+
+static int t_heartbeat_timeout(void) {
+  tnode a, b;
+  opts o = O(1);
+  o.timeout_ms = 300;
+  o.heartbeat_ms = 50;
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  spin(200);
+  int quiet = a.downs == 0 && b.downs == 0; /* heartbeats keep an idle link up */
+  char err[200];
+  cl_transport_fault(a.t, b.name, "blackhole", err, sizeof err);
+  uint64_t t0 = uv_now(L);
+  int da = run_until(has_down, &a, 2000);
+  uint64_t dt = uv_now(L) - t0;
+  int db = run_until(has_down, &b, 2000);
+  char ra[32], rb[32];
+  snprintf(ra, sizeof ra, "%s", a.down_reason);
+  snprintf(rb, sizeof rb, "%s", b.down_reason);
+  /* while blackholed it stays down; after clearing it comes back */
+  spin(300);
+  size_t during = cl_transport_connected_count(a.t);
+  cl_transport_fault(a.t, b.name, "clear", err, sizeof err);
+  int back = wait_connected(&a, 1, 3000);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(quiet, "idle link went down");
+  CHECK(da && db && !strcmp(ra, "timeout") && !strcmp(rb, "timeout"), "down: a=%d(%s) b=%d(%s)", da, ra, db, rb);
+  CHECK(dt >= 250 && dt <= 300 + 200, "timeout after %llu ms (configured 300)", (unsigned long long)dt);
+  CHECK(during == 0, "reconnected through a blackhole");
+  CHECK(back, "not reconnected after clear");
+  return 0;
+}
+
+static int t_close_is_closed(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  uint64_t t0 = uv_now(L);
+  node_stop(&b);
+  int d = run_until(has_down, &a, 1000);
+  uint64_t dt = uv_now(L) - t0;
+  char r[32];
+  snprintf(r, sizeof r, "%s", a.down_reason);
+  /* a keeps re-dialling: a new b on the same port is re-joined without action */
+  int port = atoi(strrchr(b.name, ':') + 1);
+  int ok2 = node_start(&b, "b", port, &o) == 0 && wait_connected(&a, 1, 3000);
+  int ups = a.ups;
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(d && !strcmp(r, "closed"), "down=%d reason=%s", d, r);
+  CHECK(dt <= 100, "closed reported after %llu ms", (unsigned long long)dt);
+  CHECK(ok2 && ups == 2, "restarted peer not re-joined (ups=%d)", ups);
+  return 0;
+}
+
+static int t_leave_is_left(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  cl_transport_leave(b.t);
+  int d = run_until(has_down, &a, 1000);
+  char r[32];
+  snprintf(r, sizeof r, "%s", a.down_reason);
+  node_stop(&b);
+  node_stop(&a);
+  CHECK(d && !strcmp(r, "left"), "down=%d reason=%s", d, r);
+  CHECK(b.downs == 0, "the leaving node reported downs");
+  return 0;
+}
+
+static int t_mesh(void) {
+  tnode a, b, c;
+  opts o = O(1);
+  CHECK(node_start(&a, "a", free_port(), &o) == 0 && node_start(&b, "b", free_port(), &o) == 0 &&
+            node_start(&c, "c", free_port(), &o) == 0,
+        "start");
+  cl_transport_want(a.t, b.name);
+  CHECK(wait_connected(&a, 1, 2000), "a-b");
+  cl_transport_want(c.t, b.name);
+  int ok = wait_connected(&a, 2, 2000) && wait_connected(&c, 2, 2000) && wait_connected(&b, 2, 2000);
+  int r = cl_transport_send(a.t, c.name, 1, "12345678", 8);
+  node_stop(&a);
+  node_stop(&b);
+  node_stop(&c);
+  CHECK(ok, "no full mesh: a=%d b=%d c=%d", a.ups, b.ups, c.ups);
+  CHECK(r == 0, "a cannot send to c");
+  return 0;
+}
+
+static int t_no_mesh(void) {
+  tnode a, b, c;
+  opts o = O(1);
+  o.mesh = 0;
+  CHECK(node_start(&a, "a", free_port(), &o) == 0 && node_start(&b, "b", free_port(), &o) == 0 &&
+            node_start(&c, "c", free_port(), &o) == 0,
+        "start");
+  cl_transport_want(a.t, b.name);
+  cl_transport_want(c.t, b.name);
+  int ok = wait_connected(&b, 2, 2000);
+  spin(200);
+  size_t ca = cl_transport_connected_count(a.t);
+  node_stop(&a);
+  node_stop(&b);
+  node_stop(&c);
+  CHECK(ok && ca == 1, "mesh=0 still meshed (a has %zu)", ca);
+  return 0;
+}
+
+static int t_simultaneous_dial(void) {
+  int fails = 0;
+  for (int i = 0; i < 5; i++) {
+    tnode a, b;
+    opts o = O(1);
+    if (node_start(&a, "a", free_port(), &o) || node_start(&b, "b", free_port(), &o)) return 1;
+    cl_transport_want(a.t, b.name);
+    cl_transport_want(b.t, a.name);
+    int ok = wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000);
+    spin(300);
+    int stable = a.ups == 1 && b.ups == 1 && a.downs == 0 && b.downs == 0 &&
+                 cl_transport_connected_count(a.t) == 1;
+    if (!ok || !stable) {
+      snprintf(fail_msg, sizeof fail_msg, "round %d: ok=%d ups %d/%d downs %d/%d", i, ok, a.ups, b.ups,
+               a.downs, b.downs);
+      fails++;
+    }
+    node_stop(&a);
+    node_stop(&b);
+  }
+  return fails ? 1 : 0;
+}
+
+static int t_rtt(void) {
+  tnode a, b;
+  opts o = O(1);
+  o.heartbeat_ms = 20;
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  spin(100);
+  struct {
+    uint32_t rtt;
+    int n;
+  } acc = {0, 0};
+  void fe(void *ud, const cl_peer_info *p);
+  cl_transport_foreach(a.t, fe, &acc);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(acc.n == 1 && acc.rtt > 0 && acc.rtt < 100000, "rtt %u from %d peers", acc.rtt, acc.n);
+  return 0;
+}
+void fe(void *ud, const cl_peer_info *p) {
+  struct {
+    uint32_t rtt;
+    int n;
+  } *acc = ud;
+  acc->n++;
+  if (p->connected) acc->rtt = p->rtt_us;
+}
+
+static int t_unwant(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  cl_transport_unwant(a.t, b.name);
+  int db = run_until(has_down, &b, 1000);
+  spin(300);
+  size_t ca = cl_transport_connected_count(a.t);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(db && a.downs == 1 && !strcmp(a.down_reason, "closed"), "unwant: b down=%d a downs=%d", db, a.downs);
+  CHECK(ca == 0, "re-dialled after unwant");
+  return 0;
+}
+
+int main(void) {
+  if (sodium_init() < 0) return 1;
+  setenv("CLUSTERLUA_FAULTS", "1", 1);
+  const char *lv = getenv("TEST_LOG");
+  cl_log_set_level(lv ? cl_log_parse_level(lv) : CL_LOG_ERROR + 1);
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  L = &loop;
+  run_case("transport: node names parse and refuse clearly", t_names);
+  run_case("transport: frame decoder (chunking, oversize, unknown type, HTTP, garbage, version)", t_frame_decoder);
+  run_case("transport: AEAD records roundtrip and refuse forgery", t_session);
+  run_case("transport: handshake state machine refusals", t_handshake_pure);
+  run_case("transport: derived keys", t_derive_key);
+  run_case("transport: handshake ok (encrypted)", t_handshake_ok);
+  run_case("transport: handshake ok (unencrypted)", t_handshake_ok_unencrypted);
+  run_case("transport: wrong cookie refused on both sides", t_wrong_cookie);
+  run_case("transport: other cluster refused", t_other_cluster);
+  run_case("transport: encrypt on/off mismatch refused", t_encrypt_mismatch);
+  run_case("transport: message ordering (plain)", t_ordering_plain);
+  run_case("transport: message ordering (encrypted)", t_ordering_encrypted);
+  run_case("transport: ENOBUFS on a full per-peer queue", t_enobufs);
+  run_case("transport: max frame: at max passes, over closes only that link", t_max_frame);
+  run_case("transport: garbage on the port closes that connection", t_garbage);
+  run_case("transport: HTTP GET on the port closes that connection", t_http_get);
+  run_case("transport: fault layer refused without CLUSTERLUA_FAULTS=1", t_fault_refused_without_env);
+  run_case("transport: heartbeat timeout through a blackhole => timeout", t_heartbeat_timeout);
+  run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
+  run_case("transport: leave => left", t_leave_is_left);
+  run_case("transport: mesh learning A-B, B-C => A-C", t_mesh);
+  run_case("transport: mesh off", t_no_mesh);
+  run_case("transport: simultaneous dials settle on one connection", t_simultaneous_dial);
+  run_case("transport: heartbeat RTT measured", t_rtt);
+  run_case("transport: unwant disconnects and stops re-dialling", t_unwant);
+  uv_run(L, UV_RUN_NOWAIT);
+  int lc = uv_loop_close(L);
+  if (lc) {
+    printf("FAIL transport: loop has open handles at exit\n");
+    failures++;
+  }
+  return failures ? 1 : 0;
+}
