@@ -1,0 +1,215 @@
+-- `clusterlua status [--admin HOST:PORT] [--json] [--token-file PATH] [--timeout MS]`
+--
+-- Asks one node's admin endpoint for its view of the cluster (GET /_nodes,
+-- /_cluster/health and, when served, the coordination part of /_cluster/state) and
+-- prints it as a table. Exit status: 0 shown, 1 endpoint unreachable or answering
+-- errors, 2 usage.
+local http = require "clusterlua.http"
+local cjson = require "cjson.safe"
+
+local USAGE = [[
+usage: clusterlua status [--admin HOST:PORT] [--json] [--token-file PATH] [--timeout MS]
+  --admin HOST:PORT   the node's admin endpoint (or set CLUSTERLUA_ADMIN)
+  --json              print the raw answers as one JSON document
+  --token-file PATH   bearer token for an endpoint bound off loopback
+                      (or set CLUSTERLUA_ADMIN_TOKEN)
+  --timeout MS        per request (default 5000)
+]]
+
+local function err(fmt, ...) io.stderr:write("clusterlua status: ", fmt:format(...), "\n") end
+
+local function parse_args(argv)
+  local o = { timeout = 5000 }
+  local i = 2 -- argv[1] is "status"
+  while argv[i] do
+    local a = argv[i]
+    local k, v = a:match("^(%-%-[%w-]+)=(.*)$")
+    k = k or a
+    local function value()
+      if v then return v end
+      i = i + 1
+      if argv[i] == nil then return nil, k .. " needs a value" end
+      return argv[i]
+    end
+    local e
+    if k == "--admin" then o.admin, e = value()
+    elseif k == "--token-file" then o.token_file, e = value()
+    elseif k == "--timeout" then
+      local t
+      t, e = value()
+      o.timeout = tonumber(t)
+      if not e and (not o.timeout or o.timeout <= 0) then e = "--timeout needs a number of milliseconds" end
+    elseif k == "--json" and not v then o.json = true
+    elseif k == "-h" or k == "--help" then o.help = true
+    else e = "unknown option " .. a end
+    if e then return nil, e end
+    i = i + 1
+  end
+  return o
+end
+
+local function read_token(o)
+  if o.token_file then
+    local f, e = io.open(o.token_file, "rb")
+    if not f then return nil, "cannot read the token file: " .. tostring(e) end
+    local t = f:read("*a") or ""
+    f:close()
+    t = t:match("^%s*(.-)%s*$")
+    if t == "" then return nil, "the token file " .. o.token_file .. " is empty" end
+    return t
+  end
+  local t = os.getenv("CLUSTERLUA_ADMIN_TOKEN")
+  if t and t ~= "" then return t end
+  return false
+end
+
+-- GET path -> decoded, raw | nil, message, kind ("unreachable" | "http")
+local function get(base, path, o, token)
+  local headers = { Accept = "application/json" }
+  if token then headers.Authorization = "Bearer " .. token end
+  local status, body = http.request("GET", base .. path, { timeout = o.timeout, headers = headers })
+  if not status then return nil, body, "unreachable" end
+  local doc = cjson.decode(body)
+  if status == 401 then
+    return nil, "the endpoint wants a bearer token (--token-file PATH or CLUSTERLUA_ADMIN_TOKEN)", "http", status
+  end
+  if status ~= 200 then
+    local why = type(doc) == "table" and type(doc.error) == "string" and doc.error or body:sub(1, 200)
+    return nil, ("GET %s answered %d: %s"):format(path, status, why), "http", status
+  end
+  if type(doc) ~= "table" then return nil, ("GET %s: the answer is not JSON"):format(path), "http", status end
+  return doc, body
+end
+
+local function roles_str(r)
+  if type(r) == "table" then return #r > 0 and table.concat(r, ",") or "-" end
+  return type(r) == "string" and r or "-"
+end
+
+local function age_str(ms)
+  if type(ms) ~= "number" then return "-" end
+  if ms < 1000 then return ("%d ms ago"):format(ms) end
+  if ms < 120000 then return ("%.1f s ago"):format(ms / 1000) end
+  return ("%d min ago"):format(math.floor(ms / 60000))
+end
+
+local function table_out(rows)
+  local w = {}
+  for _, r in ipairs(rows) do
+    for c, cell in ipairs(r) do w[c] = math.max(w[c] or 0, #cell) end
+  end
+  local out = {}
+  for _, r in ipairs(rows) do
+    local cells = {}
+    for c, cell in ipairs(r) do
+      cells[c] = c < #r and (cell .. (" "):rep(w[c] - #cell)) or cell
+    end
+    out[#out + 1] = table.concat(cells, "  ")
+  end
+  return table.concat(out, "\n") .. "\n"
+end
+
+local function render(nodes, health, coord)
+  local list = type(nodes) == "table" and type(nodes.nodes) == "table" and nodes.nodes or {}
+  table.sort(list, function(a, b) return tostring(a.name) < tostring(b.name) end)
+  local master = health and type(health.master) == "string" and health.master or nil
+  -- the voting configuration: names from health; ids from the committed state
+  local voting, have_voting = {}, false
+  if health and type(health.voting_config) == "table" then
+    have_voting = true
+    for _, n in ipairs(health.voting_config) do voting[n] = true end
+  end
+  if coord and type(coord.last_committed_config) == "table" then
+    have_voting = true
+    for _, id in ipairs(coord.last_committed_config) do voting[id] = true end
+  end
+  local rows = { { "NODE", "ADDRESS", "ROLES", "STATUS", "MASTER", "VOTING", "LAST HEARTBEAT" } }
+  for _, n in ipairs(list) do
+    local name = tostring(n.name or "?")
+    local up = n.connected == true or n.self == true
+    local in_vc = voting[name] or (n.id ~= nil and n.id ~= cjson.null and voting[n.id])
+    rows[#rows + 1] = {
+      name .. (n.self == true and " (this node)" or ""),
+      type(n.address) == "string" and n.address ~= "" and n.address or "-",
+      roles_str(n.roles),
+      up and "up" or "down",
+      (master and name == master) and "*" or "",
+      have_voting and (in_vc and "yes" or "no") or "?",
+      n.self == true and "-" or age_str(n.last_heartbeat_ms),
+    }
+  end
+  local out = { table_out(rows) }
+  if health then
+    local function num(v) return type(v) == "number" and ("%d"):format(v) or "?" end
+    local vc = type(health.voting_config) == "table" and #health.voting_config or nil
+    out[#out + 1] = ("\ncluster %s: %s  master %s  term %s  version %s  quorum %s%s\n"):format(
+      tostring(health.cluster_name or "?"), tostring(health.status or "?"), master or "(none)",
+      num(health.term), num(health.version), num(health.quorum), vc and (" of " .. vc .. " voting") or "")
+    local extra = {}
+    if type(health.number_of_nodes) == "number" then extra[#extra + 1] = ("nodes %d"):format(health.number_of_nodes) end
+    if type(health.lua_lag_ms) == "number" then extra[#extra + 1] = ("lua lag %d ms"):format(health.lua_lag_ms) end
+    if type(health.hook_aborts) == "number" and health.hook_aborts > 0 then
+      extra[#extra + 1] = ("hook aborts %d"):format(health.hook_aborts)
+    end
+    if coord and type(coord.voting_config_exclusions) == "table" and #coord.voting_config_exclusions > 0 then
+      local names = {}
+      for _, e in ipairs(coord.voting_config_exclusions) do names[#names + 1] = tostring(e.node_name or e.node_id) end
+      extra[#extra + 1] = "excluded from voting: " .. table.concat(names, ", ")
+    end
+    if #extra > 0 then out[#out + 1] = table.concat(extra, "  ") .. "\n" end
+  end
+  return table.concat(out)
+end
+
+local function status(argv)
+  local o, e = parse_args(argv)
+  if not o then
+    err("%s", e)
+    io.stderr:write(USAGE)
+    return 2
+  end
+  if o.help then
+    io.stdout:write(USAGE)
+    return 0
+  end
+  local admin = o.admin or os.getenv("CLUSTERLUA_ADMIN")
+  if not admin or admin == "" then
+    err("no admin endpoint: pass --admin HOST:PORT or set CLUSTERLUA_ADMIN")
+    return 2
+  end
+  local base = admin:match("^https?://") and admin:gsub("/+$", "") or ("http://" .. admin)
+  local token, terr = read_token(o)
+  if token == nil then
+    err("%s", terr)
+    return 2
+  end
+
+  return http.run(function()
+    local nodes, raw_nodes, kind = get(base, "/_nodes", o, token)
+    if not nodes then
+      if kind == "unreachable" then err("cannot reach the admin endpoint at %s: %s", admin, raw_nodes)
+      else err("%s", raw_nodes) end
+      return 1
+    end
+    local health, raw_health = get(base, "/_cluster/health", o, token)
+    if not health then err("%s", raw_health) end
+    -- optional: older or partial nodes may not serve the state yet
+    local state, raw_state = get(base, "/_cluster/state?filter_path=metadata.cluster_coordination", o, token)
+    local coord = state and type(state.metadata) == "table" and state.metadata.cluster_coordination or nil
+    if type(coord) ~= "table" then coord = nil end
+    if o.json then
+      io.stdout:write('{"nodes":', (raw_nodes:gsub("%s+$", "")), ',"health":',
+        health and (raw_health:gsub("%s+$", "")) or "null", ',"state":',
+        state and (raw_state:gsub("%s+$", "")) or "null", "}\n")
+    else
+      io.stdout:write(render(nodes, health, coord))
+    end
+    io.stdout:flush()
+    return health and 0 or 1
+  end)
+end
+
+-- main.c calls require("clusterlua.cli.status")("status") with the global arg table
+return setmetatable({ render = render, parse_args = parse_args }, {
+  __call = function(_, _, argv) return status(argv or arg or {}) end,
+})
