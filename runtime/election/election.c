@@ -732,6 +732,28 @@ static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m) {
       slot->n_ids++;
     }
   }
+  if (m->req_kind == CL_REQ_EXCLUDE) {
+    /* refuse to leave no node that could be elected: the cluster would be
+     * stuck without a master once this one goes */
+    uint32_t left = 0;
+    for (uint32_t k = 0; k < cur->n_nodes; k++) {
+      const cl_el_node *nd = &cur->nodes[k];
+      int ex = !can_lead(nd->flags);
+      for (uint32_t j = 0; j < cur->n_excl && !ex; j++) ex = !strcmp(cur->excl[j].id, nd->id);
+      for (uint32_t j = 0; j < slot->n_ids && !ex; j++) ex = !strcmp(slot->ids[j].id, nd->id);
+      for (int i = 0; i < MAX_REQS && !ex; i++) {
+        master_req *q = &el->mreq[i];
+        if (q->used && q->kind == CL_REQ_EXCLUDE)
+          for (uint32_t j = 0; j < q->n_ids && !ex; j++) ex = !strcmp(q->ids[j].id, nd->id);
+      }
+      if (!ex) left++;
+    }
+    if (!left) {
+      reply_req(el, origin, m->req_id, "EINVAL", 0,
+                "excluding these nodes would leave no master-eligible node that can be elected");
+      return;
+    }
+  }
   slot->used = 1;
   slot->status = MR_QUEUED;
   el->dirty = 1;

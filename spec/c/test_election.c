@@ -1,0 +1,839 @@
+/* Unit tests of the election core: one per rule of DESIGN.md "Election
+ * invariants" plus the codecs, bootstrap, reconfiguration, requests and
+ * unsafe-bootstrap. Output: one "PASS name" / "FAIL name: reason" per test. */
+#include "election.h"
+#include "internal.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int failures;
+static char why[512];
+
+#define CHECK(cond, ...)                                                                                               \
+  do {                                                                                                                 \
+    if (!(cond)) {                                                                                                     \
+      snprintf(why, sizeof why, __VA_ARGS__);                                                                          \
+      return 1;                                                                                                        \
+    }                                                                                                                  \
+  } while (0)
+
+static void run_test(const char *name, int (*fn)(void)) {
+  why[0] = 0;
+  if (fn()) {
+    failures++;
+    printf("FAIL %s: %s\n", name, why);
+  } else {
+    printf("PASS %s\n", name);
+  }
+}
+
+/* ------------------------------------------------------------ a harness */
+
+#define TN 5
+typedef struct tmsg {
+  int from, to;
+  uint8_t *data;
+  size_t len;
+} tmsg;
+
+typedef struct tnode {
+  cl_el *el;
+  char id[40], name[64];
+  uint32_t flags;
+  uint8_t *disk;
+  size_t disk_len;
+  int up;
+  char last_code[16], last_log[CL_EL_MSG_MAX];
+  uint64_t completed;
+  int events[8];
+} tnode;
+
+typedef struct cluster {
+  int n;
+  tnode t[TN];
+  uint64_t now;
+  tmsg q[4096];
+  size_t qn;
+  int cut[TN]; /* messages to/from a cut node vanish */
+  cl_el_effects fx;
+  cl_el_config cfg;
+  const char *initial[TN];
+} cluster;
+
+static int idx(cluster *c, const char *id) {
+  for (int i = 0; i < c->n; i++)
+    if (!strcmp(c->t[i].id, id)) return i;
+  return -1;
+}
+
+static void effects(cluster *c, int i) {
+  tnode *t = &c->t[i];
+  for (size_t k = 0; k < c->fx.n; k++) {
+    cl_el_effect *e = &c->fx.v[k];
+    if (e->kind == CL_EL_FX_PERSIST) {
+      free(t->disk);
+      t->disk = malloc(e->len);
+      memcpy(t->disk, e->data, e->len);
+      t->disk_len = e->len;
+    } else if (e->kind == CL_EL_FX_SEND) {
+      int j = idx(c, e->to);
+      if (j < 0 || c->cut[i] || c->cut[j] || c->qn >= 4096) continue;
+      tmsg *m = &c->q[c->qn++];
+      m->from = i;
+      m->to = j;
+      m->data = malloc(e->len);
+      memcpy(m->data, e->data, e->len);
+      m->len = e->len;
+    } else if (e->kind == CL_EL_FX_COMPLETE) {
+      snprintf(t->last_code, sizeof t->last_code, "%s", e->code);
+      t->completed = e->req_id;
+    } else if (e->kind == CL_EL_FX_LOG) {
+      snprintf(t->last_log, sizeof t->last_log, "%s", e->msg);
+    } else if (e->kind == CL_EL_FX_EVENT) {
+      t->events[e->event]++;
+    }
+  }
+}
+
+static void stepn(cluster *c, int i, const cl_el_input *in) {
+  if (!c->t[i].up) return;
+  cl_el_effects_reset(&c->fx);
+  cl_el_step(c->t[i].el, c->now, in, &c->fx);
+  effects(c, i);
+}
+
+static void tick(cluster *c, int i) {
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_TICK;
+  stepn(c, i, &in);
+}
+
+static cl_el_node_info info(tnode *t) {
+  cl_el_node_info n = {t->id, t->name, "127.0.0.1", t->flags, ""};
+  return n;
+}
+
+static void boot(cluster *c, int i) {
+  tnode *t = &c->t[i];
+  cl_el_config cfg = c->cfg;
+  cfg.seed = (uint64_t)i * 77 + 1;
+  cl_el_node_info self = info(t);
+  char err[200];
+  t->el = cl_el_new(&cfg, &self, t->disk, t->disk_len, err, sizeof err);
+  t->up = t->el != NULL;
+  if (!t->el) printf("# boot failed: %s\n", err);
+  tick(c, i);
+}
+
+static void connect_all(cluster *c) {
+  for (int i = 0; i < c->n; i++)
+    for (int j = 0; j < c->n; j++) {
+      if (i == j || !c->t[i].up || !c->t[j].up) continue;
+      cl_el_input in = {0};
+      in.kind = CL_EL_IN_PEER_UP;
+      in.peer = info(&c->t[j]);
+      stepn(c, i, &in);
+    }
+}
+
+static void cluster_init(cluster *c, int n, int ninitial) {
+  memset(c, 0, sizeof *c);
+  c->n = n;
+  cl_el_config_defaults(&c->cfg);
+  c->cfg.request_timeout_ms = 2000;
+  for (int i = 0; i < n; i++) {
+    snprintf(c->t[i].id, sizeof c->t[i].id, "id%02d", i + 1);
+    snprintf(c->t[i].name, sizeof c->t[i].name, "node%d@127.0.0.1:%d", i + 1, 4370 + i);
+    c->t[i].flags = CL_EL_F_MASTER;
+  }
+  static char names[TN][16];
+  for (int i = 0; i < ninitial; i++) {
+    snprintf(names[i], sizeof names[i], "node%d", i + 1);
+    c->initial[i] = names[i];
+  }
+  c->cfg.initial_master_nodes = c->initial;
+  c->cfg.n_initial_master_nodes = (size_t)ninitial;
+  cl_el_effects_init(&c->fx);
+}
+
+static void start(cluster *c) {
+  for (int i = 0; i < c->n; i++) boot(c, i);
+  connect_all(c);
+}
+
+static void cluster_free(cluster *c) {
+  for (int i = 0; i < c->n; i++) {
+    if (c->t[i].el) cl_el_free(c->t[i].el);
+    free(c->t[i].disk);
+  }
+  for (size_t k = 0; k < c->qn; k++) free(c->q[k].data);
+  cl_el_effects_free(&c->fx);
+}
+
+/* deliver everything queued, then fire due timers; until ms of time passed */
+static void run(cluster *c, uint64_t ms) {
+  uint64_t end = c->now + ms;
+  while (c->now <= end) {
+    while (c->qn) {
+      tmsg m = c->q[0];
+      memmove(c->q, c->q + 1, (c->qn - 1) * sizeof c->q[0]);
+      c->qn--;
+      if (c->t[m.to].up && !c->cut[m.to] && !c->cut[m.from]) {
+        cl_el_input in = {0};
+        in.kind = CL_EL_IN_MESSAGE;
+        in.peer_id = c->t[m.from].id;
+        in.data = m.data;
+        in.len = m.len;
+        stepn(c, m.to, &in);
+      }
+      free(m.data);
+    }
+    uint64_t next = UINT64_MAX;
+    for (int i = 0; i < c->n; i++)
+      if (c->t[i].up) {
+        uint64_t d = cl_el_next_deadline(c->t[i].el);
+        if (d < next) next = d;
+      }
+    if (next > end) {
+      c->now = end + 1;
+      break;
+    }
+    if (next > c->now) c->now = next;
+    for (int i = 0; i < c->n; i++)
+      if (c->t[i].up && cl_el_next_deadline(c->t[i].el) <= c->now) tick(c, i);
+  }
+}
+
+static int leader(cluster *c) {
+  int l = -1;
+  for (int i = 0; i < c->n; i++)
+    if (c->t[i].up && cl_el_get_mode(c->t[i].el) == CL_EL_LEADER) {
+      if (l >= 0) return -2;
+      l = i;
+    }
+  return l;
+}
+
+static int all_agree(cluster *c, int l) {
+  for (int i = 0; i < c->n; i++) {
+    if (!c->t[i].up || c->cut[i]) continue;
+    const char *m = cl_el_master_id(c->t[i].el);
+    if (!m || strcmp(m, c->t[l].id)) return 0;
+  }
+  return 1;
+}
+
+static void crash(cluster *c, int i) {
+  cl_el_free(c->t[i].el);
+  c->t[i].el = NULL;
+  c->t[i].up = 0;
+  for (int j = 0; j < c->n; j++)
+    if (j != i && c->t[j].up) {
+      cl_el_input in = {0};
+      in.kind = CL_EL_IN_PEER_DOWN;
+      in.peer_id = c->t[i].id;
+      stepn(c, j, &in);
+    }
+}
+
+/* a message, built by hand, from peer `from` to node i */
+static void inject(cluster *c, int i, const char *from, const cl_msg *m) {
+  cl_buf b = {0};
+  cl_msg_encode(m, &b);
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_MESSAGE;
+  in.peer_id = from;
+  in.data = b.p;
+  in.len = b.n;
+  stepn(c, i, &in);
+  cl_buf_free(&b);
+}
+
+static int count_fx(cluster *c, cl_el_effect_kind k, int type) {
+  int n = 0;
+  for (size_t i = 0; i < c->fx.n; i++)
+    if (c->fx.v[i].kind == k && (type < 0 || cl_el_msg_type(c->fx.v[i].data, c->fx.v[i].len) == type)) n++;
+  return n;
+}
+
+static int first_fx(cluster *c, cl_el_effect_kind k, int type) {
+  for (size_t i = 0; i < c->fx.n; i++)
+    if (c->fx.v[i].kind == k && (type < 0 || cl_el_msg_type(c->fx.v[i].data, c->fx.v[i].len) == type)) return (int)i;
+  return -1;
+}
+
+static cluster C; /* large: keep it off the stack */
+
+/* --------------------------------------------------------------- tests */
+
+static int t_quorum_arithmetic(void) {
+  CHECK(cl_el_quorum(1) == 1 && cl_el_quorum(2) == 2 && cl_el_quorum(3) == 2, "1,2,3");
+  CHECK(cl_el_quorum(5) == 3 && cl_el_quorum(7) == 4, "5,7");
+  return 0;
+}
+
+static int t_state_roundtrip_and_corruption(void) {
+  cl_el_state s, d;
+  cl_el_state_init(&s);
+  cl_el_state_init(&d);
+  snprintf(s.cluster_id, sizeof s.cluster_id, "abc");
+  s.term = 7;
+  s.version = 42;
+  s.n_nodes = 1;
+  snprintf(s.nodes[0].id, sizeof s.nodes[0].id, "n1");
+  snprintf(s.nodes[0].name, sizeof s.nodes[0].name, "node1@h:1");
+  cl_vc_add(&s.accepted_config, "n1");
+  cl_vc_add(&s.committed_config, "n1");
+  s.meta = (uint8_t *)"hello";
+  s.meta_len = 5;
+  uint8_t *buf;
+  size_t len;
+  CHECK(cl_el_persist_encode(9, &s, 1, &buf, &len) == 0, "encode");
+  uint64_t term;
+  int committed;
+  char err[200];
+  CHECK(cl_el_persist_decode(buf, len, &term, &d, &committed, err, sizeof err) == 0, "decode: %s", err);
+  uint8_t h1[32], h2[32];
+  cl_el_state_hash(&s, h1);
+  cl_el_state_hash(&d, h2);
+  CHECK(term == 9 && committed == 1 && !memcmp(h1, h2, 32) && d.meta_len == 5, "roundtrip differs");
+  cl_el_state_clear(&d);
+  buf[len / 2] ^= 1; /* a flipped bit */
+  CHECK(cl_el_persist_decode(buf, len, &term, &d, &committed, err, sizeof err) != 0 && strstr(err, "checksum"),
+        "corruption not detected: %s", err);
+  buf[len / 2] ^= 1;
+  CHECK(cl_el_persist_decode(buf, len - 10, &term, &d, &committed, err, sizeof err) != 0, "torn file accepted");
+  buf[8] = 99; /* format version */
+  CHECK(cl_el_persist_decode(buf, len, &term, &d, &committed, err, sizeof err) != 0 && strstr(err, "version"),
+        "unknown version accepted: %s", err);
+  free(buf);
+  /* a corrupt file refuses to start the node, with the reason */
+  cl_el_config cfg;
+  cl_el_config_defaults(&cfg);
+  cl_el_node_info self = {"n1", "node1@h:1", "h:1", CL_EL_F_MASTER, NULL};
+  uint8_t junk[64] = {0};
+  cl_el *el = cl_el_new(&cfg, &self, junk, sizeof junk, err, sizeof err);
+  CHECK(!el && strstr(err, "rejected"), "corrupt file accepted at boot: %s", err);
+  return 0;
+}
+
+static int t_hostile_messages(void) {
+  char err[200];
+  uint8_t b[64] = {'C', 'L', 'E', 1, 200};
+  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "unknown"), "unknown type: %s", err);
+  b[3] = 9;
+  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "unknown version: %s", err);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_JOIN;
+  m.term = 3;
+  cl_buf buf = {0};
+  cl_msg_encode(&m, &buf);
+  CHECK(cl_el_msg_validate(buf.p, buf.n, err, sizeof err) == 0, "valid join rejected: %s", err);
+  CHECK(cl_el_msg_validate(buf.p, buf.n - 1, err, sizeof err) != 0, "truncated join accepted");
+  cl_buf_u8(&buf, 0);
+  CHECK(cl_el_msg_validate(buf.p, buf.n, err, sizeof err) != 0 && strstr(err, "trailing"), "trailing: %s", err);
+  cl_buf_free(&buf);
+  /* a publish claiming 4 GiB of metadata */
+  cl_el_state s;
+  cl_el_state_init(&s);
+  m.type = CL_M_PUBLISH;
+  m.state = &s;
+  cl_msg_encode(&m, &buf);
+  size_t off = buf.n - 4;
+  memset(buf.p + off, 0xff, 4);
+  CHECK(cl_el_msg_validate(buf.p, buf.n, err, sizeof err) != 0 && strstr(err, "too large"), "huge blob: %s", err);
+  cl_buf_free(&buf);
+  /* and garbage never crashes */
+  uint64_t x = 1;
+  for (int k = 0; k < 20000; k++) {
+    uint8_t g[48];
+    for (size_t i = 0; i < sizeof g; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL, g[i] = (uint8_t)(x >> 56);
+    g[0] = 'C', g[1] = 'L', g[2] = 'E', g[3] = 1, g[4] = (uint8_t)(k % 14);
+    cl_el_msg_validate(g, (size_t)(k % 48), err, sizeof err);
+  }
+  return 0;
+}
+
+static int t_initial_master_nodes_errors(void) {
+  cl_el_config cfg;
+  cl_el_config_defaults(&cfg);
+  const char *dup[] = {"node1", "node2", "node1@127.0.0.1:4370"};
+  cfg.initial_master_nodes = dup;
+  cfg.n_initial_master_nodes = 3;
+  cl_el_node_info self = {"n1", "node1@127.0.0.1:4370", "", CL_EL_F_MASTER, NULL};
+  char err[200] = "";
+  cl_el *el = cl_el_new(&cfg, &self, NULL, 0, err, sizeof err);
+  CHECK(!el && strstr(err, "duplicate"), "duplicate not refused: %s", err);
+  /* an entry matching two discovered nodes: clear error, no bootstrap */
+  cluster_init(&C, 3, 0);
+  const char *amb[] = {"node1", "node2"};
+  C.cfg.initial_master_nodes = amb;
+  C.cfg.n_initial_master_nodes = 2;
+  snprintf(C.t[2].name, sizeof C.t[2].name, "node1@10.0.0.9:1");
+  start(&C);
+  run(&C, 500);
+  int l = leader(&C);
+  int logged = strstr(C.t[0].last_log, "matches both") || strstr(C.t[1].last_log, "matches both");
+  cluster_free(&C);
+  CHECK(l == -1 && logged, "ambiguous entry: leader %d, log '%s'", l, C.t[0].last_log);
+  return 0;
+}
+
+static int t_bootstrap_elects_one_master(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 200);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master 200 ms after a cold start (%d)", l);
+  CHECK(all_agree(&C, l), "nodes disagree on the master");
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  CHECK(st->cluster_id[0] && st->accepted_config.n == 3 && st->n_nodes == 3, "state: id '%s' config %u nodes %u",
+        st->cluster_id, st->accepted_config.n, st->n_nodes);
+  CHECK(cl_el_get_health(C.t[0].el) == CL_EL_GREEN && cl_el_quorum_size(C.t[0].el) == 2, "health/quorum");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_bootstrap_needs_majority_of_list(void) {
+  cluster_init(&C, 3, 3);
+  boot(&C, 0); /* alone: 1 of 3 listed is not more than half */
+  run(&C, 1000);
+  CHECK(leader(&C) == -1 && cl_el_accepted(C.t[0].el)->accepted_config.n == 0, "bootstrapped with 1 of 3");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_join_once_per_term_and_term_persisted_first(void) {
+  cluster_init(&C, 3, 0);
+  start(&C);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_START_JOIN;
+  m.term = 5;
+  inject(&C, 0, "id02", &m);
+  int p = first_fx(&C, CL_EL_FX_PERSIST, -1), j = first_fx(&C, CL_EL_FX_SEND, CL_M_JOIN);
+  CHECK(p >= 0 && j > p, "join not preceded by persisting the term (persist %d, join %d)", p, j);
+  CHECK(cl_el_term(C.t[0].el) == 5, "term not adopted");
+  inject(&C, 0, "id03", &m); /* same term, other candidate */
+  CHECK(count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 0, "joined twice in term 5");
+  m.term = 4;
+  inject(&C, 0, "id03", &m);
+  CHECK(count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 0 && cl_el_term(C.t[0].el) == 5, "joined an older term");
+  /* the persisted term survives a reboot */
+  cl_el_free(C.t[0].el);
+  boot(&C, 0);
+  CHECK(cl_el_term(C.t[0].el) == 5, "term lost across reboot");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_vote_rules(void) {
+  /* a single-node bootstrapped cluster, rebooted: votes in its persisted term
+   * do not count before it starts a new term; fresher voters never count */
+  cluster_init(&C, 3, 1);
+  start(&C);
+  run(&C, 300);
+  CHECK(leader(&C) == 0, "node1 should lead its one-node configuration");
+  uint64_t t = cl_el_term(C.t[0].el);
+  C.cut[0] = 1; /* keep it from re-electing while we poke it */
+  cl_el_free(C.t[0].el);
+  boot(&C, 0);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_JOIN;
+  m.term = t;
+  inject(&C, 0, "id02", &m);
+  CHECK(cl_el_get_mode(C.t[0].el) != CL_EL_LEADER, "won its boot term %llu from a join", (unsigned long long)t);
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_prevote_refused_with_healthy_master_and_persists_nothing(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  int f = (l + 1) % 3, other = (l + 2) % 3;
+  uint64_t t = cl_el_term(C.t[f].el);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PREVOTE_REQ;
+  m.term = t;
+  m.lat = 1000; /* even a much fresher claim */
+  inject(&C, f, C.t[other].id, &m);
+  int s = first_fx(&C, CL_EL_FX_SEND, CL_M_PREVOTE_RESP);
+  CHECK(s >= 0, "no pre-vote answer");
+  cl_msg r;
+  char err[100];
+  CHECK(cl_msg_decode(C.fx.v[s].data, C.fx.v[s].len, &r, NULL, err, sizeof err) == 0 && r.flag == 0,
+        "pre-vote granted despite a healthy master");
+  CHECK(count_fx(&C, CL_EL_FX_PERSIST, -1) == 0 && cl_el_term(C.t[f].el) == t, "pre-vote changed persisted state");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_publish_acceptance_rules(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  int f = (l + 1) % 3;
+  cl_el_state st;
+  cl_el_state_init(&st);
+  cl_el_state_copy(&st, cl_el_accepted(C.t[f].el));
+  uint64_t term = cl_el_term(C.t[f].el);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PUBLISH;
+  m.state = &st;
+  /* duplicate of the accepted version: re-acked, nothing persisted */
+  inject(&C, f, C.t[l].id, &m);
+  CHECK(count_fx(&C, CL_EL_FX_PERSIST, -1) == 0 && count_fx(&C, CL_EL_FX_SEND, CL_M_PUBLISH_RESP) == 1, "duplicate");
+  /* an older term is refused */
+  st.term = term - 1;
+  st.version += 10;
+  inject(&C, f, C.t[l].id, &m);
+  CHECK(count_fx(&C, CL_EL_FX_PERSIST, -1) == 0 && cl_el_accepted(C.t[f].el)->version != st.version,
+        "accepted a publication from an older term");
+  /* a higher version in the current term: persisted, then acknowledged */
+  st.term = term;
+  inject(&C, f, C.t[l].id, &m);
+  int p = first_fx(&C, CL_EL_FX_PERSIST, -1), a = first_fx(&C, CL_EL_FX_SEND, CL_M_PUBLISH_RESP);
+  CHECK(p >= 0 && a > p, "ack not preceded by persisting the state (persist %d ack %d)", p, a);
+  /* a lower version in the current term is refused */
+  st.version -= 5;
+  inject(&C, f, C.t[l].id, &m);
+  CHECK(count_fx(&C, CL_EL_FX_PERSIST, -1) == 0, "accepted a lower version");
+  cl_el_state_clear(&st);
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_commit_needs_quorum(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  uint64_t v = cl_el_committed(C.t[l].el)->version;
+  /* the master alone: a change cannot commit */
+  C.cut[(l + 1) % 3] = C.cut[(l + 2) % 3] = 1;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_UPDATE;
+  in.req_id = 1;
+  in.data = (const uint8_t *)"x";
+  in.len = 1;
+  stepn(&C, l, &in);
+  run(&C, 50);
+  CHECK(cl_el_committed(C.t[l].el)->version == v, "committed without a quorum");
+  run(&C, 1500);
+  CHECK(cl_el_get_mode(C.t[l].el) != CL_EL_LEADER, "an isolated master did not step down");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_master_kill_fast_reelection(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  uint64_t t0 = C.now;
+  crash(&C, l);
+  int nl = -1;
+  while (C.now < t0 + 1000) {
+    run(&C, 1);
+    nl = leader(&C);
+    if (nl >= 0 && all_agree(&C, nl)) break;
+  }
+  CHECK(nl >= 0 && all_agree(&C, nl), "no new master");
+  CHECK(C.now - t0 <= 50, "new master after %llu ms (connection close path, want <= 50)",
+        (unsigned long long)(C.now - t0));
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_silent_master_detected(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  uint64_t t0 = C.now;
+  C.cut[l] = 1; /* SIGSTOP: connections stay open, nothing comes out */
+  int nl = -1;
+  while (C.now < t0 + 2000) {
+    run(&C, 5);
+    nl = leader(&C);
+    if (nl >= 0 && nl != l) break;
+  }
+  CHECK(nl >= 0 && nl != l, "no new master");
+  CHECK(C.now - t0 <= 500, "new master after %llu ms (want <= 500)", (unsigned long long)(C.now - t0));
+  /* SIGCONT: the old master learns the new term and steps down */
+  C.cut[l] = 0;
+  run(&C, 1000);
+  CHECK(leader(&C) >= 0 && leader(&C) != l && cl_el_get_mode(C.t[l].el) == CL_EL_FOLLOWER, "old master did not follow");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_minority_never_elects(void) {
+  cluster_init(&C, 5, 5);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  /* isolate the master and one follower: they never lead in a new term, and
+   * the old master steps down */
+  int a = l, b = (l + 1) % 5;
+  uint64_t t = cl_el_term(C.t[l].el);
+  C.cut[a] = C.cut[b] = 1;
+  int bad = 0;
+  for (int k = 0; k < 300; k++) {
+    run(&C, 10);
+    bad |= cl_el_get_mode(C.t[b].el) == CL_EL_LEADER;
+    bad |= cl_el_get_mode(C.t[a].el) == CL_EL_LEADER && cl_el_term(C.t[a].el) != t;
+  }
+  CHECK(!bad, "a minority elected a master");
+  CHECK(cl_el_get_mode(C.t[a].el) != CL_EL_LEADER, "isolated master still leads");
+  int nl = leader(&C);
+  CHECK(nl >= 0 && nl != a && nl != b, "the majority has no master");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_reconfiguration_rules(void) {
+  cl_el_vconfig cur = {0}, out;
+  const char *ids5[] = {"a", "b", "c", "d", "e"};
+  for (int i = 0; i < 3; i++) cl_vc_add(&cur, ids5[i]);
+  /* 3 configured, one lost: stays 3 (quorum 2) */
+  cl_reconfigure(&cur, ids5, 2, NULL, 0, "a", &out);
+  CHECK(out.n == 3 && cl_vc_has(&out, "c"), "3-node config shrank on loss (%u)", out.n);
+  /* 5 live: grows to 5; 4 live: stays odd (3) */
+  cl_reconfigure(&cur, ids5, 5, NULL, 0, "a", &out);
+  CHECK(out.n == 5, "did not grow to 5 (%u)", out.n);
+  const char *ids4[] = {"a", "b", "c", "d"};
+  cl_reconfigure(&cur, ids4, 4, NULL, 0, "a", &out);
+  CHECK(out.n == 3, "even size %u", out.n);
+  /* 3 with one excluded: 2 (the only way below 3) */
+  cl_el_excl ex = {"c", "node3"};
+  cl_reconfigure(&cur, ids5, 3, &ex, 1, "a", &out);
+  CHECK(out.n == 2 && !cl_vc_has(&out, "c"), "exclusion: %u", out.n);
+  /* an unreachable target keeps the current configuration */
+  cl_el_vconfig one = {0};
+  cl_vc_add(&one, "a");
+  const char *two[] = {"a", "b"};
+  cl_reconfigure(&one, two, 2, NULL, 0, "a", &out);
+  CHECK(out.n == 1, "1 + 1 live should stay 1 (%u)", out.n);
+  return 0;
+}
+
+static int t_grow_and_exclude_in_cluster(void) {
+  cluster_init(&C, 5, 1);
+  start(&C);
+  run(&C, 1500);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no agreed master");
+  CHECK(cl_el_committed(C.t[l].el)->accepted_config.n == 5, "config did not grow to 5 (%u)",
+        cl_el_committed(C.t[l].el)->accepted_config.n);
+  int asker = (l + 1) % 5, target = (l + 2) % 5;
+  const char *names[] = {C.t[target].name};
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
+  in.req_id = 77;
+  in.names = names;
+  in.n_names = 1;
+  stepn(&C, asker, &in);
+  run(&C, 500);
+  CHECK(C.t[asker].completed == 77 && !strcmp(C.t[asker].last_code, "OK"), "exclude: %s", C.t[asker].last_code);
+  const cl_el_state *st = cl_el_committed(C.t[asker].el);
+  CHECK(!cl_vc_has(&st->accepted_config, C.t[target].id) && st->n_excl == 1 && st->accepted_config.n == 3,
+        "excluded node still voting (config %u)", st->accepted_config.n);
+  in.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS;
+  in.req_id = 78;
+  stepn(&C, asker, &in);
+  run(&C, 500);
+  st = cl_el_committed(C.t[asker].el);
+  CHECK(C.t[asker].completed == 78 && st->n_excl == 0 && st->accepted_config.n == 5, "clear: %s, config %u",
+        C.t[asker].last_code, st->accepted_config.n);
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_update_cas_and_forwarding(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  int f = (l + 1) % 3;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_UPDATE;
+  in.req_id = 5;
+  in.base_version = cl_el_committed(C.t[f].el)->meta_version;
+  in.data = (const uint8_t *)"v1";
+  in.len = 2;
+  stepn(&C, f, &in);
+  run(&C, 100);
+  const cl_el_state *st = cl_el_committed(C.t[f].el);
+  CHECK(C.t[f].completed == 5 && !strcmp(C.t[f].last_code, "OK"), "update from a follower: %s", C.t[f].last_code);
+  CHECK(st->meta_len == 2 && !memcmp(st->meta, "v1", 2), "not applied on the asking node at completion");
+  in.req_id = 6; /* same stale base: conflict */
+  in.data = (const uint8_t *)"v2";
+  stepn(&C, f, &in);
+  run(&C, 100);
+  CHECK(C.t[f].completed == 6 && !strcmp(C.t[f].last_code, "ECONFLICT"), "stale base: %s", C.t[f].last_code);
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_request_without_master_fails(void) {
+  cluster_init(&C, 3, 3);
+  boot(&C, 0);
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS;
+  in.req_id = 9;
+  stepn(&C, 0, &in);
+  run(&C, 2500);
+  CHECK(C.t[0].completed == 9 && !strcmp(C.t[0].last_code, "ENOQUORUM"), "got %s", C.t[0].last_code);
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_cluster_id_mismatch_refused(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  int f = (l + 1) % 3;
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_HB;
+  m.term = cl_el_term(C.t[f].el) + 1;
+  snprintf(m.cluster_id, sizeof m.cluster_id, "someothercluster");
+  inject(&C, f, C.t[(l + 2) % 3].id, &m);
+  CHECK(strstr(C.t[f].last_log, "refusing to join") && cl_el_term(C.t[f].el) == m.term - 1,
+        "joined a foreign cluster (log '%s')", C.t[f].last_log);
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_lua_lag_steps_down(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_LUA_LAG;
+  in.flag = 1;
+  stepn(&C, l, &in);
+  CHECK(cl_el_get_mode(C.t[l].el) != CL_EL_LEADER, "did not step down");
+  run(&C, 1000);
+  int nl = leader(&C);
+  CHECK(nl >= 0 && nl != l && all_agree(&C, nl), "no other master while lagging (%d)", nl);
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_full_restart_keeps_state(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_UPDATE;
+  in.req_id = 1;
+  in.data = (const uint8_t *)"keep";
+  in.len = 4;
+  stepn(&C, l, &in);
+  run(&C, 100);
+  char cid[64];
+  snprintf(cid, sizeof cid, "%s", cl_el_committed(C.t[l].el)->cluster_id);
+  uint64_t term = cl_el_term(C.t[l].el);
+  for (int i = 0; i < 3; i++) crash(&C, i);
+  for (int i = 0; i < 3; i++) boot(&C, i);
+  connect_all(&C);
+  run(&C, 1000);
+  l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no master after a full restart");
+  const cl_el_state *st = cl_el_committed(C.t[0].el);
+  CHECK(!strcmp(st->cluster_id, cid) && cl_el_term(C.t[0].el) > term && st->meta_len == 4 && !memcmp(st->meta, "keep", 4),
+        "cluster id, term or metadata lost");
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_unsafe_bootstrap(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  CHECK(leader(&C) >= 0, "no master");
+  uint8_t *out;
+  size_t len;
+  char err[200];
+  CHECK(cl_el_unsafe_bootstrap(C.t[2].disk, C.t[2].disk_len, C.t[2].id, &out, &len, err, sizeof err) == 0, "%s", err);
+  uint64_t term;
+  int committed;
+  cl_el_state st;
+  cl_el_state_init(&st);
+  CHECK(cl_el_persist_decode(out, len, &term, &st, &committed, err, sizeof err) == 0, "%s", err);
+  CHECK(st.accepted_config.n == 1 && st.committed_config.n == 1 && cl_vc_has(&st.accepted_config, C.t[2].id) &&
+            term > cl_el_term(C.t[2].el),
+        "not a one-node configuration in a new term");
+  cl_el_state_clear(&st);
+  /* the survivor alone now elects itself */
+  for (int i = 0; i < 3; i++) crash(&C, i);
+  free(C.t[2].disk);
+  C.t[2].disk = out;
+  C.t[2].disk_len = len;
+  boot(&C, 2);
+  run(&C, 1000);
+  CHECK(leader(&C) == 2, "survivor did not elect itself");
+  /* a node that never joined a cluster has nothing to recover */
+  cl_el_state empty;
+  cl_el_state_init(&empty);
+  uint8_t *e;
+  size_t el;
+  cl_el_persist_encode(0, &empty, 0, &e, &el);
+  CHECK(cl_el_unsafe_bootstrap(e, el, "x", &out, &len, err, sizeof err) != 0, "bootstrapped an empty node");
+  free(e);
+  cluster_free(&C);
+  return 0;
+}
+
+int main(void) {
+  setvbuf(stdout, NULL, _IOLBF, 0);
+  run_test("quorum_arithmetic", t_quorum_arithmetic);
+  run_test("state_roundtrip_and_corruption", t_state_roundtrip_and_corruption);
+  run_test("hostile_messages", t_hostile_messages);
+  run_test("initial_master_nodes_errors", t_initial_master_nodes_errors);
+  run_test("bootstrap_elects_one_master", t_bootstrap_elects_one_master);
+  run_test("bootstrap_needs_majority_of_list", t_bootstrap_needs_majority_of_list);
+  run_test("join_once_per_term_and_term_persisted_first", t_join_once_per_term_and_term_persisted_first);
+  run_test("no_win_in_boot_term", t_vote_rules);
+  run_test("prevote_refused_with_healthy_master_and_persists_nothing",
+           t_prevote_refused_with_healthy_master_and_persists_nothing);
+  run_test("publish_acceptance_rules", t_publish_acceptance_rules);
+  run_test("commit_needs_quorum", t_commit_needs_quorum);
+  run_test("master_kill_fast_reelection", t_master_kill_fast_reelection);
+  run_test("silent_master_detected", t_silent_master_detected);
+  run_test("minority_never_elects", t_minority_never_elects);
+  run_test("reconfiguration_rules", t_reconfiguration_rules);
+  run_test("grow_and_exclude_in_cluster", t_grow_and_exclude_in_cluster);
+  run_test("update_cas_and_forwarding", t_update_cas_and_forwarding);
+  run_test("request_without_master_fails", t_request_without_master_fails);
+  run_test("cluster_id_mismatch_refused", t_cluster_id_mismatch_refused);
+  run_test("lua_lag_steps_down", t_lua_lag_steps_down);
+  run_test("full_restart_keeps_state", t_full_restart_keeps_state);
+  run_test("unsafe_bootstrap", t_unsafe_bootstrap);
+  return failures ? 1 : 0;
+}
