@@ -106,6 +106,18 @@ describe("clusterlua.async", function()
       assert.is_true(uv.now() - t0 >= 95 and uv.now() - t0 < 2000)
     end)
 
+    it("may pump again from inside its condition (still the main chunk)", function()
+      local t = uv.new_timer()
+      local fired, inner = false, 0
+      t:start(30, 0, function() t:close() fired = true end)
+      assert(async.run_until(function()
+        inner = inner + 1
+        assert(async.run_until(function() return true end, 10))
+        return fired
+      end, 2000))
+      assert.is_true(inner >= 2)
+    end)
+
     it("refuses to run from a coroutine or a callback", function()
       local from_co, from_cb
       async.spawn(function() from_co = { pcall(async.run_until, function() return true end, 10) } end)

@@ -152,14 +152,17 @@ function M.run_until(pred, timeout_ms)
     error("bad argument to 'run_until': must be called from the main chunk, not a callback", 2)
   end
   if pred() then return true end
-  pumping = true
   -- keeps uv.run("once") from sleeping past the deadline when nothing else happens
   local timer = uv.new_timer()
   local expired = false
   timer:start(timeout_ms, 0, function() expired = true end)
   local ok, res = pcall(function()
     while true do
+      -- only callbacks run by this uv.run are refused; pred() itself may pump
+      -- (a spec helper that waits inside a condition is still on the main chunk)
+      pumping = true
       uv.run("once")
+      pumping = false
       if pred() then return true end
       if expired then return false end
     end
