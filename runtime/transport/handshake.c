@@ -335,6 +335,7 @@ static int on_frame(void *ud, const cl_frame *f) {
     uint8_t code = get_u8(&r);
     get_str(&r, why);
     if (r.err) snprintf(why, sizeof why, "(unreadable reason)");
+    if (!why[0]) snprintf(why, sizeof why, "(no reason given)");
     if (code < CL_HSF_COOKIE || code > CL_HSF_BUSY) code = CL_HSF_BUSY;
     hs->refused_by_peer = 1;
     return refuse(hs, code, 0, "%s", why);
