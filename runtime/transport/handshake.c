@@ -249,8 +249,11 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
   if (r.err || r.i != r.n) return refuse(hs, CL_HSF_GARBAGE, 1, "garbage: malformed HELLO");
   th_add(hs, f->data, f->len);
   if (strcmp(cluster, c->cluster) != 0)
-    return refuse(hs, CL_HSF_CLUSTER, 1, "other cluster \"%s\" (this node is in \"%s\")", cluster,
-                  c->cluster);
+    return refuse(hs, CL_HSF_CLUSTER, 1, "other cluster: %s is in \"%s\", %s in \"%s\"",
+                  hs->role == CL_HS_ACCEPTOR ? hs->peer_name : c->self_name,
+                  hs->role == CL_HS_ACCEPTOR ? cluster : c->cluster,
+                  hs->role == CL_HS_ACCEPTOR ? c->self_name : hs->peer_name,
+                  hs->role == CL_HS_ACCEPTOR ? c->cluster : cluster);
   cl_node_name nn;
   char err[160];
   if (cl_node_name_parse(hs->peer_name, &nn, err, sizeof err))
@@ -264,8 +267,8 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
   if (strcmp(to, c->self_name) != 0)
     return refuse(hs, CL_HSF_NAME, 1, "bad name: dialled %s but this is %s", to, c->self_name);
   if ((flags & 1) != (c->encrypt ? 1 : 0))
-    return refuse(hs, CL_HSF_ENCRYPT, 1, "encryption setting differs (peer: %s, this node: %s)",
-                  (flags & 1) ? "on" : "off", c->encrypt ? "on" : "off");
+    return refuse(hs, CL_HSF_ENCRYPT, 1, "encryption mismatch: %s has encrypt=%s, %s has encrypt=%s",
+                  hs->peer_name, (flags & 1) ? "on" : "off", c->self_name, c->encrypt ? "on" : "off");
   if (hs->check) {
     char why[160] = "";
     int k = hs->check(hs->check_ud, hs->peer_name, hs->peer_incarnation, why, sizeof why);
@@ -304,14 +307,17 @@ static int on_challenge(cl_handshake *hs, const cl_frame *f) {
   th_add(hs, f->data, f->len);
   finish_transcript(hs);
   if (strcmp(cluster, c->cluster) != 0)
-    return refuse(hs, CL_HSF_CLUSTER, 1, "other cluster \"%s\" (this node is in \"%s\")", cluster,
-                  c->cluster);
+    return refuse(hs, CL_HSF_CLUSTER, 1, "other cluster: %s is in \"%s\", %s in \"%s\"",
+                  hs->role == CL_HS_ACCEPTOR ? hs->peer_name : c->self_name,
+                  hs->role == CL_HS_ACCEPTOR ? cluster : c->cluster,
+                  hs->role == CL_HS_ACCEPTOR ? c->self_name : hs->peer_name,
+                  hs->role == CL_HS_ACCEPTOR ? c->cluster : cluster);
   if (strcmp(hs->peer_name, hs->expect_name) != 0)
     return refuse(hs, CL_HSF_NAME, 1, "bad name: dialled %s but reached %s", hs->expect_name,
                   hs->peer_name);
   if ((flags & 1) != (c->encrypt ? 1 : 0))
-    return refuse(hs, CL_HSF_ENCRYPT, 1, "encryption setting differs (peer: %s, this node: %s)",
-                  (flags & 1) ? "on" : "off", c->encrypt ? "on" : "off");
+    return refuse(hs, CL_HSF_ENCRYPT, 1, "encryption mismatch: %s has encrypt=%s, %s has encrypt=%s",
+                  hs->peer_name, (flags & 1) ? "on" : "off", c->self_name, c->encrypt ? "on" : "off");
   uint8_t mac[32];
   hmac2(c->k_hs, "dialer-proof", hs->transcript, 32, mac);
   cl_frame_put(hs->out, CL_T_AUTH, 0, mac, 32);
@@ -350,7 +356,7 @@ static int on_frame(void *ud, const cl_frame *f) {
   case S_WAIT_AUTH:
     if (f->type == CL_T_AUTH) {
       if (!check_proof(hs, f, "dialer-proof"))
-        return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie (the peer's proof did not verify)");
+        return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie: the proof of the cookie did not verify");
       uint8_t mac[32];
       hmac2(hs->cfg->k_hs, "acceptor-proof", hs->transcript, 32, mac);
       cl_frame_put(hs->out, CL_T_ACCEPT, 0, mac, 32);
@@ -362,7 +368,7 @@ static int on_frame(void *ud, const cl_frame *f) {
   case S_WAIT_ACCEPT:
     if (f->type == CL_T_ACCEPT) {
       if (!check_proof(hs, f, "acceptor-proof"))
-        return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie (the peer's proof did not verify)");
+        return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie: the proof of the cookie did not verify");
       derive_session(hs);
       hs->state = S_DONE;
       return 1;

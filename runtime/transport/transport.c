@@ -498,14 +498,13 @@ static void log_hs_failure(cl_conn *c) {
   char more[64] = "";
   if (supp) snprintf(more, sizeof more, " (%u similar suppressed)", supp);
   if (c->outgoing) {
-    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "handshake with %s (%s) failed: %s%s: %s%s",
-           c->peer->nn.full, c->addr, c->hs.refused_by_peer ? "refused by the peer, " : "",
-           cl_hs_fail_name(f), c->hs.reason, more);
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s %s (%s): %s%s",
+           c->hs.refused_by_peer ? "refused by" : "refused handshake with", c->peer->nn.full, c->addr,
+           c->hs.reason, more);
   } else {
     const char *claim = c->hs.peer_name[0] ? c->hs.peer_name : "?";
-    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "refused connection from %s (claims %s): %s%s: %s%s",
-           c->addr, claim, c->hs.refused_by_peer ? "refused by the peer, " : "", cl_hs_fail_name(f),
-           c->hs.reason, more);
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s connection from %s (claims %s): %s%s",
+           c->hs.refused_by_peer ? "refused by the peer:" : "refused", c->addr, claim, c->hs.reason, more);
   }
 }
 
@@ -1013,7 +1012,7 @@ static void on_tick(uv_timer_t *h) {
           peer_schedule(p, 0);
         } else {
           c->hs.fail = CL_HSF_TIMEOUT;
-          snprintf(c->hs.reason, sizeof c->hs.reason, "no complete handshake within %u ms",
+          snprintf(c->hs.reason, sizeof c->hs.reason, "handshake timeout: not complete within %u ms",
                    t->cfg.handshake_timeout_ms);
           c->out.len = 0;
           hs_failed(c);
