@@ -8,7 +8,7 @@
 
 #include "internal.h"
 
-int cl_buf_reserve(cl_buf *b, size_t extra) {
+int cl_tbuf_reserve(cl_tbuf *b, size_t extra) {
   if (b->cap - b->len >= extra) return 0;
   if (extra > SIZE_MAX / 2 - b->len) return -1;
   size_t need = b->len + extra, cap = b->cap ? b->cap : 256;
@@ -20,21 +20,21 @@ int cl_buf_reserve(cl_buf *b, size_t extra) {
   return 0;
 }
 
-int cl_buf_append(cl_buf *b, const void *p, size_t n) {
-  if (cl_buf_reserve(b, n)) return -1;
+int cl_tbuf_append(cl_tbuf *b, const void *p, size_t n) {
+  if (cl_tbuf_reserve(b, n)) return -1;
   if (n) memcpy(b->p + b->len, p, n);
   b->len += n;
   return 0;
 }
 
-void cl_buf_free(cl_buf *b) {
+void cl_tbuf_free(cl_tbuf *b) {
   free(b->p);
   b->p = NULL;
   b->len = b->cap = 0;
 }
 
-int cl_frame_put(cl_buf *b, uint8_t type, uint8_t channel, const void *payload, uint32_t len) {
-  if (cl_buf_reserve(b, CL_FRAME_HDR + (size_t)len)) return -1;
+int cl_frame_put(cl_tbuf *b, uint8_t type, uint8_t channel, const void *payload, uint32_t len) {
+  if (cl_tbuf_reserve(b, CL_FRAME_HDR + (size_t)len)) return -1;
   uint8_t *h = b->p + b->len;
   h[0] = (uint8_t)(len >> 24);
   h[1] = (uint8_t)(len >> 16);
@@ -63,7 +63,7 @@ void cl_frame_decoder_init(cl_frame_decoder *d, int mode, int need_preamble, uin
   d->max_frame = max_frame;
 }
 
-void cl_frame_decoder_free(cl_frame_decoder *d) { cl_buf_free(&d->body); }
+void cl_frame_decoder_free(cl_frame_decoder *d) { cl_tbuf_free(&d->body); }
 
 static int starts(const uint8_t *p, size_t n, const char *s) {
   size_t l = strlen(s);
@@ -199,7 +199,7 @@ int cl_frame_decoder_feed(cl_frame_decoder *d, const uint8_t *p, size_t n, size_
       d->in_body = 1;
       d->body.len = 0;
       /* the length was checked above, so this allocation is bounded by max_frame */
-      if (cl_buf_reserve(&d->body, d->want)) {
+      if (cl_tbuf_reserve(&d->body, d->want)) {
         if (consumed) *consumed = i;
         return fail(d, "out of memory for a frame of %u bytes", d->want);
       }
@@ -214,7 +214,7 @@ int cl_frame_decoder_feed(cl_frame_decoder *d, const uint8_t *p, size_t n, size_
     cl_frame f = {d->cur_type, d->cur_channel, d->want, d->body.p};
     int stop = cb ? cb(ud, &f) : 0;
     /* a big frame's buffer is not worth keeping around */
-    if (d->body.cap > (1u << 20)) cl_buf_free(&d->body);
+    if (d->body.cap > (1u << 20)) cl_tbuf_free(&d->body);
     if (stop) {
       if (consumed) *consumed = i;
       return 1;

@@ -76,17 +76,17 @@ const char *cl_hs_fail_name(int f) {
 
 /* ---- encoding ---- */
 
-static void put_u8(cl_buf *b, uint8_t v) { cl_buf_append(b, &v, 1); }
-static void put_u64(cl_buf *b, uint64_t v) {
+static void put_u8(cl_tbuf *b, uint8_t v) { cl_tbuf_append(b, &v, 1); }
+static void put_u64(cl_tbuf *b, uint64_t v) {
   uint8_t x[8];
   for (int i = 0; i < 8; i++) x[i] = (uint8_t)(v >> (56 - 8 * i));
-  cl_buf_append(b, x, 8);
+  cl_tbuf_append(b, x, 8);
 }
-static void put_str(cl_buf *b, const char *s) {
+static void put_str(cl_tbuf *b, const char *s) {
   size_t n = s ? strlen(s) : 0;
   if (n > CL_STR_MAX) n = CL_STR_MAX;
   put_u8(b, (uint8_t)n);
-  cl_buf_append(b, s, n);
+  cl_tbuf_append(b, s, n);
 }
 
 typedef struct {
@@ -172,17 +172,17 @@ static void th_add(cl_handshake *hs, const uint8_t *p, size_t n) {
   crypto_hash_sha256_update(&hs->th, p, n);
 }
 
-static void put_preamble(cl_handshake *hs, cl_buf *out) {
+static void put_preamble(cl_handshake *hs, cl_tbuf *out) {
   uint8_t pre[CL_PREAMBLE_LEN];
   cl_preamble_put(pre, hs->cfg->version);
-  cl_buf_append(out, pre, sizeof pre);
+  cl_tbuf_append(out, pre, sizeof pre);
 }
 
-int cl_hs_start(cl_handshake *hs, cl_buf *out) {
+int cl_hs_start(cl_handshake *hs, cl_tbuf *out) {
   const cl_hs_config *c = hs->cfg;
-  cl_buf pl = {0};
+  cl_tbuf pl = {0};
   put_u8(&pl, c->encrypt ? 1 : 0);
-  cl_buf_append(&pl, hs->nonce_self, 32);
+  cl_tbuf_append(&pl, hs->nonce_self, 32);
   put_u64(&pl, c->incarnation);
   put_str(&pl, c->cluster);
   put_str(&pl, c->self_name);
@@ -195,7 +195,7 @@ int cl_hs_start(cl_handshake *hs, cl_buf *out) {
     put_preamble(hs, out);
     r = cl_frame_put(out, CL_T_HELLO, 0, pl.p, (uint32_t)pl.len);
   }
-  cl_buf_free(&pl);
+  cl_tbuf_free(&pl);
   return r;
 }
 
@@ -210,11 +210,11 @@ static int refuse(cl_handshake *hs, int code, int tell_peer, const char *fmt, ..
   /* an acceptor that refuses before its CHALLENGE owes the dialer its preamble */
   if (tell_peer && hs->out) {
     if (hs->role == CL_HS_ACCEPTOR && hs->state == S_WAIT_HELLO) put_preamble(hs, hs->out);
-    cl_buf pl = {0};
+    cl_tbuf pl = {0};
     put_u8(&pl, (uint8_t)code);
     put_str(&pl, hs->reason);
     if (pl.p) cl_frame_put(hs->out, CL_T_REFUSE, 0, pl.p, (uint32_t)pl.len);
-    cl_buf_free(&pl);
+    cl_tbuf_free(&pl);
   }
   hs->state = S_FAILED;
   return 1;
@@ -274,9 +274,9 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
     int k = hs->check(hs->check_ud, hs->peer_name, hs->peer_incarnation, why, sizeof why);
     if (k) return refuse(hs, k, 1, "%s", why);
   }
-  cl_buf pl = {0};
+  cl_tbuf pl = {0};
   put_u8(&pl, c->encrypt ? 1 : 0);
-  cl_buf_append(&pl, hs->nonce_self, 32);
+  cl_tbuf_append(&pl, hs->nonce_self, 32);
   put_u64(&pl, c->incarnation);
   put_str(&pl, c->cluster);
   put_str(&pl, c->self_name);
@@ -287,7 +287,7 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
   finish_transcript(hs);
   put_preamble(hs, hs->out);
   cl_frame_put(hs->out, CL_T_CHALLENGE, 0, pl.p, (uint32_t)pl.len);
-  cl_buf_free(&pl);
+  cl_tbuf_free(&pl);
   hs->state = S_WAIT_AUTH;
   return 0;
 }
@@ -381,7 +381,7 @@ static int on_frame(void *ud, const cl_frame *f) {
                 f->type);
 }
 
-int cl_hs_feed(cl_handshake *hs, const uint8_t *p, size_t n, size_t *consumed, cl_buf *out) {
+int cl_hs_feed(cl_handshake *hs, const uint8_t *p, size_t n, size_t *consumed, cl_tbuf *out) {
   if (hs->state == S_FAILED) return CL_HS_FAILED;
   if (hs->state == S_DONE) {
     *consumed = 0;

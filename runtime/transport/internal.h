@@ -43,12 +43,12 @@ enum {
 typedef struct {
   uint8_t *p;
   size_t len, cap;
-} cl_buf;
-int cl_buf_reserve(cl_buf *b, size_t extra); /* 0 or -1 (ENOMEM) */
-int cl_buf_append(cl_buf *b, const void *p, size_t n);
-void cl_buf_free(cl_buf *b);
+} cl_tbuf;
+int cl_tbuf_reserve(cl_tbuf *b, size_t extra); /* 0 or -1 (ENOMEM) */
+int cl_tbuf_append(cl_tbuf *b, const void *p, size_t n);
+void cl_tbuf_free(cl_tbuf *b);
 /* Appends a frame header + payload. */
-int cl_frame_put(cl_buf *b, uint8_t type, uint8_t channel, const void *payload, uint32_t len);
+int cl_frame_put(cl_tbuf *b, uint8_t type, uint8_t channel, const void *payload, uint32_t len);
 void cl_preamble_put(uint8_t out[CL_PREAMBLE_LEN], uint8_t version);
 
 /* ---- incremental frame decoder ---- */
@@ -77,7 +77,7 @@ typedef struct {
   uint8_t cur_type, cur_channel;
   uint32_t want;      /* body bytes of the current frame */
   int in_body;
-  cl_buf body;        /* only frames that arrive split are copied here */
+  cl_tbuf body;        /* only frames that arrive split are copied here */
   int failed;
   int oversize;       /* the failure was an oversized frame */
   char reason[160];
@@ -138,7 +138,7 @@ typedef struct {
   char reason[200];
   cl_hs_check_cb check;
   void *check_ud;
-  cl_buf *out;             /* during feed: where frames to send go */
+  cl_tbuf *out;             /* during feed: where frames to send go */
 } cl_handshake;
 
 /* nonce: 32 random bytes (the caller's, so fuzzing is deterministic). */
@@ -146,11 +146,11 @@ void cl_hs_init(cl_handshake *hs, const cl_hs_config *cfg, int role, const char 
                 const uint8_t nonce[32]);
 void cl_hs_free(cl_handshake *hs);
 /* Dialer: appends the preamble and HELLO to out. */
-int cl_hs_start(cl_handshake *hs, cl_buf *out);
+int cl_hs_start(cl_handshake *hs, cl_tbuf *out);
 /* Feeds received bytes; frames to send are appended to out (on failure a REFUSE, when
  * the peer should hear why). Returns CL_HS_CONTINUE, CL_HS_DONE (*consumed = where the
  * session stream begins) or CL_HS_FAILED (hs->fail, hs->reason). */
-int cl_hs_feed(cl_handshake *hs, const uint8_t *p, size_t n, size_t *consumed, cl_buf *out);
+int cl_hs_feed(cl_handshake *hs, const uint8_t *p, size_t n, size_t *consumed, cl_tbuf *out);
 /* Derives the keys used by the handshake and sessions from the cookie. */
 void cl_hs_keys(const uint8_t *cookie, size_t cookie_len, uint8_t k_hs[32], uint8_t k_sess[32]);
 const char *cl_hs_fail_name(int fail);
@@ -163,13 +163,13 @@ typedef struct {
 } cl_seal_dir;
 
 /* Seals plain[0..n) into records appended to wire. Returns 0 or -1. */
-int cl_session_seal(cl_seal_dir *tx, const uint8_t *plain, size_t n, cl_buf *wire);
+int cl_session_seal(cl_seal_dir *tx, const uint8_t *plain, size_t n, cl_tbuf *wire);
 
 typedef struct {
   cl_seal_dir rx;
   uint8_t hdr[CL_RECORD_HDR];
   uint32_t hdr_have, want;
-  cl_buf rec; /* a record that arrived split */
+  cl_tbuf rec; /* a record that arrived split */
   char reason[120];
 } cl_opener;
 

@@ -14,9 +14,9 @@ static void nonce_of(uint64_t ctr, uint8_t n[12]) {
   for (int i = 0; i < 8; i++) n[4 + i] = (uint8_t)(ctr >> (8 * i));
 }
 
-int cl_session_seal(cl_seal_dir *tx, const uint8_t *plain, size_t n, cl_buf *wire) {
+int cl_session_seal(cl_seal_dir *tx, const uint8_t *plain, size_t n, cl_tbuf *wire) {
   size_t records = (n + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
-  if (cl_buf_reserve(wire, n + records * (CL_RECORD_HDR + CL_TAG_LEN))) return -1;
+  if (cl_tbuf_reserve(wire, n + records * (CL_RECORD_HDR + CL_TAG_LEN))) return -1;
   while (n) {
     size_t chunk = n < CL_RECORD_PLAIN_MAX ? n : CL_RECORD_PLAIN_MAX;
     uint32_t clen = (uint32_t)(chunk + CL_TAG_LEN);
@@ -76,7 +76,7 @@ int cl_session_open(cl_opener *o, uint8_t *p, size_t n, cl_plain_cb cb, void *ud
         if (cb(ud, p + i - clen, clen - CL_TAG_LEN)) return 1;
         continue;
       }
-      if (cl_buf_reserve(&o->rec, clen)) {
+      if (cl_tbuf_reserve(&o->rec, clen)) {
         snprintf(o->reason, sizeof o->reason, "out of memory");
         return -1;
       }
@@ -96,6 +96,6 @@ int cl_session_open(cl_opener *o, uint8_t *p, size_t n, cl_plain_cb cb, void *ud
 }
 
 void cl_opener_free(cl_opener *o) {
-  cl_buf_free(&o->rec);
+  cl_tbuf_free(&o->rec);
   sodium_memzero(o->rx.key, sizeof o->rx.key);
 }

@@ -38,9 +38,9 @@ struct cl_conn {
   cl_frame_decoder fd;
   cl_opener opener;
   cl_seal_dir seal;
-  cl_buf out;  /* frames waiting for the next flush, plaintext */
+  cl_tbuf out;  /* frames waiting for the next flush, plaintext */
   size_t raw_len; /* leading bytes of out from the handshake: never sealed */
-  cl_buf wire; /* what is being written now */
+  cl_tbuf wire; /* what is being written now */
   size_t wire_off;
   uint64_t deadline_ms;
   uint64_t last_rx_ms, next_ping_ms;
@@ -214,7 +214,7 @@ static void conn_flush(cl_conn *c) {
     if (c->encrypt && c->state == C_UP) {
       size_t raw = c->raw_len;
       c->raw_len = 0;
-      if (cl_buf_append(&c->wire, c->out.p, raw) ||
+      if (cl_tbuf_append(&c->wire, c->out.p, raw) ||
           cl_session_seal(&c->seal, c->out.p + raw, c->out.len - raw, &c->wire)) {
         conn_down(c, "closed");
         return;
@@ -222,7 +222,7 @@ static void conn_flush(cl_conn *c) {
       t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
       c->out.len = 0;
     } else {
-      cl_buf tmp = c->wire;
+      cl_tbuf tmp = c->wire;
       c->wire = c->out;
       c->out = tmp;
       c->out.len = 0;
@@ -251,7 +251,7 @@ static void conn_flush(cl_conn *c) {
       return;
     }
     c->wire.len = c->wire_off = 0;
-    if (c->wire.cap > (4u << 20)) cl_buf_free(&c->wire);
+    if (c->wire.cap > (4u << 20)) cl_tbuf_free(&c->wire);
   }
   if (c->close_after_flush && !c->out.len) conn_close(c);
 }
@@ -266,7 +266,7 @@ static void on_write(uv_write_t *req, int status) {
   }
   c->t->st.bytes_out += c->wire.len - c->wire_off;
   c->wire.len = c->wire_off = 0;
-  if (c->wire.cap > (4u << 20)) cl_buf_free(&c->wire);
+  if (c->wire.cap > (4u << 20)) cl_tbuf_free(&c->wire);
   conn_flush(c);
 }
 
@@ -320,7 +320,7 @@ static int conn_put(cl_conn *c, uint8_t type, uint8_t ch, const void *data, uint
     if (f->delay_ms || c->dq_head) {
       cl_delayed *d = malloc(sizeof *d + CL_FRAME_HDR + len);
       if (!d) return CL_ENOBUFS;
-      cl_buf b = {d->bytes, 0, CL_FRAME_HDR + (size_t)len};
+      cl_tbuf b = {d->bytes, 0, CL_FRAME_HDR + (size_t)len};
       cl_frame_put(&b, type, ch, data, len);
       d->len = b.len;
       d->at = now_ms(t) + f->delay_ms;
@@ -350,7 +350,7 @@ static void on_delay_timer(uv_timer_t *h) {
       cl_delayed *d = c->dq_head;
       c->dq_head = d->next;
       if (!c->dq_head) c->dq_tail = NULL;
-      if (c->state == C_UP) cl_buf_append(&c->out, d->bytes, d->len);
+      if (c->state == C_UP) cl_tbuf_append(&c->out, d->bytes, d->len);
       free(d);
       any = 1;
     }
@@ -392,8 +392,8 @@ static void on_conn_closed(uv_handle_t *h) {
   cl_frame_decoder_free(&c->fd);
   cl_opener_free(&c->opener);
   sodium_memzero(&c->seal, sizeof c->seal);
-  cl_buf_free(&c->out);
-  cl_buf_free(&c->wire);
+  cl_tbuf_free(&c->out);
+  cl_tbuf_free(&c->wire);
   free(c);
   t->open_handles--;
   maybe_finish(t);
@@ -529,15 +529,15 @@ static void hs_failed(cl_conn *c) {
 
 static void send_peer_list(cl_conn *c) {
   cl_transport *t = c->t;
-  cl_buf b = {0};
+  cl_tbuf b = {0};
   for (cl_peer *q = t->peers; q; q = q->next) {
     if (!q->conn || q == c->peer) continue;
-    if (b.len) cl_buf_append(&b, "\n", 1);
-    cl_buf_append(&b, q->nn.full, strlen(q->nn.full));
+    if (b.len) cl_tbuf_append(&b, "\n", 1);
+    cl_tbuf_append(&b, q->nn.full, strlen(q->nn.full));
     if (b.len > CL_CTRL_FRAME_MAX - 300) break;
   }
   if (b.len) conn_put(c, CL_T_PEERS, 0, b.p, (uint32_t)b.len);
-  cl_buf_free(&b);
+  cl_tbuf_free(&b);
 }
 
 static void send_ping(cl_conn *c) {

@@ -216,10 +216,10 @@ static int collect(void *ud, const cl_frame *f) {
 }
 
 static int t_frame_decoder(void) {
-  cl_buf b = {0};
+  cl_tbuf b = {0};
   uint8_t pre[8];
   cl_preamble_put(pre, CL_PROTO_VERSION);
-  cl_buf_append(&b, pre, 8);
+  cl_tbuf_append(&b, pre, 8);
   uint8_t payload[300];
   memset(payload, 7, sizeof payload);
   for (int i = 0; i < 10; i++) cl_frame_put(&b, CL_T_DATA, 2, payload, (uint32_t)(i * 30));
@@ -263,7 +263,7 @@ static int t_frame_decoder(void) {
             strstr(d.reason, "unsupported protocol version 9"),
         "version: %s", d.reason);
   cl_frame_decoder_free(&d);
-  cl_buf_free(&b);
+  cl_tbuf_free(&b);
   return 0;
 }
 
@@ -276,13 +276,13 @@ static int t_session(void) {
   size_t n = 200000;
   uint8_t *plain = malloc(n);
   for (size_t i = 0; i < n; i++) plain[i] = (uint8_t)(i * 31);
-  cl_buf wire = {0};
+  cl_tbuf wire = {0};
   CHECK(cl_session_seal(&tx, plain, n, &wire) == 0, "seal");
   CHECK(tx.counter == 4, "records %llu", (unsigned long long)tx.counter);
-  cl_buf got = {0};
+  cl_tbuf got = {0};
   /* opened in odd-sized chunks */
   struct {
-    cl_buf *b;
+    cl_tbuf *b;
   } ctx = {&got};
   int cb(void *ud, const uint8_t *p, size_t len);
   for (size_t i = 0; i < wire.len; i += 777) {
@@ -297,14 +297,14 @@ static int t_session(void) {
   wire.p[10] ^= 1;
   CHECK(cl_session_open(&o, wire.p, wire.len, cb, &ctx) < 0, "forged record accepted");
   cl_opener_free(&o);
-  cl_buf_free(&wire);
-  cl_buf_free(&got);
+  cl_tbuf_free(&wire);
+  cl_tbuf_free(&got);
   free(plain);
   return 0;
 }
 int cb(void *ud, const uint8_t *p, size_t len) {
-  cl_buf *b = *(cl_buf **)ud;
-  cl_buf_append(b, p, len);
+  cl_tbuf *b = *(cl_tbuf **)ud;
+  cl_tbuf_append(b, p, len);
   return 0;
 }
 
@@ -316,30 +316,30 @@ static void hs_pair(cl_hs_config *dc, cl_hs_config *ac, const char *dial_to, int
   randombytes_buf(n2, 32);
   cl_hs_init(d, dc, CL_HS_DIALER, dial_to, n1);
   cl_hs_init(a, ac, CL_HS_ACCEPTOR, NULL, n2);
-  cl_buf to_a = {0}, to_d = {0};
+  cl_tbuf to_a = {0}, to_d = {0};
   cl_hs_start(d, &to_a);
   *rd = *ra = CL_HS_CONTINUE;
   for (int round = 0; round < 10 && (to_a.len || to_d.len); round++) {
     size_t used;
     if (to_a.len && *ra == CL_HS_CONTINUE) {
-      cl_buf in = to_a;
-      to_a = (cl_buf){0};
+      cl_tbuf in = to_a;
+      to_a = (cl_tbuf){0};
       *ra = cl_hs_feed(a, in.p, in.len, &used, &to_d);
-      cl_buf_free(&in);
+      cl_tbuf_free(&in);
     } else {
       to_a.len = 0;
     }
     if (to_d.len && *rd == CL_HS_CONTINUE) {
-      cl_buf in = to_d;
-      to_d = (cl_buf){0};
+      cl_tbuf in = to_d;
+      to_d = (cl_tbuf){0};
       *rd = cl_hs_feed(d, in.p, in.len, &used, &to_a);
-      cl_buf_free(&in);
+      cl_tbuf_free(&in);
     } else {
       to_d.len = 0;
     }
   }
-  cl_buf_free(&to_a);
-  cl_buf_free(&to_d);
+  cl_tbuf_free(&to_a);
+  cl_tbuf_free(&to_d);
 }
 
 static void hs_cfg(cl_hs_config *c, const char *name, const char *cookie, const char *cluster,

@@ -51,18 +51,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     cl_opener_free(&o);
     /* and what we seal we can open */
     cl_seal_dir tx = {{0}, 0};
-    cl_buf wire = {0};
+    cl_tbuf wire = {0};
     if (cl_session_seal(&tx, p, n, &wire) == 0) {
       memset(&o, 0, sizeof o);
-      cl_buf got = {0};
+      cl_tbuf got = {0};
       int collect(void *ud, const uint8_t *q, size_t k);
       if (cl_session_open(&o, wire.p, wire.len, collect, &got) != 0 || got.len != n ||
           (n && memcmp(got.p, p, n) != 0))
         abort();
-      cl_buf_free(&got);
+      cl_tbuf_free(&got);
       cl_opener_free(&o);
     }
-    cl_buf_free(&wire);
+    cl_tbuf_free(&wire);
     return 0;
   }
   cl_frame_decoder d;
@@ -86,6 +86,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
 }
 
 int collect(void *ud, const uint8_t *q, size_t k) {
-  cl_buf_append(ud, q, k);
+  cl_tbuf_append(ud, q, k);
   return 0;
 }

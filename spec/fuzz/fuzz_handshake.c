@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   const uint8_t *p = data + 2;
   size_t n = size - 2;
   cl_handshake hs;
-  cl_buf out = {0};
+  cl_tbuf out = {0};
   if (dialer) {
     cl_hs_init(&hs, &dcfg, CL_HS_DIALER, acfg.self_name, nonce_d);
     cl_hs_start(&hs, &out);
@@ -78,13 +78,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     off += used ? used : c;
   }
   cl_hs_free(&hs);
-  cl_buf_free(&out);
+  cl_tbuf_free(&out);
   return 0;
 }
 
 #ifdef CL_FUZZ_GEN
 /* Writes seed inputs: complete handshakes from each side, and some strays. */
-static void put(const char *dir, const char *name, uint8_t role, const cl_buf *b) {
+static void put(const char *dir, const char *name, uint8_t role, const cl_tbuf *b) {
   char path[512];
   snprintf(path, sizeof path, "%s/%s", dir, name);
   FILE *f = fopen(path, "wb");
@@ -98,30 +98,30 @@ int main(int argc, char **argv) {
   const char *dir = argc > 1 ? argv[1] : ".";
   setup();
   cl_handshake d, a;
-  cl_buf d_out = {0}, a_out = {0}, d_all = {0}, a_all = {0};
+  cl_tbuf d_out = {0}, a_out = {0}, d_all = {0}, a_all = {0};
   cl_hs_init(&d, &dcfg, CL_HS_DIALER, acfg.self_name, nonce_d);
   cl_hs_init(&a, &acfg, CL_HS_ACCEPTOR, NULL, nonce_a);
   cl_hs_start(&d, &d_out);
   size_t used;
   for (int i = 0; i < 4; i++) {
     if (d_out.len) {
-      cl_buf_append(&d_all, d_out.p, d_out.len);
+      cl_tbuf_append(&d_all, d_out.p, d_out.len);
       cl_hs_feed(&a, d_out.p, d_out.len, &used, &a_out);
       d_out.len = 0;
     }
     if (a_out.len) {
-      cl_buf_append(&a_all, a_out.p, a_out.len);
+      cl_tbuf_append(&a_all, a_out.p, a_out.len);
       cl_hs_feed(&d, a_out.p, a_out.len, &used, &d_out);
       a_out.len = 0;
     }
   }
   put(dir, "acceptor_full", 0, &d_all);  /* what a dialer sends: the acceptor's input */
   put(dir, "dialer_full", 1, &a_all);    /* what an acceptor sends: the dialer's input */
-  cl_buf s = {0};
-  cl_buf_append(&s, "GET / HTTP/1.1\r\n\r\n", 18);
+  cl_tbuf s = {0};
+  cl_tbuf_append(&s, "GET / HTTP/1.1\r\n\r\n", 18);
   put(dir, "http", 0, &s);
   s.len = 0;
-  cl_buf_append(&s, d_all.p, d_all.len > 40 ? 40 : d_all.len);
+  cl_tbuf_append(&s, d_all.p, d_all.len > 40 ? 40 : d_all.len);
   put(dir, "truncated", 0, &s);
   printf("dialer %s, acceptor %s\n", d.reason[0] ? d.reason : "ok", a.reason[0] ? a.reason : "ok");
   return 0;
