@@ -10,7 +10,8 @@ local names = require "clusterlua.names"
 local M = {}
 M.__index = M
 
--- rt: { self_name = full name, want = fn(name), unwant = fn(name) }
+-- rt: { self_name = full name, want = fn(name), unwant = fn(name) [, cluster =, cookie =] }
+-- (cluster and cookie default to those of the running node, clusterlua.start.current)
 function M.new(rt)
   return setmetatable({ rt = rt, topos = {}, wanted = {} }, M)
 end
@@ -134,6 +135,18 @@ function M:_ctx(inst)
   end
   ctx.guard = guard
   ctx.dns = require "clusterlua.dns"
+  -- The cluster name and a key derived from the cookie let a strategy authenticate its
+  -- own traffic (gossip). The cookie itself never reaches strategy code.
+  local function current() return (package.loaded["clusterlua.start"] or {}).current end
+  local cur = current()
+  ctx.cluster = sup.rt.cluster or (cur and cur.topo and cur.topo.cluster) or "clusterlua"
+  function ctx.cookie_key(purpose)
+    if type(purpose) ~= "string" or purpose == "" then error("bad argument #1 (purpose): expected a string", 2) end
+    local c = current()
+    local cookie = sup.rt.cookie or (c and c.config and c.config.cookie)
+    if not cookie then return nil, "ENOTCONN: this process is not a node (no cookie)", "ENOTCONN" end
+    return require("clusterlua.crypto").derive_key(cookie, purpose)
+  end
   return ctx
 end
 
