@@ -17,15 +17,15 @@ FUZZ_TARGETS += fuzz-state
 
 $(BUILD)/test_election: $(EL_SRC) $(EL_HDR) spec/c/test_election.c
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -Iruntime/election -o $@ spec/c/test_election.c $(EL_SRC) $(EL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/c/test_election.c $(EL_SRC) $(EL_LIBS)
 
 $(BUILD)/sim: $(EL_SRC) $(EL_HDR) $(SIM_SRC)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 
 $(BUILD)/sim-mutant-%: $(EL_SRC) $(EL_HDR) $(SIM_SRC)
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) -DCL_MUTANT_$* -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -DCL_MUTANT_$* -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 
 .PHONY: sim sim-mutants fuzz-state test-election
 

@@ -1473,9 +1473,15 @@ void cl_el_step(cl_el *el, uint64_t now_ms, const cl_el_input *in, cl_el_effects
   /* timers run only on ticks: the effects of a message are then the effects
    * of that message alone (the simulator checks pre-votes persist nothing) */
   if (!in || in->kind == CL_EL_IN_TICK) timers(el);
-  maybe_publish(el);
+  /* requests asked here may be handed to this very node as master, and a
+   * commit may complete them or reveal a master: settle it all within this
+   * step, so the next input's effects are its own */
+  for (int round = 0; round < 2; round++) {
+    observe(el);
+    check_origin_reqs(el);
+    maybe_publish(el);
+  }
   observe(el);
-  check_origin_reqs(el);
   el->out = NULL;
 }
 

@@ -973,7 +973,7 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   w->delay_lo = range(&w->r, 20, 200);
   w->delay_hi = w->delay_lo + range(&w->r, 0, 3000);
   uint64_t fault_every = range(&w->r, 20, 500) * US;
-  uint64_t fault_ms = range(&w->r, 2000, 8000);
+  uint64_t fault_ms = range(&w->r, 2000, 15000);
 
   for (int i = 0; i < w->n; i++) boot(w, i);
   /* faults */
