@@ -13,6 +13,7 @@
 #include "log.h"
 
 enum { C_CONNECTING = 1, C_HANDSHAKE, C_UP, C_CLOSING };
+#define CL_MAX_PEERS 4096 /* learned through mesh; wanted peers are not capped */
 
 typedef struct cl_peer cl_peer;
 typedef struct cl_conn cl_conn;
@@ -666,6 +667,9 @@ static void session_input(cl_conn *c, uint8_t *p, size_t n) {
 static void learn_peers(cl_conn *c, const uint8_t *p, size_t n) {
   cl_transport *t = c->t;
   if (!t->cfg.mesh || t->leaving) return;
+  /* even an authenticated peer must not grow our table without bound */
+  size_t known = 0;
+  for (cl_peer *q = t->peers; q; q = q->next) known++;
   size_t i = 0;
   while (i < n) {
     size_t j = i;
@@ -678,7 +682,7 @@ static void learn_peers(cl_conn *c, const uint8_t *p, size_t n) {
       cl_node_name nn;
       if (cl_node_name_parse(name, &nn, NULL, 0) == 0 && strcmp(nn.full, t->self.full) != 0) {
         cl_peer *q = find_peer(t, nn.full);
-        if (!q) q = add_peer(t, &nn);
+        if (!q && known < CL_MAX_PEERS && (q = add_peer(t, &nn))) known++;
         if (q && !q->blocked && !q->wanted && !q->learned) {
           q->learned = 1;
           if (!q->conn) peer_dial(q);
