@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 #include <luajit.h>
 #include <lua.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -210,6 +211,8 @@ static int run(int argc, char **argv, int script, int mode) {
 }
 
 int main(int argc, char **argv) {
+  /* a peer or child that goes away must be an error on that write, not the end of us */
+  signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "unsafe-bootstrap") == 0)) {
     /* subcommands are Lua modules: clusterlua.cli.<name> receives the remaining args */
     return run(argc, argv, 1, MODE_CLI);
