@@ -465,3 +465,28 @@ describe("gossip strategy in a network namespace", function()
     assert.is_false(ns_exists(ns))
   end)
 end)
+
+describe("examples", function()
+  it("topologies validate, and the custom strategy declares the nodes of its JSON file", function()
+    for _, f in ipairs { "examples/gossip/topology.lua", "examples/dns/topology.lua",
+      "examples/custom_strategy/topology.lua" } do
+      local t, err = topology.load(proc.root .. "/" .. f)
+      assert(t, err)
+    end
+    local t = assert(topology.load(proc.root .. "/examples/custom_strategy/topology.lua"))
+    local mod = t.topologies.provisioned.module
+    local dir = proc.tmpdir()
+    finally(function() proc.rmtree(dir) end)
+    local path = proc.write(dir .. "/nodes.json", '{"nodes": ["a@127.0.0.1:1", "b@127.0.0.1:2"]}')
+    local ctx = fake.new()
+    mod.start(ctx, { path = path, interval = 100 })
+    assert.same({ "a@127.0.0.1:1", "b@127.0.0.1:2" }, ctx.last_set())
+    proc.write(path, "{ broken")
+    assert(wait(function() return #ctx.errors > 0 end, 3000))
+    assert.same({ "a@127.0.0.1:1", "b@127.0.0.1:2" }, ctx.nodes())
+    proc.write(path, '{"nodes": ["b@127.0.0.1:2"]}')
+    assert(wait(set_is(ctx, { "b@127.0.0.1:2" }), 3000))
+    mod.stop(ctx)
+    ctx:close()
+  end)
+end)
