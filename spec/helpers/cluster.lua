@@ -17,6 +17,8 @@ local function free_port()
 end
 M.free_port = free_port
 
+M.ip = uv.fs_access("/usr/sbin/ip", "x") and "/usr/sbin/ip" or "/sbin/ip"
+
 local function write(path, text)
   local f = assert(io.open(path, "w"))
   f:write(text)
@@ -45,10 +47,12 @@ return {
 ]]
 
 -- opts: n (nodes), cookie, extra (Lua source appended into the topology table),
---       hooks (source of a hooks file; default prints events), nodes_extra (per node)
+--       hooks (source of a hooks file; default prints events), nodes_extra (per node),
+--       topologies (Lua source of the `topologies` table; default: static, every node),
+--       netns (a network namespace the caller created: nodes and curl run inside it)
 function M.new(opts)
   opts = opts or {}
-  local c = { nodes = {}, n = opts.n or 3, cookie = opts.cookie or "spec-cookie" }
+  local c = { nodes = {}, n = opts.n or 3, cookie = opts.cookie or "spec-cookie", netns = opts.netns }
   c.dir = os.tmpname()
   os.remove(c.dir)
   assert(uv.fs_mkdir(c.dir, 448))
@@ -68,12 +72,14 @@ function M.new(opts)
   write(c.topology, ([[
 return {
   cluster = %q,
-  topologies = { spec = { strategy = "static", config = { hosts = { %s } } } },
+  topologies = %s,
   election = { initial_master_nodes = { %s } },
   hooks = "hooks.lua",
   %s
 }
-]]):format(opts.cluster or "spec", table.concat(hosts, ", "), table.concat(imn, ", "), opts.extra or ""))
+]]):format(opts.cluster or "spec",
+    opts.topologies or ('{ spec = { strategy = "static", config = { hosts = { %s } } } }'):format(table.concat(hosts, ", ")),
+    table.concat(imn, ", "), opts.extra or ""))
   return setmetatable(c, { __index = M })
 end
 
@@ -82,7 +88,14 @@ function M:start(i, extra_args, env)
     "--data", self.dir .. "/data" .. i }
   for _, a in ipairs(extra_args or {}) do args[#args + 1] = a end
   args[#args + 1] = self.topology
-  local p = proc.start(proc.bin, args, { env = env, log = self.dir .. "/node" .. i .. ".log" })
+  local cmd = proc.bin
+  if self.netns then
+    -- `ip netns exec` execs the command itself: the pid is still the node's
+    table.insert(args, 1, proc.bin)
+    for j, a in ipairs { "netns", "exec", self.netns } do table.insert(args, j, a) end
+    cmd = M.ip
+  end
+  local p = proc.start(cmd, args, { env = env, log = self.dir .. "/node" .. i .. ".log" })
   self.nodes[i] = p
   return p
 end
@@ -98,7 +111,12 @@ function M:http(i, method, path, body)
     args[#args + 1] = "--data-binary"
     args[#args + 1] = body
   end
-  local p = proc.start("curl", args)
+  local cmd = "curl"
+  if self.netns then
+    for j, a in ipairs { "netns", "exec", self.netns, "curl" } do table.insert(args, j, a) end
+    cmd = M.ip
+  end
+  local p = proc.start(cmd, args)
   p:wait_exit(5000)
   local text, code = p.stdout:match "^(.*)\n(%d+)$"
   return tonumber(code), text and cjson.decode(text) or nil, text
@@ -109,8 +127,9 @@ function M:health(i)
   if code == 200 then return j end
 end
 
--- waits until every listed node (default all running) agrees on one master
-function M:wait_master(timeout_ms, which)
+-- waits until every listed node (default all running) agrees on one master (other than
+-- `not_this` when given)
+function M:wait_master(timeout_ms, which, not_this)
   local master, term
   local ok = proc.wait_until(function()
     master, term = nil, nil
@@ -122,7 +141,7 @@ function M:wait_master(timeout_ms, which)
         master, term = h.master, h.term
       end
     end
-    return master ~= nil
+    return master ~= nil and master ~= not_this
   end, timeout_ms or 10000)
   if not ok then return nil end
   return master, term

@@ -1,0 +1,199 @@
+-- Strategies with real nodes: five gossip nodes in a network namespace find each other
+-- with no host list; a hosts file gains a line and the node is connected; a strategy
+-- file replaced while nodes are connected reloads without any node_down, and a broken
+-- one (syntax error, or a start that throws) leaves the old one running, reported.
+local uv = require "uv"
+local proc = require "helpers.proc"
+local cluster = require "helpers.cluster"
+
+local IP = cluster.ip
+
+local function netns_skip()
+  if uv.getuid() ~= 0 then return "not root" end
+  if not uv.fs_access(IP, "x") then return "no ip(8)" end
+  if proc.run(IP, { "netns", "list" }, { timeout = 5000 }) ~= 0 then return "`ip netns` is unavailable" end
+end
+
+local function ip(args)
+  local code, out, err = proc.run(IP, args, { timeout = 10000 })
+  return code == 0, (out or "") .. (err or "")
+end
+
+local function ns_exists(ns)
+  local _, out = ip { "netns", "list" }
+  for line in out:gmatch "[^\n]+" do
+    if line:match "^(%S+)" == ns then return true end
+  end
+  return false
+end
+
+local function esc(s) return (s:gsub("%p", "%%%0")) end
+
+-- names of the peers node i reports connected (not itself)
+local function connected(c, i)
+  local code, j = c:http(i, "GET", "/_nodes")
+  if code ~= 200 or type(j) ~= "table" or type(j.nodes) ~= "table" then return {} end
+  local out = {}
+  for _, n in ipairs(j.nodes) do
+    if n.connected == true and n.self ~= true then out[n.name] = true end
+  end
+  return out
+end
+
+local function all_connected(c, which)
+  return function()
+    for _, i in ipairs(which) do
+      local got = connected(c, i)
+      for _, k in ipairs(which) do
+        if k ~= i and not got[c.names[k]] then return false end
+      end
+    end
+    return true
+  end
+end
+
+local function outputs(c)
+  local t = {}
+  for i, p in pairs(c.nodes) do t[#t + 1] = ("--- node%d:\n%s"):format(i, p:output()) end
+  return table.concat(t, "\n")
+end
+
+describe("gossip with real nodes", function()
+  it("five nodes in a network namespace find each other with no host list", function()
+    local reason = netns_skip()
+    if reason then
+      print("gossip cluster spec skipped: " .. reason)
+      return pending("skipped: " .. reason)
+    end
+    math.randomseed(uv.hrtime())
+    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local c
+    finally(function()
+      if c then c:cleanup() end
+      proc.kill_all()
+      if ns_exists(ns) then ip { "netns", "del", ns } end
+    end)
+    assert(ip { "netns", "add", ns })
+    assert(ip { "-n", ns, "link", "set", "lo", "up" })
+    assert(ip { "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo" })
+    local port = 40000 + math.random(20000)
+    c = cluster.new {
+      n = 5, netns = ns, cluster = "gossip-spec",
+      topologies = ([[{ lan = { strategy = "gossip",
+        config = { port = %d, group = "239.255.77.10", interface = "127.0.0.1", interval = 200 } } }]]):format(port),
+    }
+    c:start_all()
+    local ok = proc.wait_until(all_connected(c, { 1, 2, 3, 4, 5 }), 20000)
+    assert(ok, "not all connected:\n" .. outputs(c))
+    assert(c:wait_master(15000), "no master:\n" .. outputs(c))
+    for i = 1, 5 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", c.nodes[i]:output()) end
+    c:cleanup()
+    c = nil
+    assert(ip { "netns", "del", ns })
+  end)
+end)
+
+describe("hosts_file with real nodes", function()
+  it("connects a node once a line naming it is appended", function()
+    local c = cluster.new {
+      n = 2,
+      initial = 1,
+      topologies = [[{ file = { strategy = "hosts_file", config = { path = HOSTS, poll_interval = 1000 } } }]],
+    }
+    finally(function() c:cleanup() end)
+    local hosts = c.dir .. "/hosts"
+    -- both nodes read this file: while it names neither, nobody dials anybody
+    proc.write(hosts, "# nodes of the spec cluster\n")
+    -- the topology names the file by absolute path (relative ones are relative to the cwd)
+    local src = assert(io.open(c.topology)):read "*a"
+    cluster.write(c.topology, (src:gsub("HOSTS", ("%q"):format(hosts))))
+    c:start_all()
+    assert(c:wait_master(10000, { true }), outputs(c))
+    proc.sleep(500)
+    assert.is_nil(connected(c, 1)[c.names[2]])
+    local f = assert(io.open(hosts, "a"))
+    f:write(c.names[2], "\n")
+    f:close()
+    assert(c.nodes[1]:wait_for_line("EVENT node_up " .. esc(c.names[2]), 10000), outputs(c))
+    assert(proc.wait_until(all_connected(c, { 1, 2 }), 10000), outputs(c))
+  end)
+end)
+
+describe("reloading a strategy with real nodes", function()
+  local STRATEGY = [[
+-- VERSION
+local M = {}
+local hosts = { %s }
+function M.validate(config) return true end
+function M.start(ctx, config, state)
+  ctx.log("info", "strategy VERSION started" .. (state and (" with state from " .. state.v) or ""))
+  BODY
+  ctx.set_nodes(hosts)
+end
+function M.stop(ctx) return { v = "VERSION" } end
+return M
+]]
+
+  local function strategy_src(c, version, body)
+    local hosts = {}
+    for i, n in ipairs(c.names) do hosts[i] = ("%q"):format(n) end
+    return (STRATEGY:format(table.concat(hosts, ", ")):gsub("VERSION", version):gsub("BODY", body or ""))
+  end
+
+  -- replace the file the way editors and deploy tools do: write aside, rename over
+  local function replace(path, text)
+    proc.write(path .. ".new", text)
+    assert(os.rename(path .. ".new", path))
+  end
+
+  it("swaps in a new version with no node_down; a broken one leaves the old running", function()
+    local c = cluster.new {
+      n = 3,
+      topologies = [[{ mine = { strategy = "mine.lua" } }]],
+    }
+    finally(function() c:cleanup() end)
+    local path = c.dir .. "/mine.lua"
+    proc.write(path, strategy_src(c, "v1"))
+    c:start_all()
+    assert(c:wait_master(15000), outputs(c))
+    assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 10000), outputs(c))
+    local marks = {}
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+
+    -- a new version, while connected: reloaded everywhere, state handed over
+    replace(path, strategy_src(c, "v2"))
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("strategy v2 started with state from v1", 5000, nil, marks[i]), outputs(c))
+    end
+
+    -- a syntax error: reported, v2 keeps running
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+    replace(path, strategy_src(c, "v3") .. "\nthis is not lua (\n")
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("EVENT strategy_error reload .*mine%.lua", 10000, nil, marks[i]), outputs(c))
+      assert.is_nil(c.nodes[i]:find_line("strategy v3 started", nil, marks[i]))
+    end
+
+    -- a start that throws: reported, and the old version is put back
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+    replace(path, strategy_src(c, "v4", 'error("v4 refuses to start")'))
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("EVENT strategy_error reload .*v4 refuses to start", 10000, nil, marks[i]),
+        outputs(c))
+    end
+
+    -- SIGHUP reloads too, and a good version after all that still works
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+    proc.write(path, strategy_src(c, "v5"))
+    proc.sleep(400) -- let the file-change reload (if any) finish first
+    for i = 1, 3 do c.nodes[i]:kill("sighup") end
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("strategy v5 started", 10000, nil, marks[i]), outputs(c))
+    end
+
+    proc.sleep(500)
+    assert(all_connected(c, { 1, 2, 3 })(), outputs(c))
+    for i = 1, 3 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", outputs(c)) end
+  end)
+end)
