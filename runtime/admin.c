@@ -10,6 +10,7 @@
 #include "admin.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <http_parser.h>
 #include <limits.h>
 #include <netdb.h>
@@ -54,7 +55,6 @@ struct cl_admin {
   size_t nroutes, routes_cap;
   conn *slots[MAX_SLOTS];
   unsigned nconns;
-  uint64_t seq;
   int closing, listener_open;
   void (*done)(void *);
   void *done_ud;
@@ -104,7 +104,7 @@ typedef struct wreq {
   char data[];
 } wreq;
 
-static http_parser_settings g_settings;
+static _Atomic uint64_t g_seq; /* process-wide, so a handle never matches another server's */
 static void conn_process(conn *c);
 static void conn_close(conn *c);
 static void maybe_read(conn *c);
@@ -216,7 +216,7 @@ static void conn_respond(conn *c, int status, const char *ctype, const char *bod
   c->state = S_WRITING;
   arm(c, c->a->lim.write_timeout_ms);
   cl_log(CL_LOG_DEBUG, SUBSYS, NULL, "%s %.*s -> %d",
-         http_method_str(c->parser.method),
+         c->url_len ? http_method_str(c->parser.method) : "-",
          (int)(c->url_len > 200 ? 200 : c->url_len), c->url ? c->url : "", status);
 }
 
@@ -465,6 +465,16 @@ static int on_message_complete(http_parser *p) {
   return 0;
 }
 
+static const http_parser_settings g_settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
 /* ---------------------------------------------------------------- dispatch */
 
 static int hexval(int ch) {
@@ -563,7 +573,7 @@ static void dispatch(conn *c) {
   c->pretty = cl_admin_query_param(&req, "pretty", pb, sizeof pb) != NULL &&
               strcmp(pb, "false") != 0;
   c->state = S_HANDLING;
-  c->req_id = (++a->seq << SLOT_BITS) | c->slot;
+  c->req_id = ((atomic_fetch_add(&g_seq, 1) + 1) << SLOT_BITS) | c->slot;
   req.priv = (void *)(uintptr_t)c->req_id;
   arm(c, a->lim.handler_timeout_ms);
   match->h(a, &req, match->ud);
@@ -798,15 +808,6 @@ cl_admin *cl_admin_start(uv_loop_t *loop, const char *host_port, const char *tok
     snprintf(err, errlen, "admin: libsodium failed to initialise");
     return NULL;
   }
-  g_settings = (http_parser_settings){
-      .on_message_begin = on_message_begin,
-      .on_url = on_url,
-      .on_header_field = on_header_field,
-      .on_header_value = on_header_value,
-      .on_headers_complete = on_headers_complete,
-      .on_body = on_body,
-      .on_message_complete = on_message_complete,
-  };
   cl_admin *a = calloc(1, sizeof *a);
   if (!a) {
     snprintf(err, errlen, "admin: out of memory");
@@ -820,7 +821,7 @@ cl_admin *cl_admin_start(uv_loop_t *loop, const char *host_port, const char *tok
   a->lim = (cl_admin_limits){.max_body = 1u << 20, .max_header = 16384, .max_conns = 64,
                              .request_timeout_ms = 10000, .idle_timeout_ms = 30000,
                              .handler_timeout_ms = 10000, .write_timeout_ms = 10000,
-                             .max_output = 64u << 20};
+                             .max_output = 16u << 20};
   a->rl_refuse = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
   a->rl_auth = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
   int rc = uv_tcp_init(loop, &a->listener);

@@ -39,7 +39,7 @@ typedef struct cl_admin_limits {
   uint64_t idle_timeout_ms;     /* 30 s keep-alive idle -> closed */
   uint64_t handler_timeout_ms;  /* 10 s for a handler to answer -> 503 */
   uint64_t write_timeout_ms;    /* 10 s for a client to take a response -> closed */
-  size_t max_output;            /* 64 MiB: a larger response -> 500 */
+  size_t max_output;            /* 16 MiB: a larger response -> 500 */
 } cl_admin_limits;
 
 /* host_port: "127.0.0.1:9200", "[::1]:9200", "localhost:9200", "0.0.0.0:9200" (port 0

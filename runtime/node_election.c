@@ -190,10 +190,7 @@ static void perform(cl_node *n) {
     case CL_EL_FX_EVENT:
       switch (e->event) {
       case CL_EL_EV_MASTER_CHANGED:
-        n->elections++;
-        cl_log(CL_LOG_INFO, "election", NULL, "master is now %s (was %s, term %llu)",
-               e->new_master[0] ? e->new_master : "(none)", e->old_master[0] ? e->old_master : "(none)",
-               (unsigned long long)e->term);
+        n->elections++; /* the core logs the change itself */
         cl_node_emit(n, CL_EVT_NODE_MASTER, e->new_master, e->old_master, strlen(e->old_master), 0,
                      (int64_t)e->term, CL_Q_FORCE);
         break;

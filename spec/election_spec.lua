@@ -67,7 +67,7 @@ describe("election", function()
     c.nodes[mi]:wait_exit(3000)
     local alive = {}
     for i = 1, 3 do alive[i] = i ~= mi end
-    local m2, t2 = c:wait_master(10000, alive)
+    local m2, t2 = c:wait_master(10000, alive, master)
     assert.truthy(m2, "no new master after kill -9")
     assert.are_not.equal(master, m2)
     assert.truthy(t2 > term)
@@ -84,7 +84,7 @@ describe("election", function()
     c.nodes[mi]:kill "sigstop"
     local alive = {}
     for i = 1, 3 do alive[i] = i ~= mi end
-    local m2, t2 = c:wait_master(10000, alive)
+    local m2, t2 = c:wait_master(10000, alive, master)
     assert.truthy(m2)
     assert.are_not.equal(master, m2)
     c.nodes[mi]:kill "sigcont"

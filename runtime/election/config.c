@@ -116,7 +116,7 @@ static int in_list_ctx(void *ctx, const char *id) {
 
 /* Elasticsearch's Reconfigurator: the target size is the largest odd number of
  * live non-excluded nodes, but never below 3 once the configuration has
- * reached 3 (so losing one node of 3 keeps a quorum of 2 over the same 3
+ * more than one member (so losing one node of 3 keeps a quorum of 2 over the same 3
  * ids); members are preferred in the order live-and-in-config (master
  * first), live-not-in-config, in-config-not-live. Only a configuration whose
  * quorum is live is returned; otherwise the current one is kept. */
@@ -148,7 +148,9 @@ void cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_
     const char *id = cur->ids[i];
     if (!in_list(live, n_live, id) && !in_excl(excl, n_excl, id)) order[no++] = id;
   }
-  size_t min_size = cur->n < 3 ? 1 : 3;
+  /* as Elasticsearch: only a configuration of one may stay that small; one of two
+   * (3 nodes with one excluded) must not shrink to one on the next pass */
+  size_t min_size = cur->n <= 1 ? 1 : 3;
   size_t odd = live_ok == 0 ? 0 : (live_ok % 2 ? live_ok : live_ok - 1);
   size_t target = odd > min_size ? odd : min_size;
   cl_el_vconfig cand;

@@ -1304,6 +1304,9 @@ int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char
   }
   int r = cl_fault_parse(spec, f, err, errlen);
   if (r) return r;
+  /* "clear" for every peer means every peer: tests heal a partition with one call */
+  if (f == &t->fault_all && !cl_fault_active(f))
+    for (cl_peer *p = t->peers; p; p = p->next) memset(&p->fault, 0, sizeof p->fault);
   int on = cl_fault_active(&t->fault_all);
   for (cl_peer *p = t->peers; p; p = p->next) on |= cl_fault_active(&p->fault);
   t->faults_on = on;
