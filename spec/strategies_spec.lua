@@ -387,7 +387,7 @@ end
 -- One gossip instance on a fake ctx; prints every declared set and, before exiting,
 -- its counters. arg: root name cookie cluster port group run_ms
 local GOSSIP_NODE = [[
-local root, name, cookie, cluster, port, group, run_ms = ...
+local root, name, cookie, cluster, port, group, run_ms, mode = ...
 package.path = root .. "/spec/?.lua;" .. package.path
 local uv = require "uv"
 local fake = require "helpers.strategy_ctx"
@@ -397,6 +397,7 @@ local ctx = fake.new { self = name, cookie = cookie, cluster = cluster,
   on_set = function(list) out("SET " .. table.concat(list, ",")) end,
   on_error = function(e) out("ERROR " .. e) end }
 local config = { port = tonumber(port), group = group, interval = 100, interface = "127.0.0.1" }
+if mode == "broadcast" then config = { port = tonumber(port), group = group, interval = 100, broadcast = true } end
 assert(gossip.validate(config))
 gossip.start(ctx, config)
 out("READY")
@@ -463,6 +464,36 @@ describe("gossip strategy in a network namespace", function()
 
     assert(ip { "netns", "del", ns })
     assert.is_false(ns_exists(ns))
+  end)
+
+  it("works with broadcast too", function()
+    local reason = netns_skip()
+    if reason then return pending("skipped: " .. reason) end
+    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local dir = proc.tmpdir()
+    finally(function()
+      proc.kill_all()
+      if ns_exists(ns) then ip { "netns", "del", ns } end
+      proc.rmtree(dir)
+    end)
+    assert(ip { "netns", "add", ns })
+    assert(ip { "-n", ns, "link", "set", "lo", "up" })
+    local script = proc.write(dir .. "/gossip_node.lua", GOSSIP_NODE)
+    local port = tostring(40000 + math.random(20000))
+    -- the loopback's own broadcast address, inside the namespace: nothing else to reach
+    local function node(name)
+      return proc.start(IP, { "netns", "exec", ns, proc.bin, script, proc.root, name, "cookie-1", "spec",
+        port, "127.255.255.255", "1500", "broadcast" })
+    end
+    local a, b = node("a@127.0.0.1:4370"), node("b@127.0.0.1:4371")
+    for _, p in ipairs { a, b } do assert(p:wait_for_line("^STATS", 10000)) end
+    assert(a:find_line("^SET b@127%.0%.0%.1:4371$"), a:output())
+    assert(b:find_line("^SET a@127%.0%.0%.1:4370$"), b:output())
+    for _, p in ipairs { a, b } do
+      assert.is_nil(p:find_line("^ERROR"), p:output())
+      assert.is_nil(p:find_line("^SET $"), p:output()) -- silence at start is not "no nodes"
+      assert.equal(0, p:wait_exit(5000))
+    end
   end)
 end)
 

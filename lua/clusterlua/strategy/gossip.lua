@@ -188,6 +188,7 @@ function M.start(ctx, config, state)
   }
   instances[ctx] = inst
 
+  local started = uv.now()
   local function declare()
     local now = uv.now()
     local list = {}
@@ -197,6 +198,9 @@ function M.start(ctx, config, state)
       if now - p.heard > expire + 2 * max_skew then inst.peers[n] = nil end
     end
     table.sort(list)
+    -- Hearing nobody yet is not an answer: whatever the previous instance declared
+    -- stays until someone is heard or a whole expiry window has passed in silence.
+    if #list == 0 and inst.declared_key == nil and now - started < expire then return end
     local key_now = table.concat(list, "\n")
     if key_now ~= inst.declared_key then
       inst.declared_key = key_now
