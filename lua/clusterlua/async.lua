@@ -47,6 +47,11 @@ M.in_coroutine = in_coroutine
 -- Resumes co and reports what it raised. os.exit unwinds with a non-string error
 -- value; it must keep unwinding to the runtime, not be reported as a failure.
 local function resume(co, ...)
+  -- Hook coroutines (events.lua) resume through events.resume: it never resumes a
+  -- cancelled one (on_master after step-down), applies the hook's time budget and
+  -- reports errors with the hook's name.
+  local events = require "clusterlua.events"
+  if events.manages(co) then return events.resume(co, ...) end
   local ok, err = coroutine.resume(co, ...)
   if not ok then
     if type(err) == "userdata" then error(err, 0) end

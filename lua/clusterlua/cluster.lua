@@ -120,14 +120,21 @@ end
 local function start_duty(name, fn)
   local d = { cancelled = false }
   running[name] = d
-  d.co = events.spawn("on_master " .. name, function()
+  -- a hook coroutine (budget, no JIT for fn) that events.cancel stops for good
+  events.nojit(fn)
+  d.co = events.spawn_hook("on_master " .. name, function()
     fn(function() return d.cancelled end)
   end)
 end
 
+local function cancel(d)
+  d.cancelled = true
+  if d.co then events.cancel(d.co) end
+end
+
 local function stop_duties()
   for name, d in pairs(running) do
-    d.cancelled = true
+    cancel(d)
     running[name] = nil
   end
 end
@@ -135,7 +142,7 @@ end
 function M.on_master(name, fn)
   if type(name) ~= "string" then error("bad argument #1 (name): expected a string", 2) end
   if fn ~= nil and type(fn) ~= "function" then error("bad argument #2 (fn): expected a function or nil", 2) end
-  if running[name] then running[name].cancelled = true; running[name] = nil end
+  if running[name] then cancel(running[name]); running[name] = nil end
   duties[name] = fn
   if fn and M.is_master() then start_duty(name, fn) end
 end
@@ -173,8 +180,8 @@ node.dispatch.done = function(code, msg, id, version)
   local co = requests[id]
   if not co then return end
   requests[id] = nil
-  local ok, err = coroutine.resume(co, code, msg, version)
-  if not ok then core.report("request continuation", tostring(err)) end
+  -- through events.resume: a cancelled duty is not resumed, a budget applies, errors reported
+  events.resume(co, code, msg, version)
 end
 
 function M.has_quorum() return has_quorum end

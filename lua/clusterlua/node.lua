@@ -113,9 +113,9 @@ function M.call(node, name, value, opts)
     if pending[id] then
       pending[id] = nil
       timer:close()
-      local okr, er = coroutine.resume(co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(full, name, timeout),
+      -- through events.resume: a cancelled hook is not resumed, a budget applies
+      events.resume(co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(full, name, timeout),
         "ETIMEDOUT")
-      if not okr then events.spawn("call " .. name, error, er) end
     end
   end)
   return coroutine.yield()
@@ -130,8 +130,8 @@ local function finish(id, ...)
   pending[id] = nil
   p.timer:stop()
   p.timer:close()
-  local ok, err = coroutine.resume(p.co, ...)
-  if not ok then require("clusterlua.core").report("call continuation", tostring(err)) end
+  -- through events.resume: a cancelled hook is not resumed, a budget applies, errors reported
+  events.resume(p.co, ...)
 end
 
 -- Built-in handlers: runtime info of this node, as the seed article read Process.info.
