@@ -243,9 +243,12 @@ function M.start(ctx, config, state)
   end
 
   local last_send_error
+  local last_ts = 0
   local function announce()
     if inst.stopped then return end
-    local pkt = M.encode(key, cluster, self_name, wall_ms(), crypto.random(M.NONCE_LEN))
+    -- strictly increasing, so peers never take two of our packets in one ms for a replay
+    last_ts = math.max(wall_ms(), last_ts + 1)
+    local pkt = M.encode(key, cluster, self_name, last_ts, crypto.random(M.NONCE_LEN))
     u:send(pkt, group, port, guard(function(serr)
       if serr then
         if serr ~= last_send_error then
