@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "control.h"
+#include "election/election.h"
 #include "lua_host.h"
 #include "node.h"
 
@@ -267,6 +268,58 @@ static int l_reload_done(lua_State *L) {
   return 0;
 }
 
+/* unsafe-bootstrap: the persisted file of a state in which this node alone votes */
+static int l_unsafe_bootstrap(lua_State *L) {
+  size_t len;
+  const char *bytes = luaL_checklstring(L, 1, &len);
+  const char *self_id = luaL_checkstring(L, 2);
+  uint8_t *out = NULL;
+  size_t outlen = 0;
+  char err[256] = "";
+  if (cl_el_unsafe_bootstrap((const uint8_t *)bytes, len, self_id, &out, &outlen, err, sizeof err) != 0) {
+    lua_pushnil(L);
+    lua_pushfstring(L, "EINVAL: %s", err);
+    lua_pushliteral(L, "EINVAL");
+    return 3;
+  }
+  lua_pushlstring(L, (const char *)out, outlen);
+  free(out);
+  return 1;
+}
+
+/* term and version of a persisted file, to show the operator what they are about to keep */
+static int l_persisted_info(lua_State *L) {
+  size_t len;
+  const char *bytes = luaL_checklstring(L, 1, &len);
+  cl_el_state st;
+  cl_el_state_init(&st);
+  uint64_t term = 0;
+  int committed = 0;
+  char err[256] = "";
+  if (cl_el_persist_decode((const uint8_t *)bytes, len, &term, &st, &committed, err, sizeof err) != 0) {
+    cl_el_state_clear(&st);
+    lua_pushnil(L);
+    lua_pushfstring(L, "EINVAL: %s", err);
+    lua_pushliteral(L, "EINVAL");
+    return 3;
+  }
+  lua_createtable(L, 0, 6);
+  lua_pushnumber(L, (lua_Number)term);
+  lua_setfield(L, -2, "term");
+  lua_pushnumber(L, (lua_Number)st.version);
+  lua_setfield(L, -2, "version");
+  lua_pushstring(L, st.cluster_id);
+  lua_setfield(L, -2, "cluster_id");
+  lua_pushboolean(L, committed);
+  lua_setfield(L, -2, "committed");
+  lua_pushnumber(L, st.accepted_config.n);
+  lua_setfield(L, -2, "voting_nodes");
+  lua_pushnumber(L, st.n_nodes);
+  lua_setfield(L, -2, "nodes");
+  cl_el_state_clear(&st);
+  return 1;
+}
+
 static int l_stop(lua_State *L) {
   cl_control *c = ctl(L);
   if (g_handler != LUA_NOREF) {
@@ -405,6 +458,7 @@ int luaopen_clusterlua_cnode(lua_State *L) {
       {"set_send_queue_max", l_set_send_queue_max},
       {"el_update", l_el_update}, {"el_exclude", l_el_exclude}, {"el_clear", l_el_clear},
       {"reload_done", l_reload_done},
+      {"unsafe_bootstrap", l_unsafe_bootstrap}, {"persisted_info", l_persisted_info},
       {NULL, NULL},
   };
   lua_newtable(L);

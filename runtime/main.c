@@ -186,9 +186,12 @@ static int run(int argc, char **argv, int script, int mode) {
       int base = lua_gettop(L) - nargs - 1;
       lua_insert(L, base);
       if (lua_pcall(L, nargs, 0, base) != 0) {
+        /* error() with nil is how busted and others ask for a failing exit on Lua 5.1
+         * without printing anything more */
         if (cl_lua_exit_requested() < 0) {
-          fprintf(stderr, "clusterlua: %s\n",
-                  lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)");
+          if (!lua_isnil(L, -1))
+            fprintf(stderr, "clusterlua: %s\n",
+                    lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)");
           status = 1;
         }
       }

@@ -113,7 +113,7 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
     pp->up = 1;
     snprintf(pp->id, sizeof pp->id, "%s", p->node_id ? p->node_id : "");
   }
-  if (p->rtt_us && n->rtt_us.counts) cl_histogram_observe(&n->rtt_us, p->rtt_us);
+  if (p->rtt_us && n->rtt_us.counts) cl_histogram_observe(&n->rtt_us, p->rtt_us / 1e6);
   cl_evt_up up;
   memset(&up, 0, sizeof up);
   up.rtt_us = p->rtt_us;

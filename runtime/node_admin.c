@@ -286,9 +286,9 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_gauge(&m, "clusterlua_state_version", "Version of the last committed cluster state",
                    st ? (double)st->version : 0);
   cl_metrics_counter(&m, "clusterlua_master_changes", "Master changes seen by this node", (double)n->elections);
-  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_microseconds", "Heartbeat round trip at connection",
+  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds", "Heartbeat round trip when a peer comes up",
                        &n->rtt_us);
-  cl_metrics_histogram(&m, "clusterlua_persist_milliseconds", "Time to persist election state (write+fsync)",
+  cl_metrics_histogram(&m, "clusterlua_persist_seconds", "Time to persist election state (write, fsync, rename, fsync dir)",
                        &n->persist_ms);
   cl_metrics_counter(&m, "clusterlua_frames_in", "Frames received", (double)ts.frames_in);
   cl_metrics_counter(&m, "clusterlua_frames_out", "Frames sent", (double)ts.frames_out);
@@ -313,7 +313,8 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_counter(&m, "clusterlua_reloads", "Reloads requested through the admin endpoint", (double)n->reloads);
   cl_metrics_counter(&m, "clusterlua_dropped_events", "Events or messages dropped because Lua fell behind",
                      (double)(n->msgs_dropped + n->c->evt.dropped));
-  cl_metrics_gauge(&m, "clusterlua_lua_lag_ms", "How long Lua took to answer the last ping", (double)n->lua_lag_ms);
+  cl_metrics_gauge(&m, "clusterlua_lua_lag_seconds", "How long Lua took to answer the last ping",
+                   (double)n->lua_lag_ms / 1000.0);
   size_t len;
   const char *text = cl_metrics_text(&m, &len);
   cl_admin_reply(a, req->priv, 200, CL_METRICS_CONTENT_TYPE, text, len);

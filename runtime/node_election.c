@@ -28,8 +28,8 @@ static deferred *dq_head, *dq_tail;
 static char *imn_buf;
 static const char *imn_list[CL_EL_MAX_INITIAL + 1];
 
-static const double persist_bounds[] = {1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000};
-static const double rtt_bounds[] = {50, 100, 250, 500, 1000, 2500, 5000, 10000, 50000, 100000};
+static const double persist_bounds[] = {.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5};
+static const double rtt_bounds[] = {.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1};
 
 uint32_t cl_node_roles_flags(const char *roles) {
   uint32_t f = 0;
@@ -92,7 +92,7 @@ static void persist(cl_node *n, const uint8_t *data, size_t len) {
     _exit(74);
   }
   double ms = (double)(uv_hrtime() - t0) / 1e6;
-  cl_histogram_observe(&n->persist_ms, ms);
+  cl_histogram_observe(&n->persist_ms, ms / 1000.0);
   n->persist_count++;
   if (ms > 500) cl_log(CL_LOG_WARN, "election", NULL, "slow fsync: persisting took %.0f ms", ms);
 }

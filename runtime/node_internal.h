@@ -40,7 +40,7 @@ typedef struct cl_node {
   char state_path[4096];
   uint64_t elections;      /* master changes seen */
   uint64_t persist_count;
-  cl_histogram persist_ms;
+  cl_histogram persist_ms; /* seconds, despite the name: Prometheus base units */
   cl_histogram rtt_us;
   uint64_t wall_offset_ms; /* wall clock minus loop time, to render loop timestamps */
 
@@ -79,7 +79,7 @@ int cl_node_admin_start(cl_node *n, char *err, size_t errlen);
 void cl_node_admin_stop(cl_node *n);
 void cl_node_admin_reload_done(cl_node *n, uint64_t req, int status, const char *json);
 /* request ids with this bit come from the admin endpoint, not from Lua */
-#define CL_ADMIN_REQ_BIT (1ull << 62)
+#define CL_ADMIN_REQ_BIT (1ull << 40) /* ids pass through Lua numbers: keep them below 2^53 */
 void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version);
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
 

@@ -1,0 +1,149 @@
+-- The admin endpoint of a real 3-node cluster, through real HTTP requests.
+local cjson = require "cjson.safe"
+local uv = require "uv"
+local cluster = require "helpers.cluster"
+local proc = require "helpers.proc"
+
+describe("admin endpoint", function()
+  local c
+  setup(function()
+    c = cluster.new { n = 3 }
+    c:start_all()
+    assert.truthy(c:wait_master(10000), "no master")
+  end)
+  teardown(function()
+    if c then c:cleanup() end
+  end)
+
+  it("answers /_cluster/health with every documented field", function()
+    local code, h = c:http(2, "GET", "/_cluster/health")
+    assert.equal(200, code)
+    for _, k in ipairs { "cluster_name", "status", "master", "term", "version", "number_of_nodes",
+      "number_of_master_eligible_nodes", "voting_config", "quorum", "lua_lag_ms", "hook_aborts" } do
+      assert.is_not_nil(h[k], "missing " .. k)
+    end
+    assert.equal("green", h.status)
+    assert.equal(3, h.number_of_nodes)
+    assert.equal(3, h.number_of_master_eligible_nodes)
+    assert.equal(2, h.quorum)
+    assert.truthy(h.master:match "^node%d@127%.0%.0%.1:%d+$")
+  end)
+
+  it("answers /_nodes with name, address, roles, connected, since, last heartbeat and rtt", function()
+    local code, j = c:http(1, "GET", "/_nodes")
+    assert.equal(200, code)
+    assert.equal(3, #j.nodes)
+    local since = {}
+    for _, n in ipairs(j.nodes) do
+      for _, k in ipairs { "name", "address", "roles", "connected", "since", "last_heartbeat_ms", "rtt_us" } do
+        assert.is_not_nil(n[k], "missing " .. k)
+      end
+      assert.is_true(n.connected)
+      since[n.name] = n.since
+    end
+    proc.sleep(300)
+    local _, j2 = c:http(1, "GET", "/_nodes")
+    for _, n in ipairs(j2.nodes) do assert.equal(since[n.name], n.since, "since moved without a reconnect") end
+  end)
+
+  it("serves the cluster state in Elasticsearch's layout, with filter_path", function()
+    local code, s = c:http(1, "GET", "/_cluster/state")
+    assert.equal(200, code)
+    assert.equal("spec", s.cluster_name)
+    assert.truthy(#s.cluster_uuid > 0)
+    assert.truthy(s.nodes[s.master_node], "master_node is not a node id")
+    local coord = s.metadata.cluster_coordination
+    assert.equal(3, #coord.last_committed_config)
+    code, s = c:http(1, "GET", "/_cluster/state?filter_path=metadata.cluster_coordination.voting_config_excluding_deferred")
+    assert.equal(200, code)
+    assert.same({ "metadata" }, (function() local k = {} for x in pairs(s) do k[#k + 1] = x end return k end)())
+    assert.equal(3, #s.metadata.cluster_coordination.voting_config_excluding_deferred)
+    code, s = c:http(1, "GET", "/_cluster/state?filter_path=nodes.*.name,version")
+    assert.equal(200, code)
+    assert.is_number(s.version)
+    local names = 0
+    for _, n in pairs(s.nodes) do
+      assert.is_string(n.name)
+      assert.is_nil(n.address)
+      names = names + 1
+    end
+    assert.equal(3, names)
+    code, s = c:http(1, "GET", "/_cluster/state?filter_path=no.such.path")
+    assert.equal(200, code)
+    assert.same({}, s)
+  end)
+
+  it("refuses bad requests with JSON errors: 404, 405, 400, 413", function()
+    local code, j = c:http(1, "GET", "/nope")
+    assert.equal(404, code)
+    assert.is_string(j.error)
+    code, j = c:http(1, "PUT", "/_cluster/health")
+    assert.equal(405, code)
+    assert.is_string(j.error)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions")
+    assert.equal(400, code)
+    assert.truthy(j.error:find("node_names", 1, true))
+    code, j = c:http(1, "DELETE", "/_cluster/voting_config_exclusions?wait_for_removal=maybe")
+    assert.equal(400, code)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_names=nosuchnode")
+    assert.truthy(code >= 400 and code < 600)
+    assert.is_string(j.error)
+    local big = ("x"):rep(2 * 1024 * 1024)
+    local path = c.dir .. "/big"
+    cluster.write(path, big)
+    local p = proc.start("curl", { "-s", "-m", "5", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST",
+      "--data-binary", "@" .. path, "http://" .. c.admin[1] .. "/_reload" })
+    p:wait_exit(8000)
+    assert.equal("413", p.stdout)
+  end)
+
+  it("reloads through POST /_reload", function()
+    local code, j = c:http(1, "POST", "/_reload")
+    assert.equal(200, code, cjson.encode(j))
+    assert.is_table(j.reloaded)
+    local topo = io.open(c.topology):read "*a"
+    cluster.write(c.topology, "return {")
+    code, j = c:http(1, "POST", "/_reload")
+    assert.equal(400, code)
+    assert.truthy(j.error:find("topology.lua:1", 1, true), j.error)
+    cluster.write(c.topology, topo)
+  end)
+
+  it("exports Prometheus metrics that promtool accepts", function()
+    local p = proc.start("curl", { "-s", "-m", "3", "http://" .. c.admin[1] .. "/metrics" })
+    p:wait_exit(5000)
+    local text = p.stdout
+    for _, m in ipairs { "clusterlua_nodes_up", "clusterlua_term", "clusterlua_state_version", "clusterlua_is_master",
+      "clusterlua_heartbeat_rtt_seconds_bucket", "clusterlua_persist_seconds_bucket",
+      "clusterlua_frames_in_total", "clusterlua_bytes_out_total", "clusterlua_handshake_failures_total",
+      "clusterlua_hook_aborts_total", "clusterlua_dropped_events_total", "clusterlua_lua_lag_seconds" } do
+      assert.truthy(text:find(m, 1, true), "missing metric " .. m)
+    end
+    if uv.fs_stat "/usr/bin/promtool" then
+      local check = proc.start("/usr/bin/promtool", { "check", "metrics" }, { stdin = text })
+      local code = check:wait_exit(10000)
+      assert.equal(0, code, check.stdout .. check.stderr)
+    else
+      pending "promtool is not installed (Debian package prometheus)"
+    end
+  end)
+
+  it("prints the cluster with `clusterlua status`, as a table and as JSON", function()
+    local p = proc.start(proc.bin, { "status", "--admin", c.admin[1] })
+    assert.equal(0, p:wait_exit(5000), p.stderr)
+    for i = 1, 3 do assert.truthy(p.stdout:find(c.names[i], 1, true)) end
+    assert.truthy(p.stdout:find("green", 1, true))
+    p = proc.start(proc.bin, { "status", "--admin", c.admin[1], "--json" })
+    assert.equal(0, p:wait_exit(5000))
+    assert.is_table(cjson.decode(p.stdout))
+    p = proc.start(proc.bin, { "status" }, { env = { CLUSTERLUA_ADMIN = "" } })
+    assert.equal(2, p:wait_exit(5000))
+  end)
+
+  it("needs a token to bind off loopback", function()
+    local p = proc.start(proc.bin, { "--name", "x@127.0.0.1:" .. cluster.free_port(), "--cookie", "c", "--admin",
+      "0.0.0.0:" .. cluster.free_port(), "--data", c.dir .. "/datax", c.topology })
+    assert.are_not.equal(0, p:wait_exit(5000))
+    assert.truthy(p.stderr:find("token", 1, true), p.stderr)
+  end)
+end)
