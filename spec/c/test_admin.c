@@ -113,6 +113,11 @@ static void h_gone(cl_admin *a, cl_admin_req *req, void *ud) {
   (void)a, (void)ud;
   start_delayed(req, 2, 300);
 }
+static void h_extend(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  cl_admin_extend_deadline(a, req->priv, 2000);
+  start_delayed(req, 0, 800); /* past the 500 ms default, within the extension */
+}
 static void h_never(cl_admin *a, cl_admin_req *req, void *ud) { (void)a, (void)req, (void)ud; }
 
 static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
@@ -136,7 +141,7 @@ static void on_stop(uv_async_t *h) {
 
 typedef struct {
   int fd;
-  char buf[1 << 17];
+  char buf[(1 << 17) + 1]; /* the last byte keeps the data NUL-terminated */
   size_t len;
 } client;
 
@@ -177,10 +182,11 @@ static int fill(client *c, int timeout_ms) {
   int r = poll(&pfd, 1, timeout_ms);
   if (r == 0) return -2;
   if (r < 0) return -1;
-  if (c->len == sizeof c->buf) return -1;
-  ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - c->len, 0);
+  if (c->len == sizeof c->buf - 1) return -1;
+  ssize_t n = recv(c->fd, c->buf + c->len, sizeof c->buf - 1 - c->len, 0);
   if (n < 0) return -1;
   c->len += (size_t)n;
+  c->buf[c->len] = 0;
   return (int)n;
 }
 
@@ -190,7 +196,6 @@ static int read_resp(client *c, resp *r, int timeout_ms) {
   uint64_t deadline = mono_ms() + (uint64_t)timeout_ms;
   char *end;
   for (;;) {
-    c->buf[c->len < sizeof c->buf ? c->len : sizeof c->buf - 1] = 0;
     end = c->len ? memmem(c->buf, c->len, "\r\n\r\n", 4) : NULL;
     if (end) break;
     int left = (int)(deadline - mono_ms());
@@ -209,6 +214,7 @@ static int read_resp(client *c, resp *r, int timeout_ms) {
   if (r->status == 100) { /* interim: consume and read the final one */
     memmove(c->buf, c->buf + hl, c->len - hl);
     c->len -= hl;
+    c->buf[c->len] = 0;
     return read_resp(c, r, timeout_ms);
   }
   while (c->len < hl + cl) {
@@ -223,6 +229,7 @@ static int read_resp(client *c, resp *r, int timeout_ms) {
   r->body_len = cl;
   memmove(c->buf, c->buf + hl + cl, c->len - hl - cl);
   c->len -= hl + cl;
+  c->buf[c->len] = 0;
   return 0;
 }
 
@@ -390,6 +397,29 @@ static void client_tests(void) {
   dt = mono_ms() - t0;
   CHECK("handler_deadline_503", rc == 0 && r.status == 503 && json_error_field(&r) && dt >= 450 && dt < 2500,
         "rc=%d status=%d dt=%llu", rc, r.status, (unsigned long long)dt);
+
+  rc = roundtrip(port, "GET /extend HTTP/1.1\r\n\r\n", &r);
+  CHECK("extend_deadline", rc == 0 && r.status == 200 && strstr(r.body, "late"), "rc=%d status=%d", rc, r.status);
+
+  /* many pipelined requests sent before reading any answer: the server reads only
+   * what its bounded buffer holds, and still answers every one, in order */
+  {
+    static char flood[200000];
+    size_t fl = 0;
+    int nreq = 3000;
+    for (int i = 0; i < nreq; i++)
+      fl += (size_t)snprintf(flood + fl, sizeof flood - fl, "GET /%s HTTP/1.1\r\n\r\n", i % 2 ? "nope" : "hello");
+    dial(&a, port);
+    int sent = send_all(&a, flood, fl) == 0;
+    int got = 0, order_ok = 1;
+    for (int i = 0; i < nreq; i++) {
+      if (read_resp(&a, &r, 3000) != 0) break;
+      if (r.status != (i % 2 ? 404 : 200)) order_ok = 0;
+      got++;
+    }
+    CHECK("pipelined_flood_bounded", sent && got == nreq && order_ok, "sent=%d got=%d order=%d", sent, got, order_ok);
+    hang_up(&a);
+  }
 
   /* an answer after the deadline is dropped, and the connection stays usable */
   dial(&a, port);
@@ -684,6 +714,7 @@ int main(void) {
   cl_admin_route(srv, "GET", "/late", h_late, NULL);
   cl_admin_route(srv, "GET", "/gone", h_gone, NULL);
   cl_admin_route(srv, "GET", "/never", h_never, NULL);
+  cl_admin_route(srv, "GET", "/extend", h_extend, NULL);
   cl_admin_route(srv, "GET", "/metrics", h_metrics, NULL);
   cl_admin_route(srv_tok, "GET", "/hello", h_hello, NULL);
   uv_async_init(&loop, &stop_async, on_stop);

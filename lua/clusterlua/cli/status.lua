@@ -18,9 +18,11 @@ usage: clusterlua status [--admin HOST:PORT] [--json] [--token-file PATH] [--tim
 
 local function err(fmt, ...) io.stderr:write("clusterlua status: ", fmt:format(...), "\n") end
 
+-- main.c sets arg[0] = "status" (Lua's script convention); a caller may also pass
+-- { "status", ... }: options start after the command name either way.
 local function parse_args(argv)
   local o = { timeout = 5000 }
-  local i = 2 -- argv[1] is "status"
+  local i = (argv[0] ~= "status" and argv[1] == "status") and 2 or 1
   while argv[i] do
     local a = argv[i]
     local k, v = a:match("^(%-%-[%w-]+)=(.*)$")
