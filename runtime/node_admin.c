@@ -356,7 +356,6 @@ int cl_node_admin_start(cl_node *n, char *err, size_t errlen) {
   cl_admin_route(n->admin, "GET", "/metrics", h_metrics, n);
   const char *faults = getenv("CLUSTERLUA_FAULTS");
   if (faults && strcmp(faults, "1") == 0) cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);
-  cl_log(CL_LOG_INFO, "admin", NULL, "admin endpoint on %s", n->cfg->admin);
   return 0;
 }
 

@@ -195,4 +195,39 @@ return { node_down = function(n, r) io.stdout:write("EVENT node_down ", n, " ", 
     assert.truthy(p.stderr:find("no cookie", 1, true))
     os.execute("rm -rf '" .. dir .. "'")
   end)
+
+  it("send: ENOBUFS towards a stopped peer, E2BIG over max_frame, and a message just under it passes", function()
+    c = cluster.new { n = 2, extra = [[transport = { timeout_ms = 20000, send_queue_max = 1048576, max_frame = 1048576 },]],
+      hooks = [[
+local cl = require "clusterlua"
+local function out(...) io.stdout:write("EVENT ", table.concat({...}, " "), "\n") io.stdout:flush() end
+local got = 0
+cl.handle("big", function(v) out("big_received", #v) end)
+cl.handle("fill", function() got = got + 1 end)
+return { node_up = function(n)
+  out("node_up", n)
+  if not cl.self().name:match "^node1@" then return end
+  -- just under the frame limit (leave room for the envelope), then just over it
+  assert(cl.send(n, "big", ("x"):rep(1048576 - 64)))
+  local _, err = cl.send(n, "big", ("x"):rep(1048576 + 1))
+  out("over", tostring(err):match "^[%u%d]+")
+  cl.sleep(1500) -- the spec stops node2 meanwhile
+  local chunk = ("y"):rep(4096)
+  for i = 1, 200000 do
+    local ok, e = cl.send(n, "fill", chunk)
+    if not ok then out("full", tostring(e):match "^[%u%d]+", i) return end
+    if i % 64 == 0 then cl.sleep(1) end
+  end
+  out("full", "never")
+end }
+]] }
+    c:start_all()
+    assert.truthy(c.nodes[1]:wait_for_line("EVENT node_up", 10000))
+    assert.truthy(c.nodes[2]:wait_for_line("EVENT big_received " .. (1048576 - 64), 5000))
+    assert.truthy(c.nodes[1]:wait_for_line("EVENT over E2BIG", 5000))
+    c.nodes[2]:kill "sigstop"
+    assert.truthy(c.nodes[1]:wait_for_line("EVENT full ENOBUFS %d+", 15000))
+    c.nodes[2]:kill "sigcont"
+    assert.is_nil(c.nodes[1]:find_line "EVENT node_down")
+  end)
 end)

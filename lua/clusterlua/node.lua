@@ -16,6 +16,7 @@ local handlers = {}  -- message handler name -> fn
 local pending = {}   -- call id -> {co=, node=, timer=}
 local next_id = 0
 local started = false
+local max_frame = 16 * 1024 * 1024
 
 M.stats = { remote_errors = 0, dropped_replies = 0 }
 
@@ -85,6 +86,10 @@ local function send_raw(node, msg)
   if not connected[full] then return nil, "ENOTCONN: not connected to " .. full, "ENOTCONN" end
   local s, e2, c2 = enc(msg)
   if not s then return nil, e2, c2 end
+  -- refused here, at once: the transport would only drop it later on the control loop
+  if #s > max_frame then
+    return nil, ("E2BIG: message of %d bytes exceeds transport.max_frame (%d)"):format(#s, max_frame), "E2BIG"
+  end
   return cnode.send(full, s)
 end
 
@@ -243,6 +248,7 @@ function M.start(config)
   end)
   if not ok then return nil, err, code end
   started = true
+  max_frame = config.max_frame or max_frame
   self_info = {
     name = config.name, id = config.id, roles = config.roles, cluster = config.cluster, pid = uv.os_getpid(),
   }
