@@ -358,7 +358,10 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
       int nargs = 2;
       switch (m->type) {
       case CL_EVT_NODE_UP: {
-        const cl_evt_up *up = (const cl_evt_up *)cl_msg_body(m);
+        /* the body follows the name, so it is not aligned: copy it out */
+        cl_evt_up upv;
+        memcpy(&upv, cl_msg_body(m), sizeof upv);
+        const cl_evt_up *up = &upv;
         lua_pushliteral(L, "up");
         lua_pushstring(L, cl_msg_name(m));
         lua_createtable(L, 0, 6);
