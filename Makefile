@@ -14,7 +14,7 @@ LDFLAGS += -Wl,-E
 
 DEB_PACKAGES = build-essential luajit libluajit-5.1-dev libuv1-dev lua-luv-dev libsodium-dev \
   libc-ares-dev libhttp-parser-dev libjansson-dev lua-cjson lua-busted clang libclang-rt-14-dev \
-  dnsmasq-base iproute2 iptables stress-ng curl prometheus
+  dnsmasq-base iproute2 iptables stress-ng curl prometheus luarocks
 
 RUNTIME_SRC = $(wildcard runtime/*.c runtime/transport/*.c runtime/election/*.c)
 RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
@@ -69,11 +69,14 @@ fuzz: $(FUZZ_TARGETS)
 demo: all
 	@bash examples/demo.sh $(BUILD)/clusterlua
 
+# LuaRocks passes BINDIR and LUADIR; the binary looks for its modules in
+# ../share/clusterlua/lua and ../share/lua/5.1 next to itself.
+BINDIR ?= $(PREFIX)/bin
+LUADIR ?= $(PREFIX)/share/clusterlua/lua
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/clusterlua/lua
-	install -m 755 $(BUILD)/clusterlua $(DESTDIR)$(PREFIX)/bin/clusterlua
-	cd lua && find clusterlua -name '*.lua' -exec install -D -m 644 {} \
-	  $(DESTDIR)$(PREFIX)/share/clusterlua/lua/{} \;
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(LUADIR)
+	install -m 755 $(BUILD)/clusterlua $(DESTDIR)$(BINDIR)/clusterlua
+	cd lua && find clusterlua -name '*.lua' -exec install -D -m 644 {} $(DESTDIR)$(LUADIR)/{} \;
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -117,7 +117,7 @@ static void find_libdir(const char *exe_path) {
     *slash = 0;
   else
     snprintf(dir, sizeof dir, ".");
-  const char *cands[] = {"%s/../lua", "%s/../share/clusterlua/lua"};
+  const char *cands[] = {"%s/../lua", "%s/../share/clusterlua/lua", "%s/../share/lua/5.1"};
   for (size_t i = 0; i < sizeof cands / sizeof *cands; i++) {
     char base[2100];
     snprintf(base, sizeof base, cands[i], dir);
