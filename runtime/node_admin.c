@@ -67,17 +67,6 @@ struct nodes_ctx {
   uint64_t now;
 };
 
-static json_t *roles_array(const char *roles) {
-  json_t *a = json_array();
-  const char *p = roles;
-  while (p && *p) {
-    const char *e = strchr(p, ',');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len) json_array_append_new(a, json_stringn(p, len));
-    p = e ? e + 1 : NULL;
-  }
-  return a;
-}
 
 static void node_entry(void *ud, const cl_peer_info *p) {
   struct nodes_ctx *c = ud;
@@ -85,7 +74,7 @@ static void node_entry(void *ud, const cl_peer_info *p) {
   json_object_set_new(o, "name", json_string(p->name));
   json_object_set_new(o, "id", p->node_id && *p->node_id ? json_string(p->node_id) : json_null());
   json_object_set_new(o, "address", json_string(p->address ? p->address : ""));
-  json_object_set_new(o, "roles", roles_array(p->roles));
+  json_object_set_new(o, "roles", cl_node_roles_json(p->roles));
   json_object_set_new(o, "connected", json_boolean(p->connected));
   json_object_set_new(o, "since", p->since_ms ? json_integer((json_int_t)(p->since_ms + c->n->wall_offset_ms)) : json_null());
   json_object_set_new(o, "last_heartbeat_ms",
@@ -102,7 +91,7 @@ static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   json_object_set_new(self, "id", json_string(n->cfg->id));
   const char *at = strchr(n->cfg->name, '@');
   json_object_set_new(self, "address", json_string(at ? at + 1 : ""));
-  json_object_set_new(self, "roles", roles_array(n->cfg->roles));
+  json_object_set_new(self, "roles", cl_node_roles_json(n->cfg->roles));
   json_object_set_new(self, "connected", json_true());
   json_object_set_new(self, "self", json_true());
   json_object_set_new(self, "since", json_integer((json_int_t)(n->wall_offset_ms)));

@@ -107,7 +107,7 @@ static int excluded(const cl_el_state *st, const char *id) {
   return 0;
 }
 
-static json_t *roles_json(const char *tags) {
+json_t *cl_node_roles_json(const char *tags) {
   json_t *a = json_array();
   const char *p = tags;
   while (p && *p) {
@@ -133,7 +133,7 @@ json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
     json_t *j = json_object();
     json_object_set_new(j, "name", json_string(nd->name));
     json_object_set_new(j, "address", json_string(nd->address));
-    json_object_set_new(j, "roles", roles_json(nd->tags));
+    json_object_set_new(j, "roles", cl_node_roles_json(nd->tags));
     json_object_set_new(nodes, nd->id, j);
   }
   json_object_set_new(o, "nodes", nodes);

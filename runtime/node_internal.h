@@ -82,5 +82,6 @@ void cl_node_admin_reload_done(cl_node *n, uint64_t req, int status, const char 
 #define CL_ADMIN_REQ_BIT (1ull << 40) /* ids pass through Lua numbers: keep them below 2^53 */
 void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version);
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
+json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
 
 #endif

@@ -3,14 +3,7 @@ local cjson = require "cjson.safe"
 local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
 
-local HOOKS = [[
-local cl = require "clusterlua"
-local function out(...)
-  local t = {}
-  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
-  io.stdout:write("EVENT ", table.concat(t, " "), "\n")
-  io.stdout:flush()
-end
+local HOOKS = cluster.HOOKS_PRELUDE .. [[
 local asked = false
 return {
   node_up = function(n) out("node_up", n) end,

@@ -2,14 +2,7 @@
 local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
 
-local HOOKS_RPC = [[
-local cl = require "clusterlua"
-local function out(...)
-  local t = {}
-  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
-  io.stdout:write("EVENT ", table.concat(t, " "), "\n")
-  io.stdout:flush()
-end
+local HOOKS_RPC = cluster.HOOKS_PRELUDE .. [[
 cl.handle("echo", function(v) return v end)
 cl.handle("boom", function() error("kaboom") end)
 cl.handle("slow", function() cl.sleep(2000) return "late" end)

@@ -26,7 +26,8 @@ local function write(path, text)
 end
 M.write = write
 
-local HOOKS = [[
+-- the prelude of every hooks file a spec writes: `out(...)` prints one EVENT line
+M.HOOKS_PRELUDE = [[
 local cl = require "clusterlua"
 local function out(...)
   local t = {}
@@ -34,6 +35,9 @@ local function out(...)
   io.stdout:write("EVENT ", table.concat(t, " "), "\n")
   io.stdout:flush()
 end
+]]
+
+local HOOKS = M.HOOKS_PRELUDE .. [[
 return {
   node_up = function(n) out("node_up", n) end,
   node_down = function(n, r) out("node_down", n, r) end,
