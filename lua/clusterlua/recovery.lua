@@ -114,13 +114,22 @@ local function name_of(state, id)
   return n and n.name
 end
 
-local function is_voting(api, name)
+-- ids: name -> node id, remembered from earlier states: the master drops a node that
+-- went away from state.nodes while its id stays in the voting configuration
+local function is_voting(api, name, ids)
   local state, c = coord(api)
   for _, id in ipairs(c.last_committed_config or {}) do
     local n = name_of(state, id)
-    if n == name or (n and short(n) == name) then return true end
+    if n == name or (n and short(n) == name) or (ids and ids[name] == id) then return true end
   end
   return false
+end
+
+local function remember_ids(api, ids)
+  local state = api.state and api.state()
+  for id, nd in pairs(state and state.nodes or {}) do
+    if type(nd) == "table" and nd.name then ids[nd.name] = id end
+  end
 end
 
 local function exclusions(api)
@@ -151,6 +160,7 @@ function M.exclude_after_grace(opts)
   local wanted = matcher(fname, opts.peer)
   local api = api_of(opts)
   local down = {} -- name -> token of the current outage (a table, compared by identity)
+  local ids = {}
   local reconciling = false
 
   local function marked()
@@ -209,12 +219,14 @@ function M.exclude_after_grace(opts)
     if not wanted(name) then return end
     local token = {}
     down[name] = token
+    remember_ids(api, ids)
     api.sleep(grace)
+    local complained = false
     -- is_up as well as the token: hooks replaced by a reload never see the node_up
     while down[name] == token and not is_up(api, name) do
       if contains(exclusions(api), name) then return end -- done (by this master or another)
       if api.is_master() then
-        if not is_voting(api, name) then return end
+        if not is_voting(api, name, ids) then return end
         -- remembered first: a mark without an exclusion is harmless, the reverse would
         -- leave the node out of voting for good
         local _, uerr = api.update(function(u)
@@ -234,7 +246,12 @@ function M.exclude_after_grace(opts)
           if down[name] ~= token or is_up(api, name) then reconcile() end
           return
         end
-        log(api, "warn", ("exclude_after_grace: excluding %s failed: %s"):format(name, tostring(err)))
+        -- retried quietly: a master without quorum fails the same way every time
+        if not complained then
+          complained = true
+          log(api, "warn", ("exclude_after_grace: excluding %s failed (retrying every %d ms): %s"):format(
+            name, retry, tostring(err)))
+        end
       end
       api.sleep(retry)
     end
@@ -251,7 +268,10 @@ function M.exclude_after_grace(opts)
     node_up = { [n] = function(name) on_up(name) end },
     -- a new master picks up what an earlier one left to clear
     master_changed = { [n] = function() reconcile() end },
-    state_committed = { [n] = function() if next(marked()) then reconcile() end end },
+    state_committed = { [n] = function()
+      remember_ids(api, ids)
+      if next(marked()) then reconcile() end
+    end },
   }
 end
 
