@@ -27,6 +27,22 @@ cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id) {
   return NULL;
 }
 
+/* A node that is down is no longer in the cluster state, but the operator still names it:
+ * hand the election core its id, which it matches against the voting configuration. */
+const char *cl_node_exclusion_target(cl_node *n, const char *name) {
+  cl_node_peer *hit = NULL;
+  size_t nl = strlen(name);
+  for (int i = 0; i < n->n_peers; i++) {
+    cl_node_peer *p = &n->peers[i];
+    int full = strcmp(p->name, name) == 0;
+    int shrt = !strchr(name, '@') && strncmp(p->name, name, nl) == 0 && p->name[nl] == '@';
+    if (!full && !shrt) continue;
+    if (hit) return name; /* ambiguous: let the core say so */
+    hit = p;
+  }
+  return hit && !hit->up && hit->id[0] ? hit->id : name;
+}
+
 static cl_node_peer *peer_add(cl_node *n, const char *name) {
   cl_node_peer *p = cl_node_peer_by_name(n, name);
   if (p) return p;
@@ -272,7 +288,7 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     size_t nn = 0;
     char *buf = (char *)cl_msg_body_mut(m);
     for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && nn < CL_EL_MAX_EXCL; tok = strtok_r(NULL, ",", &save))
-      names[nn++] = tok;
+      names[nn++] = cl_node_exclusion_target(n, tok);
     cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = m->id, .names = names, .n_names = nn};
     cl_node_election_input(n, &in);
     break;

@@ -203,7 +203,7 @@ static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
       cl_admin_reply_error(a, req->priv, 400, "too many node_names (at most %d)", CL_EL_MAX_EXCL);
       return;
     }
-    list[nn++] = tok;
+    list[nn++] = cl_node_exclusion_target(n, tok);
   }
   uint64_t id = remember(req->priv);
   if (!id) {

@@ -145,7 +145,13 @@ json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
   for (uint32_t i = 0; i < st->n_excl; i++) {
     json_t *e = json_object();
     json_object_set_new(e, "node_id", json_string(st->excl[i].id));
-    json_object_set_new(e, "node_name", json_string(st->excl[i].name));
+    /* a node excluded while down is recorded by id: show the name we knew it by */
+    const char *ename = st->excl[i].name;
+    if (strcmp(ename, st->excl[i].id) == 0) {
+      cl_node_peer *p = cl_node_peer_by_id(n, st->excl[i].id);
+      if (p) ename = p->name;
+    }
+    json_object_set_new(e, "node_name", json_string(ename));
     json_array_append_new(ex, e);
   }
   for (uint32_t i = 0; i < st->committed_config.n; i++)

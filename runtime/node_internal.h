@@ -61,6 +61,7 @@ extern cl_node cl_the_node;
 /* node.c */
 cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name);
 cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id);
+const char *cl_node_exclusion_target(cl_node *n, const char *name);
 void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
                   int64_t num, int mode);
 

@@ -706,6 +706,20 @@ static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m) {
         }
         found = &cur->nodes[k];
       }
+      /* a node that is down has left the state's nodes but may still vote: like
+       * Elasticsearch's node_ids, an id in the state or in a voting configuration
+       * names it (the runtime turns names of nodes it knew into their ids) */
+      cl_el_node byid;
+      if (!found) {
+        for (uint32_t k = 0; k < cur->n_nodes && !found; k++)
+          if (!strcmp(m->names[i], cur->nodes[k].id)) found = &cur->nodes[k];
+      }
+      if (!found && (cl_vc_has(&cur->committed_config, m->names[i]) || cl_vc_has(&cur->accepted_config, m->names[i]))) {
+        memset(&byid, 0, sizeof byid);
+        scpy(byid.id, sizeof byid.id, m->names[i]);
+        scpy(byid.name, sizeof byid.name, m->names[i]);
+        found = &byid;
+      }
       if (!found) {
         reply_req(el, origin, m->req_id, "ENOTFOUND", 0, "exclusion \"%s\" matches no node of the cluster",
                   m->names[i]);

@@ -625,6 +625,10 @@ static int t_reconfiguration_rules(void) {
   cl_el_excl ex = {"c", "node3"};
   cl_reconfigure(&cur, ids5, 3, &ex, 1, "a", &out);
   CHECK(out.n == 2 && !cl_vc_has(&out, "c"), "exclusion: %u", out.n);
+  /* ... and the next pass keeps 2: it must not shrink to 1 (quorum 1 of a 2-node cluster) */
+  cl_el_vconfig twocfg = out;
+  cl_reconfigure(&twocfg, ids5, 3, &ex, 1, "a", &out);
+  CHECK(out.n == 2, "a configuration of 2 shrank to %u", out.n);
   /* an unreachable target keeps the current configuration */
   cl_el_vconfig one = {0};
   cl_vc_add(&one, "a");
@@ -662,6 +666,33 @@ static int t_grow_and_exclude_in_cluster(void) {
   st = cl_el_committed(C.t[asker].el);
   CHECK(C.t[asker].completed == 78 && st->n_excl == 0 && st->accepted_config.n == 5, "clear: %s, config %u",
         C.t[asker].last_code, st->accepted_config.n);
+  cluster_free(&C);
+  return 0;
+}
+
+/* a node that is down has left the state's nodes; its id still names it */
+static int t_exclude_down_node_by_id(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 500);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no agreed master");
+  int victim = (l + 1) % 3, asker = (l + 2) % 3;
+  crash(&C, victim);
+  run(&C, 1500);
+  const char *names[] = {C.t[victim].id};
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
+  in.req_id = 91;
+  in.names = names;
+  in.n_names = 1;
+  stepn(&C, asker, &in);
+  run(&C, 500);
+  CHECK(C.t[asker].completed == 91 && !strcmp(C.t[asker].last_code, "OK"), "exclude by id: %s",
+        C.t[asker].last_code);
+  const cl_el_state *st = cl_el_committed(C.t[asker].el);
+  CHECK(st->n_excl == 1 && st->committed_config.n == 2 && !cl_vc_has(&st->committed_config, C.t[victim].id),
+        "config %u, exclusions %u", st->committed_config.n, st->n_excl);
   cluster_free(&C);
   return 0;
 }
@@ -829,6 +860,7 @@ int main(void) {
   run_test("minority_never_elects", t_minority_never_elects);
   run_test("reconfiguration_rules", t_reconfiguration_rules);
   run_test("grow_and_exclude_in_cluster", t_grow_and_exclude_in_cluster);
+  run_test("exclude_down_node_by_id", t_exclude_down_node_by_id);
   run_test("update_cas_and_forwarding", t_update_cas_and_forwarding);
   run_test("request_without_master_fails", t_request_without_master_fails);
   run_test("cluster_id_mismatch_refused", t_cluster_id_mismatch_refused);
