@@ -3,14 +3,15 @@ CC      ?= cc
 BUILD   ?= build
 PREFIX  ?= /usr/local
 CFLAGS  ?= -O2 -g
-CFLAGS  += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
+# override: these hold even when CFLAGS is given on the command line (test-asan, fuzz)
+override CFLAGS += -std=c11 -Wall -Wextra -Werror -D_GNU_SOURCE -pthread
 LUAJIT_INC = /usr/include/luajit-2.1
 LUV_INC    = /usr/include/lua5.1
 CPPFLAGS += -I$(LUAJIT_INC) -I$(LUV_INC) -Iruntime
 LDLIBS  += /usr/lib/x86_64-linux-gnu/liblua5.1-luv.a -lluajit-5.1 -luv -lsodium -lcares \
            -lhttp_parser -ljansson -lm -ldl -pthread
 # LuaJIT's C API must be exported so C modules loaded at run time (cjson, ...) link
-LDFLAGS += -Wl,-E
+override LDFLAGS += -Wl,-E
 
 DEB_PACKAGES = build-essential luajit libluajit-5.1-dev libuv1-dev lua-luv-dev libsodium-dev \
   libc-ares-dev libhttp-parser-dev libjansson-dev lua-cjson lua-busted clang libclang-rt-14-dev \
@@ -55,13 +56,13 @@ test-lua: all
 test-asan: $(BUILD)/.deps
 	$(MAKE) BUILD=build-asan CC=clang \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-Wl,-E -fsanitize=address,undefined" all
+	  LDFLAGS="-fsanitize=address,undefined" all
 	@touch build-asan/.deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
 	  $(MAKE) BUILD=build-asan CC=clang \
 	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
-	  LDFLAGS="-Wl,-E -fsanitize=address,undefined" test
+	  LDFLAGS="-fsanitize=address,undefined" test
 
 FUZZ_SECONDS ?= 10
 fuzz: $(FUZZ_TARGETS)
