@@ -21,3 +21,11 @@ soak: all
 # every reliability spec, nothing else
 test-reliability: all
 	@BUSTED_ARGS=spec/reliability sh tools/run-tests.sh --lua-only $(BUILD)/clusterlua
+
+# The persisted-state checker of the crash spec; without arguments a C test of torn and
+# bit-flipped files.
+$(BUILD)/state_check: spec/reliability/state_check.c $(EL_SRC) $(EL_HDR)
+	@mkdir -p $(BUILD)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/reliability/state_check.c $(EL_SRC) $(EL_LIBS)
+
+C_TESTS += $(BUILD)/state_check

@@ -70,7 +70,7 @@ for w = 1, writers do
         n = n + 1
         local v = n
         local ok, ver, err = pcall(cl.update, function(md) md[key] = v return md end)
-        if ok and ver then out("ack", key, v, ver) else out("nack", key, v, tostring(ok and err or ver):gsub("%s", "_")) end
+        if ok and ver then out("ack", key, v, ver) else out("nack", key, v, (tostring(ok and err or ver):gsub("%s", "_"))) end
       end
     end
   end)
