@@ -1,0 +1,109 @@
+-- Hostile peers on a node's cluster port, all at once: silent connections, a byte a
+-- second, a thousand connections at once, a stream of garbage handshakes, and a real
+-- node with the wrong cookie restarting in a loop. The attacked node keeps serving its
+-- cluster (health answers; no node_down among the healthy nodes), its memory stays
+-- bounded, and refusals are logged with a reason, rate-limited.
+local cluster = require "helpers.cluster"
+local proc = require "helpers.proc"
+local lib = require "reliability.lib"
+
+local SECONDS = tonumber(os.getenv "RELI_HOSTILE_SECONDS" or "") or 12
+local RSS_GROWTH_KB = 64 * 1024 -- generous: a thousand connections' buffers and then some
+
+describe("hostile peers", function()
+  it("cannot hurt a node: silent, slow, a thousand at once, garbage, wrong cookie", function()
+    local c = cluster.new { n = 3, hooks = lib.HOOKS, cluster = "hostile" }
+    local bad
+    finally(function()
+      proc.kill_all()
+      c:cleanup()
+      if bad then bad:cleanup() end
+    end)
+    c:start_all()
+    local master = c:wait_master(15000)
+    assert.truthy(master)
+    proc.sleep(500)
+    local victim = c.nodes[1]
+    local host, port = c.names[1]:match "@([^:]+):(%d+)$"
+    local rss0 = lib.rss_kb(victim.pid)
+    local mark = {}
+    for i = 1, 3 do mark[i] = #c.nodes[i].lines end
+
+    local script = proc.root .. "/spec/reliability/hostile.lua"
+    local attackers = {}
+    local function attack(mode, count)
+      attackers[#attackers + 1] = proc.start(proc.bin, { script, host, port, mode, tostring(count), tostring(SECONDS) })
+    end
+    attack("silent", 20)
+    attack("slow", 5)
+    attack("flood", 1000)
+    attack("garbage", 20)
+    -- a real node with another cookie, pointed at node1, restarted again and again
+    bad = cluster.new { n = 1, cookie = "not-the-cookie", cluster = "hostile",
+      topologies = ('{ t = { strategy = "static", config = { hosts = { %q } } } }'):format(c.names[1]) }
+    bad.names[1] = bad.names[1]:gsub("^node1@", "intruder@")
+    local t0, restarts, polls, worst, rss_max = lib.now(), 0, 0, 0, rss0
+    local last_restart = -1e9
+    proc.wait_until(function()
+      local now = lib.now()
+      if now - last_restart >= 1000 then
+        if bad.nodes[1] then bad.nodes[1]:kill "sigkill" bad.nodes[1]:wait_exit(2000) end
+        bad:start(1)
+        restarts, last_restart = restarts + 1, now
+      end
+      local t = lib.now()
+      local h = c:health(1)
+      polls = polls + 1
+      worst = math.max(worst, lib.now() - t)
+      assert.truthy(h, "node1 stopped answering /_cluster/health under attack")
+      rss_max = math.max(rss_max, lib.rss_kb(victim.pid) or 0)
+      return lib.now() - t0 >= SECONDS * 1000
+    end, SECONDS * 1000 + 20000)
+    local results = {}
+    for _, a in ipairs(attackers) do
+      assert.truthy(a:wait_exit(15000))
+      results[#results + 1] = (a.stdout:match "(hostile[^\n]*)" or ("no result: " .. a:output()))
+    end
+    bad.nodes[1]:stop(2000)
+    proc.sleep(3000) -- past the handshake timeout: every hostile connection is gone
+    local rss1 = lib.rss_kb(victim.pid)
+
+    -- the cluster never noticed
+    local downs = {}
+    for i = 1, 3 do
+      for j = mark[i] + 1, #c.nodes[i].lines do
+        local l = c.nodes[i].lines[j].text
+        if l:match "^EVENT node_down" or l:match "^EVENT master_changed" then downs[#downs + 1] = "node" .. i .. ": " .. l end
+      end
+    end
+    assert.equal(0, #downs, table.concat(downs, "\n"))
+    assert.equal(master, (c:wait_master(5000)))
+    -- refusals: counted in /metrics, logged with a reason, rate-limited
+    local _, _, metrics = c:http(1, "GET", "/metrics")
+    local refused = 0
+    for reason, v in (metrics or ""):gmatch 'clusterlua_handshake_failures_total{reason="(%w+)"} (%d+)' do
+      refused = refused + tonumber(v)
+    end
+    if refused == 0 then
+      for v in (metrics or ""):gmatch 'clusterlua_handshake_failures{reason="%w+"} (%d+)' do refused = refused + tonumber(v) end
+    end
+    local logged, with_reason = 0, 0
+    for _, l in ipairs(victim.lines) do
+      if l.text:match "refused" then
+        logged = logged + 1
+        if l.text:match "refused connection from %S+ %(claims [^)]*%): %S" then with_reason = with_reason + 1 end
+      end
+    end
+    local summary = ("hostile: %d s, %d wrong-cookie restarts, %d refusals counted, %d log lines (%d with a reason); "
+      .. "health %d polls, slowest %d ms; VmRSS %d kB -> max %d kB -> %d kB after"):format(SECONDS, restarts,
+      refused, logged, with_reason, polls, worst, rss0, rss_max, rss1)
+    io.stdout:write(summary, "\n", table.concat(results, "\n"), "\n")
+    assert.truthy(refused >= 1000, "fewer refusals counted than hostile connections: " .. refused)
+    assert.truthy(with_reason >= 1, "no refusal logged with its reason")
+    assert.truthy(logged <= 20 + SECONDS * 12, "refusals are not rate-limited: " .. logged .. " lines")
+    assert.truthy(rss_max - rss0 < RSS_GROWTH_KB, summary)
+    assert.truthy(rss1 - rss0 < RSS_GROWTH_KB / 2, summary)
+    -- the cookie never appears in a log
+    assert.is_nil(victim:output():find("not-the-cookie", 1, true))
+  end)
+end)
