@@ -111,7 +111,6 @@ static int l_start(lua_State *L) {
   if (lua_istable(L, -1)) {
     int e = lua_gettop(L);
     cfg->el_heartbeat_ms = uintfield(L, e, "heartbeat_ms");
-    cfg->el_election_delay_ms = uintfield(L, e, "election_delay_ms");
     cfg->el_check_timeout_ms = uintfield(L, e, "check_timeout_ms");
     cfg->el_lua_stepdown_ms = uintfield(L, e, "lua_stepdown_ms");
     cfg->el_max_exclusions = uintfield(L, e, "max_exclusions");

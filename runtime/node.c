@@ -129,7 +129,6 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
     pp->up = 1;
     snprintf(pp->id, sizeof pp->id, "%s", p->node_id ? p->node_id : "");
   }
-  if (p->rtt_us && n->rtt_us.counts) cl_histogram_observe(&n->rtt_us, p->rtt_us / 1e6);
   cl_evt_up up;
   memset(&up, 0, sizeof up);
   up.rtt_us = p->rtt_us;
@@ -172,8 +171,15 @@ static void on_signal(uv_signal_t *s, int signum) {
   if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
 }
 
+static void sample_rtt(void *ud, const cl_peer_info *p) {
+  cl_node *n = ud;
+  if (p->connected && p->rtt_us && n->rtt_us.counts) cl_histogram_observe(&n->rtt_us, p->rtt_us / 1e6);
+}
+
 static void on_drain(uv_timer_t *t) {
   cl_node *n = t->data;
+  /* the heartbeat round-trip histogram gets one sample per peer per second */
+  if (++n->rtt_tick % 20 == 0) cl_transport_foreach(n->t, sample_rtt, n);
   uint32_t limit = n->cfg && n->cfg->send_queue_max ? n->cfg->send_queue_max : (64u << 20);
   uv_mutex_lock(&peerq_mu);
   for (peerq_entry *e = peerq_head; e; e = e->next)

@@ -60,7 +60,7 @@ typedef struct cl_node_config {
   size_t cookie_len;
   int encrypt, mesh;
   uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max;
-  uint32_t el_heartbeat_ms, el_election_delay_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;
+  uint32_t el_heartbeat_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;
   /* answer */
   uv_sem_t done;
   int rc;

@@ -94,7 +94,7 @@ static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   json_object_set_new(self, "roles", cl_node_roles_json(n->cfg->roles));
   json_object_set_new(self, "connected", json_true());
   json_object_set_new(self, "self", json_true());
-  json_object_set_new(self, "since", json_integer((json_int_t)(n->wall_offset_ms)));
+  json_object_set_new(self, "since", json_integer((json_int_t)(n->started_ms + n->wall_offset_ms)));
   json_object_set_new(self, "last_heartbeat_ms", json_integer(0));
   json_object_set_new(self, "rtt_us", json_integer(0));
   json_array_append_new(c.arr, self);
@@ -127,8 +127,8 @@ static json_t *health_json(cl_node *n) {
   json_object_set_new(o, "number_of_master_eligible_nodes", json_integer(eligible));
   json_t *vc = json_array();
   if (st)
-    for (uint32_t i = 0; i < st->committed_config.n; i++)
-      json_array_append_new(vc, json_string(name_of_id(n, st, st->committed_config.ids[i])));
+    for (uint32_t i = 0; i < st->accepted_config.n; i++) /* committed: see cl_node_state_json */
+      json_array_append_new(vc, json_string(name_of_id(n, st, st->accepted_config.ids[i])));
   json_object_set_new(o, "voting_config", vc);
   json_object_set_new(o, "quorum", json_integer(n->el ? cl_el_quorum_size(n->el) : 0));
   uint64_t lag = n->lua_lag_ms;
@@ -169,7 +169,8 @@ static void h_state(cl_admin *a, cl_admin_req *req, void *ud) {
 
 static int status_for(const char *code) {
   if (!code || !*code || strcmp(code, "OK") == 0) return 200;
-  if (strcmp(code, "EINVAL") == 0 || strcmp(code, "ENOENT") == 0 || strcmp(code, "ELIMIT") == 0) return 400;
+  if (strcmp(code, "EINVAL") == 0 || strcmp(code, "ENOTFOUND") == 0 || strcmp(code, "ECONFLICT") == 0) return 400;
+  if (strcmp(code, "EBUSY") == 0) return 429;
   if (strcmp(code, "ETIMEDOUT") == 0) return 504;
   return 503;
 }
@@ -243,6 +244,7 @@ static void h_reload(cl_admin *a, cl_admin_req *req, void *ud) {
     cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
     return;
   }
+  n->reloads++;
   cl_node_emit(n, CL_EVT_NODE_RELOAD, NULL, NULL, 0, id, 0, CL_Q_FORCE);
 }
 
@@ -275,7 +277,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_gauge(&m, "clusterlua_state_version", "Version of the last committed cluster state",
                    st ? (double)st->version : 0);
   cl_metrics_counter(&m, "clusterlua_master_changes", "Master changes seen by this node", (double)n->elections);
-  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds", "Heartbeat round trip when a peer comes up",
+  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds", "Heartbeat round trip, one sample per peer per second",
                        &n->rtt_us);
   cl_metrics_histogram(&m, "clusterlua_persist_seconds", "Time to persist election state (write, fsync, rename, fsync dir)",
                        &n->persist_ms);
@@ -299,7 +301,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
                      (double)cl_lua_error_count());
   cl_metrics_counter(&m, "clusterlua_hook_aborts", "Hooks aborted for running past their budget",
                      (double)atomic_load(&cl_hook_aborts));
-  cl_metrics_counter(&m, "clusterlua_reloads", "Reloads requested through the admin endpoint", (double)n->reloads);
+  cl_metrics_counter(&m, "clusterlua_admin_reloads", "Reloads requested through the admin endpoint", (double)n->reloads);
   cl_metrics_counter(&m, "clusterlua_dropped_events", "Events or messages dropped because Lua fell behind",
                      (double)(n->msgs_dropped + n->c->evt.dropped));
   cl_metrics_gauge(&m, "clusterlua_lua_lag_seconds", "How long Lua took to answer the last ping",
@@ -335,7 +337,8 @@ int cl_node_admin_start(cl_node *n, char *err, size_t errlen) {
     snprintf(err, errlen, "EINVAL: --admin %s: %s", n->cfg->admin, aerr);
     return -1;
   }
-  n->wall_offset_ms = wall_ms() - uv_now(&n->c->loop);
+  n->started_ms = uv_now(&n->c->loop);
+  n->wall_offset_ms = wall_ms() - n->started_ms;
   cl_admin_route(n->admin, "GET", "/_nodes", h_nodes, n);
   cl_admin_route(n->admin, "GET", "/_cluster/health", h_health, n);
   cl_admin_route(n->admin, "GET", "/_cluster/state", h_state, n);

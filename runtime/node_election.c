@@ -140,7 +140,10 @@ json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
   json_t *coord = json_object();
   json_object_set_new(coord, "term", json_integer((json_int_t)st->term));
   json_t *lc = json_array(), *la = json_array(), *ex = json_array(), *def = json_array();
-  add_ids(lc, &st->committed_config);
+  /* the state shown is committed, so its own configuration is the committed one; the
+   * field the core carries lags one publication behind (it is what this state was
+   * committed under) */
+  add_ids(lc, &st->accepted_config);
   add_ids(la, &st->accepted_config);
   for (uint32_t i = 0; i < st->n_excl; i++) {
     json_t *e = json_object();
@@ -154,8 +157,8 @@ json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
     json_object_set_new(e, "node_name", json_string(ename));
     json_array_append_new(ex, e);
   }
-  for (uint32_t i = 0; i < st->committed_config.n; i++)
-    if (!excluded(st, st->committed_config.ids[i])) json_array_append_new(def, json_string(st->committed_config.ids[i]));
+  for (uint32_t i = 0; i < st->accepted_config.n; i++)
+    if (!excluded(st, st->accepted_config.ids[i])) json_array_append_new(def, json_string(st->accepted_config.ids[i]));
   json_object_set_new(coord, "last_committed_config", lc);
   json_object_set_new(coord, "last_accepted_config", la);
   json_object_set_new(coord, "voting_config_exclusions", ex);

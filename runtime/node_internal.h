@@ -43,6 +43,8 @@ typedef struct cl_node {
   cl_histogram persist_ms; /* seconds, despite the name: Prometheus base units */
   cl_histogram rtt_us;
   uint64_t wall_offset_ms; /* wall clock minus loop time, to render loop timestamps */
+  uint64_t started_ms;     /* loop time when the node started */
+  unsigned rtt_tick;
 
   /* Lua lag: the control loop pings Lua through the event queue */
   uv_timer_t lag_timer;

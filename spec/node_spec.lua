@@ -223,4 +223,35 @@ end }
     c.nodes[2]:kill "sigcont"
     assert.is_nil(c.nodes[1]:find_line "EVENT node_down")
   end)
+
+  it("start{...} from a script makes the process a node, with the topology inline", function()
+    local dir = require("helpers.proc").tmpdir()
+    local port, peer = cluster.free_port(), cluster.free_port()
+    cluster.write(dir .. "/app.lua", ([[
+local cl = require "clusterlua"
+local ok, err = cl.start {
+  name = "app@127.0.0.1:%d", cookie = "inline", data = %q,
+  cluster = "inline-spec",
+  topologies = { t = { strategy = "static", config = { hosts = { "other@127.0.0.1:%d" } } } },
+}
+print("START", ok, err)
+print("SELF", cl.self().name, cl.self().cluster)
+local bad, berr = cl.start { name = "x@127.0.0.1:1", cookie = "c" }
+print("AGAIN", bad, berr)
+os.exit(0)
+]]):format(port, dir .. "/data", peer))
+    local p = proc.start(proc.bin, { dir .. "/app.lua" })
+    assert.equal(0, p:wait_exit(10000), p.stderr)
+    assert.truthy(p:find_line "^START	true", p.stdout .. p.stderr)
+    assert.truthy(p:find_line("^SELF	app@127.0.0.1:" .. port .. "	inline%-spec"))
+    assert.truthy(p:find_line "^AGAIN	nil	EALREADY")
+    cluster.write(dir .. "/bad.lua", [[
+local ok, err = require("clusterlua").start { name = "app@127.0.0.1:1", cookie = "c", topologies = 5 }
+print("BAD", ok, err)
+]])
+    p = proc.start(proc.bin, { dir .. "/bad.lua" })
+    p:wait_exit(10000)
+    assert.truthy(p:find_line "^BAD	nil	EINVAL: clusterlua.start: topologies: expected a table", p.stdout)
+    require("helpers.proc").rmtree(dir)
+  end)
 end)

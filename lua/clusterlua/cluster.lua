@@ -114,9 +114,9 @@ function M.voting.clear(opts)
   return nil, code .. ": " .. msg, code
 end
 
--- on_master(name, fn): fn runs in a coroutine while this node is master. It is told to
--- stop by `clusterlua.master_duty_cancelled()` turning true and is no longer resumed by
--- the runtime's timers after a step-down.
+-- on_master(name, fn): fn(cancelled) runs in a coroutine while this node is master. On
+-- step-down the coroutine is cancelled: it is never resumed again (sleep, call, exec
+-- never return to it), and cancelled() turns true for code that polls.
 local function start_duty(name, fn)
   local d = { cancelled = false }
   running[name] = d

@@ -26,6 +26,7 @@ end
 
 local function restart_only_change(old, new)
   if old.cluster ~= new.cluster then return "cluster" end
+  if not same(old.nodes, new.nodes) then return "nodes (roles are read when the node starts)" end
   if not same(old.transport, new.transport) then return "transport" end
   local oe, ne = {}, {}
   for k, v in pairs(old.election) do if k ~= "initial_master_nodes" then oe[k] = v end end
@@ -42,7 +43,13 @@ local function do_reload(cur)
   for _, t in pairs(cur.topo.topologies) do
     if t.source and t.source:match "^clusterlua%.strategy%." then package.loaded[t.source] = nil end
   end
-  local new, err = topology.load(cur.topo.file)
+  -- a topology given as a table (clusterlua.start{...}) has no file to re-read
+  local new, err
+  if cur.topo.inline then
+    new = cur.topo
+  else
+    new, err = topology.load(cur.topo.file)
+  end
   if not new then return nil, (err:gsub("^EINVAL: ", "")) end
   local bad = restart_only_change(cur.topo, new)
   if bad then
@@ -128,7 +135,7 @@ local function watch_file(path)
 end
 
 function M.watch(cur)
-  local files = { cur.topo.file }
+  local files = { not cur.topo.inline and cur.topo.file or nil }
   if type(cur.topo.hooks) == "string" then files[#files + 1] = topology.resolve_path(cur.topo.file, cur.topo.hooks) end
   for _, t in pairs(cur.topo.topologies) do
     if t.source and t.source:match "%.lua$" then files[#files + 1] = t.source end

@@ -63,6 +63,12 @@ end
 
 M.current = nil -- { topo=, supervisor=, config= }
 
+-- what start{} takes besides the topology keys
+M.node_options = {
+  file = true, origin = true, name = true, cookie = true, data = true, admin = true, admin_token_file = true,
+  roles = true, initial_master_nodes = true,
+}
+
 function M.start(opts)
   if type(opts) ~= "table" then error("bad argument #1 (opts): expected a table", 2) end
   if node.is_started() then return nil, "EALREADY: this process is already a node", "EALREADY" end
@@ -70,7 +76,12 @@ function M.start(opts)
   if opts.file then
     topo, err, code = topology.load(opts.file)
   else
-    topo, err, code = topology.from_table(opts, opts.origin or "clusterlua.start")
+    -- inline: the topology keys, without the node's own options
+    local t = {}
+    for k, v in pairs(opts) do
+      if not M.node_options[k] then t[k] = v end
+    end
+    topo, err, code = topology.from_table(t, opts.origin or "clusterlua.start")
   end
   if not topo then return nil, err, code end
   local me, nerr, ncode = names.parse(opts.name)

@@ -7,7 +7,7 @@ local M = {}
 M.builtin_strategies = { static = true, hosts_file = true, gossip = true, dns = true, dns_srv = true }
 
 -- Keys that a running node can change by reloading, and those that need a restart.
-M.live_keys = { topologies = true, hooks = true, nodes = true }
+M.live_keys = { topologies = true, hooks = true }
 
 local function fail(file, path, msg)
   error({ topology_error = ("%s: %s: %s"):format(file, path, msg) }, 0)
@@ -121,7 +121,7 @@ local function validate_election(file, e)
   if e == nil then return {} end
   typed(file, "election", e, "table")
   check_keys(file, "election", e, {
-    initial_master_nodes = true, heartbeat_ms = true, election_delay_ms = true,
+    initial_master_nodes = true, heartbeat_ms = true,
     check_timeout_ms = true, lua_stepdown_ms = true, max_exclusions = true,
   })
   local out = { initial_master_nodes = string_list(file, "election.initial_master_nodes", e.initial_master_nodes, true) }
@@ -134,7 +134,7 @@ local function validate_election(file, e)
     if seen[n] then fail(file, ("election.initial_master_nodes[%d]"):format(i), ("duplicate entry %q"):format(n)) end
     seen[n] = true
   end
-  for _, k in ipairs { "heartbeat_ms", "election_delay_ms", "check_timeout_ms", "lua_stepdown_ms", "max_exclusions" } do
+  for _, k in ipairs { "heartbeat_ms", "check_timeout_ms", "lua_stepdown_ms", "max_exclusions" } do
     if e[k] ~= nil then
       if type(e[k]) ~= "number" or e[k] <= 0 or e[k] % 1 ~= 0 then
         fail(file, "election." .. k, "expected a positive integer, got " .. tostring(e[k]))
@@ -205,6 +205,7 @@ end
 -- Validation of an in-memory table (clusterlua.start{...}).
 function M.from_table(t, origin)
   local ok, res = pcall(M.validate, origin or "(table)", t)
+  if ok then res.inline = true end
   if not ok then
     if type(res) == "table" and res.topology_error then return nil, "EINVAL: " .. res.topology_error, "EINVAL" end
     return nil, "EINVAL: " .. tostring(res), "EINVAL"

@@ -925,7 +925,18 @@ static void maybe_publish(cl_el *el) {
       next->accepted_config = target;
   }
 
-  if (el->first_pub_done && same_content(next, base)) return;
+  if (el->first_pub_done && same_content(next, base)) {
+    /* nothing to publish (say, clearing exclusions when there are none): the requests
+     * taken above are already satisfied by the state the cluster has */
+    if (base_committed) {
+      for (int i = 0; i < MAX_REQS; i++) {
+        master_req *q = &el->mreq[i];
+        if (q->used && q->status == MR_INFLIGHT && q->version == next->version) q->version = base->version;
+      }
+      check_master_reqs(el);
+    }
+    return;
+  }
   publish(el, next);
 }
 
