@@ -29,3 +29,30 @@ $(BUILD)/state_check: spec/reliability/state_check.c $(EL_SRC) $(EL_HDR)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/reliability/state_check.c $(EL_SRC) $(EL_LIBS)
 
 C_TESTS += $(BUILD)/state_check
+
+# libFuzzer targets that run Lua code (gossip packets, the topology validator) inside
+# an embedded LuaJIT; Lua line coverage is fed back as libFuzzer extra counters.
+FUZZ_BUILD ?= build-fuzz
+LUA_FUZZ_FLAGS = -std=c11 -g -O1 -D_GNU_SOURCE -I$(LUAJIT_INC) -DCL_ROOT='"$(CURDIR)"' \
+  -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
+
+$(FUZZ_BUILD)/fuzz_gossip: spec/fuzz/fuzz_gossip.c lua/clusterlua/strategy/gossip.lua
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_gossip.c -lluajit-5.1 -lsodium -lm -ldl
+
+$(FUZZ_BUILD)/fuzz_topology: spec/fuzz/fuzz_topology.c lua/clusterlua/topology.lua
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_topology.c -lluajit-5.1 -lsodium -lm -ldl
+
+.PHONY: fuzz-gossip fuzz-topology
+fuzz-gossip: $(FUZZ_BUILD)/fuzz_gossip
+	@rm -rf $(FUZZ_BUILD)/corpus_gossip && mkdir -p $(FUZZ_BUILD)/corpus_gossip
+	@cp spec/fuzz/corpus_gossip/* $(FUZZ_BUILD)/corpus_gossip/ 2>/dev/null || true
+	$(FUZZ_BUILD)/fuzz_gossip -max_total_time=$(FUZZ_SECONDS) -max_len=1024 $(FUZZ_BUILD)/corpus_gossip
+
+fuzz-topology: $(FUZZ_BUILD)/fuzz_topology
+	@rm -rf $(FUZZ_BUILD)/corpus_topology && mkdir -p $(FUZZ_BUILD)/corpus_topology
+	@cp spec/fuzz/corpus_topology/* $(FUZZ_BUILD)/corpus_topology/ 2>/dev/null || true
+	$(FUZZ_BUILD)/fuzz_topology -max_total_time=$(FUZZ_SECONDS) -max_len=2048 $(FUZZ_BUILD)/corpus_topology
+
+FUZZ_TARGETS += fuzz-gossip fuzz-topology
