@@ -39,6 +39,7 @@ local function want(row) return not ONLY or ONLY[row] end
 local TRIALS = QUICK and 3 or 10          -- rows 1-3 (clusterlua), clusterlua rows 4-5
 local ETCD_TRIALS = QUICK and 2 or 10     -- rows 1-3 (etcd: seconds per trial)
 local SLOW_TRIALS = QUICK and 1 or 5      -- peer rows 4-5 (seconds per trial), 20-node kills
+local REPS = QUICK and 1 or 3             -- rows 7-8: runs per system (fresh processes each)
 local ERL_STOP_CAP = QUICK and 3000 or 20000
 local STABLE_WINDOW = 60000
 -- row 10: from 100 (the target) upwards while stable; 50 only if 100 is not
@@ -90,7 +91,13 @@ Proc.__index = Proc
 
 -- spawn(cmd, args, env) -> proc; proc.lines = { {t = us, text = ...} } (stdout and stderr)
 -- on_line(proc, text, t) is called for each complete line as it arrives.
+local PIN -- when set (a CPU list), spawn runs commands under taskset -c PIN (same pid: taskset execs)
 local function spawn(cmd, args, env, on_line)
+  if PIN then
+    local a = { "-c", PIN, cmd }
+    for _, x in ipairs(args) do a[#a + 1] = x end
+    cmd, args = "/usr/bin/taskset", a
+  end
   local p = setmetatable({ cmd = cmd, lines = {}, tail = {}, exited = false, on_line = on_line }, Proc)
   local pout, perr = uv.new_pipe(false), uv.new_pipe(false)
   p.pipes = { pout, perr }
@@ -725,14 +732,18 @@ local function erl_rows(ebin)
   end
   log("erlang: node kill -9 detection (3 nodes, %d trials) and SIGSTOP (cap %d s)", SLOW_TRIALS, ERL_STOP_CAP / 1000)
   -- memory after 5 s idle is read in the 3-node group (started, connected, + the sleeps)
-  group(3, SLOW_TRIALS, 1, "r4.erl")
+  if want(4) or want(5) or want(9) then group(3, SLOW_TRIALS, 1, "r4.erl") end
   if want(4) then
     log("erlang: %d nodes, kill -9 detection (%d trials)", BIG, SLOW_TRIALS)
     group(BIG, SLOW_TRIALS, 0, "r4b.erl")
   end
   -- RPC round trip and one-way sends between two nodes
-  if want(7) or want(8) then
-    log("erlang: round trip and one-way sends")
+  local runs = {}
+  for _ = 1, REPS do runs[#runs + 1] = false end
+  if uv.fs_access("/usr/bin/taskset", "x") then for _ = 1, REPS do runs[#runs + 1] = "0" end end
+  for _, pin in ipairs((want(7) or want(8)) and runs or {}) do
+    PIN = pin or nil
+    log("erlang: round trip and one-way sends%s", PIN and " (both nodes on CPU 0)" or "")
     local e = new_erl(2, epmd_port, ebin)
     e:start(2)
     pump(function() return e.procs[2].lines[1] ~= nil end, 20000)
@@ -741,12 +752,12 @@ local function erl_rows(ebin)
     p:wait_exit(120000)
     for _, l in ipairs(p.lines) do
       local med = l.text:match "RESULT erl_rtt_us median=([%d.]+)"
-      if med then add("r7.erl", tonumber(med)) end
+      if med then add(PIN and "r7.erl.pin" or "r7.erl", tonumber(med)) end
       local rate = l.text:match "RESULT erl_send_rate per_s=(%d+)"
-      if rate then add("r8.erl", tonumber(rate)) end
+      if rate and not PIN then add("r8.erl", tonumber(rate)) end
     end
-    if not results["r7.erl"] then log("erlang load: %s", table.concat(p.tail, "\n")) end
     e:stop()
+    PIN = nil
   end
   epmd:kill()
   epmd:wait_exit(3000)
@@ -785,8 +796,19 @@ end
 
 -- ---------------------------------------------------------------- rows 7-8: messages
 local function cl_message_rows()
-  for _, enc in ipairs { false, true } do
-    log("clusterlua: call round trip and one-way send (%s)", enc and "encrypted" or "unencrypted")
+  local runs = {}
+  for _ = 1, REPS do
+    runs[#runs + 1] = { false }
+    runs[#runs + 1] = { true }
+  end
+  if uv.fs_access("/usr/bin/taskset", "x") then
+    for _ = 1, REPS do runs[#runs + 1] = { false, "0" } end
+  end
+  for _, run in ipairs(runs) do
+    local enc = run[1]
+    PIN = run[2]
+    log("clusterlua: call round trip and one-way send (%s%s)", enc and "encrypted" or "unencrypted",
+      PIN and ", both nodes on CPU 0" or "")
     local c = new_cl(2, { encrypt = enc })
     c:start(2, { BENCH_LOAD = "serve" })
     local p = c:start(1, { BENCH_LOAD = "run", BENCH_PEER = "node2", BENCH_RPC_N = QUICK and 5000 or 20000,
@@ -796,22 +818,32 @@ local function cl_message_rows()
       for _, l in ipairs(p.lines) do if l.text == "RESULT done" then return true end end
       return p.exited
     end, 180000)
-    local sfx = enc and "enc" or "plain"
+    local sfx = PIN and "pin" or enc and "enc" or "plain"
     for _, l in ipairs(p.lines) do
       local med = l.text:match "RESULT rtt_us median=([%d.]+)"
       if med then add("r7.cl." .. sfx, tonumber(med)) end
       local rate = l.text:match "RESULT send_rate per_s=(%d+)"
       if rate then add("r8.cl." .. sfx, tonumber(rate)) end
+      local dropped, sent = l.text:match "dropped=(%d+)", l.text:match " n=(%d+)"
+      if rate and tonumber(dropped) > 0 then
+        note("r8.cl." .. sfx, ("%s of %s messages dropped by the receiver"):format(dropped, sent))
+      end
       if l.text:match "RESULT error" then log("clusterlua load: %s", l.text) end
     end
     c:stop()
+    PIN = nil
   end
   local tpp = ROOT .. "/build/bench/tcp_pingpong"
   if uv.fs_access(tpp, "x") then
-    for _ = 1, 3 do
-      local _, out = run_cmd(tpp, { QUICK and "5000" or "20000", "64" }, 60000)
-      local med = out:match "median=([%d.]+)"
-      if med then add("r7.tcp", tonumber(med)) end
+    for _, pin in ipairs { false, "0" } do
+      if pin and not uv.fs_access("/usr/bin/taskset", "x") then break end
+      PIN = pin or nil
+      for _ = 1, 3 do
+        local _, out = run_cmd(tpp, { QUICK and "5000" or "20000", "64" }, 60000)
+        local med = out:match "median=([%d.]+)"
+        if med then add(pin and "r7.tcp.pin" or "r7.tcp", tonumber(med)) end
+      end
+      PIN = nil
     end
   else
     note("r7.tcp", "not built")
@@ -929,6 +961,9 @@ local ROWS = {
     peers = { { "Erlang distribution", "r7.erl" }, { "bare C TCP ping-pong, 64 B", "r7.tcp" } } },
   { 7, "RPC round trip Lua → remote Lua handler → reply (encrypted)", "us", true, cl = "r7.cl.enc",
     target = { "—", nil }, peers = {} },
+  { 7, "RPC round trip, unencrypted, both ends pinned to CPU 0 (taskset; no cross-CPU wake-ups)", "us", true,
+    cl = "r7.cl.pin", target = { "—", nil },
+    peers = { { "Erlang distribution", "r7.erl.pin" }, { "bare C TCP ping-pong, 64 B", "r7.tcp.pin" } } },
   { 8, "one-way messages/s, small table (unencrypted)", "rate", false, cl = "r8.cl.plain",
     target = { "≥ 1,000,000/s", function(s) return s.median >= 1e6 end }, peers = { { "Erlang distribution", "r8.erl" } } },
   { 8, "one-way messages/s, small table (encrypted)", "rate", false, cl = "r8.cl.enc",
@@ -971,7 +1006,7 @@ local function table_text()
           met = "—"
         end
       end
-      if s and s.note and r[3] == "nodes" then med = s.note end
+      if s and s.note then med = r[3] == "nodes" and s.note or (med .. " (" .. s.note .. ")") end
       out[#out + 1] = ("| %d | %s | **clusterlua** | %s | %s | %s | %s | %s | |"):format(r[1], r[2],
         s and med or (why or "not run"), range, n or "", r.target[1], met)
       for _, peer in ipairs(r.peers) do
