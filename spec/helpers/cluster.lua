@@ -105,9 +105,21 @@ function M:start(i, extra_args, env)
   for _, a in ipairs(extra_args or {}) do args[#args + 1] = a end
   args[#args + 1] = self.topology
   local cmd = proc.bin
+  -- CLUSTERLUA_VALGRIND="valgrind --error-exitcode=99 --leak-check=full" runs every node
+  -- under that command (docs/reliability.md)
+  local vg = os.getenv "CLUSTERLUA_VALGRIND"
+  if vg and vg ~= "" then
+    local words = {}
+    for w in vg:gmatch "%S+" do words[#words + 1] = w end
+    words[#words + 1] = "--log-file=" .. (os.getenv "CLUSTERLUA_VALGRIND_DIR" or self.dir) .. "/valgrind-node" .. i
+      .. "-%p.log"
+    table.insert(args, 1, proc.bin)
+    for j = #words, 2, -1 do table.insert(args, 1, words[j]) end
+    cmd = words[1]
+  end
   if self.netns then
     -- `ip netns exec` execs the command itself: the pid is still the node's
-    table.insert(args, 1, proc.bin)
+    table.insert(args, 1, cmd)
     for j, a in ipairs { "netns", "exec", self.netns } do table.insert(args, j, a) end
     cmd = M.ip
   end
