@@ -90,6 +90,7 @@ struct cl_el {
   uint64_t election_at, candidate_since;
   uint32_t attempts;
   uint64_t self_join_term, candidate_term;
+  uint64_t revote_term; /* the term in which this master re-elected itself for missing votes */
   int prevoting;
   uint64_t prevote_round, prevote_max_term;
   int bootstrap_err_logged;
@@ -921,8 +922,18 @@ static void maybe_publish(cl_el *el) {
     qsort(live, n_live, sizeof live[0], cmp_str);
     cl_el_vconfig target;
     cl_reconfigure(&next->accepted_config, live, n_live, next->excl, next->n_excl, el->self.id, &target);
-    if (!cl_vc_eq(&target, &next->accepted_config) && cl_vc_quorum(&target, has_self_or_peer_vote, el))
-      next->accepted_config = target;
+    if (!cl_vc_eq(&target, &next->accepted_config)) {
+      if (cl_vc_quorum(&target, has_self_or_peer_vote, el)) {
+        next->accepted_config = target;
+      } else if (base_committed && el->revote_term != el->term) {
+        /* the better configuration needs votes that went to another candidate in this
+         * term (two candidates raced): only a new term can collect them, as a node
+         * votes once per term. Once per term, so it cannot churn. */
+        el->revote_term = el->term;
+        become_candidate(el, 1, "a reconfiguration needs votes cast elsewhere in this term: re-electing");
+        return;
+      }
+    }
   }
 
   if (el->first_pub_done && same_content(next, base)) {
