@@ -222,14 +222,16 @@ static void perform(cl_node *n) {
       cl_log(lvl, "election", NULL, "%s", e->msg);
       break;
     }
-    case CL_EL_FX_COMPLETE:
-      if (e->req_id & CL_ADMIN_REQ_BIT) {
-        cl_node_admin_complete(n, e->req_id, e->code, e->msg, e->version);
+    case CL_EL_FX_COMPLETE: {
+      uint64_t local = e->req_id - n->req_salt;
+      if (local & CL_ADMIN_REQ_BIT) {
+        cl_node_admin_complete(n, local, e->code, e->msg, e->version);
         break;
       }
-      cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(e->code, "OK") == 0 ? "" : e->code, e->msg, strlen(e->msg), e->req_id,
+      cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(e->code, "OK") == 0 ? "" : e->code, e->msg, strlen(e->msg), local,
                    (int64_t)e->version, CL_Q_FORCE);
       break;
+    }
     }
   }
 }
@@ -303,9 +305,15 @@ static void defer(int kind, const char *id, const char *name, const char *addres
   dq_tail = d;
 }
 
+/* Request ids count from 1 in every run, but the master remembers the last applied
+ * update by (node id, request id) to drop a re-forwarded duplicate, and the node id
+ * survives a restart: a random salt per run keeps a new request from passing for an
+ * old one (found by the crash-consistency spec). */
 void cl_node_election_input(cl_node *n, const cl_el_input *in) {
   if (!n->el) return;
-  step(n, in);
+  cl_el_input salted = *in;
+  salted.req_id = in->req_id + n->req_salt;
+  step(n, &salted);
 }
 
 static void on_el_timer(uv_timer_t *t) {
@@ -423,6 +431,7 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   if (cfg->el_check_timeout_ms) ec.leader_timeout_ms = ec.follower_timeout_ms = cfg->el_check_timeout_ms;
   if (cfg->el_max_exclusions) ec.max_exclusions = cfg->el_max_exclusions;
   randombytes_buf(&ec.seed, sizeof ec.seed);
+  randombytes_buf(&n->req_salt, sizeof n->req_salt);
   size_t nimn = 0;
   if (cfg->initial_master_nodes && *cfg->initial_master_nodes) {
     imn_buf = strdup(cfg->initial_master_nodes);

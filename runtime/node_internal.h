@@ -44,6 +44,7 @@ typedef struct cl_node {
   cl_histogram rtt_us;
   uint64_t wall_offset_ms; /* wall clock minus loop time, to render loop timestamps */
   uint64_t started_ms;     /* loop time when the node started */
+  uint64_t req_salt;       /* added to request ids: unique across restarts (node_election.c) */
   unsigned rtt_tick;
 
   /* Lua lag: the control loop pings Lua through the event queue */

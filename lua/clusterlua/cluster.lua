@@ -93,6 +93,14 @@ function M.update(fn)
     local code, msg, version = request(function(id) node.cnode().el_update(id, base, blob) end)
     if code == "" then return version end
     if code ~= "ECONFLICT" then return nil, code .. ": " .. msg, code end
+    -- the master has newer metadata (version) than this node has applied yet (a node
+    -- that just restarted, say): wait for it before running fn again
+    local sleep = require("clusterlua.async").sleep
+    for _ = 1, 400 do
+      local md2 = state and state.metadata
+      if md2 and (md2.user_version or 0) >= (version or 0) then break end
+      sleep(5)
+    end
   end
   return nil, "ECONFLICT: the metadata kept changing; gave up after 10 attempts", "ECONFLICT"
 end
