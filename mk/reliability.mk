@@ -36,11 +36,11 @@ FUZZ_BUILD ?= build-fuzz
 LUA_FUZZ_FLAGS = -std=c11 -g -O1 -D_GNU_SOURCE -I$(LUAJIT_INC) -DCL_ROOT='"$(CURDIR)"' \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-$(FUZZ_BUILD)/fuzz_gossip: spec/fuzz/fuzz_gossip.c lua/clusterlua/strategy/gossip.lua
+$(FUZZ_BUILD)/fuzz_gossip: spec/fuzz/fuzz_gossip.c spec/fuzz/lua_fuzz_harness.h lua/clusterlua/strategy/gossip.lua
 	@mkdir -p $(FUZZ_BUILD)
 	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_gossip.c -lluajit-5.1 -lsodium -lm -ldl
 
-$(FUZZ_BUILD)/fuzz_topology: spec/fuzz/fuzz_topology.c lua/clusterlua/topology.lua
+$(FUZZ_BUILD)/fuzz_topology: spec/fuzz/fuzz_topology.c spec/fuzz/lua_fuzz_harness.h lua/clusterlua/topology.lua
 	@mkdir -p $(FUZZ_BUILD)
 	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_topology.c -lluajit-5.1 -lsodium -lm -ldl
 
