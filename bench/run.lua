@@ -179,19 +179,32 @@ local function rmtree(path)
   end
 end
 
+-- Ports are drawn below the kernel's ephemeral range (so no outgoing connection of a
+-- node can take a port another node is about to listen on) and never handed out twice
+-- in one run; each is checked free for TCP and UDP (Serf needs both).
+local handed = {}
+local eph_lo = 32768
+do
+  local f = io.open "/proc/sys/net/ipv4/ip_local_port_range"
+  if f then eph_lo = tonumber((f:read "*l" or ""):match "^(%d+)") or eph_lo; f:close() end
+end
+math.randomseed(uv.hrtime() % 2 ^ 31)
 local function free_port()
-  for _ = 1, 100 do
+  for _ = 1, 500 do
     local t, u = uv.new_tcp(), uv.new_udp()
-    local port
-    if t:bind("127.0.0.1", 0) then
-      port = t:getsockname().port
+    local port = math.random(10000, math.max(10001, eph_lo - 1))
+    if handed[port] or not t:bind("127.0.0.1", port) then port = nil end
+    if port then
       if not u:bind("127.0.0.1", port) then port = nil end -- Serf needs both
     end
     local closed = 0
     t:close(function() closed = closed + 1 end)
     u:close(function() closed = closed + 1 end)
     pump(function() return closed == 2 end, 1000)
-    if port then return port end
+    if port then
+      handed[port] = true
+      return port
+    end
   end
   error("no free loopback port")
 end
@@ -857,8 +870,12 @@ local function stable(sys_new, n)
   for i = 1, n do sys:start(i) end
   local formed = all_see_all(sys, n, 60000 + n * 300)
   if not formed then
+    local exited = {}
+    for i = 1, n do if sys.procs[i].exited then exited[#exited + 1] = sys.short[i] end end
+    local tail = sys.procs[n].tail[#sys.procs[n].tail] or ""
     sys:stop()
-    return false, "did not form within " .. (60 + n * 0.3) .. " s"
+    return false, ("did not form within %g s%s"):format(60 + n * 0.3,
+      #exited > 0 and (" (exited: " .. table.concat(exited, ",") .. "; " .. tail .. ")") or "")
   end
   local formed_s = (formed - t0) / 1e6
   -- any node_down from now on is false: nobody is killed
