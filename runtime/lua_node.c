@@ -379,8 +379,10 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         nargs = 3;
         break;
       }
-      case CL_EVT_NODE_DOWN:
       case CL_EVT_NODE_MSG:
+        atomic_fetch_sub(&cl_msg_backlog, (int64_t)(m->body_len + sizeof(cl_msg) + m->name_len + 2));
+        /* fall through */
+      case CL_EVT_NODE_DOWN:
         lua_pushstring(L, m->type == CL_EVT_NODE_DOWN ? "down" : "msg");
         lua_pushstring(L, cl_msg_name(m));
         lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);

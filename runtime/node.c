@@ -10,6 +10,7 @@
 #include "node_internal.h"
 
 cl_node cl_the_node;
+_Atomic int64_t cl_msg_backlog;
 #define g_node cl_the_node
 
 cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name) {
@@ -153,8 +154,24 @@ static void on_peer_down(void *ud, const char *name, const char *reason) {
 
 static void on_message(void *ud, const char *from, uint8_t channel, const uint8_t *data, size_t len) {
   cl_node *n = ud;
-  if (channel == CL_CH_LUA)
-    cl_node_emit(n, CL_EVT_NODE_MSG, from, data, len, 0, 0, CL_Q_NORMAL);
+  if (channel == CL_CH_LUA) {
+    int64_t cost = (int64_t)(len + sizeof(cl_msg) + strlen(from) + 2);
+    if (atomic_load(&cl_msg_backlog) + cost > CL_MSG_BACKLOG_MAX) {
+      n->msgs_dropped++;
+      uint32_t sup = 0;
+      if (cl_ratelimit_allow(&n->drop_rl, uv_now(&n->c->loop), &sup))
+        cl_log(CL_LOG_WARN, "node", NULL, "Lua is %lld MiB behind on messages: dropping (%u more not logged)",
+               (long long)(atomic_load(&cl_msg_backlog) >> 20), sup);
+      return;
+    }
+    atomic_fetch_add(&cl_msg_backlog, cost);
+    cl_msg *m = cl_msg_new(CL_EVT_NODE_MSG, from, data, len);
+    if (!m || cl_control_emit(n->c, m, CL_Q_FORCE) != 0) {
+      free(m);
+      atomic_fetch_sub(&cl_msg_backlog, cost);
+      n->msgs_dropped++;
+    }
+  }
   else if (channel == CL_CH_ELECTION)
     cl_node_election_message(n, from, data, len);
 }

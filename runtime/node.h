@@ -53,6 +53,13 @@ typedef struct cl_peerq {
 } cl_peerq;
 cl_peerq *cl_node_peerq(const char *name); /* any thread; lives until exit */
 
+/* Bytes of received user messages waiting for Lua. Messages are not refused while this
+ * stays under CL_MSG_BACKLOG_MAX, so a burst that Lua takes a moment to drain is not
+ * lost; past it the node drops (counted and logged), since the connection also carries
+ * heartbeats and cannot simply stop being read. */
+extern _Atomic int64_t cl_msg_backlog;
+#define CL_MSG_BACKLOG_MAX (256ll << 20)
+
 typedef struct cl_node_config {
   char *name, *id, *cluster, *roles, *data, *admin, *admin_token, *log_subsys;
   char *initial_master_nodes; /* comma-separated */

@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "election/election.h"
+#include "log.h"
 #include "metrics.h"
 #include "node.h"
 #include "transport/transport.h"
@@ -56,6 +57,7 @@ typedef struct cl_node {
   uint32_t lua_stepdown_ms;
 
   uint64_t msgs_dropped;
+  cl_ratelimit drop_rl;
   uint64_t reloads;
 } cl_node;
 
