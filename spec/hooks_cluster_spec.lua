@@ -178,8 +178,13 @@ return r.merge(r.exclude_after_grace { grace_ms = 1500, retry_ms = 300 },
       return cc ~= nil and #cc.voting_config_exclusions == 0 and #cc.last_committed_config == 3
     end, 15000)
     assert.truthy(restored, "the exclusion was not cleared: " .. cjson.encode(coord(c, survivor)))
-    local _, st = c:http(survivor, "GET", "/_cluster/state?filter_path=metadata.user")
-    local user = st and st.metadata and st.metadata.user or {}
+    -- the recipe clears the exclusion first, then forgets it in the metadata: wait for both
+    local user
+    proc.wait_until(function()
+      local _, st = c:http(survivor, "GET", "/_cluster/state?filter_path=metadata.user")
+      user = st and st.metadata and st.metadata.user or {}
+      return user["recovery.excluded_after_grace"] == nil
+    end, 10000)
     assert.is_nil(user["recovery.excluded_after_grace"])
   end)
 
