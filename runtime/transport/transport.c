@@ -1040,7 +1040,7 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->encrypt = 1;
   c->max_frame = 16u << 20;
   c->heartbeat_ms = 100;
-  c->timeout_ms = 450;
+  c->timeout_ms = 400; /* plus the check interval (timeout/8) stays under 500 ms */
   c->handshake_timeout_ms = 2000;
   c->send_queue_max = 64u << 20;
   c->backoff_min_ms = 50;

@@ -54,7 +54,7 @@ typedef struct {
                                 Both sides must agree, else the handshake is refused. */
   uint32_t max_frame;        /* default 16 MiB: largest message; checked before allocating */
   uint32_t heartbeat_ms;     /* default 100 */
-  uint32_t timeout_ms;       /* default 450: silent this long => down "timeout" */
+  uint32_t timeout_ms;       /* default 400: silent this long => down "timeout" */
   uint32_t handshake_timeout_ms; /* default 2000 */
   uint32_t send_queue_max;   /* default 64 MiB: per-peer bound in bytes; beyond => CL_ENOBUFS */
   uint32_t backoff_min_ms;   /* default 50: first re-dial delay; doubles, with jitter */
