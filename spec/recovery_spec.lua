@@ -293,8 +293,9 @@ describe("recovery.restart_on_down", function()
 
   it("folds down events that come while a restart waits, and skips a peer that is back", function()
     local f = fake()
-    -- a backoff long enough that a loaded machine cannot run past it between two steps
-    install(recovery.restart_on_down { peer = N2, cmd = "restart-svc", backoff_ms = 150, api = f.api })
+    -- a backoff long enough that a slow machine (sanitizers) cannot run past it between two
+    -- steps: the peer must come back while the restart still waits
+    install(recovery.restart_on_down { peer = N2, cmd = "restart-svc", backoff_ms = 1000, api = f.api })
     f.up[N2] = nil
     emit("node_down", N2, "closed")
     assert.equal(1, #f.execs)
@@ -306,7 +307,7 @@ describe("recovery.restart_on_down", function()
     assert.equal(2, #f.execs)
     emit("node_down", N2, "closed") -- waits the backoff, but the peer comes back
     f.up[N2] = true
-    pump(400)
+    pump(2500)
     assert.equal(2, #f.execs)
   end)
 

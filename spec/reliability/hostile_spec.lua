@@ -9,6 +9,10 @@ local lib = require "reliability.lib"
 
 local SECONDS = tonumber(os.getenv "RELI_HOSTILE_SECONDS" or "") or 12
 local RSS_GROWTH_KB = 64 * 1024 -- generous: a thousand connections' buffers and then some
+-- under AddressSanitizer freed memory sits in its quarantine (256 MiB by default) and every
+-- allocation carries redzones: the bound still catches a runaway, not the same figure
+local ASAN = os.getenv "ASAN_OPTIONS" ~= nil
+if ASAN then RSS_GROWTH_KB = 384 * 1024 end
 
 describe("hostile peers", function()
   it("cannot hurt a node: silent, slow, a thousand at once, garbage, wrong cookie", function()
@@ -102,7 +106,7 @@ describe("hostile peers", function()
     assert.truthy(with_reason >= 1, "no refusal logged with its reason")
     assert.truthy(logged <= 20 + SECONDS * 12, "refusals are not rate-limited: " .. logged .. " lines")
     assert.truthy(rss_max - rss0 < RSS_GROWTH_KB, summary)
-    assert.truthy(rss1 - rss0 < RSS_GROWTH_KB / 2, summary)
+    if not ASAN then assert.truthy(rss1 - rss0 < RSS_GROWTH_KB / 2, summary) end
     -- the cookie never appears in a log
     assert.is_nil(victim:output():find("not-the-cookie", 1, true))
   end)
