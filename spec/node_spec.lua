@@ -254,4 +254,26 @@ print("BAD", ok, err)
     assert.truthy(p:find_line "^BAD	nil	EINVAL: clusterlua.start: topologies: expected a table", p.stdout)
     require("helpers.proc").rmtree(dir)
   end)
+
+  it("logs one JSON object per line with --log-format json, and refuses an unknown format", function()
+    c = cluster.new { n = 1 }
+    local p = c:start(1, { "--log-format", "json", "--log-level", "debug" })
+    assert.truthy(p:wait_for_line('"msg":".*started', 10000, "stderr"))
+    local cjson = require "cjson.safe"
+    local n = 0
+    for _, l in ipairs(p.lines) do
+      if l.stream == "stderr" then
+        local j = cjson.decode(l.text)
+        assert.is_table(j, "not JSON: " .. l.text)
+        assert.is_string(j.time)
+        assert.is_string(j.level)
+        assert.is_string(j.subsystem)
+        n = n + 1
+      end
+    end
+    assert.truthy(n > 0)
+    local bad = proc.start(proc.bin, { "--log-format", "xml", "x.lua" })
+    assert.equal(2, bad:wait_exit(5000))
+    assert.truthy(bad.stderr:find("--log-format", 1, true))
+  end)
 end)
