@@ -181,7 +181,7 @@ static void put_preamble(cl_handshake *hs, cl_tbuf *out) {
 int cl_hs_start(cl_handshake *hs, cl_tbuf *out) {
   const cl_hs_config *c = hs->cfg;
   cl_tbuf pl = {0};
-  put_u8(&pl, c->encrypt ? 1 : 0);
+  put_u8(&pl, (uint8_t)((c->encrypt ? 1 : 0) | (hs->data ? 2 : 0)));
   cl_tbuf_append(&pl, hs->nonce_self, 32);
   put_u64(&pl, c->incarnation);
   put_str(&pl, c->cluster);
@@ -248,6 +248,7 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
   get_str(&r, hs->peer_roles);
   if (r.err || r.i != r.n) return refuse(hs, CL_HSF_GARBAGE, 1, "garbage: malformed HELLO");
   th_add(hs, f->data, f->len);
+  hs->peer_data = (flags & 2) != 0;
   if (strcmp(cluster, c->cluster) != 0)
     return refuse(hs, CL_HSF_CLUSTER, 1, "other cluster: %s is in \"%s\", %s in \"%s\"",
                   hs->role == CL_HS_ACCEPTOR ? hs->peer_name : c->self_name,
@@ -275,7 +276,8 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
     if (k) return refuse(hs, k, 1, "%s", why);
   }
   cl_tbuf pl = {0};
-  put_u8(&pl, c->encrypt ? 1 : 0);
+  /* the data flag is echoed, so a dialer never takes a control connection for a data one */
+  put_u8(&pl, (uint8_t)((c->encrypt ? 1 : 0) | (hs->peer_data ? 2 : 0)));
   cl_tbuf_append(&pl, hs->nonce_self, 32);
   put_u64(&pl, c->incarnation);
   put_str(&pl, c->cluster);
@@ -318,6 +320,9 @@ static int on_challenge(cl_handshake *hs, const cl_frame *f) {
   if ((flags & 1) != (c->encrypt ? 1 : 0))
     return refuse(hs, CL_HSF_ENCRYPT, 1, "encryption mismatch: %s has encrypt=%s, %s has encrypt=%s",
                   hs->peer_name, (flags & 1) ? "on" : "off", c->self_name, c->encrypt ? "on" : "off");
+  if (((flags & 2) != 0) != (hs->data != 0))
+    return refuse(hs, CL_HSF_VERSION, 1, "%s answered a %s connection as a %s one", hs->peer_name,
+                  hs->data ? "data" : "control", (flags & 2) ? "data" : "control");
   uint8_t mac[32];
   hmac2(c->k_hs, "dialer-proof", hs->transcript, 32, mac);
   cl_frame_put(hs->out, CL_T_AUTH, 0, mac, 32);

@@ -135,6 +135,8 @@ typedef struct {
   uint8_t key_tx[32], key_rx[32];
   int fail;                /* CL_HSF_* */
   int refused_by_peer;     /* the failure came in a REFUSE frame */
+  int data;                /* dialer: this is a data connection (HELLO flag 2, echoed) */
+  int peer_data;           /* acceptor: the dialer asked for a data connection */
   char reason[200];
   cl_hs_check_cb check;
   void *check_ud;

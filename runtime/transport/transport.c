@@ -4,10 +4,12 @@
  *
  * Lifetimes: a cl_conn is freed only in its tcp handle's close callback; a cl_peer
  * lives until the transport is closed (its timer is closed with it). */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "internal.h"
 #include "log.h"
@@ -32,6 +34,7 @@ struct cl_conn {
   cl_conn *dirty_next;
   cl_peer *peer; /* dialer: the target from the start; acceptor: once authenticated */
   int outgoing, state, installed, dirty, writing, close_after_flush, encrypt;
+  int data; /* a data connection we dial: handed over once authenticated, never installed */
   uv_connect_t creq;
   uv_write_t wreq;
   cl_handshake hs;
@@ -103,6 +106,8 @@ static void peer_schedule(cl_peer *p, int fresh);
 static void peer_dial(cl_peer *p);
 static void mark_dirty(cl_conn *c);
 static int on_session_frame(void *ud, const cl_frame *f);
+static void data_dial(cl_peer *p);
+static void data_failed(cl_transport *t, cl_peer *p);
 
 static void maybe_finish(cl_transport *t) {
   if (!t->closing || t->open_handles > 0) return;
@@ -511,7 +516,9 @@ static void log_hs_failure(cl_conn *c) {
 
 static void hs_failed(cl_conn *c) {
   log_hs_failure(c);
-  if (c->outgoing && c->peer) {
+  if (c->data) {
+    data_failed(c->t, c->peer);
+  } else if (c->outgoing && c->peer) {
     cl_peer *p = c->peer;
     if (p->dial == c) p->dial = NULL;
     /* after a lost tie-break the peer's dial normally wins; this re-dial is the
@@ -623,6 +630,69 @@ static void conn_authenticated(cl_conn *c) {
     fill_info(p, &info);
     t->cb.peer_up(t->cb.ud, &info);
   }
+  /* the dialer of the control connection dials the data connection: one per pair */
+  if (c->outgoing && p->conn == c && t->cfg.data_conns && t->cb.data_conn) data_dial(p);
+}
+
+static void data_failed(cl_transport *t, cl_peer *p) {
+  if (!t->cb.data_conn || t->closing || !p || !p->conn) return;
+  cl_data_conn dc;
+  memset(&dc, 0, sizeof dc);
+  dc.name = p->nn.full;
+  dc.incarnation = p->incarnation;
+  dc.fd = -1;
+  t->cb.data_conn(t->cb.ud, &dc);
+}
+
+/* A data connection authenticated: give its socket to the data_conn callback. The
+ * socket is duplicated and this handle closed (closing one descriptor of the pair sends
+ * nothing to the peer, and takes it out of this loop's epoll set). */
+static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
+  cl_transport *t = c->t;
+  cl_handshake *hs = &c->hs;
+  cl_peer *p = c->peer ? c->peer : find_peer(t, hs->peer_name);
+  uv_os_fd_t fd = -1;
+  int nfd = -1;
+  if (p && p->conn && p->conn->state == C_UP && p->incarnation == hs->peer_incarnation && !t->leaving &&
+      !t->closing && t->cb.data_conn && !c->writing && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+    nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  if (nfd < 0) {
+    cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "data connection %s %s dropped: its control connection is gone",
+           c->outgoing ? "to" : "from", p ? p->nn.full : c->addr);
+    if (c->outgoing) data_failed(t, p);
+    conn_close(c);
+    return;
+  }
+  uv_read_stop((uv_stream_t *)&c->tcp);
+  cl_tbuf pre = {0};
+  if (cl_tbuf_append(&pre, c->wire.p + c->wire_off, c->wire.len - c->wire_off) ||
+      cl_tbuf_append(&pre, c->out.p, c->out.len)) {
+    close(nfd);
+    cl_tbuf_free(&pre);
+    if (c->outgoing) data_failed(t, p);
+    conn_close(c);
+    return;
+  }
+  cl_data_conn dc;
+  memset(&dc, 0, sizeof dc);
+  dc.name = p->nn.full;
+  dc.incarnation = p->incarnation;
+  dc.fd = nfd;
+  dc.encrypt = t->cfg.encrypt;
+  memcpy(dc.key_tx, hs->key_tx, 32);
+  memcpy(dc.key_rx, hs->key_rx, 32);
+  dc.pre_out = pre.p;
+  dc.pre_out_len = pre.len;
+  dc.pre_in = in;
+  dc.pre_in_len = inlen;
+  c->out.len = 0;
+  c->wire.len = c->wire_off = 0;
+  conn_close(c);
+  t->st.data_conns++;
+  cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "data connection with %s up", p->nn.full);
+  t->cb.data_conn(t->cb.ud, &dc);
+  sodium_memzero(&dc, sizeof dc);
+  cl_tbuf_free(&pre);
 }
 
 /* ---- reading ---- */
@@ -778,6 +848,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       return;
     }
     if (r == CL_HS_CONTINUE) return;
+    if (c->hs.data || c->hs.peer_data) {
+      data_handoff(c, p + used, n - used);
+      return;
+    }
     conn_authenticated(c);
     p += used;
     n -= used;
@@ -811,6 +885,13 @@ static void on_connect(uv_connect_t *req, int status) {
   cl_transport *t = c->t;
   cl_peer *p = c->peer;
   if (c->state == C_CLOSING) return;
+  if (status < 0 && c->data) {
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to open a data connection to %s: %s", p->nn.full,
+           uv_err_name(status));
+    conn_close(c);
+    data_failed(t, p);
+    return;
+  }
   if (status < 0) {
     t->st.connects_failed++;
     uint32_t supp = 0;
@@ -831,6 +912,7 @@ static void on_connect(uv_connect_t *req, int status) {
   randombytes_buf(nonce, sizeof nonce);
   cl_hs_init(&c->hs, &t->hs_cfg, CL_HS_DIALER, p->nn.full, nonce);
   c->hs_live = 1;
+  c->hs.data = c->data;
   cl_hs_start(&c->hs, &c->out);
   mark_dirty(c);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -855,6 +937,31 @@ static void dial_addr(cl_peer *p, const struct sockaddr *sa) {
     return;
   }
   p->dial = c;
+}
+
+/* To the address the control connection reached, so no second name resolution. */
+static void data_dial(cl_peer *p) {
+  cl_transport *t = p->t;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (!p->conn || uv_tcp_getpeername(&p->conn->tcp, (struct sockaddr *)&ss, &len) != 0) {
+    data_failed(t, p);
+    return;
+  }
+  cl_conn *c = conn_new(t);
+  if (!c) {
+    data_failed(t, p);
+    return;
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  c->outgoing = 1;
+  c->data = 1;
+  c->peer = p;
+  c->state = C_CONNECTING;
+  snprintf(c->addr, sizeof c->addr, "%s", p->address);
+  c->creq.data = c;
+  int r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&ss, on_connect);
+  if (r) on_connect(&c->creq, r);
 }
 
 typedef struct {
@@ -950,6 +1057,15 @@ static int hs_check(void *ud, const char *peer_name, uint64_t incarnation, char 
     snprintf(reason, rl, "blackholed by the fault layer");
     return CL_HSF_BUSY;
   }
+  if (c->hs.peer_data) {
+    /* a data connection belongs to a live control connection of the same incarnation */
+    if (!p || !p->conn || p->conn->state != C_UP || incarnation != p->incarnation || !t->cfg.data_conns ||
+        !t->cb.data_conn) {
+      snprintf(reason, rl, "no data connection wanted from %s now", peer_name);
+      return CL_HSF_BUSY;
+    }
+    return 0;
+  }
   if (!p) return 0;
   if (p->conn && incarnation <= p->incarnation) {
     snprintf(reason, rl, "already connected to %s", peer_name);
@@ -1004,6 +1120,9 @@ static void on_tick(uv_timer_t *h) {
       if (now >= c->deadline_ms) {
         if (c->close_after_flush) {
           conn_close(c);
+        } else if (c->state == C_CONNECTING && c->data) {
+          conn_close(c);
+          data_failed(t, c->peer);
         } else if (c->state == C_CONNECTING) {
           /* a blackholed SYN: count it as a failed connect */
           cl_peer *p = c->peer;

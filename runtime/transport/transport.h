@@ -60,6 +60,10 @@ typedef struct {
   uint32_t backoff_min_ms;   /* default 50: first re-dial delay; doubles, with jitter */
   uint32_t backoff_max_ms;   /* default 5000 */
   int mesh;                  /* default 1: learn peers' peers and connect to them */
+  int data_conns;            /* default 0 here (the node turns it on): after a control
+                                connection comes up, its dialer opens a second, data
+                                connection with the same handshake and hands it over
+                                through the data_conn callback (see below) */
   uint64_t incarnation;      /* default 0 = chosen at start (wall-clock µs): a restarted
                                 node must present a larger one to replace its old link */
   const char *log_subsys;    /* the bracket in log lines, e.g. the topology name;
@@ -83,11 +87,29 @@ typedef struct {
   int wanted;            /* cl_transport_want()ed (or learned through mesh) */
 } cl_peer_info;
 
+/* An authenticated data connection, handed over to whoever does its I/O (the Lua loop).
+ * Everything is the receiver's: fd (close it if unwanted), the keys (zero them after
+ * use). pre_out must be written before anything else (the handshake's last frame);
+ * pre_in are bytes already read past the handshake, to be decoded first. Both sides'
+ * AEAD counters start at 0. */
+typedef struct {
+  const char *name;
+  uint64_t incarnation; /* the peer's, as on its control connection */
+  int fd;
+  int encrypt;
+  uint8_t key_tx[32], key_rx[32];
+  const uint8_t *pre_out, *pre_in;
+  size_t pre_out_len, pre_in_len;
+} cl_data_conn;
+
 typedef struct {
   void (*peer_up)(void *ud, const cl_peer_info *p);
   void (*peer_down)(void *ud, const char *name, const char *reason); /* "closed" | "timeout" | "left" */
   void (*message)(void *ud, const char *from, uint8_t channel, const uint8_t *data, size_t len);
   void *ud;
+  /* optional, with data_conns: a data connection is ready (it owns dc->fd), or could not
+   * be opened (dc->fd == -1: use the control connection for that peer) */
+  void (*data_conn)(void *ud, const cl_data_conn *dc);
 } cl_transport_callbacks;
 
 /* Starts listening on self_name's host:port (port 0 is refused: peers must be able to
@@ -140,6 +162,7 @@ typedef struct {
   uint64_t records_sealed; /* AEAD records (each may carry many frames) */
   uint64_t writes;         /* write syscalls issued */
   uint64_t connects_ok, connects_failed;
+  uint64_t data_conns;     /* data connections handed over */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
 

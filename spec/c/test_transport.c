@@ -89,6 +89,11 @@ typedef struct {
   size_t last_len;
   char last_from[128];
   int closed;
+  /* data connections handed over */
+  int dcs, dc_fd, dc_failed;
+  uint64_t dc_inc;
+  uint8_t dc_tx[32], dc_rx[32];
+  size_t dc_pre_out, dc_pre_in;
 } tnode;
 
 static void cb_up(void *ud, const cl_peer_info *p) {
@@ -119,9 +124,27 @@ static void cb_msg(void *ud, const char *from, uint8_t ch, const uint8_t *d, siz
   }
 }
 
+/* Takes the socket as the Lua loop would: writes the handshake's last frame first. */
+static void cb_data(void *ud, const cl_data_conn *dc) {
+  tnode *n = ud;
+  if (dc->fd < 0) {
+    n->dc_failed++;
+    return;
+  }
+  n->dcs++;
+  if (n->dc_fd > 0) close(n->dc_fd);
+  n->dc_fd = dc->fd;
+  n->dc_inc = dc->incarnation;
+  memcpy(n->dc_tx, dc->key_tx, 32);
+  memcpy(n->dc_rx, dc->key_rx, 32);
+  n->dc_pre_out = dc->pre_out_len;
+  n->dc_pre_in = dc->pre_in_len;
+  if (dc->pre_out_len && write(dc->fd, dc->pre_out, dc->pre_out_len) != (ssize_t)dc->pre_out_len) n->dc_failed++;
+}
+
 typedef struct {
   const char *cookie, *cluster;
-  int encrypt, mesh;
+  int encrypt, mesh, data;
   uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms;
 } opts;
 
@@ -143,8 +166,9 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->send_queue_max) c.send_queue_max = o->send_queue_max;
   if (o && o->timeout_ms) c.timeout_ms = o->timeout_ms;
   if (o && o->heartbeat_ms) c.heartbeat_ms = o->heartbeat_ms;
+  c.data_conns = o ? o->data : 0;
   c.log_subsys = short_name;
-  cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n};
+  cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n, cb_data};
   char err[256];
   n->t = cl_transport_new(L, &c, &cb, err, sizeof err);
   if (!n->t) fprintf(stderr, "cl_transport_new: %s\n", err);
@@ -518,6 +542,90 @@ static int ordering(int encrypt) {
   CHECK(bad == 0, "%d out of order", bad);
   return 0;
 }
+static int plain_is_expected(void *ud, const uint8_t *p, size_t n) {
+  *(int *)ud = n == 24 && memcmp(p, "over the data connection", 24) == 0;
+  return 0;
+}
+
+static int dcs_settled(void *ud) {
+  tnode **p = ud;
+  return (p[0]->dcs || p[0]->dc_failed) && (p[1]->dcs || p[1]->dc_failed);
+}
+
+/* The dialer of the control connection opens a data connection; both sides get the
+ * two ends of one socket, with crossed keys, and nothing else changes. */
+static int data_conns(int encrypt) {
+  tnode a, b;
+  opts o = O(encrypt);
+  o.data = 1;
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  tnode *both[2] = {&a, &b};
+  int settled = run_until(dcs_settled, both, 3000);
+  struct sockaddr_storage sa, pb;
+  socklen_t la = sizeof sa, lb = sizeof pb;
+  int same = settled && a.dcs == 1 && b.dcs == 1 && getsockname(a.dc_fd, (struct sockaddr *)&sa, &la) == 0 &&
+             getpeername(b.dc_fd, (struct sockaddr *)&pb, &lb) == 0 && la == lb && memcmp(&sa, &pb, la) == 0;
+  int keys = memcmp(a.dc_tx, b.dc_rx, 32) == 0 && memcmp(a.dc_rx, b.dc_tx, 32) == 0 && memcmp(a.dc_tx, a.dc_rx, 32) != 0;
+  cl_transport_stats st;
+  cl_transport_stats_get(a.t, &st);
+  size_t conns = cl_transport_connected_count(a.t);
+  /* a record sealed with the dialer's key opens with the acceptor's */
+  int opened = 0;
+  if (same && keys) {
+    cl_seal_dir tx = {{0}, 0};
+    memcpy(tx.key, a.dc_tx, 32);
+    cl_tbuf w = {0};
+    cl_session_seal(&tx, (const uint8_t *)"over the data connection", 24, &w);
+    if (write(a.dc_fd, w.p, w.len) == (ssize_t)w.len) {
+      uint8_t in[256];
+      ssize_t n = 0;
+      for (int i = 0; i < 200 && n <= 0; i++) {
+        n = recv(b.dc_fd, in, sizeof in, MSG_DONTWAIT);
+        if (n <= 0) usleep(1000);
+      }
+      cl_opener op;
+      memset(&op, 0, sizeof op);
+      memcpy(op.rx.key, b.dc_rx, 32);
+      if (n > 0 && cl_session_open(&op, in, (size_t)n, plain_is_expected, &opened) < 0) opened = 0;
+      cl_opener_free(&op);
+    }
+    cl_tbuf_free(&w);
+  }
+  close(a.dc_fd);
+  close(b.dc_fd);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(settled && !a.dc_failed && !b.dc_failed, "data connections: a %d (failed %d), b %d (failed %d)", a.dcs,
+        a.dc_failed, b.dcs, b.dc_failed);
+  CHECK(same, "the two sides do not hold the two ends of one socket");
+  CHECK(keys, "keys not crossed");
+  CHECK(a.dc_pre_out == 0 && b.dc_pre_out > 0, "only the acceptor has the handshake's last frame to send (%zu, %zu)",
+        a.dc_pre_out, b.dc_pre_out);
+  CHECK(st.data_conns == 1 && conns == 1 && a.ups == 1 && b.ups == 1, "control side changed: %llu data, %zu conns",
+        (unsigned long long)st.data_conns, conns);
+  CHECK(opened, "a record sealed by the dialer did not open on the acceptor");
+  return 0;
+}
+static int t_data_conns(void) { return data_conns(1); }
+static int t_data_conns_plain(void) { return data_conns(0); }
+
+/* A peer that does not want data connections refuses them: the dialer is told at once. */
+static int t_data_conn_refused(void) {
+  tnode a, b;
+  opts oa = O(1), ob = O(1);
+  oa.data = 1;
+  CHECK(pair_up(&a, &b, &oa, &ob) == 0, "start");
+  tnode *both[2] = {&a, &a};
+  int settled = run_until(dcs_settled, both, 3000);
+  size_t conns = cl_transport_connected_count(b.t);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(settled && a.dc_failed == 1 && a.dcs == 0 && b.dcs == 0, "dialer: %d failed, %d up; acceptor %d", a.dc_failed,
+        a.dcs, b.dcs);
+  CHECK(conns == 1, "control connection lost");
+  return 0;
+}
+
 static int t_ordering_plain(void) { return ordering(0); }
 static int t_ordering_encrypted(void) { return ordering(1); }
 
@@ -888,6 +996,9 @@ int main(void) {
   run_case("transport: simultaneous dials settle on one connection", t_simultaneous_dial);
   run_case("transport: heartbeat RTT measured", t_rtt);
   run_case("transport: unwant disconnects and stops re-dialling", t_unwant);
+  run_case("transport: data connection handed over with crossed keys (encrypted)", t_data_conns);
+  run_case("transport: data connection handed over (unencrypted)", t_data_conns_plain);
+  run_case("transport: data connection refused by a peer without them; the dialer is told", t_data_conn_refused);
   uv_run(L, UV_RUN_NOWAIT);
   int lc = uv_loop_close(L);
   if (lc) {
