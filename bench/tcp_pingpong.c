@@ -1,9 +1,14 @@
 /* Bare C TCP ping-pong on loopback: the floor for a request/response round trip.
  * A forked child echoes fixed-size messages; the parent sends one, waits for the echo,
  * and times each round trip. Prints: "RESULT tcp_rtt_us median=M min=m max=x n=N size=S".
- * Usage: tcp_pingpong [round_trips [size]] (default 20000, 64 bytes; TCP_NODELAY on). */
+ * Usage: tcp_pingpong [round_trips [size [poll]]] (default 20000, 64 bytes; TCP_NODELAY
+ * on). With "poll", both sides wait by polling (non-blocking recv, sched_yield between
+ * tries) instead of sleeping in read: the floor for a runtime that spins, as clusterlua's
+ * Lua loop does after message traffic, when the two ends run on different CPUs. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <errno.h>
+#include <sched.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <signal.h>
@@ -15,10 +20,17 @@
 #include <time.h>
 #include <unistd.h>
 
+static int poll_mode;
+
 static int full(int fd, char *buf, size_t n, int wr) {
   size_t off = 0;
   while (off < n) {
-    ssize_t r = wr ? write(fd, buf + off, n - off) : read(fd, buf + off, n - off);
+    ssize_t r = wr ? write(fd, buf + off, n - off)
+                   : poll_mode ? recv(fd, buf + off, n - off, MSG_DONTWAIT) : read(fd, buf + off, n - off);
+    if (r < 0 && !wr && poll_mode && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      sched_yield();
+      continue;
+    }
     if (r <= 0) return -1;
     off += (size_t)r;
   }
@@ -39,6 +51,7 @@ static double now_us(void) {
 int main(int argc, char **argv) {
   int n = argc > 1 ? atoi(argv[1]) : 20000;
   int size = argc > 2 ? atoi(argv[2]) : 64;
+  poll_mode = argc > 3 && strcmp(argv[3], "poll") == 0;
   if (n < 1 || size < 1 || size > 65536) return 2;
   int one = 1;
   int ls = socket(AF_INET, SOCK_STREAM, 0);
@@ -76,6 +89,7 @@ int main(int argc, char **argv) {
   close(s);
   waitpid(pid, NULL, 0);
   qsort(t, (size_t)n, sizeof(double), cmp);
-  printf("RESULT tcp_rtt_us median=%.1f min=%.1f max=%.1f n=%d size=%d\n", t[n / 2], t[0], t[n - 1], n, size);
+  printf("RESULT tcp_rtt_us%s median=%.1f min=%.1f max=%.1f n=%d size=%d\n", poll_mode ? "_poll" : "", t[n / 2], t[0], t[n - 1], n,
+         size);
   return 0;
 }

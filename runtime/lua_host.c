@@ -15,6 +15,7 @@
 int luaopen_clusterlua_core(lua_State *L);
 int luaopen_clusterlua_dns(lua_State *L);
 int luaopen_clusterlua_cnode(lua_State *L);
+int luaopen_clusterlua_cdataplane(lua_State *L);
 int luaopen_clusterlua_crypto(lua_State *L);
 
 static _Atomic uint64_t g_errors;
@@ -153,6 +154,7 @@ lua_State *cl_lua_new(uv_loop_t *loop, const char *exe_path) {
   cl_lua_preload(L, "clusterlua.cdns", luaopen_clusterlua_dns);
   cl_lua_preload(L, "clusterlua.cnode", luaopen_clusterlua_cnode);
   cl_lua_preload(L, "clusterlua.crypto", luaopen_clusterlua_crypto);
+  cl_lua_preload(L, "clusterlua.cdataplane", luaopen_clusterlua_cdataplane);
   luv_set_loop(L, loop);
   luv_set_callback(L, luv_pcall);
   return L;

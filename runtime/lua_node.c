@@ -3,15 +3,20 @@
  * function (lua/clusterlua/node.lua), each under cl_lua_pcall. */
 #include <lauxlib.h>
 #include <lua.h>
+#include <sodium.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "control.h"
 #include "election/election.h"
+#include "lua_dataplane.h"
 #include "lua_host.h"
 #include "node.h"
 
 static int g_handler = LUA_NOREF;
+static uint32_t g_max_frame = 16u << 20;
+static int64_t g_send_queue_max = 64 << 20;
 static lua_State *g_L;
 
 static char *dupfield(lua_State *L, int idx, const char *k, int required) {
@@ -103,10 +108,13 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   cfg->encrypt = boolfield(L, 1, "encrypt", 1);
   cfg->mesh = boolfield(L, 1, "mesh", 1);
+  cfg->data_conn = boolfield(L, 1, "data_connection", 1);
   cfg->max_frame = uintfield(L, 1, "max_frame");
+  if (cfg->max_frame) g_max_frame = cfg->max_frame;
   cfg->heartbeat_ms = uintfield(L, 1, "heartbeat_ms");
   cfg->timeout_ms = uintfield(L, 1, "timeout_ms");
   cfg->send_queue_max = uintfield(L, 1, "send_queue_max");
+  if (cfg->send_queue_max) g_send_queue_max = cfg->send_queue_max;
   lua_getfield(L, 1, "election");
   if (lua_istable(L, -1)) {
     int e = lua_gettop(L);
@@ -184,7 +192,6 @@ static int enobufs(lua_State *L, const char *to) {
   return 3;
 }
 
-static int64_t g_send_queue_max = 64 << 20;
 
 static int l_send(lua_State *L) {
   const char *to = luaL_checkstring(L, 1);
@@ -345,12 +352,23 @@ static void push_roles(lua_State *L, const char *roles) {
 }
 
 /* Lua thread: every event the control loop emitted, in order. */
+/* An event nobody takes: its data connection's socket must not leak. */
+static void drop_event(cl_msg *m) {
+  if (m->type == CL_EVT_NODE_UP && m->body_len >= sizeof(cl_evt_up) + sizeof(cl_evt_data)) {
+    cl_evt_data d;
+    memcpy(&d, cl_msg_body(m) + sizeof(cl_evt_up), sizeof d);
+    if (d.fd >= 0) close(d.fd);
+    sodium_memzero((void *)cl_msg_body(m), m->body_len);
+  }
+}
+
 void cl_lua_node_events(cl_msg *list, void *ud) {
   (void)ud;
   lua_State *L = g_L;
   while (list) {
     cl_msg *m = list;
     list = list->next;
+    if (!L || g_handler == LUA_NOREF) drop_event(m);
     if (L && g_handler != LUA_NOREF) {
       int top = lua_gettop(L);
       lua_rawgeti(L, LUA_REGISTRYINDEX, g_handler);
@@ -377,6 +395,29 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         lua_pushnumber(L, m->coalesced);
         lua_setfield(L, -2, "coalesced");
         nargs = 3;
+        if (m->body_len >= sizeof upv + sizeof(cl_evt_data)) {
+          const uint8_t *b = cl_msg_body(m) + sizeof upv;
+          cl_evt_data d;
+          memcpy(&d, b, sizeof d);
+          b += sizeof d;
+          if (m->body_len == sizeof upv + sizeof d + d.pre_out_len + d.pre_in_len) {
+            cl_data_conn dc = {.name = cl_msg_name(m),
+                               .incarnation = up->incarnation,
+                               .fd = d.fd,
+                               .encrypt = d.encrypt,
+                               .pre_out = b,
+                               .pre_out_len = d.pre_out_len,
+                               .pre_in = b + d.pre_out_len,
+                               .pre_in_len = d.pre_in_len};
+            memcpy(dc.key_tx, d.key_tx, 32);
+            memcpy(dc.key_rx, d.key_rx, 32);
+            cl_lua_dp_adopt(L, &dc, g_max_frame, (size_t)g_send_queue_max);
+            sodium_memzero(&dc, sizeof dc);
+            nargs = 4;
+          }
+          sodium_memzero(&d, sizeof d);
+          sodium_memzero((void *)cl_msg_body(m), m->body_len);
+        }
         break;
       }
       case CL_EVT_NODE_MSG:

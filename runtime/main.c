@@ -11,6 +11,7 @@
 #include <uv.h>
 
 #include "control.h"
+#include "dataplane.h"
 #include "log.h"
 #include "lua_host.h"
 #include "options.h"
@@ -203,6 +204,7 @@ static int run(int argc, char **argv, int script, int mode) {
 
   cl_control_stop(&control);
   cl_control_set(NULL);
+  cl_dp_shutdown(); /* its handles free their memory in their own close callbacks */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   cl_lua_close(L);

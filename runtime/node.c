@@ -2,9 +2,11 @@
  * election, and their events back. A plain script starts none of it. */
 #include "node.h"
 
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "node_internal.h"
@@ -123,33 +125,97 @@ void cl_node_config_free(cl_node_config *c) {
 
 /* ---- transport callbacks (control loop) ---- */
 
+/* Tells Lua the peer is up, with its data connection when dc is given. */
+static void emit_up(cl_node *n, cl_node_peer *pp, const cl_data_conn *dc) {
+  pp->lua_up = 1;
+  if (!dc) {
+    cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, pp->name, &pp->info, sizeof pp->info);
+    if (m && cl_control_emit(n->c, m, CL_Q_COALESCE) != 0) free(m);
+    return;
+  }
+  size_t len = sizeof(cl_evt_up) + sizeof(cl_evt_data) + dc->pre_out_len + dc->pre_in_len;
+  uint8_t *body = malloc(len);
+  if (!body) {
+    close(dc->fd);
+    emit_up(n, pp, NULL);
+    return;
+  }
+  cl_evt_data d;
+  memset(&d, 0, sizeof d);
+  d.fd = dc->fd;
+  d.encrypt = dc->encrypt;
+  memcpy(d.key_tx, dc->key_tx, 32);
+  memcpy(d.key_rx, dc->key_rx, 32);
+  d.pre_out_len = (uint32_t)dc->pre_out_len;
+  d.pre_in_len = (uint32_t)dc->pre_in_len;
+  uint8_t *w = body;
+  memcpy(w, &pp->info, sizeof pp->info);
+  w += sizeof pp->info;
+  memcpy(w, &d, sizeof d);
+  w += sizeof d;
+  if (dc->pre_out_len) memcpy(w, dc->pre_out, dc->pre_out_len);
+  w += dc->pre_out_len;
+  if (dc->pre_in_len) memcpy(w, dc->pre_in, dc->pre_in_len);
+  cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, pp->name, body, len);
+  sodium_memzero(&d, sizeof d);
+  sodium_memzero(body, len);
+  free(body);
+  if (!m || cl_control_emit(n->c, m, CL_Q_FORCE) != 0) {
+    if (m) {
+      sodium_memzero((void *)cl_msg_body(m), m->body_len);
+      free(m);
+    }
+    close(dc->fd);
+  }
+}
+
 static void on_peer_up(void *ud, const cl_peer_info *p) {
   cl_node *n = ud;
   cl_node_peer *pp = peer_add(n, p->name);
   if (pp) {
     pp->up = 1;
     snprintf(pp->id, sizeof pp->id, "%s", p->node_id ? p->node_id : "");
+    cl_evt_up *up = &pp->info;
+    memset(up, 0, sizeof *up);
+    up->rtt_us = p->rtt_us;
+    up->incarnation = p->incarnation;
+    snprintf(up->id, sizeof up->id, "%s", p->node_id ? p->node_id : "");
+    snprintf(up->address, sizeof up->address, "%s", p->address ? p->address : "");
+    snprintf(up->roles, sizeof up->roles, "%s", p->roles ? p->roles : "");
+    pp->lua_up = 0;
+    pp->up_ms = uv_now(&n->c->loop);
+    if (!n->cfg->data_conn) emit_up(n, pp, NULL);
   }
-  cl_evt_up up;
-  memset(&up, 0, sizeof up);
-  up.rtt_us = p->rtt_us;
-  up.incarnation = p->incarnation;
-  snprintf(up.id, sizeof up.id, "%s", p->node_id ? p->node_id : "");
-  snprintf(up.address, sizeof up.address, "%s", p->address ? p->address : "");
-  snprintf(up.roles, sizeof up.roles, "%s", p->roles ? p->roles : "");
-  cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, p->name, &up, sizeof up);
-  if (m && cl_control_emit(n->c, m, CL_Q_COALESCE) != 0) free(m);
   cl_node_election_peer_up(n, p);
+}
+
+/* The transport's data connection for a peer (fd < 0: it could not be opened). */
+static void on_data_conn(void *ud, const cl_data_conn *dc) {
+  cl_node *n = ud;
+  cl_node_peer *pp = cl_node_peer_by_name(n, dc->name);
+  if (!pp || !pp->up || pp->lua_up || pp->info.incarnation != dc->incarnation) {
+    if (dc->fd >= 0) close(dc->fd);
+    return;
+  }
+  if (dc->fd < 0) {
+    cl_log(CL_LOG_WARN, "node", NULL, "no data connection with %s: its messages use the control connection",
+           dc->name);
+    emit_up(n, pp, NULL);
+    return;
+  }
+  emit_up(n, pp, dc);
 }
 
 static void on_peer_down(void *ud, const char *name, const char *reason) {
   cl_node *n = ud;
-  cl_msg *m = cl_msg_new(CL_EVT_NODE_DOWN, name, reason, strlen(reason));
-  /* a node_down is never dropped */
-  if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
-  cl_node_election_peer_down(n, name);
   cl_node_peer *p = cl_node_peer_by_name(n, name);
-  if (p) p->up = 0;
+  /* a node_down is never dropped; Lua hears only of peers it heard were up */
+  if (!p || p->lua_up) {
+    cl_msg *m = cl_msg_new(CL_EVT_NODE_DOWN, name, reason, strlen(reason));
+    if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
+  }
+  cl_node_election_peer_down(n, name);
+  if (p) p->up = p->lua_up = 0;
 }
 
 static void on_message(void *ud, const char *from, uint8_t channel, const uint8_t *data, size_t len) {
@@ -195,6 +261,16 @@ static void sample_rtt(void *ud, const cl_peer_info *p) {
 
 static void on_drain(uv_timer_t *t) {
   cl_node *n = t->data;
+  uint64_t now = uv_now(&n->c->loop);
+  for (int i = 0; i < n->n_peers; i++) {
+    cl_node_peer *p = &n->peers[i];
+    if (p->up && !p->lua_up && now - p->up_ms > CL_DATA_WAIT_MS) {
+      cl_log(CL_LOG_WARN, "node", NULL,
+             "no data connection with %s after %d ms: its messages use the control connection", p->name,
+             CL_DATA_WAIT_MS);
+      emit_up(n, p, NULL);
+    }
+  }
   /* the heartbeat round-trip histogram gets one sample per peer per second */
   if (++n->rtt_tick % 20 == 0) cl_transport_foreach(n->t, sample_rtt, n);
   uint32_t limit = n->cfg && n->cfg->send_queue_max ? n->cfg->send_queue_max : (64u << 20);
@@ -227,12 +303,17 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   tc.roles = cfg->roles;
   tc.encrypt = cfg->encrypt;
   tc.mesh = cfg->mesh;
+  tc.data_conns = cfg->data_conn;
   if (cfg->max_frame) tc.max_frame = cfg->max_frame;
   if (cfg->heartbeat_ms) tc.heartbeat_ms = cfg->heartbeat_ms;
   if (cfg->timeout_ms) tc.timeout_ms = cfg->timeout_ms;
   if (cfg->send_queue_max) tc.send_queue_max = cfg->send_queue_max;
   tc.log_subsys = cfg->log_subsys;
-  cl_transport_callbacks cb = {.peer_up = on_peer_up, .peer_down = on_peer_down, .message = on_message, .ud = n};
+  cl_transport_callbacks cb = {.peer_up = on_peer_up,
+                               .data_conn = on_data_conn,
+                               .peer_down = on_peer_down,
+                               .message = on_message,
+                               .ud = n};
   n->t = cl_transport_new(&n->c->loop, &tc, &cb, cfg->err, sizeof cfg->err);
   if (!n->t) {
     cfg->rc = -1;

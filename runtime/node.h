@@ -45,6 +45,15 @@ typedef struct {
   char roles[256];
 } cl_evt_up;
 
+/* CL_EVT_NODE_UP with a data connection: the body is cl_evt_up, then this, then
+ * pre_out_len + pre_in_len bytes (see cl_data_conn). Such an event is never coalesced. */
+typedef struct {
+  int fd;
+  int encrypt;
+  uint8_t key_tx[32], key_rx[32];
+  uint32_t pre_out_len, pre_in_len;
+} cl_evt_data;
+
 /* Per-peer bytes handed to the control loop but not yet to the transport: bounds what a
  * fast sender can queue for a slow or stopped peer (ENOBUFS). Shared by both threads. */
 typedef struct cl_peerq {
@@ -66,6 +75,7 @@ typedef struct cl_node_config {
   uint8_t *cookie;
   size_t cookie_len;
   int encrypt, mesh;
+  int data_conn; /* user messages on a data connection owned by the Lua loop (default) */
   uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max;
   uint32_t el_heartbeat_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;
   /* answer */

@@ -8,6 +8,7 @@
 #include <sys/time.h>
 
 #include "admin.h"
+#include "dataplane.h"
 #include "json_filter.h"
 #include "log.h"
 #include "lua_host.h"
@@ -297,6 +298,18 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
     const char *labels[] = {"reason", hf[i].reason, NULL};
     cl_metrics_sample(&m, labels, (double)hf[i].v);
   }
+  cl_dp_stats ds;
+  cl_dp_stats_published(&ds);
+  cl_metrics_family(&m, "clusterlua_data_messages", "counter", "Messages between Lua handlers on data connections");
+  const char *l_in[] = {"direction", "in", NULL}, *l_out[] = {"direction", "out", NULL};
+  cl_metrics_sample(&m, l_in, (double)ds.msgs_in);
+  cl_metrics_sample(&m, l_out, (double)ds.msgs_out);
+  cl_metrics_family(&m, "clusterlua_data_bytes", "counter", "Bytes on data connections");
+  cl_metrics_sample(&m, l_in, (double)ds.bytes_in);
+  cl_metrics_sample(&m, l_out, (double)ds.bytes_out);
+  cl_metrics_counter(&m, "clusterlua_data_connections", "Data connections opened", (double)ds.conns_adopted);
+  cl_metrics_counter(&m, "clusterlua_data_connection_failures",
+                     "Data connections that failed while their peer stayed up", (double)ds.conns_failed);
   cl_metrics_counter(&m, "clusterlua_lua_errors", "Errors raised by Lua callbacks and hooks",
                      (double)cl_lua_error_count());
   cl_metrics_counter(&m, "clusterlua_hook_aborts", "Hooks aborted for running past their budget",

@@ -20,7 +20,14 @@ typedef struct {
   char name[CL_NODE_NAME_MAX + 1];
   char id[CL_EL_ID_MAX + 1];
   int up;
+  /* Lua hears of a peer once its data connection is there too (or without one, after
+   * CL_DATA_WAIT_MS), so it never sees a node it cannot send to the fast way */
+  int lua_up;
+  uint64_t up_ms;
+  cl_evt_up info;
 } cl_node_peer;
+
+#define CL_DATA_WAIT_MS 2000
 
 
 typedef struct cl_node {

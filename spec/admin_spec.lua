@@ -116,7 +116,8 @@ describe("admin endpoint", function()
     for _, m in ipairs { "clusterlua_nodes_up", "clusterlua_term", "clusterlua_state_version", "clusterlua_is_master",
       "clusterlua_heartbeat_rtt_seconds_bucket", "clusterlua_persist_seconds_bucket",
       "clusterlua_frames_in_total", "clusterlua_bytes_out_total", "clusterlua_handshake_failures_total",
-      "clusterlua_hook_aborts_total", "clusterlua_dropped_events_total", "clusterlua_lua_lag_seconds" } do
+      "clusterlua_hook_aborts_total", "clusterlua_dropped_events_total", "clusterlua_lua_lag_seconds",
+      'clusterlua_data_messages_total{direction="out"}', "clusterlua_data_connections_total" } do
       assert.truthy(text:find(m, 1, true), "missing metric " .. m)
     end
     if uv.fs_stat "/usr/bin/promtool" then

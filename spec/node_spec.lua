@@ -158,6 +158,8 @@ return { node_down = function(n, r) io.stdout:write("EVENT node_down ", n, " ", 
       { "return { cluster = 5 }", "cluster: expected a string, got number" },
       { "return { bogus = 1 }", "bogus: unknown key" },
       { "return { transport = { max_frame = -1 } }", "transport.max_frame" },
+      { "return { transport = { data_connection = 'yes' } }", "transport.data_connection: expected a boolean" },
+      { "return { transport = { spin_us = -5 } }", "transport.spin_us: expected an integer 0 .. 1000000" },
       { "return 42", "expected the file to return a table" },
       { "return {", "topology.lua:1:" },
     }

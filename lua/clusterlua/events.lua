@@ -147,6 +147,32 @@ local function report(what, err)
   core.report(what, tostring(err))
 end
 
+local function end_slice(co, rec, slice, has_budget, ok, err)
+  stack[#stack] = nil
+  if has_budget then
+    budgeted = budgeted - 1
+    if budgeted == 0 then
+      hook_off()
+    elseif slice.aborted then
+      debug.sethook(watchdog, "", M.check_every) -- back to the normal rate for the outer slice
+    end
+  end
+  if not ok then
+    if type(err) == "userdata" then error(err, 0) end
+    if slice.aborted then
+      M.stats.aborts = M.stats.aborts + 1
+      core.count_hook_abort()
+    end
+    report(rec.what, debug.traceback(co, tostring(err)))
+  end
+  if rec.on_done and coroutine.status(co) == "dead" then
+    local f = rec.on_done
+    rec.on_done = nil
+    f(ok)
+  end
+  return ok
+end
+
 --- resume(co, ...) -> ok
 -- The one way to resume a coroutine that may be a hook's: skips cancelled ones (returns
 -- false), applies the budget, reports an error or abort, and lets os.exit through.
@@ -167,40 +193,15 @@ function M.resume(co, ...)
     rec = { what = parent.rec.what, budget_ms = parent.rec.budget_ms, parent = parent.co }
     tracked[co] = rec
   end
-  local slice = { co = co, rec = rec, start = core.now(), resumer = coroutine.running() }
   local has_budget = rec.budget_ms and rec.budget_ms > 0
+  -- the clock is read only for a budget: this runs for every message reply
+  local slice = { co = co, rec = rec, start = has_budget and core.now() or 0, resumer = coroutine.running() }
   stack[#stack + 1] = slice
   if has_budget then
     budgeted = budgeted + 1
     if budgeted == 1 then hook_on() end
   end
-  local res = pack(coroutine.resume(co, ...))
-  stack[#stack] = nil
-  if has_budget then
-    budgeted = budgeted - 1
-    if budgeted == 0 then
-      hook_off()
-    elseif slice.aborted then
-      debug.sethook(watchdog, "", M.check_every) -- back to the normal rate for the outer slice
-    end
-  end
-  if not res[1] then
-    local err = res[2]
-    if type(err) == "userdata" then error(err, 0) end
-    if slice.aborted then
-      M.stats.aborts = M.stats.aborts + 1
-      core.count_hook_abort()
-      report(rec.what, debug.traceback(co, tostring(err)))
-    else
-      report(rec.what, debug.traceback(co, tostring(err)))
-    end
-  end
-  if rec.on_done and coroutine.status(co) == "dead" then
-    local f = rec.on_done
-    rec.on_done = nil
-    f(res[1])
-  end
-  return res[1]
+  return end_slice(co, rec, slice, has_budget, coroutine.resume(co, ...))
 end
 
 local function start(what, fn, budget_ms, on_done, ...)

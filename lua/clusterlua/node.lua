@@ -2,29 +2,42 @@
 -- The C side (clusterlua.cnode) owns connections on the control loop; this side keeps
 -- the view Lua has seen, in the order events arrived.
 local buffer = require "string.buffer"
+local ffi = require "ffi"
 local uv = require "uv"
 local events = require "clusterlua.events"
 local names = require "clusterlua.names"
 
 local M = {}
 
+-- Messages travel on the data connection the Lua loop owns, written and read here with
+-- no thread hop; the bytes go to C and come back through the FFI, so no Lua string is
+-- made per message. A peer without one (transport.data_connection = false on either
+-- side, or it could not be opened) is reached through the control loop instead.
+pcall(ffi.cdef, [[
+typedef struct cl_dp_conn cl_dp_conn;
+typedef struct { const uint8_t *p; size_t len; } cl_dp_rx;
+int cl_dp_send(cl_dp_conn *c, const uint8_t *p, size_t len);
+const cl_dp_rx *cl_dp_rx_current(void);
+]])
+local C = ffi.C
+
 local cnode -- loaded on start: a plain script never needs it
+local cdp
+local rx     -- the message being delivered (cl_dp_rx *)
 local self_info
 local connected = {} -- full name -> info
 local connected_order = {}
+local dconn = {}     -- full name -> cl_dp_conn * of its data connection
+local dconn_ud = {}  -- full name -> the same, as a light userdata (to close it)
 local handlers = {}  -- message handler name -> fn
-local pending = {}   -- call id -> {co=, node=, timer=}
+local pending = {}   -- call id -> {co=, node=, deadline=}
 local next_id = 0
 local started = false
 local max_frame = 16 * 1024 * 1024
+local sbuf, rbuf = buffer.new(), buffer.new()
+local traceback = debug.traceback
 
-M.stats = { remote_errors = 0, dropped_replies = 0 }
-
-local function enc(t)
-  local ok, s = pcall(buffer.encode, t)
-  if not ok then return nil, "EINVAL: value cannot be serialized: " .. tostring(s), "EINVAL" end
-  return s
-end
+M.stats = { remote_errors = 0, dropped_replies = 0, handler_errors = 0, control_path_sends = 0 }
 
 local function rebuild_order()
   connected_order = {}
@@ -49,6 +62,7 @@ end
 
 -- Resolves a short or full name against the nodes this node knows about.
 function M.resolve(name)
+  if connected[name] then return name end
   local known = M.nodes()
   if self_info then known[#known + 1] = self_info.name end
   return names.resolve(name, known)
@@ -80,23 +94,92 @@ function M.handle(name, fn)
   handlers[name] = fn
 end
 
-local function send_raw(node, msg)
-  local full, err, code = M.resolve(node)
-  if not full then return nil, err, code end
+-- A message is 3 or 4 objects in a row: "m" name value | "c" name value id |
+-- "r" id ok value. No table is built around them on either side.
+local function pack(kind, a, b, c, n)
+  sbuf:reset()
+  sbuf:encode(kind)
+  sbuf:encode(a)
+  sbuf:encode(b)
+  if n == 4 then sbuf:encode(c) end
+end
+
+local function deliver(full, kind, a, b, c, n)
   if not connected[full] then return nil, "ENOTCONN: not connected to " .. full, "ENOTCONN" end
-  local s, e2, c2 = enc(msg)
-  if not s then return nil, e2, c2 end
-  -- refused here, at once: the transport would only drop it later on the control loop
-  if #s > max_frame then
-    return nil, ("E2BIG: message of %d bytes exceeds transport.max_frame (%d)"):format(#s, max_frame), "E2BIG"
+  local ok, err = pcall(pack, kind, a, b, c, n)
+  if not ok then
+    sbuf:reset()
+    return nil, "EINVAL: value cannot be serialized: " .. tostring(err), "EINVAL"
   end
-  return cnode.send(full, s)
+  local len = #sbuf
+  -- refused here, at once, not dropped later by the receiver
+  if len > max_frame then
+    return nil, ("E2BIG: message of %d bytes exceeds transport.max_frame (%d)"):format(len, max_frame), "E2BIG"
+  end
+  local dc = dconn[full]
+  if not dc then
+    M.stats.control_path_sends = M.stats.control_path_sends + 1
+    return cnode.send(full, sbuf:tostring())
+  end
+  local rc = C.cl_dp_send(dc, (sbuf:ref()), len)
+  if rc == 0 then return true end
+  if rc == cdp.ENOBUFS then return nil, "ENOBUFS: the send queue to " .. full .. " is full", "ENOBUFS" end
+  return nil, "ENOTCONN: the data connection to " .. full .. " is closing", "ENOTCONN"
 end
 
 function M.send(node, name, value)
   need_started(2)
   if type(name) ~= "string" then error("bad argument #2 (name): expected a string", 2) end
-  return send_raw(node, { "m", name, value })
+  local full = connected[node] and node
+  if not full then
+    local err, code
+    full, err, code = M.resolve(node)
+    if not full then return nil, err, code end
+  end
+  return deliver(full, "m", name, value)
+end
+
+-- ---- call timeouts: one timer for every outstanding call, armed for the earliest ----
+
+local ctimer
+local ctimer_at = math.huge
+
+local on_ctimer
+local function arm(deadline)
+  if deadline >= ctimer_at then return end
+  ctimer_at = deadline
+  if not ctimer then ctimer = uv.new_timer() end
+  local d = deadline - uv.now()
+  ctimer:start(d > 0 and d or 0, 0, on_ctimer)
+end
+
+function on_ctimer()
+  ctimer_at = math.huge
+  local now, nextd, due = uv.now(), math.huge, nil
+  for id, p in pairs(pending) do
+    if p.deadline <= now then
+      due = due or {}
+      due[#due + 1] = id
+    elseif p.deadline < nextd then
+      nextd = p.deadline
+    end
+  end
+  if due then
+    table.sort(due)
+    for _, id in ipairs(due) do
+      local p = pending[id]
+      if p then
+        pending[id] = nil
+        -- through events.resume: a cancelled hook is not resumed, a budget applies
+        events.resume(p.co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(p.node, p.name, p.timeout),
+          "ETIMEDOUT")
+      end
+    end
+    for _, p in pairs(pending) do
+      if p.deadline < nextd then nextd = p.deadline end
+    end
+  end
+  if nextd < math.huge then arm(nextd) end
 end
 
 function M.call(node, name, value, opts)
@@ -105,24 +188,19 @@ function M.call(node, name, value, opts)
   local co, main = coroutine.running()
   if not co or main then error("bad argument: clusterlua.call must be called from a coroutine", 2) end
   local timeout = opts and opts.timeout or 5000
-  local full, err, code = M.resolve(node)
-  if not full then return nil, err, code end
+  local full = connected[node] and node
+  if not full then
+    local err, code
+    full, err, code = M.resolve(node)
+    if not full then return nil, err, code end
+  end
   next_id = next_id + 1
   local id = next_id
-  local ok, e2, c2 = send_raw(full, { "c", name, value, id })
+  local ok, e2, c2 = deliver(full, "c", name, value, id, 4)
   if not ok then return nil, e2, c2 end
-  local timer = uv.new_timer()
-  local p = { co = co, node = full, timer = timer }
-  pending[id] = p
-  timer:start(timeout, 0, function()
-    if pending[id] then
-      pending[id] = nil
-      timer:close()
-      -- through events.resume: a cancelled hook is not resumed, a budget applies
-      events.resume(co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(full, name, timeout),
-        "ETIMEDOUT")
-    end
-  end)
+  local deadline = uv.now() + timeout
+  pending[id] = { co = co, node = full, deadline = deadline, name = name, timeout = timeout }
+  if deadline < ctimer_at then arm(deadline) end
   return coroutine.yield()
 end
 
@@ -133,8 +211,6 @@ local function finish(id, ...)
     return
   end
   pending[id] = nil
-  p.timer:stop()
-  p.timer:close()
   -- through events.resume: a cancelled hook is not resumed, a budget applies, errors reported
   events.resume(p.co, ...)
 end
@@ -169,53 +245,163 @@ function M.info(node)
   return M.call(node, "$info", nil, { timeout = 2000 })
 end
 
-local function on_message(from, data)
-  local ok, msg = pcall(buffer.decode, data)
-  if not ok or type(msg) ~= "table" then
+-- ---- running handlers ----
+-- Each message runs its handler in a coroutine (it may wait: call, sleep), taken from a
+-- pool of parked ones: creating a coroutine per message would cost more than the rest.
+-- A handler that waits keeps its coroutine; the next message gets another.
+
+local function reply(to, id, ok, value)
+  local sok, err, code = deliver(to, "r", id, ok, value, 4)
+  if not sok and code == "EINVAL" then sok = deliver(to, "r", id, false, err, 4) end
+  if not sok then M.stats.dropped_replies = M.stats.dropped_replies + 1 end
+end
+
+local function serve(h, kind, name, value, from, id)
+  if kind == "m" then
+    local ok, err = xpcall(h, traceback, value, from)
+    if not ok then
+      if type(err) == "userdata" then error(err, 0) end -- os.exit
+      M.stats.handler_errors = M.stats.handler_errors + 1
+      events.stats.errors = events.stats.errors + 1
+      require("clusterlua.core").report("handler " .. tostring(name), tostring(err))
+    end
+  else
+    local ok, r = pcall(h, value, from)
+    if not ok and type(r) == "userdata" then error(r, 0) end
+    reply(from, id, ok, ok and r or tostring(r))
+  end
+end
+
+local pool, npool, POOL_MAX = {}, 0, 64
+
+local function worker(h, kind, name, value, from, id)
+  local self = coroutine.running()
+  while true do
+    serve(h, kind, name, value, from, id)
+    if npool >= POOL_MAX then return end
+    npool = npool + 1
+    pool[npool] = self
+    h, kind, name, value, from, id = coroutine.yield()
+  end
+end
+
+local function run_handler(h, kind, name, value, from, id)
+  local co
+  if npool > 0 then
+    co = pool[npool]
+    pool[npool] = nil
+    npool = npool - 1
+  else
+    co = coroutine.create(worker)
+  end
+  local ok, err = coroutine.resume(co, h, kind, name, value, from, id)
+  if not ok then
+    if type(err) == "userdata" then error(err, 0) end
+    require("clusterlua.core").report("handler " .. tostring(name), traceback(co, tostring(err)))
+  end
+end
+
+local function decode()
+  local kind, a, b = rbuf:decode(), rbuf:decode(), rbuf:decode()
+  if #rbuf > 0 then return kind, a, b, rbuf:decode() end
+  return kind, a, b
+end
+
+-- rbuf holds the message (a Lua string or the C buffer of the data connection)
+local function on_message_in(from)
+  local ok, kind, a, b, c = pcall(decode)
+  rbuf:reset()
+  if not ok then
     require("clusterlua.core").report("message from " .. from, "undecodable message dropped")
     return
   end
-  local kind = msg[1]
   if kind == "m" then
-    local h = handlers[msg[2]]
-    if h then events.spawn("handler " .. tostring(msg[2]), h, msg[3], from) end
+    local h = handlers[a]
+    if h then run_handler(h, "m", a, b, from) end
   elseif kind == "c" then
-    local name, value, id = msg[2], msg[3], msg[4]
-    local h = handlers[name]
+    local h = handlers[a]
     if not h then
-      send_raw(from, { "r", id, false, "no handler named " .. tostring(name) })
+      reply(from, c, false, "no handler named " .. tostring(a))
       return
     end
-    events.spawn("handler " .. tostring(name), function()
-      local res = { pcall(h, value, from) }
-      if res[1] then
-        local sok = send_raw(from, { "r", id, true, res[2] })
-        if not sok then M.stats.dropped_replies = M.stats.dropped_replies + 1 end
-      else
-        send_raw(from, { "r", id, false, tostring(res[2]) })
-      end
-    end)
+    run_handler(h, "c", a, b, from, c)
   elseif kind == "r" then
-    if msg[3] then
-      finish(msg[2], msg[4])
+    if b then
+      finish(a, c)
     else
       M.stats.remote_errors = M.stats.remote_errors + 1
-      finish(msg[2], nil, "EREMOTE: " .. tostring(msg[4]), "EREMOTE")
+      finish(a, nil, "EREMOTE: " .. tostring(c), "EREMOTE")
     end
+  else
+    require("clusterlua.core").report("message from " .. from, "message of unknown kind dropped")
+  end
+end
+
+local function on_message(from, data)
+  rbuf:set(data)
+  on_message_in(from)
+end
+
+local function on_dp_message(from)
+  rbuf:set(rx.p, tonumber(rx.len))
+  on_message_in(from)
+end
+
+-- the data connection failed while the control connection lives on: fall back to it
+local function on_dp_closed(from, conn)
+  if dconn_ud[from] == conn then
+    dconn[from], dconn_ud[from] = nil, nil
+  end
+end
+
+local function drop_dconn(name)
+  local ud = dconn_ud[name]
+  if ud then
+    dconn[name], dconn_ud[name] = nil, nil
+    cdp.close(ud)
   end
 end
 
 local function on_node_down(name, reason)
+  drop_dconn(name)
+  local ids = {}
   for id, p in pairs(pending) do
-    if p.node == name then
-      finish(id, nil, ("ENOTCONN: %s went down (%s)"):format(name, reason), "ENOTCONN")
-    end
+    if p.node == name then ids[#ids + 1] = id end
   end
+  table.sort(ids)
+  for _, id in ipairs(ids) do
+    finish(id, nil, ("ENOTCONN: %s went down (%s)"):format(name, reason), "ENOTCONN")
+  end
+end
+
+--- drop_data_connection(node): closes the data connection to node, as a network fault
+-- would; messages then travel on the control connection (tests use it)
+function M.drop_data_connection(node)
+  local full = M.resolve(node)
+  if full then drop_dconn(full) end
+  return full ~= nil
+end
+
+--- data_stats() -> counters of the data connections (messages and bytes in and out)
+function M.data_stats()
+  return cdp and cdp.stats() or nil
+end
+
+--- has_data_connection(node) -> true when messages to node use its data connection
+function M.has_data_connection(node)
+  local full = M.resolve(node)
+  return full ~= nil and dconn[full] ~= nil
 end
 
 -- Dispatch of everything the control loop reports. kind is a short string.
 local dispatch = {
-  up = function(name, info)
+  up = function(name, info, conn)
+    drop_dconn(name)
+    if conn then
+      dconn_ud[name] = conn
+      dconn[name] = ffi.cast("cl_dp_conn *", conn)
+    end
+    info.data_connection = conn ~= nil
     connected[name] = info
     rebuild_order()
     events.emit("node_up", name, info)
@@ -242,6 +428,10 @@ M.dispatch = dispatch
 function M.start(config)
   if started then return nil, "EALREADY: this process is already a node", "EALREADY" end
   cnode = require "clusterlua.cnode"
+  cdp = require "clusterlua.cdataplane"
+  cdp.set_handlers(on_dp_message, on_dp_closed)
+  if config.spin_us then cdp.set_spin_us(config.spin_us) end
+  rx = C.cl_dp_rx_current()
   local ok, err, code = cnode.start(config, function(kind, name, a, b, c)
     local f = dispatch[kind]
     if f then f(name, a, b, c) end

@@ -116,6 +116,7 @@ function M.start(opts)
     data = data, admin = opts.admin, admin_token = token,
     encrypt = tr.encrypt ~= false, mesh = tr.mesh ~= false, max_frame = tr.max_frame,
     heartbeat_ms = tr.heartbeat_ms, timeout_ms = tr.timeout_ms, send_queue_max = tr.send_queue_max,
+    data_connection = tr.data_connection ~= false, spin_us = tr.spin_us,
     initial_master_nodes = imn, election = topo.election,
     log_subsys = next(topo.topologies) or "node",
   }

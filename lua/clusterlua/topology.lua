@@ -150,9 +150,14 @@ local function validate_transport(file, t)
   typed(file, "transport", t, "table")
   check_keys(file, "transport", t, {
     encrypt = true, max_frame = true, heartbeat_ms = true, timeout_ms = true, mesh = true, send_queue_max = true,
+    data_connection = true, spin_us = true,
   })
   typed(file, "transport.encrypt", t.encrypt, "boolean", true)
   typed(file, "transport.mesh", t.mesh, "boolean", true)
+  typed(file, "transport.data_connection", t.data_connection, "boolean", true)
+  if t.spin_us ~= nil and (type(t.spin_us) ~= "number" or t.spin_us < 0 or t.spin_us > 1000000 or t.spin_us % 1 ~= 0) then
+    fail(file, "transport.spin_us", "expected an integer 0 .. 1000000 (microseconds), got " .. tostring(t.spin_us))
+  end
   for _, k in ipairs { "max_frame", "heartbeat_ms", "timeout_ms", "send_queue_max" } do
     if t[k] ~= nil and (type(t[k]) ~= "number" or t[k] <= 0 or t[k] % 1 ~= 0) then
       fail(file, "transport." .. k, "expected a positive integer, got " .. tostring(t[k]))

@@ -1,0 +1,61 @@
+/* Data connections on the Lua loop: user messages and RPC between Lua handlers travel
+ * here, so a message costs no thread hop (DESIGN.md, "The control plane never waits for
+ * Lua"). The control loop authenticates each connection with the transport's handshake
+ * and hands the socket over (cl_data_conn); this file only frames, seals, writes and
+ * reads. Failure detection stays on the control connection: the node closes a data
+ * connection when its peer is reported down.
+ *
+ * Threading: Lua thread only (but cl_dp_stats_published). cl_dp_send and cl_dp_rx_current are also called through
+ * LuaJIT's FFI, so they never call into Lua. */
+#ifndef CL_DATAPLANE_H
+#define CL_DATAPLANE_H
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "transport/transport.h"
+
+typedef struct cl_dp_conn cl_dp_conn;
+
+/* The message being delivered, valid during the message callback only. */
+typedef struct {
+  const uint8_t *p;
+  size_t len;
+} cl_dp_rx;
+
+typedef struct {
+  /* one received message (also in cl_dp_rx_current()) */
+  void (*message)(void *ud, cl_dp_conn *c, const uint8_t *p, size_t n);
+  /* the connection failed (peer closed it, garbage, write error); it is closing and
+   * must not be used after this returns */
+  void (*closed)(void *ud, cl_dp_conn *c, const char *reason);
+  void *ud;
+} cl_dp_callbacks;
+
+typedef struct {
+  uint64_t msgs_in, msgs_out, bytes_in, bytes_out, writes, conns_adopted, conns_failed;
+} cl_dp_stats;
+
+void cl_dp_init(uv_loop_t *loop, const cl_dp_callbacks *cb);
+/* Takes dc->fd (closed on failure). Returns NULL with err filled. */
+cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue_max, char *err,
+                        size_t errlen);
+/* Queues one message; never blocks. 0, UV_ENOTCONN, UV_ENOBUFS (over queue_max), UV_E2BIG. */
+int cl_dp_send(cl_dp_conn *c, const uint8_t *p, size_t len);
+const cl_dp_rx *cl_dp_rx_current(void);
+/* Closes without calling the closed callback. */
+void cl_dp_close(cl_dp_conn *c);
+int cl_dp_closing(const cl_dp_conn *c);
+const char *cl_dp_peer(const cl_dp_conn *c);
+void cl_dp_set_tag(cl_dp_conn *c, intptr_t tag);
+intptr_t cl_dp_tag(const cl_dp_conn *c);
+/* After a message goes out or comes in, the loop polls without sleeping for this long
+ * (0: never), so the answer that follows within it costs no wake-up. */
+void cl_dp_set_spin_us(uint32_t us);
+void cl_dp_stats_get(cl_dp_stats *out);
+/* Any thread: the counters as of the Lua loop's last turn with traffic. */
+void cl_dp_stats_published(cl_dp_stats *out);
+/* Writes what can be written at once, then closes every connection and handle. */
+void cl_dp_shutdown(void);
+
+#endif

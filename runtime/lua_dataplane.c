@@ -1,0 +1,131 @@
+/* clusterlua.cdataplane: the Lua side of data connections (dataplane.c). node.lua sends
+ * through the FFI (cl_dp_send) and reads each received message's bytes through
+ * cl_dp_rx_current(), so a message creates no Lua string on either side; this module
+ * adopts connections, delivers messages and closures to Lua, and closes. */
+#include <lauxlib.h>
+#include <lua.h>
+#include <luv/luv.h>
+#include <sodium.h>
+#include <string.h>
+
+#include "dataplane.h"
+#include "lua_dataplane.h"
+#include "lua_host.h"
+
+static lua_State *g_L;
+static int g_on_msg = LUA_NOREF, g_on_closed = LUA_NOREF;
+
+static void on_message(void *ud, cl_dp_conn *c, const uint8_t *p, size_t n) {
+  (void)ud;
+  (void)p;
+  (void)n;
+  lua_State *L = g_L;
+  if (!L || g_on_msg == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, g_on_msg);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, (int)cl_dp_tag(c));
+  cl_lua_pcall(L, 1, 0, "message");
+}
+
+static void on_closed(void *ud, cl_dp_conn *c, const char *reason) {
+  (void)ud;
+  lua_State *L = g_L;
+  if (!L) return;
+  int ref = (int)cl_dp_tag(c);
+  if (g_on_closed != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, g_on_closed);
+    lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
+    lua_pushlightuserdata(L, c);
+    lua_pushstring(L, reason);
+    cl_lua_pcall(L, 3, 0, "data connection closed");
+  }
+  luaL_unref(L, LUA_REGISTRYINDEX, ref);
+  cl_dp_set_tag(c, LUA_NOREF);
+}
+
+static void init(lua_State *L) {
+  if (g_L) return;
+  g_L = L;
+  cl_dp_callbacks cb = {.message = on_message, .closed = on_closed, .ud = NULL};
+  cl_dp_init(luv_loop(L), &cb);
+}
+
+int cl_lua_dp_adopt(lua_State *L, const cl_data_conn *dc, uint32_t max_frame, size_t queue_max) {
+  init(L);
+  char err[256];
+  cl_dp_conn *c = cl_dp_adopt(dc, max_frame, queue_max, err, sizeof err);
+  if (!c) {
+    cl_lua_report("data connection", err);
+    lua_pushnil(L);
+    return 0;
+  }
+  lua_pushstring(L, dc->name);
+  cl_dp_set_tag(c, luaL_ref(L, LUA_REGISTRYINDEX));
+  lua_pushlightuserdata(L, c);
+  return 1;
+}
+
+/* set_handlers(on_message(from), on_closed(from, conn, reason)) */
+static int l_set_handlers(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  init(L);
+  luaL_unref(L, LUA_REGISTRYINDEX, g_on_msg);
+  luaL_unref(L, LUA_REGISTRYINDEX, g_on_closed);
+  lua_pushvalue(L, 1);
+  g_on_msg = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_pushvalue(L, 2);
+  g_on_closed = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_close(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TLIGHTUSERDATA);
+  cl_dp_conn *c = lua_touserdata(L, 1);
+  if (!cl_dp_closing(c)) {
+    luaL_unref(L, LUA_REGISTRYINDEX, (int)cl_dp_tag(c));
+    cl_dp_set_tag(c, LUA_NOREF);
+    cl_dp_close(c);
+  }
+  return 0;
+}
+
+static int l_set_spin_us(lua_State *L) {
+  lua_Integer us = luaL_checkinteger(L, 1);
+  if (us < 0 || us > 1000000) return luaL_argerror(L, 1, "expected 0 .. 1000000 microseconds");
+  cl_dp_set_spin_us((uint32_t)us);
+  return 0;
+}
+
+static int l_stats(lua_State *L) {
+  cl_dp_stats st;
+  cl_dp_stats_get(&st);
+  lua_createtable(L, 0, 7);
+#define F(k)                         \
+  lua_pushnumber(L, (lua_Number)st.k); \
+  lua_setfield(L, -2, #k)
+  F(msgs_in);
+  F(msgs_out);
+  F(bytes_in);
+  F(bytes_out);
+  F(writes);
+  F(conns_adopted);
+  F(conns_failed);
+#undef F
+  return 1;
+}
+
+int luaopen_clusterlua_cdataplane(lua_State *L) {
+  static const luaL_Reg fns[] = {
+      {"set_handlers", l_set_handlers}, {"close", l_close}, {"set_spin_us", l_set_spin_us},
+      {"stats", l_stats},               {NULL, NULL},
+  };
+  lua_newtable(L);
+  luaL_register(L, NULL, fns);
+  lua_pushinteger(L, UV_ENOBUFS);
+  lua_setfield(L, -2, "ENOBUFS");
+  lua_pushinteger(L, UV_ENOTCONN);
+  lua_setfield(L, -2, "ENOTCONN");
+  lua_pushinteger(L, UV_E2BIG);
+  lua_setfield(L, -2, "E2BIG");
+  return 1;
+}
