@@ -851,10 +851,14 @@ local function cl_message_rows()
     for _, pin in ipairs { false, "0" } do
       if pin and not uv.fs_access("/usr/bin/taskset", "x") then break end
       PIN = pin or nil
-      for _ = 1, 3 do
-        local _, out = run_cmd(tpp, { QUICK and "5000" or "20000", "64" }, 60000)
-        local med = out:match "median=([%d.]+)"
-        if med then add(pin and "r7.tcp.pin" or "r7.tcp", tonumber(med)) end
+      -- blocking reads (the classic floor), then polling ones (the floor for a runtime
+      -- that spins, as clusterlua's Lua loop does after traffic)
+      for _, mode in ipairs { "", "poll" } do
+        for _ = 1, 3 do
+          local _, out = run_cmd(tpp, { QUICK and "5000" or "20000", "64", mode }, 60000)
+          local med = out:match "median=([%d.]+)"
+          if med then add("r7.tcp" .. (mode == "poll" and ".poll" or "") .. (pin and ".pin" or ""), tonumber(med)) end
+        end
       end
       PIN = nil
     end
@@ -971,16 +975,26 @@ local ROWS = {
   { 6, "20 nodes started → every node sees all 20", "ms", true, cl = "r6.cl",
     target = le("≤ 500 ms", 500), peers = { { "Serf", "r6.serf" } } },
   { 7, "RPC round trip Lua → remote Lua handler → reply (unencrypted)", "us", true, cl = "r7.cl.plain",
-    target = { "≤ 35 µs and ≤ 1.5× bare C TCP", function(s)
-      local tcp = stats "r7.tcp"
-      return s.median <= 35 and (not tcp or s.median <= 1.5 * tcp.median)
+    -- against the fastest bare C figure of the run, whichever placement gave it
+    target = { "≤ 35 µs and ≤ 1.5× bare C TCP (its fastest median)", function(s)
+      local best
+      for _, k in ipairs { "r7.tcp", "r7.tcp.pin" } do
+        local t = stats(k)
+        if t and (not best or t.median < best) then best = t.median end
+      end
+      return s.median <= 35 and (not best or s.median <= 1.5 * best)
     end },
-    peers = { { "Erlang distribution", "r7.erl" }, { "bare C TCP ping-pong, 64 B", "r7.tcp" } } },
+    peers = { { "Erlang distribution", "r7.erl" }, { "bare C TCP ping-pong, 64 B", "r7.tcp" },
+      { "bare C TCP ping-pong, polling recv", "r7.tcp.poll" } } },
   { 7, "RPC round trip Lua → remote Lua handler → reply (encrypted)", "us", true, cl = "r7.cl.enc",
     target = { "—", nil }, peers = {} },
   { 7, "RPC round trip, unencrypted, both ends pinned to CPU 0 (taskset; no cross-CPU wake-ups)", "us", true,
-    cl = "r7.cl.pin", target = { "—", nil },
-    peers = { { "Erlang distribution", "r7.erl.pin" }, { "bare C TCP ping-pong, 64 B", "r7.tcp.pin" } } },
+    cl = "r7.cl.pin", target = { "≤ 1.5× bare C TCP on one CPU", function(s)
+      local t = stats "r7.tcp.pin"
+      return not t or s.median <= 1.5 * t.median
+    end },
+    peers = { { "Erlang distribution", "r7.erl.pin" }, { "bare C TCP ping-pong, 64 B", "r7.tcp.pin" },
+      { "bare C TCP ping-pong, polling recv", "r7.tcp.poll.pin" } } },
   { 8, "one-way messages/s, small table (unencrypted)", "rate", false, cl = "r8.cl.plain",
     target = { "≥ 1,000,000/s", function(s) return s.median >= 1e6 end }, peers = { { "Erlang distribution", "r8.erl" } } },
   { 8, "one-way messages/s, small table (encrypted)", "rate", false, cl = "r8.cl.enc",
