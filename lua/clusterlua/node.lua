@@ -130,12 +130,8 @@ end
 function M.send(node, name, value)
   need_started(2)
   if type(name) ~= "string" then error("bad argument #2 (name): expected a string", 2) end
-  local full = connected[node] and node
-  if not full then
-    local err, code
-    full, err, code = M.resolve(node)
-    if not full then return nil, err, code end
-  end
+  local full, err, code = M.resolve(node)
+  if not full then return nil, err, code end
   return deliver(full, "m", name, value)
 end
 
@@ -188,12 +184,8 @@ function M.call(node, name, value, opts)
   local co, main = coroutine.running()
   if not co or main then error("bad argument: clusterlua.call must be called from a coroutine", 2) end
   local timeout = opts and opts.timeout or 5000
-  local full = connected[node] and node
-  if not full then
-    local err, code
-    full, err, code = M.resolve(node)
-    if not full then return nil, err, code end
-  end
+  local full, err, code = M.resolve(node)
+  if not full then return nil, err, code end
   next_id = next_id + 1
   local id = next_id
   local ok, e2, c2 = deliver(full, "c", name, value, id, 4)
