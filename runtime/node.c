@@ -184,7 +184,8 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
     snprintf(up->roles, sizeof up->roles, "%s", p->roles ? p->roles : "");
     pp->lua_up = 0;
     pp->up_ms = uv_now(&n->c->loop);
-    if (!n->cfg->data_conn) emit_up(n, pp, NULL);
+    /* a data connection follows only when both sides open them */
+    if (!n->cfg->data_conn || !p->data_conns) emit_up(n, pp, NULL);
   }
   cl_node_election_peer_up(n, p);
 }

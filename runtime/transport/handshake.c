@@ -181,7 +181,7 @@ static void put_preamble(cl_handshake *hs, cl_tbuf *out) {
 int cl_hs_start(cl_handshake *hs, cl_tbuf *out) {
   const cl_hs_config *c = hs->cfg;
   cl_tbuf pl = {0};
-  put_u8(&pl, (uint8_t)((c->encrypt ? 1 : 0) | (hs->data ? 2 : 0)));
+  put_u8(&pl, (uint8_t)((c->encrypt ? 1 : 0) | (hs->data ? 2 : 0) | (c->data_conns ? 4 : 0)));
   cl_tbuf_append(&pl, hs->nonce_self, 32);
   put_u64(&pl, c->incarnation);
   put_str(&pl, c->cluster);
@@ -249,6 +249,7 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
   if (r.err || r.i != r.n) return refuse(hs, CL_HSF_GARBAGE, 1, "garbage: malformed HELLO");
   th_add(hs, f->data, f->len);
   hs->peer_data = (flags & 2) != 0;
+  hs->peer_data_conns = (flags & 4) != 0;
   if (strcmp(cluster, c->cluster) != 0)
     return refuse(hs, CL_HSF_CLUSTER, 1, "other cluster: %s is in \"%s\", %s in \"%s\"",
                   hs->role == CL_HS_ACCEPTOR ? hs->peer_name : c->self_name,
@@ -277,7 +278,7 @@ static int on_hello(cl_handshake *hs, const cl_frame *f) {
   }
   cl_tbuf pl = {0};
   /* the data flag is echoed, so a dialer never takes a control connection for a data one */
-  put_u8(&pl, (uint8_t)((c->encrypt ? 1 : 0) | (hs->peer_data ? 2 : 0)));
+  put_u8(&pl, (uint8_t)((c->encrypt ? 1 : 0) | (hs->peer_data ? 2 : 0) | (c->data_conns ? 4 : 0)));
   cl_tbuf_append(&pl, hs->nonce_self, 32);
   put_u64(&pl, c->incarnation);
   put_str(&pl, c->cluster);
@@ -306,6 +307,7 @@ static int on_challenge(cl_handshake *hs, const cl_frame *f) {
   get_str(&r, hs->peer_id);
   get_str(&r, hs->peer_roles);
   if (r.err || r.i != r.n) return refuse(hs, CL_HSF_GARBAGE, 1, "garbage: malformed CHALLENGE");
+  hs->peer_data_conns = (flags & 4) != 0;
   th_add(hs, f->data, f->len);
   finish_transcript(hs);
   if (strcmp(cluster, c->cluster) != 0)

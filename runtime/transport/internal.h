@@ -112,6 +112,7 @@ typedef struct {
   uint64_t incarnation;
   int encrypt;
   uint8_t version; /* normally CL_PROTO_VERSION; tests present others */
+  int data_conns;  /* this node opens data connections (HELLO/CHALLENGE flag 4) */
   uint8_t k_hs[32], k_sess[32];
 } cl_hs_config;
 
@@ -137,6 +138,7 @@ typedef struct {
   int refused_by_peer;     /* the failure came in a REFUSE frame */
   int data;                /* dialer: this is a data connection (HELLO flag 2, echoed) */
   int peer_data;           /* acceptor: the dialer asked for a data connection */
+  int peer_data_conns;     /* the peer opens data connections too (flag 4) */
   char reason[200];
   cl_hs_check_cb check;
   void *check_ud;

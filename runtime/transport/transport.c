@@ -59,6 +59,7 @@ struct cl_peer {
   char node_id[CL_STR_MAX + 1], roles[CL_STR_MAX + 1], address[CL_NODE_NAME_MAX + 8];
   uint64_t incarnation;
   int wanted, learned, blocked, left, resolving;
+  int data_ok; /* both sides open data connections (from the handshake) */
   cl_conn *conn; /* installed (authenticated) */
   cl_conn *dial; /* our outgoing attempt */
   uv_timer_t timer;
@@ -205,6 +206,7 @@ static void fill_info(cl_peer *p, cl_peer_info *i) {
   i->last_heartbeat_ms = p->conn ? p->conn->last_rx_ms : p->last_rx_ms;
   i->connected = p->conn != NULL;
   i->wanted = p->wanted || p->learned;
+  i->data_conns = p->data_ok;
 }
 
 /* ---- writing ---- */
@@ -607,6 +609,7 @@ static void conn_authenticated(cl_conn *c) {
   snprintf(p->node_id, sizeof p->node_id, "%s", hs->peer_id);
   snprintf(p->roles, sizeof p->roles, "%s", hs->peer_roles);
   p->incarnation = hs->peer_incarnation;
+  p->data_ok = t->hs_cfg.data_conns && hs->peer_data_conns;
   p->left = 0;
   p->backoff_ms = t->cfg.backoff_min_ms;
   p->rtt_us = 0;
@@ -631,7 +634,7 @@ static void conn_authenticated(cl_conn *c) {
     t->cb.peer_up(t->cb.ud, &info);
   }
   /* the dialer of the control connection dials the data connection: one per pair */
-  if (c->outgoing && p->conn == c && t->cfg.data_conns && t->cb.data_conn) data_dial(p);
+  if (c->outgoing && p->conn == c && p->data_ok && t->cb.data_conn) data_dial(p);
 }
 
 static void data_failed(cl_transport *t, cl_peer *p) {
@@ -1237,6 +1240,7 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   t->hs_cfg.incarnation = t->cfg.incarnation;
   t->hs_cfg.encrypt = t->cfg.encrypt;
   t->hs_cfg.version = CL_PROTO_VERSION;
+  t->hs_cfg.data_conns = t->cfg.data_conns && cb && cb->data_conn;
   cl_hs_keys(cfg->cookie, cfg->cookie_len, t->hs_cfg.k_hs, t->hs_cfg.k_sess);
   t->rl_hs.per_window = 5;
   t->rl_hs.window_ms = 10000;

@@ -85,6 +85,7 @@ typedef struct {
   uint64_t last_heartbeat_ms; /* uv_now() of the last frame received from it */
   int connected;
   int wanted;            /* cl_transport_want()ed (or learned through mesh) */
+  int data_conns;        /* both sides open data connections: one follows peer_up */
 } cl_peer_info;
 
 /* An authenticated data connection, handed over to whoever does its I/O (the Lua loop).
