@@ -372,7 +372,6 @@ void cl_dp_close(cl_dp_conn *c) {
 }
 
 int cl_dp_closing(const cl_dp_conn *c) { return !c || c->closing; }
-const char *cl_dp_peer(const cl_dp_conn *c) { return c->peer; }
 void cl_dp_set_tag(cl_dp_conn *c, intptr_t tag) { c->tag = tag; }
 intptr_t cl_dp_tag(const cl_dp_conn *c) { return c->tag; }
 const cl_dp_rx *cl_dp_rx_current(void) { return &dp.rx; }

@@ -46,7 +46,6 @@ const cl_dp_rx *cl_dp_rx_current(void);
 /* Closes without calling the closed callback. */
 void cl_dp_close(cl_dp_conn *c);
 int cl_dp_closing(const cl_dp_conn *c);
-const char *cl_dp_peer(const cl_dp_conn *c);
 void cl_dp_set_tag(cl_dp_conn *c, intptr_t tag);
 intptr_t cl_dp_tag(const cl_dp_conn *c);
 /* After a message goes out or comes in, the loop polls without sleeping for this long

@@ -23,6 +23,8 @@ local function report(tag, peer)
   out(tag, ok and ok.tag or e, tostring(order):gsub(" ", "_"), "data=" .. tostring(node.has_data_connection(peer)),
     "dp_out=" .. s.msgs_out, "ctl_out=" .. node.stats.control_path_sends)
 end
+-- whether this node still sends to the caller over a data connection
+cl.handle("has_dc", function(_, from) return node.has_data_connection(from) end)
 -- false until this node has seen the caller up (it may hear of it later than the caller)
 cl.handle("go", function(tag, from)
   if not cl.nodes()[1] then return false end
@@ -43,7 +45,11 @@ return {
       report("from1", n)
       if os.getenv "DROP" then
         node.drop_data_connection(n)
-        cl.sleep(300) -- node2 sees its end close meanwhile
+        -- until node2 has seen its end close (bounded: 2 s)
+        for _ = 1, 200 do
+          if cl.call(n, "has_dc", nil, { timeout = 1000 }) == false then break end
+          cl.sleep(10)
+        end
         go(n, "from2b")
         report("from1b", n)
       end

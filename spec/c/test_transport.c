@@ -93,7 +93,7 @@ typedef struct {
   int dcs, dc_fd, dc_failed, up_data;
   uint64_t dc_inc;
   uint8_t dc_tx[32], dc_rx[32];
-  size_t dc_pre_out, dc_pre_in;
+  size_t dc_pre_out;
 } tnode;
 
 static void cb_up(void *ud, const cl_peer_info *p) {
@@ -139,7 +139,6 @@ static void cb_data(void *ud, const cl_data_conn *dc) {
   memcpy(n->dc_tx, dc->key_tx, 32);
   memcpy(n->dc_rx, dc->key_rx, 32);
   n->dc_pre_out = dc->pre_out_len;
-  n->dc_pre_in = dc->pre_in_len;
   if (dc->pre_out_len && write(dc->fd, dc->pre_out, dc->pre_out_len) != (ssize_t)dc->pre_out_len) n->dc_failed++;
 }
 
