@@ -53,9 +53,21 @@ static int traceback(lua_State *L) {
   return 1;
 }
 
+/* The handler is made once and kept in the registry: pushing a new C closure for every
+ * callback (every message) would make garbage at the message rate. */
+static char traceback_key;
+
 int cl_lua_pcall(lua_State *L, int nargs, int nresults, const char *what) {
   int base = lua_gettop(L) - nargs;
-  lua_pushcfunction(L, traceback);
+  lua_pushlightuserdata(L, &traceback_key);
+  lua_rawget(L, LUA_REGISTRYINDEX);
+  if (!lua_isfunction(L, -1)) {
+    lua_pop(L, 1);
+    lua_pushcfunction(L, traceback);
+    lua_pushlightuserdata(L, &traceback_key);
+    lua_pushvalue(L, -2);
+    lua_rawset(L, LUA_REGISTRYINDEX);
+  }
   lua_insert(L, base);
   int r = lua_pcall(L, nargs, nresults, base);
   lua_remove(L, base);
