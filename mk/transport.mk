@@ -4,7 +4,7 @@ TRANSPORT_SRC := $(wildcard runtime/transport/*.c)
 TRANSPORT_HDR := $(wildcard runtime/transport/*.h)
 TRANSPORT_TEST_SRC := spec/c/test_transport.c $(TRANSPORT_SRC) runtime/log.c
 
-$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/log.h
+$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/log.h spec/c/loop_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TRANSPORT_TEST_SRC) -luv -lsodium -pthread
 

@@ -55,7 +55,7 @@ static struct {
   cl_dp_rx rx;
   cl_dp_stats st;
   /* st as other threads may read it (the metrics endpoint): refreshed once per turn */
-  _Atomic uint64_t pub[7];
+  _Atomic uint64_t pub[8];
   uint8_t rbuf[65536];
 } dp = {.spin_ns = 100000};
 
@@ -87,6 +87,7 @@ static int hot_read(cl_dp_conn *c) {
   ssize_t n = recv(fd, dp.rbuf, sizeof dp.rbuf, MSG_DONTWAIT);
   if (n > 0) {
     dp.st.bytes_in += (uint64_t)n;
+    dp.st.spin_reads++;
     input(c, dp.rbuf, (size_t)n);
     return 1;
   }
@@ -136,9 +137,9 @@ static void spin(void) {
 static void dp_close_handle(cl_dp_conn *c);
 
 static void publish(void) {
-  const uint64_t v[7] = {dp.st.msgs_in,  dp.st.msgs_out,      dp.st.bytes_in,    dp.st.bytes_out,
-                         dp.st.writes,   dp.st.conns_adopted, dp.st.conns_failed};
-  for (int i = 0; i < 7; i++) atomic_store_explicit(&dp.pub[i], v[i], memory_order_relaxed);
+  const uint64_t v[8] = {dp.st.msgs_in, dp.st.msgs_out,      dp.st.bytes_in,     dp.st.bytes_out,
+                         dp.st.writes,  dp.st.conns_adopted, dp.st.conns_failed, dp.st.spin_reads};
+  for (int i = 0; i < 8; i++) atomic_store_explicit(&dp.pub[i], v[i], memory_order_relaxed);
 }
 
 static void on_check(uv_check_t *h) {
@@ -429,9 +430,9 @@ void cl_dp_set_spin_us(uint32_t us) { dp.spin_ns = (uint64_t)us * 1000; }
 void cl_dp_stats_get(cl_dp_stats *out) { *out = dp.st; }
 
 void cl_dp_stats_published(cl_dp_stats *out) {
-  uint64_t v[7];
-  for (int i = 0; i < 7; i++) v[i] = atomic_load_explicit(&dp.pub[i], memory_order_relaxed);
-  *out = (cl_dp_stats){v[0], v[1], v[2], v[3], v[4], v[5], v[6]};
+  uint64_t v[8];
+  for (int i = 0; i < 8; i++) v[i] = atomic_load_explicit(&dp.pub[i], memory_order_relaxed);
+  *out = (cl_dp_stats){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
 }
 
 void cl_dp_shutdown(void) {

@@ -34,6 +34,7 @@ typedef struct {
 
 typedef struct {
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out, writes, conns_adopted, conns_failed;
+  uint64_t spin_reads; /* reads that brought bytes, done by the spin itself (not libuv) */
 } cl_dp_stats;
 
 void cl_dp_init(uv_loop_t *loop, const cl_dp_callbacks *cb);

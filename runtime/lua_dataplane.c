@@ -99,7 +99,7 @@ static int l_set_spin_us(lua_State *L) {
 static int l_stats(lua_State *L) {
   cl_dp_stats st;
   cl_dp_stats_get(&st);
-  lua_createtable(L, 0, 7);
+  lua_createtable(L, 0, 8);
 #define F(k)                         \
   lua_pushnumber(L, (lua_Number)st.k); \
   lua_setfield(L, -2, #k)
@@ -110,6 +110,7 @@ static int l_stats(lua_State *L) {
   F(writes);
   F(conns_adopted);
   F(conns_failed);
+  F(spin_reads);
 #undef F
   return 1;
 }

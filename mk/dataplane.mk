@@ -1,0 +1,9 @@
+# Data plane: C tests of the Lua loop's data connections (dataplane.c) over loopback.
+# Included by the main Makefile (which defines CC, CFLAGS, BUILD).
+DATAPLANE_TEST_SRC := spec/c/test_dataplane.c runtime/dataplane.c $(wildcard runtime/transport/*.c) runtime/log.c
+
+$(BUILD)/test_dataplane: $(DATAPLANE_TEST_SRC) runtime/dataplane.h $(wildcard runtime/transport/*.h) runtime/log.h spec/c/loop_test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(DATAPLANE_TEST_SRC) -luv -lsodium -pthread
+
+C_TESTS += $(BUILD)/test_dataplane
