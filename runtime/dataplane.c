@@ -2,9 +2,10 @@
  *
  * Writes are coalesced: a message is appended to the connection's plaintext buffer and
  * the buffer is sealed and written once per loop turn (a check handle, with an idle
- * handle keeping the poll from sleeping meanwhile), or at once when a burst fills an
- * AEAD record. Failures found while Lua is calling in through the FFI are only noted;
- * the closed callback (which calls Lua) runs from the check handle. */
+ * handle keeping the poll from sleeping meanwhile) or after each batch the spin reads,
+ * and at once when a burst fills an AEAD record. Failures found while Lua is calling in
+ * through the FFI are only noted; the closed callback (which calls Lua) runs from the
+ * check handle. */
 #include "dataplane.h"
 
 #include <errno.h>
@@ -54,7 +55,8 @@ static struct {
   uint64_t spin_ns, spin_until;
   cl_dp_rx rx;
   cl_dp_stats st;
-  /* st as other threads may read it (the metrics endpoint): refreshed once per turn */
+  /* st as other threads may read it (the metrics endpoint): refreshed once per turn with
+   * traffic and after each batch the spin reads */
   _Atomic uint64_t pub[8];
   uint8_t rbuf[65536];
 } dp = {.spin_ns = 100000};
@@ -96,11 +98,12 @@ static int hot_read(cl_dp_conn *c) {
   return -1;
 }
 
-/* While spinning, the idle handle stays here for up to SLICE_NS: yield (on a CPU shared
+/* While spinning, the idle handle stays here for about SLICE_NS: yield (on a CPU shared
  * with the peer, the peer is the one we are waiting for), then read the hot connection
  * directly. A request and its reply then cost a read and a write each, with no poll and
- * no loop turn between them. Everything else on the Lua loop (other connections, timers)
- * waits at most one slice: the control plane runs on its own loop and never waits. */
+ * no loop turn between them. Everything else on the Lua loop (other connections, timers,
+ * node events) waits one slice plus the handling of the last read at most; the control
+ * plane runs on its own loop and never waits. */
 enum { SLICE_NS = 50000 };
 
 static void on_idle(uv_idle_t *h) {

@@ -29,6 +29,7 @@ static struct {
   int peer_fd;        /* the test's end */
   const char *on_first; /* written by the peer as soon as the first message is delivered */
   size_t on_first_len;
+  int shut_after_first; /* and then the peer closes its side */
 } seen;
 
 static void on_message(void *ud, cl_dp_conn *c, const uint8_t *p, size_t n) {
@@ -41,6 +42,7 @@ static void on_message(void *ud, cl_dp_conn *c, const uint8_t *p, size_t n) {
   /* the next bytes arrive while this node is spinning on the connection */
   if (seen.n == 1 && seen.on_first) {
     if (write(seen.peer_fd, seen.on_first, seen.on_first_len) != (ssize_t)seen.on_first_len) seen.n = 100;
+    if (seen.shut_after_first) shutdown(seen.peer_fd, SHUT_WR);
     seen.on_first = NULL;
   }
 }
@@ -145,48 +147,68 @@ static int t_spin_reads_in_order(void) {
   return 0;
 }
 
-/* The peer closes while this side spins on the connection: reported once, as closed by
- * the peer, after the message that came before it. */
+/* While this side spins after a first message, the peer sends one more and closes its
+ * side right behind it: the spin reads both, and the close is reported once, as closed
+ * by the peer, after the second message. */
 static int t_peer_close_while_spinning(void) {
   int a, b;
   CHECK(tcp_pair(&a, &b) == 0, "no loopback pair");
   reset_seen(b);
   cl_dp_set_spin_us(300000);
+  cl_dp_stats before;
+  cl_dp_stats_get(&before);
   CHECK(adopt(a), "adopt failed"); /* freed by the data plane once reported closed */
-  cl_tbuf f = {0};
-  const char *m[] = {"last"};
-  CHECK(frames(&f, m, 1) == 0, "framing failed");
+  cl_tbuf f = {0}, g = {0};
+  const char *m1[] = {"first"}, *m2[] = {"second"};
+  CHECK(frames(&f, m1, 1) == 0 && frames(&g, m2, 1) == 0, "framing failed");
+  seen.on_first = (const char *)g.p;
+  seen.on_first_len = g.len;
+  seen.shut_after_first = 1;
   CHECK(write(b, f.p, f.len) == (ssize_t)f.len, "peer write failed");
-  CHECK(run_until(got, &one, 2000), "message not delivered");
-  close(b);
   CHECK(run_until(is_closed, NULL, 2000), "the peer's close was not reported");
   uv_run(L, UV_RUN_NOWAIT);
   CHECK(seen.closed == 1, "reported %d times", seen.closed);
   CHECK(strstr(seen.reason, "closed by the peer"), "reason: %s", seen.reason);
-  CHECK(seen.n == 1 && !strcmp(seen.msgs[0], "last"), "messages: %d", seen.n);
+  CHECK(seen.n == 2 && !strcmp(seen.msgs[0], "first") && !strcmp(seen.msgs[1], "second"),
+        "%d messages delivered (expected first, second)", seen.n);
+  cl_dp_stats after;
+  cl_dp_stats_get(&after);
+  CHECK(after.spin_reads > before.spin_reads, "the spin never read the connection itself");
   cl_tbuf_free(&f);
+  cl_tbuf_free(&g);
+  close(b);
   return 0;
 }
 
-/* Garbage from the peer while spinning closes the connection with the decoder's reason,
- * and nothing after it is delivered. */
+/* Garbage read by the spin closes the connection with the decoder's reason, and the
+ * valid frame right behind it in the same write is never delivered. */
 static int t_garbage_while_spinning(void) {
   int a, b;
   CHECK(tcp_pair(&a, &b) == 0, "no loopback pair");
   reset_seen(b);
   cl_dp_set_spin_us(300000);
+  cl_dp_stats before;
+  cl_dp_stats_get(&before);
   CHECK(adopt(a), "adopt failed");
-  cl_tbuf f = {0};
-  const char *m[] = {"fine"};
-  CHECK(frames(&f, m, 1) == 0, "framing failed");
-  static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-  seen.on_first = junk;
-  seen.on_first_len = sizeof junk - 1;
+  cl_tbuf f = {0}, junk = {0};
+  const char *m[] = {"fine"}, *after_junk[] = {"never"};
+  static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+  CHECK(frames(&f, m, 1) == 0 && cl_tbuf_append(&junk, http, sizeof http - 1) == 0 &&
+            frames(&junk, after_junk, 1) == 0,
+        "framing failed");
+  seen.on_first = (const char *)junk.p;
+  seen.on_first_len = junk.len;
   CHECK(write(b, f.p, f.len) == (ssize_t)f.len, "peer write failed");
   CHECK(run_until(is_closed, NULL, 2000), "garbage did not close the connection");
+  uv_run(L, UV_RUN_NOWAIT);
+  CHECK(seen.closed == 1, "reported %d times", seen.closed);
   CHECK(seen.n == 1, "%d messages delivered, expected 1", seen.n);
   CHECK(seen.reason[0] && !strstr(seen.reason, "closed by the peer"), "reason: %s", seen.reason);
+  cl_dp_stats after;
+  cl_dp_stats_get(&after);
+  CHECK(after.spin_reads > before.spin_reads, "the spin never read the connection itself");
   cl_tbuf_free(&f);
+  cl_tbuf_free(&junk);
   close(b);
   return 0;
 }
@@ -198,9 +220,9 @@ int main(void) {
   cl_dp_init(L, &cb);
   run_case("dataplane: the spin reads the hot connection, frames in order, a split frame joined",
            t_spin_reads_in_order);
-  run_case("dataplane: the peer closing while the spin reads is reported once, after its message",
+  run_case("dataplane: a message and the peer's close right behind it, read by the spin: the message, then one close",
            t_peer_close_while_spinning);
-  run_case("dataplane: garbage while the spin reads closes the connection with a reason",
+  run_case("dataplane: garbage read by the spin closes the connection with a reason, nothing after it delivered",
            t_garbage_while_spinning);
   cl_dp_shutdown();
   uv_run(L, UV_RUN_DEFAULT);
