@@ -20,7 +20,7 @@
 #include "log.h"
 #include "transport/internal.h"
 
-enum { CL_CH_LUA_DATA = 2 };
+enum { CL_CH_LUA_DATA = 2, HOT_MAX = 8 };
 
 struct cl_dp_conn {
   uv_tcp_t tcp;
@@ -28,6 +28,8 @@ struct cl_dp_conn {
   cl_dp_conn *dirty_next;
   int dirty, closing, failed, writing, encrypt;
   int wrote_this_turn; /* the first message of a loop turn is written at once */
+  int hot;              /* in dp.hot */
+  uint64_t last_rx;     /* uv_hrtime() of the last bytes read */
   char peer[CL_NODE_NAME_MAX + 1];
   char reason[160];
   intptr_t tag;
@@ -50,7 +52,11 @@ static struct {
   uv_idle_t idle;
   cl_dp_callbacks cb;
   cl_dp_conn *conns, *dirty;
-  cl_dp_conn *hot; /* the last connection that brought data: read directly while spinning */
+  /* connections that brought data lately, read directly while spinning; each try
+   * starts one further along (rr), so a busy one cannot keep the others waiting */
+  cl_dp_conn *hot[HOT_MAX];
+  int nhot;
+  unsigned rr;
   int failed_pending;
   uint64_t spin_ns, spin_until;
   cl_dp_rx rx;
@@ -81,15 +87,42 @@ static void flush_dirty(void) {
   }
 }
 
-/* One non-blocking read of the hot connection, past libuv (whose poll would report the
+/* c brought data: it is read by the spin from now on. With more than HOT_MAX such
+ * connections, the one quiet for longest makes room. */
+static void mark_hot(cl_dp_conn *c, uint64_t now) {
+  c->last_rx = now;
+  if (c->hot) return;
+  if (dp.nhot == HOT_MAX) {
+    int oldest = 0;
+    for (int i = 1; i < dp.nhot; i++)
+      if (dp.hot[i]->last_rx < dp.hot[oldest]->last_rx) oldest = i;
+    dp.hot[oldest]->hot = 0;
+    dp.hot[oldest] = dp.hot[--dp.nhot];
+  }
+  c->hot = 1;
+  dp.hot[dp.nhot++] = c;
+}
+
+static void unmark_hot(cl_dp_conn *c) {
+  if (!c->hot) return;
+  c->hot = 0;
+  for (int i = 0; i < dp.nhot; i++)
+    if (dp.hot[i] == c) {
+      dp.hot[i] = dp.hot[--dp.nhot];
+      break;
+    }
+}
+
+/* One non-blocking read of a hot connection, past libuv (whose poll would report the
  * same bytes one system call later). 1: bytes were handled; 0: none; -1: it failed. */
-static int hot_read(cl_dp_conn *c) {
+static int hot_read(cl_dp_conn *c, uint64_t now) {
   uv_os_fd_t fd;
   if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0) return -1;
   ssize_t n = recv(fd, dp.rbuf, sizeof dp.rbuf, MSG_DONTWAIT);
   if (n > 0) {
     dp.st.bytes_in += (uint64_t)n;
     dp.st.spin_reads++;
+    c->last_rx = now;
     input(c, dp.rbuf, (size_t)n);
     return 1;
   }
@@ -99,9 +132,10 @@ static int hot_read(cl_dp_conn *c) {
 }
 
 /* While spinning, the idle handle stays here for about SLICE_NS: yield (on a CPU shared
- * with the peer, the peer is the one we are waiting for), then read the hot connection
- * directly. A request and its reply then cost a read and a write each, with no poll and
- * no loop turn between them. Everything else on the Lua loop (other connections, timers,
+ * with the peer, the peer is the one we are waiting for), then read directly the hot
+ * connections that brought data within the last spin_us, one per try, in turn. A request
+ * and its reply then cost a read and a write each, with no poll and no loop turn between
+ * them. Everything else on the Lua loop (other connections, timers,
  * node events) waits one slice plus the handling of the last read at most; the control
  * plane runs on its own loop and never waits. */
 enum { SLICE_NS = 50000 };
@@ -116,9 +150,14 @@ static void on_idle(uv_idle_t *h) {
   const uint64_t leave = now + SLICE_NS;
   for (;;) {
     sched_yield();
-    cl_dp_conn *c = dp.hot;
-    if (!c || c->closing || c->failed) return;
-    int r = hot_read(c);
+    int r = 0, n = dp.nhot;
+    /* stops at the first that had bytes: the Lua it ran may have closed any of them */
+    for (int k = 0; k < n && r == 0; k++) {
+      cl_dp_conn *c = dp.hot[(dp.rr + (unsigned)k) % (unsigned)n];
+      if (c->closing || c->failed || now - c->last_rx > dp.spin_ns) continue;
+      r = hot_read(c, now);
+    }
+    dp.rr++;
     if (r < 0 || dp.failed_pending || dp.loop->stop_flag) return;
     now = uv_hrtime();
     if (r > 0) {
@@ -214,7 +253,7 @@ static void dp_close_handle(cl_dp_conn *c) {
     }
   c->dirty = 0;
   c->closing = 1;
-  if (dp.hot == c) dp.hot = NULL;
+  unmark_hot(c);
   c->tcp.data = c;
   uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
@@ -348,7 +387,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   }
   if (nread == 0) return;
   dp.st.bytes_in += (uint64_t)nread;
-  dp.hot = c;
+  mark_hot(c, uv_hrtime());
   input(c, (uint8_t *)buf->base, (size_t)nread);
   spin();
   publish();

@@ -1,8 +1,8 @@
-/* Data plane tests: one data connection adopted from a loopback TCP pair, the test
- * playing the peer on the other socket with plain (unencrypted) frames. They cover what
- * the spin does after traffic: it reads the connection that last brought data directly,
- * past libuv, so frames split across reads, frames arriving while it spins and the
- * peer's close must come out exactly as through the loop. Every wait is bounded.
+/* Data plane tests: data connections adopted from loopback TCP pairs, the test
+ * playing the peers on the other sockets with plain (unencrypted) frames. They cover what
+ * the spin does after traffic: it reads the connections that brought data lately
+ * directly, past libuv, so frames split across reads, frames arriving while it spins
+ * and the peer's close must come out exactly as through the loop. Every wait is bounded.
  * Output: one "PASS name" or "FAIL name: reason" line per case. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -213,6 +213,56 @@ static int t_garbage_while_spinning(void) {
   return 0;
 }
 
+static int index_of(const char *m) {
+  for (int i = 0; i < seen.n && i < 16; i++)
+    if (!strcmp(seen.msgs[i], m)) return i;
+  return -1;
+}
+
+/* Two connections that both brought data are both read by the spin, in turn: each one's
+ * next message is the spin's own read, and each connection keeps its order. */
+static int t_spin_reads_two_connections(void) {
+  int a1, b1, a2, b2;
+  CHECK(tcp_pair(&a1, &b1) == 0 && tcp_pair(&a2, &b2) == 0, "no loopback pairs");
+  reset_seen(b1);
+  cl_dp_set_spin_us(300000);
+  cl_dp_conn *c1 = adopt(a1), *c2 = adopt(a2);
+  CHECK(c1 && c2, "adopt failed");
+  cl_tbuf x1 = {0}, y1 = {0}, x2 = {0}, y2 = {0};
+  const char *mx1[] = {"x1"}, *my1[] = {"y1"}, *mx2[] = {"x2"}, *my2[] = {"y2"};
+  CHECK(frames(&x1, mx1, 1) == 0 && frames(&y1, my1, 1) == 0 && frames(&x2, mx2, 1) == 0 &&
+            frames(&y2, my2, 1) == 0,
+        "framing failed");
+  static int two = 2, four = 4;
+  CHECK(write(b1, x1.p, x1.len) == (ssize_t)x1.len, "peer write failed");
+  CHECK(run_until(got, &one, 2000), "x1 not delivered");
+  CHECK(write(b2, y1.p, y1.len) == (ssize_t)y1.len, "peer write failed");
+  CHECK(run_until(got, &two, 2000), "y1 not delivered");
+  cl_dp_stats before;
+  cl_dp_stats_get(&before);
+  CHECK(write(b1, x2.p, x2.len) == (ssize_t)x2.len && write(b2, y2.p, y2.len) == (ssize_t)y2.len,
+        "peer write failed");
+  CHECK(run_until(got, &four, 2000), "only %d of 4 messages delivered", seen.n);
+  cl_dp_stats after;
+  cl_dp_stats_get(&after);
+  CHECK(after.spin_reads - before.spin_reads >= 2, "the spin read %llu times, expected both connections",
+        (unsigned long long)(after.spin_reads - before.spin_reads));
+  CHECK(index_of("x1") < index_of("x2") && index_of("y1") < index_of("y2") && index_of("x1") >= 0 &&
+            index_of("y1") >= 0,
+        "out of order: %s %s %s %s", seen.msgs[0], seen.msgs[1], seen.msgs[2], seen.msgs[3]);
+  CHECK(!seen.closed, "closed: %s", seen.reason);
+  cl_tbuf_free(&x1);
+  cl_tbuf_free(&y1);
+  cl_tbuf_free(&x2);
+  cl_tbuf_free(&y2);
+  cl_dp_close(c1);
+  cl_dp_close(c2);
+  close(b1);
+  close(b2);
+  run_until(never, NULL, 20); /* lets libuv run the close callbacks */
+  return 0;
+}
+
 int main(void) {
   cl_log_set_level(CL_LOG_WARN);
   L = uv_default_loop();
@@ -220,6 +270,8 @@ int main(void) {
   cl_dp_init(L, &cb);
   run_case("dataplane: the spin reads the hot connection, frames in order, a split frame joined",
            t_spin_reads_in_order);
+  run_case("dataplane: two connections that brought data are both read by the spin, each in order",
+           t_spin_reads_two_connections);
   run_case("dataplane: a message and the peer's close right behind it, read by the spin: the message, then one close",
            t_peer_close_while_spinning);
   run_case("dataplane: garbage read by the spin closes the connection with a reason, nothing after it delivered",
