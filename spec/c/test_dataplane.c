@@ -147,69 +147,64 @@ static int t_spin_reads_in_order(void) {
   return 0;
 }
 
-/* While this side spins after a first message, the peer sends one more and closes its
- * side right behind it: the spin reads both, and the close is reported once, as closed
- * by the peer, after the second message. */
-static int t_peer_close_while_spinning(void) {
+/* A case that ends with the connection closed: the peer sends `first` through the loop;
+ * as soon as it is delivered, while this side spins, the peer sends `then` (and closes
+ * its side if `shut`). Checks the close was reported once and the spin did read. */
+static int run_to_close(const cl_tbuf *first, const cl_tbuf *then, int shut) {
   int a, b;
   CHECK(tcp_pair(&a, &b) == 0, "no loopback pair");
   reset_seen(b);
   cl_dp_set_spin_us(300000);
-  cl_dp_stats before;
+  cl_dp_stats before, after;
   cl_dp_stats_get(&before);
   CHECK(adopt(a), "adopt failed"); /* freed by the data plane once reported closed */
+  seen.on_first = (const char *)then->p;
+  seen.on_first_len = then->len;
+  seen.shut_after_first = shut;
+  CHECK(write(b, first->p, first->len) == (ssize_t)first->len, "peer write failed");
+  int closed = run_until(is_closed, NULL, 2000);
+  uv_run(L, UV_RUN_NOWAIT);
+  close(b);
+  CHECK(closed, "the connection was not reported closed");
+  CHECK(seen.closed == 1, "reported closed %d times", seen.closed);
+  cl_dp_stats_get(&after);
+  CHECK(after.spin_reads > before.spin_reads, "the spin never read the connection itself");
+  return 0;
+}
+
+/* While this side spins after a first message, the peer sends one more and closes its
+ * side right behind it: the spin reads both, and the close is reported once, as closed
+ * by the peer, after the second message. */
+static int t_peer_close_while_spinning(void) {
   cl_tbuf f = {0}, g = {0};
   const char *m1[] = {"first"}, *m2[] = {"second"};
-  CHECK(frames(&f, m1, 1) == 0 && frames(&g, m2, 1) == 0, "framing failed");
-  seen.on_first = (const char *)g.p;
-  seen.on_first_len = g.len;
-  seen.shut_after_first = 1;
-  CHECK(write(b, f.p, f.len) == (ssize_t)f.len, "peer write failed");
-  CHECK(run_until(is_closed, NULL, 2000), "the peer's close was not reported");
-  uv_run(L, UV_RUN_NOWAIT);
-  CHECK(seen.closed == 1, "reported %d times", seen.closed);
+  int framed = frames(&f, m1, 1) == 0 && frames(&g, m2, 1) == 0;
+  int r = framed ? run_to_close(&f, &g, 1) : 1;
+  cl_tbuf_free(&f);
+  cl_tbuf_free(&g);
+  CHECK(framed, "framing failed");
+  if (r) return r;
   CHECK(strstr(seen.reason, "closed by the peer"), "reason: %s", seen.reason);
   CHECK(seen.n == 2 && !strcmp(seen.msgs[0], "first") && !strcmp(seen.msgs[1], "second"),
         "%d messages delivered (expected first, second)", seen.n);
-  cl_dp_stats after;
-  cl_dp_stats_get(&after);
-  CHECK(after.spin_reads > before.spin_reads, "the spin never read the connection itself");
-  cl_tbuf_free(&f);
-  cl_tbuf_free(&g);
-  close(b);
   return 0;
 }
 
 /* Garbage read by the spin closes the connection with the decoder's reason, and the
  * valid frame right behind it in the same write is never delivered. */
 static int t_garbage_while_spinning(void) {
-  int a, b;
-  CHECK(tcp_pair(&a, &b) == 0, "no loopback pair");
-  reset_seen(b);
-  cl_dp_set_spin_us(300000);
-  cl_dp_stats before;
-  cl_dp_stats_get(&before);
-  CHECK(adopt(a), "adopt failed");
   cl_tbuf f = {0}, junk = {0};
   const char *m[] = {"fine"}, *after_junk[] = {"never"};
   static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
-  CHECK(frames(&f, m, 1) == 0 && cl_tbuf_append(&junk, http, sizeof http - 1) == 0 &&
-            frames(&junk, after_junk, 1) == 0,
-        "framing failed");
-  seen.on_first = (const char *)junk.p;
-  seen.on_first_len = junk.len;
-  CHECK(write(b, f.p, f.len) == (ssize_t)f.len, "peer write failed");
-  CHECK(run_until(is_closed, NULL, 2000), "garbage did not close the connection");
-  uv_run(L, UV_RUN_NOWAIT);
-  CHECK(seen.closed == 1, "reported %d times", seen.closed);
-  CHECK(seen.n == 1, "%d messages delivered, expected 1", seen.n);
-  CHECK(seen.reason[0] && !strstr(seen.reason, "closed by the peer"), "reason: %s", seen.reason);
-  cl_dp_stats after;
-  cl_dp_stats_get(&after);
-  CHECK(after.spin_reads > before.spin_reads, "the spin never read the connection itself");
+  int framed = frames(&f, m, 1) == 0 && cl_tbuf_append(&junk, http, sizeof http - 1) == 0 &&
+               frames(&junk, after_junk, 1) == 0;
+  int r = framed ? run_to_close(&f, &junk, 0) : 1;
   cl_tbuf_free(&f);
   cl_tbuf_free(&junk);
-  close(b);
+  CHECK(framed, "framing failed");
+  if (r) return r;
+  CHECK(seen.n == 1, "%d messages delivered, expected 1", seen.n);
+  CHECK(seen.reason[0] && !strstr(seen.reason, "closed by the peer"), "reason: %s", seen.reason);
   return 0;
 }
 
