@@ -63,6 +63,18 @@ local function extra(dp)
   return ("transport = { data_connection = %s },"):format(dp)
 end
 
+local function up_without_data_connection(c)
+  for i = 1, 2 do assert.truthy(c.nodes[i]:wait_for_line("EVENT node_up %S+ data_connection=false", 10000)) end
+end
+
+-- the report line of each node's message run (see the hooks above)
+local function reports(c)
+  local l1 = c.nodes[1]:wait_for_line("EVENT from1 ", 10000)
+  local l2 = c.nodes[2]:wait_for_line("EVENT from2 ", 10000)
+  assert.truthy(l1 and l2)
+  return l1, l2
+end
+
 describe("data connections", function()
   local c
   after_each(function()
@@ -87,11 +99,8 @@ describe("data connections", function()
   it("turned off (transport.data_connection = false): messages use the control connection", function()
     c = cluster.new { n = 2, hooks = HOOKS, extra = extra "false" }
     c:start_all()
-    for i = 1, 2 do assert.truthy(c.nodes[i]:wait_for_line("EVENT node_up %S+ data_connection=false", 10000)) end
-    local l1 = c.nodes[1]:wait_for_line("EVENT from1 ", 10000)
-    local l2 = c.nodes[2]:wait_for_line("EVENT from2 ", 10000)
-    assert.truthy(l1 and l2)
-    for _, l in ipairs { l1, l2 } do assert.truthy(l:match " from%d in_order_500 data=false dp_out=0 ctl_out=%d+$", l) end
+    up_without_data_connection(c)
+    for _, l in ipairs { reports(c) } do assert.truthy(l:match " from%d in_order_500 data=false dp_out=0 ctl_out=%d+$", l) end
   end)
 
   it("off on one side only: both sides use the control connection at once", function()
@@ -100,14 +109,11 @@ describe("data connections", function()
     local t0 = require("uv").hrtime()
     c:start(1, nil, { DP = "off" })
     c:start(2, nil, { DP = "on" })
-    for i = 1, 2 do assert.truthy(c.nodes[i]:wait_for_line("EVENT node_up %S+ data_connection=false", 10000)) end
+    up_without_data_connection(c)
     -- the handshake says who opens data connections: nobody waits for one (the 2 s
     -- fallback would show here)
     assert.truthy((require("uv").hrtime() - t0) / 1e6 < 1800)
-    local l1 = c.nodes[1]:wait_for_line("EVENT from1 ", 10000)
-    local l2 = c.nodes[2]:wait_for_line("EVENT from2 ", 10000)
-    assert.truthy(l1 and l2)
-    for _, l in ipairs { l1, l2 } do assert.truthy(l:match " in_order_500 data=false ", l) end
+    for _, l in ipairs { reports(c) } do assert.truthy(l:match " in_order_500 data=false ", l) end
   end)
 
   it("a data connection that breaks while its peer stays up: messages move to the control connection", function()
