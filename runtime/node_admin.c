@@ -84,6 +84,26 @@ static void node_entry(void *ud, const cl_peer_info *p) {
   json_array_append_new(c->arr, o);
 }
 
+/* connected nodes whose data belongs to another cluster: nothing they say
+ * counts (see the election core), and an operator should know they are there */
+static json_t *refused_json(cl_node *n) {
+  json_t *arr = json_array();
+  if (!n->el) return arr;
+  cl_el_refused r[CL_EL_MAX_NODES];
+  size_t k = cl_el_refused_peers(n->el, r, CL_EL_MAX_NODES);
+  if (k > CL_EL_MAX_NODES) k = CL_EL_MAX_NODES;
+  for (size_t i = 0; i < k; i++) {
+    json_t *e = json_object();
+    json_object_set_new(e, "name", json_string(r[i].name));
+    json_object_set_new(e, "cluster_id", json_string(r[i].cluster_id));
+    json_object_set_new(e, "reason", json_sprintf("its data belongs to cluster %s but this node's belongs to cluster %s "
+                                                  "(wrong data directory, or two clusters bootstrapped)",
+                                                  r[i].cluster_id, cl_el_cluster_id(n->el)));
+    json_array_append_new(arr, e);
+  }
+  return arr;
+}
+
 static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
   struct nodes_ctx c = {.n = n, .arr = json_array(), .now = uv_now(&n->c->loop)};
@@ -103,6 +123,7 @@ static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   json_t *o = json_object();
   json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
   json_object_set_new(o, "nodes", c.arr);
+  json_object_set_new(o, "refused_nodes", refused_json(n));
   cl_admin_reply_json(a, req->priv, 200, o);
 }
 
@@ -298,6 +319,12 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
     const char *labels[] = {"reason", hf[i].reason, NULL};
     cl_metrics_sample(&m, labels, (double)hf[i].v);
   }
+  cl_metrics_gauge(&m, "clusterlua_refused_nodes",
+                   "Connected nodes refused because their data belongs to another cluster",
+                   n->el ? (double)cl_el_refused_peers(n->el, NULL, 0) : 0);
+  cl_metrics_counter(&m, "clusterlua_refused_messages",
+                     "Election messages refused from nodes whose data belongs to another cluster",
+                     n->el ? (double)cl_el_refused_messages(n->el) : 0);
   cl_dp_stats ds;
   cl_dp_stats_published(&ds);
   cl_metrics_family(&m, "clusterlua_data_messages", "counter", "Messages between Lua handlers on data connections");

@@ -66,6 +66,17 @@ describe("election", function()
     assert.truthy(t2 > term)
     assert.equal("yellow", c:health(alive[1] and 1 or 2).status)
     check_one_master_per_term(c)
+    -- a failover is not a lost quorum: each survivor's hooks saw the new master (the
+    -- marker, on the same event queue) and no quorum_lost before it
+    for i = 1, 3 do
+      if alive[i] then
+        local p = c.nodes[i]
+        local at = p:wait_for_line(("^EVENT master_changed %s "):format(m2:gsub("%p", "%%%0")), 5000)
+        assert.truthy(at, "node" .. i .. " did not see the new master")
+        assert.is_nil(p:find_line "^EVENT quorum_lost$", "node" .. i .. " got quorum_lost in a failover")
+        assert.is_nil(p:find_line "quorum lost", "node" .. i .. " logged quorum lost in a failover")
+      end
+    end
   end)
 
   it("replaces a SIGSTOPped master; after SIGCONT the old one follows the new term", function()

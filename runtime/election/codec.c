@@ -313,6 +313,7 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b) {
   cl_buf_u8(b, wire_magic[2]);
   cl_buf_u8(b, CL_WIRE_VERSION);
   cl_buf_u8(b, m->type);
+  cl_buf_str(b, m->cluster_id);
   switch (m->type) {
   case CL_M_PREVOTE_REQ:
   case CL_M_JOIN:
@@ -346,7 +347,6 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b) {
   case CL_M_HB:
     cl_buf_u64(b, m->term);
     cl_buf_u64(b, m->version);
-    cl_buf_str(b, m->cluster_id);
     break;
   case CL_M_FWD_REQ:
     cl_buf_u64(b, m->req_id);
@@ -387,7 +387,12 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, ch
     return -1;
   }
   m->type = buf[4];
+  if (m->type == 0 || m->type >= CL_M_MAX_) {
+    rd_fail(&r, "unknown election message type %u", m->type);
+    return -1;
+  }
   r.off = 5;
+  rd_str(&r, m->cluster_id, CL_EL_CLUSTER_ID_MAX, "sender's cluster id");
   cl_el_state scratch;
   switch (m->type) {
   case CL_M_PREVOTE_REQ:
@@ -430,7 +435,6 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, ch
   case CL_M_HB:
     m->term = rd_u64(&r, "term");
     m->version = rd_u64(&r, "committed version");
-    rd_str(&r, m->cluster_id, CL_EL_CLUSTER_ID_MAX, "cluster id");
     break;
   case CL_M_FWD_REQ:
     m->req_id = rd_u64(&r, "request id");
@@ -476,11 +480,23 @@ int cl_el_msg_type(const uint8_t *buf, size_t len) {
 /* ---- persisted file ---- */
 
 int cl_el_persist_encode(uint64_t term, const cl_el_state *st, int committed, uint8_t **out, size_t *outlen) {
+  return cl_persist_encode(term, st, committed ? CL_PERSIST_COMMITTED | CL_PERSIST_CID_COMMITTED : 0, out, outlen);
+}
+
+int cl_el_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st, int *committed,
+                         char *err, size_t errlen) {
+  int flags = 0;
+  int rc = cl_persist_decode(buf, len, term, st, &flags, err, errlen);
+  *committed = (flags & CL_PERSIST_COMMITTED) != 0;
+  return rc;
+}
+
+int cl_persist_encode(uint64_t term, const cl_el_state *st, int flags, uint8_t **out, size_t *outlen) {
   cl_buf b = {0};
   for (int i = 0; i < 8; i++) cl_buf_u8(&b, persist_magic[i]);
   cl_buf_u32(&b, CL_PERSIST_VERSION);
   cl_buf_u64(&b, term);
-  cl_buf_u8(&b, committed ? 1 : 0);
+  cl_buf_u8(&b, (uint8_t)(flags & (CL_PERSIST_COMMITTED | CL_PERSIST_CID_COMMITTED)));
   cl_state_encode(st, &b);
   uint8_t h[32];
   if (!b.oom) crypto_generichash(h, 32, b.p, b.n, NULL, 0);
@@ -494,8 +510,8 @@ int cl_el_persist_encode(uint64_t term, const cl_el_state *st, int committed, ui
   return 0;
 }
 
-int cl_el_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st, int *committed,
-                         char *err, size_t errlen) {
+int cl_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st, int *flags, char *err,
+                      size_t errlen) {
   rd r = {buf, len, 0, err, errlen, 0};
   if (len < 8 + 4 + 8 + 1 + 32) {
     rd_fail(&r, "state file truncated (%zu bytes)", len);
@@ -519,9 +535,9 @@ int cl_el_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_s
   }
   r.n = len - 32;
   *term = rd_u64(&r, "current term");
-  uint8_t c = rd_u8(&r, "committed flag");
-  if (!r.bad && c > 1) rd_fail(&r, "bad committed flag %u", c);
-  *committed = c;
+  uint8_t c = rd_u8(&r, "flags");
+  if (!r.bad && c > (CL_PERSIST_COMMITTED | CL_PERSIST_CID_COMMITTED)) rd_fail(&r, "bad flags byte %u", c);
+  *flags = c;
   state_decode(&r, st);
   if (!r.bad && r.off != r.n) rd_fail(&r, "%zu trailing bytes in state file", r.n - r.off);
   if (!r.bad && st->term > *term) rd_fail(&r, "accepted state term %llu above current term %llu",

@@ -34,8 +34,12 @@ typedef struct peer {
   uint64_t lat, lav;   /* its accepted state as last reported */
   uint64_t ack_term, ack_version;
   uint64_t prevote_round;
-  uint64_t mismatch_logged;
   uint64_t pub_sent_ms; /* last time the latest state was sent to it */
+  /* its data belongs to another cluster: everything it says is refused */
+  int foreign;
+  char foreign_cid[CL_EL_CLUSTER_ID_MAX + 1];
+  uint64_t refused_logged_ms; /* kept across reconnects: the log is rate-limited */
+  int refused_logged;
 } peer;
 
 typedef struct origin_req { /* a write request asked on this node */
@@ -80,6 +84,7 @@ struct cl_el {
   uint64_t term;           /* persisted */
   cl_el_state acc;         /* last accepted state, persisted */
   int acc_committed;       /* persisted */
+  int cid_committed;       /* persisted: acc's cluster id was committed */
   cl_el_state app;         /* last applied (committed) state */
   int started_join;        /* a term was started since boot */
 
@@ -108,6 +113,8 @@ struct cl_el {
   char obs_master[CL_EL_ID_MAX + 1];
   char obs_master_name[CL_EL_NAME_MAX + 1];
   int had_master;
+  int quorum_lost;          /* a quorum_lost event was emitted, no regained since */
+  uint64_t refused_msgs;    /* messages refused from nodes of another cluster */
   uint32_t warned_even_count;
   int warned_initial;
 
@@ -259,8 +266,15 @@ static int both_quorum(const cl_el_vconfig *a, const cl_el_vconfig *b, int (*has
 
 /* ------------------------------------------------------------- sending */
 
-static void send_msg(cl_el *el, const char *to, const cl_msg *m) {
+/* The cluster this node's data belongs to: the committed state's, "" before
+ * the first commit (a new node belongs to no cluster yet and may join any). */
+static const char *my_cluster_id(const cl_el *el) {
+  return el->app.cluster_id[0] ? el->app.cluster_id : el->cid_committed ? el->acc.cluster_id : "";
+}
+
+static void send_msg(cl_el *el, const char *to, cl_msg *m) {
   cl_buf b = {0};
+  scpy(m->cluster_id, sizeof m->cluster_id, my_cluster_id(el));
   cl_msg_encode(m, &b);
   if (!b.oom) {
     cl_el_effect *e = fx_push(el, CL_EL_FX_SEND);
@@ -298,7 +312,8 @@ static void send_publish(cl_el *el, const char *to, const cl_el_state *st) {
 static void persist(cl_el *el, cl_el_persist_kind kind) {
   uint8_t *buf;
   size_t len;
-  if (cl_el_persist_encode(el->term, &el->acc, el->acc_committed, &buf, &len) != 0) return;
+  int flags = (el->acc_committed ? CL_PERSIST_COMMITTED : 0) | (el->cid_committed ? CL_PERSIST_CID_COMMITTED : 0);
+  if (cl_persist_encode(el->term, &el->acc, flags, &buf, &len) != 0) return;
   cl_el_effect *e = fx_push(el, CL_EL_FX_PERSIST);
   if (e) {
     e->persist = kind;
@@ -463,7 +478,54 @@ static const char *current_master(cl_el *el) {
   return NULL;
 }
 
+static void observe_master(cl_el *el);
+
+static int has_live_link(void *ctx, const char *id) {
+  cl_el *el = ctx;
+  if (!strcmp(id, el->self.id)) return 1;
+  peer *p = peer_get(el, id);
+  return p && p->up && !p->foreign;
+}
+
+/* Whether the voting nodes this node is connected to (the transport's failure
+ * detector closes a silent connection within its bound) form a quorum of both
+ * configurations of the last accepted state. Losing the master while this
+ * holds is a failover, not a lost quorum. */
+static int quorum_reachable(cl_el *el) {
+  if (el->acc.accepted_config.n == 0) return 0;
+  return both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_live_link, el);
+}
+
+/* quorum_lost: this node had a master, and now cannot reach a quorum of the
+ * voting configuration; quorum_regained: after that, a quorum is reachable
+ * again and a master is elected. */
+static void observe_quorum(cl_el *el) {
+  if (!el->had_master) return;
+#ifdef CL_MUTANT_QUORUM_LOST_WITH_MASTER
+  if (!el->quorum_lost && !el->obs_master[0]) {
+    el->quorum_lost = 1;
+    cl_el_effect *e = fx_push(el, CL_EL_FX_EVENT);
+    if (e) e->event = CL_EL_EV_QUORUM_LOST, e->term = el->term;
+    return;
+  }
+#endif
+  if (!el->quorum_lost && !quorum_reachable(el)) {
+    el->quorum_lost = 1;
+    cl_el_effect *e = fx_push(el, CL_EL_FX_EVENT);
+    if (e) e->event = CL_EL_EV_QUORUM_LOST, e->term = el->term;
+  } else if (el->quorum_lost && el->obs_master[0] && quorum_reachable(el)) {
+    el->quorum_lost = 0;
+    cl_el_effect *e = fx_push(el, CL_EL_FX_EVENT);
+    if (e) e->event = CL_EL_EV_QUORUM_REGAINED, e->term = el->term;
+  }
+}
+
 static void observe(cl_el *el) {
+  observe_master(el);
+  observe_quorum(el);
+}
+
+static void observe_master(cl_el *el) {
   const char *m = current_master(el);
   const char *prev = el->obs_master[0] ? el->obs_master : NULL;
   if ((m == NULL) == (prev == NULL) && (!m || !strcmp(m, prev))) return;
@@ -480,16 +542,7 @@ static void observe(cl_el *el) {
   }
   logf_(el, CL_EL_LOG_INFO, "master changed: %s -> %s (term %llu)", prev ? old_name : "none",
         m ? el->obs_master_name : "none", (unsigned long long)el->term);
-  if (prev && !m) {
-    e = fx_push(el, CL_EL_FX_EVENT);
-    if (e) e->event = CL_EL_EV_QUORUM_LOST, e->term = el->term;
-  } else if (!prev && m) {
-    if (el->had_master) {
-      e = fx_push(el, CL_EL_FX_EVENT);
-      if (e) e->event = CL_EL_EV_QUORUM_REGAINED, e->term = el->term;
-    }
-    el->had_master = 1;
-  }
+  if (m) el->had_master = 1;
 }
 
 /* ----------------------------------------------------------- requests */
@@ -811,6 +864,7 @@ static void check_commit(cl_el *el) {
   /* RULE: committed on a quorum of both configurations */
   el->publishing = 0;
   el->acc_committed = 1;
+  el->cid_committed = 1;
   persist(el, CL_EL_PERSIST_COMMIT);
   for (int i = 0; i < CL_EL_MAX_NODES; i++) {
     peer *p = &el->peers[i];
@@ -826,6 +880,7 @@ static void publish(cl_el *el, cl_el_state *next) {
   el->publishing = 1;
   el->pub_start = el->now;
   el->first_pub_done = 1;
+  if (strcmp(el->acc.cluster_id, next->cluster_id)) el->cid_committed = 0;
   cl_el_state_copy(&el->acc, next);
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE);
@@ -1095,19 +1150,35 @@ static void join_leader_in_term(cl_el *el, uint64_t term, const char *leader) {
   send_join(el, leader);
 }
 
-/* returns 1 if the leader belongs to another cluster (refused) */
-static int cluster_mismatch(cl_el *el, const char *from, const char *cid) {
-  const char *mine = el->app.cluster_id[0] ? el->app.cluster_id : el->acc_committed ? el->acc.cluster_id : "";
+#define REFUSED_LOG_EVERY_MS (10u * 60u * 1000u)
+
+/* Returns 1 if a node whose data belongs to cluster cid must be refused: its
+ * data and this node's belong to different clusters. Nothing such a node says
+ * counts (its term, pre-votes, joins, publications, heartbeats), so it can
+ * neither raise this cluster's term nor cost it its master. Logged once per
+ * peer, then at most every 10 minutes: it will say the same every round. */
+static int refuse_foreign(cl_el *el, peer *p, const char *cid) {
+  const char *mine = my_cluster_id(el);
   if (!mine[0] || !cid[0] || !strcmp(mine, cid)) return 0;
-  peer *p = peer_get(el, from);
-  if (p && p->mismatch_logged != el->term + 1) {
-    p->mismatch_logged = el->term + 1;
+  el->refused_msgs++;
+  if (!p) return 1;
+  p->foreign = 1;
+  scpy(p->foreign_cid, sizeof p->foreign_cid, cid);
+  if (p->member) p->member = 0, el->dirty = 1;
+  if (!p->refused_logged || el->now - p->refused_logged_ms >= REFUSED_LOG_EVERY_MS) {
+    p->refused_logged = 1;
+    p->refused_logged_ms = el->now;
     logf_(el, CL_EL_LOG_ERROR,
-          "refusing to join %s: it belongs to cluster %s but this node's data belongs to cluster %s "
-          "(wrong data directory, or initial_master_nodes bootstrapped two clusters)",
-          name_of(el, from), cid, mine);
+          "refusing %s: it belongs to cluster %s but this node's data belongs to cluster %s "
+          "(wrong data directory, or initial_master_nodes bootstrapped two clusters); "
+          "logged again at most every 10 minutes",
+          p->info.name, cid, mine);
   }
   return 1;
+}
+
+static int cluster_mismatch(cl_el *el, const char *from, const char *cid) {
+  return refuse_foreign(el, peer_get(el, from), cid);
 }
 
 static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
@@ -1137,6 +1208,7 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
     send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, (uint8_t)dup);
     return;
   }
+  if (strcmp(el->acc.cluster_id, st->cluster_id)) el->cid_committed = 0;
   cl_el_state_copy(&el->acc, st);
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE); /* RULE: durable before acknowledged */
@@ -1154,6 +1226,7 @@ static void step_down_to_term(cl_el *el, uint64_t term, const char *why) {
 static void mark_committed(cl_el *el, uint64_t version) {
   if (el->acc.term != el->term || el->acc.version != version || el->acc_committed) return;
   el->acc_committed = 1;
+  el->cid_committed = 1;
   persist(el, CL_EL_PERSIST_COMMIT);
   apply_committed(el);
 }
@@ -1167,6 +1240,16 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     logf_(el, CL_EL_LOG_WARN, "dropping bad election message from %s: %s", p->info.name, err);
     return;
   }
+  /* before anything in it counts, not even its term */
+#ifdef CL_MUTANT_ACCEPT_FOREIGN
+  if (0) {
+#else
+  if (refuse_foreign(el, p, m->cluster_id)) {
+#endif
+    if (m->type == CL_M_PUBLISH) cl_el_state_clear(m->state);
+    return;
+  }
+  p->foreign = 0;
   switch (m->type) {
   case CL_M_PREVOTE_REQ: {
     /* RULE: pre-voting changes nothing persisted */
@@ -1340,14 +1423,13 @@ static void timers(cl_el *el) {
       uint64_t cv = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
       for (int i = 0; i < CL_EL_MAX_NODES; i++) {
         peer *p = &el->peers[i];
-        if (!p->used || !p->up) continue;
+        if (!p->used || !p->up || p->foreign) continue;
         cl_msg *m = &el->tx;
         memset(m, 0, offsetof(cl_msg, names));
         m->n_names = 0;
         m->type = CL_M_HB;
         m->term = el->term;
         m->version = cv;
-        scpy(m->cluster_id, sizeof m->cluster_id, el->acc.cluster_id);
         send_msg(el, p->info.id, m);
       }
     }
@@ -1415,11 +1497,15 @@ cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self, const uin
   el->rng = cfg->seed ^ 0x6a09e667f3bcc909ULL;
   if (persisted && persisted_len) {
     char why[160];
-    if (cl_el_persist_decode(persisted, persisted_len, &el->term, &el->acc, &el->acc_committed, why, sizeof why)) {
+    int flags = 0;
+    if (cl_persist_decode(persisted, persisted_len, &el->term, &el->acc, &flags, why, sizeof why)) {
       snprintf(err, errlen, "persisted election state rejected: %s", why);
       free(el);
       return NULL;
     }
+    el->acc_committed = (flags & CL_PERSIST_COMMITTED) != 0;
+    /* a committed state's cluster id is committed (files written before bit 1 existed say only bit 0) */
+    el->cid_committed = (flags & (CL_PERSIST_COMMITTED | CL_PERSIST_CID_COMMITTED)) != 0;
     if (el->acc_committed) cl_el_state_copy(&el->app, &el->acc);
   }
   el->mode = CL_EL_CANDIDATE;
@@ -1464,6 +1550,7 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
   p->info.flags = info->flags;
   p->up = 1;
   p->pub_sent_ms = 0;
+  p->foreign = 0; /* a new connection: it may have been given the right data */
   if (el->mode == CL_EL_LEADER) el->hb_at = el->now; /* greet it now rather than next round */
 }
 
@@ -1543,6 +1630,19 @@ const cl_el_state *cl_el_committed(const cl_el *el) { return &el->app; }
 const cl_el_state *cl_el_accepted(const cl_el *el) { return &el->acc; }
 int cl_el_accepted_is_committed(const cl_el *el) { return el->acc_committed; }
 const char *cl_el_self_id(const cl_el *el) { return el->self.id; }
+const char *cl_el_cluster_id(const cl_el *el) { return my_cluster_id(el); }
+uint64_t cl_el_refused_messages(const cl_el *el) { return el->refused_msgs; }
+
+size_t cl_el_refused_peers(const cl_el *el, cl_el_refused *out, size_t max) {
+  size_t n = 0;
+  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+    const peer *p = &el->peers[i];
+    if (!p->used || !p->up || !p->foreign) continue;
+    if (n < max) out[n].name = p->info.name, out[n].cluster_id = p->foreign_cid;
+    n++;
+  }
+  return n;
+}
 
 cl_el_health cl_el_get_health(const cl_el *el) {
   if (!el->obs_master[0]) return CL_EL_RED;

@@ -189,6 +189,16 @@ cl_el_health cl_el_get_health(const cl_el *el);
 uint32_t cl_el_quorum_size(const cl_el *el);
 int cl_el_has_quorum(const cl_el *el);          /* this node sees an elected master */
 const char *cl_el_self_id(const cl_el *el);
+/* Connected peers refused because their data belongs to another cluster:
+ * fills up to max entries (name, their cluster id) and returns how many there
+ * are; messages refused so far (from those and from unknown senders). */
+typedef struct cl_el_refused {
+  const char *name, *cluster_id;
+} cl_el_refused;
+size_t cl_el_refused_peers(const cl_el *el, cl_el_refused *out, size_t max);
+uint64_t cl_el_refused_messages(const cl_el *el);
+/* The cluster id this node's committed data belongs to ("" before any). */
+const char *cl_el_cluster_id(const cl_el *el);
 const char *cl_el_health_str(cl_el_health h);
 
 /* Quorum of a configuration: floor(n/2)+1. */

@@ -4,7 +4,8 @@
 
 #include "election.h"
 
-#define CL_WIRE_VERSION 1
+/* 2: every message carries the sender's cluster id (refusing foreign nodes) */
+#define CL_WIRE_VERSION 2
 #define CL_PERSIST_VERSION 1
 
 enum {
@@ -45,6 +46,9 @@ typedef struct cl_msg {
   uint8_t type;
   uint64_t term, lat, lav, version;
   uint8_t flag;
+  /* every message: the cluster the sender's committed data belongs to ("" if
+   * none yet), so a node from another cluster is refused before its term
+   * counts for anything */
   char cluster_id[CL_EL_CLUSTER_ID_MAX + 1];
   uint64_t req_id, base_version;
   uint8_t req_kind;
@@ -62,6 +66,14 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b);
 int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, char *err, size_t errlen);
 
 void cl_state_encode(const cl_el_state *st, cl_buf *b);
+
+/* The persisted file's flags byte: bit 0, the accepted state is committed;
+ * bit 1, its cluster id was committed (by it or an earlier state), so the
+ * node knows its cluster after a reboot in the middle of a publication. */
+enum { CL_PERSIST_COMMITTED = 1, CL_PERSIST_CID_COMMITTED = 2 };
+int cl_persist_encode(uint64_t term, const cl_el_state *st, int flags, uint8_t **out, size_t *outlen);
+int cl_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st, int *flags, char *err,
+                      size_t errlen);
 
 /* configs (config.c) */
 int cl_vc_has(const cl_el_vconfig *c, const char *id);

@@ -322,8 +322,10 @@ static int t_state_roundtrip_and_corruption(void) {
 
 static int t_hostile_messages(void) {
   char err[200];
-  uint8_t b[64] = {'C', 'L', 'E', 1, 200};
+  uint8_t b[64] = {'C', 'L', 'E', 2, 200};
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "unknown"), "unknown type: %s", err);
+  b[3] = 1; /* before every message carried the sender's cluster id */
+  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "old version: %s", err);
   b[3] = 9;
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "unknown version: %s", err);
   cl_msg m;
@@ -337,6 +339,14 @@ static int t_hostile_messages(void) {
   cl_buf_u8(&buf, 0);
   CHECK(cl_el_msg_validate(buf.p, buf.n, err, sizeof err) != 0 && strstr(err, "trailing"), "trailing: %s", err);
   cl_buf_free(&buf);
+  /* a sender's cluster id longer than any cluster id */
+  memset(m.cluster_id, 'a', CL_EL_CLUSTER_ID_MAX);
+  m.cluster_id[CL_EL_CLUSTER_ID_MAX] = 0;
+  cl_msg_encode(&m, &buf);
+  buf.p[5] = CL_EL_CLUSTER_ID_MAX + 1; /* the length prefix, one more than the bytes there */
+  CHECK(cl_el_msg_validate(buf.p, buf.n, err, sizeof err) != 0 && strstr(err, "cluster id"), "long id: %s", err);
+  cl_buf_free(&buf);
+  m.cluster_id[0] = 0;
   /* a publish claiming 4 GiB of metadata */
   cl_el_state s;
   cl_el_state_init(&s);
@@ -352,7 +362,7 @@ static int t_hostile_messages(void) {
   for (int k = 0; k < 20000; k++) {
     uint8_t g[48];
     for (size_t i = 0; i < sizeof g; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL, g[i] = (uint8_t)(x >> 56);
-    g[0] = 'C', g[1] = 'L', g[2] = 'E', g[3] = 1, g[4] = (uint8_t)(k % 14);
+    g[0] = 'C', g[1] = 'L', g[2] = 'E', g[3] = 2, g[4] = (uint8_t)(k % 14);
     cl_el_msg_validate(g, (size_t)(k % 48), err, sizeof err);
   }
   return 0;
@@ -737,6 +747,10 @@ static int t_request_without_master_fails(void) {
   return 0;
 }
 
+/* A node whose data belongs to another cluster (same cookie, wrong data
+ * directory) is refused before anything it says counts: whatever term it
+ * claims, it raises no term, gets no pre-vote or join, costs no master; the
+ * refusal is logged once, and the peer is listed as refused. */
 static int t_cluster_id_mismatch_refused(void) {
   cluster_init(&C, 3, 3);
   start(&C);
@@ -744,14 +758,109 @@ static int t_cluster_id_mismatch_refused(void) {
   int l = leader(&C);
   CHECK(l >= 0, "no master");
   int f = (l + 1) % 3;
+  uint64_t term = cl_el_term(C.t[l].el);
+  tnode foreign = {0};
+  snprintf(foreign.id, sizeof foreign.id, "idFF");
+  snprintf(foreign.name, sizeof foreign.name, "stray@127.0.0.1:4399");
+  foreign.flags = CL_EL_F_MASTER;
+  for (int i = 0; i < 3; i++) {
+    cl_el_input in = {0};
+    in.kind = CL_EL_IN_PEER_UP;
+    in.peer = info(&foreign);
+    stepn(&C, i, &in);
+  }
+  run(&C, 50);
+  static const uint8_t types[] = {CL_M_HB, CL_M_START_JOIN, CL_M_PREVOTE_REQ, CL_M_JOIN, CL_M_HB_RESP,
+                                  CL_M_PUBLISH_RESP, CL_M_PREVOTE_RESP, CL_M_LEADER_GONE};
+  int logs = 0;
+  for (size_t k = 0; k < sizeof types; k++)
+    for (int i = 0; i < 3; i++) {
+      cl_msg m;
+      memset(&m, 0, sizeof m);
+      m.type = types[k];
+      m.term = term + 100 + k;
+      m.lat = term + 100;
+      m.lav = 1000;
+      m.flag = 1;
+      snprintf(m.cluster_id, sizeof m.cluster_id, "someothercluster");
+      inject(&C, i, foreign.id, &m);
+      logs += count_fx(&C, CL_EL_FX_LOG, -1);
+      CHECK(count_fx(&C, CL_EL_FX_SEND, -1) == 0 && count_fx(&C, CL_EL_FX_PERSIST, -1) == 0,
+            "node%d answered or persisted a message of type %u from a foreign node", i + 1, types[k]);
+      CHECK(cl_el_term(C.t[i].el) == term, "node%d: a foreign node's message (type %u) raised the term to %llu",
+            i + 1, types[k], (unsigned long long)cl_el_term(C.t[i].el));
+    }
+  CHECK(logs == 3, "refusal logged %d times on 3 nodes, want once each", logs);
+  CHECK(strstr(C.t[f].last_log, "refusing stray@") && strstr(C.t[f].last_log, "someothercluster"),
+        "log '%s'", C.t[f].last_log);
+  cl_el_refused r[4];
+  size_t nr = cl_el_refused_peers(C.t[f].el, r, 4);
+  CHECK(nr == 1 && !strcmp(r[0].name, foreign.name) && !strcmp(r[0].cluster_id, "someothercluster"),
+        "refused peers: %zu", nr);
+  CHECK(cl_el_refused_messages(C.t[f].el) == sizeof types, "refused messages %llu",
+        (unsigned long long)cl_el_refused_messages(C.t[f].el));
+  run(&C, 1000);
+  CHECK(leader(&C) == l && all_agree(&C, l) && cl_el_term(C.t[l].el) == term, "the cluster lost its master");
+  /* the master never counts it as a member */
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  for (uint32_t i = 0; i < st->n_nodes; i++) CHECK(strcmp(st->nodes[i].id, foreign.id), "foreign node is a member");
+  /* a new node (no cluster yet) is not foreign */
   cl_msg m;
   memset(&m, 0, sizeof m);
-  m.type = CL_M_HB;
-  m.term = cl_el_term(C.t[f].el) + 1;
-  snprintf(m.cluster_id, sizeof m.cluster_id, "someothercluster");
-  inject(&C, f, C.t[(l + 2) % 3].id, &m);
-  CHECK(strstr(C.t[f].last_log, "refusing to join") && cl_el_term(C.t[f].el) == m.term - 1,
-        "joined a foreign cluster (log '%s')", C.t[f].last_log);
+  m.type = CL_M_PREVOTE_REQ;
+  m.term = 1;
+  inject(&C, f, foreign.id, &m);
+  CHECK(cl_el_refused_peers(C.t[f].el, r, 4) == 0 && count_fx(&C, CL_EL_FX_SEND, CL_M_PREVOTE_RESP) == 1,
+        "a node with no cluster yet was refused");
+  cluster_free(&C);
+  return 0;
+}
+
+/* quorum_lost means a quorum of the voting configuration is out of reach, not
+ * that the master is gone: a failover (crash or step-down of the master with
+ * a majority still connected) emits none; losing the majority does. */
+static int t_quorum_events_mean_quorum(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  for (int i = 0; i < 3; i++) memset(C.t[i].events, 0, sizeof C.t[i].events);
+  /* step-down for Lua lag: a new master, no quorum event anywhere */
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_LUA_LAG;
+  in.flag = 1;
+  stepn(&C, l, &in);
+  run(&C, 1000);
+  int l2 = leader(&C);
+  CHECK(l2 >= 0 && l2 != l && all_agree(&C, l2), "no new master after the step-down");
+  in.flag = 0;
+  stepn(&C, l, &in);
+  /* the new master crashes: the two others still form a quorum */
+  crash(&C, l2);
+  run(&C, 1000);
+  int l3 = leader(&C);
+  CHECK(l3 >= 0 && all_agree(&C, l3), "no master after the crash");
+  for (int i = 0; i < 3; i++)
+    CHECK(C.t[i].events[CL_EL_EV_QUORUM_LOST] == 0 && C.t[i].events[CL_EL_EV_QUORUM_REGAINED] == 0,
+          "node%d: quorum event during a failover (lost %d, regained %d)", i + 1, C.t[i].events[CL_EL_EV_QUORUM_LOST],
+          C.t[i].events[CL_EL_EV_QUORUM_REGAINED]);
+  CHECK(C.t[l].events[CL_EL_EV_MASTER_CHANGED] > 0, "no master_changed");
+  /* one more down: the last one cannot reach a quorum */
+  int other = 3 - l2 - l3;
+  int last = other == l3 ? -1 : other;
+  CHECK(last >= 0, "bad indexes");
+  crash(&C, l3);
+  run(&C, 1000);
+  CHECK(C.t[last].events[CL_EL_EV_QUORUM_LOST] == 1, "quorum_lost %d times, want 1",
+        C.t[last].events[CL_EL_EV_QUORUM_LOST]);
+  /* one comes back: a master again, and quorum_regained */
+  boot(&C, l3);
+  connect_all(&C);
+  run(&C, 2000);
+  CHECK(leader(&C) >= 0, "no master after one came back");
+  CHECK(C.t[last].events[CL_EL_EV_QUORUM_REGAINED] == 1, "quorum_regained %d times, want 1",
+        C.t[last].events[CL_EL_EV_QUORUM_REGAINED]);
   cluster_free(&C);
   return 0;
 }
@@ -864,6 +973,7 @@ int main(void) {
   run_test("update_cas_and_forwarding", t_update_cas_and_forwarding);
   run_test("request_without_master_fails", t_request_without_master_fails);
   run_test("cluster_id_mismatch_refused", t_cluster_id_mismatch_refused);
+  run_test("quorum_events_mean_quorum", t_quorum_events_mean_quorum);
   run_test("lua_lag_steps_down", t_lua_lag_steps_down);
   run_test("full_restart_keeps_state", t_full_restart_keeps_state);
   run_test("unsafe_bootstrap", t_unsafe_bootstrap);

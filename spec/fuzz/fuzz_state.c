@@ -13,14 +13,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   cl_el_msg_validate(data, size, err, sizeof err);
 
   uint64_t term;
-  int committed;
+  int committed; /* the flags byte, as read */
   cl_el_state st;
   cl_el_state_init(&st);
-  if (cl_el_persist_decode(data, size, &term, &st, &committed, err, sizeof err) == 0) {
+  if (cl_persist_decode(data, size, &term, &st, &committed, err, sizeof err) == 0) {
     /* whatever decodes must re-encode to the same bytes (canonical) */
     uint8_t *out;
     size_t len;
-    if (cl_el_persist_encode(term, &st, committed, &out, &len) == 0) {
+    if (cl_persist_encode(term, &st, committed, &out, &len) == 0) {
       if (len != size || memcmp(out, data, size)) abort();
       free(out);
     }

@@ -4,7 +4,9 @@
  * simulated time, with every source of nondeterminism drawn from one seeded
  * PRNG: cluster shape, roles, fault rates, message drop/duplication/delay/
  * reordering, disconnects, silent blackholes, one-way links, partitions,
- * reboots, failed and lost writes, exclusions, metadata updates and Lua lag.
+ * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
+ * a node whose data belongs to another cluster joining at a random time (it
+ * must never vote with this cluster, raise its term or cost it its master).
  * After every step it checks the invariants of DESIGN.md; after the faults
  * stop it checks liveness within a bound computed from the configuration.
  *
@@ -87,6 +89,7 @@ typedef struct node {
   int was_leader;
   int fail_next_persist;        /* 1: EIO, 2: power loss before fsync */
   int lua_lag;
+  int booted_once;
   uint64_t joined[64];          /* term -> voted for (index+1), ring keyed by term */
   uint64_t joined_term[64];
 } node;
@@ -114,6 +117,7 @@ typedef struct world {
   uint64_t seed;
   rng_t r;
   int n;
+  int foreign; /* index of the node from another cluster, -1 if none */
   node nodes[MAXN];
   cl_el_config cfg;
   const char *initial[MAXN];
@@ -238,6 +242,12 @@ static kv *map_get(world *w, uint64_t t, uint64_t v, int create) {
   return &w->map[j];
 }
 
+static int cl_state_has(const cl_el_state *st, const char *id) {
+  for (uint32_t k = 0; k < st->n_nodes; k++)
+    if (!strcmp(st->nodes[k].id, id)) return 1;
+  return 0;
+}
+
 static void set_leader(world *w, uint64_t term, const char *id) {
   if (term >= w->cap_terms) {
     size_t cap = w->cap_terms ? w->cap_terms : 64;
@@ -351,6 +361,7 @@ static void check_node(world *w, int i, int prevote_req_input, int persisted) {
   if (prevote_req_input && (persisted || term != n->max_term))
     violation(w, "%s: answering a pre-vote changed persisted state", n->name);
   n->max_term = term;
+  if (i == w->foreign) return; /* its own cluster: its terms and states are not this one's */
   const cl_el_state *acc = cl_el_accepted(el);
   int accc = cl_el_accepted_is_committed(el);
   if (acc->term > term) violation(w, "%s: accepted term %llu above current term %llu", n->name,
@@ -423,6 +434,9 @@ static void check_node(world *w, int i, int prevote_req_input, int persisted) {
     n->app_v = app->version;
     n->app_t = app->term;
     if (app->term > 0) check_committed(w, i, app);
+    if (w->foreign >= 0 && cl_state_has(app, w->nodes[w->foreign].id))
+      violation(w, "%s committed a state in which %s, a node of another cluster, is a member", n->name,
+                w->nodes[w->foreign].name);
   }
 }
 
@@ -433,6 +447,19 @@ static void disconnect_pair(world *w, int a, int b);
 static void crash(world *w, int i, const char *why);
 
 static void handle_effects(world *w, int i, int prevote_req_input);
+
+/* quorum_lost must mean that the voting nodes node i is connected to (the
+ * transport's failure detector closes silent links) are not a quorum of its
+ * voting configurations, never just that the master went away */
+static void check_quorum_lost(world *w, int i) {
+  const cl_el_state *acc = cl_el_accepted(w->nodes[i].el);
+  uint32_t mask = 1u << i;
+  for (int j = 0; j < w->n; j++)
+    if (j != i && j != w->foreign && w->conn[i][j]) mask |= 1u << j;
+  const cl_el_vconfig *cc = cl_el_accepted_is_committed(w->nodes[i].el) ? &acc->accepted_config : &acc->committed_config;
+  if (quorum_of_mask(w, cc, mask) && quorum_of_mask(w, &acc->accepted_config, mask))
+    violation(w, "%s: quorum_lost while connected to a quorum of its voting configuration", w->nodes[i].name);
+}
 
 static void step(world *w, int i, const cl_el_input *in) {
   node *n = &w->nodes[i];
@@ -467,7 +494,7 @@ static void handle_effects(world *w, int i, int prevote_req_input) {
         violation(w, "%s persisted an unreadable file: %s", n->name, err);
         return;
       }
-      if (w->st_scratch.term > 0) {
+      if (w->st_scratch.term > 0 && i != w->foreign) {
         kv *m = map_get(w, w->st_scratch.term, w->st_scratch.version, 0);
         if (m) m->accepted_by |= 1u << i;
         else {
@@ -489,11 +516,17 @@ static void handle_effects(world *w, int i, int prevote_req_input) {
         violation(w, "%s sent to unknown node %s", n->name, e->to);
         continue;
       }
-      if (e->len > 5 && (e->data[4] == 4 || e->data[4] == 3)) { /* JOIN / START_JOIN */
+      size_t toff = e->len > 7 ? 7 + (size_t)(e->data[5] | e->data[6] << 8) : e->len; /* after the cluster id */
+      if (toff + 8 <= e->len && (e->data[4] == 4 || e->data[4] == 3)) { /* JOIN / START_JOIN */
         uint64_t term = 0;
-        for (int b = 0; b < 8; b++) term |= (uint64_t)e->data[5 + b] << (8 * b);
-        record_join(w, i, term, e->data[4] == 4 ? j : i);
+        for (int b = 0; b < 8; b++) term |= (uint64_t)e->data[toff + b] << (8 * b);
+        if (i != w->foreign && j != w->foreign) record_join(w, i, term, e->data[4] == 4 ? j : i);
+        else if (e->data[4] == 4)
+          violation(w, "%s voted for %s, a node of the other cluster", n->name, w->nodes[j].name);
       }
+      if (i != w->foreign && j == w->foreign && e->data[4] == 2 /* PREVOTE_RESP */ && toff + 25 <= e->len &&
+          e->data[toff + 24])
+        violation(w, "%s granted a pre-vote to %s, a node of another cluster", n->name, w->nodes[j].name);
       if (!w->conn[i][j] || w->cut[i][j] == 2) continue; /* not connected, or blackholed */
       int copies = 1 + (chance(&w->r, w->p_dup) ? 1 : 0);
       if (chance(&w->r, w->p_drop)) copies--;
@@ -514,6 +547,7 @@ static void handle_effects(world *w, int i, int prevote_req_input) {
     } else if (e->kind == CL_EL_FX_LOG) {
       vlog(w, "%s log[%d] %s", n->name, e->level, e->msg);
     } else if (e->kind == CL_EL_FX_EVENT) {
+      if (e->event == CL_EL_EV_QUORUM_LOST && i != w->foreign) check_quorum_lost(w, i);
       vlog(w, "%s event %d new=%s old=%s t=%llu v=%llu", n->name, e->event, e->new_master, e->old_master,
            (unsigned long long)e->term, (unsigned long long)e->version);
     } else if (e->kind == CL_EL_FX_COMPLETE) {
@@ -647,7 +681,7 @@ static void issue_update(world *w, int i) {
   int slot = -1;
   for (int r = 0; r < 32; r++)
     if (!w->reqs[r].used) slot = r;
-  if (slot < 0 || !n->up) return;
+  if (slot < 0 || !n->up || i == w->foreign) return;
   const cl_el_state *app = cl_el_committed(n->el);
   req *q = &w->reqs[slot];
   q->used = 1;
@@ -671,7 +705,7 @@ static void issue_update(world *w, int i) {
 
 static void issue_exclusion(world *w, int i) {
   node *n = &w->nodes[i];
-  if (!n->up) return;
+  if (!n->up || i == w->foreign) return;
   int slot = -1;
   for (int r = 0; r < 32; r++)
     if (!w->reqs[r].used) slot = r;
@@ -692,9 +726,13 @@ static void issue_exclusion(world *w, int i) {
   /* never exclude every node that could lead: that is an operator error the
    * simulator need not prove survivable */
   int leaders_left = 0, target = (int)below(&w->r, (uint64_t)w->n);
+  if (target == w->foreign) {
+    q->used = 0;
+    return;
+  }
   for (int j = 0; j < w->n; j++) {
     node *o = &w->nodes[j];
-    if (j == target || (o->flags & (CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY)) != CL_EL_F_MASTER) continue;
+    if (j == target || j == w->foreign || (o->flags & (CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY)) != CL_EL_F_MASTER) continue;
     if (!((w->ever_excluded >> j) & 1)) leaders_left++;
   }
   if (leaders_left == 0) {
@@ -801,7 +839,37 @@ static void deliver(world *w, msg_ev *e) {
   in.peer_id = w->nodes[e->from].id;
   in.data = e->data;
   in.len = e->len;
+  uint64_t before = cl_el_term(w->nodes[e->to].el);
   step(w, e->to, &in);
+  if (e->from == w->foreign && e->to != w->foreign && w->nodes[e->to].up &&
+      cl_el_term(w->nodes[e->to].el) != before)
+    violation(w, "%s: a message from %s, a node of another cluster, moved its term from %llu to %llu",
+              w->nodes[e->to].name, w->nodes[e->from].name, (unsigned long long)before,
+              (unsigned long long)cl_el_term(w->nodes[e->to].el));
+}
+
+/* the node of another cluster comes only once every node of this one knows
+ * its cluster: before that, a new node may rightly join whichever cluster it
+ * meets first */
+static int cluster_formed(world *w) {
+  for (int i = 0; i < w->n; i++)
+    if (i != w->foreign && (!w->nodes[i].up || !cl_el_cluster_id(w->nodes[i].el)[0])) return 0;
+  return 1;
+}
+
+static void boot_or_defer(world *w, int i) {
+  if (w->nodes[i].up) return;
+  if (i == w->foreign && !w->nodes[i].disk_len) return; /* never: the sim's own setup error */
+  if (i == w->foreign && !w->nodes[i].booted_once && !cluster_formed(w)) {
+    msg_ev ev = {0};
+    ev.at = w->now + 100 * US;
+    ev.kind = 2;
+    ev.from = i;
+    ev_push(w, ev);
+    return;
+  }
+  w->nodes[i].booted_once = 1;
+  boot(w, i);
 }
 
 static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every) {
@@ -832,9 +900,9 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
       msg_ev e = ev_pop(w);
       if (e.kind == 1)
         deliver(w, &e);
-      else if (e.kind == 2) {
-        if (!w->nodes[e.from].up) boot(w, e.from);
-      } else if (e.kind == 3)
+      else if (e.kind == 2)
+        boot_or_defer(w, e.from);
+      else if (e.kind == 3)
         connect_pair(w, e.from, e.to);
       free(e.data);
     } else {
@@ -849,7 +917,7 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
 static int settled(world *w, char *why, size_t len) {
   int leader = -1;
   for (int i = 0; i < w->n; i++)
-    if (cl_el_get_mode(w->nodes[i].el) == CL_EL_LEADER) {
+    if (i != w->foreign && cl_el_get_mode(w->nodes[i].el) == CL_EL_LEADER) {
       if (leader >= 0) {
         snprintf(why, len, "two nodes lead (%s, %s)", w->nodes[leader].name, w->nodes[i].name);
         return 0;
@@ -867,6 +935,7 @@ static int settled(world *w, char *why, size_t len) {
     return 0;
   }
   for (int i = 0; i < w->n; i++) {
+    if (i == w->foreign) continue;
     cl_el *el = w->nodes[i].el;
     const cl_el_state *app = cl_el_committed(el);
     const char *m = cl_el_master_id(el);
@@ -923,6 +992,51 @@ static void world_free(world *w) {
   cl_el_state_clear(&w->st_scratch);
 }
 
+/* A master-eligible node with the same cookie whose data directory holds
+ * another cluster's state: either a cluster of its own (it leads it, in a term
+ * that may be far above this cluster's) or, as when initial_master_nodes
+ * bootstrapped two clusters, one whose voting configuration names this
+ * cluster's nodes too (it campaigns for ever). It arrives at a random time. */
+static int cmp_id(const void *a, const void *b) { return strcmp((const char *)a, (const char *)b); }
+
+static void add_foreign(world *w, uint64_t fault_ms) {
+  int f = w->n++;
+  w->foreign = f;
+  node *n = &w->nodes[f];
+  snprintf(n->id, sizeof n->id, "%016llx%04d", (unsigned long long)rng_next(&w->r), f);
+  snprintf(n->addr, sizeof n->addr, "127.0.0.2:%d", 4370 + f);
+  snprintf(n->name, sizeof n->name, "stray%d@127.0.0.2:%d", f + 1, 4370 + f);
+  n->flags = CL_EL_F_MASTER;
+  cl_el_state st;
+  cl_el_state_init(&st);
+  snprintf(st.cluster_id, sizeof st.cluster_id, "%016llx", (unsigned long long)rng_next(&w->r));
+  uint64_t term = range(&w->r, 1, 80);
+  st.term = term;
+  st.version = range(&w->r, 1, 30);
+  snprintf(st.master_id, sizeof st.master_id, "%s", n->id);
+  st.n_nodes = 1;
+  snprintf(st.nodes[0].id, sizeof st.nodes[0].id, "%s", n->id);
+  snprintf(st.nodes[0].name, sizeof st.nodes[0].name, "%s", n->name);
+  snprintf(st.nodes[0].address, sizeof st.nodes[0].address, "%s", n->addr);
+  st.nodes[0].flags = n->flags;
+  cl_el_vconfig c = {0};
+  snprintf(c.ids[c.n++], sizeof c.ids[0], "%s", n->id);
+  if (chance(&w->r, 0.5))
+    for (int i = 0; i < f; i++)
+      if (w->nodes[i].flags & CL_EL_F_MASTER) snprintf(c.ids[c.n++], sizeof c.ids[0], "%s", w->nodes[i].id);
+  qsort(c.ids, c.n, sizeof c.ids[0], cmp_id);
+  st.committed_config = c;
+  st.accepted_config = c;
+  if (cl_el_persist_encode(term + range(&w->r, 0, 20), &st, 1, &n->disk, &n->disk_len)) n->disk_len = 0;
+  cl_el_state_clear(&st);
+  vlog(w, "%s (another cluster's data, config of %u) arrives later", n->name, c.n);
+  msg_ev ev = {0};
+  ev.at = w->now + range(&w->r, 0, fault_ms + 3000) * US;
+  ev.kind = 2;
+  ev.from = f;
+  ev_push(w, ev);
+}
+
 /* returns 0 ok, 1 violation; *trace gets the trace hash */
 static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size_t whylen) {
   world *w = calloc(1, sizeof *w);
@@ -931,7 +1045,9 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   rng_seed(&w->r, seed);
   cl_el_effects_init(&w->fx);
   cl_el_state_init(&w->st_scratch);
-  w->n = (int)range(&w->r, 1, MAXN);
+  w->foreign = -1;
+  int with_foreign = chance(&w->r, 0.25);
+  w->n = (int)range(&w->r, 1, MAXN - with_foreign);
   int leaders = 0;
   for (int i = 0; i < w->n; i++) {
     node *n = &w->nodes[i];
@@ -976,6 +1092,7 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   uint64_t fault_ms = range(&w->r, 2000, 15000);
 
   for (int i = 0; i < w->n; i++) boot(w, i);
+  if (with_foreign) add_foreign(w, fault_ms);
   /* faults */
   run_until(w, w->now + fault_ms * US, 1, fault_every);
   /* heal: reconnect everything, restart the dead, stop the noise */
@@ -986,7 +1103,11 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
     w->delay_hi = 500;
     for (int i = 0; i < w->n; i++) {
       w->nodes[i].fail_next_persist = 0;
-      if (!w->nodes[i].up) boot(w, i);
+      if (i == w->foreign) {
+        if (w->nodes[i].booted_once) boot_or_defer(w, i); /* else its boot event is still due */
+      } else if (!w->nodes[i].up) {
+        boot(w, i);
+      }
       if (w->nodes[i].up && w->nodes[i].lua_lag) {
         cl_el_input in = {0};
         in.kind = CL_EL_IN_LUA_LAG;
