@@ -108,6 +108,7 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   cfg->encrypt = boolfield(L, 1, "encrypt", 1);
   cfg->mesh = boolfield(L, 1, "mesh", 1);
+  cfg->new_id = boolfield(L, 1, "new_id", 0);
   cfg->data_conn = boolfield(L, 1, "data_connection", 1);
   cfg->max_frame = uintfield(L, 1, "max_frame");
   if (cfg->max_frame) g_max_frame = cfg->max_frame;

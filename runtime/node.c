@@ -2,7 +2,9 @@
  * election, and their events back. A plain script starts none of it. */
 #include "node.h"
 
+#include <errno.h>
 #include <sodium.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -293,6 +295,51 @@ static void node_teardown(cl_node *n) {
   n->running = 0;
 }
 
+/* mkdir -p with mode 0700: the data directory holds the node's identity */
+static int mkdir_p(const char *path, char *err, size_t errlen) {
+  char buf[4096];
+  size_t len = strlen(path);
+  if (len == 0 || len >= sizeof buf) {
+    snprintf(err, errlen, "EINVAL: --data: path is empty or too long");
+    return -1;
+  }
+  memcpy(buf, path, len + 1);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != 0) continue;
+    char c = *p;
+    *p = 0;
+    struct stat st;
+    if (stat(buf, &st) != 0) {
+      if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "EIO: --data %s: cannot create %s: %s", path, buf, strerror(errno));
+        return -1;
+      }
+    } else if (!S_ISDIR(st.st_mode)) {
+      snprintf(err, errlen, "EIO: --data %s: %s exists and is not a directory", path, buf);
+      return -1;
+    }
+    if (c == 0) break;
+    *p = c;
+  }
+  return 0;
+}
+
+/* The data directory and a new node's id are written only here, after every check that
+ * can fail at start (both ports bound, the persisted state read): a node that cannot
+ * start leaves no trace behind. */
+static int prepare_data(cl_node_config *cfg) {
+  if (mkdir_p(cfg->data, cfg->err, sizeof cfg->err) != 0) return -1;
+  if (!cfg->new_id) return 0;
+  char path[4200], line[CL_EL_ID_MAX + 2], werr[400];
+  snprintf(path, sizeof path, "%s/node_id", cfg->data);
+  int len = snprintf(line, sizeof line, "%s\n", cfg->id);
+  if (cl_node_write_atomic(path, (const uint8_t *)line, (size_t)len, werr, sizeof werr) != 0) {
+    snprintf(cfg->err, sizeof cfg->err, "EIO: cannot write %s", werr);
+    return -1;
+  }
+  return 0;
+}
+
 static void node_start(cl_node *n, cl_node_config *cfg) {
   cl_transport_config tc;
   cl_transport_config_defaults(&tc);
@@ -330,12 +377,16 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   n->drain_timer.data = n;
   uv_timer_start(&n->drain_timer, on_drain, 50, 50);
   n->running = 1;
-  if (cl_node_election_start(n, cfg->err, sizeof cfg->err) != 0 ||
-      (cfg->admin && cl_node_admin_start(n, cfg->err, sizeof cfg->err) != 0)) {
+  /* Order matters: everything that can fail comes before anything is written (the
+   * first election step may bootstrap a cluster and persist it). No peer is dialled
+   * before Lua starts the strategies, after this returns. */
+  if ((cfg->admin && cl_node_admin_start(n, cfg->err, sizeof cfg->err) != 0) ||
+      cl_node_election_start(n, cfg->err, sizeof cfg->err) != 0 || prepare_data(cfg) != 0) {
     node_teardown(n);
     cfg->rc = -1;
     return;
   }
+  cl_node_election_run(n);
   cl_log(CL_LOG_INFO, "node", NULL, "%s started (cluster %s, roles %s)", cfg->name, cfg->cluster,
          cfg->roles && *cfg->roles ? cfg->roles : "none");
   cfg->rc = 0;

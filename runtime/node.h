@@ -75,6 +75,7 @@ typedef struct cl_node_config {
   uint8_t *cookie;
   size_t cookie_len;
   int encrypt, mesh;
+  int new_id;    /* id was just made: write it to DATA/node_id once the checks passed */
   int data_conn; /* user messages on a data connection owned by the Lua loop (default) */
   uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max;
   uint32_t el_heartbeat_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;

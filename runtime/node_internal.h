@@ -78,7 +78,11 @@ void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body,
                   int64_t num, int mode);
 
 /* node_election.c */
+/* reads and checks the persisted state; writes nothing (cl_node_election_run does) */
 int cl_node_election_start(cl_node *n, char *err, size_t errlen);
+void cl_node_election_run(cl_node *n);
+/* write, fsync, rename, fsync the directory; the file gets mode 0600 */
+int cl_node_write_atomic(const char *path, const uint8_t *data, size_t len, char *err, size_t errlen);
 void cl_node_election_stop(cl_node *n);
 void cl_node_election_input(cl_node *n, const cl_el_input *in);
 void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p);
