@@ -72,6 +72,12 @@ local function split_list(s)
   return out
 end
 
+local function only_topology(topologies)
+  local first = next(topologies)
+  if first ~= nil and next(topologies, first) == nil then return first end
+  return nil
+end
+
 M.current = nil -- { topo=, supervisor=, config= }
 
 -- what start{} takes besides the topology keys
@@ -132,7 +138,9 @@ function M.start(opts)
     heartbeat_ms = tr.heartbeat_ms, timeout_ms = tr.timeout_ms, send_queue_max = tr.send_queue_max,
     data_connection = tr.data_connection ~= false, spin_us = tr.spin_us,
     initial_master_nodes = imn, election = topo.election,
-    log_subsys = next(topo.topologies) or "node",
+    -- the transport serves every topology: it takes a topology's name only when there is
+    -- exactly one, else its own ("transport"), never one picked at random
+    log_subsys = only_topology(topo.topologies),
   }
   local ok
   ok, err, code = node.start(config)

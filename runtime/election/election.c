@@ -984,9 +984,24 @@ static void check_won(cl_el *el) {
 
 /* --------------------------------------------------------- apply/commit */
 
+/* Master-eligible nodes the cluster is configured with: those in the state, plus the
+ * voting configuration's members the state does not hold (a bootstrap placeholder for a
+ * listed node that has not joined yet, a master that just failed). Counting the state
+ * alone saw 2 of 3 nodes at every bootstrap and after every failover. */
 static uint32_t count_eligible(const cl_el_state *st) {
   uint32_t k = 0;
   for (uint32_t i = 0; i < st->n_nodes; i++) k += is_eligible(st->nodes[i].flags) && !(st->nodes[i].flags & CL_EL_F_VOTING_ONLY);
+  for (uint32_t i = 0; i < st->accepted_config.n; i++) {
+    const char *id = st->accepted_config.ids[i];
+    if (cl_vc_is_placeholder(id)) {
+      const char *entry = id + strlen("{bootstrap-placeholder}-");
+      int joined = 0;
+      for (uint32_t j = 0; j < st->n_nodes && !joined; j++) joined = cl_name_matches(entry, st->nodes[j].name);
+      k += !joined;
+    } else {
+      k += cl_state_node(st, id) == NULL;
+    }
+  }
   return k;
 }
 
