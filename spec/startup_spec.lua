@@ -93,3 +93,46 @@ describe("a node that cannot start", function()
     assert.equal(448, uv.fs_stat(c.dir .. "/data1").mode % 512) -- 0700
   end)
 end)
+
+describe("the cookie", function()
+  local c
+  after_each(function()
+    if c then c:cleanup() end
+    c = nil
+  end)
+
+  it("clusterlua cookie prints a new random 32-byte cookie, printable", function()
+    local seen = {}
+    for _ = 1, 3 do
+      local code, out, err = proc.run(proc.bin, { "cookie" })
+      assert.equal(0, code, err)
+      local cookie = out:match "^([%w_%-]+)\n$"
+      assert.truthy(cookie, out)
+      assert.equal(43, #cookie) -- base64url of 32 bytes, no padding
+      assert.is_nil(seen[cookie])
+      seen[cookie] = true
+    end
+    assert.not_equal(0, (proc.run(proc.bin, { "cookie", "--bogus" })))
+    local code, out = proc.run(proc.bin, { "--help" })
+    assert.equal(0, code)
+    assert.matches("clusterlua cookie", out, 1, true)
+  end)
+
+  it("a node with a cookie shorter than 16 bytes warns (without the cookie) and runs", function()
+    -- the examples/edge walk-through's cookie
+    c = cluster.new { n = 1, cookie = "edge-servers" }
+    local p = c:start(1)
+    local line = p:wait_for_line("warn %[node%] the cookie is 12 bytes long", 10000, "stderr")
+    assert.truthy(line, p:output())
+    assert.truthy(p:wait_for_line("master changed", 10000))
+    assert.is_nil(p:output():find("edge-servers", 1, true))
+  end)
+
+  it("a node with a 16-byte cookie does not warn", function()
+    c = cluster.new { n = 1, cookie = "0123456789abcdef" }
+    local p = c:start(1)
+    -- the warning would come before the node starts
+    assert.truthy(p:wait_for_line("started %(cluster", 10000, "stderr"))
+    assert.is_nil(p:find_line("cookie", "stderr"), p.stderr)
+  end)
+end)

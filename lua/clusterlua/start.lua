@@ -80,6 +80,9 @@ end
 
 M.current = nil -- { topo=, supervisor=, config= }
 
+-- shorter cookies start with a warning
+M.min_cookie_bytes = 16
+
 -- what start{} takes besides the topology keys
 M.node_options = {
   file = true, origin = true, name = true, cookie = true, data = true, admin = true, admin_token_file = true,
@@ -142,6 +145,12 @@ function M.start(opts)
     -- exactly one, else its own ("transport"), never one picked at random
     log_subsys = only_topology(topo.topologies),
   }
+  if #opts.cookie < M.min_cookie_bytes then
+    -- a warning, not a refusal: existing clusters (and the examples' walk-through) keep
+    -- starting; the length is logged, never the cookie
+    core.log("warn", "node", ("the cookie is %d bytes long: anyone who guesses it can join the cluster; use at "
+      .. "least %d random bytes (`clusterlua cookie` prints one)"):format(#opts.cookie, M.min_cookie_bytes))
+  end
   local ok
   ok, err, code = node.start(config)
   if not ok then return nil, err, code end
