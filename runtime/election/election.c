@@ -17,6 +17,7 @@
  */
 #include "internal.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1598,6 +1599,17 @@ int cl_el_unsafe_bootstrap(const uint8_t *persisted, size_t len, const char *sel
   st.committed_config = c;
   st.accepted_config = c;
   st.n_excl = 0;
+  /* A new cluster id, as Elasticsearch's tool does: a node still holding the old state
+   * (it may come back and elect a master of its own with the old configuration) is then
+   * refused as another cluster's instead of merging silently into the new term. */
+  uint8_t rid[16];
+  if (sodium_init() < 0) {
+    snprintf(err, errlen, "unsafe-bootstrap: libsodium failed to initialise");
+    cl_el_state_clear(&st);
+    return -1;
+  }
+  randombytes_buf(rid, sizeof rid);
+  for (size_t i = 0; i < sizeof rid; i++) snprintf(st.cluster_id + 2 * i, 3, "%02x", rid[i]);
   /* a fresh term and version: no (term, version) of the old cluster is reused
    * with different content, and no vote of the old term carries over */
   term += 1;
