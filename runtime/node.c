@@ -245,16 +245,49 @@ static void on_message(void *ud, const char *from, uint8_t channel, const uint8_
     cl_node_election_message(n, from, data, len);
 }
 
-/* ---- signals: tell peers we leave, then ask Lua to exit ---- */
+/* ---- leaving: tell the peers, then let Lua exit ---- */
+
+/* The peers have been told (every LEAVE written) or the wait is over: wake whoever
+ * waits. The process exits as soon as this runs, not after a fixed delay. */
+static void leave_finish(cl_node *n) {
+  n->left = 1;
+  uv_timer_stop(&n->leave_timer);
+  if (n->leave_signal) {
+    n->leave_signal = 0;
+    cl_msg *m = cl_msg_new(CL_EVT_NODE_SHUTDOWN, NULL, NULL, 0);
+    if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
+  }
+  if (n->leave_sem) {
+    uv_sem_post(n->leave_sem);
+    n->leave_sem = NULL;
+  }
+}
+
+static void on_leave_timer(uv_timer_t *t) {
+  cl_node *n = t->data;
+  if (!n->t || cl_transport_leaving(n->t) == 0 || uv_now(&n->c->loop) - n->leave_start_ms >= CL_LEAVE_WAIT_MS)
+    leave_finish(n);
+}
+
+static void node_leave(cl_node *n) {
+  if (n->left) {
+    leave_finish(n);
+    return;
+  }
+  if (n->leaving) return; /* the first leave's finish wakes this one too */
+  n->leaving = 1;
+  n->leave_start_ms = uv_now(&n->c->loop);
+  if (n->t) cl_transport_leave(n->t);
+  /* the LEAVE frames go out on this loop's next turn; look again every millisecond */
+  uv_timer_start(&n->leave_timer, on_leave_timer, 1, 1);
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
   cl_node *n = s->data;
   if (n->leaving) return;
-  n->leaving = 1;
   cl_log(CL_LOG_INFO, "node", NULL, "%s received: leaving the cluster", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-  if (n->t) cl_transport_leave(n->t);
-  cl_msg *m = cl_msg_new(CL_EVT_NODE_SHUTDOWN, NULL, NULL, 0);
-  if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
+  n->leave_signal = 1;
+  node_leave(n);
 }
 
 static void sample_rtt(void *ud, const cl_peer_info *p) {
@@ -290,6 +323,9 @@ static void node_teardown(cl_node *n) {
   uv_close((uv_handle_t *)&n->sigterm, NULL);
   uv_close((uv_handle_t *)&n->sigint, NULL);
   uv_close((uv_handle_t *)&n->drain_timer, NULL);
+  uv_close((uv_handle_t *)&n->leave_timer, NULL);
+  if (n->leave_sem) uv_sem_post(n->leave_sem);
+  n->leave_sem = NULL;
   cl_transport_close(n->t, NULL, NULL);
   n->t = NULL;
   n->running = 0;
@@ -375,6 +411,10 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   uv_signal_start(&n->sigint, on_signal, SIGINT);
   uv_timer_init(&n->c->loop, &n->drain_timer);
   n->drain_timer.data = n;
+  uv_timer_init(&n->c->loop, &n->leave_timer);
+  n->leave_timer.data = n;
+  n->leaving = n->left = n->leave_signal = 0;
+  n->leave_sem = NULL;
   uv_timer_start(&n->drain_timer, on_drain, 50, 50);
   n->running = 1;
   /* Order matters: everything that can fail comes before anything is written (the
@@ -424,9 +464,20 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     if (q) atomic_fetch_sub(&q->pending, (int64_t)m->body_len);
     break;
   }
-  case CL_CMD_NODE_LEAVE:
-    if (n->t) cl_transport_leave(n->t);
+  case CL_CMD_NODE_LEAVE: {
+    /* clusterlua.leave(): Lua waits on the semaphore until the peers have been told */
+    uv_sem_t *sem = (uv_sem_t *)(uintptr_t)m->id;
+    if (!n->running) {
+      if (sem) uv_sem_post(sem);
+      break;
+    }
+    if (sem) {
+      cl_log(CL_LOG_INFO, "node", NULL, "clusterlua.leave(): leaving the cluster");
+      n->leave_sem = sem;
+    }
+    node_leave(n);
     break;
+  }
   case CL_CMD_NODE_FAULT: {
     char err[256] = "";
     if (n->t && cl_transport_fault(n->t, cl_msg_name(m), (const char *)cl_msg_body(m), err, sizeof err) != 0)

@@ -14,7 +14,7 @@ enum {
   CL_CMD_NODE_WANT,                     /* name */
   CL_CMD_NODE_UNWANT,                   /* name */
   CL_CMD_NODE_SEND,                     /* name, body = bytes, id = (uintptr_t)cl_peerq* */
-  CL_CMD_NODE_LEAVE,
+  CL_CMD_NODE_LEAVE,                    /* id = (uintptr_t)uv_sem_t*, posted once the peers were told */
   CL_CMD_NODE_FAULT,     /* name = peer, body = spec */
   CL_CMD_NODE_QUERY,     /* id = (uintptr_t)cl_node_query*, answered via its semaphore */
   CL_CMD_NODE_EL_UPDATE, /* id = request id, num = base version, body = metadata blob */

@@ -28,6 +28,8 @@ typedef struct {
 } cl_node_peer;
 
 #define CL_DATA_WAIT_MS 2000
+/* how long a leaving node waits for a peer that does not read its LEAVE */
+#define CL_LEAVE_WAIT_MS 1000
 
 
 typedef struct cl_node {
@@ -37,7 +39,14 @@ typedef struct cl_node {
   struct cl_admin *admin;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
-  int running, leaving;
+  int running, leaving, left;
+  /* leaving: the LEAVE frames are on their way; left: written (or the wait is over).
+   * leave_signal: a signal started it, so Lua gets CL_EVT_NODE_SHUTDOWN; leave_sem:
+   * clusterlua.leave() waits on it. */
+  uv_timer_t leave_timer;
+  uint64_t leave_start_ms;
+  int leave_signal;
+  uv_sem_t *leave_sem;
   cl_node_peer peers[CL_PEERS_MAX];
   int n_peers;
 

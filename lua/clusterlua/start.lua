@@ -157,7 +157,7 @@ function M.start(opts)
   hooks.apply(hook_set)
   local sup = supervisor.new {
     self_name = me.full,
-    want = function(n) node.cnode().want(n) end,
+    want = function(n) node.want(n) end,
     unwant = function(n) node.cnode().unwant(n) end,
   }
   M.current = { topo = topo, supervisor = sup, config = config }
