@@ -71,6 +71,18 @@ static int l_random(lua_State *L) {
   return 1;
 }
 
+/* base64url without padding: printable, and safe on a command line and in a file */
+static int l_base64url(lua_State *L) {
+  size_t n;
+  const char *bin = luaL_checklstring(L, 1, &n);
+  if (n > 4096) return luaL_argerror(L, 1, "at most 4096 bytes");
+  char out[sodium_base64_ENCODED_LEN(4096, sodium_base64_VARIANT_URLSAFE_NO_PADDING)];
+  sodium_bin2base64(out, sizeof out, (const unsigned char *)bin, n, sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  lua_pushstring(L, out);
+  sodium_memzero(out, sizeof out);
+  return 1;
+}
+
 int luaopen_clusterlua_crypto(lua_State *L) {
   /* idempotent and thread-safe; the module may be loaded before anything else ran it */
   if (sodium_init() < 0) return luaL_error(L, "libsodium failed to initialise");
@@ -79,6 +91,7 @@ int luaopen_clusterlua_crypto(lua_State *L) {
       {"hmac_sha256", l_hmac_sha256},
       {"verify", l_verify},
       {"random", l_random},
+      {"base64url", l_base64url},
       {NULL, NULL},
   };
   lua_newtable(L);

@@ -108,6 +108,7 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   cfg->encrypt = boolfield(L, 1, "encrypt", 1);
   cfg->mesh = boolfield(L, 1, "mesh", 1);
+  cfg->new_id = boolfield(L, 1, "new_id", 0);
   cfg->data_conn = boolfield(L, 1, "data_connection", 1);
   cfg->max_frame = uintfield(L, 1, "max_frame");
   if (cfg->max_frame) g_max_frame = cfg->max_frame;
@@ -172,8 +173,25 @@ static int l_unwant(lua_State *L) {
   return 0;
 }
 
+/* Tells every peer this node leaves and returns once they have been told (each LEAVE
+ * written, or CL_LEAVE_WAIT_MS for a peer that does not read). Lua may wait for the
+ * control loop, never the other way round. */
 static int l_leave(lua_State *L) {
-  push_cmd(L, CL_CMD_NODE_LEAVE, NULL, NULL, 0, CL_Q_FORCE);
+  uv_sem_t sem;
+  if (uv_sem_init(&sem, 0) != 0) return luaL_error(L, "cannot create a semaphore");
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_LEAVE, NULL, NULL, 0);
+  if (!m) {
+    uv_sem_destroy(&sem);
+    return luaL_error(L, "out of memory");
+  }
+  m->id = (uint64_t)(uintptr_t)&sem;
+  if (cl_control_send(ctl(L), m, CL_Q_FORCE) != 0) {
+    free(m);
+    uv_sem_destroy(&sem);
+    return 0;
+  }
+  uv_sem_wait(&sem);
+  uv_sem_destroy(&sem);
   return 0;
 }
 

@@ -27,13 +27,15 @@ static void usage(FILE *f) {
           "usage: clusterlua [options] FILE.lua [args...]\n"
           "       clusterlua status [--admin HOST:PORT] [--json]\n"
           "       clusterlua unsafe-bootstrap --data DIR [--yes]\n"
+          "       clusterlua cookie         print a new random cookie (32 bytes, base64url)\n"
           "\n"
           "Without --name, FILE.lua runs as a script (like `lua`), on a libuv loop.\n"
           "With --name, FILE.lua returns a topology and the process is a cluster node.\n"
           "\n"
           "options:\n"
           "  --name NAME@HOST[:PORT]   run as a node (PORT defaults to 4370)\n"
-          "  --cookie SECRET           shared cluster secret (or CLUSTERLUA_COOKIE)\n"
+          "  --cookie SECRET           shared cluster secret (or CLUSTERLUA_COOKIE); at least\n"
+          "                            16 bytes, or the node warns (`clusterlua cookie` makes one)\n"
           "  --cookie-file PATH        read the cookie from a file (mode 0600 or stricter)\n"
           "  --data DIR                node id and election state (default ./data/SHORTNAME)\n"
           "  --admin HOST:PORT         serve the admin HTTP endpoint (off by default)\n"
@@ -218,7 +220,8 @@ static int run(int argc, char **argv, int script, int mode) {
 int main(int argc, char **argv) {
   /* a peer or child that goes away must be an error on that write, not the end of us */
   signal(SIGPIPE, SIG_IGN);
-  if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "unsafe-bootstrap") == 0)) {
+  if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "unsafe-bootstrap") == 0 ||
+                    strcmp(argv[1], "cookie") == 0)) {
     /* subcommands are Lua modules: clusterlua.cli.<name> receives the remaining args */
     return run(argc, argv, 1, MODE_CLI);
   }

@@ -2,7 +2,9 @@
  * election, and their events back. A plain script starts none of it. */
 #include "node.h"
 
+#include <errno.h>
 #include <sodium.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -243,16 +245,49 @@ static void on_message(void *ud, const char *from, uint8_t channel, const uint8_
     cl_node_election_message(n, from, data, len);
 }
 
-/* ---- signals: tell peers we leave, then ask Lua to exit ---- */
+/* ---- leaving: tell the peers, then let Lua exit ---- */
+
+/* The peers have been told (every LEAVE written) or the wait is over: wake whoever
+ * waits. The process exits as soon as this runs, not after a fixed delay. */
+static void leave_finish(cl_node *n) {
+  n->left = 1;
+  uv_timer_stop(&n->leave_timer);
+  if (n->leave_signal) {
+    n->leave_signal = 0;
+    cl_msg *m = cl_msg_new(CL_EVT_NODE_SHUTDOWN, NULL, NULL, 0);
+    if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
+  }
+  if (n->leave_sem) {
+    uv_sem_post(n->leave_sem);
+    n->leave_sem = NULL;
+  }
+}
+
+static void on_leave_timer(uv_timer_t *t) {
+  cl_node *n = t->data;
+  if (!n->t || cl_transport_leaving(n->t) == 0 || uv_now(&n->c->loop) - n->leave_start_ms >= CL_LEAVE_WAIT_MS)
+    leave_finish(n);
+}
+
+static void node_leave(cl_node *n) {
+  if (n->left) {
+    leave_finish(n);
+    return;
+  }
+  if (n->leaving) return; /* the first leave's finish wakes this one too */
+  n->leaving = 1;
+  n->leave_start_ms = uv_now(&n->c->loop);
+  if (n->t) cl_transport_leave(n->t);
+  /* the LEAVE frames go out on this loop's next turn; look again every millisecond */
+  uv_timer_start(&n->leave_timer, on_leave_timer, 1, 1);
+}
 
 static void on_signal(uv_signal_t *s, int signum) {
   cl_node *n = s->data;
   if (n->leaving) return;
-  n->leaving = 1;
   cl_log(CL_LOG_INFO, "node", NULL, "%s received: leaving the cluster", signum == SIGTERM ? "SIGTERM" : "SIGINT");
-  if (n->t) cl_transport_leave(n->t);
-  cl_msg *m = cl_msg_new(CL_EVT_NODE_SHUTDOWN, NULL, NULL, 0);
-  if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
+  n->leave_signal = 1;
+  node_leave(n);
 }
 
 static void sample_rtt(void *ud, const cl_peer_info *p) {
@@ -288,9 +323,57 @@ static void node_teardown(cl_node *n) {
   uv_close((uv_handle_t *)&n->sigterm, NULL);
   uv_close((uv_handle_t *)&n->sigint, NULL);
   uv_close((uv_handle_t *)&n->drain_timer, NULL);
+  uv_close((uv_handle_t *)&n->leave_timer, NULL);
+  if (n->leave_sem) uv_sem_post(n->leave_sem);
+  n->leave_sem = NULL;
   cl_transport_close(n->t, NULL, NULL);
   n->t = NULL;
   n->running = 0;
+}
+
+/* mkdir -p with mode 0700: the data directory holds the node's identity */
+static int mkdir_p(const char *path, char *err, size_t errlen) {
+  char buf[4096];
+  size_t len = strlen(path);
+  if (len == 0 || len >= sizeof buf) {
+    snprintf(err, errlen, "EINVAL: --data: path is empty or too long");
+    return -1;
+  }
+  memcpy(buf, path, len + 1);
+  for (char *p = buf + 1;; p++) {
+    if (*p != '/' && *p != 0) continue;
+    char c = *p;
+    *p = 0;
+    struct stat st;
+    if (stat(buf, &st) != 0) {
+      if (mkdir(buf, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "EIO: --data %s: cannot create %s: %s", path, buf, strerror(errno));
+        return -1;
+      }
+    } else if (!S_ISDIR(st.st_mode)) {
+      snprintf(err, errlen, "EIO: --data %s: %s exists and is not a directory", path, buf);
+      return -1;
+    }
+    if (c == 0) break;
+    *p = c;
+  }
+  return 0;
+}
+
+/* The data directory and a new node's id are written only here, after every check that
+ * can fail at start (both ports bound, the persisted state read): a node that cannot
+ * start leaves no trace behind. */
+static int prepare_data(cl_node_config *cfg) {
+  if (mkdir_p(cfg->data, cfg->err, sizeof cfg->err) != 0) return -1;
+  if (!cfg->new_id) return 0;
+  char path[4200], line[CL_EL_ID_MAX + 2], werr[400];
+  snprintf(path, sizeof path, "%s/node_id", cfg->data);
+  int len = snprintf(line, sizeof line, "%s\n", cfg->id);
+  if (cl_node_write_atomic(path, (const uint8_t *)line, (size_t)len, werr, sizeof werr) != 0) {
+    snprintf(cfg->err, sizeof cfg->err, "EIO: cannot write %s", werr);
+    return -1;
+  }
+  return 0;
 }
 
 static void node_start(cl_node *n, cl_node_config *cfg) {
@@ -328,14 +411,22 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   uv_signal_start(&n->sigint, on_signal, SIGINT);
   uv_timer_init(&n->c->loop, &n->drain_timer);
   n->drain_timer.data = n;
+  uv_timer_init(&n->c->loop, &n->leave_timer);
+  n->leave_timer.data = n;
+  n->leaving = n->left = n->leave_signal = 0;
+  n->leave_sem = NULL;
   uv_timer_start(&n->drain_timer, on_drain, 50, 50);
   n->running = 1;
-  if (cl_node_election_start(n, cfg->err, sizeof cfg->err) != 0 ||
-      (cfg->admin && cl_node_admin_start(n, cfg->err, sizeof cfg->err) != 0)) {
+  /* Order matters: everything that can fail comes before anything is written (the
+   * first election step may bootstrap a cluster and persist it). No peer is dialled
+   * before Lua starts the strategies, after this returns. */
+  if ((cfg->admin && cl_node_admin_start(n, cfg->err, sizeof cfg->err) != 0) ||
+      cl_node_election_start(n, cfg->err, sizeof cfg->err) != 0 || prepare_data(cfg) != 0) {
     node_teardown(n);
     cfg->rc = -1;
     return;
   }
+  cl_node_election_run(n);
   cl_log(CL_LOG_INFO, "node", NULL, "%s started (cluster %s, roles %s)", cfg->name, cfg->cluster,
          cfg->roles && *cfg->roles ? cfg->roles : "none");
   cfg->rc = 0;
@@ -373,9 +464,20 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     if (q) atomic_fetch_sub(&q->pending, (int64_t)m->body_len);
     break;
   }
-  case CL_CMD_NODE_LEAVE:
-    if (n->t) cl_transport_leave(n->t);
+  case CL_CMD_NODE_LEAVE: {
+    /* clusterlua.leave(): Lua waits on the semaphore until the peers have been told */
+    uv_sem_t *sem = (uv_sem_t *)(uintptr_t)m->id;
+    if (!n->running) {
+      if (sem) uv_sem_post(sem);
+      break;
+    }
+    if (sem) {
+      cl_log(CL_LOG_INFO, "node", NULL, "clusterlua.leave(): leaving the cluster");
+      n->leave_sem = sem;
+    }
+    node_leave(n);
     break;
+  }
   case CL_CMD_NODE_FAULT: {
     char err[256] = "";
     if (n->t && cl_transport_fault(n->t, cl_msg_name(m), (const char *)cl_msg_body(m), err, sizeof err) != 0)

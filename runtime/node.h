@@ -14,7 +14,7 @@ enum {
   CL_CMD_NODE_WANT,                     /* name */
   CL_CMD_NODE_UNWANT,                   /* name */
   CL_CMD_NODE_SEND,                     /* name, body = bytes, id = (uintptr_t)cl_peerq* */
-  CL_CMD_NODE_LEAVE,
+  CL_CMD_NODE_LEAVE,                    /* id = (uintptr_t)uv_sem_t*, posted once the peers were told */
   CL_CMD_NODE_FAULT,     /* name = peer, body = spec */
   CL_CMD_NODE_QUERY,     /* id = (uintptr_t)cl_node_query*, answered via its semaphore */
   CL_CMD_NODE_EL_UPDATE, /* id = request id, num = base version, body = metadata blob */
@@ -75,6 +75,7 @@ typedef struct cl_node_config {
   uint8_t *cookie;
   size_t cookie_len;
   int encrypt, mesh;
+  int new_id;    /* id was just made: write it to DATA/node_id once the checks passed */
   int data_conn; /* user messages on a data connection owned by the Lua loop (default) */
   uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max;
   uint32_t el_heartbeat_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;

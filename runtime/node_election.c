@@ -45,7 +45,7 @@ uint32_t cl_node_roles_flags(const char *roles) {
 }
 
 /* write, fsync, rename, fsync the directory: a reader sees the old file or the new one */
-static int write_atomic(const char *path, const uint8_t *data, size_t len, char *err, size_t errlen) {
+int cl_node_write_atomic(const char *path, const uint8_t *data, size_t len, char *err, size_t errlen) {
   char tmp[4200];
   snprintf(tmp, sizeof tmp, "%s.tmp", path);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -86,7 +86,7 @@ fail:
 static void persist(cl_node *n, const uint8_t *data, size_t len) {
   char err[512];
   uint64_t t0 = uv_hrtime();
-  if (write_atomic(n->state_path, data, len, err, sizeof err) != 0) {
+  if (cl_node_write_atomic(n->state_path, data, len, err, sizeof err) != 0) {
     /* carrying on after a failed fsync could lose a vote or an accepted state */
     cl_log(CL_LOG_ERROR, "election", NULL, "cannot persist the election state (%s): stopping the node", err);
     _exit(74);
@@ -469,9 +469,15 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   uv_timer_init(&n->c->loop, &n->lag_timer);
   n->lag_timer.data = n;
   uv_timer_start(&n->lag_timer, on_lag_timer, 100, 100);
+  return 0;
+}
+
+/* The first step may bootstrap and persist: it runs only once everything that can fail
+ * at start (ports, data directory) has been checked. */
+void cl_node_election_run(cl_node *n) {
+  if (!n->el) return;
   cl_el_input in = {.kind = CL_EL_IN_TICK};
   step(n, &in);
-  return 0;
 }
 
 void cl_node_election_stop(cl_node *n) {

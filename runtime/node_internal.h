@@ -28,6 +28,8 @@ typedef struct {
 } cl_node_peer;
 
 #define CL_DATA_WAIT_MS 2000
+/* how long a leaving node waits for a peer that does not read its LEAVE */
+#define CL_LEAVE_WAIT_MS 1000
 
 
 typedef struct cl_node {
@@ -37,7 +39,14 @@ typedef struct cl_node {
   struct cl_admin *admin;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
-  int running, leaving;
+  int running, leaving, left;
+  /* leaving: the LEAVE frames are on their way; left: written (or the wait is over).
+   * leave_signal: a signal started it, so Lua gets CL_EVT_NODE_SHUTDOWN; leave_sem:
+   * clusterlua.leave() waits on it. */
+  uv_timer_t leave_timer;
+  uint64_t leave_start_ms;
+  int leave_signal;
+  uv_sem_t *leave_sem;
   cl_node_peer peers[CL_PEERS_MAX];
   int n_peers;
 
@@ -78,7 +87,11 @@ void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body,
                   int64_t num, int mode);
 
 /* node_election.c */
+/* reads and checks the persisted state; writes nothing (cl_node_election_run does) */
 int cl_node_election_start(cl_node *n, char *err, size_t errlen);
+void cl_node_election_run(cl_node *n);
+/* write, fsync, rename, fsync the directory; the file gets mode 0600 */
+int cl_node_write_atomic(const char *path, const uint8_t *data, size_t len, char *err, size_t errlen);
 void cl_node_election_stop(cl_node *n);
 void cl_node_election_input(cl_node *n, const cl_el_input *in);
 void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p);

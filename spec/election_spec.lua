@@ -1,4 +1,5 @@
 -- Master election with real processes on loopback.
+local uv = require "uv"
 local cjson = require "cjson.safe"
 local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
@@ -194,16 +195,32 @@ describe("election", function()
     local p = proc.start(proc.bin, { "unsafe-bootstrap", "--data", c.dir .. "/data1" }, { stdin = "no\n" })
     assert.are_not.equal(0, p:wait_exit(5000))
     assert.truthy(p.stdout:find("UNSAFE", 1, true))
+    -- a leftover temporary file of mode 0644 must not pass its mode on
+    proc.write(c.dir .. "/data1/cluster_state.tmp", "")
+    assert(uv.fs_chmod(c.dir .. "/data1/cluster_state.tmp", 420))
     p = proc.start(proc.bin, { "unsafe-bootstrap", "--data", c.dir .. "/data1", "--yes" })
     assert.equal(0, p:wait_exit(5000), p.stderr)
+    -- a new cluster, and the tool says so
+    assert.truthy(p.stdout:find("NEW cluster", 1, true), p.stdout)
+    local new_id, old_id = p.stdout:match "New cluster id (%x+) %(was (%x+)%)"
+    assert.equal(before.cluster_uuid, old_id, p.stdout)
+    assert.truthy(new_id and new_id ~= old_id, p.stdout)
+    for _, f in ipairs { "cluster_state", "cluster_state.before-unsafe-bootstrap" } do
+      assert.equal(384, uv.fs_stat(c.dir .. "/data1/" .. f).mode % 512, f) -- 0600
+    end
     c:start(1)
     local alone = { true, false, false }
     local m = c:wait_master(10000, alone)
     assert.equal(c.names[1], m)
     local _, after = c:http(1, "GET", "/_cluster/state")
-    assert.equal(before.cluster_uuid, after.cluster_uuid)
+    assert.equal(new_id, after.cluster_uuid)
     assert.same(before.metadata.user, after.metadata.user)
     assert.equal(1, #after.metadata.cluster_coordination.last_committed_config)
+    -- a node still holding the old cluster's state is refused, not merged
+    c:start(2)
+    assert.truthy(proc.wait_until(function()
+      return c.nodes[1]:find_line("belongs to cluster", "stderr") or c.nodes[2]:find_line("belongs to cluster", "stderr")
+    end, 10000), c.nodes[2]:output())
     p = proc.start(proc.bin, { "unsafe-bootstrap", "--data", c.dir .. "/nonexistent", "--yes" })
     assert.are_not.equal(0, p:wait_exit(5000))
     assert.truthy(p.stderr:find("node_id", 1, true))

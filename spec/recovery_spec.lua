@@ -312,7 +312,32 @@ describe("recovery.restart_on_down", function()
     assert.equal(2, #f.execs)
   end)
 
+  it("by default leaves alone a peer that left on purpose, and restarts one that failed", function()
+    local f = fake()
+    local ran = {} -- the recipe logs each restart with the reason that caused it
+    f.api.log = function(_, msg)
+      local reason = msg:match "^restart_on_down %(%S+ (%a+)%): ran "
+      if reason then ran[#ran + 1] = reason end
+    end
+    install(recovery.restart_on_down { peer = "n2", cmd = "restart-svc", backoff_ms = 1, api = f.api })
+    f.up[N2] = nil
+    emit("node_down", N2, "left")
+    emit("node_down", N2, "closed") -- the marker: handled after the "left" one
+    assert(wait(function() return #ran >= 1 end))
+    emit("node_down", N2, "timeout")
+    assert(wait(function() return #ran >= 2 end))
+    assert.same({ "closed", "timeout" }, ran)
+    assert.equal(2, #f.execs)
+    -- asked for, "left" counts too
+    local g = fake()
+    install(recovery.restart_on_down { peer = "n2", cmd = "restart-svc", reasons = { "left" }, api = g.api })
+    g.up[N2] = nil
+    emit("node_down", N2, "left")
+    assert(wait(function() return #g.execs == 1 end))
+  end)
+
   it("refuses bad options", function()
+    assert.has_error(function() recovery.restart_on_down { cmd = "x", reasons = { "lfet" } } end)
     assert.has_error(function() recovery.restart_on_down { peer = "n2" } end)
     assert.has_error(function() recovery.restart_on_down { cmd = "x", backoff_ms = 10, max_backoff_ms = 5 } end)
     assert.has_error(function() recovery.restart_on_down { cmd = "x", reasons = "timeout" } end)
@@ -352,5 +377,39 @@ describe("recovery.merge and the examples", function()
     end
     p:close()
     assert.is_true(n >= 3)
+  end)
+end)
+
+describe("recovery.restart_on_down on real nodes", function()
+  local cluster = require "helpers.cluster"
+  local c
+  after_each(function()
+    if c then c:cleanup() end
+    c = nil
+  end)
+
+  it("does not restart for a peer stopped with SIGTERM, and does for one killed", function()
+    c = cluster.new { n = 2, hooks = cluster.HOOKS_PRELUDE .. [[
+local r = require "clusterlua.recovery"
+return r.merge(r.restart_on_down { peer = "node2", cmd = "true", backoff_ms = 1 },
+  { node_up = { spec = function(n) out("node_up", n) end },
+    node_down = { spec = function(n, why) out("node_down", n, why) end } })
+]] }
+    c:start_all()
+    local n1 = c.nodes[1]
+    local esc = function(s) return (s:gsub("%p", "%%%0")) end
+    local up = "EVENT node_up " .. esc(c.names[2])
+    assert.truthy(n1:wait_for_line(up, 10000))
+    c.nodes[2]:kill "sigterm"
+    assert.truthy(n1:wait_for_line("EVENT node_down " .. esc(c.names[2]) .. " left", 10000))
+    assert.equal(0, (c.nodes[2]:wait_exit(5000)))
+    local mark = #n1.lines
+    c:start(2)
+    assert.truthy(n1:wait_for_line(up, 10000, nil, mark))
+    c.nodes[2]:kill "sigkill"
+    -- the restart for the kill comes after anything the leave would have caused
+    assert.truthy(n1:wait_for_line("restart_on_down %(" .. esc(c.names[2]) .. " closed%): ran true", 10000,
+      "stderr"))
+    assert.is_nil(n1:find_line("restart_on_down %(.* left%)", "stderr"), n1.stderr)
   end)
 end)

@@ -115,13 +115,10 @@ function M.apply(set)
   end
 end
 
--- Loads first, registers only if everything loaded: a broken file keeps the old hooks.
--- Returns true, origin | nil, err.
-function M.load(topo)
-  if topo.hooks == nil then
-    M.apply {}
-    return true
-  end
+-- Reads and validates the topology's hooks without registering them.
+-- Returns set, origin | nil, err.
+function M.prepare(topo)
+  if topo.hooks == nil then return {} end
   local src, origin = topo.hooks, topo.file or "(topology)"
   if type(src) == "string" then
     origin = topology.resolve_path(topo.file, src)
@@ -131,6 +128,14 @@ function M.load(topo)
   end
   local set, err = M.collect(src, origin)
   if not set then return nil, err end
+  return set, origin
+end
+
+-- Loads first, registers only if everything loaded: a broken file keeps the old hooks.
+-- Returns true, origin | nil, err.
+function M.load(topo)
+  local set, origin = M.prepare(topo)
+  if not set then return nil, origin end
   M.apply(set)
   return true, origin
 end

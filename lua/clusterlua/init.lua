@@ -16,6 +16,7 @@ local M = {
   send = node.send,
   call = node.call,
   info = node.info,
+  leave = node.leave,
   log = function(level, msg) core.log(level, "lua", tostring(msg)) end,
 }
 

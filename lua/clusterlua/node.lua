@@ -27,12 +27,14 @@ local rx     -- the message being delivered (cl_dp_rx *)
 local self_info
 local connected = {} -- full name -> info
 local connected_order = {}
+local seen = {}      -- full name -> true: every node ever up or asked for (names it for resolve)
 local dconn = {}     -- full name -> cl_dp_conn * of its data connection
 local dconn_ud = {}  -- full name -> the same, as a light userdata (to close it)
 local handlers = {}  -- message handler name -> fn
 local pending = {}   -- call id -> {co=, node=, deadline=}
 local next_id = 0
 local started = false
+local stop_discovery -- defined below, with the dispatch
 local max_frame = 16 * 1024 * 1024
 local sbuf, rbuf = buffer.new(), buffer.new()
 local traceback = debug.traceback
@@ -60,12 +62,29 @@ function M.nodes()
   return out
 end
 
--- Resolves a short or full name against the nodes this node knows about.
+-- Resolves a short or full name against the nodes this node knows about: connected ones
+-- first, then those it has seen or been asked to connect to, which are named in full so
+-- that a send or call says ENOTCONN for a short name as it does for the full one.
 function M.resolve(name)
   if connected[name] then return name end
   local known = M.nodes()
   if self_info then known[#known + 1] = self_info.name end
-  return names.resolve(name, known)
+  local full, err, code = names.resolve(name, known)
+  if full or code ~= "ENOENT" then return full, err, code end
+  local down = {}
+  for n in pairs(seen) do
+    if not connected[n] then down[#down + 1] = n end
+  end
+  table.sort(down)
+  local f2, err2, code2 = names.resolve(name, down)
+  if f2 or code2 ~= "ENOENT" then return f2, err2, code2 end
+  return nil, err, code
+end
+
+--- want(full): keep connected to full (the supervisor and connect go through here)
+function M.want(full)
+  seen[full] = true
+  cnode.want(full)
 end
 
 local function need_started(level)
@@ -76,7 +95,7 @@ function M.connect(name)
   need_started(2)
   local full, err, code = names.full(name)
   if not full then return nil, err, code end
-  cnode.want(full)
+  M.want(full)
   return true
 end
 
@@ -109,7 +128,10 @@ local function deliver(full, kind, a, b, c, n)
   local ok, err = pcall(pack, kind, a, b, c, n)
   if not ok then
     sbuf:reset()
-    return nil, "EINVAL: value cannot be serialized: " .. tostring(err), "EINVAL"
+    -- string.buffer's message carries this file's path and line: the caller's value is
+    -- what was wrong, not the runtime
+    local why = tostring(err):gsub("^[^\n]-:%d+: ", "")
+    return nil, "EINVAL: value cannot be serialized: " .. why, "EINVAL"
   end
   local len = #sbuf
   -- refused here, at once, not dropped later by the receiver
@@ -385,6 +407,12 @@ function M.has_data_connection(node)
   return full ~= nil and dconn[full] ~= nil
 end
 
+-- strategies stop first, so nothing dials a peer again while the node leaves
+function stop_discovery()
+  local ok, start = pcall(require, "clusterlua.start")
+  if ok and start.current then start.current.supervisor:stop_all() end
+end
+
 -- Dispatch of everything the control loop reports. kind is a short string.
 local dispatch = {
   up = function(name, info, conn)
@@ -395,6 +423,7 @@ local dispatch = {
     end
     info.data_connection = conn ~= nil
     connected[name] = info
+    seen[name] = true
     rebuild_order()
     events.emit("node_up", name, info)
   end,
@@ -409,12 +438,24 @@ local dispatch = {
   msg = on_message,
   -- SIGTERM/SIGINT: the control loop has already told the peers; stop discovery and exit
   shutdown = function()
-    local ok, start = pcall(require, "clusterlua.start")
-    if ok and start.current then start.current.supervisor:stop_all() end
+    stop_discovery()
     os.exit(0)
   end,
 }
 M.dispatch = dispatch
+
+--- leave([code]): tells every peer this node leaves (they see node_down(name, "left"),
+-- as after SIGTERM), then exits with code (default 0). It returns only if this process
+-- is not a node. os.exit alone closes the connections, which peers see as "closed".
+function M.leave(code)
+  need_started(2)
+  if code ~= nil and type(code) ~= "number" and type(code) ~= "boolean" then
+    error("bad argument #1 (code): expected an exit status (a number or a boolean)", 2)
+  end
+  stop_discovery()
+  cnode.leave() -- returns once the peers have been told (at most 1 s for one that does not read)
+  os.exit(code == nil and 0 or code)
+end
 
 -- Starts the node: config is the table node_main builds (name, id, cluster, cookie...).
 function M.start(config)

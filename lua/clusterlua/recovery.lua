@@ -315,7 +315,10 @@ end
 --- restart_on_down{ peer = "node2", cmd = "systemctl", args = { "restart", "proxy" }
 --                   [, backoff_ms = 1000, max_backoff_ms = 60000, timeout_ms = 30000,
 --                      reasons = { "timeout", "closed" }, skip_if_up = true, name = ] }
--- Restarts a local service when a peer goes down. Restarts are at least backoff_ms apart,
+-- Restarts a local service when a peer goes down. By default only a failure counts
+-- (timeout, closed): a peer that left on purpose (SIGTERM, clusterlua.leave) is being
+-- stopped by someone, and restarting behind their back would fight them; add "left"
+-- to reasons to restart then too. Restarts are at least backoff_ms apart,
 -- the spacing doubling up to max_backoff_ms while the peer keeps flapping and going back
 -- to backoff_ms once it has been quiet for max_backoff_ms. Down events while a restart
 -- is waiting or running fold into it. A peer that is back by then is not acted on.
@@ -328,18 +331,24 @@ function M.restart_on_down(opts)
   if max < base then argerr(fname, "max_backoff_ms must be >= backoff_ms") end
   local timeout = check_ms(fname, opts, "timeout_ms", 30000)
   local wanted = matcher(fname, opts.peer)
-  local reasons
+  local reasons = { timeout = true, closed = true }
   if opts.reasons ~= nil then
     if type(opts.reasons) ~= "table" then argerr(fname, "reasons: expected a list such as { \"timeout\" }") end
     reasons = {}
-    for _, r in ipairs(opts.reasons) do reasons[r] = true end
+    for i, r in ipairs(opts.reasons) do
+      -- a misspelt reason would never match: refuse it
+      if r ~= "timeout" and r ~= "closed" and r ~= "left" then
+        argerr(fname, ("reasons[%d]: expected \"timeout\", \"closed\" or \"left\", got %s"):format(i, tostring(r)))
+      end
+      reasons[r] = true
+    end
   end
   local skip_if_up = opts.skip_if_up ~= false
   local api = api_of(opts)
   local state = { last = nil, backoff = base, pending = false, restarts = 0 }
 
   local function on_down(name, reason)
-    if not wanted(name) or (reasons and not reasons[reason]) then return end
+    if not wanted(name) or not reasons[reason] then return end
     if state.pending then return end -- folded into the restart already on its way
     state.pending = true
     local ok, err = pcall(function()

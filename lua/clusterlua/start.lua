@@ -9,46 +9,57 @@ local supervisor = require "clusterlua.supervisor"
 
 local M = {}
 
-local function mkdir_p(path)
-  local acc = path:sub(1, 1) == "/" and "" or "."
-  for part in path:gmatch "[^/]+" do
-    acc = acc .. "/" .. part
-    local st = uv.fs_stat(acc)
-    if not st then
-      local ok, err = uv.fs_mkdir(acc, 448) -- 0700: the data directory holds the node's identity
-      if not ok and not tostring(err):match "EEXIST" then return nil, err end
-    elseif st.type ~= "directory" then
-      return nil, acc .. " exists and is not a directory"
-    end
-  end
-  return true
-end
-
 local function random_hex(n)
   local bytes = uv.random(n)
   return (bytes:gsub(".", function(c) return ("%02x"):format(c:byte()) end))
 end
 
--- The node id lives in the data directory: an empty directory means a new node.
-local function node_id(dir)
-  local path = dir .. "/node_id"
-  local f = io.open(path, "rb")
-  if f then
-    local id = f:read "*a"
-    f:close()
-    id = id:gsub("%s+$", "")
-    if id:match "^%x+$" and #id == 32 then return id end
-    return nil, path .. ": not a node id (expected 32 hex digits); remove it to start as a new node"
+local function readable_writable(path)
+  return uv.fs_access(path, "r") and uv.fs_access(path, "w")
+end
+
+-- Checks the data directory without writing anything: the node creates it (mode 0700)
+-- and its node_id only once every other check has passed (runtime/node.c). Returns
+-- the node id and whether it is new, or nil, err.
+local function check_data(dir)
+  local st = uv.fs_stat(dir)
+  if not st then
+    -- a new directory: the nearest existing ancestor must let us create it
+    local up = dir
+    while true do
+      local parent = up:match "^(.*)/[^/]*$"
+      parent = parent == nil and "." or parent == "" and "/" or parent
+      local ast = uv.fs_stat(parent)
+      if ast then
+        if ast.type ~= "directory" then return nil, parent .. " exists and is not a directory" end
+        if not (uv.fs_access(parent, "w") and uv.fs_access(parent, "x")) then
+          return nil, ("cannot create it: %s is not writable by this user"):format(parent)
+        end
+        break
+      end
+      if parent == up then break end
+      up = parent
+    end
+    return random_hex(16), true
   end
-  local id = random_hex(16)
-  local tmp = path .. ".tmp"
-  local w, err = io.open(tmp, "wb")
-  if not w then return nil, "cannot write " .. tmp .. ": " .. tostring(err) end
-  w:write(id, "\n")
-  w:close()
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then return nil, "cannot write " .. path .. ": " .. tostring(rerr) end
-  return id
+  if st.type ~= "directory" then return nil, dir .. " exists and is not a directory" end
+  if not (uv.fs_access(dir, "w") and uv.fs_access(dir, "x") and uv.fs_access(dir, "r")) then
+    return nil, dir .. " is not readable and writable by this user"
+  end
+  local state = dir .. "/cluster_state"
+  if uv.fs_stat(state) and not readable_writable(state) then
+    return nil, state .. " is not readable and writable by this user"
+  end
+  -- The node id lives in the data directory: none means a new node.
+  local path = dir .. "/node_id"
+  if not uv.fs_stat(path) then return random_hex(16), true end
+  local f, ferr = io.open(path, "rb")
+  if not f then return nil, "cannot read " .. tostring(ferr) end
+  local id = f:read "*a"
+  f:close()
+  id = id:gsub("%s+$", "")
+  if id:match "^%x+$" and #id == 32 then return id, false end
+  return nil, path .. ": not a node id (expected 32 hex digits); remove it to start as a new node"
 end
 
 local function split_list(s)
@@ -61,7 +72,16 @@ local function split_list(s)
   return out
 end
 
+local function only_topology(topologies)
+  local first = next(topologies)
+  if first ~= nil and next(topologies, first) == nil then return first end
+  return nil
+end
+
 M.current = nil -- { topo=, supervisor=, config= }
+
+-- shorter cookies start with a warning
+M.min_cookie_bytes = 16
 
 -- what start{} takes besides the topology keys
 M.node_options = {
@@ -90,10 +110,8 @@ function M.start(opts)
     return nil, "EINVAL: a cookie is required", "EINVAL"
   end
   local data = opts.data or ("./data/" .. me.short)
-  local ok, derr = mkdir_p(data)
-  if not ok then return nil, "EIO: --data " .. data .. ": " .. tostring(derr), "EIO" end
-  local id, ierr = node_id(data)
-  if not id then return nil, "EIO: " .. ierr, "EIO" end
+  local id, new_id = check_data(data)
+  if not id then return nil, "EIO: --data " .. data .. ": " .. tostring(new_id), "EIO" end
   local roles
   if opts.roles then
     roles = split_list(opts.roles)
@@ -111,20 +129,35 @@ function M.start(opts)
     token = f:read("*a"):gsub("%s+$", "")
     f:close()
   end
+  -- hooks are read and checked now, registered once the node runs: a broken hooks
+  -- file must stop the start before anything is written or any port is bound
+  local hooks = require "clusterlua.hooks"
+  local hook_set, herr = hooks.prepare(topo)
+  if not hook_set then return nil, "EINVAL: " .. tostring(herr), "EINVAL" end
   local config = {
-    name = me.full, id = id, cluster = topo.cluster, cookie = opts.cookie, roles = roles,
+    name = me.full, id = id, new_id = new_id, cluster = topo.cluster, cookie = opts.cookie, roles = roles,
     data = data, admin = opts.admin, admin_token = token,
     encrypt = tr.encrypt ~= false, mesh = tr.mesh ~= false, max_frame = tr.max_frame,
     heartbeat_ms = tr.heartbeat_ms, timeout_ms = tr.timeout_ms, send_queue_max = tr.send_queue_max,
     data_connection = tr.data_connection ~= false, spin_us = tr.spin_us,
     initial_master_nodes = imn, election = topo.election,
-    log_subsys = next(topo.topologies) or "node",
+    -- the transport serves every topology: it takes a topology's name only when there is
+    -- exactly one, else its own ("transport"), never one picked at random
+    log_subsys = only_topology(topo.topologies),
   }
+  if #opts.cookie < M.min_cookie_bytes then
+    -- a warning, not a refusal: existing clusters (and the examples' walk-through) keep
+    -- starting; the length is logged, never the cookie
+    core.log("warn", "node", ("the cookie is %d bytes long: anyone who guesses it can join the cluster; use at "
+      .. "least %d random bytes (`clusterlua cookie` prints one)"):format(#opts.cookie, M.min_cookie_bytes))
+  end
+  local ok
   ok, err, code = node.start(config)
   if not ok then return nil, err, code end
+  hooks.apply(hook_set)
   local sup = supervisor.new {
     self_name = me.full,
-    want = function(n) node.cnode().want(n) end,
+    want = function(n) node.want(n) end,
     unwant = function(n) node.cnode().unwant(n) end,
   }
   M.current = { topo = topo, supervisor = sup, config = config }
@@ -133,9 +166,6 @@ function M.start(opts)
     core.log("error", "node", serr)
     return nil, "EINVAL: " .. serr, "EINVAL"
   end
-  local hooks = require "clusterlua.hooks"
-  local hok, herr = hooks.load(topo)
-  if not hok then return nil, "EINVAL: " .. tostring(herr), "EINVAL" end
   require("clusterlua.reload").install(M.current)
   return true
 end

@@ -13,7 +13,7 @@ M.__index = M
 -- rt: { self_name = full name, want = fn(name), unwant = fn(name) [, cluster =, cookie =] }
 -- (cluster and cookie default to those of the running node, clusterlua.start.current)
 function M.new(rt)
-  return setmetatable({ rt = rt, topos = {}, wanted = {} }, M)
+  return setmetatable({ rt = rt, topos = {}, wanted = {}, err_rl = {} }, M)
 end
 
 function M:log(topology, level, msg)
@@ -40,8 +40,27 @@ function M:_apply(inst, new_set)
   end
 end
 
-local function report_error(topology, err)
-  core.log("error", topology, "strategy error: " .. tostring(err))
+-- A failing discovery source fails on every poll: its log lines are rate-limited per
+-- topology as the transport's connection errors are (at most 5 in 10 s, the next line
+-- that gets out counts the others). Hooks still hear of every error.
+M.error_log_burst, M.error_log_window_ms = 5, 10000
+
+local function report_error(sup, topology, err)
+  local rl = sup.err_rl[topology]
+  if not rl then
+    rl = { start = -math.huge, n = 0, suppressed = 0 }
+    sup.err_rl[topology] = rl
+  end
+  local now = core.now()
+  if now - rl.start >= M.error_log_window_ms then rl.start, rl.n = now, 0 end
+  if rl.n < M.error_log_burst then
+    rl.n = rl.n + 1
+    local more = rl.suppressed > 0 and (" (%d similar suppressed)"):format(rl.suppressed) or ""
+    rl.suppressed = 0
+    core.log("error", topology, "strategy error: " .. tostring(err) .. more)
+  else
+    rl.suppressed = rl.suppressed + 1
+  end
   events.emit("strategy_error", topology, tostring(err))
 end
 
@@ -98,7 +117,7 @@ function M:_ctx(inst)
   end
   -- A failed discovery keeps the last known set: it is reported, never taken as "no nodes".
   function ctx.error(err)
-    report_error(inst.name, err)
+    report_error(sup, inst.name, err)
   end
   local function track(h)
     ctx.handles[h] = true
@@ -186,7 +205,7 @@ end
 
 function M:_crashed(inst, err)
   if inst.stopped then return end
-  report_error(inst.name, err)
+  report_error(self, inst.name, err)
   local state = self:_stop(inst)
   inst.restarts = inst.restarts + 1
   local delay = math.min(30000, 250 * 2 ^ math.min(inst.restarts - 1, 7))

@@ -17,6 +17,7 @@
  */
 #include "internal.h"
 
+#include <sodium.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -1039,9 +1040,24 @@ static void check_won(cl_el *el) {
 
 /* --------------------------------------------------------- apply/commit */
 
+/* Master-eligible nodes the cluster is configured with: those in the state, plus the
+ * voting configuration's members the state does not hold (a bootstrap placeholder for a
+ * listed node that has not joined yet, a master that just failed). Counting the state
+ * alone saw 2 of 3 nodes at every bootstrap and after every failover. */
 static uint32_t count_eligible(const cl_el_state *st) {
   uint32_t k = 0;
   for (uint32_t i = 0; i < st->n_nodes; i++) k += is_eligible(st->nodes[i].flags) && !(st->nodes[i].flags & CL_EL_F_VOTING_ONLY);
+  for (uint32_t i = 0; i < st->accepted_config.n; i++) {
+    const char *id = st->accepted_config.ids[i];
+    if (cl_vc_is_placeholder(id)) {
+      const char *entry = id + strlen("{bootstrap-placeholder}-");
+      int joined = 0;
+      for (uint32_t j = 0; j < st->n_nodes && !joined; j++) joined = cl_name_matches(entry, st->nodes[j].name);
+      k += !joined;
+    } else {
+      k += cl_state_node(st, id) == NULL;
+    }
+  }
   return k;
 }
 
@@ -1683,6 +1699,17 @@ int cl_el_unsafe_bootstrap(const uint8_t *persisted, size_t len, const char *sel
   st.committed_config = c;
   st.accepted_config = c;
   st.n_excl = 0;
+  /* A new cluster id, as Elasticsearch's tool does: a node still holding the old state
+   * (it may come back and elect a master of its own with the old configuration) is then
+   * refused as another cluster's instead of merging silently into the new term. */
+  uint8_t rid[16];
+  if (sodium_init() < 0) {
+    snprintf(err, errlen, "unsafe-bootstrap: libsodium failed to initialise");
+    cl_el_state_clear(&st);
+    return -1;
+  }
+  randombytes_buf(rid, sizeof rid);
+  for (size_t i = 0; i < sizeof rid; i++) snprintf(st.cluster_id + 2 * i, 3, "%02x", rid[i]);
   /* a fresh term and version: no (term, version) of the old cluster is reused
    * with different content, and no vote of the old term carries over */
   term += 1;

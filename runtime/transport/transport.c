@@ -1395,6 +1395,12 @@ size_t cl_transport_connected_count(const cl_transport *t) { return t->connected
 const char *cl_transport_self(const cl_transport *t) { return t->self.full; }
 uint64_t cl_transport_incarnation(const cl_transport *t) { return t->cfg.incarnation; }
 
+size_t cl_transport_leaving(const cl_transport *t) {
+  size_t n = 0;
+  for (const cl_conn *c = t->conns; c; c = c->next) n += c->close_after_flush && c->state != C_CLOSING;
+  return n;
+}
+
 size_t cl_transport_queued(const cl_transport *t, const char *name) {
   cl_peer *p = find_peer((cl_transport *)t, name);
   return p && p->conn ? conn_queued(p->conn) : 0;

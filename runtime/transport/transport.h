@@ -133,6 +133,9 @@ int cl_transport_send(cl_transport *, const char *to, uint8_t channel, const voi
 /* Tell every peer we leave (they report "left" at once), flush, stop re-dialling.
  * Connections then close; follow with cl_transport_close. */
 void cl_transport_leave(cl_transport *);
+/* After cl_transport_leave: connections still writing their LEAVE (0: every peer that
+ * could be told has been; a peer that does not read holds one until its 1 s deadline). */
+size_t cl_transport_leaving(const cl_transport *);
 /* Closes everything; done(ud) runs once every handle's close callback has run, after
  * which the transport is freed. No callbacks into the user after this call. */
 void cl_transport_close(cl_transport *, void (*done)(void *ud), void *ud);

@@ -929,6 +929,9 @@ static int t_unsafe_bootstrap(void) {
   CHECK(st.accepted_config.n == 1 && st.committed_config.n == 1 && cl_vc_has(&st.accepted_config, C.t[2].id) &&
             term > cl_el_term(C.t[2].el),
         "not a one-node configuration in a new term");
+  const cl_el_state *old = cl_el_committed(C.t[2].el);
+  CHECK(old && st.cluster_id[0] && strlen(st.cluster_id) == 32 && strcmp(st.cluster_id, old->cluster_id) != 0,
+        "the new cluster kept the old cluster id %s", st.cluster_id);
   cl_el_state_clear(&st);
   /* the survivor alone now elects itself */
   for (int i = 0; i < 3; i++) crash(&C, i);

@@ -2,10 +2,11 @@
 --
 -- DANGEROUS. When a quorum of the voting configuration is lost for good (the disks are
 -- gone), this rewrites one surviving node's state so that it alone forms the voting
--- configuration, like Elasticsearch's `elasticsearch-node unsafe-bootstrap`. Any other
--- node that still holds the old configuration could elect a master of its own: never
--- run it while other nodes of the old cluster may come back, and wipe their data
--- directories before they rejoin. Updates the survivor never accepted are lost.
+-- configuration of a new cluster (a new cluster id), like Elasticsearch's
+-- `elasticsearch-node unsafe-bootstrap`. Any other node that still holds the old
+-- configuration could elect a master of its own; the new id makes the new cluster refuse
+-- it instead of merging it silently. Wipe the other nodes' data directories before they
+-- rejoin. Updates the survivor never accepted are lost.
 local cnode = require "clusterlua.cnode"
 
 local function die(code, msg)
@@ -21,22 +22,31 @@ local function read(path)
   return s
 end
 
+-- write, fsync, rename, fsync the directory, as the node persists its state; mode 0600
+-- like the node's own files (io.open would leave the umask's 0644)
 local function write_atomic(path, data)
-  local tmp = path .. ".tmp"
-  local f, err = io.open(tmp, "wb")
-  if not f then return nil, err end
-  f:write(data)
-  f:flush()
-  f:close()
-  -- fsync through luv: io has no fsync
   local uv = require "uv"
-  local fd = uv.fs_open(tmp, "r+", 384)
-  if fd then
-    uv.fs_fsync(fd)
-    uv.fs_close(fd)
+  local tmp = path .. ".tmp"
+  local fd, err = uv.fs_open(tmp, "w", 384)
+  if not fd then return nil, err end
+  -- an existing .tmp keeps its mode through O_TRUNC: set it
+  local ok, werr = uv.fs_fchmod(fd, 384)
+  local off = 0
+  while ok and off < #data do
+    local n, e = uv.fs_write(fd, data:sub(off + 1), off)
+    if not n then ok, werr = nil, e else off = off + n end
   end
-  local ok, rerr = os.rename(tmp, path)
-  if not ok then return nil, rerr end
+  if ok then ok, werr = uv.fs_fsync(fd) end
+  uv.fs_close(fd)
+  if not ok then return nil, werr end
+  local rok, rerr = os.rename(tmp, path)
+  if not rok then return nil, rerr end
+  local dir = path:match "^(.*)/[^/]*$" or "."
+  local dfd = uv.fs_open(dir, "r", 0)
+  if dfd then
+    uv.fs_fsync(dfd)
+    uv.fs_close(dfd)
+  end
   return true
 end
 
@@ -73,12 +83,14 @@ return function()
   local info, ierr = cnode.persisted_info(bytes)
   if not info then return die(1, path .. ": " .. ierr:gsub("^EINVAL: ", "")) end
   io.stdout:write(([[
-You are about to make this node the only voting member of cluster %s.
+You are about to make this node the only voting member of a NEW cluster, made from the
+state it holds of cluster %s.
   its state: term %d, version %d (%s), %d voting node(s), %d node(s) known
-This is UNSAFE: if any other node of this cluster still runs or comes back with its data,
-two masters and two diverging cluster states can result, and updates this node never
-received are lost for good. Stop every node first; wipe the others' data directories
-before they rejoin.
+The new cluster gets a new cluster id: nodes that still hold the old cluster's data are
+refused by it (as another cluster's) and, if they come back, may elect a master of
+their own with the old cluster id. This is UNSAFE: updates this node never received are
+lost for good. Stop every node first; wipe the others' data directories before they
+rejoin (they then join the new cluster as new nodes).
 ]]):format(info.cluster_id, info.term, info.version, info.committed and "committed" or "accepted only",
     info.voting_nodes, info.nodes))
   if not yes then
@@ -94,6 +106,9 @@ before they rejoin.
   if not ok then return die(1, "cannot write " .. backup .. ": " .. tostring(werr)) end
   ok, werr = write_atomic(path, out)
   if not ok then return die(1, "cannot write " .. path .. ": " .. tostring(werr)) end
-  io.stdout:write("Done. The old state is kept in ", backup, ". Start this node; it will elect itself.\n")
+  local new = cnode.persisted_info(out)
+  io.stdout:write(("Done. New cluster id %s (was %s). The old state is kept in %s.\n"):format(
+    new and new.cluster_id or "?", info.cluster_id, backup),
+    "Start this node; it will elect itself. Wipe the other nodes' data directories before they rejoin.\n")
   return 0
 end

@@ -105,9 +105,9 @@ function common.poll(ctx, config, state, instances, lookup)
       inst.busy = false
       if inst.stopped then return end
       if not list then
+        -- one line per failure, through ctx.error, whose log is rate-limited (a dead
+        -- resolver fails every poll); the set stays as it was
         inst.failing = true
-        ctx.log("warn", ("lookup of %s failed, keeping the last %d node(s): %s"):format(
-          config.query, inst.list and #inst.list or 0, tostring(err)))
         ctx.error(err)
         return
       end
