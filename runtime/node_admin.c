@@ -77,6 +77,7 @@ static void node_entry(void *ud, const cl_peer_info *p) {
   json_object_set_new(o, "address", json_string(p->address ? p->address : ""));
   json_object_set_new(o, "roles", cl_node_roles_json(p->roles));
   json_object_set_new(o, "connected", json_boolean(p->connected));
+  json_object_set_new(o, "status", json_string(p->status ? p->status : (p->connected ? "up" : "down")));
   json_object_set_new(o, "since", p->since_ms ? json_integer((json_int_t)(p->since_ms + c->n->wall_offset_ms)) : json_null());
   json_object_set_new(o, "last_heartbeat_ms",
                       p->last_heartbeat_ms ? json_integer((json_int_t)(c->now - p->last_heartbeat_ms)) : json_null());
@@ -94,6 +95,7 @@ static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   json_object_set_new(self, "address", json_string(at ? at + 1 : ""));
   json_object_set_new(self, "roles", cl_node_roles_json(n->cfg->roles));
   json_object_set_new(self, "connected", json_true());
+  json_object_set_new(self, "status", json_string("up"));
   json_object_set_new(self, "self", json_true());
   json_object_set_new(self, "since", json_integer((json_int_t)(n->started_ms + n->wall_offset_ms)));
   json_object_set_new(self, "last_heartbeat_ms", json_integer(0));
