@@ -280,8 +280,8 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_gauge(&m, "clusterlua_state_version", "Version of the last committed cluster state",
                    st ? (double)st->version : 0);
   cl_metrics_counter(&m, "clusterlua_master_changes", "Master changes seen by this node", (double)n->elections);
-  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds", "Heartbeat round trip, one sample per peer per second",
-                       &n->rtt_us);
+  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds",
+                       "Smoothed heartbeat round trip of each connected peer, sampled once a second", &n->rtt_us);
   cl_metrics_histogram(&m, "clusterlua_persist_seconds", "Time to persist election state (write, fsync, rename, fsync dir)",
                        &n->persist_ms);
   cl_metrics_counter(&m, "clusterlua_frames_in", "Frames received", (double)ts.frames_in);
