@@ -299,3 +299,30 @@ return {
       assert.are.equal(row:lower(), help:lower())
     end)
 end)
+
+describe("the supervisor", function()
+  it("a shorter set only stops dialling; ctx.disconnect drops the node unless another topology wants it", function()
+    local supervisor = require "clusterlua.supervisor"
+    local calls = {}
+    local function rec(kind) return function(n) calls[#calls + 1] = kind .. " " .. n end end
+    local sup = supervisor.new {
+      self_name = "me@127.0.0.1:4370", want = rec "want", unwant = rec "unwant", disconnect = rec "disconnect",
+      cluster = "spec", cookie = "spec-cookie",
+    }
+    local ctxs = {}
+    local mod = { start = function(ctx) ctxs[#ctxs + 1] = ctx end }
+    assert(sup:start_all { a = { module = mod, config = {} }, b = { module = mod, config = {} } })
+    local a, b = ctxs[1], ctxs[2]
+    a.set_nodes { "x@127.0.0.1:1", "y@127.0.0.1:2" }
+    b.set_nodes { "y@127.0.0.1:2" }
+    calls = {}
+    a.set_nodes { "y@127.0.0.1:2" } -- x no longer listed: unwanted, never disconnected
+    assert.are.same({ "unwant x@127.0.0.1:1" }, calls)
+    calls = {}
+    a.disconnect "y@127.0.0.1:2" -- b still wants y: nothing
+    assert.are.same({}, calls)
+    b.disconnect "y@127.0.0.1:2"
+    assert.are.same({ "unwant y@127.0.0.1:2", "disconnect y@127.0.0.1:2" }, calls)
+    sup:stop_all()
+  end)
+end)
