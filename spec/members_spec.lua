@@ -140,6 +140,12 @@ describe("departed nodes", function()
     end
     assert.is_true(times[#times] - t_kill <= TIMEOUT + 500,
       ("last dial %d ms after the kill"):format(times[#times] - t_kill))
+    -- failures are logged rate-limited: the first, then at most one a minute
+    local warned = 0
+    for _, ln in ipairs(c.nodes[1].lines) do
+      if ln.text:find("unable to connect to " .. c.names[2], 1, true) then warned = warned + 1 end
+    end
+    assert.is_true(warned <= 1, ("%d 'unable to connect' lines"):format(warned))
   end)
 
   it("a node that left is forgotten at once", function()
