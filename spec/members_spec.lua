@@ -261,6 +261,49 @@ return {
   end)
 end)
 
+describe("cl.disconnect", function()
+  it("drops the connection and it stays dropped: the peer's re-dials are refused, no flap", function()
+    local c = cluster.new {
+      n = 2,
+      hooks = cluster.HOOKS_PRELUDE .. [[
+local done = false
+return {
+  node_up = function(n)
+    out("node_up", n)
+    if not done and cl.self().name:match "^node1@" then
+      done = true
+      out("disconnecting", n, tostring(cl.disconnect(n)))
+    end
+  end,
+  node_down = function(n, r) out("node_down", n, r) end,
+}
+]],
+    }
+    finally(function() c:cleanup() end)
+    c:start(1, { "--log-level", "debug" })
+    c:start(2)
+    assert(c.nodes[1]:wait_for_line("EVENT disconnecting " .. esc(c.names[2]) .. " true", 10000), outputs(c))
+    assert(c.nodes[2]:wait_for_line("EVENT node_down " .. esc(c.names[1]) .. " closed", 5000), outputs(c))
+    -- the marker: node2 still lists node1 and re-dials it; twice refused means no
+    -- connection came back in between (a connected node2 would not dial again)
+    local refusal = "was disconnected from " .. esc(c.names[2])
+    local _, first = c.nodes[1]:wait_for_line(refusal, 10000)
+    assert(first, outputs(c))
+    assert(c.nodes[1]:wait_for_line(refusal, 10000, nil, first + 1), outputs(c))
+    local function count(p, pat)
+      local k = 0
+      for _, ln in ipairs(p.lines) do
+        if ln.text:match(pat) then k = k + 1 end
+      end
+      return k
+    end
+    assert.are.equal(1, count(c.nodes[1], "EVENT node_up " .. esc(c.names[2])), outputs(c))
+    assert.are.equal(1, count(c.nodes[2], "EVENT node_up " .. esc(c.names[1])), outputs(c))
+    local x = listed(c, 1)
+    assert.are.equal("disconnected", x and x[c.names[2]] and x[c.names[2]].status, outputs(c))
+  end)
+end)
+
 describe("what node_up and the metrics say", function()
   it("node_up carries a measured rtt_us; data connections are counted; the rtt metric's HELP matches the docs",
     function()
