@@ -375,3 +375,16 @@ describe("the supervisor", function()
     sup:stop_all()
   end)
 end)
+
+describe("transport.reconnect_timeout_ms", function()
+  it("is validated: an integer of at least 1000 ms", function()
+    local topology = require "clusterlua.topology"
+    assert.is_table((topology.from_table { transport = { reconnect_timeout_ms = 3000 } }))
+    for _, bad in ipairs { 999, 1.5, "1h", -1 } do
+      local t, err, code = topology.from_table { transport = { reconnect_timeout_ms = bad } }
+      assert.is_nil(t)
+      assert.are.equal("EINVAL", code)
+      assert.matches("transport.reconnect_timeout_ms: expected an integer 1000", err, 1, true)
+    end
+  end)
+end)
