@@ -302,6 +302,10 @@ return {
     assert.are.equal(1, count(c.nodes[2], "EVENT node_up " .. esc(c.names[1])), outputs(c))
     local x = listed(c, 1)
     assert.are.equal("disconnected", x and x[c.names[2]] and x[c.names[2]].status, outputs(c))
+    -- and `clusterlua status` says so in its STATUS column
+    local code, out = proc.run(proc.bin, { "status", "--admin", c.admin[1] }, { timeout = 10000 })
+    assert.are.equal(0, code, out)
+    assert.matches(esc(c.names[2]) .. "%s+%S+%s+%S+%s+disconnected", out)
   end)
 end)
 
