@@ -443,6 +443,8 @@ cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue
   memcpy(c->seal.key, dc->key_tx, 32);
   memcpy(c->opener.rx.key, dc->key_rx, 32);
   dp.st.conns_adopted++;
+  /* now, not at the next turn with traffic: a connection that stays quiet must count */
+  publish();
   if (dc->pre_out_len) {
     /* the handshake's last frame (in the clear) goes out before any record */
     cl_tbuf_append(&c->wire, dc->pre_out, dc->pre_out_len);

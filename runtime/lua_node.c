@@ -115,6 +115,7 @@ static int l_start(lua_State *L) {
   cfg->heartbeat_ms = uintfield(L, 1, "heartbeat_ms");
   cfg->timeout_ms = uintfield(L, 1, "timeout_ms");
   cfg->send_queue_max = uintfield(L, 1, "send_queue_max");
+  cfg->reconnect_timeout_ms = uintfield(L, 1, "reconnect_timeout_ms");
   if (cfg->send_queue_max) g_send_queue_max = cfg->send_queue_max;
   lua_getfield(L, 1, "election");
   if (lua_istable(L, -1)) {
@@ -170,6 +171,11 @@ static int l_want(lua_State *L) {
 
 static int l_unwant(lua_State *L) {
   push_cmd(L, CL_CMD_NODE_UNWANT, luaL_checkstring(L, 1), NULL, 0, CL_Q_FORCE);
+  return 0;
+}
+
+static int l_disconnect(lua_State *L) {
+  push_cmd(L, CL_CMD_NODE_DISCONNECT, luaL_checkstring(L, 1), NULL, 0, CL_Q_FORCE);
   return 0;
 }
 
@@ -516,7 +522,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
 
 int luaopen_clusterlua_cnode(lua_State *L) {
   static const luaL_Reg fns[] = {
-      {"start", l_start},   {"want", l_want},   {"unwant", l_unwant},
+      {"start", l_start},   {"want", l_want},   {"unwant", l_unwant}, {"disconnect", l_disconnect},
       {"leave", l_leave},   {"fault", l_fault}, {"stop", l_stop},
       {"set_send_queue_max", l_set_send_queue_max},
       {"el_update", l_el_update}, {"el_exclude", l_el_exclude}, {"el_clear", l_el_clear},

@@ -48,6 +48,34 @@ const char *cl_node_exclusion_target(cl_node *n, const char *name) {
   return hit && !hit->up && hit->id[0] ? hit->id : name;
 }
 
+/* The transport forgot it: so does the node (the table is bounded; the last entry
+ * fills the hole, as no pointer into it is kept across callbacks). */
+static void on_peer_forgotten(void *ud, const char *name) {
+  cl_node *n = ud;
+  cl_node_peer *p = cl_node_peer_by_name(n, name);
+  if (!p || p->up) return;
+  cl_node_peer *last = &n->peers[n->n_peers - 1];
+  if (p != last) *p = *last;
+  n->n_peers--;
+}
+
+static int in_config(const cl_el_state *st, const char *id) {
+  if (!st) return 0;
+  for (uint32_t i = 0; i < st->accepted_config.n; i++)
+    if (strcmp(st->accepted_config.ids[i], id) == 0) return 1;
+  return 0;
+}
+
+/* A departed node stays known while the voting configuration (committed, or accepted
+ * and about to be) holds it: it may be needed for a quorum, and an operator excludes
+ * it by name. */
+static int on_keep(void *ud, const char *name, const char *node_id) {
+  cl_node *n = ud;
+  (void)name;
+  if (!n->el || !node_id || !*node_id) return 0;
+  return in_config(cl_el_committed(n->el), node_id) || in_config(cl_el_accepted(n->el), node_id);
+}
+
 static cl_node_peer *peer_add(cl_node *n, const char *name) {
   cl_node_peer *p = cl_node_peer_by_name(n, name);
   if (p) return p;
@@ -392,12 +420,15 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   if (cfg->heartbeat_ms) tc.heartbeat_ms = cfg->heartbeat_ms;
   if (cfg->timeout_ms) tc.timeout_ms = cfg->timeout_ms;
   if (cfg->send_queue_max) tc.send_queue_max = cfg->send_queue_max;
+  if (cfg->reconnect_timeout_ms) tc.reconnect_timeout_ms = cfg->reconnect_timeout_ms;
   tc.log_subsys = cfg->log_subsys;
   cl_transport_callbacks cb = {.peer_up = on_peer_up,
                                .data_conn = on_data_conn,
                                .peer_down = on_peer_down,
                                .message = on_message,
-                               .ud = n};
+                               .ud = n,
+                               .keep = on_keep,
+                               .peer_forgotten = on_peer_forgotten};
   n->t = cl_transport_new(&n->c->loop, &tc, &cb, cfg->err, sizeof cfg->err);
   if (!n->t) {
     cfg->rc = -1;
@@ -454,6 +485,9 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     break;
   case CL_CMD_NODE_UNWANT:
     if (n->t) cl_transport_unwant(n->t, cl_msg_name(m));
+    break;
+  case CL_CMD_NODE_DISCONNECT:
+    if (n->t) cl_transport_disconnect(n->t, cl_msg_name(m));
     break;
   case CL_CMD_NODE_SEND: {
     cl_peerq *q = (cl_peerq *)(uintptr_t)m->id;

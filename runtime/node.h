@@ -22,6 +22,7 @@ enum {
   CL_CMD_NODE_EL_CLEAR,  /* id = request id, num = wait_for_removal */
   CL_CMD_NODE_LUA_PONG,  /* num = the ping's sequence number */
   CL_CMD_NODE_RELOAD_DONE, /* id = admin request id, num = HTTP status, body = JSON answer */
+  CL_CMD_NODE_DISCONNECT,  /* name: drop it, and neither dial nor accept it until WANT */
 };
 
 enum {
@@ -77,7 +78,7 @@ typedef struct cl_node_config {
   int encrypt, mesh;
   int new_id;    /* id was just made: write it to DATA/node_id once the checks passed */
   int data_conn; /* user messages on a data connection owned by the Lua loop (default) */
-  uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max;
+  uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max, reconnect_timeout_ms;
   uint32_t el_heartbeat_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;
   /* answer */
   uv_sem_t done;

@@ -77,6 +77,7 @@ static void node_entry(void *ud, const cl_peer_info *p) {
   json_object_set_new(o, "address", json_string(p->address ? p->address : ""));
   json_object_set_new(o, "roles", cl_node_roles_json(p->roles));
   json_object_set_new(o, "connected", json_boolean(p->connected));
+  json_object_set_new(o, "status", json_string(p->status ? p->status : (p->connected ? "up" : "down")));
   json_object_set_new(o, "since", p->since_ms ? json_integer((json_int_t)(p->since_ms + c->n->wall_offset_ms)) : json_null());
   json_object_set_new(o, "last_heartbeat_ms",
                       p->last_heartbeat_ms ? json_integer((json_int_t)(c->now - p->last_heartbeat_ms)) : json_null());
@@ -114,6 +115,7 @@ static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   json_object_set_new(self, "address", json_string(at ? at + 1 : ""));
   json_object_set_new(self, "roles", cl_node_roles_json(n->cfg->roles));
   json_object_set_new(self, "connected", json_true());
+  json_object_set_new(self, "status", json_string("up"));
   json_object_set_new(self, "self", json_true());
   json_object_set_new(self, "since", json_integer((json_int_t)(n->started_ms + n->wall_offset_ms)));
   json_object_set_new(self, "last_heartbeat_ms", json_integer(0));
@@ -299,8 +301,8 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_gauge(&m, "clusterlua_state_version", "Version of the last committed cluster state",
                    st ? (double)st->version : 0);
   cl_metrics_counter(&m, "clusterlua_master_changes", "Master changes seen by this node", (double)n->elections);
-  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds", "Heartbeat round trip, one sample per peer per second",
-                       &n->rtt_us);
+  cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds",
+                       "Smoothed heartbeat round trip of each connected peer, sampled once a second", &n->rtt_us);
   cl_metrics_histogram(&m, "clusterlua_persist_seconds", "Time to persist election state (write, fsync, rename, fsync dir)",
                        &n->persist_ms);
   cl_metrics_counter(&m, "clusterlua_frames_in", "Frames received", (double)ts.frames_in);

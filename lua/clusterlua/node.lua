@@ -103,7 +103,9 @@ function M.disconnect(name)
   need_started(2)
   local full, err, code = M.resolve(name)
   if not full then return nil, err, code end
-  cnode.unwant(full)
+  -- drops the connection and keeps it dropped (not dialled, not accepted) until a
+  -- strategy or cl.connect asks for it again: a disconnect does not flap back
+  cnode.disconnect(full)
   return true
 end
 

@@ -10,7 +10,10 @@ local names = require "clusterlua.names"
 local M = {}
 M.__index = M
 
--- rt: { self_name = full name, want = fn(name), unwant = fn(name) [, cluster =, cookie =] }
+-- rt: { self_name = full name, want = fn(name), unwant = fn(name) [, disconnect = fn(name),
+--       cluster =, cookie =] }
+-- unwant only stops dialling (a live connection stays up: a node that discovery no
+-- longer lists stays a member until it leaves or fails); disconnect drops it.
 -- (cluster and cookie default to those of the running node, clusterlua.start.current)
 function M.new(rt)
   return setmetatable({ rt = rt, topos = {}, wanted = {}, err_rl = {} }, M)
@@ -109,6 +112,8 @@ function M:_ctx(inst)
     for n in pairs(inst.set) do set[n] = true end
     set[full] = nil
     sup:_apply(inst, set)
+    -- drop the connection too, unless another topology still wants the node
+    if full ~= sup.rt.self_name and not sup.wanted[full] and sup.rt.disconnect then sup.rt.disconnect(full) end
     return true
   end
   function ctx.log(level, msg)

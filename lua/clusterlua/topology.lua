@@ -150,7 +150,7 @@ local function validate_transport(file, t)
   typed(file, "transport", t, "table")
   check_keys(file, "transport", t, {
     encrypt = true, max_frame = true, heartbeat_ms = true, timeout_ms = true, mesh = true, send_queue_max = true,
-    data_connection = true, spin_us = true,
+    data_connection = true, spin_us = true, reconnect_timeout_ms = true,
   })
   typed(file, "transport.encrypt", t.encrypt, "boolean", true)
   typed(file, "transport.mesh", t.mesh, "boolean", true)
@@ -162,6 +162,11 @@ local function validate_transport(file, t)
     if t[k] ~= nil and (type(t[k]) ~= "number" or t[k] <= 0 or t[k] % 1 ~= 0) then
       fail(file, "transport." .. k, "expected a positive integer, got " .. tostring(t[k]))
     end
+  end
+  if t.reconnect_timeout_ms ~= nil and (type(t.reconnect_timeout_ms) ~= "number" or t.reconnect_timeout_ms % 1 ~= 0
+      or t.reconnect_timeout_ms < 1000 or t.reconnect_timeout_ms > 4294967295) then
+    fail(file, "transport.reconnect_timeout_ms", "expected an integer 1000 .. 4294967295 (milliseconds), got "
+      .. tostring(t.reconnect_timeout_ms))
   end
   if t.max_frame and (t.max_frame < 1024 or t.max_frame > 1024 * 1024 * 1024) then
     fail(file, "transport.max_frame", "expected 1024 .. 1073741824 bytes")

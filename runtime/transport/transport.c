@@ -3,7 +3,8 @@
  * learning, write coalescing, and the fault layer's hooks.
  *
  * Lifetimes: a cl_conn is freed only in its tcp handle's close callback; a cl_peer
- * lives until the transport is closed (its timer is closed with it). */
+ * lives until it is forgotten (peer_forget: freed in its timer's close callback) or
+ * the transport is closed (its timer is closed with it). */
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,6 +49,9 @@ struct cl_conn {
   size_t wire_off;
   uint64_t deadline_ms;
   uint64_t last_rx_ms, next_ping_ms;
+  /* the handshake's round trip: our first flight sent (µs) -> the peer's next one read */
+  uint64_t hs_mark_us;
+  uint32_t hs_rtt_us;
   cl_delayed *dq_head, *dq_tail;
   char addr[CL_NODE_NAME_MAX + 8];
 };
@@ -59,6 +63,9 @@ struct cl_peer {
   char node_id[CL_STR_MAX + 1], roles[CL_STR_MAX + 1], address[CL_NODE_NAME_MAX + 8];
   uint64_t incarnation;
   int wanted, learned, blocked, left, resolving;
+  int member;      /* was connected: a failure is re-dialled until reconnect_timeout */
+  int forgetting;  /* unlinked, its timer closing: freed in the close callback */
+  uint64_t down_ms; /* when it went down (or became known, if never connected) */
   int data_ok; /* both sides open data connections (from the handshake) */
   cl_conn *conn; /* installed (authenticated) */
   cl_conn *dial; /* our outgoing attempt */
@@ -89,6 +96,8 @@ struct cl_transport {
   cl_fault fault_all;
   int faults_on;
   int closing, leaving;
+  int sweep_due;          /* a peer may have become forgettable: check on the next tick */
+  uint64_t last_sweep_ms;
   int open_handles;
   void (*done)(void *);
   void *done_ud;
@@ -171,8 +180,11 @@ static cl_peer *add_peer(cl_transport *t, const cl_node_name *nn) {
   snprintf(p->address, sizeof p->address, strchr(nn->host, ':') ? "[%s]:%u" : "%s:%u", nn->host,
            nn->port);
   p->backoff_ms = t->cfg.backoff_min_ms;
-  p->rl.per_window = 3;
-  p->rl.window_ms = 10000;
+  /* a peer that stays unreachable is re-dialled for hours: its first failure is logged,
+   * then one line a minute that says how many were not */
+  p->rl.per_window = 1;
+  p->rl.window_ms = 60000;
+  p->down_ms = uv_now(t->loop);
   uv_timer_init(t->loop, &p->timer);
   p->timer.data = p;
   p->next = t->peers;
@@ -194,6 +206,42 @@ static const cl_fault *fault_of(cl_transport *t, cl_peer *p, cl_fault *tmp) {
   return cl_fault_active(tmp) ? tmp : NULL;
 }
 
+/* ---- which peers are dialled, and which are forgotten ---- */
+
+static int peer_keep(cl_peer *p) {
+  cl_transport *t = p->t;
+  return t->cb.keep && p->node_id[0] && t->cb.keep(t->cb.ud, p->nn.full, p->node_id);
+}
+
+/* A member that failed (or a peer another node says it is connected to) less than
+ * reconnect_timeout ago: it may come back, so it is still re-dialled. */
+static int peer_recent(cl_peer *p) {
+  return (p->member || p->learned) && !p->left && now_ms(p->t) - p->down_ms < p->t->cfg.reconnect_timeout_ms;
+}
+
+/* Whether a peer that is not connected is dialled. */
+static int peer_dialable(cl_peer *p) {
+  if (p->blocked || p->forgetting) return 0;
+  if (p->wanted) return 1;
+  if (p->left) return 0;
+  return peer_recent(p) || ((p->member || p->learned) && peer_keep(p));
+}
+
+static int peer_forgettable(cl_peer *p) {
+  if (p->conn || p->wanted || p->blocked || p->resolving || p->forgetting) return 0;
+  if (cl_fault_active(&p->fault)) return 0; /* the fault layer's settings live on the peer */
+  if (peer_recent(p)) return 0;
+  return !peer_keep(p);
+}
+
+static const char *peer_status(cl_peer *p) {
+  if (p->conn) return "up";
+  if (p->blocked) return "disconnected";
+  if (!p->wanted) return "down"; /* still known: failed lately, or kept */
+  if (peer_recent(p) || ((p->member || p->learned) && peer_keep(p))) return "down";
+  return "configured";
+}
+
 static void fill_info(cl_peer *p, cl_peer_info *i) {
   memset(i, 0, sizeof *i);
   i->name = p->nn.full;
@@ -207,6 +255,7 @@ static void fill_info(cl_peer *p, cl_peer_info *i) {
   i->connected = p->conn != NULL;
   i->wanted = p->wanted || p->learned;
   i->data_conns = p->data_ok;
+  i->status = peer_status(p);
 }
 
 /* ---- writing ---- */
@@ -429,7 +478,7 @@ static void conn_down(cl_conn *c, const char *reason) {
   int was_up = c->installed;
   if (was_up) {
     p->last_rx_ms = c->last_rx_ms;
-    p->since_ms = now_ms(t);
+    p->since_ms = p->down_ms = now_ms(t);
   }
   conn_close(c);
   if (!was_up) {
@@ -440,7 +489,8 @@ static void conn_down(cl_conn *c, const char *reason) {
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "disconnected from %s: %s", p->nn.full, reason);
     if (t->cb.peer_down) t->cb.peer_down(t->cb.ud, p->nn.full, reason);
   }
-  if (strcmp(reason, "left") == 0 && !p->wanted) p->learned = 0;
+  /* one that left is forgotten on the next tick, unless wanted or kept */
+  if (strcmp(reason, "left") == 0) t->sweep_due = 1;
   peer_schedule(p, 1);
 }
 
@@ -611,8 +661,11 @@ static void conn_authenticated(cl_conn *c) {
   p->incarnation = hs->peer_incarnation;
   p->data_ok = t->hs_cfg.data_conns && hs->peer_data_conns;
   p->left = 0;
+  p->member = 1;
   p->backoff_ms = t->cfg.backoff_min_ms;
-  p->rtt_us = 0;
+  p->rl.in_window = 0; /* a failure after this is news: logged at once */
+  /* a measured round trip from the start (node_up carries it); heartbeats refine it */
+  p->rtt_us = c->hs_rtt_us ? c->hs_rtt_us : 1;
   p->since_ms = c->last_rx_ms = now_ms(t);
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
@@ -758,7 +811,10 @@ static void learn_peers(cl_conn *c, const uint8_t *p, size_t n) {
         if (!q && known < CL_MAX_PEERS && (q = add_peer(t, &nn))) known++;
         if (q && !q->blocked && !q->wanted && !q->learned) {
           q->learned = 1;
-          if (!q->conn) peer_dial(q);
+          if (!q->conn) {
+            q->down_ms = now_ms(t); /* its reconnect_timeout runs from now */
+            peer_dial(q);
+          }
         }
       }
     }
@@ -843,9 +899,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   uint8_t *p = (uint8_t *)buf->base;
   size_t n = (size_t)nread;
   if (c->state == C_HANDSHAKE) {
+    uint64_t us = uv_hrtime() / 1000;
+    if (c->hs_mark_us && !c->hs_rtt_us) c->hs_rtt_us = us > c->hs_mark_us ? (uint32_t)(us - c->hs_mark_us) : 1;
     size_t used = 0;
     int r = cl_hs_feed(&c->hs, p, n, &used, &c->out);
     if (c->out.len) mark_dirty(c);
+    if (c->out.len && !c->hs_mark_us) c->hs_mark_us = us; /* the acceptor's CHALLENGE */
     if (r == CL_HS_FAILED) {
       hs_failed(c);
       return;
@@ -873,7 +932,11 @@ static void on_redial(uv_timer_t *h) {
 static void peer_schedule(cl_peer *p, int fresh) {
   cl_transport *t = p->t;
   if (t->closing || t->leaving) return;
-  if (!(p->wanted || p->learned) || p->conn) return;
+  if (p->conn) return;
+  if (!peer_dialable(p)) {
+    t->sweep_due = 1;
+    return;
+  }
   if (fresh) p->backoff_ms = t->cfg.backoff_min_ms;
   uint32_t b = p->backoff_ms ? p->backoff_ms : 1;
   /* jitter in [b/2, 3b/2) keeps restarted clusters from dialling in lockstep */
@@ -917,6 +980,7 @@ static void on_connect(uv_connect_t *req, int status) {
   c->hs_live = 1;
   c->hs.data = c->data;
   cl_hs_start(&c->hs, &c->out);
+  c->hs_mark_us = uv_hrtime() / 1000;
   mark_dirty(c);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
 }
@@ -991,7 +1055,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
              uv_err_name(status < 0 ? status : UV_EAI_NONAME), p->nn.host);
     t->st.connects_failed++;
     peer_schedule(p, 0);
-  } else if (!p->conn && !p->dial && !t->leaving) {
+  } else if (!p->conn && !p->dial && !t->leaving && peer_dialable(p)) {
     dial_addr(p, res->ai_addr);
   }
   if (res) uv_freeaddrinfo(res);
@@ -1008,7 +1072,10 @@ static int incoming_in_progress(cl_transport *t, cl_peer *p) {
 static void peer_dial(cl_peer *p) {
   cl_transport *t = p->t;
   if (t->closing || t->leaving || p->conn || p->dial || p->resolving) return;
-  if (!(p->wanted || p->learned)) return;
+  if (!peer_dialable(p)) {
+    t->sweep_due = 1;
+    return;
+  }
   cl_fault tmp;
   const cl_fault *f = fault_of(t, p, &tmp);
   if ((f && f->blackhole) || incoming_in_progress(t, p)) {
@@ -1070,6 +1137,12 @@ static int hs_check(void *ud, const char *peer_name, uint64_t incarnation, char 
     return 0;
   }
   if (!p) return 0;
+  if (p->blocked) {
+    /* else its own re-dial would bring back at once what was just dropped */
+    snprintf(reason, rl, "%s was disconnected from %s and accepts it again only once it connects to it",
+             t->self.full, peer_name);
+    return CL_HSF_BUSY;
+  }
   if (p->conn && incarnation <= p->incarnation) {
     snprintf(reason, rl, "already connected to %s", peer_name);
     return CL_HSF_DUPLICATE;
@@ -1113,9 +1186,60 @@ static void on_connection(uv_stream_t *server, int status) {
 
 /* ---- timers ---- */
 
+static void on_peer_closed(uv_handle_t *h) {
+  cl_peer *p = h->data;
+  cl_transport *t = p->t;
+  free(p);
+  t->open_handles--;
+  maybe_finish(t);
+}
+
+/* Unlinks a peer nobody needs any more and frees it once its timer is closed. Any
+ * connection still naming it (a dial) is closed first: none may outlive it. */
+static void peer_forget(cl_peer *p, const char *why) {
+  cl_transport *t = p->t;
+  p->forgetting = 1;
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->peer == p && c->state != C_CLOSING) conn_close(c);
+  for (cl_peer **pp = &t->peers; *pp; pp = &(*pp)->next)
+    if (*pp == p) {
+      *pp = p->next;
+      break;
+    }
+  if (t->last_peer == p) t->last_peer = NULL;
+  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "forgetting %s: %s", p->nn.full, why);
+  if (t->cb.peer_forgotten) t->cb.peer_forgotten(t->cb.ud, p->nn.full);
+  uv_timer_stop(&p->timer);
+  p->timer.data = p;
+  t->open_handles++;
+  uv_close((uv_handle_t *)&p->timer, on_peer_closed);
+}
+
+static void sweep(cl_transport *t) {
+  char why[96];
+  t->sweep_due = 0;
+  t->last_sweep_ms = now_ms(t);
+  cl_peer *p = t->peers;
+  while (p) {
+    cl_peer *next = p->next;
+    if (peer_forgettable(p)) {
+      if (p->left)
+        snprintf(why, sizeof why, "it left");
+      else if (p->member || p->learned)
+        snprintf(why, sizeof why, "down for more than reconnect_timeout (%u ms)", t->cfg.reconnect_timeout_ms);
+      else
+        snprintf(why, sizeof why, "no longer wanted");
+      peer_forget(p, why);
+    }
+    p = next;
+  }
+}
+
 static void on_tick(uv_timer_t *h) {
   cl_transport *t = h->data;
   uint64_t now = now_ms(t);
+  /* once a second at least: reconnect timeouts expire, the keep callback lets go */
+  if (!t->leaving && (t->sweep_due || now - t->last_sweep_ms >= 1000)) sweep(t);
   cl_conn *c = t->conns;
   while (c) {
     cl_conn *n = c->next;
@@ -1167,6 +1291,7 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->send_queue_max = 64u << 20;
   c->backoff_min_ms = 50;
   c->backoff_max_ms = 5000;
+  c->reconnect_timeout_ms = 24u * 3600 * 1000;
   c->mesh = 1;
   c->log_subsys = "transport";
 }
@@ -1220,6 +1345,7 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (!t->cfg.backoff_min_ms) t->cfg.backoff_min_ms = d.backoff_min_ms;
   if (!t->cfg.backoff_max_ms) t->cfg.backoff_max_ms = d.backoff_max_ms;
   if (t->cfg.backoff_max_ms < t->cfg.backoff_min_ms) t->cfg.backoff_max_ms = t->cfg.backoff_min_ms;
+  if (!t->cfg.reconnect_timeout_ms) t->cfg.reconnect_timeout_ms = d.reconnect_timeout_ms;
   if (!t->cfg.incarnation) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -1306,6 +1432,19 @@ int cl_transport_want(cl_transport *t, const char *name) {
 }
 
 int cl_transport_unwant(cl_transport *t, const char *name) {
+  cl_peer *p = find_peer(t, name);
+  if (!p) {
+    cl_node_name nn;
+    return cl_node_name_parse(name, &nn, NULL, 0) ? CL_EINVAL : 0;
+  }
+  /* nothing else: dropping a live member here made it flap (its own re-dial brought it
+   * back at once) and could cost the cluster its master */
+  p->wanted = 0;
+  t->sweep_due = 1;
+  return 0;
+}
+
+int cl_transport_disconnect(cl_transport *t, const char *name) {
   cl_peer *p = find_peer(t, name);
   if (!p) {
     cl_node_name nn;

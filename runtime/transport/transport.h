@@ -59,6 +59,9 @@ typedef struct {
   uint32_t send_queue_max;   /* default 64 MiB: per-peer bound in bytes; beyond => CL_ENOBUFS */
   uint32_t backoff_min_ms;   /* default 50: first re-dial delay; doubles, with jitter */
   uint32_t backoff_max_ms;   /* default 5000 */
+  uint32_t reconnect_timeout_ms; /* default 24 h (Serf's reconnect_timeout): a peer that
+                                failed and that nobody wants (cl_transport_want) is
+                                re-dialled this long after it went down, then forgotten */
   int mesh;                  /* default 1: learn peers' peers and connect to them */
   int data_conns;            /* default 0 here (the node turns it on): after a control
                                 connection comes up, its dialer opens a second, data
@@ -80,11 +83,17 @@ typedef struct {
   const char *address;   /* "host:port" of the live connection (or the named one) */
   const char *roles;
   uint64_t incarnation;
-  uint32_t rtt_us;       /* smoothed heartbeat round trip; 0 until measured */
+  uint32_t rtt_us;       /* round trip: the handshake's at first, then the smoothed
+                            heartbeat's; 0 only for a peer never connected */
   uint64_t since_ms;     /* uv_now() when it came up (or went down, if !connected) */
   uint64_t last_heartbeat_ms; /* uv_now() of the last frame received from it */
   int connected;
   int wanted;            /* cl_transport_want()ed (or learned through mesh) */
+  /* "up" (connected), "down" (a member that failed or is kept for the voting
+   * configuration: re-dialled), "configured" (wanted but not a member: never connected,
+   * left, or down past reconnect_timeout_ms; re-dialled), "disconnected"
+   * (cl_transport_disconnect: neither dialled nor accepted) */
+  const char *status;
   int data_conns;        /* both sides open data connections: one follows peer_up */
 } cl_peer_info;
 
@@ -111,6 +120,12 @@ typedef struct {
   /* optional, with data_conns: a data connection is ready (it owns dc->fd), or could not
    * be opened (dc->fd == -1: use the control connection for that peer) */
   void (*data_conn)(void *ud, const cl_data_conn *dc);
+  /* optional: non-zero keeps a departed peer known (listed as down, re-dialled) although
+   * the rules below would forget it; the node keeps the voting configuration's members.
+   * Asked again at least once a second while it returns non-zero. */
+  int (*keep)(void *ud, const char *name, const char *node_id);
+  /* optional: the peer is forgotten (no longer listed, dialled or reported) */
+  void (*peer_forgotten)(void *ud, const char *name);
 } cl_transport_callbacks;
 
 /* Starts listening on self_name's host:port (port 0 is refused: peers must be able to
@@ -119,11 +134,22 @@ typedef struct {
 cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *,
                                const cl_transport_callbacks *, char *err, size_t errlen);
 
-/* Keep connected to name: dial now, re-dial with exponential backoff + jitter while
- * down. Idempotent. A short name is accepted when it matches exactly one known peer. */
+/* Keep connected to name: dial now, re-dial with exponential backoff + jitter (capped at
+ * backoff_max_ms) while down, for as long as it is wanted. Idempotent; undoes
+ * cl_transport_disconnect. A short name is accepted when it matches exactly one known peer.
+ *
+ * A peer nobody wants (learned through the mesh, or one that dialled us) is forgotten:
+ * at once when it left; when it failed, once reconnect_timeout_ms has passed since it
+ * went down (re-dialled until then); in either case only when the keep callback lets go. */
 int cl_transport_want(cl_transport *, const char *name);
-/* Stop re-dialling name and disconnect it (the peer sees "closed"; we report "closed"). */
+/* Stop wanting name, nothing more: a live connection stays up (the peer stays a member
+ * until it leaves or fails); a peer that is down falls under the rules above. What a
+ * discovery source does when it no longer lists a node. */
 int cl_transport_unwant(cl_transport *, const char *name);
+/* Drop the connection to name (both sides report "closed") and neither dial it nor
+ * accept its connections until cl_transport_want(name): no flap back through the
+ * peer's own re-dial or the mesh. */
+int cl_transport_disconnect(cl_transport *, const char *name);
 
 /* channel >= 1 (0 is the transport's own); never blocks; copies data; per-pair FIFO.
  * Returns 0, CL_ENOTCONN, CL_ENOBUFS, CL_E2BIG, CL_EINVAL.

@@ -49,6 +49,10 @@ typedef struct {
   uint64_t dc_inc;
   uint8_t dc_tx[32], dc_rx[32];
   size_t dc_pre_out;
+  uint32_t up_rtt;
+  int forgotten, keep;
+  char forgot_name[128];
+  uint64_t forgot_at;
 } tnode;
 
 static void cb_up(void *ud, const cl_peer_info *p) {
@@ -58,6 +62,18 @@ static void cb_up(void *ud, const cl_peer_info *p) {
   snprintf(n->up_roles, sizeof n->up_roles, "%s", p->roles);
   snprintf(n->up_id, sizeof n->up_id, "%s", p->node_id);
   n->up_data = p->data_conns;
+  n->up_rtt = p->rtt_us;
+}
+static int cb_keep(void *ud, const char *name, const char *id) {
+  (void)name;
+  (void)id;
+  return ((tnode *)ud)->keep;
+}
+static void cb_forgotten(void *ud, const char *name) {
+  tnode *n = ud;
+  n->forgotten++;
+  n->forgot_at = uv_now(L);
+  snprintf(n->forgot_name, sizeof n->forgot_name, "%s", name);
 }
 static void cb_down(void *ud, const char *name, const char *reason) {
   tnode *n = ud;
@@ -100,7 +116,7 @@ static void cb_data(void *ud, const cl_data_conn *dc) {
 typedef struct {
   const char *cookie, *cluster;
   int encrypt, mesh, data;
-  uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms;
+  uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms;
 } opts;
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
@@ -122,8 +138,9 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->timeout_ms) c.timeout_ms = o->timeout_ms;
   if (o && o->heartbeat_ms) c.heartbeat_ms = o->heartbeat_ms;
   c.data_conns = o ? o->data : 0;
+  if (o && o->reconnect_timeout_ms) c.reconnect_timeout_ms = o->reconnect_timeout_ms;
   c.log_subsys = short_name;
-  cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n, cb_data};
+  cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n, cb_data, cb_keep, cb_forgotten};
   char err[256];
   n->t = cl_transport_new(L, &c, &cb, err, sizeof err);
   if (!n->t) fprintf(stderr, "cl_transport_new: %s\n", err);
@@ -905,19 +922,197 @@ void fe(void *ud, const cl_peer_info *p) {
   if (p->connected) acc->rtt = p->rtt_us;
 }
 
+/* One peer's status, as cl_transport_foreach reports it ("" if not listed). */
+typedef struct {
+  const char *name;
+  char status[16];
+  int listed;
+} status_arg;
+static void status_fe(void *ud, const cl_peer_info *p) {
+  status_arg *a = ud;
+  a->listed++;
+  if (strcmp(p->name, a->name) == 0) snprintf(a->status, sizeof a->status, "%s", p->status);
+}
+static const char *status_of(tnode *n, const char *name, int *listed) {
+  static status_arg a;
+  memset(&a, 0, sizeof a);
+  a.name = name;
+  cl_transport_foreach(n->t, status_fe, &a);
+  if (listed) *listed = a.listed;
+  return a.status;
+}
+
+static int got_msgs(void *ud) { return ((tnode *)ud)->msgs > 0; }
+
+/* What a discovery source does when it drops a node: stop dialling, nothing more. The
+ * marker is a message sent after the unwant on the same connection: once it is in,
+ * anything the unwant would have done (a close, a down) would have come first. */
 static int t_unwant(void) {
   tnode a, b;
   opts o = O(1);
   CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
   CHECK(wait_connected(&a, 1, 2000), "not connected");
   cl_transport_unwant(a.t, b.name);
-  int db = run_until(has_down, &b, 1000);
-  spin(300);
+  spin(60); /* a tick: the sweep runs, and must leave a connected peer alone */
+  uint64_t seq = 0;
+  int r = cl_transport_send(a.t, b.name, 1, &seq, 8);
+  int got = run_until(got_msgs, &b, 2000);
   size_t ca = cl_transport_connected_count(a.t);
+  int downs_a = a.downs, downs_b = b.downs;
+  char st[16];
+  snprintf(st, sizeof st, "%s", status_of(&a, b.name, NULL));
   node_stop(&a);
   node_stop(&b);
-  CHECK(db && a.downs == 1 && !strcmp(a.down_reason, "closed"), "unwant: b down=%d a downs=%d", db, a.downs);
-  CHECK(ca == 0, "re-dialled after unwant");
+  CHECK(r == 0 && got, "marker not delivered after unwant (send=%d)", r);
+  CHECK(downs_a == 0 && downs_b == 0 && ca == 1, "unwant dropped the connection: downs a=%d b=%d", downs_a, downs_b);
+  CHECK(!strcmp(st, "up"), "status %s", st);
+  return 0;
+}
+
+typedef struct {
+  tnode *n;
+  uint64_t base, grow;
+} bytes_arg;
+static int bytes_grew(void *ud) {
+  bytes_arg *a = ud;
+  cl_transport_stats s;
+  cl_transport_stats_get(a->n->t, &s);
+  return s.bytes_in >= a->base + a->grow;
+}
+
+/* disconnect drops the connection and keeps it dropped, although the peer still wants
+ * it: its re-dials (the marker: they reach a, twice) are refused, no node_up follows
+ * until a connects again. */
+static int t_disconnect(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  cl_transport_want(b.t, a.name);
+  CHECK(wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000), "not connected");
+  cl_transport_disconnect(a.t, b.name);
+  int db = run_until(has_down, &b, 1000);
+  cl_transport_stats s;
+  cl_transport_stats_get(a.t, &s);
+  bytes_arg ba = {&a, s.bytes_in, 1};
+  int tried1 = run_until(bytes_grew, &ba, 2000);
+  cl_transport_stats_get(a.t, &s);
+  ba.base = s.bytes_in;
+  int tried2 = run_until(bytes_grew, &ba, 2000);
+  int ups_a = a.ups, ups_b = b.ups, downs_a = a.downs;
+  char st[16];
+  snprintf(st, sizeof st, "%s", status_of(&a, b.name, NULL));
+  cl_transport_want(a.t, b.name);
+  int back = wait_connected(&a, 1, 3000) && wait_connected(&b, 1, 3000);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(db && downs_a == 1 && !strcmp(a.down_reason, "closed"), "down b=%d a=%d %s", db, downs_a, a.down_reason);
+  CHECK(tried1 && tried2, "b did not re-dial (%d %d)", tried1, tried2);
+  CHECK(ups_a == 1 && ups_b == 1, "flapped back: ups a=%d b=%d", ups_a, ups_b);
+  CHECK(!strcmp(st, "disconnected"), "status %s", st);
+  CHECK(back, "want after disconnect did not reconnect");
+  return 0;
+}
+
+static int has_forgotten(void *ud) { return ((tnode *)ud)->forgotten > 0; }
+
+/* A peer that dialled us and failed (nobody here wants it) is re-dialled, then
+ * forgotten reconnect_timeout after it went down; a kept one is not. */
+static int t_forget_failed(void) {
+  tnode a, b;
+  opts oa = O(1), ob = O(1);
+  oa.reconnect_timeout_ms = 1000;
+  CHECK(node_start(&a, "a", free_port(), &oa) == 0 && node_start(&b, "b", free_port(), &ob) == 0, "start");
+  cl_transport_want(b.t, a.name);
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  char bname[64];
+  snprintf(bname, sizeof bname, "%s", b.name);
+  a.keep = 1;
+  node_stop(&b);
+  int d = run_until(has_down, &a, 1000);
+  uint64_t t_down = uv_now(L);
+  char st1[16];
+  snprintf(st1, sizeof st1, "%s", status_of(&a, bname, NULL));
+  /* kept (a voting member): still there well past the timeout */
+  int kept_forgotten = run_until(has_forgotten, &a, 2500);
+  char st2[16];
+  snprintf(st2, sizeof st2, "%s", status_of(&a, bname, NULL));
+  a.keep = 0;
+  int f = run_until(has_forgotten, &a, 2500);
+  int listed = -1;
+  status_of(&a, bname, &listed);
+  uint64_t after = a.forgot_at - t_down;
+  node_stop(&a);
+  CHECK(d && !strcmp(st1, "down"), "down=%d status=%s", d, st1);
+  CHECK(!kept_forgotten && !strcmp(st2, "down"), "a kept peer was forgotten (status %s)", st2);
+  CHECK(f && !strcmp(a.forgot_name, bname) && listed == 0, "not forgotten (f=%d listed=%d)", f, listed);
+  CHECK(after >= 2500, "forgotten %llu ms after going down", (unsigned long long)after);
+  return 0;
+}
+
+/* Not kept: forgotten once the timeout passes, and not before. */
+static int t_forget_timeout(void) {
+  tnode a, b;
+  opts oa = O(1), ob = O(1);
+  oa.reconnect_timeout_ms = 1000;
+  CHECK(node_start(&a, "a", free_port(), &oa) == 0 && node_start(&b, "b", free_port(), &ob) == 0, "start");
+  cl_transport_want(b.t, a.name);
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  node_stop(&b);
+  int d = run_until(has_down, &a, 1000);
+  uint64_t t_down = uv_now(L);
+  int f = run_until(has_forgotten, &a, 3000);
+  uint64_t after = a.forgot_at - t_down;
+  node_stop(&a);
+  CHECK(d && f, "down=%d forgotten=%d", d, f);
+  /* the sweep runs at least once a second: forgotten within a second of the timeout */
+  CHECK(after >= 950 && after <= 3000, "forgotten %llu ms after going down", (unsigned long long)after);
+  return 0;
+}
+
+/* A peer that left is forgotten at once unless wanted; a wanted one stays, configured. */
+static int t_forget_left(void) {
+  tnode a, b, c;
+  opts o = O(1);
+  CHECK(node_start(&a, "a", free_port(), &o) == 0 && node_start(&b, "b", free_port(), &o) == 0 &&
+            node_start(&c, "c", free_port(), &o) == 0,
+        "start");
+  cl_transport_want(b.t, a.name); /* a does not want b */
+  cl_transport_want(a.t, c.name); /* a wants c */
+  CHECK(wait_connected(&a, 2, 2000), "not connected");
+  uint64_t t0 = uv_now(L);
+  cl_transport_leave(b.t);
+  int f = run_until(has_forgotten, &a, 1000);
+  uint64_t dt = uv_now(L) - t0;
+  char fname[128];
+  snprintf(fname, sizeof fname, "%s", a.forgot_name);
+  cl_transport_leave(c.t);
+  a.downs = 0;
+  int dc = run_until(has_down, &a, 1000);
+  spin(200); /* several ticks: a sweep would have forgotten it */
+  char st[16];
+  snprintf(st, sizeof st, "%s", status_of(&a, c.name, NULL));
+  int forgotten = a.forgotten;
+  node_stop(&b);
+  node_stop(&c);
+  node_stop(&a);
+  CHECK(f && !strcmp(fname, b.name) && dt < 300, "left peer forgotten=%d after %llu ms", f,
+        (unsigned long long)dt);
+  CHECK(dc && forgotten == 1 && !strcmp(st, "configured"), "wanted peer that left: forgotten=%d status=%s",
+        forgotten, st);
+  return 0;
+}
+
+/* node_up carries a measured round trip (the handshake's), not 0. */
+static int t_rtt_at_up(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  int ok = wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000);
+  uint32_t ra = a.up_rtt, rb = b.up_rtt;
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(ok, "not connected");
+  CHECK(ra > 1 && ra < 1000000 && rb > 1 && rb < 1000000, "rtt at node_up: dialer %u, acceptor %u", ra, rb);
   return 0;
 }
 
@@ -953,7 +1148,12 @@ int main(void) {
   run_case("transport: mesh off", t_no_mesh);
   run_case("transport: simultaneous dials settle on one connection", t_simultaneous_dial);
   run_case("transport: heartbeat RTT measured", t_rtt);
-  run_case("transport: unwant disconnects and stops re-dialling", t_unwant);
+  run_case("transport: unwant stops dialling only: the connection stays up", t_unwant);
+  run_case("transport: disconnect drops the peer and refuses its re-dials until wanted again", t_disconnect);
+  run_case("transport: a failed peer is forgotten after reconnect_timeout, not while kept", t_forget_failed);
+  run_case("transport: a failed peer is forgotten once reconnect_timeout has passed", t_forget_timeout);
+  run_case("transport: a peer that left is forgotten at once, unless wanted", t_forget_left);
+  run_case("transport: peer_up carries the handshake's round trip", t_rtt_at_up);
   run_case("transport: data connection handed over with crossed keys (encrypted)", t_data_conns);
   run_case("transport: data connection handed over (unencrypted)", t_data_conns_plain);
   run_case("transport: data connections off on one side: none tried, peer_up says so", t_data_conn_one_side);

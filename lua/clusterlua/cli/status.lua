@@ -134,7 +134,8 @@ local function render(nodes, health, coord)
       name .. (n.self == true and " (this node)" or ""),
       type(n.address) == "string" and n.address ~= "" and n.address or "-",
       roles_str(n.roles),
-      up and "up" or "down",
+      -- "configured": listed by discovery but not a member (older nodes send no status)
+      type(n.status) == "string" and n.status or (up and "up" or "down"),
       (master and name == master) and "*" or "",
       have_voting and (in_vc and "yes" or "no") or "?",
       n.self == true and "-" or age_str(n.last_heartbeat_ms),
