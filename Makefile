@@ -17,7 +17,7 @@ DEB_PACKAGES = build-essential luajit libluajit-5.1-dev libuv1-dev lua-luv-dev l
   libc-ares-dev libhttp-parser-dev libjansson-dev lua-cjson lua-busted clang libclang-rt-14-dev \
   dnsmasq-base iproute2 iptables stress-ng curl prometheus luarocks
 
-RUNTIME_SRC = $(wildcard runtime/*.c runtime/transport/*.c runtime/election/*.c)
+RUNTIME_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 C_TESTS  =
 FUZZ_TARGETS =

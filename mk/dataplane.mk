@@ -1,8 +1,8 @@
 # Data plane: C tests of the Lua loop's data connections (dataplane.c) over loopback.
 # Included by the main Makefile (which defines CC, CFLAGS, BUILD).
-DATAPLANE_TEST_SRC := spec/c/test_dataplane.c runtime/dataplane.c $(wildcard runtime/transport/*.c) runtime/log.c
+DATAPLANE_TEST_SRC := spec/c/test_dataplane.c $(wildcard runtime/transport/*.c) runtime/core/log.c
 
-$(BUILD)/test_dataplane: $(DATAPLANE_TEST_SRC) runtime/dataplane.h $(wildcard runtime/transport/*.h) runtime/log.h spec/c/loop_test.h
+$(BUILD)/test_dataplane: $(DATAPLANE_TEST_SRC) runtime/transport/dataplane.h $(wildcard runtime/transport/*.h) runtime/core/log.h spec/c/loop_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(DATAPLANE_TEST_SRC) -luv -lsodium -pthread
 

@@ -10,12 +10,12 @@
 #include <string.h>
 #include <uv.h>
 
-#include "control.h"
-#include "dataplane.h"
-#include "log.h"
-#include "lua_host.h"
-#include "options.h"
-#include "version.h"
+#include "core/control.h"
+#include "transport/dataplane.h"
+#include "core/log.h"
+#include "lua/lua_host.h"
+#include "core/options.h"
+#include "core/version.h"
 
 cl_options cl_opts;
 

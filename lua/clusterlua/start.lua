@@ -19,7 +19,7 @@ local function readable_writable(path)
 end
 
 -- Checks the data directory without writing anything: the node creates it (mode 0700)
--- and its node_id only once every other check has passed (runtime/node.c). Returns
+-- and its node_id only once every other check has passed (runtime/node/node.c). Returns
 -- the node id and whether it is new, or nil, err.
 local function check_data(dir)
   local st = uv.fs_stat(dir)

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
-#include "log.h"
+#include "core/log.h"
 
 enum { C_CONNECTING = 1, C_HANDSHAKE, C_UP, C_CLOSING };
 #define CL_MAX_PEERS 4096 /* learned through mesh; wanted peers are not capped */

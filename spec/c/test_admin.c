@@ -18,10 +18,10 @@
 #include <unistd.h>
 #include <uv.h>
 
-#include "admin.h"
-#include "json_filter.h"
-#include "log.h"
-#include "metrics.h"
+#include "admin/admin.h"
+#include "admin/json_filter.h"
+#include "core/log.h"
+#include "admin/metrics.h"
 
 static int g_failed;
 static void pass(const char *name) { printf("PASS %s\n", name), fflush(stdout); }

@@ -12,8 +12,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "dataplane.h"
-#include "log.h"
+#include "transport/dataplane.h"
+#include "core/log.h"
 #include "loop_test.h"
 #include "transport/internal.h"
 

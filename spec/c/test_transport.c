@@ -10,7 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "core/log.h"
 #include "loop_test.h"
 #include "transport/internal.h"
 #include "transport/transport.h"

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "control.h"
+#include "core/control.h"
 
 enum {
   CL_CMD_NODE_START = CL_CMD_NODE_BASE, /* id = (uintptr_t)cl_node_config*, answered via its semaphore */

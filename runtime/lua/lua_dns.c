@@ -19,8 +19,8 @@
 #include <string.h>
 #include <uv.h>
 
-#include "log.h"
-#include "lua_host.h"
+#include "core/log.h"
+#include "lua/lua_host.h"
 
 #define CHAN_MT "clusterlua.cdns.channel"
 

@@ -7,7 +7,7 @@
  * reading stops when it is full, so a client can never make us buffer without bound.
  * Handlers get a generation id rather than a pointer, so a late answer for a client
  * that went away is dropped instead of touching freed memory. */
-#include "admin.h"
+#include "admin/admin.h"
 
 #include <errno.h>
 #include <stdatomic.h>
@@ -21,7 +21,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "log.h"
+#include "core/log.h"
 
 #define SUBSYS "admin"
 #define IN_CAP 16384

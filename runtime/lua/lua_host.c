@@ -1,4 +1,4 @@
-#include "lua_host.h"
+#include "lua/lua_host.h"
 
 #include <lauxlib.h>
 #include <luajit.h>
@@ -10,7 +10,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "log.h"
+#include "core/log.h"
 
 int luaopen_clusterlua_core(lua_State *L);
 int luaopen_clusterlua_dns(lua_State *L);

@@ -7,7 +7,7 @@
 #include <stdint.h>
 #include <uv.h>
 
-#include "queue.h"
+#include "core/queue.h"
 
 /* Commands (Lua -> control) and events (control -> Lua). Subsystems take ranges. */
 enum {

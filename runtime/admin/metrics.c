@@ -1,7 +1,7 @@
 /* Prometheus text exposition format 0.0.4, written so promtool's parser and linter
  * accept it: names sanitised, counters end in _total, label values escaped,
  * histogram buckets cumulative and ending with le="+Inf". */
-#include "metrics.h"
+#include "admin/metrics.h"
 
 #include <math.h>
 #include <stdarg.h>

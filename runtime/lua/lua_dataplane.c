@@ -8,9 +8,9 @@
 #include <sodium.h>
 #include <string.h>
 
-#include "dataplane.h"
-#include "lua_dataplane.h"
-#include "lua_host.h"
+#include "transport/dataplane.h"
+#include "lua/lua_dataplane.h"
+#include "lua/lua_host.h"
 
 static lua_State *g_L;
 static int g_on_msg = LUA_NOREF, g_on_closed = LUA_NOREF;

@@ -1,7 +1,7 @@
 /* filter_path: walks the document once with the set of positions reached in every
  * path (an NFA over key segments), so "**" and many paths cost no backtracking. The
  * filter comes from a query string: its size is bounded before anything is built. */
-#include "json_filter.h"
+#include "admin/json_filter.h"
 
 #include <stdint.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
  * and at once when a burst fills an AEAD record. Failures found while Lua is calling in
  * through the FFI are only noted; the closed callback (which calls Lua) runs from the
  * check handle. */
-#include "dataplane.h"
+#include "transport/dataplane.h"
 
 #include <errno.h>
 #include <sched.h>
@@ -17,7 +17,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
+#include "core/log.h"
 #include "transport/internal.h"
 
 enum { CL_CH_LUA_DATA = 2, HOT_MAX = 8 };

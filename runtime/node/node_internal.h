@@ -7,9 +7,9 @@
 #include <uv.h>
 
 #include "election/election.h"
-#include "log.h"
-#include "metrics.h"
-#include "node.h"
+#include "core/log.h"
+#include "admin/metrics.h"
+#include "node/node.h"
 #include "transport/transport.h"
 
 enum { CL_CH_ELECTION = 1, CL_CH_LUA = 2 };

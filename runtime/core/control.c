@@ -1,4 +1,4 @@
-#include "control.h"
+#include "core/control.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -9,8 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "node_internal.h"
+#include "core/log.h"
+#include "node/node_internal.h"
 
 /* deferred inputs: a transport callback that fires while effects are being performed
  * waits until the current step is finished, so effects are never interleaved */

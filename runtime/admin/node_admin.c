@@ -7,12 +7,12 @@
 #include <string.h>
 #include <sys/time.h>
 
-#include "admin.h"
-#include "dataplane.h"
-#include "json_filter.h"
-#include "log.h"
-#include "lua_host.h"
-#include "node_internal.h"
+#include "admin/admin.h"
+#include "transport/dataplane.h"
+#include "admin/json_filter.h"
+#include "core/log.h"
+#include "lua/lua_host.h"
+#include "node/node_internal.h"
 
 extern _Atomic uint64_t cl_hook_aborts; /* lua_core.c */
 

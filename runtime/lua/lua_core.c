@@ -5,11 +5,11 @@
 #include <stdatomic.h>
 #include <uv.h>
 
-#include "control.h"
-#include "log.h"
-#include "lua_host.h"
-#include "options.h"
-#include "version.h"
+#include "core/control.h"
+#include "core/log.h"
+#include "lua/lua_host.h"
+#include "core/options.h"
+#include "core/version.h"
 
 /* hooks aborted for running past their budget: counted here so the control loop can
  * report it in health and metrics without asking Lua */

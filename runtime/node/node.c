@@ -1,6 +1,6 @@
 /* The node on the control loop: routes commands from Lua to the transport and the
  * election, and their events back. A plain script starts none of it. */
-#include "node.h"
+#include "node/node.h"
 
 #include <errno.h>
 #include <sodium.h>
@@ -10,8 +10,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "log.h"
-#include "node_internal.h"
+#include "core/log.h"
+#include "node/node_internal.h"
 
 cl_node cl_the_node;
 _Atomic int64_t cl_msg_backlog;

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "control.h"
+#include "core/control.h"
 #include "election/election.h"
-#include "lua_dataplane.h"
-#include "lua_host.h"
-#include "node.h"
+#include "lua/lua_dataplane.h"
+#include "lua/lua_host.h"
+#include "node/node.h"
 
 static int g_handler = LUA_NOREF;
 static uint32_t g_max_frame = 16u << 20;
