@@ -147,4 +147,29 @@ describe("admin endpoint", function()
     assert.are_not.equal(0, p:wait_exit(5000))
     assert.truthy(p.stderr:find("token", 1, true), p.stderr)
   end)
+
+  -- an empty token file used to turn authentication off; a readable one leaks the token
+  it("refuses an empty, whitespace-only or group-readable --admin-token-file before creating anything", function()
+    local cases = {
+      { "", 384, "is empty or holds only whitespace" },
+      { " \n\t\n", 384, "is empty or holds only whitespace" },
+      { "s3cret\n", 416, "is readable by group or others (mode 640); chmod 600 it" },
+      { "s3cret\n", 420, "is readable by group or others (mode 644); chmod 600 it" },
+    }
+    for i, case in ipairs(cases) do
+      local path = c.dir .. "/token" .. i
+      cluster.write(path, case[1])
+      assert(uv.fs_chmod(path, case[2]))
+      local data = c.dir .. "/data-token" .. i
+      for _, admin in ipairs { "127.0.0.1:", "0.0.0.0:" } do
+        local p = proc.start(proc.bin, { "--name", "x@127.0.0.1:" .. cluster.free_port(), "--cookie", "c", "--admin",
+          admin .. cluster.free_port(), "--admin-token-file", path, "--data", data, c.topology })
+        assert.equal(2, p:wait_exit(5000), p.stderr)
+        local want = "--admin-token-file: " .. path .. " " .. case[3]
+        assert.truthy(p.stderr:find(want, 1, true), ("expected %q in: %s"):format(want, p.stderr))
+        assert.is_nil(p.stderr:find("requires a token", 1, true), p.stderr)
+        assert.is_nil(uv.fs_stat(data), "the data directory was created before the refusal")
+      end
+    end
+  end)
 end)
