@@ -132,6 +132,7 @@ static const char *reason(int status) {
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
   }
 }
@@ -430,6 +431,13 @@ static int token_ok(conn *c) {
 static int on_headers_complete(http_parser *p) {
   conn *c = p->data;
   cl_admin *a = c->a;
+  /* the parser takes any digits as a version; only HTTP/1.x is spoken here (a later
+   * minor version is compatible with 1.1, RFC 9110 2.5) */
+  if (p->http_major != 1) {
+    sodium_memzero(c->auth, sizeof c->auth); /* as token_ok does: no token outlives its request */
+    return early(c, 505, "HTTP version %u.%u is not supported (use HTTP/1.1 or HTTP/1.0)",
+                 (unsigned)p->http_major, (unsigned)p->http_minor);
+  }
   if (!token_ok(c)) {
     uint32_t sup = 0;
     if (cl_ratelimit_allow(&a->rl_auth, now_ms(a), &sup))

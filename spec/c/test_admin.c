@@ -312,6 +312,21 @@ static void client_tests(void) {
   CHECK("http_400_malformed", rc == 0 && r.status == 400 && json_error_field(&r) && closed_by_server(&a, 3000),
         "rc=%d status=%d", rc, r.status);
   hang_up(&a);
+  /* only HTTP/1.x: any other version is named in a 505, and a later 1.x minor is 1.1 */
+  rc = roundtrip(port, "GET /hello HTTP/9.9\r\nHost: x\r\n\r\n", &r);
+  CHECK("http_505_version", rc == 0 && r.status == 505 && json_error_field(&r) && strstr(r.body, "9.9"),
+        "rc=%d status=%d body=%s", rc, r.status, r.body);
+  {
+    rc = roundtrip(port, "GET /hello HTTP/2.0\r\n\r\n", &r);
+    int v2 = rc == 0 && r.status == 505;
+    rc = roundtrip(port, "GET /hello HTTP/0.9\r\n\r\n", &r);
+    int v0 = rc == 0 && r.status == 505;
+    rc = roundtrip(port, "GET /hello HTTP/1.0\r\n\r\n", &r);
+    int v10 = rc == 0 && r.status == 200;
+    rc = roundtrip(port, "GET /hello HTTP/1.9\r\n\r\n", &r);
+    CHECK("http_505_only_for_other_majors", v2 && v0 && v10 && rc == 0 && r.status == 200,
+          "2.0:%d 0.9:%d 1.0:%d 1.9: rc=%d status=%d", v2, v0, v10, rc, r.status);
+  }
   rc = roundtrip(port, "GET /%zz HTTP/1.1\r\n\r\n", &r);
   CHECK("http_400_bad_escape", rc == 0 && r.status == 400 && json_error_field(&r), "status=%d", r.status);
 
