@@ -492,8 +492,8 @@ static int hexval(int ch) {
   return -1;
 }
 
-/* Percent-decodes into dst (cap includes the NUL). -1 on a bad escape, a NUL byte or
- * overflow. */
+/* Percent-decodes into dst (cap includes the NUL). -1 on a bad escape or a NUL byte,
+ * -2 when it does not fit. */
 static long pct_decode(const char *s, size_t n, char *dst, size_t cap, int plus_space) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
@@ -507,10 +507,11 @@ static long pct_decode(const char *s, size_t n, char *dst, size_t cap, int plus_
     } else if (ch == '+' && plus_space) {
       ch = ' ';
     }
-    if (ch == 0 || o + 1 >= cap) return -1;
+    if (ch == 0) return -1;
+    if (o + 1 >= cap) return -2;
     dst[o++] = (char)ch;
   }
-  if (cap == 0) return -1;
+  if (cap == 0) return -2;
   dst[o] = 0;
   return (long)o;
 }
@@ -975,8 +976,8 @@ void cl_admin_extend_deadline(cl_admin *a, void *priv, uint64_t ms) {
 
 int cl_admin_pending(cl_admin *a, void *priv) { return pending_conn(a, priv) != NULL; }
 
-const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char *buf, size_t buflen) {
-  if (!req || !req->query || !name || !buf || !buflen) return NULL;
+int cl_admin_query_lookup(const cl_admin_req *req, const char *name, char *buf, size_t buflen) {
+  if (!req || !req->query || !name || !buf || !buflen) return CL_ADMIN_QP_ABSENT;
   size_t nl = strlen(name);
   const char *p = req->query;
   while (*p) {
@@ -988,14 +989,19 @@ const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char
     if (kl < sizeof key && pct_decode(p, kl, key, sizeof key, 1) == (long)nl && memcmp(key, name, nl) == 0) {
       if (!eq) {
         buf[0] = 0;
-        return buf;
+        return CL_ADMIN_QP_OK;
       }
-      return pct_decode(eq + 1, seg - kl - 1, buf, buflen, 1) < 0 ? NULL : buf;
+      long r = pct_decode(eq + 1, seg - kl - 1, buf, buflen, 1);
+      return r >= 0 ? CL_ADMIN_QP_OK : r == -2 ? CL_ADMIN_QP_TOO_LONG : CL_ADMIN_QP_MALFORMED;
     }
     if (!amp) break;
     p = amp + 1;
   }
-  return NULL;
+  return CL_ADMIN_QP_ABSENT;
+}
+
+const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char *buf, size_t buflen) {
+  return cl_admin_query_lookup(req, name, buf, buflen) == CL_ADMIN_QP_OK ? buf : NULL;
 }
 
 void cl_admin_close(cl_admin *a, void (*done)(void *), void *ud) {

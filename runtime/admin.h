@@ -78,6 +78,11 @@ int cl_admin_pending(cl_admin *a, void *priv);
  * than buflen-1. */
 const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char *buf,
                                  size_t buflen);
+/* The same, saying why there is no value, so that a handler can name what was wrong:
+ * CL_ADMIN_QP_OK (buf holds the value), _ABSENT, _MALFORMED (bad escape or NUL byte) or
+ * _TOO_LONG (longer than buflen-1). */
+enum { CL_ADMIN_QP_OK = 0, CL_ADMIN_QP_ABSENT = -1, CL_ADMIN_QP_MALFORMED = -2, CL_ADMIN_QP_TOO_LONG = -3 };
+int cl_admin_query_lookup(const cl_admin_req *req, const char *name, char *buf, size_t buflen);
 
 /* Stops listening, closes every connection and frees the server once all handles are
  * closed; then calls done(ud) (done may be NULL). No cl_admin_* call is allowed on a

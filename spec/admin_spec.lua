@@ -73,6 +73,30 @@ describe("admin endpoint", function()
     assert.same({}, s)
   end)
 
+  -- these used to answer 500, or be ignored and answer the whole state
+  it("refuses a filter_path it cannot apply with a 400 that says why", function()
+    local deep = "metadata" .. (".x"):rep(40)
+    local cases = {
+      { deep, "has more than 32 dotted parts" },
+      { ("x"):rep(5000), "filter_path is longer than 4096 characters" },
+      { ",,,", "names no path (only commas, spaces or '-')" },
+      { "%2C%20%2C", "names no path" },
+      { ("a,"):rep(65), "filter_path has more than 64 paths" },
+      { "nodes%zz", "filter_path: malformed percent-encoding" },
+    }
+    for _, case in ipairs(cases) do
+      local code, j = c:http(1, "GET", "/_cluster/state?filter_path=" .. case[1])
+      assert.equal(400, code, case[1]:sub(1, 60))
+      assert.truthy(j and j.error and j.error:find(case[2], 1, true), ("expected %q in %s"):format(case[2],
+        j and j.error or "no JSON"))
+    end
+    -- a long filter under the bound is applied, not ignored
+    local code, s = c:http(1, "GET", "/_cluster/state?filter_path=version," .. ("x"):rep(3000))
+    assert.equal(200, code)
+    assert.is_number(s.version)
+    assert.is_nil(s.nodes)
+  end)
+
   it("refuses bad requests with JSON errors: 404, 405, 400, 413", function()
     local code, j = c:http(1, "GET", "/nope")
     assert.equal(404, code)

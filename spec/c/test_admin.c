@@ -557,6 +557,17 @@ static void fcase(const char *name, const char *doc, const char *filter, const c
   json_decref(d);
 }
 
+/* errsub NULL: the filter must be usable; else refused with errsub in the message */
+static void fcheck(const char *name, const char *filter, const char *errsub) {
+  char err[256] = "x", full[128];
+  int rc = cl_json_filter_check(filter, err, sizeof err);
+  snprintf(full, sizeof full, "filter_check_%s", name);
+  if (!errsub)
+    CHECK(full, rc == 0 && err[0] == 0, "rc=%d err=%s", rc, err);
+  else
+    CHECK(full, rc == -1 && strstr(err, errsub) && strstr(err, "filter_path"), "rc=%d err=%s", rc, err);
+}
+
 static void filter_tests(void) {
   const char *doc = "{\"a\":{\"b\":1,\"c\":2},\"d\":3,\"e\":[{\"n\":\"x\",\"v\":1},{\"n\":\"y\"},5]}";
   fcase("leaf", doc, "a.b", "{\"a\":{\"b\":1}}");
@@ -593,9 +604,28 @@ static void filter_tests(void) {
     char many[2000] = "";
     for (int i = 0; i < 70; i++) strcat(many, "k,");
     fcase("too_many_paths_refused", doc, many, NULL);
+    fcheck("too_many_paths_says_so", many, "more than 64 paths");
     char deep[400] = "a";
     for (int i = 0; i < 40; i++) strcat(deep, ".b");
     fcase("too_many_segments_refused", doc, deep, NULL);
+    fcheck("too_many_parts_says_so", deep, "more than 32 dotted parts");
+    /* the bounds themselves are usable: 32 parts, 64 paths */
+    char at[400] = "a";
+    for (int i = 1; i < 32; i++) strcat(at, ".b");
+    fcase("32_parts_usable", "{\"a\":{\"b\":1}}", at, "{}");
+    fcheck("32_parts_checked_ok", at, NULL);
+    char m64[2000] = "";
+    for (int i = 0; i < 64; i++) strcat(m64, i ? ",d" : "d");
+    fcase("64_paths_usable", doc, m64, "{\"d\":3}");
+    static char longf[CL_JSON_FILTER_MAX_LEN + 2];
+    memset(longf, 'x', sizeof longf - 1);
+    fcase("too_long_refused", doc, longf, NULL);
+    fcheck("too_long_says_so", longf, "characters long (at most 4096)");
+    fcase("only_commas_refused", doc, ",,,", NULL);
+    fcheck("only_commas_says_so", " , ,", "names no path");
+    fcheck("only_dash_says_so", "-", "names no path");
+    fcheck("empty_is_no_filter", "", NULL);
+    fcheck("trailing_comma_fine", "a,", NULL);
   }
   {
     /* pathological wildcard stays fast */
