@@ -208,22 +208,44 @@ void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const ch
   }
 }
 
+/* Elasticsearch's two forms: node_names (short or full names) or node_ids (the ids of
+ * the node_id files, as GET /_cluster/state shows them), one or the other. */
 static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
-  char names[1024];
-  const char *v = cl_admin_query_param(req, "node_names", names, sizeof names);
-  if (!v || !*v) {
-    cl_admin_reply_error(a, req->priv, 400, "node_names is required: ?node_names=node1,node2");
+  char names[1024], ids[1024];
+  int qn = cl_admin_query_lookup(req, "node_names", names, sizeof names);
+  int qi = cl_admin_query_lookup(req, "node_ids", ids, sizeof ids);
+  if (qn != CL_ADMIN_QP_ABSENT && qi != CL_ADMIN_QP_ABSENT) {
+    cl_admin_reply_error(a, req->priv, 400, "give node_names or node_ids, not both");
+    return;
+  }
+  int by_id = qi != CL_ADMIN_QP_ABSENT;
+  const char *param = by_id ? "node_ids" : "node_names";
+  int q = by_id ? qi : qn;
+  char *v = by_id ? ids : names;
+  if (q == CL_ADMIN_QP_TOO_LONG) {
+    cl_admin_reply_error(a, req->priv, 400, "%s is longer than %zu characters", param, sizeof names - 1);
+    return;
+  }
+  if (q == CL_ADMIN_QP_MALFORMED) {
+    cl_admin_reply_error(a, req->priv, 400, "%s: malformed percent-encoding or a NUL byte", param);
+    return;
+  }
+  if (q == CL_ADMIN_QP_ABSENT || strspn(v, ", ") == strlen(v)) {
+    cl_admin_reply_error(a, req->priv, 400,
+                         "node_names or node_ids is required: ?node_names=node1,node2 or ?node_ids=ID1,ID2");
     return;
   }
   const char *list[CL_EL_MAX_EXCL];
   size_t nn = 0;
-  for (char *save = NULL, *tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+  for (char *save = NULL, *tok = strtok_r(v, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
     if (nn == CL_EL_MAX_EXCL) {
-      cl_admin_reply_error(a, req->priv, 400, "too many node_names (at most %d)", CL_EL_MAX_EXCL);
+      cl_admin_reply_error(a, req->priv, 400, "too many %s (at most %d)", param, CL_EL_MAX_EXCL);
       return;
     }
-    list[nn++] = cl_node_exclusion_target(n, tok);
+    /* an id goes to the core as it is: the core matches ids of the state and of the
+     * voting configuration; a name of a node that is down is turned into its id */
+    list[nn++] = by_id ? tok : cl_node_exclusion_target(n, tok);
   }
   uint64_t id = remember(req->priv);
   if (!id) {

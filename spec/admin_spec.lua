@@ -97,6 +97,39 @@ describe("admin endpoint", function()
     assert.is_nil(s.nodes)
   end)
 
+  it("excludes by node_ids as by node_names (Elasticsearch's two forms)", function()
+    local code, s = c:http(1, "GET", "/_cluster/state")
+    assert.equal(200, code)
+    local victim
+    for id in pairs(s.nodes) do
+      if id ~= s.master_node then victim = id break end
+    end
+    local j
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=" .. victim .. "&node_names=node1")
+    assert.equal(400, code)
+    assert.truthy(j.error:find("not both", 1, true), j.error)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=0123456789abcdef")
+    assert.equal(400, code)
+    assert.truthy(j.error:find('ENOTFOUND: exclusion "0123456789abcdef" matches no node', 1, true), j.error)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=,")
+    assert.equal(400, code)
+    assert.truthy(j.error:find("node_names or node_ids is required", 1, true), j.error)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=" .. victim)
+    assert.equal(200, code, cjson.encode(j))
+    assert.is_true(j.acknowledged)
+    code, s = c:http(1, "GET", "/_cluster/state?filter_path=metadata.cluster_coordination")
+    local coord = s.metadata.cluster_coordination
+    assert.equal(victim, coord.voting_config_exclusions[1].node_id)
+    for _, id in ipairs(coord.last_committed_config) do assert.are_not.equal(victim, id) end
+    code = c:http(1, "DELETE", "/_cluster/voting_config_exclusions")
+    assert.equal(200, code)
+    -- the configuration grows back to the three nodes before the next case
+    assert.truthy(proc.wait_until(function()
+      local h = c:health(1)
+      return h and #h.voting_config == 3 and h.status == "green"
+    end, 10000), "the voting configuration did not grow back to 3")
+  end)
+
   it("refuses bad requests with JSON errors: 404, 405, 400, 413", function()
     local code, j = c:http(1, "GET", "/nope")
     assert.equal(404, code)
@@ -110,8 +143,8 @@ describe("admin endpoint", function()
     code, j = c:http(1, "DELETE", "/_cluster/voting_config_exclusions?wait_for_removal=maybe")
     assert.equal(400, code)
     code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_names=nosuchnode")
-    assert.truthy(code >= 400 and code < 600)
-    assert.is_string(j.error)
+    assert.equal(400, code) -- the client's mistake, not the cluster's
+    assert.truthy(j.error:find('ENOTFOUND: exclusion "nosuchnode" matches no node of the cluster', 1, true), j.error)
     local big = ("x"):rep(2 * 1024 * 1024)
     local path = c.dir .. "/big"
     cluster.write(path, big)
