@@ -126,10 +126,19 @@ static json_t *health_json(cl_node *n) {
         if (strcmp(st->nodes[j].id, n->peers[i].id) == 0 && (st->nodes[j].flags & CL_EL_F_MASTER)) eligible++;
   }
   json_object_set_new(o, "number_of_master_eligible_nodes", json_integer(eligible));
+  /* the master first, as documented; the rest in the configuration's order. The
+   * configuration is built with the master first, but keeps its order across a
+   * failover that does not change it. */
   json_t *vc = json_array();
-  if (st)
-    for (uint32_t i = 0; i < st->accepted_config.n; i++) /* committed: see cl_node_state_json */
-      json_array_append_new(vc, json_string(name_of_id(n, st, st->accepted_config.ids[i])));
+  const char *master_id = n->el ? cl_el_master_id(n->el) : NULL;
+  if (st) {
+    const cl_el_vconfig *cfg = &st->accepted_config; /* committed: see cl_node_state_json */
+    for (uint32_t i = 0; master_id && i < cfg->n; i++)
+      if (strcmp(cfg->ids[i], master_id) == 0) json_array_append_new(vc, json_string(name_of_id(n, st, cfg->ids[i])));
+    for (uint32_t i = 0; i < cfg->n; i++)
+      if (!master_id || strcmp(cfg->ids[i], master_id) != 0)
+        json_array_append_new(vc, json_string(name_of_id(n, st, cfg->ids[i])));
+  }
   json_object_set_new(o, "voting_config", vc);
   json_object_set_new(o, "quorum", json_integer(n->el ? cl_el_quorum_size(n->el) : 0));
   uint64_t lag = n->lua_lag_ms;

@@ -198,6 +198,47 @@ describe("admin endpoint", function()
     assert.equal(2, p:wait_exit(5000))
   end)
 
+  -- the docs promise both orders; after a failover the configuration keeps its order,
+  -- so the old master used to stay first
+  it("lists the master first in voting_config, and this node then down nodes first in `status`", function()
+    local p = proc.start(proc.bin, { "status", "--admin", c.admin[3] })
+    assert.equal(0, p:wait_exit(5000), p.stderr)
+    local rows = {}
+    for line in p.stdout:gmatch "[^\n]+" do
+      local name = line:match "^(node%d@%S+)"
+      if name then rows[#rows + 1] = name end
+    end
+    assert.same({ c.names[3], c.names[1], c.names[2] }, rows, p.stdout)
+    local old = c:index_of((c:wait_master(10000)))
+    c.nodes[old]:kill "sigkill"
+    assert.truthy(c.nodes[old]:wait_exit(5000))
+    local alive = {}
+    for i = 1, 3 do if i ~= old then alive[i] = true end end
+    local master = c:wait_master(15000, alive)
+    assert.truthy(master, "no new master")
+    for i in pairs(alive) do
+      local h = c:health(i)
+      assert.equal(3, #h.voting_config)
+      assert.equal(master, h.voting_config[1], "node" .. i .. ": " .. cjson.encode(h.voting_config))
+    end
+    local ask = next(alive)
+    p = proc.start(proc.bin, { "status", "--admin", c.admin[ask] })
+    assert.equal(0, p:wait_exit(5000), p.stderr)
+    rows = {}
+    for line in p.stdout:gmatch "[^\n]+" do
+      local name = line:match "^(node%d@%S+)"
+      if name then rows[#rows + 1] = name .. " " .. (line:find(" down ", 1, true) and "down" or "up") end
+    end
+    local other
+    for i in pairs(alive) do if i ~= ask then other = i end end
+    assert.same({ c.names[ask] .. " up", c.names[old] .. " down", c.names[other] .. " up" }, rows, p.stdout)
+    c:start(old)
+    assert.truthy(proc.wait_until(function()
+      local h = c:health(old)
+      return h and h.status == "green" and h.number_of_nodes == 3
+    end, 15000), "the restarted node did not rejoin")
+  end)
+
   it("needs a token to bind off loopback", function()
     local p = proc.start(proc.bin, { "--name", "x@127.0.0.1:" .. cluster.free_port(), "--cookie", "c", "--admin",
       "0.0.0.0:" .. cluster.free_port(), "--data", c.dir .. "/datax", c.topology })
