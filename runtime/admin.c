@@ -1,12 +1,19 @@
 /* The admin HTTP server core: libhttp-parser on the control loop.
  *
  * A connection is a small state machine with one timer whose meaning follows the
- * state (idle keep-alive, request deadline, handler deadline, write deadline, drain).
+ * state (idle keep-alive, header and request deadlines, handler deadline, write
+ * deadline, drain).
  * Only one request per connection is in flight: while a handler works or a response
  * is being written, further bytes (pipelining) wait in a bounded input buffer and
  * reading stops when it is full, so a client can never make us buffer without bound.
  * Handlers get a generation id rather than a pointer, so a late answer for a client
- * that went away is dropped instead of touching freed memory. */
+ * that went away is dropped instead of touching freed memory.
+ *
+ * The connection table is small (64) and slow clients must not be able to fill it:
+ * when it is full, a new connection takes the place of the oldest one that has not
+ * sent its request headers yet (half-open, dribbling), and headers must arrive within
+ * a short deadline (2 s) anyway. Connections with a request being served are never
+ * taken. */
 #include "admin.h"
 
 #include <errno.h>
@@ -20,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "log.h"
 
@@ -54,11 +62,13 @@ struct cl_admin {
   route *routes;
   size_t nroutes, routes_cap;
   conn *slots[MAX_SLOTS];
-  unsigned nconns;
+  unsigned nconns; /* allocated, including those whose handles are closing */
+  unsigned nlive;  /* in a slot: what the limit counts */
+  uint64_t conn_seq;
   int closing, listener_open;
   void (*done)(void *);
   void *done_ud;
-  cl_ratelimit rl_refuse, rl_auth;
+  cl_ratelimit rl_refuse, rl_auth, rl_evict;
 };
 
 struct conn {
@@ -72,6 +82,11 @@ struct conn {
   int reading;
   int close_after; /* answer, then close (error, Connection: close, peer EOF) */
   int peer_eof;
+  uint64_t seq;       /* accept order: the lowest is the oldest */
+  uint64_t opened_ms;
+  uint64_t served;    /* requests dispatched on this connection */
+  int headers_done;   /* the current request's header section has arrived */
+  uint64_t hdr_deadline, req_deadline;
   size_t drained;
   http_parser parser;
   /* current request */
@@ -276,8 +291,10 @@ static void conn_close(conn *c) {
   if (c->state == S_CLOSING) return;
   c->state = S_CLOSING;
   c->req_id = 0;
-  /* the slot frees now so a late reply with this slot's id finds nothing */
+  /* the slot frees now so a late reply with this slot's id finds nothing, and a new
+   * connection may take it before the handles have finished closing */
   c->a->slots[c->slot] = NULL;
+  c->a->nlive--;
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -288,8 +305,12 @@ static void on_timer(uv_timer_t *t) {
   switch (c->state) {
     case S_READING:
       c->close_after = 1;
-      snprintf(msg, sizeof msg, "request not received completely within %llu ms",
-               (unsigned long long)c->a->lim.request_timeout_ms);
+      if (!c->headers_done && c->hdr_deadline <= c->req_deadline)
+        snprintf(msg, sizeof msg, "request headers not received within %llu ms%s",
+                 (unsigned long long)c->a->lim.header_timeout_ms, c->served ? "" : " of connecting");
+      else
+        snprintf(msg, sizeof msg, "request not received completely within %llu ms",
+                 (unsigned long long)c->a->lim.request_timeout_ms);
       conn_respond_error(c, 408, msg);
       break;
     case S_HANDLING:
@@ -431,6 +452,11 @@ static int token_ok(conn *c) {
 static int on_headers_complete(http_parser *p) {
   conn *c = p->data;
   cl_admin *a = c->a;
+  /* from now on only the request deadline applies (a body may take longer), and the
+   * connection is no longer one that may be evicted */
+  c->headers_done = 1;
+  uint64_t now = now_ms(a);
+  arm(c, c->req_deadline > now ? c->req_deadline - now : 1);
   /* the parser takes any digits as a version; only HTTP/1.x is spoken here (a later
    * minor version is compatible with 1.1, RFC 9110 2.5) */
   if (p->http_major != 1) {
@@ -519,6 +545,7 @@ static long pct_decode(const char *s, size_t n, char *dst, size_t cap, int plus_
 static void dispatch(conn *c) {
   cl_admin *a = c->a;
   c->msg_done = 0;
+  c->served++;
   if (!http_should_keep_alive(&c->parser) || c->parser.upgrade) c->close_after = 1;
   /* the request target is known to be < max_header bytes */
   struct http_parser_url u;
@@ -643,8 +670,16 @@ static void maybe_read(conn *c) {
 static void conn_process(conn *c) {
   while ((c->state == S_IDLE || c->state == S_READING) && c->in_len > 0) {
     if (c->state == S_IDLE) {
+      /* headers within header_timeout (counted from connecting for the first request,
+       * so a client cannot idle first and dribble after), the whole request within
+       * request_timeout */
+      uint64_t now = now_ms(c->a);
       c->state = S_READING;
-      arm(c, c->a->lim.request_timeout_ms);
+      c->headers_done = 0;
+      c->hdr_deadline = (c->served ? now : c->opened_ms) + c->a->lim.header_timeout_ms;
+      c->req_deadline = now + c->a->lim.request_timeout_ms;
+      uint64_t d = c->hdr_deadline < c->req_deadline ? c->hdr_deadline : c->req_deadline;
+      arm(c, d > now ? d - now : 1);
     }
     size_t n = http_parser_execute(&c->parser, &g_settings, c->in, c->in_len);
     if (n > c->in_len) n = c->in_len;
@@ -682,12 +717,96 @@ static void conn_process(conn *c) {
   maybe_read(c);
 }
 
+/* Reads what the kernel already holds for c, as a read callback would. Used before
+ * deciding whether c may be evicted (its headers may be waiting, unread) and right
+ * after accepting (a request sent with the connection is seen before a burst of
+ * later connections could evict it). */
+static void conn_pull(conn *c) {
+  uv_os_fd_t fd;
+  if (c->state != S_IDLE && c->state != S_READING) return;
+  if (c->peer_eof || c->in_len >= IN_CAP || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return;
+  ssize_t n;
+  do {
+    n = recv(fd, c->in + c->in_len, IN_CAP - c->in_len, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) on_read((uv_stream_t *)&c->tcp, n, NULL);
+  else if (n == 0) on_read((uv_stream_t *)&c->tcp, UV_EOF, NULL);
+  else if (errno != EAGAIN && errno != EWOULDBLOCK) on_read((uv_stream_t *)&c->tcp, uv_translate_sys_error(errno), NULL);
+}
+
+/* 0: must not be evicted (a request is being served or answered); 1: has not sent its
+ * request headers (idle or slow); 2: answered, the answer wholly handed to the kernel
+ * (which still delivers it after the close) or only draining: the first choice. An
+ * answer's write callback comes one loop iteration later, while a fast client may
+ * already be connecting again. */
+static int evict_rank(const conn *c) {
+  if (c->state == S_DRAINING || (c->state == S_WRITING && c->tcp.write_queue_size == 0)) return 2;
+  if (c->state == S_IDLE || (c->state == S_READING && !c->headers_done)) return 1;
+  return 0;
+}
+
+static conn *eviction_candidate(cl_admin *a) {
+  conn *best = NULL;
+  int best_rank = 0;
+  for (unsigned i = 0; i < MAX_SLOTS; i++) {
+    conn *c = a->slots[i];
+    int r = c ? evict_rank(c) : 0;
+    if (r && (r > best_rank || (r == best_rank && c->seq < best->seq))) {
+      best = c;
+      best_rank = r;
+    }
+  }
+  return best;
+}
+
+static void evict(conn *c) {
+  cl_admin *a = c->a;
+  uint32_t sup = 0;
+  uint64_t age = now_ms(a) - c->opened_ms;
+  if (cl_ratelimit_allow(&a->rl_evict, now_ms(a), &sup))
+    cl_log(CL_LOG_WARN, SUBSYS, NULL,
+           "connection table full (%u): closing the oldest connection without a complete request "
+           "(open %llu ms, %s) to serve a new one%s",
+           a->nlive, (unsigned long long)age,
+           c->state == S_DRAINING ? "already answered" : c->state == S_READING ? "headers incomplete" : "idle",
+           sup ? " (more suppressed)" : "");
+  if (c->state == S_READING) {
+    /* best effort, never waited for: a slow but honest client learns why */
+    static const char body[] = "{\"error\":\"too many connections: this one had not sent its request headers "
+                               "in time for a new one and was closed\"}\n";
+    char msg[512];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                     sizeof body - 1, body);
+    uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
+  conn_close(c);
+}
+
+/* Frees a slot when the table is full, if some connection may give its place. Each
+ * round removes one candidate (closed, evicted, or found to be busy after all), so it
+ * ends within the table's size. */
+static void make_room(cl_admin *a) {
+  while (a->nlive >= a->lim.max_conns) {
+    conn *v = eviction_candidate(a);
+    if (!v) return;
+    if (evict_rank(v) == 1) {
+      conn_pull(v); /* its headers may be waiting: then it is served, not evicted */
+      if (v->state == S_CLOSING || evict_rank(v) == 0) continue;
+    }
+    evict(v);
+  }
+}
+
 static void on_connection(uv_stream_t *server, int status) {
   cl_admin *a = server->data;
   if (status < 0 || a->closing) return;
   uint32_t sup = 0;
   unsigned slot = MAX_SLOTS;
-  if (a->nconns < a->lim.max_conns)
+  make_room(a);
+  if (a->nlive < a->lim.max_conns)
     for (unsigned i = 0; i < MAX_SLOTS; i++)
       if (!a->slots[i]) {
         slot = i;
@@ -695,14 +814,14 @@ static void on_connection(uv_stream_t *server, int status) {
       }
   conn *c = slot < MAX_SLOTS ? calloc(1, sizeof *c) : NULL;
   if (!c) {
-    /* over the cap: accept only to close at once, so the backlog cannot fill with
-     * connections nobody will serve */
+    /* full of requests being served: accept only to close at once, so the backlog
+     * cannot fill with connections nobody will serve */
     uv_tcp_t *t = malloc(sizeof *t);
     if (t && uv_tcp_init(a->loop, t) == 0) {
       if (uv_accept(server, (uv_stream_t *)t) == 0 &&
           cl_ratelimit_allow(&a->rl_refuse, now_ms(a), &sup))
-        cl_log(CL_LOG_WARN, SUBSYS, NULL, "refusing a connection: %u open (the limit)%s",
-               a->nconns, sup ? " (more suppressed)" : "");
+        cl_log(CL_LOG_WARN, SUBSYS, NULL, "refusing a connection: %u open (the limit), all serving requests%s",
+               a->nlive, sup ? " (more suppressed)" : "");
       uv_close((uv_handle_t *)t, (uv_close_cb)free);
     } else {
       free(t);
@@ -711,12 +830,15 @@ static void on_connection(uv_stream_t *server, int status) {
   }
   c->a = a;
   c->slot = slot;
+  c->seq = ++a->conn_seq;
+  c->opened_ms = now_ms(a);
   uv_tcp_init(a->loop, &c->tcp);
   uv_timer_init(a->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->open_handles = 2;
   a->slots[slot] = c;
   a->nconns++;
+  a->nlive++;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   c->state = S_IDLE;
@@ -725,8 +847,11 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  arm(c, a->lim.idle_timeout_ms);
+  uint64_t first = a->lim.header_timeout_ms < a->lim.idle_timeout_ms ? a->lim.header_timeout_ms
+                                                                      : a->lim.idle_timeout_ms;
+  arm(c, first);
   maybe_read(c);
+  conn_pull(c);
 }
 
 /* ---------------------------------------------------------------- public */
@@ -828,11 +953,13 @@ cl_admin *cl_admin_start(uv_loop_t *loop, const char *host_port, const char *tok
     crypto_generichash(a->token_hash, sizeof a->token_hash, (const unsigned char *)token,
                        strlen(token), NULL, 0);
   a->lim = (cl_admin_limits){.max_body = 1u << 20, .max_header = 16384, .max_conns = 64,
-                             .request_timeout_ms = 10000, .idle_timeout_ms = 30000,
+                             .header_timeout_ms = 2000, .request_timeout_ms = 10000,
+                             .idle_timeout_ms = 30000,
                              .handler_timeout_ms = 10000, .write_timeout_ms = 10000,
                              .max_output = 16u << 20};
   a->rl_refuse = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
   a->rl_auth = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
+  a->rl_evict = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
   int rc = uv_tcp_init(loop, &a->listener);
   if (rc != 0) {
     snprintf(err, errlen, "admin: %s", uv_strerror(rc));
@@ -874,6 +1001,7 @@ void cl_admin_set_limits(cl_admin *a, const cl_admin_limits *l) {
   if (l->max_body) a->lim.max_body = l->max_body;
   if (l->max_header) a->lim.max_header = l->max_header;
   if (l->max_conns) a->lim.max_conns = l->max_conns > MAX_SLOTS ? MAX_SLOTS : l->max_conns;
+  if (l->header_timeout_ms) a->lim.header_timeout_ms = l->header_timeout_ms;
   if (l->request_timeout_ms) a->lim.request_timeout_ms = l->request_timeout_ms;
   if (l->idle_timeout_ms) a->lim.idle_timeout_ms = l->idle_timeout_ms;
   if (l->handler_timeout_ms) a->lim.handler_timeout_ms = l->handler_timeout_ms;

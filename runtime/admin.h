@@ -34,7 +34,12 @@ typedef void (*cl_admin_handler)(cl_admin *a, cl_admin_req *req, void *ud);
 typedef struct cl_admin_limits {
   size_t max_body;              /* 1 MiB; larger -> 413 without buffering */
   size_t max_header;            /* 16 KiB for request line + headers; larger -> 431 */
-  unsigned max_conns;           /* 64 concurrent; beyond it a connection is closed at once */
+  unsigned max_conns;           /* 64 concurrent. When full, a new connection takes the place
+                                 * of the oldest one without complete request headers (or
+                                 * one only draining); if every one is serving a request,
+                                 * the new one is closed at once */
+  uint64_t header_timeout_ms;   /* 2 s for the request line and headers, from the request's
+                                 * first byte (from connecting, for the first one) -> 408 */
   uint64_t request_timeout_ms;  /* 10 s from a request's first byte to its end -> 408 */
   uint64_t idle_timeout_ms;     /* 30 s keep-alive idle -> closed */
   uint64_t handler_timeout_ms;  /* 10 s for a handler to answer -> 503 */
