@@ -39,6 +39,14 @@
 #define FIELD_CAP 32
 #define DRAIN_MS 2000
 #define DRAIN_MAX_BYTES (4u << 20)
+/* Connections accepted per loop iteration. Between iterations the loop reads what the
+ * accepted ones sent, so a real request accepted just before its bytes arrived is read
+ * before a burst of later connections could push it out of the table (64 / 16 leaves
+ * it at least four iterations). */
+#define ACCEPTS_PER_TICK 16
+/* Deep enough that a flood of ten times the table does not fill the kernel's accept
+ * queue: a full queue drops a real client's SYN, which costs it a 1 s retransmit. */
+#define LISTEN_BACKLOG 1024
 
 enum { S_IDLE, S_READING, S_HANDLING, S_WRITING, S_DRAINING, S_CLOSING };
 enum { H_NONE, H_AUTH, H_EXPECT };
@@ -66,6 +74,10 @@ struct cl_admin {
   unsigned nlive;  /* in a slot: what the limit counts */
   uint64_t conn_seq;
   int closing, listener_open;
+  uv_check_t tick; /* after each poll: the accept budget is renewed */
+  int tick_open;
+  unsigned accept_budget;
+  int accept_pending; /* a connection waits in libuv for the next iteration */
   void (*done)(void *);
   void *done_ud;
   cl_ratelimit rl_refuse, rl_auth, rl_evict;
@@ -282,7 +294,7 @@ static void on_handle_closed(uv_handle_t *h) {
   free(c->body);
   free(c);
   a->nconns--;
-  if (a->closing && a->nconns == 0 && !a->listener_open) {
+  if (a->closing && a->nconns == 0 && !a->listener_open && !a->tick_open) {
     admin_free(a);
   }
 }
@@ -800,9 +812,8 @@ static void make_room(cl_admin *a) {
   }
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  cl_admin *a = server->data;
-  if (status < 0 || a->closing) return;
+static void accept_conn(cl_admin *a) {
+  uv_stream_t *server = (uv_stream_t *)&a->listener;
   uint32_t sup = 0;
   unsigned slot = MAX_SLOTS;
   make_room(a);
@@ -852,6 +863,28 @@ static void on_connection(uv_stream_t *server, int status) {
   arm(c, first);
   maybe_read(c);
   conn_pull(c);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  cl_admin *a = server->data;
+  if (status < 0 || a->closing) return;
+  if (a->accept_budget == 0) {
+    /* not accepting now makes libuv stop watching the listener until uv_accept */
+    a->accept_pending = 1;
+    return;
+  }
+  a->accept_budget--;
+  accept_conn(a);
+}
+
+static void on_tick(uv_check_t *t) {
+  cl_admin *a = t->data;
+  a->accept_budget = ACCEPTS_PER_TICK;
+  if (a->accept_pending && !a->closing) {
+    a->accept_pending = 0;
+    a->accept_budget--;
+    accept_conn(a); /* its uv_accept watches the listener again */
+  }
 }
 
 /* ---------------------------------------------------------------- public */
@@ -912,10 +945,16 @@ bad:
   return -1;
 }
 
+static void on_tick_closed(uv_handle_t *h) {
+  cl_admin *a = h->data;
+  a->tick_open = 0;
+  if (a->nconns == 0 && !a->listener_open) admin_free(a);
+}
+
 static void on_listener_closed(uv_handle_t *h) {
   cl_admin *a = h->data;
   a->listener_open = 0;
-  if (a->nconns == 0) {
+  if (a->nconns == 0 && !a->tick_open) {
     admin_free(a);
   }
 }
@@ -969,13 +1008,19 @@ cl_admin *cl_admin_start(uv_loop_t *loop, const char *host_port, const char *tok
   a->listener.data = a;
   a->listener_open = 1;
   rc = uv_tcp_bind(&a->listener, (struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, LISTEN_BACKLOG, on_connection);
   if (rc != 0) {
     snprintf(err, errlen, "admin: cannot listen on %s: %s", host_port, uv_strerror(rc));
     a->closing = 1;
     uv_close((uv_handle_t *)&a->listener, on_listener_closed);
     return NULL;
   }
+  a->accept_budget = ACCEPTS_PER_TICK;
+  uv_check_init(loop, &a->tick);
+  a->tick.data = a;
+  a->tick_open = 1;
+  uv_check_start(&a->tick, on_tick);
+  uv_unref((uv_handle_t *)&a->tick); /* the listener keeps the loop alive, not this */
   struct sockaddr_storage bound;
   int blen = sizeof bound;
   a->port = -1;
@@ -1140,4 +1185,5 @@ void cl_admin_close(cl_admin *a, void (*done)(void *), void *ud) {
   for (unsigned i = 0; i < MAX_SLOTS; i++)
     if (a->slots[i]) conn_close(a->slots[i]);
   uv_close((uv_handle_t *)&a->listener, on_listener_closed);
+  uv_close((uv_handle_t *)&a->tick, on_tick_closed);
 }

@@ -4,10 +4,10 @@
 --      slow:    COUNT connections that send one random byte a second
 --      flood:   COUNT connections opened at once, each sending 64 random bytes
 --      garbage: connect, send 1..512 random bytes, wait for the close, again, COUNT at a time
---      slowloris: COUNT connections to an HTTP port, every other one sending nothing and
---               the rest a request's headers a byte every 500 ms, never finishing them;
---               each one the server closes is opened again at once. Prints
---               "hostile slowloris: ready" once COUNT connections have been opened.
+--      slowloris: COUNT connections to an HTTP port at once, then COUNT more a second
+--               (a few every 5 ms), every other one sending nothing and the rest a
+--               request's headers a byte every 500 ms, never finishing them. Prints
+--               "hostile slowloris: ready" once the first COUNT have been opened.
 -- Runs SECONDS, then prints "hostile MODE: opened N, closed_by_peer N, errors N,
 -- max_open N, longest_open_ms N" and exits.
 local uv = require "uv"
@@ -71,12 +71,21 @@ local function one(on_closed)
 end
 
 for _ = 1, count do
-  if mode == "garbage" or mode == "slowloris" then
+  if mode == "garbage" then
     local function again() one(again) end
     one(again)
   else
     one()
   end
+end
+
+if mode == "slowloris" then
+  -- spread evenly: a burst would turn the server's whole table over at once
+  local per_tick = math.max(1, math.floor(count / 200))
+  uv.new_timer():start(5, 5, function()
+    if stopping then return end
+    for _ = 1, per_tick do one() end
+  end)
 end
 
 local t = uv.new_timer()
