@@ -780,7 +780,7 @@ static void evict(conn *c) {
            "connection table full (%u): closing the oldest connection without a complete request "
            "(open %llu ms, %s) to serve a new one%s",
            a->nlive, (unsigned long long)age,
-           c->state == S_DRAINING ? "already answered" : c->state == S_READING ? "headers incomplete" : "idle",
+           c->state == S_READING ? "headers incomplete" : c->state == S_IDLE ? "idle" : "already answered",
            sup ? " (more suppressed)" : "");
   if (c->state == S_READING) {
     /* best effort, never waited for: a slow but honest client learns why */
@@ -835,7 +835,10 @@ static void accept_conn(cl_admin *a) {
                a->nlive, sup ? " (more suppressed)" : "");
       uv_close((uv_handle_t *)t, (uv_close_cb)free);
     } else {
+      /* not accepted: libuv keeps it and stops watching the listener, so the next
+       * iteration must try again or the endpoint would stop accepting for good */
       free(t);
+      a->accept_pending = 1;
     }
     return;
   }
