@@ -73,6 +73,63 @@ describe("admin endpoint", function()
     assert.same({}, s)
   end)
 
+  -- these used to answer 500, or be ignored and answer the whole state
+  it("refuses a filter_path it cannot apply with a 400 that says why", function()
+    local deep = "metadata" .. (".x"):rep(40)
+    local cases = {
+      { deep, "has more than 32 dotted parts" },
+      { ("x"):rep(5000), "filter_path is longer than 4096 characters" },
+      { ",,,", "names no path (only commas, spaces or '-')" },
+      { "%2C%20%2C", "names no path" },
+      { ("a,"):rep(65), "filter_path has more than 64 paths" },
+      { "nodes%zz", "filter_path: malformed percent-encoding" },
+    }
+    for _, case in ipairs(cases) do
+      local code, j = c:http(1, "GET", "/_cluster/state?filter_path=" .. case[1])
+      assert.equal(400, code, case[1]:sub(1, 60))
+      assert.truthy(j and j.error and j.error:find(case[2], 1, true), ("expected %q in %s"):format(case[2],
+        j and j.error or "no JSON"))
+    end
+    -- a long filter under the bound is applied, not ignored
+    local code, s = c:http(1, "GET", "/_cluster/state?filter_path=version," .. ("x"):rep(3000))
+    assert.equal(200, code)
+    assert.is_number(s.version)
+    assert.is_nil(s.nodes)
+  end)
+
+  it("excludes by node_ids as by node_names (Elasticsearch's two forms)", function()
+    local code, s = c:http(1, "GET", "/_cluster/state")
+    assert.equal(200, code)
+    local victim
+    for id in pairs(s.nodes) do
+      if id ~= s.master_node then victim = id break end
+    end
+    local j
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=" .. victim .. "&node_names=node1")
+    assert.equal(400, code)
+    assert.truthy(j.error:find("not both", 1, true), j.error)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=0123456789abcdef")
+    assert.equal(400, code)
+    assert.truthy(j.error:find('ENOTFOUND: exclusion "0123456789abcdef" matches no node', 1, true), j.error)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=,")
+    assert.equal(400, code)
+    assert.truthy(j.error:find("node_names or node_ids is required", 1, true), j.error)
+    code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_ids=" .. victim)
+    assert.equal(200, code, cjson.encode(j))
+    assert.is_true(j.acknowledged)
+    code, s = c:http(1, "GET", "/_cluster/state?filter_path=metadata.cluster_coordination")
+    local coord = s.metadata.cluster_coordination
+    assert.equal(victim, coord.voting_config_exclusions[1].node_id)
+    for _, id in ipairs(coord.last_committed_config) do assert.are_not.equal(victim, id) end
+    code = c:http(1, "DELETE", "/_cluster/voting_config_exclusions")
+    assert.equal(200, code)
+    -- the configuration grows back to the three nodes before the next case
+    assert.truthy(proc.wait_until(function()
+      local h = c:health(1)
+      return h and #h.voting_config == 3 and h.status == "green"
+    end, 10000), "the voting configuration did not grow back to 3")
+  end)
+
   it("refuses bad requests with JSON errors: 404, 405, 400, 413", function()
     local code, j = c:http(1, "GET", "/nope")
     assert.equal(404, code)
@@ -86,8 +143,8 @@ describe("admin endpoint", function()
     code, j = c:http(1, "DELETE", "/_cluster/voting_config_exclusions?wait_for_removal=maybe")
     assert.equal(400, code)
     code, j = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_names=nosuchnode")
-    assert.truthy(code >= 400 and code < 600)
-    assert.is_string(j.error)
+    assert.equal(400, code) -- the client's mistake, not the cluster's
+    assert.truthy(j.error:find('ENOTFOUND: exclusion "nosuchnode" matches no node of the cluster', 1, true), j.error)
     local big = ("x"):rep(2 * 1024 * 1024)
     local path = c.dir .. "/big"
     cluster.write(path, big)
@@ -141,10 +198,76 @@ describe("admin endpoint", function()
     assert.equal(2, p:wait_exit(5000))
   end)
 
+  -- the docs promise both orders; after a failover the configuration keeps its order,
+  -- so the old master used to stay first
+  it("lists the master first in voting_config, and this node then down nodes first in `status`", function()
+    local p = proc.start(proc.bin, { "status", "--admin", c.admin[3] })
+    assert.equal(0, p:wait_exit(5000), p.stderr)
+    local rows = {}
+    for line in p.stdout:gmatch "[^\n]+" do
+      local name = line:match "^(node%d@%S+)"
+      if name then rows[#rows + 1] = name end
+    end
+    assert.same({ c.names[3], c.names[1], c.names[2] }, rows, p.stdout)
+    local old = c:index_of((c:wait_master(10000)))
+    c.nodes[old]:kill "sigkill"
+    assert.truthy(c.nodes[old]:wait_exit(5000))
+    local alive = {}
+    for i = 1, 3 do if i ~= old then alive[i] = true end end
+    local master = c:wait_master(15000, alive)
+    assert.truthy(master, "no new master")
+    for i in pairs(alive) do
+      local h = c:health(i)
+      assert.equal(3, #h.voting_config)
+      assert.equal(master, h.voting_config[1], "node" .. i .. ": " .. cjson.encode(h.voting_config))
+    end
+    local ask = next(alive)
+    p = proc.start(proc.bin, { "status", "--admin", c.admin[ask] })
+    assert.equal(0, p:wait_exit(5000), p.stderr)
+    rows = {}
+    for line in p.stdout:gmatch "[^\n]+" do
+      local name = line:match "^(node%d@%S+)"
+      if name then rows[#rows + 1] = name .. " " .. (line:find(" down ", 1, true) and "down" or "up") end
+    end
+    local other
+    for i in pairs(alive) do if i ~= ask then other = i end end
+    assert.same({ c.names[ask] .. " up", c.names[old] .. " down", c.names[other] .. " up" }, rows, p.stdout)
+    c:start(old)
+    assert.truthy(proc.wait_until(function()
+      local h = c:health(old)
+      return h and h.status == "green" and h.number_of_nodes == 3
+    end, 15000), "the restarted node did not rejoin")
+  end)
+
   it("needs a token to bind off loopback", function()
     local p = proc.start(proc.bin, { "--name", "x@127.0.0.1:" .. cluster.free_port(), "--cookie", "c", "--admin",
       "0.0.0.0:" .. cluster.free_port(), "--data", c.dir .. "/datax", c.topology })
     assert.are_not.equal(0, p:wait_exit(5000))
     assert.truthy(p.stderr:find("token", 1, true), p.stderr)
+  end)
+
+  -- an empty token file used to turn authentication off; a readable one leaks the token
+  it("refuses an empty, whitespace-only or group-readable --admin-token-file before creating anything", function()
+    local cases = {
+      { "", 384, "is empty or holds only whitespace" },
+      { " \n\t\n", 384, "is empty or holds only whitespace" },
+      { "s3cret\n", 416, "is readable by group or others (mode 640); chmod 600 it" },
+      { "s3cret\n", 420, "is readable by group or others (mode 644); chmod 600 it" },
+    }
+    for i, case in ipairs(cases) do
+      local path = c.dir .. "/token" .. i
+      cluster.write(path, case[1])
+      assert(uv.fs_chmod(path, case[2]))
+      local data = c.dir .. "/data-token" .. i
+      for _, admin in ipairs { "127.0.0.1:", "0.0.0.0:" } do
+        local p = proc.start(proc.bin, { "--name", "x@127.0.0.1:" .. cluster.free_port(), "--cookie", "c", "--admin",
+          admin .. cluster.free_port(), "--admin-token-file", path, "--data", data, c.topology })
+        assert.equal(2, p:wait_exit(5000), p.stderr)
+        local want = "--admin-token-file: " .. path .. " " .. case[3]
+        assert.truthy(p.stderr:find(want, 1, true), ("expected %q in: %s"):format(want, p.stderr))
+        assert.is_nil(p.stderr:find("requires a token", 1, true), p.stderr)
+        assert.is_nil(uv.fs_stat(data), "the data directory was created before the refusal")
+      end
+    end
   end)
 end)

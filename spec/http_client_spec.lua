@@ -289,6 +289,15 @@ describe("clusterlua status", function()
     assert.equal("/_cluster/state?filter_path=metadata.cluster_coordination", s.seen[3].target)
   end)
 
+  it("lists this node first, then the nodes that are down, then the rest, by name within each", function()
+    local function node(name, up, self) return { name = name .. "@127.0.0.1:1", connected = up, self = self } end
+    local out = status_cli.render({ nodes = { node("b", true), node("z", true, true), node("d", false), node("a", true),
+      node("c", false) } }, nil, nil)
+    local order = {}
+    for name in out:gmatch "\n(%a)@" do order[#order + 1] = name end
+    assert.same({ "z", "c", "d", "a", "b" }, order, out)
+  end)
+
   it("prints the combined JSON with --json (and takes CLUSTERLUA_ADMIN)", function()
     local s = fake_node()
     local rc, out = run_cli({ "status", "--json" }, "127.0.0.1:" .. s.port)

@@ -12,22 +12,7 @@ end
 
 local function read_cookie(opts)
   if opts.cookie and opts.cookie ~= "" then return opts.cookie end
-  if opts.cookie_file then
-    local uv = require "uv"
-    local st, err = uv.fs_stat(opts.cookie_file)
-    if not st then return nil, "--cookie-file: " .. tostring(err) end
-    if st.mode % 64 ~= 0 then -- any group or world bit (0077)
-      return nil, ("--cookie-file: %s is readable by group or others (mode %o); chmod 600 it"):format(
-        opts.cookie_file, st.mode % 512)
-    end
-    local f, ferr = io.open(opts.cookie_file, "rb")
-    if not f then return nil, "--cookie-file: " .. tostring(ferr) end
-    local c = f:read "*a"
-    f:close()
-    c = c:gsub("%s+$", "")
-    if c == "" then return nil, "--cookie-file: " .. opts.cookie_file .. " is empty" end
-    return c
-  end
+  if opts.cookie_file then return require("clusterlua.secret_file").read("--cookie-file", opts.cookie_file) end
   local env = os.getenv "CLUSTERLUA_COOKIE"
   if env and env ~= "" then return env end
   return nil, "no cookie: give --cookie, --cookie-file or CLUSTERLUA_COOKIE"

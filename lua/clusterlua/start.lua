@@ -109,6 +109,13 @@ function M.start(opts)
   if type(opts.cookie) ~= "string" or opts.cookie == "" then
     return nil, "EINVAL: a cookie is required", "EINVAL"
   end
+  -- before the data directory exists: a bad token file must not leave state behind
+  local token
+  if opts.admin_token_file then
+    local terr
+    token, terr = require("clusterlua.secret_file").read("--admin-token-file", opts.admin_token_file)
+    if not token then return nil, "EINVAL: " .. terr, "EINVAL" end
+  end
   local data = opts.data or ("./data/" .. me.short)
   local id, new_id = check_data(data)
   if not id then return nil, "EIO: --data " .. data .. ": " .. tostring(new_id), "EIO" end
@@ -122,13 +129,6 @@ function M.start(opts)
   end
   local imn = opts.initial_master_nodes and split_list(opts.initial_master_nodes) or topo.election.initial_master_nodes
   local tr = topo.transport
-  local token
-  if opts.admin_token_file then
-    local f, ferr = io.open(opts.admin_token_file, "rb")
-    if not f then return nil, "EINVAL: --admin-token-file: " .. tostring(ferr), "EINVAL" end
-    token = f:read("*a"):gsub("%s+$", "")
-    f:close()
-  end
   -- hooks are read and checked now, registered once the node runs: a broken hooks
   -- file must stop the start before anything is written or any port is bound
   local hooks = require "clusterlua.hooks"

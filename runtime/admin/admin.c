@@ -1,12 +1,19 @@
 /* The admin HTTP server core: libhttp-parser on the control loop.
  *
  * A connection is a small state machine with one timer whose meaning follows the
- * state (idle keep-alive, request deadline, handler deadline, write deadline, drain).
+ * state (idle keep-alive, header and request deadlines, handler deadline, write
+ * deadline, drain).
  * Only one request per connection is in flight: while a handler works or a response
  * is being written, further bytes (pipelining) wait in a bounded input buffer and
  * reading stops when it is full, so a client can never make us buffer without bound.
  * Handlers get a generation id rather than a pointer, so a late answer for a client
- * that went away is dropped instead of touching freed memory. */
+ * that went away is dropped instead of touching freed memory.
+ *
+ * The connection table is small (64) and slow clients must not be able to fill it:
+ * when it is full, a new connection takes the place of the oldest one that has not
+ * sent its request headers yet (half-open, dribbling), and headers must arrive within
+ * a short deadline (2 s) anyway. Connections with a request being served are never
+ * taken. */
 #include "admin/admin.h"
 
 #include <errno.h>
@@ -20,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "core/log.h"
 
@@ -31,6 +39,14 @@
 #define FIELD_CAP 32
 #define DRAIN_MS 2000
 #define DRAIN_MAX_BYTES (4u << 20)
+/* Connections accepted per loop iteration. Between iterations the loop reads what the
+ * accepted ones sent, so a real request accepted just before its bytes arrived is read
+ * before a burst of later connections could push it out of the table (64 / 16 leaves
+ * it at least four iterations). */
+#define ACCEPTS_PER_TICK 16
+/* Deep enough that a flood of ten times the table does not fill the kernel's accept
+ * queue: a full queue drops a real client's SYN, which costs it a 1 s retransmit. */
+#define LISTEN_BACKLOG 1024
 
 enum { S_IDLE, S_READING, S_HANDLING, S_WRITING, S_DRAINING, S_CLOSING };
 enum { H_NONE, H_AUTH, H_EXPECT };
@@ -54,11 +70,17 @@ struct cl_admin {
   route *routes;
   size_t nroutes, routes_cap;
   conn *slots[MAX_SLOTS];
-  unsigned nconns;
+  unsigned nconns; /* allocated, including those whose handles are closing */
+  unsigned nlive;  /* in a slot: what the limit counts */
+  uint64_t conn_seq;
   int closing, listener_open;
+  uv_check_t tick; /* after each poll: the accept budget is renewed */
+  int tick_open;
+  unsigned accept_budget;
+  int accept_pending; /* a connection waits in libuv for the next iteration */
   void (*done)(void *);
   void *done_ud;
-  cl_ratelimit rl_refuse, rl_auth;
+  cl_ratelimit rl_refuse, rl_auth, rl_evict;
 };
 
 struct conn {
@@ -72,6 +94,11 @@ struct conn {
   int reading;
   int close_after; /* answer, then close (error, Connection: close, peer EOF) */
   int peer_eof;
+  uint64_t seq;       /* accept order: the lowest is the oldest */
+  uint64_t opened_ms;
+  uint64_t served;    /* requests dispatched on this connection */
+  int headers_done;   /* the current request's header section has arrived */
+  uint64_t hdr_deadline, req_deadline;
   size_t drained;
   http_parser parser;
   /* current request */
@@ -132,6 +159,7 @@ static const char *reason(int status) {
     case 501: return "Not Implemented";
     case 503: return "Service Unavailable";
     case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
     default: return status < 300 ? "OK" : status < 500 ? "Client Error" : "Server Error";
   }
 }
@@ -266,7 +294,7 @@ static void on_handle_closed(uv_handle_t *h) {
   free(c->body);
   free(c);
   a->nconns--;
-  if (a->closing && a->nconns == 0 && !a->listener_open) {
+  if (a->closing && a->nconns == 0 && !a->listener_open && !a->tick_open) {
     admin_free(a);
   }
 }
@@ -275,8 +303,10 @@ static void conn_close(conn *c) {
   if (c->state == S_CLOSING) return;
   c->state = S_CLOSING;
   c->req_id = 0;
-  /* the slot frees now so a late reply with this slot's id finds nothing */
+  /* the slot frees now so a late reply with this slot's id finds nothing, and a new
+   * connection may take it before the handles have finished closing */
   c->a->slots[c->slot] = NULL;
+  c->a->nlive--;
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
 }
@@ -287,8 +317,12 @@ static void on_timer(uv_timer_t *t) {
   switch (c->state) {
     case S_READING:
       c->close_after = 1;
-      snprintf(msg, sizeof msg, "request not received completely within %llu ms",
-               (unsigned long long)c->a->lim.request_timeout_ms);
+      if (!c->headers_done && c->hdr_deadline <= c->req_deadline)
+        snprintf(msg, sizeof msg, "request headers not received within %llu ms%s",
+                 (unsigned long long)c->a->lim.header_timeout_ms, c->served ? "" : " of connecting");
+      else
+        snprintf(msg, sizeof msg, "request not received completely within %llu ms",
+                 (unsigned long long)c->a->lim.request_timeout_ms);
       conn_respond_error(c, 408, msg);
       break;
     case S_HANDLING:
@@ -430,6 +464,18 @@ static int token_ok(conn *c) {
 static int on_headers_complete(http_parser *p) {
   conn *c = p->data;
   cl_admin *a = c->a;
+  /* from now on only the request deadline applies (a body may take longer), and the
+   * connection is no longer one that may be evicted */
+  c->headers_done = 1;
+  uint64_t now = now_ms(a);
+  arm(c, c->req_deadline > now ? c->req_deadline - now : 1);
+  /* the parser takes any digits as a version; only HTTP/1.x is spoken here (a later
+   * minor version is compatible with 1.1, RFC 9110 2.5) */
+  if (p->http_major != 1) {
+    sodium_memzero(c->auth, sizeof c->auth); /* as token_ok does: no token outlives its request */
+    return early(c, 505, "HTTP version %u.%u is not supported (use HTTP/1.1 or HTTP/1.0)",
+                 (unsigned)p->http_major, (unsigned)p->http_minor);
+  }
   if (!token_ok(c)) {
     uint32_t sup = 0;
     if (cl_ratelimit_allow(&a->rl_auth, now_ms(a), &sup))
@@ -484,8 +530,8 @@ static int hexval(int ch) {
   return -1;
 }
 
-/* Percent-decodes into dst (cap includes the NUL). -1 on a bad escape, a NUL byte or
- * overflow. */
+/* Percent-decodes into dst (cap includes the NUL). -1 on a bad escape or a NUL byte,
+ * -2 when it does not fit. */
 static long pct_decode(const char *s, size_t n, char *dst, size_t cap, int plus_space) {
   size_t o = 0;
   for (size_t i = 0; i < n; i++) {
@@ -499,10 +545,11 @@ static long pct_decode(const char *s, size_t n, char *dst, size_t cap, int plus_
     } else if (ch == '+' && plus_space) {
       ch = ' ';
     }
-    if (ch == 0 || o + 1 >= cap) return -1;
+    if (ch == 0) return -1;
+    if (o + 1 >= cap) return -2;
     dst[o++] = (char)ch;
   }
-  if (cap == 0) return -1;
+  if (cap == 0) return -2;
   dst[o] = 0;
   return (long)o;
 }
@@ -510,6 +557,7 @@ static long pct_decode(const char *s, size_t n, char *dst, size_t cap, int plus_
 static void dispatch(conn *c) {
   cl_admin *a = c->a;
   c->msg_done = 0;
+  c->served++;
   if (!http_should_keep_alive(&c->parser) || c->parser.upgrade) c->close_after = 1;
   /* the request target is known to be < max_header bytes */
   struct http_parser_url u;
@@ -634,8 +682,16 @@ static void maybe_read(conn *c) {
 static void conn_process(conn *c) {
   while ((c->state == S_IDLE || c->state == S_READING) && c->in_len > 0) {
     if (c->state == S_IDLE) {
+      /* headers within header_timeout (counted from connecting for the first request,
+       * so a client cannot idle first and dribble after), the whole request within
+       * request_timeout */
+      uint64_t now = now_ms(c->a);
       c->state = S_READING;
-      arm(c, c->a->lim.request_timeout_ms);
+      c->headers_done = 0;
+      c->hdr_deadline = (c->served ? now : c->opened_ms) + c->a->lim.header_timeout_ms;
+      c->req_deadline = now + c->a->lim.request_timeout_ms;
+      uint64_t d = c->hdr_deadline < c->req_deadline ? c->hdr_deadline : c->req_deadline;
+      arm(c, d > now ? d - now : 1);
     }
     size_t n = http_parser_execute(&c->parser, &g_settings, c->in, c->in_len);
     if (n > c->in_len) n = c->in_len;
@@ -673,12 +729,95 @@ static void conn_process(conn *c) {
   maybe_read(c);
 }
 
-static void on_connection(uv_stream_t *server, int status) {
-  cl_admin *a = server->data;
-  if (status < 0 || a->closing) return;
+/* Reads what the kernel already holds for c, as a read callback would. Used before
+ * deciding whether c may be evicted (its headers may be waiting, unread) and right
+ * after accepting (a request sent with the connection is seen before a burst of
+ * later connections could evict it). */
+static void conn_pull(conn *c) {
+  uv_os_fd_t fd;
+  if (c->state != S_IDLE && c->state != S_READING) return;
+  if (c->peer_eof || c->in_len >= IN_CAP || uv_fileno((uv_handle_t *)&c->tcp, &fd) != 0) return;
+  ssize_t n;
+  do {
+    n = recv(fd, c->in + c->in_len, IN_CAP - c->in_len, MSG_DONTWAIT);
+  } while (n < 0 && errno == EINTR);
+  if (n > 0) on_read((uv_stream_t *)&c->tcp, n, NULL);
+  else if (n == 0) on_read((uv_stream_t *)&c->tcp, UV_EOF, NULL);
+  else if (errno != EAGAIN && errno != EWOULDBLOCK) on_read((uv_stream_t *)&c->tcp, uv_translate_sys_error(errno), NULL);
+}
+
+/* 0: must not be evicted (a request is being served or answered); 1: has not sent its
+ * request headers (idle or slow); 2: answered, the answer wholly handed to the kernel
+ * (which still delivers it after the close) or only draining: the first choice. An
+ * answer's write callback comes one loop iteration later, while a fast client may
+ * already be connecting again. */
+static int evict_rank(const conn *c) {
+  if (c->state == S_DRAINING || (c->state == S_WRITING && c->tcp.write_queue_size == 0)) return 2;
+  if (c->state == S_IDLE || (c->state == S_READING && !c->headers_done)) return 1;
+  return 0;
+}
+
+static conn *eviction_candidate(cl_admin *a) {
+  conn *best = NULL;
+  int best_rank = 0;
+  for (unsigned i = 0; i < MAX_SLOTS; i++) {
+    conn *c = a->slots[i];
+    int r = c ? evict_rank(c) : 0;
+    if (r && (r > best_rank || (r == best_rank && c->seq < best->seq))) {
+      best = c;
+      best_rank = r;
+    }
+  }
+  return best;
+}
+
+static void evict(conn *c) {
+  cl_admin *a = c->a;
+  uint32_t sup = 0;
+  uint64_t age = now_ms(a) - c->opened_ms;
+  if (cl_ratelimit_allow(&a->rl_evict, now_ms(a), &sup))
+    cl_log(CL_LOG_WARN, SUBSYS, NULL,
+           "connection table full (%u): closing the oldest connection without a complete request "
+           "(open %llu ms, %s) to serve a new one%s",
+           a->nlive, (unsigned long long)age,
+           c->state == S_READING ? "headers incomplete" : c->state == S_IDLE ? "idle" : "already answered",
+           sup ? " (more suppressed)" : "");
+  if (c->state == S_READING) {
+    /* best effort, never waited for: a slow but honest client learns why */
+    static const char body[] = "{\"error\":\"too many connections: this one had not sent its request headers "
+                               "in time for a new one and was closed\"}\n";
+    char msg[512];
+    int n = snprintf(msg, sizeof msg,
+                     "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     "Content-Length: %zu\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n%s",
+                     sizeof body - 1, body);
+    uv_buf_t b = uv_buf_init(msg, (unsigned)n);
+    (void)uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
+  }
+  conn_close(c);
+}
+
+/* Frees a slot when the table is full, if some connection may give its place. Each
+ * round removes one candidate (closed, evicted, or found to be busy after all), so it
+ * ends within the table's size. */
+static void make_room(cl_admin *a) {
+  while (a->nlive >= a->lim.max_conns) {
+    conn *v = eviction_candidate(a);
+    if (!v) return;
+    if (evict_rank(v) == 1) {
+      conn_pull(v); /* its headers may be waiting: then it is served, not evicted */
+      if (v->state == S_CLOSING || evict_rank(v) == 0) continue;
+    }
+    evict(v);
+  }
+}
+
+static void accept_conn(cl_admin *a) {
+  uv_stream_t *server = (uv_stream_t *)&a->listener;
   uint32_t sup = 0;
   unsigned slot = MAX_SLOTS;
-  if (a->nconns < a->lim.max_conns)
+  make_room(a);
+  if (a->nlive < a->lim.max_conns)
     for (unsigned i = 0; i < MAX_SLOTS; i++)
       if (!a->slots[i]) {
         slot = i;
@@ -686,28 +825,34 @@ static void on_connection(uv_stream_t *server, int status) {
       }
   conn *c = slot < MAX_SLOTS ? calloc(1, sizeof *c) : NULL;
   if (!c) {
-    /* over the cap: accept only to close at once, so the backlog cannot fill with
-     * connections nobody will serve */
+    /* full of requests being served: accept only to close at once, so the backlog
+     * cannot fill with connections nobody will serve */
     uv_tcp_t *t = malloc(sizeof *t);
     if (t && uv_tcp_init(a->loop, t) == 0) {
       if (uv_accept(server, (uv_stream_t *)t) == 0 &&
           cl_ratelimit_allow(&a->rl_refuse, now_ms(a), &sup))
-        cl_log(CL_LOG_WARN, SUBSYS, NULL, "refusing a connection: %u open (the limit)%s",
-               a->nconns, sup ? " (more suppressed)" : "");
+        cl_log(CL_LOG_WARN, SUBSYS, NULL, "refusing a connection: %u open (the limit), all serving requests%s",
+               a->nlive, sup ? " (more suppressed)" : "");
       uv_close((uv_handle_t *)t, (uv_close_cb)free);
     } else {
+      /* not accepted: libuv keeps it and stops watching the listener, so the next
+       * iteration must try again or the endpoint would stop accepting for good */
       free(t);
+      a->accept_pending = 1;
     }
     return;
   }
   c->a = a;
   c->slot = slot;
+  c->seq = ++a->conn_seq;
+  c->opened_ms = now_ms(a);
   uv_tcp_init(a->loop, &c->tcp);
   uv_timer_init(a->loop, &c->timer);
   c->tcp.data = c->timer.data = c;
   c->open_handles = 2;
   a->slots[slot] = c;
   a->nconns++;
+  a->nlive++;
   http_parser_init(&c->parser, HTTP_REQUEST);
   c->parser.data = c;
   c->state = S_IDLE;
@@ -716,8 +861,33 @@ static void on_connection(uv_stream_t *server, int status) {
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
-  arm(c, a->lim.idle_timeout_ms);
+  uint64_t first = a->lim.header_timeout_ms < a->lim.idle_timeout_ms ? a->lim.header_timeout_ms
+                                                                      : a->lim.idle_timeout_ms;
+  arm(c, first);
   maybe_read(c);
+  conn_pull(c);
+}
+
+static void on_connection(uv_stream_t *server, int status) {
+  cl_admin *a = server->data;
+  if (status < 0 || a->closing) return;
+  if (a->accept_budget == 0) {
+    /* not accepting now makes libuv stop watching the listener until uv_accept */
+    a->accept_pending = 1;
+    return;
+  }
+  a->accept_budget--;
+  accept_conn(a);
+}
+
+static void on_tick(uv_check_t *t) {
+  cl_admin *a = t->data;
+  a->accept_budget = ACCEPTS_PER_TICK;
+  if (a->accept_pending && !a->closing) {
+    a->accept_pending = 0;
+    a->accept_budget--;
+    accept_conn(a); /* its uv_accept watches the listener again */
+  }
 }
 
 /* ---------------------------------------------------------------- public */
@@ -778,10 +948,16 @@ bad:
   return -1;
 }
 
+static void on_tick_closed(uv_handle_t *h) {
+  cl_admin *a = h->data;
+  a->tick_open = 0;
+  if (a->nconns == 0 && !a->listener_open) admin_free(a);
+}
+
 static void on_listener_closed(uv_handle_t *h) {
   cl_admin *a = h->data;
   a->listener_open = 0;
-  if (a->nconns == 0) {
+  if (a->nconns == 0 && !a->tick_open) {
     admin_free(a);
   }
 }
@@ -819,11 +995,13 @@ cl_admin *cl_admin_start(uv_loop_t *loop, const char *host_port, const char *tok
     crypto_generichash(a->token_hash, sizeof a->token_hash, (const unsigned char *)token,
                        strlen(token), NULL, 0);
   a->lim = (cl_admin_limits){.max_body = 1u << 20, .max_header = 16384, .max_conns = 64,
-                             .request_timeout_ms = 10000, .idle_timeout_ms = 30000,
+                             .header_timeout_ms = 2000, .request_timeout_ms = 10000,
+                             .idle_timeout_ms = 30000,
                              .handler_timeout_ms = 10000, .write_timeout_ms = 10000,
                              .max_output = 16u << 20};
   a->rl_refuse = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
   a->rl_auth = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
+  a->rl_evict = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
   int rc = uv_tcp_init(loop, &a->listener);
   if (rc != 0) {
     snprintf(err, errlen, "admin: %s", uv_strerror(rc));
@@ -833,13 +1011,19 @@ cl_admin *cl_admin_start(uv_loop_t *loop, const char *host_port, const char *tok
   a->listener.data = a;
   a->listener_open = 1;
   rc = uv_tcp_bind(&a->listener, (struct sockaddr *)&ss, 0);
-  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, 128, on_connection);
+  if (rc == 0) rc = uv_listen((uv_stream_t *)&a->listener, LISTEN_BACKLOG, on_connection);
   if (rc != 0) {
     snprintf(err, errlen, "admin: cannot listen on %s: %s", host_port, uv_strerror(rc));
     a->closing = 1;
     uv_close((uv_handle_t *)&a->listener, on_listener_closed);
     return NULL;
   }
+  a->accept_budget = ACCEPTS_PER_TICK;
+  uv_check_init(loop, &a->tick);
+  a->tick.data = a;
+  a->tick_open = 1;
+  uv_check_start(&a->tick, on_tick);
+  uv_unref((uv_handle_t *)&a->tick); /* the listener keeps the loop alive, not this */
   struct sockaddr_storage bound;
   int blen = sizeof bound;
   a->port = -1;
@@ -865,6 +1049,7 @@ void cl_admin_set_limits(cl_admin *a, const cl_admin_limits *l) {
   if (l->max_body) a->lim.max_body = l->max_body;
   if (l->max_header) a->lim.max_header = l->max_header;
   if (l->max_conns) a->lim.max_conns = l->max_conns > MAX_SLOTS ? MAX_SLOTS : l->max_conns;
+  if (l->header_timeout_ms) a->lim.header_timeout_ms = l->header_timeout_ms;
   if (l->request_timeout_ms) a->lim.request_timeout_ms = l->request_timeout_ms;
   if (l->idle_timeout_ms) a->lim.idle_timeout_ms = l->idle_timeout_ms;
   if (l->handler_timeout_ms) a->lim.handler_timeout_ms = l->handler_timeout_ms;
@@ -967,8 +1152,8 @@ void cl_admin_extend_deadline(cl_admin *a, void *priv, uint64_t ms) {
 
 int cl_admin_pending(cl_admin *a, void *priv) { return pending_conn(a, priv) != NULL; }
 
-const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char *buf, size_t buflen) {
-  if (!req || !req->query || !name || !buf || !buflen) return NULL;
+int cl_admin_query_lookup(const cl_admin_req *req, const char *name, char *buf, size_t buflen) {
+  if (!req || !req->query || !name || !buf || !buflen) return CL_ADMIN_QP_ABSENT;
   size_t nl = strlen(name);
   const char *p = req->query;
   while (*p) {
@@ -980,14 +1165,19 @@ const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char
     if (kl < sizeof key && pct_decode(p, kl, key, sizeof key, 1) == (long)nl && memcmp(key, name, nl) == 0) {
       if (!eq) {
         buf[0] = 0;
-        return buf;
+        return CL_ADMIN_QP_OK;
       }
-      return pct_decode(eq + 1, seg - kl - 1, buf, buflen, 1) < 0 ? NULL : buf;
+      long r = pct_decode(eq + 1, seg - kl - 1, buf, buflen, 1);
+      return r >= 0 ? CL_ADMIN_QP_OK : r == -2 ? CL_ADMIN_QP_TOO_LONG : CL_ADMIN_QP_MALFORMED;
     }
     if (!amp) break;
     p = amp + 1;
   }
-  return NULL;
+  return CL_ADMIN_QP_ABSENT;
+}
+
+const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char *buf, size_t buflen) {
+  return cl_admin_query_lookup(req, name, buf, buflen) == CL_ADMIN_QP_OK ? buf : NULL;
 }
 
 void cl_admin_close(cl_admin *a, void (*done)(void *), void *ud) {
@@ -998,4 +1188,5 @@ void cl_admin_close(cl_admin *a, void (*done)(void *), void *ud) {
   for (unsigned i = 0; i < MAX_SLOTS; i++)
     if (a->slots[i]) conn_close(a->slots[i]);
   uv_close((uv_handle_t *)&a->listener, on_listener_closed);
+  uv_close((uv_handle_t *)&a->tick, on_tick_closed);
 }

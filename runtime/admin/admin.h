@@ -34,7 +34,12 @@ typedef void (*cl_admin_handler)(cl_admin *a, cl_admin_req *req, void *ud);
 typedef struct cl_admin_limits {
   size_t max_body;              /* 1 MiB; larger -> 413 without buffering */
   size_t max_header;            /* 16 KiB for request line + headers; larger -> 431 */
-  unsigned max_conns;           /* 64 concurrent; beyond it a connection is closed at once */
+  unsigned max_conns;           /* 64 concurrent. When full, a new connection takes the place
+                                 * of the oldest one without complete request headers (or
+                                 * one only draining); if every one is serving a request,
+                                 * the new one is closed at once */
+  uint64_t header_timeout_ms;   /* 2 s for the request line and headers, from the request's
+                                 * first byte (from connecting, for the first one) -> 408 */
   uint64_t request_timeout_ms;  /* 10 s from a request's first byte to its end -> 408 */
   uint64_t idle_timeout_ms;     /* 30 s keep-alive idle -> closed */
   uint64_t handler_timeout_ms;  /* 10 s for a handler to answer -> 503 */
@@ -78,6 +83,11 @@ int cl_admin_pending(cl_admin *a, void *priv);
  * than buflen-1. */
 const char *cl_admin_query_param(const cl_admin_req *req, const char *name, char *buf,
                                  size_t buflen);
+/* The same, saying why there is no value, so that a handler can name what was wrong:
+ * CL_ADMIN_QP_OK (buf holds the value), _ABSENT, _MALFORMED (bad escape or NUL byte) or
+ * _TOO_LONG (longer than buflen-1). */
+enum { CL_ADMIN_QP_OK = 0, CL_ADMIN_QP_ABSENT = -1, CL_ADMIN_QP_MALFORMED = -2, CL_ADMIN_QP_TOO_LONG = -3 };
+int cl_admin_query_lookup(const cl_admin_req *req, const char *name, char *buf, size_t buflen);
 
 /* Stops listening, closes every connection and frees the server once all handles are
  * closed; then calls done(ud) (done may be NULL). No cl_admin_* call is allowed on a

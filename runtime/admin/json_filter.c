@@ -3,13 +3,15 @@
  * filter comes from a query string: its size is bounded before anything is built. */
 #include "admin/json_filter.h"
 
+#include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define MAX_FILTER_LEN 4096
-#define MAX_PATHS 64
-#define MAX_SEGS 32
+#define MAX_FILTER_LEN CL_JSON_FILTER_MAX_LEN
+#define MAX_PATHS CL_JSON_FILTER_MAX_PATHS
+#define MAX_SEGS CL_JSON_FILTER_MAX_PARTS
 
 typedef struct {
   char *segs[MAX_SEGS];
@@ -187,13 +189,27 @@ static void fset_free(fset *f) {
   f->n = 0;
 }
 
-/* Splits the filter into inclusion and exclusion path sets. -1 if unusable. */
-static int parse(const char *filter, fset *inc, fset *exc) {
+static int bad(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int bad(char *err, size_t errlen, const char *fmt, ...) {
+  if (err && errlen) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+  }
+  return -1;
+}
+
+/* Splits the filter into inclusion and exclusion path sets. -1 with a message in err
+ * if unusable: too long, too many paths or parts, no path at all (an operator who
+ * sends a filter wants less than everything, so it is never silently ignored). */
+static int parse(const char *filter, fset *inc, fset *exc, char *err, size_t errlen) {
   size_t len = strlen(filter);
-  if (len > MAX_FILTER_LEN) return -1;
+  if (len > MAX_FILTER_LEN)
+    return bad(err, errlen, "filter_path is %zu characters long (at most %d)", len, MAX_FILTER_LEN);
   inc->paths = calloc(MAX_PATHS, sizeof *inc->paths);
   exc->paths = calloc(MAX_PATHS, sizeof *exc->paths);
-  if (!inc->paths || !exc->paths) return -1;
+  if (!inc->paths || !exc->paths) return bad(err, errlen, "out of memory");
   const char *p = filter;
   while (*p) {
     const char *end = strchr(p, ',');
@@ -207,15 +223,18 @@ static int parse(const char *filter, fset *inc, fset *exc) {
       a++;
     }
     if (a < b) {
-      if (target->n == MAX_PATHS) return -1;
+      if (inc->n + exc->n == MAX_PATHS)
+        return bad(err, errlen, "filter_path has more than %d paths", MAX_PATHS);
       fpath *fp = &target->paths[target->n++];
       const char *s = a;
       for (;;) {
         const char *dot = memchr(s, '.', (size_t)(b - s));
         const char *se = dot ? dot : b;
-        if (fp->n == MAX_SEGS) return -1;
+        if (fp->n == MAX_SEGS)
+          return bad(err, errlen, "filter_path: \"%.*s%s\" has more than %d dotted parts", (int)(b - a > 80 ? 80 : b - a),
+                     a, b - a > 80 ? "..." : "", MAX_SEGS);
         char *seg = strndup(s, (size_t)(se - s));
-        if (!seg) return -1;
+        if (!seg) return bad(err, errlen, "out of memory");
         fp->segs[fp->n++] = seg;
         if (!dot) break;
         s = dot + 1;
@@ -223,7 +242,19 @@ static int parse(const char *filter, fset *inc, fset *exc) {
     }
     p = *end ? end + 1 : end;
   }
+  if (inc->n + exc->n == 0)
+    return bad(err, errlen, "filter_path \"%.80s\" names no path (only commas, spaces or '-')", filter);
   return 0;
+}
+
+int cl_json_filter_check(const char *filter, char *err, size_t errlen) {
+  if (err && errlen) err[0] = 0;
+  if (!filter || !*filter) return 0;
+  fset inc = {0}, exc = {0};
+  int rc = parse(filter, &inc, &exc, err, errlen);
+  fset_free(&inc);
+  fset_free(&exc);
+  return rc;
 }
 
 static int initial(const fset *f, stset *s) {
@@ -239,7 +270,7 @@ json_t *cl_json_filter_path(json_t *doc, const char *filter) {
   stset s = {0};
   json_t *out = NULL;
   int oom = 0;
-  if (parse(filter, &inc, &exc)) goto done;
+  if (parse(filter, &inc, &exc, NULL, 0)) goto done;
   if (inc.n) {
     if (initial(&inc, &s)) goto done;
     out = include(&inc, doc, &s, &oom);

@@ -11,7 +11,18 @@
  * inclusions, or to the whole document if there are none).
  * Returns a new reference: a document holding only the matching paths, {} when nothing
  * matches; a deep copy of doc when filter is NULL or empty. doc is not modified.
- * NULL only on out of memory or an unusable filter (too long / too many paths). */
+ * NULL only on out of memory or a filter that cl_json_filter_check refuses. */
 json_t *cl_json_filter_path(json_t *doc, const char *filter);
+
+/* The bounds on a filter: its length in characters, its number of paths (inclusions
+ * and exclusions together) and the dotted parts of one path. */
+#define CL_JSON_FILTER_MAX_LEN 4096
+#define CL_JSON_FILTER_MAX_PATHS 64
+#define CL_JSON_FILTER_MAX_PARTS 32
+
+/* 0 if cl_json_filter_path can use filter (NULL and "" are usable: no filtering), or
+ * -1 with a message that says what is wrong: longer than CL_JSON_FILTER_MAX_LEN, more
+ * paths or parts than the bounds, or no path at all (only commas, spaces or '-'). */
+int cl_json_filter_check(const char *filter, char *err, size_t errlen);
 
 #endif

@@ -149,10 +149,19 @@ static json_t *health_json(cl_node *n) {
         if (strcmp(st->nodes[j].id, n->peers[i].id) == 0 && (st->nodes[j].flags & CL_EL_F_MASTER)) eligible++;
   }
   json_object_set_new(o, "number_of_master_eligible_nodes", json_integer(eligible));
+  /* the master first, as documented; the rest in the configuration's order. The
+   * configuration is built with the master first, but keeps its order across a
+   * failover that does not change it. */
   json_t *vc = json_array();
-  if (st)
-    for (uint32_t i = 0; i < st->accepted_config.n; i++) /* committed: see cl_node_state_json */
-      json_array_append_new(vc, json_string(name_of_id(n, st, st->accepted_config.ids[i])));
+  const char *master_id = n->el ? cl_el_master_id(n->el) : NULL;
+  if (st) {
+    const cl_el_vconfig *cfg = &st->accepted_config; /* committed: see cl_node_state_json */
+    for (uint32_t i = 0; master_id && i < cfg->n; i++)
+      if (strcmp(cfg->ids[i], master_id) == 0) json_array_append_new(vc, json_string(name_of_id(n, st, cfg->ids[i])));
+    for (uint32_t i = 0; i < cfg->n; i++)
+      if (!master_id || strcmp(cfg->ids[i], master_id) != 0)
+        json_array_append_new(vc, json_string(name_of_id(n, st, cfg->ids[i])));
+  }
   json_object_set_new(o, "voting_config", vc);
   json_object_set_new(o, "quorum", json_integer(n->el ? cl_el_quorum_size(n->el) : 0));
   uint64_t lag = n->lua_lag_ms;
@@ -178,13 +187,31 @@ static void h_state(cl_admin *a, cl_admin_req *req, void *ud) {
     cl_admin_reply_error(a, req->priv, 503, "no committed cluster state yet");
     return;
   }
+  /* a filter that cannot be applied is the client's mistake, and answering the whole
+   * state instead would hide it: 400 with what was wrong */
+  char fp[CL_JSON_FILTER_MAX_LEN + 1], ferr[200];
+  switch (cl_admin_query_lookup(req, "filter_path", fp, sizeof fp)) {
+    case CL_ADMIN_QP_TOO_LONG:
+      cl_admin_reply_error(a, req->priv, 400, "filter_path is longer than %d characters", CL_JSON_FILTER_MAX_LEN);
+      return;
+    case CL_ADMIN_QP_MALFORMED:
+      cl_admin_reply_error(a, req->priv, 400, "filter_path: malformed percent-encoding or a NUL byte");
+      return;
+    case CL_ADMIN_QP_ABSENT:
+      fp[0] = 0;
+      break;
+    default:
+      break;
+  }
+  if (cl_json_filter_check(fp, ferr, sizeof ferr) != 0) {
+    cl_admin_reply_error(a, req->priv, 400, "%s", ferr);
+    return;
+  }
   json_t *doc = cl_node_state_json(n, st);
-  char fp[2048];
-  const char *filter = cl_admin_query_param(req, "filter_path", fp, sizeof fp);
-  if (filter && *filter) {
-    json_t *f = cl_json_filter_path(doc, filter);
+  if (*fp) {
+    json_t *f = cl_json_filter_path(doc, fp);
     json_decref(doc);
-    doc = f;
+    doc = f; /* NULL (out of memory) answers 500 */
   }
   cl_admin_reply_json(a, req->priv, 200, doc);
 }
@@ -213,22 +240,44 @@ void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const ch
   }
 }
 
+/* Elasticsearch's two forms: node_names (short or full names) or node_ids (the ids of
+ * the node_id files, as GET /_cluster/state shows them), one or the other. */
 static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
-  char names[1024];
-  const char *v = cl_admin_query_param(req, "node_names", names, sizeof names);
-  if (!v || !*v) {
-    cl_admin_reply_error(a, req->priv, 400, "node_names is required: ?node_names=node1,node2");
+  char names[1024], ids[1024];
+  int qn = cl_admin_query_lookup(req, "node_names", names, sizeof names);
+  int qi = cl_admin_query_lookup(req, "node_ids", ids, sizeof ids);
+  if (qn != CL_ADMIN_QP_ABSENT && qi != CL_ADMIN_QP_ABSENT) {
+    cl_admin_reply_error(a, req->priv, 400, "give node_names or node_ids, not both");
+    return;
+  }
+  int by_id = qi != CL_ADMIN_QP_ABSENT;
+  const char *param = by_id ? "node_ids" : "node_names";
+  int q = by_id ? qi : qn;
+  char *v = by_id ? ids : names;
+  if (q == CL_ADMIN_QP_TOO_LONG) {
+    cl_admin_reply_error(a, req->priv, 400, "%s is longer than %zu characters", param, sizeof names - 1);
+    return;
+  }
+  if (q == CL_ADMIN_QP_MALFORMED) {
+    cl_admin_reply_error(a, req->priv, 400, "%s: malformed percent-encoding or a NUL byte", param);
+    return;
+  }
+  if (q == CL_ADMIN_QP_ABSENT || strspn(v, ", ") == strlen(v)) {
+    cl_admin_reply_error(a, req->priv, 400,
+                         "node_names or node_ids is required: ?node_names=node1,node2 or ?node_ids=ID1,ID2");
     return;
   }
   const char *list[CL_EL_MAX_EXCL];
   size_t nn = 0;
-  for (char *save = NULL, *tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+  for (char *save = NULL, *tok = strtok_r(v, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
     if (nn == CL_EL_MAX_EXCL) {
-      cl_admin_reply_error(a, req->priv, 400, "too many node_names (at most %d)", CL_EL_MAX_EXCL);
+      cl_admin_reply_error(a, req->priv, 400, "too many %s (at most %d)", param, CL_EL_MAX_EXCL);
       return;
     }
-    list[nn++] = cl_node_exclusion_target(n, tok);
+    /* an id goes to the core as it is: the core matches ids of the state and of the
+     * voting configuration; a name of a node that is down is turned into its id */
+    list[nn++] = by_id ? tok : cl_node_exclusion_target(n, tok);
   }
   uint64_t id = remember(req->priv);
   if (!id) {

@@ -46,8 +46,8 @@ static uint64_t mono_ms(void) {
 /* ------------------------------------------------------------------ server side */
 
 static uv_loop_t loop;
-static cl_admin *srv, *srv_tok;
-static int port, port_tok;
+static cl_admin *srv, *srv_tok, *srv_ev;
+static int port, port_tok, port_ev; /* srv_ev: 2 connections, used by one test only */
 static uv_async_t stop_async;
 static _Atomic int late_was_pending = -1, gone_was_pending = -1;
 
@@ -77,6 +77,7 @@ static void h_query(cl_admin *a, cl_admin_req *req, void *ud) {
 
 typedef struct {
   uv_timer_t t;
+  cl_admin *a;
   void *priv;
   int mode; /* 0 slow, 1 late (after deadline), 2 gone */
 } delayed;
@@ -85,15 +86,16 @@ static void delayed_free(uv_handle_t *h) { free(h->data); }
 
 static void delayed_fire(uv_timer_t *t) {
   delayed *d = t->data;
-  cl_admin *a = d->mode == 0 ? srv : srv;
+  cl_admin *a = d->a;
   if (d->mode == 1) late_was_pending = cl_admin_pending(a, d->priv);
   if (d->mode == 2) gone_was_pending = cl_admin_pending(a, d->priv);
   cl_admin_reply_json(a, d->priv, 200, json_pack("{s:b}", "late", 1));
   uv_close((uv_handle_t *)t, delayed_free);
 }
 
-static void start_delayed(cl_admin_req *req, int mode, uint64_t ms) {
+static void start_delayed(cl_admin *a, cl_admin_req *req, int mode, uint64_t ms) {
   delayed *d = calloc(1, sizeof *d);
+  d->a = a;
   d->priv = req->priv;
   d->mode = mode;
   uv_timer_init(&loop, &d->t);
@@ -102,21 +104,27 @@ static void start_delayed(cl_admin_req *req, int mode, uint64_t ms) {
 }
 
 static void h_slow(cl_admin *a, cl_admin_req *req, void *ud) {
-  (void)a, (void)ud;
-  start_delayed(req, 0, 150);
+  (void)ud;
+  start_delayed(a, req, 0, 150);
+}
+static _Atomic int busy_started;
+static void h_busy(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  busy_started++;
+  start_delayed(a, req, 0, 1000); /* long enough for a third client to find it busy */
 }
 static void h_late(cl_admin *a, cl_admin_req *req, void *ud) {
-  (void)a, (void)ud;
-  start_delayed(req, 1, 800);
+  (void)ud;
+  start_delayed(a, req, 1, 800);
 }
 static void h_gone(cl_admin *a, cl_admin_req *req, void *ud) {
-  (void)a, (void)ud;
-  start_delayed(req, 2, 300);
+  (void)ud;
+  start_delayed(a, req, 2, 300);
 }
 static void h_extend(cl_admin *a, cl_admin_req *req, void *ud) {
   (void)ud;
   cl_admin_extend_deadline(a, req->priv, 2000);
-  start_delayed(req, 0, 800); /* past the 500 ms default, within the extension */
+  start_delayed(a, req, 0, 800); /* past the 500 ms default, within the extension */
 }
 static void h_never(cl_admin *a, cl_admin_req *req, void *ud) { (void)a, (void)req, (void)ud; }
 
@@ -134,6 +142,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
 static void on_stop(uv_async_t *h) {
   cl_admin_close(srv, NULL, NULL);
   cl_admin_close(srv_tok, NULL, NULL);
+  cl_admin_close(srv_ev, NULL, NULL);
   uv_close((uv_handle_t *)h, NULL);
 }
 
@@ -312,6 +321,21 @@ static void client_tests(void) {
   CHECK("http_400_malformed", rc == 0 && r.status == 400 && json_error_field(&r) && closed_by_server(&a, 3000),
         "rc=%d status=%d", rc, r.status);
   hang_up(&a);
+  /* only HTTP/1.x: any other version is named in a 505, and a later 1.x minor is 1.1 */
+  rc = roundtrip(port, "GET /hello HTTP/9.9\r\nHost: x\r\n\r\n", &r);
+  CHECK("http_505_version", rc == 0 && r.status == 505 && json_error_field(&r) && strstr(r.body, "9.9"),
+        "rc=%d status=%d body=%s", rc, r.status, r.body);
+  {
+    rc = roundtrip(port, "GET /hello HTTP/2.0\r\n\r\n", &r);
+    int v2 = rc == 0 && r.status == 505;
+    rc = roundtrip(port, "GET /hello HTTP/0.9\r\n\r\n", &r);
+    int v0 = rc == 0 && r.status == 505;
+    rc = roundtrip(port, "GET /hello HTTP/1.0\r\n\r\n", &r);
+    int v10 = rc == 0 && r.status == 200;
+    rc = roundtrip(port, "GET /hello HTTP/1.9\r\n\r\n", &r);
+    CHECK("http_505_only_for_other_majors", v2 && v0 && v10 && rc == 0 && r.status == 200,
+          "2.0:%d 0.9:%d 1.0:%d 1.9: rc=%d status=%d", v2, v0, v10, rc, r.status);
+  }
   rc = roundtrip(port, "GET /%zz HTTP/1.1\r\n\r\n", &r);
   CHECK("http_400_bad_escape", rc == 0 && r.status == 400 && json_error_field(&r), "status=%d", r.status);
 
@@ -457,6 +481,28 @@ static void client_tests(void) {
   CHECK("slow_client_408", rc == 0 && r.status == 408 && json_error_field(&r), "rc=%d status=%d", rc, r.status);
   hang_up(&a);
 
+  /* headers must arrive within the header timeout (600 ms here) even if bytes keep
+   * coming; a body may take longer (the request timeout, 1000 ms here) */
+  dial(&a, port);
+  sends(&a, "GET /hello HTTP/1.1\r\nX-Slow: ");
+  t0 = mono_ms();
+  rc = -2;
+  while (mono_ms() - t0 < 2000 && (rc = read_resp(&a, &r, 100)) == -2) sends(&a, "x");
+  dt = mono_ms() - t0;
+  CHECK("header_timeout_408", rc == 0 && r.status == 408 && strstr(r.body, "headers not received within 600 ms") &&
+                                  dt >= 450 && dt < 1000,
+        "rc=%d status=%d dt=%llu body=%s", rc, r.status, (unsigned long long)dt, r.body);
+  hang_up(&a);
+  dial(&a, port);
+  sends(&a, "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\n");
+  rc = read_resp(&a, &r, 800); /* past the header timeout: nothing may come */
+  ok1 = rc == -2;
+  sends(&a, "abc");
+  rc = read_resp(&a, &r, 3000);
+  CHECK("body_after_header_timeout", ok1 && rc == 0 && r.status == 200 && strcmp(r.body, "abc") == 0,
+        "early=%d rc=%d status=%d", ok1, rc, r.status);
+  hang_up(&a);
+
   /* a client that sends nothing is closed after the idle timeout */
   dial(&a, port);
   CHECK("idle_timeout_closes", closed_by_server(&a, 3000), "still open");
@@ -483,24 +529,48 @@ static void client_tests(void) {
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\nauthorization: Bearer s3cret\r\n\r\n", &r);
   CHECK("auth_200_with_token", rc == 0 && r.status == 200, "rc=%d status=%d", rc, r.status);
 
-  /* connection cap (2 on the token server): a third is closed without an answer */
-  usleep(100 * 1000); /* earlier connections finish closing */
+  /* connection cap (2 on the token server), both serving a request: a third is closed
+   * at once without an answer, and the two get theirs. (Earlier connections still
+   * closing are idle: the new ones take their places.) */
   dial(&a, port_tok);
   dial(&b, port_tok);
-  sends(&a, "GET /hello HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
-  sends(&b, "GET /hello HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
-  ok1 = read_resp(&a, &r, 3000) == 0 && r.status == 200;
-  ok2 = read_resp(&b, &r, 3000) == 0 && r.status == 200;
+  sends(&a, "GET /busy HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+  sends(&b, "GET /busy HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
+  t0 = mono_ms();
+  while (busy_started < 2 && mono_ms() - t0 < 3000) usleep(5 * 1000); /* both dispatched */
   client c3;
   dial(&c3, port_tok);
-  int refused = closed_by_server(&c3, 2000);
+  t0 = mono_ms();
+  int refused = closed_by_server(&c3, 900);
+  dt = mono_ms() - t0;
   hang_up(&c3);
+  ok1 = read_resp(&a, &r, 3000) == 0 && r.status == 200;
+  ok2 = read_resp(&b, &r, 3000) == 0 && r.status == 200;
   hang_up(&a);
   hang_up(&b);
-  usleep(100 * 1000);
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n", &r);
-  CHECK("connection_cap", ok1 && ok2 && refused && rc == 0 && r.status == 200, "ok=%d %d refused=%d rc=%d", ok1, ok2,
-        refused, rc);
+  CHECK("connection_cap_all_busy", ok1 && ok2 && refused && dt < 500 && rc == 0 && r.status == 200,
+        "ok=%d %d refused=%d in %llu ms rc=%d", ok1, ok2, refused, (unsigned long long)dt, rc);
+
+  /* the table is full of clients that have not sent their headers: a new one takes the
+   * place of the oldest (told why with a 503), the younger one is left alone */
+  dial(&a, port_ev);
+  sends(&a, "GET /hello HTTP/1.1\r\nX-Slo");
+  dial(&b, port_ev);
+  sends(&b, "GET /hello HTTP/1.1\r\nX-Sl");
+  t0 = mono_ms();
+  rc = roundtrip(port_ev, "GET /hello HTTP/1.1\r\n\r\n", &r);
+  dt = mono_ms() - t0;
+  ok1 = rc == 0 && r.status == 200 && dt < 500;
+  rc = read_resp(&a, &r, 2000);
+  ok2 = rc == 0 && r.status == 503 && json_error_field(&r) && strstr(r.body, "had not sent its request headers") &&
+        closed_by_server(&a, 1000);
+  int younger_kept = !closed_by_server(&b, 300);
+  CHECK("full_table_evicts_oldest_without_headers", ok1 && ok2 && younger_kept,
+        "new=%d (%llu ms) oldest=%d (rc=%d %d) younger_kept=%d", ok1, (unsigned long long)dt, ok2, rc, r.status,
+        younger_kept);
+  hang_up(&a);
+  hang_up(&b);
 
   /* garbage flood on many connections does not take the server down */
   for (int i = 0; i < 30; i++) {
@@ -542,6 +612,17 @@ static void fcase(const char *name, const char *doc, const char *filter, const c
   json_decref(d);
 }
 
+/* errsub NULL: the filter must be usable; else refused with errsub in the message */
+static void fcheck(const char *name, const char *filter, const char *errsub) {
+  char err[256] = "x", full[128];
+  int rc = cl_json_filter_check(filter, err, sizeof err);
+  snprintf(full, sizeof full, "filter_check_%s", name);
+  if (!errsub)
+    CHECK(full, rc == 0 && err[0] == 0, "rc=%d err=%s", rc, err);
+  else
+    CHECK(full, rc == -1 && strstr(err, errsub) && strstr(err, "filter_path"), "rc=%d err=%s", rc, err);
+}
+
 static void filter_tests(void) {
   const char *doc = "{\"a\":{\"b\":1,\"c\":2},\"d\":3,\"e\":[{\"n\":\"x\",\"v\":1},{\"n\":\"y\"},5]}";
   fcase("leaf", doc, "a.b", "{\"a\":{\"b\":1}}");
@@ -578,9 +659,28 @@ static void filter_tests(void) {
     char many[2000] = "";
     for (int i = 0; i < 70; i++) strcat(many, "k,");
     fcase("too_many_paths_refused", doc, many, NULL);
+    fcheck("too_many_paths_says_so", many, "more than 64 paths");
     char deep[400] = "a";
     for (int i = 0; i < 40; i++) strcat(deep, ".b");
     fcase("too_many_segments_refused", doc, deep, NULL);
+    fcheck("too_many_parts_says_so", deep, "more than 32 dotted parts");
+    /* the bounds themselves are usable: 32 parts, 64 paths */
+    char at[400] = "a";
+    for (int i = 1; i < 32; i++) strcat(at, ".b");
+    fcase("32_parts_usable", "{\"a\":{\"b\":1}}", at, "{}");
+    fcheck("32_parts_checked_ok", at, NULL);
+    char m64[2000] = "";
+    for (int i = 0; i < 64; i++) strcat(m64, i ? ",d" : "d");
+    fcase("64_paths_usable", doc, m64, "{\"d\":3}");
+    static char longf[CL_JSON_FILTER_MAX_LEN + 2];
+    memset(longf, 'x', sizeof longf - 1);
+    fcase("too_long_refused", doc, longf, NULL);
+    fcheck("too_long_says_so", longf, "characters long (at most 4096)");
+    fcase("only_commas_refused", doc, ",,,", NULL);
+    fcheck("only_commas_says_so", " , ,", "names no path");
+    fcheck("only_dash_says_so", "-", "names no path");
+    fcheck("empty_is_no_filter", "", NULL);
+    fcheck("trailing_comma_fine", "a,", NULL);
   }
   {
     /* pathological wildcard stays fast */
@@ -698,14 +798,18 @@ int main(void) {
   char err[256];
   srv = cl_admin_start(&loop, "127.0.0.1:0", NULL, err, sizeof err);
   srv_tok = cl_admin_start(&loop, "localhost:0", "s3cret", err, sizeof err);
-  if (!srv || !srv_tok) {
+  srv_ev = cl_admin_start(&loop, "127.0.0.1:0", NULL, err, sizeof err);
+  if (!srv || !srv_tok || !srv_ev) {
     fail("admin_start", "%s", err);
     return 1;
   }
   port = cl_admin_port(srv);
   port_tok = cl_admin_port(srv_tok);
+  port_ev = cl_admin_port(srv_ev);
+  cl_admin_set_limits(srv_ev, &(cl_admin_limits){.max_conns = 2});
+  cl_admin_route(srv_ev, "GET", "/hello", h_hello, NULL);
   cl_admin_set_limits(srv, &(cl_admin_limits){.handler_timeout_ms = 500, .request_timeout_ms = 1000,
-                                              .idle_timeout_ms = 1500});
+                                              .header_timeout_ms = 600, .idle_timeout_ms = 1500});
   cl_admin_set_limits(srv_tok, &(cl_admin_limits){.max_conns = 2});
   cl_admin_route(srv, "GET", "/hello", h_hello, NULL);
   cl_admin_route(srv, "POST", "/echo", h_echo, NULL);
@@ -717,6 +821,7 @@ int main(void) {
   cl_admin_route(srv, "GET", "/extend", h_extend, NULL);
   cl_admin_route(srv, "GET", "/metrics", h_metrics, NULL);
   cl_admin_route(srv_tok, "GET", "/hello", h_hello, NULL);
+  cl_admin_route(srv_tok, "GET", "/busy", h_busy, NULL);
   uv_async_init(&loop, &stop_async, on_stop);
 
   uv_thread_t th;

@@ -4,6 +4,10 @@
 --      slow:    COUNT connections that send one random byte a second
 --      flood:   COUNT connections opened at once, each sending 64 random bytes
 --      garbage: connect, send 1..512 random bytes, wait for the close, again, COUNT at a time
+--      slowloris: COUNT connections to an HTTP port at once, then COUNT more a second
+--               (a few every 5 ms), every other one sending nothing and the rest a
+--               request's headers a byte every 500 ms, never finishing them. Prints
+--               "hostile slowloris: ready" once the first COUNT have been opened.
 -- Runs SECONDS, then prints "hostile MODE: opened N, closed_by_peer N, errors N,
 -- max_open N, longest_open_ms N" and exits.
 local uv = require "uv"
@@ -51,6 +55,16 @@ local function one(on_closed)
       tcp:write(rnd(64), function() end)
     elseif mode == "garbage" then
       tcp:write(rnd(math.random(1, 512)), function() end)
+    elseif mode == "slowloris" then
+      if st.opened == count then
+        print "hostile slowloris: ready"
+        io.stdout:flush()
+      end
+      if st.opened % 2 == 0 then
+        tcp:write("GET /_cluster/health HTTP/1.1\r\nHost: x\r\nX-Slow: ", function() end)
+        timer = uv.new_timer()
+        timer:start(500, 500, function() if not tcp:is_closing() then tcp:write("a", function() end) end end)
+      end
     end
   end)
   return tcp
@@ -63,6 +77,15 @@ for _ = 1, count do
   else
     one()
   end
+end
+
+if mode == "slowloris" then
+  -- spread evenly: a burst would turn the server's whole table over at once
+  local per_tick = math.max(1, math.floor(count / 200))
+  uv.new_timer():start(5, 5, function()
+    if stopping then return end
+    for _ = 1, per_tick do one() end
+  end)
 end
 
 local t = uv.new_timer()

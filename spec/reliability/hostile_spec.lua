@@ -15,6 +15,54 @@ local ASAN = os.getenv "ASAN_OPTIONS" ~= nil
 if ASAN then RSS_GROWTH_KB = 384 * 1024 end
 
 describe("hostile peers", function()
+  -- 64 slow clients used to lock the admin endpoint out until the 10 s read timeout:
+  -- now a new connection takes the place of the oldest one without complete headers,
+  -- and headers must arrive within 2 s. The flood comes from 127.0.0.1 like the real
+  -- requests: ten times the connection table at once, then as many more every second.
+  it("keeps the admin endpoint answering under a flood of slow HTTP clients", function()
+    local c = cluster.new { n = 1, cluster = "slowloris" }
+    finally(function()
+      proc.kill_all()
+      c:cleanup()
+    end)
+    c:start_all()
+    assert.truthy(c:wait_master(15000))
+    local host, port = c.admin[1]:match "^(.+):(%d+)$"
+    local script = proc.root .. "/spec/reliability/hostile.lua"
+    local FLOOD, ATTACK_S = 640, 10
+    local atk = proc.start(proc.bin, { script, host, port, "slowloris", tostring(FLOOD), tostring(ATTACK_S) })
+    assert.truthy(atk:wait_for_line("hostile slowloris: ready", 8000), "the flood never opened its connections: "
+      .. atk:output())
+    local results, slow = {}, {}
+    for i = 1, 12 do
+      local path = i % 2 == 1 and "/_cluster/health" or "/metrics"
+      local p = proc.start("curl", { "-s", "-o", "/dev/null", "-m", "1", "-w", "%{http_code} %{time_total}",
+        "http://" .. c.admin[1] .. path })
+      p:wait_exit(5000)
+      local code, t = p.stdout:match "^(%d+) ([%d.]+)"
+      results[#results + 1] = path .. " " .. p.stdout
+      if code ~= "200" or tonumber(t) >= 1 then slow[#slow + 1] = path .. ": " .. p.stdout end
+    end
+    assert.is_falsy(atk.exited, "the flood ended before the real requests did")
+    assert.truthy(atk:wait_exit(ATTACK_S * 1000 + 10000))
+    local summary = atk.stdout:match "(hostile slowloris: opened[^\n]*)" or atk:output()
+    io.stdout:write(summary, "\n", table.concat(results, "\n"), "\n")
+    assert.equal(0, #slow, "real requests not answered 200 within 1 s under the flood:\n" .. table.concat(slow, "\n")
+      .. "\n" .. summary)
+    -- the flood kept opening connections while the requests were made
+    local opened = tonumber(summary:match "opened (%d+)") or 0
+    assert.truthy(opened >= FLOOD * 2, summary)
+    -- the node said what it did, rate-limited
+    local evictions = 0
+    for j = 1, #c.nodes[1].lines do
+      if c.nodes[1].lines[j].text:match "connection table full %(%d+%): closing the oldest connection" then
+        evictions = evictions + 1
+      end
+    end
+    assert.truthy(evictions >= 1 and evictions <= 5 * (ATTACK_S / 10 + 1) + 5, "eviction log lines: " .. evictions)
+    assert.truthy(c:health(1), "the node stopped answering after the flood")
+  end)
+
   it("cannot hurt a node: silent, slow, a thousand at once, garbage, wrong cookie", function()
     local c = cluster.new { n = 3, hooks = lib.HOOKS, cluster = "hostile" }
     local bad

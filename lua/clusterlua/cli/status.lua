@@ -113,7 +113,17 @@ end
 
 local function render(nodes, health, coord)
   local list = type(nodes) == "table" and type(nodes.nodes) == "table" and nodes.nodes or {}
-  table.sort(list, function(a, b) return tostring(a.name) < tostring(b.name) end)
+  -- this node first, then the nodes that are not up (what an operator looks for), then
+  -- the rest; by name within each group
+  local function rank(n)
+    if n.self == true then return 0 end
+    return n.connected == true and 2 or 1
+  end
+  table.sort(list, function(a, b)
+    local ra, rb = rank(a), rank(b)
+    if ra ~= rb then return ra < rb end
+    return tostring(a.name) < tostring(b.name)
+  end)
   local master = health and type(health.master) == "string" and health.master or nil
   -- the voting configuration: names from health; ids from the committed state
   local voting, have_voting = {}, false
