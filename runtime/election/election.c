@@ -1,18 +1,22 @@
 /* The coordination state machine (Elasticsearch 7 "Zen2", adapted).
  *
- * Safety rests on a few rules, each marked RULE below and each covered by a
- * unit test and by the simulator's invariants:
+ * Safety rests on a few rules, each marked RULE below with its id in
+ * docs/design.md ("Safety rules") and each covered by a unit test and by the
+ * simulator's invariants:
  *  - a node joins (votes) at most once per term: it only joins for a term
- *    strictly above its current term, and the term is persisted first;
+ *    strictly above its current term (E2), and the term is persisted first (E3);
  *  - a vote counts only from a node whose accepted state is not fresher than
- *    the candidate's, only after this node started a term since booting, and
- *    an election needs a quorum of both configurations of the accepted state;
- *  - a publication is accepted only in the current term with a higher version,
- *    persisted before it is acknowledged; a commit needs a quorum of both the
- *    published state's configurations;
+ *    the candidate's, only after this node started a term since booting (E4),
+ *    and an election needs a quorum of both configurations of the accepted
+ *    state (E1);
+ *  - a publication is accepted only in the current term with a higher version
+ *    (E5), persisted before it is acknowledged (E6); a commit needs a quorum of
+ *    both the published state's configurations (E7);
  *  - one publication in flight, one reconfiguration at a time, and only to a
- *    configuration that the current term's join votes already form a quorum of.
- * Everything else (pre-vote, scheduling, fault detection, membership,
+ *    configuration that the current term's join votes already form a quorum of (E8);
+ *  - pre-voting changes nothing persisted (E9), and a message from a node whose
+ *    data belongs to another cluster is refused before anything in it counts (E11).
+ * Everything else (granting pre-votes, scheduling, fault detection, membership,
  * forwarding of requests) is liveness and may be wrong without losing data.
  */
 #include "internal.h"
@@ -255,7 +259,7 @@ static const cl_el_vconfig *eff_committed(const cl_el_state *st, int committed) 
   return committed ? &st->accepted_config : &st->committed_config;
 }
 
-/* RULE: quorum of both configurations */
+/* RULE E1: quorum of both configurations */
 static int both_quorum(const cl_el_vconfig *a, const cl_el_vconfig *b, int (*has)(void *, const char *), void *ctx) {
 #ifdef CL_MUTANT_SINGLE_CONFIG_QUORUM
   (void)b;
@@ -390,8 +394,8 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
   el->leader[0] = 0;
 }
 
-/* RULE: join at most once per term: only for a term above the current one,
- * and the new term is durable before anything of this step leaves. */
+/* RULE E2: join at most once per term: only for a term above the current one;
+ * RULE E3: and the new term is durable before anything of this step leaves. */
 static void start_join(cl_el *el, uint64_t term) {
   el->term = term;
   el->started_join = 1;
@@ -442,7 +446,7 @@ static int has_recent(void *ctx, const char *id) {
 /* Who may stand. As Elasticsearch: a master-eligible node in a configuration
  * or not excluded stands normally. A voting-only node, or an excluded one
  * outside the configuration, may hold the freshest accepted state, and the
- * others cannot win without its vote while it is fresher than them (RULE on
+ * others cannot win without its vote while it is fresher than them (RULE E4 on
  * joins): so, as Elasticsearch does for voting-only nodes, it may stand late,
  * only to transfer its state, and hands over right after its first commit. */
 enum { STAND_NO = 0, STAND_NORMAL = 1, STAND_TRANSFER = 2 };
@@ -862,7 +866,7 @@ static void apply_committed(cl_el *el);
 static void check_commit(cl_el *el) {
   if (el->mode != CL_EL_LEADER || !el->publishing) return;
   if (!both_quorum(&el->pub.committed_config, &el->pub.accepted_config, has_ack, el)) return;
-  /* RULE: committed on a quorum of both configurations */
+  /* RULE E7: committed on a quorum of both configurations */
   el->publishing = 0;
   el->acc_committed = 1;
   el->cid_committed = 1;
@@ -966,7 +970,7 @@ static void maybe_publish(cl_el *el) {
     q->version = next->version;
   }
 
-  /* RULE: one reconfiguration at a time, only to a configuration the join
+  /* RULE E8: one reconfiguration at a time, only to a configuration the join
    * votes of this term already form a quorum of, and whose quorum is live */
   if (cl_vc_eq(&next->committed_config, &next->accepted_config)) {
     const char *live[CL_EL_MAX_NODES];
@@ -1218,7 +1222,7 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
   }
   if (st->term > el->term) join_leader_in_term(el, st->term, from);
   follow(el, from);
-  /* RULE: accept only in the current term with a higher version */
+  /* RULE E5: accept only in the current term with a higher version */
   if (st->term == el->acc.term && st->version <= el->acc.version) {
     int dup = st->version == el->acc.version;
     send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, (uint8_t)dup);
@@ -1227,7 +1231,7 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
   if (strcmp(el->acc.cluster_id, st->cluster_id)) el->cid_committed = 0;
   cl_el_state_copy(&el->acc, st);
   el->acc_committed = 0;
-  persist(el, CL_EL_PERSIST_STATE); /* RULE: durable before acknowledged */
+  persist(el, CL_EL_PERSIST_STATE); /* RULE E6: durable before acknowledged */
   send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, 1);
 }
 
@@ -1256,7 +1260,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     logf_(el, CL_EL_LOG_WARN, "dropping bad election message from %s: %s", p->info.name, err);
     return;
   }
-  /* before anything in it counts, not even its term */
+  /* RULE E11: refused before anything in it counts, not even its term */
 #ifdef CL_MUTANT_ACCEPT_FOREIGN
   if (0) {
 #else
@@ -1268,7 +1272,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   p->foreign = 0;
   switch (m->type) {
   case CL_M_PREVOTE_REQ: {
-    /* RULE: pre-voting changes nothing persisted */
+    /* RULE E9: pre-voting changes nothing persisted */
     int granted = !has_healthy_leader_other_than(el, from);
     send_simple(el, from, CL_M_PREVOTE_RESP, el->term, el->acc.term, el->acc.version, 0, (uint8_t)granted);
     break;
@@ -1296,7 +1300,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     el->election_at = el->now + el->cfg.election_initial_ms + rnd_below(el, el->cfg.election_initial_ms + 1);
     break;
   case CL_M_JOIN:
-    /* RULE: a vote counts in the current term, after a term was started since
+    /* RULE E4: a vote counts in the current term, after a term was started since
      * boot, and only if the voter is not fresher than this node */
     if (m->term != el->term || !el->started_join) break;
     if (fresher(m->lat, m->lav, el->acc.term, el->acc.version)) break;

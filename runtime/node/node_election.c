@@ -1,5 +1,6 @@
 /* The election core's glue: feeds it transport events and time, performs its effects in
- * order (a PERSIST is durable before anything after it happens), and reports to Lua. */
+ * order (a PERSIST is durable before anything after it happens: RULE E10 of
+ * docs/design.md), and reports to Lua. */
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>

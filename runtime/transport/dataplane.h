@@ -1,6 +1,6 @@
 /* Data connections on the Lua loop: user messages and RPC between Lua handlers travel
- * here, so a message costs no thread hop (DESIGN.md, "The control plane never waits for
- * Lua"). The control loop authenticates each connection with the transport's handshake
+ * here, so a message costs no thread hop (docs/design.md, "Data connections on the Lua
+ * loop"). The control loop authenticates each connection with the transport's handshake
  * and hands the socket over (cl_data_conn); this file only frames, seals, writes and
  * reads. Failure detection stays on the control connection: the node closes a data
  * connection when its peer is reported down.

@@ -7,8 +7,9 @@
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
  * a node whose data belongs to another cluster joining at a random time (it
  * must never vote with this cluster, raise its term or cost it its master).
- * After every step it checks the invariants of DESIGN.md; after the faults
- * stop it checks liveness within a bound computed from the configuration.
+ * After every step it checks the safety rules of docs/design.md (E1-E9, E11)
+ * and L1; after the faults stop it checks liveness (L2) within a bound
+ * computed from the configuration.
  *
  *   sim --seeds N [--first S] [--stop-at-first] [--jobs J]
  *   sim --seed S [--verbose]          replay one seed
@@ -392,7 +393,7 @@ static void check_node(world *w, int i, int prevote_req_input, int persisted) {
                   (unsigned long long)acc->version, n->name);
       }
       if (mode == CL_EL_LEADER && acc->term == term) {
-        /* a publication: RULE one reconfiguration at a time */
+        /* a publication: RULE E7, E8: one reconfiguration at a time */
         /* within a term the previous publication committed first (one in
          * flight): it must hold a durable quorum of both its configurations */
         int same_term = acc->term == n->acc_t;
@@ -416,7 +417,7 @@ static void check_node(world *w, int i, int prevote_req_input, int persisted) {
   vc_copy(&n->prev_cc, &acc->committed_config); /* also bootstrap changes them at (0,0) */
   vc_copy(&n->prev_ac, &acc->accepted_config);
   if (mode == CL_EL_LEADER && accc && !n->acc_c && acc->term == term) {
-    /* RULE: commit needs a quorum of both configurations, durably accepted */
+    /* RULE E1, E6, E7: commit needs a quorum of both configurations, durably accepted */
     kv *e = map_get(w, acc->term, acc->version, 0);
     uint32_t mask = e ? e->accepted_by : 0;
     if (!quorum_of_mask(w, &acc->committed_config, mask) || !quorum_of_mask(w, &acc->accepted_config, mask))
@@ -448,7 +449,7 @@ static void crash(world *w, int i, const char *why);
 
 static void handle_effects(world *w, int i, int prevote_req_input);
 
-/* quorum_lost must mean that the voting nodes node i is connected to (the
+/* L1: quorum_lost must mean that the voting nodes node i is connected to (the
  * transport's failure detector closes silent links) are not a quorum of its
  * voting configurations, never just that the master went away */
 static void check_quorum_lost(world *w, int i) {
