@@ -4,7 +4,7 @@
 EL_SRC     := $(wildcard runtime/election/*.c)
 EL_HDR     := $(wildcard runtime/election/*.h)
 EL_LIBS    := -lsodium
-SIM_SRC    := $(wildcard spec/sim/*.c) runtime/node/el_driver.c
+SIM_SRC    := $(wildcard spec/sim/*.c) runtime/node/el_driver.c runtime/transport/detector.c
 SEEDS      ?= 10000
 SIM_JOBS   ?= 2
 FUZZ_SECONDS ?= 10
@@ -20,11 +20,11 @@ $(BUILD)/test_election: $(EL_SRC) $(EL_HDR) spec/c/test_election.c
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/c/test_election.c $(EL_SRC) $(EL_LIBS)
 
-$(BUILD)/sim: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h
+$(BUILD)/sim: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 
-$(BUILD)/sim-mutant-%: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h
+$(BUILD)/sim-mutant-%: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime -DCL_MUTANT_$* -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 

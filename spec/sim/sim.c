@@ -1,7 +1,8 @@
 /* Deterministic simulator of the election core.
  *
- * Runs whole clusters of the real core (runtime/election) in one process on
- * simulated time, with every source of nondeterminism drawn from one seeded
+ * Runs whole clusters of the real core (runtime/election), the real glue that performs
+ * its effects (runtime/node/el_driver.c) and the transport's real failure detector
+ * (runtime/transport/detector.c) in one process on simulated time, with every source of nondeterminism drawn from one seeded
  * PRNG: cluster shape, roles, fault rates, message drop/duplication/delay/
  * reordering, disconnects, silent blackholes, one-way links, partitions,
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
@@ -18,6 +19,7 @@
 #endif
 #include "election/election.h"
 #include "node/el_driver.h" /* the real glue's effect executor, run on virtual time */
+#include "transport/detector.h" /* the transport's real failure detector */
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -68,7 +70,8 @@ static uint64_t range(rng_t *r, uint64_t lo, uint64_t hi) { return lo + below(r,
 
 typedef struct msg_ev {
   uint64_t at, seq;
-  int kind; /* 1 deliver, 2 reboot, 3 connect */
+  int kind; /* 1 deliver, 2 reboot, 3 connect, 4 transport heartbeat (ping, or pong if epoch's top bit) */
+  int pong;
   int from, to;
   uint64_t epoch;
   uint8_t *data;
@@ -138,6 +141,10 @@ typedef struct world {
   int conn[MAXN][MAXN];        /* connection up (symmetric) */
   uint64_t epoch[MAXN][MAXN];  /* bumps on every (dis)connect: in-flight frames die */
   int cut[MAXN][MAXN];         /* administrative: 1 disconnect, 2 blackhole a->b */
+  /* the transport's failure detector on each connection (det[a][b]: a's view of b);
+   * det_timeout_ms 0: off, so the core's own timeouts face silent links alone */
+  cl_det det[MAXN][MAXN];
+  uint32_t det_hb_ms, det_timeout_ms;
   double p_drop, p_dup, p_extreme;
   uint64_t delay_lo, delay_hi;
   /* events */
@@ -630,6 +637,8 @@ static cl_el_node_info info_of(node *n) {
 static void connect_pair(world *w, int a, int b) {
   if (w->conn[a][b] || !w->nodes[a].up || !w->nodes[b].up || w->cut[a][b] == 1 || w->cut[b][a] == 1) return;
   w->conn[a][b] = w->conn[b][a] = 1;
+  cl_det_up(&w->det[a][b], w->now / US, w->det_hb_ms, w->det_timeout_ms);
+  cl_det_up(&w->det[b][a], w->now / US, w->det_hb_ms, w->det_timeout_ms);
   w->epoch[a][b]++;
   w->epoch[b][a]++;
   cl_el_input in = {0};
@@ -652,6 +661,18 @@ static void disconnect_pair(world *w, int a, int b) {
   step(w, a, &in);
   in.peer_id = w->nodes[a].id;
   step(w, b, &in);
+}
+
+static void schedule_connect(world *w, int a, int b, uint64_t after);
+
+/* a dial: through a blackhole it is lost (the transport retries with backoff) */
+static void redial(world *w, int a, int b) {
+  if (w->conn[a][b] || !w->nodes[a].up || !w->nodes[b].up) return;
+  if (w->cut[a][b] || w->cut[b][a]) {
+    schedule_connect(w, a, b, range(&w->r, 200, 2000) * US);
+    return;
+  }
+  connect_pair(w, a, b);
 }
 
 static void schedule_connect(world *w, int a, int b, uint64_t after) {
@@ -884,9 +905,63 @@ static void random_fault(world *w) {
 
 /* ---------------------------------------------------------------- a run */
 
+/* a transport frame arriving: proof of life for the receiver's detector */
+static void heard(world *w, int to, int from) { cl_det_heard(&w->det[to][from], w->now / US); }
+
+static void send_heartbeat(world *w, int from, int to, int pong) {
+  if (!w->conn[from][to] || w->cut[from][to] == 2 || chance(&w->r, w->p_drop)) return;
+  msg_ev ev = {0};
+  ev.at = w->now + range(&w->r, w->delay_lo, w->delay_hi);
+  ev.kind = 4;
+  ev.pong = pong;
+  ev.from = from;
+  ev.to = to;
+  ev.epoch = w->epoch[from][to];
+  ev_push(w, ev);
+}
+
+static void deliver_heartbeat(world *w, msg_ev *e) {
+  if (w->epoch[e->from][e->to] != e->epoch || !w->conn[e->from][e->to] || !w->nodes[e->to].up) return;
+  if (w->cut[e->from][e->to] == 2) return;
+  heard(w, e->to, e->from);
+  if (!e->pong) send_heartbeat(w, e->to, e->from, 1);
+}
+
+/* what the transport's tick does: pings, and a connection silent past the timeout is
+ * closed (both sides see it go), then re-dialled */
+static void run_detectors(world *w) {
+  uint64_t now = w->now / US;
+  for (int a = 0; a < w->n; a++)
+    for (int b = 0; b < w->n; b++) {
+      if (a == b || !w->conn[a][b] || !w->nodes[a].up || cl_det_deadline(&w->det[a][b]) > now) continue;
+      cl_det_verdict v = cl_det_check(&w->det[a][b], now);
+      if (v == CL_DET_PING) {
+        send_heartbeat(w, a, b, 0);
+      } else if (v == CL_DET_DOWN) {
+        vlog(w, "%s: connection to %s silent past %u ms: closed", w->nodes[a].name, w->nodes[b].name,
+             w->det_timeout_ms);
+        disconnect_pair(w, a, b);
+        schedule_connect(w, a, b, range(&w->r, 50, 1000) * US);
+      }
+    }
+}
+
+static uint64_t next_detector_us(world *w) {
+  if (!w->det_timeout_ms) return UINT64_MAX;
+  uint64_t t = UINT64_MAX;
+  for (int a = 0; a < w->n; a++)
+    for (int b = 0; b < w->n; b++)
+      if (a != b && w->conn[a][b] && w->nodes[a].up) {
+        uint64_t d = cl_det_deadline(&w->det[a][b]) * US;
+        if (d < t) t = d;
+      }
+  return t < w->now ? w->now : t;
+}
+
 static void deliver(world *w, msg_ev *e) {
   if (w->epoch[e->from][e->to] != e->epoch || !w->conn[e->from][e->to] || !w->nodes[e->to].up) return;
   if (w->cut[e->from][e->to] == 2) return;
+  heard(w, e->to, e->from);
   cl_el_input in = {0};
   in.kind = CL_EL_IN_MESSAGE;
   in.peer_id = w->nodes[e->from].id;
@@ -939,8 +1014,10 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
     }
     uint64_t t_ev = w->nev ? w->ev[0].at : UINT64_MAX;
     uint64_t t_fault = faults ? next_fault : UINT64_MAX;
+    uint64_t t_det = next_detector_us(w);
     uint64_t t = t_node < t_ev ? t_node : t_ev;
     if (t_fault < t) t = t_fault;
+    if (t_det < t) t = t_det;
     if (t > until) {
       w->now = until;
       return 0;
@@ -949,6 +1026,8 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
     if (t == t_fault && faults) {
       random_fault(w);
       next_fault = w->now + range(&w->r, 1, fault_every);
+    } else if (t == t_det) {
+      run_detectors(w);
     } else if (t == t_ev) {
       msg_ev e = ev_pop(w);
       if (e.kind == 1)
@@ -956,7 +1035,9 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
       else if (e.kind == 2)
         boot_or_defer(w, e.from);
       else if (e.kind == 3)
-        connect_pair(w, e.from, e.to);
+        redial(w, e.from, e.to);
+      else if (e.kind == 4)
+        deliver_heartbeat(w, &e);
       free(e.data);
     } else {
       cl_el_input in = {0};
@@ -1140,6 +1221,13 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   w->p_extreme = chance(&w->r, 0.3) ? 0.01 : 0;
   w->delay_lo = range(&w->r, 20, 200);
   w->delay_hi = w->delay_lo + range(&w->r, 0, 3000);
+  /* the transport's detector: defaults, other timings, or off */
+  w->det_hb_ms = 100;
+  w->det_timeout_ms = 400;
+  if (chance(&w->r, 0.3)) {
+    w->det_hb_ms = (uint32_t)range(&w->r, 20, 300);
+    w->det_timeout_ms = chance(&w->r, 0.3) ? 0 : w->det_hb_ms * (uint32_t)range(&w->r, 2, 8);
+  }
   uint64_t fault_every = range(&w->r, 20, 500) * US;
   uint64_t fault_ms = range(&w->r, 2000, 15000);
 
