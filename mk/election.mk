@@ -4,12 +4,13 @@
 EL_SRC     := $(wildcard runtime/election/*.c)
 EL_HDR     := $(wildcard runtime/election/*.h)
 EL_LIBS    := -lsodium
-SIM_SRC    := $(wildcard spec/sim/*.c)
+SIM_SRC    := $(wildcard spec/sim/*.c) runtime/node/el_driver.c runtime/transport/detector.c
 SEEDS      ?= 10000
 SIM_JOBS   ?= 2
 FUZZ_SECONDS ?= 10
-# Each mutant is a deliberately broken core the simulator must catch.
-EL_MUTANTS ?= NO_PERSIST_TERM SINGLE_CONFIG_QUORUM ACCEPT_OLD_TERM HALF_QUORUM ACCEPT_FOREIGN QUORUM_LOST_WITH_MASTER
+# Each mutant is a deliberately broken core (or glue: SEND_BEFORE_PERSIST) the simulator must catch.
+EL_MUTANTS ?= NO_PERSIST_TERM SINGLE_CONFIG_QUORUM ACCEPT_OLD_TERM HALF_QUORUM ACCEPT_FOREIGN QUORUM_LOST_WITH_MASTER \
+  SEND_BEFORE_PERSIST
 MUTANT_SEEDS ?= 3000
 
 C_TESTS      += $(BUILD)/test_election
@@ -19,13 +20,13 @@ $(BUILD)/test_election: $(EL_SRC) $(EL_HDR) spec/c/test_election.c
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/c/test_election.c $(EL_SRC) $(EL_LIBS)
 
-$(BUILD)/sim: $(EL_SRC) $(EL_HDR) $(SIM_SRC)
+$(BUILD)/sim: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 
-$(BUILD)/sim-mutant-%: $(EL_SRC) $(EL_HDR) $(SIM_SRC)
+$(BUILD)/sim-mutant-%: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h
 	@mkdir -p $(BUILD)
-	$(CC) $(CFLAGS) $(LDFLAGS) -DCL_MUTANT_$* -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
+	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime -DCL_MUTANT_$* -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 
 .PHONY: sim sim-mutants fuzz-state test-election
 

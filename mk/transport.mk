@@ -38,3 +38,10 @@ fuzz-handshake: $(FUZZ_BUILD)/fuzz_handshake
 	$(FUZZ_BUILD)/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=16384 $(FUZZ_BUILD)/corpus_handshake
 
 FUZZ_TARGETS += fuzz-frame fuzz-handshake
+
+# The failure detector alone: pure, no loop needed.
+$(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runtime/transport/detector.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_detector.c runtime/transport/detector.c
+
+C_TESTS += $(BUILD)/test_detector

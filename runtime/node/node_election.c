@@ -11,23 +11,8 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "node/el_driver.h"
 #include "node/node_internal.h"
-
-/* deferred inputs: a transport callback that fires while effects are being performed
- * waits until the current step is finished, so effects are never interleaved */
-typedef struct deferred {
-  struct deferred *next;
-  int kind; /* 1 up, 2 down, 3 message */
-  cl_el_node_info info;
-  char name[CL_NODE_NAME_MAX + 1], id[CL_EL_ID_MAX + 1], address[128], tags[256];
-  size_t len;
-  uint8_t data[];
-} deferred;
-
-static int in_step;
-static deferred *dq_head, *dq_tail;
-static char *imn_buf;
-static const char *imn_list[CL_EL_MAX_INITIAL + 1];
 
 static const double persist_bounds[] = {.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5};
 static const double rtt_bounds[] = {.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1};
@@ -185,62 +170,70 @@ static void emit_committed(cl_node *n) {
   free(s);
 }
 
-static void perform(cl_node *n) {
-  for (size_t i = 0; i < n->fx.n; i++) {
-    cl_el_effect *e = &n->fx.v[i];
-    switch (e->kind) {
-    case CL_EL_FX_SEND: {
-      cl_node_peer *p = cl_node_peer_by_id(n, e->to);
-      if (p && p->up) cl_transport_send(n->t, p->name, CL_CH_ELECTION, e->data, e->len);
-      break;
-    }
-    case CL_EL_FX_PERSIST:
-      persist(n, e->data, e->len);
-      break;
-    case CL_EL_FX_EVENT:
-      switch (e->event) {
-      case CL_EL_EV_MASTER_CHANGED:
-        n->elections++; /* the core logs the change itself */
-        cl_node_emit(n, CL_EVT_NODE_MASTER, e->new_master, e->old_master, strlen(e->old_master), 0,
-                     (int64_t)e->term, CL_Q_FORCE);
-        break;
-      case CL_EL_EV_QUORUM_LOST:
-      case CL_EL_EV_QUORUM_REGAINED:
-        cl_log(e->event == CL_EL_EV_QUORUM_LOST ? CL_LOG_WARN : CL_LOG_INFO, "election", NULL, "quorum %s",
-               e->event == CL_EL_EV_QUORUM_LOST ? "lost" : "regained");
-        cl_node_emit(n, CL_EVT_NODE_QUORUM, NULL, NULL, 0, 0, e->event == CL_EL_EV_QUORUM_REGAINED, CL_Q_FORCE);
-        break;
-      case CL_EL_EV_STATE_COMMITTED:
-        emit_committed(n);
-        break;
-      }
-      break;
-    case CL_EL_FX_LOG: {
-      int lvl = e->level == CL_EL_LOG_DEBUG  ? CL_LOG_DEBUG
-                : e->level == CL_EL_LOG_INFO ? CL_LOG_INFO
-                : e->level == CL_EL_LOG_WARN ? CL_LOG_WARN
-                                             : CL_LOG_ERROR;
-      cl_log(lvl, "election", NULL, "%s", e->msg);
-      break;
-    }
-    case CL_EL_FX_COMPLETE: {
-      uint64_t local = e->req_id - n->req_salt;
-      if (local & CL_ADMIN_REQ_BIT) {
-        cl_node_admin_complete(n, local, e->code, e->msg, e->version);
-        break;
-      }
-      cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(e->code, "OK") == 0 ? "" : e->code, e->msg, strlen(e->msg), local,
-                   (int64_t)e->version, CL_Q_FORCE);
-      break;
-    }
-    }
+/* ---- the driver's io on the control loop ---- */
+
+static uint64_t io_now(void *ud) {
+  cl_node *n = ud;
+  uv_update_time(&n->c->loop);
+  return uv_now(&n->c->loop);
+}
+
+static void io_send(void *ud, const char *peer_id, const uint8_t *data, size_t len) {
+  cl_node *n = ud;
+  cl_node_peer *p = cl_node_peer_by_id(n, peer_id);
+  if (p && p->up) cl_transport_send(n->t, p->name, CL_CH_ELECTION, data, len);
+}
+
+static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len) {
+  (void)kind;
+  persist(ud, data, len); /* exits the process if the write fails */
+  return 0;
+}
+
+static void io_event(void *ud, const cl_el_effect *e) {
+  cl_node *n = ud;
+  switch (e->event) {
+  case CL_EL_EV_MASTER_CHANGED:
+    n->elections++; /* the core logs the change itself */
+    cl_node_emit(n, CL_EVT_NODE_MASTER, e->new_master, e->old_master, strlen(e->old_master), 0, (int64_t)e->term,
+                 CL_Q_FORCE);
+    break;
+  case CL_EL_EV_QUORUM_LOST:
+  case CL_EL_EV_QUORUM_REGAINED:
+    cl_log(e->event == CL_EL_EV_QUORUM_LOST ? CL_LOG_WARN : CL_LOG_INFO, "election", NULL, "quorum %s",
+           e->event == CL_EL_EV_QUORUM_LOST ? "lost" : "regained");
+    cl_node_emit(n, CL_EVT_NODE_QUORUM, NULL, NULL, 0, 0, e->event == CL_EL_EV_QUORUM_REGAINED, CL_Q_FORCE);
+    break;
+  case CL_EL_EV_STATE_COMMITTED:
+    emit_committed(n);
+    break;
   }
+}
+
+static void io_log(void *ud, int level, const char *msg) {
+  (void)ud;
+  int lvl = level == CL_EL_LOG_DEBUG  ? CL_LOG_DEBUG
+            : level == CL_EL_LOG_INFO ? CL_LOG_INFO
+            : level == CL_EL_LOG_WARN ? CL_LOG_WARN
+                                      : CL_LOG_ERROR;
+  cl_log(lvl, "election", NULL, "%s", msg);
+}
+
+static void io_complete(void *ud, uint64_t req_id, const char *code, const char *msg, uint64_t version) {
+  cl_node *n = ud;
+  uint64_t local = req_id - n->req_salt;
+  if (local & CL_ADMIN_REQ_BIT) {
+    cl_node_admin_complete(n, local, code, msg, version);
+    return;
+  }
+  cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(code, "OK") == 0 ? "" : code, msg, strlen(msg), local, (int64_t)version,
+               CL_Q_FORCE);
 }
 
 static void on_el_timer(uv_timer_t *t);
 
-static void rearm(cl_node *n) {
-  uint64_t d = cl_el_next_deadline(n->el);
+static void io_rearm(void *ud, uint64_t d) {
+  cl_node *n = ud;
   if (d == UINT64_MAX) {
     uv_timer_stop(&n->el_timer);
     return;
@@ -249,62 +242,12 @@ static void rearm(cl_node *n) {
   uv_timer_start(&n->el_timer, on_el_timer, d > now ? d - now : 0, 0);
 }
 
-static void step(cl_node *n, const cl_el_input *in) {
-  in_step = 1;
-  cl_el_effects_reset(&n->fx);
-  uv_update_time(&n->c->loop);
-  cl_el_step(n->el, uv_now(&n->c->loop), in, &n->fx);
-  perform(n);
-  in_step = 0;
-  while (dq_head) {
-    deferred *d = dq_head;
-    dq_head = d->next;
-    if (!dq_head) dq_tail = NULL;
-    cl_el_input di;
-    memset(&di, 0, sizeof di);
-    di.peer_id = d->id;
-    if (d->kind == 1) {
-      di.kind = CL_EL_IN_PEER_UP;
-      di.peer = d->info;
-      di.peer.id = d->id;
-      di.peer.name = d->name;
-      di.peer.address = d->address;
-      di.peer.tags = d->tags;
-    } else if (d->kind == 2) {
-      di.kind = CL_EL_IN_PEER_DOWN;
-    } else {
-      di.kind = CL_EL_IN_MESSAGE;
-      di.data = d->data;
-      di.len = d->len;
-    }
-    in_step = 1;
-    cl_el_effects_reset(&n->fx);
-    cl_el_step(n->el, uv_now(&n->c->loop), &di, &n->fx);
-    perform(n);
-    in_step = 0;
-    free(d);
-  }
-  rearm(n);
-}
+static const cl_eldrv_io node_io = {
+    .now_ms = io_now, .send = io_send, .persist = io_persist, .event = io_event,
+    .log = io_log,    .complete = io_complete, .rearm = io_rearm,
+};
 
-static void defer(int kind, const char *id, const char *name, const char *address, const char *tags, uint32_t flags,
-                  const uint8_t *data, size_t len) {
-  deferred *d = calloc(1, sizeof *d + len);
-  if (!d) return;
-  d->kind = kind;
-  snprintf(d->id, sizeof d->id, "%s", id);
-  snprintf(d->name, sizeof d->name, "%s", name ? name : "");
-  snprintf(d->address, sizeof d->address, "%s", address ? address : "");
-  snprintf(d->tags, sizeof d->tags, "%s", tags ? tags : "");
-  d->info.flags = flags;
-  d->len = len;
-  if (len) memcpy(d->data, data, len);
-  if (dq_tail)
-    dq_tail->next = d;
-  else
-    dq_head = d;
-  dq_tail = d;
-}
+static void step(cl_node *n, const cl_el_input *in) { cl_eldrv_input(&n->drv, in); }
 
 /* Request ids count from 1 in every run, but the master remembers the last applied
  * update by (node id, request id) to drop a re-forwarded duplicate, and the node id
@@ -325,16 +268,11 @@ static void on_el_timer(uv_timer_t *t) {
 
 void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p) {
   if (!n->el || !p->node_id) return;
-  uint32_t flags = cl_node_roles_flags(p->roles);
-  if (in_step) {
-    defer(1, p->node_id, p->name, p->address, p->roles, flags, NULL, 0);
-    return;
-  }
   cl_el_input in = {.kind = CL_EL_IN_PEER_UP, .peer_id = p->node_id};
   in.peer.id = p->node_id;
   in.peer.name = p->name;
   in.peer.address = p->address;
-  in.peer.flags = flags;
+  in.peer.flags = cl_node_roles_flags(p->roles);
   in.peer.tags = p->roles;
   step(n, &in);
 }
@@ -342,10 +280,6 @@ void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p) {
 void cl_node_election_peer_down(cl_node *n, const char *name) {
   cl_node_peer *p = cl_node_peer_by_name(n, name);
   if (!n->el || !p || !p->id[0]) return;
-  if (in_step) {
-    defer(2, p->id, name, NULL, NULL, 0, NULL, 0);
-    return;
-  }
   cl_el_input in = {.kind = CL_EL_IN_PEER_DOWN, .peer_id = p->id};
   step(n, &in);
 }
@@ -353,10 +287,6 @@ void cl_node_election_peer_down(cl_node *n, const char *name) {
 void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data, size_t len) {
   cl_node_peer *p = cl_node_peer_by_name(n, from);
   if (!n->el || !p || !p->id[0]) return;
-  if (in_step) {
-    defer(3, p->id, from, NULL, NULL, 0, data, len);
-    return;
-  }
   cl_el_input in = {.kind = CL_EL_IN_MESSAGE, .peer_id = p->id, .data = data, .len = len};
   step(n, &in);
 }
@@ -435,12 +365,12 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   randombytes_buf(&n->req_salt, sizeof n->req_salt);
   size_t nimn = 0;
   if (cfg->initial_master_nodes && *cfg->initial_master_nodes) {
-    imn_buf = strdup(cfg->initial_master_nodes);
-    for (char *save = NULL, *tok = strtok_r(imn_buf, ",", &save); tok && nimn < CL_EL_MAX_INITIAL;
+    n->imn_buf = strdup(cfg->initial_master_nodes);
+    for (char *save = NULL, *tok = strtok_r(n->imn_buf, ",", &save); tok && nimn < CL_EL_MAX_INITIAL;
          tok = strtok_r(NULL, ",", &save))
-      imn_list[nimn++] = tok;
+      n->imn_list[nimn++] = tok;
   }
-  ec.initial_master_nodes = imn_list;
+  ec.initial_master_nodes = n->imn_list;
   ec.n_initial_master_nodes = nimn;
   n->lua_stepdown_ms = cfg->el_lua_stepdown_ms ? cfg->el_lua_stepdown_ms : 30000;
 
@@ -458,13 +388,16 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   snprintf(addr, sizeof addr, "%s", at ? at + 1 : cfg->name);
   self.address = addr;
   char eerr[256] = "";
-  n->el = cl_el_new(&ec, &self, persisted, len, eerr, sizeof eerr);
+  cl_el *el = cl_el_new(&ec, &self, persisted, len, eerr, sizeof eerr);
   free(persisted);
-  if (!n->el) {
+  if (!el) {
     snprintf(err, errlen, "EINVAL: election: %s (state file %s)", eerr, n->state_path);
     return -1;
   }
-  cl_el_effects_init(&n->fx);
+  n->io = node_io;
+  n->io.ud = n;
+  cl_eldrv_init(&n->drv, el, &n->io);
+  n->el = el;
   uv_timer_init(&n->c->loop, &n->el_timer);
   n->el_timer.data = n;
   uv_timer_init(&n->c->loop, &n->lag_timer);
@@ -485,17 +418,10 @@ void cl_node_election_stop(cl_node *n) {
   if (!n->el) return;
   uv_close((uv_handle_t *)&n->el_timer, NULL);
   uv_close((uv_handle_t *)&n->lag_timer, NULL);
-  cl_el_free(n->el);
+  cl_eldrv_free(&n->drv);
   n->el = NULL;
   cl_histogram_free(&n->persist_ms);
   cl_histogram_free(&n->rtt_us);
-  cl_el_effects_free(&n->fx);
-  free(imn_buf);
-  imn_buf = NULL;
-  while (dq_head) {
-    deferred *d = dq_head;
-    dq_head = d->next;
-    free(d);
-  }
-  dq_tail = NULL;
+  free(n->imn_buf);
+  n->imn_buf = NULL;
 }

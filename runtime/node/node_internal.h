@@ -7,6 +7,7 @@
 #include <uv.h>
 
 #include "election/election.h"
+#include "node/el_driver.h"
 #include "core/log.h"
 #include "admin/metrics.h"
 #include "node/node.h"
@@ -50,9 +51,12 @@ typedef struct cl_node {
   cl_node_peer peers[CL_PEERS_MAX];
   int n_peers;
 
-  /* election */
+  /* election: the driver owns the core; el is the driver's, for reading */
+  cl_eldrv drv;
+  cl_eldrv_io io;
   cl_el *el;
-  cl_el_effects fx;
+  char *imn_buf; /* initial_master_nodes, split in place; imn_list points into it */
+  const char *imn_list[CL_EL_MAX_INITIAL + 1];
   uv_timer_t el_timer;
   char state_path[4096];
   uint64_t elections;      /* master changes seen */

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "transport/detector.h"
 #include "core/log.h"
 
 enum { C_CONNECTING = 1, C_HANDSHAKE, C_UP, C_CLOSING };
@@ -48,7 +49,7 @@ struct cl_conn {
   cl_tbuf wire; /* what is being written now */
   size_t wire_off;
   uint64_t deadline_ms;
-  uint64_t last_rx_ms, next_ping_ms;
+  cl_det det; /* failure detection (detector.c) */
   /* the handshake's round trip: our first flight sent (µs) -> the peer's next one read */
   uint64_t hs_mark_us;
   uint32_t hs_rtt_us;
@@ -251,7 +252,7 @@ static void fill_info(cl_peer *p, cl_peer_info *i) {
   i->incarnation = p->incarnation;
   i->rtt_us = p->rtt_us;
   i->since_ms = p->since_ms;
-  i->last_heartbeat_ms = p->conn ? p->conn->last_rx_ms : p->last_rx_ms;
+  i->last_heartbeat_ms = p->conn ? p->conn->det.last_rx_ms : p->last_rx_ms;
   i->connected = p->conn != NULL;
   i->wanted = p->wanted || p->learned;
   i->data_conns = p->data_ok;
@@ -477,7 +478,7 @@ static void conn_down(cl_conn *c, const char *reason) {
   cl_peer *p = c->peer;
   int was_up = c->installed;
   if (was_up) {
-    p->last_rx_ms = c->last_rx_ms;
+    p->last_rx_ms = c->det.last_rx_ms;
     p->since_ms = p->down_ms = now_ms(t);
   }
   conn_close(c);
@@ -605,7 +606,6 @@ static void send_ping(cl_conn *c) {
   uint8_t x[8];
   for (int i = 0; i < 8; i++) x[i] = (uint8_t)(us >> (56 - 8 * i));
   conn_put(c, CL_T_PING, 0, x, 8);
-  c->next_ping_ms = now_ms(c->t) + c->t->cfg.heartbeat_ms;
 }
 
 /* The handshake succeeded: decide whether this connection becomes the pair's one. */
@@ -666,7 +666,8 @@ static void conn_authenticated(cl_conn *c) {
   p->rl.in_window = 0; /* a failure after this is news: logged at once */
   /* a measured round trip from the start (node_up carries it); heartbeats refine it */
   p->rtt_us = c->hs_rtt_us ? c->hs_rtt_us : 1;
-  p->since_ms = c->last_rx_ms = now_ms(t);
+  p->since_ms = now_ms(t);
+  cl_det_up(&c->det, p->since_ms, t->cfg.heartbeat_ms, t->cfg.timeout_ms);
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
   memcpy(c->opener.rx.key, hs->key_rx, 32);
@@ -831,7 +832,7 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     const cl_fault *fl = fault_of(t, c->peer, &tmp);
     if (fl && (fl->blackhole || fl->oneway_in)) return 0;
   }
-  c->last_rx_ms = now_ms(t);
+  cl_det_heard(&c->det, now_ms(t));
   t->st.frames_in++;
   switch (f->type) {
   case CL_T_DATA:
@@ -848,8 +849,7 @@ static int on_session_frame(void *ud, const cl_frame *f) {
       if (now >= sent && now - sent < 60000000) {
         uint32_t s = (uint32_t)(now - sent);
         cl_peer *p = c->peer;
-        p->rtt_us = p->rtt_us ? (uint32_t)(((uint64_t)p->rtt_us * 7 + s) / 8) : s;
-        if (!p->rtt_us) p->rtt_us = 1;
+        p->rtt_us = cl_det_rtt_smooth(p->rtt_us, s);
       }
     }
     break;
@@ -1269,11 +1269,11 @@ static void on_tick(uv_timer_t *h) {
         }
       }
     } else if (c->state == C_UP) {
-      if (now - c->last_rx_ms > t->cfg.timeout_ms) {
+      cl_det_verdict v = cl_det_check(&c->det, now);
+      if (v == CL_DET_DOWN)
         conn_down(c, "timeout");
-      } else if (now >= c->next_ping_ms) {
+      else if (v == CL_DET_PING)
         send_ping(c);
-      }
     }
     c = n;
   }

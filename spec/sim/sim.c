@@ -1,7 +1,8 @@
 /* Deterministic simulator of the election core.
  *
- * Runs whole clusters of the real core (runtime/election) in one process on
- * simulated time, with every source of nondeterminism drawn from one seeded
+ * Runs whole clusters of the real core (runtime/election), the real glue that performs
+ * its effects (runtime/node/el_driver.c) and the transport's real failure detector
+ * (runtime/transport/detector.c) in one process on simulated time, with every source of nondeterminism drawn from one seeded
  * PRNG: cluster shape, roles, fault rates, message drop/duplication/delay/
  * reordering, disconnects, silent blackholes, one-way links, partitions,
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
@@ -17,7 +18,9 @@
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
-#include "../../runtime/election/election.h"
+#include "election/election.h"
+#include "node/el_driver.h" /* the real glue's effect executor, run on virtual time */
+#include "transport/detector.h" /* the transport's real failure detector */
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -68,20 +71,30 @@ static uint64_t range(rng_t *r, uint64_t lo, uint64_t hi) { return lo + below(r,
 
 typedef struct msg_ev {
   uint64_t at, seq;
-  int kind; /* 1 deliver, 2 reboot, 3 connect */
+  int kind; /* 1 deliver, 2 reboot, 3 connect, 4 transport heartbeat (ping, or pong if epoch's top bit) */
+  int pong;
   int from, to;
   uint64_t epoch;
   uint8_t *data;
   size_t len;
 } msg_ev;
 
+struct world;
+
 typedef struct node {
-  cl_el *el;
+  cl_el *el;           /* the driver's core, for reading */
+  cl_eldrv drv;
+  cl_eldrv_io io;
+  struct world *w;
+  int idx;
+  int persisted;       /* the current step persisted something */
+  const char *crash_why; /* set by a failed persist: crash once the step is over */
   int up;
   char id[40], name[64], addr[40];
   uint32_t flags;
   uint8_t *disk;
   size_t disk_len;
+  uint64_t disk_term;           /* the term in the persisted file */
   uint64_t boot_term, max_term;
   uint64_t acc_t, acc_v;        /* accepted (term, version) after the last step */
   int acc_c;
@@ -129,6 +142,10 @@ typedef struct world {
   int conn[MAXN][MAXN];        /* connection up (symmetric) */
   uint64_t epoch[MAXN][MAXN];  /* bumps on every (dis)connect: in-flight frames die */
   int cut[MAXN][MAXN];         /* administrative: 1 disconnect, 2 blackhole a->b */
+  /* the transport's failure detector on each connection (det[a][b]: a's view of b);
+   * det_timeout_ms 0: off, so the core's own timeouts face silent links alone */
+  cl_det det[MAXN][MAXN];
+  uint32_t det_hb_ms, det_timeout_ms;
   double p_drop, p_dup, p_extreme;
   uint64_t delay_lo, delay_hi;
   /* events */
@@ -142,7 +159,6 @@ typedef struct world {
   req reqs[32];
   uint64_t next_req, token_ctr;
   uint32_t ever_excluded; /* requested since the last clear that surely came after */
-  cl_el_effects fx;
   uint64_t trace;
   int verbose, violated;
   char why[512];
@@ -447,7 +463,6 @@ static void connect_pair(world *w, int a, int b);
 static void disconnect_pair(world *w, int a, int b);
 static void crash(world *w, int i, const char *why);
 
-static void handle_effects(world *w, int i, int prevote_req_input);
 
 /* L1: quorum_lost must mean that the voting nodes node i is connected to (the
  * transport's failure detector closes silent links) are not a quorum of its
@@ -462,119 +477,157 @@ static void check_quorum_lost(world *w, int i) {
     violation(w, "%s: quorum_lost while connected to a quorum of its voting configuration", w->nodes[i].name);
 }
 
+/* ---- the driver's io: what the node's glue does for real, done on the simulated
+ * network and disk, with the checks each effect allows ---- */
+
+static uint64_t io_now(void *ud) {
+  node *n = ud;
+  return n->w->now / US;
+}
+
+static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len) {
+  (void)kind;
+  node *n = ud;
+  world *w = n->w;
+  int i = n->idx;
+  if (n->fail_next_persist) {
+    int how = n->fail_next_persist;
+    n->fail_next_persist = 0;
+    n->crash_why = how == 1 ? "persist failed (EIO)" : "power lost before fsync";
+    return -1;
+  }
+  n->persisted = 1;
+  uint64_t t;
+  int c;
+  char err[160];
+  if (cl_el_persist_decode(data, len, &t, &w->st_scratch, &c, err, sizeof err)) {
+    violation(w, "%s persisted an unreadable file: %s", n->name, err);
+    return 0;
+  }
+  if (w->st_scratch.term > 0 && i != w->foreign) {
+    kv *m = map_get(w, w->st_scratch.term, w->st_scratch.version, 0);
+    if (m) m->accepted_by |= 1u << i;
+    else {
+      uint8_t h[32];
+      cl_el_state_hash(&w->st_scratch, h);
+      m = map_get(w, w->st_scratch.term, w->st_scratch.version, 1);
+      memcpy(m->h, h, 32);
+      m->accepted_by |= 1u << i;
+    }
+  }
+  cl_el_state_clear(&w->st_scratch);
+  free(n->disk);
+  n->disk = malloc(len);
+  memcpy(n->disk, data, len);
+  n->disk_len = len;
+  n->disk_term = t;
+  return 0;
+}
+
+static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
+  node *n = ud;
+  world *w = n->w;
+  int i = n->idx;
+  int j = node_index(w, to);
+  if (j < 0 || j == i) {
+    violation(w, "%s sent to unknown node %s", n->name, to);
+    return;
+  }
+  size_t toff = len > 7 ? 7 + (size_t)(data[5] | data[6] << 8) : len; /* after the cluster id */
+  if (toff + 8 <= len && (data[4] == 4 || data[4] == 3)) { /* JOIN / START_JOIN */
+    uint64_t term = 0;
+    for (int b = 0; b < 8; b++) term |= (uint64_t)data[toff + b] << (8 * b);
+    /* the glue's rule: a vote leaves only once the term it is for is durable */
+    if (n->disk_term < term)
+      violation(w, "%s sent a %s for term %llu before persisting that term (disk holds %llu)", n->name,
+                data[4] == 4 ? "join" : "start-join", (unsigned long long)term, (unsigned long long)n->disk_term);
+    if (i != w->foreign && j != w->foreign) record_join(w, i, term, data[4] == 4 ? j : i);
+    else if (data[4] == 4)
+      violation(w, "%s voted for %s, a node of the other cluster", n->name, w->nodes[j].name);
+  }
+  if (i != w->foreign && j == w->foreign && data[4] == 2 /* PREVOTE_RESP */ && toff + 25 <= len && data[toff + 24])
+    violation(w, "%s granted a pre-vote to %s, a node of another cluster", n->name, w->nodes[j].name);
+  if (!w->conn[i][j] || w->cut[i][j] == 2) return; /* not connected, or blackholed */
+  int copies = 1 + (chance(&w->r, w->p_dup) ? 1 : 0);
+  if (chance(&w->r, w->p_drop)) copies--;
+  for (int c = 0; c < copies; c++) {
+    msg_ev ev = {0};
+    uint64_t d = range(&w->r, w->delay_lo, w->delay_hi);
+    if (chance(&w->r, w->p_extreme)) d += range(&w->r, 50, 2000) * US;
+    ev.at = w->now + d;
+    ev.kind = 1;
+    ev.from = i;
+    ev.to = j;
+    ev.epoch = w->epoch[i][j];
+    ev.data = malloc(len);
+    memcpy(ev.data, data, len);
+    ev.len = len;
+    ev_push(w, ev);
+  }
+}
+
+static void io_event(void *ud, const cl_el_effect *e) {
+  node *n = ud;
+  world *w = n->w;
+  trace_mix(w, (uint64_t)e->event * 7919 + e->term * 31 + e->version);
+  if (e->event == CL_EL_EV_QUORUM_LOST && n->idx != w->foreign) check_quorum_lost(w, n->idx);
+  vlog(w, "%s event %d new=%s old=%s t=%llu v=%llu", n->name, e->event, e->new_master, e->old_master,
+       (unsigned long long)e->term, (unsigned long long)e->version);
+}
+
+static void io_log(void *ud, int level, const char *msg) {
+  node *n = ud;
+  vlog(n->w, "%s log[%d] %s", n->name, level, msg);
+}
+
+static void io_complete(void *ud, uint64_t req_id, const char *code, const char *msg, uint64_t version) {
+  (void)version;
+  node *n = ud;
+  world *w = n->w;
+  int i = n->idx;
+  vlog(w, "%s complete req %llu %s %s", n->name, (unsigned long long)req_id, code, msg);
+  for (int r = 0; r < 32; r++) {
+    req *q = &w->reqs[r];
+    if (!q->used || q->id != req_id || q->node != i) continue;
+    if (!strcmp(code, "OK") && q->kind == 1) {
+      const cl_el_state *app = cl_el_committed(n->el);
+      int found = 0;
+      for (uint32_t o = 0; o + 8 <= app->meta_len; o += 8)
+        if (!memcmp(app->meta + o, q->token, 8)) found = 1;
+      if (!found) violation(w, "%s: update %llu completed OK but is not in the applied state", n->name,
+                            (unsigned long long)q->id);
+    }
+    if (!strcmp(code, "OK") && q->kind == 3) {
+      int pending_excl = 0;
+      for (int o = 0; o < 32; o++)
+        if (w->reqs[o].used && w->reqs[o].kind == 2) pending_excl = 1;
+      if (!pending_excl) w->ever_excluded = 0;
+    }
+    q->used = 0;
+  }
+}
+
+static void io_rearm(void *ud, uint64_t deadline) {
+  (void)ud, (void)deadline; /* run_until asks every node for its next deadline */
+}
+
+static const cl_eldrv_io sim_io = {.now_ms = io_now, .send = io_send, .persist = io_persist, .event = io_event,
+                                   .log = io_log, .complete = io_complete, .rearm = io_rearm};
+
 static void step(world *w, int i, const cl_el_input *in) {
   node *n = &w->nodes[i];
   if (!n->up) return;
-  cl_el_effects_reset(&w->fx);
-  cl_el_step(n->el, w->now / US, in, &w->fx);
+  int pv = in->kind == CL_EL_IN_MESSAGE && in->len > 4 && in->data[4] == 1; /* PREVOTE_REQ */
+  n->persisted = 0;
+  n->crash_why = NULL;
+  cl_eldrv_input(&n->drv, in);
   w->steps++;
   trace_mix(w, (uint64_t)i * 131 + (uint64_t)in->kind + w->now);
-  int pv = in->kind == CL_EL_IN_MESSAGE && in->len > 4 && in->data[4] == 1; /* PREVOTE_REQ */
-  handle_effects(w, i, pv);
-}
-
-static void handle_effects(world *w, int i, int prevote_req_input) {
-  node *n = &w->nodes[i];
-  int persisted = 0;
-  /* effects in order: a failed persist stops the node before anything after it */
-  for (size_t k = 0; k < w->fx.n; k++) {
-    cl_el_effect *e = &w->fx.v[k];
-    trace_mix(w, (uint64_t)e->kind * 7919 + e->len + e->term * 31 + e->version);
-    if (e->kind == CL_EL_FX_PERSIST) {
-      if (n->fail_next_persist) {
-        int how = n->fail_next_persist;
-        n->fail_next_persist = 0;
-        crash(w, i, how == 1 ? "persist failed (EIO)" : "power lost before fsync");
-        return;
-      }
-      persisted = 1;
-      uint64_t t;
-      int c;
-      char err[160];
-      if (cl_el_persist_decode(e->data, e->len, &t, &w->st_scratch, &c, err, sizeof err)) {
-        violation(w, "%s persisted an unreadable file: %s", n->name, err);
-        return;
-      }
-      if (w->st_scratch.term > 0 && i != w->foreign) {
-        kv *m = map_get(w, w->st_scratch.term, w->st_scratch.version, 0);
-        if (m) m->accepted_by |= 1u << i;
-        else {
-          uint8_t h[32];
-          cl_el_state_hash(&w->st_scratch, h);
-          m = map_get(w, w->st_scratch.term, w->st_scratch.version, 1);
-          memcpy(m->h, h, 32);
-          m->accepted_by |= 1u << i;
-        }
-      }
-      cl_el_state_clear(&w->st_scratch);
-      free(n->disk);
-      n->disk = malloc(e->len);
-      memcpy(n->disk, e->data, e->len);
-      n->disk_len = e->len;
-    } else if (e->kind == CL_EL_FX_SEND) {
-      int j = node_index(w, e->to);
-      if (j < 0 || j == i) {
-        violation(w, "%s sent to unknown node %s", n->name, e->to);
-        continue;
-      }
-      size_t toff = e->len > 7 ? 7 + (size_t)(e->data[5] | e->data[6] << 8) : e->len; /* after the cluster id */
-      if (toff + 8 <= e->len && (e->data[4] == 4 || e->data[4] == 3)) { /* JOIN / START_JOIN */
-        uint64_t term = 0;
-        for (int b = 0; b < 8; b++) term |= (uint64_t)e->data[toff + b] << (8 * b);
-        if (i != w->foreign && j != w->foreign) record_join(w, i, term, e->data[4] == 4 ? j : i);
-        else if (e->data[4] == 4)
-          violation(w, "%s voted for %s, a node of the other cluster", n->name, w->nodes[j].name);
-      }
-      if (i != w->foreign && j == w->foreign && e->data[4] == 2 /* PREVOTE_RESP */ && toff + 25 <= e->len &&
-          e->data[toff + 24])
-        violation(w, "%s granted a pre-vote to %s, a node of another cluster", n->name, w->nodes[j].name);
-      if (!w->conn[i][j] || w->cut[i][j] == 2) continue; /* not connected, or blackholed */
-      int copies = 1 + (chance(&w->r, w->p_dup) ? 1 : 0);
-      if (chance(&w->r, w->p_drop)) copies--;
-      for (int c = 0; c < copies; c++) {
-        msg_ev ev = {0};
-        uint64_t d = range(&w->r, w->delay_lo, w->delay_hi);
-        if (chance(&w->r, w->p_extreme)) d += range(&w->r, 50, 2000) * US;
-        ev.at = w->now + d;
-        ev.kind = 1;
-        ev.from = i;
-        ev.to = j;
-        ev.epoch = w->epoch[i][j];
-        ev.data = malloc(e->len);
-        memcpy(ev.data, e->data, e->len);
-        ev.len = e->len;
-        ev_push(w, ev);
-      }
-    } else if (e->kind == CL_EL_FX_LOG) {
-      vlog(w, "%s log[%d] %s", n->name, e->level, e->msg);
-    } else if (e->kind == CL_EL_FX_EVENT) {
-      if (e->event == CL_EL_EV_QUORUM_LOST && i != w->foreign) check_quorum_lost(w, i);
-      vlog(w, "%s event %d new=%s old=%s t=%llu v=%llu", n->name, e->event, e->new_master, e->old_master,
-           (unsigned long long)e->term, (unsigned long long)e->version);
-    } else if (e->kind == CL_EL_FX_COMPLETE) {
-      vlog(w, "%s complete req %llu %s %s", n->name, (unsigned long long)e->req_id, e->code, e->msg);
-      for (int r = 0; r < 32; r++) {
-        req *q = &w->reqs[r];
-        if (!q->used || q->id != e->req_id || q->node != i) continue;
-        if (!strcmp(e->code, "OK") && q->kind == 1) {
-          const cl_el_state *app = cl_el_committed(n->el);
-          int found = 0;
-          for (uint32_t o = 0; o + 8 <= app->meta_len; o += 8)
-            if (!memcmp(app->meta + o, q->token, 8)) found = 1;
-          if (!found) violation(w, "%s: update %llu completed OK but is not in the applied state", n->name,
-                                (unsigned long long)q->id);
-        }
-        if (!strcmp(e->code, "OK") && q->kind == 3) {
-          int pending_excl = 0;
-          for (int o = 0; o < 32; o++)
-            if (w->reqs[o].used && w->reqs[o].kind == 2) pending_excl = 1;
-          if (!pending_excl) w->ever_excluded = 0;
-        }
-        q->used = 0;
-      }
-    }
+  if (n->crash_why) {
+    crash(w, i, n->crash_why);
+    return;
   }
-  check_node(w, i, prevote_req_input, persisted);
+  check_node(w, i, pv, n->persisted);
 }
 
 static cl_el_node_info info_of(node *n) {
@@ -585,6 +638,8 @@ static cl_el_node_info info_of(node *n) {
 static void connect_pair(world *w, int a, int b) {
   if (w->conn[a][b] || !w->nodes[a].up || !w->nodes[b].up || w->cut[a][b] == 1 || w->cut[b][a] == 1) return;
   w->conn[a][b] = w->conn[b][a] = 1;
+  cl_det_up(&w->det[a][b], w->now / US, w->det_hb_ms, w->det_timeout_ms);
+  cl_det_up(&w->det[b][a], w->now / US, w->det_hb_ms, w->det_timeout_ms);
   w->epoch[a][b]++;
   w->epoch[b][a]++;
   cl_el_input in = {0};
@@ -609,6 +664,18 @@ static void disconnect_pair(world *w, int a, int b) {
   step(w, b, &in);
 }
 
+static void schedule_connect(world *w, int a, int b, uint64_t after);
+
+/* a dial: through a blackhole it is lost (the transport retries with backoff) */
+static void redial(world *w, int a, int b) {
+  if (w->conn[a][b] || !w->nodes[a].up || !w->nodes[b].up) return;
+  if (w->cut[a][b] || w->cut[b][a]) {
+    schedule_connect(w, a, b, range(&w->r, 200, 2000) * US);
+    return;
+  }
+  connect_pair(w, a, b);
+}
+
 static void schedule_connect(world *w, int a, int b, uint64_t after) {
   msg_ev ev = {0};
   ev.at = w->now + after;
@@ -628,7 +695,7 @@ static void crash(world *w, int i, const char *why) {
   ev.from = i;
   ev_push(w, ev);
   n->up = 0;
-  cl_el_free(n->el);
+  cl_eldrv_free(&n->drv);
   n->el = NULL;
   for (int j = 0; j < w->n; j++)
     if (j != i && w->conn[i][j]) {
@@ -649,6 +716,13 @@ static void boot(world *w, int i) {
   cl_el_node_info self = info_of(n);
   char err[256];
   n->el = cl_el_new(&cfg, &self, n->disk, n->disk_len, err, sizeof err);
+  if (n->el) {
+    n->io = sim_io;
+    n->io.ud = n;
+    n->w = w;
+    n->idx = i;
+    cl_eldrv_init(&n->drv, n->el, &n->io);
+  }
   if (!n->el) {
     violation(w, "%s cannot boot from its own persisted state: %s", n->name, err);
     return;
@@ -832,9 +906,63 @@ static void random_fault(world *w) {
 
 /* ---------------------------------------------------------------- a run */
 
+/* a transport frame arriving: proof of life for the receiver's detector */
+static void heard(world *w, int to, int from) { cl_det_heard(&w->det[to][from], w->now / US); }
+
+static void send_heartbeat(world *w, int from, int to, int pong) {
+  if (!w->conn[from][to] || w->cut[from][to] == 2 || chance(&w->r, w->p_drop)) return;
+  msg_ev ev = {0};
+  ev.at = w->now + range(&w->r, w->delay_lo, w->delay_hi);
+  ev.kind = 4;
+  ev.pong = pong;
+  ev.from = from;
+  ev.to = to;
+  ev.epoch = w->epoch[from][to];
+  ev_push(w, ev);
+}
+
+static void deliver_heartbeat(world *w, msg_ev *e) {
+  if (w->epoch[e->from][e->to] != e->epoch || !w->conn[e->from][e->to] || !w->nodes[e->to].up) return;
+  if (w->cut[e->from][e->to] == 2) return;
+  heard(w, e->to, e->from);
+  if (!e->pong) send_heartbeat(w, e->to, e->from, 1);
+}
+
+/* what the transport's tick does: pings, and a connection silent past the timeout is
+ * closed (both sides see it go), then re-dialled */
+static void run_detectors(world *w) {
+  uint64_t now = w->now / US;
+  for (int a = 0; a < w->n; a++)
+    for (int b = 0; b < w->n; b++) {
+      if (a == b || !w->conn[a][b] || !w->nodes[a].up || cl_det_deadline(&w->det[a][b]) > now) continue;
+      cl_det_verdict v = cl_det_check(&w->det[a][b], now);
+      if (v == CL_DET_PING) {
+        send_heartbeat(w, a, b, 0);
+      } else if (v == CL_DET_DOWN) {
+        vlog(w, "%s: connection to %s silent past %u ms: closed", w->nodes[a].name, w->nodes[b].name,
+             w->det_timeout_ms);
+        disconnect_pair(w, a, b);
+        schedule_connect(w, a, b, range(&w->r, 50, 1000) * US);
+      }
+    }
+}
+
+static uint64_t next_detector_us(world *w) {
+  if (!w->det_timeout_ms) return UINT64_MAX;
+  uint64_t t = UINT64_MAX;
+  for (int a = 0; a < w->n; a++)
+    for (int b = 0; b < w->n; b++)
+      if (a != b && w->conn[a][b] && w->nodes[a].up) {
+        uint64_t d = cl_det_deadline(&w->det[a][b]) * US;
+        if (d < t) t = d;
+      }
+  return t < w->now ? w->now : t;
+}
+
 static void deliver(world *w, msg_ev *e) {
   if (w->epoch[e->from][e->to] != e->epoch || !w->conn[e->from][e->to] || !w->nodes[e->to].up) return;
   if (w->cut[e->from][e->to] == 2) return;
+  heard(w, e->to, e->from);
   cl_el_input in = {0};
   in.kind = CL_EL_IN_MESSAGE;
   in.peer_id = w->nodes[e->from].id;
@@ -887,8 +1015,10 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
     }
     uint64_t t_ev = w->nev ? w->ev[0].at : UINT64_MAX;
     uint64_t t_fault = faults ? next_fault : UINT64_MAX;
+    uint64_t t_det = next_detector_us(w);
     uint64_t t = t_node < t_ev ? t_node : t_ev;
     if (t_fault < t) t = t_fault;
+    if (t_det < t) t = t_det;
     if (t > until) {
       w->now = until;
       return 0;
@@ -897,6 +1027,8 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
     if (t == t_fault && faults) {
       random_fault(w);
       next_fault = w->now + range(&w->r, 1, fault_every);
+    } else if (t == t_det) {
+      run_detectors(w);
     } else if (t == t_ev) {
       msg_ev e = ev_pop(w);
       if (e.kind == 1)
@@ -904,7 +1036,9 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
       else if (e.kind == 2)
         boot_or_defer(w, e.from);
       else if (e.kind == 3)
-        connect_pair(w, e.from, e.to);
+        redial(w, e.from, e.to);
+      else if (e.kind == 4)
+        deliver_heartbeat(w, &e);
       free(e.data);
     } else {
       cl_el_input in = {0};
@@ -976,7 +1110,7 @@ static void dump(world *w) {
 
 static void world_free(world *w) {
   for (int i = 0; i < w->n; i++) {
-    cl_el_free(w->nodes[i].el);
+    if (w->nodes[i].el) cl_eldrv_free(&w->nodes[i].drv);
     free(w->nodes[i].disk);
   }
   while (w->nev) {
@@ -989,7 +1123,6 @@ static void world_free(world *w) {
   free(w->map);
   for (size_t i = 0; i < w->n_com; i++) free(w->com[i].meta);
   free(w->com);
-  cl_el_effects_free(&w->fx);
   cl_el_state_clear(&w->st_scratch);
 }
 
@@ -1028,7 +1161,8 @@ static void add_foreign(world *w, uint64_t fault_ms) {
   qsort(c.ids, c.n, sizeof c.ids[0], cmp_id);
   st.committed_config = c;
   st.accepted_config = c;
-  if (cl_el_persist_encode(term + range(&w->r, 0, 20), &st, 1, &n->disk, &n->disk_len)) n->disk_len = 0;
+  n->disk_term = term + range(&w->r, 0, 20);
+  if (cl_el_persist_encode(n->disk_term, &st, 1, &n->disk, &n->disk_len)) n->disk_len = 0;
   cl_el_state_clear(&st);
   vlog(w, "%s (another cluster's data, config of %u) arrives later", n->name, c.n);
   msg_ev ev = {0};
@@ -1044,7 +1178,6 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   w->seed = seed;
   w->verbose = verbose;
   rng_seed(&w->r, seed);
-  cl_el_effects_init(&w->fx);
   cl_el_state_init(&w->st_scratch);
   w->foreign = -1;
   int with_foreign = chance(&w->r, 0.25);
@@ -1089,6 +1222,13 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   w->p_extreme = chance(&w->r, 0.3) ? 0.01 : 0;
   w->delay_lo = range(&w->r, 20, 200);
   w->delay_hi = w->delay_lo + range(&w->r, 0, 3000);
+  /* the transport's detector: defaults, other timings, or off */
+  w->det_hb_ms = 100;
+  w->det_timeout_ms = 400;
+  if (chance(&w->r, 0.3)) {
+    w->det_hb_ms = (uint32_t)range(&w->r, 20, 300);
+    w->det_timeout_ms = chance(&w->r, 0.3) ? 0 : w->det_hb_ms * (uint32_t)range(&w->r, 2, 8);
+  }
   uint64_t fault_every = range(&w->r, 20, 500) * US;
   uint64_t fault_ms = range(&w->r, 2000, 15000);
 

@@ -1,0 +1,130 @@
+/* See el_driver.h. */
+#include "node/el_driver.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+struct cl_eldrv_pending {
+  cl_eldrv_pending *next;
+  cl_el_input in;
+  char peer_id[CL_EL_ID_MAX + 1], name[CL_EL_NAME_MAX + 1], address[CL_EL_ADDR_MAX + 1], tags[CL_EL_TAGS_MAX + 1];
+  size_t len;
+  uint8_t data[];
+};
+
+void cl_eldrv_init(cl_eldrv *d, cl_el *el, const cl_eldrv_io *io) {
+  memset(d, 0, sizeof *d);
+  d->el = el;
+  d->io = io;
+  cl_el_effects_init(&d->fx);
+}
+
+static void cpy(char *dst, size_t cap, const char *src) {
+  size_t n = src ? strlen(src) : 0;
+  if (n >= cap) n = cap - 1;
+  if (n) memcpy(dst, src, n);
+  dst[n] = 0;
+}
+
+/* a copy of the input that owns its strings and bytes; requests never arrive from
+ * inside a step (they come from commands), so their name lists are not copied */
+static void enqueue(cl_eldrv *d, const cl_el_input *in) {
+  size_t len = in->kind == CL_EL_IN_MESSAGE || in->kind == CL_EL_IN_REQUEST_UPDATE ? in->len : 0;
+  cl_eldrv_pending *p = calloc(1, sizeof *p + len);
+  if (!p) return;
+  p->in = *in;
+  cpy(p->peer_id, sizeof p->peer_id, in->peer_id ? in->peer_id : in->peer.id);
+  cpy(p->name, sizeof p->name, in->peer.name);
+  cpy(p->address, sizeof p->address, in->peer.address);
+  cpy(p->tags, sizeof p->tags, in->peer.tags);
+  p->in.peer_id = p->peer_id;
+  p->in.peer.id = p->peer_id;
+  p->in.peer.name = p->name;
+  p->in.peer.address = p->address;
+  p->in.peer.tags = p->tags;
+  p->len = len;
+  if (len) memcpy(p->data, in->data, len);
+  p->in.data = len ? p->data : NULL;
+  p->in.names = NULL;
+  p->in.n_names = 0;
+  if (d->tail)
+    d->tail->next = p;
+  else
+    d->head = p;
+  d->tail = p;
+}
+
+static int perform(cl_eldrv *d) {
+  const cl_eldrv_io *io = d->io;
+#ifdef CL_MUTANT_SEND_BEFORE_PERSIST
+  /* deliberately broken glue: messages (votes, acknowledgements) leave before the
+   * state they promise is durable; the simulator must catch it */
+  for (size_t i = 0; i < d->fx.n; i++)
+    if (d->fx.v[i].kind == CL_EL_FX_SEND) io->send(io->ud, d->fx.v[i].to, d->fx.v[i].data, d->fx.v[i].len);
+#endif
+  for (size_t i = 0; i < d->fx.n; i++) {
+    const cl_el_effect *e = &d->fx.v[i];
+    switch (e->kind) {
+    case CL_EL_FX_SEND:
+#ifndef CL_MUTANT_SEND_BEFORE_PERSIST
+      io->send(io->ud, e->to, e->data, e->len);
+#endif
+      break;
+    case CL_EL_FX_PERSIST:
+      if (io->persist(io->ud, e->persist, e->data, e->len) != 0) {
+        d->stopped = 1; /* carrying on could lose a vote or an accepted state */
+        return -1;
+      }
+      break;
+    case CL_EL_FX_EVENT:
+      io->event(io->ud, e);
+      break;
+    case CL_EL_FX_LOG:
+      io->log(io->ud, e->level, e->msg);
+      break;
+    case CL_EL_FX_COMPLETE:
+      io->complete(io->ud, e->req_id, e->code, e->msg, e->version);
+      break;
+    }
+  }
+  return 0;
+}
+
+static int step(cl_eldrv *d, const cl_el_input *in) {
+  d->in_step = 1;
+  cl_el_effects_reset(&d->fx);
+  cl_el_step(d->el, d->io->now_ms(d->io->ud), in, &d->fx);
+  int rc = perform(d);
+  d->in_step = 0;
+  return rc;
+}
+
+int cl_eldrv_input(cl_eldrv *d, const cl_el_input *in) {
+  if (d->stopped) return -1;
+  if (d->in_step) {
+    enqueue(d, in);
+    return 0;
+  }
+  int rc = step(d, in);
+  while (d->head) {
+    cl_eldrv_pending *p = d->head;
+    d->head = p->next;
+    if (!d->head) d->tail = NULL;
+    if (rc == 0) rc = step(d, &p->in);
+    free(p);
+  }
+  if (rc == 0) d->io->rearm(d->io->ud, cl_el_next_deadline(d->el));
+  return rc;
+}
+
+void cl_eldrv_free(cl_eldrv *d) {
+  while (d->head) {
+    cl_eldrv_pending *p = d->head;
+    d->head = p->next;
+    free(p);
+  }
+  d->tail = NULL;
+  cl_el_effects_free(&d->fx);
+  cl_el_free(d->el);
+  d->el = NULL;
+}
