@@ -10,6 +10,7 @@
 #include <string.h>
 #include <uv.h>
 
+#include "admin/node_admin.h"
 #include "core/control.h"
 #include "transport/dataplane.h"
 #include "core/log.h"
@@ -17,7 +18,6 @@
 #include "core/options.h"
 #include "core/version.h"
 
-cl_options cl_opts;
 
 extern const cl_control_hooks cl_node_hooks; /* node.c */
 void cl_lua_node_events(cl_msg *list, void *ud); /* lua_node.c */
@@ -151,6 +151,7 @@ static int run(int argc, char **argv, int script, int mode) {
     return 1;
   }
   static cl_control control;
+  cl_node_admin_install(); /* before the control loop can start the node */
   cl_control_hooks hooks = cl_node_hooks;
   hooks.event = cl_lua_node_events;
   hooks.ud = L;

@@ -10,11 +10,11 @@
 #include "admin/admin.h"
 #include "transport/dataplane.h"
 #include "admin/json_filter.h"
+#include "admin/node_admin.h"
 #include "core/log.h"
-#include "lua/lua_host.h"
+#include "core/lua_stats.h"
 #include "node/node_internal.h"
 
-extern _Atomic uint64_t cl_hook_aborts; /* lua_core.c */
 
 #define PENDING_MAX 64
 static struct {
@@ -170,7 +170,7 @@ static json_t *health_json(cl_node *n) {
     if (cur > lag) lag = cur;
   }
   json_object_set_new(o, "lua_lag_ms", json_integer((json_int_t)lag));
-  json_object_set_new(o, "hook_aborts", json_integer((json_int_t)atomic_load(&cl_hook_aborts)));
+  json_object_set_new(o, "hook_aborts", json_integer((json_int_t)atomic_load(&cl_lua_stats_g.hook_aborts)));
   return o;
 }
 
@@ -226,7 +226,7 @@ static int status_for(const char *code) {
   return 503;
 }
 
-void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version) {
+static void admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version) {
   void *priv = take(req);
   if (!priv || !n->admin) return;
   int status = status_for(code);
@@ -321,7 +321,7 @@ static void h_reload(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node_emit(n, CL_EVT_NODE_RELOAD, NULL, NULL, 0, id, 0, CL_Q_FORCE);
 }
 
-void cl_node_admin_reload_done(cl_node *n, uint64_t req, int status, const char *json) {
+static void admin_reload_done(cl_node *n, uint64_t req, int status, const char *json) {
   void *priv = take(req);
   if (!priv || !n->admin) return;
   cl_admin_reply(n->admin, priv, status, NULL, json, strlen(json));
@@ -389,9 +389,9 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_counter(&m, "clusterlua_data_connection_failures",
                      "Data connections that failed while their peer stayed up", (double)ds.conns_failed);
   cl_metrics_counter(&m, "clusterlua_lua_errors", "Errors raised by Lua callbacks and hooks",
-                     (double)cl_lua_error_count());
+                     (double)atomic_load(&cl_lua_stats_g.errors));
   cl_metrics_counter(&m, "clusterlua_hook_aborts", "Hooks aborted for running past their budget",
-                     (double)atomic_load(&cl_hook_aborts));
+                     (double)atomic_load(&cl_lua_stats_g.hook_aborts));
   cl_metrics_counter(&m, "clusterlua_admin_reloads", "Reloads requested through the admin endpoint", (double)n->reloads);
   cl_metrics_counter(&m, "clusterlua_dropped_events", "Events or messages dropped because Lua fell behind",
                      (double)(n->msgs_dropped + n->c->evt.dropped));
@@ -421,7 +421,7 @@ static void h_fault(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_admin_reply_json(a, req->priv, 200, json_pack("{s:b}", "acknowledged", 1));
 }
 
-int cl_node_admin_start(cl_node *n, char *err, size_t errlen) {
+static int admin_start(cl_node *n, char *err, size_t errlen) {
   char aerr[256] = "";
   n->admin = cl_admin_start(&n->c->loop, n->cfg->admin, n->cfg->admin_token, aerr, sizeof aerr);
   if (!n->admin) {
@@ -442,8 +442,13 @@ int cl_node_admin_start(cl_node *n, char *err, size_t errlen) {
   return 0;
 }
 
-void cl_node_admin_stop(cl_node *n) {
+static void admin_stop(cl_node *n) {
   if (!n->admin) return;
   cl_admin_close(n->admin, NULL, NULL);
   n->admin = NULL;
 }
+
+static const cl_node_admin_ops admin_ops = {
+    .start = admin_start, .stop = admin_stop, .reload_done = admin_reload_done, .complete = admin_complete};
+
+void cl_node_admin_install(void) { cl_node_set_admin(&admin_ops); }

@@ -7,17 +7,17 @@
 
 #include "core/control.h"
 #include "core/log.h"
+#include "core/lua_stats.h"
 #include "lua/lua_host.h"
 #include "core/options.h"
 #include "core/version.h"
 
 /* hooks aborted for running past their budget: counted here so the control loop can
  * report it in health and metrics without asking Lua */
-_Atomic uint64_t cl_hook_aborts;
 
 static int l_count_hook_abort(lua_State *L) {
   (void)L;
-  atomic_fetch_add(&cl_hook_aborts, 1);
+  atomic_fetch_add(&cl_lua_stats_g.hook_aborts, 1);
   return 0;
 }
 

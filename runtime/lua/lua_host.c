@@ -1,4 +1,5 @@
 #include "lua/lua_host.h"
+#include "core/lua_stats.h"
 
 #include <lauxlib.h>
 #include <luajit.h>
@@ -18,7 +19,6 @@ int luaopen_clusterlua_cnode(lua_State *L);
 int luaopen_clusterlua_cdataplane(lua_State *L);
 int luaopen_clusterlua_crypto(lua_State *L);
 
-static _Atomic uint64_t g_errors;
 static int g_exit_code = -1;
 static uv_loop_t *g_loop;
 static char g_libdir[4096];
@@ -26,12 +26,12 @@ static char g_libdir[4096];
  * instead of exit() pulling the process out from under both loops. */
 static char exit_sentinel;
 
-uint64_t cl_lua_error_count(void) { return atomic_load(&g_errors); }
+uint64_t cl_lua_error_count(void) { return atomic_load(&cl_lua_stats_g.errors); }
 int cl_lua_exit_requested(void) { return g_exit_code; }
 const char *cl_lua_libdir(void) { return g_libdir; }
 
 void cl_lua_report(const char *what, const char *msg) {
-  atomic_fetch_add(&g_errors, 1);
+  atomic_fetch_add(&cl_lua_stats_g.errors, 1);
   cl_log(CL_LOG_ERROR, "lua", NULL, "%s: %s", what ? what : "callback", msg ? msg : "?");
 }
 

@@ -17,47 +17,8 @@ cl_node cl_the_node;
 _Atomic int64_t cl_msg_backlog;
 #define g_node cl_the_node
 
-cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name) {
-  for (int i = 0; i < n->n_peers; i++)
-    if (strcmp(n->peers[i].name, name) == 0) return &n->peers[i];
-  return NULL;
-}
-
-cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id) {
-  /* a restarted node keeps its id but the newest entry for it is the live one */
-  for (int i = 0; i < n->n_peers; i++)
-    if (n->peers[i].up && strcmp(n->peers[i].id, id) == 0) return &n->peers[i];
-  for (int i = 0; i < n->n_peers; i++)
-    if (strcmp(n->peers[i].id, id) == 0) return &n->peers[i];
-  return NULL;
-}
-
-/* A node that is down is no longer in the cluster state, but the operator still names it:
- * hand the election core its id, which it matches against the voting configuration. */
-const char *cl_node_exclusion_target(cl_node *n, const char *name) {
-  cl_node_peer *hit = NULL;
-  size_t nl = strlen(name);
-  for (int i = 0; i < n->n_peers; i++) {
-    cl_node_peer *p = &n->peers[i];
-    int full = strcmp(p->name, name) == 0;
-    int shrt = !strchr(name, '@') && strncmp(p->name, name, nl) == 0 && p->name[nl] == '@';
-    if (!full && !shrt) continue;
-    if (hit) return name; /* ambiguous: let the core say so */
-    hit = p;
-  }
-  return hit && !hit->up && hit->id[0] ? hit->id : name;
-}
-
-/* The transport forgot it: so does the node (the table is bounded; the last entry
- * fills the hole, as no pointer into it is kept across callbacks). */
-static void on_peer_forgotten(void *ud, const char *name) {
-  cl_node *n = ud;
-  cl_node_peer *p = cl_node_peer_by_name(n, name);
-  if (!p || p->up) return;
-  cl_node_peer *last = &n->peers[n->n_peers - 1];
-  if (p != last) *p = *last;
-  n->n_peers--;
-}
+/* The transport forgot it: so does the node. */
+static void on_peer_forgotten(void *ud, const char *name) { cl_node_peer_forget(ud, name); }
 
 static int in_config(const cl_el_state *st, const char *id) {
   if (!st) return 0;
@@ -74,28 +35,6 @@ static int on_keep(void *ud, const char *name, const char *node_id) {
   (void)name;
   if (!n->el || !node_id || !*node_id) return 0;
   return in_config(cl_el_committed(n->el), node_id) || in_config(cl_el_accepted(n->el), node_id);
-}
-
-static cl_node_peer *peer_add(cl_node *n, const char *name) {
-  cl_node_peer *p = cl_node_peer_by_name(n, name);
-  if (p) return p;
-  if (n->n_peers >= CL_PEERS_MAX) return NULL;
-  p = &n->peers[n->n_peers++];
-  memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "%s", name);
-  return p;
-}
-
-void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
-                  int64_t num, int mode) {
-  cl_msg *m = cl_msg_new(type, name, body, len);
-  if (!m) return;
-  m->id = id;
-  m->num = num;
-  if (cl_control_emit(n->c, m, mode) != 0) {
-    free(m);
-    n->msgs_dropped++;
-  }
 }
 
 /* ---- per-peer send accounting, shared by both threads ---- */
@@ -201,7 +140,7 @@ static void emit_up(cl_node *n, cl_node_peer *pp, const cl_data_conn *dc) {
 
 static void on_peer_up(void *ud, const cl_peer_info *p) {
   cl_node *n = ud;
-  cl_node_peer *pp = peer_add(n, p->name);
+  cl_node_peer *pp = cl_node_peer_add(n, p->name);
   if (pp) {
     pp->up = 1;
     snprintf(pp->id, sizeof pp->id, "%s", p->node_id ? p->node_id : "");
@@ -346,7 +285,7 @@ static void on_drain(uv_timer_t *t) {
 
 static void node_teardown(cl_node *n) {
   if (!n->running) return;
-  cl_node_admin_stop(n);
+  if (n->admin_ops) n->admin_ops->stop(n);
   cl_node_election_stop(n);
   uv_close((uv_handle_t *)&n->sigterm, NULL);
   uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -404,6 +343,17 @@ static int prepare_data(cl_node_config *cfg) {
   return 0;
 }
 
+void cl_node_set_admin(const cl_node_admin_ops *ops) { g_node.admin_ops = ops; }
+
+/* --admin without an admin endpoint linked in is a build error, said plainly */
+static int start_admin(cl_node *n, char *err, size_t errlen) {
+  if (!n->admin_ops) {
+    snprintf(err, errlen, "EINVAL: --admin: this build has no admin endpoint");
+    return -1;
+  }
+  return n->admin_ops->start(n, err, errlen);
+}
+
 static void node_start(cl_node *n, cl_node_config *cfg) {
   cl_transport_config tc;
   cl_transport_config_defaults(&tc);
@@ -451,7 +401,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   /* Order matters: everything that can fail comes before anything is written (the
    * first election step may bootstrap a cluster and persist it). No peer is dialled
    * before Lua starts the strategies, after this returns. */
-  if ((cfg->admin && cl_node_admin_start(n, cfg->err, sizeof cfg->err) != 0) ||
+  if ((cfg->admin && start_admin(n, cfg->err, sizeof cfg->err) != 0) ||
       cl_node_election_start(n, cfg->err, sizeof cfg->err) != 0 || prepare_data(cfg) != 0) {
     node_teardown(n);
     cfg->rc = -1;
@@ -543,7 +493,7 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     cl_node_lua_pong(n, (uint64_t)m->num);
     break;
   case CL_CMD_NODE_RELOAD_DONE:
-    cl_node_admin_reload_done(n, m->id, (int)m->num, (const char *)cl_msg_body(m));
+    if (n->admin_ops) n->admin_ops->reload_done(n, m->id, (int)m->num, (const char *)cl_msg_body(m));
     break;
   default:
     break;

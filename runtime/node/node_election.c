@@ -223,7 +223,7 @@ static void io_complete(void *ud, uint64_t req_id, const char *code, const char 
   cl_node *n = ud;
   uint64_t local = req_id - n->req_salt;
   if (local & CL_ADMIN_REQ_BIT) {
-    cl_node_admin_complete(n, local, code, msg, version);
+    if (n->admin_ops) n->admin_ops->complete(n, local, code, msg, version);
     return;
   }
   cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(code, "OK") == 0 ? "" : code, msg, strlen(msg), local, (int64_t)version,

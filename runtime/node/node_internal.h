@@ -33,8 +33,21 @@ typedef struct {
 #define CL_LEAVE_WAIT_MS 1000
 
 
+struct cl_node;
+
+/* The admin endpoint as the node sees it. admin/node_admin.c installs it
+ * (cl_node_admin_install, called by main.c), so the node links no admin code and the
+ * dependency runs one way: admin routes -> node. */
+typedef struct cl_node_admin_ops {
+  int (*start)(struct cl_node *n, char *err, size_t errlen);
+  void (*stop)(struct cl_node *n);
+  void (*reload_done)(struct cl_node *n, uint64_t req, int status, const char *json);
+  void (*complete)(struct cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version);
+} cl_node_admin_ops;
+
 typedef struct cl_node {
   cl_control *c;
+  const cl_node_admin_ops *admin_ops; /* NULL: no admin endpoint */
   cl_node_config *cfg;
   cl_transport *t;
   struct cl_admin *admin;
@@ -83,12 +96,17 @@ typedef struct cl_node {
 
 extern cl_node cl_the_node;
 
-/* node.c */
+/* peers.c */
 cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name);
 cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id);
+cl_node_peer *cl_node_peer_add(cl_node *n, const char *name); /* NULL when the table is full */
+void cl_node_peer_forget(cl_node *n, const char *name);      /* a peer that is down */
 const char *cl_node_exclusion_target(cl_node *n, const char *name);
 void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
                   int64_t num, int mode);
+
+/* node.c */
+void cl_node_set_admin(const cl_node_admin_ops *ops);
 
 /* node_election.c */
 /* reads and checks the persisted state; writes nothing (cl_node_election_run does) */
@@ -104,13 +122,8 @@ void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data,
 void cl_node_lua_pong(cl_node *n, uint64_t seq);
 uint32_t cl_node_roles_flags(const char *roles);
 
-/* node_admin.c */
-int cl_node_admin_start(cl_node *n, char *err, size_t errlen);
-void cl_node_admin_stop(cl_node *n);
-void cl_node_admin_reload_done(cl_node *n, uint64_t req, int status, const char *json);
 /* request ids with this bit come from the admin endpoint, not from Lua */
 #define CL_ADMIN_REQ_BIT (1ull << 40) /* ids pass through Lua numbers: keep them below 2^53 */
-void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version);
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
 json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
 

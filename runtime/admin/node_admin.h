@@ -1,0 +1,9 @@
+/* The node's admin routes (node_admin.c). */
+#ifndef CL_NODE_ADMIN_H
+#define CL_NODE_ADMIN_H
+
+/* Gives the node its admin endpoint (started when --admin is set). Call once, before
+ * the node starts: the node itself links no admin code. */
+void cl_node_admin_install(void);
+
+#endif

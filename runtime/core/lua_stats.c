@@ -1,0 +1,3 @@
+#include "core/lua_stats.h"
+
+cl_lua_stats cl_lua_stats_g;
