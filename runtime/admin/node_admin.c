@@ -351,9 +351,9 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
                    st ? (double)st->version : 0);
   cl_metrics_counter(&m, "clusterlua_master_changes", "Master changes seen by this node", (double)n->elections);
   cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds",
-                       "Smoothed heartbeat round trip of each connected peer, sampled once a second", &n->rtt_us);
+                       "Smoothed heartbeat round trip of each connected peer, sampled once a second", &n->rtt_seconds);
   cl_metrics_histogram(&m, "clusterlua_persist_seconds", "Time to persist election state (write, fsync, rename, fsync dir)",
-                       &n->persist_ms);
+                       &n->persist_seconds);
   cl_metrics_counter(&m, "clusterlua_frames_in", "Frames received", (double)ts.frames_in);
   cl_metrics_counter(&m, "clusterlua_frames_out", "Frames sent", (double)ts.frames_out);
   cl_metrics_counter(&m, "clusterlua_bytes_in", "Bytes received", (double)ts.bytes_in);

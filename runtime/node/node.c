@@ -259,7 +259,7 @@ static void on_signal(uv_signal_t *s, int signum) {
 
 static void sample_rtt(void *ud, const cl_peer_info *p) {
   cl_node *n = ud;
-  if (p->connected && p->rtt_us && n->rtt_us.counts) cl_histogram_observe(&n->rtt_us, p->rtt_us / 1e6);
+  if (p->connected && p->rtt_us && n->rtt_seconds.counts) cl_histogram_observe(&n->rtt_seconds, p->rtt_us / 1e6);
 }
 
 static void on_drain(uv_timer_t *t) {
@@ -286,6 +286,7 @@ static void on_drain(uv_timer_t *t) {
 static void node_teardown(cl_node *n) {
   if (!n->running) return;
   if (n->admin_ops) n->admin_ops->stop(n);
+  cl_node_lua_lag_stop(n);
   cl_node_election_stop(n);
   uv_close((uv_handle_t *)&n->sigterm, NULL);
   uv_close((uv_handle_t *)&n->sigint, NULL);
@@ -408,6 +409,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
     return;
   }
   cl_node_election_run(n);
+  cl_node_lua_lag_start(n);
   cl_log(CL_LOG_INFO, "node", NULL, "%s started (cluster %s, roles %s)", cfg->name, cfg->cluster,
          cfg->roles && *cfg->roles ? cfg->roles : "none");
   cfg->rc = 0;

@@ -17,19 +17,6 @@
 static const double persist_bounds[] = {.001, .002, .005, .01, .025, .05, .1, .25, .5, 1, 5};
 static const double rtt_bounds[] = {.00005, .0001, .00025, .0005, .001, .0025, .005, .01, .05, .1};
 
-uint32_t cl_node_roles_flags(const char *roles) {
-  uint32_t f = 0;
-  const char *p = roles;
-  while (p && *p) {
-    const char *e = strchr(p, ',');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len == 6 && strncmp(p, "master", 6) == 0) f |= CL_EL_F_MASTER;
-    if (len == 11 && strncmp(p, "voting_only", 11) == 0) f |= CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY;
-    p = e ? e + 1 : NULL;
-  }
-  return f;
-}
-
 /* write, fsync, rename, fsync the directory: a reader sees the old file or the new one */
 int cl_node_write_atomic(const char *path, const uint8_t *data, size_t len, char *err, size_t errlen) {
   char tmp[4200];
@@ -78,85 +65,9 @@ static void persist(cl_node *n, const uint8_t *data, size_t len) {
     _exit(74);
   }
   double ms = (double)(uv_hrtime() - t0) / 1e6;
-  cl_histogram_observe(&n->persist_ms, ms / 1000.0);
+  cl_histogram_observe(&n->persist_seconds, ms / 1000.0);
   n->persist_count++;
   if (ms > 500) cl_log(CL_LOG_WARN, "election", NULL, "slow fsync: persisting took %.0f ms", ms);
-}
-
-static void add_ids(json_t *arr, const cl_el_vconfig *c) {
-  for (uint32_t i = 0; i < c->n; i++) json_array_append_new(arr, json_string(c->ids[i]));
-}
-
-static int excluded(const cl_el_state *st, const char *id) {
-  for (uint32_t i = 0; i < st->n_excl; i++)
-    if (strcmp(st->excl[i].id, id) == 0) return 1;
-  return 0;
-}
-
-json_t *cl_node_roles_json(const char *tags) {
-  json_t *a = json_array();
-  const char *p = tags;
-  while (p && *p) {
-    const char *e = strchr(p, ',');
-    size_t len = e ? (size_t)(e - p) : strlen(p);
-    if (len) json_array_append_new(a, json_stringn(p, len));
-    p = e ? e + 1 : NULL;
-  }
-  return a;
-}
-
-/* The cluster state in Elasticsearch's layout, so an operator's filter_path habits work. */
-json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
-  json_t *o = json_object();
-  json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
-  json_object_set_new(o, "cluster_uuid", json_string(st->cluster_id));
-  json_object_set_new(o, "version", json_integer((json_int_t)st->version));
-  json_object_set_new(o, "term", json_integer((json_int_t)st->term));
-  json_object_set_new(o, "master_node", st->master_id[0] ? json_string(st->master_id) : json_null());
-  json_t *nodes = json_object();
-  for (uint32_t i = 0; i < st->n_nodes; i++) {
-    const cl_el_node *nd = &st->nodes[i];
-    json_t *j = json_object();
-    json_object_set_new(j, "name", json_string(nd->name));
-    json_object_set_new(j, "address", json_string(nd->address));
-    json_object_set_new(j, "roles", cl_node_roles_json(nd->tags));
-    json_object_set_new(nodes, nd->id, j);
-  }
-  json_object_set_new(o, "nodes", nodes);
-  json_t *coord = json_object();
-  json_object_set_new(coord, "term", json_integer((json_int_t)st->term));
-  json_t *lc = json_array(), *la = json_array(), *ex = json_array(), *def = json_array();
-  /* the state shown is committed, so its own configuration is the committed one; the
-   * field the core carries lags one publication behind (it is what this state was
-   * committed under) */
-  add_ids(lc, &st->accepted_config);
-  add_ids(la, &st->accepted_config);
-  for (uint32_t i = 0; i < st->n_excl; i++) {
-    json_t *e = json_object();
-    json_object_set_new(e, "node_id", json_string(st->excl[i].id));
-    /* a node excluded while down is recorded by id: show the name we knew it by */
-    const char *ename = st->excl[i].name;
-    if (strcmp(ename, st->excl[i].id) == 0) {
-      cl_node_peer *p = cl_node_peer_by_id(n, st->excl[i].id);
-      if (p) ename = p->name;
-    }
-    json_object_set_new(e, "node_name", json_string(ename));
-    json_array_append_new(ex, e);
-  }
-  for (uint32_t i = 0; i < st->accepted_config.n; i++)
-    if (!excluded(st, st->accepted_config.ids[i])) json_array_append_new(def, json_string(st->accepted_config.ids[i]));
-  json_object_set_new(coord, "last_committed_config", lc);
-  json_object_set_new(coord, "last_accepted_config", la);
-  json_object_set_new(coord, "voting_config_exclusions", ex);
-  json_object_set_new(coord, "voting_config_excluding_deferred", def);
-  json_t *md = json_object();
-  json_object_set_new(md, "cluster_coordination", coord);
-  json_t *user = NULL;
-  if (st->meta && st->meta_len) user = json_loadb((const char *)st->meta, st->meta_len, JSON_DECODE_ANY, NULL);
-  json_object_set_new(md, "user", user ? user : json_object());
-  json_object_set_new(md, "user_version", json_integer((json_int_t)st->meta_version));
-  json_object_set_new(o, "metadata", md);
-  return o;
 }
 
 static void emit_committed(cl_node *n) {
@@ -291,40 +202,6 @@ void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data,
   step(n, &in);
 }
 
-/* ---- Lua lag: pings through the event queue, answered by the Lua loop ---- */
-
-static void on_lag_timer(uv_timer_t *t) {
-  cl_node *n = t->data;
-  uint64_t now = uv_now(&n->c->loop);
-  if (n->ping_sent_ms == 0) {
-    n->ping_seq++;
-    n->ping_sent_ms = now;
-    cl_node_emit(n, CL_EVT_NODE_LUA_PING, NULL, NULL, 0, 0, (int64_t)n->ping_seq, CL_Q_FORCE);
-    return;
-  }
-  uint64_t lag = now - n->ping_sent_ms;
-  if (lag > n->lua_lag_ms) n->lua_lag_ms = lag;
-  if (!n->lua_lagging && lag > n->lua_stepdown_ms && n->el) {
-    n->lua_lagging = 1;
-    cl_log(CL_LOG_WARN, "node", NULL, "Lua has not answered for %llu ms: no master duties here until it does",
-           (unsigned long long)lag);
-    cl_el_input in = {.kind = CL_EL_IN_LUA_LAG, .flag = 1};
-    step(n, &in);
-  }
-}
-
-void cl_node_lua_pong(cl_node *n, uint64_t seq) {
-  if (seq != n->ping_seq || n->ping_sent_ms == 0) return;
-  n->lua_lag_ms = uv_now(&n->c->loop) - n->ping_sent_ms;
-  n->ping_sent_ms = 0;
-  if (n->lua_lagging && n->el) {
-    n->lua_lagging = 0;
-    cl_log(CL_LOG_INFO, "node", NULL, "Lua answers again");
-    cl_el_input in = {.kind = CL_EL_IN_LUA_LAG, .flag = 0};
-    step(n, &in);
-  }
-}
-
 static uint8_t *read_file(const char *path, size_t *len, int *missing) {
   *missing = 0;
   FILE *f = fopen(path, "rb");
@@ -354,8 +231,8 @@ static uint8_t *read_file(const char *path, size_t *len, int *missing) {
 int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   cl_node_config *cfg = n->cfg;
   snprintf(n->state_path, sizeof n->state_path, "%s/cluster_state", cfg->data);
-  cl_histogram_init(&n->persist_ms, persist_bounds, sizeof persist_bounds / sizeof *persist_bounds);
-  cl_histogram_init(&n->rtt_us, rtt_bounds, sizeof rtt_bounds / sizeof *rtt_bounds);
+  cl_histogram_init(&n->persist_seconds, persist_bounds, sizeof persist_bounds / sizeof *persist_bounds);
+  cl_histogram_init(&n->rtt_seconds, rtt_bounds, sizeof rtt_bounds / sizeof *rtt_bounds);
   cl_el_config ec;
   cl_el_config_defaults(&ec);
   if (cfg->el_heartbeat_ms) ec.hb_interval_ms = cfg->el_heartbeat_ms;
@@ -400,9 +277,6 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   n->el = el;
   uv_timer_init(&n->c->loop, &n->el_timer);
   n->el_timer.data = n;
-  uv_timer_init(&n->c->loop, &n->lag_timer);
-  n->lag_timer.data = n;
-  uv_timer_start(&n->lag_timer, on_lag_timer, 100, 100);
   return 0;
 }
 
@@ -417,11 +291,10 @@ void cl_node_election_run(cl_node *n) {
 void cl_node_election_stop(cl_node *n) {
   if (!n->el) return;
   uv_close((uv_handle_t *)&n->el_timer, NULL);
-  uv_close((uv_handle_t *)&n->lag_timer, NULL);
   cl_eldrv_free(&n->drv);
   n->el = NULL;
-  cl_histogram_free(&n->persist_ms);
-  cl_histogram_free(&n->rtt_us);
+  cl_histogram_free(&n->persist_seconds);
+  cl_histogram_free(&n->rtt_seconds);
   free(n->imn_buf);
   n->imn_buf = NULL;
 }

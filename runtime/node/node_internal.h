@@ -74,8 +74,8 @@ typedef struct cl_node {
   char state_path[4096];
   uint64_t elections;      /* master changes seen */
   uint64_t persist_count;
-  cl_histogram persist_ms; /* seconds, despite the name: Prometheus base units */
-  cl_histogram rtt_us;
+  cl_histogram persist_seconds; /* Prometheus base units */
+  cl_histogram rtt_seconds;
   uint64_t wall_offset_ms; /* wall clock minus loop time, to render loop timestamps */
   uint64_t started_ms;     /* loop time when the node started */
   uint64_t req_salt;       /* added to request ids: unique across restarts (node_election.c) */
@@ -83,6 +83,7 @@ typedef struct cl_node {
 
   /* Lua lag: the control loop pings Lua through the event queue */
   uv_timer_t lag_timer;
+  int lag_on;
   uint64_t ping_seq, pong_seq;
   uint64_t ping_sent_ms; /* when the oldest unanswered ping was sent (0: none) */
   uint64_t lua_lag_ms;
@@ -119,12 +120,20 @@ void cl_node_election_input(cl_node *n, const cl_el_input *in);
 void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p);
 void cl_node_election_peer_down(cl_node *n, const char *name);
 void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data, size_t len);
+
+/* lua_lag.c */
+void cl_node_lua_lag_start(cl_node *n);
+void cl_node_lua_lag_stop(cl_node *n);
 void cl_node_lua_pong(cl_node *n, uint64_t seq);
+
+/* roles.c */
 uint32_t cl_node_roles_flags(const char *roles);
+json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
+
+/* state_json.c */
+json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
 
 /* request ids with this bit come from the admin endpoint, not from Lua */
 #define CL_ADMIN_REQ_BIT (1ull << 40) /* ids pass through Lua numbers: keep them below 2^53 */
-json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
-json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
 
 #endif
