@@ -12,9 +12,8 @@
 #include "admin/json_filter.h"
 #include "core/log.h"
 #include "lua/lua_host.h"
+#include "lua/modules.h"
 #include "node/node_internal.h"
-
-extern _Atomic uint64_t cl_hook_aborts; /* lua_core.c */
 
 #define PENDING_MAX 64
 static struct {

@@ -8,6 +8,7 @@
 #include "core/control.h"
 #include "core/log.h"
 #include "lua/lua_host.h"
+#include "lua/modules.h"
 #include "core/options.h"
 #include "core/version.h"
 

@@ -11,12 +11,8 @@
 #include <sys/stat.h>
 
 #include "core/log.h"
+#include "lua/modules.h"
 
-int luaopen_clusterlua_core(lua_State *L);
-int luaopen_clusterlua_dns(lua_State *L);
-int luaopen_clusterlua_cnode(lua_State *L);
-int luaopen_clusterlua_cdataplane(lua_State *L);
-int luaopen_clusterlua_crypto(lua_State *L);
 
 static _Atomic uint64_t g_errors;
 static int g_exit_code = -1;
