@@ -214,29 +214,33 @@ void cl_node_admin_complete(cl_node *n, uint64_t req, const char *code, const ch
 
 static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
-  char names[1024];
-  const char *v = cl_admin_query_param(req, "node_names", names, sizeof names);
+  /* as long as the raw query: decoding never lengthens, so a long list is refused by
+   * cl_el_split_exclusions for what it is, not taken for a missing one */
+  size_t cap = req->query ? strlen(req->query) + 1 : 1;
+  char *buf = malloc(cap);
+  const char *v = buf ? cl_admin_query_param(req, "node_names", buf, cap) : NULL;
   if (!v || !*v) {
+    free(buf);
     cl_admin_reply_error(a, req->priv, 400, "node_names is required: ?node_names=node1,node2");
     return;
   }
   const char *list[CL_EL_MAX_EXCL];
-  size_t nn = 0;
-  for (char *save = NULL, *tok = strtok_r(names, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
-    if (nn == CL_EL_MAX_EXCL) {
-      cl_admin_reply_error(a, req->priv, 400, "too many node_names (at most %d)", CL_EL_MAX_EXCL);
-      return;
-    }
-    list[nn++] = cl_node_exclusion_target(n, tok);
-  }
-  uint64_t id = remember(req->priv);
+  char err[128];
+  int nn = cl_el_split_exclusions(buf, list, err, sizeof err);
+  uint64_t id = nn < 0 ? 0 : remember(req->priv);
   if (!id) {
-    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
+    free(buf);
+    if (nn < 0)
+      cl_admin_reply_error(a, req->priv, 400, "EINVAL: %s", err);
+    else
+      cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
     return;
   }
+  for (int i = 0; i < nn; i++) list[i] = cl_node_exclusion_target(n, list[i]);
   cl_admin_extend_deadline(a, req->priv, 15000);
-  cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = id, .names = list, .n_names = nn};
+  cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = id, .names = list, .n_names = (size_t)nn};
   cl_node_election_input(n, &in);
+  free(buf); /* the core copied the names */
 }
 
 static void h_clear(cl_admin *a, cl_admin_req *req, void *ud) {

@@ -63,6 +63,33 @@ int cl_name_matches(const char *entry, const char *name) {
   return !strncmp(entry, name, n) && name[n] == '@';
 }
 
+int cl_el_split_exclusions(char *csv, const char *names[CL_EL_MAX_EXCL], char *err, size_t errlen) {
+  /* count first, so "too many" says how many were given */
+  size_t n = 1;
+  for (const char *p = csv; *p; p++) n += *p == ',';
+  if (n > CL_EL_MAX_EXCL) {
+    snprintf(err, errlen, "too many node names: %zu given, at most %d per request", n, CL_EL_MAX_EXCL);
+    return -1;
+  }
+  char *p = csv;
+  for (size_t i = 0; i < n; i++) {
+    char *comma = strchr(p, ',');
+    if (comma) *comma = 0;
+    size_t len = strlen(p);
+    if (len == 0) {
+      snprintf(err, errlen, "node name %zu of %zu is empty", i + 1, n);
+      return -1;
+    }
+    if (len > CL_EL_NAME_MAX) {
+      snprintf(err, errlen, "node name %zu of %zu is longer than %d characters", i + 1, n, CL_EL_NAME_MAX);
+      return -1;
+    }
+    names[i] = p;
+    p = comma ? comma + 1 : p + len;
+  }
+  return (int)n;
+}
+
 static void short_of(const char *s, char *out, size_t outlen) {
   snprintf(out, outlen, "%s", s);
   char *at = strchr(out, '@');
