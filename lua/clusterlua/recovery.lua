@@ -124,10 +124,11 @@ end
 -- ids: name -> node id, remembered from earlier states: the master drops a node that
 -- went away from state.nodes while its id stays in the voting configuration
 local function is_voting(api, name, ids)
+  if type(name) ~= "string" then return false end
   local state, c = coord(api)
   for _, id in ipairs(c.last_committed_config or {}) do
     local n = name_of(state, id)
-    if n == name or (n and short(n) == name) or (ids and ids[name] == id) then return true end
+    if (n and names.matches(name, n)) or (ids and ids[name] == id) then return true end
   end
   return false
 end
@@ -177,7 +178,10 @@ function M.exclude_after_grace(opts)
   end
 
   local function contains(list, x)
-    for _, v in ipairs(list) do if v == x or short(v) == x then return true end end
+    if type(x) ~= "string" then return false end
+    for _, v in ipairs(list) do
+      if type(v) == "string" and names.matches(x, v) then return true end
+    end
     return false
   end
 
