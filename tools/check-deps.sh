@@ -10,8 +10,11 @@
 #    file defines: it belongs in that file's header, where the compiler checks it
 #    against the definition.
 #
-# Usage: tools/check-deps.sh [BUILD_DIR]   (default: build; run `make` first)
-# Exits 1 when it finds either.
+# Usage: tools/check-deps.sh [--decls-only] [BUILD_DIR]   (default: build; run `make` first)
+# Exits 1 when it finds either. --decls-only skips the circles (`make test` runs that
+# half while the node/admin glue still has circles).
+decls_only=0
+if [ "$1" = --decls-only ]; then decls_only=1; shift; fi
 build=${1:-build}
 objdir=$build/obj/runtime
 if [ ! -d "$objdir" ]; then
@@ -33,7 +36,7 @@ done >"$tmp/syms"
 status=0
 
 # ---- 1: circles ----
-awk '
+[ "$decls_only" -eq 1 ] && : >"$tmp/cycles" || awk '
   $2 == "D" { def[$3] = $1; next }
   { use[++nu] = $1 SUBSEP $3 }
   END {
@@ -114,5 +117,8 @@ if [ -s "$tmp/hand" ]; then
   echo "check-deps: $(wc -l <"$tmp/hand") hand-written declaration(s)"
   status=1
 fi
-[ "$status" -eq 0 ] && echo "check-deps: no circle between the files of runtime/, no hand-written declarations"
+if [ "$status" -eq 0 ]; then
+  if [ "$decls_only" -eq 1 ]; then echo "check-deps: no hand-written declarations (circles not checked)"
+  else echo "check-deps: no circle between the files of runtime/, no hand-written declarations"; fi
+fi
 exit $status
