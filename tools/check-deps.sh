@@ -25,13 +25,16 @@ export LC_ALL=C # sort and join must agree on the order
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-# "object kind symbol" lines: kind D (defined, global) or U (undefined)
-find "$objdir" -name '*.o' | sort | while read -r o; do
-  rel=${o#"$build"/obj/}
+# "object kind symbol" lines: kind D (defined, global) or U (undefined). The objects
+# are those of today's sources: a stale one left by a moved file must not count.
+find runtime -name '*.c' | sort | while read -r c; do
+  o=$build/obj/${c%.c}.o
+  rel=${c%.c}.o
+  if [ ! -f "$o" ]; then echo "check-deps: $o missing: build first (make BUILD=$build)" >&2; exit 2; fi
   nm -P "$o" | awk -v f="$rel" '
     $2 == "U" { print f, "U", $1; next }
     $2 ~ /^[A-TV-Z]$/ { print f, "D", $1 }'
-done >"$tmp/syms"
+done >"$tmp/syms" || exit 2
 
 status=0
 
@@ -61,9 +64,12 @@ status=0
     cycles = 0
     for (i = 1; i <= n; i++) {
       if (i in done || !((i, i) in reach)) continue
-      members = ""
+      m = 0
       for (j = 1; j <= n; j++)
-        if ((i, j) in reach && (j, i) in reach) { done[j] = 1; comp[j] = i; members = members " " name[j] }
+        if ((i, j) in reach && (j, i) in reach) { done[j] = 1; comp[j] = i; mem[++m] = name[j] }
+      for (a = 2; a <= m; a++) { x = mem[a]; for (b = a - 1; b >= 1 && mem[b] > x; b--) mem[b + 1] = mem[b]; mem[b + 1] = x }
+      members = ""
+      for (a = 1; a <= m; a++) members = members " " mem[a]
       cycles++
       printf "circle %d:%s\n", cycles, members
       for (e in edge) {
