@@ -81,3 +81,14 @@ describe("short names: one rule, the C one", function()
     assert.equal("z@h:4370", names.resolve("z@h", known))
   end)
 end)
+
+describe("initial_master_nodes: the election's duplicate rule, checked when the topology loads", function()
+  local topology = require "clusterlua.topology"
+  it("refuses a short name next to its full name, as the election would at start", function()
+    local t, err, code = topology.from_table { election = { initial_master_nodes = { "node1", "node2", "node1@h:4370" } } }
+    assert.is_nil(t)
+    assert.equal("EINVAL", code)
+    assert.truthy(err:find('election.initial_master_nodes[3]: duplicate entry "node1@h:4370" (also "node1")', 1, true), err)
+    assert.is_table((topology.from_table { election = { initial_master_nodes = { "node1@h:1", "node1@h:2", "node2" } } }))
+  end)
+end)
