@@ -1,8 +1,9 @@
 # Election core: unit tests, deterministic simulator, mutants, fuzz target.
 # Included by the main Makefile (which defines CC, CFLAGS, BUILD).
 
-EL_SRC     := $(wildcard runtime/election/*.c)
-EL_HDR     := $(wildcard runtime/election/*.h)
+# core/name.c: node names and the short-name rule, pure like the election itself
+EL_SRC     := $(wildcard runtime/election/*.c) runtime/core/name.c
+EL_HDR     := $(wildcard runtime/election/*.h) runtime/core/name.h
 EL_LIBS    := -lsodium
 SIM_SRC    := $(wildcard spec/sim/*.c) runtime/node/el_driver.c runtime/transport/detector.c
 SEEDS      ?= 10000

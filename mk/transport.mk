@@ -2,9 +2,9 @@
 # handshake. Included by the main Makefile (which defines CC, CFLAGS, BUILD).
 TRANSPORT_SRC := $(wildcard runtime/transport/*.c)
 TRANSPORT_HDR := $(wildcard runtime/transport/*.h)
-TRANSPORT_TEST_SRC := spec/c/test_transport.c $(TRANSPORT_SRC) runtime/core/log.c
+TRANSPORT_TEST_SRC := spec/c/test_transport.c $(TRANSPORT_SRC) runtime/core/log.c runtime/core/name.c
 
-$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/core/log.h spec/c/loop_test.h
+$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/core/log.h runtime/core/name.h spec/c/loop_test.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TRANSPORT_TEST_SRC) -luv -lsodium -pthread
 
@@ -20,10 +20,10 @@ $(FUZZ_BUILD)/fuzz_frame: spec/fuzz/fuzz_frame.c runtime/transport/frame.c $(TRA
 	  runtime/transport/session.c -lsodium
 
 $(FUZZ_BUILD)/fuzz_handshake: spec/fuzz/fuzz_handshake.c runtime/transport/frame.c \
-    runtime/transport/handshake.c runtime/transport/name.c $(TRANSPORT_HDR)
+    runtime/transport/handshake.c runtime/core/name.c $(TRANSPORT_HDR)
 	@mkdir -p $(FUZZ_BUILD)
 	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_handshake.c runtime/transport/frame.c \
-	  runtime/transport/handshake.c runtime/transport/name.c -lsodium
+	  runtime/transport/handshake.c runtime/core/name.c -lsodium
 
 .PHONY: fuzz-frame fuzz-handshake
 # The corpus is copied so a run's discoveries never dirty the checkout.

@@ -15,12 +15,12 @@
 #include "transport/dataplane.h"
 #include "core/log.h"
 #include "lua/lua_host.h"
+#include "lua/modules.h"
+#include "node/node.h"
 #include "core/options.h"
 #include "core/version.h"
 
 
-extern const cl_control_hooks cl_node_hooks; /* node.c */
-void cl_lua_node_events(cl_msg *list, void *ud); /* lua_node.c */
 
 static void usage(FILE *f) {
   fprintf(f,

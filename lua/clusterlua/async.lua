@@ -7,6 +7,7 @@
 -- callbacks cannot yield, and blocking them would stop the whole Lua loop.
 local uv = require "uv"
 local core = require "clusterlua.core"
+local check = require "clusterlua.check"
 
 local M = {}
 
@@ -24,9 +25,8 @@ end
 
 local function checkms(v, n, fname, optional)
   if v == nil and optional then return end
-  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-    argerror(n, fname, "milliseconds expected (a number >= 0), got " .. tostring(v), 3)
-  end
+  local ok, why = check.ms(v)
+  if not ok then argerror(n, fname, why, 3) end
 end
 
 -- The coroutine we may yield from, or a clear error naming the caller.

@@ -109,6 +109,10 @@ function M.voting.exclude(names)
   need_co "voting.exclude"
   if type(names) == "string" then names = { names } end
   if type(names) ~= "table" or #names == 0 then error("bad argument #1 (names): expected a list of node names", 2) end
+  for i, n in ipairs(names) do
+    if type(n) ~= "string" then error(("bad argument #1 (names): entry %d is a %s, not a node name"):format(i, type(n)), 2) end
+  end
+  -- joined as the admin API gets them: the control loop splits and checks both alike
   local code, msg, version = request(function(id) node.cnode().el_exclude(id, table.concat(names, ",")) end)
   if code == "" then return version end
   return nil, code .. ": " .. msg, code

@@ -17,6 +17,7 @@
 -- interruptible. Code compiled elsewhere, or blocking in C, is not interrupted: see
 -- docs/hooks.md.
 local core = require "clusterlua.core"
+local check = require "clusterlua.check"
 
 local M = {}
 
@@ -59,10 +60,8 @@ end
 
 local function check_budget(v, what, level)
   if v == nil or v == false then return end
-  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-    error(("bad argument (%s): expected milliseconds (a number >= 0, 0 or false for none), got %s"):format(
-      what, tostring(v)), level + 1)
-  end
+  local ok, why = check.ms(v)
+  if not ok then error(("bad argument (%s): %s; 0 or false for none"):format(what, why), level + 1) end
 end
 
 --- set_budget(ms): the default budget of hooks registered without one (0 = none)

@@ -7,6 +7,7 @@
 -- Registration is by name, so loading the same file again replaces, never duplicates.
 local events = require "clusterlua.events"
 local topology = require "clusterlua.topology"
+local check = require "clusterlua.check"
 
 local M = {}
 
@@ -16,9 +17,8 @@ local OPTION_KEYS = { budget_ms = true, serialize = true }
 
 local function check_budget(v, origin, path)
   if v == nil or v == false then return true end
-  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-    return nil, ("%s: %s: expected milliseconds (a number >= 0), got %s"):format(origin, path, tostring(v))
-  end
+  local ok, why = check.ms(v)
+  if not ok then return nil, ("%s: %s: %s"):format(origin, path, why) end
   return true
 end
 

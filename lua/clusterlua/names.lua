@@ -1,5 +1,9 @@
 -- Node names: NAME@HOST[:PORT]. Everywhere a node is named, the short name before `@`
--- works too when it is unambiguous.
+-- works too when it is unambiguous. The parsing and the short-name rule are the C ones
+-- (runtime/core/name.c, through clusterlua.core), so Lua accepts and refuses exactly
+-- the names the transport does, with the same limits.
+local core = require "clusterlua.core"
+
 local M = {}
 
 M.default_port = 4370
@@ -9,25 +13,7 @@ function M.parse(s)
   if type(s) ~= "string" then
     return nil, "EINVAL: node name must be a string, got " .. type(s), "EINVAL"
   end
-  local short, rest = s:match "^([%w_%-%.]+)@(.+)$"
-  if not short then
-    return nil, ("EINVAL: node name %q must look like NAME@HOST[:PORT]"):format(s), "EINVAL"
-  end
-  local host, port
-  if rest:sub(1, 1) == "[" then
-    host, port = rest:match "^%[([^%]]+)%]:?(%d*)$"
-  else
-    host, port = rest:match "^([^:]+):?(%d*)$"
-  end
-  if not host or host == "" then
-    return nil, ("EINVAL: node name %q has no valid host"):format(s), "EINVAL"
-  end
-  port = tonumber(port ~= "" and port or M.default_port)
-  if port < 1 or port > 65535 then
-    return nil, ("EINVAL: node name %q has port %d out of range"):format(s, port), "EINVAL"
-  end
-  local hostpart = host:find ":" and ("[" .. host .. "]") or host
-  return { short = short, host = host, port = port, full = ("%s@%s:%d"):format(short, hostpart, port) }
+  return core.node_name_parse(s)
 end
 
 -- Canonical full name (port filled in), or nil, err.
@@ -37,8 +23,9 @@ function M.full(s)
   return n.full
 end
 
-function M.short(s)
-  return (s:match "^([^@]+)@") or s
+-- true when `given` (a short or full name) names the node whose full name is `full`
+function M.matches(given, full)
+  return core.node_name_matches(given, full)
 end
 
 -- Resolve a short or full name against a list of known full names.
@@ -52,7 +39,7 @@ function M.resolve(s, known)
   end
   local found
   for _, k in ipairs(known) do
-    if M.short(k) == s then
+    if core.node_name_matches(s, k) then
       if found and found ~= k then
         return nil, ("EINVAL: node name %q is ambiguous (%s, %s)"):format(s, found, k), "EINVAL"
       end

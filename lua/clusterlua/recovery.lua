@@ -7,6 +7,9 @@
 -- Hook names start with "recovery." so they replace themselves on reload and never clash
 -- with a user's own hooks. Every recipe takes opts.api: the clusterlua table by default;
 -- specs pass a fake one to drive a recipe with made-up events.
+local names = require "clusterlua.names"
+local check = require "clusterlua.check"
+
 local M = {}
 
 local function argerr(fname, msg)
@@ -19,9 +22,8 @@ local function check_ms(fname, opts, key, default, optional)
     if optional or default ~= nil then return default end
     argerr(fname, key .. ": milliseconds expected")
   end
-  if type(v) ~= "number" or v ~= v or v < 0 or v == math.huge then
-    argerr(fname, ("%s: milliseconds expected (a number >= 0), got %s"):format(key, tostring(v)))
-  end
+  local ok, why = check.ms(v)
+  if not ok then argerr(fname, ("%s: %s"):format(key, why)) end
   return v
 end
 
@@ -63,19 +65,24 @@ local function run(api, what, c, timeout_ms)
   return status, out, err
 end
 
--- peer matching: a full name, a short name (before "@"), "*" or a list of those
-local function short(name) return (tostring(name):match "^([^@]+)") end
-
+-- peer matching: a full name, a short name (before "@"), "*" or a list of those, by
+-- the one short-name rule (clusterlua.names, from C)
 local function matcher(fname, peer)
   if peer == nil or peer == "*" then return function() return true end end
   local list = type(peer) == "table" and peer or { peer }
-  local set = {}
+  local given = {}
   for i, p in ipairs(list) do
     if type(p) ~= "string" or p == "" then argerr(fname, ("peer[%d]: expected a node name"):format(i)) end
-    set[p] = true
+    given[#given + 1] = p
   end
-  if next(set) == nil then argerr(fname, "peer: expected a node name or a list of names") end
-  return function(name) return set[name] or set[short(name)] or false end
+  if #given == 0 then argerr(fname, "peer: expected a node name or a list of names") end
+  return function(name)
+    if type(name) ~= "string" then return false end
+    for _, p in ipairs(given) do
+      if names.matches(p, name) then return true end
+    end
+    return false
+  end
 end
 
 --- merge(hooks, ...) -> one hooks table; the same hook name twice for one event is a mistake
@@ -117,10 +124,11 @@ end
 -- ids: name -> node id, remembered from earlier states: the master drops a node that
 -- went away from state.nodes while its id stays in the voting configuration
 local function is_voting(api, name, ids)
+  if type(name) ~= "string" then return false end
   local state, c = coord(api)
   for _, id in ipairs(c.last_committed_config or {}) do
     local n = name_of(state, id)
-    if n == name or (n and short(n) == name) or (ids and ids[name] == id) then return true end
+    if (n and names.matches(name, n)) or (ids and ids[name] == id) then return true end
   end
   return false
 end
@@ -170,7 +178,10 @@ function M.exclude_after_grace(opts)
   end
 
   local function contains(list, x)
-    for _, v in ipairs(list) do if v == x or short(v) == x then return true end end
+    if type(x) ~= "string" then return false end
+    for _, v in ipairs(list) do
+      if type(v) == "string" and names.matches(x, v) then return true end
+    end
     return false
   end
 

@@ -125,14 +125,19 @@ local function validate_election(file, e)
     check_timeout_ms = true, lua_stepdown_ms = true, max_exclusions = true,
   })
   local out = { initial_master_nodes = string_list(file, "election.initial_master_nodes", e.initial_master_nodes, true) }
-  local seen = {}
-  for i, n in ipairs(out.initial_master_nodes) do
+  local list = out.initial_master_nodes
+  for i, n in ipairs(list) do
     if n:find "@" then
       local _, err = names.parse(n)
       if err then fail(file, ("election.initial_master_nodes[%d]"):format(i), err) end
     end
-    if seen[n] then fail(file, ("election.initial_master_nodes[%d]"):format(i), ("duplicate entry %q"):format(n)) end
-    seen[n] = true
+    -- the election's rule (runtime/election/config.c), so a list accepted here is not
+    -- refused at start: two entries that can name one node ("node1", "node1@h") clash
+    for j = 1, i - 1 do
+      if names.matches(n, list[j]) or names.matches(list[j], n) then
+        fail(file, ("election.initial_master_nodes[%d]"):format(i), ("duplicate entry %q (also %q)"):format(n, list[j]))
+      end
+    end
   end
   for _, k in ipairs { "heartbeat_ms", "check_timeout_ms", "lua_stepdown_ms", "max_exclusions" } do
     if e[k] ~= nil then

@@ -15,7 +15,6 @@
 #include "core/lua_stats.h"
 #include "node/node_internal.h"
 
-
 #define PENDING_MAX 64
 static struct {
   uint64_t req;
@@ -244,49 +243,59 @@ static void admin_complete(cl_node *n, uint64_t req, const char *code, const cha
  * the node_id files, as GET /_cluster/state shows them), one or the other. */
 static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
-  char names[1024], ids[1024];
-  int qn = cl_admin_query_lookup(req, "node_names", names, sizeof names);
-  int qi = cl_admin_query_lookup(req, "node_ids", ids, sizeof ids);
-  if (qn != CL_ADMIN_QP_ABSENT && qi != CL_ADMIN_QP_ABSENT) {
-    cl_admin_reply_error(a, req->priv, 400, "give node_names or node_ids, not both");
+  /* as long as the raw query: decoding never lengthens, so a long list is refused by
+   * cl_el_split_exclusions for what it is, not taken for a missing one */
+  size_t cap = req->query ? strlen(req->query) + 1 : 1;
+  char *names = malloc(cap), *ids = malloc(cap);
+  if (!names || !ids) {
+    free(names);
+    free(ids);
+    cl_admin_reply_error(a, req->priv, 503, "out of memory");
     return;
   }
+  int qn = cl_admin_query_lookup(req, "node_names", names, cap);
+  int qi = cl_admin_query_lookup(req, "node_ids", ids, cap);
   int by_id = qi != CL_ADMIN_QP_ABSENT;
   const char *param = by_id ? "node_ids" : "node_names";
   int q = by_id ? qi : qn;
-  char *v = by_id ? ids : names;
-  if (q == CL_ADMIN_QP_TOO_LONG) {
-    cl_admin_reply_error(a, req->priv, 400, "%s is longer than %zu characters", param, sizeof names - 1);
+  char *buf = by_id ? ids : names;
+  free(by_id ? names : ids);
+  if (qn != CL_ADMIN_QP_ABSENT && qi != CL_ADMIN_QP_ABSENT) {
+    free(buf);
+    cl_admin_reply_error(a, req->priv, 400, "give node_names or node_ids, not both");
     return;
   }
   if (q == CL_ADMIN_QP_MALFORMED) {
+    free(buf);
     cl_admin_reply_error(a, req->priv, 400, "%s: malformed percent-encoding or a NUL byte", param);
     return;
   }
-  if (q == CL_ADMIN_QP_ABSENT || strspn(v, ", ") == strlen(v)) {
+  if (q != CL_ADMIN_QP_OK || strspn(buf, ", ") == strlen(buf)) {
+    free(buf);
     cl_admin_reply_error(a, req->priv, 400,
                          "node_names or node_ids is required: ?node_names=node1,node2 or ?node_ids=ID1,ID2");
     return;
   }
   const char *list[CL_EL_MAX_EXCL];
-  size_t nn = 0;
-  for (char *save = NULL, *tok = strtok_r(v, ", ", &save); tok; tok = strtok_r(NULL, ", ", &save)) {
-    if (nn == CL_EL_MAX_EXCL) {
-      cl_admin_reply_error(a, req->priv, 400, "too many %s (at most %d)", param, CL_EL_MAX_EXCL);
-      return;
-    }
-    /* an id goes to the core as it is: the core matches ids of the state and of the
-     * voting configuration; a name of a node that is down is turned into its id */
-    list[nn++] = by_id ? tok : cl_node_exclusion_target(n, tok);
-  }
-  uint64_t id = remember(req->priv);
+  char err[128];
+  int nn = cl_el_split_exclusions(buf, list, err, sizeof err);
+  uint64_t id = nn < 0 ? 0 : remember(req->priv);
   if (!id) {
-    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
+    free(buf);
+    if (nn < 0)
+      cl_admin_reply_error(a, req->priv, 400, "EINVAL: %s", err);
+    else
+      cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
     return;
   }
+  /* an id goes to the core as it is (the core matches ids of the state and of the
+   * voting configuration); a name of a node that is down is turned into its id */
+  if (!by_id)
+    for (int i = 0; i < nn; i++) list[i] = cl_node_exclusion_target(n, list[i]);
   cl_admin_extend_deadline(a, req->priv, 15000);
-  cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = id, .names = list, .n_names = nn};
+  cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = id, .names = list, .n_names = (size_t)nn};
   cl_node_election_input(n, &in);
+  free(buf); /* the core copied the names */
 }
 
 static void h_clear(cl_admin *a, cl_admin_req *req, void *ud) {

@@ -1,5 +1,5 @@
-/* Voting-configuration arithmetic: quorums, the reconfigurator, name matching
- * for initial_master_nodes and exclusions. */
+/* Voting-configuration arithmetic: quorums, the reconfigurator, the checks of
+ * initial_master_nodes and of exclusion lists (names match by core/name.h's rule). */
 #include "internal.h"
 
 #include <stdio.h>
@@ -55,18 +55,31 @@ const cl_el_node *cl_state_node(const cl_el_state *st, const char *id) {
   return NULL;
 }
 
-/* "node1" matches "node1@host:port"; a full entry matches only itself */
-int cl_name_matches(const char *entry, const char *name) {
-  if (!strcmp(entry, name)) return 1;
-  if (strchr(entry, '@')) return 0;
-  size_t n = strlen(entry);
-  return !strncmp(entry, name, n) && name[n] == '@';
-}
-
-static void short_of(const char *s, char *out, size_t outlen) {
-  snprintf(out, outlen, "%s", s);
-  char *at = strchr(out, '@');
-  if (at) *at = 0;
+int cl_el_split_exclusions(char *csv, const char *names[CL_EL_MAX_EXCL], char *err, size_t errlen) {
+  /* count first, so "too many" says how many were given */
+  size_t n = 1;
+  for (const char *p = csv; *p; p++) n += *p == ',';
+  if (n > CL_EL_MAX_EXCL) {
+    snprintf(err, errlen, "too many node names: %zu given, at most %d per request", n, CL_EL_MAX_EXCL);
+    return -1;
+  }
+  char *p = csv;
+  for (size_t i = 0; i < n; i++) {
+    char *comma = strchr(p, ',');
+    if (comma) *comma = 0;
+    size_t len = strlen(p);
+    if (len == 0) {
+      snprintf(err, errlen, "node name %zu of %zu is empty", i + 1, n);
+      return -1;
+    }
+    if (len > CL_EL_NAME_MAX) {
+      snprintf(err, errlen, "node name %zu of %zu is longer than %d characters", i + 1, n, CL_EL_NAME_MAX);
+      return -1;
+    }
+    names[i] = p;
+    p = comma ? comma + 1 : p + len;
+  }
+  return (int)n;
 }
 
 int cl_check_initial_list(const char *const *list, size_t n, char *err, size_t errlen) {
@@ -80,13 +93,8 @@ int cl_check_initial_list(const char *const *list, size_t n, char *err, size_t e
       return -1;
     }
     for (size_t j = 0; j < i; j++) {
-      char a[CL_EL_NAME_MAX + 1], b[CL_EL_NAME_MAX + 1];
-      short_of(list[i], a, sizeof a);
-      short_of(list[j], b, sizeof b);
-      /* two entries that can name the same node: equal, or same short name
-       * where at least one of them is short */
-      int dup = !strcmp(list[i], list[j]) ||
-                (!strcmp(a, b) && (!strchr(list[i], '@') || !strchr(list[j], '@')));
+      /* two entries that can name the same node: equal, or one is the other's short name */
+      int dup = cl_node_name_matches(list[i], list[j]) || cl_node_name_matches(list[j], list[i]);
       if (dup) {
         snprintf(err, errlen, "initial_master_nodes: duplicate entry \"%s\" (also \"%s\")", list[i], list[j]);
         return -1;

@@ -757,7 +757,7 @@ static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m) {
     for (uint32_t i = 0; i < m->n_names; i++) {
       const cl_el_node *found = NULL;
       for (uint32_t k = 0; k < cur->n_nodes; k++) {
-        if (!cl_name_matches(m->names[i], cur->nodes[k].name)) continue;
+        if (!cl_node_name_matches(m->names[i], cur->nodes[k].name)) continue;
         if (found) {
           reply_req(el, origin, m->req_id, "EINVAL", 0, "exclusion \"%s\" matches both %s and %s", m->names[i],
                     found->name, cur->nodes[k].name);
@@ -1056,7 +1056,7 @@ static uint32_t count_eligible(const cl_el_state *st) {
     if (cl_vc_is_placeholder(id)) {
       const char *entry = id + strlen("{bootstrap-placeholder}-");
       int joined = 0;
-      for (uint32_t j = 0; j < st->n_nodes && !joined; j++) joined = cl_name_matches(entry, st->nodes[j].name);
+      for (uint32_t j = 0; j < st->n_nodes && !joined; j++) joined = cl_node_name_matches(entry, st->nodes[j].name);
       k += !joined;
     } else {
       k += cl_state_node(st, id) == NULL;
@@ -1115,7 +1115,7 @@ static void try_bootstrap(cl_el *el) {
     for (int k = 0; k < CL_EL_MAX_NODES; k++)
       if (el->peers[k].used && el->peers[k].up && is_eligible(el->peers[k].info.flags)) cands[nc++] = &el->peers[k].info;
     for (size_t k = 0; k < nc; k++) {
-      if (!cl_name_matches(entry, cands[k]->name)) continue;
+      if (!cl_node_name_matches(entry, cands[k]->name)) continue;
       if (found) {
         if (!el->bootstrap_err_logged) {
           el->bootstrap_err_logged = 1;

@@ -204,6 +204,15 @@ const char *cl_el_health_str(cl_el_health h);
 /* Quorum of a configuration: floor(n/2)+1. */
 uint32_t cl_el_quorum(uint32_t n);
 
+/* Splits, in place, the comma-separated node names (short or full) of a voting-exclusion
+ * request into names[]. The admin API (?node_names=) and cl.voting.exclude both go
+ * through here, so a list is refused the same way, in the same words, on both paths
+ * (one of them used to cut it at CL_EL_MAX_EXCL without a word). Returns the number of
+ * names, or -1 with err saying what is wrong: more than CL_EL_MAX_EXCL names, an empty
+ * name, or one longer than CL_EL_NAME_MAX. The policy limit (max_exclusions) is the
+ * core's to check. */
+int cl_el_split_exclusions(char *csv, const char *names[CL_EL_MAX_EXCL], char *err, size_t errlen);
+
 /* ---- codecs (also what fuzz_state drives) ---- */
 
 /* Persisted file: magic, format version, term, accepted state, committed

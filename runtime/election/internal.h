@@ -3,6 +3,8 @@
 #define CL_ELECTION_INTERNAL_H
 
 #include "election.h"
+/* relative: the election is built alone too (tests, simulator), without -Iruntime */
+#include "../core/name.h"
 
 /* 2: every message carries the sender's cluster id (refusing foreign nodes) */
 #define CL_WIRE_VERSION 2
@@ -83,7 +85,6 @@ int cl_vc_is_placeholder(const char *id);
 /* count of ids in c for which has(ctx, id) is true, compared with the quorum */
 int cl_vc_quorum(const cl_el_vconfig *c, int (*has)(void *, const char *), void *ctx);
 const cl_el_node *cl_state_node(const cl_el_state *st, const char *id);
-int cl_name_matches(const char *entry, const char *name);
 /* Reconfigurator: target configuration from live eligible ids (master first). */
 void cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live,
                     const cl_el_excl *excl, size_t n_excl, const char *master_id,

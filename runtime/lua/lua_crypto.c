@@ -13,9 +13,8 @@
 #include <lua.h>
 #include <sodium.h>
 
+#include "lua/modules.h"
 #include "transport/transport.h"
-
-int luaopen_clusterlua_crypto(lua_State *L);
 
 static int l_derive_key(lua_State *L) {
   size_t clen;

@@ -11,6 +11,7 @@
 #include "transport/dataplane.h"
 #include "lua/lua_dataplane.h"
 #include "lua/lua_host.h"
+#include "lua/modules.h"
 
 static lua_State *g_L;
 static int g_on_msg = LUA_NOREF, g_on_closed = LUA_NOREF;

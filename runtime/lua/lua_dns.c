@@ -21,6 +21,7 @@
 
 #include "core/log.h"
 #include "lua/lua_host.h"
+#include "lua/modules.h"
 
 #define CHAN_MT "clusterlua.cdns.channel"
 

@@ -12,12 +12,8 @@
 #include <sys/stat.h>
 
 #include "core/log.h"
+#include "lua/modules.h"
 
-int luaopen_clusterlua_core(lua_State *L);
-int luaopen_clusterlua_dns(lua_State *L);
-int luaopen_clusterlua_cnode(lua_State *L);
-int luaopen_clusterlua_cdataplane(lua_State *L);
-int luaopen_clusterlua_crypto(lua_State *L);
 
 static int g_exit_code = -1;
 static uv_loop_t *g_loop;

@@ -12,6 +12,7 @@
 #include "election/election.h"
 #include "lua/lua_dataplane.h"
 #include "lua/lua_host.h"
+#include "lua/modules.h"
 #include "node/node.h"
 
 static int g_handler = LUA_NOREF;

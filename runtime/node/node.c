@@ -477,12 +477,16 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     break;
   }
   case CL_CMD_NODE_EL_EXCLUDE: {
+    /* cl.voting.exclude: the admin route's parser, so both refuse the same lists alike */
     const char *names[CL_EL_MAX_EXCL];
-    size_t nn = 0;
-    char *buf = (char *)cl_msg_body_mut(m);
-    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok && nn < CL_EL_MAX_EXCL; tok = strtok_r(NULL, ",", &save))
-      names[nn++] = cl_node_exclusion_target(n, tok);
-    cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = m->id, .names = names, .n_names = nn};
+    char err[128];
+    int nn = cl_el_split_exclusions((char *)cl_msg_body_mut(m), names, err, sizeof err);
+    if (nn < 0) {
+      cl_node_emit(n, CL_EVT_NODE_DONE, "EINVAL", err, strlen(err), m->id, 0, CL_Q_FORCE);
+      break;
+    }
+    for (int i = 0; i < nn; i++) names[i] = cl_node_exclusion_target(n, names[i]);
+    cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = m->id, .names = names, .n_names = (size_t)nn};
     cl_node_election_input(n, &in);
     break;
   }

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/name.h"
 #include "node/node_internal.h"
 
 cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name) {
@@ -24,12 +25,9 @@ cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id) {
  * hand the election core its id, which it matches against the voting configuration. */
 const char *cl_node_exclusion_target(cl_node *n, const char *name) {
   cl_node_peer *hit = NULL;
-  size_t nl = strlen(name);
   for (int i = 0; i < n->n_peers; i++) {
     cl_node_peer *p = &n->peers[i];
-    int full = strcmp(p->name, name) == 0;
-    int shrt = !strchr(name, '@') && strncmp(p->name, name, nl) == 0 && p->name[nl] == '@';
-    if (!full && !shrt) continue;
+    if (!cl_node_name_matches(name, p->name)) continue;
     if (hit) return name; /* ambiguous: let the core say so */
     hit = p;
   }

@@ -161,7 +161,7 @@ static cl_peer *find_peer(cl_transport *t, const char *name) {
   if (!strchr(name, '@')) {
     cl_peer *hit = NULL;
     for (cl_peer *p = t->peers; p; p = p->next)
-      if (strcmp(p->nn.name, name) == 0) {
+      if (cl_node_name_matches(name, p->nn.full)) {
         if (hit) return NULL; /* ambiguous */
         hit = p;
       }

@@ -22,22 +22,8 @@ enum {
   CL_EPERM = UV_EPERM,       /* fault layer used without CLUSTERLUA_FAULTS=1 */
 };
 
-#define CL_DEFAULT_PORT 4370
-#define CL_NODE_NAME_MAX 255 /* whole "name@host:port" */
-
-/* ---- node names: NAME@HOST[:PORT] ---- */
-
-typedef struct {
-  char full[CL_NODE_NAME_MAX + 1]; /* normalised: always with ":PORT" */
-  char name[64];                   /* the short name, before '@' */
-  char host[CL_NODE_NAME_MAX + 1]; /* as written (IPv6 without brackets) */
-  uint16_t port;
-} cl_node_name;
-
-/* Parses and normalises a node name ("node1@10.0.0.1" -> "node1@10.0.0.1:4370";
- * IPv6 hosts in brackets: "n@[::1]:4371"). Short name: [A-Za-z0-9_.-]{1,63}.
- * Returns 0, or CL_EINVAL with a message in err saying what is wrong. */
-int cl_node_name_parse(const char *s, cl_node_name *out, char *err, size_t errlen);
+/* node names, NAME@HOST[:PORT]: cl_node_name_parse and the short-name rule */
+#include "core/name.h"
 
 /* ---- configuration ---- */
 

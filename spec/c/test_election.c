@@ -275,6 +275,38 @@ static int t_quorum_arithmetic(void) {
   return 0;
 }
 
+/* The one parser of exclusion lists (admin API and cl.voting.exclude): refuses more than
+ * CL_EL_MAX_EXCL names instead of cutting the list, and empty or over-long names. */
+static int t_exclusion_list_parser(void) {
+  const char *names[CL_EL_MAX_EXCL];
+  char err[128], buf[8192];
+  snprintf(buf, sizeof buf, "a,node2@h:1,c");
+  CHECK(cl_el_split_exclusions(buf, names, err, sizeof err) == 3 && !strcmp(names[1], "node2@h:1") &&
+            !strcmp(names[2], "c"),
+        "three names");
+  char list[4096]; /* the parser splits in place: each call gets a fresh copy */
+  size_t o = 0;
+  for (int i = 0; i < CL_EL_MAX_EXCL; i++) o += (size_t)snprintf(list + o, sizeof list - o, "%sn%d", i ? "," : "", i);
+  snprintf(buf, sizeof buf, "%s", list);
+  CHECK(cl_el_split_exclusions(buf, names, err, sizeof err) == CL_EL_MAX_EXCL, "32 names: %s", err);
+  snprintf(buf, sizeof buf, "%s,one_more", list);
+  CHECK(cl_el_split_exclusions(buf, names, err, sizeof err) == -1 &&
+            !strcmp(err, "too many node names: 33 given, at most 32 per request"),
+        "33 names: %s", err);
+  snprintf(buf, sizeof buf, "a,,b");
+  CHECK(cl_el_split_exclusions(buf, names, err, sizeof err) == -1 && !strcmp(err, "node name 2 of 3 is empty"),
+        "empty name: %s", err);
+  snprintf(buf, sizeof buf, "a,");
+  CHECK(cl_el_split_exclusions(buf, names, err, sizeof err) == -1 && !strcmp(err, "node name 2 of 2 is empty"),
+        "trailing comma: %s", err);
+  memset(buf, 'x', CL_EL_NAME_MAX + 1);
+  buf[CL_EL_NAME_MAX + 1] = 0;
+  CHECK(cl_el_split_exclusions(buf, names, err, sizeof err) == -1 && strstr(err, "longer than 127"), "long: %s", err);
+  buf[CL_EL_NAME_MAX] = 0;
+  CHECK(cl_el_split_exclusions(buf, names, err, sizeof err) == 1, "127 characters: %s", err);
+  return 0;
+}
+
 static int t_state_roundtrip_and_corruption(void) {
   cl_el_state s, d;
   cl_el_state_init(&s);
@@ -956,6 +988,7 @@ static int t_unsafe_bootstrap(void) {
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_test("quorum_arithmetic", t_quorum_arithmetic);
+  run_test("exclusion_list_parser", t_exclusion_list_parser);
   run_test("state_roundtrip_and_corruption", t_state_roundtrip_and_corruption);
   run_test("hostile_messages", t_hostile_messages);
   run_test("initial_master_nodes_errors", t_initial_master_nodes_errors);

@@ -193,6 +193,11 @@ static int t_names(void) {
     CHECK(cl_node_name_parse(bad[i], &nn, err, sizeof err) == CL_EINVAL, "accepted \"%s\"", bad[i]);
     CHECK(strstr(err, "bad node name") != NULL, "unclear error for \"%s\": %s", bad[i], err);
   }
+  /* the one short-name rule (the election, the glue and Lua use it too) */
+  CHECK(cl_node_name_matches("n1", "n1@h:1") && cl_node_name_matches("n1@h:1", "n1@h:1"), "matches");
+  CHECK(!cl_node_name_matches("n", "n1@h:1") && !cl_node_name_matches("n1@h:2", "n1@h:1") &&
+            !cl_node_name_matches("", "n1@h:1"),
+        "false matches");
   return 0;
 }
 

@@ -1,14 +1,14 @@
-/* Node names: NAME@HOST[:PORT]. Used by the transport and the glue alike, so the
- * same string is refused the same way everywhere. */
+/* Node names: NAME@HOST[:PORT] (see name.h). */
+#include "name.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "transport.h"
+#include <uv.h>
 
 static int bad(char *err, size_t errlen, const char *s, const char *why) {
   if (err && errlen) snprintf(err, errlen, "bad node name \"%.80s\": %s", s ? s : "(null)", why);
-  return CL_EINVAL;
+  return UV_EINVAL;
 }
 
 static int name_char(char c) {
@@ -70,4 +70,11 @@ int cl_node_name_parse(const char *s, cl_node_name *out, char *err, size_t errle
   if (n < 0 || (size_t)n >= sizeof tmp.full) return bad(err, errlen, s, "longer than 255 characters");
   if (out) *out = tmp;
   return 0;
+}
+
+int cl_node_name_matches(const char *given, const char *full) {
+  if (strcmp(given, full) == 0) return 1;
+  if (strchr(given, '@')) return 0;
+  size_t n = strlen(given);
+  return n > 0 && strncmp(given, full, n) == 0 && full[n] == '@';
 }
