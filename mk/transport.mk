@@ -4,7 +4,7 @@ TRANSPORT_SRC := $(wildcard runtime/transport/*.c)
 TRANSPORT_HDR := $(wildcard runtime/transport/*.h)
 TRANSPORT_TEST_SRC := spec/c/test_transport.c $(TRANSPORT_SRC) runtime/core/log.c
 
-$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/core/log.h spec/c/loop_test.h
+$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/core/log.h spec/c/loop_test.h spec/c/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TRANSPORT_TEST_SRC) -luv -lsodium -pthread
 

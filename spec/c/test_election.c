@@ -9,26 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-static char why[512];
-
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    if (!(cond)) {                                                                                                     \
-      snprintf(why, sizeof why, __VA_ARGS__);                                                                          \
-      return 1;                                                                                                        \
-    }                                                                                                                  \
-  } while (0)
-
-static void run_test(const char *name, int (*fn)(void)) {
-  why[0] = 0;
-  if (fn()) {
-    failures++;
-    printf("FAIL %s: %s\n", name, why);
-  } else {
-    printf("PASS %s\n", name);
-  }
-}
+#include "harness.h"
 
 /* ------------------------------------------------------------ a harness */
 
@@ -955,30 +936,30 @@ static int t_unsafe_bootstrap(void) {
 
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  run_test("quorum_arithmetic", t_quorum_arithmetic);
-  run_test("state_roundtrip_and_corruption", t_state_roundtrip_and_corruption);
-  run_test("hostile_messages", t_hostile_messages);
-  run_test("initial_master_nodes_errors", t_initial_master_nodes_errors);
-  run_test("bootstrap_elects_one_master", t_bootstrap_elects_one_master);
-  run_test("bootstrap_needs_majority_of_list", t_bootstrap_needs_majority_of_list);
-  run_test("join_once_per_term_and_term_persisted_first", t_join_once_per_term_and_term_persisted_first);
-  run_test("no_win_in_boot_term", t_vote_rules);
-  run_test("prevote_refused_with_healthy_master_and_persists_nothing",
+  run_case("quorum_arithmetic", t_quorum_arithmetic);
+  run_case("state_roundtrip_and_corruption", t_state_roundtrip_and_corruption);
+  run_case("hostile_messages", t_hostile_messages);
+  run_case("initial_master_nodes_errors", t_initial_master_nodes_errors);
+  run_case("bootstrap_elects_one_master", t_bootstrap_elects_one_master);
+  run_case("bootstrap_needs_majority_of_list", t_bootstrap_needs_majority_of_list);
+  run_case("join_once_per_term_and_term_persisted_first", t_join_once_per_term_and_term_persisted_first);
+  run_case("no_win_in_boot_term", t_vote_rules);
+  run_case("prevote_refused_with_healthy_master_and_persists_nothing",
            t_prevote_refused_with_healthy_master_and_persists_nothing);
-  run_test("publish_acceptance_rules", t_publish_acceptance_rules);
-  run_test("commit_needs_quorum", t_commit_needs_quorum);
-  run_test("master_kill_fast_reelection", t_master_kill_fast_reelection);
-  run_test("silent_master_detected", t_silent_master_detected);
-  run_test("minority_never_elects", t_minority_never_elects);
-  run_test("reconfiguration_rules", t_reconfiguration_rules);
-  run_test("grow_and_exclude_in_cluster", t_grow_and_exclude_in_cluster);
-  run_test("exclude_down_node_by_id", t_exclude_down_node_by_id);
-  run_test("update_cas_and_forwarding", t_update_cas_and_forwarding);
-  run_test("request_without_master_fails", t_request_without_master_fails);
-  run_test("cluster_id_mismatch_refused", t_cluster_id_mismatch_refused);
-  run_test("quorum_events_mean_quorum", t_quorum_events_mean_quorum);
-  run_test("lua_lag_steps_down", t_lua_lag_steps_down);
-  run_test("full_restart_keeps_state", t_full_restart_keeps_state);
-  run_test("unsafe_bootstrap", t_unsafe_bootstrap);
-  return failures ? 1 : 0;
+  run_case("publish_acceptance_rules", t_publish_acceptance_rules);
+  run_case("commit_needs_quorum", t_commit_needs_quorum);
+  run_case("master_kill_fast_reelection", t_master_kill_fast_reelection);
+  run_case("silent_master_detected", t_silent_master_detected);
+  run_case("minority_never_elects", t_minority_never_elects);
+  run_case("reconfiguration_rules", t_reconfiguration_rules);
+  run_case("grow_and_exclude_in_cluster", t_grow_and_exclude_in_cluster);
+  run_case("exclude_down_node_by_id", t_exclude_down_node_by_id);
+  run_case("update_cas_and_forwarding", t_update_cas_and_forwarding);
+  run_case("request_without_master_fails", t_request_without_master_fails);
+  run_case("cluster_id_mismatch_refused", t_cluster_id_mismatch_refused);
+  run_case("quorum_events_mean_quorum", t_quorum_events_mean_quorum);
+  run_case("lua_lag_steps_down", t_lua_lag_steps_down);
+  run_case("full_restart_keeps_state", t_full_restart_keeps_state);
+  run_case("unsafe_bootstrap", t_unsafe_bootstrap);
+  return harness_exit();
 }

@@ -1163,5 +1163,5 @@ int main(void) {
     printf("FAIL transport: loop has open handles at exit\n");
     failures++;
   }
-  return failures ? 1 : 0;
+  return harness_exit();
 }
