@@ -5,16 +5,7 @@ local cjson = require "cjson.safe"
 local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
 
-local OUT = [[
-local cl = require "clusterlua"
-local function out(...)
-  local t = {}
-  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
-  io.stdout:write("EVENT ", table.concat(t, " "), "\n")
-  io.stdout:flush()
-end
-local function me(n) return cl.self().name:match("^node" .. n .. "@") ~= nil end
-]]
+local OUT = cluster.HOOKS_PRELUDE
 
 local function count_lines(p, pattern)
   local n = 0

@@ -5,27 +5,7 @@
 local uv = require "uv"
 local proc = require "helpers.proc"
 local cluster = require "helpers.cluster"
-
-local IP = cluster.ip
-
-local function netns_skip()
-  if uv.getuid() ~= 0 then return "not root" end
-  if not uv.fs_access(IP, "x") then return "no ip(8)" end
-  if proc.run(IP, { "netns", "list" }, { timeout = 5000 }) ~= 0 then return "`ip netns` is unavailable" end
-end
-
-local function ip(args)
-  local code, out, err = proc.run(IP, args, { timeout = 10000 })
-  return code == 0, (out or "") .. (err or "")
-end
-
-local function ns_exists(ns)
-  local _, out = ip { "netns", "list" }
-  for line in out:gmatch "[^\n]+" do
-    if line:match "^(%S+)" == ns then return true end
-  end
-  return false
-end
+local netns = require "helpers.netns"
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
@@ -60,22 +40,20 @@ end
 
 describe("gossip with real nodes", function()
   it("five nodes in a network namespace find each other with no host list", function()
-    local reason = netns_skip()
+    local reason = netns.why_skip()
     if reason then
       print("gossip cluster spec skipped: " .. reason)
       return pending("skipped: " .. reason)
     end
     math.randomseed(uv.hrtime())
-    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local ns = netns.name()
     local c
     finally(function()
       if c then c:cleanup() end
       proc.kill_all()
-      if ns_exists(ns) then ip { "netns", "del", ns } end
+      netns.del(ns)
     end)
-    assert(ip { "netns", "add", ns })
-    assert(ip { "-n", ns, "link", "set", "lo", "up" })
-    assert(ip { "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo" })
+    netns.loopback { name = ns, multicast = true }
     local port = 40000 + math.random(20000)
     c = cluster.new {
       n = 5, netns = ns, cluster = "gossip-spec",
@@ -89,7 +67,7 @@ describe("gossip with real nodes", function()
     for i = 1, 5 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", c.nodes[i]:output()) end
     c:cleanup()
     c = nil
-    assert(ip { "netns", "del", ns })
+    assert(netns.del(ns))
   end)
 end)
 

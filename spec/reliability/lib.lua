@@ -17,17 +17,10 @@ local proc = require "helpers.proc"
 
 local M = {}
 
-M.HOOKS = [[
-local cl = require "clusterlua"
+M.HOOKS = require("helpers.cluster").HOOKS_PRELUDE .. [[
 local uv = require "uv"
 local cjson = require "cjson.safe"
 local crypto = require "clusterlua.crypto"
-local function out(...)
-  local t = {}
-  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
-  io.stdout:write("EVENT ", table.concat(t, " "), "\n")
-  io.stdout:flush()
-end
 -- canonical JSON: object keys sorted, so equal states hash equally on every node
 local function canon(v)
   local tv = type(v)
@@ -148,14 +141,15 @@ function M.checker()
 end
 
 -- ---- admin reads (curl; ns: a network namespace or nil) ----
-M.ip = uv.fs_access("/usr/sbin/ip", "x") and "/usr/sbin/ip" or "/sbin/ip"
+local netns = require "helpers.netns"
+M.ip = netns.ip
 
 function M.http(addr, method, path, ns)
   local args = { "-s", "-m", "3", "-X", method, "-w", "\n%{http_code}", "http://" .. addr .. path }
   local cmd = "curl"
   if ns then
-    for j, a in ipairs { "netns", "exec", ns, "curl" } do table.insert(args, j, a) end
-    cmd = M.ip
+    args = netns.exec_args(ns, "curl", args)
+    cmd = netns.ip
   end
   local p = proc.start(cmd, args)
   if not p:wait_exit(5000) then p:stop(500) end

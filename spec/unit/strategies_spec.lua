@@ -8,6 +8,7 @@ local async = require "clusterlua.async"
 local topology = require "clusterlua.topology"
 local crypto = require "clusterlua.crypto"
 local proc = require "helpers.proc"
+local netns = require "helpers.netns"
 local fake = require "helpers.strategy_ctx"
 
 local hosts_file = require "clusterlua.strategy.hosts_file"
@@ -361,29 +362,6 @@ describe("gossip packets", function()
   end)
 end)
 
-local IP = "/usr/sbin/ip"
-if not uv.fs_access(IP, "x") then IP = "/sbin/ip" end
-
-local function netns_skip()
-  if uv.getuid() ~= 0 then return "not root" end
-  if not uv.fs_access(IP, "x") then return "no ip(8)" end
-  local code = proc.run(IP, { "netns", "list" }, { timeout = 5000 })
-  if code ~= 0 then return "`ip netns` is unavailable" end
-end
-
-local function ip(args)
-  local code, out, err = proc.run(IP, args, { timeout = 10000 })
-  return code == 0, (out or "") .. (err or "")
-end
-
-local function ns_exists(ns)
-  local _, out = ip { "netns", "list" }
-  for line in out:gmatch "[^\n]+" do
-    if line:match "^(%S+)" == ns then return true end
-  end
-  return false
-end
-
 -- One gossip instance on a fake ctx; prints every declared set and, before exiting,
 -- its counters. arg: root name cookie cluster port group run_ms
 local GOSSIP_NODE = [[
@@ -416,28 +394,26 @@ end)
 
 describe("gossip strategy in a network namespace", function()
   it("finds a peer process, and ignores one with another cookie", function()
-    local reason = netns_skip()
+    local reason = netns.why_skip()
     if reason then
       print("gossip netns spec skipped: " .. reason)
       return pending("skipped: " .. reason)
     end
     math.randomseed(uv.hrtime())
-    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local ns = netns.name()
     local dir = proc.tmpdir()
     finally(function()
       proc.kill_all()
-      if ns_exists(ns) then ip { "netns", "del", ns } end
+      netns.del(ns)
       proc.rmtree(dir)
     end)
-    assert(ip { "netns", "add", ns })
-    assert(ip { "-n", ns, "link", "set", "lo", "up" })
-    assert(ip { "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo" })
+    netns.loopback { name = ns, multicast = true }
 
     local script = proc.write(dir .. "/gossip_node.lua", GOSSIP_NODE)
     local port, group = tostring(40000 + math.random(20000)), "239.255.77.9"
     local function node(name, cookie, cluster)
-      return proc.start(IP, { "netns", "exec", ns, proc.bin, script, proc.root, name, cookie, cluster or "spec",
-        port, group, "2500" }, { log = dir .. "/" .. name:match "^[^@]+" .. ".log" })
+      return proc.start(netns.ip, netns.exec_args(ns, proc.bin, { script, proc.root, name, cookie, cluster or "spec",
+        port, group, "2500" }), { log = dir .. "/" .. name:match "^[^@]+" .. ".log" })
     end
     local a = node("a@127.0.0.1:4370", "cookie-1")
     local b = node("b@127.0.0.1:4371", "cookie-1")
@@ -462,28 +438,27 @@ describe("gossip strategy in a network namespace", function()
     assert.is_nil(d:find_line("^SET .+"), d:output())
     for _, p in ipairs { a, b, c, d } do assert.equal(0, p:wait_exit(5000)) end
 
-    assert(ip { "netns", "del", ns })
-    assert.is_false(ns_exists(ns))
+    assert(netns.del(ns))
+    assert.is_false(netns.exists(ns))
   end)
 
   it("works with broadcast too", function()
-    local reason = netns_skip()
+    local reason = netns.why_skip()
     if reason then return pending("skipped: " .. reason) end
-    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local ns = netns.name()
     local dir = proc.tmpdir()
     finally(function()
       proc.kill_all()
-      if ns_exists(ns) then ip { "netns", "del", ns } end
+      netns.del(ns)
       proc.rmtree(dir)
     end)
-    assert(ip { "netns", "add", ns })
-    assert(ip { "-n", ns, "link", "set", "lo", "up" })
+    netns.loopback { name = ns }
     local script = proc.write(dir .. "/gossip_node.lua", GOSSIP_NODE)
     local port = tostring(40000 + math.random(20000))
     -- the loopback's own broadcast address, inside the namespace: nothing else to reach
     local function node(name)
-      return proc.start(IP, { "netns", "exec", ns, proc.bin, script, proc.root, name, "cookie-1", "spec",
-        port, "127.255.255.255", "1500", "broadcast" })
+      return proc.start(netns.ip, netns.exec_args(ns, proc.bin, { script, proc.root, name, "cookie-1", "spec",
+        port, "127.255.255.255", "1500", "broadcast" }))
     end
     local a, b = node("a@127.0.0.1:4370"), node("b@127.0.0.1:4371")
     for _, p in ipairs { a, b } do assert(p:wait_for_line("^STATS", 10000)) end
