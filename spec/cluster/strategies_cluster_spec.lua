@@ -163,15 +163,26 @@ return M
 
     -- SIGHUP reloads too, and a good version after all that still works
     for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
-    proc.write(path, strategy_src(c, "v5"))
-    proc.sleep(400) -- let the file-change reload (if any) finish first
-    for i = 1, 3 do c.nodes[i]:kill("sighup") end
+    replace(path, strategy_src(c, "v5"))
+    -- the file-change reload finishes first
     for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
       assert(c.nodes[i]:wait_for_line("strategy v5 started", 10000, nil, marks[i]), outputs(c))
     end
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+    for i = 1, 3 do c.nodes[i]:kill("sighup") end
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("strategy v5 started with state from v5", 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
+    end
 
-    proc.sleep(500)
-    assert(all_connected(c, { 1, 2, 3 })(), outputs(c))
+    assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 10000), outputs(c))
+    -- marker: one more reload on every node; its event reaches Lua after any node_down
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+    for i = 1, 3 do assert.equal(200, (c:http(i, "POST", "/_reload"))) end
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded", 10000, nil, marks[i]), outputs(c))
+    end
     for i = 1, 3 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", outputs(c)) end
   end)
 end)
