@@ -87,8 +87,15 @@ describe("hosts_file with real nodes", function()
     cluster.write(c.topology, (src:gsub("HOSTS", ("%q"):format(hosts))))
     c:start_all()
     assert(c:wait_master(10000, { true }), outputs(c))
-    proc.sleep(500)
+    -- marker: a line naming a node that does not run; once both nodes have tried to dial
+    -- it, they have read the file that named neither of them, and acted on it
+    local ghost = ("ghost@127.0.0.1:%d"):format(cluster.free_port())
+    proc.write(hosts, "# nodes of the spec cluster\n" .. ghost .. "\n")
+    for i = 1, 2 do
+      assert(c.nodes[i]:wait_for_line("unable to connect to " .. esc(ghost), 10000, "stderr"), outputs(c))
+    end
     assert.is_nil(connected(c, 1)[c.names[2]])
+    assert.is_nil(connected(c, 2)[c.names[1]])
     local f = assert(io.open(hosts, "a"))
     f:write(c.names[2], "\n")
     f:close()
