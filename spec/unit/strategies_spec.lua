@@ -43,7 +43,7 @@ local function validate_err(mod, config)
 end
 
 describe("strategy config validation", function()
-  it("hosts_file", function()
+  it("hosts_file: a valid config passes; a bad one is refused, naming the key", function()
     assert.is_true(hosts_file.validate { path = "/etc/hosts.cluster" })
     assert.matches("^path: expected", validate_err(hosts_file, {}))
     assert.matches("^path: expected", validate_err(hosts_file, { path = 3 }))
@@ -52,7 +52,7 @@ describe("strategy config validation", function()
       validate_err(hosts_file, { pth = "x" }))
   end)
 
-  it("dns and dns_srv", function()
+  it("dns and dns_srv: a valid config passes; a bad one is refused, naming the key", function()
     local good = { query = "nodes.example.internal", node_basename = "app" }
     assert.is_true(dns_strategy.validate(good))
     assert.is_true(dns_srv.validate(good))
@@ -75,7 +75,7 @@ describe("strategy config validation", function()
     assert.matches("^port: unknown key", validate_err(dns_srv, { query = "n.test", node_basename = "a", port = 1 }))
   end)
 
-  it("gossip", function()
+  it("gossip: a valid config passes; a bad one is refused, naming the key", function()
     assert.is_true(gossip.validate {})
     assert.is_true(gossip.validate { port = 45000, group = "239.1.2.3", ttl = 0, interface = "127.0.0.1",
       interval = 100, multicast_loop = false, expire = 1000, max_skew = 5000 })
@@ -443,7 +443,7 @@ describe("gossip strategy in a network namespace", function()
     assert.is_false(netns.exists(ns))
   end)
 
-  it("works with broadcast too", function()
+  it("finds a peer process by broadcast too", function()
     local reason = netns.why_skip()
     if reason then return pending("skipped: " .. reason) end
     local ns = netns.name()
