@@ -32,11 +32,7 @@ M.free_port = free_port
 
 M.ip = netns.ip
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = proc.write
 M.write = write
 
 -- the prelude of every hooks file a spec writes: `cl`, `out(...)` prints one EVENT line,

@@ -1,7 +1,6 @@
 -- Hooks: registration by name and order, reload without duplicates, error containment,
 -- the time budget (a hook stuck in a loop is aborted), concurrency and cancellation.
 -- Unit level: events are emitted by hand, no node runs.
-local uv = require "uv"
 local core = require "clusterlua.core"
 local events = require "clusterlua.events"
 local hooks = require "clusterlua.hooks"
@@ -9,18 +8,7 @@ local async = require "clusterlua.async"
 local proc = require "helpers.proc"
 local go = proc.go
 
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(uv.fs_mkdir(d, 448))
-  return d
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local tmpdir, write = proc.tmpdir, proc.write
 
 -- Captures core.report and core.count_hook_abort for the duration of a test.
 local reports, aborts
