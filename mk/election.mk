@@ -17,7 +17,7 @@ MUTANT_SEEDS ?= 3000
 C_TESTS      += $(BUILD)/test_election
 FUZZ_TARGETS += fuzz-state
 
-$(BUILD)/test_election: $(EL_SRC) $(EL_HDR) spec/c/test_election.c
+$(BUILD)/test_election: $(EL_SRC) $(EL_HDR) spec/c/test_election.c spec/c/harness.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/c/test_election.c $(EL_SRC) $(EL_LIBS)
 

@@ -24,7 +24,7 @@ test-reliability: all
 
 # The persisted-state checker of the crash spec; without arguments a C test of torn and
 # bit-flipped files.
-$(BUILD)/state_check: spec/reliability/state_check.c $(EL_SRC) $(EL_HDR)
+$(BUILD)/state_check: spec/reliability/state_check.c spec/c/harness.h $(EL_SRC) $(EL_HDR)
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/reliability/state_check.c $(EL_SRC) $(EL_LIBS)
 

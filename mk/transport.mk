@@ -4,7 +4,7 @@ TRANSPORT_SRC := $(wildcard runtime/transport/*.c)
 TRANSPORT_HDR := $(wildcard runtime/transport/*.h)
 TRANSPORT_TEST_SRC := spec/c/test_transport.c $(TRANSPORT_SRC) runtime/core/log.c runtime/core/name.c
 
-$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/core/log.h runtime/core/name.h spec/c/loop_test.h
+$(BUILD)/test_transport: $(TRANSPORT_TEST_SRC) $(TRANSPORT_HDR) runtime/core/log.h runtime/core/name.h spec/c/loop_test.h spec/c/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(TRANSPORT_TEST_SRC) -luv -lsodium -pthread
 
@@ -40,7 +40,7 @@ fuzz-handshake: $(FUZZ_BUILD)/fuzz_handshake
 FUZZ_TARGETS += fuzz-frame fuzz-handshake
 
 # The failure detector alone: pure, no loop needed.
-$(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runtime/transport/detector.h
+$(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runtime/transport/detector.h spec/c/harness.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_detector.c runtime/transport/detector.c
 

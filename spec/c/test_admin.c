@@ -23,19 +23,7 @@
 #include "core/log.h"
 #include "admin/metrics.h"
 
-static int g_failed;
-static void pass(const char *name) { printf("PASS %s\n", name), fflush(stdout); }
-static void fail(const char *name, const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  printf("FAIL %s: ", name);
-  vprintf(fmt, ap);
-  printf("\n");
-  fflush(stdout);
-  va_end(ap);
-  g_failed = 1;
-}
-#define CHECK(name, cond, ...) ((cond) ? pass(name) : fail(name, __VA_ARGS__))
+#include "harness.h"
 
 static uint64_t mono_ms(void) {
   struct timespec ts;
@@ -288,42 +276,42 @@ static void client_tests(void) {
   client a, b;
 
   rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r);
-  CHECK("http_200_json", rc == 0 && r.status == 200 && strcmp(r.body, "{\"hello\":\"world\"}\n") == 0 &&
+  EXPECT("http_200_json", rc == 0 && r.status == 200 && strcmp(r.body, "{\"hello\":\"world\"}\n") == 0 &&
                              strcasestr(r.head, "content-type: application/json"),
         "rc=%d status=%d body=%s", rc, r.status, r.body);
 
   rc = roundtrip(port, "GET /hello?pretty HTTP/1.1\r\n\r\n", &r);
-  CHECK("http_pretty", rc == 0 && r.status == 200 && strstr(r.body, "\n  \"hello\""), "body=%s", r.body);
+  EXPECT("http_pretty", rc == 0 && r.status == 200 && strstr(r.body, "\n  \"hello\""), "body=%s", r.body);
 
   rc = roundtrip(port, "GET /nope HTTP/1.1\r\n\r\n", &r);
-  CHECK("http_404", rc == 0 && r.status == 404 && json_error_field(&r) && strstr(r.body, "/nope"),
+  EXPECT("http_404", rc == 0 && r.status == 404 && json_error_field(&r) && strstr(r.body, "/nope"),
         "rc=%d status=%d body=%s", rc, r.status, r.body);
 
   rc = roundtrip(port, "DELETE /hello HTTP/1.1\r\n\r\n", &r);
-  CHECK("http_405_allow", rc == 0 && r.status == 405 && json_error_field(&r) && strcasestr(r.head, "\r\nallow: GET"),
+  EXPECT("http_405_allow", rc == 0 && r.status == 405 && json_error_field(&r) && strcasestr(r.head, "\r\nallow: GET"),
         "rc=%d status=%d head=%s", rc, r.status, r.head);
 
   rc = roundtrip(port, "GET /query?name=a%20b+c&flag&bad=%zz HTTP/1.1\r\n\r\n", &r);
-  CHECK("http_400_bad_param", rc == 0 && r.status == 400 && json_error_field(&r), "status=%d body=%s", r.status, r.body);
+  EXPECT("http_400_bad_param", rc == 0 && r.status == 400 && json_error_field(&r), "status=%d body=%s", r.status, r.body);
   rc = roundtrip(port, "GET /query?name=a%20b+c&flag&long=abcdef HTTP/1.1\r\n\r\n", &r);
-  CHECK("query_params",
+  EXPECT("query_params",
         rc == 0 && r.status == 200 && strstr(r.body, "\"name\":\"a b c\"") && strstr(r.body, "\"flag\":\"\"") &&
             strstr(r.body, "\"long\":null"),
         "status=%d body=%s", r.status, r.body);
   rc = roundtrip(port, "GET /qu%65ry HTTP/1.1\r\n\r\n", &r);
-  CHECK("path_percent_decoded", rc == 0 && r.status == 200 && strstr(r.body, "\"path\":\"/query\""), "status=%d body=%s",
+  EXPECT("path_percent_decoded", rc == 0 && r.status == 200 && strstr(r.body, "\"path\":\"/query\""), "status=%d body=%s",
         r.status, r.body);
 
   /* malformed: answered 400 with a reason, then closed */
   dial(&a, port);
   sends(&a, "GARBAGE\x01 / HTTP/1.1\r\n\r\n");
   rc = read_resp(&a, &r, 3000);
-  CHECK("http_400_malformed", rc == 0 && r.status == 400 && json_error_field(&r) && closed_by_server(&a, 3000),
+  EXPECT("http_400_malformed", rc == 0 && r.status == 400 && json_error_field(&r) && closed_by_server(&a, 3000),
         "rc=%d status=%d", rc, r.status);
   hang_up(&a);
   /* only HTTP/1.x: any other version is named in a 505, and a later 1.x minor is 1.1 */
   rc = roundtrip(port, "GET /hello HTTP/9.9\r\nHost: x\r\n\r\n", &r);
-  CHECK("http_505_version", rc == 0 && r.status == 505 && json_error_field(&r) && strstr(r.body, "9.9"),
+  EXPECT("http_505_version", rc == 0 && r.status == 505 && json_error_field(&r) && strstr(r.body, "9.9"),
         "rc=%d status=%d body=%s", rc, r.status, r.body);
   {
     rc = roundtrip(port, "GET /hello HTTP/2.0\r\n\r\n", &r);
@@ -333,17 +321,17 @@ static void client_tests(void) {
     rc = roundtrip(port, "GET /hello HTTP/1.0\r\n\r\n", &r);
     int v10 = rc == 0 && r.status == 200;
     rc = roundtrip(port, "GET /hello HTTP/1.9\r\n\r\n", &r);
-    CHECK("http_505_only_for_other_majors", v2 && v0 && v10 && rc == 0 && r.status == 200,
+    EXPECT("http_505_only_for_other_majors", v2 && v0 && v10 && rc == 0 && r.status == 200,
           "2.0:%d 0.9:%d 1.0:%d 1.9: rc=%d status=%d", v2, v0, v10, rc, r.status);
   }
   rc = roundtrip(port, "GET /%zz HTTP/1.1\r\n\r\n", &r);
-  CHECK("http_400_bad_escape", rc == 0 && r.status == 400 && json_error_field(&r), "status=%d", r.status);
+  EXPECT("http_400_bad_escape", rc == 0 && r.status == 400 && json_error_field(&r), "status=%d", r.status);
 
   /* oversized body: refused from the headers, before any body is sent */
   dial(&a, port);
   sends(&a, "POST /echo HTTP/1.1\r\nContent-Length: 2000000\r\n\r\n");
   rc = read_resp(&a, &r, 3000);
-  CHECK("http_413_content_length", rc == 0 && r.status == 413 && json_error_field(&r) && closed_by_server(&a, 4000),
+  EXPECT("http_413_content_length", rc == 0 && r.status == 413 && json_error_field(&r) && closed_by_server(&a, 4000),
         "rc=%d status=%d", rc, r.status);
   hang_up(&a);
   /* chunked: refused once the running total passes the limit; the client keeps sending */
@@ -356,7 +344,7 @@ static void client_tests(void) {
   int sent_ok = 1;
   for (int i = 0; i < 20 && sent_ok; i++) sent_ok = send_all(&a, chunk, (size_t)n + 65538) == 0;
   rc = read_resp(&a, &r, 3000);
-  CHECK("http_413_chunked", rc == 0 && r.status == 413 && json_error_field(&r), "rc=%d status=%d", rc, r.status);
+  EXPECT("http_413_chunked", rc == 0 && r.status == 413 && json_error_field(&r), "rc=%d status=%d", rc, r.status);
   hang_up(&a);
 
   /* a body under the limit is delivered whole */
@@ -374,7 +362,7 @@ static void client_tests(void) {
     char *end = NULL;
     uint64_t dl = mono_ms() + 3000;
     while (!(end = memmem(a.buf, a.len, "\r\n\r\n", 4)) && mono_ms() < dl) fill(&a, 500);
-    CHECK("http_body_under_limit", end && strstr(a.buf, "200 OK") && strcasestr(a.buf, "content-length: 200000"),
+    EXPECT("http_body_under_limit", end && strstr(a.buf, "200 OK") && strcasestr(a.buf, "content-length: 200000"),
           "head=%.100s", a.buf);
     hang_up(&a);
   }
@@ -386,7 +374,7 @@ static void client_tests(void) {
     memset(hdr + hl, 'h', 20000);
     strcpy(hdr + hl + 20000, "\r\n\r\n");
     rc = roundtrip(port, hdr, &r);
-    CHECK("http_431", rc == 0 && r.status == 431 && json_error_field(&r), "rc=%d status=%d", rc, r.status);
+    EXPECT("http_431", rc == 0 && r.status == 431 && json_error_field(&r), "rc=%d status=%d", rc, r.status);
   }
 
   /* keep-alive: two requests one after the other, then two pipelined in one write */
@@ -395,15 +383,15 @@ static void client_tests(void) {
   int ok1 = read_resp(&a, &r, 3000) == 0 && r.status == 200;
   sends(&a, "POST /echo HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc");
   int ok2 = read_resp(&a, &r, 3000) == 0 && r.status == 200 && strcmp(r.body, "abc") == 0;
-  CHECK("keepalive_two_requests", ok1 && ok2, "ok1=%d ok2=%d", ok1, ok2);
+  EXPECT("keepalive_two_requests", ok1 && ok2, "ok1=%d ok2=%d", ok1, ok2);
   sends(&a, "GET /hello HTTP/1.1\r\n\r\nGET /nope HTTP/1.1\r\n\r\nGET /slow HTTP/1.1\r\n\r\n");
   ok1 = read_resp(&a, &r, 3000) == 0 && r.status == 200;
   ok2 = read_resp(&a, &r, 3000) == 0 && r.status == 404;
   int ok3 = read_resp(&a, &r, 3000) == 0 && r.status == 200 && strstr(r.body, "late");
-  CHECK("keepalive_pipelined", ok1 && ok2 && ok3, "ok=%d %d %d", ok1, ok2, ok3);
+  EXPECT("keepalive_pipelined", ok1 && ok2 && ok3, "ok=%d %d %d", ok1, ok2, ok3);
   sends(&a, "GET /hello HTTP/1.1\r\nConnection: close\r\n\r\n");
   rc = read_resp(&a, &r, 3000);
-  CHECK("connection_close_honoured", rc == 0 && r.status == 200 && strcasestr(r.head, "connection: close") &&
+  EXPECT("connection_close_honoured", rc == 0 && r.status == 200 && strcasestr(r.head, "connection: close") &&
                                          closed_by_server(&a, 3000),
         "rc=%d", rc);
   hang_up(&a);
@@ -412,18 +400,18 @@ static void client_tests(void) {
   uint64_t t0 = mono_ms();
   rc = roundtrip(port, "GET /slow HTTP/1.1\r\n\r\n", &r);
   uint64_t dt = mono_ms() - t0;
-  CHECK("async_reply", rc == 0 && r.status == 200 && strstr(r.body, "\"late\":true") && dt >= 140,
+  EXPECT("async_reply", rc == 0 && r.status == 200 && strstr(r.body, "\"late\":true") && dt >= 140,
         "rc=%d status=%d dt=%llu", rc, r.status, (unsigned long long)dt);
 
   /* no answer: the server says 503 itself at the deadline (500 ms here) */
   t0 = mono_ms();
   rc = roundtrip(port, "GET /never HTTP/1.1\r\n\r\n", &r);
   dt = mono_ms() - t0;
-  CHECK("handler_deadline_503", rc == 0 && r.status == 503 && json_error_field(&r) && dt >= 450 && dt < 2500,
+  EXPECT("handler_deadline_503", rc == 0 && r.status == 503 && json_error_field(&r) && dt >= 450 && dt < 2500,
         "rc=%d status=%d dt=%llu", rc, r.status, (unsigned long long)dt);
 
   rc = roundtrip(port, "GET /extend HTTP/1.1\r\n\r\n", &r);
-  CHECK("extend_deadline", rc == 0 && r.status == 200 && strstr(r.body, "late"), "rc=%d status=%d", rc, r.status);
+  EXPECT("extend_deadline", rc == 0 && r.status == 200 && strstr(r.body, "late"), "rc=%d status=%d", rc, r.status);
 
   /* many pipelined requests sent before reading any answer: the server reads only
    * what its bounded buffer holds, and still answers every one, in order */
@@ -441,7 +429,7 @@ static void client_tests(void) {
       if (r.status != (i % 2 ? 404 : 200)) order_ok = 0;
       got++;
     }
-    CHECK("pipelined_flood_bounded", sent && got == nreq && order_ok, "sent=%d got=%d order=%d", sent, got, order_ok);
+    EXPECT("pipelined_flood_bounded", sent && got == nreq && order_ok, "sent=%d got=%d order=%d", sent, got, order_ok);
     hang_up(&a);
   }
 
@@ -454,7 +442,7 @@ static void client_tests(void) {
   sends(&a, "GET /hello HTTP/1.1\r\n\r\n");
   rc = read_resp(&a, &r, 3000);
   ok2 = rc == 0 && r.status == 200 && strstr(r.body, "hello");
-  CHECK("late_reply_after_deadline_dropped", ok1 && ok2 && late_was_pending == 0 && a.len == 0,
+  EXPECT("late_reply_after_deadline_dropped", ok1 && ok2 && late_was_pending == 0 && a.len == 0,
         "ok1=%d ok2=%d pending=%d leftover=%zu", ok1, ok2, (int)late_was_pending, a.len);
   hang_up(&a);
 
@@ -466,7 +454,7 @@ static void client_tests(void) {
   reset(&a);
   usleep(450 * 1000);
   rc = roundtrip(port, "GET /hello HTTP/1.1\r\n\r\n", &r);
-  CHECK("client_gone_before_async_reply", rc == 0 && r.status == 200 && gone_was_pending == 0,
+  EXPECT("client_gone_before_async_reply", rc == 0 && r.status == 200 && gone_was_pending == 0,
         "rc=%d pending=%d", rc, (int)gone_was_pending);
 
   /* a slow client (half a request) does not block another; it gets 408 at its deadline */
@@ -475,10 +463,10 @@ static void client_tests(void) {
   t0 = mono_ms();
   rc = roundtrip(port, "GET /hello HTTP/1.1\r\n\r\n", &r);
   dt = mono_ms() - t0;
-  CHECK("slow_client_does_not_block", rc == 0 && r.status == 200 && dt < 500, "rc=%d dt=%llu", rc,
+  EXPECT("slow_client_does_not_block", rc == 0 && r.status == 200 && dt < 500, "rc=%d dt=%llu", rc,
         (unsigned long long)dt);
   rc = read_resp(&a, &r, 3000);
-  CHECK("slow_client_408", rc == 0 && r.status == 408 && json_error_field(&r), "rc=%d status=%d", rc, r.status);
+  EXPECT("slow_client_408", rc == 0 && r.status == 408 && json_error_field(&r), "rc=%d status=%d", rc, r.status);
   hang_up(&a);
 
   /* headers must arrive within the header timeout (600 ms here) even if bytes keep
@@ -489,7 +477,7 @@ static void client_tests(void) {
   rc = -2;
   while (mono_ms() - t0 < 2000 && (rc = read_resp(&a, &r, 100)) == -2) sends(&a, "x");
   dt = mono_ms() - t0;
-  CHECK("header_timeout_408", rc == 0 && r.status == 408 && strstr(r.body, "headers not received within 600 ms") &&
+  EXPECT("header_timeout_408", rc == 0 && r.status == 408 && strstr(r.body, "headers not received within 600 ms") &&
                                   dt >= 450 && dt < 1000,
         "rc=%d status=%d dt=%llu body=%s", rc, r.status, (unsigned long long)dt, r.body);
   hang_up(&a);
@@ -499,24 +487,24 @@ static void client_tests(void) {
   ok1 = rc == -2;
   sends(&a, "abc");
   rc = read_resp(&a, &r, 3000);
-  CHECK("body_after_header_timeout", ok1 && rc == 0 && r.status == 200 && strcmp(r.body, "abc") == 0,
+  EXPECT("body_after_header_timeout", ok1 && rc == 0 && r.status == 200 && strcmp(r.body, "abc") == 0,
         "early=%d rc=%d status=%d", ok1, rc, r.status);
   hang_up(&a);
 
   /* a client that sends nothing is closed after the idle timeout */
   dial(&a, port);
-  CHECK("idle_timeout_closes", closed_by_server(&a, 3000), "still open");
+  EXPECT("idle_timeout_closes", closed_by_server(&a, 3000), "still open");
   hang_up(&a);
 
   /* metrics route end to end */
   rc = roundtrip(port, "GET /metrics HTTP/1.1\r\n\r\n", &r);
-  CHECK("metrics_route", rc == 0 && r.status == 200 && strcasestr(r.head, "text/plain; version=0.0.4") &&
+  EXPECT("metrics_route", rc == 0 && r.status == 200 && strcasestr(r.head, "text/plain; version=0.0.4") &&
                              strstr(r.body, "clusterlua_nodes_up 3\n"),
         "rc=%d body=%s", rc, r.body);
 
   /* token: none -> 401, wrong -> 401, right -> 200 */
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\n\r\n", &r);
-  CHECK("auth_401_without_token", rc == 0 && r.status == 401 && json_error_field(&r) &&
+  EXPECT("auth_401_without_token", rc == 0 && r.status == 401 && json_error_field(&r) &&
                                       strcasestr(r.head, "www-authenticate: Bearer") && !strstr(r.body, "s3cret"),
         "rc=%d status=%d", rc, r.status);
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\nAuthorization: Bearer s3cre\r\n\r\n", &r);
@@ -525,9 +513,9 @@ static void client_tests(void) {
   ok2 = rc == 0 && r.status == 401;
   rc = roundtrip(port_tok, "GET /nope HTTP/1.1\r\nAuthorization: Basic czNjcmV0\r\n\r\n", &r);
   ok3 = rc == 0 && r.status == 401; /* routes are not revealed without the token */
-  CHECK("auth_401_wrong_token", ok1 && ok2 && ok3, "%d %d %d", ok1, ok2, ok3);
+  EXPECT("auth_401_wrong_token", ok1 && ok2 && ok3, "%d %d %d", ok1, ok2, ok3);
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\nauthorization: Bearer s3cret\r\n\r\n", &r);
-  CHECK("auth_200_with_token", rc == 0 && r.status == 200, "rc=%d status=%d", rc, r.status);
+  EXPECT("auth_200_with_token", rc == 0 && r.status == 200, "rc=%d status=%d", rc, r.status);
 
   /* connection cap (2 on the token server), both serving a request: a third is closed
    * at once without an answer, and the two get theirs. (Earlier connections still
@@ -549,7 +537,7 @@ static void client_tests(void) {
   hang_up(&a);
   hang_up(&b);
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n", &r);
-  CHECK("connection_cap_all_busy", ok1 && ok2 && refused && dt < 500 && rc == 0 && r.status == 200,
+  EXPECT("connection_cap_all_busy", ok1 && ok2 && refused && dt < 500 && rc == 0 && r.status == 200,
         "ok=%d %d refused=%d in %llu ms rc=%d", ok1, ok2, refused, (unsigned long long)dt, rc);
 
   /* the table is full of clients that have not sent their headers: a new one takes the
@@ -566,7 +554,7 @@ static void client_tests(void) {
   ok2 = rc == 0 && r.status == 503 && json_error_field(&r) && strstr(r.body, "had not sent its request headers") &&
         closed_by_server(&a, 1000);
   int younger_kept = !closed_by_server(&b, 300);
-  CHECK("full_table_evicts_oldest_without_headers", ok1 && ok2 && younger_kept,
+  EXPECT("full_table_evicts_oldest_without_headers", ok1 && ok2 && younger_kept,
         "new=%d (%llu ms) oldest=%d (rc=%d %d) younger_kept=%d", ok1, (unsigned long long)dt, ok2, rc, r.status,
         younger_kept);
   hang_up(&a);
@@ -583,7 +571,7 @@ static void client_tests(void) {
     }
   }
   rc = roundtrip(port, "GET /hello HTTP/1.1\r\n\r\n", &r);
-  CHECK("survives_garbage", rc == 0 && r.status == 200, "rc=%d", rc);
+  EXPECT("survives_garbage", rc == 0 && r.status == 200, "rc=%d", rc);
 }
 
 static void client_main(void *arg) {
@@ -603,9 +591,9 @@ static void fcase(const char *name, const char *doc, const char *filter, const c
   char full[128];
   snprintf(full, sizeof full, "filter_path_%s", name);
   if (!want)
-    CHECK(full, out == NULL, "expected NULL, got %s", got ? got : "NULL");
+    EXPECT(full, out == NULL, "expected NULL, got %s", got ? got : "NULL");
   else
-    CHECK(full, got && strcmp(got, want) == 0 && strcmp(before, after) == 0, "filter=%s got=%s want=%s", filter,
+    EXPECT(full, got && strcmp(got, want) == 0 && strcmp(before, after) == 0, "filter=%s got=%s want=%s", filter,
           got ? got : "NULL", want);
   free(before), free(after), free(got);
   json_decref(out);
@@ -618,9 +606,9 @@ static void fcheck(const char *name, const char *filter, const char *errsub) {
   int rc = cl_json_filter_check(filter, err, sizeof err);
   snprintf(full, sizeof full, "filter_check_%s", name);
   if (!errsub)
-    CHECK(full, rc == 0 && err[0] == 0, "rc=%d err=%s", rc, err);
+    EXPECT(full, rc == 0 && err[0] == 0, "rc=%d err=%s", rc, err);
   else
-    CHECK(full, rc == -1 && strstr(err, errsub) && strstr(err, "filter_path"), "rc=%d err=%s", rc, err);
+    EXPECT(full, rc == -1 && strstr(err, errsub) && strstr(err, "filter_path"), "rc=%d err=%s", rc, err);
 }
 
 static void filter_tests(void) {
@@ -692,7 +680,7 @@ static void filter_tests(void) {
     uint64_t t0 = mono_ms();
     json_t *o = cl_json_filter_path(d, "*a*a*a*a*a*a*a*a*a*b");
     uint64_t dt = mono_ms() - t0;
-    CHECK("filter_path_wildcard_no_blowup", o && json_object_size(o) == 0 && dt < 500, "dt=%llu",
+    EXPECT("filter_path_wildcard_no_blowup", o && json_object_size(o) == 0 && dt < 500, "dt=%llu",
           (unsigned long long)dt);
     json_decref(o);
     json_decref(d);
@@ -746,7 +734,7 @@ static void metrics_tests(void) {
       "clusterlua_heartbeat_rtt_seconds_sum 5.0012500000000000";
   (void)want;
   int ok_head = strncmp(txt, want, strstr(want, "clusterlua_heartbeat_rtt_seconds_sum") - want) == 0;
-  CHECK("metrics_text_format", ok_head && !m.oom && strstr(txt, "clusterlua_heartbeat_rtt_seconds_sum{peer=\"node2\"} 5.00125\n") &&
+  EXPECT("metrics_text_format", ok_head && !m.oom && strstr(txt, "clusterlua_heartbeat_rtt_seconds_sum{peer=\"node2\"} 5.00125\n") &&
                                    strstr(txt, "clusterlua_heartbeat_rtt_seconds_count{peer=\"node2\"} 4\n"),
         "got:\n%s", txt);
 
@@ -768,7 +756,7 @@ static void metrics_tests(void) {
     }
     unlink(path);
     unlink(outp);
-    CHECK("metrics_promtool_check", st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "promtool: %s", out);
+    EXPECT("metrics_promtool_check", st != -1 && WIFEXITED(st) && WEXITSTATUS(st) == 0, "promtool: %s", out);
   } else {
     printf("# promtool not found: skipping metrics_promtool_check\n");
   }
@@ -780,11 +768,11 @@ static void metrics_tests(void) {
 static void start_tests(void) {
   char err[256];
   cl_admin *x = cl_admin_start(&loop, "0.0.0.0:0", NULL, err, sizeof err);
-  CHECK("non_loopback_needs_token", x == NULL && strstr(err, "token"), "err=%s", err);
+  EXPECT("non_loopback_needs_token", x == NULL && strstr(err, "token"), "err=%s", err);
   x = cl_admin_start(&loop, "127.0.0.1", NULL, err, sizeof err);
-  CHECK("bad_address_refused", x == NULL && strstr(err, "HOST:PORT"), "err=%s", err);
+  EXPECT("bad_address_refused", x == NULL && strstr(err, "HOST:PORT"), "err=%s", err);
   x = cl_admin_start(&loop, "127.0.0.1:99999", NULL, err, sizeof err);
-  CHECK("bad_port_refused", x == NULL, "err=%s", err);
+  EXPECT("bad_port_refused", x == NULL, "err=%s", err);
 }
 
 int main(void) {
@@ -800,7 +788,7 @@ int main(void) {
   srv_tok = cl_admin_start(&loop, "localhost:0", "s3cret", err, sizeof err);
   srv_ev = cl_admin_start(&loop, "127.0.0.1:0", NULL, err, sizeof err);
   if (!srv || !srv_tok || !srv_ev) {
-    fail("admin_start", "%s", err);
+    harness_fail("admin_start", "%s", err);
     return 1;
   }
   port = cl_admin_port(srv);
@@ -829,6 +817,6 @@ int main(void) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_thread_join(&th);
   int rc = uv_loop_close(&loop);
-  CHECK("loop_closes_clean", rc == 0, "uv_loop_close=%s", uv_strerror(rc));
-  return g_failed ? 1 : 0;
+  EXPECT("loop_closes_clean", rc == 0, "uv_loop_close=%s", uv_strerror(rc));
+  return harness_exit();
 }

@@ -274,5 +274,5 @@ int main(void) {
   cl_dp_shutdown();
   uv_run(L, UV_RUN_DEFAULT);
   uv_loop_close(L);
-  return failures ? 1 : 0;
+  return harness_exit();
 }

@@ -9,26 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int failures;
-static char why[512];
-
-#define CHECK(cond, ...)                                                                                               \
-  do {                                                                                                                 \
-    if (!(cond)) {                                                                                                     \
-      snprintf(why, sizeof why, __VA_ARGS__);                                                                          \
-      return 1;                                                                                                        \
-    }                                                                                                                  \
-  } while (0)
-
-static void run_test(const char *name, int (*fn)(void)) {
-  why[0] = 0;
-  if (fn()) {
-    failures++;
-    printf("FAIL %s: %s\n", name, why);
-  } else {
-    printf("PASS %s\n", name);
-  }
-}
+#include "harness.h"
 
 /* ------------------------------------------------------------ a harness */
 
@@ -987,31 +968,46 @@ static int t_unsafe_bootstrap(void) {
 
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
-  run_test("quorum_arithmetic", t_quorum_arithmetic);
-  run_test("exclusion_list_parser", t_exclusion_list_parser);
-  run_test("state_roundtrip_and_corruption", t_state_roundtrip_and_corruption);
-  run_test("hostile_messages", t_hostile_messages);
-  run_test("initial_master_nodes_errors", t_initial_master_nodes_errors);
-  run_test("bootstrap_elects_one_master", t_bootstrap_elects_one_master);
-  run_test("bootstrap_needs_majority_of_list", t_bootstrap_needs_majority_of_list);
-  run_test("join_once_per_term_and_term_persisted_first", t_join_once_per_term_and_term_persisted_first);
-  run_test("no_win_in_boot_term", t_vote_rules);
-  run_test("prevote_refused_with_healthy_master_and_persists_nothing",
+  run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
+  run_case("election: one exclusion-list parser: too many, empty or over-long names are EINVAL, whatever the path",
+           t_exclusion_list_parser);
+  run_case("election: persisted state round-trips; a corrupt, torn or unknown-version file is refused, also at boot",
+           t_state_roundtrip_and_corruption);
+  run_case("election: malformed messages (unknown type or version, truncated, trailing bytes, long ids) are refused",
+           t_hostile_messages);
+  run_case("election: initial_master_nodes with a duplicate or an ambiguous entry is an error, never a bootstrap",
+           t_initial_master_nodes_errors);
+  run_case("election: a bootstrap elects exactly one master that all agree on", t_bootstrap_elects_one_master);
+  run_case("election: a bootstrap needs more than half of initial_master_nodes discovered",
+           t_bootstrap_needs_majority_of_list);
+  run_case("election: a node joins at most once per term, never an older term, and persists the term before joining",
+           t_join_once_per_term_and_term_persisted_first);
+  run_case("election: a rebooted node never wins the term it booted in from a join", t_vote_rules);
+  run_case("election: a pre-vote is refused while the master is healthy, and persists nothing",
            t_prevote_refused_with_healthy_master_and_persists_nothing);
-  run_test("publish_acceptance_rules", t_publish_acceptance_rules);
-  run_test("commit_needs_quorum", t_commit_needs_quorum);
-  run_test("master_kill_fast_reelection", t_master_kill_fast_reelection);
-  run_test("silent_master_detected", t_silent_master_detected);
-  run_test("minority_never_elects", t_minority_never_elects);
-  run_test("reconfiguration_rules", t_reconfiguration_rules);
-  run_test("grow_and_exclude_in_cluster", t_grow_and_exclude_in_cluster);
-  run_test("exclude_down_node_by_id", t_exclude_down_node_by_id);
-  run_test("update_cas_and_forwarding", t_update_cas_and_forwarding);
-  run_test("request_without_master_fails", t_request_without_master_fails);
-  run_test("cluster_id_mismatch_refused", t_cluster_id_mismatch_refused);
-  run_test("quorum_events_mean_quorum", t_quorum_events_mean_quorum);
-  run_test("lua_lag_steps_down", t_lua_lag_steps_down);
-  run_test("full_restart_keeps_state", t_full_restart_keeps_state);
-  run_test("unsafe_bootstrap", t_unsafe_bootstrap);
-  return failures ? 1 : 0;
+  run_case("election: a publication is accepted only from the current term and a higher version, persisted before it is acknowledged",
+           t_publish_acceptance_rules);
+  run_case("election: a state is committed only once a quorum has acknowledged it", t_commit_needs_quorum);
+  run_case("election: a killed master (connection closed) is replaced within 50 ms", t_master_kill_fast_reelection);
+  run_case("election: a silent master (SIGSTOP) is replaced within 500 ms and steps down after SIGCONT",
+           t_silent_master_detected);
+  run_case("election: a minority never elects a master", t_minority_never_elects);
+  run_case("election: the voting configuration stays odd, never shrinks on a loss, and only an exclusion takes it below 3",
+           t_reconfiguration_rules);
+  run_case("election: the configuration grows to 5 with the nodes, and an exclusion and its clearing are committed",
+           t_grow_and_exclude_in_cluster);
+  run_case("election: a node that is down and gone from the state can still be excluded by its id",
+           t_exclude_down_node_by_id);
+  run_case("election: an update from a follower is forwarded to the master, applied, and a stale base is ECONFLICT",
+           t_update_cas_and_forwarding);
+  run_case("election: a request without a master fails with ENOQUORUM", t_request_without_master_fails);
+  run_case("election: a node whose data belongs to another cluster is refused, not merged",
+           t_cluster_id_mismatch_refused);
+  run_case("election: quorum_lost means a quorum of the voting configuration is out of reach, not that the master is gone",
+           t_quorum_events_mean_quorum);
+  run_case("election: a master whose Lua loop lags steps down, and another is elected", t_lua_lag_steps_down);
+  run_case("election: a restart of every node keeps cluster id, term and user metadata", t_full_restart_keeps_state);
+  run_case("election: unsafe-bootstrap makes a survivor the only voter of a new cluster id, and it elects itself",
+           t_unsafe_bootstrap);
+  return harness_exit();
 }

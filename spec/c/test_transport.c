@@ -170,6 +170,7 @@ static int wait_connected(tnode *n, size_t want, uint64_t ms) {
   return run_until(connected_is, &a, ms);
 }
 static int has_down(void *ud) { return ((tnode *)ud)->downs > 0; }
+static int got_msgs(void *ud) { return ((tnode *)ud)->msgs > 0; }
 
 static opts O(int encrypt) {
   opts o = {0};
@@ -425,7 +426,7 @@ static int handshake_ok(int encrypt) {
   int got = 0;
   if (r == 0) {
     b.next_seq = 0;
-    spin(50);
+    run_until(got_msgs, &b, 2000);
     got = b.msgs == 1 && strcmp(b.last_from, a.name) == 0;
   }
   int short_ok = cl_transport_send(a.t, "b", 1, "hello-wo", 8) == 0;
@@ -947,7 +948,6 @@ static const char *status_of(tnode *n, const char *name, int *listed) {
   return a.status;
 }
 
-static int got_msgs(void *ud) { return ((tnode *)ud)->msgs > 0; }
 
 /* What a discovery source does when it drops a node: stop dialling, nothing more. The
  * marker is a message sent after the unwant on the same connection: once it is in,
@@ -1168,5 +1168,5 @@ int main(void) {
     printf("FAIL transport: loop has open handles at exit\n");
     failures++;
   }
-  return failures ? 1 : 0;
+  return harness_exit();
 }

@@ -5,6 +5,7 @@
 local uv = require "uv"
 local cjson = require "cjson.safe"
 local proc = require "helpers.proc"
+local netns = require "helpers.netns"
 
 local M = {}
 
@@ -29,16 +30,13 @@ local function free_port()
 end
 M.free_port = free_port
 
-M.ip = uv.fs_access("/usr/sbin/ip", "x") and "/usr/sbin/ip" or "/sbin/ip"
+M.ip = netns.ip
 
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local write = proc.write
 M.write = write
 
--- the prelude of every hooks file a spec writes: `out(...)` prints one EVENT line
+-- the prelude of every hooks file a spec writes: `cl`, `out(...)` prints one EVENT line,
+-- `me(i)` is true on node i
 M.HOOKS_PRELUDE = [[
 local cl = require "clusterlua"
 local function out(...)
@@ -47,6 +45,7 @@ local function out(...)
   io.stdout:write("EVENT ", table.concat(t, " "), "\n")
   io.stdout:flush()
 end
+local function me(i) return cl.self().name:match("^node" .. i .. "@") ~= nil end
 ]]
 
 local HOOKS = M.HOOKS_PRELUDE .. [[
@@ -119,9 +118,8 @@ function M:start(i, extra_args, env)
   end
   if self.netns then
     -- `ip netns exec` execs the command itself: the pid is still the node's
-    table.insert(args, 1, cmd)
-    for j, a in ipairs { "netns", "exec", self.netns } do table.insert(args, j, a) end
-    cmd = M.ip
+    args = netns.exec_args(self.netns, cmd, args)
+    cmd = netns.ip
   end
   local p = proc.start(cmd, args, { env = env, log = self.dir .. "/node" .. i .. ".log" })
   self.nodes[i] = p
@@ -141,8 +139,8 @@ function M:http(i, method, path, body)
   end
   local cmd = "curl"
   if self.netns then
-    for j, a in ipairs { "netns", "exec", self.netns, "curl" } do table.insert(args, j, a) end
-    cmd = M.ip
+    args = netns.exec_args(self.netns, "curl", args)
+    cmd = netns.ip
   end
   local p = proc.start(cmd, args)
   p:wait_exit(5000)

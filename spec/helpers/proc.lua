@@ -11,6 +11,7 @@
 --   p:kill()                      -- SIGTERM
 --   local code, sig = p:wait_exit(3000)
 --   proc.kill_all()               -- in after_each/finally: SIGKILL whatever is left
+--   proc.go(function() ... end)   -- a test body that waits inside a coroutine
 local uv = require "uv"
 local async = require "clusterlua.async"
 
@@ -29,7 +30,21 @@ function M.wait_until(pred, timeout_ms)
   return async.run_until(pred, timeout_ms)
 end
 
---- sleep(ms): lets the loop run for ms (from a spec body)
+--- go(fn [, timeout_ms]): runs fn in a coroutine (clusterlua.spawn) and pumps the loop
+-- until it has finished, at most timeout_ms (default 15 s); fn's error is raised here,
+-- with its traceback, so busted reports it against the test.
+function M.go(fn, timeout_ms)
+  local done, err = false, nil
+  async.spawn(function()
+    local ok, e = xpcall(fn, debug.traceback)
+    done, err = true, (not ok) and e or nil
+  end)
+  assert(async.run_until(function() return done end, timeout_ms or 15000))
+  if err then error(err, 0) end
+end
+
+--- sleep(ms): lets the loop run for ms (from a spec body). Only for pacing (how long a
+-- fault lasts); never to wait for something: wait_until / wait_for_line that instead.
 function M.sleep(ms)
   local t0 = uv.now()
   uv.update_time()

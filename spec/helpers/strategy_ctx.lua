@@ -61,6 +61,16 @@ function M.new(opts)
     inst.stopped = true
     sup:_close_handles(inst)
   end
+  -- ticks: how many times a ctx.every callback has run to its end (a marker for "a poll
+  -- happened and did nothing")
+  ctx.ticks = 0
+  local every = ctx.every
+  function ctx.every(ms, fn, jitter)
+    return every(ms, function()
+      fn()
+      ctx.ticks = ctx.ticks + 1
+    end, jitter)
+  end
   function ctx.last_set() return ctx.sets[#ctx.sets] end
   function ctx.has(name) return ctx.current[name] == true end
   return ctx

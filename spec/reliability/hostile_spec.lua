@@ -74,10 +74,11 @@ describe("hostile peers", function()
     c:start_all()
     local master = c:wait_master(15000)
     assert.truthy(master)
-    proc.sleep(500)
+    assert.truthy(proc.wait_until(lib.settled(c), 15000), "the cluster did not settle after its bootstrap")
     local victim = c.nodes[1]
     local host, port = c.names[1]:match "@([^:]+):(%d+)$"
     local rss0 = lib.rss_kb(victim.pid)
+    local sockets0 = lib.sockets(victim.pid)
     local mark = {}
     for i = 1, 3 do mark[i] = #c.nodes[i].lines end
 
@@ -117,7 +118,9 @@ describe("hostile peers", function()
       results[#results + 1] = (a.stdout:match "(hostile[^\n]*)" or ("no result: " .. a:output()))
     end
     bad.nodes[1]:stop(2000)
-    proc.sleep(3000) -- past the handshake timeout: every hostile connection is gone
+    -- every hostile connection is gone (closed at the latest by the handshake timeout)
+    assert.truthy(proc.wait_until(function() return lib.sockets(victim.pid) <= sockets0 end, 15000),
+      ("node1 still holds %s sockets (%d before the attack)"):format(tostring(lib.sockets(victim.pid)), sockets0))
     local rss1 = lib.rss_kb(victim.pid)
 
     -- the cluster never noticed

@@ -17,17 +17,10 @@ local proc = require "helpers.proc"
 
 local M = {}
 
-M.HOOKS = [[
-local cl = require "clusterlua"
+M.HOOKS = require("helpers.cluster").HOOKS_PRELUDE .. [[
 local uv = require "uv"
 local cjson = require "cjson.safe"
 local crypto = require "clusterlua.crypto"
-local function out(...)
-  local t = {}
-  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
-  io.stdout:write("EVENT ", table.concat(t, " "), "\n")
-  io.stdout:flush()
-end
 -- canonical JSON: object keys sorted, so equal states hash equally on every node
 local function canon(v)
   local tv = type(v)
@@ -148,14 +141,15 @@ function M.checker()
 end
 
 -- ---- admin reads (curl; ns: a network namespace or nil) ----
-M.ip = uv.fs_access("/usr/sbin/ip", "x") and "/usr/sbin/ip" or "/sbin/ip"
+local netns = require "helpers.netns"
+M.ip = netns.ip
 
 function M.http(addr, method, path, ns)
   local args = { "-s", "-m", "3", "-X", method, "-w", "\n%{http_code}", "http://" .. addr .. path }
   local cmd = "curl"
   if ns then
-    for j, a in ipairs { "netns", "exec", ns, "curl" } do table.insert(args, j, a) end
-    cmd = M.ip
+    args = netns.exec_args(ns, "curl", args)
+    cmd = netns.ip
   end
   local p = proc.start(cmd, args)
   if not p:wait_exit(5000) then p:stop(500) end
@@ -182,6 +176,44 @@ function M.rss_kb(pid)
   local t = f:read "*a"
   f:close()
   return tonumber(t:match "VmRSS:%s*(%d+)")
+end
+
+--- sockets(pid) -> how many sockets the process has open (from /proc)
+function M.sockets(pid)
+  local req = uv.fs_scandir("/proc/" .. pid .. "/fd")
+  if not req then return nil end
+  local n = 0
+  while true do
+    local name = uv.fs_scandir_next(req)
+    if not name then break end
+    local target = uv.fs_readlink("/proc/" .. pid .. "/fd/" .. name)
+    if target and target:match "^socket:" then n = n + 1 end
+  end
+  return n
+end
+
+--- settled(c) -> a predicate for proc.wait_until: every node of c answers with the same
+-- master, term and state version, is connected to all the others, and its hooks have
+-- seen that master and that version (the last joins and commits of the bootstrap are
+-- behind, events included)
+function M.settled(c)
+  return function()
+    local want
+    for i = 1, c.n do
+      local h = c:health(i)
+      if not h or type(h.master) ~= "string" or h.number_of_nodes ~= c.n then return false end
+      local key = ("%s %s %s"):format(h.master, h.term, h.version)
+      if want and key ~= want then return false end
+      want = key
+      local seen_master, seen_version = false, false
+      for _, e in ipairs(M.events(c.nodes[i])) do
+        if e[1] == "master_changed" and e[2] == h.master then seen_master = true end
+        if e[1] == "committed" and tonumber(e[3]) == h.version then seen_version = true end
+      end
+      if not (seen_master and seen_version) then return false end
+    end
+    return true
+  end
 end
 
 function M.now() uv.update_time() return uv.now() end

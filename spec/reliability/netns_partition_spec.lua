@@ -10,21 +10,14 @@ local uv = require "uv"
 local cjson = require "cjson.safe"
 local proc = require "helpers.proc"
 local lib = require "reliability.lib"
+local netns = require "helpers.netns"
 
-local IP = lib.ip
+local IP = netns.ip
 local N = 5                 -- master-eligible nodes; node N+1 is the writer
 local BOUND_MS = tonumber(os.getenv "RELI_FAULT_BOUND_MS" or "") or 5000 -- a new master within this
 local HOLD_MS = 5000        -- how long each partition lasts
 local PREFIX = "clrel"
 
-local function why_skip()
-  if uv.getuid() ~= 0 then return "not root" end
-  if not uv.fs_access(IP, "x") then return "no ip command" end
-  local ok, code = pcall(proc.run, IP, { "netns", "list" }, { timeout = 5000 })
-  if not ok or code ~= 0 then return "`ip netns` does not work" end
-  ok, code = pcall(proc.run, "iptables", { "--version" }, { timeout = 5000 })
-  if not ok or code ~= 0 then return "no iptables" end
-end
 
 local function run(cmd, args)
   local code, out, err = proc.run(cmd, args, { timeout = 10000 })
@@ -34,16 +27,9 @@ local function run(cmd, args)
 end
 local function ip(...) return run(IP, { ... }) end
 
-local function list_ns()
-  local code, out = proc.run(IP, { "netns", "list" }, { timeout = 5000 })
-  local t = {}
-  for line in (out or ""):gmatch "[^\n]+" do t[#t + 1] = line:match "^(%S+)" end
-  return t
-end
-
 -- namespaces left behind by a run that was killed (its pid is gone) are removed
 local function remove_stale()
-  for _, ns in ipairs(list_ns()) do
+  for _, ns in ipairs(netns.list()) do
     local pid = ns:match("^" .. PREFIX .. "%w*%-(%d+)%-")
     if pid and not uv.fs_stat("/proc/" .. pid) then proc.run(IP, { "netns", "del", ns }, { timeout = 5000 }) end
   end
@@ -51,7 +37,7 @@ end
 
 describe("partitions across network namespaces", function()
   it("5 nodes: isolated master, 2|3 split, one-way loss, ring; no split brain, nothing acknowledged lost", function()
-    local reason = why_skip()
+    local reason = netns.why_skip { iptables = true }
     if reason then
       if os.getenv "RELI_REQUIRE_NETNS" then error("netns partition spec cannot run: " .. reason) end
       print("netns_partition_spec skipped: " .. reason)

@@ -15,6 +15,7 @@ local done = false
 return { master_changed = function(new)
   if new and not done and cl.self().name:match "^node3@" and not cl.is_master() then
     done = true
+    out("updating")
     local v, err = cl.update(function(md) md.runs = (md.runs or 0) + 1 return md end)
     out("updated", v or err)
   end
@@ -31,8 +32,9 @@ end }
     for run = 1, 2 do
       local p = c:start(3)
       if run == 2 then
-        -- any other commit meanwhile (here: a voting exclusion) answers the dropped request
-        proc.sleep(1500)
+        -- any other commit meanwhile (here: a voting exclusion) answers the dropped request:
+        -- made once node3 has sent its request
+        assert.truthy(p:wait_for_line("^EVENT updating", 15000))
         local code = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_names=node2")
         assert.equal(200, code)
       end

@@ -20,7 +20,7 @@ describe("CPU starvation", function()
     c:start_all()
     local master, term = c:wait_master(15000)
     assert.truthy(master)
-    proc.sleep(1000) -- settle: the last joins and commits of the bootstrap
+    assert.truthy(proc.wait_until(lib.settled(c), 15000), "the cluster did not settle after its bootstrap")
     local mark = {}
     for i = 1, 3 do mark[i] = #c.nodes[i].lines end
     local cpus = ncpu()

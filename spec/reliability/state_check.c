@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../c/harness.h"
 #include "election.h"
 
 static int check_file(const char *path) {
@@ -66,52 +67,49 @@ static int self_test(void) {
   st->meta_version = 40;
   uint8_t *file = NULL;
   size_t len = 0;
-  int fails = 0;
   if (cl_el_persist_encode(9, st, 1, &file, &len) != 0) {
-    printf("FAIL state_check: encode\n");
-    return 1;
+    harness_fail("state_check: a valid file decodes", "encode failed");
+    return harness_exit();
   }
   uint64_t term;
   int committed;
   char err[256];
-  if (cl_el_persist_decode(file, len, &term, out, &committed, err, sizeof err) != 0 || term != 9 ||
-      out->version != 42 || !committed) {
-    printf("FAIL state_check: a valid file decodes (%s)\n", err);
-    fails++;
-  } else {
-    printf("PASS state_check: a valid file decodes\n");
-  }
+  err[0] = 0;
+  int valid = cl_el_persist_decode(file, len, &term, out, &committed, err, sizeof err) == 0 && term == 9 &&
+              out->version == 42 && committed;
+  EXPECT("state_check: a valid file decodes", valid, "%s", err);
   cl_el_state_clear(out);
-  int torn_ok = 0;
+  size_t torn_ok = 0, bad_cut = 0;
   for (size_t cut = 0; cut < len; cut++) {
     if (cl_el_persist_decode(file, cut, &term, out, &committed, err, sizeof err) == 0) {
-      printf("FAIL state_check: a file torn at byte %zu of %zu decodes\n", cut, len);
+      if (torn_ok == cut) bad_cut = cut;
       cl_el_state_clear(out);
-      fails++;
     } else {
       torn_ok++;
     }
   }
-  if (torn_ok == (int)len) printf("PASS state_check: all %zu torn prefixes refused\n", len);
-  int flips_ok = 0;
+  EXPECT("state_check: every torn prefix is refused", torn_ok == len, "%zu of %zu decode, the first torn at byte %zu",
+         len - torn_ok, len, bad_cut);
+  size_t flips_ok = 0, bad_byte = 0;
+  int bad_bit = -1;
   for (size_t i = 0; i < len; i++) {
     for (int bit = 0; bit < 8; bit++) {
       file[i] ^= (uint8_t)(1u << bit);
       if (cl_el_persist_decode(file, len, &term, out, &committed, err, sizeof err) == 0) {
-        printf("FAIL state_check: bit %d of byte %zu flipped still decodes\n", bit, i);
+        if (bad_bit < 0) bad_bit = bit, bad_byte = i;
         cl_el_state_clear(out);
-        fails++;
       } else {
         flips_ok++;
       }
       file[i] ^= (uint8_t)(1u << bit);
     }
   }
-  if (flips_ok == (int)len * 8) printf("PASS state_check: all %zu single-bit flips refused\n", len * 8);
+  EXPECT("state_check: every single-bit flip is refused", flips_ok == len * 8,
+         "%zu of %zu still decode, the first bit %d of byte %zu", len * 8 - flips_ok, len * 8, bad_bit, bad_byte);
   free(file);
   free(st);
   free(out);
-  return fails ? 1 : 0;
+  return harness_exit();
 }
 
 int main(int argc, char **argv) {

@@ -5,16 +5,7 @@ local cjson = require "cjson.safe"
 local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
 
-local OUT = [[
-local cl = require "clusterlua"
-local function out(...)
-  local t = {}
-  for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
-  io.stdout:write("EVENT ", table.concat(t, " "), "\n")
-  io.stdout:flush()
-end
-local function me(n) return cl.self().name:match("^node" .. n .. "@") ~= nil end
-]]
+local OUT = cluster.HOOKS_PRELUDE
 
 local function count_lines(p, pattern)
   local n = 0
@@ -208,21 +199,22 @@ return { reloaded = { r = function() out("reloaded_%s") end },
     code = c:http(1, "POST", "/_reload")
     assert.equal(200, code)
     assert.truthy(proc.wait_until(function() return count_lines(p, "^EVENT reloaded_v2$") == 2 end, 5000))
-    proc.sleep(500)
+    -- marker: v3 through the same file watch; any late duplicate of v2 comes before it
+    cluster.write(c.dir .. "/hooks.lua", hooks_v "v3")
+    assert.truthy(p:wait_for_line("^EVENT reloaded_v3$", 5000))
     assert.equal(2, count_lines(p, "^EVENT reloaded_v2$"))
     assert.equal(1, count_lines(p, "^EVENT reloaded_v1$"))
-    -- broken: refused, and the v2 hooks stay: the failure itself reaches exactly one v2 hook
+    -- broken: refused, and the v3 hooks stay: each failure reaches exactly one v3 hook
     -- (the file watch tries first, then the admin endpoint: two failures, two calls)
     cluster.write(c.dir .. "/hooks.lua", "return { reloaded = ")
-    assert.truthy(p:wait_for_line("^EVENT strategy_error_v2 reload", 5000))
-    proc.sleep(500)
-    assert.equal(1, count_lines(p, "^EVENT strategy_error_v2"))
+    assert.truthy(p:wait_for_line("^EVENT strategy_error_v3 reload", 5000))
     local code2, j = c:http(1, "POST", "/_reload")
     assert.equal(400, code2)
     assert.truthy(j and tostring(j.error):match "hooks.lua", cjson.encode(j))
-    assert.truthy(proc.wait_until(function() return count_lines(p, "^EVENT strategy_error_v2") == 2 end, 3000))
-    proc.sleep(300)
-    assert.equal(2, count_lines(p, "^EVENT strategy_error_v2"))
-    assert.equal(0, count_lines(p, "^EVENT strategy_error_v1"))
+    -- marker: a good v4 through the file watch, after both failures
+    cluster.write(c.dir .. "/hooks.lua", hooks_v "v4")
+    assert.truthy(p:wait_for_line("^EVENT reloaded_v4$", 5000))
+    assert.equal(2, count_lines(p, "^EVENT strategy_error_v3"))
+    assert.equal(0, count_lines(p, "^EVENT strategy_error_v[12]"))
   end)
 end)

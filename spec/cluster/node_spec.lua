@@ -125,24 +125,35 @@ describe("nodes on loopback", function()
   end)
 
   it("answer health while Lua is blocked, and nobody declares it down", function()
-    c = cluster.new { n = 2, extra = "transport = { heartbeat_ms = 100, timeout_ms = 500 },", hooks = [[
-local cl = require "clusterlua"
-cl.handle("block", function(ms) local t = cl.now() while cl.now() - t < ms do end return true end)
-return { node_down = function(n, r) io.stdout:write("EVENT node_down ", n, " ", r, "\n") io.stdout:flush() end,
+    c = cluster.new { n = 2, extra = "transport = { heartbeat_ms = 100, timeout_ms = 500 },", hooks = cluster.HOOKS_PRELUDE .. [[
+cl.handle("block", function(ms)
+  out("blocking")
+  local t = cl.now() while cl.now() - t < ms do end
+  out("unblocked")
+  return true
+end)
+return { node_down = function(n, r) out("node_down", n, r) end,
+         reloaded = function() out("reloaded") end,
          node_up = function(n)
-           io.stdout:write("EVENT node_up ", n, "\n") io.stdout:flush()
-           if cl.self().name:match "^node2@" then cl.send(n, "block", 5000) end
+           out("node_up", n)
+           if me(2) then cl.send(n, "block", 5000) end
          end }
 ]] }
     c:start_all()
     assert.truthy(c.nodes[2]:wait_for_line("EVENT node_up", 10000))
     -- node1's Lua is now busy for 5 s; its control loop must keep answering
-    proc.sleep(300)
+    assert.truthy(c.nodes[1]:wait_for_line("EVENT blocking", 5000))
     local t0 = require("uv").hrtime()
     local h = c:health(1)
     assert.truthy(h, "no health answer while Lua was blocked")
     assert.truthy((require("uv").hrtime() - t0) / 1e6 < 1000)
-    proc.sleep(5000)
+    assert.truthy(c.nodes[1]:wait_for_line("EVENT unblocked", 10000))
+    -- marker: a reload on each node, whose event goes through the same queue to Lua as a
+    -- node_down would, after it
+    for i = 1, 2 do
+      assert.equal(200, (c:http(i, "POST", "/_reload")))
+      assert.truthy(c.nodes[i]:wait_for_line("EVENT reloaded", 5000))
+    end
     assert.is_nil(c.nodes[2]:find_line "EVENT node_down")
     assert.is_nil(c.nodes[1]:find_line "EVENT node_down")
   end)
@@ -193,9 +204,7 @@ return { node_down = function(n, r) io.stdout:write("EVENT node_down ", n, " ", 
 
   it("send: ENOBUFS towards a stopped peer, E2BIG over max_frame, and a message just under it passes", function()
     c = cluster.new { n = 2, extra = [[transport = { timeout_ms = 20000, send_queue_max = 1048576, max_frame = 1048576 },]],
-      hooks = [[
-local cl = require "clusterlua"
-local function out(...) io.stdout:write("EVENT ", table.concat({...}, " "), "\n") io.stdout:flush() end
+      hooks = cluster.HOOKS_PRELUDE .. [[
 local got = 0
 cl.handle("big", function(v) out("big_received", #v) end)
 cl.handle("fill", function() got = got + 1 end)

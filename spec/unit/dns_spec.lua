@@ -6,6 +6,7 @@ local async = require "clusterlua.async"
 local dns = require "clusterlua.dns"
 local cdns = require "clusterlua.cdns"
 local proc = require "helpers.proc"
+local go = proc.go
 
 local DNSMASQ = "/usr/sbin/dnsmasq"
 
@@ -38,17 +39,6 @@ local function start_dnsmasq(port)
     if port then error("dnsmasq did not start on port " .. port .. ":\n" .. p:output()) end
   end
   error("dnsmasq did not start")
-end
-
--- Runs fn in a coroutine, waits for it (bounded) and rethrows its error here.
-local function go(fn, timeout_ms)
-  local done, err = false, nil
-  async.spawn(function()
-    local ok, e = xpcall(fn, debug.traceback)
-    done, err = true, (not ok) and e or nil
-  end)
-  assert(async.run_until(function() return done end, timeout_ms or 15000))
-  if err then error(err, 0) end
 end
 
 local function by_priority(a, b) return a.priority < b.priority end

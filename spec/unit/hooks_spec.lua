@@ -1,43 +1,14 @@
 -- Hooks: registration by name and order, reload without duplicates, error containment,
 -- the time budget (a hook stuck in a loop is aborted), concurrency and cancellation.
 -- Unit level: events are emitted by hand, no node runs.
-local uv = require "uv"
 local core = require "clusterlua.core"
 local events = require "clusterlua.events"
 local hooks = require "clusterlua.hooks"
 local async = require "clusterlua.async"
+local proc = require "helpers.proc"
+local go = proc.go
 
-local function go(fn, timeout_ms)
-  local done, err = false, nil
-  async.spawn(function()
-    local ok, e = xpcall(fn, debug.traceback)
-    done, err = true, (not ok) and e or nil
-  end)
-  assert(async.run_until(function() return done end, timeout_ms or 10000))
-  if err then error(err, 0) end
-end
-
--- lets the loop run for ms; its own timer wakes uv.run("once") on time
-local function pump(ms)
-  local t0 = core.now()
-  local t = require("uv").new_timer()
-  t:start(ms, 0, function() end)
-  async.run_until(function() return core.now() - t0 >= ms end, ms + 1000)
-  t:close()
-end
-
-local function tmpdir()
-  local d = os.tmpname()
-  os.remove(d)
-  assert(uv.fs_mkdir(d, 448))
-  return d
-end
-
-local function write(path, text)
-  local f = assert(io.open(path, "w"))
-  f:write(text)
-  f:close()
-end
+local tmpdir, write = proc.tmpdir, proc.write
 
 -- Captures core.report and core.count_hook_abort for the duration of a test.
 local reports, aborts
@@ -188,7 +159,7 @@ describe("hook isolation", function()
       error("late failure")
     end)
     events.emit("node_up", "n@h:1", {})
-    pump(50)
+    assert(async.run_until(function() return #reports > 0 end, 2000))
     assert.equal(1, #reports)
     assert.matches("hook late (node_up)", reports[1].what, 1, true)
     assert.matches("late failure", reports[1].msg)
@@ -311,13 +282,15 @@ return {
     local calls = 0
     local function mine() calls = calls + 1 end
     debug.sethook(mine, "", 100000)
-    events.on("node_up", "x", function() async.sleep(1) end)
+    local resumed = 0
+    events.on("node_up", "x", function() async.sleep(1) resumed = resumed + 1 end)
     events.emit("node_up", "n@h:1", {})
     assert.equal(mine, (debug.gethook()))
     debug.sethook()
     events.emit("node_up", "n@h:1", {})
     assert.is_nil((debug.gethook()))
-    pump(20)
+    -- and still none once both calls have resumed after their wait and finished
+    assert(async.run_until(function() return resumed == 2 end, 2000))
     assert.is_nil((debug.gethook()))
   end)
 end)
@@ -378,7 +351,10 @@ describe("cancellation", function()
       steps[#steps + 1] = "after"
     end)
     events.cancel(co)
-    pump(60)
+    -- marker: a coroutine that is not cancelled, waiting as long, started after both
+    local marker = false
+    async.spawn(function() async.sleep(10) marker = true end)
+    assert(async.run_until(function() return marker end, 2000))
     assert.same({ "before" }, steps)
     assert.is_true(events.is_cancelled(co))
     assert.equal(0, #reports)
@@ -391,7 +367,10 @@ describe("cancellation", function()
       resumed = true
     end)
     events.cancel(co)
-    pump(300)
+    -- marker: an exec that is not cancelled, started later and running longer
+    local marker = false
+    async.spawn(function() async.exec("sleep", { "0.1" }) marker = true end)
+    assert(async.run_until(function() return marker end, 5000))
     assert.is_false(resumed)
   end)
 

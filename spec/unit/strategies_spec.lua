@@ -8,6 +8,7 @@ local async = require "clusterlua.async"
 local topology = require "clusterlua.topology"
 local crypto = require "clusterlua.crypto"
 local proc = require "helpers.proc"
+local netns = require "helpers.netns"
 local fake = require "helpers.strategy_ctx"
 
 local hosts_file = require "clusterlua.strategy.hosts_file"
@@ -42,7 +43,7 @@ local function validate_err(mod, config)
 end
 
 describe("strategy config validation", function()
-  it("hosts_file", function()
+  it("hosts_file: a valid config passes; a bad one is refused, naming the key", function()
     assert.is_true(hosts_file.validate { path = "/etc/hosts.cluster" })
     assert.matches("^path: expected", validate_err(hosts_file, {}))
     assert.matches("^path: expected", validate_err(hosts_file, { path = 3 }))
@@ -51,7 +52,7 @@ describe("strategy config validation", function()
       validate_err(hosts_file, { pth = "x" }))
   end)
 
-  it("dns and dns_srv", function()
+  it("dns and dns_srv: a valid config passes; a bad one is refused, naming the key", function()
     local good = { query = "nodes.example.internal", node_basename = "app" }
     assert.is_true(dns_strategy.validate(good))
     assert.is_true(dns_srv.validate(good))
@@ -74,7 +75,7 @@ describe("strategy config validation", function()
     assert.matches("^port: unknown key", validate_err(dns_srv, { query = "n.test", node_basename = "a", port = 1 }))
   end)
 
-  it("gossip", function()
+  it("gossip: a valid config passes; a bad one is refused, naming the key", function()
     assert.is_true(gossip.validate {})
     assert.is_true(gossip.validate { port = 45000, group = "239.1.2.3", ttl = 0, interface = "127.0.0.1",
       interval = 100, multicast_loop = false, expire = 1000, max_skew = 5000 })
@@ -140,8 +141,7 @@ describe("hosts_file strategy", function()
     assert(os.remove(path))
     assert(wait(function() return #ctx.errors > 0 end, 3000))
     assert.matches("^ENOENT: cannot read .*hosts", ctx.errors[1])
-    proc.sleep(100)
-    assert.equal(sets_before, #ctx.sets)
+    assert.equal(sets_before, #ctx.sets) -- the next step's read is the marker for a late set
     assert.same({ "n1@10.0.0.1:4370", "n3@10.0.0.3:4370" }, ctx.nodes())
 
     -- a bad line is an error too, naming the file and line; the set is kept
@@ -166,8 +166,10 @@ describe("hosts_file strategy", function()
     hosts_file.start(ctx2, { path = dir .. "/missing", poll_interval = 100 })
     assert.equal(1, #ctx2.errors)
     assert.equal(0, #ctx2.sets)
-    proc.sleep(350)
-    assert.equal(1, #ctx2.errors) -- a file that stays missing is reported once
+    -- three polls later, a file that stays missing is still reported once
+    local ticks = ctx2.ticks
+    assert(wait(function() return ctx2.ticks >= ticks + 3 end, 3000))
+    assert.equal(1, #ctx2.errors)
     proc.write(dir .. "/missing", "n9@10.0.0.9\n")
     assert(wait(set_is(ctx2, { "n9@10.0.0.9:4370" }), 3000))
     hosts_file.stop(ctx2)
@@ -361,29 +363,6 @@ describe("gossip packets", function()
   end)
 end)
 
-local IP = "/usr/sbin/ip"
-if not uv.fs_access(IP, "x") then IP = "/sbin/ip" end
-
-local function netns_skip()
-  if uv.getuid() ~= 0 then return "not root" end
-  if not uv.fs_access(IP, "x") then return "no ip(8)" end
-  local code = proc.run(IP, { "netns", "list" }, { timeout = 5000 })
-  if code ~= 0 then return "`ip netns` is unavailable" end
-end
-
-local function ip(args)
-  local code, out, err = proc.run(IP, args, { timeout = 10000 })
-  return code == 0, (out or "") .. (err or "")
-end
-
-local function ns_exists(ns)
-  local _, out = ip { "netns", "list" }
-  for line in out:gmatch "[^\n]+" do
-    if line:match "^(%S+)" == ns then return true end
-  end
-  return false
-end
-
 -- One gossip instance on a fake ctx; prints every declared set and, before exiting,
 -- its counters. arg: root name cookie cluster port group run_ms
 local GOSSIP_NODE = [[
@@ -416,28 +395,26 @@ end)
 
 describe("gossip strategy in a network namespace", function()
   it("finds a peer process, and ignores one with another cookie", function()
-    local reason = netns_skip()
+    local reason = netns.why_skip()
     if reason then
       print("gossip netns spec skipped: " .. reason)
       return pending("skipped: " .. reason)
     end
     math.randomseed(uv.hrtime())
-    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local ns = netns.name()
     local dir = proc.tmpdir()
     finally(function()
       proc.kill_all()
-      if ns_exists(ns) then ip { "netns", "del", ns } end
+      netns.del(ns)
       proc.rmtree(dir)
     end)
-    assert(ip { "netns", "add", ns })
-    assert(ip { "-n", ns, "link", "set", "lo", "up" })
-    assert(ip { "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo" })
+    netns.loopback { name = ns, multicast = true }
 
     local script = proc.write(dir .. "/gossip_node.lua", GOSSIP_NODE)
     local port, group = tostring(40000 + math.random(20000)), "239.255.77.9"
     local function node(name, cookie, cluster)
-      return proc.start(IP, { "netns", "exec", ns, proc.bin, script, proc.root, name, cookie, cluster or "spec",
-        port, group, "2500" }, { log = dir .. "/" .. name:match "^[^@]+" .. ".log" })
+      return proc.start(netns.ip, netns.exec_args(ns, proc.bin, { script, proc.root, name, cookie, cluster or "spec",
+        port, group, "2500" }), { log = dir .. "/" .. name:match "^[^@]+" .. ".log" })
     end
     local a = node("a@127.0.0.1:4370", "cookie-1")
     local b = node("b@127.0.0.1:4371", "cookie-1")
@@ -462,28 +439,27 @@ describe("gossip strategy in a network namespace", function()
     assert.is_nil(d:find_line("^SET .+"), d:output())
     for _, p in ipairs { a, b, c, d } do assert.equal(0, p:wait_exit(5000)) end
 
-    assert(ip { "netns", "del", ns })
-    assert.is_false(ns_exists(ns))
+    assert(netns.del(ns))
+    assert.is_false(netns.exists(ns))
   end)
 
-  it("works with broadcast too", function()
-    local reason = netns_skip()
+  it("finds a peer process by broadcast too", function()
+    local reason = netns.why_skip()
     if reason then return pending("skipped: " .. reason) end
-    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local ns = netns.name()
     local dir = proc.tmpdir()
     finally(function()
       proc.kill_all()
-      if ns_exists(ns) then ip { "netns", "del", ns } end
+      netns.del(ns)
       proc.rmtree(dir)
     end)
-    assert(ip { "netns", "add", ns })
-    assert(ip { "-n", ns, "link", "set", "lo", "up" })
+    netns.loopback { name = ns }
     local script = proc.write(dir .. "/gossip_node.lua", GOSSIP_NODE)
     local port = tostring(40000 + math.random(20000))
     -- the loopback's own broadcast address, inside the namespace: nothing else to reach
     local function node(name)
-      return proc.start(IP, { "netns", "exec", ns, proc.bin, script, proc.root, name, "cookie-1", "spec",
-        port, "127.255.255.255", "1500", "broadcast" })
+      return proc.start(netns.ip, netns.exec_args(ns, proc.bin, { script, proc.root, name, "cookie-1", "spec",
+        port, "127.255.255.255", "1500", "broadcast" }))
     end
     local a, b = node("a@127.0.0.1:4370"), node("b@127.0.0.1:4371")
     for _, p in ipairs { a, b } do assert(p:wait_for_line("^STATS", 10000)) end

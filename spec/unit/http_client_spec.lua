@@ -3,24 +3,8 @@
 local uv = require "uv"
 local cjson = require "cjson"
 local http = require "clusterlua.http"
-
--- Runs fn in a coroutine and pumps the loop until it finishes, at most timeout_ms.
-local function go(fn, timeout_ms)
-  local done, err = false, nil
-  local co = coroutine.create(function()
-    local ok, e = xpcall(fn, debug.traceback)
-    done, err = true, (not ok) and e or nil
-  end)
-  local guard = uv.new_timer()
-  local expired = false
-  guard:start(timeout_ms or 5000, 0, function() expired = true end)
-  local ok, e = coroutine.resume(co)
-  if not ok then error(e, 0) end
-  while not done and not expired do uv.run("once") end
-  guard:close()
-  assert(done, "test did not finish in time")
-  if err then error(err, 0) end
-end
+local proc = require "helpers.proc"
+local go = proc.go
 
 -- A server that hands each complete request (head and Content-Length body) to
 -- handler(req, client); req = {method, target, headers, body, raw}.

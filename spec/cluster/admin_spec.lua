@@ -41,8 +41,21 @@ describe("admin endpoint", function()
       assert.is_true(n.connected)
       since[n.name] = n.since
     end
-    proc.sleep(300)
-    local _, j2 = c:http(1, "GET", "/_nodes")
+    -- marker: a heartbeat from every peer received after the first answer, on the same
+    -- connections (last_heartbeat_ms is its age)
+    local t0, j2 = uv.hrtime(), nil
+    assert.truthy(proc.wait_until(function()
+      local _, j = c:http(1, "GET", "/_nodes")
+      if type(j) ~= "table" or type(j.nodes) ~= "table" then return false end
+      local age_max = (uv.hrtime() - t0) / 1e6
+      for _, n in ipairs(j.nodes) do
+        if n.self ~= true and not (type(n.last_heartbeat_ms) == "number" and n.last_heartbeat_ms < age_max) then
+          return false
+        end
+      end
+      j2 = j
+      return true
+    end, 10000), "no fresh heartbeat from every peer")
     for _, n in ipairs(j2.nodes) do assert.equal(since[n.name], n.since, "since moved without a reconnect") end
   end)
 

@@ -5,27 +5,7 @@
 local uv = require "uv"
 local proc = require "helpers.proc"
 local cluster = require "helpers.cluster"
-
-local IP = cluster.ip
-
-local function netns_skip()
-  if uv.getuid() ~= 0 then return "not root" end
-  if not uv.fs_access(IP, "x") then return "no ip(8)" end
-  if proc.run(IP, { "netns", "list" }, { timeout = 5000 }) ~= 0 then return "`ip netns` is unavailable" end
-end
-
-local function ip(args)
-  local code, out, err = proc.run(IP, args, { timeout = 10000 })
-  return code == 0, (out or "") .. (err or "")
-end
-
-local function ns_exists(ns)
-  local _, out = ip { "netns", "list" }
-  for line in out:gmatch "[^\n]+" do
-    if line:match "^(%S+)" == ns then return true end
-  end
-  return false
-end
+local netns = require "helpers.netns"
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
@@ -60,22 +40,20 @@ end
 
 describe("gossip with real nodes", function()
   it("five nodes in a network namespace find each other with no host list", function()
-    local reason = netns_skip()
+    local reason = netns.why_skip()
     if reason then
       print("gossip cluster spec skipped: " .. reason)
       return pending("skipped: " .. reason)
     end
     math.randomseed(uv.hrtime())
-    local ns = ("clusterlua-spec-%d-%d"):format(uv.os_getpid(), math.random(1e6))
+    local ns = netns.name()
     local c
     finally(function()
       if c then c:cleanup() end
       proc.kill_all()
-      if ns_exists(ns) then ip { "netns", "del", ns } end
+      netns.del(ns)
     end)
-    assert(ip { "netns", "add", ns })
-    assert(ip { "-n", ns, "link", "set", "lo", "up" })
-    assert(ip { "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo" })
+    netns.loopback { name = ns, multicast = true }
     local port = 40000 + math.random(20000)
     c = cluster.new {
       n = 5, netns = ns, cluster = "gossip-spec",
@@ -89,7 +67,7 @@ describe("gossip with real nodes", function()
     for i = 1, 5 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", c.nodes[i]:output()) end
     c:cleanup()
     c = nil
-    assert(ip { "netns", "del", ns })
+    assert(netns.del(ns))
   end)
 end)
 
@@ -109,8 +87,15 @@ describe("hosts_file with real nodes", function()
     cluster.write(c.topology, (src:gsub("HOSTS", ("%q"):format(hosts))))
     c:start_all()
     assert(c:wait_master(10000, { true }), outputs(c))
-    proc.sleep(500)
+    -- marker: a line naming a node that does not run; once both nodes have tried to dial
+    -- it, they have read the file that named neither of them, and acted on it
+    local ghost = ("ghost@127.0.0.1:%d"):format(cluster.free_port())
+    proc.write(hosts, "# nodes of the spec cluster\n" .. ghost .. "\n")
+    for i = 1, 2 do
+      assert(c.nodes[i]:wait_for_line("unable to connect to " .. esc(ghost), 10000, "stderr"), outputs(c))
+    end
     assert.is_nil(connected(c, 1)[c.names[2]])
+    assert.is_nil(connected(c, 2)[c.names[1]])
     local f = assert(io.open(hosts, "a"))
     f:write(c.names[2], "\n")
     f:close()
@@ -185,15 +170,26 @@ return M
 
     -- SIGHUP reloads too, and a good version after all that still works
     for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
-    proc.write(path, strategy_src(c, "v5"))
-    proc.sleep(400) -- let the file-change reload (if any) finish first
-    for i = 1, 3 do c.nodes[i]:kill("sighup") end
+    replace(path, strategy_src(c, "v5"))
+    -- the file-change reload finishes first
     for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
       assert(c.nodes[i]:wait_for_line("strategy v5 started", 10000, nil, marks[i]), outputs(c))
     end
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+    for i = 1, 3 do c.nodes[i]:kill("sighup") end
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("strategy v5 started with state from v5", 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
+    end
 
-    proc.sleep(500)
-    assert(all_connected(c, { 1, 2, 3 })(), outputs(c))
+    assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 10000), outputs(c))
+    -- marker: one more reload on every node; its event reaches Lua after any node_down
+    for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
+    for i = 1, 3 do assert.equal(200, (c:http(i, "POST", "/_reload"))) end
+    for i = 1, 3 do
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded", 10000, nil, marks[i]), outputs(c))
+    end
     for i = 1, 3 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", outputs(c)) end
   end)
 end)

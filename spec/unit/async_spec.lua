@@ -4,18 +4,7 @@ local uv = require "uv"
 local core = require "clusterlua.core"
 local async = require "clusterlua.async"
 local proc = require "helpers.proc"
-
--- Runs fn in a coroutine and waits (bounded) for it to finish; rethrows its error
--- here so busted reports it against the test.
-local function go(fn, timeout_ms)
-  local done, err = false, nil
-  async.spawn(function()
-    local ok, e = xpcall(fn, debug.traceback)
-    done, err = true, (not ok) and e or nil
-  end)
-  assert(async.run_until(function() return done end, timeout_ms or 10000))
-  if err then error(err, 0) end
-end
+local go = proc.go
 
 describe("clusterlua.async", function()
   it("is merged into require 'clusterlua'", function()
