@@ -2,7 +2,7 @@
 -- the time budget (a hook stuck in a loop is aborted), concurrency and cancellation.
 -- Unit level: events are emitted by hand, no node runs.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local hooks = require "clusterlua.hooks"
 local async = require "clusterlua.async"

@@ -6,7 +6,7 @@
 -- called from a coroutine (spawn one with M.spawn): the main thread and libuv
 -- callbacks cannot yield, and blocking them would stop the whole Lua loop.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 
 local M = {}
 
@@ -108,7 +108,7 @@ local wait = M.wait
 
 --- spawn(fn, ...) -> coroutine
 -- Runs fn(...) in a new coroutine now (until its first wait); an error it raises is
--- reported (logged with a traceback, counted by clusterlua.core.errors()).
+-- reported (logged with a traceback, counted by clusterlua.c.core.errors()).
 function M.spawn(fn, ...)
   checktype(fn, "function", 1, "spawn")
   local co = coroutine.create(fn)

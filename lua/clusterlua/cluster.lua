@@ -5,7 +5,7 @@ local cjson = require "cjson.safe"
 local uv = require "uv"
 local events = require "clusterlua.events"
 local node = require "clusterlua.node"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 
 local M = { voting = {} }
 

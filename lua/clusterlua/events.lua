@@ -16,7 +16,7 @@
 -- function they define (jit.off(fn, true)), so their loops stay interpreted and
 -- interruptible. Code compiled elsewhere, or blocking in C, is not interrupted: see
 -- docs/hooks.md.
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 
 local M = {}
 

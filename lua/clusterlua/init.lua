@@ -1,5 +1,5 @@
 -- The public API: everything a topology, strategy, hook or script uses.
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local node = require "clusterlua.node"
 

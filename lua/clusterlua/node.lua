@@ -1,5 +1,5 @@
 -- The node's Lua face: membership, events, messages and RPC between Lua handlers.
--- The C side (clusterlua.cnode) owns connections on the control loop; this side keeps
+-- The C side (clusterlua.c.node) owns connections on the control loop; this side keeps
 -- the view Lua has seen, in the order events arrived.
 local buffer = require "string.buffer"
 local ffi = require "ffi"
@@ -252,7 +252,7 @@ handlers["$info"] = function()
     pid = uv.os_getpid(),
     uptime_ms = math.floor((uv.hrtime() - start_time) / 1e6),
     memory = { rss = mem.VmRSS, rss_anon = mem.RssAnon, lua = collectgarbage "count" * 1024 },
-    version = require("clusterlua.core").version,
+    version = require("clusterlua.c.core").version,
     nodes = M.nodes(),
   }
 end
@@ -279,7 +279,7 @@ local function serve(h, kind, name, value, from, id)
       if type(err) == "userdata" then error(err, 0) end -- os.exit
       M.stats.handler_errors = M.stats.handler_errors + 1
       events.stats.errors = events.stats.errors + 1
-      require("clusterlua.core").report("handler " .. tostring(name), tostring(err))
+      require("clusterlua.c.core").report("handler " .. tostring(name), tostring(err))
     end
   else
     local ok, r = pcall(h, value, from)
@@ -313,7 +313,7 @@ local function run_handler(h, kind, name, value, from, id)
   local ok, err = coroutine.resume(co, h, kind, name, value, from, id)
   if not ok then
     if type(err) == "userdata" then error(err, 0) end
-    require("clusterlua.core").report("handler " .. tostring(name), traceback(co, tostring(err)))
+    require("clusterlua.c.core").report("handler " .. tostring(name), traceback(co, tostring(err)))
   end
 end
 
@@ -328,7 +328,7 @@ local function on_message_in(from)
   local ok, kind, a, b, c = pcall(decode)
   rbuf:reset()
   if not ok then
-    require("clusterlua.core").report("message from " .. from, "undecodable message dropped")
+    require("clusterlua.c.core").report("message from " .. from, "undecodable message dropped")
     return
   end
   if kind == "m" then
@@ -349,7 +349,7 @@ local function on_message_in(from)
       finish(a, nil, "EREMOTE: " .. tostring(c), "EREMOTE")
     end
   else
-    require("clusterlua.core").report("message from " .. from, "message of unknown kind dropped")
+    require("clusterlua.c.core").report("message from " .. from, "message of unknown kind dropped")
   end
 end
 
@@ -462,8 +462,8 @@ end
 -- Starts the node: config is the table node_main builds (name, id, cluster, cookie...).
 function M.start(config)
   if started then return nil, "EALREADY: this process is already a node", "EALREADY" end
-  cnode = require "clusterlua.cnode"
-  cdp = require "clusterlua.cdataplane"
+  cnode = require "clusterlua.c.node"
+  cdp = require "clusterlua.c.dataplane"
   cdp.set_handlers(on_dp_message, on_dp_closed)
   if config.spin_us then cdp.set_spin_us(config.spin_us) end
   rx = C.cl_dp_rx_current()

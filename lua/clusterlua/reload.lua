@@ -4,7 +4,7 @@
 -- still wants are never dropped.
 local uv = require "uv"
 local cjson = require "cjson.safe"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local topology = require "clusterlua.topology"
 local hooks = require "clusterlua.hooks"

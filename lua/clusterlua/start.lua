@@ -1,7 +1,7 @@
 -- clusterlua.start{...}: make this process a node, from a topology file or a table,
 -- the way an Elixir app puts Cluster.Supervisor in its supervision tree.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local names = require "clusterlua.names"
 local topology = require "clusterlua.topology"
 local node = require "clusterlua.node"

@@ -3,7 +3,7 @@
 -- wanted sets across topologies, restarts a strategy that throws (with backoff), and
 -- swaps in new code on reload without dropping connections the new code still wants.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local names = require "clusterlua.names"
 
@@ -169,7 +169,7 @@ function M:_ctx(inst)
     local c = current()
     local cookie = sup.rt.cookie or (c and c.config and c.config.cookie)
     if not cookie then return nil, "ENOTCONN: this process is not a node (no cookie)", "ENOTCONN" end
-    return require("clusterlua.crypto").derive_key(cookie, purpose)
+    return require("clusterlua.c.crypto").derive_key(cookie, purpose)
   end
   return ctx
 end

@@ -1,4 +1,4 @@
-/* clusterlua.core: what the Lua side needs from the runtime itself
+/* clusterlua.c.core: what the Lua side needs from the runtime itself
  * (clock, error reporting, the control-loop probe). */
 #include <lauxlib.h>
 #include <lua.h>
@@ -8,6 +8,7 @@
 #include "core/control.h"
 #include "core/log.h"
 #include "lua/lua_host.h"
+#include "lua/lua_modules.h"
 #include "core/options.h"
 #include "core/version.h"
 
@@ -105,7 +106,7 @@ static int l_options(lua_State *L) {
   return 1;
 }
 
-int luaopen_clusterlua_core(lua_State *L) {
+int luaopen_clusterlua_c_core(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"now", l_now},
       {"errors", l_errors},

@@ -8,6 +8,5 @@
 /* Adopts dc (taking its fd) and pushes the connection as a light userdata, or nil
  * (reported) if it could not be adopted. Returns 1 when adopted. */
 int cl_lua_dp_adopt(lua_State *L, const cl_data_conn *dc, uint32_t max_frame, size_t queue_max);
-int luaopen_clusterlua_cdataplane(lua_State *L);
 
 #endif

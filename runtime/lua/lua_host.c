@@ -11,12 +11,7 @@
 #include <sys/stat.h>
 
 #include "core/log.h"
-
-int luaopen_clusterlua_core(lua_State *L);
-int luaopen_clusterlua_dns(lua_State *L);
-int luaopen_clusterlua_cnode(lua_State *L);
-int luaopen_clusterlua_cdataplane(lua_State *L);
-int luaopen_clusterlua_crypto(lua_State *L);
+#include "lua/lua_modules.h"
 
 static _Atomic uint64_t g_errors;
 static int g_exit_code = -1;
@@ -162,11 +157,11 @@ lua_State *cl_lua_new(uv_loop_t *loop, const char *exe_path) {
   lua_pop(L, 1);
   cl_lua_preload(L, "uv", luaopen_luv);
   cl_lua_preload(L, "luv", luaopen_luv);
-  cl_lua_preload(L, "clusterlua.core", luaopen_clusterlua_core);
-  cl_lua_preload(L, "clusterlua.cdns", luaopen_clusterlua_dns);
-  cl_lua_preload(L, "clusterlua.cnode", luaopen_clusterlua_cnode);
-  cl_lua_preload(L, "clusterlua.crypto", luaopen_clusterlua_crypto);
-  cl_lua_preload(L, "clusterlua.cdataplane", luaopen_clusterlua_cdataplane);
+  cl_lua_preload(L, "clusterlua.c.core", luaopen_clusterlua_c_core);
+  cl_lua_preload(L, "clusterlua.c.dns", luaopen_clusterlua_c_dns);
+  cl_lua_preload(L, "clusterlua.c.node", luaopen_clusterlua_c_node);
+  cl_lua_preload(L, "clusterlua.c.crypto", luaopen_clusterlua_c_crypto);
+  cl_lua_preload(L, "clusterlua.c.dataplane", luaopen_clusterlua_c_dataplane);
   luv_set_loop(L, loop);
   luv_set_callback(L, luv_pcall);
   return L;

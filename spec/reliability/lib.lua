@@ -21,7 +21,7 @@ M.HOOKS = [[
 local cl = require "clusterlua"
 local uv = require "uv"
 local cjson = require "cjson.safe"
-local crypto = require "clusterlua.crypto"
+local crypto = require "clusterlua.c.crypto"
 local function out(...)
   local t = {}
   for i = 1, select("#", ...) do t[#t + 1] = tostring((select(i, ...))) end
