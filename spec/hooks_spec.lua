@@ -4,6 +4,7 @@
 local uv = require "uv"
 local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local hooks = require "clusterlua.hooks"
 local async = require "clusterlua.async"
 
@@ -377,10 +378,10 @@ describe("cancellation", function()
       async.sleep(10)
       steps[#steps + 1] = "after"
     end)
-    events.cancel(co)
+    scheduler.cancel(co)
     pump(60)
     assert.same({ "before" }, steps)
-    assert.is_true(events.is_cancelled(co))
+    assert.is_true(scheduler.is_cancelled(co))
     assert.equal(0, #reports)
   end)
 
@@ -390,7 +391,7 @@ describe("cancellation", function()
       async.exec("sleep", { "0.05" })
       resumed = true
     end)
-    events.cancel(co)
+    scheduler.cancel(co)
     pump(300)
     assert.is_false(resumed)
   end)

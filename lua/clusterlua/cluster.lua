@@ -4,6 +4,7 @@
 local cjson = require "cjson.safe"
 local uv = require "uv"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local node = require "clusterlua.node"
 local core = require "clusterlua.c.core"
 
@@ -128,8 +129,8 @@ end
 local function start_duty(name, fn)
   local d = { cancelled = false }
   running[name] = d
-  -- a hook coroutine (budget, no JIT for fn) that events.cancel stops for good
-  events.nojit(fn)
+  -- a hook coroutine (budget, no JIT for fn) that scheduler.cancel stops for good
+  scheduler.nojit(fn)
   d.co = events.spawn_hook("on_master " .. name, function()
     fn(function() return d.cancelled end)
   end)
@@ -137,7 +138,7 @@ end
 
 local function cancel(d)
   d.cancelled = true
-  if d.co then events.cancel(d.co) end
+  if d.co then scheduler.cancel(d.co) end
 end
 
 local function stop_duties()
@@ -188,8 +189,8 @@ node.dispatch.done = function(code, msg, id, version)
   local co = requests[id]
   if not co then return end
   requests[id] = nil
-  -- through events.resume: a cancelled duty is not resumed, a budget applies, errors reported
-  events.resume(co, code, msg, version)
+  -- through the scheduler: a cancelled duty is not resumed, a budget applies, errors reported
+  scheduler.resume(co, code, msg, version)
 end
 
 function M.has_quorum() return has_quorum end

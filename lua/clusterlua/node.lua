@@ -5,6 +5,7 @@ local buffer = require "string.buffer"
 local ffi = require "ffi"
 local uv = require "uv"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local names = require "clusterlua.names"
 
 local M = {}
@@ -190,8 +191,8 @@ function on_ctimer()
       local p = pending[id]
       if p then
         pending[id] = nil
-        -- through events.resume: a cancelled hook is not resumed, a budget applies
-        events.resume(p.co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(p.node, p.name, p.timeout),
+        -- through the scheduler: a cancelled hook is not resumed, a budget applies
+        scheduler.resume(p.co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(p.node, p.name, p.timeout),
           "ETIMEDOUT")
       end
     end
@@ -227,8 +228,8 @@ local function finish(id, ...)
     return
   end
   pending[id] = nil
-  -- through events.resume: a cancelled hook is not resumed, a budget applies, errors reported
-  events.resume(p.co, ...)
+  -- through the scheduler: a cancelled hook is not resumed, a budget applies, errors reported
+  scheduler.resume(p.co, ...)
 end
 
 -- Built-in handlers: runtime info of this node, as the seed article read Process.info.
@@ -278,7 +279,6 @@ local function serve(h, kind, name, value, from, id)
     if not ok then
       if type(err) == "userdata" then error(err, 0) end -- os.exit
       M.stats.handler_errors = M.stats.handler_errors + 1
-      events.stats.errors = events.stats.errors + 1
       require("clusterlua.c.core").report("handler " .. tostring(name), tostring(err))
     end
   else

@@ -6,6 +6,7 @@ local uv = require "uv"
 local cjson = require "cjson.safe"
 local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local topology = require "clusterlua.topology"
 local hooks = require "clusterlua.hooks"
 
@@ -81,7 +82,8 @@ function M.reload(why)
   in_flight = false
   local w = waiters
   waiters = {}
-  for _, c in ipairs(w) do coroutine.resume(c) end
+  -- through the scheduler: a waiter that is a hook keeps its budget and cancellation
+  for _, c in ipairs(w) do scheduler.resume(c) end
   if not ok then changed, err = nil, tostring(changed) end
   if not changed then
     core.log("error", "reload", ("reload (%s) failed, the old configuration keeps running: %s"):format(why, err))
@@ -95,7 +97,7 @@ end
 
 -- POST /_reload from the admin endpoint
 require("clusterlua.node").dispatch.reload = function(_, id)
-  events.spawn("reload", function()
+  scheduler.spawn("reload", function()
     local changed, err = M.reload "admin"
     local cnode = require("clusterlua.node").cnode()
     if changed then
@@ -112,7 +114,7 @@ local function schedule(why)
   if not timer then timer = uv.new_timer() end
   timer:stop()
   timer:start(M.debounce_ms, 0, function()
-    events.spawn("reload", function() M.reload(why) end)
+    scheduler.spawn("reload", function() M.reload(why) end)
   end)
 end
 
@@ -146,7 +148,7 @@ end
 function M.install(cur)
   M.watch(cur)
   local sig = uv.new_signal()
-  sig:start("sighup", function() events.spawn("reload", function() M.reload "SIGHUP" end) end)
+  sig:start("sighup", function() scheduler.spawn("reload", function() M.reload "SIGHUP" end) end)
   sig:unref()
 end
 
