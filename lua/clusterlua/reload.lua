@@ -9,12 +9,14 @@ local events = require "clusterlua.events"
 local scheduler = require "clusterlua.scheduler"
 local topology = require "clusterlua.topology"
 local hooks = require "clusterlua.hooks"
+local node = require "clusterlua.node"
 
 local M = { debounce_ms = 200 }
 
 local in_flight = false
 local waiters = {}
 local watchers = {}
+local current -- { topo=, supervisor= } of the running node, given to M.install
 
 -- keys that need a restart: compare old and new, and refuse a live change
 local function same(a, b)
@@ -69,8 +71,7 @@ end
 -- Reloads everything now (waiting for one already in flight). Returns the list of what
 -- was reloaded, or nil, err.
 function M.reload(why)
-  local start = require "clusterlua.start"
-  local cur = start.current
+  local cur = current
   if not cur then return nil, "this process is not a node" end
   local co, main = coroutine.running()
   if in_flight and co and not main then
@@ -95,11 +96,12 @@ function M.reload(why)
   return changed
 end
 
--- POST /_reload from the admin endpoint
-require("clusterlua.node").dispatch.reload = function(_, id)
+-- POST /_reload from the admin endpoint: start.lua hands this to node.start as the
+-- handler of the "reload" report
+function M.on_admin_request(_, id)
   scheduler.spawn("reload", function()
     local changed, err = M.reload "admin"
-    local cnode = require("clusterlua.node").cnode()
+    local cnode = node.cnode()
     if changed then
       cnode.reload_done(id, 200, cjson.encode { reloaded = changed })
     else
@@ -145,7 +147,9 @@ function M.watch(cur)
   for _, f in ipairs(files) do watch_file(f) end
 end
 
+-- Called by start.lua once the node runs: from then on reloads apply to cur.
 function M.install(cur)
+  current = cur
   M.watch(cur)
   local sig = uv.new_signal()
   sig:start("sighup", function() scheduler.spawn("reload", function() M.reload "SIGHUP" end) end)
