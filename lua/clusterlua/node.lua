@@ -4,6 +4,7 @@
 local buffer = require "string.buffer"
 local ffi = require "ffi"
 local uv = require "uv"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local scheduler = require "clusterlua.scheduler"
 local names = require "clusterlua.names"
@@ -253,7 +254,7 @@ handlers["$info"] = function()
     pid = uv.os_getpid(),
     uptime_ms = math.floor((uv.hrtime() - start_time) / 1e6),
     memory = { rss = mem.VmRSS, rss_anon = mem.RssAnon, lua = collectgarbage "count" * 1024 },
-    version = require("clusterlua.c.core").version,
+    version = core.version,
     nodes = M.nodes(),
   }
 end
@@ -279,7 +280,7 @@ local function serve(h, kind, name, value, from, id)
     if not ok then
       if type(err) == "userdata" then error(err, 0) end -- os.exit
       M.stats.handler_errors = M.stats.handler_errors + 1
-      require("clusterlua.c.core").report("handler " .. tostring(name), tostring(err))
+      core.report("handler " .. tostring(name), tostring(err))
     end
   else
     local ok, r = pcall(h, value, from)
@@ -313,7 +314,7 @@ local function run_handler(h, kind, name, value, from, id)
   local ok, err = coroutine.resume(co, h, kind, name, value, from, id)
   if not ok then
     if type(err) == "userdata" then error(err, 0) end
-    require("clusterlua.c.core").report("handler " .. tostring(name), traceback(co, tostring(err)))
+    core.report("handler " .. tostring(name), traceback(co, tostring(err)))
   end
 end
 
@@ -328,7 +329,7 @@ local function on_message_in(from)
   local ok, kind, a, b, c = pcall(decode)
   rbuf:reset()
   if not ok then
-    require("clusterlua.c.core").report("message from " .. from, "undecodable message dropped")
+    core.report("message from " .. from, "undecodable message dropped")
     return
   end
   if kind == "m" then
@@ -349,7 +350,7 @@ local function on_message_in(from)
       finish(a, nil, "EREMOTE: " .. tostring(c), "EREMOTE")
     end
   else
-    require("clusterlua.c.core").report("message from " .. from, "message of unknown kind dropped")
+    core.report("message from " .. from, "message of unknown kind dropped")
   end
 end
 
