@@ -7,7 +7,7 @@
 -- then prints "RESULT rtt_us median=.. min=.. max=.. n=.." and "RESULT send_rate per_s=..".
 local uv = require "uv"
 local cl = require "clusterlua"
-local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 
 local count, last_t = 0, 0
 cl.handle("echo", function(v) return v end)
@@ -86,7 +86,7 @@ if os.getenv "BENCH_LOAD" == "run" then
     if not peer then return end
     timer:stop()
     timer:close()
-    events.spawn("bench load", function()
+    scheduler.spawn("bench load", function()
       local ok, err = pcall(run, peer)
       if not ok then say("RESULT error " .. tostring(err)) end
       say "RESULT done"

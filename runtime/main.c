@@ -15,7 +15,7 @@
 #include "transport/dataplane.h"
 #include "core/log.h"
 #include "lua/lua_host.h"
-#include "lua/modules.h"
+#include "lua/lua_modules.h"
 #include "node/node.h"
 #include "core/options.h"
 #include "core/version.h"

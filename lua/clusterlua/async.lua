@@ -6,8 +6,8 @@
 -- called from a coroutine (spawn one with M.spawn): the main thread and libuv
 -- callbacks cannot yield, and blocking them would stop the whole Lua loop.
 local uv = require "uv"
-local core = require "clusterlua.core"
 local check = require "clusterlua.check"
+local scheduler = require "clusterlua.scheduler"
 
 local M = {}
 
@@ -44,21 +44,9 @@ local function in_coroutine()
 end
 M.in_coroutine = in_coroutine
 
--- Resumes co and reports what it raised. os.exit unwinds with a non-string error
--- value; it must keep unwinding to the runtime, not be reported as a failure.
-local function resume(co, ...)
-  -- Hook coroutines (events.lua) resume through events.resume: it never resumes a
-  -- cancelled one (on_master after step-down), applies the hook's time budget and
-  -- reports errors with the hook's name.
-  local events = require "clusterlua.events"
-  if events.manages(co) then return events.resume(co, ...) end
-  local ok, err = coroutine.resume(co, ...)
-  if not ok then
-    if type(err) == "userdata" then error(err, 0) end
-    core.report("coroutine", debug.traceback(co, tostring(err)))
-  end
-  return ok
-end
+-- Every wait below ends in scheduler.resume: it never resumes a cancelled coroutine
+-- (an on_master duty after step-down), applies a hook's time budget and reports errors.
+local resume = scheduler.resume
 M.resume = resume
 
 local function close_handle(h)
@@ -108,7 +96,7 @@ local wait = M.wait
 
 --- spawn(fn, ...) -> coroutine
 -- Runs fn(...) in a new coroutine now (until its first wait); an error it raises is
--- reported (logged with a traceback, counted by clusterlua.core.errors()).
+-- reported (logged with a traceback, counted in clusterlua_lua_errors_total).
 function M.spawn(fn, ...)
   checktype(fn, "function", 1, "spawn")
   local co = coroutine.create(fn)

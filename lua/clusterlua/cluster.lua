@@ -1,18 +1,18 @@
 -- The elected master and the cluster state, as Lua sees them: the last committed state
 -- (decoded once per commit), write requests that return after commit, and master-only
--- duties that start on election and are cancelled on step-down.
+-- duties that start on election and are cancelled on step-down. The election's reports
+-- reach this module through M.reports, which start.lua hands to node.start.
 local cjson = require "cjson.safe"
-local uv = require "uv"
+local async = require "clusterlua.async"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local node = require "clusterlua.node"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 
 local M = { voting = {} }
 
 local state        -- last committed state (table, Elasticsearch layout)
 local master       -- full name or nil
-local term = 0
-local has_quorum = false
 local requests = {} -- id -> coroutine
 local next_req = 0
 local duties = {}   -- name -> fn
@@ -24,7 +24,6 @@ local function null_to_nil(v)
 end
 
 function M.master() return master end
-function M.term() return term end
 
 function M.is_master()
   local me = node.self()
@@ -95,11 +94,10 @@ function M.update(fn)
     if code ~= "ECONFLICT" then return nil, code .. ": " .. msg, code end
     -- the master has newer metadata (version) than this node has applied yet (a node
     -- that just restarted, say): wait for it before running fn again
-    local sleep = require("clusterlua.async").sleep
     for _ = 1, 400 do
       local md2 = state and state.metadata
       if md2 and (md2.user_version or 0) >= (version or 0) then break end
-      sleep(5)
+      async.sleep(5)
     end
   end
   return nil, "ECONFLICT: the metadata kept changing; gave up after 10 attempts", "ECONFLICT"
@@ -132,8 +130,8 @@ end
 local function start_duty(name, fn)
   local d = { cancelled = false }
   running[name] = d
-  -- a hook coroutine (budget, no JIT for fn) that events.cancel stops for good
-  events.nojit(fn)
+  -- a hook coroutine (budget, no JIT for fn) that scheduler.cancel stops for good
+  scheduler.nojit(fn)
   d.co = events.spawn_hook("on_master " .. name, function()
     fn(function() return d.cancelled end)
   end)
@@ -141,7 +139,7 @@ end
 
 local function cancel(d)
   d.cancelled = true
-  if d.co then events.cancel(d.co) end
+  if d.co then scheduler.cancel(d.co) end
 end
 
 local function stop_duties()
@@ -159,11 +157,13 @@ function M.on_master(name, fn)
   if fn and M.is_master() then start_duty(name, fn) end
 end
 
--- ---- events from the control loop ----
+-- ---- reports from the control loop (node.start dispatches them here) ----
 
-node.dispatch.master = function(new, old, t)
+M.reports = {}
+
+function M.reports.master(new, old, t)
   local was_master = M.is_master()
-  master, term = new, t
+  master = new
   if was_master and not M.is_master() then stop_duties() end
   if not was_master and M.is_master() then
     for name, fn in pairs(duties) do start_duty(name, fn) end
@@ -171,12 +171,11 @@ node.dispatch.master = function(new, old, t)
   events.emit("master_changed", new, old, t)
 end
 
-node.dispatch.quorum = function(_, regained)
-  has_quorum = regained
+function M.reports.quorum(_, regained)
   events.emit(regained and "quorum_regained" or "quorum_lost")
 end
 
-node.dispatch.committed = function(_, json)
+function M.reports.committed(_, json)
   local s = cjson.decode(json)
   if not s then
     core.report("state_committed", "undecodable cluster state")
@@ -188,21 +187,12 @@ node.dispatch.committed = function(_, json)
   events.emit("state_committed", s)
 end
 
-node.dispatch.done = function(code, msg, id, version)
+function M.reports.done(code, msg, id, version)
   local co = requests[id]
   if not co then return end
   requests[id] = nil
-  -- through events.resume: a cancelled duty is not resumed, a budget applies, errors reported
-  events.resume(co, code, msg, version)
-end
-
-function M.has_quorum() return has_quorum end
-
--- used by tests and scripts: wait (pumping the loop) until there is a master
-function M.wait_master(timeout_ms)
-  local deadline = uv.now() + (timeout_ms or 5000)
-  while not master and uv.now() < deadline do uv.run "once" end
-  return master
+  -- through the scheduler: a cancelled duty is not resumed, a budget applies, errors reported
+  scheduler.resume(co, code, msg, version)
 end
 
 return M

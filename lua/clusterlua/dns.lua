@@ -12,7 +12,7 @@
 --       search = true to apply resolv.conf's search domains.
 -- Errors carry c-ares's reason: ENOTFOUND, ENODATA, ETIMEDOUT, ECONNREFUSED, ...
 local uv = require "uv"
-local cdns = require "clusterlua.cdns"
+local cdns = require "clusterlua.c.dns"
 local async = require "clusterlua.async"
 
 local M = {}
@@ -63,7 +63,7 @@ local function channel_for(opts)
   return ch
 end
 
---- channel(opts) -> a raw clusterlua.cdns channel (ch:query(type, name, cb), ch:close())
+--- channel(opts) -> a raw clusterlua.c.dns channel (ch:query(type, name, cb), ch:close())
 function M.channel(opts)
   return cdns.channel(opts)
 end

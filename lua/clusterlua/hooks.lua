@@ -6,6 +6,7 @@
 -- plus optional top-level defaults for the whole file: budget_ms = ms, serialize = bool.
 -- Registration is by name, so loading the same file again replaces, never duplicates.
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local topology = require "clusterlua.topology"
 local check = require "clusterlua.check"
 
@@ -84,11 +85,11 @@ function M.collect(src, origin)
 end
 
 -- Reads a hooks file: its chunk and everything it defines run with the JIT off, so the
--- budget watchdog can interrupt them (see events.lua).
+-- budget watchdog can interrupt them (see scheduler.lua).
 function M.read(path)
   local chunk, err = loadfile(path)
   if not chunk then return nil, err end
-  events.nojit(chunk)
+  scheduler.nojit(chunk)
   local ok, res = pcall(chunk)
   if not ok then return nil, path .. ": " .. tostring(res) end
   return res

@@ -1,8 +1,8 @@
 -- Node names: NAME@HOST[:PORT]. Everywhere a node is named, the short name before `@`
 -- works too when it is unambiguous. The parsing and the short-name rule are the C ones
--- (runtime/core/name.c, through clusterlua.core), so Lua accepts and refuses exactly
+-- (runtime/core/name.c, through clusterlua.c.core), so Lua accepts and refuses exactly
 -- the names the transport does, with the same limits.
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 
 local M = {}
 

@@ -1,10 +1,12 @@
 -- The node's Lua face: membership, events, messages and RPC between Lua handlers.
--- The C side (clusterlua.cnode) owns connections on the control loop; this side keeps
+-- The C side (clusterlua.c.node) owns connections on the control loop; this side keeps
 -- the view Lua has seen, in the order events arrived.
 local buffer = require "string.buffer"
 local ffi = require "ffi"
 local uv = require "uv"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local names = require "clusterlua.names"
 
 local M = {}
@@ -34,7 +36,7 @@ local handlers = {}  -- message handler name -> fn
 local pending = {}   -- call id -> {co=, node=, deadline=}
 local next_id = 0
 local started = false
-local stop_discovery -- defined below, with the dispatch
+local before_exit    -- given to M.start: stops discovery before a leave or a shutdown
 local max_frame = 16 * 1024 * 1024
 local sbuf, rbuf = buffer.new(), buffer.new()
 local traceback = debug.traceback
@@ -190,8 +192,8 @@ function on_ctimer()
       local p = pending[id]
       if p then
         pending[id] = nil
-        -- through events.resume: a cancelled hook is not resumed, a budget applies
-        events.resume(p.co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(p.node, p.name, p.timeout),
+        -- through the scheduler: a cancelled hook is not resumed, a budget applies
+        scheduler.resume(p.co, nil, ("ETIMEDOUT: %s did not answer %s within %d ms"):format(p.node, p.name, p.timeout),
           "ETIMEDOUT")
       end
     end
@@ -227,8 +229,8 @@ local function finish(id, ...)
     return
   end
   pending[id] = nil
-  -- through events.resume: a cancelled hook is not resumed, a budget applies, errors reported
-  events.resume(p.co, ...)
+  -- through the scheduler: a cancelled hook is not resumed, a budget applies, errors reported
+  scheduler.resume(p.co, ...)
 end
 
 -- Built-in handlers: runtime info of this node, as the seed article read Process.info.
@@ -252,7 +254,7 @@ handlers["$info"] = function()
     pid = uv.os_getpid(),
     uptime_ms = math.floor((uv.hrtime() - start_time) / 1e6),
     memory = { rss = mem.VmRSS, rss_anon = mem.RssAnon, lua = collectgarbage "count" * 1024 },
-    version = require("clusterlua.core").version,
+    version = core.version,
     nodes = M.nodes(),
   }
 end
@@ -278,8 +280,7 @@ local function serve(h, kind, name, value, from, id)
     if not ok then
       if type(err) == "userdata" then error(err, 0) end -- os.exit
       M.stats.handler_errors = M.stats.handler_errors + 1
-      events.stats.errors = events.stats.errors + 1
-      require("clusterlua.core").report("handler " .. tostring(name), tostring(err))
+      core.report("handler " .. tostring(name), tostring(err))
     end
   else
     local ok, r = pcall(h, value, from)
@@ -313,7 +314,7 @@ local function run_handler(h, kind, name, value, from, id)
   local ok, err = coroutine.resume(co, h, kind, name, value, from, id)
   if not ok then
     if type(err) == "userdata" then error(err, 0) end
-    require("clusterlua.core").report("handler " .. tostring(name), traceback(co, tostring(err)))
+    core.report("handler " .. tostring(name), traceback(co, tostring(err)))
   end
 end
 
@@ -328,7 +329,7 @@ local function on_message_in(from)
   local ok, kind, a, b, c = pcall(decode)
   rbuf:reset()
   if not ok then
-    require("clusterlua.core").report("message from " .. from, "undecodable message dropped")
+    core.report("message from " .. from, "undecodable message dropped")
     return
   end
   if kind == "m" then
@@ -349,7 +350,7 @@ local function on_message_in(from)
       finish(a, nil, "EREMOTE: " .. tostring(c), "EREMOTE")
     end
   else
-    require("clusterlua.core").report("message from " .. from, "message of unknown kind dropped")
+    core.report("message from " .. from, "message of unknown kind dropped")
   end
 end
 
@@ -410,12 +411,13 @@ function M.has_data_connection(node)
 end
 
 -- strategies stop first, so nothing dials a peer again while the node leaves
-function stop_discovery()
-  local ok, start = pcall(require, "clusterlua.start")
-  if ok and start.current then start.current.supervisor:stop_all() end
+local function stop_discovery()
+  if before_exit then before_exit() end
 end
 
--- Dispatch of everything the control loop reports. kind is a short string.
+-- Dispatch of what the control loop reports, by kind (a short string): membership and
+-- messages here; the election's reports and the admin endpoint's reload request come
+-- from the functions M.start's caller gives.
 local dispatch = {
   up = function(name, info, conn)
     drop_dconn(name)
@@ -444,7 +446,10 @@ local dispatch = {
     os.exit(0)
   end,
 }
-M.dispatch = dispatch
+
+-- The kinds M.start must be given a handler for: the C side reports them whether or
+-- not anyone listens, so a missing handler would lose them silently.
+M.report_kinds = { "master", "quorum", "committed", "done", "reload" }
 
 --- leave([code]): tells every peer this node leaves (they see node_down(name, "left"),
 -- as after SIGTERM), then exits with code (default 0). It returns only if this process
@@ -459,19 +464,42 @@ function M.leave(code)
   os.exit(code == nil and 0 or code)
 end
 
--- Starts the node: config is the table node_main builds (name, id, cluster, cookie...).
-function M.start(config)
+-- Starts the node: config is the table start.lua builds (name, id, cluster, cookie...).
+-- reports: kind -> fn(name, a, b, c) for every kind in M.report_kinds (cluster.lua's
+-- election reports, reload.lua's admin request), given by whoever starts the node so
+-- that no report depends on which modules happen to have been required.
+-- opts.before_exit(): runs before cl.leave or a SIGTERM exit (start.lua stops the
+-- strategies there).
+function M.start(config, reports, opts)
+  if type(config) ~= "table" then error("bad argument #1 (config): expected a table", 2) end
+  if type(reports) ~= "table" then error("bad argument #2 (reports): expected a table", 2) end
+  for _, kind in ipairs(M.report_kinds) do
+    if type(reports[kind]) ~= "function" then
+      error(("bad argument #2 (reports): expected a function for %q"):format(kind), 2)
+    end
+  end
+  for kind in pairs(reports) do
+    if dispatch[kind] then error(("bad argument #2 (reports): %q is handled by the node itself"):format(kind), 2) end
+  end
+  if opts ~= nil and type(opts) ~= "table" then error("bad argument #3 (opts): expected a table", 2) end
+  if opts and opts.before_exit ~= nil and type(opts.before_exit) ~= "function" then
+    error("bad argument #3 (opts.before_exit): expected a function", 2)
+  end
   if started then return nil, "EALREADY: this process is already a node", "EALREADY" end
-  cnode = require "clusterlua.cnode"
-  cdp = require "clusterlua.cdataplane"
+  cnode = require "clusterlua.c.node"
+  cdp = require "clusterlua.c.dataplane"
   cdp.set_handlers(on_dp_message, on_dp_closed)
   if config.spin_us then cdp.set_spin_us(config.spin_us) end
   rx = C.cl_dp_rx_current()
+  before_exit = opts and opts.before_exit
   local ok, err, code = cnode.start(config, function(kind, name, a, b, c)
-    local f = dispatch[kind]
+    local f = dispatch[kind] or reports[kind]
     if f then f(name, a, b, c) end
   end)
-  if not ok then return nil, err, code end
+  if not ok then
+    before_exit = nil
+    return nil, err, code
+  end
   started = true
   max_frame = config.max_frame or max_frame
   self_info = {

@@ -1,7 +1,7 @@
 -- `clusterlua --name NAME@HOST[:PORT] ... topology.lua`: turn the command line and the
 -- topology file into a running node. Every mistake ends the process with a message that
 -- names what was wrong, before anything starts.
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local names = require "clusterlua.names"
 
 local function die(msg)

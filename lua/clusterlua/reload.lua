@@ -4,16 +4,19 @@
 -- still wants are never dropped.
 local uv = require "uv"
 local cjson = require "cjson.safe"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local topology = require "clusterlua.topology"
 local hooks = require "clusterlua.hooks"
+local node = require "clusterlua.node"
 
 local M = { debounce_ms = 200 }
 
 local in_flight = false
 local waiters = {}
 local watchers = {}
+local current -- { topo=, supervisor= } of the running node, given to M.install
 
 -- keys that need a restart: compare old and new, and refuse a live change
 local function same(a, b)
@@ -68,8 +71,7 @@ end
 -- Reloads everything now (waiting for one already in flight). Returns the list of what
 -- was reloaded, or nil, err.
 function M.reload(why)
-  local start = require "clusterlua.start"
-  local cur = start.current
+  local cur = current
   if not cur then return nil, "this process is not a node" end
   local co, main = coroutine.running()
   if in_flight and co and not main then
@@ -81,7 +83,8 @@ function M.reload(why)
   in_flight = false
   local w = waiters
   waiters = {}
-  for _, c in ipairs(w) do coroutine.resume(c) end
+  -- through the scheduler: a waiter that is a hook keeps its budget and cancellation
+  for _, c in ipairs(w) do scheduler.resume(c) end
   if not ok then changed, err = nil, tostring(changed) end
   if not changed then
     core.log("error", "reload", ("reload (%s) failed, the old configuration keeps running: %s"):format(why, err))
@@ -93,11 +96,12 @@ function M.reload(why)
   return changed
 end
 
--- POST /_reload from the admin endpoint
-require("clusterlua.node").dispatch.reload = function(_, id)
-  events.spawn("reload", function()
+-- POST /_reload from the admin endpoint: start.lua hands this to node.start as the
+-- handler of the "reload" report
+function M.on_admin_request(_, id)
+  scheduler.spawn("reload", function()
     local changed, err = M.reload "admin"
-    local cnode = require("clusterlua.node").cnode()
+    local cnode = node.cnode()
     if changed then
       cnode.reload_done(id, 200, cjson.encode { reloaded = changed })
     else
@@ -112,7 +116,7 @@ local function schedule(why)
   if not timer then timer = uv.new_timer() end
   timer:stop()
   timer:start(M.debounce_ms, 0, function()
-    events.spawn("reload", function() M.reload(why) end)
+    scheduler.spawn("reload", function() M.reload(why) end)
   end)
 end
 
@@ -143,10 +147,12 @@ function M.watch(cur)
   for _, f in ipairs(files) do watch_file(f) end
 end
 
+-- Called by start.lua once the node runs: from then on reloads apply to cur.
 function M.install(cur)
+  current = cur
   M.watch(cur)
   local sig = uv.new_signal()
-  sig:start("sighup", function() events.spawn("reload", function() M.reload "SIGHUP" end) end)
+  sig:start("sighup", function() scheduler.spawn("reload", function() M.reload "SIGHUP" end) end)
   sig:unref()
 end
 

@@ -1,10 +1,16 @@
 -- clusterlua.start{...}: make this process a node, from a topology file or a table,
 -- the way an Elixir app puts Cluster.Supervisor in its supervision tree.
+-- This is where the parts of a running node are wired together: the handlers of the
+-- control loop's reports (cluster, reload) are given to node.start here, explicitly,
+-- whichever modules the script itself required.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local names = require "clusterlua.names"
 local topology = require "clusterlua.topology"
 local node = require "clusterlua.node"
+local cluster = require "clusterlua.cluster"
+local hooks = require "clusterlua.hooks"
+local reload = require "clusterlua.reload"
 local supervisor = require "clusterlua.supervisor"
 
 local M = {}
@@ -78,8 +84,6 @@ local function only_topology(topologies)
   return nil
 end
 
-M.current = nil -- { topo=, supervisor=, config= }
-
 -- shorter cookies start with a warning
 M.min_cookie_bytes = 16
 
@@ -131,7 +135,6 @@ function M.start(opts)
   local tr = topo.transport
   -- hooks are read and checked now, registered once the node runs: a broken hooks
   -- file must stop the start before anything is written or any port is bound
-  local hooks = require "clusterlua.hooks"
   local hook_set, herr = hooks.prepare(topo)
   if not hook_set then return nil, "EINVAL: " .. tostring(herr), "EINVAL" end
   local config = {
@@ -152,23 +155,26 @@ function M.start(opts)
     core.log("warn", "node", ("the cookie is %d bytes long: anyone who guesses it can join the cluster; use at "
       .. "least %d random bytes (`clusterlua cookie` prints one)"):format(#opts.cookie, M.min_cookie_bytes))
   end
-  local ok
-  ok, err, code = node.start(config)
-  if not ok then return nil, err, code end
-  hooks.apply(hook_set)
+  -- the strategies start only once the node runs, but the supervisor exists first so
+  -- that a leave or a SIGTERM can always stop it
   local sup = supervisor.new {
-    self_name = me.full,
+    self_name = me.full, cluster = topo.cluster, cookie = opts.cookie,
     want = function(n) node.want(n) end,
     unwant = function(n) node.cnode().unwant(n) end,
     disconnect = function(n) node.cnode().disconnect(n) end,
   }
-  M.current = { topo = topo, supervisor = sup, config = config }
+  local reports = { reload = reload.on_admin_request }
+  for kind, fn in pairs(cluster.reports) do reports[kind] = fn end
+  local ok
+  ok, err, code = node.start(config, reports, { before_exit = function() sup:stop_all() end })
+  if not ok then return nil, err, code end
+  hooks.apply(hook_set)
   local sok, serr = sup:start_all(topo.topologies)
   if not sok then
     core.log("error", "node", serr)
     return nil, "EINVAL: " .. serr, "EINVAL"
   end
-  require("clusterlua.reload").install(M.current)
+  reload.install { topo = topo, supervisor = sup }
   return true
 end
 

@@ -3,7 +3,7 @@
 -- wanted sets across topologies, restarts a strategy that throws (with backoff), and
 -- swaps in new code on reload without dropping connections the new code still wants.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local names = require "clusterlua.names"
 
@@ -14,7 +14,8 @@ M.__index = M
 --       cluster =, cookie =] }
 -- unwant only stops dialling (a live connection stays up: a node that discovery no
 -- longer lists stays a member until it leaves or fails); disconnect drops it.
--- (cluster and cookie default to those of the running node, clusterlua.start.current)
+-- cluster and cookie are the node's (start.lua passes them); without a cookie,
+-- ctx.cookie_key returns ENOTCONN, and the cluster name defaults to "clusterlua".
 function M.new(rt)
   return setmetatable({ rt = rt, topos = {}, wanted = {}, err_rl = {} }, M)
 end
@@ -161,15 +162,12 @@ function M:_ctx(inst)
   ctx.dns = require "clusterlua.dns"
   -- The cluster name and a key derived from the cookie let a strategy authenticate its
   -- own traffic (gossip). The cookie itself never reaches strategy code.
-  local function current() return (package.loaded["clusterlua.start"] or {}).current end
-  local cur = current()
-  ctx.cluster = sup.rt.cluster or (cur and cur.topo and cur.topo.cluster) or "clusterlua"
+  ctx.cluster = sup.rt.cluster or "clusterlua"
   function ctx.cookie_key(purpose)
     if type(purpose) ~= "string" or purpose == "" then error("bad argument #1 (purpose): expected a string", 2) end
-    local c = current()
-    local cookie = sup.rt.cookie or (c and c.config and c.config.cookie)
+    local cookie = sup.rt.cookie
     if not cookie then return nil, "ENOTCONN: this process is not a node (no cookie)", "ENOTCONN" end
-    return require("clusterlua.crypto").derive_key(cookie, purpose)
+    return require("clusterlua.c.crypto").derive_key(cookie, purpose)
   end
   return ctx
 end

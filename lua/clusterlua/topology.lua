@@ -6,9 +6,6 @@ local M = {}
 
 M.builtin_strategies = { static = true, hosts_file = true, gossip = true, dns = true, dns_srv = true }
 
--- Keys that a running node can change by reloading, and those that need a restart.
-M.live_keys = { topologies = true, hooks = true }
-
 local function fail(file, path, msg)
   error({ topology_error = ("%s: %s: %s"):format(file, path, msg) }, 0)
 end

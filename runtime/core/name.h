@@ -1,6 +1,6 @@
 /* Node names: NAME@HOST[:PORT], and the short name (NAME) that stands for a node when
  * it is unambiguous. Pure functions, used by every layer (the transport, the election,
- * the glue, and Lua through clusterlua.core), so the same string is read the same way
+ * the glue, and Lua through clusterlua.c.core), so the same string is read the same way
  * everywhere: one parser, one short-name rule. */
 #ifndef CL_NAME_H
 #define CL_NAME_H

@@ -1,4 +1,4 @@
-/* clusterlua.core: what the Lua side needs from the runtime itself
+/* clusterlua.c.core: what the Lua side needs from the runtime itself
  * (clock, error reporting, the control-loop probe, the node-name parser). */
 #include <lauxlib.h>
 #include <lua.h>
@@ -10,7 +10,7 @@
 #include "core/lua_stats.h"
 #include "core/name.h"
 #include "lua/lua_host.h"
-#include "lua/modules.h"
+#include "lua/lua_modules.h"
 #include "core/options.h"
 #include "core/version.h"
 
@@ -138,7 +138,7 @@ static int l_options(lua_State *L) {
   return 1;
 }
 
-int luaopen_clusterlua_core(lua_State *L) {
+int luaopen_clusterlua_c_core(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"now", l_now},
       {"errors", l_errors},

@@ -1,4 +1,4 @@
-/* clusterlua.crypto: the few primitives Lua code needs to authenticate its own
+/* clusterlua.c.crypto: the few primitives Lua code needs to authenticate its own
  * traffic (gossip announcements) with the cluster cookie, through libsodium.
  *
  *   derive_key(cookie, purpose) -> 32-byte key, the same as the transport's
@@ -13,7 +13,7 @@
 #include <lua.h>
 #include <sodium.h>
 
-#include "lua/modules.h"
+#include "lua/lua_modules.h"
 #include "transport/transport.h"
 
 static int l_derive_key(lua_State *L) {
@@ -82,7 +82,7 @@ static int l_base64url(lua_State *L) {
   return 1;
 }
 
-int luaopen_clusterlua_crypto(lua_State *L) {
+int luaopen_clusterlua_c_crypto(lua_State *L) {
   /* idempotent and thread-safe; the module may be loaded before anything else ran it */
   if (sodium_init() < 0) return luaL_error(L, "libsodium failed to initialise");
   static const luaL_Reg fns[] = {

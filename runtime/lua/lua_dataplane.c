@@ -1,4 +1,4 @@
-/* clusterlua.cdataplane: the Lua side of data connections (dataplane.c). node.lua sends
+/* clusterlua.c.dataplane: the Lua side of data connections (dataplane.c). node.lua sends
  * through the FFI (cl_dp_send) and reads each received message's bytes through
  * cl_dp_rx_current(), so a message creates no Lua string on either side; this module
  * adopts connections, delivers messages and closures to Lua, and closes. */
@@ -11,7 +11,7 @@
 #include "transport/dataplane.h"
 #include "lua/lua_dataplane.h"
 #include "lua/lua_host.h"
-#include "lua/modules.h"
+#include "lua/lua_modules.h"
 
 static lua_State *g_L;
 static int g_on_msg = LUA_NOREF, g_on_closed = LUA_NOREF;
@@ -116,7 +116,7 @@ static int l_stats(lua_State *L) {
   return 1;
 }
 
-int luaopen_clusterlua_cdataplane(lua_State *L) {
+int luaopen_clusterlua_c_dataplane(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"set_handlers", l_set_handlers}, {"close", l_close}, {"set_spin_us", l_set_spin_us},
       {"stats", l_stats},               {NULL, NULL},

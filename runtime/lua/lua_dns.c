@@ -1,4 +1,4 @@
-/* clusterlua.cdns: SRV, A and AAAA queries through c-ares, on the Lua loop.
+/* clusterlua.c.dns: SRV, A and AAAA queries through c-ares, on the Lua loop.
  *
  * c-ares owns the sockets and the DNS parsing; libuv only tells it when a socket is
  * ready (one uv_poll per c-ares socket) and when its next timeout is due (one
@@ -21,9 +21,9 @@
 
 #include "core/log.h"
 #include "lua/lua_host.h"
-#include "lua/modules.h"
+#include "lua/lua_modules.h"
 
-#define CHAN_MT "clusterlua.cdns.channel"
+#define CHAN_MT "clusterlua.c.dns.channel"
 
 typedef struct dns_chan dns_chan;
 
@@ -508,7 +508,7 @@ static int l_tostring(lua_State *L) {
   return 1;
 }
 
-int luaopen_clusterlua_dns(lua_State *L) {
+int luaopen_clusterlua_c_dns(lua_State *L) {
   static int lib_ready;
   if (!lib_ready) {
     int st = ares_library_init(ARES_LIB_INIT_ALL);

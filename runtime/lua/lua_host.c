@@ -12,8 +12,7 @@
 #include <sys/stat.h>
 
 #include "core/log.h"
-#include "lua/modules.h"
-
+#include "lua/lua_modules.h"
 
 static int g_exit_code = -1;
 static uv_loop_t *g_loop;
@@ -158,11 +157,11 @@ lua_State *cl_lua_new(uv_loop_t *loop, const char *exe_path) {
   lua_pop(L, 1);
   cl_lua_preload(L, "uv", luaopen_luv);
   cl_lua_preload(L, "luv", luaopen_luv);
-  cl_lua_preload(L, "clusterlua.core", luaopen_clusterlua_core);
-  cl_lua_preload(L, "clusterlua.cdns", luaopen_clusterlua_dns);
-  cl_lua_preload(L, "clusterlua.cnode", luaopen_clusterlua_cnode);
-  cl_lua_preload(L, "clusterlua.crypto", luaopen_clusterlua_crypto);
-  cl_lua_preload(L, "clusterlua.cdataplane", luaopen_clusterlua_cdataplane);
+  cl_lua_preload(L, "clusterlua.c.core", luaopen_clusterlua_c_core);
+  cl_lua_preload(L, "clusterlua.c.dns", luaopen_clusterlua_c_dns);
+  cl_lua_preload(L, "clusterlua.c.node", luaopen_clusterlua_c_node);
+  cl_lua_preload(L, "clusterlua.c.crypto", luaopen_clusterlua_c_crypto);
+  cl_lua_preload(L, "clusterlua.c.dataplane", luaopen_clusterlua_c_dataplane);
   luv_set_loop(L, loop);
   luv_set_callback(L, luv_pcall);
   return L;

@@ -1,4 +1,4 @@
-/* clusterlua.cnode: the Lua side of the node. Commands go to the control loop through
+/* clusterlua.c.node: the Lua side of the node. Commands go to the control loop through
  * its queue; events come back through the event queue and are dispatched to one Lua
  * function (lua/clusterlua/node.lua), each under cl_lua_pcall. */
 #include <lauxlib.h>
@@ -12,7 +12,7 @@
 #include "election/election.h"
 #include "lua/lua_dataplane.h"
 #include "lua/lua_host.h"
-#include "lua/modules.h"
+#include "lua/lua_modules.h"
 #include "node/node.h"
 
 static int g_handler = LUA_NOREF;
@@ -521,7 +521,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
   }
 }
 
-int luaopen_clusterlua_cnode(lua_State *L) {
+int luaopen_clusterlua_c_node(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"start", l_start},   {"want", l_want},   {"unwant", l_unwant}, {"disconnect", l_disconnect},
       {"leave", l_leave},   {"fault", l_fault}, {"stop", l_stop},

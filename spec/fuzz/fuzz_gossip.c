@@ -11,7 +11,7 @@
 #define FUZZ_NAME "fuzz_gossip"
 
 static const char DRIVER[] =
-    "local crypto = require 'clusterlua.crypto'\n"
+    "local crypto = require 'clusterlua.c.crypto'\n"
     "local g = require 'clusterlua.strategy.gossip'\n"
     "local key = string.rep('k', 32)\n"
     "local REASONS = { malformed = true, version = true, wrong_cluster = true, bad_mac = true }\n"

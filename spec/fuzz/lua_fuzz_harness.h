@@ -1,5 +1,5 @@
 /* The common part of the Lua fuzz targets: an embedded LuaJIT with the JIT off, the
- * project's modules on package.path, a stand-in clusterlua.crypto over libsodium, and a
+ * project's modules on package.path, a stand-in clusterlua.c.crypto over libsodium, and a
  * line hook that turns Lua line-pair coverage into libFuzzer extra counters. A target
  * defines FUZZ_NAME and DRIVER (a chunk returning function(data)) and includes this. */
 #ifndef CL_LUA_FUZZ_HARNESS_H
@@ -84,7 +84,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   lua_getglobal(L, "package");
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, open_crypto);
-  lua_setfield(L, -2, "clusterlua.crypto");
+  lua_setfield(L, -2, "clusterlua.c.crypto");
   lua_pop(L, 2);
   if (luaL_loadstring(L, DRIVER) || lua_pcall(L, 0, 1, 0)) {
     fprintf(stderr, FUZZ_NAME ": %s\n", lua_tostring(L, -1));

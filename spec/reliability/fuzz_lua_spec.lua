@@ -3,7 +3,7 @@
 -- same properties coverage-guided under `make fuzz`). RELI_FUZZ_CASES scales it.
 local gossip = require "clusterlua.strategy.gossip"
 local topology = require "clusterlua.topology"
-local crypto = require "clusterlua.crypto"
+local crypto = require "clusterlua.c.crypto"
 local lib = require "reliability.lib"
 
 local CASES = tonumber(os.getenv "RELI_FUZZ_CASES" or "") or 20000

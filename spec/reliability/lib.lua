@@ -20,7 +20,7 @@ local M = {}
 M.HOOKS = require("helpers.cluster").HOOKS_PRELUDE .. [[
 local uv = require "uv"
 local cjson = require "cjson.safe"
-local crypto = require "clusterlua.crypto"
+local crypto = require "clusterlua.c.crypto"
 -- canonical JSON: object keys sorted, so equal states hash equally on every node
 local function canon(v)
   local tv = type(v)

@@ -1,7 +1,7 @@
 -- Coroutine helpers: each test runs its body in a coroutine (go) and pumps the loop
 -- from the spec body until it is done, with a bound.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local async = require "clusterlua.async"
 local proc = require "helpers.proc"
 local go = proc.go

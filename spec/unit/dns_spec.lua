@@ -1,10 +1,10 @@
 -- SRV, A and AAAA lookups through c-ares against a dnsmasq this spec starts on a
 -- free loopback port; and what happens when that server is slow or goes away.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local async = require "clusterlua.async"
 local dns = require "clusterlua.dns"
-local cdns = require "clusterlua.cdns"
+local cdns = require "clusterlua.c.dns"
 local proc = require "helpers.proc"
 local go = proc.go
 
@@ -234,7 +234,7 @@ end)
 
 -- Under `make test-asan` these are the leak and use-after-free checks of the channel's
 -- shutdown paths: the runtime closes the loop's handles before the Lua state.
-describe("clusterlua.cdns at process exit", function()
+describe("clusterlua.c.dns at process exit", function()
   local dir
   before_each(function() dir = proc.tmpdir() end)
   after_each(function()
@@ -253,7 +253,7 @@ describe("clusterlua.cdns at process exit", function()
     local src = [[
       local uv = require "uv"
       local dns = require "clusterlua.dns"
-      local cdns = require "clusterlua.cdns"
+      local cdns = require "clusterlua.c.dns"
       local silent = uv.new_udp()
       assert(silent:bind("127.0.0.1", 0))
       local port = silent:getsockname().port
@@ -273,7 +273,7 @@ describe("clusterlua.cdns at process exit", function()
   it("exits cleanly when a live channel is collected with the Lua state", function()
     local code, out, err = run [[
       local uv = require "uv"
-      local cdns = require "clusterlua.cdns"
+      local cdns = require "clusterlua.c.dns"
       local u = uv.new_udp()
       assert(u:bind("127.0.0.1", 0))
       u:recv_start(function() end)

@@ -1,8 +1,9 @@
 -- Hooks: registration by name and order, reload without duplicates, error containment,
 -- the time budget (a hook stuck in a loop is aborted), concurrency and cancellation.
 -- Unit level: events are emitted by hand, no node runs.
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local scheduler = require "clusterlua.scheduler"
 local hooks = require "clusterlua.hooks"
 local async = require "clusterlua.async"
 local proc = require "helpers.proc"
@@ -350,13 +351,13 @@ describe("cancellation", function()
       async.sleep(10)
       steps[#steps + 1] = "after"
     end)
-    events.cancel(co)
+    scheduler.cancel(co)
     -- marker: a coroutine that is not cancelled, waiting as long, started after both
     local marker = false
     async.spawn(function() async.sleep(10) marker = true end)
     assert(async.run_until(function() return marker end, 2000))
     assert.same({ "before" }, steps)
-    assert.is_true(events.is_cancelled(co))
+    assert.is_true(scheduler.is_cancelled(co))
     assert.equal(0, #reports)
   end)
 
@@ -366,7 +367,7 @@ describe("cancellation", function()
       async.exec("sleep", { "0.05" })
       resumed = true
     end)
-    events.cancel(co)
+    scheduler.cancel(co)
     -- marker: an exec that is not cancelled, started later and running longer
     local marker = false
     async.spawn(function() async.exec("sleep", { "0.1" }) marker = true end)

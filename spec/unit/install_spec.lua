@@ -6,7 +6,7 @@ local uv = require "uv"
 local function check_installed(bin, dir)
   local script = dir .. "/v.lua"
   local f = assert(io.open(script, "w"))
-  f:write 'print(require("clusterlua").version, require("clusterlua.core").libdir)'
+  f:write 'print(require("clusterlua").version, require("clusterlua.c.core").libdir)'
   f:close()
   local p = proc.start(bin, { script }, { cwd = "/", env = { LUA_PATH = "", LUA_PATH_5_1 = "" } })
   assert.equal(0, p:wait_exit(10000), p.stderr)

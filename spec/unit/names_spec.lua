@@ -1,10 +1,10 @@
 -- One node-name parser (issue 16): clusterlua.names is the C parser of the transport
--- (runtime/core/name.c, through clusterlua.core), so Lua and C accept and refuse the
+-- (runtime/core/name.c, through clusterlua.c.core), so Lua and C accept and refuse the
 -- same names with the same limits. Before, Lua had its own pattern with no length
 -- limit and a looser host and port, so a name Lua took could be refused by the
 -- transport later, far from where it was written.
 local names = require "clusterlua.names"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 
 local function refused(s, why)
   local n, err, code = names.parse(s)

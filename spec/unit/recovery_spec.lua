@@ -1,6 +1,6 @@
 -- Recovery recipes driven with made-up events and a fake cluster API: what each one
 -- asks of the cluster (exclusions, metadata, commands) and when.
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local async = require "clusterlua.async"
 local events = require "clusterlua.events"
 local hooks = require "clusterlua.hooks"

@@ -1,7 +1,7 @@
 -- The executable and the loop underneath everything: script mode like `lua`, luv on
 -- the Lua loop, callback errors contained, and the control loop not waiting for Lua.
 local uv = require "uv"
-local core = require "clusterlua.core"
+local core = require "clusterlua.c.core"
 local async = require "clusterlua.async"
 local proc = require "helpers.proc"
 
@@ -111,7 +111,7 @@ describe("clusterlua script mode", function()
 
   it("finds its lua/ modules from any working directory (dev checkout)", function()
     local f = script("mods.lua", [[
-      local core = require "clusterlua.core"
+      local core = require "clusterlua.c.core"
       print(core.libdir)
       print(type(require("clusterlua.async").sleep), type(require("clusterlua.dns").srv))
       print(package.searchpath("clusterlua.async", package.path))
@@ -127,7 +127,7 @@ describe("clusterlua script mode", function()
   it("reports a callback error with its location and carries on", function()
     local f = script("cberr.lua", [[
       local uv = require "uv"
-      local core = require "clusterlua.core"
+      local core = require "clusterlua.c.core"
       local t1 = uv.new_timer()
       t1:start(10, 0, function() t1:close() error("callback failed") end)
       local t2 = uv.new_timer()

@@ -6,7 +6,7 @@
 local uv = require "uv"
 local async = require "clusterlua.async"
 local topology = require "clusterlua.topology"
-local crypto = require "clusterlua.crypto"
+local crypto = require "clusterlua.c.crypto"
 local proc = require "helpers.proc"
 local netns = require "helpers.netns"
 local fake = require "helpers.strategy_ctx"

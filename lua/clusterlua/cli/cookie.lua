@@ -2,7 +2,7 @@
 -- base64url (43 characters, no padding), ready for --cookie-file:
 --   (umask 077; clusterlua cookie > /etc/clusterlua/cookie)
 -- Exit status: 0 printed, 2 usage.
-local crypto = require "clusterlua.crypto"
+local crypto = require "clusterlua.c.crypto"
 
 local USAGE = [[
 usage: clusterlua cookie

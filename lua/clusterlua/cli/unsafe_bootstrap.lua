@@ -7,7 +7,7 @@
 -- configuration could elect a master of its own; the new id makes the new cluster refuse
 -- it instead of merging it silently. Wipe the other nodes' data directories before they
 -- rejoin. Updates the survivor never accepted are lost.
-local cnode = require "clusterlua.cnode"
+local cnode = require "clusterlua.c.node"
 
 local function die(code, msg)
   io.stderr:write("clusterlua unsafe-bootstrap: ", msg, "\n")

@@ -124,7 +124,7 @@ end
 
 --- encode(key, cluster, name, ts_ms, nonce) -> packet
 function M.encode(key, cluster, name, ts, nonce)
-  local crypto = require "clusterlua.crypto"
+  local crypto = require "clusterlua.c.crypto"
   local body = string.char(M.VERSION, #cluster) .. cluster .. string.char(#name) .. name .. u64(ts) .. nonce
   return body .. crypto.hmac_sha256(key, body)
 end
@@ -133,7 +133,7 @@ end
 -- reason: "malformed", "version", "wrong_cluster", "bad_mac" (checked in that order:
 -- the MAC, the only costly check, is computed last)
 function M.decode(key, cluster, pkt)
-  local crypto = require "clusterlua.crypto"
+  local crypto = require "clusterlua.c.crypto"
   if type(pkt) ~= "string" or #pkt < 1 + 1 + 1 + 1 + 8 + M.NONCE_LEN + M.MAC_LEN or #pkt > MAX_PACKET then
     return nil, "malformed"
   end
@@ -166,7 +166,7 @@ end
 local DROP_LOG_EVERY = 10000
 
 function M.start(ctx, config, state)
-  local crypto = require "clusterlua.crypto"
+  local crypto = require "clusterlua.c.crypto"
   local key, kerr = ctx.cookie_key("gossip")
   if not key then error("gossip needs the cluster cookie: " .. tostring(kerr), 0) end
   local broadcast = config.broadcast == true
