@@ -101,20 +101,15 @@ describe("UDP multicast in a network namespace", function()
     -- bound to the group address, not 0.0.0.0: the host side listens on nothing else
     assert(u:bind(group, port, { reuseaddr = true }))
     assert(u:set_membership(group, "127.0.0.1", "join"))
-    local heard = {}
-    u:recv_start(function(_, data) if data then heard[#heard + 1] = data end end)
+    local heard = 0
+    u:recv_start(function(_, data) if data then heard = heard + 1 end end)
     local send = proc.write(dir .. "/sender.lua", SENDER:gsub("n == 50", "n == 5"))
     local s = proc.start(netns.ip, netns.exec_args(ns, proc.bin, { send, tostring(port), group }))
     assert.equal(0, s:wait_exit(10000))
-    -- marker: the same group and port, sent from the host once the namespace's sender is
-    -- done; once it is heard, anything the namespace had leaked would have been too
-    local m = uv.new_udp()
-    finally(function() if not m:is_closing() then m:close() end end)
-    assert(m:bind("127.0.0.1", 0))
-    assert(m:set_multicast_interface("127.0.0.1"))
-    assert(m:set_multicast_loop(true))
-    assert(m:send("marker", group, port, function() end))
-    assert(async.run_until(function() return heard[#heard] == "marker" end, 5000))
-    assert.same({ "marker" }, heard)
+    -- No marker can come down this path: there is none, which is what is tested, and a
+    -- marker sent by the host itself would put multicast on the host's interfaces. So
+    -- this is the one bounded wait for nothing (spec/README.md lists it).
+    async.run_until(function() return heard > 0 end, 300)
+    assert.equal(0, heard)
   end)
 end)
