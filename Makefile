@@ -44,7 +44,7 @@ $(BUILD)/clusterlua: $(RUNTIME_OBJ)
 include $(wildcard mk/*.mk)
 
 test: all $(C_TESTS)
-	@sh tools/check-deps.sh --decls-only $(BUILD)
+	@sh tools/check-deps.sh $(BUILD)
 	@sh tools/run-tests.sh $(BUILD)/clusterlua $(C_TESTS)
 
 test-c: $(C_TESTS)
@@ -66,8 +66,7 @@ test-asan: $(BUILD)/.deps
 	  LDFLAGS="-fsanitize=address,undefined" test
 
 # No circle between the object files of runtime/ and no hand-written declaration of
-# another file's function (tools/check-deps.sh says how). `make test` checks only the
-# declarations for now: the node/admin glue still has circles being untangled.
+# another file's function (tools/check-deps.sh says how); `make test` runs it first.
 check-deps: all
 	@sh tools/check-deps.sh $(BUILD)
 

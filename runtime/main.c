@@ -129,9 +129,9 @@ enum { MODE_SCRIPT, MODE_NODE, MODE_CLI };
 static int call_module(lua_State *L, const char *modname, const char *arg) {
   lua_getglobal(L, "require");
   lua_pushstring(L, modname);
-  if (cl_lua_pcall(L, 1, 1, modname) != 0) return cl_lua_exit_requested() >= 0 ? cl_lua_exit_requested() : 1;
+  if (cl_lua_pcall(L, 1, 1, modname) != 0) return cl_lua_exit_requested(L) >= 0 ? cl_lua_exit_requested(L) : 1;
   lua_pushstring(L, arg);
-  if (cl_lua_pcall(L, 1, 1, modname) != 0) return cl_lua_exit_requested() >= 0 ? cl_lua_exit_requested() : 1;
+  if (cl_lua_pcall(L, 1, 1, modname) != 0) return cl_lua_exit_requested(L) >= 0 ? cl_lua_exit_requested(L) : 1;
   int status = lua_isnumber(L, -1) ? (int)lua_tointeger(L, -1) : 0;
   lua_pop(L, 1);
   return status;
@@ -192,7 +192,7 @@ static int run(int argc, char **argv, int script, int mode) {
       if (lua_pcall(L, nargs, 0, base) != 0) {
         /* error() with nil is how busted and others ask for a failing exit on Lua 5.1
          * without printing anything more */
-        if (cl_lua_exit_requested() < 0) {
+        if (cl_lua_exit_requested(L) < 0) {
           if (!lua_isnil(L, -1))
             fprintf(stderr, "clusterlua: %s\n",
                     lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error object is not a string)");
@@ -202,8 +202,8 @@ static int run(int argc, char **argv, int script, int mode) {
       lua_settop(L, 0);
     }
   }
-  if (status == 0 && cl_lua_exit_requested() < 0) uv_run(&loop, UV_RUN_DEFAULT);
-  if (cl_lua_exit_requested() >= 0) status = cl_lua_exit_requested();
+  if (status == 0 && cl_lua_exit_requested(L) < 0) uv_run(&loop, UV_RUN_DEFAULT);
+  if (cl_lua_exit_requested(L) >= 0) status = cl_lua_exit_requested(L);
 
   cl_control_stop(&control);
   cl_control_set(NULL);

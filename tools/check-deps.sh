@@ -11,8 +11,7 @@
 #    against the definition.
 #
 # Usage: tools/check-deps.sh [--decls-only] [BUILD_DIR]   (default: build; run `make` first)
-# Exits 1 when it finds either. --decls-only skips the circles (`make test` runs that
-# half while the node/admin glue still has circles).
+# Exits 1 when it finds either; --decls-only skips the circles. `make test` runs both.
 decls_only=0
 if [ "$1" = --decls-only ]; then decls_only=1; shift; fi
 build=${1:-build}

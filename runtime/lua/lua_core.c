@@ -9,7 +9,7 @@
 #include "core/log.h"
 #include "core/lua_stats.h"
 #include "core/name.h"
-#include "lua/lua_host.h"
+#include "lua/lua_call.h"
 #include "lua/lua_modules.h"
 #include "core/options.h"
 #include "core/version.h"
@@ -158,7 +158,7 @@ int luaopen_clusterlua_c_core(lua_State *L) {
   luaL_register(L, NULL, fns);
   lua_pushstring(L, CL_VERSION);
   lua_setfield(L, -2, "version");
-  lua_pushstring(L, cl_lua_libdir());
+  lua_pushstring(L, cl_lua_ctx_get(L)->libdir);
   lua_setfield(L, -2, "libdir");
   return 1;
 }

@@ -10,30 +10,28 @@
 
 #include "transport/dataplane.h"
 #include "lua/lua_dataplane.h"
-#include "lua/lua_host.h"
+#include "lua/lua_call.h"
 #include "lua/lua_modules.h"
 
-static lua_State *g_L;
-static int g_on_msg = LUA_NOREF, g_on_closed = LUA_NOREF;
 
+/* ud: the state's cl_lua_ctx (the data plane calls back on the Lua loop) */
 static void on_message(void *ud, cl_dp_conn *c, const uint8_t *p, size_t n) {
-  (void)ud;
   (void)p;
   (void)n;
-  lua_State *L = g_L;
-  if (!L || g_on_msg == LUA_NOREF) return;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, g_on_msg);
+  cl_lua_ctx *cx = ud;
+  lua_State *L = cx->L;
+  if (cx->dp_on_msg == LUA_NOREF) return;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, cx->dp_on_msg);
   lua_rawgeti(L, LUA_REGISTRYINDEX, (int)cl_dp_tag(c));
   cl_lua_pcall(L, 1, 0, "message");
 }
 
 static void on_closed(void *ud, cl_dp_conn *c, const char *reason) {
-  (void)ud;
-  lua_State *L = g_L;
-  if (!L) return;
+  cl_lua_ctx *cx = ud;
+  lua_State *L = cx->L;
   int ref = (int)cl_dp_tag(c);
-  if (g_on_closed != LUA_NOREF) {
-    lua_rawgeti(L, LUA_REGISTRYINDEX, g_on_closed);
+  if (cx->dp_on_closed != LUA_NOREF) {
+    lua_rawgeti(L, LUA_REGISTRYINDEX, cx->dp_on_closed);
     lua_rawgeti(L, LUA_REGISTRYINDEX, ref);
     lua_pushlightuserdata(L, c);
     lua_pushstring(L, reason);
@@ -44,9 +42,10 @@ static void on_closed(void *ud, cl_dp_conn *c, const char *reason) {
 }
 
 static void init(lua_State *L) {
-  if (g_L) return;
-  g_L = L;
-  cl_dp_callbacks cb = {.message = on_message, .closed = on_closed, .ud = NULL};
+  cl_lua_ctx *cx = cl_lua_ctx_get(L);
+  if (cx->dp_started) return;
+  cx->dp_started = 1;
+  cl_dp_callbacks cb = {.message = on_message, .closed = on_closed, .ud = cx};
   cl_dp_init(luv_loop(L), &cb);
 }
 
@@ -70,12 +69,13 @@ static int l_set_handlers(lua_State *L) {
   luaL_checktype(L, 1, LUA_TFUNCTION);
   luaL_checktype(L, 2, LUA_TFUNCTION);
   init(L);
-  luaL_unref(L, LUA_REGISTRYINDEX, g_on_msg);
-  luaL_unref(L, LUA_REGISTRYINDEX, g_on_closed);
+  cl_lua_ctx *cx = cl_lua_ctx_get(L);
+  luaL_unref(L, LUA_REGISTRYINDEX, cx->dp_on_msg);
+  luaL_unref(L, LUA_REGISTRYINDEX, cx->dp_on_closed);
   lua_pushvalue(L, 1);
-  g_on_msg = luaL_ref(L, LUA_REGISTRYINDEX);
+  cx->dp_on_msg = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_pushvalue(L, 2);
-  g_on_closed = luaL_ref(L, LUA_REGISTRYINDEX);
+  cx->dp_on_closed = luaL_ref(L, LUA_REGISTRYINDEX);
   return 0;
 }
 

@@ -20,7 +20,7 @@
 #include <uv.h>
 
 #include "core/log.h"
-#include "lua/lua_host.h"
+#include "lua/lua_call.h"
 #include "lua/lua_modules.h"
 
 #define CHAN_MT "clusterlua.c.dns.channel"

@@ -11,14 +11,10 @@
 #include "core/control.h"
 #include "election/election.h"
 #include "lua/lua_dataplane.h"
-#include "lua/lua_host.h"
+#include "lua/lua_call.h"
 #include "lua/lua_modules.h"
 #include "node/node.h"
 
-static int g_handler = LUA_NOREF;
-static uint32_t g_max_frame = 16u << 20;
-static int64_t g_send_queue_max = 64 << 20;
-static lua_State *g_L;
 
 static char *dupfield(lua_State *L, int idx, const char *k, int required) {
   lua_getfield(L, idx, k);
@@ -112,12 +108,12 @@ static int l_start(lua_State *L) {
   cfg->new_id = boolfield(L, 1, "new_id", 0);
   cfg->data_conn = boolfield(L, 1, "data_connection", 1);
   cfg->max_frame = uintfield(L, 1, "max_frame");
-  if (cfg->max_frame) g_max_frame = cfg->max_frame;
+  if (cfg->max_frame) cl_lua_ctx_get(L)->max_frame = cfg->max_frame;
   cfg->heartbeat_ms = uintfield(L, 1, "heartbeat_ms");
   cfg->timeout_ms = uintfield(L, 1, "timeout_ms");
   cfg->send_queue_max = uintfield(L, 1, "send_queue_max");
   cfg->reconnect_timeout_ms = uintfield(L, 1, "reconnect_timeout_ms");
-  if (cfg->send_queue_max) g_send_queue_max = cfg->send_queue_max;
+  if (cfg->send_queue_max) cl_lua_ctx_get(L)->send_queue_max = cfg->send_queue_max;
   lua_getfield(L, 1, "election");
   if (lua_istable(L, -1)) {
     int e = lua_gettop(L);
@@ -147,8 +143,7 @@ static int l_start(lua_State *L) {
     return 3;
   }
   lua_pushvalue(L, 2);
-  g_handler = luaL_ref(L, LUA_REGISTRYINDEX);
-  g_L = L;
+  cl_lua_ctx_get(L)->node_handler = luaL_ref(L, LUA_REGISTRYINDEX);
   /* a running node keeps the Lua loop alive */
   uv_ref((uv_handle_t *)&c->evt.async);
   lua_pushboolean(L, 1);
@@ -235,7 +230,8 @@ static int l_send(lua_State *L) {
     lua_pushlightuserdata(L, q);
     lua_rawset(L, lua_upvalueindex(1));
   }
-  if (atomic_load(&q->full) || atomic_load(&q->pending) + (int64_t)len > g_send_queue_max) return enobufs(L, to);
+  if (atomic_load(&q->full) || atomic_load(&q->pending) + (int64_t)len > cl_lua_ctx_get(L)->send_queue_max)
+    return enobufs(L, to);
   cl_msg *m = cl_msg_new(CL_CMD_NODE_SEND, to, data, len);
   if (!m) return luaL_error(L, "out of memory");
   m->id = (uint64_t)(uintptr_t)q;
@@ -252,7 +248,7 @@ static int l_send(lua_State *L) {
 static int l_set_send_queue_max(lua_State *L) {
   lua_Integer v = luaL_checkinteger(L, 1);
   if (v < 1024) return luaL_argerror(L, 1, "must be >= 1024 bytes");
-  g_send_queue_max = v;
+  cl_lua_ctx_get(L)->send_queue_max = v;
   return 0;
 }
 
@@ -353,9 +349,10 @@ static int l_persisted_info(lua_State *L) {
 
 static int l_stop(lua_State *L) {
   cl_control *c = ctl(L);
-  if (g_handler != LUA_NOREF) {
-    luaL_unref(L, LUA_REGISTRYINDEX, g_handler);
-    g_handler = LUA_NOREF;
+  cl_lua_ctx *cx = cl_lua_ctx_get(L);
+  if (cx->node_handler != LUA_NOREF) {
+    luaL_unref(L, LUA_REGISTRYINDEX, cx->node_handler);
+    cx->node_handler = LUA_NOREF;
     uv_unref((uv_handle_t *)&c->evt.async);
   }
   return 0;
@@ -388,15 +385,18 @@ static void drop_event(cl_msg *m) {
 }
 
 void cl_lua_node_events(cl_msg *list, void *ud) {
-  (void)ud;
-  lua_State *L = g_L;
+  /* ud is the Lua state the loop was started with; events are handled on its main
+   * thread, never on a coroutine that happened to start the node */
+  cl_lua_ctx *cx = ud ? cl_lua_ctx_get(ud) : NULL;
+  lua_State *L = cx ? cx->L : NULL;
   while (list) {
     cl_msg *m = list;
     list = list->next;
-    if (!L || g_handler == LUA_NOREF) drop_event(m);
-    if (L && g_handler != LUA_NOREF) {
+    int handler = cx ? cx->node_handler : LUA_NOREF;
+    if (!L || handler == LUA_NOREF) drop_event(m);
+    if (L && handler != LUA_NOREF) {
       int top = lua_gettop(L);
-      lua_rawgeti(L, LUA_REGISTRYINDEX, g_handler);
+      lua_rawgeti(L, LUA_REGISTRYINDEX, handler);
       int nargs = 2;
       switch (m->type) {
       case CL_EVT_NODE_UP: {
@@ -436,7 +436,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
                                .pre_in_len = d.pre_in_len};
             memcpy(dc.key_tx, d.key_tx, 32);
             memcpy(dc.key_rx, d.key_rx, 32);
-            cl_lua_dp_adopt(L, &dc, g_max_frame, (size_t)g_send_queue_max);
+            cl_lua_dp_adopt(L, &dc, cx->max_frame, (size_t)cx->send_queue_max);
             sodium_memzero(&dc, sizeof dc);
             nargs = 4;
           }
