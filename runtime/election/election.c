@@ -1439,7 +1439,10 @@ static void timers(cl_el *el) {
       become_candidate(el, 1, "no heartbeat from the master within the leader timeout");
   } else if (el->mode == CL_EL_LEADER) {
     if (now >= el->hb_at) {
-      el->hb_at = now + el->cfg.hb_interval_ms;
+      /* on multiples of the interval of the (monotonic, machine-wide) clock, as the
+       * transport beats: a follower's wake-up for the master's heartbeat is then the
+       * same as for its other peers' beats. The interval stays hb_interval_ms. */
+      el->hb_at = (now / el->cfg.hb_interval_ms + 1) * el->cfg.hb_interval_ms;
       uint64_t cv = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
       for (int i = 0; i < CL_EL_MAX_NODES; i++) {
         peer *p = &el->peers[i];

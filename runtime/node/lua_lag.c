@@ -1,6 +1,8 @@
-/* The Lua-lag check: the control loop pings the Lua loop through the event queue every
- * 100 ms; a ping unanswered past the step-down threshold tells the election core, which
- * gives up master duties until Lua answers again. The control loop never waits for it. */
+/* The Lua-lag check: the control loop pings the Lua loop through the event queue once a
+ * second (a quarter of the step-down threshold if that is shorter), so an idle node
+ * wakes its Lua thread about once a second for it; a ping unanswered past the step-down
+ * threshold tells the election core, which gives up master duties until Lua answers
+ * again. The control loop never waits for it. */
 #include <stdatomic.h>
 
 #include "core/log.h"
@@ -42,7 +44,10 @@ void cl_node_lua_lag_start(cl_node *n) {
   n->lag_on = 1;
   uv_timer_init(&n->c->loop, &n->lag_timer);
   n->lag_timer.data = n;
-  uv_timer_start(&n->lag_timer, on_lag_timer, 100, 100);
+  uint64_t every = n->lua_stepdown_ms / 4;
+  if (every > 1000) every = 1000;
+  if (every < 10) every = 10;
+  uv_timer_start(&n->lag_timer, on_lag_timer, every, every);
 }
 
 void cl_node_lua_lag_stop(cl_node *n) {

@@ -262,25 +262,56 @@ static void sample_rtt(void *ud, const cl_peer_info *p) {
   if (p->connected && p->rtt_us && n->rtt_seconds.counts) cl_histogram_observe(&n->rtt_seconds, p->rtt_us / 1e6);
 }
 
+/* The node's housekeeping: once a second at rest (the round-trip histogram's sample),
+ * every DRAIN_BUSY_MS while a peer's send queue is full (so a sender learns soon that
+ * it may send again), and when a peer's wait for its data connection ends. Nothing
+ * here runs more often than that when nothing happens. */
+#define DRAIN_IDLE_MS 1000
+#define DRAIN_BUSY_MS 50
+
+static void on_drain(uv_timer_t *t);
+
+static void drain_arm(cl_node *n, uint64_t delay_ms) {
+  if (uv_is_active((uv_handle_t *)&n->drain_timer) && uv_timer_get_due_in(&n->drain_timer) <= delay_ms) return;
+  uv_timer_start(&n->drain_timer, on_drain, delay_ms, 0);
+}
+
+void cl_node_drain_soon(cl_node *n) {
+  if (n->running) drain_arm(n, DRAIN_BUSY_MS);
+}
+
 static void on_drain(uv_timer_t *t) {
   cl_node *n = t->data;
   uint64_t now = uv_now(&n->c->loop);
+  uint64_t next = DRAIN_IDLE_MS;
   for (int i = 0; i < n->n_peers; i++) {
     cl_node_peer *p = &n->peers[i];
-    if (p->up && !p->lua_up && now - p->up_ms > CL_DATA_WAIT_MS) {
+    if (!p->up || p->lua_up) continue;
+    if (now - p->up_ms >= CL_DATA_WAIT_MS) {
       cl_log(CL_LOG_WARN, "node", NULL,
              "no data connection with %s after %d ms: its messages use the control connection", p->name,
              CL_DATA_WAIT_MS);
       emit_up(n, p, NULL);
+    } else if (p->up_ms + CL_DATA_WAIT_MS - now < next) {
+      next = p->up_ms + CL_DATA_WAIT_MS - now;
     }
   }
   /* the heartbeat round-trip histogram gets one sample per peer per second */
-  if (++n->rtt_tick % 20 == 0) cl_transport_foreach(n->t, sample_rtt, n);
+  if (now - n->rtt_sampled_ms >= 1000) {
+    n->rtt_sampled_ms = now;
+    cl_transport_foreach(n->t, sample_rtt, n);
+  }
   uint32_t limit = n->cfg && n->cfg->send_queue_max ? n->cfg->send_queue_max : (64u << 20);
   uv_mutex_lock(&peerq_mu);
   for (peerq_entry *e = peerq_head; e; e = e->next)
-    if (atomic_load(&e->q.full) && cl_transport_queued(n->t, e->name) < limit / 2) atomic_store(&e->q.full, 0);
+    if (atomic_load(&e->q.full)) {
+      if (cl_transport_queued(n->t, e->name) < limit / 2)
+        atomic_store(&e->q.full, 0);
+      else
+        next = DRAIN_BUSY_MS;
+    }
   uv_mutex_unlock(&peerq_mu);
+  drain_arm(n, next);
 }
 
 static void node_teardown(cl_node *n) {
@@ -397,7 +428,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   n->leave_timer.data = n;
   n->leaving = n->left = n->leave_signal = 0;
   n->leave_sem = NULL;
-  uv_timer_start(&n->drain_timer, on_drain, 50, 50);
+  uv_timer_start(&n->drain_timer, on_drain, DRAIN_IDLE_MS, 0);
   n->running = 1;
   /* Order matters: everything that can fail comes before anything is written (the
    * first election step may bootstrap a cluster and persist it). No peer is dialled
@@ -445,7 +476,10 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     cl_peerq *q = (cl_peerq *)(uintptr_t)m->id;
     if (n->t) {
       int r = cl_transport_send(n->t, cl_msg_name(m), CL_CH_LUA, cl_msg_body(m), m->body_len);
-      if (r == CL_ENOBUFS && q) atomic_store(&q->full, 1);
+      if (r == CL_ENOBUFS && q) {
+        atomic_store(&q->full, 1);
+        cl_node_drain_soon(n);
+      }
     }
     if (q) atomic_fetch_sub(&q->pending, (int64_t)m->body_len);
     break;

@@ -79,7 +79,7 @@ typedef struct cl_node {
   uint64_t wall_offset_ms; /* wall clock minus loop time, to render loop timestamps */
   uint64_t started_ms;     /* loop time when the node started */
   uint64_t req_salt;       /* added to request ids: unique across restarts (node_election.c) */
-  unsigned rtt_tick;
+  uint64_t rtt_sampled_ms; /* the last sample of the round-trip histogram */
 
   /* Lua lag: the control loop pings Lua through the event queue */
   uv_timer_t lag_timer;
@@ -108,6 +108,8 @@ void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body,
 
 /* node.c */
 void cl_node_set_admin(const cl_node_admin_ops *ops);
+/* housekeeping soon: a send queue filled, or a peer waits for its data connection */
+void cl_node_drain_soon(cl_node *n);
 
 /* node_election.c */
 /* reads and checks the persisted state; writes nothing (cl_node_election_run does) */

@@ -25,10 +25,14 @@
 #define CL_TAG_LEN 16
 #define CL_STR_MAX 255
 
+/* a beat: sender's clock (µs), the echoed clock of the peer's last beat, how long it
+ * was held (µs), all big-endian u64 */
+#define CL_BEAT_LEN 24
+
 enum {
   CL_T_DATA = 1,
   CL_T_PING = 2,
-  CL_T_PONG = 3,
+  CL_T_PONG = 3, /* answers an 8-byte ping; beats (CL_BEAT_LEN bytes) want none */
   CL_T_PEERS = 4, /* mesh: names of our connected peers, '\n'-separated */
   CL_T_LEAVE = 5,
   CL_T_HELLO = 16,

@@ -50,6 +50,7 @@ struct cl_conn {
   size_t wire_off;
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
+  uint64_t peer_beat_us, peer_beat_rx_us; /* the peer's last beat: its clock, and ours on arrival */
   /* the handshake's round trip: our first flight sent (µs) -> the peer's next one read */
   uint64_t hs_mark_us;
   uint32_t hs_rtt_us;
@@ -90,6 +91,9 @@ struct cl_transport {
   uv_check_t check;
   uv_idle_t idle;
   uint32_t tick_ms;
+  uint64_t next_beat_ms; /* the tick's next heartbeat */
+  uint64_t tick_due_ms;  /* when the tick was asked to run */
+  cl_det_awareness awareness;
   cl_conn *conns;
   cl_conn *dirty;
   cl_peer *peers, *last_peer;
@@ -368,6 +372,8 @@ static void arm_delay_timer(cl_transport *t);
 /* Queues one frame on an authenticated connection, through the fault layer. */
 static int conn_put(cl_conn *c, uint8_t type, uint8_t ch, const void *data, uint32_t len) {
   cl_transport *t = c->t;
+  /* anything we send tells the peer we are alive: no beat is needed on a busy connection */
+  if (c->state == C_UP) cl_det_sent(&c->det, now_ms(t));
   cl_fault tmp;
   const cl_fault *f = t->faults_on ? fault_of(t, c->peer, &tmp) : NULL;
   if (f) {
@@ -601,11 +607,33 @@ static void send_peer_list(cl_conn *c) {
   cl_tbuf_free(&b);
 }
 
+static void put_u64(uint8_t *p, uint64_t v) {
+  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_u64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  return v;
+}
+
+/* A beat (CL_T_PING of CL_BEAT_LEN bytes): our clock, and the clock of the peer's last
+ * beat with how long we held it, so the peer measures the round trip from our beat
+ * without a pong (both sides beat anyway: each one's beat is the other's proof of life). */
 static void send_ping(cl_conn *c) {
   uint64_t us = uv_hrtime() / 1000;
-  uint8_t x[8];
-  for (int i = 0; i < 8; i++) x[i] = (uint8_t)(us >> (56 - 8 * i));
-  conn_put(c, CL_T_PING, 0, x, 8);
+  uint8_t x[CL_BEAT_LEN];
+  put_u64(x, us);
+  put_u64(x + 8, c->peer_beat_us);
+  uint64_t held = c->peer_beat_us && us > c->peer_beat_rx_us ? us - c->peer_beat_rx_us : 0;
+  put_u64(x + 16, held);
+  conn_put(c, CL_T_PING, 0, x, sizeof x);
+  c->det.last_beat_ms = now_ms(c->t);
+}
+
+static void rtt_sample(cl_conn *c, uint64_t sent_us, uint64_t now_us, uint64_t held_us) {
+  if (!sent_us || now_us < sent_us + held_us || now_us - sent_us >= 60000000) return;
+  c->peer->rtt_us = cl_det_rtt_smooth(c->peer->rtt_us, (uint32_t)(now_us - sent_us - held_us));
 }
 
 /* The handshake succeeded: decide whether this connection becomes the pair's one. */
@@ -839,19 +867,17 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     if (t->cb.message) t->cb.message(t->cb.ud, c->peer->nn.full, f->channel, f->data, f->len);
     break;
   case CL_T_PING:
-    if (f->len == 8) conn_put(c, CL_T_PONG, 0, f->data, 8);
+    if (f->len == CL_BEAT_LEN) {
+      uint64_t now_us = uv_hrtime() / 1000;
+      c->peer_beat_us = get_u64(f->data);
+      c->peer_beat_rx_us = now_us;
+      rtt_sample(c, get_u64(f->data + 8), now_us, get_u64(f->data + 16));
+    } else if (f->len == 8) {
+      conn_put(c, CL_T_PONG, 0, f->data, 8); /* a ping that wants a pong (an older node) */
+    }
     break;
   case CL_T_PONG:
-    if (f->len == 8) {
-      uint64_t sent = 0;
-      for (int i = 0; i < 8; i++) sent = sent << 8 | f->data[i];
-      uint64_t now = uv_hrtime() / 1000;
-      if (now >= sent && now - sent < 60000000) {
-        uint32_t s = (uint32_t)(now - sent);
-        cl_peer *p = c->peer;
-        p->rtt_us = cl_det_rtt_smooth(p->rtt_us, s);
-      }
-    }
+    if (f->len == 8) rtt_sample(c, get_u64(f->data), uv_hrtime() / 1000, 0);
     break;
   case CL_T_PEERS:
     learn_peers(c, f->data, f->len);
@@ -1235,9 +1261,35 @@ static void sweep(cl_transport *t) {
   }
 }
 
+/* One timer for every connection. It wakes once per heartbeat (when idle connections
+ * beat, all together), at a silent connection's exact down deadline, and for nothing
+ * else: a node at rest wakes about 1000/heartbeat_ms times a second for its timers. */
+static void on_tick(uv_timer_t *h);
+
+static void tick_arm(cl_transport *t) {
+  if (t->closing) return;
+  uint64_t now = now_ms(t);
+  /* beats on multiples of the heartbeat of the monotonic clock, which every process of
+   * a machine shares: the nodes of one machine beat together, and a node wakes once for
+   * its peers' beats rather than once for each */
+  if (t->next_beat_ms <= now) t->next_beat_ms = (now / t->tick_ms + 1) * t->tick_ms;
+  uint64_t next = t->next_beat_ms;
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->state == C_UP && cl_det_down_at(&c->det) < next) next = cl_det_down_at(&c->det);
+  t->tick_due_ms = next > now ? next : now;
+  uv_timer_start(&t->tick, on_tick, next > now ? next - now : 0, 0);
+}
+
 static void on_tick(uv_timer_t *h) {
   cl_transport *t = h->data;
   uint64_t now = now_ms(t);
+  /* A late tick means this node was not running (its CPU starved, or it was paused):
+   * frames may be waiting unread in its sockets, and libuv runs timers before it polls.
+   * So a late tick calls nobody down; it looks again right after the poll, and while the
+   * node keeps running late every connection gets more time (detector.h). */
+  int late = now > t->tick_due_ms + t->tick_ms / 2;
+  uint32_t grace = cl_det_tick(&t->awareness, t->tick_due_ms, now, t->tick_ms, t->cfg.timeout_ms);
+  for (cl_conn *c = t->conns; c; c = c->next) c->det.grace_ms = grace;
   /* once a second at least: reconnect timeouts expire, the keep callback lets go */
   if (!t->leaving && (t->sweep_due || now - t->last_sweep_ms >= 1000)) sweep(t);
   cl_conn *c = t->conns;
@@ -1270,13 +1322,19 @@ static void on_tick(uv_timer_t *h) {
       }
     } else if (c->state == C_UP) {
       cl_det_verdict v = cl_det_check(&c->det, now);
-      if (v == CL_DET_DOWN)
+      if (v == CL_DET_DOWN && !late)
         conn_down(c, "timeout");
       else if (v == CL_DET_PING)
         send_ping(c);
     }
     c = n;
   }
+  if (late) {
+    t->tick_due_ms = now + 1;
+    uv_timer_start(&t->tick, on_tick, 1, 0); /* after the poll: 0 would run before it */
+    return;
+  }
+  tick_arm(t);
 }
 
 /* ---- public API ---- */
@@ -1286,7 +1344,7 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->encrypt = 1;
   c->max_frame = 16u << 20;
   c->heartbeat_ms = 100;
-  c->timeout_ms = 400; /* plus the check interval (timeout/8) stays under 500 ms */
+  c->timeout_ms = 400; /* a silent peer is down 401 ms after its last frame */
   c->handshake_timeout_ms = 2000;
   c->send_queue_max = 64u << 20;
   c->backoff_min_ms = 50;
@@ -1372,10 +1430,8 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   t->rl_hs.window_ms = 10000;
   t->rl_frame.per_window = 5;
   t->rl_frame.window_ms = 10000;
-  uint32_t tick = t->cfg.timeout_ms / 8;
-  if (tick > t->cfg.heartbeat_ms) tick = t->cfg.heartbeat_ms;
-  if (tick < 5) tick = 5;
-  t->tick_ms = tick;
+  /* the beat interval; handshake and connect deadlines are checked on it too */
+  t->tick_ms = t->cfg.heartbeat_ms < 5 ? 5 : t->cfg.heartbeat_ms;
 
   struct sockaddr_storage ss;
   int r = 0;
@@ -1408,7 +1464,7 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
     cl_transport_close(t, NULL, NULL);
     return NULL;
   }
-  uv_timer_start(&t->tick, on_tick, t->tick_ms, t->tick_ms);
+  tick_arm(t);
   return t;
 }
 

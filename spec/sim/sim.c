@@ -547,7 +547,9 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
   }
   if (i != w->foreign && j == w->foreign && data[4] == 2 /* PREVOTE_RESP */ && toff + 25 <= len && data[toff + 24])
     violation(w, "%s granted a pre-vote to %s, a node of another cluster", n->name, w->nodes[j].name);
-  if (!w->conn[i][j] || w->cut[i][j] == 2) return; /* not connected, or blackholed */
+  if (!w->conn[i][j]) return; /* not connected */
+  cl_det_sent(&w->det[i][j], w->now / US); /* as the transport does: a frame is proof of life */
+  if (w->cut[i][j] == 2) return; /* blackholed */
   int copies = 1 + (chance(&w->r, w->p_dup) ? 1 : 0);
   if (chance(&w->r, w->p_drop)) copies--;
   for (int c = 0; c < copies; c++) {
