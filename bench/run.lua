@@ -807,6 +807,66 @@ local function serf_rows()
   end
 end
 
+-- ---------------------------------------------------------------- row 11: idle cost
+-- Each system started and left alone; per process, over IDLE_S seconds: CPU time
+-- (utime + stime from /proc/PID/stat, in clock ticks of 10 ms, so the window is long),
+-- wake-ups (voluntary context switches of all its threads: each is a sleep that ended)
+-- and RssAnon at the end.
+local IDLE_SIZES = { 3, 20, 60 }
+local IDLE_S = QUICK and 10 or 60
+local CLK_TCK = 100
+
+local function proc_cost(pid)
+  local f = io.open("/proc/" .. pid .. "/stat")
+  if not f then return end
+  local line = f:read "*l"
+  f:close()
+  local fields = {}
+  for w in (line:match "%) (.*)$" or ""):gmatch "%S+" do fields[#fields + 1] = w end
+  local ticks = (tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0) -- utime, stime (fields 14, 15)
+  local wake = 0
+  local req = uv.fs_scandir("/proc/" .. pid .. "/task")
+  while req do
+    local name = uv.fs_scandir_next(req)
+    if not name then break end
+    local sf = io.open("/proc/" .. pid .. "/task/" .. name .. "/status")
+    if sf then
+      for l in sf:lines() do
+        local v = l:match "^voluntary_ctxt_switches:%s+(%d+)"
+        if v then wake = wake + tonumber(v) end
+      end
+      sf:close()
+    end
+  end
+  return ticks, wake
+end
+
+local function idle_rows(label, key, sys_new)
+  for _, n in ipairs(IDLE_SIZES) do
+    log("%s: %d nodes at rest for %d s: CPU, wake-ups, RssAnon", label, n, IDLE_S)
+    local sys = sys_new(n)
+    if start_and_see(sys, n) then
+      sleep(3000) -- joins, first publications and elections settle
+      local before = {}
+      for i = 1, n do before[i] = { proc_cost(sys.procs[i].pid) } end
+      sleep(IDLE_S * 1000)
+      for i = 1, n do
+        local t, w = proc_cost(sys.procs[i].pid)
+        if t and before[i][1] then
+          add(("%s.cpu.%d"):format(key, n), (t - before[i][1]) * 1000 / CLK_TCK / IDLE_S)
+          add(("%s.wake.%d"):format(key, n), (w - before[i][2]) / IDLE_S)
+        end
+        local m = mem_of(sys.procs[i].pid)
+        if m then add(("%s.anon.%d"):format(key, n), m.RssAnon / 1048576) end
+      end
+    else
+      log("%s: %d nodes did not see each other", label, n)
+      note(("%s.cpu.%d"):format(key, n), "did not form")
+    end
+    sys:stop()
+  end
+end
+
 -- ---------------------------------------------------------------- rows 7-8: messages
 local function cl_message_rows()
   local runs = {}
@@ -945,6 +1005,8 @@ local function fmt(v, unit)
     if v >= 1e6 then return ("%.2f M/s"):format(v / 1e6) end
     return ("%.0f k/s"):format(v / 1e3)
   elseif unit == "MiB" then return ("%.1f MiB"):format(v)
+  elseif unit == "ms/s" then return ("%.2f ms/s"):format(v)
+  elseif unit == "/s" then return ("%.1f /s"):format(v)
   elseif unit == "nodes" then return ("%d"):format(v)
   end
   return tostring(v)
@@ -968,6 +1030,14 @@ local function ratios(s, groups)
     if best and best > 0 then out[#out + 1] = ("%.2f× %s"):format(s.median / best, g[1]) end
   end
   return table.concat(out, "; ")
+end
+
+-- the median no more than the peer's median in the same run
+local function no_more_than(peer_key)
+  return { "≤ Serf's", function(s)
+    local p = stats(peer_key)
+    return p ~= nil and s.median <= p.median
+  end }
 end
 
 local function le(text, limit)
@@ -1028,6 +1098,24 @@ local ROWS = {
     peers = { { "Serf", "r9.serf.rss" }, { "etcd", "r9.etcd.rss" }, { "Erlang", "r9.erl.rss" } } },
   { 10, "largest full-mesh cluster stable 60 s, no false node_down", "nodes", false, cl = "r10.cl",
     target = { "≥ 100", function(s) return s.median >= 100 end }, peers = { { "Serf", "r10.serf" } } },
+  { 11, "idle CPU per node at rest, 3 nodes (utime + stime per second)", "ms/s", true, cl = "r11.cl.cpu.3",
+    target = no_more_than("r11.serf.cpu.3"), peers = { { "Serf", "r11.serf.cpu.3" } } },
+  { 11, "idle wake-ups per node at rest, 3 nodes (voluntary context switches)", "/s", true, cl = "r11.cl.wake.3",
+    target = no_more_than("r11.serf.wake.3"), peers = { { "Serf", "r11.serf.wake.3" } } },
+  { 11, "idle memory per node at rest, 3 nodes (RssAnon)", "MiB", true, cl = "r11.cl.anon.3",
+    target = no_more_than("r11.serf.anon.3"), peers = { { "Serf", "r11.serf.anon.3" } } },
+  { 11, "idle CPU per node at rest, 20 nodes (utime + stime per second)", "ms/s", true, cl = "r11.cl.cpu.20",
+    target = no_more_than("r11.serf.cpu.20"), peers = { { "Serf", "r11.serf.cpu.20" } } },
+  { 11, "idle wake-ups per node at rest, 20 nodes (voluntary context switches)", "/s", true, cl = "r11.cl.wake.20",
+    target = no_more_than("r11.serf.wake.20"), peers = { { "Serf", "r11.serf.wake.20" } } },
+  { 11, "idle memory per node at rest, 20 nodes (RssAnon)", "MiB", true, cl = "r11.cl.anon.20",
+    target = no_more_than("r11.serf.anon.20"), peers = { { "Serf", "r11.serf.anon.20" } } },
+  { 11, "idle CPU per node at rest, 60 nodes (utime + stime per second)", "ms/s", true, cl = "r11.cl.cpu.60",
+    target = no_more_than("r11.serf.cpu.60"), peers = { { "Serf", "r11.serf.cpu.60" } } },
+  { 11, "idle wake-ups per node at rest, 60 nodes (voluntary context switches)", "/s", true, cl = "r11.cl.wake.60",
+    target = no_more_than("r11.serf.wake.60"), peers = { { "Serf", "r11.serf.wake.60" } } },
+  { 11, "idle memory per node at rest, 60 nodes (RssAnon)", "MiB", true, cl = "r11.cl.anon.60",
+    target = no_more_than("r11.serf.anon.60"), peers = { { "Serf", "r11.serf.anon.60" } } },
 }
 
 local function cell(s, unit)
@@ -1113,6 +1201,16 @@ local function main()
   else
     for _, k in ipairs { "r4.serf", "r4b.serf", "r5.serf", "r6.serf", "r9.serf.anon", "r9.serf.rss", "r10.serf" } do
       note(k, "unavailable")
+    end
+  end
+  if want(11) then
+    idle_rows("clusterlua", "r11.cl", function(n) return new_cl(n) end)
+    if have_serf then
+      idle_rows("serf", "r11.serf", new_serf)
+    else
+      for _, n in ipairs(IDLE_SIZES) do
+        for _, m in ipairs { "cpu", "wake", "anon" } do note(("r11.serf.%s.%d"):format(m, n), "unavailable") end
+      end
     end
   end
   if want(10) then
