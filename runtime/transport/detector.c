@@ -29,10 +29,10 @@ uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint
                      uint32_t timeout_ms) {
   if (now_ms > due_ms + heartbeat_ms / 2) {
     if (a->score < CL_DET_AWARENESS_MAX) a->score++;
-    a->on_time = 0;
-  } else if (a->score > 0 && ++a->on_time * (uint64_t)heartbeat_ms >= 1000) {
+    a->moved_ms = now_ms;
+  } else if (a->score > 0 && now_ms >= a->moved_ms + 1000) {
     a->score--;
-    a->on_time = 0;
+    a->moved_ms = now_ms;
   }
   return timeout_ms * a->score;
 }

@@ -23,7 +23,7 @@ typedef struct cl_det {
 /* Local health, after memberlist's Lifeguard: a node whose own loop runs late (its
  * timers fire late because its CPU is starved or it was paused) cannot tell a silent
  * peer from its own slowness, so it waits longer before it calls anyone down. score
- * rises by one for each late tick, falls by one after a second of ticks on time, and stays
+ * rises by one for each late tick, falls by one per second of ticks on time, and stays
  * within 0..CL_DET_AWARENESS_MAX; a node at score s allows timeout_ms * (1 + s). So a
  * silent peer is declared down after timeout_ms (+1) when this node runs on time, and
  * after at most timeout_ms * (1 + CL_DET_AWARENESS_MAX) when it does not. */
@@ -31,7 +31,7 @@ typedef struct cl_det {
 
 typedef struct cl_det_awareness {
   uint32_t score;
-  uint32_t on_time; /* ticks on time since the score last moved */
+  uint64_t moved_ms; /* when the score last moved */
 } cl_det_awareness;
 
 /* a tick that was due at due_ms ran at now_ms: returns the grace (ms) every connection's

@@ -74,7 +74,7 @@ end
 --       log (path: stdout and stderr are also appended there, for post-mortems),
 --       echo (true: copy output to this process's stderr as it arrives).
 -- The process: .pid, .cmd, .stdout, .stderr (all output so far), .lines
--- ({ {stream=, text=}, ... } complete lines in arrival order), .exited, .code, .signal
+-- ({ {stream=, text=, t=}, ... } complete lines in arrival order; t: the loop time, ms, it was read), .exited, .code, .signal
 function M.start(cmd, args, opts)
   opts = opts or {}
   local p = setmetatable({
@@ -118,12 +118,12 @@ function M.start(cmd, args, opts)
         if opts.echo then io.stderr:write(data) end
         local buf = p.partial[name] .. data
         for line, nl in buf:gmatch("([^\n]*)(\n)") do
-          if nl then p.lines[#p.lines + 1] = { stream = name, text = line } end
+          if nl then p.lines[#p.lines + 1] = { stream = name, text = line, t = uv.now() } end
         end
         p.partial[name] = buf:match("[^\n]*$")
       else
         if err == nil and p.partial[name] ~= "" then
-          p.lines[#p.lines + 1] = { stream = name, text = p.partial[name] }
+          p.lines[#p.lines + 1] = { stream = name, text = p.partial[name], t = uv.now() }
           p.partial[name] = ""
         end
         p.open_streams = p.open_streams - 1

@@ -57,4 +57,76 @@ describe("CPU starvation", function()
     assert.equal(master, m2)
     assert.equal(term, t2)
   end)
+
+  -- Overload must not look like failure, and must not hide one either: with every core
+  -- oversubscribed, a node that really stops is still reported down within the bound the
+  -- configuration gives (transport.timeout_ms * (1 + CL_DET_AWARENESS_MAX), while the
+  -- nodes themselves run late; design.md §4), and nobody else is.
+  it("with every core oversubscribed, reports a stopped node down within its bound, and nobody else", function()
+    local TIMEOUT, MAX_AWARENESS = 400, 3 -- the defaults (transport.timeout_ms; detector.h)
+    local BOUND = TIMEOUT * (1 + MAX_AWARENESS)
+    -- the hooks print from the Lua loop and this process stamps the lines, both starved
+    -- too: what is checked on top of the bound is their delivery, not the detector
+    local DELIVERY = 1500
+    local c = cluster.new { n = 3, hooks = lib.HOOKS, cluster = "starve2" }
+    finally(function()
+      if c.nodes[3] and not c.nodes[3].exited then c.nodes[3]:kill "sigcont" end
+      c:cleanup()
+    end)
+    c:start_all()
+    local master = c:wait_master(15000)
+    assert.truthy(master)
+    assert.truthy(proc.wait_until(lib.settled(c), 15000), "the cluster did not settle after its bootstrap")
+    -- stop a node that is not the master, so the check is the detector's alone
+    local victim = c:index_of(master) == 3 and 2 or 3
+    local mark = {}
+    for i = 1, 3 do mark[i] = #c.nodes[i].lines end
+    local cpus = ncpu()
+    local hogs = {}
+    local secs = 12
+    if uv.fs_access("/usr/bin/stress-ng", "x") then
+      hogs[1] = proc.start("/usr/bin/stress-ng", { "--cpu", tostring(2 * cpus), "--timeout", secs .. "s", "--quiet" })
+    else
+      local busy = proc.write(c.dir .. "/busy.lua", "local t = os.time() + tonumber(arg[1]) while os.time() < t do end")
+      for k = 1, 2 * cpus do hogs[k] = proc.start(proc.bin, { busy, tostring(secs) }) end
+    end
+    finally(function() for _, h in ipairs(hogs) do h:stop(5000) end end)
+    -- 3 s of saturation first: the nodes' own lateness, if any, has set in
+    local t_sat = lib.now()
+    proc.wait_until(function() return lib.now() - t_sat >= 3000 end, 10000)
+    local gone = c.names[victim]:gsub("%p", "%%%0")
+    local t_stop = lib.now()
+    c.nodes[victim]:kill "sigstop"
+    local seen = {}
+    for i = 1, 3 do
+      if i ~= victim then
+        assert.truthy(c.nodes[i]:wait_for_line("^EVENT node_down " .. gone .. " timeout$", BOUND + DELIVERY + 5000,
+          nil, mark[i] + 1), "node" .. i .. " did not report the stopped node down")
+        for j = mark[i] + 1, #c.nodes[i].lines do
+          local l = c.nodes[i].lines[j]
+          if l.text:match("^EVENT node_down " .. gone) then seen[i] = (l.t or lib.now()) - t_stop break end
+        end
+      end
+    end
+    for _, h in ipairs(hogs) do h:stop(5000) end
+    c.nodes[victim]:kill "sigcont"
+    local bad = {}
+    for i = 1, 3 do
+      if i ~= victim then
+        for j = mark[i] + 1, #c.nodes[i].lines do
+          local l = c.nodes[i].lines[j].text
+          if l:match "^EVENT node_down" and not l:match("^EVENT node_down " .. gone) then
+            bad[#bad + 1] = "node" .. i .. ": " .. l
+          end
+        end
+      end
+    end
+    io.stdout:write(("starvation: %d cpu hogs; stopped node%d reported down after %s ms (bound %d + %d delivery)\n")
+      :format(2 * cpus, victim, table.concat({ tostring(seen[1] or "-"), tostring(seen[2] or "-"), tostring(seen[3] or "-") }, "/"),
+        BOUND, DELIVERY))
+    assert.equal(0, #bad, table.concat(bad, "\n"))
+    for i, dt in pairs(seen) do
+      assert.truthy(dt <= BOUND + DELIVERY, ("node%d reported it after %d ms, over %d + %d"):format(i, dt, BOUND, DELIVERY))
+    end
+  end)
 end)
