@@ -33,16 +33,19 @@ C_TESTS += $(BUILD)/state_check
 # libFuzzer targets that run Lua code (gossip packets, the topology validator) inside
 # an embedded LuaJIT; Lua line coverage is fed back as libFuzzer extra counters.
 FUZZ_BUILD ?= build-fuzz
-LUA_FUZZ_FLAGS = -std=c11 -g -O1 -D_GNU_SOURCE -I$(LUAJIT_INC) -DCL_ROOT='"$(CURDIR)"' \
+LUA_FUZZ_FLAGS = -std=c11 -g -O1 -D_GNU_SOURCE -I$(LUAJIT_INC) -Iruntime -DCL_ROOT='"$(CURDIR)"' \
   -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
 
-$(FUZZ_BUILD)/fuzz_gossip: spec/fuzz/fuzz_gossip.c spec/fuzz/lua_fuzz_harness.h lua/clusterlua/strategy/gossip.lua
-	@mkdir -p $(FUZZ_BUILD)
-	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_gossip.c -lluajit-5.1 -lsodium -lm -ldl
+# the C modules the fuzzed Lua requires, as the node preloads them
+LUA_FUZZ_C = runtime/lua/lua_name.c runtime/core/name.c
 
-$(FUZZ_BUILD)/fuzz_topology: spec/fuzz/fuzz_topology.c spec/fuzz/lua_fuzz_harness.h lua/clusterlua/topology.lua
+$(FUZZ_BUILD)/fuzz_gossip: spec/fuzz/fuzz_gossip.c spec/fuzz/lua_fuzz_harness.h lua/clusterlua/strategy/gossip.lua $(LUA_FUZZ_C)
 	@mkdir -p $(FUZZ_BUILD)
-	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_topology.c -lluajit-5.1 -lsodium -lm -ldl
+	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_gossip.c $(LUA_FUZZ_C) -lluajit-5.1 -lsodium -lm -ldl
+
+$(FUZZ_BUILD)/fuzz_topology: spec/fuzz/fuzz_topology.c spec/fuzz/lua_fuzz_harness.h lua/clusterlua/topology.lua $(LUA_FUZZ_C)
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(LUA_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_topology.c $(LUA_FUZZ_C) -lluajit-5.1 -lsodium -lm -ldl
 
 .PHONY: fuzz-gossip fuzz-topology
 fuzz-gossip: $(FUZZ_BUILD)/fuzz_gossip

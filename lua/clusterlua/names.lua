@@ -1,8 +1,8 @@
 -- Node names: NAME@HOST[:PORT]. Everywhere a node is named, the short name before `@`
 -- works too when it is unambiguous. The parsing and the short-name rule are the C ones
--- (runtime/core/name.c, through clusterlua.c.core), so Lua accepts and refuses exactly
+-- (runtime/core/name.c, through clusterlua.c.name), so Lua accepts and refuses exactly
 -- the names the transport does, with the same limits.
-local core = require "clusterlua.c.core"
+local cname = require "clusterlua.c.name"
 
 local M = {}
 
@@ -13,7 +13,7 @@ function M.parse(s)
   if type(s) ~= "string" then
     return nil, "EINVAL: node name must be a string, got " .. type(s), "EINVAL"
   end
-  return core.node_name_parse(s)
+  return cname.parse(s)
 end
 
 -- Canonical full name (port filled in), or nil, err.
@@ -25,7 +25,7 @@ end
 
 -- true when `given` (a short or full name) names the node whose full name is `full`
 function M.matches(given, full)
-  return core.node_name_matches(given, full)
+  return cname.matches(given, full)
 end
 
 -- Resolve a short or full name against a list of known full names.
@@ -39,7 +39,7 @@ function M.resolve(s, known)
   end
   local found
   for _, k in ipairs(known) do
-    if core.node_name_matches(s, k) then
+    if cname.matches(s, k) then
       if found and found ~= k then
         return nil, ("EINVAL: node name %q is ambiguous (%s, %s)"):format(s, found, k), "EINVAL"
       end

@@ -1,5 +1,5 @@
 /* clusterlua.c.core: what the Lua side needs from the runtime itself
- * (clock, error reporting, the control-loop probe, the node-name parser). */
+ * (clock, error reporting, the control-loop probe). */
 #include <lauxlib.h>
 #include <lua.h>
 #include <stdatomic.h>
@@ -8,7 +8,6 @@
 #include "core/control.h"
 #include "core/log.h"
 #include "core/lua_stats.h"
-#include "core/name.h"
 #include "lua/lua_call.h"
 #include "lua/lua_modules.h"
 #include "core/options.h"
@@ -21,37 +20,6 @@ static int l_count_hook_abort(lua_State *L) {
   (void)L;
   atomic_fetch_add(&cl_lua_stats_g.hook_aborts, 1);
   return 0;
-}
-
-/* node_name_parse(s) -> {short=, host=, port=, full=} | nil, "EINVAL: bad node name ...", "EINVAL".
- * The C parser itself, so Lua accepts and refuses exactly the names the transport does
- * (clusterlua.names is its Lua face). */
-static int l_node_name_parse(lua_State *L) {
-  const char *s = luaL_checkstring(L, 1);
-  cl_node_name nn;
-  char err[200];
-  if (cl_node_name_parse(s, &nn, err, sizeof err) != 0) {
-    lua_pushnil(L);
-    lua_pushfstring(L, "EINVAL: %s", err);
-    lua_pushliteral(L, "EINVAL");
-    return 3;
-  }
-  lua_createtable(L, 0, 4);
-  lua_pushstring(L, nn.name);
-  lua_setfield(L, -2, "short");
-  lua_pushstring(L, nn.host);
-  lua_setfield(L, -2, "host");
-  lua_pushinteger(L, nn.port);
-  lua_setfield(L, -2, "port");
-  lua_pushstring(L, nn.full);
-  lua_setfield(L, -2, "full");
-  return 1;
-}
-
-/* node_name_matches(given, full) -> boolean: the short-name rule of core/name.h */
-static int l_node_name_matches(lua_State *L) {
-  lua_pushboolean(L, cl_node_name_matches(luaL_checkstring(L, 1), luaL_checkstring(L, 2)));
-  return 1;
 }
 
 static int l_now(lua_State *L) {
@@ -150,8 +118,6 @@ int luaopen_clusterlua_c_core(lua_State *L) {
       {"probe_stats", l_probe_stats},
       {"options", l_options},
       {"count_hook_abort", l_count_hook_abort},
-      {"node_name_parse", l_node_name_parse},
-      {"node_name_matches", l_node_name_matches},
       {NULL, NULL},
   };
   lua_newtable(L);

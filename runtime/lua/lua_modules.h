@@ -13,6 +13,7 @@ int luaopen_clusterlua_c_node(lua_State *L);      /* lua_node.c: commands to the
 int luaopen_clusterlua_c_dns(lua_State *L);       /* lua_dns.c: c-ares queries */
 int luaopen_clusterlua_c_crypto(lua_State *L);    /* lua_crypto.c: cookie-derived keys */
 int luaopen_clusterlua_c_dataplane(lua_State *L); /* lua_dataplane.c: data connections */
+int luaopen_clusterlua_c_name(lua_State *L);      /* lua_name.c: node names (core/name.c) */
 
 /* lua_node.c: the control loop's events, delivered on the Lua loop (the event hook of
  * cl_control_hooks) */

@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lua/lua_modules.h"
+
 #ifndef CL_ROOT
 #define CL_ROOT "."
 #endif
@@ -85,6 +87,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
   lua_getfield(L, -1, "preload");
   lua_pushcfunction(L, open_crypto);
   lua_setfield(L, -2, "clusterlua.c.crypto");
+  /* the runtime's own node-name parser, as the node has it (lua_name.c, core/name.c) */
+  lua_pushcfunction(L, luaopen_clusterlua_c_name);
+  lua_setfield(L, -2, "clusterlua.c.name");
   lua_pop(L, 2);
   if (luaL_loadstring(L, DRIVER) || lua_pcall(L, 0, 1, 0)) {
     fprintf(stderr, FUZZ_NAME ": %s\n", lua_tostring(L, -1));

@@ -1,10 +1,10 @@
 -- One node-name parser (issue 16): clusterlua.names is the C parser of the transport
--- (runtime/core/name.c, through clusterlua.c.core), so Lua and C accept and refuse the
+-- (runtime/core/name.c, through clusterlua.c.name), so Lua and C accept and refuse the
 -- same names with the same limits. Before, Lua had its own pattern with no length
 -- limit and a looser host and port, so a name Lua took could be refused by the
 -- transport later, far from where it was written.
 local names = require "clusterlua.names"
-local core = require "clusterlua.c.core"
+local cname = require "clusterlua.c.name"
 
 local function refused(s, why)
   local n, err, code = names.parse(s)
@@ -13,7 +13,7 @@ local function refused(s, why)
   assert.truthy(err:find("bad node name", 1, true), err)
   if why then assert.truthy(err:find(why, 1, true), ("%q: %s"):format(s, err)) end
   -- the transport's parser, called directly, says exactly the same
-  local n2, err2, code2 = core.node_name_parse(s)
+  local n2, err2, code2 = cname.parse(s)
   assert.same({ nil, err, code }, { n2, err2, code2 })
 end
 
@@ -54,7 +54,7 @@ describe("node names: one parser, the C one, for Lua and the transport", functio
     assert.is_nil(n)
     assert.equal("EINVAL", code)
     assert.truthy(err:find("must be a string", 1, true))
-    assert.has_error(function() core.node_name_parse(nil) end)
+    assert.has_error(function() cname.parse(nil) end)
   end)
 end)
 
