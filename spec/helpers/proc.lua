@@ -26,6 +26,12 @@ if M.root:sub(1, 1) ~= "/" then M.root = uv.cwd() .. "/" .. M.root end
 local live = {} -- pid -> process, for kill_all
 
 --- wait_until(pred, timeout_ms) -> true | nil, "ETIMEDOUT: ...", "ETIMEDOUT"
+--- now() -> the loop's clock in ms, the clock of the lines' t
+function M.now()
+  uv.update_time()
+  return uv.now()
+end
+
 function M.wait_until(pred, timeout_ms)
   return async.run_until(pred, timeout_ms)
 end
