@@ -472,6 +472,11 @@ intptr_t cl_dp_tag(const cl_dp_conn *c) { return c->tag; }
 const cl_dp_rx *cl_dp_rx_current(void) { return &dp.rx; }
 void cl_dp_set_spin_us(uint32_t us) { dp.spin_ns = (uint64_t)us * 1000; }
 void cl_dp_stats_get(cl_dp_stats *out) { *out = dp.st; }
+size_t cl_dp_conns_open(void) {
+  size_t n = 0;
+  for (const cl_dp_conn *c = dp.conns; c; c = c->next) n++;
+  return n;
+}
 
 void cl_dp_stats_published(cl_dp_stats *out) {
   uint64_t v[8];

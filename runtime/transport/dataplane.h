@@ -53,6 +53,8 @@ intptr_t cl_dp_tag(const cl_dp_conn *c);
  * (0: never), so the answer that follows within it costs no wake-up. */
 void cl_dp_set_spin_us(uint32_t us);
 void cl_dp_stats_get(cl_dp_stats *out);
+/* Connections not yet freed (a closing one counts until its close callback ran). */
+size_t cl_dp_conns_open(void);
 /* Any thread: the counters as of the Lua loop's last turn with traffic. */
 void cl_dp_stats_published(cl_dp_stats *out);
 /* Writes what can be written at once, then closes every connection and handle. */

@@ -1245,6 +1245,7 @@ static void sweep(cl_transport *t) {
   char why[96];
   t->sweep_due = 0;
   t->last_sweep_ms = now_ms(t);
+  t->st.sweeps++;
   cl_peer *p = t->peers;
   while (p) {
     cl_peer *next = p->next;
@@ -1283,6 +1284,7 @@ static void tick_arm(cl_transport *t) {
 static void on_tick(uv_timer_t *h) {
   cl_transport *t = h->data;
   uint64_t now = now_ms(t);
+  t->st.ticks++;
   /* A late tick means this node was not running (its CPU starved, or it was paused):
    * frames may be waiting unread in its sockets, and libuv runs timers before it polls.
    * So a late tick calls nobody down; it looks again right after the poll, and while the
@@ -1601,7 +1603,11 @@ size_t cl_transport_queued(const cl_transport *t, const char *name) {
   return p && p->conn ? conn_queued(p->conn) : 0;
 }
 
-void cl_transport_stats_get(const cl_transport *t, cl_transport_stats *s) { *s = t->st; }
+void cl_transport_stats_get(const cl_transport *t, cl_transport_stats *s) {
+  *s = t->st;
+  s->conns = 0;
+  for (const cl_conn *c = t->conns; c; c = c->next) s->conns++;
+}
 
 int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char *err, size_t errlen) {
   char dummy[8];

@@ -179,6 +179,10 @@ typedef struct {
   uint64_t writes;         /* write syscalls issued */
   uint64_t connects_ok, connects_failed;
   uint64_t data_conns;     /* data connections handed over */
+  /* what lets a test wait for the timer instead of sleeping: the one timer's runs, and
+   * the sweeps that forget departed peers */
+  uint64_t ticks, sweeps;
+  uint64_t conns; /* connections open now, in any state (not a counter) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
 

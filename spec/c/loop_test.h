@@ -27,9 +27,4 @@ static int run_until(int (*cond)(void *), void *ud, uint64_t timeout_ms) {
   return ok;
 }
 
-static int never(void *ud) {
-  (void)ud;
-  return 0;
-}
-
 #endif

@@ -25,6 +25,13 @@
 
 #include "harness.h"
 
+static uint64_t mono_ms(void);
+/* Waits (bounded) until the server's thread has moved *v to at least want. */
+static int wait_atomic(_Atomic int *v, int want, uint64_t ms) {
+  uint64_t end = mono_ms() + ms;
+  while (*v < want && mono_ms() < end) usleep(1000);
+  return *v >= want;
+}
 static uint64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -71,6 +78,9 @@ typedef struct {
 } delayed;
 
 static void delayed_free(uv_handle_t *h) { free(h->data); }
+/* late and gone answers attempted (by the server's thread), and gone requests taken: what
+ * the client thread waits on instead of sleeping */
+static _Atomic int delayed_fired, gone_started;
 
 static void delayed_fire(uv_timer_t *t) {
   delayed *d = t->data;
@@ -78,6 +88,7 @@ static void delayed_fire(uv_timer_t *t) {
   if (d->mode == 1) late_was_pending = cl_admin_pending(a, d->priv);
   if (d->mode == 2) gone_was_pending = cl_admin_pending(a, d->priv);
   cl_admin_reply_json(a, d->priv, 200, json_pack("{s:b}", "late", 1));
+  if (d->mode) delayed_fired++;
   uv_close((uv_handle_t *)t, delayed_free);
 }
 
@@ -107,6 +118,7 @@ static void h_late(cl_admin *a, cl_admin_req *req, void *ud) {
 }
 static void h_gone(cl_admin *a, cl_admin_req *req, void *ud) {
   (void)ud;
+  gone_started++;
   start_delayed(a, req, 2, 300);
 }
 static void h_extend(cl_admin *a, cl_admin_req *req, void *ud) {
@@ -438,7 +450,8 @@ static void client_tests(void) {
   sends(&a, "GET /late HTTP/1.1\r\n\r\n");
   rc = read_resp(&a, &r, 3000);
   ok1 = rc == 0 && r.status == 503;
-  usleep(600 * 1000); /* the late answer fires at 800 ms */
+  int fired = delayed_fired;
+  ok1 = wait_atomic(&delayed_fired, fired + 1, 3000) && ok1; /* the late answer, at 800 ms */
   sends(&a, "GET /hello HTTP/1.1\r\n\r\n");
   rc = read_resp(&a, &r, 3000);
   ok2 = rc == 0 && r.status == 200 && strstr(r.body, "hello");
@@ -449,10 +462,11 @@ static void client_tests(void) {
   /* the client resets the connection while its handler works: the later answer is
    * dropped through the stale handle */
   dial(&a, port);
+  int started = gone_started, fired_before = delayed_fired;
   sends(&a, "GET /gone HTTP/1.1\r\n\r\n");
-  usleep(50 * 1000);
+  wait_atomic(&gone_started, started + 1, 3000);
   reset(&a);
-  usleep(450 * 1000);
+  wait_atomic(&delayed_fired, fired_before + 1, 3000);
   rc = roundtrip(port, "GET /hello HTTP/1.1\r\n\r\n", &r);
   EXPECT("client_gone_before_async_reply", rc == 0 && r.status == 200 && gone_was_pending == 0,
         "rc=%d pending=%d", rc, (int)gone_was_pending);
@@ -525,7 +539,7 @@ static void client_tests(void) {
   sends(&a, "GET /busy HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
   sends(&b, "GET /busy HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n");
   t0 = mono_ms();
-  while (busy_started < 2 && mono_ms() - t0 < 3000) usleep(5 * 1000); /* both dispatched */
+  wait_atomic(&busy_started, 2, 3000); /* both dispatched */
   client c3;
   dial(&c3, port_tok);
   t0 = mono_ms();

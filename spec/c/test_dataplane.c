@@ -90,6 +90,11 @@ static int frames(cl_tbuf *out, const char *const *msgs, int n) {
 }
 
 static int got(void *n) { return seen.n >= *(int *)n; }
+/* every connection handed to the data plane is closed and its close callback has run */
+static int all_freed(void *ud) {
+  (void)ud;
+  return cl_dp_conns_open() == 0;
+}
 static int is_closed(void *ud) {
   (void)ud;
   return seen.closed;
@@ -143,7 +148,7 @@ static int t_spin_reads_in_order(void) {
   cl_tbuf_free(&rest);
   cl_dp_close(c);
   close(b);
-  run_until(never, NULL, 20); /* lets libuv run the close callback */
+  CHECK(run_until(all_freed, NULL, 2000), "the connection was never freed");
   return 0;
 }
 
@@ -254,7 +259,7 @@ static int t_spin_reads_two_connections(void) {
   cl_dp_close(c2);
   close(b1);
   close(b2);
-  run_until(never, NULL, 20); /* lets libuv run the close callbacks */
+  CHECK(run_until(all_freed, NULL, 2000), "the connections were never freed");
   return 0;
 }
 

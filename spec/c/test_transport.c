@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +16,6 @@
 #include "transport/internal.h"
 #include "transport/transport.h"
 
-static void spin(uint64_t ms) { run_until(never, NULL, ms); }
 
 static int free_port(void) {
   int s = socket(AF_INET, SOCK_STREAM, 0);
@@ -116,7 +116,7 @@ static void cb_data(void *ud, const cl_data_conn *dc) {
 typedef struct {
   const char *cookie, *cluster;
   int encrypt, mesh, data;
-  uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms;
+  uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms, handshake_timeout_ms;
 } opts;
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
@@ -137,6 +137,7 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->send_queue_max) c.send_queue_max = o->send_queue_max;
   if (o && o->timeout_ms) c.timeout_ms = o->timeout_ms;
   if (o && o->heartbeat_ms) c.heartbeat_ms = o->heartbeat_ms;
+  if (o && o->handshake_timeout_ms) c.handshake_timeout_ms = o->handshake_timeout_ms;
   c.data_conns = o ? o->data : 0;
   if (o && o->reconnect_timeout_ms) c.reconnect_timeout_ms = o->reconnect_timeout_ms;
   c.log_subsys = short_name;
@@ -171,6 +172,66 @@ static int wait_connected(tnode *n, size_t want, uint64_t ms) {
 }
 static int has_down(void *ud) { return ((tnode *)ud)->downs > 0; }
 static int got_msgs(void *ud) { return ((tnode *)ud)->msgs > 0; }
+
+/* Waits on one of the transport's own counters instead of sleeping: runs the loop until
+ * the field at `off` in n's stats reaches `at_least`. */
+typedef struct {
+  tnode *n;
+  size_t off;
+  uint64_t at_least;
+} stat_arg;
+static uint64_t stat_of(tnode *n, size_t off) {
+  cl_transport_stats s;
+  cl_transport_stats_get(n->t, &s);
+  uint64_t v;
+  memcpy(&v, (const char *)&s + off, sizeof v);
+  return v;
+}
+static int stat_reached(void *ud) {
+  stat_arg *a = ud;
+  return stat_of(a->n, a->off) >= a->at_least;
+}
+#define STAT(n, field) stat_of((n), offsetof(cl_transport_stats, field))
+#define WAIT_STAT(n, field, atleast, ms) \
+  run_until(stat_reached, &(stat_arg){(n), offsetof(cl_transport_stats, field), (atleast)}, (ms))
+
+/* A message sent each way after the event under test, on the same connection: once both
+ * are in, whatever the event set going on that connection has happened too. */
+/* One peer's status, as cl_transport_foreach reports it ("" if not listed). */
+typedef struct {
+  const char *name;
+  char status[16];
+  int listed;
+} status_arg;
+static void status_fe(void *ud, const cl_peer_info *p) {
+  status_arg *a = ud;
+  a->listed++;
+  if (strcmp(p->name, a->name) == 0) snprintf(a->status, sizeof a->status, "%s", p->status);
+}
+static const char *status_of(tnode *n, const char *name, int *listed) {
+  static status_arg a;
+  memset(&a, 0, sizeof a);
+  a.name = name;
+  cl_transport_foreach(n->t, status_fe, &a);
+  if (listed) *listed = a.listed;
+  return a.status;
+}
+
+typedef struct {
+  tnode *n;
+  uint64_t want;
+} msgs_arg;
+static int msgs_reached(void *ud) {
+  msgs_arg *m = ud;
+  return m->n->msgs >= m->want;
+}
+static int marker_both_ways(tnode *a, tnode *b) {
+  /* sent with the sequence each receiver expects next, so its order check stays quiet */
+  uint64_t sa = b->next_seq, sb = a->next_seq;
+  msgs_arg at_b = {b, b->msgs + 1}, at_a = {a, a->msgs + 1};
+  if (cl_transport_send(a->t, b->name, 1, &sa, 8) || cl_transport_send(b->t, a->name, 1, &sb, 8)) return 0;
+  return run_until(msgs_reached, &at_b, 2000) && run_until(msgs_reached, &at_a, 2000);
+}
 
 static opts O(int encrypt) {
   opts o = {0};
@@ -445,7 +506,12 @@ static int t_handshake_ok_unencrypted(void) { return handshake_ok(0); }
 static int refused_case(opts oa, opts ob, const char *what) {
   tnode a, b;
   CHECK(pair_up(&a, &b, &oa, &ob) == 0, "start");
-  spin(400);
+  /* until each side has refused a handshake (the dialer retries; 2 s is a bound) */
+  size_t off = !strcmp(what, "cookie")    ? offsetof(cl_transport_stats, handshake_fail_cookie)
+               : !strcmp(what, "cluster") ? offsetof(cl_transport_stats, handshake_fail_cluster)
+                                          : offsetof(cl_transport_stats, handshake_fail_encrypt);
+  run_until(stat_reached, &(stat_arg){&a, off, 1}, 2000);
+  run_until(stat_reached, &(stat_arg){&b, off, 1}, 2000);
   cl_transport_stats sa, sb;
   cl_transport_stats_get(a.t, &sa);
   cl_transport_stats_get(b.t, &sb);
@@ -474,15 +540,6 @@ static int t_other_cluster(void) {
 static int t_encrypt_mismatch(void) {
   opts oa = O(1), ob = O(0);
   return refused_case(oa, ob, "encrypt");
-}
-
-typedef struct {
-  tnode *n;
-  uint64_t want;
-} msgs_arg;
-static int msgs_reached(void *ud) {
-  msgs_arg *m = ud;
-  return m->n->msgs >= m->want;
 }
 
 static int ordering(int encrypt) {
@@ -596,11 +653,15 @@ static int t_data_conn_one_side(void) {
   oa.data = 1;
   CHECK(pair_up(&a, &b, &oa, &ob) == 0, "start");
   int up = wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000);
-  spin(200);
+  /* a data connection would be dialled at peer_up, before these are sent */
+  int marked = marker_both_ways(&a, &b);
   size_t conns = cl_transport_connected_count(b.t);
+  uint64_t open_a = STAT(&a, conns), open_b = STAT(&b, conns);
   node_stop(&a);
   node_stop(&b);
-  CHECK(up && conns == 1, "not connected");
+  CHECK(up && marked && conns == 1, "not connected (marker %d)", marked);
+  CHECK(open_a == 1 && open_b == 1, "a data connection is open or opening (%llu, %llu connections)",
+        (unsigned long long)open_a, (unsigned long long)open_b);
   CHECK(a.dcs == 0 && b.dcs == 0 && a.dc_failed == 0, "data connection attempted: %d %d %d", a.dcs, b.dcs,
         a.dc_failed);
   CHECK(a.up_data == 0 && b.up_data == 0, "peer_up promised a data connection (%d, %d)", a.up_data, b.up_data);
@@ -621,7 +682,8 @@ static int t_enobufs(void) {
   int r = 0, n = 0;
   while (n < 1000 && (r = cl_transport_send(a.t, b.name, 1, msg, sizeof msg)) == 0) n++;
   /* once drained, sending works again */
-  spin(100);
+  uint64_t t_end = uv_now(L) + 2000;
+  while (cl_transport_queued(a.t, b.name) > 0 && uv_now(L) < t_end) uv_run(L, UV_RUN_ONCE);
   int r2 = cl_transport_send(a.t, b.name, 1, msg, sizeof msg);
   int rc = cl_transport_send(a.t, "nobody@127.0.0.1:1", 1, msg, 1);
   node_stop(&a);
@@ -773,10 +835,14 @@ static int t_heartbeat_timeout(void) {
   opts o = O(1);
   o.timeout_ms = 300;
   o.heartbeat_ms = 50;
+  o.handshake_timeout_ms = 300;
   CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
   CHECK(wait_connected(&a, 1, 2000), "not connected");
-  spin(200);
-  int quiet = a.downs == 0 && b.downs == 0; /* heartbeats keep an idle link up */
+  /* heartbeats keep an idle link up: wait until each side has heard beats spanning more
+   * than the timeout (8 beats of 50 ms > 300 ms); a down for silence would have come */
+  uint64_t fa0 = STAT(&a, frames_in), fb0 = STAT(&b, frames_in);
+  int beats = WAIT_STAT(&a, frames_in, fa0 + 8, 3000) && WAIT_STAT(&b, frames_in, fb0 + 8, 3000);
+  int quiet = beats && a.downs == 0 && b.downs == 0;
   char err[200];
   cl_transport_fault(a.t, b.name, "blackhole", err, sizeof err);
   uint64_t t0 = uv_now(L);
@@ -786,11 +852,12 @@ static int t_heartbeat_timeout(void) {
   char ra[32], rb[32];
   snprintf(ra, sizeof ra, "%s", a.down_reason);
   snprintf(rb, sizeof rb, "%s", b.down_reason);
-  /* while blackholed it stays down; after clearing it comes back */
-  spin(300);
+  /* while blackholed it stays down: a redial's handshake cannot finish (the fault drops
+   * its frames) and times out; after clearing it comes back */
+  WAIT_STAT(&a, handshake_fail_timeout, STAT(&a, handshake_fail_timeout) + 1, 3000);
   size_t during = cl_transport_connected_count(a.t);
   cl_transport_fault(a.t, b.name, "clear", err, sizeof err);
-  int back = wait_connected(&a, 1, 3000);
+  int back = wait_connected(&a, 1, 6000); /* the redial backoff may have grown past 1 s */
   node_stop(&a);
   node_stop(&b);
   CHECK(quiet, "idle link went down");
@@ -872,12 +939,16 @@ static int t_no_mesh(void) {
   cl_transport_want(a.t, b.name);
   cl_transport_want(c.t, b.name);
   int ok = wait_connected(&b, 2, 2000);
-  spin(200);
+  /* with a mesh, b would tell a of c on their connection, before this marker */
+  int marked = marker_both_ways(&a, &b);
   size_t ca = cl_transport_connected_count(a.t);
+  int listed = 0;
+  status_of(&a, b.name, &listed);
   node_stop(&a);
   node_stop(&b);
   node_stop(&c);
-  CHECK(ok && ca == 1, "mesh=0 still meshed (a has %zu)", ca);
+  CHECK(ok && marked, "not connected (marker %d)", marked);
+  CHECK(ca == 1 && listed == 1, "mesh=0 still meshed (a has %zu connections, knows %d peers)", ca, listed);
   return 0;
 }
 
@@ -890,7 +961,11 @@ static int t_simultaneous_dial(void) {
     cl_transport_want(a.t, b.name);
     cl_transport_want(b.t, a.name);
     int ok = wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000);
-    spin(300);
+    /* until the duplicate connection is gone on both sides, then a message each way on
+     * the one that stays: a flap from the tie-break would have come before it */
+    uint64_t t_end = uv_now(L) + 2000;
+    while ((STAT(&a, conns) != 1 || STAT(&b, conns) != 1) && uv_now(L) < t_end) uv_run(L, UV_RUN_ONCE);
+    ok = ok && marker_both_ways(&a, &b);
     int stable = a.ups == 1 && b.ups == 1 && a.downs == 0 && b.downs == 0 &&
                  cl_transport_connected_count(a.t) == 1;
     if (!ok || !stable) {
@@ -904,52 +979,37 @@ static int t_simultaneous_dial(void) {
   return fails ? 1 : 0;
 }
 
+/* The round trip a node measured to its peers (0 until the first echoed beat). */
+typedef struct {
+  uint32_t rtt;
+  int n;
+} rtt_acc;
+static void rtt_fe(void *ud, const cl_peer_info *p) {
+  rtt_acc *acc = ud;
+  acc->n++;
+  if (p->connected) acc->rtt = p->rtt_us;
+}
+static int has_rtt(void *ud) {
+  rtt_acc acc = {0, 0};
+  cl_transport_foreach(((tnode *)ud)->t, rtt_fe, &acc);
+  return acc.rtt > 0;
+}
+
 static int t_rtt(void) {
   tnode a, b;
   opts o = O(1);
   o.heartbeat_ms = 20;
   CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
   CHECK(wait_connected(&a, 1, 2000), "not connected");
-  spin(100);
-  struct {
-    uint32_t rtt;
-    int n;
-  } acc = {0, 0};
-  void fe(void *ud, const cl_peer_info *p);
-  cl_transport_foreach(a.t, fe, &acc);
+  run_until(has_rtt, &a, 2000);
+  rtt_acc acc = {0, 0};
+  cl_transport_foreach(a.t, rtt_fe, &acc);
   node_stop(&a);
   node_stop(&b);
   CHECK(acc.n == 1 && acc.rtt > 0 && acc.rtt < 100000, "rtt %u from %d peers", acc.rtt, acc.n);
   return 0;
 }
-void fe(void *ud, const cl_peer_info *p) {
-  struct {
-    uint32_t rtt;
-    int n;
-  } *acc = ud;
-  acc->n++;
-  if (p->connected) acc->rtt = p->rtt_us;
-}
 
-/* One peer's status, as cl_transport_foreach reports it ("" if not listed). */
-typedef struct {
-  const char *name;
-  char status[16];
-  int listed;
-} status_arg;
-static void status_fe(void *ud, const cl_peer_info *p) {
-  status_arg *a = ud;
-  a->listed++;
-  if (strcmp(p->name, a->name) == 0) snprintf(a->status, sizeof a->status, "%s", p->status);
-}
-static const char *status_of(tnode *n, const char *name, int *listed) {
-  static status_arg a;
-  memset(&a, 0, sizeof a);
-  a.name = name;
-  cl_transport_foreach(n->t, status_fe, &a);
-  if (listed) *listed = a.listed;
-  return a.status;
-}
 
 
 /* What a discovery source does when it drops a node: stop dialling, nothing more. The
@@ -961,7 +1021,8 @@ static int t_unwant(void) {
   CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
   CHECK(wait_connected(&a, 1, 2000), "not connected");
   cl_transport_unwant(a.t, b.name);
-  spin(60); /* a tick: the sweep runs, and must leave a connected peer alone */
+  /* a sweep runs (it must leave a connected peer alone) */
+  WAIT_STAT(&a, sweeps, STAT(&a, sweeps) + 1, 2500);
   uint64_t seq = 0;
   int r = cl_transport_send(a.t, b.name, 1, &seq, 8);
   int got = run_until(got_msgs, &b, 2000);
@@ -1096,7 +1157,8 @@ static int t_forget_left(void) {
   cl_transport_leave(c.t);
   a.downs = 0;
   int dc = run_until(has_down, &a, 1000);
-  spin(200); /* several ticks: a sweep would have forgotten it */
+  /* a sweep after the down: it would have forgotten c */
+  WAIT_STAT(&a, sweeps, STAT(&a, sweeps) + 1, 2500);
   char st[16];
   snprintf(st, sizeof st, "%s", status_of(&a, c.name, NULL));
   int forgotten = a.forgotten;
