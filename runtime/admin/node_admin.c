@@ -15,38 +15,10 @@
 #include "core/lua_stats.h"
 #include "node/node_internal.h"
 
-#define PENDING_MAX 64
-static struct {
-  uint64_t req;
-  void *priv;
-} pending[PENDING_MAX];
-static uint64_t next_req = 1;
-
 static uint64_t wall_ms(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
-static uint64_t remember(void *priv) {
-  for (int i = 0; i < PENDING_MAX; i++) {
-    if (pending[i].req == 0) {
-      pending[i].req = CL_ADMIN_REQ_BIT | next_req++;
-      pending[i].priv = priv;
-      return pending[i].req;
-    }
-  }
-  return 0;
-}
-
-static void *take(uint64_t req) {
-  for (int i = 0; i < PENDING_MAX; i++) {
-    if (pending[i].req == req) {
-      pending[i].req = 0;
-      return pending[i].priv;
-    }
-  }
-  return NULL;
 }
 
 static const char *name_of_id(cl_node *n, const cl_el_state *st, const char *id) {
@@ -225,9 +197,8 @@ static int status_for(const char *code) {
   return 503;
 }
 
-static void admin_complete(cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version) {
-  void *priv = take(req);
-  if (!priv || !n->admin) return;
+static void admin_complete(cl_node *n, void *priv, const char *code, const char *msg, uint64_t version) {
+  if (!n->admin) return;
   int status = status_for(code);
   if (status == 200) {
     json_t *o = json_object();
@@ -279,13 +250,9 @@ static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
   const char *list[CL_EL_MAX_EXCL];
   char err[128];
   int nn = cl_el_split_exclusions(buf, list, err, sizeof err);
-  uint64_t id = nn < 0 ? 0 : remember(req->priv);
-  if (!id) {
+  if (nn < 0) {
     free(buf);
-    if (nn < 0)
-      cl_admin_reply_error(a, req->priv, 400, "EINVAL: %s", err);
-    else
-      cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
+    cl_admin_reply_error(a, req->priv, 400, "EINVAL: %s", err);
     return;
   }
   /* an id goes to the core as it is (the core matches ids of the state and of the
@@ -293,8 +260,9 @@ static void h_exclude(cl_admin *a, cl_admin_req *req, void *ud) {
   if (!by_id)
     for (int i = 0; i < nn; i++) list[i] = cl_node_exclusion_target(n, list[i]);
   cl_admin_extend_deadline(a, req->priv, 15000);
-  cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = id, .names = list, .n_names = (size_t)nn};
-  cl_node_election_input(n, &in);
+  cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .names = list, .n_names = (size_t)nn};
+  if (cl_node_election_request(n, &in, CL_REQ_FROM_ADMIN, 0, req->priv) < 0)
+    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
   free(buf); /* the core copied the names */
 }
 
@@ -307,32 +275,21 @@ static void h_clear(cl_admin *a, cl_admin_req *req, void *ud) {
     cl_admin_reply_error(a, req->priv, 400, "wait_for_removal: expected true or false, got '%s'", v);
     return;
   }
-  uint64_t id = remember(req->priv);
-  if (!id) {
-    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
-    return;
-  }
   cl_admin_extend_deadline(a, req->priv, 15000);
-  cl_el_input in = {.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS, .req_id = id, .flag = wait};
-  cl_node_election_input(n, &in);
+  cl_el_input in = {.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS, .flag = wait};
+  if (cl_node_election_request(n, &in, CL_REQ_FROM_ADMIN, 0, req->priv) < 0)
+    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
 }
 
 /* ---- POST /_reload: Lua does the work; the server answers 503 if it never replies ---- */
 
 static void h_reload(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
-  uint64_t id = remember(req->priv);
-  if (!id) {
-    cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
-    return;
-  }
-  n->reloads++;
-  cl_node_emit(n, CL_EVT_NODE_RELOAD, NULL, NULL, 0, id, 0, CL_Q_FORCE);
+  if (cl_node_reload_request(n, req->priv) < 0) cl_admin_reply_error(a, req->priv, 503, "too many requests in flight");
 }
 
-static void admin_reload_done(cl_node *n, uint64_t req, int status, const char *json) {
-  void *priv = take(req);
-  if (!priv || !n->admin) return;
+static void admin_reload_done(cl_node *n, void *priv, int status, const char *json) {
+  if (!n->admin) return;
   cl_admin_reply(n->admin, priv, status, NULL, json, strlen(json));
 }
 

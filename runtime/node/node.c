@@ -319,6 +319,7 @@ static void node_teardown(cl_node *n) {
   if (n->admin_ops) n->admin_ops->stop(n);
   cl_node_lua_lag_stop(n);
   cl_node_election_stop(n);
+  cl_node_reqs_free(n);
   uv_close((uv_handle_t *)&n->sigterm, NULL);
   uv_close((uv_handle_t *)&n->sigint, NULL);
   uv_close((uv_handle_t *)&n->drain_timer, NULL);
@@ -446,6 +447,13 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   cfg->rc = 0;
 }
 
+/* cl.metadata / cl.voting calls: the answer comes back as CL_EVT_NODE_DONE with Lua's id */
+static void lua_request(cl_node *n, cl_el_input *in, uint64_t lua_id) {
+  static const char busy[] = "too many requests in flight";
+  if (cl_node_election_request(n, in, CL_REQ_FROM_LUA, lua_id, NULL) < 0)
+    cl_node_emit(n, CL_EVT_NODE_DONE, "EBUSY", busy, sizeof busy - 1, lua_id, 0, CL_Q_FORCE);
+}
+
 static void node_command(cl_control *c, cl_msg *m, void *ud) {
   (void)ud;
   cl_node *n = &g_node;
@@ -505,9 +513,9 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     break;
   }
   case CL_CMD_NODE_EL_UPDATE: {
-    cl_el_input in = {.kind = CL_EL_IN_REQUEST_UPDATE, .req_id = m->id, .base_version = (uint64_t)m->num,
+    cl_el_input in = {.kind = CL_EL_IN_REQUEST_UPDATE, .base_version = (uint64_t)m->num,
                       .data = cl_msg_body(m), .len = m->body_len};
-    cl_node_election_input(n, &in);
+    lua_request(n, &in, m->id);
     break;
   }
   case CL_CMD_NODE_EL_EXCLUDE: {
@@ -520,21 +528,24 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
       break;
     }
     for (int i = 0; i < nn; i++) names[i] = cl_node_exclusion_target(n, names[i]);
-    cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .req_id = m->id, .names = names, .n_names = (size_t)nn};
-    cl_node_election_input(n, &in);
+    cl_el_input in = {.kind = CL_EL_IN_REQUEST_EXCLUDE, .names = names, .n_names = (size_t)nn};
+    lua_request(n, &in, m->id);
     break;
   }
   case CL_CMD_NODE_EL_CLEAR: {
-    cl_el_input in = {.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS, .req_id = m->id, .flag = (int)m->num};
-    cl_node_election_input(n, &in);
+    cl_el_input in = {.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS, .flag = (int)m->num};
+    lua_request(n, &in, m->id);
     break;
   }
   case CL_CMD_NODE_LUA_PONG:
     cl_node_lua_pong(n, (uint64_t)m->num);
     break;
-  case CL_CMD_NODE_RELOAD_DONE:
-    if (n->admin_ops) n->admin_ops->reload_done(n, m->id, (int)m->num, (const char *)cl_msg_body(m));
+  case CL_CMD_NODE_RELOAD_DONE: {
+    cl_node_req r;
+    if (cl_node_req_take(n, m->id, &r) && n->admin_ops)
+      n->admin_ops->reload_done(n, r.priv, (int)m->num, (const char *)cl_msg_body(m));
     break;
+  }
   default:
     break;
   }

@@ -132,13 +132,14 @@ static void io_log(void *ud, int level, const char *msg) {
 
 static void io_complete(void *ud, uint64_t req_id, const char *code, const char *msg, uint64_t version) {
   cl_node *n = ud;
-  uint64_t local = req_id - n->req_salt;
-  if (local & CL_ADMIN_REQ_BIT) {
-    if (n->admin_ops) n->admin_ops->complete(n, local, code, msg, version);
+  cl_node_req r;
+  if (!cl_node_req_take(n, req_id, &r)) return; /* an id of a previous run of this node */
+  if (r.origin == CL_REQ_FROM_ADMIN) {
+    if (n->admin_ops) n->admin_ops->complete(n, r.priv, code, msg, version);
     return;
   }
-  cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(code, "OK") == 0 ? "" : code, msg, strlen(msg), local, (int64_t)version,
-               CL_Q_FORCE);
+  cl_node_emit(n, CL_EVT_NODE_DONE, strcmp(code, "OK") == 0 ? "" : code, msg, strlen(msg), r.origin_id,
+               (int64_t)version, CL_Q_FORCE);
 }
 
 static void on_el_timer(uv_timer_t *t);
@@ -160,16 +161,20 @@ static const cl_eldrv_io node_io = {
 
 static void step(cl_node *n, const cl_el_input *in) { cl_eldrv_input(&n->drv, in); }
 
-/* Request ids count from 1 in every run, but the master remembers the last applied
- * update by (node id, request id) to drop a re-forwarded duplicate, and the node id
- * survives a restart: a random salt per run keeps a new request from passing for an
- * old one (found by the crash-consistency spec). */
 void cl_node_election_input(cl_node *n, const cl_el_input *in) {
   if (!n->el) return;
-  cl_el_input salted = *in;
-  salted.req_id = in->req_id + n->req_salt;
-  step(n, &salted);
+  step(n, in);
 }
+
+int cl_node_election_request(cl_node *n, cl_el_input *in, int origin, uint64_t origin_id, void *priv) {
+  if (!n->el) return 0; /* not started: the asker's own deadline answers */
+  uint64_t id = cl_node_req_add(n, origin, origin_id, priv);
+  if (!id) return -1;
+  in->req_id = id;
+  step(n, in);
+  return 0;
+}
+
 
 static void on_el_timer(uv_timer_t *t) {
   cl_node *n = t->data;

@@ -41,9 +41,19 @@ struct cl_node;
 typedef struct cl_node_admin_ops {
   int (*start)(struct cl_node *n, char *err, size_t errlen);
   void (*stop)(struct cl_node *n);
-  void (*reload_done)(struct cl_node *n, uint64_t req, int status, const char *json);
-  void (*complete)(struct cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version);
+  /* the answers to what the admin asked (priv: the admin's reply handle) */
+  void (*reload_done)(struct cl_node *n, void *priv, int status, const char *json);
+  void (*complete)(struct cl_node *n, void *priv, const char *code, const char *msg, uint64_t version);
 } cl_node_admin_ops;
+
+/* Who asked: Lua (by its own request id) or the admin endpoint (by its reply handle). */
+enum { CL_REQ_FROM_LUA = 1, CL_REQ_FROM_ADMIN = 2 };
+typedef struct {
+  uint64_t id; /* the node's */
+  int origin;
+  uint64_t origin_id; /* Lua's request id */
+  void *priv;         /* the admin's reply handle */
+} cl_node_req;
 
 typedef struct cl_node {
   cl_control *c;
@@ -79,6 +89,9 @@ typedef struct cl_node {
   uint64_t wall_offset_ms; /* wall clock minus loop time, to render loop timestamps */
   uint64_t started_ms;     /* loop time when the node started */
   uint64_t req_salt;       /* added to request ids: unique across restarts (node_election.c) */
+  uint64_t req_next;
+  cl_node_req *reqs; /* in flight (requests.c) */
+  size_t n_reqs, reqs_cap;
   uint64_t rtt_sampled_ms; /* the last sample of the round-trip histogram */
 
   /* Lua lag: the control loop pings Lua through the event queue */
@@ -106,6 +119,15 @@ const char *cl_node_exclusion_target(cl_node *n, const char *name);
 void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
                   int64_t num, int mode);
 
+/* requests.c */
+/* A new id for a request from origin; 0 when too many are in flight. */
+uint64_t cl_node_req_add(cl_node *n, int origin, uint64_t origin_id, void *priv);
+/* Finds and forgets request id: 1 with *out filled, 0 if it is not in flight. */
+int cl_node_req_take(cl_node *n, uint64_t id, cl_node_req *out);
+void cl_node_reqs_free(cl_node *n);
+/* POST /_reload: asks Lua; its answer goes to admin_ops->reload_done. -1: too many. */
+int cl_node_reload_request(cl_node *n, void *priv);
+
 /* node.c */
 void cl_node_set_admin(const cl_node_admin_ops *ops);
 /* housekeeping soon: a send queue filled, or a peer waits for its data connection */
@@ -119,6 +141,9 @@ void cl_node_election_run(cl_node *n);
 int cl_node_write_atomic(const char *path, const uint8_t *data, size_t len, char *err, size_t errlen);
 void cl_node_election_stop(cl_node *n);
 void cl_node_election_input(cl_node *n, const cl_el_input *in);
+/* A request (in->kind CL_EL_IN_REQUEST_*) on behalf of origin: the node gives it its id,
+ * and the answer goes back to the asker. 0, or -1 when too many are in flight. */
+int cl_node_election_request(cl_node *n, cl_el_input *in, int origin, uint64_t origin_id, void *priv);
 void cl_node_election_peer_up(cl_node *n, const cl_peer_info *p);
 void cl_node_election_peer_down(cl_node *n, const char *name);
 void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data, size_t len);
@@ -134,8 +159,5 @@ json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
 
 /* state_json.c */
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
-
-/* request ids with this bit come from the admin endpoint, not from Lua */
-#define CL_ADMIN_REQ_BIT (1ull << 40) /* ids pass through Lua numbers: keep them below 2^53 */
 
 #endif
