@@ -135,11 +135,7 @@ static json_t *health_json(cl_node *n) {
   }
   json_object_set_new(o, "voting_config", vc);
   json_object_set_new(o, "quorum", json_integer(n->el ? cl_el_quorum_size(n->el) : 0));
-  uint64_t lag = n->lua_lag_ms;
-  if (n->ping_sent_ms) {
-    uint64_t cur = uv_now(&n->c->loop) - n->ping_sent_ms;
-    if (cur > lag) lag = cur;
-  }
+  uint64_t lag = cl_lag_current_ms(&n->lag, uv_now(&n->c->loop));
   json_object_set_new(o, "lua_lag_ms", json_integer((json_int_t)lag));
   json_object_set_new(o, "hook_aborts", json_integer((json_int_t)atomic_load(&cl_lua_stats_g.hook_aborts)));
   return o;
@@ -362,7 +358,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_counter(&m, "clusterlua_dropped_events", "Events or messages dropped because Lua fell behind",
                      (double)(n->msgs_dropped + n->c->evt.dropped));
   cl_metrics_gauge(&m, "clusterlua_lua_lag_seconds", "How long Lua took to answer the last ping",
-                   (double)n->lua_lag_ms / 1000.0);
+                   (double)n->lag.lag_ms / 1000.0);
   size_t len;
   const char *text = cl_metrics_text(&m, &len);
   cl_admin_reply(a, req->priv, 200, CL_METRICS_CONTENT_TYPE, text, len);

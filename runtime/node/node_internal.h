@@ -8,6 +8,7 @@
 
 #include "election/election.h"
 #include "node/el_driver.h"
+#include "node/lua_lag_check.h"
 #include "core/log.h"
 #include "admin/metrics.h"
 #include "node/node.h"
@@ -94,13 +95,10 @@ typedef struct cl_node {
   size_t n_reqs, reqs_cap;
   uint64_t rtt_sampled_ms; /* the last sample of the round-trip histogram */
 
-  /* Lua lag: the control loop pings Lua through the event queue */
+  /* Lua lag: the control loop pings Lua through the event queue (lua_lag.c) */
   uv_timer_t lag_timer;
   int lag_on;
-  uint64_t ping_seq, pong_seq;
-  uint64_t ping_sent_ms; /* when the oldest unanswered ping was sent (0: none) */
-  uint64_t lua_lag_ms;
-  int lua_lagging;
+  cl_lag lag;
   uint32_t lua_stepdown_ms;
 
   uint64_t msgs_dropped;

@@ -1,0 +1,39 @@
+/* The Lua-lag check's rule: pure (no I/O, no clock), so the node on the control loop
+ * (lua_lag.c) and the simulator on virtual time run the same code.
+ *
+ * The control loop pings the Lua loop every cl_lag_interval_ms (a quarter of the
+ * step-down threshold, at most 1 s, at least 10 ms) and keeps one ping outstanding. A
+ * ping unanswered for more than stepdown_ms makes the node give up master duties
+ * (CL_LAG_STEP_DOWN, once); the answer to it gives them back (CL_LAG_RESUME). So a Lua
+ * loop stuck since time t is acted on by t + stepdown_ms + interval at the latest, and a
+ * Lua loop that answers within stepdown_ms never is. */
+#ifndef CL_LUA_LAG_CHECK_H
+#define CL_LUA_LAG_CHECK_H
+#include <stdint.h>
+
+typedef struct {
+  uint32_t stepdown_ms;
+  uint64_t seq;     /* of the last ping sent */
+  uint64_t sent_ms; /* when the outstanding ping was sent */
+  int waiting;      /* a ping is outstanding */
+  int lagging;      /* master duties given up */
+  uint64_t lag_ms;  /* the last lag measured (an answer's delay, or the wait so far) */
+} cl_lag;
+
+typedef enum {
+  CL_LAG_NONE,
+  CL_LAG_PING,      /* send ping number l->seq to Lua */
+  CL_LAG_STEP_DOWN, /* Lua has not answered for more than stepdown_ms */
+  CL_LAG_RESUME,    /* it answers again */
+} cl_lag_action;
+
+void cl_lag_init(cl_lag *l, uint32_t stepdown_ms);
+uint64_t cl_lag_interval_ms(const cl_lag *l);
+/* Run every cl_lag_interval_ms. */
+cl_lag_action cl_lag_tick(cl_lag *l, uint64_t now_ms);
+/* Lua's answer to ping seq. */
+cl_lag_action cl_lag_pong(cl_lag *l, uint64_t seq, uint64_t now_ms);
+/* The lag to report now: the outstanding ping's wait if longer than the last measured. */
+uint64_t cl_lag_current_ms(const cl_lag *l, uint64_t now_ms);
+
+#endif
