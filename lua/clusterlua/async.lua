@@ -105,9 +105,30 @@ function M.spawn(fn, ...)
 end
 
 --- sleep(ms)
+-- sleep(0) yields to everything else the Lua loop has to do, I/O included. A timer of
+-- 0 ms cannot: libuv (1.44) runs a timer started from a timer callback in the same pass
+-- when it is due at once, so coroutines that sleep(0) in turn never let the loop poll,
+-- and events, messages and hooks wait behind them for ever (found by the starvation
+-- spec's self-saturated case). So they wait for the idle phase of the next loop turn,
+-- which comes after this turn's poll: each turn polls once, then runs them all.
+local yielded, yield_idle = {}, nil
+local function run_yielded()
+  local now = yielded
+  yielded = {}
+  for i = 1, #now do resume(now[i]) end
+  if #yielded == 0 then yield_idle:stop() end
+end
+
 function M.sleep(ms)
   checkms(ms, 1, "sleep")
   local co = need_coroutine("sleep")
+  if ms == 0 then
+    yielded[#yielded + 1] = co
+    if not yield_idle then yield_idle = uv.new_idle() end
+    if #yielded == 1 then yield_idle:start(run_yielded) end
+    coroutine.yield()
+    return
+  end
   local timer = uv.new_timer()
   timer:start(ms, 0, function()
     close_handle(timer)

@@ -93,6 +93,7 @@ struct cl_transport {
   uint32_t tick_ms;
   uint64_t next_beat_ms; /* the tick's next heartbeat */
   uint64_t tick_due_ms;  /* when the tick was asked to run */
+  int tick_after_poll;   /* this tick is the look again after a late one's poll */
   cl_det_awareness awareness;
   cl_conn *conns;
   cl_conn *dirty;
@@ -1288,8 +1289,13 @@ static void on_tick(uv_timer_t *h) {
   /* A late tick means this node was not running (its CPU starved, or it was paused):
    * frames may be waiting unread in its sockets, and libuv runs timers before it polls.
    * So a late tick calls nobody down; it looks again right after the poll, and while the
-   * node keeps running late every connection gets more time (detector.h). */
+   * node keeps running late every connection gets more time (detector.h). That second
+   * look decides even if it runs late too: on a machine that stays saturated every tick
+   * is late, and a stopped peer must still be called down within the awareness bound
+   * (found by the starvation spec's self-saturated case). */
   int late = now > t->tick_due_ms + t->tick_ms / 2;
+  int veto = late && !t->tick_after_poll;
+  t->tick_after_poll = 0;
   uint32_t grace = cl_det_tick(&t->awareness, t->tick_due_ms, now, t->tick_ms, t->cfg.timeout_ms);
   for (cl_conn *c = t->conns; c; c = c->next) c->det.grace_ms = grace;
   /* once a second at least: reconnect timeouts expire, the keep callback lets go */
@@ -1324,15 +1330,16 @@ static void on_tick(uv_timer_t *h) {
       }
     } else if (c->state == C_UP) {
       cl_det_verdict v = cl_det_check(&c->det, now);
-      if (v == CL_DET_DOWN && !late)
+      if (v == CL_DET_DOWN && !veto)
         conn_down(c, "timeout");
       else if (v == CL_DET_PING)
         send_ping(c);
     }
     c = n;
   }
-  if (late) {
+  if (veto) {
     t->tick_due_ms = now + 1;
+    t->tick_after_poll = 1;
     uv_timer_start(&t->tick, on_tick, 1, 0); /* after the poll: 0 would run before it */
     return;
   }

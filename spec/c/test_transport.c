@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/log.h"
 #include "loop_test.h"
+#include "transport/detector.h"
 #include "transport/internal.h"
 #include "transport/transport.h"
 
@@ -830,6 +832,41 @@ static int t_fault_refused_without_env(void) {
   return 0;
 }
 
+/* A machine that stays saturated makes every tick late. A late tick calls nobody down
+ * and looks again after the poll; that second look must decide even if it is late too,
+ * or a silent peer is never called down while the saturation lasts. Here every loop turn
+ * spends 80 ms busy (over half the 100 ms heartbeat), and b goes silent. */
+static void busy_turn(uv_prepare_t *h) {
+  (void)h;
+  struct timespec t0, t;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  do clock_gettime(CLOCK_MONOTONIC, &t);
+  while ((t.tv_sec - t0.tv_sec) * 1000 + (t.tv_nsec - t0.tv_nsec) / 1000000 < 80);
+}
+static int t_timeout_when_every_tick_is_late(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000), "not connected");
+  char err[200];
+  uv_prepare_t busy;
+  uv_prepare_init(L, &busy);
+  uv_prepare_start(&busy, busy_turn);
+  cl_transport_fault(a.t, b.name, "blackhole", err, sizeof err);
+  uint64_t t0 = uv_now(L);
+  uint64_t late0 = STAT(&a, ticks);
+  int down = run_until(has_down, &a, 8000);
+  uint64_t dt = uv_now(L) - t0, ticks = STAT(&a, ticks) - late0;
+  uv_prepare_stop(&busy);
+  uv_close((uv_handle_t *)&busy, NULL);
+  node_stop(&a);
+  node_stop(&b);
+  /* the bound: timeout * (1 + CL_DET_AWARENESS_MAX), plus a loop turn or two */
+  CHECK(down && dt <= 400 * (1 + CL_DET_AWARENESS_MAX) + 400, "down=%d after %llu ms (%llu ticks)", down,
+        (unsigned long long)dt, (unsigned long long)ticks);
+  return 0;
+}
+
 static int t_heartbeat_timeout(void) {
   tnode a, b;
   opts o = O(1);
@@ -1212,6 +1249,8 @@ int main(void) {
   run_case("transport: HTTP GET on the port closes that connection", t_http_get);
   run_case("transport: fault layer refused without CLUSTERLUA_FAULTS=1", t_fault_refused_without_env);
   run_case("transport: heartbeat timeout through a blackhole => timeout", t_heartbeat_timeout);
+  run_case("transport: a silent peer is down within the awareness bound when every tick runs late",
+           t_timeout_when_every_tick_is_late);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
   run_case("transport: mesh learning A-B, B-C => A-C", t_mesh);

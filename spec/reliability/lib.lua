@@ -5,7 +5,8 @@
 --             SHA-256 HMAC over the canonical JSON of the committed user metadata,
 --             its version and the voting configuration)
 --       EVENT node_down NAME REASON / EVENT node_up NAME
---     and, when the node runs with RELI_WRITERS=n, n writer coroutines that loop
+--     and, when the node runs with RELI_LOAD=n, n coroutines sending messages to every
+--     peer flat out (the cluster saturating its own machine); with RELI_WRITERS=n, n writer coroutines that loop
 --     clusterlua.update (key "w<i>" := counter) and print
 --       EVENT ack KEY VALUE VERSION    (acknowledged: committed)
 --       EVENT nack KEY VALUE REASON
@@ -65,6 +66,25 @@ for w = 1, writers do
         local ok, ver, err = pcall(cl.update, function(md) md[key] = v return md end)
         if ok and ver then out("ack", key, v, ver) else out("nack", key, v, (tostring(ok and err or ver):gsub("%s", "_"))) end
       end
+    end
+  end)
+end
+-- RELI_LOAD=n: n coroutines that send messages to every peer as fast as the node takes
+-- them (yielding between batches, so events still reach the hooks): the cluster's own
+-- work saturates the machine
+-- work saturates the machine. With RELI_LOAD_FLAG=PATH they start once PATH exists.
+local load = tonumber(os.getenv "RELI_LOAD" or "0") or 0
+local load_flag = os.getenv "RELI_LOAD_FLAG"
+cl.handle("load", function() end)
+for _ = 1, load do
+  cl.spawn(function()
+    while load_flag and not uv.fs_stat(load_flag) do cl.sleep(100) end
+    local payload = ("x"):rep(200)
+    while true do
+      for _, peer in ipairs(cl.nodes()) do
+        for _ = 1, 50 do cl.send(peer, "load", payload) end
+      end
+      cl.sleep(0)
     end
   end)
 end

@@ -8,6 +8,55 @@ local lib = require "reliability.lib"
 
 local SECONDS = tonumber(os.getenv "RELI_STARVE_SECONDS" or "") or 20
 
+-- SIGSTOPs node `victim`; every other node must report it down (reason timeout) and
+-- nobody else. Returns when each reported it, in ms after the stop, and the other
+-- node_down lines seen meanwhile. Every wait is bounded by bound + delivery + 5 s.
+local function stop_and_check(c, victim, mark, bound, delivery)
+  local gone = c.names[victim]:gsub("%p", "%%%0")
+  local t_stop = lib.now()
+  c.nodes[victim]:kill "sigstop"
+  local seen = {}
+  for i = 1, c.n do
+    if i ~= victim then
+      if not c.nodes[i]:wait_for_line("^EVENT node_down " .. gone .. " timeout$", bound + delivery + 5000, nil, mark[i] + 1) then
+        local tail = {}
+        for j = math.max(mark[i] + 1, #c.nodes[i].lines - 8), #c.nodes[i].lines do tail[#tail + 1] = c.nodes[i].lines[j].text end
+        error(("node%d did not report the stopped node down; its last lines:\n%s"):format(i, table.concat(tail, "\n")))
+      end
+      for j = mark[i] + 1, #c.nodes[i].lines do
+        local l = c.nodes[i].lines[j]
+        if l.text:match("^EVENT node_down " .. gone) then seen[i] = (l.t or lib.now()) - t_stop break end
+      end
+    end
+  end
+  local bad = {}
+  for i = 1, c.n do
+    if i ~= victim then
+      for j = mark[i] + 1, #c.nodes[i].lines do
+        local l = c.nodes[i].lines[j].text
+        if l:match "^EVENT node_down" and not l:match("^EVENT node_down " .. gone) then
+          bad[#bad + 1] = "node" .. i .. ": " .. l
+        end
+      end
+    end
+  end
+  return seen, bad
+end
+
+-- the machine's busy fraction (all cores) over a window, from /proc/stat
+local function cpu_times()
+  local f = assert(io.open "/proc/stat")
+  local line = f:read "*l"
+  f:close()
+  local total, idle, k = 0, 0, 0
+  for v in line:gmatch "%d+" do
+    k = k + 1
+    total = total + tonumber(v)
+    if k == 4 or k == 5 then idle = idle + tonumber(v) end -- idle, iowait
+  end
+  return total, idle
+end
+
 local function ncpu()
   local n = #(uv.cpu_info() or {})
   return n > 0 and n or 2
@@ -95,36 +144,53 @@ describe("CPU starvation", function()
     -- 3 s of saturation first: the nodes' own lateness, if any, has set in
     local t_sat = lib.now()
     proc.wait_until(function() return lib.now() - t_sat >= 3000 end, 10000)
-    local gone = c.names[victim]:gsub("%p", "%%%0")
-    local t_stop = lib.now()
-    c.nodes[victim]:kill "sigstop"
-    local seen = {}
-    for i = 1, 3 do
-      if i ~= victim then
-        assert.truthy(c.nodes[i]:wait_for_line("^EVENT node_down " .. gone .. " timeout$", BOUND + DELIVERY + 5000,
-          nil, mark[i] + 1), "node" .. i .. " did not report the stopped node down")
-        for j = mark[i] + 1, #c.nodes[i].lines do
-          local l = c.nodes[i].lines[j]
-          if l.text:match("^EVENT node_down " .. gone) then seen[i] = (l.t or lib.now()) - t_stop break end
-        end
-      end
-    end
+    local seen, bad = stop_and_check(c, victim, mark, BOUND, DELIVERY)
     for _, h in ipairs(hogs) do h:stop(5000) end
     c.nodes[victim]:kill "sigcont"
-    local bad = {}
-    for i = 1, 3 do
-      if i ~= victim then
-        for j = mark[i] + 1, #c.nodes[i].lines do
-          local l = c.nodes[i].lines[j].text
-          if l:match "^EVENT node_down" and not l:match("^EVENT node_down " .. gone) then
-            bad[#bad + 1] = "node" .. i .. ": " .. l
-          end
-        end
-      end
-    end
     io.stdout:write(("starvation: %d cpu hogs; stopped node%d reported down after %s ms (bound %d + %d delivery)\n")
       :format(2 * cpus, victim, table.concat({ tostring(seen[1] or "-"), tostring(seen[2] or "-"), tostring(seen[3] or "-") }, "/"),
         BOUND, DELIVERY))
+    assert.equal(0, #bad, table.concat(bad, "\n"))
+    for i, dt in pairs(seen) do
+      assert.truthy(dt <= BOUND + DELIVERY, ("node%d reported it after %d ms, over %d + %d"):format(i, dt, BOUND, DELIVERY))
+    end
+  end)
+  -- The same, when what saturates the machine is the cluster itself: 8 nodes sending
+  -- each other messages flat out (RELI_LOAD), no outside hog. The heartbeats compete
+  -- with the nodes' own traffic for the CPU, the sockets and the loops.
+  it("saturated by its own traffic, reports a stopped node down within its bound, and nobody else", function()
+    local TIMEOUT, MAX_AWARENESS = 400, 3
+    local BOUND = TIMEOUT * (1 + MAX_AWARENESS)
+    local DELIVERY = 1500
+    local N = 8
+    local c = cluster.new { n = N, initial = 3, hooks = lib.HOOKS, cluster = "starve3" }
+    local victim
+    finally(function()
+      if victim and c.nodes[victim] and not c.nodes[victim].exited then c.nodes[victim]:kill "sigcont" end
+      c:cleanup()
+    end)
+    local flag = c.dir .. "/load"
+    c:start_all(nil, { RELI_LOAD = "2", RELI_LOAD_FLAG = flag })
+    local master = c:wait_master(20000)
+    assert.truthy(master)
+    assert.truthy(proc.wait_until(lib.settled(c), 20000), "the cluster did not settle")
+    proc.write(flag, "go")
+    -- the precondition: the machine is saturated (over 2 s, at least 90 % busy)
+    local t1, i1 = cpu_times()
+    local t_w = lib.now()
+    proc.wait_until(function() return lib.now() - t_w >= 2000 end, 5000)
+    local t2, i2 = cpu_times()
+    local busy = 1 - (i2 - i1) / math.max(1, t2 - t1)
+    assert.truthy(busy >= 0.9, ("the cluster's own load keeps the machine only %d %% busy"):format(math.floor(busy * 100)))
+    victim = c:index_of(master) == N and N - 1 or N
+    local mark = {}
+    for i = 1, N do mark[i] = #c.nodes[i].lines end
+    local seen, bad = stop_and_check(c, victim, mark, BOUND, DELIVERY)
+    c.nodes[victim]:kill "sigcont"
+    local worst = 0
+    for _, dt in pairs(seen) do worst = math.max(worst, dt) end
+    io.stdout:write(("starvation: %d nodes at %d %% cpu on their own traffic; stopped node%d reported down by all %d others, the last after %d ms (bound %d + %d delivery)\n")
+      :format(N, math.floor(busy * 100), victim, N - 1, worst, BOUND, DELIVERY))
     assert.equal(0, #bad, table.concat(bad, "\n"))
     for i, dt in pairs(seen) do
       assert.truthy(dt <= BOUND + DELIVERY, ("node%d reported it after %d ms, over %d + %d"):format(i, dt, BOUND, DELIVERY))

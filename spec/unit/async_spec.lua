@@ -52,6 +52,38 @@ describe("clusterlua.async", function()
       assert(async.run_until(function() return #order == 2 end, 3000))
       assert.same({ "fast", "slow" }, order)
     end)
+
+    -- Coroutines that sleep(0) in turn must not keep the loop from polling: a timer that
+    -- falls due, and I/O, still get their turn. Each coroutine stops by itself after
+    -- 20000 turns, so a regression fails instead of hanging.
+    it("sleep(0) lets the loop poll between turns: timers and I/O still run", function()
+      local fired_after, turns, done = nil, 0, 0
+      local t = uv.new_timer()
+      t:start(1, 0, function() fired_after = turns t:close() end)
+      local r, w = uv.new_pipe(false), uv.new_pipe(false)
+      local fds = uv.pipe()
+      r:open(fds.read)
+      w:open(fds.write)
+      local read_after
+      r:read_start(function(_, data) if data and not read_after then read_after = turns end end)
+      w:write("x")
+      for _ = 1, 2 do
+        async.spawn(function()
+          for _ = 1, 20000 do
+            turns = turns + 1
+            if fired_after and read_after then break end
+            async.sleep(0)
+          end
+          done = done + 1
+        end)
+      end
+      assert(async.run_until(function() return done == 2 end, 10000))
+      r:read_stop()
+      r:close()
+      w:close()
+      assert.truthy(read_after and read_after < 100, "the pipe was read after " .. tostring(read_after) .. " turns")
+      assert.truthy(fired_after, "a 1 ms timer never fired while coroutines slept(0) in turn")
+    end)
   end)
 
   describe("wait", function()
