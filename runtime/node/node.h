@@ -16,12 +16,11 @@ enum {
   CL_CMD_NODE_SEND,                     /* name, body = bytes, id = (uintptr_t)cl_peerq* */
   CL_CMD_NODE_LEAVE,                    /* id = (uintptr_t)uv_sem_t*, posted once the peers were told */
   CL_CMD_NODE_FAULT,     /* name = peer, body = spec */
-  CL_CMD_NODE_QUERY,     /* id = (uintptr_t)cl_node_query*, answered via its semaphore */
-  CL_CMD_NODE_EL_UPDATE, /* id = request id, num = base version, body = metadata blob */
-  CL_CMD_NODE_EL_EXCLUDE,/* id = request id, body = comma-separated names */
-  CL_CMD_NODE_EL_CLEAR,  /* id = request id, num = wait_for_removal */
+  CL_CMD_NODE_EL_UPDATE, /* id = Lua's request id, num = base version, body = metadata blob */
+  CL_CMD_NODE_EL_EXCLUDE,/* id = Lua's request id, body = comma-separated names */
+  CL_CMD_NODE_EL_CLEAR,  /* id = Lua's request id, num = wait_for_removal */
   CL_CMD_NODE_LUA_PONG,  /* num = the ping's sequence number */
-  CL_CMD_NODE_RELOAD_DONE, /* id = admin request id, num = HTTP status, body = JSON answer */
+  CL_CMD_NODE_RELOAD_DONE, /* id = the node's request id (requests.c), num = HTTP status, body = JSON answer */
   CL_CMD_NODE_DISCONNECT,  /* name: drop it, and neither dial nor accept it until WANT */
 };
 
@@ -33,9 +32,9 @@ enum {
   CL_EVT_NODE_MASTER,                /* name = new master or "", body = old master, num = term */
   CL_EVT_NODE_QUORUM,                /* num = 1 regained, 0 lost */
   CL_EVT_NODE_COMMITTED,             /* num = version, body = metadata blob */
-  CL_EVT_NODE_DONE,                  /* id = request id, name = code ("" ok), body = message; num = version */
+  CL_EVT_NODE_DONE,                  /* id = Lua's request id, name = code ("" ok), body = message; num = version */
   CL_EVT_NODE_LUA_PING,              /* num = sequence number: measures Lua lag */
-  CL_EVT_NODE_RELOAD,                /* admin POST /_reload: id = request id */
+  CL_EVT_NODE_RELOAD,                /* admin POST /_reload: id = the node's request id, for RELOAD_DONE */
 };
 
 typedef struct {
@@ -86,12 +85,6 @@ typedef struct cl_node_config {
   char err[512];
 } cl_node_config;
 void cl_node_config_free(cl_node_config *c);
-
-typedef struct cl_node_query {
-  const char *what; /* "peers", "health", "state" */
-  char *json;       /* answer, malloc'd, or NULL */
-  uv_sem_t done;
-} cl_node_query;
 
 extern const cl_control_hooks cl_node_hooks;
 
