@@ -43,6 +43,8 @@ typedef struct cl_node_admin_ops {
   void (*stop)(struct cl_node *n);
   void (*reload_done)(struct cl_node *n, uint64_t req, int status, const char *json);
   void (*complete)(struct cl_node *n, uint64_t req, const char *code, const char *msg, uint64_t version);
+  /* an event for the event stream: kind and its fields (borrowed) */
+  void (*event)(struct cl_node *n, const char *kind, json_t *fields);
 } cl_node_admin_ops;
 
 typedef struct cl_node {
@@ -131,6 +133,11 @@ void cl_node_lua_pong(cl_node *n, uint64_t seq);
 /* roles.c */
 uint32_t cl_node_roles_flags(const char *roles);
 json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
+
+/* report.c: events for the admin endpoint's stream */
+int cl_node_reporting(const cl_node *n);                         /* 1: someone listens */
+void cl_node_report(cl_node *n, const char *kind, json_t *fields); /* fields stolen */
+void cl_node_report_from_lua(cl_node *n, const char *kind, const void *json, size_t len);
 
 /* state_json.c */
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
