@@ -158,7 +158,7 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
   }
   if (cl_node_reporting(n))
     cl_node_report(n, "node_up",
-                   json_pack("{s:s, s:s, s:s, s:o, s:I}", "node", p->name, "id", p->node_id ? p->node_id : "",
+                   json_pack("{s:s, s:s, s:s, s:o, s:I}", "node", p->name, "node_id", p->node_id ? p->node_id : "",
                              "address", p->address ? p->address : "", "roles", cl_node_roles_json(p->roles),
                              "rtt_us", (json_int_t)p->rtt_us));
   cl_node_election_peer_up(n, p);
