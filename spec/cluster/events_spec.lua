@@ -154,6 +154,18 @@ describe("event stream", function()
     assert.truthy(text:find("event: node_up", 1, true))
   end)
 
+  it("keeps a quiet stream open past the request timers, with a `: ping` every 15 s", function()
+    local s = sse.open(c.admin[2], { path = "/_events?since=1-1" })
+    assert.truthy(proc.wait_until(function() return s.status == 200 end, 5000))
+    local t0 = proc.now()
+    -- header (2 s), handler and request (10 s) deadlines are long past at the first ping
+    assert.truthy(proc.wait_until(function() return s.comments >= 1 end, 20000), "no ping within 20 s")
+    local took = proc.now() - t0
+    assert.is_true(took >= 14000, "ping after " .. took .. " ms")
+    assert.is_false(s.closed)
+    s.close()
+  end)
+
   it("drops a client that never reads (counted, bounded memory) without slowing heartbeats or other clients", function()
     local dropped0 = metric(c, 1, "clusterlua_event_streams_dropped_total") or 0
     local stuck = sse.open(c.admin[1], { paused = true, rcvbuf = 4096 })
