@@ -48,13 +48,25 @@ static int hash_of(const char *page, const char *open, const char *close, char *
 
 size_t cl_console_page_size(void) { return (size_t)(cl_console_page_end - cl_console_page_bytes) - 1; }
 
+static int prepare(cl_admin *a);
+
+/* The page is prepared on its first request: a node whose console nobody opens keeps
+ * nothing of it in memory (the embedded bytes stay untouched on disk-backed pages). */
 static void h_console(cl_admin *a, cl_admin_req *req, void *ud) {
   (void)ud;
+  if (!P.page && prepare(a) != 0) {
+    cl_admin_reply_error(a, req->priv, 500, "the console page could not be prepared");
+    return;
+  }
   cl_admin_reply_headers(a, req->priv, 200, "text/html; charset=utf-8", P.headers, P.page, P.len);
 }
 
 int cl_console_start(cl_admin *a) {
   cl_console_stop();
+  return cl_admin_route_public(a, "/_console", h_console, NULL);
+}
+
+static int prepare(cl_admin *a) {
   if (sodium_init() < 0) return -1;
   const char *src = cl_console_page_bytes;
   char script[80], style[80];
@@ -84,7 +96,6 @@ int cl_console_start(cl_admin *a) {
            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"
            "X-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
            script, style);
-  cl_admin_route_public(a, "/_console", h_console, NULL);
   return 0;
 }
 

@@ -7,7 +7,7 @@
 
 #include "admin/admin.h"
 
-/* Registers the route; -1 if the page could not be prepared (out of memory). */
+/* Registers the route (0, or -1 out of memory); the page is prepared on first use. */
 int cl_console_start(cl_admin *a);
 void cl_console_stop(void);
 /* The page's size in bytes, as embedded */

@@ -406,7 +406,7 @@ static int admin_start(cl_node *n, char *err, size_t errlen) {
   cl_health_wait_start(n->admin, n);
   cl_cat_start(n->admin, n);
   cl_events_start(n->admin, &n->c->loop, cl_transport_incarnation(n->t), test_routes);
-  if (cl_console_start(n->admin) != 0) cl_log(CL_LOG_WARN, "admin", NULL, "the console page could not be prepared");
+  if (cl_console_start(n->admin) != 0) cl_log(CL_LOG_WARN, "admin", NULL, "the console route could not be registered (out of memory)");
   return 0;
 }
 
