@@ -338,7 +338,9 @@ static void h_root(cl_admin *a, cl_admin_req *req, void *ud) {
     return;
   }
   if (!req->authenticated) {
-    cl_admin_reply_error(a, req->priv, 401, "missing or invalid bearer token (Authorization: Bearer <token>)");
+    static const char body[] = "{\"error\":\"missing or invalid bearer token (Authorization: Bearer <token>)\"}\n";
+    cl_admin_reply_headers(a, req->priv, 401, NULL, "WWW-Authenticate: Bearer realm=\"clusterlua\"\r\n", body,
+                           sizeof body - 1);
     return;
   }
   json_t *o = json_object();

@@ -42,8 +42,8 @@ describe("console in a browser", function()
       -- the root as a browser asks for it: redirected to the console
       wd:go("http://" .. c.admin[watch] .. "/")
       assert.truthy(webdriver.poll(function()
-        return wd:js "return document.getElementById('summary').textContent" == "master " .. master
-      end, 10000), "the summary names the master")
+        return wd:js "var e = document.getElementById('summary'); return e ? e.textContent : null" == "master " .. master
+      end, 10000), "the summary names the master: " .. tostring(wd:js "return location.href + ' ' + document.body.innerText.slice(0, 300)"))
       assert.truthy(wd:js("return location.pathname") == "/_console")
       -- the page's parts are there: every node, a picture, the history in the timeline
       assert.truthy(webdriver.poll(function()
@@ -127,7 +127,7 @@ describe("console in a browser", function()
         document.getElementById('authform').dispatchEvent(new Event('submit', { cancelable: true })); return true]],
         "console-spec-token-0123456789")
       assert.truthy(webdriver.poll(function()
-        local s = wd:js "return document.getElementById('summary').textContent"
+        local s = wd:js "var e = document.getElementById('summary'); return e ? e.textContent : null"
         return type(s) == "string" and s:match "^master node%d@" ~= nil
       end, 10000), "the page shows the cluster once given the token")
       assert.equal("tokencluster", wd:js "return document.getElementById('cluster').textContent")
