@@ -329,6 +329,13 @@ static void h_cat_health(cl_admin *a, cl_admin_req *req, void *ud) {
   t_reply(a, req, &t, "/_cat/health");
 }
 
+/* GET /_cat: the tables there are, as Elasticsearch lists them */
+static void h_cat_index(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  static const char idx[] = "=^.^=\n/_cat/nodes\n/_cat/master\n/_cat/health\n";
+  cl_admin_reply(a, req->priv, 200, "text/plain; charset=utf-8", idx, sizeof idx - 1);
+}
+
 /* GET /: who answers. A browser (Accept: text/html) goes to the console instead. */
 static void h_root(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
@@ -410,6 +417,7 @@ static void h_state_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
 
 void cl_cat_start(cl_admin *a, cl_node *n) {
   cl_admin_route_public(a, "/", h_root, n);
+  cl_admin_route(a, "GET", "/_cat", h_cat_index, n);
   cl_admin_route(a, "GET", "/_cat/nodes", h_cat_nodes, n);
   cl_admin_route(a, "GET", "/_cat/master", h_cat_master, n);
   cl_admin_route(a, "GET", "/_cat/health", h_cat_health, n);
