@@ -129,11 +129,24 @@ static void stream_closed(void *ud) {
   (void)ud;
   atomic_fetch_add(&stream_closed_calls, 1);
 }
+/* a quiet stream, and a route that writes a marker to it */
+static void *quiet_stream;
+static void h_stream_quiet(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  quiet_stream = cl_admin_stream_begin(a, req->priv, NULL, NULL, NULL);
+  if (quiet_stream) cl_admin_stream_write(a, quiet_stream, "data: hello\n\n", 13);
+}
+static void h_poke(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  int rc = cl_admin_stream_write(a, quiet_stream, "data: marker\n\n", 14);
+  cl_admin_reply_json(a, req->priv, 200, json_pack("{s:i}", "rc", rc));
+}
+
 static void h_stream(cl_admin *a, cl_admin_req *req, void *ud) {
   (void)ud;
   void *s = cl_admin_stream_begin(a, req->priv, NULL, stream_closed, NULL);
   if (!s) return;
-  cl_admin_stream_write(a, s, "data: hello\n\n", 14);
+  cl_admin_stream_write(a, s, "data: hello\n\n", 13);
   static char chunk[1024];
   memset(chunk, 'x', sizeof chunk);
   for (int i = 0; i < 4096; i++) {
@@ -598,6 +611,25 @@ static void client_tests(void) {
     EXPECT("serves_after_stream_drop", rc == 0 && r.status == 200, "rc=%d", rc);
   }
 
+  /* a quiet stream outlives every request timer of this server (header 600 ms, handler
+   * 500 ms, request 1000 ms, idle 1500 ms): 2 s later (pacing: the elapsed time is what
+   * is under test) a marker written to it still arrives */
+  {
+    client q;
+    int ok = dial(&q, port) == 0 && sends(&q, "GET /stream_quiet HTTP/1.1\r\nHost: localhost\r\n\r\n") == 0;
+    uint64_t deadline = mono_ms() + 3000;
+    while (ok && !strstr(q.buf, "data: hello") && mono_ms() < deadline) fill(&q, 100);
+    usleep(2000 * 1000);
+    rc = roundtrip(port, "GET /poke HTTP/1.1\r\n\r\n", &r);
+    deadline = mono_ms() + 3000;
+    int last_fill = 0;
+    while (ok && !strstr(q.buf, "data: marker") && mono_ms() < deadline)
+      if ((last_fill = fill(&q, 100)) == -1 || last_fill == 0) break; /* -2: nothing yet */
+    EXPECT("stream_outlives_request_timers", ok && rc == 0 && strstr(r.body, "\"rc\":0") && strstr(q.buf, "data: marker"),
+           "rc=%d body=%s last_fill=%d len=%zu buf=%.400s", rc, r.body, last_fill, q.len, q.buf);
+    hang_up(&q);
+  }
+
   /* token: none -> 401, wrong -> 401, right -> 200 */
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\n\r\n", &r);
   EXPECT("auth_401_without_token", rc == 0 && r.status == 401 && json_error_field(&r) &&
@@ -906,6 +938,8 @@ int main(void) {
   cl_admin_route(srv, "GET", "/metrics", h_metrics, NULL);
   cl_admin_route(srv, "GET", "/pre/*", h_path, NULL);
   cl_admin_route(srv, "GET", "/stream", h_stream, NULL);
+  cl_admin_route(srv, "GET", "/stream_quiet", h_stream_quiet, NULL);
+  cl_admin_route(srv, "GET", "/poke", h_poke, NULL);
   cl_admin_route_public(srv_tok, "/pub", h_path, NULL);
   cl_admin_route(srv_tok, "GET", "/hello", h_hello, NULL);
   cl_admin_route(srv_tok, "GET", "/busy", h_busy, NULL);
