@@ -65,10 +65,6 @@ json_t *cl_admin_health_json(cl_node *n) {
 }
 
 
-const char *cl_admin_name_of_id(cl_node *n, const char *id) {
-  return name_of_id(n, n->el ? cl_el_committed(n->el) : NULL, id);
-}
-
 int cl_admin_filter_param(cl_admin *a, cl_admin_req *req, char *fp) {
   char ferr[200];
   switch (cl_admin_query_lookup(req, "filter_path", fp, CL_JSON_FILTER_MAX_LEN + 1)) {

@@ -1,4 +1,4 @@
-/* Answers that several admin routes share (health, the members), built on the control
+/* Answers that several admin routes share (health, filter_path), built on the control
  * loop from the node's own state. */
 #ifndef CL_ADMIN_VIEWS_H
 #define CL_ADMIN_VIEWS_H
@@ -12,8 +12,6 @@ struct cl_node;
  * the committed cluster state (as /_cat/nodes lists them), or this node alone before
  * any state is committed. */
 json_t *cl_admin_health_json(struct cl_node *n);
-/* A node's name for an id of the committed state or the voting configuration. */
-const char *cl_admin_name_of_id(struct cl_node *n, const char *id);
 
 /* Reads filter_path into fp (CL_JSON_FILTER_MAX_LEN + 1 bytes); 0, or -1 after
  * answering 400 with what is wrong. */
