@@ -15,7 +15,7 @@ override LDFLAGS += -Wl,-E
 
 DEB_PACKAGES = build-essential luajit libluajit-5.1-dev libuv1-dev lua-luv-dev libsodium-dev \
   libc-ares-dev libhttp-parser-dev libjansson-dev lua-cjson lua-busted clang libclang-rt-14-dev \
-  dnsmasq-base iproute2 iptables stress-ng curl prometheus luarocks
+  dnsmasq-base iproute2 iptables stress-ng curl prometheus luarocks chromium chromium-driver
 
 RUNTIME_SRC = $(wildcard runtime/*.c runtime/*/*.c)
 RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)

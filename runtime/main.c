@@ -26,6 +26,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: clusterlua [options] FILE.lua [args...]\n"
           "       clusterlua status [--admin HOST:PORT] [--json]\n"
+          "       clusterlua events [--admin HOST:PORT] [--since ID] [--follow] [--json]\n"
           "       clusterlua unsafe-bootstrap --data DIR [--yes]\n"
           "       clusterlua cookie         print a new random cookie (32 bytes, base64url)\n"
           "\n"
@@ -221,7 +222,8 @@ static int run(int argc, char **argv, int script, int mode) {
 int main(int argc, char **argv) {
   /* a peer or child that goes away must be an error on that write, not the end of us */
   signal(SIGPIPE, SIG_IGN);
-  if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "unsafe-bootstrap") == 0 ||
+  if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "events") == 0 ||
+                    strcmp(argv[1], "unsafe-bootstrap") == 0 ||
                     strcmp(argv[1], "cookie") == 0)) {
     /* subcommands are Lua modules: clusterlua.cli.<name> receives the remaining args */
     return run(argc, argv, 1, MODE_CLI);

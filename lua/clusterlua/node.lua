@@ -8,6 +8,8 @@ local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local scheduler = require "clusterlua.scheduler"
 local names = require "clusterlua.names"
+local report = require "clusterlua.report"
+local cjson = require "cjson.safe"
 
 local M = {}
 
@@ -501,6 +503,12 @@ function M.start(config, reports, opts)
     return nil, err, code
   end
   started = true
+  -- events born here (reloads, hook and strategy errors) join the node's event stream
+  local cn = cnode
+  report.sink = function(kind, fields)
+    local json = cjson.encode(fields)
+    if json then cn.event(kind, json) end
+  end
   max_frame = config.max_frame or max_frame
   self_info = {
     name = config.name, id = config.id, roles = config.roles, cluster = config.cluster, pid = uv.os_getpid(),

@@ -6,6 +6,7 @@ local uv = require "uv"
 local cjson = require "cjson.safe"
 local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local report = require "clusterlua.report"
 local scheduler = require "clusterlua.scheduler"
 local topology = require "clusterlua.topology"
 local hooks = require "clusterlua.hooks"
@@ -88,10 +89,12 @@ function M.reload(why)
   if not ok then changed, err = nil, tostring(changed) end
   if not changed then
     core.log("error", "reload", ("reload (%s) failed, the old configuration keeps running: %s"):format(why, err))
+    report.event("reload_failed", { why = why, error = tostring(err) })
     events.emit("strategy_error", "reload", err)
     return nil, err
   end
   core.log("info", "reload", ("reloaded (%s): %s"):format(why, table.concat(changed, ", ")))
+  report.event("reloaded", { why = why, changed = changed })
   events.emit("reloaded", changed)
   return changed
 end

@@ -15,6 +15,7 @@
 -- interpreted and interruptible. Code compiled elsewhere, or blocking in C, is not
 -- interrupted: see docs/hooks.md.
 local core = require "clusterlua.c.core"
+local events_out = require "clusterlua.report"
 
 local M = {}
 
@@ -99,9 +100,13 @@ end
 
 -- ---- resuming ----
 
-local function report(what, err)
+local function report(what, err, aborted)
   M.stats.errors = M.stats.errors + 1
   core.report(what, tostring(err))
+  -- hooks (and on_master duties, which run as hooks) reach the event stream
+  if type(what) == "string" and (what:match "^hook " or what:match "^on_master ") then
+    events_out.event(aborted and "hook_abort" or "hook_error", { hook = what:gsub("^hook ", ""), error = tostring(err) })
+  end
 end
 
 local function end_slice(co, rec, slice, has_budget, ok, err)
@@ -120,7 +125,7 @@ local function end_slice(co, rec, slice, has_budget, ok, err)
       M.stats.aborts = M.stats.aborts + 1
       core.count_hook_abort()
     end
-    report(rec.what, debug.traceback(co, tostring(err)))
+    report(rec.what, debug.traceback(co, tostring(err)), slice.aborted)
   end
   if rec.on_done and coroutine.status(co) == "dead" then
     local f = rec.on_done

@@ -5,6 +5,7 @@
 local uv = require "uv"
 local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local report = require "clusterlua.report"
 local names = require "clusterlua.names"
 
 local M = {}
@@ -65,6 +66,7 @@ local function report_error(sup, topology, err)
   else
     rl.suppressed = rl.suppressed + 1
   end
+  report.event("strategy_error", { topology = topology, error = tostring(err) })
   events.emit("strategy_error", topology, tostring(err))
 end
 

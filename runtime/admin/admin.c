@@ -28,6 +28,8 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include "core/log.h"
 
@@ -48,11 +50,23 @@
  * queue: a full queue drops a real client's SYN, which costs it a 1 s retransmit. */
 #define LISTEN_BACKLOG 1024
 
-enum { S_IDLE, S_READING, S_HANDLING, S_WRITING, S_DRAINING, S_CLOSING };
-enum { H_NONE, H_AUTH, H_EXPECT };
+/* S_STREAMING: the answer's head is sent and its body has no end (an event stream);
+ * no idle, header or handler timer applies, only the bound on unsent bytes. */
+enum { S_IDLE, S_READING, S_HANDLING, S_WRITING, S_DRAINING, S_STREAMING, S_CLOSING };
+/* headers kept for the handlers and the browser defences: H_KEPT + index into kept[] */
+enum { H_NONE, H_AUTH, H_EXPECT, H_KEPT };
+enum { K_HOST, K_ORIGIN, K_ACCEPT, K_LAST_EVENT_ID, K_COUNT };
+static const char *const kept_names[K_COUNT] = {"host", "origin", "accept", "last-event-id"};
+#define KEPT_CAP 256
+/* what a stream may have waiting in user space for a slow client before it is dropped */
+#define STREAM_QUEUE_MAX (256u << 10)
+/* and in the kernel: a fixed send buffer (no autotuning to megabytes per slow client) */
+#define STREAM_SNDBUF (64 << 10)
 
 typedef struct route {
   char method[16];
+  int is_public; /* served without the token (the console page) */
+  int prefix;    /* path registered as "/x/ *": matches "/x/" and anything below */
   char *path;
   cl_admin_handler h;
   void *ud;
@@ -115,10 +129,18 @@ struct conn {
   int auth_overflow, expect_continue;
   int msg_done;
   int early_status; /* an error decided inside a parser callback */
-  char early_msg[160];
+  char early_msg[400];
   int pretty;
   uint64_t req_id; /* non-zero while a handler owes an answer */
-  char extra_hdr[256];
+  char extra_hdr[1536];
+  struct {
+    char v[KEPT_CAP + 1];
+    size_t len;
+    int overflow, count;
+  } kept[K_COUNT];
+  int authenticated; /* the token was given (or none is needed) */
+  void (*stream_closed)(void *ud);
+  void *stream_ud;
   char in[IN_CAP];
   size_t in_len;
 };
@@ -144,6 +166,7 @@ static const char *reason(int status) {
     case 201: return "Created";
     case 202: return "Accepted";
     case 204: return "No Content";
+    case 302: return "Found";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
@@ -227,9 +250,9 @@ static int conn_write(conn *c, const char *head, size_t hlen, const char *body, 
 /* Sends a full response and moves to S_WRITING. Bodies are small JSON/text, so one
  * buffer per response; the output bound is max_output, checked by the callers. */
 static void conn_respond(conn *c, int status, const char *ctype, const char *body, size_t len) {
-  if (c->state == S_CLOSING || c->state == S_DRAINING || c->state == S_WRITING) return;
+  if (c->state == S_CLOSING || c->state == S_DRAINING || c->state == S_WRITING || c->state == S_STREAMING) return;
   if (c->a->closing) c->close_after = 1;
-  char head[768];
+  char head[2560];
   int hl = snprintf(head, sizeof head,
                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
                     "Cache-Control: no-store\r\nConnection: %s\r\n%s\r\n",
@@ -301,6 +324,7 @@ static void on_handle_closed(uv_handle_t *h) {
 
 static void conn_close(conn *c) {
   if (c->state == S_CLOSING) return;
+  int was_stream = c->state == S_STREAMING;
   c->state = S_CLOSING;
   c->req_id = 0;
   /* the slot frees now so a late reply with this slot's id finds nothing, and a new
@@ -309,6 +333,11 @@ static void conn_close(conn *c) {
   c->a->nlive--;
   uv_close((uv_handle_t *)&c->timer, on_handle_closed);
   uv_close((uv_handle_t *)&c->tcp, on_handle_closed);
+  if (was_stream && c->stream_closed) {
+    void (*cb)(void *) = c->stream_closed;
+    c->stream_closed = NULL;
+    cb(c->stream_ud);
+  }
 }
 
 static void on_timer(uv_timer_t *t) {
@@ -386,6 +415,8 @@ static int on_message_begin(http_parser *p) {
   c->cur_header = H_NONE;
   c->auth_len = 0;
   c->auth_overflow = c->expect_continue = 0;
+  for (int k = 0; k < K_COUNT; k++) c->kept[k].len = 0, c->kept[k].overflow = c->kept[k].count = 0;
+  c->authenticated = 0;
   c->msg_done = 0;
   c->pretty = 0;
   return 0;
@@ -429,6 +460,12 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
         if (c->auth_len) c->auth_overflow = 1;
       } else if (strcasecmp(c->field, "expect") == 0) {
         c->cur_header = H_EXPECT;
+      } else {
+        for (int k = 0; k < K_COUNT; k++)
+          if (strcasecmp(c->field, kept_names[k]) == 0) {
+            c->cur_header = H_KEPT + k;
+            c->kept[k].count++;
+          }
       }
     }
   }
@@ -441,6 +478,15 @@ static int on_header_value(http_parser *p, const char *at, size_t n) {
     }
   } else if (c->cur_header == H_EXPECT) {
     if (n >= 12 && strncasecmp(at, "100-continue", 12) == 0) c->expect_continue = 1;
+  } else if (c->cur_header >= H_KEPT) {
+    int k = c->cur_header - H_KEPT;
+    if (c->kept[k].len + n > KEPT_CAP) {
+      c->kept[k].overflow = 1;
+    } else {
+      memcpy(c->kept[k].v + c->kept[k].len, at, n);
+      c->kept[k].len += n;
+      c->kept[k].v[c->kept[k].len] = 0;
+    }
   }
   return 0;
 }
@@ -461,6 +507,82 @@ static int token_ok(conn *c) {
   return ok;
 }
 
+/* A loopback name: "localhost", 127.x.y.z or [::1], with or without a port. */
+static int host_is_loopback(const char *h) {
+  char name[KEPT_CAP + 1];
+  size_t n;
+  if (h[0] == '[') {
+    const char *rb = strchr(h, ']');
+    if (!rb) return 0;
+    n = (size_t)(rb - h - 1);
+    memcpy(name, h + 1, n);
+    name[n] = 0;
+    if (rb[1] && rb[1] != ':') return 0;
+    struct in6_addr a6;
+    return inet_pton(AF_INET6, name, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+  }
+  const char *colon = strchr(h, ':');
+  n = colon ? (size_t)(colon - h) : strlen(h);
+  memcpy(name, h, n);
+  name[n] = 0;
+  if (n && name[n - 1] == '.') name[--n] = 0; /* "localhost." is the same name */
+  if (strcasecmp(name, "localhost") == 0) return 1;
+  struct in_addr a4;
+  return inet_pton(AF_INET, name, &a4) == 1 && ((const unsigned char *)&a4)[0] == 127;
+}
+
+/* The browser defences, before the token is looked at:
+ * - without a token the endpoint is on loopback, and a page from anywhere could reach it
+ *   through a DNS name that resolves to 127.0.0.1 (DNS rebinding): the Host header must
+ *   then name loopback itself;
+ * - a state-changing request from a page of another origin (a form or fetch on a site
+ *   the operator visits) is refused whatever the token: its Origin must be this endpoint. */
+static int browser_check(conn *c) {
+  cl_admin *a = c->a;
+  const char *host = c->kept[K_HOST].v, *origin = c->kept[K_ORIGIN].v;
+  int has_host = c->kept[K_HOST].count > 0, has_origin = c->kept[K_ORIGIN].count > 0;
+  if (c->kept[K_HOST].count > 1 || c->kept[K_HOST].overflow)
+    return early(c, 400, "%s", c->kept[K_HOST].overflow ? "Host header too long" : "more than one Host header");
+  if (c->kept[K_ORIGIN].count > 1 || c->kept[K_ORIGIN].overflow)
+    return early(c, 400, "%s", c->kept[K_ORIGIN].overflow ? "Origin header too long" : "more than one Origin header");
+  if (!a->has_token && has_host && !host_is_loopback(host))
+    return early(c, 403,
+                 "Host \"%.100s\" is not a loopback name: without a token the admin endpoint answers only "
+                 "requests addressed to localhost or a loopback address (a defence against DNS rebinding)",
+                 host);
+  int method = c->parser.method;
+  if (has_origin && (method == HTTP_POST || method == HTTP_DELETE || method == HTTP_PUT || method == HTTP_PATCH)) {
+    const char *o = origin;
+    if (strncasecmp(o, "http://", 7) == 0) o += 7;
+    else if (strncasecmp(o, "https://", 8) == 0) o += 8;
+    else o = NULL;
+    if (!o || !has_host || strcasecmp(o, host) != 0)
+      return early(c, 403, "cross-origin %s refused: Origin \"%.100s\" is not this endpoint", http_method_str(method),
+                   origin);
+  }
+  return 0;
+}
+
+static int route_matches(const route *r, const char *path, size_t len) {
+  size_t rl = strlen(r->path);
+  if (!r->prefix) return rl == len && memcmp(r->path, path, len) == 0;
+  /* "/x/ *" is stored as "/x/": it matches what is below, not "/x/" itself */
+  return len > rl && memcmp(r->path, path, rl) == 0;
+}
+
+/* The request targets a public route (by its raw path: an escaped one is not public). */
+static int public_target(conn *c) {
+  if (!c->url) return 0;
+  const char *u = c->url;
+  size_t len = strcspn(u, "?#");
+  if (memchr(u, '%', len)) return 0;
+  for (size_t i = 0; i < c->a->nroutes; i++)
+    if (c->a->routes[i].is_public && strcmp(c->a->routes[i].method, "GET") == 0 &&
+        route_matches(&c->a->routes[i], u, len))
+      return 1;
+  return 0;
+}
+
 static int on_headers_complete(http_parser *p) {
   conn *c = p->data;
   cl_admin *a = c->a;
@@ -476,7 +598,18 @@ static int on_headers_complete(http_parser *p) {
     return early(c, 505, "HTTP version %u.%u is not supported (use HTTP/1.1 or HTTP/1.0)",
                  (unsigned)p->http_major, (unsigned)p->http_minor);
   }
-  if (!token_ok(c)) {
+  int bad = browser_check(c);
+  if (bad) {
+    sodium_memzero(c->auth, sizeof c->auth);
+    return -1;
+  }
+  c->authenticated = token_ok(c);
+  /* a public route (the console page) is served without the token: only a GET without
+   * a body, so an unauthenticated client never makes us buffer one */
+  if (!c->authenticated && p->method == HTTP_GET && !(p->flags & F_CHUNKED) &&
+      (p->content_length == 0 || p->content_length == ULLONG_MAX) && public_target(c))
+    goto authorised;
+  if (!c->authenticated) {
     uint32_t sup = 0;
     if (cl_ratelimit_allow(&a->rl_auth, now_ms(a), &sup))
       cl_log(CL_LOG_WARN, SUBSYS, NULL, "request without a valid bearer token refused%s",
@@ -484,6 +617,7 @@ static int on_headers_complete(http_parser *p) {
     snprintf(c->extra_hdr, sizeof c->extra_hdr, "WWW-Authenticate: Bearer realm=\"clusterlua\"\r\n");
     return early(c, 401, "missing or invalid bearer token (Authorization: Bearer <token>)");
   }
+authorised:
   if (!(p->flags & F_CHUNKED) && p->content_length != ULLONG_MAX &&
       p->content_length > a->lim.max_body)
     return early(c, 413, "request body of %llu bytes exceeds the limit of %zu bytes",
@@ -588,14 +722,24 @@ static void dispatch(conn *c) {
   route *match = NULL;
   char allow[128] = "";
   size_t al = 0;
-  for (size_t i = 0; i < a->nroutes; i++) {
-    if (strcmp(a->routes[i].path, path) != 0) continue;
-    if (strcmp(a->routes[i].method, method) == 0) {
-      match = &a->routes[i];
-      break;
+  size_t plen = strlen(path);
+  /* exact paths first, then prefix routes ("/_cluster/state/ *") */
+  for (int pass = 0; pass < 2 && !match && !al; pass++)
+    for (size_t i = 0; i < a->nroutes; i++) {
+      if (a->routes[i].prefix != pass || !route_matches(&a->routes[i], path, plen)) continue;
+      if (strcmp(a->routes[i].method, method) == 0) {
+        match = &a->routes[i];
+        break;
+      }
+      if (al + strlen(a->routes[i].method) + 3 < sizeof allow)
+        al += (size_t)snprintf(allow + al, sizeof allow - al, "%s%s", al ? ", " : "", a->routes[i].method);
     }
-    if (al + strlen(a->routes[i].method) + 3 < sizeof allow)
-      al += (size_t)snprintf(allow + al, sizeof allow - al, "%s%s", al ? ", " : "", a->routes[i].method);
+  if (match && !c->authenticated && !match->is_public) {
+    /* only a public GET gets this far without the token */
+    free(path);
+    snprintf(c->extra_hdr, sizeof c->extra_hdr, "WWW-Authenticate: Bearer realm=\"clusterlua\"\r\n");
+    conn_respond_error(c, 401, "missing or invalid bearer token (Authorization: Bearer <token>)");
+    return;
   }
   if (!match) {
     char msg[400];
@@ -616,7 +760,10 @@ static void dispatch(conn *c) {
     return;
   }
   cl_admin_req req = {.method = method, .path = path, .query = query, .body = c->body,
-                      .body_len = c->body_len};
+                      .body_len = c->body_len, .authenticated = c->authenticated,
+                      .accept = c->kept[K_ACCEPT].count == 1 && !c->kept[K_ACCEPT].overflow ? c->kept[K_ACCEPT].v : "",
+                      .last_event_id = c->kept[K_LAST_EVENT_ID].count == 1 && !c->kept[K_LAST_EVENT_ID].overflow
+                                           ? c->kept[K_LAST_EVENT_ID].v : NULL};
   char pb[8];
   c->pretty = cl_admin_query_param(&req, "pretty", pb, sizeof pb) != NULL &&
               strcmp(pb, "false") != 0;
@@ -633,7 +780,7 @@ static void dispatch(conn *c) {
 static void on_alloc(uv_handle_t *h, size_t sugg, uv_buf_t *buf) {
   (void)sugg;
   conn *c = h->data;
-  if (c->state == S_DRAINING) {
+  if (c->state == S_DRAINING || c->state == S_STREAMING) {
     *buf = uv_buf_init(c->in, IN_CAP);
   } else {
     /* zero room makes libuv report UV_ENOBUFS, which pauses reading */
@@ -651,7 +798,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread < 0) {
-    if (nread != UV_EOF || c->state == S_IDLE || c->state == S_READING || c->state == S_DRAINING) {
+    if (nread != UV_EOF || c->state == S_IDLE || c->state == S_READING || c->state == S_DRAINING ||
+        c->state == S_STREAMING) {
       conn_close(c);
       return;
     }
@@ -663,6 +811,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return;
   }
   if (nread == 0) return;
+  if (c->state == S_STREAMING) return; /* a stream's client has nothing more to say */
   if (c->state == S_DRAINING) {
     c->drained += (size_t)nread;
     if (c->drained > DRAIN_MAX_BYTES) conn_close(c);
@@ -674,7 +823,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void maybe_read(conn *c) {
   if (c->reading || c->peer_eof || c->state == S_CLOSING) return;
-  if (c->state != S_DRAINING && c->in_len >= IN_CAP) return;
+  if (c->state != S_DRAINING && c->state != S_STREAMING && c->in_len >= IN_CAP) return;
   if (uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read) == 0) c->reading = 1;
   else conn_close(c);
 }
@@ -1059,13 +1208,19 @@ void cl_admin_set_limits(cl_admin *a, const cl_admin_limits *l) {
 
 int cl_admin_port(const cl_admin *a) { return a ? a->port : -1; }
 
-int cl_admin_route(cl_admin *a, const char *method, const char *path, cl_admin_handler h, void *ud) {
+static int add_route(cl_admin *a, const char *method, const char *path, cl_admin_handler h, void *ud,
+                     int is_public) {
   if (!a || !method || !path || !h || path[0] != '/' || strlen(method) >= sizeof a->routes[0].method)
     return -1;
+  size_t pl = strlen(path);
+  int prefix = pl >= 2 && strcmp(path + pl - 2, "/*") == 0;
+  if (prefix) pl--; /* keep the slash: "/x/ *" matches what is below "/x/" */
   for (size_t i = 0; i < a->nroutes; i++)
-    if (strcmp(a->routes[i].method, method) == 0 && strcmp(a->routes[i].path, path) == 0) {
+    if (strcmp(a->routes[i].method, method) == 0 && a->routes[i].prefix == prefix &&
+        strlen(a->routes[i].path) == pl && memcmp(a->routes[i].path, path, pl) == 0) {
       a->routes[i].h = h;
       a->routes[i].ud = ud;
+      a->routes[i].is_public = is_public;
       return 0;
     }
   if (a->nroutes == a->routes_cap) {
@@ -1078,11 +1233,27 @@ int cl_admin_route(cl_admin *a, const char *method, const char *path, cl_admin_h
   route *r = &a->routes[a->nroutes];
   memset(r, 0, sizeof *r);
   strcpy(r->method, method);
-  if (!(r->path = strdup(path))) return -1;
+  if (!(r->path = strndup(path, pl))) return -1;
   r->h = h;
   r->ud = ud;
+  r->prefix = prefix;
+  r->is_public = is_public;
   a->nroutes++;
   return 0;
+}
+
+int cl_admin_route(cl_admin *a, const char *method, const char *path, cl_admin_handler h, void *ud) {
+  return add_route(a, method, path, h, ud, 0);
+}
+
+int cl_admin_route_public(cl_admin *a, const char *path, cl_admin_handler h, void *ud) {
+  return add_route(a, "GET", path, h, ud, 1);
+}
+
+int cl_admin_has_token(const cl_admin *a) { return a && a->has_token; }
+
+void cl_admin_get_limits(const cl_admin *a, cl_admin_limits *out) {
+  if (a && out) *out = a->lim;
 }
 
 /* The connection still owed an answer for this handle, or NULL. */
@@ -1108,6 +1279,16 @@ void cl_admin_reply(cl_admin *a, void *priv, int status, const char *content_typ
     return;
   }
   conn_respond(c, status, content_type, body ? body : "", body ? len : 0);
+}
+
+void cl_admin_reply_headers(cl_admin *a, void *priv, int status, const char *content_type, const char *headers,
+                            const char *body, size_t len) {
+  conn *c = pending_conn(a, priv);
+  if (c && headers) {
+    size_t hl = strlen(headers);
+    if (hl < sizeof c->extra_hdr) memcpy(c->extra_hdr, headers, hl + 1);
+  }
+  cl_admin_reply(a, priv, status, content_type, body, len);
 }
 
 void cl_admin_reply_json(cl_admin *a, void *priv, int status, json_t *obj) {
@@ -1151,6 +1332,66 @@ void cl_admin_extend_deadline(cl_admin *a, void *priv, uint64_t ms) {
 }
 
 int cl_admin_pending(cl_admin *a, void *priv) { return pending_conn(a, priv) != NULL; }
+
+/* ---------------------------------------------------------------- streams */
+
+static conn *stream_conn(cl_admin *a, void *s) {
+  uint64_t id = (uint64_t)(uintptr_t)s;
+  if (!a || !id) return NULL;
+  conn *c = a->slots[id & (MAX_SLOTS - 1)];
+  if (!c || c->req_id != id || c->state != S_STREAMING) return NULL;
+  return c;
+}
+
+void *cl_admin_stream_begin(cl_admin *a, void *priv, const char *content_type, void (*closed)(void *ud), void *ud) {
+  conn *c = pending_conn(a, priv);
+  if (!c) return NULL;
+  char head[512];
+  int hl = snprintf(head, sizeof head,
+                    "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+                    "X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n",
+                    content_type ? content_type : "text/event-stream; charset=utf-8");
+  /* the body ends when the connection does: nothing after it on this connection */
+  c->close_after = 1;
+  c->extra_hdr[0] = 0;
+  if (hl < 0 || (size_t)hl >= sizeof head || conn_write(c, head, (size_t)hl, NULL, 0, 0) != 0) {
+    conn_close(c);
+    return NULL;
+  }
+  c->state = S_STREAMING;
+  c->stream_closed = closed;
+  c->stream_ud = ud;
+  uv_timer_stop(&c->timer);
+  uv_os_fd_t fd;
+  int sndbuf = STREAM_SNDBUF;
+  if (uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0) (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+  c->in_len = 0;
+  maybe_read(c); /* to see the client go; what it sends is discarded */
+  cl_log(CL_LOG_DEBUG, SUBSYS, NULL, "GET %.*s -> 200 (stream)", (int)(c->url_len > 200 ? 200 : c->url_len),
+         c->url ? c->url : "");
+  return priv;
+}
+
+int cl_admin_stream_write(cl_admin *a, void *s, const char *data, size_t len) {
+  conn *c = stream_conn(a, s);
+  if (!c) return -1;
+  if (c->tcp.write_queue_size + len > STREAM_QUEUE_MAX) {
+    conn_close(c); /* tells the owner through its closed callback */
+    return -2;
+  }
+  if (conn_write(c, data, len, NULL, 0, 0) != 0) {
+    conn_close(c);
+    return -1;
+  }
+  return 0;
+}
+
+void cl_admin_stream_close(cl_admin *a, void *s) {
+  conn *c = stream_conn(a, s);
+  if (!c) return;
+  c->stream_closed = NULL; /* the owner knows */
+  conn_close(c);
+}
 
 int cl_admin_query_lookup(const cl_admin_req *req, const char *name, char *buf, size_t buflen) {
   if (!req || !req->query || !name || !buf || !buflen) return CL_ADMIN_QP_ABSENT;

@@ -19,6 +19,9 @@ typedef struct cl_admin_req {
   const char *query;  /* raw query string (not decoded) or "" */
   const char *body;   /* NUL-terminated for convenience; body_len excludes the NUL */
   size_t body_len;
+  int authenticated;         /* the token was given, or none is set (0 only on public routes) */
+  const char *accept;        /* the Accept header or "" */
+  const char *last_event_id; /* the Last-Event-ID header or NULL */
   /* Private: a request handle (generation id, not a pointer) for cl_admin_reply*.
    * Keep it to answer later; a stale handle (client gone, deadline passed, already
    * answered) is ignored safely. */
@@ -63,6 +66,16 @@ int cl_admin_port(const cl_admin *a);
  * Returns 0, or -1 (bad arguments, out of memory). */
 int cl_admin_route(cl_admin *a, const char *method, const char *path, cl_admin_handler h, void *ud);
 
+/* A route served without the token, GET only (the console page: it asks for the token
+ * itself). Handlers see req->authenticated. */
+int cl_admin_route_public(cl_admin *a, const char *path, cl_admin_handler h, void *ud);
+/* A path ending in "/ *" (e.g. "/_cluster/state/ *") is a prefix route: it matches every
+ * path below it, after the exact paths. The same holds for cl_admin_route. */
+
+/* 1 if the endpoint requires a token. */
+int cl_admin_has_token(const cl_admin *a);
+void cl_admin_get_limits(const cl_admin *a, cl_admin_limits *out);
+
 /* Answer a request. content_type NULL = "application/json". body is copied. */
 void cl_admin_reply(cl_admin *a, void *priv, int status, const char *content_type, const char *body,
                     size_t len);
@@ -72,6 +85,22 @@ void cl_admin_reply_json(cl_admin *a, void *priv, int status, json_t *obj);
 /* {"error": "<formatted message>"} */
 void cl_admin_reply_error(cl_admin *a, void *priv, int status, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* The same with extra header lines ("Name: value\r\n..." , at most 1.5 KiB). */
+void cl_admin_reply_headers(cl_admin *a, void *priv, int status, const char *content_type, const char *headers,
+                            const char *body, size_t len);
+
+/* Streams (Server-Sent Events): answers a pending request with 200 and a body without
+ * end (Connection: close). The connection leaves every request timer; what it has not
+ * taken is bounded (256 KiB in user space, a fixed 64 KiB kernel send buffer): a write
+ * past that closes it. closed(ud) is called once when the connection goes for any
+ * reason but cl_admin_stream_close (client gone, over the bound, endpoint closing).
+ * Returns the stream handle, or NULL (stale request, write failed). */
+void *cl_admin_stream_begin(cl_admin *a, void *priv, const char *content_type, void (*closed)(void *ud), void *ud);
+/* 0 sent or queued; -1 the stream is gone; -2 the client fell too far behind and was
+ * dropped (closed is called). Never blocks. */
+int cl_admin_stream_write(cl_admin *a, void *stream, const char *data, size_t len);
+void cl_admin_stream_close(cl_admin *a, void *stream);
+
 /* Moves a pending request's deadline to now + ms (for calls that legitimately wait
  * longer, e.g. until a commit). Ignored for a stale handle. */
 void cl_admin_extend_deadline(cl_admin *a, void *priv, uint64_t ms);

@@ -9,6 +9,10 @@
 
 #include "admin/admin.h"
 #include "transport/dataplane.h"
+#include "admin/cat.h"
+#include "admin/console.h"
+#include "admin/events.h"
+#include "admin/health_wait.h"
 #include "admin/json_filter.h"
 #include "admin/node_admin.h"
 #include "core/log.h"
@@ -19,16 +23,6 @@ static uint64_t wall_ms(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
   return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
-static const char *name_of_id(cl_node *n, const cl_el_state *st, const char *id) {
-  if (st)
-    for (uint32_t i = 0; i < st->n_nodes; i++)
-      if (strcmp(st->nodes[i].id, id) == 0) return st->nodes[i].name;
-  cl_node_peer *p = cl_node_peer_by_id(n, id);
-  if (p) return p->name;
-  if (strcmp(id, n->cfg->id) == 0) return n->cfg->name;
-  return id;
 }
 
 /* ---- GET /_nodes ---- */
@@ -98,51 +92,6 @@ static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   json_object_set_new(o, "nodes", c.arr);
   json_object_set_new(o, "refused_nodes", refused_json(n));
   cl_admin_reply_json(a, req->priv, 200, o);
-}
-
-/* ---- GET /_cluster/health ---- */
-
-static json_t *health_json(cl_node *n) {
-  json_t *o = json_object();
-  const cl_el_state *st = n->el ? cl_el_committed(n->el) : NULL;
-  const char *master = n->el ? cl_el_master_name(n->el) : NULL;
-  json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
-  json_object_set_new(o, "status", json_string(n->el ? cl_el_health_str(cl_el_get_health(n->el)) : "red"));
-  json_object_set_new(o, "master", master ? json_string(master) : json_null());
-  json_object_set_new(o, "term", json_integer(n->el ? (json_int_t)cl_el_term(n->el) : 0));
-  json_object_set_new(o, "version", json_integer(st ? (json_int_t)st->version : 0));
-  json_object_set_new(o, "number_of_nodes", json_integer((json_int_t)cl_transport_connected_count(n->t) + 1));
-  int eligible = (cl_node_roles_flags(n->cfg->roles) & CL_EL_F_MASTER) ? 1 : 0;
-  for (int i = 0; i < n->n_peers; i++) {
-    if (!n->peers[i].up) continue;
-    if (st)
-      for (uint32_t j = 0; j < st->n_nodes; j++)
-        if (strcmp(st->nodes[j].id, n->peers[i].id) == 0 && (st->nodes[j].flags & CL_EL_F_MASTER)) eligible++;
-  }
-  json_object_set_new(o, "number_of_master_eligible_nodes", json_integer(eligible));
-  /* the master first, as documented; the rest in the configuration's order. The
-   * configuration is built with the master first, but keeps its order across a
-   * failover that does not change it. */
-  json_t *vc = json_array();
-  const char *master_id = n->el ? cl_el_master_id(n->el) : NULL;
-  if (st) {
-    const cl_el_vconfig *cfg = &st->accepted_config; /* committed: see cl_node_state_json */
-    for (uint32_t i = 0; master_id && i < cfg->n; i++)
-      if (strcmp(cfg->ids[i], master_id) == 0) json_array_append_new(vc, json_string(name_of_id(n, st, cfg->ids[i])));
-    for (uint32_t i = 0; i < cfg->n; i++)
-      if (!master_id || strcmp(cfg->ids[i], master_id) != 0)
-        json_array_append_new(vc, json_string(name_of_id(n, st, cfg->ids[i])));
-  }
-  json_object_set_new(o, "voting_config", vc);
-  json_object_set_new(o, "quorum", json_integer(n->el ? cl_el_quorum_size(n->el) : 0));
-  uint64_t lag = cl_lag_current_ms(&n->lag, uv_now(&n->c->loop));
-  json_object_set_new(o, "lua_lag_ms", json_integer((json_int_t)lag));
-  json_object_set_new(o, "hook_aborts", json_integer((json_int_t)atomic_load(&cl_lua_stats_g.hook_aborts)));
-  return o;
-}
-
-static void h_health(cl_admin *a, cl_admin_req *req, void *ud) {
-  cl_admin_reply_json(a, req->priv, 200, health_json(ud));
 }
 
 /* ---- GET /_cluster/state ---- */
@@ -357,6 +306,15 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_counter(&m, "clusterlua_admin_reloads", "Reloads requested through the admin endpoint", (double)n->reloads);
   cl_metrics_counter(&m, "clusterlua_dropped_events", "Events or messages dropped because Lua fell behind",
                      (double)(n->msgs_dropped + n->c->evt.dropped));
+  cl_events_stats es;
+  cl_events_stats_get(&es);
+  cl_metrics_gauge(&m, "clusterlua_event_streams", "Open event streams (GET /_events)", es.streams_open);
+  cl_metrics_counter(&m, "clusterlua_event_streams_dropped",
+                     "Event streams closed because their client fell too far behind", (double)es.streams_dropped);
+  cl_metrics_counter(&m, "clusterlua_event_streams_refused", "Event streams refused past the cap",
+                     (double)es.streams_refused);
+  cl_metrics_gauge(&m, "clusterlua_health_waiting", "GET /_cluster/health requests waiting for their condition",
+                   cl_health_wait_count());
   cl_metrics_gauge(&m, "clusterlua_lua_lag_seconds", "How long Lua took to answer the last ping",
                    (double)n->lag.lag_ms / 1000.0);
   size_t len;
@@ -393,24 +351,44 @@ static int admin_start(cl_node *n, char *err, size_t errlen) {
   n->started_ms = uv_now(&n->c->loop);
   n->wall_offset_ms = wall_ms() - n->started_ms;
   cl_admin_route(n->admin, "GET", "/_nodes", h_nodes, n);
-  cl_admin_route(n->admin, "GET", "/_cluster/health", h_health, n);
   cl_admin_route(n->admin, "GET", "/_cluster/state", h_state, n);
   cl_admin_route(n->admin, "POST", "/_cluster/voting_config_exclusions", h_exclude, n);
   cl_admin_route(n->admin, "DELETE", "/_cluster/voting_config_exclusions", h_clear, n);
   cl_admin_route(n->admin, "POST", "/_reload", h_reload, n);
   cl_admin_route(n->admin, "GET", "/metrics", h_metrics, n);
   const char *faults = getenv("CLUSTERLUA_FAULTS");
-  if (faults && strcmp(faults, "1") == 0) cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);
+  int test_routes = faults && strcmp(faults, "1") == 0;
+  if (test_routes) cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);
+  /* the console, the event stream and the everyday Elasticsearch calls */
+  cl_health_wait_start(n->admin, n);
+  cl_cat_start(n->admin, n);
+  cl_events_start(n->admin, &n->c->loop, cl_transport_incarnation(n->t), test_routes);
+  if (cl_console_start(n->admin) != 0) cl_log(CL_LOG_WARN, "admin", NULL, "the console route could not be registered (out of memory)");
   return 0;
 }
 
 static void admin_stop(cl_node *n) {
   if (!n->admin) return;
+  /* before the server goes: they hold its stream and request handles */
+  cl_events_stop();
+  cl_health_wait_stop();
+  cl_console_stop();
   cl_admin_close(n->admin, NULL, NULL);
   n->admin = NULL;
 }
 
-static const cl_node_admin_ops admin_ops = {
-    .start = admin_start, .stop = admin_stop, .reload_done = admin_reload_done, .complete = admin_complete};
+/* an event of the node: to the stream's history, and a reason to look at waiting
+ * health requests again */
+static void admin_event(cl_node *n, const char *kind, json_t *fields) {
+  (void)n;
+  cl_events_record(kind, fields);
+  cl_health_wait_poke();
+}
+
+static const cl_node_admin_ops admin_ops = {.start = admin_start,
+                                            .stop = admin_stop,
+                                            .reload_done = admin_reload_done,
+                                            .complete = admin_complete,
+                                            .event = admin_event};
 
 void cl_node_admin_install(void) { cl_node_set_admin(&admin_ops); }

@@ -295,6 +295,20 @@ static int l_reload_done(lua_State *L) {
   return 0;
 }
 
+/* An event born in Lua (a reload, a hook or strategy error) for the admin endpoint's
+ * event stream: through the command queue, and never waiting for room in it (dropped
+ * when it is full; the log has the error anyway). */
+static int l_event(lua_State *L) {
+  const char *kind = luaL_checkstring(L, 1);
+  size_t len;
+  const char *json = luaL_checklstring(L, 2, &len);
+  cl_control *c = cl_control_get();
+  if (!c) return 0;
+  cl_msg *m = cl_msg_new(CL_CMD_NODE_EVENT, kind, json, len);
+  if (m && cl_control_send(c, m, CL_Q_NORMAL) != 0) free(m);
+  return 0;
+}
+
 /* unsafe-bootstrap: the persisted file of a state in which this node alone votes */
 static int l_unsafe_bootstrap(lua_State *L) {
   size_t len;
@@ -527,7 +541,7 @@ int luaopen_clusterlua_c_node(lua_State *L) {
       {"leave", l_leave},   {"fault", l_fault}, {"stop", l_stop},
       {"set_send_queue_max", l_set_send_queue_max},
       {"el_update", l_el_update}, {"el_exclude", l_el_exclude}, {"el_clear", l_el_clear},
-      {"reload_done", l_reload_done},
+      {"reload_done", l_reload_done}, {"event", l_event},
       {"unsafe_bootstrap", l_unsafe_bootstrap}, {"persisted_info", l_persisted_info},
       {NULL, NULL},
   };

@@ -156,6 +156,11 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
     /* a data connection follows only when both sides open them */
     if (!n->cfg->data_conn || !p->data_conns) emit_up(n, pp, NULL);
   }
+  if (cl_node_reporting(n))
+    cl_node_report(n, "node_up",
+                   json_pack("{s:s, s:s, s:s, s:o, s:I}", "node", p->name, "node_id", p->node_id ? p->node_id : "",
+                             "address", p->address ? p->address : "", "roles", cl_node_roles_json(p->roles),
+                             "rtt_us", (json_int_t)p->rtt_us));
   cl_node_election_peer_up(n, p);
 }
 
@@ -184,6 +189,7 @@ static void on_peer_down(void *ud, const char *name, const char *reason) {
     cl_msg *m = cl_msg_new(CL_EVT_NODE_DOWN, name, reason, strlen(reason));
     if (m && cl_control_emit(n->c, m, CL_Q_FORCE) != 0) free(m);
   }
+  if (cl_node_reporting(n)) cl_node_report(n, "node_down", json_pack("{s:s, s:s}", "node", name, "reason", reason));
   cl_node_election_peer_down(n, name);
   if (p) p->up = p->lua_up = 0;
 }
@@ -539,6 +545,9 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
   }
   case CL_CMD_NODE_LUA_PONG:
     cl_node_lua_pong(n, (uint64_t)m->num);
+    break;
+  case CL_CMD_NODE_EVENT:
+    cl_node_report_from_lua(n, cl_msg_name(m), cl_msg_body(m), m->body_len);
     break;
   case CL_CMD_NODE_RELOAD_DONE: {
     cl_node_req r;

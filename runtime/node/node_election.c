@@ -73,6 +73,12 @@ static void persist(cl_node *n, const uint8_t *data, size_t len) {
 static void emit_committed(cl_node *n) {
   const cl_el_state *st = cl_el_committed(n->el);
   if (!st) return;
+  if (cl_node_reporting(n)) {
+    const char *master = cl_el_master_name(n->el);
+    cl_node_report(n, "state_committed",
+                   json_pack("{s:I, s:I, s:o, s:i}", "version", (json_int_t)st->version, "term", (json_int_t)st->term,
+                             "master", master ? json_string(master) : json_null(), "nodes", (int)st->n_nodes));
+  }
   json_t *j = cl_node_state_json(n, st);
   char *s = json_dumps(j, JSON_COMPACT);
   json_decref(j);
@@ -108,12 +114,20 @@ static void io_event(void *ud, const cl_el_effect *e) {
     n->elections++; /* the core logs the change itself */
     cl_node_emit(n, CL_EVT_NODE_MASTER, e->new_master, e->old_master, strlen(e->old_master), 0, (int64_t)e->term,
                  CL_Q_FORCE);
+    if (cl_node_reporting(n))
+      cl_node_report(n, "master_changed",
+                     json_pack("{s:o, s:o, s:I}", "master", *e->new_master ? json_string(e->new_master) : json_null(),
+                               "previous", *e->old_master ? json_string(e->old_master) : json_null(), "term",
+                               (json_int_t)e->term));
     break;
   case CL_EL_EV_QUORUM_LOST:
   case CL_EL_EV_QUORUM_REGAINED:
     cl_log(e->event == CL_EL_EV_QUORUM_LOST ? CL_LOG_WARN : CL_LOG_INFO, "election", NULL, "quorum %s",
            e->event == CL_EL_EV_QUORUM_LOST ? "lost" : "regained");
     cl_node_emit(n, CL_EVT_NODE_QUORUM, NULL, NULL, 0, 0, e->event == CL_EL_EV_QUORUM_REGAINED, CL_Q_FORCE);
+    if (cl_node_reporting(n))
+      cl_node_report(n, e->event == CL_EL_EV_QUORUM_LOST ? "quorum_lost" : "quorum_regained",
+                     json_pack("{s:I}", "term", (json_int_t)cl_el_term(n->el)));
     break;
   case CL_EL_EV_STATE_COMMITTED:
     emit_committed(n);

@@ -45,6 +45,8 @@ typedef struct cl_node_admin_ops {
   /* the answers to what the admin asked (priv: the admin's reply handle) */
   void (*reload_done)(struct cl_node *n, void *priv, int status, const char *json);
   void (*complete)(struct cl_node *n, void *priv, const char *code, const char *msg, uint64_t version);
+  /* an event for the event stream: kind and its fields (borrowed) */
+  void (*event)(struct cl_node *n, const char *kind, json_t *fields);
 } cl_node_admin_ops;
 
 /* Who asked: Lua (by its own request id) or the admin endpoint (by its reply handle). */
@@ -154,6 +156,11 @@ void cl_node_lua_pong(cl_node *n, uint64_t seq);
 /* roles.c */
 uint32_t cl_node_roles_flags(const char *roles);
 json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
+
+/* report.c: events for the admin endpoint's stream */
+int cl_node_reporting(const cl_node *n);                         /* 1: someone listens */
+void cl_node_report(cl_node *n, const char *kind, json_t *fields); /* fields stolen */
+void cl_node_report_from_lua(cl_node *n, const char *kind, const void *json, size_t len);
 
 /* state_json.c */
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);

@@ -8,6 +8,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,49 @@ static void h_extend(cl_admin *a, cl_admin_req *req, void *ud) {
   start_delayed(a, req, 0, 800); /* past the 500 ms default, within the extension */
 }
 static void h_never(cl_admin *a, cl_admin_req *req, void *ud) { (void)a, (void)req, (void)ud; }
+
+/* prefix and public routes: answer the path and whether the token was given */
+static void h_path(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  cl_admin_reply_json(a, req->priv, 200, json_pack("{s:s, s:b}", "path", req->path, "auth", req->authenticated));
+}
+
+/* a stream that says hello, then pushes 4 MiB at a client that does not read */
+static _Atomic int stream_closed_calls, stream_write_dropped, stream_writes_ok;
+static void stream_closed(void *ud) {
+  (void)ud;
+  atomic_fetch_add(&stream_closed_calls, 1);
+}
+/* a quiet stream, and a route that writes a marker to it */
+static void *quiet_stream;
+static void h_stream_quiet(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  quiet_stream = cl_admin_stream_begin(a, req->priv, NULL, NULL, NULL);
+  if (quiet_stream) cl_admin_stream_write(a, quiet_stream, "data: hello\n\n", 13);
+}
+static void h_poke(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  int rc = cl_admin_stream_write(a, quiet_stream, "data: marker\n\n", 14);
+  cl_admin_reply_json(a, req->priv, 200, json_pack("{s:i}", "rc", rc));
+}
+
+static void h_stream(cl_admin *a, cl_admin_req *req, void *ud) {
+  (void)ud;
+  void *s = cl_admin_stream_begin(a, req->priv, NULL, stream_closed, NULL);
+  if (!s) return;
+  cl_admin_stream_write(a, s, "data: hello\n\n", 13);
+  static char chunk[1024];
+  memset(chunk, 'x', sizeof chunk);
+  for (int i = 0; i < 4096; i++) {
+    int r = cl_admin_stream_write(a, s, chunk, sizeof chunk);
+    if (r == -2) {
+      atomic_store(&stream_write_dropped, 1);
+      break;
+    }
+    if (r != 0) break;
+    atomic_fetch_add(&stream_writes_ok, 1);
+  }
+}
 
 static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   (void)ud;
@@ -287,7 +331,7 @@ static void client_tests(void) {
   int rc;
   client a, b;
 
-  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n", &r);
+  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: localhost\r\n\r\n", &r);
   EXPECT("http_200_json", rc == 0 && r.status == 200 && strcmp(r.body, "{\"hello\":\"world\"}\n") == 0 &&
                              strcasestr(r.head, "content-type: application/json"),
         "rc=%d status=%d body=%s", rc, r.status, r.body);
@@ -515,6 +559,90 @@ static void client_tests(void) {
   EXPECT("metrics_route", rc == 0 && r.status == 200 && strcasestr(r.head, "text/plain; version=0.0.4") &&
                              strstr(r.body, "clusterlua_nodes_up 3\n"),
         "rc=%d body=%s", rc, r.body);
+
+  /* browser defences (no token on this server): the Host must be loopback, and a
+   * state-changing request's Origin must be this endpoint */
+  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: evil.example:9200\r\n\r\n", &r);
+  EXPECT("host_not_loopback_403", rc == 0 && r.status == 403 && strstr(r.body, "DNS rebinding"), "rc=%d status=%d body=%s",
+         rc, r.status, r.body);
+  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: 127.0.0.7:1\r\n\r\n", &r);
+  ok1 = rc == 0 && r.status == 200;
+  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: [::1]:9200\r\n\r\n", &r);
+  ok2 = rc == 0 && r.status == 200;
+  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: LOCALHOST\r\n\r\n", &r);
+  ok3 = rc == 0 && r.status == 200;
+  EXPECT("host_loopback_ok", ok1 && ok2 && ok3, "%d %d %d", ok1, ok2, ok3);
+  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: localhost\r\nHost: evil\r\n\r\n", &r);
+  EXPECT("host_twice_400", rc == 0 && r.status == 400, "status=%d", r.status);
+  rc = roundtrip(port, "POST /echo HTTP/1.1\r\nHost: localhost:1\r\nOrigin: http://evil.example\r\nContent-Length: 2\r\n\r\nhi", &r);
+  EXPECT("foreign_origin_post_403", rc == 0 && r.status == 403 && strstr(r.body, "cross-origin"), "status=%d body=%s",
+         r.status, r.body);
+  rc = roundtrip(port, "POST /echo HTTP/1.1\r\nHost: localhost:1\r\nOrigin: http://localhost:1\r\nContent-Length: 2\r\n\r\nhi", &r);
+  EXPECT("same_origin_post_ok", rc == 0 && r.status == 200, "status=%d body=%s", r.status, r.body);
+  rc = roundtrip(port, "GET /hello HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil.example\r\n\r\n", &r);
+  EXPECT("foreign_origin_get_ok", rc == 0 && r.status == 200, "status=%d", r.status);
+
+  /* prefix routes match below their path, after exact ones */
+  rc = roundtrip(port, "GET /pre/a,b HTTP/1.1\r\n\r\n", &r);
+  EXPECT("prefix_route", rc == 0 && r.status == 200 && strstr(r.body, "\"path\":\"/pre/a,b\""), "status=%d body=%s",
+         r.status, r.body);
+  rc = roundtrip(port, "GET /pre HTTP/1.1\r\n\r\n", &r);
+  ok1 = rc == 0 && r.status == 404;
+  rc = roundtrip(port, "GET /pre/ HTTP/1.1\r\n\r\n", &r);
+  ok2 = rc == 0 && r.status == 404;
+  EXPECT("prefix_route_not_itself", ok1 && ok2, "%d %d", ok1, ok2);
+
+  /* a public route answers without the token (and says so); others still need it */
+  rc = roundtrip(port_tok, "GET /pub HTTP/1.1\r\n\r\n", &r);
+  EXPECT("public_route_without_token", rc == 0 && r.status == 200 && strstr(r.body, "\"auth\":false"), "status=%d body=%s",
+         r.status, r.body);
+  rc = roundtrip(port_tok, "GET /pub HTTP/1.1\r\nAuthorization: Bearer s3cret\r\n\r\n", &r);
+  EXPECT("public_route_with_token", rc == 0 && r.status == 200 && strstr(r.body, "\"auth\":true"), "status=%d", r.status);
+  rc = roundtrip(port_tok, "POST /pub HTTP/1.1\r\nContent-Length: 1\r\n\r\nx", &r);
+  EXPECT("public_route_get_only", rc == 0 && r.status == 401, "status=%d", r.status);
+  rc = roundtrip(port_tok, "GET /pub2 HTTP/1.1\r\n\r\n", &r);
+  EXPECT("public_route_exact", rc == 0 && r.status == 401, "status=%d", r.status);
+
+  /* a stream: its head and first bytes arrive; a client that never reads is dropped
+   * once the bound is reached (the closed callback runs once), and the server goes on */
+  {
+    client s;
+    int ok = dial(&s, port) == 0 && sends(&s, "GET /stream HTTP/1.1\r\nHost: localhost\r\n\r\n") == 0;
+    uint64_t deadline = mono_ms() + 3000;
+    while (ok && !strstr(s.buf, "data: hello") && mono_ms() < deadline) fill(&s, 100);
+    EXPECT("stream_head_and_first_event", ok && strstr(s.buf, "HTTP/1.1 200") && strstr(s.buf, "text/event-stream") &&
+                                              !strcasestr(s.buf, "content-length") && strstr(s.buf, "data: hello"),
+           "buf=%.200s", s.buf);
+    deadline = mono_ms() + 3000;
+    while (atomic_load(&stream_closed_calls) == 0 && mono_ms() < deadline) usleep(1000);
+    EXPECT("stream_dropped_past_bound",
+           atomic_load(&stream_write_dropped) == 1 && atomic_load(&stream_closed_calls) == 1 &&
+               atomic_load(&stream_writes_ok) < 1024,
+           "dropped=%d closed=%d writes=%d", atomic_load(&stream_write_dropped), atomic_load(&stream_closed_calls),
+           atomic_load(&stream_writes_ok));
+    hang_up(&s);
+    rc = roundtrip(port, "GET /hello HTTP/1.1\r\n\r\n", &r);
+    EXPECT("serves_after_stream_drop", rc == 0 && r.status == 200, "rc=%d", rc);
+  }
+
+  /* a quiet stream outlives every request timer of this server (header 600 ms, handler
+   * 500 ms, request 1000 ms, idle 1500 ms): 2 s later (pacing: the elapsed time is what
+   * is under test) a marker written to it still arrives */
+  {
+    client q;
+    int ok = dial(&q, port) == 0 && sends(&q, "GET /stream_quiet HTTP/1.1\r\nHost: localhost\r\n\r\n") == 0;
+    uint64_t deadline = mono_ms() + 3000;
+    while (ok && !strstr(q.buf, "data: hello") && mono_ms() < deadline) fill(&q, 100);
+    usleep(2000 * 1000);
+    rc = roundtrip(port, "GET /poke HTTP/1.1\r\n\r\n", &r);
+    deadline = mono_ms() + 3000;
+    int last_fill = 0;
+    while (ok && !strstr(q.buf, "data: marker") && mono_ms() < deadline)
+      if ((last_fill = fill(&q, 100)) == -1 || last_fill == 0) break; /* -2: nothing yet */
+    EXPECT("stream_outlives_request_timers", ok && rc == 0 && strstr(r.body, "\"rc\":0") && strstr(q.buf, "data: marker"),
+           "rc=%d body=%s last_fill=%d len=%zu buf=%.400s", rc, r.body, last_fill, q.len, q.buf);
+    hang_up(&q);
+  }
 
   /* token: none -> 401, wrong -> 401, right -> 200 */
   rc = roundtrip(port_tok, "GET /hello HTTP/1.1\r\n\r\n", &r);
@@ -822,6 +950,11 @@ int main(void) {
   cl_admin_route(srv, "GET", "/never", h_never, NULL);
   cl_admin_route(srv, "GET", "/extend", h_extend, NULL);
   cl_admin_route(srv, "GET", "/metrics", h_metrics, NULL);
+  cl_admin_route(srv, "GET", "/pre/*", h_path, NULL);
+  cl_admin_route(srv, "GET", "/stream", h_stream, NULL);
+  cl_admin_route(srv, "GET", "/stream_quiet", h_stream_quiet, NULL);
+  cl_admin_route(srv, "GET", "/poke", h_poke, NULL);
+  cl_admin_route_public(srv_tok, "/pub", h_path, NULL);
   cl_admin_route(srv_tok, "GET", "/hello", h_hello, NULL);
   cl_admin_route(srv_tok, "GET", "/busy", h_busy, NULL);
   uv_async_init(&loop, &stop_async, on_stop);

@@ -10,6 +10,14 @@ describe("admin endpoint", function()
     c = cluster.new { n = 3 }
     c:start_all()
     assert.truthy(c:wait_master(10000), "no master")
+    -- and every node's committed state lists the three members (number_of_nodes)
+    assert.truthy(proc.wait_until(function()
+      for i = 1, 3 do
+        local h = c:health(i)
+        if not h or h.number_of_nodes ~= 3 then return false end
+      end
+      return true
+    end, 10000), "the committed state never listed three members")
   end)
   teardown(function()
     if c then c:cleanup() end

@@ -223,6 +223,6 @@ local function status(argv)
 end
 
 -- main.c calls require("clusterlua.cli.status")("status") with the global arg table
-return setmetatable({ render = render, parse_args = parse_args }, {
+return setmetatable({ render = render, parse_args = parse_args, read_token = read_token }, {
   __call = function(_, _, argv) return status(argv or arg or {}) end,
 })

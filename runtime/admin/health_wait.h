@@ -1,0 +1,22 @@
+/* GET /_cluster/health with Elasticsearch's wait_for_status, wait_for_nodes and timeout:
+ * a waiting request is parked (the control loop never waits) and answered when its
+ * condition holds, or with 408 and "timed_out": true when its timeout passes. */
+#ifndef CL_ADMIN_HEALTH_WAIT_H
+#define CL_ADMIN_HEALTH_WAIT_H
+#include "admin/admin.h"
+
+struct cl_node;
+
+#define CL_HEALTH_WAIT_MAX_MS 60000
+#define CL_HEALTH_WAIT_DEFAULT_MS 30000
+/* how often parked requests are looked at besides the node's events */
+#define CL_HEALTH_WAIT_CHECK_MS 100
+
+void cl_health_wait_start(cl_admin *a, struct cl_node *n);
+/* Something changed (an event): look at the parked requests now. */
+void cl_health_wait_poke(void);
+/* Answers nobody (the endpoint is closing) and frees what is parked. */
+void cl_health_wait_stop(void);
+unsigned cl_health_wait_count(void);
+
+#endif
