@@ -354,7 +354,9 @@ static void hs_cfg(cl_hs_config *c, const char *name, const char *cookie, const 
   c->incarnation = 1;
   c->encrypt = encrypt;
   c->version = version;
-  cl_hs_keys((const uint8_t *)cookie, strlen(cookie), c->k_hs, c->k_sess);
+  cl_hs_keys((const uint8_t *)cookie, strlen(cookie), c->keys[0].k_hs, c->keys[0].k_sess);
+  c->keys[0].id = 1;
+  c->n_keys = 1;
 }
 
 static int t_handshake_pure(void) {
@@ -364,7 +366,7 @@ static int t_handshake_pure(void) {
   hs_cfg(&dc, "a@127.0.0.1:1", "c", "x", 1, 1);
   hs_cfg(&ac, "b@127.0.0.1:2", "c", "x", 1, 1);
   hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
-  CHECK(rd == CL_HS_DONE && ra == CL_HS_DONE, "ok case: %d %d %s %s", rd, ra, d.reason, a.reason);
+  CHECK(rd == CL_HS_DONE && ra == CL_HS_DONE, "ok case: %d %d %.200s %.200s", rd, ra, d.reason, a.reason);
   CHECK(memcmp(d.key_tx, a.key_rx, 32) == 0 && memcmp(d.key_rx, a.key_tx, 32) == 0 &&
             memcmp(d.key_tx, d.key_rx, 32) != 0,
         "session keys");
@@ -388,9 +390,9 @@ static int t_handshake_pure(void) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     hs_cfg(&ac, "b@127.0.0.1:2", cases[i].cookie_b, cases[i].cluster_b, cases[i].enc_b, cases[i].ver_b);
     hs_pair(&dc, &ac, cases[i].dial_to, &rd, &ra, &d, &a);
-    CHECK(ra == CL_HS_FAILED && a.fail == cases[i].fail, "%s: acceptor %d fail=%d (%s)", cases[i].what, ra,
+    CHECK(ra == CL_HS_FAILED && a.fail == cases[i].fail, "%s: acceptor %d fail=%d (%.300s)", cases[i].what, ra,
           a.fail, a.reason);
-    CHECK(rd == CL_HS_FAILED && d.fail == cases[i].fail, "%s: dialer %d fail=%d (%s)", cases[i].what, rd,
+    CHECK(rd == CL_HS_FAILED && d.fail == cases[i].fail, "%s: dialer %d fail=%d (%.300s)", cases[i].what, rd,
           d.fail, d.reason);
     cl_hs_free(&d);
     cl_hs_free(&a);
