@@ -36,6 +36,7 @@ enum {
   CL_EVT_NODE_DONE,                  /* id = request id, name = code ("" ok), body = message; num = version */
   CL_EVT_NODE_LUA_PING,              /* num = sequence number: measures Lua lag */
   CL_EVT_NODE_RELOAD,                /* admin POST /_reload: id = request id */
+  CL_EVT_NODE_KEYRING,               /* the keyring changed: body = the keys, one a line, primary first */
 };
 
 typedef struct {
@@ -75,6 +76,9 @@ typedef struct cl_node_config {
   char *initial_master_nodes; /* comma-separated */
   uint8_t *cookie;
   size_t cookie_len;
+  char *keyring;      /* or the keyring: keys one a line, primary first (then cookie is unused) */
+  size_t keyring_len;
+  char *keyring_path; /* where a changed keyring is written (--keyring-file or DATA/keyring) */
   int encrypt, mesh;
   int new_id;    /* id was just made: write it to DATA/node_id once the checks passed */
   int data_conn; /* user messages on a data connection owned by the Lua loop (default) */
