@@ -617,6 +617,16 @@ static void log_hs_failure(cl_conn *c) {
            c->outgoing ? "to" : "from", c->outgoing ? c->peer->nn.full : c->addr, c->hs.reason);
     return;
   }
+  /* A key failure is worth a warning once it can name our fingerprints (computed just
+   * after start): the first attempts go to the debug log, the retries name them. */
+  if (f == CL_HSF_COOKIE) {
+    for (size_t i = 0; i < t->hs_cfg.n_keys; i++)
+      if (!t->hs_cfg.keys[i].fp[0]) {
+        cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "handshake %s %s refused (no key in common); fingerprints pending",
+               c->outgoing ? "with" : "from", c->outgoing ? c->peer->nn.full : c->addr);
+        return;
+      }
+  }
   uint32_t supp = 0;
   if (!cl_ratelimit_allow(&t->rl_hs, now_ms(t), &supp)) return;
   char more[64] = "";
