@@ -1126,6 +1126,113 @@ static int t_rtt_at_up(void) {
   return 0;
 }
 
+
+/* ---- the keyring (keyring.c, and the handshake with several keys) ---- */
+
+static int t_keyring_parse(void) {
+  cl_keyring_list l;
+  char err[200];
+  const char *ok = "first-key-0123456789\r\n\nsecond-key-0123456789\n";
+  CHECK(cl_keyring_parse(ok, strlen(ok), 1, &l, err, sizeof err) == 0 && l.n == 2, "two keys: %s", err);
+  CHECK(l.key[0].len == 20 && memcmp(l.key[0].p, "first-key-0123456789", 20) == 0, "CRLF stripped, first is primary");
+  struct {
+    const char *what, *text, *want;
+    int strict;
+  } bad[] = {
+      {"empty", "", "empty", 1},
+      {"blank lines only", "\n \n\t\n", "empty", 1},
+      {"short key", "short\n", "line 1: the key is 5 bytes long", 1},
+      {"duplicate", "abcdefghijklmnopq\nabcdefghijklmnopq\n", "line 2: the same key", 1},
+      {"trailing space", "abcdefghijklmnopq \n", "line 1: the key begins or ends with whitespace", 1},
+      {"lone CR inside", "abcdefgh\rijklmnopq\n", "carriage return", 1},
+      {"duplicate (lenient)", "abc\nabc\n", "line 2: the same key", 0},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    err[0] = 0;
+    int r = cl_keyring_parse(bad[i].text, strlen(bad[i].text), bad[i].strict, &l, err, sizeof err);
+    CHECK(r == -1 && strstr(err, bad[i].want), "%s: r=%d err=%s", bad[i].what, r, err);
+  }
+  /* a NUL byte, 17 keys, 10 MB */
+  char nul[] = "abcdefghijklmnopq\nabcdefgh\0ijklmnopq\n";
+  CHECK(cl_keyring_parse(nul, sizeof nul - 1, 1, &l, err, sizeof err) == -1 && strstr(err, "line 2") && strstr(err, "NUL"),
+        "NUL: %s", err);
+  char many[17 * 20 + 1];
+  size_t w = 0;
+  for (int i = 0; i < 17; i++) w += (size_t)snprintf(many + w, sizeof many - w, "key-number-%06d-x\n", i);
+  CHECK(cl_keyring_parse(many, w, 1, &l, err, sizeof err) == -1 && strstr(err, "more than 16 keys"), "17 keys: %s", err);
+  size_t big = 10u << 20;
+  char *huge = malloc(big);
+  CHECK(huge != NULL, "malloc");
+  memset(huge, 'k', big);
+  int r = cl_keyring_parse(huge, big, 1, &l, err, sizeof err);
+  free(huge);
+  CHECK(r == -1 && strstr(err, "at most 65536"), "10 MB: %s", err);
+  /* lenient: what --cookie carried into DATA/keyring may be short */
+  CHECK(cl_keyring_parse("abc\nabcdefghijklmnopq\n", 22, 0, &l, err, sizeof err) == 0 && l.n == 2, "lenient: %s", err);
+  CHECK(cl_keyring_check_key((const uint8_t *)"abcdefghijklmnop", 16, err, sizeof err) == 0, "16 bytes is enough");
+  return 0;
+}
+
+static int t_keyring_fingerprint(void) {
+  char a[17], b[17], c2[17];
+  uint64_t t0 = uv_hrtime();
+  CHECK(cl_keyring_fingerprint((const uint8_t *)"some-key-0123456789", 19, a) == 0, "fp");
+  double ms = (double)(uv_hrtime() - t0) / 1e6;
+  CHECK(cl_keyring_fingerprint((const uint8_t *)"some-key-0123456789", 19, b) == 0, "fp again");
+  CHECK(cl_keyring_fingerprint((const uint8_t *)"some-key-0123456780", 19, c2) == 0, "fp other");
+  CHECK(cl_keyring_fp_valid(a) && strcmp(a, b) == 0 && strcmp(a, c2) != 0, "%s %s %s", a, b, c2);
+  CHECK(!cl_keyring_fp_valid("0123456789ABCDEF") && !cl_keyring_fp_valid("0123456789abcde"), "fp_valid");
+  (void)ms;
+  return 0;
+}
+
+static void hs_ring(cl_hs_config *c, const char *name, const char *const *keys, size_t n) {
+  hs_cfg(c, name, keys[0], "x", 1, CL_PROTO_VERSION);
+  for (size_t i = 0; i < n; i++) {
+    cl_hs_keys((const uint8_t *)keys[i], strlen(keys[i]), c->keys[i].k_hs, c->keys[i].k_sess);
+    c->keys[i].id = (uint32_t)(10 + i);
+    cl_keyring_fingerprint((const uint8_t *)keys[i], strlen(keys[i]), c->keys[i].fp);
+  }
+  c->n_keys = n;
+}
+
+static int t_handshake_keyring(void) {
+  cl_hs_config dc, ac;
+  cl_handshake d, a;
+  int rd, ra;
+  const char *d_keys[] = {"key-two-0123456789", "key-one-0123456789"};
+  const char *a_keys[] = {"key-one-0123456789", "key-three-01234567"};
+  hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
+  hs_ring(&ac, "b@127.0.0.1:2", a_keys, 2);
+  hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
+  CHECK(rd == CL_HS_DONE && ra == CL_HS_DONE, "shared second key: %d %d %.200s %.200s", rd, ra, d.reason, a.reason);
+  CHECK(strcmp(d.key.fp, a.key.fp) == 0 && strcmp(d.key.fp, ac.keys[0].fp) == 0, "both under key-one");
+  CHECK(memcmp(d.key_tx, a.key_rx, 32) == 0, "session keys agree");
+  cl_hs_free(&d);
+  cl_hs_free(&a);
+  /* no key in common: the acceptor's log names both sides, the dialer hears only its own */
+  const char *x_keys[] = {"key-four-012345678"};
+  hs_ring(&dc, "a@127.0.0.1:1", x_keys, 1);
+  hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_COOKIE && rd == CL_HS_FAILED && d.fail == CL_HSF_COOKIE, "refused");
+  CHECK(strstr(a.reason, dc.keys[0].fp) && strstr(a.reason, ac.keys[0].fp) && strstr(a.reason, ac.keys[1].fp),
+        "acceptor names both: %.300s", a.reason);
+  CHECK(strstr(d.reason, dc.keys[0].fp) && !strstr(d.reason, ac.keys[0].fp) && !strstr(d.reason, ac.keys[1].fp),
+        "dialer learns nothing of the acceptor's ring: %.300s", d.reason);
+  CHECK(a.fail_key == -1, "a failure naming no key of ours is 'unknown'");
+  cl_hs_free(&d);
+  cl_hs_free(&a);
+  /* a dialer of version 1 is refused with both versions named */
+  hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
+  dc.version = 1;
+  hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 1") && strstr(a.reason, "speaks 2"),
+        "old version: %.300s", a.reason);
+  cl_hs_free(&d);
+  cl_hs_free(&a);
+  return 0;
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   setenv("CLUSTERLUA_FAULTS", "1", 1);
@@ -1139,6 +1246,9 @@ int main(void) {
   run_case("transport: AEAD records roundtrip and refuse forgery", t_session);
   run_case("transport: handshake state machine refusals", t_handshake_pure);
   run_case("transport: derived keys", t_derive_key);
+  run_case("keyring: file parser refuses empty, short, duplicate, NUL, 17 keys, 10 MB", t_keyring_parse);
+  run_case("keyring: fingerprints are 16 hex digits, stable, distinct", t_keyring_fingerprint);
+  run_case("keyring: handshake under a shared non-primary key; no shared key names fingerprints", t_handshake_keyring);
   run_case("transport: handshake ok (encrypted)", t_handshake_ok);
   run_case("transport: handshake ok (unencrypted)", t_handshake_ok_unencrypted);
   run_case("transport: wrong cookie refused on both sides", t_wrong_cookie);
