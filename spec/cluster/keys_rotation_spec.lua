@@ -215,3 +215,66 @@ describe("key rotation across a running cluster", function()
     end
   end)
 end)
+
+describe("bad keys", function()
+  local c
+  after_each(function()
+    if c then c:cleanup() end
+    c = nil
+  end)
+
+  it("a bad keyring file stops the start with a clear error and leaves nothing behind", function()
+    c = cluster.new { n = 1, cluster = "keys" }
+    local function try(name, content, mode, extra)
+      local path = c.dir .. "/" .. name
+      cluster.write(path, content)
+      assert(uv.fs_chmod(path, mode or 384))
+      local data = c.dir .. "/data-" .. name
+      local args = { "--name", c.names[1], "--keyring-file", path, "--data", data }
+      for _, a in ipairs(extra or {}) do args[#args + 1] = a end
+      args[#args + 1] = c.topology
+      local code, out, err = proc.run(proc.bin, args)
+      assert.equal(2, code, out .. err)
+      assert.is_nil(uv.fs_stat(data), name .. " left a data directory")
+      return err
+    end
+    assert.matches("readable by group or others.*chmod 600", try("readable", "abcdefghijklmnopqrst\n", 416))
+    assert.matches("is empty", try("empty", ""))
+    assert.matches("is empty", try("blank", "\n\n  \n"))
+    assert.matches("line 1: the key is 5 bytes long: a key needs at least 16", try("short", "short\n"))
+    assert.matches("line 2: the same key as an earlier line", try("dup", "abcdefghijklmnopqrst\nabcdefghijklmnopqrst\n"))
+    assert.matches("is 10485760 bytes: at most 65536", try("huge", ("k"):rep(10 * 1024 * 1024)))
+    assert.matches("either %-%-keyring%-file or %-%-cookie", try("both", "abcdefghijklmnopqrst\n", nil, { "--cookie", "x" }))
+  end)
+
+  it("refused admin requests change nothing, and removing the primary says why", function()
+    local K = new_key()
+    c = cluster.new { n = 1, cookie = K, cluster = "keys" }
+    c:start(1)
+    assert(c:wait_master(10000))
+    local st, before = c:http(1, "GET", "/_keys?local")
+    assert.equal(200, st)
+    local fp = before.keys[1].fingerprint
+    local cases = {
+      { "/_keys/install", '{"key":"short"}', "at least 16" },
+      { "/_keys/install", '{"key":"abcdefghijklmnopq","extra":1}', 'unknown member "extra"' },
+      { "/_keys/install", 'not json', "not JSON" },
+      { "/_keys/install", '', "JSON object" },
+      { "/_keys/install", '{"key":"abcdefghijklmnopq","key":"abcdefghijklmnopr"}', "not JSON" },
+      { "/_keys/use", '{"fingerprint":"0123456789abcdef"}', "no key with fingerprint 0123456789abcdef" },
+      { "/_keys/use", '{"fingerprint":"XYZ"}', "16 lowercase hex digits" },
+      { "/_keys/remove", '{"fingerprint":"' .. fp .. '"}', "is the primary key of" },
+      { "/_keys/remove", '{"fingerprnt":"' .. fp .. '"}', 'unknown member "fingerprnt"' },
+    }
+    for _, case in ipairs(cases) do
+      local code, j, raw = c:http(1, "POST", case[1], case[2])
+      assert.equal(400, code, raw)
+      local msg = j.error or (j.results and j.results[1] and j.results[1].error) or raw
+      assert.truthy(msg:find(case[3], 1, true), case[2] .. " -> " .. tostring(raw))
+    end
+    local _, after = c:http(1, "GET", "/_keys?local")
+    assert.equal(1, #after.keys)
+    assert.equal(fp, after.keys[1].fingerprint)
+    assert.is_nil(uv.fs_stat(c.dir .. "/data1/keyring"), "a refused request wrote the keyring")
+  end)
+end)
