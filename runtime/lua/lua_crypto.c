@@ -6,6 +6,8 @@
  *   hmac_sha256(key, data)      -> 32-byte MAC
  *   verify(key, data, mac)      -> boolean, compared in constant time
  *   random(n)                   -> n random bytes (1..1024)
+ *   fingerprint(key)            -> the key's 16-hex-digit fingerprint (Argon2id: tens of
+ *                                  ms; for tools and benchmarks, never on a hot path)
  *   keyring_parse(text, strict) -> { key1, key2, ... } (primary first) | nil, message:
  *                                  the keyring file format, by the C parser (keyring.h)
  *
@@ -18,6 +20,16 @@
 #include "lua/lua_modules.h"
 #include "transport/keyring.h"
 #include "transport/transport.h"
+
+static int l_fingerprint(lua_State *L) {
+  size_t len;
+  const char *key = luaL_checklstring(L, 1, &len);
+  if (len == 0) return luaL_argerror(L, 1, "empty key");
+  char fp[CL_FP_LEN + 1];
+  if (cl_keyring_fingerprint((const uint8_t *)key, len, fp)) return luaL_error(L, "crypto_pwhash failed (out of memory?)");
+  lua_pushstring(L, fp);
+  return 1;
+}
 
 static int l_keyring_parse(lua_State *L) {
   size_t len;
@@ -108,7 +120,7 @@ int luaopen_clusterlua_c_crypto(lua_State *L) {
   /* idempotent and thread-safe; the module may be loaded before anything else ran it */
   if (sodium_init() < 0) return luaL_error(L, "libsodium failed to initialise");
   static const luaL_Reg fns[] = {
-      {"derive_key", l_derive_key}, {"keyring_parse", l_keyring_parse},
+      {"derive_key", l_derive_key}, {"keyring_parse", l_keyring_parse}, {"fingerprint", l_fingerprint},
       {"hmac_sha256", l_hmac_sha256},
       {"verify", l_verify},
       {"random", l_random},

@@ -4,7 +4,8 @@
 --
 -- Nothing in a packet is trusted until its MAC checks: packets are authenticated with
 -- HMAC-SHA256 under a key derived from the cookie (the same derivation as the C
--- transport's cl_transport_derive_key(cookie, "gossip")), carry a timestamp and a
+-- transport's cl_transport_derive_key(cookie, "gossip"); with a keyring: sent under the
+-- primary key's, accepted under any key's), carry a timestamp and a
 -- nonce against replays, and name their sender inside: the source address of a
 -- datagram is never used, so a forged or NATed source cannot redirect anyone.
 --
