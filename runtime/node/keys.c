@@ -740,8 +740,6 @@ static void op_run(op *o, const uint8_t *arg, size_t arglen) {
   op_fan_out(o);
 }
 
-void cl_node_keys_message(cl_node *n, const char *from, const uint8_t *data, size_t len);
-
 /* Our fingerprints are known: run what waited for them. */
 static void run_deferred(void) {
   for (;;) {

@@ -107,6 +107,12 @@ describe("gossip during a key rotation", function()
       assert.is_nil(c.nodes[i]:find_line("EVENT reloaded"), c.nodes[i]:output())
     end
     assert.is_nil(connected(c, 1)[c.names[6]])
+    -- no output names a key
+    local all = {}
+    for i = 1, 6 do all[#all + 1] = c.nodes[i]:output() end
+    all = table.concat(all, "\n")
+    assert.is_nil(all:find(K1, 1, true), "K1 appears in a log")
+    assert.is_nil(all:find(K2, 1, true), "K2 appears in a log")
     c:cleanup()
     c = nil
     assert(netns.del(ns))
