@@ -1233,6 +1233,108 @@ static int t_handshake_keyring(void) {
   return 0;
 }
 
+/* ---- re-authentication when a key leaves the ring ---- */
+
+typedef struct {
+  char fp[17];
+  int n;
+} fp_seen;
+static void peer_fp(void *ud, const cl_peer_info *p) {
+  fp_seen *f = ud;
+  if (p->connected) {
+    snprintf(f->fp, sizeof f->fp, "%s", p->fingerprint ? p->fingerprint : "");
+    f->n++;
+  }
+}
+typedef struct {
+  tnode *a, *b;
+  const char *fp;
+} both_fp_arg;
+static int both_under(void *ud) {
+  both_fp_arg *x = ud;
+  fp_seen fa = {"", 0}, fb = {"", 0};
+  cl_transport_foreach(x->a->t, peer_fp, &fa);
+  cl_transport_foreach(x->b->t, peer_fp, &fb);
+  return fa.n == 1 && fb.n == 1 && !strcmp(fa.fp, x->fp) && !strcmp(fb.fp, x->fp);
+}
+static int either_down(void *ud) {
+  both_fp_arg *x = ud;
+  return x->a->downs > 0 && x->b->downs > 0;
+}
+
+static int t_reauth(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000), "not connected");
+  const char *k1 = "secret-cookie", *k2 = "second-key-0123456789", *k3 = "third-key-0123456789";
+  cl_transport_key_fingerprint(a.t, 1, "1111111111111111");
+  cl_transport_key_fingerprint(b.t, 1, "1111111111111111");
+  both_fp_arg x = {&a, &b, "1111111111111111"};
+  CHECK(both_under(&x), "first under the cookie");
+  /* messages flow throughout: none lost, none reordered */
+  uint8_t msg[16] = {0};
+  uint64_t seq = 0;
+  b.next_seq = 0;
+  cl_transport_key ring2[2] = {{(const uint8_t *)k2, strlen(k2), 2, "2222222222222222"},
+                               {(const uint8_t *)k1, strlen(k1), 1, NULL}};
+  char err[160];
+  CHECK(cl_transport_set_keys(a.t, ring2, 2, err, sizeof err) == 0, "install+use on a: %s", err);
+  CHECK(cl_transport_set_keys(b.t, ring2, 2, err, sizeof err) == 0, "install+use on b: %s", err);
+  for (int i = 0; i < 50; i++) {
+    memcpy(msg, &seq, 8);
+    if (cl_transport_send(a.t, b.name, 1, msg, sizeof msg) == 0) seq++;
+    uv_run(L, UV_RUN_NOWAIT);
+  }
+  /* remove the cookie on both: the connection moves to K2 over its session */
+  CHECK(cl_transport_set_keys(a.t, ring2, 1, err, sizeof err) == 0, "remove on a: %s", err);
+  for (int i = 0; i < 50; i++) {
+    memcpy(msg, &seq, 8);
+    if (cl_transport_send(a.t, b.name, 1, msg, sizeof msg) == 0) seq++;
+    uv_run(L, UV_RUN_NOWAIT);
+  }
+  CHECK(cl_transport_set_keys(b.t, ring2, 1, err, sizeof err) == 0, "remove on b: %s", err);
+  x.fp = "2222222222222222";
+  int moved = run_until(both_under, &x, 1000);
+  for (int i = 0; i < 50; i++) {
+    memcpy(msg, &seq, 8);
+    if (cl_transport_send(a.t, b.name, 1, msg, sizeof msg) == 0) seq++;
+    uv_run(L, UV_RUN_NOWAIT);
+  }
+  msgs_arg ma = {&b, seq};
+  int all = run_until(msgs_reached, &ma, 2000);
+  cl_transport_key_stat st[4];
+  size_t nk = cl_transport_key_stats(a.t, st, 4);
+  CHECK(moved, "not every connection under K2 within 1 s");
+  CHECK(all && b.msgs == seq && b.order_bad == 0, "messages: sent %llu got %llu, out of order %d",
+        (unsigned long long)seq, (unsigned long long)b.msgs, b.order_bad);
+  CHECK(a.downs == 0 && b.downs == 0 && a.ups == 1 && b.ups == 1, "a peer went down: a %d/%d b %d/%d", a.ups, a.downs,
+        b.ups, b.downs);
+  CHECK(nk == 1 && st[0].primary && st[0].connections == 1 && st[0].handshakes >= 1, "stats: %zu keys, %llu conns",
+        nk, (unsigned long long)st[0].connections);
+  /* no key in common any more: the connection closes (both sides see it) */
+  cl_transport_key ring3[1] = {{(const uint8_t *)k3, strlen(k3), 3, "3333333333333333"}};
+  CHECK(cl_transport_set_keys(a.t, ring3, 1, err, sizeof err) == 0, "K3 on a: %s", err);
+  int closed = run_until(either_down, &x, 2000);
+  spin(300);
+  size_t ca = cl_transport_connected_count(a.t);
+  cl_transport_stats sa;
+  cl_transport_stats_get(a.t, &sa);
+  uint64_t unknown = cl_transport_auth_failures_unknown(b.t);
+  cl_transport_stats sb;
+  cl_transport_stats_get(b.t, &sb);
+  int einval = cl_transport_set_keys(a.t, ring3, 0, err, sizeof err) == CL_EINVAL;
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(closed && !strcmp(a.down_reason, "closed") && !strcmp(b.down_reason, "closed"), "not closed: %s / %s",
+        a.down_reason, b.down_reason);
+  CHECK(ca == 0, "re-connected without a shared key");
+  CHECK(sb.handshake_fail_cookie >= 1 && unknown >= 1, "the re-dial under K3 counted as unknown: %llu %llu",
+        (unsigned long long)sb.handshake_fail_cookie, (unsigned long long)unknown);
+  CHECK(einval, "an empty keyring is refused");
+  return 0;
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   setenv("CLUSTERLUA_FAULTS", "1", 1);
@@ -1250,6 +1352,8 @@ int main(void) {
   run_case("keyring: fingerprints are 16 hex digits, stable, distinct", t_keyring_fingerprint);
   run_case("keyring: handshake under a shared non-primary key; no shared key names fingerprints", t_handshake_keyring);
   run_case("transport: handshake ok (encrypted)", t_handshake_ok);
+  run_case("keyring: a removed key's connection is re-authenticated under a shared one, nothing lost; none shared: closed",
+           t_reauth);
   run_case("transport: handshake ok (unencrypted)", t_handshake_ok_unencrypted);
   run_case("transport: wrong cookie refused on both sides", t_wrong_cookie);
   run_case("transport: other cluster refused", t_other_cluster);
