@@ -61,6 +61,23 @@ void cl_hs_reauth_proof(const cl_hs_key *k, const char *label, const uint8_t sid
   hmac2(k->k_hs, label, msg, sizeof msg, out);
 }
 
+void cl_hs_rekey(const cl_hs_key *k, const uint8_t sid[32], const uint8_t nonce_r[32], const uint8_t nonce_o[32],
+                 uint8_t idx, uint8_t i2r[32], uint8_t r2i[32]) {
+  static const char dom[] = "clusterlua-rekey";
+  uint8_t t2[32];
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  crypto_hash_sha256_update(&st, (const uint8_t *)dom, sizeof dom);
+  crypto_hash_sha256_update(&st, sid, 32);
+  crypto_hash_sha256_update(&st, nonce_r, 32);
+  crypto_hash_sha256_update(&st, nonce_o, 32);
+  crypto_hash_sha256_update(&st, &idx, 1);
+  crypto_hash_sha256_final(&st, t2);
+  hmac2(k->k_sess, "reauth-i2r", t2, 32, i2r);
+  hmac2(k->k_sess, "reauth-r2i", t2, 32, r2i);
+  sodium_memzero(t2, sizeof t2);
+}
+
 static void cookie_prk(const uint8_t *cookie, size_t cookie_len, uint8_t prk[32]) {
   static const char salt[] = "clusterlua cookie v1";
   crypto_auth_hmacsha256_state st;

@@ -185,6 +185,10 @@ int cl_hs_feed(cl_handshake *hs, const uint8_t *p, size_t n, size_t *consumed, c
 void cl_hs_keys(const uint8_t *cookie, size_t cookie_len, uint8_t k_hs[32], uint8_t k_sess[32]);
 /* "fp1, fp2" (or "(fingerprint pending)") of keys[0..n) into out. */
 void cl_hs_fp_list(const cl_hs_key *keys, size_t n, char *out, size_t outlen);
+/* The session keys after a re-authentication under key k (transport.c): initiator to
+ * responder and back, HMAC(k_sess, label || SHA-256(sid || nonce_r || nonce_o || idx)). */
+void cl_hs_rekey(const cl_hs_key *k, const uint8_t sid[32], const uint8_t nonce_r[32], const uint8_t nonce_o[32],
+                 uint8_t idx, uint8_t i2r[32], uint8_t r2i[32]);
 /* The re-authentication proofs of a live connection (transport.c): HMAC(k_hs, label ||
  * sid || nonce_r || nonce_o || idx). */
 void cl_hs_reauth_proof(const cl_hs_key *k, const char *label, const uint8_t sid[32],

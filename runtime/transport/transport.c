@@ -47,6 +47,7 @@ struct cl_conn {
   cl_tbuf out;  /* frames waiting for the next flush, plaintext */
   size_t raw_len; /* leading bytes of out from the handshake: never sealed */
   cl_tbuf wire; /* what is being written now */
+  cl_tbuf sealed; /* records sealed under a key just replaced (re-key), not yet in wire */
   size_t wire_off;
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
@@ -64,6 +65,9 @@ struct cl_conn {
   int ra_pending;
   uint64_t ra_deadline_ms;
   uint8_t ra_nonce[32];
+  /* receive keys to take at each DONE the peer will send, in order (re-key) */
+  uint8_t rx_next[4][32];
+  int n_rx_next;
   /* one the peer started: what we offered, kept until its choice arrives */
   int rs_live;
   uint8_t rs_nonce_r[32], rs_nonce_o[32];
@@ -319,10 +323,20 @@ static void on_write(uv_write_t *req, int status);
 static void conn_flush(cl_conn *c) {
   cl_transport *t = c->t;
   if (c->state == C_CLOSING || c->writing) return;
-  if (c->out.len) {
+  if (c->out.len || c->sealed.len) {
     c->wire.len = 0;
     c->wire_off = 0;
-    if (c->encrypt && c->state == C_UP) {
+    /* records sealed at a re-key boundary go first: they precede what is in out */
+    if (c->sealed.len) {
+      if (cl_tbuf_append(&c->wire, c->sealed.p, c->sealed.len)) {
+        conn_down(c, "closed");
+        return;
+      }
+      c->sealed.len = 0;
+    }
+    if (!c->out.len) {
+      /* nothing more */
+    } else if (c->encrypt && c->state == C_UP) {
       size_t raw = c->raw_len;
       c->raw_len = 0;
       if (cl_tbuf_append(&c->wire, c->out.p, raw) ||
@@ -331,6 +345,12 @@ static void conn_flush(cl_conn *c) {
         return;
       }
       t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
+      c->out.len = 0;
+    } else if (c->wire.len) {
+      if (cl_tbuf_append(&c->wire, c->out.p, c->out.len)) {
+        conn_down(c, "closed");
+        return;
+      }
       c->out.len = 0;
     } else {
       cl_tbuf tmp = c->wire;
@@ -507,8 +527,10 @@ static void on_conn_closed(uv_handle_t *h) {
   sodium_memzero(&c->seal, sizeof c->seal);
   sodium_memzero(&c->key, sizeof c->key);
   sodium_memzero(c->rs_offered, sizeof c->rs_offered);
+  sodium_memzero(c->rx_next, sizeof c->rx_next);
   cl_tbuf_free(&c->out);
   cl_tbuf_free(&c->wire);
+  cl_tbuf_free(&c->sealed);
   free(c);
   t->open_handles--;
   maybe_finish(t);
@@ -1746,8 +1768,34 @@ int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char
  * sid is the handshake's transcript, so proofs cannot be replayed on another connection;
  * both nonces make them fresh. The session keeps flowing meanwhile: nothing is lost. */
 
+/* A re-key boundary (REAUTH 3 and 5) goes past the fault layer: delayed or dropped, the
+ * peer would switch keys at another point of the stream than we do. */
+static void put_reauth(cl_conn *c, const uint8_t *m, size_t n) {
+  if (cl_frame_put(&c->out, CL_T_REAUTH, 0, m, (uint32_t)n) == 0) {
+    c->t->st.frames_out++;
+    cl_det_sent(&c->det, now_ms(c->t));
+  }
+  mark_dirty(c);
+}
+
+/* Seals everything queued so far under the current send key, then sends under next:
+ * the frame just queued ends the last record of the old key. 0 or -1. */
+static int switch_tx(cl_conn *c, const uint8_t next[32]) {
+  size_t raw = c->raw_len;
+  c->raw_len = 0;
+  if (raw && cl_tbuf_append(&c->sealed, c->out.p, raw)) return -1;
+  if (c->out.len > raw && cl_session_seal(&c->seal, c->out.p + raw, c->out.len - raw, &c->sealed)) return -1;
+  c->t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
+  c->out.len = 0;
+  memcpy(c->seal.key, next, 32);
+  c->seal.counter = 0;
+  mark_dirty(c);
+  return 0;
+}
+
 static void reauth_start(cl_conn *c) {
-  if (c->ra_pending || c->state != C_UP) return;
+  /* (a peer that never sends its DONEs cannot make us queue more receive keys) */
+  if (c->ra_pending || c->state != C_UP || c->n_rx_next >= 4) return;
   uint8_t m[33];
   m[0] = 1;
   randombytes_buf(c->ra_nonce, 32);
@@ -1837,7 +1885,21 @@ static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
     m[0] = 3;
     m[1] = (uint8_t)best_j;
     cl_hs_reauth_proof(&t->hs_cfg.keys[best_i], "reauth-accept", c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, m + 2);
-    conn_put(c, CL_T_REAUTH, 0, m, sizeof m);
+    put_reauth(c, m, sizeof m);
+    if (c->encrypt) {
+      /* new session keys under the shared key: ours from right after this frame, the
+       * peer's from right after its DONE */
+      uint8_t i2r[32], r2i[32];
+      cl_hs_rekey(&t->hs_cfg.keys[best_i], c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
+      memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
+      int bad = switch_tx(c, i2r);
+      sodium_memzero(i2r, 32);
+      sodium_memzero(r2i, 32);
+      if (bad) {
+        conn_down(c, "closed");
+        return;
+      }
+    }
     c->key = t->hs_cfg.keys[best_i];
     t->kst[best_i].hs++;
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connection with %s re-authenticated under key %s", c->peer->nn.full,
@@ -1856,10 +1918,35 @@ static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
       return;
     }
     c->key = c->rs_offered[d[1]];
+    if (c->encrypt) {
+      /* the peer sends under the new key from right after its ACCEPT; we from right
+       * after our DONE */
+      uint8_t i2r[32], r2i[32], done = 5;
+      cl_hs_rekey(&c->key, c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], i2r, r2i);
+      memcpy(c->opener.rx.key, i2r, 32);
+      c->opener.rx.counter = 0;
+      put_reauth(c, &done, 1);
+      int bad = switch_tx(c, r2i);
+      sodium_memzero(i2r, 32);
+      sodium_memzero(r2i, 32);
+      if (bad) {
+        conn_down(c, "closed");
+        return;
+      }
+    }
     count_hs(t, c->key.id);
     sodium_memzero(c->rs_offered, sizeof c->rs_offered);
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connection with %s re-authenticated under key %s", c->peer->nn.full,
            key_fp(t, &c->key));
+    return;
+  }
+  if (d[0] == 5 && n == 1 && c->n_rx_next > 0) {
+    /* the peer's DONE: it sends under the new key from the next record */
+    memcpy(c->opener.rx.key, c->rx_next[0], 32);
+    c->opener.rx.counter = 0;
+    c->n_rx_next--;
+    memmove(c->rx_next[0], c->rx_next[1], (size_t)c->n_rx_next * 32);
+    sodium_memzero(c->rx_next[c->n_rx_next], 32);
     return;
   }
   if (d[0] == 4 && n == 1 && c->rs_live) {
