@@ -213,6 +213,9 @@ describe("key rotation across a running cluster", function()
     for n, k in ipairs { K1, K2, K3 } do
       assert.is_nil(all:find(k, 1, true), "key " .. n .. " appears in a log")
     end
+    -- (under make test-asan: no node reported a memory error, a leak or undefined behaviour)
+    assert.is_nil(all:find("Sanitizer", 1, true), all:match("[^\n]*Sanitizer[^\n]*"))
+    assert.is_nil(all:find("runtime error:", 1, true), all:match("[^\n]*runtime error:[^\n]*"))
   end)
 end)
 
