@@ -11,6 +11,7 @@
 #include "core/control.h"
 #include "election/election.h"
 #include "lua/lua_dataplane.h"
+#include "transport/dataplane.h"
 #include "lua/lua_call.h"
 #include "lua/lua_modules.h"
 #include "node/node.h"
@@ -449,6 +450,9 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
                                .pre_in_len = d.pre_in_len};
             memcpy(dc.key_tx, d.key_tx, 32);
             memcpy(dc.key_rx, d.key_rx, 32);
+            memcpy(dc.key_hs, d.key_hs, 32);
+            memcpy(dc.key_sess, d.key_sess, 32);
+            memcpy(dc.sid, d.sid, 32);
             cl_lua_dp_adopt(L, &dc, cx->max_frame, (size_t)cx->send_queue_max);
             sodium_memzero(&dc, sizeof dc);
             nargs = 4;
@@ -506,6 +510,8 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         nargs = 5;
         break;
       case CL_EVT_NODE_KEYRING:
+        /* the data connections follow the ring too (re-authenticated, re-keyed) */
+        cl_dp_set_keyring((const uint8_t *)cl_msg_body(m), m->body_len);
         lua_pushliteral(L, "keyring");
         lua_pushnil(L);
         lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);

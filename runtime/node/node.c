@@ -121,6 +121,9 @@ static void emit_up(cl_node *n, cl_node_peer *pp, const cl_data_conn *dc) {
   d.encrypt = dc->encrypt;
   memcpy(d.key_tx, dc->key_tx, 32);
   memcpy(d.key_rx, dc->key_rx, 32);
+  memcpy(d.key_hs, dc->key_hs, 32);
+  memcpy(d.key_sess, dc->key_sess, 32);
+  memcpy(d.sid, dc->sid, 32);
   d.pre_out_len = (uint32_t)dc->pre_out_len;
   d.pre_in_len = (uint32_t)dc->pre_in_len;
   uint8_t *w = body;

@@ -53,6 +53,7 @@ typedef struct {
   int fd;
   int encrypt;
   uint8_t key_tx[32], key_rx[32];
+  uint8_t key_hs[32], key_sess[32], sid[32]; /* see cl_data_conn */
   uint32_t pre_out_len, pre_in_len;
 } cl_evt_data;
 

@@ -862,6 +862,9 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
   dc.encrypt = t->cfg.encrypt;
   memcpy(dc.key_tx, hs->key_tx, 32);
   memcpy(dc.key_rx, hs->key_rx, 32);
+  memcpy(dc.key_hs, hs->key.k_hs, 32);
+  memcpy(dc.key_sess, hs->key.k_sess, 32);
+  memcpy(dc.sid, hs->transcript, 32);
   dc.pre_out = pre.p;
   dc.pre_out_len = pre.len;
   dc.pre_in = in;

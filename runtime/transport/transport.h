@@ -108,6 +108,10 @@ typedef struct {
   int fd;
   int encrypt;
   uint8_t key_tx[32], key_rx[32];
+  /* the key it was authenticated under (derived: handshake and session keys) and the
+   * handshake's transcript: what the data plane needs to re-authenticate and re-key it
+   * when that key leaves the keyring (cl_dp_set_keyring) */
+  uint8_t key_hs[32], key_sess[32], sid[32];
   const uint8_t *pre_out, *pre_in;
   size_t pre_out_len, pre_in_len;
 } cl_data_conn;

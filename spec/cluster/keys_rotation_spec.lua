@@ -145,6 +145,17 @@ describe("key rotation across a running cluster", function()
       return true
     end, 5000), "not every connection is under the new key")
 
+    -- the data connections (messages and calls) were re-authenticated and re-keyed too:
+    -- each node took part in one exchange per peer at least
+    assert.truthy(proc.wait_until(function()
+      for i = 1, 5 do
+        local st, _, raw = c:http(i, "GET", "/metrics")
+        local v = st and raw and tonumber(raw:match("clusterlua_data_connection_rekeys_total (%d+)"))
+        if not v or v < 4 then return false end
+      end
+      return true
+    end, 5000), "not every data connection was re-keyed")
+
     -- stop the traffic: every sender's last number reached every peer
     cluster.write(stop, "stop\n")
     for i = 1, 5 do
