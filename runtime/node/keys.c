@@ -751,7 +751,14 @@ static void run_deferred(void) {
     op_run(o, o->arg, o->arglen);
     sodium_memzero(o->arg, sizeof o->arg);
   }
-  pmsg *m = K.held;
+  /* in the order they came (the list is newest first) */
+  pmsg *m = NULL, *h = K.held;
+  while (h) {
+    pmsg *next = h->next;
+    h->next = m;
+    m = h;
+    h = next;
+  }
   K.held = NULL;
   K.n_held = 0;
   while (m) {
@@ -761,11 +768,6 @@ static void run_deferred(void) {
     free(m);
     m = next;
   }
-}
-
-void cl_node_keys_forget(void *ud) {
-  for (op *o = K.ops; o; o = o->next)
-    if (o->ud == ud) o->done = NULL;
 }
 
 /* ---- a member's side ---- */

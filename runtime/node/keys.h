@@ -34,8 +34,6 @@ enum { CL_KEYS_LIST = 1, CL_KEYS_INSTALL, CL_KEYS_USE, CL_KEYS_REMOVE };
 typedef void (*cl_keys_done)(void *ud, int status, json_t *answer);
 void cl_node_keys_op(struct cl_node *n, int op, const uint8_t *arg, size_t arglen, int local_only,
                      cl_keys_done done, void *ud);
-/* Cancels the callbacks of ops started with ud (the admin request went away). */
-void cl_node_keys_forget(void *ud);
 
 /* This node's keys, primary first: [{"fingerprint", "primary", "handshakes",
  * "auth_failures", "connections"}] (fingerprint null until computed). */
