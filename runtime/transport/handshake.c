@@ -38,8 +38,7 @@ static void hmac2(const uint8_t key[32], const char *label, const uint8_t *msg, 
   sodium_memzero(&st, sizeof st);
 }
 
-/* HKDF-style: extract a pseudo-random key from the cookie under a fixed salt, then
- * expand one label per use. The cookie itself never keys anything. */
+/* For logs and refusals: fingerprints only, never a key. */
 void cl_hs_fp_list(const cl_hs_key *keys, size_t n, char *out, size_t outlen) {
   size_t w = 0;
   out[0] = 0;
@@ -78,6 +77,8 @@ void cl_hs_rekey(const cl_hs_key *k, const uint8_t sid[32], const uint8_t nonce_
   sodium_memzero(t2, sizeof t2);
 }
 
+/* HKDF-style: extract a pseudo-random key from the cookie under a fixed salt, then
+ * expand one label per use. The cookie itself never keys anything. */
 static void cookie_prk(const uint8_t *cookie, size_t cookie_len, uint8_t prk[32]) {
   static const char salt[] = "clusterlua cookie v1";
   crypto_auth_hmacsha256_state st;
