@@ -1262,6 +1262,8 @@ static int either_down(void *ud) {
   return x->a->downs > 0 && x->b->downs > 0;
 }
 
+static int b_refused_unknown(void *ud) { return cl_transport_auth_failures_unknown(((tnode *)ud)->t) >= 1; }
+
 static int t_reauth(void) {
   tnode a, b;
   opts o = O(1);
@@ -1316,7 +1318,8 @@ static int t_reauth(void) {
   cl_transport_key ring3[1] = {{(const uint8_t *)k3, strlen(k3), 3, "3333333333333333"}};
   CHECK(cl_transport_set_keys(a.t, ring3, 1, err, sizeof err) == 0, "K3 on a: %s", err);
   int closed = run_until(either_down, &x, 2000);
-  spin(300);
+  /* the marker: a re-dial reached b and was refused under a key b does not hold */
+  int redialled = run_until(b_refused_unknown, &b, 3000);
   size_t ca = cl_transport_connected_count(a.t);
   cl_transport_stats sa;
   cl_transport_stats_get(a.t, &sa);
@@ -1328,7 +1331,7 @@ static int t_reauth(void) {
   node_stop(&b);
   CHECK(closed && !strcmp(a.down_reason, "closed") && !strcmp(b.down_reason, "closed"), "not closed: %s / %s",
         a.down_reason, b.down_reason);
-  CHECK(ca == 0, "re-connected without a shared key");
+  CHECK(redialled && ca == 0, "re-connected without a shared key (re-dial refused: %d)", redialled);
   CHECK(sb.handshake_fail_cookie >= 1 && unknown >= 1, "the re-dial under K3 counted as unknown: %llu %llu",
         (unsigned long long)sb.handshake_fail_cookie, (unsigned long long)unknown);
   CHECK(einval, "an empty keyring is refused");
