@@ -32,9 +32,11 @@ typedef struct {
   int list;
 } keys_req;
 
+/* "?local", "?local=true" or "?local=1": this node only */
 static int is_local(const cl_admin_req *req) {
   char buf[16];
-  return cl_admin_query_lookup(req, "local", buf, sizeof buf) == CL_ADMIN_QP_OK;
+  if (cl_admin_query_lookup(req, "local", buf, sizeof buf) != CL_ADMIN_QP_OK) return 0;
+  return strcmp(buf, "false") != 0 && strcmp(buf, "0") != 0;
 }
 
 static void on_done(void *ud, int status, json_t *answer) {
