@@ -1,6 +1,6 @@
-/* The node's keyring (keys.c): owns the keys, computes their fingerprints off the loop,
- * hands the transport what it needs, keeps the keyring file, tells Lua, and applies a
- * rotation to every member of the cluster. Control loop only. */
+/* The node's keyring: keys.c owns the keys, computes their fingerprints off the loop,
+ * hands the transport what it needs, keeps the keyring file and tells Lua;
+ * keys_rotate.c applies a change to every member of the cluster. Control loop only. */
 #ifndef CL_NODE_KEYS_H
 #define CL_NODE_KEYS_H
 #include <jansson.h>
@@ -22,6 +22,10 @@ int cl_node_keys_load(struct cl_node_config *cfg, const cl_transport_key **keys,
 void cl_node_keys_started(struct cl_node *n);
 /* The node stops: forget the keys (zeroed); late worker answers are dropped. */
 void cl_node_keys_stop(void);
+/* keys_rotate.c: start hearing of computed fingerprints (after cl_node_keys_started);
+ * stop: drop the operations in flight (their callbacks are not called) */
+void cl_node_keys_rotate_start(void);
+void cl_node_keys_rotate_stop(void);
 /* A message on CL_CH_KEYS from an authenticated peer. */
 void cl_node_keys_message(struct cl_node *n, const char *from, const uint8_t *data, size_t len);
 

@@ -338,6 +338,7 @@ static void node_teardown(cl_node *n) {
   n->leave_sem = NULL;
   cl_transport_close(n->t, NULL, NULL);
   n->t = NULL;
+  cl_node_keys_rotate_stop();
   cl_node_keys_stop();
   n->running = 0;
 }
@@ -433,6 +434,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   }
   n->cfg = cfg;
   cl_node_keys_started(n);
+  cl_node_keys_rotate_start();
   uv_signal_init(&n->c->loop, &n->sigterm);
   uv_signal_init(&n->c->loop, &n->sigint);
   n->sigterm.data = n->sigint.data = n;
