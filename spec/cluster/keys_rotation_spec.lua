@@ -212,6 +212,18 @@ describe("key rotation across a running cluster", function()
       return false
     end, 5000))
 
+    -- a node started with --cookie kept its changed keyring in DATA/keyring (0600) and
+    -- prefers it at its next start, saying so: node3, restarted with the old cookie K1,
+    -- comes back with K3 and K2 and rejoins
+    assert.equal(384, uv.fs_stat(c.dir .. "/data3/keyring").mode % 512)
+    local p3 = c.nodes[3]
+    p3:kill "sigterm"
+    assert.truthy(p3:wait_exit(5000))
+    mark = #c.nodes[1].lines
+    p3 = c:start(3, nil, env)
+    assert.truthy(p3:wait_for_line("using the keyring in " .. esc(c.dir .. "/data3/keyring") .. " %(2 key%(s%)%) rather than the cookie given", 10000), p3:output())
+    assert.truthy(c.nodes[1]:wait_for_line("^EVENT node_up " .. esc(c.names[3]), 10000, nil, mark), p3:output())
+
     -- no log, no output names a key
     local texts = {}
     for i = 1, 5 do
