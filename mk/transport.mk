@@ -20,10 +20,10 @@ $(FUZZ_BUILD)/fuzz_frame: spec/fuzz/fuzz_frame.c runtime/transport/frame.c $(TRA
 	  runtime/transport/session.c -lsodium
 
 $(FUZZ_BUILD)/fuzz_handshake: spec/fuzz/fuzz_handshake.c runtime/transport/frame.c \
-    runtime/transport/handshake.c runtime/core/name.c $(TRANSPORT_HDR)
+    runtime/transport/handshake.c runtime/transport/keyring.c runtime/core/name.c $(TRANSPORT_HDR)
 	@mkdir -p $(FUZZ_BUILD)
 	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_handshake.c runtime/transport/frame.c \
-	  runtime/transport/handshake.c runtime/core/name.c -lsodium
+	  runtime/transport/handshake.c runtime/transport/keyring.c runtime/core/name.c -lsodium
 
 .PHONY: fuzz-frame fuzz-handshake
 # The corpus is copied so a run's discoveries never dirty the checkout.

@@ -29,6 +29,7 @@ static void usage(FILE *f) {
           "       clusterlua events [--admin HOST:PORT] [--since ID] [--follow] [--json]\n"
           "       clusterlua unsafe-bootstrap --data DIR [--yes]\n"
           "       clusterlua cookie         print a new random cookie (32 bytes, base64url)\n"
+          "       clusterlua keys [--admin HOST:PORT] list | install KEY|- | use FP | remove FP\n"
           "\n"
           "Without --name, FILE.lua runs as a script (like `lua`), on a libuv loop.\n"
           "With --name, FILE.lua returns a topology and the process is a cluster node.\n"
@@ -38,6 +39,8 @@ static void usage(FILE *f) {
           "  --cookie SECRET           shared cluster secret (or CLUSTERLUA_COOKIE); at least\n"
           "                            16 bytes, or the node warns (`clusterlua cookie` makes one)\n"
           "  --cookie-file PATH        read the cookie from a file (mode 0600 or stricter)\n"
+          "  --keyring-file PATH       the cluster keys, one a line, the first the primary\n"
+          "                            (mode 0600; rewritten when `clusterlua keys` rotates)\n"
           "  --data DIR                node id and election state (default ./data/SHORTNAME)\n"
           "  --admin HOST:PORT         serve the admin HTTP endpoint (off by default)\n"
           "  --admin-token-file PATH   bearer token, required to bind --admin off loopback\n"
@@ -59,6 +62,7 @@ static int parse_options(int argc, char **argv, int *first_arg) {
       {"--name", &cl_opts.name},
       {"--cookie", &cl_opts.cookie},
       {"--cookie-file", &cl_opts.cookie_file},
+      {"--keyring-file", &cl_opts.keyring_file},
       {"--data", &cl_opts.data},
       {"--admin", &cl_opts.admin},
       {"--admin-token-file", &cl_opts.admin_token_file},
@@ -223,8 +227,8 @@ int main(int argc, char **argv) {
   /* a peer or child that goes away must be an error on that write, not the end of us */
   signal(SIGPIPE, SIG_IGN);
   if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "events") == 0 ||
-                    strcmp(argv[1], "unsafe-bootstrap") == 0 ||
-                    strcmp(argv[1], "cookie") == 0)) {
+                    strcmp(argv[1], "unsafe-bootstrap") == 0 || strcmp(argv[1], "cookie") == 0 ||
+                    strcmp(argv[1], "keys") == 0)) {
     /* subcommands are Lua modules: clusterlua.cli.<name> receives the remaining args */
     return run(argc, argv, 1, MODE_CLI);
   }

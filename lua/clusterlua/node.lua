@@ -38,6 +38,7 @@ local handlers = {}  -- message handler name -> fn
 local pending = {}   -- call id -> {co=, node=, deadline=}
 local next_id = 0
 local started = false
+local keyring -- the keys, primary first, once started (updated on rotation)
 local before_exit    -- given to M.start: stops discovery before a leave or a shutdown
 local max_frame = 16 * 1024 * 1024
 local sbuf, rbuf = buffer.new(), buffer.new()
@@ -442,6 +443,12 @@ local dispatch = {
     events.emit("node_down", name, reason)
   end,
   msg = on_message,
+  -- the keyring changed (a rotation): keys one a line, primary first
+  keyring = function(_, text)
+    local ring = {}
+    for k in text:gmatch("[^\n]+") do ring[#ring + 1] = k end
+    if #ring > 0 then keyring = ring end
+  end,
   -- SIGTERM/SIGINT: the control loop has already told the peers; stop discovery and exit
   shutdown = function()
     stop_discovery()
@@ -509,6 +516,7 @@ function M.start(config, reports, opts)
     local json = cjson.encode(fields)
     if json then cn.event(kind, json) end
   end
+  keyring = config.keys or { config.cookie }
   max_frame = config.max_frame or max_frame
   self_info = {
     name = config.name, id = config.id, roles = config.roles, cluster = config.cluster, pid = uv.os_getpid(),
@@ -517,5 +525,9 @@ function M.start(config, reports, opts)
 end
 
 function M.cnode() return cnode end
+
+-- The node's keys, primary first (strategies reach them only through ctx.cookie_key and
+-- ctx.cookie_keys, which derive; never log them). nil when this process is not a node.
+function M.keyring() return keyring end
 
 return M

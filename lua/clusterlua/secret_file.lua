@@ -8,12 +8,16 @@ local M = {}
 
 -- option: the command-line option, for messages ("--cookie-file"). Returns the content
 -- without trailing whitespace, or nil and a message naming the option and the file.
-function M.read(option, path)
+-- max_bytes: refuse a larger file without reading it (a keyring file).
+function M.read(option, path, max_bytes)
   local st, err = uv.fs_stat(path)
   if not st then return nil, option .. ": " .. tostring(err) end
   if st.mode % 64 ~= 0 then -- any group or world bit (0077)
     return nil, ("%s: %s is readable by group or others (mode %o); chmod 600 it"):format(option, path,
       st.mode % 512)
+  end
+  if max_bytes and st.size > max_bytes then
+    return nil, ("%s: %s is %d bytes: at most %d"):format(option, path, st.size, max_bytes)
   end
   local f, ferr = io.open(path, "rb")
   if not f then return nil, option .. ": " .. tostring(ferr) end

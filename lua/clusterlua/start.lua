@@ -90,6 +90,7 @@ M.min_cookie_bytes = 16
 -- what start{} takes besides the topology keys
 M.node_options = {
   file = true, origin = true, name = true, cookie = true, data = true, admin = true, admin_token_file = true,
+  keys = true, keyring_file = true,
   roles = true, initial_master_nodes = true,
 }
 
@@ -110,7 +111,17 @@ function M.start(opts)
   if not topo then return nil, err, code end
   local me, nerr, ncode = names.parse(opts.name)
   if not me then return nil, nerr, ncode end
-  if type(opts.cookie) ~= "string" or opts.cookie == "" then
+  if opts.keys ~= nil then
+    if type(opts.keys) ~= "table" or #opts.keys == 0 then
+      return nil, "EINVAL: keys: expected a list of keys, the first the primary", "EINVAL"
+    end
+    for i, k in ipairs(opts.keys) do
+      if type(k) ~= "string" or #k < M.min_cookie_bytes or k:find("[%z\r\n]") then
+        return nil, ("EINVAL: keys[%d]: a key is a string of at least %d bytes without line breaks"):format(i,
+          M.min_cookie_bytes), "EINVAL"
+      end
+    end
+  elseif type(opts.cookie) ~= "string" or opts.cookie == "" then
     return nil, "EINVAL: a cookie is required", "EINVAL"
   end
   -- before the data directory exists: a bad token file must not leave state behind
@@ -123,6 +134,24 @@ function M.start(opts)
   local data = opts.data or ("./data/" .. me.short)
   local id, new_id = check_data(data)
   if not id then return nil, "EIO: --data " .. data .. ": " .. tostring(new_id), "EIO" end
+  -- The keyring: a keyring file's keys (rewritten there on rotation); else the cookie,
+  -- unless a rotation left DATA/keyring behind, which then wins: the cookie given may
+  -- be a key the cluster no longer holds.
+  local keys, keyring_path = opts.keys, opts.keyring_file
+  if not keys then
+    keyring_path = data .. "/keyring"
+    if uv.fs_stat(keyring_path) then
+      local text, kerr = require("clusterlua.secret_file").read("keyring", keyring_path, 65536)
+      local ring, perr
+      if text then ring, perr = require("clusterlua.c.crypto").keyring_parse(text, false) end
+      if not ring then return nil, "EINVAL: " .. tostring(kerr or (keyring_path .. ": " .. perr)), "EINVAL" end
+      core.log("info", "node", ("using the keyring in %s (%d key(s)) rather than the cookie given: the cluster's "
+        .. "keys were rotated while this node ran (`clusterlua keys list` shows them)"):format(keyring_path, #ring))
+      keys = ring
+    else
+      keys = { opts.cookie }
+    end
+  end
   local roles
   if opts.roles then
     roles = split_list(opts.roles)
@@ -138,7 +167,8 @@ function M.start(opts)
   local hook_set, herr = hooks.prepare(topo)
   if not hook_set then return nil, "EINVAL: " .. tostring(herr), "EINVAL" end
   local config = {
-    name = me.full, id = id, new_id = new_id, cluster = topo.cluster, cookie = opts.cookie, roles = roles,
+    name = me.full, id = id, new_id = new_id, cluster = topo.cluster, cookie = keys[1], roles = roles,
+    keyring = table.concat(keys, "\n"), keyring_path = keyring_path, keys = keys,
     data = data, admin = opts.admin, admin_token = token,
     encrypt = tr.encrypt ~= false, mesh = tr.mesh ~= false, max_frame = tr.max_frame,
     heartbeat_ms = tr.heartbeat_ms, timeout_ms = tr.timeout_ms, send_queue_max = tr.send_queue_max,
@@ -149,16 +179,21 @@ function M.start(opts)
     -- exactly one, else its own ("transport"), never one picked at random
     log_subsys = only_topology(topo.topologies),
   }
-  if #opts.cookie < M.min_cookie_bytes then
-    -- a warning, not a refusal: existing clusters (and the examples' walk-through) keep
-    -- starting; the length is logged, never the cookie
-    core.log("warn", "node", ("the cookie is %d bytes long: anyone who guesses it can join the cluster; use at "
-      .. "least %d random bytes (`clusterlua cookie` prints one)"):format(#opts.cookie, M.min_cookie_bytes))
+  for _, k in ipairs(keys) do
+    if #k < M.min_cookie_bytes then
+      -- a warning, not a refusal: existing clusters (and the examples' walk-through) keep
+      -- starting; the length is logged, never the cookie. Only a cookie (also once
+      -- carried into DATA/keyring) can be this short: installed keys are checked.
+      core.log("warn", "node", ("the cookie is %d bytes long: anyone who guesses it can join the cluster; use at "
+        .. "least %d random bytes (`clusterlua cookie` prints one)"):format(#k, M.min_cookie_bytes))
+    end
   end
   -- the strategies start only once the node runs, but the supervisor exists first so
   -- that a leave or a SIGTERM can always stop it
   local sup = supervisor.new {
-    self_name = me.full, cluster = topo.cluster, cookie = opts.cookie,
+    self_name = me.full, cluster = topo.cluster, cookie = keys[1],
+    -- the keyring as it is now: rotations reach the strategies without a reload
+    keys = function() return node.keyring() end,
     want = function(n) node.want(n) end,
     unwant = function(n) node.cnode().unwant(n) end,
     disconnect = function(n) node.cnode().disconnect(n) end,

@@ -12,7 +12,7 @@ local M = {}
 M.__index = M
 
 -- rt: { self_name = full name, want = fn(name), unwant = fn(name) [, disconnect = fn(name),
---       cluster =, cookie =] }
+--       cluster =, cookie =, keys = fn() -> the keyring now, primary first] }
 -- unwant only stops dialling (a live connection stays up: a node that discovery no
 -- longer lists stays a member until it leaves or fails); disconnect drops it.
 -- cluster and cookie are the node's (start.lua passes them); without a cookie,
@@ -165,11 +165,28 @@ function M:_ctx(inst)
   -- The cluster name and a key derived from the cookie let a strategy authenticate its
   -- own traffic (gossip). The cookie itself never reaches strategy code.
   ctx.cluster = sup.rt.cluster or "clusterlua"
+  -- Both follow the keyring: call them when the key is needed (each call is one HMAC),
+  -- not once at start, and a rotation needs no reload.
+  local function ring()
+    local keys = sup.rt.keys and sup.rt.keys()
+    if keys and #keys > 0 then return keys end
+    return sup.rt.cookie and { sup.rt.cookie } or nil
+  end
+  -- the primary key's derivation: for what this node sends
   function ctx.cookie_key(purpose)
     if type(purpose) ~= "string" or purpose == "" then error("bad argument #1 (purpose): expected a string", 2) end
-    local cookie = sup.rt.cookie
-    if not cookie then return nil, "ENOTCONN: this process is not a node (no cookie)", "ENOTCONN" end
-    return require("clusterlua.c.crypto").derive_key(cookie, purpose)
+    local keys = ring()
+    if not keys then return nil, "ENOTCONN: this process is not a node (no cookie)", "ENOTCONN" end
+    return require("clusterlua.c.crypto").derive_key(keys[1], purpose)
+  end
+  -- every key's derivation, primary first: what this node accepts
+  function ctx.cookie_keys(purpose)
+    if type(purpose) ~= "string" or purpose == "" then error("bad argument #1 (purpose): expected a string", 2) end
+    local keys = ring()
+    if not keys then return nil, "ENOTCONN: this process is not a node (no cookie)", "ENOTCONN" end
+    local crypto, out = require "clusterlua.c.crypto", {}
+    for i, k in ipairs(keys) do out[i] = crypto.derive_key(k, purpose) end
+    return out
   end
   return ctx
 end

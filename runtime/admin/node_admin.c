@@ -14,6 +14,7 @@
 #include "admin/events.h"
 #include "admin/health_wait.h"
 #include "admin/json_filter.h"
+#include "admin/keys_admin.h"
 #include "admin/node_admin.h"
 #include "core/log.h"
 #include "core/lua_stats.h"
@@ -42,6 +43,7 @@ static void node_entry(void *ud, const cl_peer_info *p) {
   json_object_set_new(o, "address", json_string(p->address ? p->address : ""));
   json_object_set_new(o, "roles", cl_node_roles_json(p->roles));
   json_object_set_new(o, "connected", json_boolean(p->connected));
+  json_object_set_new(o, "fingerprint", p->fingerprint && *p->fingerprint ? json_string(p->fingerprint) : json_null());
   json_object_set_new(o, "status", json_string(p->status ? p->status : (p->connected ? "up" : "down")));
   json_object_set_new(o, "since", p->since_ms ? json_integer((json_int_t)(p->since_ms + c->n->wall_offset_ms)) : json_null());
   json_object_set_new(o, "last_heartbeat_ms",
@@ -317,6 +319,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
                    cl_health_wait_count());
   cl_metrics_gauge(&m, "clusterlua_lua_lag_seconds", "How long Lua took to answer the last ping",
                    (double)n->lag.lag_ms / 1000.0);
+  cl_keys_admin_metrics(n, &m);
   size_t len;
   const char *text = cl_metrics_text(&m, &len);
   cl_admin_reply(a, req->priv, 200, CL_METRICS_CONTENT_TYPE, text, len);
@@ -356,6 +359,7 @@ static int admin_start(cl_node *n, char *err, size_t errlen) {
   cl_admin_route(n->admin, "DELETE", "/_cluster/voting_config_exclusions", h_clear, n);
   cl_admin_route(n->admin, "POST", "/_reload", h_reload, n);
   cl_admin_route(n->admin, "GET", "/metrics", h_metrics, n);
+  cl_keys_admin_routes(n);
   const char *faults = getenv("CLUSTERLUA_FAULTS");
   int test_routes = faults && strcmp(faults, "1") == 0;
   if (test_routes) cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);

@@ -6,6 +6,7 @@ typedef struct {
   const char *name;        /* --name NAME@HOST[:PORT]: node mode */
   const char *cookie;      /* --cookie (or CLUSTERLUA_COOKIE) */
   const char *cookie_file; /* --cookie-file */
+  const char *keyring_file; /* --keyring-file */
   const char *data;        /* --data DIR */
   const char *admin;       /* --admin HOST:PORT */
   const char *admin_token_file;

@@ -95,6 +95,7 @@ static int l_options(lua_State *L) {
   opt(L, "name", cl_opts.name);
   opt(L, "cookie", cl_opts.cookie);
   opt(L, "cookie_file", cl_opts.cookie_file);
+  opt(L, "keyring_file", cl_opts.keyring_file);
   opt(L, "data", cl_opts.data);
   opt(L, "admin", cl_opts.admin);
   opt(L, "admin_token_file", cl_opts.admin_token_file);

@@ -6,6 +6,10 @@
  *   hmac_sha256(key, data)      -> 32-byte MAC
  *   verify(key, data, mac)      -> boolean, compared in constant time
  *   random(n)                   -> n random bytes (1..1024)
+ *   fingerprint(key)            -> the key's 16-hex-digit fingerprint (Argon2id: tens of
+ *                                  ms; for tools and benchmarks, never on a hot path)
+ *   keyring_parse(text, strict) -> { key1, key2, ... } (primary first) | nil, message:
+ *                                  the keyring file format, by the C parser (keyring.h)
  *
  * Keys are Lua strings: they cannot be wiped, so callers should derive them once
  * and keep them, never the cookie, and never log either. */
@@ -14,7 +18,37 @@
 #include <sodium.h>
 
 #include "lua/lua_modules.h"
+#include "transport/keyring.h"
 #include "transport/transport.h"
+
+static int l_fingerprint(lua_State *L) {
+  size_t len;
+  const char *key = luaL_checklstring(L, 1, &len);
+  if (len == 0) return luaL_argerror(L, 1, "empty key");
+  char fp[CL_FP_LEN + 1];
+  if (cl_keyring_fingerprint((const uint8_t *)key, len, fp)) return luaL_error(L, "crypto_pwhash failed (out of memory?)");
+  lua_pushstring(L, fp);
+  return 1;
+}
+
+static int l_keyring_parse(lua_State *L) {
+  size_t len;
+  const char *text = luaL_checklstring(L, 1, &len);
+  int strict = lua_toboolean(L, 2);
+  cl_keyring_list l;
+  char err[200];
+  if (cl_keyring_parse(text, len, strict, &l, err, sizeof err)) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  lua_createtable(L, (int)l.n, 0);
+  for (size_t i = 0; i < l.n; i++) {
+    lua_pushlstring(L, l.key[i].p, l.key[i].len);
+    lua_rawseti(L, -2, (int)i + 1);
+  }
+  return 1;
+}
 
 static int l_derive_key(lua_State *L) {
   size_t clen;
@@ -86,7 +120,7 @@ int luaopen_clusterlua_c_crypto(lua_State *L) {
   /* idempotent and thread-safe; the module may be loaded before anything else ran it */
   if (sodium_init() < 0) return luaL_error(L, "libsodium failed to initialise");
   static const luaL_Reg fns[] = {
-      {"derive_key", l_derive_key},
+      {"derive_key", l_derive_key}, {"keyring_parse", l_keyring_parse}, {"fingerprint", l_fingerprint},
       {"hmac_sha256", l_hmac_sha256},
       {"verify", l_verify},
       {"random", l_random},

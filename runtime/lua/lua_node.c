@@ -11,6 +11,7 @@
 #include "core/control.h"
 #include "election/election.h"
 #include "lua/lua_dataplane.h"
+#include "transport/dataplane.h"
 #include "lua/lua_call.h"
 #include "lua/lua_modules.h"
 #include "node/node.h"
@@ -92,16 +93,29 @@ static int l_start(lua_State *L) {
   cfg->log_subsys = dupfield(L, 1, "log_subsys", 0);
   cfg->roles = joinfield(L, 1, "roles");
   cfg->initial_master_nodes = joinfield(L, 1, "initial_master_nodes");
+  cfg->keyring_path = dupfield(L, 1, "keyring_path", 0);
+  /* the keyring (keys one a line, primary first), or the cookie alone */
+  lua_getfield(L, 1, "keyring");
+  size_t kl;
+  const char *ring = lua_tolstring(L, -1, &kl);
+  if (ring && kl) {
+    cfg->keyring = malloc(kl);
+    if (cfg->keyring) memcpy(cfg->keyring, ring, kl);
+    cfg->keyring_len = cfg->keyring ? kl : 0;
+  }
+  lua_pop(L, 1);
   lua_getfield(L, 1, "cookie");
   size_t cl;
   const char *cookie = lua_tolstring(L, -1, &cl);
-  if (!cookie || cl == 0) {
+  if ((!cookie || cl == 0) && !cfg->keyring_len) {
     cl_node_config_free(cfg);
     return luaL_error(L, "bad argument #1 (config.cookie): expected a non-empty string");
   }
-  cfg->cookie = malloc(cl);
-  memcpy(cfg->cookie, cookie, cl);
-  cfg->cookie_len = cl;
+  if (cookie && cl) {
+    cfg->cookie = malloc(cl);
+    memcpy(cfg->cookie, cookie, cl);
+    cfg->cookie_len = cl;
+  }
   lua_pop(L, 1);
   cfg->encrypt = boolfield(L, 1, "encrypt", 1);
   cfg->mesh = boolfield(L, 1, "mesh", 1);
@@ -450,6 +464,9 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
                                .pre_in_len = d.pre_in_len};
             memcpy(dc.key_tx, d.key_tx, 32);
             memcpy(dc.key_rx, d.key_rx, 32);
+            memcpy(dc.key_hs, d.key_hs, 32);
+            memcpy(dc.key_sess, d.key_sess, 32);
+            memcpy(dc.sid, d.sid, 32);
             cl_lua_dp_adopt(L, &dc, cx->max_frame, (size_t)cx->send_queue_max);
             sodium_memzero(&dc, sizeof dc);
             nargs = 4;
@@ -505,6 +522,15 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         lua_pushnumber(L, (lua_Number)m->id);
         lua_pushnumber(L, (lua_Number)m->num);
         nargs = 5;
+        break;
+      case CL_EVT_NODE_KEYRING:
+        /* the data connections follow the ring too (re-authenticated, re-keyed) */
+        cl_dp_set_keyring((const uint8_t *)cl_msg_body(m), m->body_len);
+        lua_pushliteral(L, "keyring");
+        lua_pushnil(L);
+        lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);
+        sodium_memzero((void *)cl_msg_body(m), m->body_len);
+        nargs = 3;
         break;
       case CL_EVT_NODE_RELOAD:
         lua_pushliteral(L, "reload");

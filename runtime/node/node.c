@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "node/node_internal.h"
+#include "node/keys.h"
 
 cl_node cl_the_node;
 _Atomic int64_t cl_msg_backlog;
@@ -89,6 +90,11 @@ void cl_node_config_free(cl_node_config *c) {
     memset(c->cookie, 0, c->cookie_len);
     free(c->cookie);
   }
+  if (c->keyring) {
+    memset(c->keyring, 0, c->keyring_len);
+    free(c->keyring);
+  }
+  free(c->keyring_path);
   free(c);
 }
 
@@ -115,6 +121,9 @@ static void emit_up(cl_node *n, cl_node_peer *pp, const cl_data_conn *dc) {
   d.encrypt = dc->encrypt;
   memcpy(d.key_tx, dc->key_tx, 32);
   memcpy(d.key_rx, dc->key_rx, 32);
+  memcpy(d.key_hs, dc->key_hs, 32);
+  memcpy(d.key_sess, dc->key_sess, 32);
+  memcpy(d.sid, dc->sid, 32);
   d.pre_out_len = (uint32_t)dc->pre_out_len;
   d.pre_in_len = (uint32_t)dc->pre_in_len;
   uint8_t *w = body;
@@ -216,6 +225,8 @@ static void on_message(void *ud, const char *from, uint8_t channel, const uint8_
   }
   else if (channel == CL_CH_ELECTION)
     cl_node_election_message(n, from, data, len);
+  else if (channel == CL_CH_KEYS)
+    cl_node_keys_message(n, from, data, len);
 }
 
 /* ---- leaving: tell the peers, then let Lua exit ---- */
@@ -334,6 +345,8 @@ static void node_teardown(cl_node *n) {
   n->leave_sem = NULL;
   cl_transport_close(n->t, NULL, NULL);
   n->t = NULL;
+  cl_node_keys_rotate_stop();
+  cl_node_keys_stop();
   n->running = 0;
 }
 
@@ -399,8 +412,10 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   tc.self_name = cfg->name;
   tc.node_id = cfg->id;
   tc.cluster = cfg->cluster;
-  tc.cookie = cfg->cookie;
-  tc.cookie_len = cfg->cookie_len;
+  if (cl_node_keys_load(cfg, &tc.keys, &tc.n_keys) != 0) {
+    cfg->rc = -1;
+    return;
+  }
   tc.roles = cfg->roles;
   tc.encrypt = cfg->encrypt;
   tc.mesh = cfg->mesh;
@@ -420,10 +435,13 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
                                .peer_forgotten = on_peer_forgotten};
   n->t = cl_transport_new(&n->c->loop, &tc, &cb, cfg->err, sizeof cfg->err);
   if (!n->t) {
+    cl_node_keys_stop();
     cfg->rc = -1;
     return;
   }
   n->cfg = cfg;
+  cl_node_keys_started(n);
+  cl_node_keys_rotate_start();
   uv_signal_init(&n->c->loop, &n->sigterm);
   uv_signal_init(&n->c->loop, &n->sigint);
   n->sigterm.data = n->sigint.data = n;

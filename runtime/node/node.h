@@ -36,6 +36,7 @@ enum {
   CL_EVT_NODE_DONE,                  /* id = Lua's request id, name = code ("" ok), body = message; num = version */
   CL_EVT_NODE_LUA_PING,              /* num = sequence number: measures Lua lag */
   CL_EVT_NODE_RELOAD,                /* admin POST /_reload: id = the node's request id, for RELOAD_DONE */
+  CL_EVT_NODE_KEYRING,               /* the keyring changed: body = the keys, one a line, primary first */
 };
 
 typedef struct {
@@ -52,6 +53,7 @@ typedef struct {
   int fd;
   int encrypt;
   uint8_t key_tx[32], key_rx[32];
+  uint8_t key_hs[32], key_sess[32], sid[32]; /* see cl_data_conn */
   uint32_t pre_out_len, pre_in_len;
 } cl_evt_data;
 
@@ -75,6 +77,9 @@ typedef struct cl_node_config {
   char *initial_master_nodes; /* comma-separated */
   uint8_t *cookie;
   size_t cookie_len;
+  char *keyring;      /* or the keyring: keys one a line, primary first (then cookie is unused) */
+  size_t keyring_len;
+  char *keyring_path; /* where a changed keyring is written (--keyring-file or DATA/keyring) */
   int encrypt, mesh;
   int new_id;    /* id was just made: write it to DATA/node_id once the checks passed */
   int data_conn; /* user messages on a data connection owned by the Lua loop (default) */

@@ -43,6 +43,19 @@ struct cl_dp_conn {
   size_t wire_off;
   cl_tbuf pre_in; /* read by the control loop past the handshake: decoded on the next turn */
   uv_write_t wreq;
+  /* the keyring: the key it is authenticated under (derived), the handshake transcript,
+   * and a re-authentication in progress (the protocol of transport.c's REAUTH) */
+  cl_hs_key key;
+  uint8_t sid[32];
+  cl_tbuf sealed; /* records sealed under a send key just replaced, not yet in wire */
+  int ra_pending;
+  uint8_t ra_nonce[32];
+  uint8_t rx_next[4][32];
+  int n_rx_next;
+  int rs_live;
+  uint8_t rs_nonce_r[32], rs_nonce_o[32];
+  cl_hs_key rs_offered[CL_KEYRING_MAX];
+  size_t rs_n;
 };
 
 static struct {
@@ -63,7 +76,10 @@ static struct {
   cl_dp_stats st;
   /* st as other threads may read it (the metrics endpoint): refreshed once per turn with
    * traffic and after each batch the spin reads */
-  _Atomic uint64_t pub[8];
+  _Atomic uint64_t pub[9];
+  /* the keyring as the Lua loop last heard it (n_ring 0: never changed since start) */
+  cl_hs_key ring[CL_KEYRING_MAX];
+  size_t n_ring;
   uint8_t rbuf[65536];
 } dp = {.spin_ns = 100000};
 
@@ -179,9 +195,10 @@ static void spin(void) {
 static void dp_close_handle(cl_dp_conn *c);
 
 static void publish(void) {
-  const uint64_t v[8] = {dp.st.msgs_in, dp.st.msgs_out,      dp.st.bytes_in,     dp.st.bytes_out,
-                         dp.st.writes,  dp.st.conns_adopted, dp.st.conns_failed, dp.st.spin_reads};
-  for (int i = 0; i < 8; i++) atomic_store_explicit(&dp.pub[i], v[i], memory_order_relaxed);
+  const uint64_t v[9] = {dp.st.msgs_in, dp.st.msgs_out,      dp.st.bytes_in,     dp.st.bytes_out,
+                         dp.st.writes,  dp.st.conns_adopted, dp.st.conns_failed, dp.st.spin_reads,
+                         dp.st.rekeys};
+  for (int i = 0; i < 9; i++) atomic_store_explicit(&dp.pub[i], v[i], memory_order_relaxed);
 }
 
 static void on_check(uv_check_t *h) {
@@ -239,8 +256,12 @@ static void on_conn_closed(uv_handle_t *h) {
   cl_frame_decoder_free(&c->fd);
   cl_opener_free(&c->opener);
   sodium_memzero(&c->seal, sizeof c->seal);
+  sodium_memzero(&c->key, sizeof c->key);
+  sodium_memzero(c->rs_offered, sizeof c->rs_offered);
+  sodium_memzero(c->rx_next, sizeof c->rx_next);
   cl_tbuf_free(&c->out);
   cl_tbuf_free(&c->wire);
+  cl_tbuf_free(&c->sealed);
   cl_tbuf_free(&c->pre_in);
   free(c);
 }
@@ -276,6 +297,14 @@ static void on_write(uv_write_t *req, int status) {
 
 static void dp_flush(cl_dp_conn *c) {
   if (c->closing || c->failed || c->writing) return;
+  /* records sealed at a re-key boundary precede what is in out */
+  if (c->sealed.len) {
+    if (cl_tbuf_append(&c->wire, c->sealed.p, c->sealed.len)) {
+      dp_fail(c, "%s", "out of memory");
+      return;
+    }
+    c->sealed.len = 0;
+  }
   if (c->out.len) {
     if (c->encrypt) {
       if (cl_session_seal(&c->seal, c->out.p, c->out.len, &c->wire)) {
@@ -341,9 +370,15 @@ int cl_dp_send(cl_dp_conn *c, const uint8_t *p, size_t len) {
 
 /* ---- reading ---- */
 
+static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n);
+
 static int on_frame(void *ud, const cl_frame *f) {
   cl_dp_conn *c = ud;
   if (c->closing || c->failed) return 1;
+  if (f->type == CL_T_REAUTH && f->channel == 0) {
+    dp_on_reauth(c, f->data, f->len);
+    return c->closing || c->failed;
+  }
   if (f->type != CL_T_DATA || f->channel != CL_CH_LUA_DATA) return 0; /* nothing else travels here */
   dp.st.msgs_in++;
   dp.rx.p = f->data;
@@ -412,6 +447,167 @@ static int ensure_handles(void) {
   return 0;
 }
 
+/* ---- the keyring: re-authentication and re-keying, as transport.c's REAUTH ---- */
+
+static int in_ring(const cl_hs_key *k) {
+  if (!dp.n_ring) return 1; /* never changed: the key it was opened with is the ring */
+  int found = 0;
+  for (size_t i = 0; i < dp.n_ring; i++) found |= sodium_memcmp(dp.ring[i].k_sess, k->k_sess, 32) == 0;
+  return found;
+}
+
+static void dp_put_reauth(cl_dp_conn *c, const uint8_t *m, size_t n) {
+  cl_frame_put(&c->out, CL_T_REAUTH, 0, m, (uint32_t)n);
+  mark_dirty(c);
+}
+
+/* seals what is queued under the current send key; sends under next from here on */
+static int dp_switch_tx(cl_dp_conn *c, const uint8_t next[32]) {
+  if (c->out.len && cl_session_seal(&c->seal, c->out.p, c->out.len, &c->sealed)) return -1;
+  c->out.len = 0;
+  memcpy(c->seal.key, next, 32);
+  c->seal.counter = 0;
+  mark_dirty(c);
+  return 0;
+}
+
+static void dp_reauth_start(cl_dp_conn *c) {
+  if (c->ra_pending || c->closing || c->failed || c->n_rx_next >= 4) return;
+  uint8_t m[33];
+  m[0] = 1;
+  randombytes_buf(c->ra_nonce, 32);
+  memcpy(m + 1, c->ra_nonce, 32);
+  c->ra_pending = 1;
+  dp_put_reauth(c, m, sizeof m);
+}
+
+static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n) {
+  if (n < 1) return;
+  if (d[0] == 1 && n == 33) {
+    c->rs_live = 1;
+    memcpy(c->rs_nonce_r, d + 1, 32);
+    randombytes_buf(c->rs_nonce_o, 32);
+    /* before any change, the ring is the key this connection was opened with */
+    c->rs_n = dp.n_ring ? dp.n_ring : 1;
+    if (dp.n_ring)
+      memcpy(c->rs_offered, dp.ring, c->rs_n * sizeof *c->rs_offered);
+    else
+      c->rs_offered[0] = c->key;
+    uint8_t m[1 + 64 + 1 + CL_KEYRING_MAX * (32 + 1)];
+    size_t w = 0;
+    m[w++] = 2;
+    memcpy(m + w, c->rs_nonce_r, 32);
+    memcpy(m + w + 32, c->rs_nonce_o, 32);
+    w += 64;
+    m[w++] = (uint8_t)c->rs_n;
+    for (size_t j = 0; j < c->rs_n; j++, w += 32)
+      cl_hs_reauth_proof(&c->rs_offered[j], "reauth-offer", c->sid, c->rs_nonce_r, c->rs_nonce_o, (uint8_t)j, m + w);
+    for (size_t j = 0; j < c->rs_n; j++) m[w++] = 0; /* no fingerprints here: the control connection logs them */
+    dp_put_reauth(c, m, w);
+    sodium_memzero(m, sizeof m);
+    return;
+  }
+  if (d[0] == 2 && n >= 66 && c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
+    const uint8_t *nonce_o = d + 33;
+    size_t k = d[65];
+    if (k == 0 || k > CL_KEYRING_MAX || n < 66 + 32 * k) return;
+    size_t best_j = CL_KEYRING_MAX, best_i = 0;
+    size_t m_keys = dp.n_ring ? dp.n_ring : 1;
+    for (size_t i = 0; i < m_keys; i++) {
+      const cl_hs_key *mine = dp.n_ring ? &dp.ring[i] : &c->key;
+      for (size_t j = 0; j < k; j++) {
+        uint8_t mac[32];
+        cl_hs_reauth_proof(mine, "reauth-offer", c->sid, c->ra_nonce, nonce_o, (uint8_t)j, mac);
+        if (sodium_memcmp(mac, d + 66 + 32 * j, 32) == 0 && j < best_j) {
+          best_j = j;
+          best_i = i;
+        }
+      }
+    }
+    c->ra_pending = 0;
+    if (best_j == CL_KEYRING_MAX) {
+      uint8_t no = 4;
+      dp_put_reauth(c, &no, 1);
+      dp_flush(c);
+      dp_fail(c, "%s", "no key in common any more");
+      return;
+    }
+    cl_hs_key key = dp.n_ring ? dp.ring[best_i] : c->key;
+    uint8_t m[34];
+    m[0] = 3;
+    m[1] = (uint8_t)best_j;
+    cl_hs_reauth_proof(&key, "reauth-accept", c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, m + 2);
+    dp_put_reauth(c, m, sizeof m);
+    if (c->encrypt) {
+      uint8_t i2r[32], r2i[32];
+      cl_hs_rekey(&key, c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
+      memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
+      int bad = dp_switch_tx(c, i2r);
+      sodium_memzero(i2r, 32);
+      sodium_memzero(r2i, 32);
+      if (bad) {
+        dp_fail(c, "%s", "out of memory");
+        return;
+      }
+    }
+    c->key = key;
+    sodium_memzero(&key, sizeof key);
+    dp.st.rekeys++;
+    return;
+  }
+  if (d[0] == 3 && n == 34 && c->rs_live && d[1] < c->rs_n) {
+    uint8_t mac[32];
+    cl_hs_reauth_proof(&c->rs_offered[d[1]], "reauth-accept", c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], mac);
+    int ok = sodium_memcmp(mac, d + 2, 32) == 0;
+    c->rs_live = 0;
+    if (!ok) {
+      dp_fail(c, "%s", "re-authentication did not verify");
+      return;
+    }
+    c->key = c->rs_offered[d[1]];
+    sodium_memzero(c->rs_offered, sizeof c->rs_offered);
+    if (c->encrypt) {
+      uint8_t i2r[32], r2i[32], done = 5;
+      cl_hs_rekey(&c->key, c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], i2r, r2i);
+      memcpy(c->opener.rx.key, i2r, 32);
+      c->opener.rx.counter = 0;
+      dp_put_reauth(c, &done, 1);
+      int bad = dp_switch_tx(c, r2i);
+      sodium_memzero(i2r, 32);
+      sodium_memzero(r2i, 32);
+      if (bad) {
+        dp_fail(c, "%s", "out of memory");
+        return;
+      }
+    }
+    dp.st.rekeys++;
+    return;
+  }
+  if (d[0] == 5 && n == 1 && c->n_rx_next > 0) {
+    memcpy(c->opener.rx.key, c->rx_next[0], 32);
+    c->opener.rx.counter = 0;
+    c->n_rx_next--;
+    memmove(c->rx_next[0], c->rx_next[1], (size_t)c->n_rx_next * 32);
+    sodium_memzero(c->rx_next[c->n_rx_next], 32);
+    return;
+  }
+  if (d[0] == 4 && n == 1 && c->rs_live) {
+    c->rs_live = 0;
+    dp_fail(c, "%s", "the peer holds none of this node's keys any more");
+  }
+}
+
+void cl_dp_set_keyring(const uint8_t *text, size_t len) {
+  cl_keyring_list l;
+  char err[200];
+  if (cl_keyring_parse((const char *)text, len, 0, &l, err, sizeof err) != 0) return;
+  sodium_memzero(dp.ring, sizeof dp.ring);
+  for (size_t i = 0; i < l.n; i++) cl_hs_keys((const uint8_t *)l.key[i].p, l.key[i].len, dp.ring[i].k_hs, dp.ring[i].k_sess);
+  dp.n_ring = l.n;
+  for (cl_dp_conn *c = dp.conns; c; c = c->next)
+    if (!c->closing && !c->failed && !in_ring(&c->key)) dp_reauth_start(c);
+}
+
 cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue_max, char *err,
                         size_t errlen) {
   int r = UV_EINVAL;
@@ -442,6 +638,9 @@ cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue
   c->queue_max = queue_max ? queue_max : ((size_t)64 << 20);
   memcpy(c->seal.key, dc->key_tx, 32);
   memcpy(c->opener.rx.key, dc->key_rx, 32);
+  memcpy(c->key.k_hs, dc->key_hs, 32);
+  memcpy(c->key.k_sess, dc->key_sess, 32);
+  memcpy(c->sid, dc->sid, 32);
   dp.st.conns_adopted++;
   /* now, not at the next turn with traffic: a connection that stays quiet must count */
   publish();
@@ -458,6 +657,8 @@ cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue
   }
   r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (r) dp_fail(c, "read failed: %s", uv_err_name(r));
+  /* authenticated under a key the ring lost while it was being handed over */
+  if (!r && !in_ring(&c->key)) dp_reauth_start(c);
   return c;
 }
 
@@ -479,9 +680,9 @@ size_t cl_dp_conns_open(void) {
 }
 
 void cl_dp_stats_published(cl_dp_stats *out) {
-  uint64_t v[8];
-  for (int i = 0; i < 8; i++) v[i] = atomic_load_explicit(&dp.pub[i], memory_order_relaxed);
-  *out = (cl_dp_stats){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7]};
+  uint64_t v[9];
+  for (int i = 0; i < 9; i++) v[i] = atomic_load_explicit(&dp.pub[i], memory_order_relaxed);
+  *out = (cl_dp_stats){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]};
 }
 
 void cl_dp_shutdown(void) {

@@ -35,6 +35,7 @@ typedef struct {
 typedef struct {
   uint64_t msgs_in, msgs_out, bytes_in, bytes_out, writes, conns_adopted, conns_failed;
   uint64_t spin_reads; /* reads that brought bytes, done by the spin itself (not libuv) */
+  uint64_t rekeys;     /* re-authentications (with a re-key) after a keyring change */
 } cl_dp_stats;
 
 void cl_dp_init(uv_loop_t *loop, const cl_dp_callbacks *cb);
@@ -52,6 +53,10 @@ intptr_t cl_dp_tag(const cl_dp_conn *c);
 /* After a message goes out or comes in, the loop polls without sleeping for this long
  * (0: never), so the answer that follows within it costs no wake-up. */
 void cl_dp_set_spin_us(uint32_t us);
+/* The keyring changed (keys one a line, primary first): a data connection authenticated
+ * under a key no longer in it is re-authenticated and re-keyed over its own session, as
+ * the transport does for control connections; with no key in common it is closed. */
+void cl_dp_set_keyring(const uint8_t *text, size_t len);
 void cl_dp_stats_get(cl_dp_stats *out);
 /* Connections not yet freed (a closing one counts until its close callback ran). */
 size_t cl_dp_conns_open(void);

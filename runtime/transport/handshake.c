@@ -2,8 +2,17 @@
  *
  *   dialer   -> preamble, HELLO {flags, nonce_d, incarnation, cluster, from, to, id, roles}
  *   acceptor -> preamble, CHALLENGE {flags, nonce_a, incarnation, cluster, name, id, roles}
- *   dialer   -> AUTH {HMAC(k_hs, "dialer-proof" || T)}
- *   acceptor -> ACCEPT {HMAC(k_hs, "acceptor-proof" || T)}
+ *   dialer   -> AUTH {n, HMAC(k_hs[j], "dialer-proof" || T) for each of its n keys
+ *                        (primary first), then the n fingerprints}
+ *   acceptor -> ACCEPT {j, HMAC(k_hs[j], "acceptor-proof" || T || j)}
+ *
+ * With a keyring the acceptor does not know which key the dialer used, so the dialer
+ * proves with every key it holds and the acceptor checks every proof against every key
+ * of its own ring: no key id goes on the wire, the work per attempt is the same whether
+ * or not a key matches (no early exit, constant-time compares), and the acceptor names
+ * none of its keys to a dialer that has not proved one. docs/design.md ("Keyring")
+ * gives the reasoning. The connection is authenticated under the first of the
+ * dialer's keys (in its order) that the acceptor holds.
  *
  * T hashes the version and both payloads, so both nonces, both names, the cluster,
  * the encrypt flag and the incarnations are all bound by the proofs: nothing can be
@@ -27,6 +36,45 @@ static void hmac2(const uint8_t key[32], const char *label, const uint8_t *msg, 
   crypto_auth_hmacsha256_update(&st, msg, n);
   crypto_auth_hmacsha256_final(&st, out);
   sodium_memzero(&st, sizeof st);
+}
+
+/* For logs and refusals: fingerprints only, never a key. */
+void cl_hs_fp_list(const cl_hs_key *keys, size_t n, char *out, size_t outlen) {
+  size_t w = 0;
+  out[0] = 0;
+  for (size_t i = 0; i < n && w + 1 < outlen; i++) {
+    int r = snprintf(out + w, outlen - w, "%s%s", i ? ", " : "", keys[i].fp[0] ? keys[i].fp : "(fingerprint pending)");
+    if (r < 0) break;
+    w += (size_t)r;
+  }
+  if (!n) snprintf(out, outlen, "(none)");
+}
+
+void cl_hs_reauth_proof(const cl_hs_key *k, const char *label, const uint8_t sid[32],
+                        const uint8_t nonce_r[32], const uint8_t nonce_o[32], uint8_t idx, uint8_t out[32]) {
+  uint8_t msg[97];
+  memcpy(msg, sid, 32);
+  memcpy(msg + 32, nonce_r, 32);
+  memcpy(msg + 64, nonce_o, 32);
+  msg[96] = idx;
+  hmac2(k->k_hs, label, msg, sizeof msg, out);
+}
+
+void cl_hs_rekey(const cl_hs_key *k, const uint8_t sid[32], const uint8_t nonce_r[32], const uint8_t nonce_o[32],
+                 uint8_t idx, uint8_t i2r[32], uint8_t r2i[32]) {
+  static const char dom[] = "clusterlua-rekey";
+  uint8_t t2[32];
+  crypto_hash_sha256_state st;
+  crypto_hash_sha256_init(&st);
+  crypto_hash_sha256_update(&st, (const uint8_t *)dom, sizeof dom);
+  crypto_hash_sha256_update(&st, sid, 32);
+  crypto_hash_sha256_update(&st, nonce_r, 32);
+  crypto_hash_sha256_update(&st, nonce_o, 32);
+  crypto_hash_sha256_update(&st, &idx, 1);
+  crypto_hash_sha256_final(&st, t2);
+  hmac2(k->k_sess, "reauth-i2r", t2, 32, i2r);
+  hmac2(k->k_sess, "reauth-r2i", t2, 32, r2i);
+  sodium_memzero(t2, sizeof t2);
 }
 
 /* HKDF-style: extract a pseudo-random key from the cookie under a fixed salt, then
@@ -151,6 +199,7 @@ void cl_hs_init(cl_handshake *hs, const cl_hs_config *cfg, int role, const char 
   hs->role = role;
   hs->state = role == CL_HS_DIALER ? S_WAIT_CHALLENGE : S_WAIT_HELLO;
   memcpy(hs->nonce_self, nonce, 32);
+  hs->fail_key = -1;
   if (expect_name) snprintf(hs->expect_name, sizeof hs->expect_name, "%s", expect_name);
   cl_frame_decoder_init(&hs->fd, CL_FD_HANDSHAKE, 1, CL_HS_FRAME_MAX);
   hs->fd.expect_version = cfg->version;
@@ -164,6 +213,8 @@ void cl_hs_free(cl_handshake *hs) {
   cl_frame_decoder_free(&hs->fd);
   sodium_memzero(hs->key_tx, 32);
   sodium_memzero(hs->key_rx, 32);
+  sodium_memzero(hs->offered, sizeof hs->offered);
+  sodium_memzero(&hs->key, sizeof hs->key);
 }
 
 static void th_add(cl_handshake *hs, const uint8_t *p, size_t n) {
@@ -226,8 +277,8 @@ static void finish_transcript(cl_handshake *hs) {
 
 static void derive_session(cl_handshake *hs) {
   uint8_t d2a[32], a2d[32];
-  hmac2(hs->cfg->k_sess, "dialer-to-acceptor", hs->transcript, 32, d2a);
-  hmac2(hs->cfg->k_sess, "acceptor-to-dialer", hs->transcript, 32, a2d);
+  hmac2(hs->key.k_sess, "dialer-to-acceptor", hs->transcript, 32, d2a);
+  hmac2(hs->key.k_sess, "acceptor-to-dialer", hs->transcript, 32, a2d);
   memcpy(hs->key_tx, hs->role == CL_HS_DIALER ? d2a : a2d, 32);
   memcpy(hs->key_rx, hs->role == CL_HS_DIALER ? a2d : d2a, 32);
   sodium_memzero(d2a, 32);
@@ -325,19 +376,105 @@ static int on_challenge(cl_handshake *hs, const cl_frame *f) {
   if (((flags & 2) != 0) != (hs->data != 0))
     return refuse(hs, CL_HSF_VERSION, 1, "%s answered a %s connection as a %s one", hs->peer_name,
                   hs->data ? "data" : "control", (flags & 2) ? "data" : "control");
-  uint8_t mac[32];
-  hmac2(c->k_hs, "dialer-proof", hs->transcript, 32, mac);
-  cl_frame_put(hs->out, CL_T_AUTH, 0, mac, 32);
+  size_t n = c->n_keys < CL_KEYRING_MAX ? c->n_keys : CL_KEYRING_MAX;
+  memcpy(hs->offered, c->keys, n * sizeof *c->keys);
+  hs->n_offered = n;
+  cl_tbuf pl = {0};
+  put_u8(&pl, (uint8_t)n);
+  for (size_t j = 0; j < n; j++) {
+    uint8_t mac[32];
+    hmac2(hs->offered[j].k_hs, "dialer-proof", hs->transcript, 32, mac);
+    cl_tbuf_append(&pl, mac, 32);
+    sodium_memzero(mac, 32);
+  }
+  for (size_t j = 0; j < n; j++) put_str(&pl, hs->offered[j].fp);
+  if (!pl.p) return refuse(hs, CL_HSF_GARBAGE, 0, "out of memory");
+  cl_frame_put(hs->out, CL_T_AUTH, 0, pl.p, (uint32_t)pl.len);
+  cl_tbuf_free(&pl);
   hs->state = S_WAIT_ACCEPT;
   return 0;
 }
 
-static int check_proof(cl_handshake *hs, const cl_frame *f, const char *label) {
-  uint8_t mac[32];
-  hmac2(hs->cfg->k_hs, label, hs->transcript, 32, mac);
-  int ok = f->len == 32 && sodium_memcmp(mac, f->data, 32) == 0;
+/* Acceptor: AUTH {n, n proofs, n fingerprints}. Every proof is checked against every
+ * key of the ring, always all of them, so the time taken says nothing about which (or
+ * whether) a key matched. */
+static int on_auth(cl_handshake *hs, const cl_frame *f) {
+  const cl_hs_config *c = hs->cfg;
+  rd r = {f->data, f->len, 0, 0};
+  size_t n = get_u8(&r);
+  if (r.err || n == 0 || n > CL_KEYRING_MAX || r.n - r.i < n * 32)
+    return refuse(hs, CL_HSF_GARBAGE, 1, "garbage: malformed AUTH");
+  const uint8_t *proofs = r.p + r.i;
+  r.i += n * 32;
+  char fps[CL_KEYRING_MAX][CL_STR_MAX + 1];
+  for (size_t j = 0; j < n; j++) get_str(&r, fps[j]);
+  if (r.err || r.i != r.n) return refuse(hs, CL_HSF_GARBAGE, 1, "garbage: malformed AUTH");
+  size_t w = 0;
+  hs->peer_fps[0] = 0;
+  for (size_t j = 0; j < n; j++) {
+    const char *fp = cl_keyring_fp_valid(fps[j]) ? fps[j] : "(fingerprint pending)";
+    int k = snprintf(hs->peer_fps + w, sizeof hs->peer_fps - w, "%s%s", j ? ", " : "", fp);
+    if (k < 0 || (size_t)k >= sizeof hs->peer_fps - w) break;
+    w += (size_t)k;
+  }
+  size_t m = c->n_keys < CL_KEYRING_MAX ? c->n_keys : CL_KEYRING_MAX;
+  /* best = the smallest j (the dialer's order) that some key i of ours proves */
+  size_t best_j = CL_KEYRING_MAX, best_i = 0;
+  for (size_t i = 0; i < m; i++) {
+    uint8_t mac[32];
+    hmac2(c->keys[i].k_hs, "dialer-proof", hs->transcript, 32, mac);
+    for (size_t j = 0; j < n; j++) {
+      int eq = sodium_memcmp(mac, proofs + 32 * j, 32) == 0;
+      int better = eq & (j < best_j);
+      best_j = better ? j : best_j;
+      best_i = better ? i : best_i;
+    }
+    sodium_memzero(mac, 32);
+  }
+  if (best_j == CL_KEYRING_MAX) {
+    /* a failure is counted under a key of ours only if the dialer named it */
+    for (size_t i = 0; i < m && hs->fail_key < 0; i++)
+      for (size_t j = 0; j < n; j++)
+        if (c->keys[i].fp[0] && strcmp(c->keys[i].fp, fps[j]) == 0) hs->fail_key = (int)i;
+    refuse(hs, CL_HSF_COOKIE, 1, "bad cookie: no key in common: none of the keys %s offered (%s) is in the keyring of %s",
+           hs->peer_name, hs->peer_fps, c->self_name);
+    /* ours go to our log only: a dialer that proved nothing learns nothing of our ring */
+    char mine[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
+    cl_hs_fp_list(c->keys, m, mine, sizeof mine);
+    size_t l = strlen(hs->reason);
+    snprintf(hs->reason + l, sizeof hs->reason - l, "; this node holds %s", mine);
+    return 1;
+  }
+  hs->key = c->keys[best_i];
+  uint8_t acc[33];
+  acc[0] = (uint8_t)best_j;
+  uint8_t msg[33];
+  memcpy(msg, hs->transcript, 32);
+  msg[32] = (uint8_t)best_j;
+  hmac2(hs->key.k_hs, "acceptor-proof", msg, sizeof msg, acc + 1);
+  cl_frame_put(hs->out, CL_T_ACCEPT, 0, acc, sizeof acc);
+  sodium_memzero(acc, sizeof acc);
+  derive_session(hs);
+  hs->state = S_DONE;
+  return 1;
+}
+
+/* Dialer: ACCEPT {j, proof under our j-th key}. */
+static int on_accept(cl_handshake *hs, const cl_frame *f) {
+  if (f->len != 33 || f->data[0] >= hs->n_offered)
+    return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie: the proof of the cookie did not verify");
+  uint8_t j = f->data[0];
+  uint8_t msg[33], mac[32];
+  memcpy(msg, hs->transcript, 32);
+  msg[32] = j;
+  hmac2(hs->offered[j].k_hs, "acceptor-proof", msg, sizeof msg, mac);
+  int ok = sodium_memcmp(mac, f->data + 1, 32) == 0;
   sodium_memzero(mac, 32);
-  return ok;
+  if (!ok) return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie: the proof of the cookie did not verify");
+  hs->key = hs->offered[j];
+  derive_session(hs);
+  hs->state = S_DONE;
+  return 1;
 }
 
 static int on_frame(void *ud, const cl_frame *f) {
@@ -351,6 +488,11 @@ static int on_frame(void *ud, const cl_frame *f) {
     if (!why[0]) snprintf(why, sizeof why, "(no reason given)");
     if (code < CL_HSF_COOKIE || code > CL_HSF_BUSY) code = CL_HSF_BUSY;
     hs->refused_by_peer = 1;
+    if (code == CL_HSF_COOKIE && hs->role == CL_HS_DIALER && hs->n_offered) {
+      char mine[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
+      cl_hs_fp_list(hs->offered, hs->n_offered, mine, sizeof mine);
+      return refuse(hs, code, 0, "%s; this node holds %s", why, mine);
+    }
     return refuse(hs, code, 0, "%s", why);
   }
   switch (hs->state) {
@@ -361,25 +503,10 @@ static int on_frame(void *ud, const cl_frame *f) {
     if (f->type == CL_T_CHALLENGE) return on_challenge(hs, f);
     break;
   case S_WAIT_AUTH:
-    if (f->type == CL_T_AUTH) {
-      if (!check_proof(hs, f, "dialer-proof"))
-        return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie: the proof of the cookie did not verify");
-      uint8_t mac[32];
-      hmac2(hs->cfg->k_hs, "acceptor-proof", hs->transcript, 32, mac);
-      cl_frame_put(hs->out, CL_T_ACCEPT, 0, mac, 32);
-      derive_session(hs);
-      hs->state = S_DONE;
-      return 1;
-    }
+    if (f->type == CL_T_AUTH) return on_auth(hs, f);
     break;
   case S_WAIT_ACCEPT:
-    if (f->type == CL_T_ACCEPT) {
-      if (!check_proof(hs, f, "acceptor-proof"))
-        return refuse(hs, CL_HSF_COOKIE, 1, "bad cookie: the proof of the cookie did not verify");
-      derive_session(hs);
-      hs->state = S_DONE;
-      return 1;
-    }
+    if (f->type == CL_T_ACCEPT) return on_accept(hs, f);
     break;
   default:
     break;

@@ -7,10 +7,14 @@
 #include <stdint.h>
 
 #include "transport.h"
+#include "transport/keyring.h"
 
 /* ---- wire constants ---- */
 
-#define CL_PROTO_VERSION 1
+/* 2: the keyring (AUTH carries a proof per key of the dialer, ACCEPT names the one
+ * taken; REAUTH frames move a live connection to another key). Version 1 is refused by
+ * the preamble check, with a message naming both versions. */
+#define CL_PROTO_VERSION 2
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */
 #define CL_MAGIC0 0xC1
@@ -35,6 +39,7 @@ enum {
   CL_T_PONG = 3, /* answers an 8-byte ping; beats (CL_BEAT_LEN bytes) want none */
   CL_T_PEERS = 4, /* mesh: names of our connected peers, '\n'-separated */
   CL_T_LEAVE = 5,
+  CL_T_REAUTH = 6, /* re-authenticate a live connection under another key (transport.c) */
   CL_T_HELLO = 16,
   CL_T_CHALLENGE = 17,
   CL_T_AUTH = 18,
@@ -111,13 +116,21 @@ enum cl_hs_fail {
   CL_HSF_BUSY = 9,      /* refused by the transport's own check (blackhole, self) */
 };
 
+/* One key of the ring as the handshake sees it: derived keys only, never the key. */
+typedef struct {
+  uint8_t k_hs[32], k_sess[32];
+  uint32_t id;             /* stable while the key stays in the ring (stats, connections) */
+  char fp[CL_FP_LEN + 1];  /* its fingerprint, "" until the worker has computed it */
+} cl_hs_key;
+
 typedef struct {
   const char *self_name, *node_id, *cluster, *roles;
   uint64_t incarnation;
   int encrypt;
   uint8_t version; /* normally CL_PROTO_VERSION; tests present others */
   int data_conns;  /* this node opens data connections (HELLO/CHALLENGE flag 4) */
-  uint8_t k_hs[32], k_sess[32];
+  cl_hs_key keys[CL_KEYRING_MAX]; /* keys[0] is the primary */
+  size_t n_keys;                  /* >= 1 */
 } cl_hs_config;
 
 /* Acceptor's check after HELLO parses: return 0 to go on, or a CL_HSF_* with reason. */
@@ -138,12 +151,21 @@ typedef struct {
   char peer_name[CL_STR_MAX + 1], peer_id[CL_STR_MAX + 1], peer_roles[CL_STR_MAX + 1];
   uint64_t peer_incarnation;
   uint8_t key_tx[32], key_rx[32];
+  /* dialer: the keys it offered (a copy: the ring may change during the handshake);
+   * both: once done, the key the connection was authenticated under */
+  cl_hs_key offered[CL_KEYRING_MAX];
+  size_t n_offered;
+  cl_hs_key key;
+  /* acceptor: the fingerprints the dialer said it holds (for the log), and, after a
+   * failed proof, which of our keys they name (-1: none, counted as "unknown") */
+  char peer_fps[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
+  int fail_key;
   int fail;                /* CL_HSF_* */
   int refused_by_peer;     /* the failure came in a REFUSE frame */
   int data;                /* dialer: this is a data connection (HELLO flag 2, echoed) */
   int peer_data;           /* acceptor: the dialer asked for a data connection */
   int peer_data_conns;     /* the peer opens data connections too (flag 4) */
-  char reason[200];
+  char reason[700];
   cl_hs_check_cb check;
   void *check_ud;
   cl_tbuf *out;             /* during feed: where frames to send go */
@@ -161,6 +183,16 @@ int cl_hs_start(cl_handshake *hs, cl_tbuf *out);
 int cl_hs_feed(cl_handshake *hs, const uint8_t *p, size_t n, size_t *consumed, cl_tbuf *out);
 /* Derives the keys used by the handshake and sessions from the cookie. */
 void cl_hs_keys(const uint8_t *cookie, size_t cookie_len, uint8_t k_hs[32], uint8_t k_sess[32]);
+/* "fp1, fp2" (or "(fingerprint pending)") of keys[0..n) into out. */
+void cl_hs_fp_list(const cl_hs_key *keys, size_t n, char *out, size_t outlen);
+/* The session keys after a re-authentication under key k (transport.c): initiator to
+ * responder and back, HMAC(k_sess, label || SHA-256(sid || nonce_r || nonce_o || idx)). */
+void cl_hs_rekey(const cl_hs_key *k, const uint8_t sid[32], const uint8_t nonce_r[32], const uint8_t nonce_o[32],
+                 uint8_t idx, uint8_t i2r[32], uint8_t r2i[32]);
+/* The re-authentication proofs of a live connection (transport.c): HMAC(k_hs, label ||
+ * sid || nonce_r || nonce_o || idx). */
+void cl_hs_reauth_proof(const cl_hs_key *k, const char *label, const uint8_t sid[32],
+                        const uint8_t nonce_r[32], const uint8_t nonce_o[32], uint8_t idx, uint8_t out[32]);
 const char *cl_hs_fail_name(int fail);
 
 /* ---- session (AEAD records) ---- */

@@ -47,6 +47,7 @@ struct cl_conn {
   cl_tbuf out;  /* frames waiting for the next flush, plaintext */
   size_t raw_len; /* leading bytes of out from the handshake: never sealed */
   cl_tbuf wire; /* what is being written now */
+  cl_tbuf sealed; /* records sealed under a key just replaced (re-key), not yet in wire */
   size_t wire_off;
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
@@ -56,6 +57,22 @@ struct cl_conn {
   uint32_t hs_rtt_us;
   cl_delayed *dq_head, *dq_tail;
   char addr[CL_NODE_NAME_MAX + 8];
+  /* the key it was authenticated under (or re-authenticated, see reauth_*), and the
+   * handshake's transcript, which binds a re-authentication to this connection */
+  cl_hs_key key;
+  uint8_t sid[32];
+  /* a re-authentication we started (our ring lost its key): answered by ra_deadline_ms */
+  int ra_pending;
+  uint64_t ra_deadline_ms;
+  uint8_t ra_nonce[32];
+  /* receive keys to take at each DONE the peer will send, in order (re-key) */
+  uint8_t rx_next[4][32];
+  int n_rx_next;
+  /* one the peer started: what we offered, kept until its choice arrives */
+  int rs_live;
+  uint8_t rs_nonce_r[32], rs_nonce_o[32];
+  cl_hs_key rs_offered[CL_KEYRING_MAX];
+  size_t rs_n;
 };
 
 struct cl_peer {
@@ -109,6 +126,11 @@ struct cl_transport {
   void *done_ud;
   cl_ratelimit rl_hs, rl_frame;
   cl_transport_stats st;
+  /* per key of hs_cfg.keys (same index): handshakes and failures under it */
+  struct {
+    uint64_t hs, fail;
+  } kst[CL_KEYRING_MAX];
+  uint64_t auth_fail_unknown;
   uint8_t rbuf[65536 + 64];
 };
 
@@ -124,6 +146,35 @@ static void mark_dirty(cl_conn *c);
 static int on_session_frame(void *ud, const cl_frame *f);
 static void data_dial(cl_peer *p);
 static void data_failed(cl_transport *t, cl_peer *p);
+static void reauth_start(cl_conn *c);
+static void on_reauth(cl_conn *c, const uint8_t *d, size_t n);
+
+/* ---- keys ---- */
+
+static int key_index(const cl_transport *t, uint32_t id) {
+  for (size_t i = 0; i < t->hs_cfg.n_keys; i++)
+    if (t->hs_cfg.keys[i].id == id) return (int)i;
+  return -1;
+}
+
+/* The fingerprint of a key by id: the ring's copy is the freshest (computed later). */
+static const char *key_fp(const cl_transport *t, const cl_hs_key *k) {
+  int i = key_index(t, k->id);
+  const char *fp = i >= 0 ? t->hs_cfg.keys[i].fp : k->fp;
+  return fp[0] ? fp : "(fingerprint pending)";
+}
+
+static void count_hs(cl_transport *t, uint32_t id) {
+  int i = key_index(t, id);
+  if (i >= 0) t->kst[i].hs++;
+}
+
+static void count_fail(cl_transport *t, int idx) {
+  if (idx >= 0 && (size_t)idx < t->hs_cfg.n_keys)
+    t->kst[idx].fail++;
+  else
+    t->auth_fail_unknown++;
+}
 
 static void maybe_finish(cl_transport *t) {
   if (!t->closing || t->open_handles > 0) return;
@@ -262,6 +313,8 @@ static void fill_info(cl_peer *p, cl_peer_info *i) {
   i->wanted = p->wanted || p->learned;
   i->data_conns = p->data_ok;
   i->status = peer_status(p);
+  i->fingerprint = p->conn && p->conn->state == C_UP ? key_fp(p->t, &p->conn->key) : "";
+  if (!strcmp(i->fingerprint, "(fingerprint pending)")) i->fingerprint = "";
 }
 
 /* ---- writing ---- */
@@ -271,10 +324,20 @@ static void on_write(uv_write_t *req, int status);
 static void conn_flush(cl_conn *c) {
   cl_transport *t = c->t;
   if (c->state == C_CLOSING || c->writing) return;
-  if (c->out.len) {
+  if (c->out.len || c->sealed.len) {
     c->wire.len = 0;
     c->wire_off = 0;
-    if (c->encrypt && c->state == C_UP) {
+    /* records sealed at a re-key boundary go first: they precede what is in out */
+    if (c->sealed.len) {
+      if (cl_tbuf_append(&c->wire, c->sealed.p, c->sealed.len)) {
+        conn_down(c, "closed");
+        return;
+      }
+      c->sealed.len = 0;
+    }
+    if (!c->out.len) {
+      /* nothing more */
+    } else if (c->encrypt && c->state == C_UP) {
       size_t raw = c->raw_len;
       c->raw_len = 0;
       if (cl_tbuf_append(&c->wire, c->out.p, raw) ||
@@ -283,6 +346,12 @@ static void conn_flush(cl_conn *c) {
         return;
       }
       t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
+      c->out.len = 0;
+    } else if (c->wire.len) {
+      if (cl_tbuf_append(&c->wire, c->out.p, c->out.len)) {
+        conn_down(c, "closed");
+        return;
+      }
       c->out.len = 0;
     } else {
       cl_tbuf tmp = c->wire;
@@ -457,8 +526,12 @@ static void on_conn_closed(uv_handle_t *h) {
   cl_frame_decoder_free(&c->fd);
   cl_opener_free(&c->opener);
   sodium_memzero(&c->seal, sizeof c->seal);
+  sodium_memzero(&c->key, sizeof c->key);
+  sodium_memzero(c->rs_offered, sizeof c->rs_offered);
+  sodium_memzero(c->rx_next, sizeof c->rx_next);
   cl_tbuf_free(&c->out);
   cl_tbuf_free(&c->wire);
+  cl_tbuf_free(&c->sealed);
   free(c);
   t->open_handles--;
   maybe_finish(t);
@@ -545,7 +618,15 @@ static void log_hs_failure(cl_conn *c) {
   cl_transport *t = c->t;
   int f = c->hs.fail;
   switch (f) {
-  case CL_HSF_COOKIE: t->st.handshake_fail_cookie++; break;
+  case CL_HSF_COOKIE:
+    t->st.handshake_fail_cookie++;
+    /* ours refused by the peer: under the primary we offered; a proof we refused: under
+     * the key of ours the dialer named, if any; else "unknown" */
+    if (c->outgoing && c->hs.refused_by_peer && c->hs.n_offered)
+      count_fail(t, key_index(t, c->hs.offered[0].id));
+    else
+      count_fail(t, c->hs.fail_key);
+    break;
   case CL_HSF_CLUSTER: t->st.handshake_fail_cluster++; break;
   case CL_HSF_VERSION: t->st.handshake_fail_version++; break;
   case CL_HSF_ENCRYPT: t->st.handshake_fail_encrypt++; break;
@@ -558,6 +639,16 @@ static void log_hs_failure(cl_conn *c) {
     cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "connection %s %s dropped: %s",
            c->outgoing ? "to" : "from", c->outgoing ? c->peer->nn.full : c->addr, c->hs.reason);
     return;
+  }
+  /* A key failure is worth a warning once it can name our fingerprints (computed just
+   * after start): the first attempts go to the debug log, the retries name them. */
+  if (f == CL_HSF_COOKIE) {
+    for (size_t i = 0; i < t->hs_cfg.n_keys; i++)
+      if (!t->hs_cfg.keys[i].fp[0]) {
+        cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "handshake %s %s refused (no key in common); fingerprints pending",
+               c->outgoing ? "with" : "from", c->outgoing ? c->peer->nn.full : c->addr);
+        return;
+      }
   }
   uint32_t supp = 0;
   if (!cl_ratelimit_allow(&t->rl_hs, now_ms(t), &supp)) return;
@@ -700,12 +791,17 @@ static void conn_authenticated(cl_conn *c) {
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
   memcpy(c->opener.rx.key, hs->key_rx, 32);
+  c->key = hs->key;
+  memcpy(c->sid, hs->transcript, 32);
+  count_hs(t, c->key.id);
   cl_frame_decoder_init(&c->fd, CL_FD_SESSION, 0, t->cfg.max_frame);
   cl_hs_free(hs);
   c->hs_live = 0;
   t->st.connects_ok++;
-  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connected to %s", p->nn.full);
+  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connected to %s (key %s)", p->nn.full, key_fp(t, &c->key));
   send_ping(c);
+  /* the ring lost this key while the handshake ran */
+  if (key_index(t, c->key.id) < 0) reauth_start(c);
   send_peer_list(c);
   /* tell the others about the newcomer, so meshes form from any seed */
   size_t nl = strlen(p->nn.full);
@@ -767,12 +863,16 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
   dc.encrypt = t->cfg.encrypt;
   memcpy(dc.key_tx, hs->key_tx, 32);
   memcpy(dc.key_rx, hs->key_rx, 32);
+  memcpy(dc.key_hs, hs->key.k_hs, 32);
+  memcpy(dc.key_sess, hs->key.k_sess, 32);
+  memcpy(dc.sid, hs->transcript, 32);
   dc.pre_out = pre.p;
   dc.pre_out_len = pre.len;
   dc.pre_in = in;
   dc.pre_in_len = inlen;
   c->out.len = 0;
   c->wire.len = c->wire_off = 0;
+  count_hs(t, hs->key.id);
   conn_close(c);
   t->st.data_conns++;
   cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "data connection with %s up", p->nn.full);
@@ -890,6 +990,9 @@ static int on_session_frame(void *ud, const cl_frame *f) {
   case CL_T_REFUSE:
     conn_down(c, "closed");
     return 1;
+  case CL_T_REAUTH:
+    on_reauth(c, f->data, f->len);
+    break;
   default:
     break;
   }
@@ -1328,6 +1431,11 @@ static void on_tick(uv_timer_t *h) {
           hs_failed(c);
         }
       }
+    } else if (c->state == C_UP && c->ra_pending && now >= c->ra_deadline_ms) {
+      cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
+             "%s did not answer the re-authentication of its connection within 1 s: closing it to re-dial",
+             c->peer->nn.full);
+      conn_down(c, "closed");
     } else if (c->state == C_UP) {
       cl_det_verdict v = cl_det_check(&c->det, now);
       if (v == CL_DET_DOWN && !veto)
@@ -1378,8 +1486,8 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   }
   cl_node_name self;
   if (!cfg || cl_node_name_parse(cfg->self_name, &self, err, errlen)) return NULL;
-  if (!cfg->cookie || cfg->cookie_len == 0) {
-    snprintf(err, errlen, "a cookie is required");
+  if (cfg->keys ? (cfg->n_keys == 0 || cfg->n_keys > CL_KEYRING_MAX) : (!cfg->cookie || cfg->cookie_len == 0)) {
+    snprintf(err, errlen, cfg->keys ? "the keyring needs 1 to %d keys" : "a cookie is required", CL_KEYRING_MAX);
     return NULL;
   }
   if (!cfg->cluster || !*cfg->cluster || strlen(cfg->cluster) > CL_STR_MAX) {
@@ -1425,6 +1533,8 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   t->s_subsys = dupstr(cfg->log_subsys && *cfg->log_subsys ? cfg->log_subsys : "transport");
   t->cfg.cookie = NULL; /* not kept: only the derived keys are */
   t->cfg.cookie_len = 0;
+  t->cfg.keys = NULL;
+  t->cfg.n_keys = 0;
   if (cb) t->cb = *cb;
   t->hs_cfg.self_name = t->self.full;
   t->hs_cfg.node_id = t->s_id;
@@ -1434,7 +1544,19 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   t->hs_cfg.encrypt = t->cfg.encrypt;
   t->hs_cfg.version = CL_PROTO_VERSION;
   t->hs_cfg.data_conns = t->cfg.data_conns && cb && cb->data_conn;
-  cl_hs_keys(cfg->cookie, cfg->cookie_len, t->hs_cfg.k_hs, t->hs_cfg.k_sess);
+  if (cfg->keys) {
+    for (size_t i = 0; i < cfg->n_keys; i++) {
+      cl_hs_key *k = &t->hs_cfg.keys[i];
+      cl_hs_keys(cfg->keys[i].key, cfg->keys[i].len, k->k_hs, k->k_sess);
+      k->id = cfg->keys[i].id;
+      snprintf(k->fp, sizeof k->fp, "%s", cfg->keys[i].fp ? cfg->keys[i].fp : "");
+    }
+    t->hs_cfg.n_keys = cfg->n_keys;
+  } else {
+    cl_hs_keys(cfg->cookie, cfg->cookie_len, t->hs_cfg.keys[0].k_hs, t->hs_cfg.keys[0].k_sess);
+    t->hs_cfg.keys[0].id = 1;
+    t->hs_cfg.n_keys = 1;
+  }
   t->rl_hs.per_window = 5;
   t->rl_hs.window_ms = 10000;
   t->rl_frame.per_window = 5;
@@ -1650,3 +1772,262 @@ int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char
   cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "fault layer: %s for %s", spec, peer ? peer : "*");
   return 0;
 }
+
+/* ---- the keyring, and re-authenticating live connections ----
+ *
+ * A connection whose key leaves the ring proves, over its own session, that both sides
+ * still share a key:
+ *   initiator -> REAUTH {1, nonce_r}
+ *   responder -> REAUTH {2, nonce_r, nonce_o, n, n proofs HMAC(k_j, "reauth-offer" ||
+ *                        sid || nonce_r || nonce_o || j), n fingerprints}
+ *   initiator -> REAUTH {3, j, HMAC(k_j, "reauth-accept" || sid || ... || j)}   or {4}: none
+ * sid is the handshake's transcript, so proofs cannot be replayed on another connection;
+ * both nonces make them fresh. The session keeps flowing meanwhile: nothing is lost. */
+
+/* A re-key boundary (REAUTH 3 and 5) goes past the fault layer: delayed or dropped, the
+ * peer would switch keys at another point of the stream than we do. */
+static void put_reauth(cl_conn *c, const uint8_t *m, size_t n) {
+  if (cl_frame_put(&c->out, CL_T_REAUTH, 0, m, (uint32_t)n) == 0) {
+    c->t->st.frames_out++;
+    cl_det_sent(&c->det, now_ms(c->t));
+  }
+  mark_dirty(c);
+}
+
+/* Seals everything queued so far under the current send key, then sends under next:
+ * the frame just queued ends the last record of the old key. 0 or -1. */
+static int switch_tx(cl_conn *c, const uint8_t next[32]) {
+  size_t raw = c->raw_len;
+  c->raw_len = 0;
+  if (raw && cl_tbuf_append(&c->sealed, c->out.p, raw)) return -1;
+  if (c->out.len > raw && cl_session_seal(&c->seal, c->out.p + raw, c->out.len - raw, &c->sealed)) return -1;
+  c->t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
+  c->out.len = 0;
+  memcpy(c->seal.key, next, 32);
+  c->seal.counter = 0;
+  mark_dirty(c);
+  return 0;
+}
+
+static void reauth_start(cl_conn *c) {
+  /* (a peer that never sends its DONEs cannot make us queue more receive keys) */
+  if (c->ra_pending || c->state != C_UP || c->n_rx_next >= 4) return;
+  uint8_t m[33];
+  m[0] = 1;
+  randombytes_buf(c->ra_nonce, 32);
+  memcpy(m + 1, c->ra_nonce, 32);
+  c->ra_pending = 1;
+  c->ra_deadline_ms = now_ms(c->t) + 1000;
+  conn_put(c, CL_T_REAUTH, 0, m, sizeof m);
+}
+
+static void reauth_no_key(cl_conn *c, const char *theirs) {
+  cl_transport *t = c->t;
+  char mine[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
+  cl_hs_fp_list(t->hs_cfg.keys, t->hs_cfg.n_keys, mine, sizeof mine);
+  cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
+         "no key in common with %s any more (it holds %s, this node holds %s): closing the connection",
+         c->peer->nn.full, theirs, mine);
+  conn_down(c, "closed");
+}
+
+static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
+  cl_transport *t = c->t;
+  if (n < 1) return;
+  if (d[0] == 1 && n == 33) {
+    /* the peer lost our key: offer every key we hold */
+    c->rs_live = 1;
+    memcpy(c->rs_nonce_r, d + 1, 32);
+    randombytes_buf(c->rs_nonce_o, 32);
+    c->rs_n = t->hs_cfg.n_keys;
+    memcpy(c->rs_offered, t->hs_cfg.keys, c->rs_n * sizeof *c->rs_offered);
+    uint8_t m[1 + 64 + 1 + CL_KEYRING_MAX * (32 + 1 + CL_FP_LEN)];
+    size_t w = 0;
+    m[w++] = 2;
+    memcpy(m + w, c->rs_nonce_r, 32);
+    memcpy(m + w + 32, c->rs_nonce_o, 32);
+    w += 64;
+    m[w++] = (uint8_t)c->rs_n;
+    for (size_t j = 0; j < c->rs_n; j++, w += 32)
+      cl_hs_reauth_proof(&c->rs_offered[j], "reauth-offer", c->sid, c->rs_nonce_r, c->rs_nonce_o, (uint8_t)j, m + w);
+    for (size_t j = 0; j < c->rs_n; j++) {
+      size_t l = strlen(c->rs_offered[j].fp);
+      m[w++] = (uint8_t)l;
+      memcpy(m + w, c->rs_offered[j].fp, l);
+      w += l;
+    }
+    conn_put(c, CL_T_REAUTH, 0, m, (uint32_t)w);
+    sodium_memzero(m, sizeof m);
+    return;
+  }
+  if (d[0] == 2 && n >= 66 && c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
+    const uint8_t *nonce_o = d + 33;
+    size_t k = d[65];
+    if (k == 0 || k > CL_KEYRING_MAX || n < 66 + 32 * k) return;
+    const uint8_t *proofs = d + 66;
+    /* their fingerprints, for the log if nothing matches */
+    char theirs[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1] = "";
+    size_t r = 66 + 32 * k, w = 0;
+    for (size_t j = 0; j < k && r < n; j++) {
+      size_t l = d[r++];
+      char fp[CL_FP_LEN + 1] = "";
+      if (l == CL_FP_LEN && r + l <= n) memcpy(fp, d + r, l);
+      r += l;
+      int q = snprintf(theirs + w, sizeof theirs - w, "%s%s", j ? ", " : "",
+                       cl_keyring_fp_valid(fp) ? fp : "(fingerprint pending)");
+      if (q > 0 && (size_t)q < sizeof theirs - w) w += (size_t)q;
+    }
+    size_t best_j = CL_KEYRING_MAX, best_i = 0;
+    for (size_t i = 0; i < t->hs_cfg.n_keys; i++) {
+      for (size_t j = 0; j < k; j++) {
+        uint8_t mac[32];
+        cl_hs_reauth_proof(&t->hs_cfg.keys[i], "reauth-offer", c->sid, c->ra_nonce, nonce_o, (uint8_t)j, mac);
+        int eq = sodium_memcmp(mac, proofs + 32 * j, 32) == 0;
+        if (eq && j < best_j) {
+          best_j = j;
+          best_i = i;
+        }
+      }
+    }
+    c->ra_pending = 0;
+    if (best_j == CL_KEYRING_MAX) {
+      uint8_t no = 4;
+      conn_put(c, CL_T_REAUTH, 0, &no, 1);
+      conn_flush(c);
+      reauth_no_key(c, theirs);
+      return;
+    }
+    uint8_t m[34];
+    m[0] = 3;
+    m[1] = (uint8_t)best_j;
+    cl_hs_reauth_proof(&t->hs_cfg.keys[best_i], "reauth-accept", c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, m + 2);
+    put_reauth(c, m, sizeof m);
+    if (c->encrypt) {
+      /* new session keys under the shared key: ours from right after this frame, the
+       * peer's from right after its DONE */
+      uint8_t i2r[32], r2i[32];
+      cl_hs_rekey(&t->hs_cfg.keys[best_i], c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
+      memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
+      int bad = switch_tx(c, i2r);
+      sodium_memzero(i2r, 32);
+      sodium_memzero(r2i, 32);
+      if (bad) {
+        conn_down(c, "closed");
+        return;
+      }
+    }
+    c->key = t->hs_cfg.keys[best_i];
+    t->kst[best_i].hs++;
+    cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connection with %s re-authenticated under key %s", c->peer->nn.full,
+           key_fp(t, &c->key));
+    return;
+  }
+  if (d[0] == 3 && n == 34 && c->rs_live && d[1] < c->rs_n) {
+    uint8_t mac[32];
+    cl_hs_reauth_proof(&c->rs_offered[d[1]], "reauth-accept", c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], mac);
+    int ok = sodium_memcmp(mac, d + 2, 32) == 0;
+    c->rs_live = 0;
+    if (!ok) {
+      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "re-authentication of the connection with %s did not verify: closing it",
+             c->peer->nn.full);
+      conn_down(c, "closed");
+      return;
+    }
+    c->key = c->rs_offered[d[1]];
+    if (c->encrypt) {
+      /* the peer sends under the new key from right after its ACCEPT; we from right
+       * after our DONE */
+      uint8_t i2r[32], r2i[32], done = 5;
+      cl_hs_rekey(&c->key, c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], i2r, r2i);
+      memcpy(c->opener.rx.key, i2r, 32);
+      c->opener.rx.counter = 0;
+      put_reauth(c, &done, 1);
+      int bad = switch_tx(c, r2i);
+      sodium_memzero(i2r, 32);
+      sodium_memzero(r2i, 32);
+      if (bad) {
+        conn_down(c, "closed");
+        return;
+      }
+    }
+    count_hs(t, c->key.id);
+    sodium_memzero(c->rs_offered, sizeof c->rs_offered);
+    cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connection with %s re-authenticated under key %s", c->peer->nn.full,
+           key_fp(t, &c->key));
+    return;
+  }
+  if (d[0] == 5 && n == 1 && c->n_rx_next > 0) {
+    /* the peer's DONE: it sends under the new key from the next record */
+    memcpy(c->opener.rx.key, c->rx_next[0], 32);
+    c->opener.rx.counter = 0;
+    c->n_rx_next--;
+    memmove(c->rx_next[0], c->rx_next[1], (size_t)c->n_rx_next * 32);
+    sodium_memzero(c->rx_next[c->n_rx_next], 32);
+    return;
+  }
+  if (d[0] == 4 && n == 1 && c->rs_live) {
+    c->rs_live = 0;
+    char mine[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
+    cl_hs_fp_list(t->hs_cfg.keys, t->hs_cfg.n_keys, mine, sizeof mine);
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
+           "%s holds none of this node's keys (%s) any more: closing the connection (its log names its keys)",
+           c->peer->nn.full, mine);
+    conn_down(c, "closed");
+  }
+}
+
+int cl_transport_set_keys(cl_transport *t, const cl_transport_key *keys, size_t n, char *err, size_t errlen) {
+  if (!keys || n == 0 || n > CL_KEYRING_MAX) {
+    if (err) snprintf(err, errlen, "the keyring needs 1 to %d keys", CL_KEYRING_MAX);
+    return CL_EINVAL;
+  }
+  cl_hs_key nk[CL_KEYRING_MAX];
+  uint64_t hs[CL_KEYRING_MAX], fail[CL_KEYRING_MAX];
+  for (size_t i = 0; i < n; i++) {
+    if (!keys[i].key || !keys[i].len || !keys[i].id) {
+      if (err) snprintf(err, errlen, "key %zu is empty or has no id", i + 1);
+      sodium_memzero(nk, sizeof nk);
+      return CL_EINVAL;
+    }
+    cl_hs_keys(keys[i].key, keys[i].len, nk[i].k_hs, nk[i].k_sess);
+    nk[i].id = keys[i].id;
+    int o = key_index(t, keys[i].id);
+    const char *fp = keys[i].fp && keys[i].fp[0] ? keys[i].fp : o >= 0 ? t->hs_cfg.keys[o].fp : "";
+    snprintf(nk[i].fp, sizeof nk[i].fp, "%s", fp);
+    hs[i] = o >= 0 ? t->kst[o].hs : 0;
+    fail[i] = o >= 0 ? t->kst[o].fail : 0;
+  }
+  memcpy(t->hs_cfg.keys, nk, n * sizeof *nk);
+  sodium_memzero(t->hs_cfg.keys + n, (CL_KEYRING_MAX - n) * sizeof *nk);
+  t->hs_cfg.n_keys = n;
+  for (size_t i = 0; i < n; i++) {
+    t->kst[i].hs = hs[i];
+    t->kst[i].fail = fail[i];
+  }
+  sodium_memzero(nk, sizeof nk);
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->state == C_UP && c->installed && key_index(t, c->key.id) < 0) reauth_start(c);
+  return 0;
+}
+
+void cl_transport_key_fingerprint(cl_transport *t, uint32_t id, const char *fp) {
+  int i = key_index(t, id);
+  if (i >= 0 && fp) snprintf(t->hs_cfg.keys[i].fp, sizeof t->hs_cfg.keys[i].fp, "%s", fp);
+}
+
+size_t cl_transport_key_stats(const cl_transport *t, cl_transport_key_stat *out, size_t max) {
+  for (size_t i = 0; i < t->hs_cfg.n_keys && i < max; i++) {
+    const cl_hs_key *k = &t->hs_cfg.keys[i];
+    memset(&out[i], 0, sizeof out[i]);
+    out[i].id = k->id;
+    snprintf(out[i].fp, sizeof out[i].fp, "%s", k->fp);
+    out[i].primary = i == 0;
+    out[i].handshakes = t->kst[i].hs;
+    out[i].auth_failures = t->kst[i].fail;
+    for (const cl_peer *p = t->peers; p; p = p->next)
+      if (p->conn && p->conn->state == C_UP && p->conn->key.id == k->id) out[i].connections++;
+  }
+  return t->hs_cfg.n_keys;
+}
+
+uint64_t cl_transport_auth_failures_unknown(const cl_transport *t) { return t->auth_fail_unknown; }

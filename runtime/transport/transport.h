@@ -29,12 +29,24 @@ enum {
 
 typedef struct cl_transport cl_transport;
 
+/* One key of the keyring as handed to the transport. The transport keeps only keys
+ * derived from it (the handshake's and the sessions'), never the key itself. */
+typedef struct {
+  const uint8_t *key;
+  size_t len;
+  uint32_t id;       /* the caller's, stable while the key stays in the ring; never 0 */
+  const char *fp;    /* its fingerprint, or NULL/"" until known (cl_transport_key_fingerprint) */
+} cl_transport_key;
+
 typedef struct {
   const char *self_name;     /* full "node1@127.0.0.1:4371"; host:port is where we listen */
   const char *node_id;       /* 32 hex chars, persisted by the glue */
   const char *cluster;       /* cluster name: part of the handshake */
-  const uint8_t *cookie;     /* never logged, never on the wire */
+  const uint8_t *cookie;     /* never logged, never on the wire: a keyring of one (id 1) */
   size_t cookie_len;
+  const cl_transport_key *keys; /* or the keyring, keys[0] the primary (1..16 keys);
+                                   when given, cookie is ignored */
+  size_t n_keys;
   const char *roles;         /* comma list, carried in the handshake so peers know it */
   int encrypt;               /* default 1: AEAD after the handshake; 0: authenticated only.
                                 Both sides must agree, else the handshake is refused. */
@@ -81,6 +93,8 @@ typedef struct {
    * (cl_transport_disconnect: neither dialled nor accepted) */
   const char *status;
   int data_conns;        /* both sides open data connections: one follows peer_up */
+  const char *fingerprint; /* of the key its connection was authenticated under ("" when
+                            not connected or not computed yet) */
 } cl_peer_info;
 
 /* An authenticated data connection, handed over to whoever does its I/O (the Lua loop).
@@ -94,6 +108,10 @@ typedef struct {
   int fd;
   int encrypt;
   uint8_t key_tx[32], key_rx[32];
+  /* the key it was authenticated under (derived: handshake and session keys) and the
+   * handshake's transcript: what the data plane needs to re-authenticate and re-key it
+   * when that key leaves the keyring (cl_dp_set_keyring) */
+  uint8_t key_hs[32], key_sess[32], sid[32];
   const uint8_t *pre_out, *pre_in;
   size_t pre_out_len, pre_in_len;
 } cl_data_conn;
@@ -185,6 +203,29 @@ typedef struct {
   uint64_t conns; /* connections open now, in any state (not a counter) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
+
+/* ---- the keyring ----
+ * Replaces the keyring (keys[0] the primary; 1..16 keys). New handshakes use it at
+ * once. A live connection authenticated under a key that is no longer in the ring is
+ * re-authenticated over its session (CL_T_REAUTH) under a key both sides hold, within
+ * a second and without going down; one that shares no key with us any more is closed
+ * ("closed", logged with both sides' fingerprints). 0 or CL_EINVAL (err says why). */
+int cl_transport_set_keys(cl_transport *, const cl_transport_key *keys, size_t n, char *err, size_t errlen);
+/* The fingerprint of key id became known (computed off the loop by the caller). */
+void cl_transport_key_fingerprint(cl_transport *, uint32_t id, const char *fp);
+typedef struct {
+  uint32_t id;
+  char fp[17];
+  int primary;
+  uint64_t handshakes;    /* handshakes completed under it (control and data connections) */
+  uint64_t auth_failures; /* refused proofs that named it (ours refused, or the peer's) */
+  uint64_t connections;   /* live control connections authenticated under it now */
+} cl_transport_key_stat;
+/* Fills up to max entries, primary first; returns the number of keys. */
+size_t cl_transport_key_stats(const cl_transport *, cl_transport_key_stat *out, size_t max);
+/* Authentication failures that named no key of ours (one "unknown" series: a peer must
+ * not be able to create series) */
+uint64_t cl_transport_auth_failures_unknown(const cl_transport *);
 
 /* 32-byte key for another use of the cookie (e.g. "gossip"), derived with
  * HMAC-SHA256 under a fixed domain label; the cookie itself is never used as a key. */

@@ -417,7 +417,9 @@ static void hs_cfg(cl_hs_config *c, const char *name, const char *cookie, const 
   c->incarnation = 1;
   c->encrypt = encrypt;
   c->version = version;
-  cl_hs_keys((const uint8_t *)cookie, strlen(cookie), c->k_hs, c->k_sess);
+  cl_hs_keys((const uint8_t *)cookie, strlen(cookie), c->keys[0].k_hs, c->keys[0].k_sess);
+  c->keys[0].id = 1;
+  c->n_keys = 1;
 }
 
 static int t_handshake_pure(void) {
@@ -427,7 +429,7 @@ static int t_handshake_pure(void) {
   hs_cfg(&dc, "a@127.0.0.1:1", "c", "x", 1, 1);
   hs_cfg(&ac, "b@127.0.0.1:2", "c", "x", 1, 1);
   hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
-  CHECK(rd == CL_HS_DONE && ra == CL_HS_DONE, "ok case: %d %d %s %s", rd, ra, d.reason, a.reason);
+  CHECK(rd == CL_HS_DONE && ra == CL_HS_DONE, "ok case: %d %d %.200s %.200s", rd, ra, d.reason, a.reason);
   CHECK(memcmp(d.key_tx, a.key_rx, 32) == 0 && memcmp(d.key_rx, a.key_tx, 32) == 0 &&
             memcmp(d.key_tx, d.key_rx, 32) != 0,
         "session keys");
@@ -451,9 +453,9 @@ static int t_handshake_pure(void) {
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     hs_cfg(&ac, "b@127.0.0.1:2", cases[i].cookie_b, cases[i].cluster_b, cases[i].enc_b, cases[i].ver_b);
     hs_pair(&dc, &ac, cases[i].dial_to, &rd, &ra, &d, &a);
-    CHECK(ra == CL_HS_FAILED && a.fail == cases[i].fail, "%s: acceptor %d fail=%d (%s)", cases[i].what, ra,
+    CHECK(ra == CL_HS_FAILED && a.fail == cases[i].fail, "%s: acceptor %d fail=%d (%.300s)", cases[i].what, ra,
           a.fail, a.reason);
-    CHECK(rd == CL_HS_FAILED && d.fail == cases[i].fail, "%s: dialer %d fail=%d (%s)", cases[i].what, rd,
+    CHECK(rd == CL_HS_FAILED && d.fail == cases[i].fail, "%s: dialer %d fail=%d (%.300s)", cases[i].what, rd,
           d.fail, d.reason);
     cl_hs_free(&d);
     cl_hs_free(&a);
@@ -1223,6 +1225,218 @@ static int t_rtt_at_up(void) {
   return 0;
 }
 
+
+/* ---- the keyring (keyring.c, and the handshake with several keys) ---- */
+
+static int t_keyring_parse(void) {
+  cl_keyring_list l;
+  char err[200];
+  const char *ok = "first-key-0123456789\r\n\nsecond-key-0123456789\n";
+  CHECK(cl_keyring_parse(ok, strlen(ok), 1, &l, err, sizeof err) == 0 && l.n == 2, "two keys: %s", err);
+  CHECK(l.key[0].len == 20 && memcmp(l.key[0].p, "first-key-0123456789", 20) == 0, "CRLF stripped, first is primary");
+  struct {
+    const char *what, *text, *want;
+    int strict;
+  } bad[] = {
+      {"empty", "", "empty", 1},
+      {"blank lines only", "\n \n\t\n", "empty", 1},
+      {"short key", "short\n", "line 1: the key is 5 bytes long", 1},
+      {"duplicate", "abcdefghijklmnopq\nabcdefghijklmnopq\n", "line 2: the same key", 1},
+      {"trailing space", "abcdefghijklmnopq \n", "line 1: the key begins or ends with whitespace", 1},
+      {"lone CR inside", "abcdefgh\rijklmnopq\n", "carriage return", 1},
+      {"duplicate (lenient)", "abc\nabc\n", "line 2: the same key", 0},
+  };
+  for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+    err[0] = 0;
+    int r = cl_keyring_parse(bad[i].text, strlen(bad[i].text), bad[i].strict, &l, err, sizeof err);
+    CHECK(r == -1 && strstr(err, bad[i].want), "%s: r=%d err=%s", bad[i].what, r, err);
+  }
+  /* a NUL byte, 17 keys, 10 MB */
+  char nul[] = "abcdefghijklmnopq\nabcdefgh\0ijklmnopq\n";
+  CHECK(cl_keyring_parse(nul, sizeof nul - 1, 1, &l, err, sizeof err) == -1 && strstr(err, "line 2") && strstr(err, "NUL"),
+        "NUL: %s", err);
+  char many[17 * 20 + 1];
+  size_t w = 0;
+  for (int i = 0; i < 17; i++) w += (size_t)snprintf(many + w, sizeof many - w, "key-number-%06d-x\n", i);
+  CHECK(cl_keyring_parse(many, w, 1, &l, err, sizeof err) == -1 && strstr(err, "more than 16 keys"), "17 keys: %s", err);
+  size_t big = 10u << 20;
+  char *huge = malloc(big);
+  CHECK(huge != NULL, "malloc");
+  memset(huge, 'k', big);
+  int r = cl_keyring_parse(huge, big, 1, &l, err, sizeof err);
+  free(huge);
+  CHECK(r == -1 && strstr(err, "at most 65536"), "10 MB: %s", err);
+  /* lenient: what --cookie carried into DATA/keyring may be short */
+  CHECK(cl_keyring_parse("abc\nabcdefghijklmnopq\n", 22, 0, &l, err, sizeof err) == 0 && l.n == 2, "lenient: %s", err);
+  CHECK(cl_keyring_check_key((const uint8_t *)"abcdefghijklmnop", 16, err, sizeof err) == 0, "16 bytes is enough");
+  return 0;
+}
+
+static int t_keyring_fingerprint(void) {
+  char a[17], b[17], c2[17];
+  uint64_t t0 = uv_hrtime();
+  CHECK(cl_keyring_fingerprint((const uint8_t *)"some-key-0123456789", 19, a) == 0, "fp");
+  double ms = (double)(uv_hrtime() - t0) / 1e6;
+  CHECK(cl_keyring_fingerprint((const uint8_t *)"some-key-0123456789", 19, b) == 0, "fp again");
+  CHECK(cl_keyring_fingerprint((const uint8_t *)"some-key-0123456780", 19, c2) == 0, "fp other");
+  CHECK(cl_keyring_fp_valid(a) && strcmp(a, b) == 0 && strcmp(a, c2) != 0, "%s %s %s", a, b, c2);
+  CHECK(!cl_keyring_fp_valid("0123456789ABCDEF") && !cl_keyring_fp_valid("0123456789abcde"), "fp_valid");
+  (void)ms;
+  return 0;
+}
+
+static void hs_ring(cl_hs_config *c, const char *name, const char *const *keys, size_t n) {
+  hs_cfg(c, name, keys[0], "x", 1, CL_PROTO_VERSION);
+  for (size_t i = 0; i < n; i++) {
+    cl_hs_keys((const uint8_t *)keys[i], strlen(keys[i]), c->keys[i].k_hs, c->keys[i].k_sess);
+    c->keys[i].id = (uint32_t)(10 + i);
+    cl_keyring_fingerprint((const uint8_t *)keys[i], strlen(keys[i]), c->keys[i].fp);
+  }
+  c->n_keys = n;
+}
+
+static int t_handshake_keyring(void) {
+  cl_hs_config dc, ac;
+  cl_handshake d, a;
+  int rd, ra;
+  const char *d_keys[] = {"key-two-0123456789", "key-one-0123456789"};
+  const char *a_keys[] = {"key-one-0123456789", "key-three-01234567"};
+  hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
+  hs_ring(&ac, "b@127.0.0.1:2", a_keys, 2);
+  hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
+  CHECK(rd == CL_HS_DONE && ra == CL_HS_DONE, "shared second key: %d %d %.200s %.200s", rd, ra, d.reason, a.reason);
+  CHECK(strcmp(d.key.fp, a.key.fp) == 0 && strcmp(d.key.fp, ac.keys[0].fp) == 0, "both under key-one");
+  CHECK(memcmp(d.key_tx, a.key_rx, 32) == 0, "session keys agree");
+  cl_hs_free(&d);
+  cl_hs_free(&a);
+  /* no key in common: the acceptor's log names both sides, the dialer hears only its own */
+  const char *x_keys[] = {"key-four-012345678"};
+  hs_ring(&dc, "a@127.0.0.1:1", x_keys, 1);
+  hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_COOKIE && rd == CL_HS_FAILED && d.fail == CL_HSF_COOKIE, "refused");
+  CHECK(strstr(a.reason, dc.keys[0].fp) && strstr(a.reason, ac.keys[0].fp) && strstr(a.reason, ac.keys[1].fp),
+        "acceptor names both: %.300s", a.reason);
+  CHECK(strstr(d.reason, dc.keys[0].fp) && !strstr(d.reason, ac.keys[0].fp) && !strstr(d.reason, ac.keys[1].fp),
+        "dialer learns nothing of the acceptor's ring: %.300s", d.reason);
+  CHECK(a.fail_key == -1, "a failure naming no key of ours is 'unknown'");
+  cl_hs_free(&d);
+  cl_hs_free(&a);
+  /* a dialer of version 1 is refused with both versions named */
+  hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
+  dc.version = 1;
+  hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 1") && strstr(a.reason, "speaks 2"),
+        "old version: %.300s", a.reason);
+  cl_hs_free(&d);
+  cl_hs_free(&a);
+  return 0;
+}
+
+/* ---- re-authentication when a key leaves the ring ---- */
+
+typedef struct {
+  char fp[17];
+  int n;
+} fp_seen;
+static void peer_fp(void *ud, const cl_peer_info *p) {
+  fp_seen *f = ud;
+  if (p->connected) {
+    snprintf(f->fp, sizeof f->fp, "%s", p->fingerprint ? p->fingerprint : "");
+    f->n++;
+  }
+}
+typedef struct {
+  tnode *a, *b;
+  const char *fp;
+} both_fp_arg;
+static int both_under(void *ud) {
+  both_fp_arg *x = ud;
+  fp_seen fa = {"", 0}, fb = {"", 0};
+  cl_transport_foreach(x->a->t, peer_fp, &fa);
+  cl_transport_foreach(x->b->t, peer_fp, &fb);
+  return fa.n == 1 && fb.n == 1 && !strcmp(fa.fp, x->fp) && !strcmp(fb.fp, x->fp);
+}
+static int either_down(void *ud) {
+  both_fp_arg *x = ud;
+  return x->a->downs > 0 && x->b->downs > 0;
+}
+
+static int b_refused_unknown(void *ud) { return cl_transport_auth_failures_unknown(((tnode *)ud)->t) >= 1; }
+
+static int t_reauth(void) {
+  tnode a, b;
+  opts o = O(1);
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000), "not connected");
+  const char *k1 = "secret-cookie", *k2 = "second-key-0123456789", *k3 = "third-key-0123456789";
+  cl_transport_key_fingerprint(a.t, 1, "1111111111111111");
+  cl_transport_key_fingerprint(b.t, 1, "1111111111111111");
+  both_fp_arg x = {&a, &b, "1111111111111111"};
+  CHECK(both_under(&x), "first under the cookie");
+  /* messages flow throughout: none lost, none reordered */
+  uint8_t msg[16] = {0};
+  uint64_t seq = 0;
+  b.next_seq = 0;
+  cl_transport_key ring2[2] = {{(const uint8_t *)k2, strlen(k2), 2, "2222222222222222"},
+                               {(const uint8_t *)k1, strlen(k1), 1, NULL}};
+  char err[160];
+  CHECK(cl_transport_set_keys(a.t, ring2, 2, err, sizeof err) == 0, "install+use on a: %s", err);
+  CHECK(cl_transport_set_keys(b.t, ring2, 2, err, sizeof err) == 0, "install+use on b: %s", err);
+  for (int i = 0; i < 50; i++) {
+    memcpy(msg, &seq, 8);
+    if (cl_transport_send(a.t, b.name, 1, msg, sizeof msg) == 0) seq++;
+    uv_run(L, UV_RUN_NOWAIT);
+  }
+  /* remove the cookie on both: the connection moves to K2 over its session */
+  CHECK(cl_transport_set_keys(a.t, ring2, 1, err, sizeof err) == 0, "remove on a: %s", err);
+  for (int i = 0; i < 50; i++) {
+    memcpy(msg, &seq, 8);
+    if (cl_transport_send(a.t, b.name, 1, msg, sizeof msg) == 0) seq++;
+    uv_run(L, UV_RUN_NOWAIT);
+  }
+  CHECK(cl_transport_set_keys(b.t, ring2, 1, err, sizeof err) == 0, "remove on b: %s", err);
+  x.fp = "2222222222222222";
+  int moved = run_until(both_under, &x, 1000);
+  for (int i = 0; i < 50; i++) {
+    memcpy(msg, &seq, 8);
+    if (cl_transport_send(a.t, b.name, 1, msg, sizeof msg) == 0) seq++;
+    uv_run(L, UV_RUN_NOWAIT);
+  }
+  msgs_arg ma = {&b, seq};
+  int all = run_until(msgs_reached, &ma, 2000);
+  cl_transport_key_stat st[4];
+  size_t nk = cl_transport_key_stats(a.t, st, 4);
+  CHECK(moved, "not every connection under K2 within 1 s");
+  CHECK(all && b.msgs == seq && b.order_bad == 0, "messages: sent %llu got %llu, out of order %d",
+        (unsigned long long)seq, (unsigned long long)b.msgs, b.order_bad);
+  CHECK(a.downs == 0 && b.downs == 0 && a.ups == 1 && b.ups == 1, "a peer went down: a %d/%d b %d/%d", a.ups, a.downs,
+        b.ups, b.downs);
+  CHECK(nk == 1 && st[0].primary && st[0].connections == 1 && st[0].handshakes >= 1, "stats: %zu keys, %llu conns",
+        nk, (unsigned long long)st[0].connections);
+  /* no key in common any more: the connection closes (both sides see it) */
+  cl_transport_key ring3[1] = {{(const uint8_t *)k3, strlen(k3), 3, "3333333333333333"}};
+  CHECK(cl_transport_set_keys(a.t, ring3, 1, err, sizeof err) == 0, "K3 on a: %s", err);
+  int closed = run_until(either_down, &x, 2000);
+  /* the marker: a re-dial reached b and was refused under a key b does not hold */
+  int redialled = run_until(b_refused_unknown, &b, 3000);
+  size_t ca = cl_transport_connected_count(a.t);
+  cl_transport_stats sa;
+  cl_transport_stats_get(a.t, &sa);
+  uint64_t unknown = cl_transport_auth_failures_unknown(b.t);
+  cl_transport_stats sb;
+  cl_transport_stats_get(b.t, &sb);
+  int einval = cl_transport_set_keys(a.t, ring3, 0, err, sizeof err) == CL_EINVAL;
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(closed && !strcmp(a.down_reason, "closed") && !strcmp(b.down_reason, "closed"), "not closed: %s / %s",
+        a.down_reason, b.down_reason);
+  CHECK(redialled && ca == 0, "re-connected without a shared key (re-dial refused: %d)", redialled);
+  CHECK(sb.handshake_fail_cookie >= 1 && unknown >= 1, "the re-dial under K3 counted as unknown: %llu %llu",
+        (unsigned long long)sb.handshake_fail_cookie, (unsigned long long)unknown);
+  CHECK(einval, "an empty keyring is refused");
+  return 0;
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   setenv("CLUSTERLUA_FAULTS", "1", 1);
@@ -1236,7 +1450,12 @@ int main(void) {
   run_case("transport: AEAD records roundtrip and refuse forgery", t_session);
   run_case("transport: handshake state machine refusals", t_handshake_pure);
   run_case("transport: derived keys", t_derive_key);
+  run_case("keyring: file parser refuses empty, short, duplicate, NUL, 17 keys, 10 MB", t_keyring_parse);
+  run_case("keyring: fingerprints are 16 hex digits, stable, distinct", t_keyring_fingerprint);
+  run_case("keyring: handshake under a shared non-primary key; no shared key names fingerprints", t_handshake_keyring);
   run_case("transport: handshake ok (encrypted)", t_handshake_ok);
+  run_case("keyring: a removed key's connection is re-authenticated under a shared one, nothing lost; none shared: closed",
+           t_reauth);
   run_case("transport: handshake ok (unencrypted)", t_handshake_ok_unencrypted);
   run_case("transport: wrong cookie refused on both sides", t_wrong_cookie);
   run_case("transport: other cluster refused", t_other_cluster);

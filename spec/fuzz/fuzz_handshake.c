@@ -26,9 +26,17 @@ static void setup(void) {
   acfg.incarnation = 9;
   dcfg.encrypt = acfg.encrypt = 1;
   dcfg.version = acfg.version = CL_PROTO_VERSION;
-  cl_hs_keys((const uint8_t *)"cookie", 6, dcfg.k_hs, dcfg.k_sess);
-  memcpy(acfg.k_hs, dcfg.k_hs, 32);
-  memcpy(acfg.k_sess, dcfg.k_sess, 32);
+  /* a ring of two on each side, sharing one key: the multi-key proof is fuzzed too */
+  cl_hs_keys((const uint8_t *)"cookie", 6, dcfg.keys[0].k_hs, dcfg.keys[0].k_sess);
+  cl_hs_keys((const uint8_t *)"other-dialer-key", 16, dcfg.keys[1].k_hs, dcfg.keys[1].k_sess);
+  cl_hs_keys((const uint8_t *)"other-acceptor-k", 16, acfg.keys[0].k_hs, acfg.keys[0].k_sess);
+  acfg.keys[1] = dcfg.keys[0];
+  dcfg.keys[0].id = 1;
+  dcfg.keys[1].id = 2;
+  acfg.keys[0].id = 3;
+  acfg.keys[1].id = 1;
+  snprintf(dcfg.keys[0].fp, sizeof dcfg.keys[0].fp, "0123456789abcdef");
+  dcfg.n_keys = acfg.n_keys = 2;
 }
 
 static size_t next_chunk(uint32_t *s, size_t left) {

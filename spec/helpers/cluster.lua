@@ -100,8 +100,16 @@ return {
 end
 
 function M:start(i, extra_args, env)
-  local args = { "--name", self.names[i], "--cookie", self.cookie, "--admin", self.admin[i],
-    "--data", self.dir .. "/data" .. i }
+  local args = { "--name", self.names[i], "--admin", self.admin[i], "--data", self.dir .. "/data" .. i }
+  -- a node given its keys in a keyring file (or its own cookie) gets no --cookie
+  local own_keys = false
+  for _, a in ipairs(extra_args or {}) do
+    if a == "--keyring-file" or a == "--cookie" then own_keys = true end
+  end
+  if not own_keys then
+    args[#args + 1] = "--cookie"
+    args[#args + 1] = self.cookie
+  end
   for _, a in ipairs(extra_args or {}) do args[#args + 1] = a end
   args[#args + 1] = self.topology
   local cmd = proc.bin

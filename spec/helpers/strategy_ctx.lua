@@ -5,6 +5,7 @@
 --
 --   local fake = require "helpers.strategy_ctx"
 --   local ctx = fake.new { self = "me@127.0.0.1:4370", cookie = "c", cluster = "spec" }
+--   (or keys = fn() -> the keyring, primary first: ctx.cookie_key/cookie_keys follow it)
 --   strategy.start(ctx, config)
 --   async.run_until(function() return #ctx.sets > 0 end, 2000)
 --   local state = strategy.stop(ctx); ctx:close()
@@ -18,6 +19,7 @@ function M.new(opts)
     self_name = opts.self or "self@127.0.0.1:4370",
     cluster = opts.cluster or "spec",
     cookie = opts.cookie or "spec-cookie",
+    keys = opts.keys,
     want = function() end,
     unwant = function() end,
   }

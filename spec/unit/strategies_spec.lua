@@ -327,6 +327,47 @@ describe("dns strategies against dnsmasq", function()
   end)
 end)
 
+-- ---- keys: ctx.cookie_key / ctx.cookie_keys follow the keyring ----
+
+describe("ctx.cookie_key and ctx.cookie_keys", function()
+  it("derive from the primary and from every key, and follow a rotation without a restart", function()
+    local ring = { "key-one-0123456789" }
+    local ctx = fake.new { keys = function() return ring end }
+    assert.equal(crypto.derive_key("key-one-0123456789", "gossip"), ctx.cookie_key("gossip"))
+    assert.same({ crypto.derive_key("key-one-0123456789", "gossip") }, ctx.cookie_keys("gossip"))
+    ring = { "key-two-0123456789", "key-one-0123456789" } -- install K2, use K2
+    assert.equal(crypto.derive_key("key-two-0123456789", "gossip"), ctx.cookie_key("gossip"))
+    assert.same({ crypto.derive_key("key-two-0123456789", "gossip"), crypto.derive_key("key-one-0123456789", "gossip") },
+      ctx.cookie_keys("gossip"))
+    assert.has_error(function() ctx.cookie_keys("") end, "bad argument #1 (purpose): expected a string")
+    ctx:close()
+    -- without a keyring, the cookie is a ring of one
+    local c2 = fake.new { cookie = "just-a-cookie-012" }
+    assert.same({ crypto.derive_key("just-a-cookie-012", "x") }, c2.cookie_keys("x"))
+    c2:close()
+  end)
+
+  it("gossip announces under the primary and accepts a packet under any key of the ring", function()
+    local ring = { "key-two-0123456789", "key-one-0123456789" }
+    local ctx = fake.new { keys = function() return ring end }
+    -- what the strategy checks a packet with: every key, primary first
+    local k1 = crypto.derive_key("key-one-0123456789", "gossip")
+    local pkt = gossip.encode(k1, "spec", "peer@127.0.0.1:4371", 1, crypto.random(gossip.NONCE_LEN))
+    local ok
+    for _, k in ipairs(ctx.cookie_keys("gossip")) do
+      if gossip.decode(k, "spec", pkt) then ok = true end
+    end
+    assert.is_true(ok)
+    ring = { "key-two-0123456789" } -- K1 removed: its packets no longer verify
+    ok = false
+    for _, k in ipairs(ctx.cookie_keys("gossip")) do
+      if gossip.decode(k, "spec", pkt) then ok = true end
+    end
+    assert.is_false(ok)
+    ctx:close()
+  end)
+end)
+
 -- ---- gossip ----
 
 describe("gossip packets", function()

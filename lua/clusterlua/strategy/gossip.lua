@@ -4,7 +4,8 @@
 --
 -- Nothing in a packet is trusted until its MAC checks: packets are authenticated with
 -- HMAC-SHA256 under a key derived from the cookie (the same derivation as the C
--- transport's cl_transport_derive_key(cookie, "gossip")), carry a timestamp and a
+-- transport's cl_transport_derive_key(cookie, "gossip"); with a keyring: sent under the
+-- primary key's, accepted under any key's), carry a timestamp and a
 -- nonce against replays, and name their sender inside: the source address of a
 -- datagram is never used, so a forged or NATed source cannot redirect anyone.
 --
@@ -169,6 +170,11 @@ function M.start(ctx, config, state)
   local crypto = require "clusterlua.c.crypto"
   local key, kerr = ctx.cookie_key("gossip")
   if not key then error("gossip needs the cluster cookie: " .. tostring(kerr), 0) end
+  -- The keys follow the keyring (a rotation needs no reload): announcements go out under
+  -- the primary's key, and a packet under any key of the ring is accepted. Deriving is
+  -- one HMAC, so they are asked for on every packet rather than cached.
+  local function send_key() return ctx.cookie_key("gossip") or key end
+  local function accept_keys() return ctx.cookie_keys and ctx.cookie_keys("gossip") or { send_key() } end
   local broadcast = config.broadcast == true
   local port = config.port or M.defaults.port
   local group = config.group or (broadcast and M.defaults.broadcast_group or M.defaults.group)
@@ -248,7 +254,7 @@ function M.start(ctx, config, state)
     if inst.stopped then return end
     -- strictly increasing, so peers never take two of our packets in one ms for a replay
     last_ts = math.max(wall_ms(), last_ts + 1)
-    local pkt = M.encode(key, cluster, self_name, last_ts, crypto.random(M.NONCE_LEN))
+    local pkt = M.encode(send_key(), cluster, self_name, last_ts, crypto.random(M.NONCE_LEN))
     u:send(pkt, group, port, guard(function(serr)
       if serr then
         if serr ~= last_send_error then
@@ -277,7 +283,11 @@ function M.start(ctx, config, state)
 
   u:recv_start(guard(function(rerr, data)
     if rerr or not data then return end
-    local msg, why = M.decode(key, cluster, data)
+    local msg, why
+    for _, k in ipairs(accept_keys()) do
+      msg, why = M.decode(k, cluster, data)
+      if msg or why ~= "bad_mac" then break end
+    end
     if not msg then return drop(why) end
     local name = names.full(msg.name)
     if name == self_name then return end
