@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "transport/internal.h"
+#include "transport/writer.h"
 
 enum { CL_CH_LUA_DATA = 2, HOT_MAX = 8 };
 
@@ -26,7 +27,7 @@ struct cl_dp_conn {
   uv_tcp_t tcp;
   cl_dp_conn *next, *prev;
   cl_dp_conn *dirty_next;
-  int dirty, closing, failed, writing, encrypt;
+  int dirty, closing, failed, encrypt;
   int wrote_this_turn; /* the first message of a loop turn is written at once */
   int hot;              /* in dp.hot */
   uint64_t last_rx;     /* uv_hrtime() of the last bytes read */
@@ -38,16 +39,12 @@ struct cl_dp_conn {
   cl_frame_decoder fd;
   cl_opener opener;
   cl_seal_dir seal;
-  cl_tbuf out;  /* plaintext frames not yet sealed/written */
-  cl_tbuf wire; /* being written */
-  size_t wire_off;
+  cl_writer w; /* what goes out: frames, sealed, written (writer.c, shared with the transport) */
   cl_tbuf pre_in; /* read by the control loop past the handshake: decoded on the next turn */
-  uv_write_t wreq;
   /* the keyring: the key it is authenticated under (derived), the handshake transcript,
    * and a re-authentication in progress (the protocol of transport.c's REAUTH) */
   cl_hs_key key;
   uint8_t sid[32];
-  cl_tbuf sealed; /* records sealed under a send key just replaced, not yet in wire */
   int ra_pending;
   uint8_t ra_nonce[32];
   uint8_t rx_next[4][32];
@@ -259,9 +256,7 @@ static void on_conn_closed(uv_handle_t *h) {
   sodium_memzero(&c->key, sizeof c->key);
   sodium_memzero(c->rs_offered, sizeof c->rs_offered);
   sodium_memzero(c->rx_next, sizeof c->rx_next);
-  cl_tbuf_free(&c->out);
-  cl_tbuf_free(&c->wire);
-  cl_tbuf_free(&c->sealed);
+  cl_writer_free(&c->w);
   cl_tbuf_free(&c->pre_in);
   free(c);
 }
@@ -281,86 +276,36 @@ static void dp_close_handle(cl_dp_conn *c) {
 
 /* ---- writing ---- */
 
+static const cl_writer_stats dp_wstats = {&dp.st.writes, &dp.st.bytes_out, NULL};
+
 static void on_write(uv_write_t *req, int status) {
   cl_dp_conn *c = req->data;
-  c->writing = 0;
+  c->w.writing = 0;
   if (c->closing || c->failed) return;
   if (status < 0) {
     dp_fail(c, "write failed: %s", uv_err_name(status));
     return;
   }
-  dp.st.bytes_out += c->wire.len - c->wire_off;
-  c->wire.len = c->wire_off = 0;
-  if (c->wire.cap > (4u << 20)) cl_tbuf_free(&c->wire);
+  cl_writer_written(&c->w, &dp_wstats);
   dp_flush(c);
 }
 
 static void dp_flush(cl_dp_conn *c) {
-  if (c->closing || c->failed || c->writing) return;
-  /* records sealed at a re-key boundary precede what is in out */
-  if (c->sealed.len) {
-    if (cl_tbuf_append(&c->wire, c->sealed.p, c->sealed.len)) {
-      dp_fail(c, "%s", "out of memory");
-      return;
-    }
-    c->sealed.len = 0;
-  }
-  if (c->out.len) {
-    if (c->encrypt) {
-      if (cl_session_seal(&c->seal, c->out.p, c->out.len, &c->wire)) {
-        dp_fail(c, "%s", "out of memory");
-        return;
-      }
-      c->out.len = 0;
-    } else if (!c->wire.len) {
-      cl_tbuf tmp = c->wire;
-      c->wire = c->out;
-      c->out = tmp;
-      c->out.len = 0;
-    } else {
-      if (cl_tbuf_append(&c->wire, c->out.p, c->out.len)) {
-        dp_fail(c, "%s", "out of memory");
-        return;
-      }
-      c->out.len = 0;
-    }
-  }
-  if (c->wire.len <= c->wire_off) return;
-  uv_buf_t b = uv_buf_init((char *)c->wire.p + c->wire_off, (unsigned)(c->wire.len - c->wire_off));
-  int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-  dp.st.writes++;
-  if (n == UV_EAGAIN) n = 0;
-  if (n < 0) {
-    dp_fail(c, "write failed: %s", uv_err_name(n));
-    return;
-  }
-  dp.st.bytes_out += (uint64_t)n;
-  c->wire_off += (size_t)n;
-  if (c->wire_off < c->wire.len) {
-    b = uv_buf_init((char *)c->wire.p + c->wire_off, (unsigned)(c->wire.len - c->wire_off));
-    c->wreq.data = c;
-    int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-    if (r) {
-      dp_fail(c, "write failed: %s", uv_err_name(r));
-      return;
-    }
-    c->writing = 1;
-    return;
-  }
-  c->wire.len = c->wire_off = 0;
-  if (c->wire.cap > (4u << 20)) cl_tbuf_free(&c->wire);
+  if (c->closing || c->failed || c->w.writing) return;
+  int r = cl_writer_flush(&c->w, (uv_stream_t *)&c->tcp, c->encrypt ? &c->seal : NULL, &dp_wstats, on_write, c);
+  if (r) dp_fail(c, "write failed: %s", uv_err_name(r));
 }
 
 int cl_dp_send(cl_dp_conn *c, const uint8_t *p, size_t len) {
   if (!c || c->closing || c->failed) return UV_ENOTCONN;
   if (len > c->max_frame) return UV_E2BIG;
-  if (c->out.len + (c->wire.len - c->wire_off) + len > c->queue_max) return UV_ENOBUFS;
-  if (cl_frame_put(&c->out, CL_T_DATA, CL_CH_LUA_DATA, p, (uint32_t)len)) return UV_ENOBUFS;
+  if (cl_writer_queued(&c->w) + len > c->queue_max) return UV_ENOBUFS;
+  if (cl_frame_put(&c->w.out, CL_T_DATA, CL_CH_LUA_DATA, p, (uint32_t)len)) return UV_ENOBUFS;
   dp.st.msgs_out++;
   /* The first message of a loop turn goes out at once: a request or a reply is not held
    * back until the turn ends. The rest of the turn's messages are coalesced, and a burst
    * goes out record by record while Lua keeps producing. */
-  if (!c->writing && (!c->wrote_this_turn || c->out.len >= CL_RECORD_PLAIN_MAX)) {
+  if (!c->w.writing && (!c->wrote_this_turn || c->w.out.len >= CL_RECORD_PLAIN_MAX)) {
     c->wrote_this_turn = 1;
     dp_flush(c);
   }
@@ -457,14 +402,13 @@ static int in_ring(const cl_hs_key *k) {
 }
 
 static void dp_put_reauth(cl_dp_conn *c, const uint8_t *m, size_t n) {
-  cl_frame_put(&c->out, CL_T_REAUTH, 0, m, (uint32_t)n);
+  cl_frame_put(&c->w.out, CL_T_REAUTH, 0, m, (uint32_t)n);
   mark_dirty(c);
 }
 
 /* seals what is queued under the current send key; sends under next from here on */
 static int dp_switch_tx(cl_dp_conn *c, const uint8_t next[32]) {
-  if (c->out.len && cl_session_seal(&c->seal, c->out.p, c->out.len, &c->sealed)) return -1;
-  c->out.len = 0;
+  if (cl_writer_seal_pending(&c->w, &c->seal, &dp_wstats)) return -1;
   memcpy(c->seal.key, next, 32);
   c->seal.counter = 0;
   mark_dirty(c);
@@ -646,7 +590,7 @@ cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue
   publish();
   if (dc->pre_out_len) {
     /* the handshake's last frame (in the clear) goes out before any record */
-    cl_tbuf_append(&c->wire, dc->pre_out, dc->pre_out_len);
+    cl_tbuf_append(&c->w.wire, dc->pre_out, dc->pre_out_len);
     dp_flush(c);
   }
   if (dc->pre_in_len) {

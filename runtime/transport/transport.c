@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "transport/detector.h"
+#include "transport/writer.h"
 #include "core/log.h"
 
 enum { C_CONNECTING = 1, C_HANDSHAKE, C_UP, C_CLOSING };
@@ -35,20 +36,15 @@ struct cl_conn {
   cl_conn *next, *prev;
   cl_conn *dirty_next;
   cl_peer *peer; /* dialer: the target from the start; acceptor: once authenticated */
-  int outgoing, state, installed, dirty, writing, close_after_flush, encrypt;
+  int outgoing, state, installed, dirty, close_after_flush, encrypt;
   int data; /* a data connection we dial: handed over once authenticated, never installed */
   uv_connect_t creq;
-  uv_write_t wreq;
   cl_handshake hs;
   int hs_live;
   cl_frame_decoder fd;
   cl_opener opener;
   cl_seal_dir seal;
-  cl_tbuf out;  /* frames waiting for the next flush, plaintext */
-  size_t raw_len; /* leading bytes of out from the handshake: never sealed */
-  cl_tbuf wire; /* what is being written now */
-  cl_tbuf sealed; /* records sealed under a key just replaced (re-key), not yet in wire */
-  size_t wire_off;
+  cl_writer w; /* what goes out: frames, sealed, written (writer.c, shared with the data plane) */
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
   uint64_t peer_beat_us, peer_beat_rx_us; /* the peer's last beat: its clock, and ours on arrival */
@@ -321,84 +317,33 @@ static void fill_info(cl_peer *p, cl_peer_info *i) {
 
 static void on_write(uv_write_t *req, int status);
 
+static cl_writer_stats conn_wstats(cl_transport *t) {
+  return (cl_writer_stats){&t->st.writes, &t->st.bytes_out, &t->st.records_sealed};
+}
+
 static void conn_flush(cl_conn *c) {
   cl_transport *t = c->t;
-  if (c->state == C_CLOSING || c->writing) return;
-  if (c->out.len || c->sealed.len) {
-    c->wire.len = 0;
-    c->wire_off = 0;
-    /* records sealed at a re-key boundary go first: they precede what is in out */
-    if (c->sealed.len) {
-      if (cl_tbuf_append(&c->wire, c->sealed.p, c->sealed.len)) {
-        conn_down(c, "closed");
-        return;
-      }
-      c->sealed.len = 0;
-    }
-    if (!c->out.len) {
-      /* nothing more */
-    } else if (c->encrypt && c->state == C_UP) {
-      size_t raw = c->raw_len;
-      c->raw_len = 0;
-      if (cl_tbuf_append(&c->wire, c->out.p, raw) ||
-          cl_session_seal(&c->seal, c->out.p + raw, c->out.len - raw, &c->wire)) {
-        conn_down(c, "closed");
-        return;
-      }
-      t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
-      c->out.len = 0;
-    } else if (c->wire.len) {
-      if (cl_tbuf_append(&c->wire, c->out.p, c->out.len)) {
-        conn_down(c, "closed");
-        return;
-      }
-      c->out.len = 0;
-    } else {
-      cl_tbuf tmp = c->wire;
-      c->wire = c->out;
-      c->out = tmp;
-      c->out.len = 0;
-    }
+  if (c->state == C_CLOSING || c->w.writing) return;
+  cl_writer_stats st = conn_wstats(t);
+  if (cl_writer_flush(&c->w, (uv_stream_t *)&c->tcp, c->encrypt && c->state == C_UP ? &c->seal : NULL, &st,
+                      on_write, c)) {
+    conn_down(c, "closed");
+    return;
   }
-  if (c->wire.len > c->wire_off) {
-    uv_buf_t b = uv_buf_init((char *)c->wire.p + c->wire_off, (unsigned)(c->wire.len - c->wire_off));
-    int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-    t->st.writes++;
-    if (n == UV_EAGAIN) n = 0;
-    if (n < 0) {
-      conn_down(c, "closed");
-      return;
-    }
-    t->st.bytes_out += (uint64_t)n;
-    c->wire_off += (size_t)n;
-    if (c->wire_off < c->wire.len) {
-      b = uv_buf_init((char *)c->wire.p + c->wire_off, (unsigned)(c->wire.len - c->wire_off));
-      c->wreq.data = c;
-      int r = uv_write(&c->wreq, (uv_stream_t *)&c->tcp, &b, 1, on_write);
-      if (r) {
-        conn_down(c, "closed");
-        return;
-      }
-      c->writing = 1;
-      return;
-    }
-    c->wire.len = c->wire_off = 0;
-    if (c->wire.cap > (4u << 20)) cl_tbuf_free(&c->wire);
-  }
-  if (c->close_after_flush && !c->out.len) conn_close(c);
+  if (c->w.writing) return;
+  if (c->close_after_flush && !c->w.out.len) conn_close(c);
 }
 
 static void on_write(uv_write_t *req, int status) {
   cl_conn *c = req->data;
-  c->writing = 0;
+  c->w.writing = 0;
   if (c->state == C_CLOSING) return;
   if (status < 0) {
     conn_down(c, "closed");
     return;
   }
-  c->t->st.bytes_out += c->wire.len - c->wire_off;
-  c->wire.len = c->wire_off = 0;
-  if (c->wire.cap > (4u << 20)) cl_tbuf_free(&c->wire);
+  cl_writer_stats st = conn_wstats(c->t);
+  cl_writer_written(&c->w, &st);
   conn_flush(c);
 }
 
@@ -434,7 +379,7 @@ static void mark_dirty(cl_conn *c) {
 static size_t conn_queued(const cl_conn *c) {
   size_t d = 0;
   for (const cl_delayed *x = c->dq_head; x; x = x->next) d += x->len;
-  return c->out.len + (c->wire.len - c->wire_off) + d;
+  return cl_writer_queued(&c->w) + d;
 }
 
 static void arm_delay_timer(cl_transport *t);
@@ -469,7 +414,7 @@ static int conn_put(cl_conn *c, uint8_t type, uint8_t ch, const void *data, uint
       return 0;
     }
   }
-  if (cl_frame_put(&c->out, type, ch, data, len)) return CL_ENOBUFS;
+  if (cl_frame_put(&c->w.out, type, ch, data, len)) return CL_ENOBUFS;
   t->st.frames_out++;
   mark_dirty(c);
   return 0;
@@ -484,7 +429,7 @@ static void on_delay_timer(uv_timer_t *h) {
       cl_delayed *d = c->dq_head;
       c->dq_head = d->next;
       if (!c->dq_head) c->dq_tail = NULL;
-      if (c->state == C_UP) cl_tbuf_append(&c->out, d->bytes, d->len);
+      if (c->state == C_UP) cl_tbuf_append(&c->w.out, d->bytes, d->len);
       free(d);
       any = 1;
     }
@@ -529,9 +474,7 @@ static void on_conn_closed(uv_handle_t *h) {
   sodium_memzero(&c->key, sizeof c->key);
   sodium_memzero(c->rs_offered, sizeof c->rs_offered);
   sodium_memzero(c->rx_next, sizeof c->rx_next);
-  cl_tbuf_free(&c->out);
-  cl_tbuf_free(&c->wire);
-  cl_tbuf_free(&c->sealed);
+  cl_writer_free(&c->w);
   free(c);
   t->open_handles--;
   maybe_finish(t);
@@ -677,7 +620,7 @@ static void hs_failed(cl_conn *c) {
     peer_schedule(p, 0);
   }
   /* let the REFUSE (if any) reach the peer before closing; the tick bounds the wait */
-  if (c->out.len && c->hs.fail != CL_HSF_BUSY) {
+  if (c->w.out.len && c->hs.fail != CL_HSF_BUSY) {
     c->close_after_flush = 1;
     c->deadline_ms = now_ms(c->t) + 1000;
     mark_dirty(c);
@@ -775,7 +718,7 @@ static void conn_authenticated(cl_conn *c) {
   c->installed = 1;
   t->connected++;
   c->state = C_UP;
-  c->raw_len = c->out.len; /* the ACCEPT just queued goes out in the clear */
+  c->w.raw_len = c->w.out.len; /* the ACCEPT just queued goes out in the clear */
   snprintf(p->node_id, sizeof p->node_id, "%s", hs->peer_id);
   snprintf(p->roles, sizeof p->roles, "%s", hs->peer_roles);
   p->incarnation = hs->peer_incarnation;
@@ -836,7 +779,7 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
   uv_os_fd_t fd = -1;
   int nfd = -1;
   if (p && p->conn && p->conn->state == C_UP && p->incarnation == hs->peer_incarnation && !t->leaving &&
-      !t->closing && t->cb.data_conn && !c->writing && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
+      !t->closing && t->cb.data_conn && !c->w.writing && uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0)
     nfd = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (nfd < 0) {
     cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "data connection %s %s dropped: its control connection is gone",
@@ -847,8 +790,8 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
   }
   uv_read_stop((uv_stream_t *)&c->tcp);
   cl_tbuf pre = {0};
-  if (cl_tbuf_append(&pre, c->wire.p + c->wire_off, c->wire.len - c->wire_off) ||
-      cl_tbuf_append(&pre, c->out.p, c->out.len)) {
+  if (cl_tbuf_append(&pre, c->w.wire.p + c->w.wire_off, c->w.wire.len - c->w.wire_off) ||
+      cl_tbuf_append(&pre, c->w.out.p, c->w.out.len)) {
     close(nfd);
     cl_tbuf_free(&pre);
     if (c->outgoing) data_failed(t, p);
@@ -870,8 +813,8 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
   dc.pre_out_len = pre.len;
   dc.pre_in = in;
   dc.pre_in_len = inlen;
-  c->out.len = 0;
-  c->wire.len = c->wire_off = 0;
+  c->w.out.len = 0;
+  c->w.wire.len = c->w.wire_off = 0;
   count_hs(t, hs->key.id);
   conn_close(c);
   t->st.data_conns++;
@@ -1032,9 +975,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uint64_t us = uv_hrtime() / 1000;
     if (c->hs_mark_us && !c->hs_rtt_us) c->hs_rtt_us = us > c->hs_mark_us ? (uint32_t)(us - c->hs_mark_us) : 1;
     size_t used = 0;
-    int r = cl_hs_feed(&c->hs, p, n, &used, &c->out);
-    if (c->out.len) mark_dirty(c);
-    if (c->out.len && !c->hs_mark_us) c->hs_mark_us = us; /* the acceptor's CHALLENGE */
+    int r = cl_hs_feed(&c->hs, p, n, &used, &c->w.out);
+    if (c->w.out.len) mark_dirty(c);
+    if (c->w.out.len && !c->hs_mark_us) c->hs_mark_us = us; /* the acceptor's CHALLENGE */
     if (r == CL_HS_FAILED) {
       hs_failed(c);
       return;
@@ -1109,7 +1052,7 @@ static void on_connect(uv_connect_t *req, int status) {
   cl_hs_init(&c->hs, &t->hs_cfg, CL_HS_DIALER, p->nn.full, nonce);
   c->hs_live = 1;
   c->hs.data = c->data;
-  cl_hs_start(&c->hs, &c->out);
+  cl_hs_start(&c->hs, &c->w.out);
   c->hs_mark_us = uv_hrtime() / 1000;
   mark_dirty(c);
   uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
@@ -1427,7 +1370,7 @@ static void on_tick(uv_timer_t *h) {
           c->hs.fail = CL_HSF_TIMEOUT;
           snprintf(c->hs.reason, sizeof c->hs.reason, "handshake timeout: not complete within %u ms",
                    t->cfg.handshake_timeout_ms);
-          c->out.len = 0;
+          c->w.out.len = 0;
           hs_failed(c);
         }
       }
@@ -1667,11 +1610,11 @@ void cl_transport_leave(cl_transport *t) {
     if (c->state == C_CLOSING) continue;
     if (c->state == C_UP) {
       /* straight into the queue: a leave must get out even through a drop fault */
-      cl_frame_put(&c->out, CL_T_LEAVE, 0, NULL, 0);
+      cl_frame_put(&c->w.out, CL_T_LEAVE, 0, NULL, 0);
       c->close_after_flush = 1;
       c->deadline_ms = now_ms(t) + 1000;
       mark_dirty(c);
-    } else if (c->state == C_HANDSHAKE && c->out.len) {
+    } else if (c->state == C_HANDSHAKE && c->w.out.len) {
       c->close_after_flush = 1;
       c->deadline_ms = now_ms(t) + 1000;
     } else {
@@ -1688,7 +1631,7 @@ void cl_transport_close(cl_transport *t, void (*done)(void *), void *ud) {
   memset(&t->cb, 0, sizeof t->cb);
   /* flush what is already queued (a LEAVE, mostly) with one best-effort try */
   for (cl_conn *c = t->conns; c; c = c->next)
-    if (c->state != C_CLOSING && !c->writing && c->out.len) {
+    if (c->state != C_CLOSING && !c->w.writing && c->w.out.len) {
       c->close_after_flush = 0;
       conn_flush(c);
     }
@@ -1787,7 +1730,7 @@ int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char
 /* A re-key boundary (REAUTH 3 and 5) goes past the fault layer: delayed or dropped, the
  * peer would switch keys at another point of the stream than we do. */
 static void put_reauth(cl_conn *c, const uint8_t *m, size_t n) {
-  if (cl_frame_put(&c->out, CL_T_REAUTH, 0, m, (uint32_t)n) == 0) {
+  if (cl_frame_put(&c->w.out, CL_T_REAUTH, 0, m, (uint32_t)n) == 0) {
     c->t->st.frames_out++;
     cl_det_sent(&c->det, now_ms(c->t));
   }
@@ -1797,12 +1740,8 @@ static void put_reauth(cl_conn *c, const uint8_t *m, size_t n) {
 /* Seals everything queued so far under the current send key, then sends under next:
  * the frame just queued ends the last record of the old key. 0 or -1. */
 static int switch_tx(cl_conn *c, const uint8_t next[32]) {
-  size_t raw = c->raw_len;
-  c->raw_len = 0;
-  if (raw && cl_tbuf_append(&c->sealed, c->out.p, raw)) return -1;
-  if (c->out.len > raw && cl_session_seal(&c->seal, c->out.p + raw, c->out.len - raw, &c->sealed)) return -1;
-  c->t->st.records_sealed += (c->out.len - raw + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
-  c->out.len = 0;
+  cl_writer_stats st = conn_wstats(c->t);
+  if (cl_writer_seal_pending(&c->w, &c->seal, &st)) return -1;
   memcpy(c->seal.key, next, 32);
   c->seal.counter = 0;
   mark_dirty(c);
