@@ -46,6 +46,7 @@ struct cl_dp_conn {
   cl_hs_key key;
   uint8_t sid[32];
   int ra_pending;
+  uint64_t ra_deadline; /* loop time by which the peer must have answered */
   uint8_t ra_nonce[32];
   uint8_t rx_next[4][32];
   int n_rx_next;
@@ -60,6 +61,7 @@ static struct {
   int handles; /* check + idle initialised */
   uv_check_t check;
   uv_idle_t idle;
+  uv_timer_t ra_timer; /* re-authentications not answered in time (CL_DP_REAUTH_MS) */
   cl_dp_callbacks cb;
   cl_dp_conn *conns, *dirty;
   /* connections that brought data lately, read directly while spinning; each try
@@ -385,9 +387,11 @@ static int ensure_handles(void) {
   if (!dp.loop) return -1;
   uv_check_init(dp.loop, &dp.check);
   uv_idle_init(dp.loop, &dp.idle);
+  uv_timer_init(dp.loop, &dp.ra_timer);
   /* they serve connections, which keep nothing alive on their own either */
   uv_unref((uv_handle_t *)&dp.check);
   uv_unref((uv_handle_t *)&dp.idle);
+  uv_unref((uv_handle_t *)&dp.ra_timer);
   dp.handles = 1;
   return 0;
 }
@@ -415,6 +419,27 @@ static int dp_switch_tx(cl_dp_conn *c, const uint8_t next[32]) {
   return 0;
 }
 
+/* A peer that does not answer a re-authentication in time loses the connection, as a
+ * control connection does (transport.c): it must not go on under a key that left the
+ * ring. Lua's messages then take the control path until a new data connection is up. */
+#define CL_DP_REAUTH_MS 1000
+
+static void on_ra_timer(uv_timer_t *h) {
+  (void)h;
+  uint64_t now = uv_now(dp.loop), next = UINT64_MAX;
+  for (cl_dp_conn *c = dp.conns; c; c = c->next) {
+    if (!c->ra_pending || c->closing || c->failed) continue;
+    if (now >= c->ra_deadline) {
+      cl_log(CL_LOG_WARN, "dataplane", NULL,
+             "%s did not answer the re-authentication of its data connection within 1 s: closing it", c->peer);
+      dp_fail(c, "%s", "re-authentication not answered within 1 s");
+    } else if (c->ra_deadline < next) {
+      next = c->ra_deadline;
+    }
+  }
+  if (next != UINT64_MAX) uv_timer_start(&dp.ra_timer, on_ra_timer, next - now, 0);
+}
+
 static void dp_reauth_start(cl_dp_conn *c) {
   if (c->ra_pending || c->closing || c->failed || c->n_rx_next >= 4) return;
   uint8_t m[33];
@@ -422,6 +447,8 @@ static void dp_reauth_start(cl_dp_conn *c) {
   randombytes_buf(c->ra_nonce, 32);
   memcpy(m + 1, c->ra_nonce, 32);
   c->ra_pending = 1;
+  c->ra_deadline = uv_now(dp.loop) + CL_DP_REAUTH_MS;
+  if (!uv_is_active((uv_handle_t *)&dp.ra_timer)) uv_timer_start(&dp.ra_timer, on_ra_timer, CL_DP_REAUTH_MS, 0);
   dp_put_reauth(c, m, sizeof m);
 }
 
@@ -639,6 +666,7 @@ void cl_dp_shutdown(void) {
   if (dp.handles) {
     uv_close((uv_handle_t *)&dp.check, NULL);
     uv_close((uv_handle_t *)&dp.idle, NULL);
+    uv_close((uv_handle_t *)&dp.ra_timer, NULL);
     dp.handles = 0;
   }
 }

@@ -263,6 +263,30 @@ static int t_spin_reads_two_connections(void) {
   return 0;
 }
 
+/* The keyring loses the key a data connection was opened with; the peer never answers
+ * the re-authentication: the connection is closed within about a second, with the
+ * reason, rather than going on under a key that left the ring. */
+static int t_reauth_unanswered(void) {
+  int a, b;
+  CHECK(tcp_pair(&a, &b) == 0, "no tcp pair");
+  reset_seen(b);
+  cl_dp_conn *c = adopt(a);
+  CHECK(c, "adopt failed");
+  static const char ring[] = "a-key-this-connection-never-used\n";
+  uint64_t t0 = uv_now(L);
+  cl_dp_set_keyring((const uint8_t *)ring, sizeof ring - 1);
+  int closed = run_until(is_closed, NULL, 3000);
+  uint64_t dt = uv_now(L) - t0;
+  char buf[256];
+  ssize_t n = recv(b, buf, sizeof buf, MSG_DONTWAIT); /* the REAUTH it sent, unanswered */
+  close(b);
+  CHECK(run_until(all_freed, NULL, 2000), "the connection was never freed");
+  CHECK(n > 0, "no re-authentication was sent");
+  CHECK(closed && strstr(seen.reason, "re-authentication") && dt >= 900 && dt <= 2000,
+        "closed=%d after %llu ms: %s", closed, (unsigned long long)dt, seen.reason);
+  return 0;
+}
+
 int main(void) {
   cl_log_set_level(CL_LOG_WARN);
   L = uv_default_loop();
@@ -276,6 +300,9 @@ int main(void) {
            t_peer_close_while_spinning);
   run_case("dataplane: garbage read by the spin closes the connection with a reason, nothing after it delivered",
            t_garbage_while_spinning);
+  /* last: it leaves the data plane with a keyring */
+  run_case("dataplane: a re-authentication the peer never answers closes the connection within 1 s",
+           t_reauth_unanswered);
   cl_dp_shutdown();
   uv_run(L, UV_RUN_DEFAULT);
   uv_loop_close(L);
