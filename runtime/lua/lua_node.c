@@ -121,6 +121,8 @@ static int l_start(lua_State *L) {
     cfg->el_check_timeout_ms = uintfield(L, e, "check_timeout_ms");
     cfg->el_lua_stepdown_ms = uintfield(L, e, "lua_stepdown_ms");
     cfg->el_max_exclusions = uintfield(L, e, "max_exclusions");
+    cfg->el_max_nodes = uintfield(L, e, "max_nodes");
+    cfg->el_max_voting_nodes = uintfield(L, e, "max_voting_nodes");
   }
   lua_pop(L, 1);
   uv_sem_init(&cfg->done, 0);

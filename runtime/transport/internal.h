@@ -10,7 +10,10 @@
 
 /* ---- wire constants ---- */
 
-#define CL_PROTO_VERSION 1
+/* 2: the election's wire format has no fixed node cap (election wire version 3): a node
+ * of version 1 is refused at the handshake, both versions named ("unsupported protocol
+ * version 1 (this node speaks 2)"); rolling upgrades across this change are not supported */
+#define CL_PROTO_VERSION 2
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */
 #define CL_MAGIC0 0xC1
