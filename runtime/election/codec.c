@@ -213,6 +213,9 @@ static void vc_encode(const cl_el_vconfig *c, cl_buf *b) {
 }
 
 void cl_state_encode(const cl_el_state *st, cl_buf *b) {
+  /* one reservation for the usual sizes, not a dozen doublings for hundreds of nodes */
+  buf_reserve(b, 128 + (size_t)st->n_nodes * 96 + ((size_t)st->committed_config.n + st->accepted_config.n) * 40 +
+                     (size_t)st->n_excl * 96 + st->meta_len);
   cl_buf_str(b, st->cluster_id);
   cl_buf_u64(b, st->term);
   cl_buf_u64(b, st->version);

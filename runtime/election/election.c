@@ -916,12 +916,27 @@ static void publish(cl_el *el, cl_el_state *next) {
   cl_el_state_copy(&el->acc, next);
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE);
-  for (uint32_t i = 0; i < el->n_peers; i++) {
+  /* one encoding for every peer: the message is the same for all (the whole state,
+   * about 100 bytes a node), and encoding it per peer made a publication O(N^2) */
+  cl_msg *m = &el->tx;
+  memset(m, 0, offsetof(cl_msg, names));
+  m->n_names = 0;
+  m->type = CL_M_PUBLISH;
+  m->state = &el->pub;
+  scpy(m->cluster_id, sizeof m->cluster_id, my_cluster_id(el));
+  cl_buf b = {0};
+  cl_msg_encode(m, &b);
+  for (uint32_t i = 0; i < el->n_peers && !b.oom; i++) {
     peer *p = &el->peers[i];
     if (!p->used || !p->up) continue;
-    send_publish(el, p->info.id, &el->pub);
+    cl_el_effect *e = fx_push(el, CL_EL_FX_SEND);
+    if (e) {
+      scpy(e->to, sizeof e->to, p->info.id);
+      fx_data(e, b.p, b.n);
+    }
     p->pub_sent_ms = el->now;
   }
+  cl_buf_free(&b);
   check_commit(el);
 }
 
@@ -1284,7 +1299,11 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
     return;
   }
   if (strcmp(el->acc.cluster_id, st->cluster_id)) el->cid_committed = 0;
-  cl_el_state_copy(&el->acc, st);
+  /* take the decoded state rather than copy it (hundreds of nodes); the caller frees
+   * what is left in st, the old accepted state */
+  cl_el_state old = el->acc;
+  el->acc = *st;
+  *st = old;
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE); /* RULE E6: durable before acknowledged */
   send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, 1);

@@ -1,5 +1,5 @@
 /* Unit tests of the election core: the rules of docs/design.md ("Safety
- * rules", E1-E9, E11) plus the codecs, bootstrap, reconfiguration, requests and
+ * rules", E1-E9, E11, E12) plus the codecs, bootstrap, reconfiguration, requests and
  * unsafe-bootstrap. Output: one "PASS name" / "FAIL name: reason" per test. */
 #include "election.h"
 #include "internal.h"

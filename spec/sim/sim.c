@@ -8,7 +8,7 @@
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
  * a node whose data belongs to another cluster joining at a random time (it
  * must never vote with this cluster, raise its term or cost it its master).
- * After every step it checks the safety rules of docs/design.md (E1-E9, E11)
+ * After every step it checks the safety rules of docs/design.md (E1-E9, E11, E12)
  * and L1; after the faults stop it checks liveness (L2) within a bound
  * computed from the configuration.
  *
@@ -32,9 +32,9 @@
 #include <unistd.h>
 
 #define MAXN 7      /* most seeds: 1 to 7 nodes, full mesh */
-#define BIG_EVERY 199 /* every 199th seed (odd: the 2 jobs share them): a large cluster (BIG_MIN..BIG_MAX nodes, few masters) */
+#define BIG_EVERY 499 /* every 499th seed (odd: the 2 jobs share them): a large cluster (BIG_MIN..BIG_MAX nodes, few masters) */
 #define BIG_MIN 20
-#define BIG_MAX 300
+#define BIG_MAX 250
 #define HUGE_EVERY 2501 /* every 2501st seed: HUGE_N nodes (a big seed too) */
 #define HUGE_N 1000
 #define US 1000ull /* time is kept in microseconds; the core sees ms */
@@ -1331,8 +1331,8 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   uint64_t fault_ms = range(&w->r, 2000, 15000);
   if (big) { /* a shorter horizon, fewer faults: each one touches hundreds of nodes */
     w->det_timeout_ms = 0; /* the election's own timeouts face silent links */
-    fault_every = range(&w->r, 100, 600) * US;
-    fault_ms = range(&w->r, 1000, huge ? 2500 : 5000);
+    fault_every = range(&w->r, 200, 800) * US;
+    fault_ms = range(&w->r, 1000, 2500);
   }
   if (w->det_timeout_ms) w->det = calloc(nn, sizeof *w->det);
   /* RULE E12: the seed's election.max_voting_nodes (the default, 5, in half the seeds);
