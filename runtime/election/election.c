@@ -1306,7 +1306,7 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
   *st = old;
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE); /* RULE E6: durable before acknowledged */
-  send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, 1);
+  send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, el->acc.version, 1); /* st is the old state now */
 }
 
 static void step_down_to_term(cl_el *el, uint64_t term, const char *why) {

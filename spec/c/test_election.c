@@ -537,6 +537,16 @@ static int t_publish_acceptance_rules(void) {
   inject(&C, f, C.t[l].id, &m);
   int p = first_fx(&C, CL_EL_FX_PERSIST, -1), a = first_fx(&C, CL_EL_FX_SEND, CL_M_PUBLISH_RESP);
   CHECK(p >= 0 && a > p, "ack not preceded by persisting the state (persist %d ack %d)", p, a);
+  {
+    /* and the ack names the version just accepted (a follower that took the decoded
+     * state instead of copying it once acked its old version: the simulator caught it) */
+    cl_msg r;
+    char derr[160];
+    CHECK(cl_msg_decode(C.fx.v[a].data, C.fx.v[a].len, &r, NULL, derr, sizeof derr) == 0 && r.flag == 1 &&
+              r.version == st.version && cl_el_accepted(C.t[f].el)->version == st.version,
+          "ack for version %llu, accepted %llu, published %llu", (unsigned long long)r.version,
+          (unsigned long long)cl_el_accepted(C.t[f].el)->version, (unsigned long long)st.version);
+  }
   /* a lower version in the current term is refused */
   st.version -= 5;
   inject(&C, f, C.t[l].id, &m);
