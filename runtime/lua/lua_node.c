@@ -538,5 +538,12 @@ int luaopen_clusterlua_c_node(lua_State *L) {
   lua_newtable(L); /* name -> cl_peerq*, the upvalue of send */
   lua_pushcclosure(L, l_send, 1);
   lua_setfield(L, -2, "send");
+  /* the election's limits, so the topology's checks can be held to them (a spec does) */
+  lua_pushnumber(L, CL_EL_MAX_NODES_HARD);
+  lua_setfield(L, -2, "MAX_NODES_HARD");
+  lua_pushnumber(L, CL_EL_MAX_NODES_DEFAULT);
+  lua_setfield(L, -2, "MAX_NODES_DEFAULT");
+  lua_pushnumber(L, CL_EL_MAX_VOTING_DEFAULT);
+  lua_setfield(L, -2, "MAX_VOTING_DEFAULT");
   return 1;
 }

@@ -64,7 +64,8 @@ return {
 -- opts: n (nodes), cookie, extra (Lua source appended into the topology table),
 --       hooks (source of a hooks file; default prints events), nodes_extra (per node),
 --       topologies (Lua source of the `topologies` table; default: static, every node),
---       netns (a network namespace the caller created: nodes and curl run inside it)
+--       netns (a network namespace the caller created: nodes and curl run inside it),
+--       election_extra (Lua source appended into the `election` table)
 function M.new(opts)
   opts = opts or {}
   local c = { nodes = {}, n = opts.n or 3, cookie = opts.cookie or "spec-cookie", netns = opts.netns }
@@ -88,13 +89,13 @@ function M.new(opts)
 return {
   cluster = %q,
   topologies = %s,
-  election = { initial_master_nodes = { %s } },
+  election = { initial_master_nodes = { %s }, %s },
   hooks = "hooks.lua",
   %s
 }
 ]]):format(opts.cluster or "spec",
     opts.topologies or ('{ spec = { strategy = "static", config = { hosts = { %s } } } }'):format(table.concat(hosts, ", ")),
-    table.concat(imn, ", "), opts.extra or ""))
+    table.concat(imn, ", "), opts.election_extra or "", opts.extra or ""))
   return setmetatable(c, { __index = M })
 end
 

@@ -11,6 +11,15 @@ local function refused(election, key, why)
   if why then assert.truthy(err:find(why, 1, true), err) end
 end
 
+describe("topology: the election's limits", function()
+  it("are the C core's (runtime/election/election.h), not a copy that drifted", function()
+    local cnode = require "clusterlua.c.node"
+    assert.equal(cnode.MAX_NODES_HARD, topology.MAX_NODES_HARD)
+    assert.equal(cnode.MAX_NODES_DEFAULT, topology.MAX_NODES_DEFAULT)
+    assert.equal(cnode.MAX_VOTING_DEFAULT, topology.MAX_VOTING_DEFAULT)
+  end)
+end)
+
 describe("topology: election.max_nodes", function()
   it("takes an integer from 1 to the hard limit and passes it on", function()
     local t = assert(topology.from_table { election = { max_nodes = 1000 } })
