@@ -1145,7 +1145,8 @@ static void apply_committed(cl_el *el) {
   }
   if (el->mode == CL_EL_LEADER) {
     uint32_t k = count_eligible(&el->app);
-    if (k % 2 == 0 && k != el->warned_even_count) {
+    /* past the voting cap the configuration is odd whatever k is (RULE E12): no warning */
+    if (k % 2 == 0 && k < el->cfg.max_voting_nodes && k != el->warned_even_count) {
       el->warned_even_count = k;
       logf_(el, CL_EL_LOG_WARN,
             "the cluster has an even number (%u) of master-eligible nodes: one of them adds no fault tolerance",
