@@ -78,6 +78,7 @@ typedef struct rd {
   char *err;
   size_t errlen;
   int bad;
+  uint32_t max_count; /* nodes / ids a count may announce: 0 is CL_EL_MAX_NODES_HARD */
 } rd;
 
 static void rd_fail(rd *r, const char *fmt, ...) {
@@ -251,6 +252,10 @@ static uint32_t rd_count(rd *r, uint32_t min_bytes, const char *what) {
     rd_fail(r, "%s %u is above the limit of %d", what, n, CL_EL_MAX_NODES_HARD);
     return 0;
   }
+  if (r->max_count && n > r->max_count) {
+    rd_fail(r, "%s %u is above this node's election.max_nodes (%u)", what, n, r->max_count);
+    return 0;
+  }
   if ((uint64_t)n * min_bytes > r->n - r->off) {
     rd_fail(r, "truncated: %s %u needs at least %llu bytes, %zu left", what, n,
             (unsigned long long)n * min_bytes, r->n - r->off);
@@ -406,7 +411,12 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b) {
 }
 
 int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, char *err, size_t errlen) {
-  rd r = {buf, len, 0, err, errlen, 0};
+  return cl_msg_decode_max(buf, len, m, st, 0, err, errlen);
+}
+
+int cl_msg_decode_max(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, uint32_t max_nodes, char *err,
+                      size_t errlen) {
+  rd r = {buf, len, 0, err, errlen, 0, max_nodes};
   memset(m, 0, offsetof(cl_msg, names));
   m->n_names = 0;
   m->code[0] = m->text[0] = 0;
@@ -549,7 +559,7 @@ int cl_persist_encode(uint64_t term, const cl_el_state *st, int flags, uint8_t *
 
 int cl_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st, int *flags, char *err,
                       size_t errlen) {
-  rd r = {buf, len, 0, err, errlen, 0};
+  rd r = {buf, len, 0, err, errlen, 0, 0};
   if (len < 8 + 4 + 8 + 1 + 32) {
     rd_fail(&r, "state file truncated (%zu bytes)", len);
     return -1;

@@ -1331,7 +1331,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   if (!p || !p->up) return; /* only from authenticated, connected peers */
   char err[160];
   cl_msg *m = &el->msg;
-  if (cl_msg_decode(data, len, m, &el->rx, err, sizeof err) != 0) {
+  if (cl_msg_decode_max(data, len, m, &el->rx, el->cfg.max_nodes, err, sizeof err) != 0) {
     logf_(el, CL_EL_LOG_WARN, "dropping bad election message from %s: %s", p->info.name, err);
     return;
   }

@@ -67,6 +67,10 @@ typedef struct cl_msg {
 void cl_msg_encode(const cl_msg *m, cl_buf *b);
 /* st may be NULL for anything but PUBLISH (then a PUBLISH is only validated). */
 int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, char *err, size_t errlen);
+/* The same, with the counts of a state bounded by max_nodes (the node's election.max_nodes)
+ * as well as by CL_EL_MAX_NODES_HARD, before anything is allocated for them. */
+int cl_msg_decode_max(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, uint32_t max_nodes, char *err,
+                      size_t errlen);
 
 void cl_state_encode(const cl_el_state *st, cl_buf *b);
 

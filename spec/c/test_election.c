@@ -1162,6 +1162,17 @@ static int t_wire_bounds(void) {
   cl_buf b = {0};
   cl_msg_encode(&msg, &b);
   CHECK(cl_el_msg_validate(b.p, b.n, err, sizeof err) == 0, "300-node publish refused: %s", err);
+  /* a node whose election.max_nodes is lower refuses it before allocating, limit named */
+  {
+    cl_msg r;
+    cl_el_state rx;
+    cl_el_state_init(&rx);
+    CHECK(cl_msg_decode_max(b.p, b.n, &r, &rx, 100, err, sizeof err) != 0 && rx.cap_nodes == 0 &&
+              strstr(err, "node count 300 is above this node's election.max_nodes (100)"),
+          "300 nodes past max_nodes 100: %s", err);
+    CHECK(cl_msg_decode_max(b.p, b.n, &r, &rx, 300, err, sizeof err) == 0 && rx.n_nodes == 300, "300 of 300: %s", err);
+    cl_el_state_clear(&rx);
+  }
   cl_buf_free(&b);
   uint8_t *buf;
   size_t len;
