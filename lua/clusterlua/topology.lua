@@ -4,6 +4,11 @@ local names = require "clusterlua.names"
 
 local M = {}
 
+-- The election core's limits (CL_EL_MAX_NODES_HARD, CL_EL_MAX_NODES_DEFAULT and
+-- CL_EL_MAX_VOTING_DEFAULT in runtime/election/election.h): keep them equal.
+M.MAX_NODES_HARD = 100000
+M.MAX_NODES_DEFAULT = 10000
+M.MAX_VOTING_DEFAULT = 5
 M.builtin_strategies = { static = true, hosts_file = true, gossip = true, dns = true, dns_srv = true }
 
 local function fail(file, path, msg)
@@ -120,6 +125,7 @@ local function validate_election(file, e)
   check_keys(file, "election", e, {
     initial_master_nodes = true, heartbeat_ms = true,
     check_timeout_ms = true, lua_stepdown_ms = true, max_exclusions = true,
+    max_nodes = true, max_voting_nodes = true,
   })
   local out = { initial_master_nodes = string_list(file, "election.initial_master_nodes", e.initial_master_nodes, true) }
   local list = out.initial_master_nodes
@@ -143,6 +149,28 @@ local function validate_election(file, e)
       end
       out[k] = e[k]
     end
+  end
+  -- the election core's limits (runtime/election/election.h): refused here, with the key
+  -- named, rather than by the node at start
+  local mn = e.max_nodes
+  if mn ~= nil and (type(mn) ~= "number" or mn % 1 ~= 0 or mn < 1 or mn > M.MAX_NODES_HARD) then
+    fail(file, "election.max_nodes", ("expected an integer 1 .. %d (nodes in the cluster, this one included), got %s")
+      :format(M.MAX_NODES_HARD, tostring(mn)))
+  end
+  out.max_nodes = mn
+  local mv = e.max_voting_nodes
+  if mv ~= nil and (type(mv) ~= "number" or mv % 1 ~= 0 or mv < 3 or mv % 2 == 0 or mv > M.MAX_NODES_HARD) then
+    fail(file, "election.max_voting_nodes", ("expected an odd integer, at least 3 (a voting configuration of 3 "
+      .. "or more keeps a quorum when one node fails; an even one adds no fault tolerance), got %s"):format(tostring(mv)))
+  end
+  out.max_voting_nodes = mv
+  if mv and mn and mv > mn then
+    fail(file, "election.max_voting_nodes", ("%d is above election.max_nodes (%d)"):format(mv, mn))
+  end
+  local cap = mv or M.MAX_VOTING_DEFAULT
+  if #list > cap then
+    fail(file, "election.initial_master_nodes", ("%d entries, but at most election.max_voting_nodes (%d) may bootstrap "
+      .. "the voting configuration: list fewer, or raise election.max_voting_nodes"):format(#list, cap))
   end
   return out
 end

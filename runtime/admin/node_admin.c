@@ -57,9 +57,10 @@ static void node_entry(void *ud, const cl_peer_info *p) {
 static json_t *refused_json(cl_node *n) {
   json_t *arr = json_array();
   if (!n->el) return arr;
-  cl_el_refused r[CL_EL_MAX_NODES];
-  size_t k = cl_el_refused_peers(n->el, r, CL_EL_MAX_NODES);
-  if (k > CL_EL_MAX_NODES) k = CL_EL_MAX_NODES;
+  size_t k = cl_el_refused_peers(n->el, NULL, 0); /* how many, then fill */
+  cl_el_refused *r = k ? calloc(k, sizeof *r) : NULL;
+  if (!r) return arr;
+  k = cl_el_refused_peers(n->el, r, k);
   for (size_t i = 0; i < k; i++) {
     json_t *e = json_object();
     json_object_set_new(e, "name", json_string(r[i].name));
@@ -69,6 +70,7 @@ static json_t *refused_json(cl_node *n) {
                                                   r[i].cluster_id, cl_el_cluster_id(n->el)));
     json_array_append_new(arr, e);
   }
+  free(r);
   return arr;
 }
 

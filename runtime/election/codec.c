@@ -78,6 +78,7 @@ typedef struct rd {
   char *err;
   size_t errlen;
   int bad;
+  uint32_t max_count; /* nodes / ids a count may announce: 0 is CL_EL_MAX_NODES_HARD */
 } rd;
 
 static void rd_fail(rd *r, const char *fmt, ...) {
@@ -160,8 +161,21 @@ void cl_el_state_init(cl_el_state *st) { memset(st, 0, sizeof *st); }
 
 void cl_el_state_clear(cl_el_state *st) {
   free(st->meta);
-  st->meta = NULL;
-  st->meta_len = 0;
+  free(st->nodes);
+  cl_el_vconfig_free(&st->committed_config);
+  cl_el_vconfig_free(&st->accepted_config);
+  memset(st, 0, sizeof *st);
+}
+
+int cl_el_state_reserve_nodes(cl_el_state *st, uint32_t n) {
+  if (n <= st->cap_nodes) return 0;
+  uint32_t cap = st->cap_nodes ? st->cap_nodes : 4;
+  while (cap < n) cap = cap > UINT32_MAX / 2 ? n : cap * 2;
+  cl_el_node *v = realloc(st->nodes, (size_t)cap * sizeof *v);
+  if (!v) return -1;
+  st->nodes = v;
+  st->cap_nodes = cap;
+  return 0;
 }
 
 int cl_el_state_copy(cl_el_state *dst, const cl_el_state *src) {
@@ -172,20 +186,18 @@ int cl_el_state_copy(cl_el_state *dst, const cl_el_state *src) {
     if (!meta) return -1;
     memcpy(meta, src->meta, src->meta_len);
   }
+  if (cl_el_state_reserve_nodes(dst, src->n_nodes) || cl_el_vconfig_copy(&dst->committed_config, &src->committed_config) ||
+      cl_el_vconfig_copy(&dst->accepted_config, &src->accepted_config)) {
+    free(meta);
+    return -1;
+  }
   free(dst->meta);
-  /* copy only the used parts: the arrays are large and mostly empty */
   memcpy(dst->cluster_id, src->cluster_id, sizeof dst->cluster_id);
   dst->term = src->term;
   dst->version = src->version;
   memcpy(dst->master_id, src->master_id, sizeof dst->master_id);
   dst->n_nodes = src->n_nodes;
-  memcpy(dst->nodes, src->nodes, src->n_nodes * sizeof src->nodes[0]);
-  dst->committed_config.n = src->committed_config.n;
-  memcpy(dst->committed_config.ids, src->committed_config.ids,
-         src->committed_config.n * sizeof src->committed_config.ids[0]);
-  dst->accepted_config.n = src->accepted_config.n;
-  memcpy(dst->accepted_config.ids, src->accepted_config.ids,
-         src->accepted_config.n * sizeof src->accepted_config.ids[0]);
+  if (src->n_nodes) memcpy(dst->nodes, src->nodes, src->n_nodes * sizeof src->nodes[0]);
   dst->n_excl = src->n_excl;
   memcpy(dst->excl, src->excl, src->n_excl * sizeof src->excl[0]);
   dst->meta_version = src->meta_version;
@@ -202,6 +214,9 @@ static void vc_encode(const cl_el_vconfig *c, cl_buf *b) {
 }
 
 void cl_state_encode(const cl_el_state *st, cl_buf *b) {
+  /* one reservation for the usual sizes, not a dozen doublings for hundreds of nodes */
+  buf_reserve(b, 128 + (size_t)st->n_nodes * 96 + ((size_t)st->committed_config.n + st->accepted_config.n) * 40 +
+                     (size_t)st->n_excl * 96 + st->meta_len);
   cl_buf_str(b, st->cluster_id);
   cl_buf_u64(b, st->term);
   cl_buf_u64(b, st->version);
@@ -228,36 +243,62 @@ void cl_state_encode(const cl_el_state *st, cl_buf *b) {
   cl_buf_bytes(b, st->meta, st->meta_len);
 }
 
+/* A count read from outside: bounded by the hard limit and by what the bytes left can
+ * hold (each entry takes at least min_bytes), before anything is allocated for it. */
+static uint32_t rd_count(rd *r, uint32_t min_bytes, const char *what) {
+  uint32_t n = rd_u32(r, what);
+  if (r->bad) return 0;
+  if (n > CL_EL_MAX_NODES_HARD) {
+    rd_fail(r, "%s %u is above the limit of %d", what, n, CL_EL_MAX_NODES_HARD);
+    return 0;
+  }
+  if (r->max_count && n > r->max_count) {
+    rd_fail(r, "%s %u is above this node's election.max_nodes (%u)", what, n, r->max_count);
+    return 0;
+  }
+  if ((uint64_t)n * min_bytes > r->n - r->off) {
+    rd_fail(r, "truncated: %s %u needs at least %llu bytes, %zu left", what, n,
+            (unsigned long long)n * min_bytes, r->n - r->off);
+    return 0;
+  }
+  return n;
+}
+
 static void vc_decode(rd *r, cl_el_vconfig *c, const char *what) {
-  c->n = rd_u32(r, what);
+  c->n = 0;
+  uint32_t n = rd_count(r, 3, what); /* an id: 2-byte length, at least 1 byte */
   if (r->bad) return;
-  if (c->n > CL_EL_MAX_NODES) {
-    rd_fail(r, "%s has %u ids (max %d)", what, c->n, CL_EL_MAX_NODES);
-    c->n = 0;
+  if (cl_vc_reserve(c, n)) {
+    rd_fail(r, "out of memory for %s of %u ids", what, n);
     return;
   }
-  for (uint32_t i = 0; i < c->n && !r->bad; i++) {
+  for (uint32_t i = 0; i < n && !r->bad; i++) {
     rd_str(r, c->ids[i], CL_EL_ID_MAX, what);
     if (r->bad) break;
     if (!c->ids[i][0]) rd_fail(r, "%s has an empty id", what);
     /* kept sorted and unique: the quorum arithmetic relies on no duplicates */
     else if (i > 0 && strcmp(c->ids[i - 1], c->ids[i]) >= 0) rd_fail(r, "%s ids not sorted/unique", what);
+    c->n = i + 1;
   }
   if (r->bad) c->n = 0;
 }
 
 /* Decodes into st (which must be initialised); on failure st is left valid
- * (possibly partially filled, meta NULL). */
+ * (possibly partially filled, meta NULL). Capacity already held is reused. */
 static void state_decode(rd *r, cl_el_state *st) {
-  cl_el_state_clear(st);
+  free(st->meta);
+  st->meta = NULL;
+  st->meta_len = 0;
+  st->n_nodes = st->n_excl = 0;
+  st->committed_config.n = st->accepted_config.n = 0;
   rd_str(r, st->cluster_id, CL_EL_CLUSTER_ID_MAX, "cluster id");
   st->term = rd_u64(r, "state term");
   st->version = rd_u64(r, "state version");
   rd_str(r, st->master_id, CL_EL_ID_MAX, "master id");
-  st->n_nodes = rd_u32(r, "node count");
-  if (!r->bad && st->n_nodes > CL_EL_MAX_NODES) rd_fail(r, "state has %u nodes (max %d)", st->n_nodes, CL_EL_MAX_NODES);
-  if (r->bad) st->n_nodes = 0;
-  for (uint32_t i = 0; i < st->n_nodes && !r->bad; i++) {
+  /* a node: id (2+1), name, address (2 each), flags (4), tags (2) */
+  uint32_t n_nodes = rd_count(r, 13, "node count");
+  if (!r->bad && cl_el_state_reserve_nodes(st, n_nodes)) rd_fail(r, "out of memory for %u nodes", n_nodes);
+  for (uint32_t i = 0; i < n_nodes && !r->bad; i++) {
     cl_el_node *n = &st->nodes[i];
     rd_str(r, n->id, CL_EL_ID_MAX, "node id");
     rd_str(r, n->name, CL_EL_NAME_MAX, "node name");
@@ -266,8 +307,9 @@ static void state_decode(rd *r, cl_el_state *st) {
     rd_str(r, n->tags, CL_EL_TAGS_MAX, "node tags");
     if (r->bad) break;
     if (!n->id[0]) rd_fail(r, "node %u has an empty id", i);
-    for (uint32_t j = 0; j < i && !r->bad; j++)
-      if (!strcmp(st->nodes[j].id, n->id)) rd_fail(r, "duplicate node id in state");
+    /* sorted by id (the master sorts them): duplicates are found in one pass */
+    else if (i > 0 && strcmp(st->nodes[i - 1].id, n->id) >= 0) rd_fail(r, "node ids in state not sorted/unique");
+    st->n_nodes = i + 1;
   }
   if (r->bad) st->n_nodes = 0;
   vc_decode(r, &st->committed_config, "committed config");
@@ -369,7 +411,12 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b) {
 }
 
 int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, char *err, size_t errlen) {
-  rd r = {buf, len, 0, err, errlen, 0};
+  return cl_msg_decode_max(buf, len, m, st, 0, err, errlen);
+}
+
+int cl_msg_decode_max(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, uint32_t max_nodes, char *err,
+                      size_t errlen) {
+  rd r = {buf, len, 0, err, errlen, 0, max_nodes};
   memset(m, 0, offsetof(cl_msg, names));
   m->n_names = 0;
   m->code[0] = m->text[0] = 0;
@@ -512,7 +559,7 @@ int cl_persist_encode(uint64_t term, const cl_el_state *st, int flags, uint8_t *
 
 int cl_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_state *st, int *flags, char *err,
                       size_t errlen) {
-  rd r = {buf, len, 0, err, errlen, 0};
+  rd r = {buf, len, 0, err, errlen, 0, 0};
   if (len < 8 + 4 + 8 + 1 + 32) {
     rd_fail(&r, "state file truncated (%zu bytes)", len);
     return -1;

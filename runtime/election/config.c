@@ -3,6 +3,7 @@
 #include "internal.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define PLACEHOLDER "{bootstrap-placeholder}-"
@@ -15,9 +16,34 @@ int cl_vc_has(const cl_el_vconfig *c, const char *id) {
   return 0;
 }
 
+int cl_vc_reserve(cl_el_vconfig *c, uint32_t n) {
+  if (n <= c->cap) return 0;
+  uint32_t cap = c->cap ? c->cap : 4;
+  while (cap < n) cap *= 2;
+  cl_el_id *ids = realloc(c->ids, (size_t)cap * sizeof *ids);
+  if (!ids) return -1;
+  c->ids = ids;
+  c->cap = cap;
+  return 0;
+}
+
+int cl_el_vconfig_copy(cl_el_vconfig *dst, const cl_el_vconfig *src) {
+  if (dst == src) return 0;
+  if (cl_vc_reserve(dst, src->n)) return -1;
+  if (src->n) memcpy(dst->ids, src->ids, (size_t)src->n * sizeof src->ids[0]);
+  dst->n = src->n;
+  return 0;
+}
+
+void cl_el_vconfig_free(cl_el_vconfig *c) {
+  free(c->ids);
+  memset(c, 0, sizeof *c);
+}
+
 /* sorted insert keeps the encoding canonical */
-void cl_vc_add(cl_el_vconfig *c, const char *id) {
-  if (cl_vc_has(c, id) || c->n >= CL_EL_MAX_NODES) return;
+int cl_vc_add(cl_el_vconfig *c, const char *id) {
+  if (cl_vc_has(c, id)) return 0;
+  if (cl_vc_reserve(c, c->n + 1)) return -1;
   uint32_t i = c->n;
   while (i > 0 && strcmp(c->ids[i - 1], id) > 0) {
     memcpy(c->ids[i], c->ids[i - 1], sizeof c->ids[0]);
@@ -25,6 +51,7 @@ void cl_vc_add(cl_el_vconfig *c, const char *id) {
   }
   snprintf(c->ids[i], sizeof c->ids[i], "%s", id);
   c->n++;
+  return 0;
 }
 
 int cl_vc_eq(const cl_el_vconfig *a, const cl_el_vconfig *b) {
@@ -110,10 +137,11 @@ static int in_excl(const cl_el_excl *excl, size_t n, const char *id) {
   return 0;
 }
 
+static int cmp_key(const void *key, const void *elem) { return strcmp(key, *(const char *const *)elem); }
+
+/* live lists are sorted by the caller: a search, not a scan (hundreds of nodes) */
 static int in_list(const char *const *l, size_t n, const char *id) {
-  for (size_t i = 0; i < n; i++)
-    if (!strcmp(l[i], id)) return 1;
-  return 0;
+  return n && bsearch(id, l, n, sizeof l[0], cmp_key) != NULL;
 }
 
 static int in_list_ctx(void *ctx, const char *id) {
@@ -122,15 +150,20 @@ static int in_list_ctx(void *ctx, const char *id) {
   return in_list(l, n, id);
 }
 
-/* Elasticsearch's Reconfigurator: the target size is the largest odd number of
- * live non-excluded nodes, but never below 3 once the configuration has
- * more than one member (so losing one node of 3 keeps a quorum of 2 over the same 3
- * ids); members are preferred in the order live-and-in-config (master
- * first), live-not-in-config, in-config-not-live. Only a configuration whose
- * quorum is live is returned; otherwise the current one is kept. */
-void cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live, const cl_el_excl *excl,
-                    size_t n_excl, const char *master_id, cl_el_vconfig *out) {
-  const char *order[3 * CL_EL_MAX_NODES];
+/* Elasticsearch's Reconfigurator, with a cap: the target size is the largest odd number
+ * of live non-excluded nodes, but never above max_voting (RULE E12: with hundreds of
+ * master-eligible nodes only a few vote, so elections and commits stay quick) and never
+ * below 3 once the configuration has more than one member (so losing one node of 3 keeps
+ * a quorum of 2 over the same 3 ids); members are preferred in the order
+ * live-and-in-config (master first), live-not-in-config, in-config-not-live, so a capped
+ * configuration keeps its members and replaces only the ones that are gone. Only a
+ * configuration whose quorum is live is returned; otherwise the current one is kept.
+ * max_voting must be odd and >= 3 (cl_el_new checks it); 0 means no cap. Returns 0, or
+ * -1 when out of memory (out is then the current configuration or empty). */
+int cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live, const cl_el_excl *excl,
+                   size_t n_excl, const char *master_id, uint32_t max_voting, cl_el_vconfig *out) {
+  const char **order = malloc((2 * (size_t)cur->n + n_live + 1) * sizeof *order);
+  if (!order) return -1;
   size_t no = 0;
   size_t live_ok = 0;
   for (size_t i = 0; i < n_live; i++)
@@ -160,13 +193,23 @@ void cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_
    * (3 nodes with one excluded) must not shrink to one on the next pass */
   size_t min_size = cur->n <= 1 ? 1 : 3;
   size_t odd = live_ok == 0 ? 0 : (live_ok % 2 ? live_ok : live_ok - 1);
+#ifdef CL_MUTANT_NO_VOTING_CAP
+  (void)max_voting; /* mutant: the cap is ignored, the configuration grows with the nodes */
+#else
+  if (max_voting && odd > max_voting) odd = max_voting; /* RULE E12 */
+#endif
   size_t target = odd > min_size ? odd : min_size;
-  cl_el_vconfig cand;
-  cand.n = 0;
-  for (size_t i = 0; i < no && cand.n < target; i++) cl_vc_add(&cand, order[i]);
+  cl_el_vconfig cand = {0};
+  int rc = 0;
+  for (size_t i = 0; i < no && cand.n < target && !rc; i++) rc = cl_vc_add(&cand, order[i]);
+  free(order);
   const void *ctx[2] = {live, (const void *)(uintptr_t)n_live};
-  if (cand.n > 0 && cl_vc_quorum(&cand, in_list_ctx, (void *)ctx))
-    *out = cand;
-  else
-    *out = *cur;
+  if (!rc && cand.n > 0 && cl_vc_quorum(&cand, in_list_ctx, (void *)ctx)) {
+    cl_el_vconfig_free(out);
+    *out = cand; /* out takes cand's ids */
+    return 0;
+  }
+  cl_el_vconfig_free(&cand);
+  if (cl_el_vconfig_copy(out, cur)) return -1;
+  return rc;
 }

@@ -111,7 +111,13 @@ struct cl_el {
   uint64_t pub_start;
   int lua_lag;
 
-  peer peers[CL_EL_MAX_NODES];
+  /* peers known: grown as they connect, up to cfg.max_nodes - 1; found by id through
+   * an open-addressing index (slots hold index + 1; 0 is empty), so a message from
+   * any of hundreds of peers costs no scan */
+  peer *peers;
+  uint32_t n_peers, cap_peers;
+  uint32_t *pidx;
+  uint32_t pidx_cap; /* a power of two, at least twice n_peers */
   origin_req oreq[MAX_REQS];
   master_req mreq[MAX_REQS];
 
@@ -121,6 +127,7 @@ struct cl_el {
   int quorum_lost;          /* a quorum_lost event was emitted, no regained since */
   uint64_t refused_msgs;    /* messages refused from nodes of another cluster */
   uint32_t warned_even_count;
+  uint64_t refused_nodes;   /* peers refused past cfg.max_nodes */
   int warned_initial;
 
   cl_el_effects *out;
@@ -157,6 +164,8 @@ void cl_el_config_defaults(cl_el_config *cfg) {
   cfg->request_timeout_ms = 10000;
   cfg->max_exclusions = 10;
   cfg->max_metadata_bytes = 4u << 20;
+  cfg->max_nodes = CL_EL_MAX_NODES_DEFAULT;
+  cfg->max_voting_nodes = CL_EL_MAX_VOTING_DEFAULT;
 }
 
 void cl_el_effects_init(cl_el_effects *fx) { memset(fx, 0, sizeof *fx); }
@@ -227,11 +236,36 @@ static void complete(cl_el *el, uint64_t req_id, const char *code, uint64_t vers
   va_end(ap);
 }
 
+static uint32_t id_hash(const char *id) { /* FNV-1a */
+  uint32_t h = 2166136261u;
+  for (; *id; id++) h = (h ^ (uint8_t)*id) * 16777619u;
+  return h;
+}
+
 static peer *peer_get(cl_el *el, const char *id) {
-  if (!id) return NULL;
-  for (int i = 0; i < CL_EL_MAX_NODES; i++)
-    if (el->peers[i].used && !strcmp(el->peers[i].info.id, id)) return &el->peers[i];
+  if (!id || !el->pidx_cap) return NULL;
+  uint32_t mask = el->pidx_cap - 1;
+  for (uint32_t j = id_hash(id) & mask; el->pidx[j]; j = (j + 1) & mask) {
+    peer *p = &el->peers[el->pidx[j] - 1];
+    if (p->used && !strcmp(p->info.id, id)) return p;
+  }
   return NULL;
+}
+
+/* (re)builds the index for the peers' current ids; -1 out of memory (index unchanged) */
+static int pidx_rebuild(cl_el *el, uint32_t cap) {
+  uint32_t *ix = calloc(cap, sizeof *ix);
+  if (!ix) return -1;
+  for (uint32_t i = 0; i < el->n_peers; i++) {
+    if (!el->peers[i].used) continue;
+    uint32_t j = id_hash(el->peers[i].info.id) & (cap - 1);
+    while (ix[j]) j = (j + 1) & (cap - 1);
+    ix[j] = i + 1;
+  }
+  free(el->pidx);
+  el->pidx = ix;
+  el->pidx_cap = cap;
+  return 0;
 }
 
 static int is_eligible(uint32_t flags) { return (flags & CL_EL_F_MASTER) != 0; }
@@ -342,24 +376,17 @@ static void schedule_retry(cl_el *el) {
  * so the first in line usually wins before the others try (no split vote),
  * plus a little jitter. */
 static void schedule_fast(cl_el *el) {
-  const char *ids[2 * CL_EL_MAX_NODES];
-  size_t n = 0;
+  uint32_t rank = 0;
   for (int k = 0; k < 2; k++) {
     const cl_el_vconfig *c = k ? &el->acc.accepted_config : &el->acc.committed_config;
     for (uint32_t i = 0; i < c->n; i++) {
       const char *id = c->ids[i];
-      int live = !strcmp(id, el->self.id);
+      if (k && cl_vc_has(&el->acc.committed_config, id)) continue; /* counted once */
+      if (strcmp(id, el->self.id) >= 0) continue;
       peer *p = peer_get(el, id);
-      if (p && p->up && can_lead(p->info.flags) && strcmp(id, el->leader)) live = 1;
-      int dup = 0;
-      for (size_t j = 0; j < n; j++)
-        if (!strcmp(ids[j], id)) dup = 1;
-      if (live && !dup) ids[n++] = id;
+      if (p && p->up && can_lead(p->info.flags) && strcmp(id, el->leader)) rank++;
     }
   }
-  uint32_t rank = 0;
-  for (size_t j = 0; j < n; j++)
-    if (strcmp(ids[j], el->self.id) < 0) rank++;
   el->attempts = 0;
   el->election_at = el->now + 1 + (uint64_t)rank * el->cfg.fast_election_stagger_ms +
                     rnd_below(el, el->cfg.fast_election_jitter_ms + 1);
@@ -368,7 +395,7 @@ static void schedule_fast(cl_el *el) {
 static void become_candidate(cl_el *el, int fast, const char *why) {
   int was = el->mode;
   if (was == CL_EL_LEADER) {
-    for (int i = 0; i < CL_EL_MAX_NODES; i++)
+    for (uint32_t i = 0; i < el->n_peers; i++)
       if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_LEADER_GONE, el->term, 0, 0, 0, 0);
     for (int i = 0; i < MAX_REQS; i++) {
       /* the asking nodes re-forward to the next master (updates carry their
@@ -465,7 +492,7 @@ static int stand_kind(cl_el *el) {
  * those may hold the same state (that one should lead instead). */
 static int transfer_win_ok(cl_el *el) {
   int full = 0;
-  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+  for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
     if (!p->used || p->join_term != el->term || !can_lead(p->info.flags)) continue;
     full = 1;
@@ -871,7 +898,7 @@ static void check_commit(cl_el *el) {
   el->acc_committed = 1;
   el->cid_committed = 1;
   persist(el, CL_EL_PERSIST_COMMIT);
-  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+  for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
     if (p->used && p->up) send_simple(el, p->info.id, CL_M_COMMIT, el->term, 0, 0, el->pub.version, 0);
   }
@@ -889,12 +916,27 @@ static void publish(cl_el *el, cl_el_state *next) {
   cl_el_state_copy(&el->acc, next);
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE);
-  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+  /* one encoding for every peer: the message is the same for all (the whole state,
+   * about 100 bytes a node), and encoding it per peer made a publication O(N^2) */
+  cl_msg *m = &el->tx;
+  memset(m, 0, offsetof(cl_msg, names));
+  m->n_names = 0;
+  m->type = CL_M_PUBLISH;
+  m->state = &el->pub;
+  scpy(m->cluster_id, sizeof m->cluster_id, my_cluster_id(el));
+  cl_buf b = {0};
+  cl_msg_encode(m, &b);
+  for (uint32_t i = 0; i < el->n_peers && !b.oom; i++) {
     peer *p = &el->peers[i];
     if (!p->used || !p->up) continue;
-    send_publish(el, p->info.id, &el->pub);
+    cl_el_effect *e = fx_push(el, CL_EL_FX_SEND);
+    if (e) {
+      scpy(e->to, sizeof e->to, p->info.id);
+      fx_data(e, b.p, b.n);
+    }
     p->pub_sent_ms = el->now;
   }
+  cl_buf_free(&b);
   check_commit(el);
 }
 
@@ -923,14 +965,19 @@ static void maybe_publish(cl_el *el) {
   next->version = base->version + 1;
   scpy(next->master_id, sizeof next->master_id, el->self.id);
   if (!next->cluster_id[0]) gen_cluster_id(el, next->cluster_id);
-  next->committed_config = *eff_committed(base, base_committed);
+  if (cl_el_vconfig_copy(&next->committed_config, eff_committed(base, base_committed)) ||
+      cl_el_state_reserve_nodes(next, el->n_peers + 1)) {
+    el->dirty = 1; /* out of memory: try again on the next step */
+    logf_(el, CL_EL_LOG_ERROR, "out of memory preparing a publication of %u nodes", el->n_peers + 1);
+    return;
+  }
 
   /* membership: this node and the peers following it in this term */
   next->n_nodes = 0;
   next->nodes[next->n_nodes++] = el->self;
-  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+  for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
-    if (p->used && p->member && next->n_nodes < CL_EL_MAX_NODES) next->nodes[next->n_nodes++] = p->info;
+    if (p->used && p->member) next->nodes[next->n_nodes++] = p->info;
   }
   qsort(next->nodes, next->n_nodes, sizeof next->nodes[0], node_cmp);
 
@@ -973,19 +1020,33 @@ static void maybe_publish(cl_el *el) {
   /* RULE E8: one reconfiguration at a time, only to a configuration the join
    * votes of this term already form a quorum of, and whose quorum is live */
   if (cl_vc_eq(&next->committed_config, &next->accepted_config)) {
-    const char *live[CL_EL_MAX_NODES];
+    const char **live = malloc(((size_t)next->n_nodes + 1) * sizeof *live);
+    if (!live) {
+      el->dirty = 1;
+      return;
+    }
     size_t n_live = 0;
     for (uint32_t i = 0; i < next->n_nodes; i++) {
       const cl_el_node *nd = &next->nodes[i];
       if (is_eligible(nd->flags) && has_recent(el, nd->id)) live[n_live++] = nd->id;
     }
     qsort(live, n_live, sizeof live[0], cmp_str);
-    cl_el_vconfig target;
-    cl_reconfigure(&next->accepted_config, live, n_live, next->excl, next->n_excl, el->self.id, &target);
+    cl_el_vconfig target = {0};
+    int rc = cl_reconfigure(&next->accepted_config, live, n_live, next->excl, next->n_excl, el->self.id,
+                            el->cfg.max_voting_nodes, &target);
+    free(live);
+    if (rc) {
+      cl_el_vconfig_free(&target);
+      el->dirty = 1;
+      return;
+    }
     if (!cl_vc_eq(&target, &next->accepted_config)) {
       if (cl_vc_quorum(&target, has_self_or_peer_vote, el)) {
-        next->accepted_config = target;
+        cl_el_vconfig_free(&next->accepted_config);
+        next->accepted_config = target; /* takes target's ids */
+        target = (cl_el_vconfig){0};
       } else if (base_committed && el->revote_term != el->term) {
+        cl_el_vconfig_free(&target);
         /* the better configuration needs votes that went to another candidate in this
          * term (two candidates raced): only a new term can collect them, as a node
          * votes once per term. Once per term, so it cannot churn. */
@@ -994,6 +1055,7 @@ static void maybe_publish(cl_el *el) {
         return;
       }
     }
+    cl_el_vconfig_free(&target);
   }
 
   if (el->first_pub_done && same_content(next, base)) {
@@ -1020,7 +1082,7 @@ static void become_leader(cl_el *el) {
   el->prevoting = 0;
   el->first_pub_done = 0;
   el->dirty = 1;
-  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+  for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
     if (!p->used) continue;
     /* voters follow us already; the others get added once they answer */
@@ -1083,7 +1145,8 @@ static void apply_committed(cl_el *el) {
   }
   if (el->mode == CL_EL_LEADER) {
     uint32_t k = count_eligible(&el->app);
-    if (k % 2 == 0 && k != el->warned_even_count) {
+    /* past the voting cap the configuration is odd whatever k is (RULE E12): no warning */
+    if (k % 2 == 0 && k < el->cfg.max_voting_nodes && k != el->warned_even_count) {
       el->warned_even_count = k;
       logf_(el, CL_EL_LOG_WARN,
             "the cluster has an even number (%u) of master-eligible nodes: one of them adds no fault tolerance",
@@ -1103,43 +1166,51 @@ static void try_bootstrap(cl_el *el) {
    * per term and this state is at (0,0) */
   if (!el->n_initial || el->acc.accepted_config.n || el->acc.version || el->acc.term || !is_eligible(el->self.flags))
     return;
-  cl_el_vconfig c;
-  c.n = 0;
+  cl_el_vconfig c = {0};
   uint32_t matched = 0;
   for (size_t i = 0; i < el->n_initial; i++) {
     const char *entry = el->initial[i];
     const cl_el_node *found = NULL;
-    const cl_el_node *cands[CL_EL_MAX_NODES + 1];
-    size_t nc = 0;
-    cands[nc++] = &el->self;
-    for (int k = 0; k < CL_EL_MAX_NODES; k++)
-      if (el->peers[k].used && el->peers[k].up && is_eligible(el->peers[k].info.flags)) cands[nc++] = &el->peers[k].info;
-    for (size_t k = 0; k < nc; k++) {
-      if (!cl_node_name_matches(entry, cands[k]->name)) continue;
+    /* candidates: this node (k = 0), then the connected eligible peers */
+    for (uint32_t k = 0; k <= el->n_peers; k++) {
+      const cl_el_node *cand = &el->self;
+      if (k) {
+        const peer *pk = &el->peers[k - 1];
+        if (!pk->used || !pk->up || !is_eligible(pk->info.flags)) continue;
+        cand = &pk->info;
+      }
+      if (!cl_node_name_matches(entry, cand->name)) continue;
       if (found) {
         if (!el->bootstrap_err_logged) {
           el->bootstrap_err_logged = 1;
           logf_(el, CL_EL_LOG_ERROR,
                 "initial_master_nodes entry \"%s\" matches both %s and %s: use full names (name@host:port); "
                 "not bootstrapping",
-                entry, found->name, cands[k]->name);
+                entry, found->name, cand->name);
         }
+        cl_el_vconfig_free(&c);
         return;
       }
-      found = cands[k];
+      found = cand;
     }
     char ph[CL_EL_ID_MAX + 1];
     if (found) {
       matched++;
-      cl_vc_add(&c, found->id);
+      snprintf(ph, sizeof ph, "%s", found->id);
     } else {
       snprintf(ph, sizeof ph, "{bootstrap-placeholder}-%s", entry);
-      cl_vc_add(&c, ph);
+    }
+    if (cl_vc_add(&c, ph)) {
+      cl_el_vconfig_free(&c);
+      return; /* out of memory: the next tick tries again */
     }
   }
-  if (2 * matched <= el->n_initial) return;
-  el->acc.committed_config = c;
-  el->acc.accepted_config = c;
+  if (2 * matched <= el->n_initial || cl_el_vconfig_copy(&el->acc.committed_config, &c) ||
+      cl_el_vconfig_copy(&el->acc.accepted_config, &c)) {
+    cl_el_vconfig_free(&c);
+    return;
+  }
+  cl_el_vconfig_free(&c);
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE);
   logf_(el, CL_EL_LOG_INFO, "bootstrapping a new cluster: %u of %zu initial master nodes discovered", matched,
@@ -1229,10 +1300,14 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
     return;
   }
   if (strcmp(el->acc.cluster_id, st->cluster_id)) el->cid_committed = 0;
-  cl_el_state_copy(&el->acc, st);
+  /* take the decoded state rather than copy it (hundreds of nodes); the caller frees
+   * what is left in st, the old accepted state */
+  cl_el_state old = el->acc;
+  el->acc = *st;
+  *st = old;
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE); /* RULE E6: durable before acknowledged */
-  send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, st->version, 1);
+  send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, el->acc.version, 1); /* st is the old state now */
 }
 
 static void step_down_to_term(cl_el *el, uint64_t term, const char *why) {
@@ -1256,7 +1331,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   if (!p || !p->up) return; /* only from authenticated, connected peers */
   char err[160];
   cl_msg *m = &el->msg;
-  if (cl_msg_decode(data, len, m, &el->rx, err, sizeof err) != 0) {
+  if (cl_msg_decode_max(data, len, m, &el->rx, el->cfg.max_nodes, err, sizeof err) != 0) {
     logf_(el, CL_EL_LOG_WARN, "dropping bad election message from %s: %s", p->info.name, err);
     return;
   }
@@ -1287,7 +1362,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
       start_join(el, t);
       el->candidate_term = t;
       send_join(el, el->self.id);
-      for (int i = 0; i < CL_EL_MAX_NODES; i++)
+      for (uint32_t i = 0; i < el->n_peers; i++)
         if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_START_JOIN, t, 0, 0, 0, 0);
       check_won(el);
     }
@@ -1407,7 +1482,7 @@ static void start_prevote(cl_el *el) {
   el->prevoting = 1;
   el->prevote_round++;
   el->prevote_max_term = el->term;
-  for (int i = 0; i < CL_EL_MAX_NODES; i++)
+  for (uint32_t i = 0; i < el->n_peers; i++)
     if (el->peers[i].used && el->peers[i].up)
       send_simple(el, el->peers[i].info.id, CL_M_PREVOTE_REQ, el->term, el->acc.term, el->acc.version, 0, 0);
   /* a single-node configuration needs nobody else */
@@ -1417,7 +1492,7 @@ static void start_prevote(cl_el *el) {
     start_join(el, t);
     el->candidate_term = t;
     send_join(el, el->self.id);
-    for (int i = 0; i < CL_EL_MAX_NODES; i++)
+    for (uint32_t i = 0; i < el->n_peers; i++)
       if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_START_JOIN, t, 0, 0, 0, 0);
     check_won(el);
   }
@@ -1444,7 +1519,7 @@ static void timers(cl_el *el) {
        * same as for its other peers' beats. The interval stays hb_interval_ms. */
       el->hb_at = (now / el->cfg.hb_interval_ms + 1) * el->cfg.hb_interval_ms;
       uint64_t cv = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
-      for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+      for (uint32_t i = 0; i < el->n_peers; i++) {
         peer *p = &el->peers[i];
         if (!p->used || !p->up || p->foreign) continue;
         cl_msg *m = &el->tx;
@@ -1456,7 +1531,7 @@ static void timers(cl_el *el) {
         send_msg(el, p->info.id, m);
       }
     }
-    for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+    for (uint32_t i = 0; i < el->n_peers; i++) {
       peer *p = &el->peers[i];
       if (p->used && p->member && (!p->up || now - p->last_ok_ms >= el->cfg.follower_timeout_ms)) {
         p->member = 0;
@@ -1503,6 +1578,23 @@ cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self, const uin
     return NULL;
   }
   if (cl_check_initial_list(cfg->initial_master_nodes, cfg->n_initial_master_nodes, err, errlen)) return NULL;
+  if (cfg->max_nodes < 1 || cfg->max_nodes > CL_EL_MAX_NODES_HARD) {
+    snprintf(err, errlen, "election.max_nodes is %u: give between 1 and %d", cfg->max_nodes, CL_EL_MAX_NODES_HARD);
+    return NULL;
+  }
+  if (cfg->max_voting_nodes < 3 || cfg->max_voting_nodes % 2 == 0 || cfg->max_voting_nodes > CL_EL_MAX_NODES_HARD) {
+    snprintf(err, errlen, "election.max_voting_nodes is %u: give an odd number, at least 3 (at most %d)",
+             cfg->max_voting_nodes, CL_EL_MAX_NODES_HARD);
+    return NULL;
+  }
+  /* the bootstrap configuration is the list: it must not start above the cap (RULE E12) */
+  if (cfg->n_initial_master_nodes > cfg->max_voting_nodes) {
+    snprintf(err, errlen,
+             "initial_master_nodes has %zu entries but election.max_voting_nodes is %u: list at most %u "
+             "master-eligible nodes, or raise the cap",
+             cfg->n_initial_master_nodes, cfg->max_voting_nodes, cfg->max_voting_nodes);
+    return NULL;
+  }
   cl_el *el = calloc(1, sizeof *el);
   if (!el) {
     snprintf(err, errlen, "out of memory");
@@ -1542,6 +1634,8 @@ void cl_el_free(cl_el *el) {
   cl_el_state_clear(&el->pub);
   cl_el_state_clear(&el->rx);
   cl_el_state_clear(&el->scratch);
+  free(el->peers);
+  free(el->pidx);
   for (int i = 0; i < MAX_REQS; i++) {
     free(el->oreq[i].blob);
     free(el->mreq[i].blob);
@@ -1553,18 +1647,56 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
   if (!info->id || !info->id[0] || strlen(info->id) > CL_EL_ID_MAX || !strcmp(info->id, el->self.id)) return;
   peer *p = peer_get(el, info->id);
   if (!p) {
-    for (int i = 0; i < CL_EL_MAX_NODES && !p; i++)
-      if (!el->peers[i].used) p = &el->peers[i];
-    if (!p) {
-      for (int i = 0; i < CL_EL_MAX_NODES && !p; i++)
-        if (!el->peers[i].up) p = &el->peers[i]; /* forget a long-gone peer */
+    /* this node and its peers: at most max_nodes (election.max_nodes) */
+    int reused = 0;
+    if (el->n_peers + 1 >= el->cfg.max_nodes) {
+      /* full: forget a long-gone peer to make room */
+      for (uint32_t i = 0; i < el->n_peers && !p; i++)
+        if (!el->peers[i].up && !el->peers[i].member) p = &el->peers[i];
       if (!p) {
-        logf_(el, CL_EL_LOG_ERROR, "too many peers (max %d): ignoring %s", CL_EL_MAX_NODES, info->name ? info->name : "?");
+        el->refused_nodes++;
+        logf_(el, CL_EL_LOG_ERROR,
+              "refusing node %s: the cluster has reached election.max_nodes (%u nodes, this one included); "
+              "raise election.max_nodes in the topology to admit more",
+              info->name ? info->name : info->id, el->cfg.max_nodes);
         return;
       }
+      reused = 1;
+    } else {
+      if (el->n_peers == el->cap_peers) {
+        uint32_t cap = el->cap_peers ? el->cap_peers * 2 : 8;
+        peer *v = realloc(el->peers, (size_t)cap * sizeof *v);
+        if (!v) {
+          logf_(el, CL_EL_LOG_ERROR, "out of memory: ignoring %s", info->name ? info->name : info->id);
+          return;
+        }
+        el->peers = v;
+        el->cap_peers = cap;
+      }
+      if (2 * (el->n_peers + 1) > el->pidx_cap) {
+        uint32_t cap = el->pidx_cap ? el->pidx_cap : 16;
+        while (cap < 2 * (el->n_peers + 1)) cap *= 2;
+        if (pidx_rebuild(el, cap)) {
+          logf_(el, CL_EL_LOG_ERROR, "out of memory: ignoring %s", info->name ? info->name : info->id);
+          return;
+        }
+      }
+      p = &el->peers[el->n_peers++];
     }
     memset(p, 0, sizeof *p);
     p->used = 1;
+    scpy(p->info.id, sizeof p->info.id, info->id);
+    if (reused) {
+      if (pidx_rebuild(el, el->pidx_cap)) { /* the old id leaves the index, the new one enters */
+        p->used = 0;
+        p->info.id[0] = 0;
+        return;
+      }
+    } else {
+      uint32_t mask = el->pidx_cap - 1, j = id_hash(p->info.id) & mask;
+      while (el->pidx[j]) j = (j + 1) & mask;
+      el->pidx[j] = (uint32_t)(p - el->peers) + 1;
+    }
   }
   scpy(p->info.id, sizeof p->info.id, info->id);
   scpy(p->info.name, sizeof p->info.name, info->name);
@@ -1655,10 +1787,12 @@ int cl_el_accepted_is_committed(const cl_el *el) { return el->acc_committed; }
 const char *cl_el_self_id(const cl_el *el) { return el->self.id; }
 const char *cl_el_cluster_id(const cl_el *el) { return my_cluster_id(el); }
 uint64_t cl_el_refused_messages(const cl_el *el) { return el->refused_msgs; }
+uint64_t cl_el_refused_nodes(const cl_el *el) { return el->refused_nodes; }
+uint32_t cl_el_peer_count(const cl_el *el) { return el->n_peers; }
 
 size_t cl_el_refused_peers(const cl_el *el, cl_el_refused *out, size_t max) {
   size_t n = 0;
-  for (int i = 0; i < CL_EL_MAX_NODES; i++) {
+  for (uint32_t i = 0; i < el->n_peers; i++) {
     const peer *p = &el->peers[i];
     if (!p->used || !p->up || !p->foreign) continue;
     if (n < max) out[n].name = p->info.name, out[n].cluster_id = p->foreign_cid;
@@ -1700,11 +1834,12 @@ int cl_el_unsafe_bootstrap(const uint8_t *persisted, size_t len, const char *sel
     cl_el_state_clear(&st);
     return -1;
   }
-  cl_el_vconfig c;
-  c.n = 0;
-  cl_vc_add(&c, self_id);
-  st.committed_config = c;
-  st.accepted_config = c;
+  st.committed_config.n = st.accepted_config.n = 0;
+  if (cl_vc_add(&st.committed_config, self_id) || cl_vc_add(&st.accepted_config, self_id)) {
+    snprintf(err, errlen, "unsafe-bootstrap: out of memory");
+    cl_el_state_clear(&st);
+    return -1;
+  }
   st.n_excl = 0;
   /* A new cluster id, as Elasticsearch's tool does: a node still holding the old state
    * (it may come back and elect a master of its own with the old configuration) is then

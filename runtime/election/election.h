@@ -20,7 +20,14 @@
 #define CL_EL_ADDR_MAX 127
 #define CL_EL_TAGS_MAX 255       /* comma-separated free-form role tags */
 #define CL_EL_CLUSTER_ID_MAX 36
-#define CL_EL_MAX_NODES 64       /* nodes in a cluster state and peers known */
+/* Nodes in a cluster state and peers known: no fixed cap. cfg->max_nodes (topology
+ * election.max_nodes) is the policy, past which a node is refused with an error naming
+ * the limit; CL_EL_MAX_NODES_HARD bounds that setting and every count read from the wire
+ * or the disk, checked before anything is allocated. */
+#define CL_EL_MAX_NODES_DEFAULT 10000
+#define CL_EL_MAX_NODES_HARD 100000
+/* Voting nodes: cfg->max_voting_nodes (election.max_voting_nodes), odd, >= 3 (rule E12) */
+#define CL_EL_MAX_VOTING_DEFAULT 5
 #define CL_EL_MAX_EXCL 32        /* hard cap; cfg->max_exclusions is the policy */
 #define CL_EL_MAX_INITIAL 16
 #define CL_EL_MSG_MAX 256
@@ -41,9 +48,10 @@ typedef struct cl_el_node {
 /* A voting configuration: a set of node ids kept sorted. Bootstrap placeholders
  * ("{bootstrap-placeholder}-<entry>") stand for listed nodes not yet seen:
  * they count towards the size (so the quorum) but never vote. */
+typedef char cl_el_id[CL_EL_ID_MAX + 1];
 typedef struct cl_el_vconfig {
-  uint32_t n;
-  char ids[CL_EL_MAX_NODES][CL_EL_ID_MAX + 1];
+  uint32_t n, cap; /* ids[0..n): heap, grown as needed; {0} is an empty configuration */
+  cl_el_id *ids;
 } cl_el_vconfig;
 
 typedef struct cl_el_excl {
@@ -58,8 +66,8 @@ typedef struct cl_el_state {
   char cluster_id[CL_EL_CLUSTER_ID_MAX + 1]; /* "" until the first master publishes */
   uint64_t term, version;
   char master_id[CL_EL_ID_MAX + 1];
-  uint32_t n_nodes;
-  cl_el_node nodes[CL_EL_MAX_NODES];
+  uint32_t n_nodes, cap_nodes;
+  cl_el_node *nodes;              /* heap, sorted by id, grown as needed */
   cl_el_vconfig committed_config; /* last committed configuration */
   cl_el_vconfig accepted_config;  /* configuration of this state */
   uint32_t n_excl;
@@ -84,6 +92,8 @@ typedef struct cl_el_config {
   uint32_t request_timeout_ms;    /* write requests fail after this (10000) */
   uint32_t max_exclusions;        /* (10) */
   uint32_t max_metadata_bytes;    /* (4 MiB) */
+  uint32_t max_nodes;             /* peers known + this node; past it a node is refused (10000) */
+  uint32_t max_voting_nodes;      /* voting configuration size cap: odd, >= 3 (5) */
   const char *const *initial_master_nodes; /* short "node1" or full "node1@h:p" */
   size_t n_initial_master_nodes;
   uint64_t seed;                  /* randomness for jitter and the cluster id */
@@ -197,6 +207,10 @@ typedef struct cl_el_refused {
 } cl_el_refused;
 size_t cl_el_refused_peers(const cl_el *el, cl_el_refused *out, size_t max);
 uint64_t cl_el_refused_messages(const cl_el *el);
+/* Nodes refused because the cluster had reached cfg->max_nodes (each logged with the
+ * limit and the node's name), and the peers this node knows (up or down). */
+uint64_t cl_el_refused_nodes(const cl_el *el);
+uint32_t cl_el_peer_count(const cl_el *el);
 /* The cluster id this node's committed data belongs to ("" before any). */
 const char *cl_el_cluster_id(const cl_el *el);
 const char *cl_el_health_str(cl_el_health h);
@@ -228,9 +242,17 @@ int cl_el_msg_validate(const uint8_t *buf, size_t len, char *err, size_t errlen)
 /* Type byte of a valid message, for tracing; -1 if not a message. */
 int cl_el_msg_type(const uint8_t *buf, size_t len);
 
+/* A state owns its nodes, configurations and metadata (heap): init before use, clear
+ * (frees everything) when done, copy with cl_el_state_copy, never by assignment. */
 void cl_el_state_init(cl_el_state *st);
 void cl_el_state_clear(cl_el_state *st);
 int cl_el_state_copy(cl_el_state *dst, const cl_el_state *src);
+/* room for n nodes; 0 or -1 (out of memory) */
+int cl_el_state_reserve_nodes(cl_el_state *st, uint32_t n);
+/* Configurations own their ids: copy with cl_el_vconfig_copy (0 or -1 out of memory),
+ * free with cl_el_vconfig_free. */
+int cl_el_vconfig_copy(cl_el_vconfig *dst, const cl_el_vconfig *src);
+void cl_el_vconfig_free(cl_el_vconfig *c);
 /* 32-byte BLAKE2b of the canonical encoding (for the simulator's invariants). */
 void cl_el_state_hash(const cl_el_state *st, uint8_t out[32]);
 

@@ -6,8 +6,9 @@
 /* relative: the election is built alone too (tests, simulator), without -Iruntime */
 #include "../core/name.h"
 
-/* 2: every message carries the sender's cluster id (refusing foreign nodes) */
-#define CL_WIRE_VERSION 2
+/* 2: every message carries the sender's cluster id (refusing foreign nodes);
+ * 3: no fixed node cap: counts up to CL_EL_MAX_NODES_HARD, a state's nodes sorted by id */
+#define CL_WIRE_VERSION 3
 #define CL_PERSIST_VERSION 1
 
 enum {
@@ -66,6 +67,10 @@ typedef struct cl_msg {
 void cl_msg_encode(const cl_msg *m, cl_buf *b);
 /* st may be NULL for anything but PUBLISH (then a PUBLISH is only validated). */
 int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, char *err, size_t errlen);
+/* The same, with the counts of a state bounded by max_nodes (the node's election.max_nodes)
+ * as well as by CL_EL_MAX_NODES_HARD, before anything is allocated for them. */
+int cl_msg_decode_max(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, uint32_t max_nodes, char *err,
+                      size_t errlen);
 
 void cl_state_encode(const cl_el_state *st, cl_buf *b);
 
@@ -79,16 +84,19 @@ int cl_persist_decode(const uint8_t *buf, size_t len, uint64_t *term, cl_el_stat
 
 /* configs (config.c) */
 int cl_vc_has(const cl_el_vconfig *c, const char *id);
-void cl_vc_add(cl_el_vconfig *c, const char *id);
+/* 0, or -1 out of memory */
+int cl_vc_add(cl_el_vconfig *c, const char *id);
+int cl_vc_reserve(cl_el_vconfig *c, uint32_t n);
 int cl_vc_eq(const cl_el_vconfig *a, const cl_el_vconfig *b);
 int cl_vc_is_placeholder(const char *id);
 /* count of ids in c for which has(ctx, id) is true, compared with the quorum */
 int cl_vc_quorum(const cl_el_vconfig *c, int (*has)(void *, const char *), void *ctx);
 const cl_el_node *cl_state_node(const cl_el_state *st, const char *id);
-/* Reconfigurator: target configuration from live eligible ids (master first). */
-void cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live,
-                    const cl_el_excl *excl, size_t n_excl, const char *master_id,
-                    cl_el_vconfig *out);
+/* Reconfigurator: target configuration from live eligible ids (sorted), master first,
+ * at most max_voting ids (0: no cap). out must be initialised ({0} or a configuration). */
+int cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live,
+                   const cl_el_excl *excl, size_t n_excl, const char *master_id,
+                   uint32_t max_voting, cl_el_vconfig *out);
 /* Checks the initial_master_nodes list; returns 0 or -1 with err. */
 int cl_check_initial_list(const char *const *list, size_t n, char *err, size_t errlen);
 

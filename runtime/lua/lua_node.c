@@ -135,6 +135,8 @@ static int l_start(lua_State *L) {
     cfg->el_check_timeout_ms = uintfield(L, e, "check_timeout_ms");
     cfg->el_lua_stepdown_ms = uintfield(L, e, "lua_stepdown_ms");
     cfg->el_max_exclusions = uintfield(L, e, "max_exclusions");
+    cfg->el_max_nodes = uintfield(L, e, "max_nodes");
+    cfg->el_max_voting_nodes = uintfield(L, e, "max_voting_nodes");
   }
   lua_pop(L, 1);
   uv_sem_init(&cfg->done, 0);
@@ -576,5 +578,12 @@ int luaopen_clusterlua_c_node(lua_State *L) {
   lua_newtable(L); /* name -> cl_peerq*, the upvalue of send */
   lua_pushcclosure(L, l_send, 1);
   lua_setfield(L, -2, "send");
+  /* the election's limits, so the topology's checks can be held to them (a spec does) */
+  lua_pushnumber(L, CL_EL_MAX_NODES_HARD);
+  lua_setfield(L, -2, "MAX_NODES_HARD");
+  lua_pushnumber(L, CL_EL_MAX_NODES_DEFAULT);
+  lua_setfield(L, -2, "MAX_NODES_DEFAULT");
+  lua_pushnumber(L, CL_EL_MAX_VOTING_DEFAULT);
+  lua_setfield(L, -2, "MAX_VOTING_DEFAULT");
   return 1;
 }

@@ -419,6 +419,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   tc.roles = cfg->roles;
   tc.encrypt = cfg->encrypt;
   tc.mesh = cfg->mesh;
+  tc.max_learned_peers = cfg->el_max_nodes; /* 0: the transport's default, the election's too */
   tc.data_conns = cfg->data_conn;
   if (cfg->max_frame) tc.max_frame = cfg->max_frame;
   if (cfg->heartbeat_ms) tc.heartbeat_ms = cfg->heartbeat_ms;

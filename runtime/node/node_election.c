@@ -257,6 +257,8 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   if (cfg->el_heartbeat_ms) ec.hb_interval_ms = cfg->el_heartbeat_ms;
   if (cfg->el_check_timeout_ms) ec.leader_timeout_ms = ec.follower_timeout_ms = cfg->el_check_timeout_ms;
   if (cfg->el_max_exclusions) ec.max_exclusions = cfg->el_max_exclusions;
+  if (cfg->el_max_nodes) ec.max_nodes = cfg->el_max_nodes;
+  if (cfg->el_max_voting_nodes) ec.max_voting_nodes = cfg->el_max_voting_nodes;
   randombytes_buf(&ec.seed, sizeof ec.seed);
   randombytes_buf(&n->req_salt, sizeof n->req_salt);
   size_t nimn = 0;

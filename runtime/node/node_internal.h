@@ -16,7 +16,6 @@
 
 enum { CL_CH_ELECTION = 1, CL_CH_LUA = 2 };
 
-#define CL_PEERS_MAX 1024
 
 typedef struct {
   char name[CL_NODE_NAME_MAX + 1];
@@ -74,8 +73,11 @@ typedef struct cl_node {
   uint64_t leave_start_ms;
   int leave_signal;
   uv_sem_t *leave_sem;
-  cl_node_peer peers[CL_PEERS_MAX];
-  int n_peers;
+  /* grown as peers appear (no fixed cap: the election's max_nodes is the policy); a
+   * pointer into it is never kept across callbacks, as adding may move it. Kept for the
+   * process's life (the node is a process-wide singleton). */
+  cl_node_peer *peers;
+  int n_peers, cap_peers;
 
   /* election: the driver owns the core; el is the driver's, for reading */
   cl_eldrv drv;
@@ -113,7 +115,7 @@ extern cl_node cl_the_node;
 /* peers.c */
 cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name);
 cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id);
-cl_node_peer *cl_node_peer_add(cl_node *n, const char *name); /* NULL when the table is full */
+cl_node_peer *cl_node_peer_add(cl_node *n, const char *name); /* NULL when out of memory */
 void cl_node_peer_forget(cl_node *n, const char *name);      /* a peer that is down */
 const char *cl_node_exclusion_target(cl_node *n, const char *name);
 void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,

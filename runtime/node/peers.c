@@ -37,7 +37,13 @@ const char *cl_node_exclusion_target(cl_node *n, const char *name) {
 cl_node_peer *cl_node_peer_add(cl_node *n, const char *name) {
   cl_node_peer *p = cl_node_peer_by_name(n, name);
   if (p) return p;
-  if (n->n_peers >= CL_PEERS_MAX) return NULL;
+  if (n->n_peers == n->cap_peers) {
+    int cap = n->cap_peers ? 2 * n->cap_peers : 16;
+    cl_node_peer *v = realloc(n->peers, (size_t)cap * sizeof *v);
+    if (!v) return NULL;
+    n->peers = v;
+    n->cap_peers = cap;
+  }
   p = &n->peers[n->n_peers++];
   memset(p, 0, sizeof *p);
   snprintf(p->name, sizeof p->name, "%s", name);
@@ -56,8 +62,7 @@ void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body,
   }
 }
 
-/* The table is bounded; the last entry fills the hole, as no pointer into it is kept
- * across callbacks. */
+/* The last entry fills the hole, as no pointer into it is kept across callbacks. */
 void cl_node_peer_forget(cl_node *n, const char *name) {
   cl_node_peer *p = cl_node_peer_by_name(n, name);
   if (!p || p->up) return;

@@ -12,8 +12,10 @@
 /* ---- wire constants ---- */
 
 /* 2: the keyring (AUTH carries a proof per key of the dialer, ACCEPT names the one
- * taken; REAUTH frames move a live connection to another key). Version 1 is refused by
- * the preamble check, with a message naming both versions. */
+ * taken; REAUTH frames move a live connection to another key), and the election's wire
+ * format without a fixed node cap (election wire version 3). Version 1 is refused by the
+ * preamble check, both versions named ("unsupported protocol version 1 (this node
+ * speaks 2)"); rolling upgrades across this change are not supported. */
 #define CL_PROTO_VERSION 2
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */

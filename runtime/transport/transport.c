@@ -18,7 +18,7 @@
 #include "core/log.h"
 
 enum { C_CONNECTING = 1, C_HANDSHAKE, C_UP, C_CLOSING };
-#define CL_MAX_PEERS 4096 /* learned through mesh; wanted peers are not capped */
+#define CL_MAX_PEERS_DEFAULT 10000 /* learned through mesh (cfg.max_learned_peers); wanted peers are not capped */
 
 typedef struct cl_peer cl_peer;
 typedef struct cl_conn cl_conn;
@@ -881,7 +881,8 @@ static void learn_peers(cl_conn *c, const uint8_t *p, size_t n) {
       cl_node_name nn;
       if (cl_node_name_parse(name, &nn, NULL, 0) == 0 && strcmp(nn.full, t->self.full) != 0) {
         cl_peer *q = find_peer(t, nn.full);
-        if (!q && known < CL_MAX_PEERS && (q = add_peer(t, &nn))) known++;
+        size_t cap = t->cfg.max_learned_peers ? t->cfg.max_learned_peers : CL_MAX_PEERS_DEFAULT;
+        if (!q && known < cap && (q = add_peer(t, &nn))) known++;
         if (q && !q->blocked && !q->wanted && !q->learned) {
           q->learned = 1;
           if (!q->conn) {

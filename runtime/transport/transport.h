@@ -61,6 +61,9 @@ typedef struct {
                                 failed and that nobody wants (cl_transport_want) is
                                 re-dialled this long after it went down, then forgotten */
   int mesh;                  /* default 1: learn peers' peers and connect to them */
+  uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
+                                 even an authenticated peer cannot push past); the node
+                                 sets it to election.max_nodes */
   int data_conns;            /* default 0 here (the node turns it on): after a control
                                 connection comes up, its dialer opens a second, data
                                 connection with the same handshake and hands it over

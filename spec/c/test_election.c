@@ -1,5 +1,5 @@
 /* Unit tests of the election core: the rules of docs/design.md ("Safety
- * rules", E1-E9, E11) plus the codecs, bootstrap, reconfiguration, requests and
+ * rules", E1-E9, E11, E12) plus the codecs, bootstrap, reconfiguration, requests and
  * unsafe-bootstrap. Output: one "PASS name" / "FAIL name: reason" per test. */
 #include "election.h"
 #include "internal.h"
@@ -13,7 +13,8 @@
 
 /* ------------------------------------------------------------ a harness */
 
-#define TN 5
+#define TN 320 /* the large-cluster cases run 300 nodes; most use 3 or 5 */
+#define QN 65536 /* messages in flight: a ring */
 typedef struct tmsg {
   int from, to;
   uint8_t *data;
@@ -36,8 +37,8 @@ typedef struct cluster {
   int n;
   tnode t[TN];
   uint64_t now;
-  tmsg q[4096];
-  size_t qn;
+  tmsg q[QN];
+  size_t qh, qn; /* head, count */
   int cut[TN]; /* messages to/from a cut node vanish */
   cl_el_effects fx;
   cl_el_config cfg;
@@ -61,8 +62,8 @@ static void effects(cluster *c, int i) {
       t->disk_len = e->len;
     } else if (e->kind == CL_EL_FX_SEND) {
       int j = idx(c, e->to);
-      if (j < 0 || c->cut[i] || c->cut[j] || c->qn >= 4096) continue;
-      tmsg *m = &c->q[c->qn++];
+      if (j < 0 || c->cut[i] || c->cut[j] || c->qn >= QN) continue;
+      tmsg *m = &c->q[(c->qh + c->qn++) % QN];
       m->from = i;
       m->to = j;
       m->data = malloc(e->len);
@@ -150,7 +151,7 @@ static void cluster_free(cluster *c) {
     if (c->t[i].el) cl_el_free(c->t[i].el);
     free(c->t[i].disk);
   }
-  for (size_t k = 0; k < c->qn; k++) free(c->q[k].data);
+  for (size_t k = 0; k < c->qn; k++) free(c->q[(c->qh + k) % QN].data);
   cl_el_effects_free(&c->fx);
 }
 
@@ -159,8 +160,8 @@ static void run(cluster *c, uint64_t ms) {
   uint64_t end = c->now + ms;
   while (c->now <= end) {
     while (c->qn) {
-      tmsg m = c->q[0];
-      memmove(c->q, c->q + 1, (c->qn - 1) * sizeof c->q[0]);
+      tmsg m = c->q[c->qh];
+      c->qh = (c->qh + 1) % QN;
       c->qn--;
       if (c->t[m.to].up && !c->cut[m.to] && !c->cut[m.from]) {
         cl_el_input in = {0};
@@ -295,6 +296,8 @@ static int t_state_roundtrip_and_corruption(void) {
   snprintf(s.cluster_id, sizeof s.cluster_id, "abc");
   s.term = 7;
   s.version = 42;
+  cl_el_state_reserve_nodes(&s, 1);
+  memset(s.nodes, 0, sizeof s.nodes[0]);
   s.n_nodes = 1;
   snprintf(s.nodes[0].id, sizeof s.nodes[0].id, "n1");
   snprintf(s.nodes[0].name, sizeof s.nodes[0].name, "node1@h:1");
@@ -323,6 +326,8 @@ static int t_state_roundtrip_and_corruption(void) {
   CHECK(cl_el_persist_decode(buf, len, &term, &d, &committed, err, sizeof err) != 0 && strstr(err, "version"),
         "unknown version accepted: %s", err);
   free(buf);
+  s.meta = NULL, s.meta_len = 0; /* not ours to free */
+  cl_el_state_clear(&s);
   /* a corrupt file refuses to start the node, with the reason */
   cl_el_config cfg;
   cl_el_config_defaults(&cfg);
@@ -335,10 +340,13 @@ static int t_state_roundtrip_and_corruption(void) {
 
 static int t_hostile_messages(void) {
   char err[200];
-  uint8_t b[64] = {'C', 'L', 'E', 2, 200};
+  uint8_t b[64] = {'C', 'L', 'E', CL_WIRE_VERSION, 200};
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "unknown"), "unknown type: %s", err);
   b[3] = 1; /* before every message carried the sender's cluster id */
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "old version: %s", err);
+  b[3] = 2; /* the previous version (a 64-node cap): refused, both versions named */
+  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version 2 (this node speaks 3)"),
+        "previous version: %s", err);
   b[3] = 9;
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "unknown version: %s", err);
   cl_msg m;
@@ -375,7 +383,7 @@ static int t_hostile_messages(void) {
   for (int k = 0; k < 20000; k++) {
     uint8_t g[48];
     for (size_t i = 0; i < sizeof g; i++) x = x * 6364136223846793005ULL + 1442695040888963407ULL, g[i] = (uint8_t)(x >> 56);
-    g[0] = 'C', g[1] = 'L', g[2] = 'E', g[3] = 2, g[4] = (uint8_t)(k % 14);
+    g[0] = 'C', g[1] = 'L', g[2] = 'E', g[3] = CL_WIRE_VERSION, g[4] = (uint8_t)(k % 14);
     cl_el_msg_validate(g, (size_t)(k % 48), err, sizeof err);
   }
   return 0;
@@ -529,6 +537,16 @@ static int t_publish_acceptance_rules(void) {
   inject(&C, f, C.t[l].id, &m);
   int p = first_fx(&C, CL_EL_FX_PERSIST, -1), a = first_fx(&C, CL_EL_FX_SEND, CL_M_PUBLISH_RESP);
   CHECK(p >= 0 && a > p, "ack not preceded by persisting the state (persist %d ack %d)", p, a);
+  {
+    /* and the ack names the version just accepted (a follower that took the decoded
+     * state instead of copying it once acked its old version: the simulator caught it) */
+    cl_msg r;
+    char derr[160];
+    CHECK(cl_msg_decode(C.fx.v[a].data, C.fx.v[a].len, &r, NULL, derr, sizeof derr) == 0 && r.flag == 1 &&
+              r.version == st.version && cl_el_accepted(C.t[f].el)->version == st.version,
+          "ack for version %llu, accepted %llu, published %llu", (unsigned long long)r.version,
+          (unsigned long long)cl_el_accepted(C.t[f].el)->version, (unsigned long long)st.version);
+  }
   /* a lower version in the current term is refused */
   st.version -= 5;
   inject(&C, f, C.t[l].id, &m);
@@ -632,32 +650,37 @@ static int t_minority_never_elects(void) {
 }
 
 static int t_reconfiguration_rules(void) {
-  cl_el_vconfig cur = {0}, out;
+  cl_el_vconfig cur = {0}, out = {0};
   const char *ids5[] = {"a", "b", "c", "d", "e"};
   for (int i = 0; i < 3; i++) cl_vc_add(&cur, ids5[i]);
   /* 3 configured, one lost: stays 3 (quorum 2) */
-  cl_reconfigure(&cur, ids5, 2, NULL, 0, "a", &out);
+  cl_reconfigure(&cur, ids5, 2, NULL, 0, "a", 0, &out);
   CHECK(out.n == 3 && cl_vc_has(&out, "c"), "3-node config shrank on loss (%u)", out.n);
   /* 5 live: grows to 5; 4 live: stays odd (3) */
-  cl_reconfigure(&cur, ids5, 5, NULL, 0, "a", &out);
+  cl_reconfigure(&cur, ids5, 5, NULL, 0, "a", 0, &out);
   CHECK(out.n == 5, "did not grow to 5 (%u)", out.n);
   const char *ids4[] = {"a", "b", "c", "d"};
-  cl_reconfigure(&cur, ids4, 4, NULL, 0, "a", &out);
+  cl_reconfigure(&cur, ids4, 4, NULL, 0, "a", 0, &out);
   CHECK(out.n == 3, "even size %u", out.n);
   /* 3 with one excluded: 2 (the only way below 3) */
   cl_el_excl ex = {"c", "node3"};
-  cl_reconfigure(&cur, ids5, 3, &ex, 1, "a", &out);
+  cl_reconfigure(&cur, ids5, 3, &ex, 1, "a", 0, &out);
   CHECK(out.n == 2 && !cl_vc_has(&out, "c"), "exclusion: %u", out.n);
   /* ... and the next pass keeps 2: it must not shrink to 1 (quorum 1 of a 2-node cluster) */
-  cl_el_vconfig twocfg = out;
-  cl_reconfigure(&twocfg, ids5, 3, &ex, 1, "a", &out);
+  cl_el_vconfig twocfg = {0};
+  cl_el_vconfig_copy(&twocfg, &out);
+  cl_reconfigure(&twocfg, ids5, 3, &ex, 1, "a", 0, &out);
   CHECK(out.n == 2, "a configuration of 2 shrank to %u", out.n);
   /* an unreachable target keeps the current configuration */
   cl_el_vconfig one = {0};
   cl_vc_add(&one, "a");
   const char *two[] = {"a", "b"};
-  cl_reconfigure(&one, two, 2, NULL, 0, "a", &out);
+  cl_reconfigure(&one, two, 2, NULL, 0, "a", 0, &out);
   CHECK(out.n == 1, "1 + 1 live should stay 1 (%u)", out.n);
+  cl_el_vconfig_free(&cur);
+  cl_el_vconfig_free(&out);
+  cl_el_vconfig_free(&twocfg);
+  cl_el_vconfig_free(&one);
   return 0;
 }
 
@@ -966,6 +989,268 @@ static int t_unsafe_bootstrap(void) {
   return 0;
 }
 
+
+/* ---- issue 18: no fixed node cap, a capped voting configuration (E12), wire bounds ---- */
+
+static int vc_ok(const cl_el_vconfig *c, uint32_t cap) { return c->n <= cap && (c->n == 1 || (c->n % 2 && c->n >= 3)); }
+
+/* RULE E12: the reconfigurator never goes past max_voting, keeps the configuration odd
+ * and never below 3 on its own, keeps its live members and replaces only the gone */
+static int t_voting_cap_rules(void) {
+  const char *ids[] = {"a", "b", "c", "d", "e", "f", "g", "h", "i"};
+  cl_el_vconfig cur = {0}, out = {0};
+  for (int i = 0; i < 3; i++) cl_vc_add(&cur, ids[i]);
+  cl_reconfigure(&cur, ids, 9, NULL, 0, "a", 5, &out);
+  CHECK(out.n == 5 && cl_vc_has(&out, "a") && cl_vc_has(&out, "b") && cl_vc_has(&out, "c"),
+        "9 live, cap 5: %u ids, members kept", out.n);
+  cl_reconfigure(&cur, ids, 9, NULL, 0, "a", 3, &out);
+  CHECK(out.n == 3 && cl_vc_eq(&out, &cur), "9 live, cap 3: the same 3 (%u)", out.n);
+  /* a configuration above the cap (the cap was lowered) shrinks to it, master kept */
+  cl_el_vconfig seven = {0};
+  for (int i = 0; i < 7; i++) cl_vc_add(&seven, ids[i]);
+  cl_reconfigure(&seven, ids, 9, NULL, 0, "g", 3, &out);
+  CHECK(out.n == 3 && cl_vc_has(&out, "g"), "7 -> cap 3 with master g: %u", out.n);
+  /* two voters of 5 gone, live nodes outside: replaced, still 5 */
+  cl_el_vconfig five = {0};
+  for (int i = 0; i < 5; i++) cl_vc_add(&five, ids[i]);
+  const char *live[] = {"a", "b", "c", "f", "g", "h"}; /* d, e gone */
+  cl_reconfigure(&five, live, 6, NULL, 0, "a", 5, &out);
+  CHECK(out.n == 5 && !cl_vc_has(&out, "d") && !cl_vc_has(&out, "e") && cl_vc_has(&out, "c"),
+        "gone voters replaced: %u", out.n);
+  /* a quorum of the current configuration gone: no target whose quorum is live */
+  const char *few[] = {"a", "f", "g", "h"};
+  cl_reconfigure(&five, few, 4, NULL, 0, "a", 5, &out);
+  CHECK(vc_ok(&out, 5), "stays odd and capped: %u", out.n);
+  /* never below 3 on its own, whatever the cap */
+  const char *two[] = {"a", "b"};
+  cl_reconfigure(&cur, two, 2, NULL, 0, "a", 3, &out);
+  CHECK(out.n == 3, "3 with one lost stays 3 (%u)", out.n);
+  /* 1000 live master-eligible nodes, cap 5: 5 */
+  static char big[1000][8];
+  static const char *bigp[1000];
+  for (int i = 0; i < 1000; i++) snprintf(big[i], sizeof big[i], "n%04d", i), bigp[i] = big[i];
+  cl_reconfigure(&cur, bigp, 1000, NULL, 0, "n0000", 5, &out);
+  CHECK(out.n == 5 && cl_vc_has(&out, "n0000"), "1000 live, cap 5: %u", out.n);
+  cl_el_vconfig_free(&cur);
+  cl_el_vconfig_free(&out);
+  cl_el_vconfig_free(&seven);
+  cl_el_vconfig_free(&five);
+  return 0;
+}
+
+static int t_limits_refused_at_start(void) {
+  cl_el_node_info self = {"n1", "node1@127.0.0.1:4370", "", CL_EL_F_MASTER, NULL};
+  char err[256];
+  const uint32_t bad_voting[] = {0, 1, 2, 4, 6};
+  for (size_t i = 0; i < sizeof bad_voting / sizeof bad_voting[0]; i++) {
+    cl_el_config cfg;
+    cl_el_config_defaults(&cfg);
+    cfg.max_voting_nodes = bad_voting[i];
+    cl_el *el = cl_el_new(&cfg, &self, NULL, 0, err, sizeof err);
+    CHECK(!el && strstr(err, "election.max_voting_nodes is") && strstr(err, "odd"), "max_voting_nodes %u: %s",
+          bad_voting[i], err);
+  }
+  cl_el_config cfg;
+  cl_el_config_defaults(&cfg);
+  CHECK(cfg.max_nodes >= 10000 && cfg.max_voting_nodes == 5, "defaults %u %u", cfg.max_nodes, cfg.max_voting_nodes);
+  cfg.max_nodes = CL_EL_MAX_NODES_HARD + 1;
+  cl_el *el = cl_el_new(&cfg, &self, NULL, 0, err, sizeof err);
+  CHECK(!el && strstr(err, "election.max_nodes is"), "max_nodes past the hard limit: %s", err);
+  cl_el_config_defaults(&cfg);
+  const char *four[] = {"a", "b", "c", "d"};
+  cfg.initial_master_nodes = four;
+  cfg.n_initial_master_nodes = 4;
+  cfg.max_voting_nodes = 3;
+  el = cl_el_new(&cfg, &self, NULL, 0, err, sizeof err);
+  CHECK(!el && strstr(err, "initial_master_nodes has 4 entries but election.max_voting_nodes is 3"), "list: %s", err);
+  return 0;
+}
+
+/* Past election.max_nodes a node is refused, with the limit and the node named; a peer
+ * long gone makes room. */
+static int t_max_nodes_refusal(void) {
+  cl_el_config cfg;
+  cl_el_config_defaults(&cfg);
+  cfg.max_nodes = 3; /* this node and two peers */
+  cl_el_node_info self = {"n1", "node1@127.0.0.1:4370", "", CL_EL_F_MASTER, NULL};
+  char err[256];
+  cl_el *el = cl_el_new(&cfg, &self, NULL, 0, err, sizeof err);
+  CHECK(el, "new: %s", err);
+  cl_el_effects fx;
+  cl_el_effects_init(&fx);
+  const char *pid[] = {"n2", "n3", "n4"}, *pname[] = {"node2@h:1", "node3@h:1", "node4@h:1"};
+  int refusals[3] = {0};
+  for (int k = 0; k < 3; k++) {
+    cl_el_input in = {0};
+    in.kind = CL_EL_IN_PEER_UP;
+    in.peer = (cl_el_node_info){pid[k], pname[k], "h:1", 0, NULL};
+    cl_el_effects_reset(&fx);
+    cl_el_step(el, 1, &in, &fx);
+    for (size_t i = 0; i < fx.n; i++)
+      if (fx.v[i].kind == CL_EL_FX_LOG && fx.v[i].level == CL_EL_LOG_ERROR && strstr(fx.v[i].msg, pname[k]) &&
+          strstr(fx.v[i].msg, "election.max_nodes (3"))
+        refusals[k]++;
+  }
+  CHECK(!refusals[0] && !refusals[1] && refusals[2] == 1 && cl_el_refused_nodes(el) == 1 && cl_el_peer_count(el) == 2,
+        "refusals %d %d %d, counted %llu, peers %u", refusals[0], refusals[1], refusals[2],
+        (unsigned long long)cl_el_refused_nodes(el), cl_el_peer_count(el));
+  /* node2 goes away: node4 takes its place */
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_PEER_DOWN;
+  in.peer_id = "n2";
+  cl_el_effects_reset(&fx);
+  cl_el_step(el, 2, &in, &fx);
+  in.kind = CL_EL_IN_PEER_UP;
+  in.peer = (cl_el_node_info){"n4", "node4@h:1", "h:1", 0, NULL};
+  cl_el_effects_reset(&fx);
+  cl_el_step(el, 3, &in, &fx);
+  CHECK(cl_el_refused_nodes(el) == 1 && cl_el_peer_count(el) == 2, "a long-gone peer did not make room");
+  cl_el_effects_free(&fx);
+  cl_el_free(el);
+  return 0;
+}
+
+/* a PUBLISH with an empty state up to the node count (offset 27): magic, version, type,
+ * sender's cluster id "", state cluster id "", term 1, version 1, master id "" */
+static size_t publish_head(uint8_t *m, uint32_t count) {
+  size_t o = 0;
+  m[o++] = 'C', m[o++] = 'L', m[o++] = 'E', m[o++] = CL_WIRE_VERSION, m[o++] = CL_M_PUBLISH;
+  m[o++] = 0, m[o++] = 0, m[o++] = 0, m[o++] = 0;
+  for (int b = 0; b < 8; b++) m[o++] = b == 0;
+  for (int b = 0; b < 8; b++) m[o++] = b == 0;
+  m[o++] = 0, m[o++] = 0;
+  for (int b = 0; b < 4; b++) m[o++] = (uint8_t)(count >> (8 * b));
+  return o;
+}
+
+static int t_wire_bounds(void) {
+  char err[256];
+  uint8_t m[256];
+  memset(m, 0, sizeof m);
+  publish_head(m, 0xffffffffu);
+  CHECK(cl_el_msg_validate(m, sizeof m, err, sizeof err) != 0 && strstr(err, "node count 4294967295 is above the limit"),
+        "huge count: %s", err);
+  publish_head(m, CL_EL_MAX_NODES_HARD + 1);
+  CHECK(cl_el_msg_validate(m, sizeof m, err, sizeof err) != 0 && strstr(err, "above the limit of 100000"), "hard+1: %s", err);
+  publish_head(m, CL_EL_MAX_NODES_HARD); /* allowed by the limit, not by 256 bytes */
+  CHECK(cl_el_msg_validate(m, sizeof m, err, sizeof err) != 0 && strstr(err, "truncated: node count 100000 needs"),
+        "count past the bytes: %s", err);
+  /* a configuration count past the bytes, after zero nodes */
+  size_t o = publish_head(m, 0);
+  m[o] = 0xff, m[o + 1] = 0xff, m[o + 2] = 0xff, m[o + 3] = 0x00;
+  CHECK(cl_el_msg_validate(m, o + 20, err, sizeof err) != 0 && strstr(err, "committed config"), "config count: %s", err);
+  /* 300 nodes and a voting configuration of 150 round-trip on the wire and on disk */
+  cl_el_state s, d;
+  cl_el_state_init(&s);
+  cl_el_state_init(&d);
+  snprintf(s.cluster_id, sizeof s.cluster_id, "cid");
+  s.term = s.version = 3;
+  CHECK(cl_el_state_reserve_nodes(&s, 300) == 0, "reserve");
+  for (int i = 0; i < 300; i++) {
+    cl_el_node *n = &s.nodes[s.n_nodes++];
+    memset(n, 0, sizeof *n);
+    snprintf(n->id, sizeof n->id, "id%04d", i);
+    snprintf(n->name, sizeof n->name, "node%d@127.0.0.1:%d", i, 5000 + i);
+    n->flags = CL_EL_F_MASTER;
+    if (i % 2 == 0) cl_vc_add(&s.accepted_config, n->id);
+  }
+  cl_el_vconfig_copy(&s.committed_config, &s.accepted_config);
+  cl_msg msg;
+  memset(&msg, 0, sizeof msg);
+  msg.type = CL_M_PUBLISH;
+  msg.state = &s;
+  cl_buf b = {0};
+  cl_msg_encode(&msg, &b);
+  CHECK(cl_el_msg_validate(b.p, b.n, err, sizeof err) == 0, "300-node publish refused: %s", err);
+  /* a node whose election.max_nodes is lower refuses it before allocating, limit named */
+  {
+    cl_msg r;
+    cl_el_state rx;
+    cl_el_state_init(&rx);
+    CHECK(cl_msg_decode_max(b.p, b.n, &r, &rx, 100, err, sizeof err) != 0 && rx.cap_nodes == 0 &&
+              strstr(err, "node count 300 is above this node's election.max_nodes (100)"),
+          "300 nodes past max_nodes 100: %s", err);
+    CHECK(cl_msg_decode_max(b.p, b.n, &r, &rx, 300, err, sizeof err) == 0 && rx.n_nodes == 300, "300 of 300: %s", err);
+    cl_el_state_clear(&rx);
+  }
+  cl_buf_free(&b);
+  uint8_t *buf;
+  size_t len;
+  uint64_t term;
+  int committed;
+  CHECK(cl_el_persist_encode(4, &s, 1, &buf, &len) == 0, "encode");
+  CHECK(cl_el_persist_decode(buf, len, &term, &d, &committed, err, sizeof err) == 0 && d.n_nodes == 300 &&
+            d.accepted_config.n == 150 && !strcmp(d.nodes[299].id, "id0299"),
+        "300 nodes on disk: %s", err);
+  free(buf);
+  /* the nodes must be sorted by id: a duplicate is found in one pass */
+  snprintf(s.nodes[10].id, sizeof s.nodes[10].id, "id0009");
+  cl_msg_encode(&msg, &b);
+  CHECK(cl_el_msg_validate(b.p, b.n, err, sizeof err) != 0 && strstr(err, "not sorted/unique"), "duplicate: %s", err);
+  cl_buf_free(&b);
+  cl_el_state_clear(&s);
+  cl_el_state_clear(&d);
+  return 0;
+}
+
+/* 300 master-eligible nodes (no cap of 64 any more): one master, every node holds the
+ * 300-node state, the voting configuration is the cap (5), odd, and changes one step
+ * at a time; a killed master is replaced and its place in the configuration taken. */
+static int t_cluster_of_300(void) {
+  const int N = 300;
+  cluster_init(&C, N, 3);
+  start(&C);
+  int l = -1;
+  uint32_t worst = 0, last_n = 0;
+  int steps_bad = 0;
+  for (int k = 0; k < 400; k++) {
+    run(&C, 10);
+    l = leader(&C);
+    if (l >= 0) {
+      const cl_el_state *a = cl_el_accepted(C.t[l].el);
+      if (a->accepted_config.n > worst) worst = a->accepted_config.n;
+      if (!vc_ok(&a->accepted_config, 5) || !vc_ok(&a->committed_config, 5)) steps_bad++;
+      last_n = a->accepted_config.n;
+    }
+    if (l >= 0 && all_agree(&C, l) && cl_el_committed(C.t[l].el)->n_nodes == (uint32_t)N && last_n == 5) break;
+  }
+  CHECK(l >= 0 && all_agree(&C, l), "no agreed master among %d nodes (leader %d)", N, l);
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  CHECK(st->n_nodes == (uint32_t)N && st->accepted_config.n == 5 && !steps_bad && worst <= 5,
+        "state of %u nodes, configuration %u (largest seen %u, %d bad)", st->n_nodes, st->accepted_config.n, worst,
+        steps_bad);
+  int followers_full = 1;
+  for (int i = 0; i < N; i++)
+    if (cl_el_committed(C.t[i].el)->n_nodes != (uint32_t)N || cl_el_peer_count(C.t[i].el) != (uint32_t)N - 1)
+      followers_full = 0;
+  run(&C, 200);
+  CHECK(followers_full, "a node does not hold all %d nodes", N);
+  /* kill the master: a new one, a configuration of 5 without the dead one */
+  char dead[40];
+  snprintf(dead, sizeof dead, "%s", C.t[l].id);
+  crash(&C, l);
+  int nl = -1;
+  for (int k = 0; k < 300; k++) {
+    run(&C, 10);
+    nl = leader(&C);
+    if (nl >= 0) {
+      const cl_el_state *a = cl_el_accepted(C.t[nl].el);
+      if (!vc_ok(&a->accepted_config, 5) || !vc_ok(&a->committed_config, 5)) steps_bad++;
+      if (all_agree(&C, nl) && cl_el_accepted_is_committed(C.t[nl].el) && !cl_vc_has(&a->accepted_config, dead) &&
+          a->n_nodes == (uint32_t)N - 1)
+        break;
+    }
+  }
+  CHECK(nl >= 0 && nl != l && all_agree(&C, nl), "no new master after the kill");
+  st = cl_el_accepted(C.t[nl].el);
+  CHECK(st->accepted_config.n == 5 && !cl_vc_has(&st->accepted_config, dead) && st->n_nodes == (uint32_t)N - 1 &&
+            !steps_bad,
+        "after the kill: configuration %u (dead one in it: %d), %u nodes, %d bad", st->accepted_config.n,
+        cl_vc_has(&st->accepted_config, dead), st->n_nodes, steps_bad);
+  cluster_free(&C);
+  return 0;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
@@ -1009,5 +1294,15 @@ int main(void) {
   run_case("election: a restart of every node keeps cluster id, term and user metadata", t_full_restart_keeps_state);
   run_case("election: unsafe-bootstrap makes a survivor the only voter of a new cluster id, and it elects itself",
            t_unsafe_bootstrap);
+  run_case("election: the voting configuration never exceeds election.max_voting_nodes, stays odd, never below 3, keeps its live members (E12)",
+           t_voting_cap_rules);
+  run_case("election: bad max_voting_nodes / max_nodes, and an initial_master_nodes list above the cap, are refused at start",
+           t_limits_refused_at_start);
+  run_case("election: past election.max_nodes a node is refused, limit and node named; a long-gone peer makes room",
+           t_max_nodes_refusal);
+  run_case("election: counts from the wire are bounded before allocation (huge, past the limit, past the bytes); 300 nodes round-trip",
+           t_wire_bounds);
+  run_case("election: 300 nodes form one cluster (no cap of 64), the configuration stays at the cap of 5, a killed master is replaced",
+           t_cluster_of_300);
   return harness_exit();
 }

@@ -328,6 +328,15 @@ static int t_frame_decoder(void) {
             strstr(d.reason, "unsupported protocol version 9"),
         "version: %s", d.reason);
   cl_frame_decoder_free(&d);
+  /* the previous version (1: the election capped at 64 nodes) is refused, both named:
+   * rolling upgrades across issue 18's wire change are not supported */
+  cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
+  d.expect_version = CL_PROTO_VERSION;
+  cl_preamble_put(pre, CL_PROTO_VERSION - 1);
+  CHECK(CL_PROTO_VERSION == 2 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
+            strstr(d.reason, "unsupported protocol version 1 (this node speaks 2)"),
+        "previous version: %s", d.reason);
+  cl_frame_decoder_free(&d);
   cl_tbuf_free(&b);
   return 0;
 }

@@ -8,8 +8,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Counts are read from the wire before the entries they count: a count past the hard
+ * limit, or past what the bytes left can hold, must be refused before any allocation
+ * (the corpus has such messages too: publish_count_*, publish_config_huge). */
+static void huge_counts_refused(void) {
+  static int done;
+  if (done) return;
+  done = 1;
+  char err[256];
+  uint8_t m[64] = {'C', 'L', 'E', CL_WIRE_VERSION, CL_M_PUBLISH, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0,
+                   1, 0, 0, 0, 0, 0, 0, 0, 0, 0};
+  const uint32_t counts[] = {0xffffffffu, CL_EL_MAX_NODES_HARD + 1u, CL_EL_MAX_NODES_HARD};
+  for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+    for (int b = 0; b < 4; b++) m[27 + b] = (uint8_t)(counts[i] >> (8 * b));
+    if (cl_el_msg_validate(m, sizeof m, err, sizeof err) == 0) abort();
+  }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[256];
+  huge_counts_refused();
   cl_el_msg_validate(data, size, err, sizeof err);
 
   uint64_t term;

@@ -15,7 +15,7 @@ static const char DRIVER[] =
     "loadfile = function() return nil, 'no files while fuzzing' end\n"
     "local KEYS = { 'cluster', 'topologies', 'election', 'nodes', 'hooks', 'transport', 'strategy', 'config',\n"
     "  'hosts', 'initial_master_nodes', 'heartbeat_ms', 'election_delay_ms', 'check_timeout_ms',\n"
-    "  'lua_stepdown_ms', 'max_exclusions', 'encrypt', 'max_frame', 'timeout_ms', 'mesh', 'send_queue_max',\n"
+    "  'lua_stepdown_ms', 'max_exclusions', 'max_nodes', 'max_voting_nodes', 'encrypt', 'max_frame', 'timeout_ms', 'mesh', 'send_queue_max',\n"
     "  'roles', 'port', 'group', 'ttl', 'interface', 'broadcast', 'interval', 'multicast_loop', 'expire',\n"
     "  'max_skew', 'file', 'path', 'name', 'query', 'poll_ms', 'interval_ms', 'resolver', 'servers', 'edge',\n"
     "  'node1@127.0.0.1:4370', 1, 2, 3, 0, -1, 1.5 }\n"

@@ -50,6 +50,8 @@ static int self_test(void) {
   snprintf(st->cluster_id, sizeof st->cluster_id, "0123456789abcdef0123456789abcdef");
   st->term = 7;
   st->version = 42;
+  if (cl_el_state_reserve_nodes(st, 2)) return 1;
+  memset(st->nodes, 0, 2 * sizeof st->nodes[0]);
   st->n_nodes = 2;
   for (int i = 0; i < 2; i++) {
     snprintf(st->nodes[i].id, sizeof st->nodes[i].id, "id%d", i);
@@ -58,9 +60,14 @@ static int self_test(void) {
     st->nodes[i].flags = CL_EL_F_MASTER;
   }
   snprintf(st->master_id, sizeof st->master_id, "id0");
-  st->committed_config.n = st->accepted_config.n = 1;
-  snprintf(st->committed_config.ids[0], CL_EL_ID_MAX + 1, "id0");
-  snprintf(st->accepted_config.ids[0], CL_EL_ID_MAX + 1, "id0");
+  /* configurations own their ids (heap): one id each */
+  cl_el_vconfig one = {0};
+  one.ids = calloc(1, sizeof one.ids[0]);
+  one.cap = one.n = 1;
+  snprintf(one.ids[0], CL_EL_ID_MAX + 1, "id0");
+  cl_el_vconfig_copy(&st->committed_config, &one);
+  cl_el_vconfig_copy(&st->accepted_config, &one);
+  cl_el_vconfig_free(&one);
   static uint8_t meta[] = "{\"k\":1}";
   st->meta = meta;
   st->meta_len = sizeof meta - 1;
@@ -107,6 +114,8 @@ static int self_test(void) {
   EXPECT("state_check: every single-bit flip is refused", flips_ok == len * 8,
          "%zu of %zu still decode, the first bit %d of byte %zu", len * 8 - flips_ok, len * 8, bad_bit, bad_byte);
   free(file);
+  st->meta = NULL, st->meta_len = 0; /* static: not the state's to free */
+  cl_el_state_clear(st);
   free(st);
   free(out);
   return harness_exit();

@@ -8,7 +8,7 @@
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
  * a node whose data belongs to another cluster joining at a random time (it
  * must never vote with this cluster, raise its term or cost it its master).
- * After every step it checks the safety rules of docs/design.md (E1-E9, E11)
+ * After every step it checks the safety rules of docs/design.md (E1-E9, E11, E12)
  * and L1; after the faults stop it checks liveness (L2) within a bound
  * computed from the configuration.
  *
@@ -31,7 +31,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#define MAXN 7
+#define MAXN 7      /* most seeds: 1 to 7 nodes, full mesh */
+#define BIG_EVERY 499 /* every 499th seed (odd: the 2 jobs share them): a large cluster (BIG_MIN..BIG_MAX nodes, few masters) */
+#define BIG_MIN 20
+#define BIG_MAX 250
+#define HUGE_EVERY 2501 /* every 2501st seed: HUGE_N nodes (a big seed too) */
+#define HUGE_N 1000
 #define US 1000ull /* time is kept in microseconds; the core sees ms */
 
 /* ------------------------------------------------------------------ PRNG */
@@ -98,7 +103,8 @@ typedef struct node {
   uint64_t boot_term, max_term;
   uint64_t acc_t, acc_v;        /* accepted (term, version) after the last step */
   int acc_c;
-  cl_el_vconfig prev_cc, prev_ac; /* configurations of that accepted state */
+  cl_el_vconfig prev_cc, prev_ac; /* configurations of that accepted state (copies) */
+  uint64_t next_dl;             /* cl_el_next_deadline after the last step (it changes only in steps) */
   uint64_t app_v, app_t;
   int was_leader;
   int fail_next_persist;        /* 1: EIO, 2: power loss before fsync */
@@ -111,7 +117,7 @@ typedef struct node {
 typedef struct kv { /* (term, version) -> state hash and who durably accepted it */
   uint64_t t, v;
   uint8_t h[32];
-  uint32_t accepted_by;
+  uint64_t *accepted_by; /* a bitset of node indexes, w->nwords words */
   int used;
 } kv;
 
@@ -132,19 +138,27 @@ typedef struct world {
   rng_t r;
   int n;
   int foreign; /* index of the node from another cluster, -1 if none */
-  node nodes[MAXN];
+  node *nodes;  /* cap_n of them */
+  int cap_n;    /* nodes allocated (the foreign one included); the n x n arrays use it */
+  size_t nwords; /* words of a node bitset */
+  int sparse;   /* large seeds: only links with a master-eligible node at one end (as a
+                   large cluster needs: followers talk to masters), so n^2 links are not
+                   simulated */
+  uint32_t max_voting; /* the seed's election.max_voting_nodes (RULE E12) */
+  int excl_requested;  /* an exclusion was asked in this seed: configurations of 2 allowed */
   cl_el_config cfg;
-  const char *initial[MAXN];
-  char initial_buf[MAXN][64];
+  const char *initial[CL_EL_MAX_INITIAL];
+  char initial_buf[CL_EL_MAX_INITIAL][64];
   size_t n_initial;
   uint64_t now; /* us */
   /* network */
-  int conn[MAXN][MAXN];        /* connection up (symmetric) */
-  uint64_t epoch[MAXN][MAXN];  /* bumps on every (dis)connect: in-flight frames die */
-  int cut[MAXN][MAXN];         /* administrative: 1 disconnect, 2 blackhole a->b */
+  /* n x n, flat (W_conn(w, a, b) ...) */
+  uint8_t *conn;               /* connection up (symmetric) */
+  uint64_t *epoch;             /* bumps on every (dis)connect: in-flight frames die */
+  uint8_t *cut;                /* administrative: 1 disconnect, 2 blackhole a->b */
   /* the transport's failure detector on each connection (det[a][b]: a's view of b);
    * det_timeout_ms 0: off, so the core's own timeouts face silent links alone */
-  cl_det det[MAXN][MAXN];
+  cl_det *det;
   uint32_t det_hb_ms, det_timeout_ms;
   double p_drop, p_dup, p_extreme;
   uint64_t delay_lo, delay_hi;
@@ -158,13 +172,21 @@ typedef struct world {
   committed *com; size_t n_com, cap_com;
   req reqs[32];
   uint64_t next_req, token_ctr;
-  uint32_t ever_excluded; /* requested since the last clear that surely came after */
+  uint64_t *ever_excluded; /* bitset: requested since the last clear that surely came after */
   uint64_t trace;
   int verbose, violated;
   char why[512];
   uint64_t steps;
   cl_el_state st_scratch;
 } world;
+
+#define W_AT(w, a, b) ((size_t)(a) * (size_t)(w)->cap_n + (size_t)(b))
+#define W_conn(w, a, b) ((w)->conn[W_AT(w, a, b)])
+#define W_epoch(w, a, b) ((w)->epoch[W_AT(w, a, b)])
+#define W_cut(w, a, b) ((w)->cut[W_AT(w, a, b)])
+#define W_det(w, a, b) ((w)->det[W_AT(w, a, b)])
+#define BIT_GET(m, j) ((m) && (((m)[(size_t)(j) >> 6] >> ((unsigned)(j) & 63)) & 1))
+#define BIT_SET(m, j) ((m)[(size_t)(j) >> 6] |= 1ull << ((unsigned)(j) & 63))
 
 static void violation(world *w, const char *fmt, ...) {
   if (w->violated) return;
@@ -226,9 +248,12 @@ static msg_ev ev_pop(world *w) {
 
 /* ------------------------------------------------------------ invariants */
 
+/* ids end with the node's index (4 digits): a lookup, not a scan of 1,000 nodes */
 static int node_index(world *w, const char *id) {
-  for (int i = 0; i < w->n; i++)
-    if (!strcmp(w->nodes[i].id, id)) return i;
+  size_t l = strlen(id);
+  if (l < 4) return -1;
+  int i = atoi(id + l - 4);
+  if (i >= 0 && i < w->n && !strcmp(w->nodes[i].id, id)) return i;
   return -1;
 }
 
@@ -252,6 +277,7 @@ static kv *map_get(world *w, uint64_t t, uint64_t v, int create) {
     j = (j + 1) & (w->cap_map - 1);
   }
   if (!create) return NULL;
+  w->map[j].accepted_by = calloc(w->nwords, sizeof(uint64_t));
   w->map[j].used = 1;
   w->map[j].t = t;
   w->map[j].v = v;
@@ -290,14 +316,12 @@ static void record_join(world *w, int voter, uint64_t term, int target) {
   n->joined[k] = (uint64_t)target + 1;
 }
 
-typedef struct { world *w; uint32_t mask; } maskctx;
-
-static int quorum_of_mask(world *w, const cl_el_vconfig *c, uint32_t mask) {
+static int quorum_of_mask(world *w, const cl_el_vconfig *c, const uint64_t *mask) {
   if (c->n == 0) return 0;
   uint32_t k = 0;
   for (uint32_t i = 0; i < c->n; i++) {
     int j = node_index(w, c->ids[i]);
-    if (j >= 0 && (mask >> j) & 1) k++;
+    if (j >= 0 && BIT_GET(mask, j)) k++;
   }
   return k >= cl_el_quorum(c->n);
 }
@@ -363,8 +387,28 @@ static int vc_eq(const cl_el_vconfig *a, const cl_el_vconfig *b) {
 }
 
 static void vc_copy(cl_el_vconfig *d, const cl_el_vconfig *s) {
-  d->n = s->n;
-  memcpy(d->ids, s->ids, s->n * sizeof s->ids[0]);
+  if (cl_el_vconfig_copy(d, s)) abort();
+}
+
+/* RULE E12: no configuration goes past max_voting_nodes; one that a reconfiguration
+ * made is odd and, once 3 or more, never below 3 on its own (2 only by an exclusion) */
+static void check_voting_cap(world *w, node *n, const cl_el_state *acc) {
+  const cl_el_vconfig *cs[2] = {&acc->committed_config, &acc->accepted_config};
+  for (int k = 0; k < 2; k++)
+    if (cs[k]->n > w->max_voting)
+      violation(w, "%s: a voting configuration of %u in (%llu,%llu), above max_voting_nodes %u", n->name, cs[k]->n,
+                (unsigned long long)acc->term, (unsigned long long)acc->version, w->max_voting);
+  /* a reconfiguration in flight: the state's accepted configuration is not its last
+   * committed one (a bootstrap state, from the list, has both the same) */
+  if (acc->term > 0 && !vc_eq(&acc->accepted_config, &acc->committed_config)) {
+    uint32_t a = acc->accepted_config.n, c = acc->committed_config.n;
+    if (a % 2 == 0 && !(a == 2 && w->excl_requested))
+      violation(w, "%s: (%llu,%llu) reconfigured to an even configuration of %u", n->name,
+                (unsigned long long)acc->term, (unsigned long long)acc->version, a);
+    if (c >= 3 && a < 3 && !w->excl_requested)
+      violation(w, "%s: (%llu,%llu) a configuration of %u shrank to %u with no exclusion", n->name,
+                (unsigned long long)acc->term, (unsigned long long)acc->version, c, a);
+  }
 }
 
 /* after every step of node i */
@@ -415,7 +459,7 @@ static void check_node(world *w, int i, int prevote_req_input, int persisted) {
         int same_term = acc->term == n->acc_t;
         if (same_term) {
           kv *pe = map_get(w, n->acc_t, n->acc_v, 0);
-          uint32_t mask = pe ? pe->accepted_by : 0;
+          const uint64_t *mask = pe ? pe->accepted_by : NULL;
           if (!quorum_of_mask(w, &n->prev_cc, mask) || !quorum_of_mask(w, &n->prev_ac, mask))
             violation(w, "%s published (%llu,%llu) before (%llu,%llu) had a durable quorum", n->name,
                       (unsigned long long)acc->term, (unsigned long long)acc->version,
@@ -430,15 +474,17 @@ static void check_node(world *w, int i, int prevote_req_input, int persisted) {
       }
     }
   }
+  check_voting_cap(w, n, acc);
   vc_copy(&n->prev_cc, &acc->committed_config); /* also bootstrap changes them at (0,0) */
   vc_copy(&n->prev_ac, &acc->accepted_config);
   if (mode == CL_EL_LEADER && accc && !n->acc_c && acc->term == term) {
     /* RULE E1, E6, E7: commit needs a quorum of both configurations, durably accepted */
     kv *e = map_get(w, acc->term, acc->version, 0);
-    uint32_t mask = e ? e->accepted_by : 0;
+    const uint64_t *mask = e ? e->accepted_by : NULL;
     if (!quorum_of_mask(w, &acc->committed_config, mask) || !quorum_of_mask(w, &acc->accepted_config, mask))
-      violation(w, "%s committed (%llu,%llu) without a durable quorum of both configurations (mask %x)", n->name,
-                (unsigned long long)acc->term, (unsigned long long)acc->version, mask);
+      violation(w, "%s committed (%llu,%llu) without a durable quorum of both configurations (mask %llx)", n->name,
+                (unsigned long long)acc->term, (unsigned long long)acc->version,
+                (unsigned long long)(mask ? mask[0] : 0));
   }
   n->acc_t = acc->term;
   n->acc_v = acc->version;
@@ -469,12 +515,14 @@ static void crash(world *w, int i, const char *why);
  * voting configurations, never just that the master went away */
 static void check_quorum_lost(world *w, int i) {
   const cl_el_state *acc = cl_el_accepted(w->nodes[i].el);
-  uint32_t mask = 1u << i;
+  uint64_t *mask = calloc(w->nwords, sizeof *mask);
+  BIT_SET(mask, i);
   for (int j = 0; j < w->n; j++)
-    if (j != i && j != w->foreign && w->conn[i][j]) mask |= 1u << j;
+    if (j != i && j != w->foreign && W_conn(w, i, j)) BIT_SET(mask, j);
   const cl_el_vconfig *cc = cl_el_accepted_is_committed(w->nodes[i].el) ? &acc->accepted_config : &acc->committed_config;
   if (quorum_of_mask(w, cc, mask) && quorum_of_mask(w, &acc->accepted_config, mask))
     violation(w, "%s: quorum_lost while connected to a quorum of its voting configuration", w->nodes[i].name);
+  free(mask);
 }
 
 /* ---- the driver's io: what the node's glue does for real, done on the simulated
@@ -506,13 +554,13 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
   }
   if (w->st_scratch.term > 0 && i != w->foreign) {
     kv *m = map_get(w, w->st_scratch.term, w->st_scratch.version, 0);
-    if (m) m->accepted_by |= 1u << i;
+    if (m) BIT_SET(m->accepted_by, i);
     else {
       uint8_t h[32];
       cl_el_state_hash(&w->st_scratch, h);
       m = map_get(w, w->st_scratch.term, w->st_scratch.version, 1);
       memcpy(m->h, h, 32);
-      m->accepted_by |= 1u << i;
+      BIT_SET(m->accepted_by, i);
     }
   }
   cl_el_state_clear(&w->st_scratch);
@@ -547,9 +595,9 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
   }
   if (i != w->foreign && j == w->foreign && data[4] == 2 /* PREVOTE_RESP */ && toff + 25 <= len && data[toff + 24])
     violation(w, "%s granted a pre-vote to %s, a node of another cluster", n->name, w->nodes[j].name);
-  if (!w->conn[i][j]) return; /* not connected */
-  cl_det_sent(&w->det[i][j], w->now / US); /* as the transport does: a frame is proof of life */
-  if (w->cut[i][j] == 2) return; /* blackholed */
+  if (!W_conn(w, i, j)) return; /* not connected */
+  if (w->det) cl_det_sent(&W_det(w, i, j), w->now / US); /* as the transport does: a frame is proof of life */
+  if (W_cut(w, i, j) == 2) return; /* blackholed */
   int copies = 1 + (chance(&w->r, w->p_dup) ? 1 : 0);
   if (chance(&w->r, w->p_drop)) copies--;
   for (int c = 0; c < copies; c++) {
@@ -560,7 +608,7 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
     ev.kind = 1;
     ev.from = i;
     ev.to = j;
-    ev.epoch = w->epoch[i][j];
+    ev.epoch = W_epoch(w, i, j);
     ev.data = malloc(len);
     memcpy(ev.data, data, len);
     ev.len = len;
@@ -603,7 +651,7 @@ static void io_complete(void *ud, uint64_t req_id, const char *code, const char 
       int pending_excl = 0;
       for (int o = 0; o < 32; o++)
         if (w->reqs[o].used && w->reqs[o].kind == 2) pending_excl = 1;
-      if (!pending_excl) w->ever_excluded = 0;
+      if (!pending_excl) memset(w->ever_excluded, 0, w->nwords * sizeof(uint64_t));
     }
     q->used = 0;
   }
@@ -623,6 +671,7 @@ static void step(world *w, int i, const cl_el_input *in) {
   n->persisted = 0;
   n->crash_why = NULL;
   cl_eldrv_input(&n->drv, in);
+  n->next_dl = cl_el_next_deadline(n->el);
   w->steps++;
   trace_mix(w, (uint64_t)i * 131 + (uint64_t)in->kind + w->now);
   if (n->crash_why) {
@@ -637,27 +686,34 @@ static cl_el_node_info info_of(node *n) {
   return inf;
 }
 
+/* large seeds: a link needs a master-eligible node at one end */
+static int link_allowed(world *w, int a, int b) {
+  return !w->sparse || (w->nodes[a].flags & CL_EL_F_MASTER) || (w->nodes[b].flags & CL_EL_F_MASTER);
+}
+
 static void connect_pair(world *w, int a, int b) {
-  if (w->conn[a][b] || !w->nodes[a].up || !w->nodes[b].up || w->cut[a][b] == 1 || w->cut[b][a] == 1) return;
-  w->conn[a][b] = w->conn[b][a] = 1;
-  cl_det_up(&w->det[a][b], w->now / US, w->det_hb_ms, w->det_timeout_ms);
-  cl_det_up(&w->det[b][a], w->now / US, w->det_hb_ms, w->det_timeout_ms);
-  w->epoch[a][b]++;
-  w->epoch[b][a]++;
+  if (!link_allowed(w, a, b) || W_conn(w, a, b) || !w->nodes[a].up || !w->nodes[b].up || W_cut(w, a, b) == 1 || W_cut(w, b, a) == 1) return;
+  W_conn(w, a, b) = W_conn(w, b, a) = 1;
+  if (w->det) {
+    cl_det_up(&W_det(w, a, b), w->now / US, w->det_hb_ms, w->det_timeout_ms);
+    cl_det_up(&W_det(w, b, a), w->now / US, w->det_hb_ms, w->det_timeout_ms);
+  }
+  W_epoch(w, a, b)++;
+  W_epoch(w, b, a)++;
   cl_el_input in = {0};
   in.kind = CL_EL_IN_PEER_UP;
   in.peer = info_of(&w->nodes[b]);
   step(w, a, &in);
-  if (!w->conn[a][b]) return;
+  if (!W_conn(w, a, b)) return;
   in.peer = info_of(&w->nodes[a]);
   step(w, b, &in);
 }
 
 static void disconnect_pair(world *w, int a, int b) {
-  if (!w->conn[a][b]) return;
-  w->conn[a][b] = w->conn[b][a] = 0;
-  w->epoch[a][b]++;
-  w->epoch[b][a]++;
+  if (!W_conn(w, a, b)) return;
+  W_conn(w, a, b) = W_conn(w, b, a) = 0;
+  W_epoch(w, a, b)++;
+  W_epoch(w, b, a)++;
   cl_el_input in = {0};
   in.kind = CL_EL_IN_PEER_DOWN;
   in.peer_id = w->nodes[b].id;
@@ -670,8 +726,8 @@ static void schedule_connect(world *w, int a, int b, uint64_t after);
 
 /* a dial: through a blackhole it is lost (the transport retries with backoff) */
 static void redial(world *w, int a, int b) {
-  if (w->conn[a][b] || !w->nodes[a].up || !w->nodes[b].up) return;
-  if (w->cut[a][b] || w->cut[b][a]) {
+  if (W_conn(w, a, b) || !w->nodes[a].up || !w->nodes[b].up) return;
+  if (W_cut(w, a, b) || W_cut(w, b, a)) {
     schedule_connect(w, a, b, range(&w->r, 200, 2000) * US);
     return;
   }
@@ -699,11 +755,12 @@ static void crash(world *w, int i, const char *why) {
   n->up = 0;
   cl_eldrv_free(&n->drv);
   n->el = NULL;
+  n->next_dl = UINT64_MAX;
   for (int j = 0; j < w->n; j++)
-    if (j != i && w->conn[i][j]) {
-      w->conn[i][j] = w->conn[j][i] = 0;
-      w->epoch[i][j]++;
-      w->epoch[j][i]++;
+    if (j != i && W_conn(w, i, j)) {
+      W_conn(w, i, j) = W_conn(w, j, i) = 0;
+      W_epoch(w, i, j)++;
+      W_epoch(w, j, i)++;
       cl_el_input in = {0};
       in.kind = CL_EL_IN_PEER_DOWN;
       in.peer_id = n->id;
@@ -739,8 +796,8 @@ static void boot(world *w, int i) {
   n->acc_t = acc->term;
   n->acc_v = acc->version;
   n->acc_c = cl_el_accepted_is_committed(n->el);
-  n->prev_cc = acc->committed_config;
-  n->prev_ac = acc->accepted_config;
+  vc_copy(&n->prev_cc, &acc->committed_config);
+  vc_copy(&n->prev_ac, &acc->accepted_config);
   n->app_t = cl_el_committed(n->el)->term;
   n->app_v = cl_el_committed(n->el)->version;
   n->lua_lag = 0;
@@ -748,7 +805,7 @@ static void boot(world *w, int i) {
   in.kind = CL_EL_IN_TICK;
   step(w, i, &in);
   for (int j = 0; j < w->n; j++)
-    if (j != i) schedule_connect(w, i, j, range(&w->r, 1, 5) * US);
+    if (j != i && link_allowed(w, i, j)) schedule_connect(w, i, j, range(&w->r, 1, 5) * US);
 }
 
 /* ------------------------------------------------------------- workload */
@@ -810,13 +867,14 @@ static void issue_exclusion(world *w, int i) {
   for (int j = 0; j < w->n; j++) {
     node *o = &w->nodes[j];
     if (j == target || j == w->foreign || (o->flags & (CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY)) != CL_EL_F_MASTER) continue;
-    if (!((w->ever_excluded >> j) & 1)) leaders_left++;
+    if (!BIT_GET(w->ever_excluded, j)) leaders_left++;
   }
   if (leaders_left == 0) {
     q->used = 0;
     return;
   }
-  w->ever_excluded |= 1u << target;
+  BIT_SET(w->ever_excluded, target);
+  w->excl_requested = 1;
   q->kind = 2;
   const char *names[1] = {w->nodes[target].name};
   char shortname[64];
@@ -835,19 +893,20 @@ static void issue_exclusion(world *w, int i) {
 
 static void heal_links(world *w) {
   for (int a = 0; a < w->n; a++)
-    for (int b = 0; b < w->n; b++) w->cut[a][b] = 0;
+    for (int b = 0; b < w->n; b++) W_cut(w, a, b) = 0;
   for (int a = 0; a < w->n; a++)
-    for (int b = a + 1; b < w->n; b++) connect_pair(w, a, b);
+    for (int b = a + 1; b < w->n; b++)
+      if (link_allowed(w, a, b)) connect_pair(w, a, b);
 }
 
 static void cut_pair(world *w, int a, int b, int how, int oneway) {
   if (a == b) return;
   if (how == 1) {
-    w->cut[a][b] = w->cut[b][a] = 1;
+    W_cut(w, a, b) = W_cut(w, b, a) = 1;
     disconnect_pair(w, a, b);
   } else {
-    w->cut[a][b] = 2;
-    if (!oneway) w->cut[b][a] = 2;
+    W_cut(w, a, b) = 2;
+    if (!oneway) W_cut(w, b, a) = 2;
   }
 }
 
@@ -864,11 +923,13 @@ static void random_fault(world *w) {
     vlog(w, "isolate %s (%s)", w->nodes[a].name, how == 1 ? "disconnect" : "blackhole");
     break;
   case 2: { /* majority / minority split */
-    uint32_t side = (uint32_t)below(&w->r, 1u << n);
+    uint8_t *side = malloc((size_t)n);
+    for (int x = 0; x < n; x++) side[x] = (uint8_t)below(&w->r, 2);
     for (int x = 0; x < n; x++)
       for (int y = 0; y < n; y++)
-        if (((side >> x) & 1) != ((side >> y) & 1)) cut_pair(w, x, y, how, 0);
-    vlog(w, "partition %x (%s)", side, how == 1 ? "disconnect" : "blackhole");
+        if (side[x] != side[y]) cut_pair(w, x, y, how, 0);
+    vlog(w, "partition (%s)", how == 1 ? "disconnect" : "blackhole");
+    free(side);
     break;
   }
   case 3: /* overlapping majorities: a bridge node sees both sides */
@@ -909,23 +970,25 @@ static void random_fault(world *w) {
 /* ---------------------------------------------------------------- a run */
 
 /* a transport frame arriving: proof of life for the receiver's detector */
-static void heard(world *w, int to, int from) { cl_det_heard(&w->det[to][from], w->now / US); }
+static void heard(world *w, int to, int from) {
+  if (w->det) cl_det_heard(&W_det(w, to, from), w->now / US);
+}
 
 static void send_heartbeat(world *w, int from, int to, int pong) {
-  if (!w->conn[from][to] || w->cut[from][to] == 2 || chance(&w->r, w->p_drop)) return;
+  if (!W_conn(w, from, to) || W_cut(w, from, to) == 2 || chance(&w->r, w->p_drop)) return;
   msg_ev ev = {0};
   ev.at = w->now + range(&w->r, w->delay_lo, w->delay_hi);
   ev.kind = 4;
   ev.pong = pong;
   ev.from = from;
   ev.to = to;
-  ev.epoch = w->epoch[from][to];
+  ev.epoch = W_epoch(w, from, to);
   ev_push(w, ev);
 }
 
 static void deliver_heartbeat(world *w, msg_ev *e) {
-  if (w->epoch[e->from][e->to] != e->epoch || !w->conn[e->from][e->to] || !w->nodes[e->to].up) return;
-  if (w->cut[e->from][e->to] == 2) return;
+  if (W_epoch(w, e->from, e->to) != e->epoch || !W_conn(w, e->from, e->to) || !w->nodes[e->to].up) return;
+  if (W_cut(w, e->from, e->to) == 2) return;
   heard(w, e->to, e->from);
   if (!e->pong) send_heartbeat(w, e->to, e->from, 1);
 }
@@ -936,8 +999,8 @@ static void run_detectors(world *w) {
   uint64_t now = w->now / US;
   for (int a = 0; a < w->n; a++)
     for (int b = 0; b < w->n; b++) {
-      if (a == b || !w->conn[a][b] || !w->nodes[a].up || cl_det_deadline(&w->det[a][b]) > now) continue;
-      cl_det_verdict v = cl_det_check(&w->det[a][b], now);
+      if (a == b || !W_conn(w, a, b) || !w->nodes[a].up || cl_det_deadline(&W_det(w, a, b)) > now) continue;
+      cl_det_verdict v = cl_det_check(&W_det(w, a, b), now);
       if (v == CL_DET_PING) {
         send_heartbeat(w, a, b, 0);
       } else if (v == CL_DET_DOWN) {
@@ -950,20 +1013,20 @@ static void run_detectors(world *w) {
 }
 
 static uint64_t next_detector_us(world *w) {
-  if (!w->det_timeout_ms) return UINT64_MAX;
+  if (!w->det_timeout_ms || !w->det) return UINT64_MAX;
   uint64_t t = UINT64_MAX;
   for (int a = 0; a < w->n; a++)
     for (int b = 0; b < w->n; b++)
-      if (a != b && w->conn[a][b] && w->nodes[a].up) {
-        uint64_t d = cl_det_deadline(&w->det[a][b]) * US;
+      if (a != b && W_conn(w, a, b) && w->nodes[a].up) {
+        uint64_t d = cl_det_deadline(&W_det(w, a, b)) * US;
         if (d < t) t = d;
       }
   return t < w->now ? w->now : t;
 }
 
 static void deliver(world *w, msg_ev *e) {
-  if (w->epoch[e->from][e->to] != e->epoch || !w->conn[e->from][e->to] || !w->nodes[e->to].up) return;
-  if (w->cut[e->from][e->to] == 2) return;
+  if (W_epoch(w, e->from, e->to) != e->epoch || !W_conn(w, e->from, e->to) || !w->nodes[e->to].up) return;
+  if (W_cut(w, e->from, e->to) == 2) return;
   heard(w, e->to, e->from);
   cl_el_input in = {0};
   in.kind = CL_EL_IN_MESSAGE;
@@ -1010,7 +1073,7 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
     int who = -1;
     for (int i = 0; i < w->n; i++) {
       if (!w->nodes[i].up) continue;
-      uint64_t d = cl_el_next_deadline(w->nodes[i].el);
+      uint64_t d = w->nodes[i].next_dl; /* cached: it changes only in a step */
       uint64_t dus = d == UINT64_MAX ? UINT64_MAX : d * US;
       if (dus < w->now) dus = w->now;
       if (dus < t_node) t_node = dus, who = i;
@@ -1101,7 +1164,7 @@ static void dump(world *w) {
            (unsigned long long)cl_el_term(n->el), (unsigned long long)a->term, (unsigned long long)a->version,
            cl_el_accepted_is_committed(n->el) ? "c" : "", (unsigned long long)cl_el_committed(n->el)->term,
            (unsigned long long)cl_el_committed(n->el)->version, (unsigned long long)cl_el_next_deadline(n->el));
-    for (int j = 0; j < w->n; j++) printf("%d", w->conn[i][j]);
+    for (int j = 0; j < w->n; j++) printf("%d", W_conn(w, i, j));
     printf(" cc=");
     for (uint32_t k = 0; k < a->committed_config.n; k++) printf("%.6s,", a->committed_config.ids[k]);
     printf(" ac=");
@@ -1114,7 +1177,17 @@ static void world_free(world *w) {
   for (int i = 0; i < w->n; i++) {
     if (w->nodes[i].el) cl_eldrv_free(&w->nodes[i].drv);
     free(w->nodes[i].disk);
+    cl_el_vconfig_free(&w->nodes[i].prev_cc);
+    cl_el_vconfig_free(&w->nodes[i].prev_ac);
   }
+  for (size_t i = 0; i < w->cap_map; i++)
+    if (w->map[i].used) free(w->map[i].accepted_by);
+  free(w->nodes);
+  free(w->conn);
+  free(w->epoch);
+  free(w->cut);
+  free(w->det);
+  free(w->ever_excluded);
   while (w->nev) {
     msg_ev e = ev_pop(w);
     free(e.data);
@@ -1150,23 +1223,28 @@ static void add_foreign(world *w, uint64_t fault_ms) {
   st.term = term;
   st.version = range(&w->r, 1, 30);
   snprintf(st.master_id, sizeof st.master_id, "%s", n->id);
+  if (cl_el_state_reserve_nodes(&st, 1)) abort();
+  memset(st.nodes, 0, sizeof st.nodes[0]);
   st.n_nodes = 1;
   snprintf(st.nodes[0].id, sizeof st.nodes[0].id, "%s", n->id);
   snprintf(st.nodes[0].name, sizeof st.nodes[0].name, "%s", n->name);
   snprintf(st.nodes[0].address, sizeof st.nodes[0].address, "%s", n->addr);
   st.nodes[0].flags = n->flags;
   cl_el_vconfig c = {0};
+  c.cap = (uint32_t)f + 1;
+  c.ids = calloc(c.cap, sizeof c.ids[0]);
   snprintf(c.ids[c.n++], sizeof c.ids[0], "%s", n->id);
   if (chance(&w->r, 0.5))
     for (int i = 0; i < f; i++)
       if (w->nodes[i].flags & CL_EL_F_MASTER) snprintf(c.ids[c.n++], sizeof c.ids[0], "%s", w->nodes[i].id);
   qsort(c.ids, c.n, sizeof c.ids[0], cmp_id);
-  st.committed_config = c;
-  st.accepted_config = c;
+  vc_copy(&st.committed_config, &c);
+  vc_copy(&st.accepted_config, &c);
   n->disk_term = term + range(&w->r, 0, 20);
   if (cl_el_persist_encode(n->disk_term, &st, 1, &n->disk, &n->disk_len)) n->disk_len = 0;
   cl_el_state_clear(&st);
   vlog(w, "%s (another cluster's data, config of %u) arrives later", n->name, c.n);
+  cl_el_vconfig_free(&c);
   msg_ev ev = {0};
   ev.at = w->now + range(&w->r, 0, fault_ms + 3000) * US;
   ev.kind = 2;
@@ -1182,18 +1260,36 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   rng_seed(&w->r, seed);
   cl_el_state_init(&w->st_scratch);
   w->foreign = -1;
-  int with_foreign = chance(&w->r, 0.25);
-  w->n = (int)range(&w->r, 1, MAXN - with_foreign);
+  /* every BIG_EVERY-th seed a large cluster, every HUGE_EVERY-th one of HUGE_N nodes: a
+   * few master-eligible nodes (1 to 9) and the rest data nodes, linked only to them */
+  int huge = seed % HUGE_EVERY == 0, big = huge || seed % BIG_EVERY == 0;
+  int with_foreign = big ? 0 : chance(&w->r, 0.25);
+  int n_eligible = 0;
+  if (huge) w->n = HUGE_N, n_eligible = (int)range(&w->r, 1, 9);
+  else if (big) w->n = (int)range(&w->r, BIG_MIN, BIG_MAX), n_eligible = (int)range(&w->r, 1, 9);
+  else w->n = (int)range(&w->r, 1, MAXN - with_foreign);
+  w->sparse = big;
+  w->cap_n = w->n + with_foreign;
+  w->nwords = ((size_t)w->cap_n + 63) / 64;
+  w->nodes = calloc((size_t)w->cap_n, sizeof *w->nodes);
+  size_t nn = (size_t)w->cap_n * (size_t)w->cap_n;
+  w->conn = calloc(nn, 1);
+  w->cut = calloc(nn, 1);
+  w->epoch = calloc(nn, sizeof *w->epoch);
+  w->ever_excluded = calloc(w->nwords, sizeof(uint64_t));
   int leaders = 0;
   for (int i = 0; i < w->n; i++) {
     node *n = &w->nodes[i];
+    n->next_dl = UINT64_MAX;
     snprintf(n->id, sizeof n->id, "%016llx%04d", (unsigned long long)rng_next(&w->r), i);
     snprintf(n->addr, sizeof n->addr, "127.0.0.1:%d", 4370 + i);
     snprintf(n->name, sizeof n->name, "node%d@%s", i + 1, n->addr);
     uint64_t role = below(&w->r, 20);
     n->flags = role < 12 ? CL_EL_F_MASTER : role < 15 ? (CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY) : 0;
+    if (big) n->flags = i < n_eligible ? (role < 16 ? CL_EL_F_MASTER : CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY) : 0;
     if (n->flags == CL_EL_F_MASTER) leaders++;
   }
+  if (with_foreign) w->nodes[w->n].next_dl = UINT64_MAX;
   if (!leaders) w->nodes[0].flags = CL_EL_F_MASTER;
   cl_el_config_defaults(&w->cfg);
   w->cfg.request_timeout_ms = 3000;
@@ -1233,6 +1329,19 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   }
   uint64_t fault_every = range(&w->r, 20, 500) * US;
   uint64_t fault_ms = range(&w->r, 2000, 15000);
+  if (big) { /* a shorter horizon, fewer faults: each one touches hundreds of nodes */
+    w->det_timeout_ms = 0; /* the election's own timeouts face silent links */
+    fault_every = range(&w->r, 200, 800) * US;
+    fault_ms = range(&w->r, 1000, 2500);
+  }
+  if (w->det_timeout_ms) w->det = calloc(nn, sizeof *w->det);
+  /* RULE E12: the seed's election.max_voting_nodes (the default, 5, in half the seeds);
+   * the bootstrap list is never longer (the node refuses that at start) */
+  static const uint32_t caps[] = {3, 5, 7};
+  w->max_voting = chance(&w->r, 0.5) ? CL_EL_MAX_VOTING_DEFAULT : caps[below(&w->r, 3)];
+  w->cfg.max_voting_nodes = w->max_voting;
+  if (w->n_initial > w->max_voting) w->n_initial = w->max_voting;
+  w->cfg.n_initial_master_nodes = w->n_initial;
 
   for (int i = 0; i < w->n; i++) boot(w, i);
   if (with_foreign) add_foreign(w, fault_ms);
