@@ -2,7 +2,8 @@
  *
  * Runs whole clusters of the real core (runtime/election), the real glue that performs
  * its effects (runtime/node/el_driver.c) and the transport's real failure detector
- * (runtime/transport/detector.c) in one process on simulated time, with every source of nondeterminism drawn from one seeded
+ * (runtime/transport/detector.c) and Lua-lag check (runtime/node/lua_lag_check.c, against
+ * a simulated Lua loop that stalls) in one process on simulated time, with every source of nondeterminism drawn from one seeded
  * PRNG: cluster shape, roles, fault rates, message drop/duplication/delay/
  * reordering, disconnects, silent blackholes, one-way links, partitions,
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
@@ -21,6 +22,7 @@
 #include "election/election.h"
 #include "node/el_driver.h" /* the real glue's effect executor, run on virtual time */
 #include "transport/detector.h" /* the transport's real failure detector */
+#include "node/lua_lag_check.h" /* the glue's real Lua-lag rule */
 
 #include <stdarg.h>
 #include <stdint.h>
@@ -38,6 +40,8 @@
 #define HUGE_EVERY 2501 /* every 2501st seed: HUGE_N nodes (a big seed too) */
 #define HUGE_N 1000
 #define US 1000ull /* time is kept in microseconds; the core sees ms */
+/* election.lua_stepdown_ms of every simulated node: pings every 500 ms */
+#define SIM_LUA_STEPDOWN_MS 2000
 
 /* ------------------------------------------------------------------ PRNG */
 
@@ -76,7 +80,9 @@ static uint64_t range(rng_t *r, uint64_t lo, uint64_t hi) { return lo + below(r,
 
 typedef struct msg_ev {
   uint64_t at, seq;
-  int kind; /* 1 deliver, 2 reboot, 3 connect, 4 transport heartbeat (ping, or pong if epoch's top bit) */
+  int kind; /* 1 deliver, 2 reboot, 3 connect, 4 transport heartbeat (ping, or pong if epoch's top bit),
+              5 Lua-lag check tick, 6 Lua's answer to ping `arg` (both: epoch = the node's boot) */
+  uint64_t arg;
   int pong;
   int from, to;
   uint64_t epoch;
@@ -108,7 +114,9 @@ typedef struct node {
   uint64_t app_v, app_t;
   int was_leader;
   int fail_next_persist;        /* 1: EIO, 2: power loss before fsync */
-  int lua_lag;
+  cl_lag lag;                /* the glue's Lua-lag check */
+  uint64_t lua_stuck_until;  /* the simulated Lua loop answers nothing before (µs) */
+  uint64_t boots;            /* lag events of an earlier boot are dropped */
   int booted_once;
   uint64_t joined[64];          /* term -> voted for (index+1), ring keyed by term */
   uint64_t joined_term[64];
@@ -768,6 +776,51 @@ static void crash(world *w, int i, const char *why) {
     }
 }
 
+/* ---- the Lua-lag check: the real rule (lua_lag_check.c) against a simulated Lua loop
+ * that answers a ping within 20 ms, or not before lua_stuck_until while it stalls ---- */
+
+static void schedule_lag_tick(world *w, int i) {
+  msg_ev ev = {0};
+  ev.at = w->now + cl_lag_interval_ms(&w->nodes[i].lag) * US;
+  ev.kind = 5;
+  ev.from = i;
+  ev.epoch = w->nodes[i].boots;
+  ev_push(w, ev);
+}
+
+static void lag_act(world *w, int i, cl_lag_action a) {
+  if (a != CL_LAG_STEP_DOWN && a != CL_LAG_RESUME) return;
+  vlog(w, "%s: Lua %s", w->nodes[i].name, a == CL_LAG_STEP_DOWN ? "lags: no master duties" : "answers again");
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_LUA_LAG;
+  in.flag = a == CL_LAG_STEP_DOWN;
+  step(w, i, &in);
+}
+
+static void lag_tick(world *w, const msg_ev *e) {
+  node *n = &w->nodes[e->from];
+  if (!n->up || e->epoch != n->boots) return;
+  cl_lag_action a = cl_lag_tick(&n->lag, w->now / US);
+  if (a == CL_LAG_PING) {
+    msg_ev ev = {0};
+    uint64_t at = w->now + range(&w->r, 0, 20) * US;
+    ev.at = at > n->lua_stuck_until ? at : n->lua_stuck_until;
+    ev.kind = 6;
+    ev.from = e->from;
+    ev.epoch = n->boots;
+    ev.arg = n->lag.seq;
+    ev_push(w, ev);
+  }
+  lag_act(w, e->from, a);
+  if (n->up && e->epoch == n->boots) schedule_lag_tick(w, e->from);
+}
+
+static void lag_pong(world *w, const msg_ev *e) {
+  node *n = &w->nodes[e->from];
+  if (!n->up || e->epoch != n->boots) return;
+  lag_act(w, e->from, cl_lag_pong(&n->lag, e->arg, w->now / US));
+}
+
 static void boot(world *w, int i) {
   node *n = &w->nodes[i];
   cl_el_config cfg = w->cfg;
@@ -800,7 +853,10 @@ static void boot(world *w, int i) {
   vc_copy(&n->prev_ac, &acc->accepted_config);
   n->app_t = cl_el_committed(n->el)->term;
   n->app_v = cl_el_committed(n->el)->version;
-  n->lua_lag = 0;
+  cl_lag_init(&n->lag, SIM_LUA_STEPDOWN_MS);
+  n->lua_stuck_until = 0;
+  n->boots++;
+  schedule_lag_tick(w, i);
   cl_el_input in = {0};
   in.kind = CL_EL_IN_TICK;
   step(w, i, &in);
@@ -956,13 +1012,9 @@ static void random_fault(world *w) {
   case 10:
     issue_exclusion(w, a);
     break;
-  case 11:
-    if (w->nodes[a].up) {
-      cl_el_input in = {0};
-      in.kind = CL_EL_IN_LUA_LAG;
-      in.flag = w->nodes[a].lua_lag = !w->nodes[a].lua_lag;
-      step(w, a, &in);
-    }
+  case 11: /* its Lua loop stalls: shorter than the step-down threshold, or longer */
+    if (w->nodes[a].up)
+      w->nodes[a].lua_stuck_until = w->now + range(&w->r, SIM_LUA_STEPDOWN_MS / 4, 3 * SIM_LUA_STEPDOWN_MS) * US;
     break;
   }
 }
@@ -1104,6 +1156,10 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
         redial(w, e.from, e.to);
       else if (e.kind == 4)
         deliver_heartbeat(w, &e);
+      else if (e.kind == 5)
+        lag_tick(w, &e);
+      else if (e.kind == 6)
+        lag_pong(w, &e);
       free(e.data);
     } else {
       cl_el_input in = {0};
@@ -1360,12 +1416,10 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
       } else if (!w->nodes[i].up) {
         boot(w, i);
       }
-      if (w->nodes[i].up && w->nodes[i].lua_lag) {
-        cl_el_input in = {0};
-        in.kind = CL_EL_IN_LUA_LAG;
-        in.flag = w->nodes[i].lua_lag = 0;
-        step(w, i, &in);
-      }
+      /* a stalled Lua loop answers now */
+      w->nodes[i].lua_stuck_until = 0;
+      if (w->nodes[i].up && w->nodes[i].lag.waiting)
+        lag_act(w, i, cl_lag_pong(&w->nodes[i].lag, w->nodes[i].lag.seq, w->now / US));
     }
     heal_links(w);
     /* the bound: in-flight extreme delays drain, a dead master is detected,
