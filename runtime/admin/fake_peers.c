@@ -14,7 +14,7 @@ typedef struct {
   char name[64], id[32], addr[32];
   const char *status, *roles;
   int connected;
-  uint64_t since_ms, last_rx_ms;
+  uint64_t since_ms, age_ms; /* the last frame's age stays the same: they never change */
   uint32_t rtt_us;
 } fake;
 
@@ -70,7 +70,7 @@ static void h_peers(cl_admin *a, cl_admin_req *req, void *ud) {
                                                        : "up";
     f->connected = strcmp(f->status, "up") == 0;
     f->since_ms = now;
-    f->last_rx_ms = now > (uint64_t)(i % 100) ? now - (uint64_t)(i % 100) : now;
+    f->age_ms = (uint64_t)(i % 100);
     f->rtt_us = 200 + (uint32_t)(i % 500);
   }
   free(F.v);
@@ -91,6 +91,7 @@ void cl_fake_peers_stop(void) {
 }
 
 void cl_fake_peers_foreach(void (*fn)(void *ud, const cl_peer_info *p), void *ud) {
+  uint64_t now = F.n ? uv_now(F.loop) : 0;
   for (size_t i = 0; i < F.n; i++) {
     const fake *f = &F.v[i];
     cl_peer_info p = {.name = f->name,
@@ -99,7 +100,7 @@ void cl_fake_peers_foreach(void (*fn)(void *ud, const cl_peer_info *p), void *ud
                       .roles = f->roles,
                       .rtt_us = f->rtt_us,
                       .since_ms = f->since_ms,
-                      .last_heartbeat_ms = f->last_rx_ms,
+                      .last_heartbeat_ms = now > f->age_ms ? now - f->age_ms : 1,
                       .connected = f->connected,
                       .wanted = 1,
                       .status = f->status,
