@@ -25,7 +25,7 @@
 static void usage(FILE *f) {
   fprintf(f,
           "usage: clusterlua [options] FILE.lua [args...]\n"
-          "       clusterlua status [--admin HOST:PORT] [--json]\n"
+          "       clusterlua status [--admin HOST:PORT] [--json] [--all | --limit N] [--status S]\n"
           "       clusterlua events [--admin HOST:PORT] [--since ID] [--follow] [--json]\n"
           "       clusterlua unsafe-bootstrap --data DIR [--yes]\n"
           "       clusterlua cookie         print a new random cookie (32 bytes, base64url)\n"

@@ -12,10 +12,13 @@
 #include "admin/cat.h"
 #include "admin/console.h"
 #include "admin/events.h"
+#include "admin/fake_peers.h"
 #include "admin/health_wait.h"
 #include "admin/json_filter.h"
 #include "admin/keys_admin.h"
 #include "admin/node_admin.h"
+#include "admin/nodes_view.h"
+#include "admin/views.h"
 #include "core/log.h"
 #include "core/lua_stats.h"
 #include "node/node_internal.h"
@@ -30,26 +33,24 @@ static uint64_t wall_ms(void) {
 
 struct nodes_ctx {
   cl_node *n;
-  json_t *arr;
+  cl_nodes_view *v;
   uint64_t now;
+  int oom;
 };
-
 
 static void node_entry(void *ud, const cl_peer_info *p) {
   struct nodes_ctx *c = ud;
-  json_t *o = json_object();
-  json_object_set_new(o, "name", json_string(p->name));
-  json_object_set_new(o, "id", p->node_id && *p->node_id ? json_string(p->node_id) : json_null());
-  json_object_set_new(o, "address", json_string(p->address ? p->address : ""));
-  json_object_set_new(o, "roles", cl_node_roles_json(p->roles));
-  json_object_set_new(o, "connected", json_boolean(p->connected));
-  json_object_set_new(o, "fingerprint", p->fingerprint && *p->fingerprint ? json_string(p->fingerprint) : json_null());
-  json_object_set_new(o, "status", json_string(p->status ? p->status : (p->connected ? "up" : "down")));
-  json_object_set_new(o, "since", p->since_ms ? json_integer((json_int_t)(p->since_ms + c->n->wall_offset_ms)) : json_null());
-  json_object_set_new(o, "last_heartbeat_ms",
-                      p->last_heartbeat_ms ? json_integer((json_int_t)(c->now - p->last_heartbeat_ms)) : json_null());
-  json_object_set_new(o, "rtt_us", json_integer(p->rtt_us));
-  json_array_append_new(c->arr, o);
+  cl_nodes_entry e = {.name = p->name,
+                      .id = p->node_id,
+                      .address = p->address,
+                      .roles = p->roles,
+                      .status = p->status,
+                      .fingerprint = p->fingerprint,
+                      .connected = p->connected,
+                      .since_ms = p->since_ms ? (int64_t)(p->since_ms + c->n->wall_offset_ms) : 0,
+                      .last_heartbeat_ms = p->last_heartbeat_ms ? (int64_t)(c->now - p->last_heartbeat_ms) : -1,
+                      .rtt_us = p->rtt_us};
+  if (cl_nodes_view_add(c->v, &e) != 0) c->oom = 1;
 }
 
 /* connected nodes whose data belongs to another cluster: nothing they say
@@ -74,27 +75,82 @@ static json_t *refused_json(cl_node *n) {
   return arr;
 }
 
+/* Elasticsearch's habits where it has them (size, from, filter_path) and Consul's
+ * `members -status` where it has not: a 1,000-node answer nobody can read is the
+ * summary and a page. No parameter: every node, as before, plus the summary. */
+static int nodes_query(cl_admin *a, cl_admin_req *req, cl_nodes_query *q) {
+  static const char *const params[] = {"status", "name", "role", "from", "size", "sort"};
+  char buf[CL_NODES_PARAM_MAX + 1], err[200];
+  cl_nodes_query_init(q);
+  for (size_t i = 0; i < sizeof params / sizeof *params; i++) {
+    switch (cl_admin_query_lookup(req, params[i], buf, sizeof buf)) {
+      case CL_ADMIN_QP_TOO_LONG:
+        cl_admin_reply_error(a, req->priv, 400, "%s is longer than %d characters", params[i], CL_NODES_PARAM_MAX);
+        return -1;
+      case CL_ADMIN_QP_MALFORMED:
+        cl_admin_reply_error(a, req->priv, 400, "%s: malformed percent-encoding or a NUL byte", params[i]);
+        return -1;
+      case CL_ADMIN_QP_ABSENT:
+        continue;
+      default:
+        break;
+    }
+    if (cl_nodes_query_set(q, params[i], buf, err, sizeof err) != 0) {
+      cl_admin_reply_error(a, req->priv, 400, "%s", err);
+      return -1;
+    }
+  }
+  return 0;
+}
+
 static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
-  struct nodes_ctx c = {.n = n, .arr = json_array(), .now = uv_now(&n->c->loop)};
-  json_t *self = json_object();
-  json_object_set_new(self, "name", json_string(n->cfg->name));
-  json_object_set_new(self, "id", json_string(n->cfg->id));
+  cl_nodes_query q;
+  char fp[CL_JSON_FILTER_MAX_LEN + 1];
+  if (nodes_query(a, req, &q) != 0 || cl_admin_filter_param(a, req, fp) != 0) return;
+  struct nodes_ctx c = {.n = n, .v = cl_nodes_view_new(&q), .now = uv_now(&n->c->loop)};
+  if (!c.v) {
+    cl_admin_reply_error(a, req->priv, 503, "out of memory");
+    return;
+  }
   const char *at = strchr(n->cfg->name, '@');
-  json_object_set_new(self, "address", json_string(at ? at + 1 : ""));
-  json_object_set_new(self, "roles", cl_node_roles_json(n->cfg->roles));
-  json_object_set_new(self, "connected", json_true());
-  json_object_set_new(self, "status", json_string("up"));
-  json_object_set_new(self, "self", json_true());
-  json_object_set_new(self, "since", json_integer((json_int_t)(n->started_ms + n->wall_offset_ms)));
-  json_object_set_new(self, "last_heartbeat_ms", json_integer(0));
-  json_object_set_new(self, "rtt_us", json_integer(0));
-  json_array_append_new(c.arr, self);
+  cl_nodes_entry self = {.name = n->cfg->name,
+                         .id = n->cfg->id,
+                         .address = at ? at + 1 : "",
+                         .roles = n->cfg->roles,
+                         .status = "up",
+                         .self = 1,
+                         .connected = 1,
+                         .since_ms = (int64_t)(n->started_ms + n->wall_offset_ms),
+                         .last_heartbeat_ms = 0};
+  if (cl_nodes_view_add(c.v, &self) != 0) c.oom = 1;
   cl_transport_foreach(n->t, node_entry, &c);
+  cl_fake_peers_foreach(node_entry, &c);
+  json_t *nodes = NULL, *summary = NULL;
+  int done = !c.oom && cl_nodes_view_finish(c.v, &nodes, &summary) == 0;
+  cl_nodes_view_free(c.v);
+  if (!done) {
+    cl_admin_reply_error(a, req->priv, 503, "out of memory");
+    return;
+  }
+  /* what /_cluster/health says, so that the two never disagree */
+  const cl_el_state *st = n->el ? cl_el_committed(n->el) : NULL;
+  const char *master = n->el ? cl_el_master_name(n->el) : NULL;
+  json_t *sum = json_object();
+  json_object_set_new(sum, "number_of_nodes", json_integer(st ? (json_int_t)st->n_nodes : 1));
+  json_object_set_new(sum, "master", master ? json_string(master) : json_null());
+  json_object_update(sum, summary);
+  json_decref(summary);
   json_t *o = json_object();
   json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
-  json_object_set_new(o, "nodes", c.arr);
+  json_object_set_new(o, "summary", sum);
+  json_object_set_new(o, "nodes", nodes);
   json_object_set_new(o, "refused_nodes", refused_json(n));
+  if (*fp) {
+    json_t *f = cl_json_filter_path(o, fp);
+    json_decref(o);
+    o = f; /* NULL (out of memory) answers 500 */
+  }
   cl_admin_reply_json(a, req->priv, 200, o);
 }
 
@@ -244,9 +300,17 @@ static void admin_reload_done(cl_node *n, void *priv, int status, const char *js
 
 /* ---- GET /metrics ---- */
 
-struct metrics_ctx {
-  int up;
-};
+/* nodes by status: four series whatever the cluster's size (no series per peer: see
+ * docs/operations.md, "Metrics at scale") */
+static const char *const status_label[] = {"up", "down", "configured", "disconnected", "other"};
+
+static void count_status(void *ud, const cl_peer_info *p) {
+  double *by = ud;
+  const char *s = p->status ? p->status : p->connected ? "up" : "down";
+  size_t i = 0;
+  while (i < 4 && strcmp(s, status_label[i]) != 0) i++;
+  by[i]++;
+}
 
 static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_node *n = ud;
@@ -264,6 +328,17 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_gauge(&m, "clusterlua_term", "Current election term", n->el ? (double)cl_el_term(n->el) : 0);
   cl_metrics_gauge(&m, "clusterlua_state_version", "Version of the last committed cluster state",
                    st ? (double)st->version : 0);
+  cl_metrics_gauge(&m, "clusterlua_members", "Members of the committed cluster state (number_of_nodes)",
+                   st ? (double)st->n_nodes : 1);
+  double by[5] = {1, 0, 0, 0, 0}; /* this node is up */
+  cl_transport_foreach(n->t, count_status, by);
+  cl_fake_peers_foreach(count_status, by);
+  cl_metrics_family(&m, "clusterlua_nodes", "gauge", "Nodes this node knows (itself included), by status");
+  for (size_t i = 0; i < 5; i++) {
+    if (i == 4 && by[i] == 0) continue; /* a status this build does not name: only when seen */
+    const char *labels[] = {"status", status_label[i], NULL};
+    cl_metrics_sample(&m, labels, by[i]);
+  }
   cl_metrics_counter(&m, "clusterlua_master_changes", "Master changes seen by this node", (double)n->elections);
   cl_metrics_histogram(&m, "clusterlua_heartbeat_rtt_seconds",
                        "Smoothed heartbeat round trip of each connected peer, sampled once a second", &n->rtt_seconds);
@@ -364,7 +439,10 @@ static int admin_start(cl_node *n, char *err, size_t errlen) {
   cl_keys_admin_routes(n);
   const char *faults = getenv("CLUSTERLUA_FAULTS");
   int test_routes = faults && strcmp(faults, "1") == 0;
-  if (test_routes) cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);
+  if (test_routes) {
+    cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);
+    cl_fake_peers_start(n->admin, &n->c->loop);
+  }
   /* the console, the event stream and the everyday Elasticsearch calls */
   cl_health_wait_start(n->admin, n);
   cl_cat_start(n->admin, n);
@@ -379,6 +457,7 @@ static void admin_stop(cl_node *n) {
   cl_events_stop();
   cl_health_wait_stop();
   cl_console_stop();
+  cl_fake_peers_stop();
   cl_admin_close(n->admin, NULL, NULL);
   n->admin = NULL;
 }

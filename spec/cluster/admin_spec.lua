@@ -49,6 +49,13 @@ describe("admin endpoint", function()
       assert.is_true(n.connected)
       since[n.name] = n.since
     end
+    -- this node first, and the summary every answer leads with (issue 18)
+    assert.is_true(j.nodes[1].self)
+    assert.same({ up = 3, down = 0, configured = 0, disconnected = 0 }, j.summary.by_status)
+    assert.equal(3, j.summary.total)
+    assert.equal(3, j.summary.number_of_nodes)
+    assert.equal(2, j.summary.number_of_connections)
+    assert.equal(0, j.summary.unhealthy)
     -- marker: a heartbeat from every peer received after the first answer, on the same
     -- connections (last_heartbeat_ms is its age)
     local t0, j2 = uv.hrtime(), nil

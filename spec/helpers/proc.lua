@@ -122,11 +122,16 @@ function M.start(cmd, args, opts)
           p.logf:flush()
         end
         if opts.echo then io.stderr:write(data) end
-        local buf = p.partial[name] .. data
-        for line, nl in buf:gmatch("([^\n]*)(\n)") do
-          if nl then p.lines[#p.lines + 1] = { stream = name, text = line, t = uv.now() } end
+        -- plain find, not a pattern: "([^\n]*)(\n)" backtracks over every position of a
+        -- long line without a newline (a 200 KB JSON answer took minutes)
+        local buf, start = p.partial[name] .. data, 1
+        while true do
+          local nl = buf:find("\n", start, true)
+          if not nl then break end
+          p.lines[#p.lines + 1] = { stream = name, text = buf:sub(start, nl - 1), t = uv.now() }
+          start = nl + 1
         end
-        p.partial[name] = buf:match("[^\n]*$")
+        p.partial[name] = buf:sub(start)
       else
         if err == nil and p.partial[name] ~= "" then
           p.lines[#p.lines + 1] = { stream = name, text = p.partial[name], t = uv.now() }
