@@ -165,24 +165,8 @@ static void h_state(cl_admin *a, cl_admin_req *req, void *ud) {
   }
   /* a filter that cannot be applied is the client's mistake, and answering the whole
    * state instead would hide it: 400 with what was wrong */
-  char fp[CL_JSON_FILTER_MAX_LEN + 1], ferr[200];
-  switch (cl_admin_query_lookup(req, "filter_path", fp, sizeof fp)) {
-    case CL_ADMIN_QP_TOO_LONG:
-      cl_admin_reply_error(a, req->priv, 400, "filter_path is longer than %d characters", CL_JSON_FILTER_MAX_LEN);
-      return;
-    case CL_ADMIN_QP_MALFORMED:
-      cl_admin_reply_error(a, req->priv, 400, "filter_path: malformed percent-encoding or a NUL byte");
-      return;
-    case CL_ADMIN_QP_ABSENT:
-      fp[0] = 0;
-      break;
-    default:
-      break;
-  }
-  if (cl_json_filter_check(fp, ferr, sizeof ferr) != 0) {
-    cl_admin_reply_error(a, req->priv, 400, "%s", ferr);
-    return;
-  }
+  char fp[CL_JSON_FILTER_MAX_LEN + 1];
+  if (cl_admin_filter_param(a, req, fp) != 0) return;
   json_t *doc = cl_node_state_json(n, st);
   if (*fp) {
     json_t *f = cl_json_filter_path(doc, fp);
