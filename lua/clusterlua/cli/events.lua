@@ -8,7 +8,7 @@
 local uv = require "uv"
 local cjson = require "cjson.safe"
 local http = require "clusterlua.http"
-local status_cli = require "clusterlua.cli.status"
+local admin_cli = require "clusterlua.cli.admin_cli"
 
 local USAGE = [[
 usage: clusterlua events [--admin HOST:PORT] [--token-file PATH] [--since ID] [--follow] [--json]
@@ -23,32 +23,20 @@ usage: clusterlua events [--admin HOST:PORT] [--token-file PATH] [--since ID] [-
 local function err(fmt, ...) io.stderr:write("clusterlua events: ", fmt:format(...), "\n") end
 
 local function parse_args(argv)
-  local o = {}
-  local i = (argv[0] ~= "events" and argv[1] == "events") and 2 or 1
-  while argv[i] do
-    local a = argv[i]
-    local k, v = a:match("^(%-%-[%w-]+)=(.*)$")
-    k = k or a
-    local function value()
-      if v then return v end
-      i = i + 1
-      if argv[i] == nil then return nil, k .. " needs a value" end
-      return argv[i]
-    end
-    local e
-    if k == "--admin" then o.admin, e = value()
-    elseif k == "--token-file" then o.token_file, e = value()
-    elseif k == "--since" then
-      o.since, e = value()
-      if o.since and not o.since:match "^%d+%-%d+$" then e = "--since needs an event id such as 1733400000000000-17" end
-    elseif k == "--follow" and not v then o.follow = true
-    elseif k == "--json" and not v then o.json = true
-    elseif k == "-h" or k == "--help" then o.help = true
-    else e = "unknown option " .. a end
-    if e then return nil, e end
-    i = i + 1
-  end
-  return o
+  return admin_cli.parse(argv, "events", {
+    option = function(o, k, value, v)
+      if k == "--since" then
+        local e
+        o.since, e = value()
+        if o.since and not o.since:match "^%d+%-%d+$" then e = "--since needs an event id such as 1733400000000000-17" end
+        return e
+      elseif k == "--follow" and not v then
+        o.follow = true
+        return
+      end
+      return false
+    end,
+  })
 end
 
 local function iso(ms)
@@ -168,26 +156,9 @@ local function open_stream(host, port, token, since, on_event, done, on_open)
 end
 
 local function events(argv)
-  local o, e = parse_args(argv)
-  if not o then
-    err("%s", e)
-    io.stderr:write(USAGE)
-    return 2
-  end
-  if o.help then
-    io.stdout:write(USAGE)
-    return 0
-  end
-  local admin = o.admin or os.getenv("CLUSTERLUA_ADMIN")
-  if not admin or admin == "" then
-    err("no admin endpoint: pass --admin HOST:PORT or set CLUSTERLUA_ADMIN")
-    return 2
-  end
-  local token, terr = status_cli.read_token(o)
-  if token == nil then
-    err("%s", terr)
-    return 2
-  end
+  local o, code, token = admin_cli.start(argv, "events", USAGE, parse_args)
+  if not o then return code end
+  local admin = o.admin
   local host, port = split_hostport(admin:gsub("^https?://", ""):gsub("/+$", ""))
   if not host then
     err("--admin %s: expected HOST:PORT", admin)

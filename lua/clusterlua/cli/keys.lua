@@ -7,6 +7,7 @@
 -- node refused, or is unreachable), 2 usage. Options may come anywhere on the line.
 local http = require "clusterlua.http"
 local cjson = require "cjson.safe"
+local admin_cli = require "clusterlua.cli.admin_cli"
 
 local USAGE = [[
 usage: clusterlua keys [--admin HOST:PORT] [--token-file PATH] [--json] [--timeout MS] COMMAND
@@ -26,33 +27,8 @@ A rotation: install NEW, use NEW, check `list` shows it primary on every node, r
 local function err(fmt, ...) io.stderr:write("clusterlua keys: ", fmt:format(...), "\n") end
 
 local function parse_args(argv)
-  local o = { timeout = 10000, words = {} }
-  local i = (argv[0] ~= "keys" and argv[1] == "keys") and 2 or 1
-  while argv[i] do
-    local a = argv[i]
-    local k, v = a:match("^(%-%-[%w-]+)=(.*)$")
-    k = k or a
-    local function value()
-      if v then return v end
-      i = i + 1
-      if argv[i] == nil then return nil, k .. " needs a value" end
-      return argv[i]
-    end
-    local e
-    if k == "--admin" then o.admin, e = value()
-    elseif k == "--token-file" then o.token_file, e = value()
-    elseif k == "--timeout" then
-      local t
-      t, e = value()
-      o.timeout = tonumber(t)
-      if not e and (not o.timeout or o.timeout <= 0) then e = "--timeout needs a number of milliseconds" end
-    elseif k == "--json" and not v then o.json = true
-    elseif k == "-h" or k == "--help" then o.help = true
-    elseif a == "-" or not a:match("^%-") then o.words[#o.words + 1] = a
-    else e = "unknown option " .. a end
-    if e then return nil, e end
-    i = i + 1
-  end
+  local o, e = admin_cli.parse(argv, "keys", { timeout = 10000, words = true })
+  if not o then return nil, e end
   if o.help then return o end
   local cmd, arg1, extra = o.words[1], o.words[2], o.words[3]
   if not cmd then return nil, "which command? list, install, use or remove" end
@@ -70,20 +46,6 @@ local function parse_args(argv)
   return o
 end
 
-local function read_token(o)
-  if o.token_file then
-    local f, e = io.open(o.token_file, "rb")
-    if not f then return nil, "cannot read the token file: " .. tostring(e) end
-    local t = f:read("*a") or ""
-    f:close()
-    t = t:match("^%s*(.-)%s*$")
-    if t == "" then return nil, "the token file " .. o.token_file .. " is empty" end
-    return t
-  end
-  local t = os.getenv("CLUSTERLUA_ADMIN_TOKEN")
-  if t and t ~= "" then return t end
-  return false
-end
 
 local function pad(s, n) return s .. (" "):rep(math.max(0, n - #s)) end
 
@@ -113,27 +75,9 @@ local function render_change(doc)
 end
 
 local function keys(argv)
-  local o, e = parse_args(argv)
-  if not o then
-    err("%s", e)
-    io.stderr:write(USAGE)
-    return 2
-  end
-  if o.help then
-    io.stdout:write(USAGE)
-    return 0
-  end
-  local admin = o.admin or os.getenv("CLUSTERLUA_ADMIN")
-  if not admin or admin == "" then
-    err("no admin endpoint: pass --admin HOST:PORT or set CLUSTERLUA_ADMIN")
-    return 2
-  end
-  local base = admin:match("^https?://") and admin:gsub("/+$", "") or ("http://" .. admin)
-  local token, terr = read_token(o)
-  if token == nil then
-    err("%s", terr)
-    return 2
-  end
+  local o, base, token = admin_cli.start(argv, "keys", USAGE, parse_args)
+  if not o then return base end
+  local admin = o.admin
   local method, path, body = "GET", "/_keys", nil
   if o.cmd == "install" then
     local key = o.arg

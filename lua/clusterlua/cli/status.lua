@@ -8,6 +8,7 @@
 -- Exit status: 0 shown, 1 endpoint unreachable or answering errors, 2 usage.
 local http = require "clusterlua.http"
 local cjson = require "cjson.safe"
+local admin_cli = require "clusterlua.cli.admin_cli"
 
 local DEFAULT_LIMIT = 50
 
@@ -30,48 +31,30 @@ usage: clusterlua status [--admin HOST:PORT] [--json] [--all | --limit N] [--sta
 
 local function err(fmt, ...) io.stderr:write("clusterlua status: ", fmt:format(...), "\n") end
 
--- main.c sets arg[0] = "status" (Lua's script convention); a caller may also pass
--- { "status", ... }: options start after the command name either way.
 local function parse_args(argv)
-  local o = { timeout = 5000 }
-  local i = (argv[0] ~= "status" and argv[1] == "status") and 2 or 1
-  while argv[i] do
-    local a = argv[i]
-    local k, v = a:match("^(%-%-[%w-]+)=(.*)$")
-    k = k or a
-    local function value()
-      if v then return v end
-      i = i + 1
-      if argv[i] == nil then return nil, k .. " needs a value" end
-      return argv[i]
-    end
-    local e
-    if k == "--admin" then o.admin, e = value()
-    elseif k == "--token-file" then o.token_file, e = value()
-    elseif k == "--timeout" then
-      local t
-      t, e = value()
-      o.timeout = tonumber(t)
-      if not e and (not o.timeout or o.timeout <= 0) then e = "--timeout needs a number of milliseconds" end
-    elseif k == "--limit" then
-      local t
-      t, e = value()
-      o.limit = tonumber(t)
-      if not e and (not o.limit or o.limit < 1 or o.limit % 1 ~= 0) then
-        e = "--limit needs a whole number of rows, 1 or more"
+  local o, e = admin_cli.parse(argv, "status", {
+    timeout = 5000,
+    option = function(o, k, value, v)
+      if k == "--limit" then
+        local t, e = value()
+        o.limit = tonumber(t)
+        if not e and (not o.limit or o.limit < 1 or o.limit % 1 ~= 0) then
+          e = "--limit needs a whole number of rows, 1 or more"
+        end
+        return e
+      elseif k == "--status" or k == "--name" or k == "--role" then
+        local t, e = value()
+        if not e and t == "" then e = k .. " needs a value" end
+        o[k:sub(3)] = t
+        return e
+      elseif k == "--all" and not v then
+        o.all = true
+        return
       end
-    elseif k == "--status" or k == "--name" or k == "--role" then
-      local t
-      t, e = value()
-      if not e and t == "" then e = k .. " needs a value" end
-      o[k:sub(3)] = t
-    elseif k == "--all" and not v then o.all = true
-    elseif k == "--json" and not v then o.json = true
-    elseif k == "-h" or k == "--help" then o.help = true
-    else e = "unknown option " .. a end
-    if e then return nil, e end
-    i = i + 1
-  end
+      return false
+    end,
+  })
+  if not o then return nil, e end
   if o.all and o.limit then return nil, "give --all or --limit, not both" end
   return o
 end
@@ -94,20 +77,7 @@ local function nodes_path(o, table_view)
   return #q > 0 and ("/_nodes?" .. table.concat(q, "&")) or "/_nodes"
 end
 
-local function read_token(o)
-  if o.token_file then
-    local f, e = io.open(o.token_file, "rb")
-    if not f then return nil, "cannot read the token file: " .. tostring(e) end
-    local t = f:read("*a") or ""
-    f:close()
-    t = t:match("^%s*(.-)%s*$")
-    if t == "" then return nil, "the token file " .. o.token_file .. " is empty" end
-    return t
-  end
-  local t = os.getenv("CLUSTERLUA_ADMIN_TOKEN")
-  if t and t ~= "" then return t end
-  return false
-end
+local read_token = admin_cli.read_token
 
 -- GET path -> decoded, raw | nil, message, kind ("unreachable" | "http")
 local function get(base, path, o, token)
@@ -285,27 +255,9 @@ local function render(nodes, health, coord, opts)
 end
 
 local function status(argv)
-  local o, e = parse_args(argv)
-  if not o then
-    err("%s", e)
-    io.stderr:write(USAGE)
-    return 2
-  end
-  if o.help then
-    io.stdout:write(USAGE)
-    return 0
-  end
-  local admin = o.admin or os.getenv("CLUSTERLUA_ADMIN")
-  if not admin or admin == "" then
-    err("no admin endpoint: pass --admin HOST:PORT or set CLUSTERLUA_ADMIN")
-    return 2
-  end
-  local base = admin:match("^https?://") and admin:gsub("/+$", "") or ("http://" .. admin)
-  local token, terr = read_token(o)
-  if token == nil then
-    err("%s", terr)
-    return 2
-  end
+  local o, base, token = admin_cli.start(argv, "status", USAGE, parse_args)
+  if not o then return base end
+  local admin = o.admin
 
   return http.run(function()
     local nodes, raw_nodes, kind = get(base, nodes_path(o, not o.json), o, token)
