@@ -10,34 +10,6 @@ local netns = require "helpers.netns"
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
-local function connected(c, i)
-  local code, j = c:http(i, "GET", "/_nodes")
-  if code ~= 200 or type(j) ~= "table" or type(j.nodes) ~= "table" then return {} end
-  local out = {}
-  for _, n in ipairs(j.nodes) do
-    if n.connected == true and n.self ~= true then out[n.name] = n end
-  end
-  return out
-end
-
-local function all_connected(c, which)
-  return function()
-    for _, i in ipairs(which) do
-      local got = connected(c, i)
-      for _, k in ipairs(which) do
-        if k ~= i and not got[c.names[k]] then return false end
-      end
-    end
-    return true
-  end
-end
-
-local function outputs(c)
-  local t = {}
-  for i, p in pairs(c.nodes) do t[#t + 1] = ("--- node%d:\n%s"):format(i, p:output()) end
-  return table.concat(t, "\n")
-end
-
 local function new_key()
   local code, out = proc.run(proc.bin, { "cookie" })
   assert(code == 0, out)
@@ -68,8 +40,8 @@ describe("gossip during a key rotation", function()
         config = { port = %d, group = "239.255.77.11", interface = "127.0.0.1", interval = 200 } } }]]):format(port),
     }
     for i = 1, 4 do c:start(i) end
-    assert(proc.wait_until(all_connected(c, { 1, 2, 3, 4 }), 20000), "not all connected:\n" .. outputs(c))
-    assert(c:wait_master(15000, { true, true, true, true }), "no master:\n" .. outputs(c))
+    assert(proc.wait_until(c:all_connected({ 1, 2, 3, 4 }), 20000), "not all connected:\n" .. c:outputs())
+    assert(c:wait_master(15000, { true, true, true, true }), "no master:\n" .. c:outputs())
 
     local function keys(args, stdin)
       local full = { "keys", "--admin", c.admin[1] }
@@ -90,11 +62,11 @@ describe("gossip during a key rotation", function()
 
     -- a newcomer holding only K2 finds everyone by gossip, and everyone finds it
     c:start(5, { "--cookie", K2 })
-    assert(proc.wait_until(all_connected(c, { 1, 2, 3, 4, 5 }), 20000), "node5 not connected:\n" .. outputs(c))
+    assert(proc.wait_until(c:all_connected({ 1, 2, 3, 4, 5 }), 20000), "node5 not connected:\n" .. c:outputs())
     for i = 1, 4 do
       assert.truthy(c.nodes[5]:wait_for_line("discovered " .. esc(c.names[i]), 10000), c.nodes[5]:output())
       assert.truthy(c.nodes[i]:wait_for_line("discovered " .. esc(c.names[5]), 10000), c.nodes[i]:output())
-      local peers = connected(c, i)
+      local peers = c:connected(i)
       for name, n in pairs(peers) do assert.equal(fp2, n.fingerprint, name) end
     end
     -- one holding only K1 is heard by nobody: its announcements fail the MAC
@@ -110,7 +82,7 @@ describe("gossip during a key rotation", function()
       assert.is_nil(c.nodes[i]:find_line("EVENT node_down"), c.nodes[i]:output())
       assert.is_nil(c.nodes[i]:find_line("EVENT reloaded"), c.nodes[i]:output())
     end
-    assert.is_nil(connected(c, 1)[c.names[6]])
+    assert.is_nil(c:connected(1)[c.names[6]])
     -- no output names a key
     local all = {}
     for i = 1, 6 do all[#all + 1] = c.nodes[i]:output() end

@@ -8,33 +8,6 @@ local cluster = require "helpers.cluster"
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
-local function outputs(c)
-  local t = {}
-  for i, p in pairs(c.nodes) do t[#t + 1] = ("--- node%d:\n%s"):format(i, p:output()) end
-  return table.concat(t, "\n")
-end
-
--- node i's /_nodes entries by name (nil if the endpoint did not answer)
-local function listed(c, i)
-  local code, j = c:http(i, "GET", "/_nodes")
-  if code ~= 200 or type(j) ~= "table" or type(j.nodes) ~= "table" then return nil end
-  local out = {}
-  for _, n in ipairs(j.nodes) do out[n.name] = n end
-  return out
-end
-
-local function all_connected(c, which)
-  return function()
-    for _, i in ipairs(which) do
-      local l = listed(c, i) or {}
-      for _, k in ipairs(which) do
-        if k ~= i and not (l[c.names[k]] and l[c.names[k]].connected == true) then return false end
-      end
-    end
-    return true
-  end
-end
-
 -- A topology whose hosts_file strategy reads c.dir/hosts (written by the caller).
 local function hosts_cluster(opts)
   opts.topologies = [[{ file = { strategy = "hosts_file", config = { path = HOSTS, poll_interval = 1000 } } }]]
@@ -97,7 +70,7 @@ describe("departed nodes", function()
     proc.write(c.hosts, c.names[1] .. "\n")
     c:start(1)
     c:start(2, { "--roles", "data" }) -- not master-eligible: never in the voting configuration
-    assert(proc.wait_until(all_connected(c, { 1, 2 }), 15000), outputs(c))
+    assert(proc.wait_until(c:all_connected({ 1, 2 }), 15000), c:outputs())
     local port = tonumber(c.names[2]:match ":(%d+)$")
     c.nodes[2]:kill("sigkill")
     assert(proc.wait_until(function() return c.nodes[2].exited end, 5000))
@@ -105,25 +78,25 @@ describe("departed nodes", function()
     local t_kill = uv.now()
     local marker = ("marker@127.0.0.1:%d"):format(port)
     l = dial_counter(port, { c.names[2], marker })
-    assert(c.nodes[1]:wait_for_line("EVENT node_down " .. esc(c.names[2]) .. " closed", 5000), outputs(c))
-    local st = listed(c, 1)
-    assert.are.equal("down", st and st[c.names[2]] and st[c.names[2]].status, outputs(c))
+    assert(c.nodes[1]:wait_for_line("EVENT node_down " .. esc(c.names[2]) .. " closed", 5000), c:outputs())
+    local st = c:listed(1)
+    assert.are.equal("down", st and st[c.names[2]] and st[c.names[2]].status, c:outputs())
     -- forgotten: gone from GET /_nodes
     assert(proc.wait_until(function()
-      local x = listed(c, 1)
+      local x = c:listed(1)
       return x ~= nil and x[c.names[2]] == nil
-    end, TIMEOUT + 10000), "never forgotten:\n" .. outputs(c))
+    end, TIMEOUT + 10000), "never forgotten:\n" .. c:outputs())
     local seen_at_forget = #l.seen
     uv.update_time()
     local t_forgot = uv.now() - t_kill
     assert.is_true(t_forgot >= TIMEOUT - 200, ("forgotten after %d ms"):format(t_forgot))
     assert(c.nodes[1]:find_line("forgetting " .. esc(c.names[2]) .. ": down for more than reconnect_timeout"),
-      outputs(c))
+      c:outputs())
     -- the marker: a name at the same port that only the hosts file brings; once its
     -- dial is in, any further dial of node2 would have been seen before it
     proc.write(c.hosts .. ".new", c.names[1] .. "\n" .. marker .. "\n")
     assert(os.rename(c.hosts .. ".new", c.hosts))
-    assert(proc.wait_until(function() return l:count(marker, seen_at_forget + 1) > 0 end, 10000), outputs(c))
+    assert(proc.wait_until(function() return l:count(marker, seen_at_forget + 1) > 0 end, 10000), c:outputs())
     local times = {}
     for i, s in ipairs(l.seen) do
       if s.to == c.names[2] then
@@ -155,14 +128,14 @@ describe("departed nodes", function()
     proc.write(c.hosts, c.names[1] .. "\n")
     c:start(1)
     c:start(2, { "--roles", "data" })
-    assert(proc.wait_until(all_connected(c, { 1, 2 }), 15000), outputs(c))
+    assert(proc.wait_until(c:all_connected({ 1, 2 }), 15000), c:outputs())
     c.nodes[2]:kill("sigterm")
-    assert(c.nodes[1]:wait_for_line("EVENT node_down " .. esc(c.names[2]) .. " left", 5000), outputs(c))
+    assert(c.nodes[1]:wait_for_line("EVENT node_down " .. esc(c.names[2]) .. " left", 5000), c:outputs())
     assert(proc.wait_until(function()
-      local x = listed(c, 1)
+      local x = c:listed(1)
       return x ~= nil and x[c.names[2]] == nil
-    end, 1000), "still listed:\n" .. outputs(c))
-    assert(c.nodes[1]:find_line("forgetting " .. esc(c.names[2]) .. ": it left"), outputs(c))
+    end, 1000), "still listed:\n" .. c:outputs())
+    assert(c.nodes[1]:find_line("forgetting " .. esc(c.names[2]) .. ": it left"), c:outputs())
   end)
 
   it("a voting member is kept past reconnect_timeout until an exclusion removes it", function()
@@ -176,18 +149,18 @@ describe("departed nodes", function()
     -- node3 is listed nowhere: it dials the others, and is one of the three voters
     proc.write(c.hosts, c.names[1] .. "\n" .. c.names[2] .. "\n")
     c:start_all()
-    assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 15000), outputs(c))
-    assert(c:wait_master(15000), outputs(c))
+    assert(proc.wait_until(c:all_connected({ 1, 2, 3 }), 15000), c:outputs())
+    assert(c:wait_master(15000), c:outputs())
     assert(proc.wait_until(function()
       local h = c:health(1)
       return h and #h.voting_config == 3
-    end, 10000), outputs(c))
+    end, 10000), c:outputs())
     local master = c:wait_master(1000)
     if master == c.names[3] then
       -- keep the spec about a follower: move the master away first
       assert.are.equal(200, (c:http(1, "POST", "/_cluster/voting_config_exclusions?node_names=node3")))
       assert.are.equal(200, (c:http(1, "DELETE", "/_cluster/voting_config_exclusions")))
-      assert(c:wait_master(10000, nil, c.names[3]), outputs(c))
+      assert(c:wait_master(10000, nil, c.names[3]), c:outputs())
     end
     local port = tonumber(c.names[3]:match ":(%d+)$")
     c.nodes[3]:kill("sigkill")
@@ -199,18 +172,18 @@ describe("departed nodes", function()
     assert(proc.wait_until(function()
       local last = l.seen[#l.seen]
       return last ~= nil and last.to == c.names[3] and last.at - t_kill > TIMEOUT + 1500
-    end, TIMEOUT + 15000), outputs(c))
+    end, TIMEOUT + 15000), c:outputs())
     for i = 1, 2 do
-      local x = listed(c, i)
-      assert.are.equal("down", x and x[c.names[3]] and x[c.names[3]].status, outputs(c))
+      local x = c:listed(i)
+      assert.are.equal("down", x and x[c.names[3]] and x[c.names[3]].status, c:outputs())
     end
     local code, _, text = c:http(1, "POST", "/_cluster/voting_config_exclusions?node_names=node3")
     assert.are.equal(200, code, text)
     for i = 1, 2 do
       assert(proc.wait_until(function()
-        local x = listed(c, i)
+        local x = c:listed(i)
         return x ~= nil and x[c.names[3]] == nil
-      end, 5000), ("node%d still lists node3:\n"):format(i) .. outputs(c))
+      end, 5000), ("node%d still lists node3:\n"):format(i) .. c:outputs())
     end
   end)
 end)
@@ -223,8 +196,8 @@ describe("a node a discovery source stops listing", function()
     finally(function() c:cleanup() end)
     proc.write(c.hosts, table.concat({ c.names[1], c.names[2], c.names[3] }, "\n") .. "\n")
     for i = 1, 3 do c:start(i) end
-    assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 15000), outputs(c))
-    assert(c:wait_master(15000, { true, true, true }), outputs(c))
+    assert(proc.wait_until(c:all_connected({ 1, 2, 3 }), 15000), c:outputs())
+    assert(c:wait_master(15000, { true, true, true }), c:outputs())
     local marks = {}
     for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
     -- node4 is the marker: it dials nobody (its own topology lists no one) and is not
@@ -243,21 +216,21 @@ return {
 ]])
     c:start(4, { "--roles", "data" })
     c.topology = main_topology
-    assert(c.nodes[4]:wait_for_line("started %(cluster", 10000), outputs(c))
+    assert(c.nodes[4]:wait_for_line("started %(cluster", 10000), c:outputs())
     proc.write(c.hosts .. ".new", table.concat({ c.names[1], c.names[2], c.names[4] }, "\n") .. "\n")
     assert(os.rename(c.hosts .. ".new", c.hosts))
     for i = 1, 3 do
-      assert(c.nodes[i]:wait_for_line("EVENT node_up " .. esc(c.names[4]), 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("EVENT node_up " .. esc(c.names[4]), 10000, nil, marks[i]), c:outputs())
     end
     for i = 1, 3 do
       for _, what in ipairs { "EVENT node_down", "EVENT master_changed", "EVENT quorum_lost", "quorum lost",
         "disconnected from" } do
-        assert.is_nil(c.nodes[i]:find_line(what, nil, marks[i]), ("node%d: %s\n"):format(i, what) .. outputs(c))
+        assert.is_nil(c.nodes[i]:find_line(what, nil, marks[i]), ("node%d: %s\n"):format(i, what) .. c:outputs())
       end
     end
     for i = 1, 2 do
-      local x = listed(c, i)
-      assert.is_true(x ~= nil and x[c.names[3]] ~= nil and x[c.names[3]].connected == true, outputs(c))
+      local x = c:listed(i)
+      assert.is_true(x ~= nil and x[c.names[3]] ~= nil and x[c.names[3]].connected == true, c:outputs())
     end
   end)
 end)
@@ -283,14 +256,14 @@ return {
     finally(function() c:cleanup() end)
     c:start(1, { "--log-level", "debug" })
     c:start(2)
-    assert(c.nodes[1]:wait_for_line("EVENT disconnecting " .. esc(c.names[2]) .. " true", 10000), outputs(c))
-    assert(c.nodes[2]:wait_for_line("EVENT node_down " .. esc(c.names[1]) .. " closed", 5000), outputs(c))
+    assert(c.nodes[1]:wait_for_line("EVENT disconnecting " .. esc(c.names[2]) .. " true", 10000), c:outputs())
+    assert(c.nodes[2]:wait_for_line("EVENT node_down " .. esc(c.names[1]) .. " closed", 5000), c:outputs())
     -- the marker: node2 still lists node1 and re-dials it; twice refused means no
     -- connection came back in between (a connected node2 would not dial again)
     local refusal = "was disconnected from " .. esc(c.names[2])
     local _, first = c.nodes[1]:wait_for_line(refusal, 10000)
-    assert(first, outputs(c))
-    assert(c.nodes[1]:wait_for_line(refusal, 10000, nil, first + 1), outputs(c))
+    assert(first, c:outputs())
+    assert(c.nodes[1]:wait_for_line(refusal, 10000, nil, first + 1), c:outputs())
     local function count(p, pat)
       local k = 0
       for _, ln in ipairs(p.lines) do
@@ -298,10 +271,10 @@ return {
       end
       return k
     end
-    assert.are.equal(1, count(c.nodes[1], "EVENT node_up " .. esc(c.names[2])), outputs(c))
-    assert.are.equal(1, count(c.nodes[2], "EVENT node_up " .. esc(c.names[1])), outputs(c))
-    local x = listed(c, 1)
-    assert.are.equal("disconnected", x and x[c.names[2]] and x[c.names[2]].status, outputs(c))
+    assert.are.equal(1, count(c.nodes[1], "EVENT node_up " .. esc(c.names[2])), c:outputs())
+    assert.are.equal(1, count(c.nodes[2], "EVENT node_up " .. esc(c.names[1])), c:outputs())
+    local x = c:listed(1)
+    assert.are.equal("disconnected", x and x[c.names[2]] and x[c.names[2]].status, c:outputs())
     -- and `clusterlua status` says so in its STATUS column
     local code, out = proc.run(proc.bin, { "status", "--admin", c.admin[1] }, { timeout = 10000 })
     assert.are.equal(0, code, out)
@@ -322,12 +295,12 @@ return {
       }
       finally(function() c:cleanup() end)
       c:start_all()
-      assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 15000), outputs(c))
+      assert(proc.wait_until(c:all_connected({ 1, 2, 3 }), 15000), c:outputs())
       for i = 1, 3 do
         for k = 1, 3 do
           if k ~= i then
             local line = c.nodes[i]:wait_for_line("EVENT node_up " .. esc(c.names[k]) .. " (%d+)", 10000)
-            assert(line, outputs(c))
+            assert(line, c:outputs())
             local rtt = tonumber(line:match " (%d+)$")
             assert.is_true(rtt ~= nil and rtt > 0 and rtt < 1000000, line)
           end

@@ -9,35 +9,6 @@ local netns = require "helpers.netns"
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
--- names of the peers node i reports connected (not itself)
-local function connected(c, i)
-  local code, j = c:http(i, "GET", "/_nodes")
-  if code ~= 200 or type(j) ~= "table" or type(j.nodes) ~= "table" then return {} end
-  local out = {}
-  for _, n in ipairs(j.nodes) do
-    if n.connected == true and n.self ~= true then out[n.name] = true end
-  end
-  return out
-end
-
-local function all_connected(c, which)
-  return function()
-    for _, i in ipairs(which) do
-      local got = connected(c, i)
-      for _, k in ipairs(which) do
-        if k ~= i and not got[c.names[k]] then return false end
-      end
-    end
-    return true
-  end
-end
-
-local function outputs(c)
-  local t = {}
-  for i, p in pairs(c.nodes) do t[#t + 1] = ("--- node%d:\n%s"):format(i, p:output()) end
-  return table.concat(t, "\n")
-end
-
 describe("gossip with real nodes", function()
   it("five nodes in a network namespace find each other with no host list", function()
     local reason = netns.why_skip()
@@ -61,9 +32,9 @@ describe("gossip with real nodes", function()
         config = { port = %d, group = "239.255.77.10", interface = "127.0.0.1", interval = 200 } } }]]):format(port),
     }
     c:start_all()
-    local ok = proc.wait_until(all_connected(c, { 1, 2, 3, 4, 5 }), 20000)
-    assert(ok, "not all connected:\n" .. outputs(c))
-    assert(c:wait_master(15000), "no master:\n" .. outputs(c))
+    local ok = proc.wait_until(c:all_connected({ 1, 2, 3, 4, 5 }), 20000)
+    assert(ok, "not all connected:\n" .. c:outputs())
+    assert(c:wait_master(15000), "no master:\n" .. c:outputs())
     for i = 1, 5 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", c.nodes[i]:output()) end
     c:cleanup()
     c = nil
@@ -86,21 +57,21 @@ describe("hosts_file with real nodes", function()
     local src = assert(io.open(c.topology)):read "*a"
     cluster.write(c.topology, (src:gsub("HOSTS", ("%q"):format(hosts))))
     c:start_all()
-    assert(c:wait_master(10000, { true }), outputs(c))
+    assert(c:wait_master(10000, { true }), c:outputs())
     -- marker: a line naming a node that does not run; once both nodes have tried to dial
     -- it, they have read the file that named neither of them, and acted on it
     local ghost = ("ghost@127.0.0.1:%d"):format(cluster.free_port())
     proc.write(hosts, "# nodes of the spec cluster\n" .. ghost .. "\n")
     for i = 1, 2 do
-      assert(c.nodes[i]:wait_for_line("unable to connect to " .. esc(ghost), 10000, "stderr"), outputs(c))
+      assert(c.nodes[i]:wait_for_line("unable to connect to " .. esc(ghost), 10000, "stderr"), c:outputs())
     end
-    assert.is_nil(connected(c, 1)[c.names[2]])
-    assert.is_nil(connected(c, 2)[c.names[1]])
+    assert.is_nil(c:connected(1)[c.names[2]])
+    assert.is_nil(c:connected(2)[c.names[1]])
     local f = assert(io.open(hosts, "a"))
     f:write(c.names[2], "\n")
     f:close()
-    assert(c.nodes[1]:wait_for_line("EVENT node_up " .. esc(c.names[2]), 10000), outputs(c))
-    assert(proc.wait_until(all_connected(c, { 1, 2 }), 10000), outputs(c))
+    assert(c.nodes[1]:wait_for_line("EVENT node_up " .. esc(c.names[2]), 10000), c:outputs())
+    assert(proc.wait_until(c:all_connected({ 1, 2 }), 10000), c:outputs())
   end)
 end)
 
@@ -140,23 +111,23 @@ return M
     local path = c.dir .. "/mine.lua"
     proc.write(path, strategy_src(c, "v1"))
     c:start_all()
-    assert(c:wait_master(15000), outputs(c))
-    assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 10000), outputs(c))
+    assert(c:wait_master(15000), c:outputs())
+    assert(proc.wait_until(c:all_connected({ 1, 2, 3 }), 10000), c:outputs())
     local marks = {}
     for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
 
     -- a new version, while connected: reloaded everywhere, state handed over
     replace(path, strategy_src(c, "v2"))
     for i = 1, 3 do
-      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
-      assert(c.nodes[i]:wait_for_line("strategy v2 started with state from v1", 5000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), c:outputs())
+      assert(c.nodes[i]:wait_for_line("strategy v2 started with state from v1", 5000, nil, marks[i]), c:outputs())
     end
 
     -- a syntax error: reported, v2 keeps running
     for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
     replace(path, strategy_src(c, "v3") .. "\nthis is not lua (\n")
     for i = 1, 3 do
-      assert(c.nodes[i]:wait_for_line("EVENT strategy_error reload .*mine%.lua", 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("EVENT strategy_error reload .*mine%.lua", 10000, nil, marks[i]), c:outputs())
       assert.is_nil(c.nodes[i]:find_line("strategy v3 started", nil, marks[i]))
     end
 
@@ -165,7 +136,7 @@ return M
     replace(path, strategy_src(c, "v4", 'error("v4 refuses to start")'))
     for i = 1, 3 do
       assert(c.nodes[i]:wait_for_line("EVENT strategy_error reload .*v4 refuses to start", 10000, nil, marks[i]),
-        outputs(c))
+        c:outputs())
     end
 
     -- SIGHUP reloads too, and a good version after all that still works
@@ -173,23 +144,23 @@ return M
     replace(path, strategy_src(c, "v5"))
     -- the file-change reload finishes first
     for i = 1, 3 do
-      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
-      assert(c.nodes[i]:wait_for_line("strategy v5 started", 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), c:outputs())
+      assert(c.nodes[i]:wait_for_line("strategy v5 started", 10000, nil, marks[i]), c:outputs())
     end
     for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
     for i = 1, 3 do c.nodes[i]:kill("sighup") end
     for i = 1, 3 do
-      assert(c.nodes[i]:wait_for_line("strategy v5 started with state from v5", 10000, nil, marks[i]), outputs(c))
-      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("strategy v5 started with state from v5", 10000, nil, marks[i]), c:outputs())
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded .*mine", 10000, nil, marks[i]), c:outputs())
     end
 
-    assert(proc.wait_until(all_connected(c, { 1, 2, 3 }), 10000), outputs(c))
+    assert(proc.wait_until(c:all_connected({ 1, 2, 3 }), 10000), c:outputs())
     -- marker: one more reload on every node; its event reaches Lua after any node_down
     for i = 1, 3 do marks[i] = #c.nodes[i].lines + 1 end
     for i = 1, 3 do assert.equal(200, (c:http(i, "POST", "/_reload"))) end
     for i = 1, 3 do
-      assert(c.nodes[i]:wait_for_line("EVENT reloaded", 10000, nil, marks[i]), outputs(c))
+      assert(c.nodes[i]:wait_for_line("EVENT reloaded", 10000, nil, marks[i]), c:outputs())
     end
-    for i = 1, 3 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", outputs(c)) end
+    for i = 1, 3 do assert.is_nil(c.nodes[i]:find_line "EVENT node_down", c:outputs()) end
   end)
 end)

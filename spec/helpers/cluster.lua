@@ -157,6 +157,44 @@ function M:http(i, method, path, body)
   return tonumber(code), text and cjson.decode(text) or nil, text
 end
 
+-- node i's /_nodes entries by name (nil if the endpoint did not answer)
+function M:listed(i)
+  local code, j = self:http(i, "GET", "/_nodes")
+  if code ~= 200 or type(j) ~= "table" or type(j.nodes) ~= "table" then return nil end
+  local out = {}
+  for _, n in ipairs(j.nodes) do out[n.name] = n end
+  return out
+end
+
+-- the peers node i reports connected (not itself), their /_nodes entries by name
+function M:connected(i)
+  local out = {}
+  for name, n in pairs(self:listed(i) or {}) do
+    if n.connected == true and n.self ~= true then out[name] = n end
+  end
+  return out
+end
+
+-- a condition for proc.wait_until: each node of `which` (indexes) connected to the others
+function M:all_connected(which)
+  return function()
+    for _, i in ipairs(which) do
+      local got = self:connected(i)
+      for _, k in ipairs(which) do
+        if k ~= i and not got[self.names[k]] then return false end
+      end
+    end
+    return true
+  end
+end
+
+-- every node's output, for an assertion's message
+function M:outputs()
+  local t = {}
+  for i, p in pairs(self.nodes) do t[#t + 1] = ("--- node%d:\n%s"):format(i, p:output()) end
+  return table.concat(t, "\n")
+end
+
 function M:health(i)
   local code, j = self:http(i, "GET", "/_cluster/health")
   if code == 200 then return j end
