@@ -1333,6 +1333,11 @@ void cl_admin_extend_deadline(cl_admin *a, void *priv, uint64_t ms) {
 
 int cl_admin_pending(cl_admin *a, void *priv) { return pending_conn(a, priv) != NULL; }
 
+int cl_admin_client_gone(cl_admin *a, void *priv) {
+  conn *c = pending_conn(a, priv);
+  return c && c->peer_eof;
+}
+
 /* ---------------------------------------------------------------- streams */
 
 static conn *stream_conn(cl_admin *a, void *s) {

@@ -106,6 +106,9 @@ void cl_admin_stream_close(cl_admin *a, void *stream);
 void cl_admin_extend_deadline(cl_admin *a, void *priv, uint64_t ms);
 /* 1 if the handle still refers to a request waiting for its answer. */
 int cl_admin_pending(cl_admin *a, void *priv);
+/* 1 when the client of a pending request has closed its side (EOF): a long wait (a
+ * parked request) should answer now rather than hold its place until its deadline. */
+int cl_admin_client_gone(cl_admin *a, void *priv);
 
 /* Value of a query parameter, percent-decoded ('+' is a space) into buf. "" when the
  * parameter has no '='. NULL when absent, malformed (bad escape, NUL byte) or longer

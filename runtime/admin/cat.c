@@ -28,17 +28,29 @@ typedef struct table {
   int ncols;
   char **cells; /* rows * ncols, malloc'd strings */
   size_t rows, cap;
+  int oom; /* a row could not be stored: the answer is a 503, not a table missing it */
 } table;
 
 static void t_row(table *t, const char *const *vals) {
+  if (t->oom) return;
   if (t->rows == t->cap) {
     size_t nc = t->cap ? t->cap * 2 : 8;
     char **c = realloc(t->cells, nc * (size_t)t->ncols * sizeof *c);
-    if (!c) return;
+    if (!c) {
+      t->oom = 1;
+      return;
+    }
     t->cells = c;
     t->cap = nc;
   }
-  for (int i = 0; i < t->ncols; i++) t->cells[t->rows * (size_t)t->ncols + (size_t)i] = strdup(vals[i] ? vals[i] : "-");
+  char **row = t->cells + t->rows * (size_t)t->ncols;
+  for (int i = 0; i < t->ncols; i++) {
+    if (!(row[i] = strdup(vals[i] ? vals[i] : "-"))) {
+      while (i--) free(row[i]);
+      t->oom = 1;
+      return;
+    }
+  }
   t->rows++;
 }
 
@@ -78,6 +90,11 @@ static void append(char **buf, size_t *len, size_t *cap, const char *s, size_t n
 
 /* Answers the table as the query asks (and frees it). */
 static void t_reply(cl_admin *a, cl_admin_req *req, table *t, const char *what) {
+  if (t->oom) {
+    cl_admin_reply_error(a, req->priv, 503, "out of memory building %s", what);
+    t_free(t);
+    return;
+  }
   char hb[1024], fb[16], vb[8];
   int sel[MAX_COLS], nsel = 0;
   int q = cl_admin_query_lookup(req, "h", hb, sizeof hb);
@@ -113,7 +130,8 @@ static void t_reply(cl_admin *a, cl_admin_req *req, table *t, const char *what) 
           char names[512] = "";
           size_t nl = 0;
           for (int i = 0; i < t->ncols; i++)
-            nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s%s", i ? ", " : "", t->cols[i].name);
+            if (nl < sizeof names) /* a longer list is cut, never written past */
+              nl += (size_t)snprintf(names + nl, sizeof names - nl, "%s%s", i ? ", " : "", t->cols[i].name);
           cl_admin_reply_error(a, req->priv, 400, "unknown column [%.*s] for %s: expected one of %s", (int)(tl > 64 ? 64 : tl),
                                p, what, names);
           t_free(t);

@@ -10,6 +10,7 @@
  * take its bytes is dropped by the server core once its bound is reached (counted). */
 #include "admin/events.h"
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,10 +155,11 @@ void cl_events_record(const char *kind, json_t *fields) {
 static int parse_id(const char *s, uint64_t *inc, uint64_t *seq) {
   char *end;
   if (!s || *s < '0' || *s > '9') return -1;
+  errno = 0;
   *inc = strtoull(s, &end, 10);
-  if (*end != '-' || end[1] < '0' || end[1] > '9') return -1;
+  if (errno == ERANGE || *end != '-' || end[1] < '0' || end[1] > '9') return -1;
   *seq = strtoull(end + 1, &end, 10);
-  return *end ? -1 : 0;
+  return *end || errno == ERANGE ? -1 : 0; /* a number past 2^64 is no id of ours */
 }
 
 /* The frames a client resuming after `since` must get, into a buffer: a `gap` event
@@ -173,7 +175,7 @@ static char *replay(const char *since, size_t *len_out, int *bad) {
       return NULL;
     }
     uint64_t oldest = E.count ? at(0)->seq : E.seq + 1;
-    if (inc != E.inc || seq + 1 < oldest) {
+    if (inc != E.inc || seq < oldest - 1) { /* oldest >= 1: no wrap, whatever seq is */
       /* another incarnation (the node restarted) or older than what is kept */
       char oldest_s[64] = "null";
       if (E.count) snprintf(oldest_s, sizeof oldest_s, "\"%" PRIu64 "-%" PRIu64 "\"", E.inc, oldest);

@@ -138,7 +138,9 @@ static void check(void) {
       /* client gone (or the server's deadline passed): nothing to answer */
     } else if (holds(w, h)) {
       answer(W.a, w->priv, h, 0, w->filter);
-    } else if (now >= w->deadline) {
+    } else if (now >= w->deadline || cl_admin_client_gone(W.a, w->priv)) {
+      /* a client that closed its side gave up: answered now (the write ends the
+       * connection), so it does not hold its place among the waiters until its timeout */
       answer(W.a, w->priv, h, 1, w->filter);
     } else {
       done = 0;
@@ -245,6 +247,10 @@ void cl_health_wait_start(cl_admin *a, cl_node *n) {
 }
 
 void cl_health_wait_stop(void) {
+  /* the node is stopping: every waiter gets an answer, not a closed connection */
+  for (unsigned i = 0; i < W.nw; i++)
+    if (W.a && cl_admin_pending(W.a, W.w[i].priv))
+      cl_admin_reply_error(W.a, W.w[i].priv, 503, "the node is stopping");
   for (unsigned i = 0; i < W.nw; i++) free(W.w[i].filter);
   free(W.w);
   W.w = NULL;
