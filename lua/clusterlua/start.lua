@@ -123,6 +123,11 @@ function M.start(opts)
     end
   elseif type(opts.cookie) ~= "string" or opts.cookie == "" then
     return nil, "EINVAL: a cookie is required", "EINVAL"
+  elseif opts.cookie:find("[%z\r\n]") then
+    -- the keyring reaches C as lines: a line break would split one cookie into several
+    -- keys, a short piece of it among them, accepted without the short-cookie warning
+    return nil, "EINVAL: the cookie contains a line break or a NUL byte: one cookie is one line "
+      .. "(`clusterlua cookie` prints one; several keys belong in --keyring-file)", "EINVAL"
   end
   -- before the data directory exists: a bad token file must not leave state behind
   local token

@@ -191,7 +191,7 @@ return { node_down = function(n, r) out("node_down", n, r) end,
     os.execute("rm -rf '" .. dir .. "'")
   end)
 
-  it("refuses a group-readable cookie file and a missing cookie", function()
+  it("refuses a group-readable cookie file, a missing cookie and a cookie of two lines", function()
     local dir = os.tmpname()
     os.remove(dir)
     require("uv").fs_mkdir(dir, 448)
@@ -204,6 +204,12 @@ return { node_down = function(n, r) out("node_down", n, r) end,
     p = proc.start(proc.bin, { "--name", "x@127.0.0.1:1", dir .. "/t.lua" }, { env = { CLUSTERLUA_COOKIE = "" } })
     assert.are_not.equal(0, p:wait_exit(5000))
     assert.truthy(p.stderr:find("no cookie", 1, true))
+    -- a cookie of two lines would be two keys, a short one among them: refused
+    cluster.write(dir .. "/cookie2", ("k"):rep(50) .. "\nabcd\n")
+    require("uv").fs_chmod(dir .. "/cookie2", 384) -- 0600
+    p = proc.start(proc.bin, { "--name", "x@127.0.0.1:1", "--cookie-file", dir .. "/cookie2", dir .. "/t.lua" })
+    assert.are_not.equal(0, p:wait_exit(5000))
+    assert.truthy(p.stderr:find("the cookie contains a line break", 1, true), p.stderr)
     os.execute("rm -rf '" .. dir .. "'")
   end)
 
