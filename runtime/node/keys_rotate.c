@@ -483,6 +483,11 @@ void cl_node_keys_message(cl_node *n, const char *from, const uint8_t *data, siz
   const char *fail = NULL;
   if (!kind) {
     fail = "unknown keys operation";
+  } else if (!n->cfg->encrypt) {
+    /* without encryption nothing authenticates these frames after the handshake: anyone
+     * on the path could install, use or remove keys (found by a security review) */
+    fail = "this node's transport does not encrypt (transport.encrypt = false): keys change only through its "
+           "own admin endpoint (?local)";
   } else if (kind == CL_KEYS_INSTALL) {
     const char *b = json_string_value(json_object_get(m, "key"));
     uint8_t key[CL_KEY_MAX];

@@ -50,7 +50,9 @@ struct cl_dp_conn {
   uint8_t ra_nonce[32];
   uint8_t rx_next[4][32];
   int n_rx_next;
+  uint64_t rx_deadline; /* the peer's DONE is due by then (loop time) */
   int rs_live;
+  uint64_t rs_deadline; /* an offer we made stays live until then */
   uint8_t rs_nonce_r[32], rs_nonce_o[32];
   cl_hs_key rs_offered[CL_KEYRING_MAX];
   size_t rs_n;
@@ -428,13 +430,18 @@ static void on_ra_timer(uv_timer_t *h) {
   (void)h;
   uint64_t now = uv_now(dp.loop), next = UINT64_MAX;
   for (cl_dp_conn *c = dp.conns; c; c = c->next) {
-    if (!c->ra_pending || c->closing || c->failed) continue;
-    if (now >= c->ra_deadline) {
+    if (c->closing || c->failed) continue;
+    /* an unanswered re-authentication, or a DONE that never came: whoever holds the
+     * removed key must not go on writing under it (found by a security review) */
+    uint64_t due = c->ra_pending ? c->ra_deadline : UINT64_MAX;
+    if (c->n_rx_next > 0 && c->rx_deadline < due) due = c->rx_deadline;
+    if (due == UINT64_MAX) continue;
+    if (now >= due) {
       cl_log(CL_LOG_WARN, "dataplane", NULL,
-             "%s did not answer the re-authentication of its data connection within 1 s: closing it", c->peer);
-      dp_fail(c, "%s", "re-authentication not answered within 1 s");
-    } else if (c->ra_deadline < next) {
-      next = c->ra_deadline;
+             "%s did not complete the re-authentication of its data connection within 1 s: closing it", c->peer);
+      dp_fail(c, "%s", "re-authentication not completed within 1 s");
+    } else if (due < next) {
+      next = due;
     }
   }
   if (next != UINT64_MAX) uv_timer_start(&dp.ra_timer, on_ra_timer, next - now, 0);
@@ -455,7 +462,14 @@ static void dp_reauth_start(cl_dp_conn *c) {
 static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n) {
   if (n < 1) return;
   if (d[0] == 1 && n == 33) {
+    /* our own challenge sent back is a reflection, not the peer's (transport.c) */
+    if (c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
+      dp_fail(c, "%s", "its own re-authentication was sent back to it");
+      return;
+    }
+    if (c->rs_live && uv_now(dp.loop) < c->rs_deadline) return; /* one offer at a time */
     c->rs_live = 1;
+    c->rs_deadline = uv_now(dp.loop) + CL_DP_REAUTH_MS;
     memcpy(c->rs_nonce_r, d + 1, 32);
     randombytes_buf(c->rs_nonce_o, 32);
     /* before any change, the ring is the key this connection was opened with */
@@ -479,6 +493,10 @@ static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n) {
     return;
   }
   if (d[0] == 2 && n >= 66 && c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
+    if (c->rs_live && sodium_memcmp(d + 33, c->rs_nonce_o, 32) == 0) {
+      dp_fail(c, "%s", "its own key offer was sent back to it");
+      return;
+    }
     const uint8_t *nonce_o = d + 33;
     size_t k = d[65];
     if (k == 0 || k > CL_KEYRING_MAX || n < 66 + 32 * k) return;
@@ -513,6 +531,8 @@ static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n) {
       uint8_t i2r[32], r2i[32];
       cl_hs_rekey(&key, c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
       memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
+      c->rx_deadline = uv_now(dp.loop) + CL_DP_REAUTH_MS;
+      if (!uv_is_active((uv_handle_t *)&dp.ra_timer)) uv_timer_start(&dp.ra_timer, on_ra_timer, CL_DP_REAUTH_MS, 0);
       int bad = dp_switch_tx(c, i2r);
       sodium_memzero(i2r, 32);
       sodium_memzero(r2i, 32);

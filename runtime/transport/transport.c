@@ -64,8 +64,10 @@ struct cl_conn {
   /* receive keys to take at each DONE the peer will send, in order (re-key) */
   uint8_t rx_next[4][32];
   int n_rx_next;
-  /* one the peer started: what we offered, kept until its choice arrives */
+  uint64_t rx_deadline_ms; /* the peer's DONE is due by then: the old receive key ends */
+  /* one the peer started: what we offered, kept until its choice arrives (rs_deadline_ms) */
   int rs_live;
+  uint64_t rs_deadline_ms;
   uint8_t rs_nonce_r[32], rs_nonce_o[32];
   cl_hs_key rs_offered[CL_KEYRING_MAX];
   size_t rs_n;
@@ -1375,9 +1377,12 @@ static void on_tick(uv_timer_t *h) {
           hs_failed(c);
         }
       }
-    } else if (c->state == C_UP && c->ra_pending && now >= c->ra_deadline_ms) {
+    } else if (c->state == C_UP && ((c->ra_pending && now >= c->ra_deadline_ms) ||
+                                    (c->n_rx_next > 0 && now >= c->rx_deadline_ms))) {
+      /* an unanswered re-authentication, or a DONE that never came: whoever holds the
+       * removed key must not go on writing under it (found by a security review) */
       cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
-             "%s did not answer the re-authentication of its connection within 1 s: closing it to re-dial",
+             "%s did not complete the re-authentication of its connection within 1 s: closing it to re-dial",
              c->peer->nn.full);
       conn_down(c, "closed");
     } else if (c->state == C_UP) {
@@ -1775,8 +1780,18 @@ static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
   cl_transport *t = c->t;
   if (n < 1) return;
   if (d[0] == 1 && n == 33) {
+    /* our own challenge sent back to us is a reflection, not the peer's */
+    if (c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
+      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s sent this node's own re-authentication back: closing the connection",
+             c->peer->nn.full);
+      conn_down(c, "closed");
+      return;
+    }
+    /* one offer at a time (each costs an HMAC per key and a reply), live for 1 s */
+    if (c->rs_live && now_ms(t) < c->rs_deadline_ms) return;
     /* the peer lost our key: offer every key we hold */
     c->rs_live = 1;
+    c->rs_deadline_ms = now_ms(t) + 1000;
     memcpy(c->rs_nonce_r, d + 1, 32);
     randombytes_buf(c->rs_nonce_o, 32);
     c->rs_n = t->hs_cfg.n_keys;
@@ -1802,6 +1817,13 @@ static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
   }
   if (d[0] == 2 && n >= 66 && c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
     const uint8_t *nonce_o = d + 33;
+    if (c->rs_live && sodium_memcmp(nonce_o, c->rs_nonce_o, 32) == 0) {
+      /* our own offer sent back to us: it proves nothing of the peer */
+      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s sent this node's own key offer back: closing the connection",
+             c->peer->nn.full);
+      conn_down(c, "closed");
+      return;
+    }
     size_t k = d[65];
     if (k == 0 || k > CL_KEYRING_MAX || n < 66 + 32 * k) return;
     const uint8_t *proofs = d + 66;
@@ -1848,6 +1870,7 @@ static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
       uint8_t i2r[32], r2i[32];
       cl_hs_rekey(&t->hs_cfg.keys[best_i], c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
       memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
+      c->rx_deadline_ms = now_ms(t) + 1000;
       int bad = switch_tx(c, i2r);
       sodium_memzero(i2r, 32);
       sodium_memzero(r2i, 32);
