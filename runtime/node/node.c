@@ -203,6 +203,21 @@ static void on_peer_down(void *ud, const char *name, const char *reason) {
   if (p) p->up = p->lua_up = 0;
 }
 
+/* A peer whose election messages are refused because its data belongs to another
+ * cluster (E11) has no say in this cluster's keys either, though it shares the cookie. */
+static int foreign_peer(cl_node *n, const char *from) {
+  if (!n->el) return 0;
+  size_t k = cl_el_refused_peers(n->el, NULL, 0);
+  if (!k) return 0;
+  cl_el_refused *r = calloc(k, sizeof *r);
+  if (!r) return 1; /* unsure: refuse */
+  k = cl_el_refused_peers(n->el, r, k);
+  int found = 0;
+  for (size_t i = 0; i < k && !found; i++) found = r[i].name && strcmp(r[i].name, from) == 0;
+  free(r);
+  return found;
+}
+
 static void on_message(void *ud, const char *from, uint8_t channel, const uint8_t *data, size_t len) {
   cl_node *n = ud;
   if (channel == CL_CH_LUA) {
@@ -225,7 +240,7 @@ static void on_message(void *ud, const char *from, uint8_t channel, const uint8_
   }
   else if (channel == CL_CH_ELECTION)
     cl_node_election_message(n, from, data, len);
-  else if (channel == CL_CH_KEYS)
+  else if (channel == CL_CH_KEYS && !foreign_peer(n, from))
     cl_node_keys_message(n, from, data, len);
 }
 
