@@ -22,8 +22,8 @@ end
 -- a request on a raw connection, answered later: .status, .body once it arrives
 local function hold(hostport, path)
   local host, port = hostport:match "^(.+):(%d+)$"
-  local r = { data = "" }
   local t = uv.new_tcp()
+  local r = { data = "", tcp = t }
   t:connect(host, tonumber(port), function(err)
     if err then r.err = err return end
     t:write(("GET %s HTTP/1.1\r\nHost: %s\r\n\r\n"):format(path, hostport))
@@ -246,5 +246,21 @@ describe("Elasticsearch's everyday calls", function()
       assert.is_true(r.body.timed_out)
     end
     for i = 1, 3 do assert.is_nil(c.nodes[i]:find_line("node_down", nil, marks[i] + 1)) end
+  end)
+
+  it("a waiting request whose client hangs up gives its place back at once, not at its timeout", function()
+    local function waiting()
+      local p = proc.start("curl", { "-s", "-m", "3", "http://" .. c.admin[1] .. "/metrics" })
+      p:wait_exit(5000)
+      return tonumber(p.stdout:match "\nclusterlua_health_waiting (%d+)\n")
+    end
+    local held = {}
+    for k = 1, 32 do held[k] = hold(c.admin[1], "/_cluster/health?wait_for_nodes=9&timeout=50s") end
+    assert.truthy(proc.wait_until(function() return waiting() == 32 end, 5000), "32 requests parked")
+    for _, r in ipairs(held) do r.tcp:shutdown(function() end) end -- the clients give up
+    assert.truthy(proc.wait_until(function() return waiting() == 0 end, 3000), "places still held")
+    local code = c:http(1, "GET", "/_cluster/health?wait_for_nodes=%3E%3D1&timeout=1s")
+    assert.equal(200, code)
+    for _, r in ipairs(held) do if not r.tcp:is_closing() then r.tcp:close() end end
   end)
 end)
