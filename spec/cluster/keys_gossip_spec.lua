@@ -10,11 +10,6 @@ local netns = require "helpers.netns"
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
-local function new_key()
-  local code, out = proc.run(proc.bin, { "cookie" })
-  assert(code == 0, out)
-  return (out:gsub("%s+$", ""))
-end
 
 describe("gossip during a key rotation", function()
   it("announces under the primary, accepts every key of the ring, with no reload", function()
@@ -33,7 +28,7 @@ describe("gossip during a key rotation", function()
     end)
     netns.loopback { name = ns, multicast = true }
     local port = 40000 + math.random(20000)
-    local K1, K2 = new_key(), new_key()
+    local K1, K2 = cluster.new_key(), cluster.new_key()
     c = cluster.new {
       n = 6, initial = 3, netns = ns, cluster = "keys-gossip", cookie = K1,
       topologies = ([[{ lan = { strategy = "gossip",

@@ -11,11 +11,6 @@ local proc = require "helpers.proc"
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
 
-local function new_key()
-  local code, out = proc.run(proc.bin, { "cookie" })
-  assert(code == 0, out)
-  return (out:gsub("%s+$", ""))
-end
 
 -- Every node sends a numbered message to every peer each tick and makes one call; a
 -- receiver reports any gap at once. When the stop file appears, each node sends its
@@ -76,7 +71,7 @@ describe("key rotation across a running cluster", function()
 
   it("install, use, remove: no node_down, nothing lost, every connection under the new key; "
     .. "old-key and down nodes handled", function()
-    local K1, K2, K3 = new_key(), new_key(), new_key()
+    local K1, K2, K3 = cluster.new_key(), cluster.new_key(), cluster.new_key()
     c = cluster.new { n = 5, hooks = HOOKS, cookie = K1, cluster = "keys" }
     local stop = c.dir .. "/stop"
     local env = { KEYS_SPEC_STOP = stop }
@@ -274,7 +269,7 @@ describe("bad keys", function()
   end)
 
   it("refused admin requests change nothing, and removing the primary says why", function()
-    local K = new_key()
+    local K = cluster.new_key()
     c = cluster.new { n = 1, cookie = K, cluster = "keys" }
     c:start(1)
     assert(c:wait_master(10000))

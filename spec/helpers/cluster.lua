@@ -66,6 +66,13 @@ return {
 --       topologies (Lua source of the `topologies` table; default: static, every node),
 --       netns (a network namespace the caller created: nodes and curl run inside it),
 --       election (Lua source appended into the topology's election table)
+-- a fresh cluster key, as `clusterlua cookie` makes one
+function M.new_key()
+  local code, out = proc.run(proc.bin, { "cookie" })
+  assert(code == 0, out)
+  return (out:gsub("%s+$", ""))
+end
+
 function M.new(opts)
   opts = opts or {}
   local c = { nodes = {}, n = opts.n or 3, cookie = opts.cookie or "spec-cookie", netns = opts.netns }
