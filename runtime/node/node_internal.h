@@ -34,6 +34,7 @@ typedef struct {
 
 
 struct cl_node;
+typedef struct cl_node_admin cl_node_admin;
 
 /* The admin endpoint as the node sees it. admin/node_admin.c installs it
  * (cl_node_admin_install, called by main.c), so the node links no admin code and the
@@ -63,6 +64,8 @@ typedef struct cl_node {
   cl_node_config *cfg;
   cl_transport *t;
   struct cl_admin *admin;
+  /* the admin endpoint's own state (admin/node_admin.c's; opaque here), while it runs */
+  struct cl_node_admin *admin_state;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
   int running, leaving, left;
