@@ -360,8 +360,8 @@ static void node_teardown(cl_node *n) {
   n->leave_sem = NULL;
   cl_transport_close(n->t, NULL, NULL);
   n->t = NULL;
-  cl_node_keys_rotate_stop();
-  cl_node_keys_stop();
+  cl_node_keys_rotate_stop(n);
+  cl_node_keys_stop(n);
   n->running = 0;
 }
 
@@ -427,7 +427,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   tc.self_name = cfg->name;
   tc.node_id = cfg->id;
   tc.cluster = cfg->cluster;
-  if (cl_node_keys_load(cfg, &tc.keys, &tc.n_keys) != 0) {
+  if (cl_node_keys_load(n, cfg, &tc.keys, &tc.n_keys) != 0) {
     cfg->rc = -1;
     return;
   }
@@ -451,13 +451,13 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
                                .peer_forgotten = on_peer_forgotten};
   n->t = cl_transport_new(&n->c->loop, &tc, &cb, cfg->err, sizeof cfg->err);
   if (!n->t) {
-    cl_node_keys_stop();
+    cl_node_keys_stop(n);
     cfg->rc = -1;
     return;
   }
   n->cfg = cfg;
   cl_node_keys_started(n);
-  cl_node_keys_rotate_start();
+  cl_node_keys_rotate_start(n);
   uv_signal_init(&n->c->loop, &n->sigterm);
   uv_signal_init(&n->c->loop, &n->sigint);
   n->sigterm.data = n->sigint.data = n;

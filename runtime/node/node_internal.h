@@ -8,6 +8,7 @@
 
 #include "election/election.h"
 #include "node/el_driver.h"
+#include "node/keys_internal.h"
 #include "node/lua_lag_check.h"
 #include "core/log.h"
 #include "admin/metrics.h"
@@ -107,6 +108,10 @@ typedef struct cl_node {
   int lag_on;
   cl_lag lag;
   uint32_t lua_stepdown_ms;
+
+  /* the keyring (keys.c) and the changes across the cluster in flight (keys_rotate.c) */
+  cl_node_keys keys;
+  cl_keys_rotation keys_rot;
 
   uint64_t msgs_dropped;
   cl_ratelimit drop_rl;
