@@ -12,7 +12,7 @@
 
 #include "admin/node_admin.h"
 #include "core/control.h"
-#include "transport/dataplane.h"
+#include "lua/lua_dataplane.h"
 #include "core/log.h"
 #include "lua/lua_host.h"
 #include "lua/lua_modules.h"
@@ -212,7 +212,7 @@ static int run(int argc, char **argv, int script, int mode) {
 
   cl_control_stop(&control);
   cl_control_set(NULL);
-  cl_dp_shutdown(); /* its handles free their memory in their own close callbacks */
+  cl_lua_dp_shutdown(L); /* its handles free their memory in their own close callbacks */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   cl_lua_close(L);

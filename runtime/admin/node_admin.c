@@ -360,7 +360,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
                      "Election messages refused from nodes whose data belongs to another cluster",
                      n->el ? (double)cl_el_refused_messages(n->el) : 0);
   cl_dp_stats ds;
-  cl_dp_stats_published(&ds);
+  cl_dp_stats_published(&cl_lua_stats_g.dp, &ds);
   cl_metrics_family(&m, "clusterlua_data_messages", "counter", "Messages between Lua handlers on data connections");
   const char *l_in[] = {"direction", "in", NULL}, *l_out[] = {"direction", "out", NULL};
   cl_metrics_sample(&m, l_in, (double)ds.msgs_in);

@@ -19,8 +19,9 @@ typedef struct cl_lua_ctx {
   int node_handler; /* registry ref of the event handler, LUA_NOREF */
   uint32_t max_frame;
   int64_t send_queue_max;
-  /* clusterlua.c.dataplane */
-  int dp_started;
+  /* clusterlua.c.dataplane: the state's data plane (made on first use, shut down by
+   * cl_lua_dp_shutdown) */
+  struct cl_dp *dp;
   int dp_on_msg, dp_on_closed; /* registry refs, LUA_NOREF */
 } cl_lua_ctx;
 

@@ -527,7 +527,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         break;
       case CL_EVT_NODE_KEYRING:
         /* the data connections follow the ring too (re-authenticated, re-keyed) */
-        cl_dp_set_keyring((const uint8_t *)cl_msg_body(m), m->body_len);
+        cl_lua_dp_set_keyring(L, (const uint8_t *)cl_msg_body(m), m->body_len);
         lua_pushliteral(L, "keyring");
         lua_pushnil(L);
         lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);
