@@ -166,7 +166,7 @@ static int run(int argc, char **argv, int script, int mode) {
     cl_lua_close(L);
     return 1;
   }
-  cl_control_set(&control);
+  cl_lua_set_control(L, &control);
 
   int status = 0;
   const char *file = argv[script];
@@ -211,7 +211,7 @@ static int run(int argc, char **argv, int script, int mode) {
   if (cl_lua_exit_requested(L) >= 0) status = cl_lua_exit_requested(L);
 
   cl_control_stop(&control);
-  cl_control_set(NULL);
+  cl_lua_set_control(L, NULL);
   cl_lua_dp_shutdown(L); /* its handles free their memory in their own close callbacks */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);

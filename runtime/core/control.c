@@ -3,9 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cl_control *g_control;
-cl_control *cl_control_get(void) { return g_control; }
-void cl_control_set(cl_control *c) { g_control = c; }
 
 static void on_probe(uv_timer_t *t) {
   cl_control *c = t->data;

@@ -53,8 +53,5 @@ void cl_control_stop(cl_control *c);
 int cl_control_send(cl_control *c, cl_msg *m, int mode);
 /* Control thread: emit an event to Lua. */
 int cl_control_emit(cl_control *c, cl_msg *m, int mode);
-/* The whole process has one control loop. */
-cl_control *cl_control_get(void);
-void cl_control_set(cl_control *c);
 
 #endif

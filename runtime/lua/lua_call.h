@@ -15,6 +15,9 @@ typedef struct cl_lua_ctx {
   uv_loop_t *loop;
   int exit_code;     /* set by os.exit: the code to exit with once the loops are closed; -1 if not */
   char libdir[4096]; /* the lua/ directory modules were found in, or "" */
+  /* the control loop the bindings send commands to, while it runs (main.c sets it
+   * through cl_lua_set_control; NULL: not running) */
+  struct cl_control *control;
   /* clusterlua.c.node */
   int node_handler; /* registry ref of the event handler, LUA_NOREF */
   uint32_t max_frame;

@@ -54,7 +54,7 @@ static int l_log_level(lua_State *L) {
 }
 
 static cl_control *need_control(lua_State *L) {
-  cl_control *c = cl_control_get();
+  cl_control *c = cl_lua_ctx_get(L)->control;
   if (!c) luaL_error(L, "the control loop is not running");
   return c;
 }

@@ -89,3 +89,5 @@ lua_State *cl_lua_new(uv_loop_t *loop, const char *exe_path) {
 }
 
 void cl_lua_close(lua_State *L) { lua_close(L); }
+
+void cl_lua_set_control(lua_State *L, struct cl_control *c) { cl_lua_ctx_get(L)->control = c; }

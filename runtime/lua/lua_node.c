@@ -74,7 +74,7 @@ static int boolfield(lua_State *L, int idx, const char *k, int dflt) {
 }
 
 static cl_control *ctl(lua_State *L) {
-  cl_control *c = cl_control_get();
+  cl_control *c = cl_lua_ctx_get(L)->control;
   if (!c) luaL_error(L, "the control loop is not running");
   return c;
 }
@@ -318,7 +318,7 @@ static int l_event(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   size_t len;
   const char *json = luaL_checklstring(L, 2, &len);
-  cl_control *c = cl_control_get();
+  cl_control *c = cl_lua_ctx_get(L)->control;
   if (!c) return 0;
   cl_msg *m = cl_msg_new(CL_CMD_NODE_EVENT, kind, json, len);
   if (m && cl_control_send(c, m, CL_Q_NORMAL) != 0) free(m);
@@ -546,7 +546,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         cl_msg *pong = cl_msg_new(CL_CMD_NODE_LUA_PONG, NULL, NULL, 0);
         if (pong) {
           pong->num = m->num;
-          if (cl_control_send(cl_control_get(), pong, CL_Q_FORCE) != 0) free(pong);
+          if (cl_control_send(cl_lua_ctx_get(L)->control, pong, CL_Q_FORCE) != 0) free(pong);
         }
         free(m);
         continue;
