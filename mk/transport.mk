@@ -45,3 +45,12 @@ $(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runt
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_detector.c runtime/transport/detector.c
 
 C_TESTS += $(BUILD)/test_detector
+
+# The re-authentication protocol alone: pure but for the io it is given, no loop needed.
+REAUTH_TEST_SRC := spec/c/test_reauth.c runtime/transport/reauth.c runtime/transport/handshake.c \
+  runtime/transport/keyring.c runtime/transport/frame.c runtime/core/log.c runtime/core/name.c
+$(BUILD)/test_reauth: $(REAUTH_TEST_SRC) $(TRANSPORT_HDR) spec/c/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(REAUTH_TEST_SRC) -luv -lsodium -pthread
+
+C_TESTS += $(BUILD)/test_reauth

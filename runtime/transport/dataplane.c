@@ -19,6 +19,7 @@
 
 #include "core/log.h"
 #include "transport/internal.h"
+#include "transport/reauth.h"
 #include "transport/writer.h"
 
 enum { CL_CH_LUA_DATA = 2, HOT_MAX = 8 };
@@ -42,21 +43,9 @@ struct cl_dp_conn {
   cl_seal_dir seal;
   cl_writer w; /* what goes out: frames, sealed, written (writer.c, shared with the transport) */
   cl_tbuf pre_in; /* read by the control loop past the handshake: decoded on the next turn */
-  /* the keyring: the key it is authenticated under (derived), the handshake transcript,
-   * and a re-authentication in progress (the protocol of transport.c's REAUTH) */
-  cl_hs_key key;
-  uint8_t sid[32];
-  int ra_pending;
-  uint64_t ra_deadline; /* loop time by which the peer must have answered */
-  uint8_t ra_nonce[32];
-  uint8_t rx_next[4][32];
-  int n_rx_next;
-  uint64_t rx_deadline; /* the peer's DONE is due by then (loop time) */
-  int rs_live;
-  uint64_t rs_deadline; /* an offer we made stays live until then */
-  uint8_t rs_nonce_r[32], rs_nonce_o[32];
-  cl_hs_key rs_offered[CL_KEYRING_MAX];
-  size_t rs_n;
+  /* the key it is authenticated under and a re-authentication in progress (reauth.c,
+   * the protocol of the control connections too) */
+  cl_reauth ra;
 };
 
 struct cl_dp {
@@ -64,7 +53,7 @@ struct cl_dp {
   int handles; /* check + idle initialised */
   uv_check_t check;
   uv_idle_t idle;
-  uv_timer_t ra_timer; /* re-authentications not answered in time (CL_DP_REAUTH_MS) */
+  uv_timer_t ra_timer; /* re-authentications not answered in time (CL_REAUTH_MS) */
   cl_dp_callbacks cb;
   cl_dp_conn *conns, *dirty;
   /* connections that brought data lately, read directly while spinning; each try
@@ -272,9 +261,7 @@ static void on_conn_closed(uv_handle_t *h) {
   cl_frame_decoder_free(&c->fd);
   cl_opener_free(&c->opener);
   sodium_memzero(&c->seal, sizeof c->seal);
-  sodium_memzero(&c->key, sizeof c->key);
-  sodium_memzero(c->rs_offered, sizeof c->rs_offered);
-  sodium_memzero(c->rx_next, sizeof c->rx_next);
+  cl_reauth_wipe(&c->ra);
   cl_writer_free(&c->w);
   cl_tbuf_free(&c->pre_in);
   free(c);
@@ -433,7 +420,7 @@ static int ensure_handles(cl_dp *dp) {
   return 0;
 }
 
-/* ---- the keyring: re-authentication and re-keying, as transport.c's REAUTH ---- */
+/* ---- the keyring: re-authentication and re-keying (reauth.c, as on control connections) ---- */
 
 static int in_ring(const cl_dp *dp, const cl_hs_key *k) {
   if (!dp->n_ring) return 1; /* never changed: the key it was opened with is the ring */
@@ -442,13 +429,18 @@ static int in_ring(const cl_dp *dp, const cl_hs_key *k) {
   return found;
 }
 
-static void dp_put_reauth(cl_dp_conn *c, const uint8_t *m, size_t n) {
+static void ra_put(void *ud, const uint8_t *m, size_t n, int boundary) {
+  (void)boundary; /* no fault layer here: every frame goes out in its place */
+  cl_dp_conn *c = ud;
   cl_frame_put(&c->w.out, CL_T_REAUTH, 0, m, (uint32_t)n);
   mark_dirty(c);
 }
 
+static void ra_flush(void *ud) { dp_flush(ud); }
+
 /* seals what is queued under the current send key; sends under next from here on */
-static int dp_switch_tx(cl_dp_conn *c, const uint8_t next[32]) {
+static int ra_switch_tx(void *ud, const uint8_t next[32]) {
+  cl_dp_conn *c = ud;
   cl_dp *dp = c->dp;
   if (cl_writer_seal_pending(&c->w, &c->seal, &dp->wstats)) return -1;
   memcpy(c->seal.key, next, 32);
@@ -457,11 +449,14 @@ static int dp_switch_tx(cl_dp_conn *c, const uint8_t next[32]) {
   return 0;
 }
 
+static cl_reauth_io ra_io(cl_dp_conn *c) {
+  return (cl_reauth_io){.ud = c, .put = ra_put, .flush = ra_flush, .switch_tx = ra_switch_tx,
+                        .opener = &c->opener, .encrypt = c->encrypt};
+}
+
 /* A peer that does not answer a re-authentication in time loses the connection, as a
  * control connection does (transport.c): it must not go on under a key that left the
  * ring. Lua's messages then take the control path until a new data connection is up. */
-#define CL_DP_REAUTH_MS 1000
-
 static void on_ra_timer(uv_timer_t *h) {
   cl_dp *dp = h->data;
   uint64_t now = uv_now(dp->loop), next = UINT64_MAX;
@@ -469,8 +464,7 @@ static void on_ra_timer(uv_timer_t *h) {
     if (c->closing || c->failed) continue;
     /* an unanswered re-authentication, or a DONE that never came: whoever holds the
      * removed key must not go on writing under it (found by a security review) */
-    uint64_t due = c->ra_pending ? c->ra_deadline : UINT64_MAX;
-    if (c->n_rx_next > 0 && c->rx_deadline < due) due = c->rx_deadline;
+    uint64_t due = cl_reauth_due(&c->ra);
     if (due == UINT64_MAX) continue;
     if (now >= due) {
       cl_log(CL_LOG_WARN, "dataplane", NULL,
@@ -483,146 +477,56 @@ static void on_ra_timer(uv_timer_t *h) {
   if (next != UINT64_MAX) uv_timer_start(&dp->ra_timer, on_ra_timer, next - now, 0);
 }
 
-static void dp_reauth_start(cl_dp_conn *c) {
+/* something is due from the peer: the timer looks at it then */
+static void arm_ra_timer(cl_dp_conn *c) {
   cl_dp *dp = c->dp;
-  if (c->ra_pending || c->closing || c->failed || c->n_rx_next >= 4) return;
-  uint8_t m[33];
-  m[0] = 1;
-  randombytes_buf(c->ra_nonce, 32);
-  memcpy(m + 1, c->ra_nonce, 32);
-  c->ra_pending = 1;
-  c->ra_deadline = uv_now(dp->loop) + CL_DP_REAUTH_MS;
-  if (!uv_is_active((uv_handle_t *)&dp->ra_timer)) uv_timer_start(&dp->ra_timer, on_ra_timer, CL_DP_REAUTH_MS, 0);
-  dp_put_reauth(c, m, sizeof m);
+  uint64_t due = cl_reauth_due(&c->ra), now = uv_now(dp->loop);
+  if (due != UINT64_MAX && !uv_is_active((uv_handle_t *)&dp->ra_timer))
+    uv_timer_start(&dp->ra_timer, on_ra_timer, due > now ? due - now : 0, 0);
+}
+
+static void dp_reauth_start(cl_dp_conn *c) {
+  if (c->closing || c->failed) return;
+  cl_reauth_io io = ra_io(c);
+  if (cl_reauth_start(&c->ra, uv_now(c->dp->loop), &io)) arm_ra_timer(c);
 }
 
 static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n) {
   cl_dp *dp = c->dp;
-  if (n < 1) return;
-  if (d[0] == 1 && n == 33) {
-    /* our own challenge sent back is a reflection, not the peer's (transport.c) */
-    if (c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
-      dp_fail(c, "%s", "its own re-authentication was sent back to it");
-      return;
-    }
-    if (c->rs_live && uv_now(dp->loop) < c->rs_deadline) return; /* one offer at a time */
-    c->rs_live = 1;
-    c->rs_deadline = uv_now(dp->loop) + CL_DP_REAUTH_MS;
-    memcpy(c->rs_nonce_r, d + 1, 32);
-    randombytes_buf(c->rs_nonce_o, 32);
-    /* before any change, the ring is the key this connection was opened with */
-    c->rs_n = dp->n_ring ? dp->n_ring : 1;
-    if (dp->n_ring)
-      memcpy(c->rs_offered, dp->ring, c->rs_n * sizeof *c->rs_offered);
-    else
-      c->rs_offered[0] = c->key;
-    uint8_t m[1 + 64 + 1 + CL_KEYRING_MAX * (32 + 1)];
-    size_t w = 0;
-    m[w++] = 2;
-    memcpy(m + w, c->rs_nonce_r, 32);
-    memcpy(m + w + 32, c->rs_nonce_o, 32);
-    w += 64;
-    m[w++] = (uint8_t)c->rs_n;
-    for (size_t j = 0; j < c->rs_n; j++, w += 32)
-      cl_hs_reauth_proof(&c->rs_offered[j], "reauth-offer", c->sid, c->rs_nonce_r, c->rs_nonce_o, (uint8_t)j, m + w);
-    for (size_t j = 0; j < c->rs_n; j++) m[w++] = 0; /* no fingerprints here: the control connection logs them */
-    dp_put_reauth(c, m, w);
-    sodium_memzero(m, sizeof m);
+  cl_reauth_io io = ra_io(c);
+  cl_reauth_result res;
+  /* before any change, the ring is the key this connection was opened with */
+  cl_hs_key opened = c->ra.key;
+  const cl_hs_key *ring = dp->n_ring ? dp->ring : &opened;
+  size_t n_ring = dp->n_ring ? dp->n_ring : 1;
+  cl_reauth_outcome o = cl_reauth_frame(&c->ra, d, n, uv_now(dp->loop), ring, n_ring, &io, &res);
+  sodium_memzero(&opened, sizeof opened);
+  switch (o) {
+  case CL_RA_NOTHING:
+    arm_ra_timer(c);
     return;
-  }
-  if (d[0] == 2 && n >= 66 && c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
-    if (c->rs_live && sodium_memcmp(d + 33, c->rs_nonce_o, 32) == 0) {
-      dp_fail(c, "%s", "its own key offer was sent back to it");
-      return;
-    }
-    const uint8_t *nonce_o = d + 33;
-    size_t k = d[65];
-    if (k == 0 || k > CL_KEYRING_MAX || n < 66 + 32 * k) return;
-    size_t best_j = CL_KEYRING_MAX, best_i = 0;
-    size_t m_keys = dp->n_ring ? dp->n_ring : 1;
-    for (size_t i = 0; i < m_keys; i++) {
-      const cl_hs_key *mine = dp->n_ring ? &dp->ring[i] : &c->key;
-      for (size_t j = 0; j < k; j++) {
-        uint8_t mac[32];
-        cl_hs_reauth_proof(mine, "reauth-offer", c->sid, c->ra_nonce, nonce_o, (uint8_t)j, mac);
-        if (sodium_memcmp(mac, d + 66 + 32 * j, 32) == 0 && j < best_j) {
-          best_j = j;
-          best_i = i;
-        }
-      }
-    }
-    c->ra_pending = 0;
-    if (best_j == CL_KEYRING_MAX) {
-      uint8_t no = 4;
-      dp_put_reauth(c, &no, 1);
-      dp_flush(c);
-      dp_fail(c, "%s", "no key in common any more");
-      return;
-    }
-    cl_hs_key key = dp->n_ring ? dp->ring[best_i] : c->key;
-    uint8_t m[34];
-    m[0] = 3;
-    m[1] = (uint8_t)best_j;
-    cl_hs_reauth_proof(&key, "reauth-accept", c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, m + 2);
-    dp_put_reauth(c, m, sizeof m);
-    if (c->encrypt) {
-      uint8_t i2r[32], r2i[32];
-      cl_hs_rekey(&key, c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
-      memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
-      c->rx_deadline = uv_now(dp->loop) + CL_DP_REAUTH_MS;
-      if (!uv_is_active((uv_handle_t *)&dp->ra_timer)) uv_timer_start(&dp->ra_timer, on_ra_timer, CL_DP_REAUTH_MS, 0);
-      int bad = dp_switch_tx(c, i2r);
-      sodium_memzero(i2r, 32);
-      sodium_memzero(r2i, 32);
-      if (bad) {
-        dp_fail(c, "%s", "out of memory");
-        return;
-      }
-    }
-    c->key = key;
-    sodium_memzero(&key, sizeof key);
+  case CL_RA_REKEYED:
     dp->st.rekeys++;
+    arm_ra_timer(c);
     return;
-  }
-  if (d[0] == 3 && n == 34 && c->rs_live && d[1] < c->rs_n) {
-    uint8_t mac[32];
-    cl_hs_reauth_proof(&c->rs_offered[d[1]], "reauth-accept", c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], mac);
-    int ok = sodium_memcmp(mac, d + 2, 32) == 0;
-    c->rs_live = 0;
-    if (!ok) {
-      dp_fail(c, "%s", "re-authentication did not verify");
-      return;
-    }
-    c->key = c->rs_offered[d[1]];
-    sodium_memzero(c->rs_offered, sizeof c->rs_offered);
-    if (c->encrypt) {
-      uint8_t i2r[32], r2i[32], done = 5;
-      cl_hs_rekey(&c->key, c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], i2r, r2i);
-      memcpy(c->opener.rx.key, i2r, 32);
-      c->opener.rx.counter = 0;
-      dp_put_reauth(c, &done, 1);
-      int bad = dp_switch_tx(c, r2i);
-      sodium_memzero(i2r, 32);
-      sodium_memzero(r2i, 32);
-      if (bad) {
-        dp_fail(c, "%s", "out of memory");
-        return;
-      }
-    }
-    dp->st.rekeys++;
+  case CL_RA_FAIL_REFLECTED_CHALLENGE:
+    dp_fail(c, "%s", "its own re-authentication was sent back to it");
     return;
-  }
-  if (d[0] == 5 && n == 1 && c->n_rx_next > 0) {
-    memcpy(c->opener.rx.key, c->rx_next[0], 32);
-    c->opener.rx.counter = 0;
-    c->n_rx_next--;
-    memmove(c->rx_next[0], c->rx_next[1], (size_t)c->n_rx_next * 32);
-    sodium_memzero(c->rx_next[c->n_rx_next], 32);
+  case CL_RA_FAIL_REFLECTED_OFFER:
+    dp_fail(c, "%s", "its own key offer was sent back to it");
     return;
-  }
-  if (d[0] == 4 && n == 1 && c->rs_live) {
-    c->rs_live = 0;
+  case CL_RA_FAIL_NO_COMMON_KEY:
+    dp_fail(c, "%s", "no key in common any more");
+    return;
+  case CL_RA_FAIL_PEER_HAS_NONE:
     dp_fail(c, "%s", "the peer holds none of this node's keys any more");
+    return;
+  case CL_RA_FAIL_BAD_PROOF:
+    dp_fail(c, "%s", "re-authentication did not verify");
+    return;
+  case CL_RA_FAIL_NO_MEMORY:
+    dp_fail(c, "%s", "out of memory");
+    return;
   }
 }
 
@@ -634,7 +538,7 @@ void cl_dp_set_keyring(cl_dp *dp, const uint8_t *text, size_t len) {
   for (size_t i = 0; i < l.n; i++) cl_hs_keys((const uint8_t *)l.key[i].p, l.key[i].len, dp->ring[i].k_hs, dp->ring[i].k_sess);
   dp->n_ring = l.n;
   for (cl_dp_conn *c = dp->conns; c; c = c->next)
-    if (!c->closing && !c->failed && !in_ring(dp, &c->key)) dp_reauth_start(c);
+    if (!c->closing && !c->failed && !in_ring(dp, &c->ra.key)) dp_reauth_start(c);
 }
 
 cl_dp_conn *cl_dp_adopt(cl_dp *dp, const cl_data_conn *dc, uint32_t max_frame, size_t queue_max, char *err,
@@ -669,9 +573,11 @@ cl_dp_conn *cl_dp_adopt(cl_dp *dp, const cl_data_conn *dc, uint32_t max_frame, s
   c->queue_max = queue_max ? queue_max : ((size_t)64 << 20);
   memcpy(c->seal.key, dc->key_tx, 32);
   memcpy(c->opener.rx.key, dc->key_rx, 32);
-  memcpy(c->key.k_hs, dc->key_hs, 32);
-  memcpy(c->key.k_sess, dc->key_sess, 32);
-  memcpy(c->sid, dc->sid, 32);
+  cl_hs_key key = {0};
+  memcpy(key.k_hs, dc->key_hs, 32);
+  memcpy(key.k_sess, dc->key_sess, 32);
+  cl_reauth_init(&c->ra, &key, dc->sid);
+  sodium_memzero(&key, sizeof key);
   dp->st.conns_adopted++;
   /* now, not at the next turn with traffic: a connection that stays quiet must count */
   publish(dp);
@@ -689,7 +595,7 @@ cl_dp_conn *cl_dp_adopt(cl_dp *dp, const cl_data_conn *dc, uint32_t max_frame, s
   r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (r) dp_fail(c, "read failed: %s", uv_err_name(r));
   /* authenticated under a key the ring lost while it was being handed over */
-  if (!r && !in_ring(dp, &c->key)) dp_reauth_start(c);
+  if (!r && !in_ring(dp, &c->ra.key)) dp_reauth_start(c);
   return c;
 }
 
