@@ -156,17 +156,27 @@ static int run(int argc, char **argv, int script, int mode) {
     return 1;
   }
   static cl_control control;
-  cl_node_admin_install(); /* before the control loop can start the node */
+  /* the node the control loop runs (started only when Lua asks): owned here, so it
+   * outlives both loops */
+  struct cl_node *node = cl_node_new();
+  if (!node) {
+    fprintf(stderr, "clusterlua: out of memory\n");
+    cl_lua_close(L);
+    return 1;
+  }
+  cl_node_admin_install(node); /* before the control loop can start the node */
   cl_control_hooks hooks = cl_node_hooks;
+  hooks.ud = node;
   hooks.event = cl_lua_node_events;
-  hooks.ud = L;
+  hooks.evt_ud = L;
   int r = cl_control_start(&control, &loop, &hooks, 65536, 65536);
   if (r) {
     fprintf(stderr, "clusterlua: cannot start the control loop: %s\n", uv_strerror(r));
     cl_lua_close(L);
+    cl_node_free(node);
     return 1;
   }
-  cl_lua_set_control(L, &control);
+  cl_lua_set_control(L, &control, node);
 
   int status = 0;
   const char *file = argv[script];
@@ -211,11 +221,12 @@ static int run(int argc, char **argv, int script, int mode) {
   if (cl_lua_exit_requested(L) >= 0) status = cl_lua_exit_requested(L);
 
   cl_control_stop(&control);
-  cl_lua_set_control(L, NULL);
+  cl_lua_set_control(L, NULL, NULL);
   cl_lua_dp_shutdown(L); /* its handles free their memory in their own close callbacks */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   cl_lua_close(L);
+  cl_node_free(node); /* after Lua: it may hold the node's per-peer records until then */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0) cl_log(CL_LOG_DEBUG, "runtime", NULL, "loop closed with live handles");

@@ -481,4 +481,4 @@ static const cl_node_admin_ops admin_ops = {.start = admin_start,
                                             .complete = admin_complete,
                                             .event = admin_event};
 
-void cl_node_admin_install(void) { cl_node_set_admin(&admin_ops); }
+void cl_node_admin_install(cl_node *n) { cl_node_set_admin(n, &admin_ops); }

@@ -26,7 +26,8 @@ typedef struct {
   void (*command)(cl_control *c, cl_msg *m, void *ud); /* takes ownership of m */
   /* run on the Lua thread */
   void (*event)(cl_msg *list, void *ud); /* takes ownership of the list */
-  void *ud;
+  void *ud;     /* start, stop, command's (the node) */
+  void *evt_ud; /* event's (the Lua state) */
 } cl_control_hooks;
 
 struct cl_control {

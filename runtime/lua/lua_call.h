@@ -18,6 +18,7 @@ typedef struct cl_lua_ctx {
   /* the control loop the bindings send commands to, while it runs (main.c sets it
    * through cl_lua_set_control; NULL: not running) */
   struct cl_control *control;
+  struct cl_node *node; /* the node on it (the same way) */
   /* clusterlua.c.node */
   int node_handler; /* registry ref of the event handler, LUA_NOREF */
   uint32_t max_frame;

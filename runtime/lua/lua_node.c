@@ -240,7 +240,9 @@ static int l_send(lua_State *L) {
   cl_peerq *q = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (!q) {
-    q = cl_node_peerq(to);
+    cl_lua_ctx *cx = cl_lua_ctx_get(L);
+    if (!cx->node) return luaL_error(L, "the control loop is not running");
+    q = cl_node_peerq(cx->node, to);
     if (!q) return luaL_error(L, "out of memory");
     lua_pushvalue(L, 1);
     lua_pushlightuserdata(L, q);
@@ -479,7 +481,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         break;
       }
       case CL_EVT_NODE_MSG:
-        atomic_fetch_sub(&cl_msg_backlog, (int64_t)(m->body_len + sizeof(cl_msg) + m->name_len + 2));
+        cl_node_msg_taken(cl_lua_ctx_get(L)->node, m->body_len + sizeof(cl_msg) + m->name_len + 2);
         /* fall through */
       case CL_EVT_NODE_DOWN:
         lua_pushstring(L, m->type == CL_EVT_NODE_DOWN ? "down" : "msg");
