@@ -19,6 +19,7 @@ typedef struct cl_lua_ctx {
    * through cl_lua_set_control; NULL: not running) */
   struct cl_control *control;
   struct cl_node *node; /* the node on it (the same way) */
+  const struct cl_options *opts; /* the command line, as main.c parsed it (NULL: none) */
   /* clusterlua.c.node */
   int node_handler; /* registry ref of the event handler, LUA_NOREF */
   uint32_t max_frame;

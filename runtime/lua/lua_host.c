@@ -95,3 +95,5 @@ void cl_lua_set_control(lua_State *L, struct cl_control *c, struct cl_node *n) {
   cx->control = c;
   cx->node = n;
 }
+
+void cl_lua_set_options(lua_State *L, const struct cl_options *o) { cl_lua_ctx_get(L)->opts = o; }

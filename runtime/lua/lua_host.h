@@ -13,6 +13,9 @@ void cl_lua_close(lua_State *L);
  * stopped). */
 struct cl_control;
 struct cl_node;
+struct cl_options;
+/* The command line, for clusterlua.c.core's options() (o must outlive the state). */
+void cl_lua_set_options(lua_State *L, const struct cl_options *o);
 void cl_lua_set_control(lua_State *L, struct cl_control *c, struct cl_node *n);
 
 /* Set by os.exit: the code to exit with once the loops are closed. -1 if not requested. */
