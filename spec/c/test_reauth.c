@@ -67,6 +67,17 @@ static cl_reauth_outcome deliver(side *s, side *t, uint64_t now, const cl_hs_key
   return cl_reauth_frame(&t->r, s->out[s->nout - 1], s->outlen[s->nout - 1], now, ring, n, &io, res);
 }
 
+/* a and b under k1, a's ring lost it: a challenges, b offers ring_b, a answers from
+ * ring_a; the outcome at a (its answer is a's last frame) */
+static cl_reauth_outcome exchange(side *a, side *b, const cl_hs_key *ring_a, size_t na, const cl_hs_key *ring_b,
+                                  size_t nb, int enc, cl_reauth_result *res) {
+  pair(a, b);
+  cl_reauth_io ia = io_of(a, enc);
+  cl_reauth_start(&a->r, 0, &ia);
+  deliver(a, b, 0, ring_b, nb, enc, res);
+  return deliver(b, a, 0, ring_a, na, enc, res);
+}
+
 static int t_shared_key_rekeys_both(void) {
   side a, b;
   pair(&a, &b);
@@ -94,13 +105,9 @@ static int t_shared_key_rekeys_both(void) {
 
 static int t_unencrypted_no_rekey(void) {
   side a, b;
-  pair(&a, &b);
   cl_hs_key ring[] = {k2};
   cl_reauth_result res;
-  cl_reauth_io ia = io_of(&a, 0);
-  cl_reauth_start(&a.r, 0, &ia);
-  deliver(&a, &b, 0, ring, 1, 0, &res);
-  CHECK(deliver(&b, &a, 0, ring, 1, 0, &res) == CL_RA_REKEYED && a.switched == 0, "a");
+  CHECK(exchange(&a, &b, ring, 1, ring, 1, 0, &res) == CL_RA_REKEYED && a.switched == 0, "a");
   CHECK(deliver(&a, &b, 0, ring, 1, 0, &res) == CL_RA_REKEYED && b.switched == 0 && b.nout == 1, "b sent a DONE");
   CHECK(cl_reauth_due(&a.r) == UINT64_MAX, "a waits for a DONE that never comes unencrypted");
   return 0;
@@ -108,13 +115,9 @@ static int t_unencrypted_no_rekey(void) {
 
 static int t_no_shared_key(void) {
   side a, b;
-  pair(&a, &b);
   cl_hs_key ring_a[] = {k2}, ring_b[] = {k3};
   cl_reauth_result res;
-  cl_reauth_io ia = io_of(&a, 1);
-  cl_reauth_start(&a.r, 0, &ia);
-  deliver(&a, &b, 0, ring_b, 1, 1, &res);
-  CHECK(deliver(&b, &a, 0, ring_a, 1, 1, &res) == CL_RA_FAIL_NO_COMMON_KEY, "a did not give up");
+  CHECK(exchange(&a, &b, ring_a, 1, ring_b, 1, 1, &res) == CL_RA_FAIL_NO_COMMON_KEY, "a did not give up");
   CHECK(a.out[a.nout - 1][0] == 4 && a.flushed == 1, "no {4} flushed before closing");
   CHECK(strstr(res.theirs, "cccccccccccccccc") != NULL, "the peer's fingerprints not named: '%s'", res.theirs);
   CHECK(deliver(&a, &b, 0, ring_b, 1, 1, &res) == CL_RA_FAIL_PEER_HAS_NONE, "b did not hear it");
@@ -182,13 +185,9 @@ static int t_due(void) {
 
 static int t_bad_proof(void) {
   side a, b;
-  pair(&a, &b);
   cl_hs_key ring[] = {k2};
   cl_reauth_result res;
-  cl_reauth_io ia = io_of(&a, 1);
-  cl_reauth_start(&a.r, 0, &ia);
-  deliver(&a, &b, 0, ring, 1, 1, &res);
-  deliver(&b, &a, 0, ring, 1, 1, &res);
+  CHECK(exchange(&a, &b, ring, 1, ring, 1, 1, &res) == CL_RA_REKEYED, "a did not re-key");
   a.out[a.nout - 1][10] ^= 1; /* the acceptance's proof */
   CHECK(deliver(&a, &b, 0, ring, 1, 1, &res) == CL_RA_FAIL_BAD_PROOF, "a forged acceptance was taken");
   CHECK(b.r.key.id == 1 && b.switched == 0, "b changed keys on a forged acceptance");
