@@ -31,18 +31,18 @@ end
 --- require([opts]): raises (failing the test, never skipping it) when this machine
 -- cannot run network namespaces, naming why. The set-up (make deps) installs iproute2
 -- and iptables, and the suite runs as root, so this is a broken machine, not a choice.
-function M.require(opts)
+function M.require(opts, level)
   local reason = M.why_skip(opts)
   if reason then
     error(("network namespaces are needed and unavailable: %s (make deps installs iproute2%s; "
-      .. "the suite runs as root)"):format(reason, opts and opts.iptables and " and iptables" or ""), 2)
+      .. "the suite runs as root)"):format(reason, opts and opts.iptables and " and iptables" or ""), (level or 1) + 1)
   end
 end
 
 --- scratch([opts]) -> ns: require(opts), then loopback(opts): the namespace a test
 -- runs its processes in (the test deletes it in its one finally: netns.del(ns))
 function M.scratch(opts)
-  M.require(opts)
+  M.require(opts, 2) -- the error names the spec's line
   return M.loopback(opts)
 end
 
