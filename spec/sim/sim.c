@@ -705,6 +705,10 @@ static void connect_pair(world *w, int a, int b) {
   if (w->det) {
     cl_det_up(&W_det(w, a, b), w->now / US, w->det_hb_ms, w->det_timeout_ms);
     cl_det_up(&W_det(w, b, a), w->now / US, w->det_hb_ms, w->det_timeout_ms);
+    /* every pair watches each other: the transport's rule for clusters of at most
+     * transport.watchers + 1 nodes (watch.h) */
+    cl_det_watch(&W_det(w, a, b), w->now / US, 1), cl_det_beat_for(&W_det(w, a, b), 1);
+    cl_det_watch(&W_det(w, b, a), w->now / US, 1), cl_det_beat_for(&W_det(w, b, a), 1);
   }
   W_epoch(w, a, b)++;
   W_epoch(w, b, a)++;
@@ -1053,6 +1057,8 @@ static void run_detectors(world *w) {
     for (int b = 0; b < w->n; b++) {
       if (a == b || !W_conn(w, a, b) || !w->nodes[a].up || cl_det_deadline(&W_det(w, a, b)) > now) continue;
       cl_det_verdict v = cl_det_check(&W_det(w, a, b), now);
+      /* no third node to probe through here: a suspicion waits for the timeout */
+      if (v == CL_DET_SUSPECT) v = cl_det_check(&W_det(w, a, b), now);
       if (v == CL_DET_PING) {
         send_heartbeat(w, a, b, 0);
       } else if (v == CL_DET_DOWN) {
