@@ -7,7 +7,7 @@ local uv = require "uv"
 local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
 
-local N = 12
+local N = 20
 local HB, TIMEOUT, WATCHERS, AWARENESS_MAX = 100, 400, 3, 3 -- the defaults (transport.*, detector.h)
 -- the bound on a node that runs on time is TIMEOUT + 1 after the stopped node's last
 -- frame, plus one hop for the announcement; a node that runs late waits up to
