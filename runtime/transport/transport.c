@@ -93,7 +93,7 @@ struct cl_peer {
   uint64_t since_ms, last_rx_ms;
   uint32_t rtt_us;
   uint64_t ring; /* cl_watch_hash(nn.full): its place on the watch ring */
-  int probed;    /* probes we run for others wait for a frame from it (t->probes) */
+  int probed;    /* probes we run for others wait for its pong (t->probes) */
   cl_fault fault;
   cl_ratelimit rl;
 };
@@ -104,6 +104,7 @@ typedef struct {
   int used;
   uint32_t seq;
   uint64_t deadline_ms; /* answered "no answer" then */
+  uint64_t sent_us;     /* our ping's clock: only a pong echoing it (or a later one) counts */
   char req[CL_NODE_NAME_MAX + 1], target[CL_NODE_NAME_MAX + 1];
 } cl_probe;
 
@@ -821,8 +822,9 @@ static void probe_answer(cl_transport *t, const char *req, uint32_t seq, int ali
 }
 
 /* Another node asks whether target answers us: ping it over our own connection (it
- * answers a short ping with a pong at once); the first frame from it answers "alive"
- * (probe_heard), half a timeout without one "no answer" (probes_expire). */
+ * answers a short ping with a pong at once); its pong answers "alive" (probe_heard),
+ * half a timeout without one "no answer" (probes_expire). Only the pong counts, not any
+ * frame: one already on its way when the target stopped must not vouch for it. */
 static void on_probe_req(cl_conn *c, const cl_frame *f) {
   cl_transport *t = c->t;
   char target[CL_NODE_NAME_MAX + 1];
@@ -847,19 +849,27 @@ static void on_probe_req(cl_conn *c, const cl_frame *f) {
   snprintf(slot->req, sizeof slot->req, "%s", c->peer->nn.full);
   snprintf(slot->target, sizeof slot->target, "%s", target);
   b->probed = 1;
+  slot->sent_us = uv_hrtime() / 1000;
   uint8_t x[8];
-  put_u64(x, uv_hrtime() / 1000);
+  put_u64(x, slot->sent_us);
   conn_put(b->conn, CL_T_PING, 0, x, sizeof x);
 }
 
-/* a frame from p: every probe waiting for it is answered "alive" */
-static void probe_heard(cl_transport *t, cl_peer *p) {
-  p->probed = 0;
-  for (size_t i = 0; i < CL_PROBES_MAX; i++)
-    if (t->probes[i].used && !strcmp(t->probes[i].target, p->nn.full)) {
-      t->probes[i].used = 0;
-      probe_answer(t, t->probes[i].req, t->probes[i].seq, 1, t->probes[i].target);
+/* p's pong echoing our ping of echo_us: every probe of p pinged then or before is
+ * answered "alive" (p ran after the request) */
+static void probe_heard(cl_transport *t, cl_peer *p, uint64_t echo_us) {
+  int left = 0;
+  for (size_t i = 0; i < CL_PROBES_MAX; i++) {
+    cl_probe *q = &t->probes[i];
+    if (!q->used || strcmp(q->target, p->nn.full)) continue;
+    if (q->sent_us > echo_us) {
+      left = 1;
+      continue;
     }
+    q->used = 0;
+    probe_answer(t, q->req, q->seq, 1, q->target);
+  }
+  p->probed = left;
 }
 
 static uint64_t probes_expire(cl_transport *t, uint64_t now) {
@@ -1163,7 +1173,6 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     if (fl && (fl->blackhole || fl->oneway_in)) return 0;
   }
   cl_det_heard(&c->det, now_ms(t));
-  if (c->peer->probed) probe_heard(t, c->peer);
   t->st.frames_in++;
   switch (f->type) {
   case CL_T_DATA:
@@ -1181,7 +1190,10 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     }
     break;
   case CL_T_PONG:
-    if (f->len == 8) rtt_sample(c, get_u64(f->data), uv_hrtime() / 1000, 0);
+    if (f->len == 8) {
+      rtt_sample(c, get_u64(f->data), uv_hrtime() / 1000, 0);
+      if (c->peer->probed) probe_heard(t, c->peer, get_u64(f->data));
+    }
     break;
   case CL_T_PEERS:
     learn_peers(c, f->data, f->len);
