@@ -45,3 +45,10 @@ $(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runt
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_detector.c runtime/transport/detector.c
 
 C_TESTS += $(BUILD)/test_detector
+
+# Who watches whom: pure.
+$(BUILD)/test_watch: spec/c/test_watch.c runtime/transport/watch.c runtime/transport/watch.h spec/c/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_watch.c runtime/transport/watch.c
+
+C_TESTS += $(BUILD)/test_watch
