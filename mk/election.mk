@@ -5,7 +5,7 @@
 EL_SRC     := $(wildcard runtime/election/*.c) runtime/core/name.c
 EL_HDR     := $(wildcard runtime/election/*.h) runtime/core/name.h
 EL_LIBS    := -lsodium
-SIM_SRC    := $(wildcard spec/sim/*.c) runtime/node/el_driver.c runtime/transport/detector.c runtime/node/lua_lag_check.c
+SIM_SRC    := $(wildcard spec/sim/*.c) runtime/node/el_driver.c runtime/transport/detector.c runtime/transport/watch.c runtime/node/lua_lag_check.c
 SEEDS      ?= 10000
 SIM_JOBS   ?= 2
 FUZZ_SECONDS ?= 10
@@ -22,11 +22,11 @@ $(BUILD)/test_election: $(EL_SRC) $(EL_HDR) spec/c/test_election.c spec/c/harnes
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime/election -o $@ spec/c/test_election.c $(EL_SRC) $(EL_LIBS)
 
-$(BUILD)/sim: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h runtime/node/lua_lag_check.h
+$(BUILD)/sim: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h runtime/transport/watch.h runtime/node/lua_lag_check.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 
-$(BUILD)/sim-mutant-%: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h runtime/node/lua_lag_check.h
+$(BUILD)/sim-mutant-%: $(EL_SRC) $(EL_HDR) $(SIM_SRC) runtime/node/el_driver.h runtime/transport/detector.h runtime/transport/watch.h runtime/node/lua_lag_check.h
 	@mkdir -p $(BUILD)
 	$(CC) $(CFLAGS) $(LDFLAGS) -Iruntime -DCL_MUTANT_$* -o $@ $(SIM_SRC) $(EL_SRC) $(EL_LIBS)
 

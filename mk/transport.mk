@@ -64,3 +64,10 @@ $(BUILD)/test_reauth: $(REAUTH_TEST_SRC) $(TRANSPORT_HDR) spec/c/harness.h
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(REAUTH_TEST_SRC) -luv -lsodium -pthread
 
 C_TESTS += $(BUILD)/test_reauth
+
+# Who watches whom: pure.
+$(BUILD)/test_watch: spec/c/test_watch.c runtime/transport/watch.c runtime/transport/watch.h spec/c/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_watch.c runtime/transport/watch.c
+
+C_TESTS += $(BUILD)/test_watch

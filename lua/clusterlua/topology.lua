@@ -180,7 +180,7 @@ local function validate_transport(file, t)
   typed(file, "transport", t, "table")
   check_keys(file, "transport", t, {
     encrypt = true, max_frame = true, heartbeat_ms = true, timeout_ms = true, mesh = true, send_queue_max = true,
-    data_connection = true, spin_us = true, reconnect_timeout_ms = true,
+    data_connection = true, spin_us = true, reconnect_timeout_ms = true, watchers = true,
   })
   typed(file, "transport.encrypt", t.encrypt, "boolean", true)
   typed(file, "transport.mesh", t.mesh, "boolean", true)
@@ -197,6 +197,10 @@ local function validate_transport(file, t)
       or t.reconnect_timeout_ms < 1000 or t.reconnect_timeout_ms > 4294967295) then
     fail(file, "transport.reconnect_timeout_ms", "expected an integer 1000 .. 4294967295 (milliseconds), got "
       .. tostring(t.reconnect_timeout_ms))
+  end
+  -- each node watches this many peers (runtime/transport/watch.h, CL_WATCH_MAX)
+  if t.watchers ~= nil and (type(t.watchers) ~= "number" or t.watchers % 1 ~= 0 or t.watchers < 1 or t.watchers > 64) then
+    fail(file, "transport.watchers", "expected an integer 1 .. 64 (peers each node watches), got " .. tostring(t.watchers))
   end
   if t.max_frame and (t.max_frame < 1024 or t.max_frame > 1024 * 1024 * 1024) then
     fail(file, "transport.max_frame", "expected 1024 .. 1073741824 bytes")

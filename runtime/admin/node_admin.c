@@ -341,6 +341,32 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_counter(&m, "clusterlua_frames_out", "Frames sent", (double)ts.frames_out);
   cl_metrics_counter(&m, "clusterlua_bytes_in", "Bytes received", (double)ts.bytes_in);
   cl_metrics_counter(&m, "clusterlua_bytes_out", "Bytes sent", (double)ts.bytes_out);
+  /* failure detection (docs/design.md §4): one series per direction or outcome, never
+   * one per peer */
+  cl_metrics_family(&m, "clusterlua_beats", "counter", "Heartbeats sent to the peers that watch this node, and received");
+  const char *b_in[] = {"direction", "in", NULL}, *b_out[] = {"direction", "out", NULL};
+  cl_metrics_sample(&m, b_in, (double)ts.beats_in);
+  cl_metrics_sample(&m, b_out, (double)ts.beats_out);
+  cl_metrics_gauge(&m, "clusterlua_watching", "Peers this node watches now (transport.watchers)", (double)ts.watching);
+  cl_metrics_gauge(&m, "clusterlua_watched_by", "Peers that watch this node now", (double)ts.watched_by);
+  cl_metrics_family(&m, "clusterlua_probes", "counter",
+                    "Indirect probes: asked for (a watched peer went quiet), run for other nodes, answers received");
+  struct {
+    const char *kind;
+    uint64_t v;
+  } pr[] = {{"requested", ts.probes_requested},
+            {"served", ts.probes_served},
+            {"answer_alive", ts.probe_alive},
+            {"answer_none", ts.probe_none}};
+  for (size_t i = 0; i < sizeof pr / sizeof *pr; i++) {
+    const char *labels[] = {"kind", pr[i].kind, NULL};
+    cl_metrics_sample(&m, labels, (double)pr[i].v);
+  }
+  cl_metrics_family(&m, "clusterlua_downs", "counter",
+                    "Peers this node declared down and announced, and announcements it acted on");
+  const char *d_ann[] = {"kind", "announced", NULL}, *d_app[] = {"kind", "applied", NULL};
+  cl_metrics_sample(&m, d_ann, (double)ts.downs_announced);
+  cl_metrics_sample(&m, d_app, (double)ts.downs_applied);
   cl_metrics_family(&m, "clusterlua_handshake_failures", "counter", "Refused handshakes by reason");
   struct {
     const char *reason;

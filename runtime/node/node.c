@@ -456,6 +456,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   if (cfg->timeout_ms) tc.timeout_ms = cfg->timeout_ms;
   if (cfg->send_queue_max) tc.send_queue_max = cfg->send_queue_max;
   if (cfg->reconnect_timeout_ms) tc.reconnect_timeout_ms = cfg->reconnect_timeout_ms;
+  if (cfg->watchers) tc.watchers = cfg->watchers;
   tc.log_subsys = cfg->log_subsys;
   cl_transport_callbacks cb = {.peer_up = on_peer_up,
                                .data_conn = on_data_conn,

@@ -8,10 +8,29 @@ void cl_det_up(cl_det *d, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t timeo
   d->last_beat_ms = 0;
   d->heartbeat_ms = heartbeat_ms;
   d->timeout_ms = timeout_ms;
+  d->watching = d->beating = 0;
+  d->watch_from_ms = now_ms;
+  d->suspected = d->vouched = 0;
+}
+
+void cl_det_watch(cl_det *d, uint64_t now_ms, int on) {
+  if (on && !d->watching) d->watch_from_ms = now_ms;
+  d->watching = on != 0;
+  d->suspected = d->vouched = 0;
+}
+
+void cl_det_beat_for(cl_det *d, int on) {
+  if (on && !d->beating) d->last_tx_ms = d->last_beat_ms = 0; /* the watcher hears from us at once */
+  d->beating = on != 0;
+}
+
+void cl_det_vouched(cl_det *d) {
+  if (d->suspected) d->vouched = 1;
 }
 
 void cl_det_heard(cl_det *d, uint64_t now_ms) {
   if (now_ms > d->last_rx_ms) d->last_rx_ms = now_ms;
+  d->suspected = d->vouched = 0;
 }
 
 void cl_det_sent(cl_det *d, uint64_t now_ms) {
@@ -21,8 +40,18 @@ void cl_det_sent(cl_det *d, uint64_t now_ms) {
 /* a quarter of a heartbeat early still counts as due */
 static uint64_t slack(const cl_det *d) { return d->heartbeat_ms / 4; }
 
+/* the silence counts from the last frame, or from when we started watching */
+static uint64_t silent_from(const cl_det *d) {
+  return d->last_rx_ms > d->watch_from_ms ? d->last_rx_ms : d->watch_from_ms;
+}
+
 uint64_t cl_det_down_at(const cl_det *d) {
-  return d->timeout_ms ? d->last_rx_ms + d->timeout_ms + d->grace_ms + 1 : UINT64_MAX;
+  return d->timeout_ms && d->watching ? silent_from(d) + d->timeout_ms + d->grace_ms + 1 : UINT64_MAX;
+}
+
+uint64_t cl_det_suspect_at(const cl_det *d) {
+  if (!d->timeout_ms || !d->watching || d->suspected) return UINT64_MAX;
+  return silent_from(d) + (d->timeout_ms + d->grace_ms) / 2;
 }
 
 uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint32_t heartbeat_ms,
@@ -37,9 +66,21 @@ uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint
   return timeout_ms * a->score;
 }
 
+/* the next beat this side owes (UINT64_MAX: none) */
+static uint64_t beat_at(const cl_det *d) {
+  uint64_t t = UINT64_MAX;
+  if (d->beating) t = d->last_tx_ms + d->heartbeat_ms - slack(d);
+  if ((d->beating || d->watching) && d->last_beat_ms + CL_DET_BEAT_MAX_MS < t) t = d->last_beat_ms + CL_DET_BEAT_MAX_MS;
+  return t;
+}
+
 cl_det_verdict cl_det_check(cl_det *d, uint64_t now_ms) {
-  if (now_ms >= cl_det_down_at(d)) return CL_DET_DOWN;
-  if (now_ms + slack(d) >= d->last_tx_ms + d->heartbeat_ms || now_ms >= d->last_beat_ms + CL_DET_BEAT_MAX_MS) {
+  if (now_ms >= cl_det_down_at(d)) return d->vouched ? CL_DET_CUT : CL_DET_DOWN;
+  if (now_ms >= cl_det_suspect_at(d)) {
+    d->suspected = 1;
+    return CL_DET_SUSPECT;
+  }
+  if (now_ms >= beat_at(d)) {
     d->last_tx_ms = d->last_beat_ms = now_ms;
     return CL_DET_PING;
   }
@@ -47,9 +88,8 @@ cl_det_verdict cl_det_check(cl_det *d, uint64_t now_ms) {
 }
 
 uint64_t cl_det_deadline(const cl_det *d) {
-  uint64_t t = d->last_tx_ms + d->heartbeat_ms - slack(d);
-  if (d->last_beat_ms + CL_DET_BEAT_MAX_MS < t) t = d->last_beat_ms + CL_DET_BEAT_MAX_MS;
-  uint64_t down = cl_det_down_at(d);
+  uint64_t t = beat_at(d), s = cl_det_suspect_at(d), down = cl_det_down_at(d);
+  if (s < t) t = s;
   return down < t ? down : t;
 }
 

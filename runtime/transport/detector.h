@@ -1,13 +1,23 @@
 /* Failure detection for one connection: pure (no I/O, no clock), so the transport on
  * the control loop and the simulator on virtual time run the same code.
  *
- * Each side proves it is alive by what it sends: any frame counts. A side that has sent
- * nothing for about a heartbeat sends a beat (so an idle connection carries one frame
- * per heartbeat each way, and a busy one none at all); a beat also goes out at least
- * every CL_DET_BEAT_MAX_MS, since beats carry the round-trip measurement. A connection
- * on which nothing has arrived for more than timeout_ms is down. The caller runs the
- * check at cl_det_deadline(), so a silent peer is declared down timeout_ms (+1) after
- * its last frame; a closed connection needs no detector at all. */
+ * Detection is sparse (watch.h picks who watches whom): a side beats only when the
+ * peer asked it to (it watches us: cl_det_beat_for), and times the peer out only while
+ * it watches the peer itself (cl_det_watch), counting from when it asked, so two views
+ * that disagree for a moment never call down a peer that was not asked to beat. Any
+ * frame counts as proof of life. A side that was asked to beat and has sent nothing
+ * for about a heartbeat sends a beat (so an idle watched connection carries one frame
+ * per heartbeat from the watched side, and a busy one none); a beat also goes out at
+ * least every CL_DET_BEAT_MAX_MS on a connection where either side watches the other,
+ * since beats carry the round-trip measurement. A connection nobody watches carries no
+ * periodic frame at all.
+ *
+ * A watched peer silent for half its timeout is suspected (CL_DET_SUSPECT, once per
+ * silence: the caller asks other peers to probe it); past timeout_ms it is down
+ * (CL_DET_DOWN), unless another peer vouched for it meanwhile (cl_det_vouched): then
+ * only this side's own link is silent (CL_DET_CUT: close it alone and re-dial). The
+ * caller runs the check at cl_det_deadline(), so a silent peer is declared down
+ * timeout_ms (+1) after its last frame; a closed connection needs no detector at all. */
 #ifndef CL_DETECTOR_H
 #define CL_DETECTOR_H
 #include <stdint.h>
@@ -18,6 +28,11 @@ typedef struct cl_det {
   uint64_t last_rx_ms, last_tx_ms, last_beat_ms;
   uint32_t heartbeat_ms, timeout_ms; /* timeout_ms 0: never declares down */
   uint32_t grace_ms; /* added to timeout_ms while this node itself runs late (cl_det_awareness) */
+  int watching;      /* we watch the peer: its silence counts (from watch_from_ms) */
+  int beating;       /* the peer watches us: we beat every heartbeat when idle */
+  uint64_t watch_from_ms;
+  int suspected;     /* SUSPECT returned for the current silence */
+  int vouched;       /* another peer heard the peer during the current silence */
 } cl_det;
 
 /* Local health, after memberlist's Lifeguard: a node whose own loop runs late (its
@@ -39,22 +54,33 @@ typedef struct cl_det_awareness {
 uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint32_t heartbeat_ms,
                      uint32_t timeout_ms);
 
-typedef enum { CL_DET_OK = 0, CL_DET_PING, CL_DET_DOWN } cl_det_verdict;
+typedef enum { CL_DET_OK = 0, CL_DET_PING, CL_DET_SUSPECT, CL_DET_DOWN, CL_DET_CUT } cl_det_verdict;
 
-/* the connection is up (authenticated) at now_ms: the first beat is due at once */
+/* the connection is up (authenticated) at now_ms: nobody watches yet, nothing is due */
 void cl_det_up(cl_det *d, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t timeout_ms);
-/* a frame arrived */
+/* we start (on) or stop watching the peer at now_ms: its silence counts from now */
+void cl_det_watch(cl_det *d, uint64_t now_ms, int on);
+/* the peer asked us to beat (on) or to stop: the first beat is due at once */
+void cl_det_beat_for(cl_det *d, int on);
+/* another peer heard from the peer during the current silence */
+void cl_det_vouched(cl_det *d);
+/* a frame arrived: the silence (and its suspicion) ends */
 void cl_det_heard(cl_det *d, uint64_t now_ms);
 /* a frame was sent: the peer will hear from us without a beat */
 void cl_det_sent(cl_det *d, uint64_t now_ms);
-/* DOWN when silent past timeout_ms; else PING (send a beat; counted as sent) when this
- * side has sent nothing for about a heartbeat or no beat for CL_DET_BEAT_MAX_MS; else OK.
+/* While watching: DOWN (or CUT when vouched) when silent past timeout_ms (+ grace);
+ * SUSPECT once when silent for half of it (call again for the rest). Else PING (send a
+ * beat; counted as sent) when asked to beat and nothing was sent for about a heartbeat,
+ * or when either side watches and no beat went out for CL_DET_BEAT_MAX_MS; else OK.
  * "About": a check that runs a little early still beats, so a caller waking once per
  * heartbeat never skips one. */
 cl_det_verdict cl_det_check(cl_det *d, uint64_t now_ms);
+/* when the current silence becomes a suspicion (UINT64_MAX: not watching, or already) */
+uint64_t cl_det_suspect_at(const cl_det *d);
 /* the earliest time cl_det_check can return something else than OK */
 uint64_t cl_det_deadline(const cl_det *d);
-/* the time cl_det_check would declare the connection down (UINT64_MAX: never) */
+/* the time cl_det_check would declare the connection down (UINT64_MAX: never, e.g.
+ * while not watching) */
 uint64_t cl_det_down_at(const cl_det *d);
 /* smoothed round trip (7/8 old + 1/8 sample), never 0 */
 uint32_t cl_det_rtt_smooth(uint32_t old_us, uint32_t sample_us);

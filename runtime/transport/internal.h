@@ -14,10 +14,12 @@
 
 /* 2: the keyring (AUTH carries a proof per key of the dialer, ACCEPT names the one
  * taken; REAUTH frames move a live connection to another key), and the election's wire
- * format without a fixed node cap (election wire version 3). Version 1 is refused by the
- * preamble check, both versions named ("unsupported protocol version 1 (this node
- * speaks 2)"); rolling upgrades across this change are not supported. */
-#define CL_PROTO_VERSION 2
+ * format without a fixed node cap (election wire version 3).
+ * 3: sparse failure detection (WATCH, PROBE_REQ, PROBE_RES, DOWN; a node of version 2
+ * would beat to everyone and time out peers that no longer beat to it). Older versions
+ * are refused by the preamble check, both versions named ("unsupported protocol version
+ * 2 (this node speaks 3)"); rolling upgrades across these changes are not supported. */
+#define CL_PROTO_VERSION 3
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */
 #define CL_MAGIC0 0xC1
@@ -43,6 +45,11 @@ enum {
   CL_T_PEERS = 4, /* mesh: names of our connected peers, '\n'-separated */
   CL_T_LEAVE = 5,
   CL_T_REAUTH = 6, /* re-authenticate a live connection under another key (transport.c) */
+  /* sparse failure detection (transport.c, detector.h, watch.h) */
+  CL_T_WATCH = 7,     /* u8: 1 = "I watch you: beat to me", 0 = "stop" */
+  CL_T_PROBE_REQ = 8, /* u32 seq, name: "probe this peer for me" (answered by PROBE_RES) */
+  CL_T_PROBE_RES = 9, /* u32 seq, u8 alive (1: it answered, 0: no answer), name */
+  CL_T_DOWN = 10,     /* u64 incarnation, name: "I declared this peer down (timeout)" */
   CL_T_HELLO = 16,
   CL_T_CHALLENGE = 17,
   CL_T_AUTH = 18,

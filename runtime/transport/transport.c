@@ -15,6 +15,7 @@
 #include "internal.h"
 #include "transport/detector.h"
 #include "transport/reauth.h"
+#include "transport/watch.h"
 #include "transport/writer.h"
 #include "core/log.h"
 
@@ -48,6 +49,7 @@ struct cl_conn {
   cl_writer w; /* what goes out: frames, sealed, written (writer.c, shared with the data plane) */
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
+  uint32_t probe_seq; /* the current suspicion's probes (PROBE_REQ/RES match on it) */
   uint64_t peer_beat_us, peer_beat_rx_us; /* the peer's last beat: its clock, and ours on arrival */
   /* the handshake's round trip: our first flight sent (µs) -> the peer's next one read */
   uint64_t hs_mark_us;
@@ -75,9 +77,21 @@ struct cl_peer {
   uint32_t backoff_ms;
   uint64_t since_ms, last_rx_ms;
   uint32_t rtt_us;
+  uint64_t ring; /* cl_watch_hash(nn.full): its place on the watch ring */
+  int probed;    /* probes we run for others wait for its pong (t->probes) */
   cl_fault fault;
   cl_ratelimit rl;
 };
+
+/* A probe we run for another node: it asked us (PROBE_REQ) whether target answers. */
+#define CL_PROBES_MAX 16
+typedef struct {
+  int used;
+  uint32_t seq;
+  uint64_t deadline_ms; /* answered "no answer" then */
+  uint64_t sent_us;     /* our ping's clock: only a pong echoing it (or a later one) counts */
+  char req[CL_NODE_NAME_MAX + 1], target[CL_NODE_NAME_MAX + 1];
+} cl_probe;
 
 struct cl_transport {
   uv_loop_t *loop;
@@ -92,6 +106,7 @@ struct cl_transport {
   uv_idle_t idle;
   uint32_t tick_ms;
   uint64_t next_beat_ms; /* the tick's next heartbeat */
+  uint64_t ring;         /* cl_watch_hash of our own name: our place on the watch ring */
   uint64_t tick_due_ms;  /* when the tick was asked to run */
   int tick_after_poll;   /* this tick is the look again after a late one's poll */
   cl_det_awareness awareness;
@@ -109,6 +124,7 @@ struct cl_transport {
   void *done_ud;
   cl_ratelimit rl_hs, rl_frame;
   cl_transport_stats st;
+  cl_probe probes[CL_PROBES_MAX];
   /* per key of hs_cfg.keys (same index): handshakes and failures under it */
   struct {
     uint64_t hs, fail;
@@ -123,6 +139,7 @@ static uint64_t now_ms(cl_transport *t) { return uv_now(t->loop); }
 
 static void conn_close(cl_conn *c);
 static void conn_down(cl_conn *c, const char *reason);
+static void watch_recompute(cl_transport *t);
 static void peer_schedule(cl_peer *p, int fresh);
 static void peer_dial(cl_peer *p);
 static void mark_dirty(cl_conn *c);
@@ -225,6 +242,7 @@ static cl_peer *add_peer(cl_transport *t, const cl_node_name *nn) {
   p->rl.per_window = 1;
   p->rl.window_ms = 60000;
   p->down_ms = uv_now(t->loop);
+  p->ring = cl_watch_hash(nn->full);
   uv_timer_init(t->loop, &p->timer);
   p->timer.data = p;
   p->next = t->peers;
@@ -498,6 +516,7 @@ static void conn_down(cl_conn *c, const char *reason) {
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "disconnected from %s: %s", p->nn.full, reason);
     if (t->cb.peer_down) t->cb.peer_down(t->cb.ud, p->nn.full, reason);
   }
+  watch_recompute(t);
   /* one that left is forgotten on the next tick, unless wanted or kept */
   if (strcmp(reason, "left") == 0) t->sweep_due = 1;
   peer_schedule(p, 1);
@@ -649,11 +668,256 @@ static void send_ping(cl_conn *c) {
   put_u64(x + 16, held);
   conn_put(c, CL_T_PING, 0, x, sizeof x);
   c->det.last_beat_ms = now_ms(c->t);
+  c->t->st.beats_out++;
 }
 
 static void rtt_sample(cl_conn *c, uint64_t sent_us, uint64_t now_us, uint64_t held_us) {
   if (!sent_us || now_us < sent_us + held_us || now_us - sent_us >= 60000000) return;
   c->peer->rtt_us = cl_det_rtt_smooth(c->peer->rtt_us, (uint32_t)(now_us - sent_us - held_us));
+}
+
+/* ---- sparse failure detection (detector.h, watch.h) ----
+ *
+ * Each node watches its transport.watchers successors on a ring of node-name hashes,
+ * among the peers it is connected to, and tells them (WATCH); a peer beats only to
+ * those that asked. A watched peer silent for half its timeout is probed through up to
+ * two other peers (its other watchers first); silent past the timeout with nobody
+ * hearing it, it is closed "timeout" here and announced (DOWN) to every other peer,
+ * each of which closes its own connection unless it heard from it within half a
+ * timeout. docs/design.md §4 has the reasoning and the bounds. */
+
+static void put_u32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static uint32_t get_u32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
+
+/* a peer by its exact full name (names on the wire are never short) */
+static cl_peer *peer_exact(cl_transport *t, const char *name) {
+  for (cl_peer *p = t->peers; p; p = p->next)
+    if (!strcmp(p->nn.full, name)) return p;
+  return NULL;
+}
+
+static int conn_live(const cl_peer *p) { return p && p->conn && p->conn->state == C_UP; }
+
+/* the name that follows a frame's fixed head: -1 when empty, too long or with a NUL */
+static int frame_name(const cl_frame *f, size_t head, char out[CL_NODE_NAME_MAX + 1]) {
+  if (f->len <= head || f->len - head > CL_NODE_NAME_MAX) return -1;
+  size_t l = f->len - head;
+  if (memchr(f->data + head, 0, l)) return -1;
+  memcpy(out, f->data + head, l);
+  out[l] = 0;
+  return 0;
+}
+
+/* the connected peers as watch.h wants them */
+typedef struct {
+  size_t n;
+  cl_peer **p;
+  const char **names;
+  uint64_t *h;
+} ring_view;
+
+static void ring_free(ring_view *r) {
+  free(r->p);
+  free(r->names);
+  free(r->h);
+}
+
+static int ring_get(cl_transport *t, ring_view *r) {
+  memset(r, 0, sizeof *r);
+  size_t n = 0;
+  for (cl_peer *q = t->peers; q; q = q->next) n += conn_live(q);
+  if (!n) return 0;
+  r->p = malloc(n * sizeof *r->p);
+  r->names = malloc(n * sizeof *r->names);
+  r->h = malloc(n * sizeof *r->h);
+  if (!r->p || !r->names || !r->h) {
+    ring_free(r);
+    return -1;
+  }
+  for (cl_peer *q = t->peers; q; q = q->next)
+    if (conn_live(q)) {
+      r->p[r->n] = q;
+      r->names[r->n] = q->nn.full;
+      r->h[r->n++] = q->ring;
+    }
+  return 0;
+}
+
+/* Whom we watch: our `watchers` successors on the ring of connected peers, recomputed
+ * whenever a connection comes up or goes down. A peer that enters the set is told
+ * (WATCH 1) and its silence counts from now; one that leaves it is told to stop. */
+static void watch_recompute(cl_transport *t) {
+  if (t->closing || t->leaving) return;
+  ring_view r;
+  if (ring_get(t, &r)) return; /* out of memory: the current set stays */
+  size_t sel[CL_WATCH_MAX];
+  size_t m = cl_watch_pick(r.names, r.h, r.n, t->self.full, t->ring, 1, SIZE_MAX, t->cfg.watchers, sel);
+  uint64_t now = now_ms(t);
+  for (size_t i = 0; i < r.n; i++) {
+    int want = 0;
+    for (size_t j = 0; j < m; j++) want |= sel[j] == i;
+    cl_conn *c = r.p[i]->conn;
+    if (want == c->det.watching) continue;
+    cl_det_watch(&c->det, now, want);
+    uint8_t on = (uint8_t)want;
+    conn_put(c, CL_T_WATCH, 0, &on, 1);
+  }
+  ring_free(&r);
+}
+
+/* A watched peer went quiet for half its timeout: ask up to two other peers to probe it,
+ * its other watchers first (the peers just before it on the ring). */
+static void probe_request(cl_conn *c) {
+  cl_transport *t = c->t;
+  cl_peer *b = c->peer;
+  c->probe_seq++;
+  ring_view r;
+  if (ring_get(t, &r)) return;
+  size_t skip = SIZE_MAX, sel[2];
+  for (size_t i = 0; i < r.n; i++)
+    if (r.p[i] == b) skip = i;
+  size_t m = cl_watch_pick(r.names, r.h, r.n, NULL, b->ring, 0, skip, 2, sel);
+  uint8_t buf[4 + CL_NODE_NAME_MAX];
+  size_t nl = strlen(b->nn.full);
+  put_u32(buf, c->probe_seq);
+  memcpy(buf + 4, b->nn.full, nl);
+  for (size_t j = 0; j < m; j++) {
+    conn_put(r.p[sel[j]]->conn, CL_T_PROBE_REQ, 0, buf, (uint32_t)(4 + nl));
+    t->st.probes_requested++;
+  }
+  cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s silent for %llu ms: asked %zu peers to probe it", b->nn.full,
+         (unsigned long long)(now_ms(t) - c->det.last_rx_ms), m);
+  ring_free(&r);
+}
+
+static void probe_answer(cl_transport *t, const char *req, uint32_t seq, int alive, const char *target) {
+  cl_peer *a = peer_exact(t, req);
+  if (!conn_live(a)) return;
+  uint8_t buf[5 + CL_NODE_NAME_MAX];
+  size_t nl = strlen(target);
+  put_u32(buf, seq);
+  buf[4] = (uint8_t)(alive != 0);
+  memcpy(buf + 5, target, nl);
+  conn_put(a->conn, CL_T_PROBE_RES, 0, buf, (uint32_t)(5 + nl));
+}
+
+/* Another node asks whether target answers us: ping it over our own connection (it
+ * answers a short ping with a pong at once); its pong answers "alive" (probe_heard),
+ * half a timeout without one "no answer" (probes_expire). Only the pong counts, not any
+ * frame: one already on its way when the target stopped must not vouch for it. */
+static void on_probe_req(cl_conn *c, const cl_frame *f) {
+  cl_transport *t = c->t;
+  char target[CL_NODE_NAME_MAX + 1];
+  if (frame_name(f, 4, target)) return;
+  uint32_t seq = get_u32(f->data);
+  t->st.probes_served++;
+  if (!strcmp(target, t->self.full)) {
+    probe_answer(t, c->peer->nn.full, seq, 1, target);
+    return;
+  }
+  cl_peer *b = peer_exact(t, target);
+  cl_probe *slot = NULL;
+  for (size_t i = 0; i < CL_PROBES_MAX && !slot; i++)
+    if (!t->probes[i].used) slot = &t->probes[i];
+  if (!conn_live(b) || b == c->peer || !slot) {
+    probe_answer(t, c->peer->nn.full, seq, 0, target);
+    return;
+  }
+  slot->used = 1;
+  slot->seq = seq;
+  slot->deadline_ms = now_ms(t) + t->cfg.timeout_ms / 2;
+  snprintf(slot->req, sizeof slot->req, "%s", c->peer->nn.full);
+  snprintf(slot->target, sizeof slot->target, "%s", target);
+  b->probed = 1;
+  slot->sent_us = uv_hrtime() / 1000;
+  uint8_t x[8];
+  put_u64(x, slot->sent_us);
+  conn_put(b->conn, CL_T_PING, 0, x, sizeof x);
+}
+
+/* p's pong echoing our ping of echo_us: every probe of p pinged then or before is
+ * answered "alive" (p ran after the request) */
+static void probe_heard(cl_transport *t, cl_peer *p, uint64_t echo_us) {
+  int left = 0;
+  for (size_t i = 0; i < CL_PROBES_MAX; i++) {
+    cl_probe *q = &t->probes[i];
+    if (!q->used || strcmp(q->target, p->nn.full)) continue;
+    if (q->sent_us > echo_us) {
+      left = 1;
+      continue;
+    }
+    q->used = 0;
+    probe_answer(t, q->req, q->seq, 1, q->target);
+  }
+  p->probed = left;
+}
+
+static uint64_t probes_expire(cl_transport *t, uint64_t now) {
+  uint64_t next = UINT64_MAX;
+  for (size_t i = 0; i < CL_PROBES_MAX; i++) {
+    cl_probe *q = &t->probes[i];
+    if (!q->used) continue;
+    if (now >= q->deadline_ms) {
+      q->used = 0;
+      probe_answer(t, q->req, q->seq, 0, q->target);
+    } else if (q->deadline_ms < next) {
+      next = q->deadline_ms;
+    }
+  }
+  return next;
+}
+
+static void on_probe_res(cl_conn *c, const cl_frame *f) {
+  cl_transport *t = c->t;
+  char target[CL_NODE_NAME_MAX + 1];
+  if (frame_name(f, 5, target)) return;
+  int alive = f->data[4] == 1;
+  if (alive)
+    t->st.probe_alive++;
+  else
+    t->st.probe_none++;
+  cl_peer *b = peer_exact(t, target);
+  if (alive && conn_live(b) && b->conn->probe_seq == get_u32(f->data)) {
+    cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s answered a probe by %s", b->nn.full, c->peer->nn.full);
+    cl_det_vouched(&b->conn->det);
+  }
+}
+
+/* A watched peer stayed silent past its timeout and nobody heard it meanwhile: close
+ * its connection here and tell every other peer (each closes its own, on_down). */
+static void declare_down(cl_conn *c) {
+  cl_transport *t = c->t;
+  cl_peer *b = c->peer;
+  uint8_t buf[8 + CL_NODE_NAME_MAX];
+  size_t nl = strlen(b->nn.full);
+  put_u64(buf, b->incarnation);
+  memcpy(buf + 8, b->nn.full, nl);
+  t->st.downs_announced++;
+  conn_down(c, "timeout");
+  for (cl_peer *q = t->peers; q; q = q->next)
+    if (conn_live(q) && q != b) conn_put(q->conn, CL_T_DOWN, 0, buf, (uint32_t)(8 + nl));
+}
+
+/* Another node declared b down. A node that heard b within half a timeout has proof
+ * that b ran after the silence that node saw began (a stopped b falls silent on every
+ * connection at once, and its watcher waited a whole timeout), so it keeps b: only that
+ * node's link to b is in question. Otherwise it closes its own connection to b too, so
+ * every node reports b down, not only its watchers. */
+static void on_down(cl_conn *c, const cl_frame *f) {
+  cl_transport *t = c->t;
+  char name[CL_NODE_NAME_MAX + 1];
+  if (frame_name(f, 8, name)) return;
+  cl_peer *b = peer_exact(t, name);
+  if (!conn_live(b) || b == c->peer || b->incarnation > get_u64(f->data)) return;
+  uint64_t now = now_ms(t);
+  if (now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) return;
+  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s declared %s down and nothing came from it here for %llu ms: closing",
+         c->peer->nn.full, b->nn.full, (unsigned long long)(now - b->conn->det.last_rx_ms));
+  t->st.downs_applied++;
+  conn_down(b->conn, "timeout");
 }
 
 /* The handshake succeeded: decide whether this connection becomes the pair's one. */
@@ -734,6 +998,7 @@ static void conn_authenticated(cl_conn *c) {
   size_t nl = strlen(p->nn.full);
   for (cl_peer *q = t->peers; q; q = q->next)
     if (q->conn && q != p && q->conn->state == C_UP) conn_put(q->conn, CL_T_PEERS, 0, p->nn.full, (uint32_t)nl);
+  watch_recompute(t);
   if (t->cb.peer_up) {
     cl_peer_info info;
     fill_info(p, &info);
@@ -897,6 +1162,7 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     break;
   case CL_T_PING:
     if (f->len == CL_BEAT_LEN) {
+      t->st.beats_in++;
       uint64_t now_us = uv_hrtime() / 1000;
       c->peer_beat_us = get_u64(f->data);
       c->peer_beat_rx_us = now_us;
@@ -906,7 +1172,10 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     }
     break;
   case CL_T_PONG:
-    if (f->len == 8) rtt_sample(c, get_u64(f->data), uv_hrtime() / 1000, 0);
+    if (f->len == 8) {
+      rtt_sample(c, get_u64(f->data), uv_hrtime() / 1000, 0);
+      if (c->peer->probed) probe_heard(t, c->peer, get_u64(f->data));
+    }
     break;
   case CL_T_PEERS:
     learn_peers(c, f->data, f->len);
@@ -920,6 +1189,21 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     return 1;
   case CL_T_REAUTH:
     on_reauth(c, f->data, f->len);
+    break;
+  case CL_T_WATCH:
+    if (f->len == 1 && f->data[0] <= 1) {
+      cl_det_beat_for(&c->det, f->data[0]);
+      if (f->data[0]) send_ping(c); /* the watcher's clock runs from its WATCH: it hears from us at once */
+    }
+    break;
+  case CL_T_PROBE_REQ:
+    on_probe_req(c, f);
+    break;
+  case CL_T_PROBE_RES:
+    on_probe_res(c, f);
+    break;
+  case CL_T_DOWN:
+    on_down(c, f);
     break;
   default:
     break;
@@ -1308,7 +1592,12 @@ static void tick_arm(cl_transport *t) {
   if (t->next_beat_ms <= now) t->next_beat_ms = (now / t->tick_ms + 1) * t->tick_ms;
   uint64_t next = t->next_beat_ms;
   for (cl_conn *c = t->conns; c; c = c->next)
-    if (c->state == C_UP && cl_det_down_at(&c->det) < next) next = cl_det_down_at(&c->det);
+    if (c->state == C_UP) {
+      if (cl_det_down_at(&c->det) < next) next = cl_det_down_at(&c->det);
+      if (cl_det_suspect_at(&c->det) < next) next = cl_det_suspect_at(&c->det);
+    }
+  for (size_t i = 0; i < CL_PROBES_MAX; i++)
+    if (t->probes[i].used && t->probes[i].deadline_ms < next) next = t->probes[i].deadline_ms;
   t->tick_due_ms = next > now ? next : now;
   uv_timer_start(&t->tick, on_tick, next > now ? next - now : 0, 0);
 }
@@ -1329,6 +1618,7 @@ static void on_tick(uv_timer_t *h) {
   t->tick_after_poll = 0;
   uint32_t grace = cl_det_tick(&t->awareness, t->tick_due_ms, now, t->tick_ms, t->cfg.timeout_ms);
   for (cl_conn *c = t->conns; c; c = c->next) c->det.grace_ms = grace;
+  probes_expire(t, now);
   /* once a second at least: reconnect timeouts expire, the keep callback lets go */
   if (!t->leaving && (t->sweep_due || now - t->last_sweep_ms >= 1000)) sweep(t);
   cl_conn *c = t->conns;
@@ -1368,10 +1658,19 @@ static void on_tick(uv_timer_t *h) {
       conn_down(c, "closed");
     } else if (c->state == C_UP) {
       cl_det_verdict v = cl_det_check(&c->det, now);
-      if (v == CL_DET_DOWN && !veto)
+      if (v == CL_DET_SUSPECT) {
+        probe_request(c);
+        v = cl_det_check(&c->det, now);
+      }
+      if (v == CL_DET_DOWN && !veto) {
+        declare_down(c);
+      } else if (v == CL_DET_CUT && !veto) {
+        /* others hear it: only our own link is silent; closing it re-dials it */
+        cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s answers other nodes but not us: re-dialling it", c->peer->nn.full);
         conn_down(c, "timeout");
-      else if (v == CL_DET_PING)
+      } else if (v == CL_DET_PING) {
         send_ping(c);
+      }
     }
     c = n;
   }
@@ -1398,6 +1697,7 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->backoff_max_ms = 5000;
   c->reconnect_timeout_ms = 24u * 3600 * 1000;
   c->mesh = 1;
+  c->watchers = CL_WATCH_DEFAULT;
   c->log_subsys = "transport";
 }
 
@@ -1451,12 +1751,19 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (!t->cfg.backoff_max_ms) t->cfg.backoff_max_ms = d.backoff_max_ms;
   if (t->cfg.backoff_max_ms < t->cfg.backoff_min_ms) t->cfg.backoff_max_ms = t->cfg.backoff_min_ms;
   if (!t->cfg.reconnect_timeout_ms) t->cfg.reconnect_timeout_ms = d.reconnect_timeout_ms;
+  if (!t->cfg.watchers) t->cfg.watchers = d.watchers;
+  if (t->cfg.watchers > CL_WATCH_MAX) {
+    snprintf(err, errlen, "watchers must be 1..%d, got %u", CL_WATCH_MAX, t->cfg.watchers);
+    free(t);
+    return NULL;
+  }
   if (!t->cfg.incarnation) {
     struct timeval tv;
     gettimeofday(&tv, NULL);
     t->cfg.incarnation = (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
   }
   t->self = self;
+  t->ring = cl_watch_hash(self.full);
   t->s_id = dupstr(cfg->node_id);
   t->s_cluster = dupstr(cfg->cluster);
   t->s_roles = dupstr(cfg->roles);
@@ -1665,7 +1972,11 @@ size_t cl_transport_queued(const cl_transport *t, const char *name) {
 void cl_transport_stats_get(const cl_transport *t, cl_transport_stats *s) {
   *s = t->st;
   s->conns = 0;
-  for (const cl_conn *c = t->conns; c; c = c->next) s->conns++;
+  s->watching = s->watched_by = 0;
+  for (const cl_conn *c = t->conns; c; c = c->next) {
+    s->conns++;
+    if (c->state == C_UP && c->installed) s->watching += c->det.watching, s->watched_by += c->det.beating;
+  }
 }
 
 int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char *err, size_t errlen) {

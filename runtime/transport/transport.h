@@ -60,6 +60,9 @@ typedef struct {
   uint32_t reconnect_timeout_ms; /* default 24 h (Serf's reconnect_timeout): a peer that
                                 failed and that nobody wants (cl_transport_want) is
                                 re-dialled this long after it went down, then forgotten */
+  uint32_t watchers;         /* default 3 (at most 64): each node watches this many peers
+                                (its successors on a ring of node-name hashes, watch.h)
+                                and is watched by about as many; 0 = the default */
   int mesh;                  /* default 1: learn peers' peers and connect to them */
   uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
                                  even an authenticated peer cannot push past); the node
@@ -204,6 +207,13 @@ typedef struct {
    * the sweeps that forget departed peers */
   uint64_t ticks, sweeps;
   uint64_t conns; /* connections open now, in any state (not a counter) */
+  /* failure detection: beats sent and received; probes we asked for (a watched peer
+   * went quiet), probes we ran for others, and the answers we got (alive / no answer);
+   * peers we declared down and announced, and announcements we acted on */
+  uint64_t beats_out, beats_in;
+  uint64_t probes_requested, probes_served, probe_alive, probe_none;
+  uint64_t downs_announced, downs_applied;
+  uint64_t watching, watched_by; /* peers we watch now, and that watch us (not counters) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
 

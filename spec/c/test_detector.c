@@ -3,10 +3,102 @@
 #include "harness.h"
 #include "transport/detector.h"
 
-int main(void) {
+/* a connection both sides watch (what every pair does in a cluster of at most
+ * transport.watchers + 1 nodes) */
+static void up_both(cl_det *d, uint64_t now, uint32_t hb, uint32_t timeout) {
+  cl_det_up(d, now, hb, timeout);
+  cl_det_watch(d, now, 1);
+  cl_det_beat_for(d, 1);
+}
+
+/* the first time in [from, to] (step 1) at which check returns v, or -1; checks every ms */
+static long first(cl_det *d, long from, long to, cl_det_verdict v) {
+  for (long t = from; t <= to; t++) {
+    cl_det_verdict got = cl_det_check(d, (uint64_t)t);
+    if (got == CL_DET_SUSPECT && v != CL_DET_SUSPECT) got = cl_det_check(d, (uint64_t)t);
+    if (got == v) return t;
+  }
+  return -1;
+}
+
+static void sparse_cases(void) {
   cl_det d;
-  cl_det_up(&d, 1000, 100, 400);
-  EXPECT("detector: a new connection beats at once", cl_det_check(&d, 1000) == CL_DET_PING, "no beat at up");
+  /* nobody watches: no periodic frame at all, never down */
+  cl_det_up(&d, 0, 100, 400);
+  int beats = 0, downs = 0;
+  for (uint64_t t = 0; t <= 10000; t += 10) {
+    cl_det_verdict v = cl_det_check(&d, t);
+    beats += v == CL_DET_PING, downs += v == CL_DET_DOWN || v == CL_DET_SUSPECT;
+  }
+  EXPECT("detector: a connection nobody watches carries no beat and is never called down", beats == 0 && downs == 0,
+         "%d beats, %d suspicions/downs in 10 s", beats, downs);
+  EXPECT("detector: ... and asks for no wake-up", cl_det_deadline(&d) == UINT64_MAX, "deadline %llu",
+         (unsigned long long)cl_det_deadline(&d));
+
+  /* asked to beat, not watching: a beat every heartbeat, never a timeout */
+  cl_det_up(&d, 0, 100, 400);
+  cl_det_beat_for(&d, 1);
+  beats = downs = 0;
+  for (uint64_t t = 0; t <= 1000; t += 100) { /* as the tick runs: on the heartbeat */
+    cl_det_verdict v = cl_det_check(&d, t);
+    beats += v == CL_DET_PING, downs += v == CL_DET_DOWN || v == CL_DET_SUSPECT;
+  }
+  EXPECT("detector: asked to beat: one beat per heartbeat, and the peer's silence is not ours to judge",
+         beats == 10 && downs == 0, "%d beats, %d downs in 1 s", beats, downs);
+  cl_det_beat_for(&d, 0);
+  EXPECT("detector: told to stop: no beat any more", first(&d, 1001, 5000, CL_DET_PING) == -1, "still beating");
+
+  /* watching, not asked to beat: one beat a second (the round trip), timeout applies */
+  cl_det_up(&d, 0, 100, 400);
+  cl_det_watch(&d, 0, 1);
+  beats = 0;
+  for (uint64_t t = 0; t <= 3000; t += 10) {
+    cl_det_heard(&d, t);
+    beats += cl_det_check(&d, t) == CL_DET_PING;
+  }
+  EXPECT("detector: a watcher beats once a second toward whom it watches (at 1, 2 and 3 s)", beats == 3,
+         "%d beats in 3 s", beats);
+
+  /* the silence counts from the WATCH, never from before it */
+  cl_det_up(&d, 0, 100, 400);
+  cl_det_watch(&d, 5000, 1);
+  long s_at = first(&d, 0, 10000, CL_DET_SUSPECT);
+  cl_det_up(&d, 0, 100, 400);
+  cl_det_watch(&d, 5000, 1);
+  long d_at = first(&d, 0, 10000, CL_DET_DOWN);
+  EXPECT("detector: a peer silent since long before we watched it: suspected half a timeout after the WATCH, down a "
+         "timeout (+1) after it",
+         s_at == 5200 && d_at == 5401, "suspect at %ld, down at %ld", s_at, d_at);
+
+  /* suspicion once per silence; a frame ends it; a vouch turns DOWN into CUT */
+  up_both(&d, 0, 100, 400);
+  int sus = 0;
+  for (uint64_t t = 0; t < 400; t++) sus += cl_det_check(&d, t) == CL_DET_SUSPECT;
+  EXPECT("detector: one suspicion per silence, at half the timeout", sus == 1 && d.suspected, "%d suspicions", sus);
+  cl_det_heard(&d, 390);
+  EXPECT("detector: a frame ends the suspicion", !d.suspected && first(&d, 390, 700, CL_DET_SUSPECT) == 590,
+         "suspected %d", d.suspected);
+  cl_det_vouched(&d);
+  EXPECT("detector: another peer's word while suspected: not down, our own link cut at the same deadline",
+         first(&d, 591, 2000, CL_DET_CUT) == 791 && first(&d, 0, 0, CL_DET_DOWN) == -1, "no cut at 791");
+  up_both(&d, 0, 100, 400);
+  cl_det_vouched(&d); /* a stale answer, before any suspicion */
+  EXPECT("detector: a vouch that comes before the suspicion counts for nothing", first(&d, 0, 2000, CL_DET_DOWN) == 401,
+         "not down at 401");
+  up_both(&d, 0, 100, 400);
+  d.grace_ms = 800;
+  EXPECT("detector: while this node runs late the suspicion waits for half the widened timeout too",
+         cl_det_suspect_at(&d) == 600 && cl_det_down_at(&d) == 1201, "suspect %llu down %llu",
+         (unsigned long long)cl_det_suspect_at(&d), (unsigned long long)cl_det_down_at(&d));
+  cl_det_watch(&d, 100, 0);
+  EXPECT("detector: stopping to watch drops the timeout", cl_det_down_at(&d) == UINT64_MAX, "still a deadline");
+}
+
+int main(void) {
+  sparse_cases();
+  cl_det d;
+  up_both(&d, 1000, 100, 400);
+  EXPECT("detector: a watched connection beats at once", cl_det_check(&d, 1000) == CL_DET_PING, "no beat at up");
   EXPECT("detector: then not before about a heartbeat (a quarter early counts)",
          cl_det_check(&d, 1074) == CL_DET_OK && cl_det_deadline(&d) == 1075, "deadline %llu",
          (unsigned long long)cl_det_deadline(&d));
@@ -18,7 +110,7 @@ int main(void) {
     if (cl_det_check(&d, (uint64_t)t) == CL_DET_DOWN) down_at = t;
   EXPECT("detector: a silent connection is declared down exactly past timeout_ms", down_at == 1401, "the detector did otherwise");
 
-  cl_det_up(&d, 0, 100, 400);
+  up_both(&d, 0, 100, 400);
   int downs = 0;
   for (uint64_t t = 0; t < 5000; t += 10) {
     if (t % 300 == 0) cl_det_heard(&d, t); /* a frame every 300 ms: under the timeout */
@@ -30,7 +122,7 @@ int main(void) {
 
   /* a connection that carries traffic needs no beat, except one a second (for the
    * round-trip measurement) */
-  cl_det_up(&d, 0, 100, 400);
+  up_both(&d, 0, 100, 400);
   int beats = 0;
   for (uint64_t t = 0; t <= 3000; t += 10) {
     if (t % 50 == 0) cl_det_sent(&d, t), cl_det_heard(&d, t);
@@ -38,13 +130,17 @@ int main(void) {
   }
   EXPECT("detector: a busy connection beats only once a second (at 1, 2 and 3 s)", beats == 3, "%d beats in 3 s", beats);
 
-  cl_det_up(&d, 0, 100, 0);
+  up_both(&d, 0, 100, 0);
   EXPECT("detector: timeout 0 never declares down", cl_det_check(&d, 1000000) == CL_DET_PING &&
                                              cl_det_check(&d, 2000000) != CL_DET_DOWN, "the detector did otherwise");
 
-  cl_det_up(&d, 0, 1000, 300);
+  up_both(&d, 0, 1000, 300);
   cl_det_check(&d, 0);
-  EXPECT("detector: the deadline is the timeout when it comes before the next ping", cl_det_deadline(&d) == 301, "the detector did otherwise");
+  uint64_t dl_suspect = cl_det_deadline(&d);
+  cl_det_check(&d, 150); /* the suspicion */
+  EXPECT("detector: the deadlines are the suspicion, then the timeout, when they come before the next ping",
+         dl_suspect == 150 && cl_det_deadline(&d) == 301, "deadlines %llu then %llu", (unsigned long long)dl_suspect,
+         (unsigned long long)cl_det_deadline(&d));
 
   EXPECT("detector: rtt: the first sample is taken as it is", cl_det_rtt_smooth(0, 800) == 800, "the detector did otherwise");
   EXPECT("detector: rtt: 7/8 old + 1/8 new", cl_det_rtt_smooth(800, 1600) == 900, "the detector did otherwise");
@@ -65,7 +161,7 @@ int main(void) {
   while (g > 0 && t < 100000) t += 100, g = cl_det_tick(&aw, t, t, 100, 400);
   EXPECT("detector: each second on time takes one timeout of grace back", t == 2600 + 1000 * CL_DET_AWARENESS_MAX,
          "grace gone at %llu", (unsigned long long)t);
-  cl_det_up(&d, 0, 100, 400);
+  up_both(&d, 0, 100, 400);
   d.grace_ms = 400 * CL_DET_AWARENESS_MAX;
   EXPECT("detector: with the most grace a silent peer is down after timeout * (1 + max)",
          cl_det_check(&d, 400 * (1 + CL_DET_AWARENESS_MAX)) != CL_DET_DOWN &&

@@ -17,6 +17,7 @@
 #include "transport/detector.h"
 #include "transport/internal.h"
 #include "transport/transport.h"
+#include "transport/watch.h"
 
 
 static int free_port(void) {
@@ -328,13 +329,13 @@ static int t_frame_decoder(void) {
             strstr(d.reason, "unsupported protocol version 9"),
         "version: %s", d.reason);
   cl_frame_decoder_free(&d);
-  /* the previous version (1: the election capped at 64 nodes) is refused, both named:
-   * rolling upgrades across issue 18's wire change are not supported */
+  /* the previous version (2: every connection beat both ways, before sparse detection)
+   * is refused, both named: rolling upgrades across wire changes are not supported */
   cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
   d.expect_version = CL_PROTO_VERSION;
   cl_preamble_put(pre, CL_PROTO_VERSION - 1);
-  CHECK(CL_PROTO_VERSION == 2 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
-            strstr(d.reason, "unsupported protocol version 1 (this node speaks 2)"),
+  CHECK(CL_PROTO_VERSION == 3 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
+            strstr(d.reason, "unsupported protocol version 2 (this node speaks 3)"),
         "previous version: %s", d.reason);
   cl_frame_decoder_free(&d);
   cl_tbuf_free(&b);
@@ -919,6 +920,144 @@ static int t_heartbeat_timeout(void) {
   return 0;
 }
 
+/* ---- sparse failure detection (design.md §4) ---- */
+
+#define SP_N 9
+static tnode sp[SP_N];
+
+static int sp_all_connected(void *ud) {
+  (void)ud;
+  for (int i = 0; i < SP_N; i++)
+    if (cl_transport_connected_count(sp[i].t) != SP_N - 1) return 0;
+  return 1;
+}
+static int sp_ring_settled(void *ud) {
+  (void)ud;
+  for (int i = 0; i < SP_N; i++) {
+    cl_transport_stats s;
+    cl_transport_stats_get(sp[i].t, &s);
+    if (s.watching != 3 || s.watched_by != 3) return 0;
+  }
+  return 1;
+}
+typedef struct {
+  int victim;
+} sp_arg;
+static int has_all_downs(void *ud) { return ((tnode *)ud)->downs >= SP_N - 1; }
+static int sp_all_down(void *ud) {
+  sp_arg *a = ud;
+  for (int i = 0; i < SP_N; i++)
+    if (i != a->victim && sp[i].downs == 0) return 0;
+  return 1;
+}
+
+/* SP_N nodes through one seed; each watches 3 and is watched by 3; idle beats go only
+ * to watchers; a node gone silent is reported down by every other node within the
+ * bound: by its 3 watchers, by the 3 it watches (their link closes when it gives up on
+ * them, or the announcement comes first) and by the 2 others through the announcement. */
+static int t_sparse_ring(void) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 300;
+  char sn[8];
+  for (int i = 0; i < SP_N; i++) {
+    snprintf(sn, sizeof sn, "n%d", i);
+    CHECK(node_start(&sp[i], sn, free_port(), &o) == 0, "start %d", i);
+  }
+  for (int i = 1; i < SP_N; i++) cl_transport_want(sp[i].t, sp[0].name);
+  int mesh = run_until(sp_all_connected, NULL, 5000);
+  int ring = mesh && run_until(sp_ring_settled, NULL, 2000);
+  /* at rest: node 1 sends about 3 x 20 beats a second (+ 3 a second to whom it watches),
+   * not 8 x 20; the window is measured by its own counter, not slept */
+  uint64_t b0 = STAT(&sp[1], beats_out), t0 = uv_now(L);
+  int beat = WAIT_STAT(&sp[1], beats_out, b0 + 60, 5000);
+  double secs = (double)(uv_now(L) - t0) / 1000.0;
+  double rate = (double)(STAT(&sp[1], beats_out) - b0) / (secs > 0 ? secs : 1);
+  /* silence node 3 completely (both ways, with everyone) */
+  int victim = 3;
+  char err[200];
+  for (int i = 0; i < SP_N; i++) sp[i].downs = 0;
+  cl_transport_fault(sp[victim].t, "*", "blackhole", err, sizeof err);
+  uint64_t t1 = uv_now(L);
+  sp_arg va = {victim};
+  int all = run_until(sp_all_down, &va, 3000);
+  uint64_t dt = uv_now(L) - t1;
+  /* the silent node's own view: it watches 3, declares them, then watches the next 3
+   * (its ring is the peers still connected), and so on: ceil(8 / 3) rounds of a timeout
+   * at most (its watchers' closes reach it sooner here: the fault drops frames, not the
+   * socket's end) */
+  int cut_off = run_until(has_all_downs, &sp[victim], 3 * (300 + 1) + 600);
+  uint64_t dv = uv_now(L) - t1;
+  uint64_t announced = 0, applied = 0, requested = 0;
+  int bad_name = 0;
+  for (int i = 0; i < SP_N; i++) {
+    if (i == victim) continue;
+    announced += STAT(&sp[i], downs_announced);
+    applied += STAT(&sp[i], downs_applied);
+    requested += STAT(&sp[i], probes_requested);
+    bad_name |= strcmp(sp[i].down_name, sp[victim].name) != 0;
+  }
+  for (int i = 0; i < SP_N; i++) node_stop(&sp[i]);
+  CHECK(mesh && ring, "mesh %d, every node watching 3 and watched by 3: %d", mesh, ring);
+  CHECK(beat && rate < 3 * 20 * 1.3 + 6 && rate < (SP_N - 1) * 20 * 0.5, "node 1 beats %.1f/s: not sparse", rate);
+  CHECK(all && !bad_name, "not every node reported the silent node down (or another one)");
+  /* its watchers: timeout_ms (+1) after its last frame, at most a heartbeat before the
+   * fault; the others one hop later. The loop is shared by 7 nodes: some slack */
+  CHECK(dt <= 300 + 1 + 200, "the last node reported it after %llu ms (timeout 300)", (unsigned long long)dt);
+  CHECK(cut_off, "the silent node saw only %d of %d others go after %llu ms", sp[victim].downs, SP_N - 1,
+        (unsigned long long)dv);
+  CHECK(announced >= 1 && applied >= 1 && requested >= 1, "announced %llu, applied %llu, probes %llu",
+        (unsigned long long)announced, (unsigned long long)applied, (unsigned long long)requested);
+  return 0;
+}
+
+/* Only one link is silent (x watches y, the link between them blackholed both ways):
+ * x's helpers hear y, so x closes its own link alone and nobody declares y down. */
+static int t_sparse_one_link(void) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 300;
+  char sn[8];
+  for (int i = 0; i < SP_N; i++) {
+    snprintf(sn, sizeof sn, "n%d", i);
+    CHECK(node_start(&sp[i], sn, free_port(), &o) == 0, "start %d", i);
+  }
+  for (int i = 1; i < SP_N; i++) cl_transport_want(sp[i].t, sp[0].name);
+  int ring = run_until(sp_all_connected, NULL, 5000) && run_until(sp_ring_settled, NULL, 2000);
+  /* x = node 0; y = the first peer it watches (watch.h, as the transport computes it) */
+  const char *names[SP_N - 1];
+  uint64_t h[SP_N - 1];
+  for (int i = 1; i < SP_N; i++) names[i - 1] = sp[i].name, h[i - 1] = cl_watch_hash(sp[i].name);
+  size_t pick[1];
+  cl_watch_pick(names, h, SP_N - 1, sp[0].name, cl_watch_hash(sp[0].name), 1, SIZE_MAX, 1, pick);
+  int x = 0, y = (int)pick[0] + 1;
+  char err[200];
+  for (int i = 0; i < SP_N; i++) sp[i].downs = 0;
+  cl_transport_fault(sp[x].t, sp[y].name, "blackhole", err, sizeof err);
+  cl_transport_fault(sp[y].t, sp[x].name, "blackhole", err, sizeof err);
+  int cut = run_until(has_down, &sp[x], 3000);
+  char xr[32], xn[128];
+  memcpy(xr, sp[x].down_reason, sizeof xr); /* both NUL-terminated, the same sizes */
+  memcpy(xn, sp[x].down_name, sizeof xn);
+  /* the marker: a message from x to every other node after the cut, on the connections
+   * a DOWN would have taken, then one back (nothing else was closed) */
+  int marked = 1, others = 0;
+  for (int i = 0; i < SP_N; i++)
+    if (i != x && i != y) marked &= marker_both_ways(&sp[x], &sp[i]);
+  for (int i = 0; i < SP_N; i++)
+    if (i != x && i != y) others += sp[i].downs;
+  uint64_t alive = STAT(&sp[x], probe_alive), announced = STAT(&sp[x], downs_announced);
+  for (int i = 0; i < SP_N; i++) node_stop(&sp[i]);
+  CHECK(ring, "no ring");
+  CHECK(cut && !strcmp(xr, "timeout") && !strcmp(xn, sp[y].name), "x did not close its silent link: %s %s", xn, xr);
+  CHECK(alive >= 1 && announced == 0, "x: %llu alive answers, %llu announced", (unsigned long long)alive,
+        (unsigned long long)announced);
+  CHECK(marked && others == 0, "a node other than x and y saw a node go down (%d), marker %d", others, marked);
+  return 0;
+}
+
 static int t_close_is_closed(void) {
   tnode a, b;
   opts o = O(1);
@@ -1330,11 +1469,11 @@ static int t_handshake_keyring(void) {
   CHECK(a.fail_key == -1, "a failure naming no key of ours is 'unknown'");
   cl_hs_free(&d);
   cl_hs_free(&a);
-  /* a dialer of version 1 is refused with both versions named */
+  /* a dialer of version 2 is refused with both versions named */
   hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
-  dc.version = 1;
+  dc.version = 2;
   hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
-  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 1") && strstr(a.reason, "speaks 2"),
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 2") && strstr(a.reason, "speaks 3"),
         "old version: %.300s", a.reason);
   cl_hs_free(&d);
   cl_hs_free(&a);
@@ -1479,6 +1618,10 @@ int main(void) {
   run_case("transport: heartbeat timeout through a blackhole => timeout", t_heartbeat_timeout);
   run_case("transport: a silent peer is down within the awareness bound when every tick runs late",
            t_timeout_when_every_tick_is_late);
+  run_case("transport: sparse detection: watch 3, beat to 3; a silent node is down on every node within the bound",
+           t_sparse_ring);
+  run_case("transport: sparse detection: one silent link, the peer heard by others: only that link is closed",
+           t_sparse_one_link);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
   run_case("transport: mesh learning A-B, B-C => A-C", t_mesh);

@@ -2,7 +2,8 @@
  *
  * Runs whole clusters of the real core (runtime/election), the real glue that performs
  * its effects (runtime/node/el_driver.c) and the transport's real failure detector
- * (runtime/transport/detector.c) and Lua-lag check (runtime/node/lua_lag_check.c, against
+ * (runtime/transport/detector.c, with watch.c's choice of whom each node watches and the
+ * DOWN announcement) and Lua-lag check (runtime/node/lua_lag_check.c, against
  * a simulated Lua loop that stalls) in one process on simulated time, with every source of nondeterminism drawn from one seeded
  * PRNG: cluster shape, roles, fault rates, message drop/duplication/delay/
  * reordering, disconnects, silent blackholes, one-way links, partitions,
@@ -22,6 +23,7 @@
 #include "election/election.h"
 #include "node/el_driver.h" /* the real glue's effect executor, run on virtual time */
 #include "transport/detector.h" /* the transport's real failure detector */
+#include "transport/watch.h"    /* and its choice of whom each node watches */
 #include "node/lua_lag_check.h" /* the glue's real Lua-lag rule */
 
 #include <stdarg.h>
@@ -694,6 +696,34 @@ static cl_el_node_info info_of(node *n) {
   return inf;
 }
 
+/* What the transport does when a connection comes or goes (watch.h): each node watches
+ * its 3 successors (transport.watchers' default) on the ring of its connected peers,
+ * and the watched side beats to it. The WATCH frame is taken as arriving at once. */
+static void rewatch(world *w) {
+  if (!w->det) return;
+  const char **names = malloc((size_t)w->n * sizeof *names);
+  uint64_t *h = malloc((size_t)w->n * sizeof *h);
+  int *idx = malloc((size_t)w->n * sizeof *idx);
+  size_t sel[CL_WATCH_DEFAULT];
+  uint64_t now = w->now / US;
+  for (int a = 0; a < w->n && names && h && idx; a++) {
+    size_t m = 0;
+    for (int b = 0; b < w->n; b++)
+      if (b != a && W_conn(w, a, b)) names[m] = w->nodes[b].name, h[m] = cl_watch_hash(w->nodes[b].name), idx[m++] = b;
+    size_t k = cl_watch_pick(names, h, m, w->nodes[a].name, cl_watch_hash(w->nodes[a].name), 1, SIZE_MAX,
+                             CL_WATCH_DEFAULT, sel);
+    for (size_t i = 0; i < m; i++) {
+      int want = 0;
+      for (size_t j = 0; j < k; j++) want |= sel[j] == i;
+      cl_det *d = &W_det(w, a, idx[i]);
+      if (want != d->watching) cl_det_watch(d, now, want), cl_det_beat_for(&W_det(w, idx[i], a), want);
+    }
+  }
+  free(names);
+  free(h);
+  free(idx);
+}
+
 /* large seeds: a link needs a master-eligible node at one end */
 static int link_allowed(world *w, int a, int b) {
   return !w->sparse || (w->nodes[a].flags & CL_EL_F_MASTER) || (w->nodes[b].flags & CL_EL_F_MASTER);
@@ -708,6 +738,7 @@ static void connect_pair(world *w, int a, int b) {
   }
   W_epoch(w, a, b)++;
   W_epoch(w, b, a)++;
+  rewatch(w);
   cl_el_input in = {0};
   in.kind = CL_EL_IN_PEER_UP;
   in.peer = info_of(&w->nodes[b]);
@@ -722,6 +753,7 @@ static void disconnect_pair(world *w, int a, int b) {
   W_conn(w, a, b) = W_conn(w, b, a) = 0;
   W_epoch(w, a, b)++;
   W_epoch(w, b, a)++;
+  rewatch(w);
   cl_el_input in = {0};
   in.kind = CL_EL_IN_PEER_DOWN;
   in.peer_id = w->nodes[b].id;
@@ -1053,6 +1085,8 @@ static void run_detectors(world *w) {
     for (int b = 0; b < w->n; b++) {
       if (a == b || !W_conn(w, a, b) || !w->nodes[a].up || cl_det_deadline(&W_det(w, a, b)) > now) continue;
       cl_det_verdict v = cl_det_check(&W_det(w, a, b), now);
+      /* no indirect probe here: a suspicion waits for the timeout, and is announced */
+      if (v == CL_DET_SUSPECT) v = cl_det_check(&W_det(w, a, b), now);
       if (v == CL_DET_PING) {
         send_heartbeat(w, a, b, 0);
       } else if (v == CL_DET_DOWN) {
@@ -1060,6 +1094,15 @@ static void run_detectors(world *w) {
              w->det_timeout_ms);
         disconnect_pair(w, a, b);
         schedule_connect(w, a, b, range(&w->r, 50, 1000) * US);
+        /* the announcement (DOWN), taken as arriving at once: every other node that has
+         * not heard from b within half a timeout closes its own connection to it */
+        for (int c = 0; c < w->n; c++)
+          if (c != a && c != b && w->nodes[c].up && W_conn(w, c, b) &&
+              now >= W_det(w, c, b).last_rx_ms + w->det_timeout_ms / 2) {
+            vlog(w, "%s: %s announced %s down: closed", w->nodes[c].name, w->nodes[a].name, w->nodes[b].name);
+            disconnect_pair(w, c, b);
+            schedule_connect(w, c, b, range(&w->r, 50, 1000) * US);
+          }
       }
     }
 }

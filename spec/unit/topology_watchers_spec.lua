@@ -1,0 +1,24 @@
+-- transport.watchers (docs/design.md §4): how many peers each node watches. Bad values
+-- are refused when the topology loads, the key named with what is expected.
+local topology = require "clusterlua.topology"
+
+describe("topology: transport.watchers", function()
+  it("takes an integer from 1 to 64 and passes it on; absent means the transport's default (3)", function()
+    local t = assert(topology.from_table { transport = { watchers = 5 } })
+    assert.equal(5, t.transport.watchers)
+    assert(topology.from_table { transport = { watchers = 1 } })
+    assert(topology.from_table { transport = { watchers = 64 } })
+    local d = assert(topology.from_table { transport = {} })
+    assert.is_nil(d.transport.watchers)
+  end)
+
+  it("refuses zero, negatives, fractions, strings, booleans and more than 64", function()
+    for _, v in ipairs { 0, -1, 2.5, "3", true, 65 } do
+      local t, err, code = topology.from_table { transport = { watchers = v } }
+      assert.is_nil(t, "accepted " .. tostring(v))
+      assert.equal("EINVAL", code)
+      assert.truthy(err:find("transport.watchers", 1, true), err)
+      assert.truthy(err:find("expected an integer 1 .. 64", 1, true), err)
+    end
+  end)
+end)
