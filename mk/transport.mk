@@ -25,7 +25,13 @@ $(FUZZ_BUILD)/fuzz_handshake: spec/fuzz/fuzz_handshake.c runtime/transport/frame
 	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_handshake.c runtime/transport/frame.c \
 	  runtime/transport/handshake.c runtime/transport/keyring.c runtime/core/name.c -lsodium
 
-.PHONY: fuzz-frame fuzz-handshake
+$(FUZZ_BUILD)/fuzz_reauth: spec/fuzz/fuzz_reauth.c runtime/transport/reauth.c runtime/transport/frame.c \
+    runtime/transport/handshake.c runtime/transport/keyring.c runtime/core/name.c $(TRANSPORT_HDR)
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_reauth.c runtime/transport/reauth.c runtime/transport/frame.c \
+	  runtime/transport/handshake.c runtime/transport/keyring.c runtime/core/name.c -lsodium
+
+.PHONY: fuzz-frame fuzz-handshake fuzz-reauth
 # The corpus is copied so a run's discoveries never dirty the checkout.
 fuzz-frame: $(FUZZ_BUILD)/fuzz_frame
 	@rm -rf $(FUZZ_BUILD)/corpus_frame && mkdir -p $(FUZZ_BUILD)/corpus_frame
@@ -37,7 +43,11 @@ fuzz-handshake: $(FUZZ_BUILD)/fuzz_handshake
 	@cp spec/fuzz/corpus_handshake/* $(FUZZ_BUILD)/corpus_handshake/ 2>/dev/null || true
 	$(FUZZ_BUILD)/fuzz_handshake -max_total_time=$(FUZZ_SECONDS) -max_len=16384 $(FUZZ_BUILD)/corpus_handshake
 
-FUZZ_TARGETS += fuzz-frame fuzz-handshake
+fuzz-reauth: $(FUZZ_BUILD)/fuzz_reauth
+	@mkdir -p $(FUZZ_BUILD)/corpus_reauth
+	$(FUZZ_BUILD)/fuzz_reauth -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(FUZZ_BUILD)/corpus_reauth
+
+FUZZ_TARGETS += fuzz-frame fuzz-handshake fuzz-reauth
 
 # The failure detector alone: pure, no loop needed.
 $(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runtime/transport/detector.h spec/c/harness.h
@@ -45,6 +55,15 @@ $(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runt
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_detector.c runtime/transport/detector.c
 
 C_TESTS += $(BUILD)/test_detector
+
+# The re-authentication protocol alone: pure but for the io it is given, no loop needed.
+REAUTH_TEST_SRC := spec/c/test_reauth.c runtime/transport/reauth.c runtime/transport/handshake.c \
+  runtime/transport/keyring.c runtime/transport/frame.c runtime/core/log.c runtime/core/name.c
+$(BUILD)/test_reauth: $(REAUTH_TEST_SRC) $(TRANSPORT_HDR) spec/c/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(REAUTH_TEST_SRC) -luv -lsodium -pthread
+
+C_TESTS += $(BUILD)/test_reauth
 
 # Who watches whom: pure.
 $(BUILD)/test_watch: spec/c/test_watch.c runtime/transport/watch.c runtime/transport/watch.h spec/c/harness.h

@@ -12,7 +12,7 @@
 
 #include "admin/node_admin.h"
 #include "core/control.h"
-#include "transport/dataplane.h"
+#include "lua/lua_dataplane.h"
 #include "core/log.h"
 #include "lua/lua_host.h"
 #include "lua/lua_modules.h"
@@ -57,19 +57,19 @@ struct optdef {
   const char **dst;
 };
 
-static int parse_options(int argc, char **argv, int *first_arg) {
+static int parse_options(cl_options *o, int argc, char **argv, int *first_arg) {
   struct optdef defs[] = {
-      {"--name", &cl_opts.name},
-      {"--cookie", &cl_opts.cookie},
-      {"--cookie-file", &cl_opts.cookie_file},
-      {"--keyring-file", &cl_opts.keyring_file},
-      {"--data", &cl_opts.data},
-      {"--admin", &cl_opts.admin},
-      {"--admin-token-file", &cl_opts.admin_token_file},
-      {"--roles", &cl_opts.roles},
-      {"--initial-master-nodes", &cl_opts.initial_master_nodes},
-      {"--log-level", &cl_opts.log_level},
-      {"--log-format", &cl_opts.log_format},
+      {"--name", &o->name},
+      {"--cookie", &o->cookie},
+      {"--cookie-file", &o->cookie_file},
+      {"--keyring-file", &o->keyring_file},
+      {"--data", &o->data},
+      {"--admin", &o->admin},
+      {"--admin-token-file", &o->admin_token_file},
+      {"--roles", &o->roles},
+      {"--initial-master-nodes", &o->initial_master_nodes},
+      {"--log-level", &o->log_level},
+      {"--log-format", &o->log_format},
   };
   int i = 1;
   for (; i < argc; i++) {
@@ -142,11 +142,11 @@ static int call_module(lua_State *L, const char *modname, const char *arg) {
   return status;
 }
 
-static int run(int argc, char **argv, int script, int mode) {
+static int run(cl_options *opts, int argc, char **argv, int script, int mode) {
   char exe[4096];
   size_t exe_len = sizeof exe;
   if (uv_exepath(exe, &exe_len) != 0) snprintf(exe, sizeof exe, "%s", argv[0]);
-  cl_opts.exe = exe;
+  opts->exe = exe;
 
   uv_loop_t loop;
   uv_loop_init(&loop);
@@ -155,18 +155,29 @@ static int run(int argc, char **argv, int script, int mode) {
     fprintf(stderr, "clusterlua: cannot create a Lua state (out of memory)\n");
     return 1;
   }
+  cl_lua_set_options(L, opts);
   static cl_control control;
-  cl_node_admin_install(); /* before the control loop can start the node */
+  /* the node the control loop runs (started only when Lua asks): owned here, so it
+   * outlives both loops */
+  struct cl_node *node = cl_node_new();
+  if (!node) {
+    fprintf(stderr, "clusterlua: out of memory\n");
+    cl_lua_close(L);
+    return 1;
+  }
+  cl_node_admin_install(node); /* before the control loop can start the node */
   cl_control_hooks hooks = cl_node_hooks;
+  hooks.ud = node;
   hooks.event = cl_lua_node_events;
-  hooks.ud = L;
+  hooks.evt_ud = L;
   int r = cl_control_start(&control, &loop, &hooks, 65536, 65536);
   if (r) {
     fprintf(stderr, "clusterlua: cannot start the control loop: %s\n", uv_strerror(r));
     cl_lua_close(L);
+    cl_node_free(node);
     return 1;
   }
-  cl_control_set(&control);
+  cl_lua_set_control(L, &control, node);
 
   int status = 0;
   const char *file = argv[script];
@@ -211,11 +222,12 @@ static int run(int argc, char **argv, int script, int mode) {
   if (cl_lua_exit_requested(L) >= 0) status = cl_lua_exit_requested(L);
 
   cl_control_stop(&control);
-  cl_control_set(NULL);
-  cl_dp_shutdown(); /* its handles free their memory in their own close callbacks */
+  cl_lua_set_control(L, NULL, NULL);
+  cl_lua_dp_shutdown(L); /* its handles free their memory in their own close callbacks */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   cl_lua_close(L);
+  cl_node_free(node); /* after Lua: it may hold the node's per-peer records until then */
   uv_walk(&loop, close_walk, NULL);
   uv_run(&loop, UV_RUN_DEFAULT);
   if (uv_loop_close(&loop) != 0) cl_log(CL_LOG_DEBUG, "runtime", NULL, "loop closed with live handles");
@@ -226,30 +238,31 @@ static int run(int argc, char **argv, int script, int mode) {
 int main(int argc, char **argv) {
   /* a peer or child that goes away must be an error on that write, not the end of us */
   signal(SIGPIPE, SIG_IGN);
+  cl_options opts = {0}; /* the parsed command line: Lua reads it through its context */
   if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "events") == 0 ||
                     strcmp(argv[1], "unsafe-bootstrap") == 0 || strcmp(argv[1], "cookie") == 0 ||
                     strcmp(argv[1], "keys") == 0)) {
     /* subcommands are Lua modules: clusterlua.cli.<name> receives the remaining args */
-    return run(argc, argv, 1, MODE_CLI);
+    return run(&opts, argc, argv, 1, MODE_CLI);
   }
   int first = 0;
-  int r = parse_options(argc, argv, &first);
+  int r = parse_options(&opts, argc, argv, &first);
   if (r == 1) return 0;
   if (r) return r;
-  if (cl_opts.log_level) {
-    int lvl = cl_log_parse_level(cl_opts.log_level);
+  if (opts.log_level) {
+    int lvl = cl_log_parse_level(opts.log_level);
     if (lvl < 0) {
       fprintf(stderr, "clusterlua: --log-level: unknown level '%s' (debug, info, warn, error)\n",
-              cl_opts.log_level);
+              opts.log_level);
       return 2;
     }
     cl_log_set_level(lvl);
   }
-  if (cl_opts.log_format) {
-    if (strcmp(cl_opts.log_format, "json") == 0)
+  if (opts.log_format) {
+    if (strcmp(opts.log_format, "json") == 0)
       cl_log_set_json(1);
-    else if (strcmp(cl_opts.log_format, "text") != 0) {
-      fprintf(stderr, "clusterlua: --log-format: expected text or json, got '%s'\n", cl_opts.log_format);
+    else if (strcmp(opts.log_format, "text") != 0) {
+      fprintf(stderr, "clusterlua: --log-format: expected text or json, got '%s'\n", opts.log_format);
       return 2;
     }
   }
@@ -257,5 +270,5 @@ int main(int argc, char **argv) {
     usage(stderr);
     return 2;
   }
-  return run(argc, argv, first, cl_opts.name ? MODE_NODE : MODE_SCRIPT);
+  return run(&opts, argc, argv, first, opts.name ? MODE_NODE : MODE_SCRIPT);
 }

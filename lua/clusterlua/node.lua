@@ -21,7 +21,6 @@ pcall(ffi.cdef, [[
 typedef struct cl_dp_conn cl_dp_conn;
 typedef struct { const uint8_t *p; size_t len; } cl_dp_rx;
 int cl_dp_send(cl_dp_conn *c, const uint8_t *p, size_t len);
-const cl_dp_rx *cl_dp_rx_current(void);
 ]])
 local C = ffi.C
 
@@ -499,7 +498,7 @@ function M.start(config, reports, opts)
   cdp = require "clusterlua.c.dataplane"
   cdp.set_handlers(on_dp_message, on_dp_closed)
   if config.spin_us then cdp.set_spin_us(config.spin_us) end
-  rx = C.cl_dp_rx_current()
+  rx = ffi.cast("const cl_dp_rx *", cdp.rx())
   before_exit = opts and opts.before_exit
   local ok, err, code = cnode.start(config, function(kind, name, a, b, c)
     local f = dispatch[kind] or reports[kind]

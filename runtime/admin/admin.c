@@ -277,6 +277,17 @@ static json_t *error_obj(const char *msg) {
   return o;
 }
 
+/* A JSON body (malloc'd, from json_dumps) ended by a newline, as curl users expect;
+ * without room for it, as it was. *n: its length. */
+static char *with_newline(char *s, size_t *n) {
+  *n = strlen(s);
+  char *t = realloc(s, *n + 2);
+  if (!t) return s;
+  t[(*n)++] = '\n';
+  t[*n] = 0;
+  return t;
+}
+
 static void conn_respond_error(conn *c, int status, const char *msg) {
   json_t *o = error_obj(msg);
   char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
@@ -287,12 +298,8 @@ static void conn_respond_error(conn *c, int status, const char *msg) {
     conn_respond(c, status, NULL, fb, sizeof fb - 1);
     return;
   }
-  size_t n = strlen(s);
-  char *t = realloc(s, n + 2);
-  if (t) {
-    s = t;
-    s[n++] = '\n';
-  }
+  size_t n;
+  s = with_newline(s, &n);
   conn_respond(c, status, NULL, s, n);
   free(s);
 }
@@ -1304,13 +1311,8 @@ void cl_admin_reply_json(cl_admin *a, void *priv, int status, json_t *obj) {
     conn_respond_error(c, 500, "could not encode the answer as JSON");
     return;
   }
-  size_t n = strlen(s);
-  char *t = realloc(s, n + 2);
-  if (t) {
-    s = t;
-    s[n++] = '\n';
-    s[n] = 0;
-  }
+  size_t n;
+  s = with_newline(s, &n);
   cl_admin_reply(a, priv, status, NULL, s, n);
   free(s);
 }

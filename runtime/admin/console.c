@@ -23,11 +23,11 @@ __asm__(".section .rodata\n"
 extern const char cl_console_page_bytes[];
 extern const char cl_console_page_end[];
 
-static struct {
-  char *page; /* with data-auth filled in */
+struct cl_console {
+  char *page; /* with data-auth filled in; NULL until first asked for */
   size_t len;
   char headers[1024];
-} P;
+};
 
 /* sha256-BASE64 of the text between open and close (the first of each), or -1 */
 static int hash_of(const char *page, const char *open, const char *close, char *out, size_t cap) {
@@ -48,25 +48,30 @@ static int hash_of(const char *page, const char *open, const char *close, char *
 
 size_t cl_console_page_size(void) { return (size_t)(cl_console_page_end - cl_console_page_bytes) - 1; }
 
-static int prepare(cl_admin *a);
+static int prepare(cl_console *P, cl_admin *a);
 
 /* The page is prepared on its first request: a node whose console nobody opens keeps
  * nothing of it in memory (the embedded bytes stay untouched on disk-backed pages). */
 static void h_console(cl_admin *a, cl_admin_req *req, void *ud) {
-  (void)ud;
-  if (!P.page && prepare(a) != 0) {
+  cl_console *P = ud;
+  if (!P->page && prepare(P, a) != 0) {
     cl_admin_reply_error(a, req->priv, 500, "the console page could not be prepared");
     return;
   }
-  cl_admin_reply_headers(a, req->priv, 200, "text/html; charset=utf-8", P.headers, P.page, P.len);
+  cl_admin_reply_headers(a, req->priv, 200, "text/html; charset=utf-8", P->headers, P->page, P->len);
 }
 
-int cl_console_start(cl_admin *a) {
-  cl_console_stop();
-  return cl_admin_route_public(a, "/_console", h_console, NULL);
+cl_console *cl_console_start(cl_admin *a) {
+  cl_console *P = calloc(1, sizeof *P);
+  if (!P) return NULL;
+  if (cl_admin_route_public(a, "/_console", h_console, P) != 0) {
+    free(P);
+    return NULL;
+  }
+  return P;
 }
 
-static int prepare(cl_admin *a) {
+static int prepare(cl_console *P, cl_admin *a) {
   if (sodium_init() < 0) return -1;
   const char *src = cl_console_page_bytes;
   char script[80], style[80];
@@ -78,20 +83,20 @@ static int prepare(cl_admin *a) {
   const char *m = strstr(src, mark);
   const char *with = cl_admin_has_token(a) ? "data-auth=\"token\"" : mark;
   size_t srclen = cl_console_page_size();
-  P.page = malloc(srclen + 16);
-  if (!P.page) return -1;
+  P->page = malloc(srclen + 16);
+  if (!P->page) return -1;
   if (m) {
     size_t pre = (size_t)(m - src);
-    memcpy(P.page, src, pre);
-    memcpy(P.page + pre, with, strlen(with));
+    memcpy(P->page, src, pre);
+    memcpy(P->page + pre, with, strlen(with));
     size_t rest = srclen - pre - (sizeof mark - 1);
-    memcpy(P.page + pre + strlen(with), m + sizeof mark - 1, rest);
-    P.len = pre + strlen(with) + rest;
+    memcpy(P->page + pre + strlen(with), m + sizeof mark - 1, rest);
+    P->len = pre + strlen(with) + rest;
   } else {
-    memcpy(P.page, src, srclen);
-    P.len = srclen;
+    memcpy(P->page, src, srclen);
+    P->len = srclen;
   }
-  snprintf(P.headers, sizeof P.headers,
+  snprintf(P->headers, sizeof P->headers,
            "Content-Security-Policy: default-src 'none'; script-src %s; style-src %s; connect-src 'self'; "
            "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'\r\n"
            "X-Frame-Options: DENY\r\nX-Content-Type-Options: nosniff\r\nReferrer-Policy: no-referrer\r\n",
@@ -99,8 +104,8 @@ static int prepare(cl_admin *a) {
   return 0;
 }
 
-void cl_console_stop(void) {
-  free(P.page);
-  P.page = NULL;
-  P.len = 0;
+void cl_console_stop(cl_console *P) {
+  if (!P) return;
+  free(P->page);
+  free(P);
 }

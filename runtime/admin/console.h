@@ -7,9 +7,12 @@
 
 #include "admin/admin.h"
 
-/* Registers the route (0, or -1 out of memory); the page is prepared on first use. */
-int cl_console_start(cl_admin *a);
-void cl_console_stop(void);
+/* The page as this endpoint serves it (prepared on first use). */
+typedef struct cl_console cl_console;
+
+/* Registers the route on a (NULL: out of memory). */
+cl_console *cl_console_start(cl_admin *a);
+void cl_console_stop(cl_console *c); /* frees c (NULL: nothing) */
 /* The page's size in bytes, as embedded */
 size_t cl_console_page_size(void);
 

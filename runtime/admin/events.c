@@ -30,12 +30,12 @@ typedef struct ev {
 typedef struct stream {
   void *h; /* the server's handle; NULL: slot free */
   unsigned idx;
+  struct cl_events *owner;
 } stream;
 
-static struct {
+struct cl_events {
   cl_admin *a;
   uv_loop_t *loop;
-  int started;
   uint64_t inc, seq;
   ev ring[CL_EVENTS_HISTORY];
   size_t head, count, bytes; /* head: index of the oldest */
@@ -44,7 +44,7 @@ static struct {
   uv_timer_t *ping; /* allocated while a stream is open: nothing runs when nobody listens */
   cl_events_stats st;
   cl_ratelimit rl_drop;
-} E;
+};
 
 static uint64_t wall_ms(void) {
   struct timeval tv;
@@ -54,16 +54,16 @@ static uint64_t wall_ms(void) {
 
 /* ---- history ---- */
 
-static void drop_oldest(void) {
-  ev *o = &E.ring[E.head];
-  E.bytes -= o->len;
+static void drop_oldest(cl_events *E) {
+  ev *o = &E->ring[E->head];
+  E->bytes -= o->len;
   free(o->frame);
   o->frame = NULL;
-  E.head = (E.head + 1) % CL_EVENTS_HISTORY;
-  E.count--;
+  E->head = (E->head + 1) % CL_EVENTS_HISTORY;
+  E->count--;
 }
 
-static const ev *at(size_t i) { return &E.ring[(E.head + i) % CL_EVENTS_HISTORY]; }
+static const ev *at(const cl_events *E, size_t i) { return &E->ring[(E->head + i) % CL_EVENTS_HISTORY]; }
 
 /* Cuts a long string field at a character boundary, so a traceback cannot make one
  * event take the history. */
@@ -84,28 +84,30 @@ static void cut_fields(json_t *o) {
 
 /* ---- streams ---- */
 
-static void ping_stop(void) {
-  if (!E.ping) return;
-  uv_close((uv_handle_t *)E.ping, (uv_close_cb)free);
-  E.ping = NULL;
+static void ping_stop(cl_events *E) {
+  if (!E->ping) return;
+  uv_close((uv_handle_t *)E->ping, (uv_close_cb)free);
+  E->ping = NULL;
 }
 
 static void stream_gone(void *ud) {
   stream *s = ud;
   if (!s->h) return;
+  cl_events *E = s->owner;
   s->h = NULL;
-  E.nstreams--;
-  if (E.nstreams == 0) ping_stop();
+  E->nstreams--;
+  if (E->nstreams == 0) ping_stop(E);
 }
 
 static void stream_send(stream *s, const char *data, size_t len) {
   if (!s->h) return;
+  cl_events *E = s->owner;
   void *h = s->h;
-  int r = cl_admin_stream_write(E.a, h, data, len);
+  int r = cl_admin_stream_write(E->a, h, data, len);
   if (r == -2) {
-    E.st.streams_dropped++;
+    E->st.streams_dropped++;
     uint32_t sup = 0;
-    if (cl_ratelimit_allow(&E.rl_drop, uv_now(E.loop), &sup))
+    if (cl_ratelimit_allow(&E->rl_drop, uv_now(E->loop), &sup))
       cl_log(CL_LOG_WARN, SUBSYS, NULL, "an event stream's client fell too far behind and was dropped%s",
              sup ? " (more suppressed)" : "");
   }
@@ -113,13 +115,13 @@ static void stream_send(stream *s, const char *data, size_t len) {
 }
 
 static void on_ping(uv_timer_t *t) {
-  (void)t;
+  cl_events *E = t->data;
   static const char ping[] = ": ping\n\n";
-  for (unsigned i = 0; i < CL_EVENTS_STREAMS_MAX; i++) stream_send(&E.streams[i], ping, sizeof ping - 1);
+  for (unsigned i = 0; i < CL_EVENTS_STREAMS_MAX; i++) stream_send(&E->streams[i], ping, sizeof ping - 1);
 }
 
-void cl_events_record(const char *kind, json_t *fields) {
-  if (!E.started || !kind || !json_is_object(fields)) return;
+void cl_events_record(cl_events *E, const char *kind, json_t *fields) {
+  if (!E || !kind || !json_is_object(fields)) return;
   json_t *o = json_deep_copy(fields);
   if (!o) return;
   cut_fields(o);
@@ -127,28 +129,28 @@ void cl_events_record(const char *kind, json_t *fields) {
   char *data = json_dumps(o, JSON_COMPACT);
   json_decref(o);
   if (!data) return;
-  uint64_t seq = ++E.seq;
+  uint64_t seq = ++E->seq;
   size_t need = strlen(data) + strlen(kind) + 96;
   char *frame = malloc(need);
   if (!frame) {
     free(data);
     return;
   }
-  int n = snprintf(frame, need, "id: %" PRIu64 "-%" PRIu64 "\nevent: %s\ndata: %s\n\n", E.inc, seq, kind, data);
+  int n = snprintf(frame, need, "id: %" PRIu64 "-%" PRIu64 "\nevent: %s\ndata: %s\n\n", E->inc, seq, kind, data);
   free(data);
   if (n < 0 || (size_t)n >= need) {
     free(frame);
     return;
   }
-  E.st.recorded++;
-  while (E.count && (E.count == CL_EVENTS_HISTORY || E.bytes + (size_t)n > CL_EVENTS_HISTORY_BYTES)) drop_oldest();
-  ev *e = &E.ring[(E.head + E.count) % CL_EVENTS_HISTORY];
+  E->st.recorded++;
+  while (E->count && (E->count == CL_EVENTS_HISTORY || E->bytes + (size_t)n > CL_EVENTS_HISTORY_BYTES)) drop_oldest(E);
+  ev *e = &E->ring[(E->head + E->count) % CL_EVENTS_HISTORY];
   e->seq = seq;
   e->frame = frame;
   e->len = (size_t)n;
-  E.count++;
-  E.bytes += (size_t)n;
-  for (unsigned i = 0; i < CL_EVENTS_STREAMS_MAX; i++) stream_send(&E.streams[i], frame, (size_t)n);
+  E->count++;
+  E->bytes += (size_t)n;
+  for (unsigned i = 0; i < CL_EVENTS_STREAMS_MAX; i++) stream_send(&E->streams[i], frame, (size_t)n);
 }
 
 /* "INC-SEQ" -> 0, or -1 when it is not an id of this form */
@@ -164,7 +166,7 @@ static int parse_id(const char *s, uint64_t *inc, uint64_t *seq) {
 
 /* The frames a client resuming after `since` must get, into a buffer: a `gap` event
  * first when events it has not seen are no longer kept. start = index into the ring. */
-static char *replay(const char *since, size_t *len_out, int *bad) {
+static char *replay(const cl_events *E, const char *since, size_t *len_out, int *bad) {
   *bad = 0;
   size_t start = 0;
   char gap[512] = "";
@@ -174,31 +176,31 @@ static char *replay(const char *since, size_t *len_out, int *bad) {
       *bad = 1;
       return NULL;
     }
-    uint64_t oldest = E.count ? at(0)->seq : E.seq + 1;
-    if (inc != E.inc || seq < oldest - 1) { /* oldest >= 1: no wrap, whatever seq is */
+    uint64_t oldest = E->count ? at(E, 0)->seq : E->seq + 1;
+    if (inc != E->inc || seq < oldest - 1) { /* oldest >= 1: no wrap, whatever seq is */
       /* another incarnation (the node restarted) or older than what is kept */
       char oldest_s[64] = "null";
-      if (E.count) snprintf(oldest_s, sizeof oldest_s, "\"%" PRIu64 "-%" PRIu64 "\"", E.inc, oldest);
+      if (E->count) snprintf(oldest_s, sizeof oldest_s, "\"%" PRIu64 "-%" PRIu64 "\"", E->inc, oldest);
       snprintf(gap, sizeof gap,
                "event: gap\ndata: {\"since\":\"%" PRIu64 "-%" PRIu64 "\",\"oldest\":%s,\"reason\":\"%s\","
                "\"time\":%" PRIu64 "}\n\n",
                inc, seq, oldest_s,
-               inc != E.inc ? "the node restarted since that event: earlier events are not kept"
+               inc != E->inc ? "the node restarted since that event: earlier events are not kept"
                             : "events after that one are no longer in the history",
                wall_ms());
     } else {
-      while (start < E.count && at(start)->seq <= seq) start++;
+      while (start < E->count && at(E, start)->seq <= seq) start++;
     }
   }
   size_t total = strlen(gap);
-  for (size_t i = start; i < E.count; i++) total += at(i)->len;
+  for (size_t i = start; i < E->count; i++) total += at(E, i)->len;
   char *buf = malloc(total + 1);
   if (!buf) return NULL;
   size_t off = strlen(gap);
   memcpy(buf, gap, off);
-  for (size_t i = start; i < E.count; i++) {
-    memcpy(buf + off, at(i)->frame, at(i)->len);
-    off += at(i)->len;
+  for (size_t i = start; i < E->count; i++) {
+    memcpy(buf + off, at(E, i)->frame, at(E, i)->len);
+    off += at(E, i)->len;
   }
   buf[off] = 0;
   *len_out = off;
@@ -208,7 +210,7 @@ static char *replay(const char *since, size_t *len_out, int *bad) {
 /* GET /_events[?since=ID][&follow=false] (or Last-Event-ID): the history after ID, then
  * every new event. follow=false answers the history alone, as one ordinary response. */
 static void h_events(cl_admin *a, cl_admin_req *req, void *ud) {
-  (void)ud;
+  cl_events *E = ud;
   char since[64], fb[8];
   int q = cl_admin_query_lookup(req, "since", since, sizeof since);
   if (q == CL_ADMIN_QP_MALFORMED || q == CL_ADMIN_QP_TOO_LONG) {
@@ -226,10 +228,10 @@ static void h_events(cl_admin *a, cl_admin_req *req, void *ud) {
   }
   int bad;
   size_t len = 0;
-  char *hist = replay(from, &len, &bad);
+  char *hist = replay(E, from, &len, &bad);
   if (bad) {
     cl_admin_reply_error(a, req->priv, 400, "%s: \"%.80s\" is not an event id (INCARNATION-SEQUENCE, e.g. %" PRIu64 "-1)",
-                         q == CL_ADMIN_QP_OK ? "since" : "Last-Event-ID", from, E.inc);
+                         q == CL_ADMIN_QP_OK ? "since" : "Last-Event-ID", from, E->inc);
     return;
   }
   if (!hist) {
@@ -243,10 +245,10 @@ static void h_events(cl_admin *a, cl_admin_req *req, void *ud) {
   }
   stream *s = NULL;
   for (unsigned i = 0; i < CL_EVENTS_STREAMS_MAX && !s; i++)
-    if (!E.streams[i].h) s = &E.streams[i];
+    if (!E->streams[i].h) s = &E->streams[i];
   if (!s) {
     free(hist);
-    E.st.streams_refused++;
+    E->st.streams_refused++;
     cl_admin_reply_error(a, req->priv, 429, "too many event streams open (%d): close one, or retry later",
                          CL_EVENTS_STREAMS_MAX);
     return;
@@ -257,13 +259,15 @@ static void h_events(cl_admin *a, cl_admin_req *req, void *ud) {
     return;
   }
   s->h = h;
-  E.nstreams++;
-  if (!E.ping) {
-    E.ping = malloc(sizeof *E.ping);
-    if (E.ping) {
-      uv_timer_init(E.loop, E.ping);
-      uv_timer_start(E.ping, on_ping, CL_EVENTS_PING_MS, CL_EVENTS_PING_MS);
-      uv_unref((uv_handle_t *)E.ping);
+  s->owner = E;
+  E->nstreams++;
+  if (!E->ping) {
+    E->ping = malloc(sizeof *E->ping);
+    if (E->ping) {
+      uv_timer_init(E->loop, E->ping);
+      E->ping->data = E;
+      uv_timer_start(E->ping, on_ping, CL_EVENTS_PING_MS, CL_EVENTS_PING_MS);
+      uv_unref((uv_handle_t *)E->ping);
     }
   }
   /* the browser reconnects after this long if the stream breaks */
@@ -276,7 +280,7 @@ static void h_events(cl_admin *a, cl_admin_req *req, void *ud) {
 /* POST /_test/events?n=N&bytes=B: N synthetic events of about B bytes each, to prove
  * the bounds (only with CLUSTERLUA_FAULTS=1). */
 static void h_test_events(cl_admin *a, cl_admin_req *req, void *ud) {
-  (void)ud;
+  cl_events *E = ud;
   char nb[16], bb[16];
   long n = cl_admin_query_param(req, "n", nb, sizeof nb) ? atol(nb) : 1;
   long b = cl_admin_query_param(req, "bytes", bb, sizeof bb) ? atol(bb) : 0;
@@ -293,44 +297,42 @@ static void h_test_events(cl_admin *a, cl_admin_req *req, void *ud) {
   pad[b] = 0;
   for (long i = 0; i < n; i++) {
     json_t *f = json_pack("{s:I, s:s}", "n", (json_int_t)i, "pad", pad);
-    cl_events_record("test", f);
+    cl_events_record(E, "test", f);
     json_decref(f);
   }
   free(pad);
-  cl_admin_reply_json(a, req->priv, 200, json_pack("{s:b, s:I}", "acknowledged", 1, "last", (json_int_t)E.seq));
+  cl_admin_reply_json(a, req->priv, 200, json_pack("{s:b, s:I}", "acknowledged", 1, "last", (json_int_t)E->seq));
 }
 
-void cl_events_start(cl_admin *a, uv_loop_t *loop, uint64_t incarnation, int test_routes) {
-  cl_events_stop();
-  E.a = a;
-  E.loop = loop;
-  E.inc = incarnation;
-  E.seq = 0;
-  E.started = 1;
-  memset(&E.st, 0, sizeof E.st);
-  E.rl_drop = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
-  cl_admin_route(a, "GET", "/_events", h_events, NULL);
-  if (test_routes) cl_admin_route(a, "POST", "/_test/events", h_test_events, NULL);
+cl_events *cl_events_start(cl_admin *a, uv_loop_t *loop, uint64_t incarnation, int test_routes) {
+  cl_events *E = calloc(1, sizeof *E);
+  if (!E) return NULL;
+  E->a = a;
+  E->loop = loop;
+  E->inc = incarnation;
+  E->rl_drop = (cl_ratelimit){.per_window = 5, .window_ms = 10000};
+  cl_admin_route(a, "GET", "/_events", h_events, E);
+  if (test_routes) cl_admin_route(a, "POST", "/_test/events", h_test_events, E);
+  return E;
 }
 
-void cl_events_stop(void) {
-  if (!E.started) return;
+void cl_events_stop(cl_events *E) {
+  if (!E) return;
   for (unsigned i = 0; i < CL_EVENTS_STREAMS_MAX; i++)
-    if (E.streams[i].h) {
-      void *h = E.streams[i].h;
-      E.streams[i].h = NULL;
-      cl_admin_stream_close(E.a, h);
+    if (E->streams[i].h) {
+      void *h = E->streams[i].h;
+      E->streams[i].h = NULL;
+      cl_admin_stream_close(E->a, h);
     }
-  E.nstreams = 0;
-  ping_stop();
-  while (E.count) drop_oldest();
-  E.head = E.bytes = 0;
-  E.started = 0;
-  E.a = NULL;
+  ping_stop(E);
+  while (E->count) drop_oldest(E);
+  free(E);
 }
 
-void cl_events_stats_get(cl_events_stats *out) {
+void cl_events_stats_get(const cl_events *E, cl_events_stats *out) {
   if (!out) return;
-  *out = E.st;
-  out->streams_open = E.nstreams;
+  memset(out, 0, sizeof *out);
+  if (!E) return;
+  *out = E->st;
+  out->streams_open = E->nstreams;
 }

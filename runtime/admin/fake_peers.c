@@ -18,11 +18,11 @@ typedef struct {
   uint32_t rtt_us;
 } fake;
 
-static struct {
+struct cl_fake_peers {
   fake *v;
   size_t n;
   uv_loop_t *loop;
-} F;
+};
 
 static int count_param(cl_admin_req *req, const char *name, long *out, char *err, size_t errlen) {
   char b[16];
@@ -38,7 +38,7 @@ static int count_param(cl_admin_req *req, const char *name, long *out, char *err
 }
 
 static void h_peers(cl_admin *a, cl_admin_req *req, void *ud) {
-  (void)ud;
+  cl_fake_peers *F = ud;
   char err[128];
   long count, down, configured, disconnected;
   if (count_param(req, "count", &count, err, sizeof err) || count_param(req, "down", &down, err, sizeof err) ||
@@ -56,7 +56,7 @@ static void h_peers(cl_admin *a, cl_admin_req *req, void *ud) {
     cl_admin_reply_error(a, req->priv, 503, "out of memory");
     return;
   }
-  uint64_t now = uv_now(F.loop);
+  uint64_t now = uv_now(F->loop);
   for (long i = 0; i < count; i++) {
     fake *f = &v[i];
     /* names that sort apart from real ones ("node1@..."), addresses in 10/8 */
@@ -73,27 +73,31 @@ static void h_peers(cl_admin *a, cl_admin_req *req, void *ud) {
     f->age_ms = (uint64_t)(i % 100);
     f->rtt_us = 200 + (uint32_t)(i % 500);
   }
-  free(F.v);
-  F.v = v;
-  F.n = (size_t)count;
+  free(F->v);
+  F->v = v;
+  F->n = (size_t)count;
   cl_admin_reply_json(a, req->priv, 200, json_pack("{s:b, s:I}", "acknowledged", 1, "count", (json_int_t)count));
 }
 
-void cl_fake_peers_start(cl_admin *a, uv_loop_t *loop) {
-  cl_fake_peers_stop();
-  F.loop = loop;
-  cl_admin_route(a, "POST", "/_test/peers", h_peers, NULL);
+cl_fake_peers *cl_fake_peers_start(cl_admin *a, uv_loop_t *loop) {
+  cl_fake_peers *F = calloc(1, sizeof *F);
+  if (!F) return NULL;
+  F->loop = loop;
+  cl_admin_route(a, "POST", "/_test/peers", h_peers, F);
+  return F;
 }
 
-void cl_fake_peers_stop(void) {
-  free(F.v);
-  memset(&F, 0, sizeof F);
+void cl_fake_peers_stop(cl_fake_peers *F) {
+  if (!F) return;
+  free(F->v);
+  free(F);
 }
 
-void cl_fake_peers_foreach(void (*fn)(void *ud, const cl_peer_info *p), void *ud) {
-  uint64_t now = F.n ? uv_now(F.loop) : 0;
-  for (size_t i = 0; i < F.n; i++) {
-    const fake *f = &F.v[i];
+void cl_fake_peers_foreach(const cl_fake_peers *F, void (*fn)(void *ud, const cl_peer_info *p), void *ud) {
+  if (!F) return;
+  uint64_t now = F->n ? uv_now(F->loop) : 0;
+  for (size_t i = 0; i < F->n; i++) {
+    const fake *f = &F->v[i];
     cl_peer_info p = {.name = f->name,
                       .node_id = f->connected ? f->id : "",
                       .address = f->addr,

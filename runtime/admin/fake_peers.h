@@ -12,10 +12,11 @@
 /* Registers POST /_test/peers?count=N[&down=D][&configured=C][&disconnected=X] on a:
  * replaces the synthetic peers by N (count=0 removes them), the first D down, the next
  * C configured, the next X disconnected, the rest up. */
-void cl_fake_peers_start(cl_admin *a, uv_loop_t *loop);
-/* Frees them (the admin endpoint is going). */
-void cl_fake_peers_stop(void);
-/* Each synthetic peer, described as the transport describes a real one. */
-void cl_fake_peers_foreach(void (*fn)(void *ud, const cl_peer_info *p), void *ud);
+typedef struct cl_fake_peers cl_fake_peers;
+cl_fake_peers *cl_fake_peers_start(cl_admin *a, uv_loop_t *loop); /* NULL: out of memory */
+/* Frees them and f (the admin endpoint is going; NULL: nothing). */
+void cl_fake_peers_stop(cl_fake_peers *f);
+/* Each synthetic peer, described as the transport describes a real one (none for NULL). */
+void cl_fake_peers_foreach(const cl_fake_peers *f, void (*fn)(void *ud, const cl_peer_info *p), void *ud);
 
 #endif

@@ -27,13 +27,13 @@ typedef struct waiter {
   char *filter; /* filter_path or NULL */
 } waiter;
 
-static struct {
+struct cl_health_wait {
   cl_admin *a;
   cl_node *n;
   waiter *w;
   unsigned nw, cap;
   uv_timer_t *timer;
-} W;
+};
 
 static int status_rank(const char *s) {
   if (strcmp(s, "green") == 0) return CL_EL_GREEN;
@@ -119,51 +119,51 @@ static void answer(cl_admin *a, void *priv, json_t *h, int timed_out, const char
   cl_admin_reply_json(a, priv, timed_out ? 408 : 200, o);
 }
 
-static void timer_stop(void) {
-  if (!W.timer) return;
-  uv_close((uv_handle_t *)W.timer, (uv_close_cb)free);
-  W.timer = NULL;
+static void timer_stop(cl_health_wait *W) {
+  if (!W->timer) return;
+  uv_close((uv_handle_t *)W->timer, (uv_close_cb)free);
+  W->timer = NULL;
 }
 
-static void check(void) {
-  if (!W.nw) return;
-  json_t *h = cl_admin_health_json(W.n);
+static void check(cl_health_wait *W) {
+  if (!W->nw) return;
+  json_t *h = cl_admin_health_json(W->n);
   if (!h) return;
-  uint64_t now = uv_now(&W.n->c->loop);
+  uint64_t now = uv_now(&W->n->c->loop);
   unsigned k = 0;
-  for (unsigned i = 0; i < W.nw; i++) {
-    waiter *w = &W.w[i];
+  for (unsigned i = 0; i < W->nw; i++) {
+    waiter *w = &W->w[i];
     int done = 1;
-    if (!cl_admin_pending(W.a, w->priv)) {
+    if (!cl_admin_pending(W->a, w->priv)) {
       /* client gone (or the server's deadline passed): nothing to answer */
     } else if (holds(w, h)) {
-      answer(W.a, w->priv, h, 0, w->filter);
-    } else if (now >= w->deadline || cl_admin_client_gone(W.a, w->priv)) {
+      answer(W->a, w->priv, h, 0, w->filter);
+    } else if (now >= w->deadline || cl_admin_client_gone(W->a, w->priv)) {
       /* a client that closed its side gave up: answered now (the write ends the
        * connection), so it does not hold its place among the waiters until its timeout */
-      answer(W.a, w->priv, h, 1, w->filter);
+      answer(W->a, w->priv, h, 1, w->filter);
     } else {
       done = 0;
     }
     if (done) free(w->filter);
-    else W.w[k++] = *w;
+    else W->w[k++] = *w;
   }
-  W.nw = k;
+  W->nw = k;
   json_decref(h);
-  if (!W.nw) timer_stop();
+  if (!W->nw) timer_stop(W);
 }
 
-static void on_timer(uv_timer_t *t) {
-  (void)t;
-  check();
+static void on_timer(uv_timer_t *t) { check(t->data); }
+
+void cl_health_wait_poke(cl_health_wait *W) {
+  if (W) check(W);
 }
 
-void cl_health_wait_poke(void) { check(); }
-
-unsigned cl_health_wait_count(void) { return W.nw; }
+unsigned cl_health_wait_count(const cl_health_wait *W) { return W ? W->nw : 0; }
 
 static void h_health(cl_admin *a, cl_admin_req *req, void *ud) {
-  cl_node *n = ud;
+  cl_health_wait *W = ud;
+  cl_node *n = W->n;
   char sv[16], nv[32], tv[32], fp[CL_JSON_FILTER_MAX_LEN + 1];
   if (cl_admin_filter_param(a, req, fp) != 0) return;
   waiter w = {.priv = req->priv, .want_status = -1, .op = OP_NONE};
@@ -214,47 +214,49 @@ static void h_health(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_admin_limits lim;
   cl_admin_get_limits(a, &lim);
   unsigned cap = lim.max_conns / 2;
-  if (W.nw >= cap) {
+  if (W->nw >= cap) {
     cl_admin_reply_error(a, req->priv, 429,
                          "too many waiting health requests (%u, half the connection table): retry later", cap);
     return;
   }
-  if (W.nw == W.cap) {
-    unsigned nc = W.cap ? W.cap * 2 : 8;
-    waiter *nw = realloc(W.w, nc * sizeof *nw);
+  if (W->nw == W->cap) {
+    unsigned nc = W->cap ? W->cap * 2 : 8;
+    waiter *nw = realloc(W->w, nc * sizeof *nw);
     if (!nw) {
       cl_admin_reply_error(a, req->priv, 503, "out of memory");
       return;
     }
-    W.w = nw;
-    W.cap = nc;
+    W->w = nw;
+    W->cap = nc;
   }
   w.deadline = uv_now(&n->c->loop) + timeout;
   w.filter = *fp ? strdup(fp) : NULL;
-  W.w[W.nw++] = w;
+  W->w[W->nw++] = w;
   /* the server's own deadline must not answer 503 first */
   cl_admin_extend_deadline(a, req->priv, timeout + 5000);
-  if (!W.timer && (W.timer = malloc(sizeof *W.timer))) {
-    uv_timer_init(&n->c->loop, W.timer);
-    uv_timer_start(W.timer, on_timer, CL_HEALTH_WAIT_CHECK_MS, CL_HEALTH_WAIT_CHECK_MS);
+  if (!W->timer && (W->timer = malloc(sizeof *W->timer))) {
+    uv_timer_init(&n->c->loop, W->timer);
+    W->timer->data = W;
+    uv_timer_start(W->timer, on_timer, CL_HEALTH_WAIT_CHECK_MS, CL_HEALTH_WAIT_CHECK_MS);
   }
 }
 
-void cl_health_wait_start(cl_admin *a, cl_node *n) {
-  W.a = a;
-  W.n = n;
-  cl_admin_route(a, "GET", "/_cluster/health", h_health, n);
+cl_health_wait *cl_health_wait_start(cl_admin *a, cl_node *n) {
+  cl_health_wait *W = calloc(1, sizeof *W);
+  if (!W) return NULL;
+  W->a = a;
+  W->n = n;
+  cl_admin_route(a, "GET", "/_cluster/health", h_health, W);
+  return W;
 }
 
-void cl_health_wait_stop(void) {
+void cl_health_wait_stop(cl_health_wait *W) {
+  if (!W) return;
   /* the node is stopping: every waiter gets an answer, not a closed connection */
-  for (unsigned i = 0; i < W.nw; i++)
-    if (W.a && cl_admin_pending(W.a, W.w[i].priv))
-      cl_admin_reply_error(W.a, W.w[i].priv, 503, "the node is stopping");
-  for (unsigned i = 0; i < W.nw; i++) free(W.w[i].filter);
-  free(W.w);
-  W.w = NULL;
-  W.nw = W.cap = 0;
-  timer_stop();
-  W.a = NULL;
+  for (unsigned i = 0; i < W->nw; i++)
+    if (cl_admin_pending(W->a, W->w[i].priv)) cl_admin_reply_error(W->a, W->w[i].priv, 503, "the node is stopping");
+  for (unsigned i = 0; i < W->nw; i++) free(W->w[i].filter);
+  free(W->w);
+  timer_stop(W);
+  free(W);
 }

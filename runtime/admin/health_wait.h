@@ -12,11 +12,15 @@ struct cl_node;
 /* how often parked requests are looked at besides the node's events */
 #define CL_HEALTH_WAIT_CHECK_MS 100
 
-void cl_health_wait_start(cl_admin *a, struct cl_node *n);
-/* Something changed (an event): look at the parked requests now. */
-void cl_health_wait_poke(void);
-/* Answers nobody (the endpoint is closing) and frees what is parked. */
-void cl_health_wait_stop(void);
-unsigned cl_health_wait_count(void);
+/* The parked requests of one admin endpoint. */
+typedef struct cl_health_wait cl_health_wait;
+
+/* Registers the route on a; NULL when out of memory. */
+cl_health_wait *cl_health_wait_start(cl_admin *a, struct cl_node *n);
+/* Something changed (an event): look at the parked requests now (NULL: nothing). */
+void cl_health_wait_poke(cl_health_wait *w);
+/* The endpoint is closing: answers the parked requests 503 and frees them and w. */
+void cl_health_wait_stop(cl_health_wait *w);
+unsigned cl_health_wait_count(const cl_health_wait *w); /* 0 for NULL */
 
 #endif

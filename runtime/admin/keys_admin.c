@@ -104,7 +104,7 @@ void cl_keys_admin_metrics(cl_node *n, cl_metrics *m) {
   const char *u[] = {"fingerprint", "unknown", NULL};
   cl_metrics_sample(m, u, (double)cl_transport_auth_failures_unknown(n->t));
   cl_dp_stats ds;
-  cl_dp_stats_published(&ds);
+  cl_dp_stats_published(&cl_lua_stats_g.dp, &ds);
   cl_metrics_counter(m, "clusterlua_data_connection_rekeys",
                      "Data connections re-authenticated and re-keyed after their key left the keyring", (double)ds.rekeys);
 }

@@ -23,6 +23,15 @@
 #include "core/lua_stats.h"
 #include "node/node_internal.h"
 
+/* What the node's admin endpoint keeps besides the server: one per node, made at
+ * admin_start and freed at admin_stop; the node holds it as an opaque pointer. */
+struct cl_node_admin {
+  cl_events *events;
+  cl_health_wait *health;
+  cl_console *console;
+  cl_fake_peers *fake; /* NULL without CLUSTERLUA_FAULTS=1 */
+};
+
 static uint64_t wall_ms(void) {
   struct timeval tv;
   gettimeofday(&tv, NULL);
@@ -125,7 +134,7 @@ static void h_nodes(cl_admin *a, cl_admin_req *req, void *ud) {
                          .last_heartbeat_ms = 0};
   if (cl_nodes_view_add(c.v, &self) != 0) c.oom = 1;
   cl_transport_foreach(n->t, node_entry, &c);
-  cl_fake_peers_foreach(node_entry, &c);
+  cl_fake_peers_foreach(n->admin_state->fake, node_entry, &c);
   json_t *nodes = NULL, *summary = NULL;
   int done = !c.oom && cl_nodes_view_finish(c.v, &nodes, &summary) == 0;
   cl_nodes_view_free(c.v);
@@ -316,7 +325,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
                    st ? (double)st->n_nodes : 1);
   double by[5] = {1, 0, 0, 0, 0}; /* this node is up */
   cl_transport_foreach(n->t, count_status, by);
-  cl_fake_peers_foreach(count_status, by);
+  cl_fake_peers_foreach(n->admin_state->fake, count_status, by);
   cl_metrics_family(&m, "clusterlua_nodes", "gauge", "Nodes this node knows (itself included), by status");
   for (size_t i = 0; i < 5; i++) {
     if (i == 4 && by[i] == 0) continue; /* a status this build does not name: only when seen */
@@ -377,7 +386,7 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
                      "Election messages refused from nodes whose data belongs to another cluster",
                      n->el ? (double)cl_el_refused_messages(n->el) : 0);
   cl_dp_stats ds;
-  cl_dp_stats_published(&ds);
+  cl_dp_stats_published(&cl_lua_stats_g.dp, &ds);
   cl_metrics_family(&m, "clusterlua_data_messages", "counter", "Messages between Lua handlers on data connections");
   const char *l_in[] = {"direction", "in", NULL}, *l_out[] = {"direction", "out", NULL};
   cl_metrics_sample(&m, l_in, (double)ds.msgs_in);
@@ -396,14 +405,14 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_counter(&m, "clusterlua_dropped_events", "Events or messages dropped because Lua fell behind",
                      (double)(n->msgs_dropped + n->c->evt.dropped));
   cl_events_stats es;
-  cl_events_stats_get(&es);
+  cl_events_stats_get(n->admin_state->events, &es);
   cl_metrics_gauge(&m, "clusterlua_event_streams", "Open event streams (GET /_events)", es.streams_open);
   cl_metrics_counter(&m, "clusterlua_event_streams_dropped",
                      "Event streams closed because their client fell too far behind", (double)es.streams_dropped);
   cl_metrics_counter(&m, "clusterlua_event_streams_refused", "Event streams refused past the cap",
                      (double)es.streams_refused);
   cl_metrics_gauge(&m, "clusterlua_health_waiting", "GET /_cluster/health requests waiting for their condition",
-                   cl_health_wait_count());
+                   cl_health_wait_count(n->admin_state->health));
   cl_metrics_gauge(&m, "clusterlua_lua_lag_seconds", "How long Lua took to answer the last ping",
                    (double)n->lag.lag_ms / 1000.0);
   cl_keys_admin_metrics(n, &m);
@@ -433,11 +442,18 @@ static void h_fault(cl_admin *a, cl_admin_req *req, void *ud) {
 
 static int admin_start(cl_node *n, char *err, size_t errlen) {
   char aerr[256] = "";
+  cl_node_admin *st = calloc(1, sizeof *st);
+  if (!st) {
+    snprintf(err, errlen, "ENOMEM: --admin %s: out of memory", n->cfg->admin);
+    return -1;
+  }
   n->admin = cl_admin_start(&n->c->loop, n->cfg->admin, n->cfg->admin_token, aerr, sizeof aerr);
   if (!n->admin) {
     snprintf(err, errlen, "EINVAL: --admin %s: %s", n->cfg->admin, aerr);
+    free(st);
     return -1;
   }
+  n->admin_state = st;
   n->started_ms = uv_now(&n->c->loop);
   n->wall_offset_ms = wall_ms() - n->started_ms;
   cl_admin_route(n->admin, "GET", "/_nodes", h_nodes, n);
@@ -451,23 +467,28 @@ static int admin_start(cl_node *n, char *err, size_t errlen) {
   int test_routes = faults && strcmp(faults, "1") == 0;
   if (test_routes) {
     cl_admin_route(n->admin, "POST", "/_test/fault", h_fault, n);
-    cl_fake_peers_start(n->admin, &n->c->loop);
+    st->fake = cl_fake_peers_start(n->admin, &n->c->loop);
   }
   /* the console, the event stream and the everyday Elasticsearch calls */
-  cl_health_wait_start(n->admin, n);
+  st->health = cl_health_wait_start(n->admin, n);
   cl_cat_start(n->admin, n);
-  cl_events_start(n->admin, &n->c->loop, cl_transport_incarnation(n->t), test_routes);
-  if (cl_console_start(n->admin) != 0) cl_log(CL_LOG_WARN, "admin", NULL, "the console route could not be registered (out of memory)");
+  st->events = cl_events_start(n->admin, &n->c->loop, cl_transport_incarnation(n->t), test_routes);
+  st->console = cl_console_start(n->admin);
+  if (!st->console || !st->health || !st->events || (test_routes && !st->fake))
+    cl_log(CL_LOG_WARN, "admin", NULL, "some admin routes could not be registered (out of memory)");
   return 0;
 }
 
 static void admin_stop(cl_node *n) {
   if (!n->admin) return;
   /* before the server goes: they hold its stream and request handles */
-  cl_events_stop();
-  cl_health_wait_stop();
-  cl_console_stop();
-  cl_fake_peers_stop();
+  cl_node_admin *st = n->admin_state;
+  cl_events_stop(st->events);
+  cl_health_wait_stop(st->health);
+  cl_console_stop(st->console);
+  cl_fake_peers_stop(st->fake);
+  free(st);
+  n->admin_state = NULL;
   cl_admin_close(n->admin, NULL, NULL);
   n->admin = NULL;
 }
@@ -475,9 +496,9 @@ static void admin_stop(cl_node *n) {
 /* an event of the node: to the stream's history, and a reason to look at waiting
  * health requests again */
 static void admin_event(cl_node *n, const char *kind, json_t *fields) {
-  (void)n;
-  cl_events_record(kind, fields);
-  cl_health_wait_poke();
+  if (!n->admin_state) return;
+  cl_events_record(n->admin_state->events, kind, fields);
+  cl_health_wait_poke(n->admin_state->health);
 }
 
 static const cl_node_admin_ops admin_ops = {.start = admin_start,
@@ -486,4 +507,4 @@ static const cl_node_admin_ops admin_ops = {.start = admin_start,
                                             .complete = admin_complete,
                                             .event = admin_event};
 
-void cl_node_admin_install(void) { cl_node_set_admin(&admin_ops); }
+void cl_node_admin_install(cl_node *n) { cl_node_set_admin(n, &admin_ops); }

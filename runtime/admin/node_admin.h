@@ -4,6 +4,7 @@
 
 /* Gives the node its admin endpoint (started when --admin is set). Call once, before
  * the node starts: the node itself links no admin code. */
-void cl_node_admin_install(void);
+struct cl_node;
+void cl_node_admin_install(struct cl_node *n);
 
 #endif

@@ -314,17 +314,16 @@ int cl_nodes_view_add(cl_nodes_view *v, const cl_nodes_entry *e) {
   return 0;
 }
 
-/* qsort has no context argument: the arena of the view being sorted (the control loop
- * is one thread, and so is every caller of this file) */
-static const char *sort_arena;
-
-static int by_name(const void *a, const void *b) {
+/* qsort_r's context: the arena of the view being sorted */
+static int by_name(const void *a, const void *b, void *ctx) {
+  const char *sort_arena = ctx;
   const kept *x = a, *y = b;
   if (x->self != y->self) return y->self - x->self;
   return strcmp(sort_arena + x->str[F_NAME], sort_arena + y->str[F_NAME]);
 }
 
-static int by_status(const void *a, const void *b) {
+static int by_status(const void *a, const void *b, void *ctx) {
+  const char *sort_arena = ctx;
   const kept *x = a, *y = b;
   if (x->self != y->self) return y->self - x->self;
   if (x->unhealthy != y->unhealthy) return y->unhealthy - x->unhealthy;
@@ -334,9 +333,7 @@ static int by_status(const void *a, const void *b) {
 int cl_nodes_view_finish(cl_nodes_view *v, json_t **nodes, json_t **summary) {
   *nodes = *summary = NULL;
   if (!v || v->oom) return -1;
-  sort_arena = v->arena;
-  if (v->n > 1) qsort(v->v, v->n, sizeof *v->v, v->q.by_status ? by_status : by_name);
-  sort_arena = NULL;
+  if (v->n > 1) qsort_r(v->v, v->n, sizeof *v->v, v->q.by_status ? by_status : by_name, (void *)v->arena);
   size_t from = (size_t)v->q.from, end = v->n;
   if (from > v->n) from = v->n;
   if (v->q.size >= 0 && (size_t)v->q.size < end - from) end = from + (size_t)v->q.size;

@@ -3,9 +3,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static cl_control *g_control;
-cl_control *cl_control_get(void) { return g_control; }
-void cl_control_set(cl_control *c) { g_control = c; }
 
 static void on_probe(uv_timer_t *t) {
   cl_control *c = t->data;
@@ -74,7 +71,7 @@ int cl_control_start(cl_control *c, uv_loop_t *evt_loop, const cl_control_hooks 
   int r = uv_loop_init(&c->loop);
   if (r) return r;
   if ((r = uv_sem_init(&c->ready, 0))) return r;
-  if (cl_queue_init(&c->evt, evt_loop, evt_cap, c->hooks.event, c->hooks.ud)) return UV_ENOMEM;
+  if (cl_queue_init(&c->evt, evt_loop, evt_cap, c->hooks.event, c->hooks.evt_ud)) return UV_ENOMEM;
   /* an idle event queue must not keep a plain script alive; a node refs its own handles */
   uv_unref((uv_handle_t *)&c->evt.async);
   /* the command queue's async belongs to the control loop, so it must be made there;

@@ -26,7 +26,8 @@ typedef struct {
   void (*command)(cl_control *c, cl_msg *m, void *ud); /* takes ownership of m */
   /* run on the Lua thread */
   void (*event)(cl_msg *list, void *ud); /* takes ownership of the list */
-  void *ud;
+  void *ud;     /* start, stop, command's (the node) */
+  void *evt_ud; /* event's (the Lua state) */
 } cl_control_hooks;
 
 struct cl_control {
@@ -53,8 +54,5 @@ void cl_control_stop(cl_control *c);
 int cl_control_send(cl_control *c, cl_msg *m, int mode);
 /* Control thread: emit an event to Lua. */
 int cl_control_emit(cl_control *c, cl_msg *m, int mode);
-/* The whole process has one control loop. */
-cl_control *cl_control_get(void);
-void cl_control_set(cl_control *c);
 
 #endif

@@ -1,8 +1,9 @@
-/* Command-line options shared by main.c and the Lua bindings. */
+/* Command-line options: main.c parses them into its own cl_options and gives the Lua
+ * state a pointer (cl_lua_set_options), which clusterlua.c.core hands to Lua. */
 #ifndef CL_OPTIONS_H
 #define CL_OPTIONS_H
 
-typedef struct {
+typedef struct cl_options {
   const char *name;        /* --name NAME@HOST[:PORT]: node mode */
   const char *cookie;      /* --cookie (or CLUSTERLUA_COOKIE) */
   const char *cookie_file; /* --cookie-file */
@@ -16,7 +17,5 @@ typedef struct {
   const char *log_level;
   const char *exe;         /* argv[0] resolved */
 } cl_options;
-
-extern cl_options cl_opts;
 
 #endif

@@ -15,12 +15,18 @@ typedef struct cl_lua_ctx {
   uv_loop_t *loop;
   int exit_code;     /* set by os.exit: the code to exit with once the loops are closed; -1 if not */
   char libdir[4096]; /* the lua/ directory modules were found in, or "" */
+  /* the control loop the bindings send commands to, while it runs (main.c sets it
+   * through cl_lua_set_control; NULL: not running) */
+  struct cl_control *control;
+  struct cl_node *node; /* the node on it (the same way) */
+  const struct cl_options *opts; /* the command line, as main.c parsed it (NULL: none) */
   /* clusterlua.c.node */
   int node_handler; /* registry ref of the event handler, LUA_NOREF */
   uint32_t max_frame;
   int64_t send_queue_max;
-  /* clusterlua.c.dataplane */
-  int dp_started;
+  /* clusterlua.c.dataplane: the state's data plane (made on first use, shut down by
+   * cl_lua_dp_shutdown) */
+  struct cl_dp *dp;
   int dp_on_msg, dp_on_closed; /* registry refs, LUA_NOREF */
 } cl_lua_ctx;
 

@@ -54,7 +54,7 @@ static int l_log_level(lua_State *L) {
 }
 
 static cl_control *need_control(lua_State *L) {
-  cl_control *c = cl_control_get();
+  cl_control *c = cl_lua_ctx_get(L)->control;
   if (!c) luaL_error(L, "the control loop is not running");
   return c;
 }
@@ -92,18 +92,20 @@ static void opt(lua_State *L, const char *k, const char *v) {
 /* the command-line options, as given (node_main.lua validates them) */
 static int l_options(lua_State *L) {
   lua_newtable(L);
-  opt(L, "name", cl_opts.name);
-  opt(L, "cookie", cl_opts.cookie);
-  opt(L, "cookie_file", cl_opts.cookie_file);
-  opt(L, "keyring_file", cl_opts.keyring_file);
-  opt(L, "data", cl_opts.data);
-  opt(L, "admin", cl_opts.admin);
-  opt(L, "admin_token_file", cl_opts.admin_token_file);
-  opt(L, "roles", cl_opts.roles);
-  opt(L, "initial_master_nodes", cl_opts.initial_master_nodes);
-  opt(L, "log_format", cl_opts.log_format);
-  opt(L, "log_level", cl_opts.log_level);
-  opt(L, "exe", cl_opts.exe);
+  const cl_options *o = cl_lua_ctx_get(L)->opts;
+  if (!o) return 1;
+  opt(L, "name", o->name);
+  opt(L, "cookie", o->cookie);
+  opt(L, "cookie_file", o->cookie_file);
+  opt(L, "keyring_file", o->keyring_file);
+  opt(L, "data", o->data);
+  opt(L, "admin", o->admin);
+  opt(L, "admin_token_file", o->admin_token_file);
+  opt(L, "roles", o->roles);
+  opt(L, "initial_master_nodes", o->initial_master_nodes);
+  opt(L, "log_format", o->log_format);
+  opt(L, "log_level", o->log_level);
+  opt(L, "exe", o->exe);
   return 1;
 }
 

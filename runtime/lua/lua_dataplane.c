@@ -1,14 +1,16 @@
 /* clusterlua.c.dataplane: the Lua side of data connections (dataplane.c). node.lua sends
  * through the FFI (cl_dp_send) and reads each received message's bytes through
- * cl_dp_rx_current(), so a message creates no Lua string on either side; this module
+ * the address rx() gives (cl_dp_rx_current), so a message creates no Lua string on either side; this module
  * adopts connections, delivers messages and closures to Lua, and closes. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <luv/luv.h>
 #include <sodium.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "transport/dataplane.h"
+#include "core/lua_stats.h"
 #include "lua/lua_dataplane.h"
 #include "lua/lua_call.h"
 #include "lua/lua_modules.h"
@@ -41,19 +43,43 @@ static void on_closed(void *ud, cl_dp_conn *c, const char *reason) {
   cl_dp_set_tag(c, LUA_NOREF);
 }
 
-static void init(lua_State *L) {
+/* the state's data plane, made on first use; it publishes its counters where the
+ * control loop's /metrics reads them */
+static cl_dp *get(lua_State *L) {
   cl_lua_ctx *cx = cl_lua_ctx_get(L);
-  if (cx->dp_started) return;
-  cx->dp_started = 1;
-  cl_dp_callbacks cb = {.message = on_message, .closed = on_closed, .ud = cx};
-  cl_dp_init(luv_loop(L), &cb);
+  if (!cx->dp) {
+    cl_dp_callbacks cb = {.message = on_message, .closed = on_closed, .ud = cx};
+    cx->dp = cl_dp_new(luv_loop(L), &cb, &cl_lua_stats_g.dp);
+  }
+  return cx->dp;
+}
+
+/* get, or raise (from a function Lua called) */
+static cl_dp *init(lua_State *L) {
+  cl_dp *dp = get(L);
+  if (!dp) luaL_error(L, "out of memory");
+  return dp;
+}
+
+void cl_lua_dp_set_keyring(lua_State *L, const uint8_t *text, size_t len) {
+  /* kept even before the first data connection: one handed over later is checked
+   * against it */
+  cl_dp *dp = get(L);
+  if (dp) cl_dp_set_keyring(dp, text, len);
+}
+
+void cl_lua_dp_shutdown(lua_State *L) {
+  cl_lua_ctx *cx = cl_lua_ctx_get(L);
+  cl_dp_shutdown(cx->dp);
+  cx->dp = NULL;
 }
 
 int cl_lua_dp_adopt(lua_State *L, const cl_data_conn *dc, uint32_t max_frame, size_t queue_max) {
-  init(L);
-  char err[256];
-  cl_dp_conn *c = cl_dp_adopt(dc, max_frame, queue_max, err, sizeof err);
+  cl_dp *dp = get(L);
+  char err[256] = "out of memory";
+  cl_dp_conn *c = dp ? cl_dp_adopt(dp, dc, max_frame, queue_max, err, sizeof err) : NULL;
   if (!c) {
+    if (!dp) close(dc->fd);
     cl_lua_report("data connection", err);
     lua_pushnil(L);
     return 0;
@@ -93,13 +119,20 @@ static int l_close(lua_State *L) {
 static int l_set_spin_us(lua_State *L) {
   lua_Integer us = luaL_checkinteger(L, 1);
   if (us < 0 || us > 1000000) return luaL_argerror(L, 1, "expected 0 .. 1000000 microseconds");
-  cl_dp_set_spin_us((uint32_t)us);
+  cl_dp_set_spin_us(init(L), (uint32_t)us);
   return 0;
+}
+
+/* rx(): the address of the message being delivered (cl_dp_rx *), for node.lua to read
+ * through the FFI without a Lua string */
+static int l_rx(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)cl_dp_rx_current(init(L)));
+  return 1;
 }
 
 static int l_stats(lua_State *L) {
   cl_dp_stats st;
-  cl_dp_stats_get(&st);
+  cl_dp_stats_get(init(L), &st);
   lua_createtable(L, 0, 8);
 #define F(k)                         \
   lua_pushnumber(L, (lua_Number)st.k); \
@@ -119,7 +152,7 @@ static int l_stats(lua_State *L) {
 int luaopen_clusterlua_c_dataplane(lua_State *L) {
   static const luaL_Reg fns[] = {
       {"set_handlers", l_set_handlers}, {"close", l_close}, {"set_spin_us", l_set_spin_us},
-      {"stats", l_stats},               {NULL, NULL},
+      {"stats", l_stats},               {"rx", l_rx},       {NULL, NULL},
   };
   lua_newtable(L);
   luaL_register(L, NULL, fns);

@@ -89,3 +89,11 @@ lua_State *cl_lua_new(uv_loop_t *loop, const char *exe_path) {
 }
 
 void cl_lua_close(lua_State *L) { lua_close(L); }
+
+void cl_lua_set_control(lua_State *L, struct cl_control *c, struct cl_node *n) {
+  cl_lua_ctx *cx = cl_lua_ctx_get(L);
+  cx->control = c;
+  cx->node = n;
+}
+
+void cl_lua_set_options(lua_State *L, const struct cl_options *o) { cl_lua_ctx_get(L)->opts = o; }

@@ -9,6 +9,14 @@
 
 lua_State *cl_lua_new(uv_loop_t *loop, const char *exe_path);
 void cl_lua_close(lua_State *L);
+/* The control loop the state's modules talk to and the node on it (NULL once it
+ * stopped). */
+struct cl_control;
+struct cl_node;
+struct cl_options;
+/* The command line, for clusterlua.c.core's options() (o must outlive the state). */
+void cl_lua_set_options(lua_State *L, const struct cl_options *o);
+void cl_lua_set_control(lua_State *L, struct cl_control *c, struct cl_node *n);
 
 /* Set by os.exit: the code to exit with once the loops are closed. -1 if not requested. */
 int cl_lua_exit_requested(lua_State *L);

@@ -74,7 +74,7 @@ static int boolfield(lua_State *L, int idx, const char *k, int dflt) {
 }
 
 static cl_control *ctl(lua_State *L) {
-  cl_control *c = cl_control_get();
+  cl_control *c = cl_lua_ctx_get(L)->control;
   if (!c) luaL_error(L, "the control loop is not running");
   return c;
 }
@@ -142,6 +142,11 @@ static int l_start(lua_State *L) {
   lua_pop(L, 1);
   uv_sem_init(&cfg->done, 0);
   cl_msg *m = cl_msg_new(CL_CMD_NODE_START, NULL, NULL, 0);
+  if (!m) {
+    uv_sem_destroy(&cfg->done);
+    cl_node_config_free(cfg);
+    return luaL_error(L, "out of memory");
+  }
   m->id = (uint64_t)(uintptr_t)cfg;
   cl_control_send(c, m, CL_Q_FORCE);
   /* Lua may wait for the control loop (never the other way round) */
@@ -167,14 +172,25 @@ static int l_start(lua_State *L) {
   return 1;
 }
 
-static int push_cmd(lua_State *L, int type, const char *name, const void *body, size_t len, int mode) {
+/* A command to the control loop, with Lua's request id and a number where it has them:
+ * 0, or -1 when the queue refused it; raises when the loop is not running or out of
+ * memory (checked before anything is allocated or sent). */
+static int send_cmd(lua_State *L, int type, const char *name, const void *body, size_t len, uint64_t id, int64_t num,
+                    int mode) {
+  cl_control *c = ctl(L);
   cl_msg *m = cl_msg_new((uint32_t)type, name, body, len);
   if (!m) return luaL_error(L, "out of memory");
-  if (cl_control_send(ctl(L), m, mode) != 0) {
+  m->id = id;
+  m->num = num;
+  if (cl_control_send(c, m, mode) != 0) {
     free(m);
     return -1;
   }
   return 0;
+}
+
+static int push_cmd(lua_State *L, int type, const char *name, const void *body, size_t len, int mode) {
+  return send_cmd(L, type, name, body, len, 0, 0, mode);
 }
 
 static int l_want(lua_State *L) {
@@ -241,7 +257,9 @@ static int l_send(lua_State *L) {
   cl_peerq *q = lua_touserdata(L, -1);
   lua_pop(L, 1);
   if (!q) {
-    q = cl_node_peerq(to);
+    cl_lua_ctx *cx = cl_lua_ctx_get(L);
+    if (!cx->node) return luaL_error(L, "the control loop is not running");
+    q = cl_node_peerq(cx->node, to);
     if (!q) return luaL_error(L, "out of memory");
     lua_pushvalue(L, 1);
     lua_pushlightuserdata(L, q);
@@ -274,10 +292,7 @@ static int l_el_update(lua_State *L) {
   lua_Number base = luaL_checknumber(L, 2);
   size_t len;
   const char *blob = luaL_checklstring(L, 3, &len);
-  cl_msg *m = cl_msg_new(CL_CMD_NODE_EL_UPDATE, NULL, blob, len);
-  m->id = (uint64_t)id;
-  m->num = (int64_t)base;
-  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  send_cmd(L, CL_CMD_NODE_EL_UPDATE, NULL, blob, len, (uint64_t)id, (int64_t)base, CL_Q_FORCE);
   return 0;
 }
 
@@ -285,18 +300,12 @@ static int l_el_exclude(lua_State *L) {
   lua_Number id = luaL_checknumber(L, 1);
   size_t len;
   const char *csv = luaL_checklstring(L, 2, &len);
-  cl_msg *m = cl_msg_new(CL_CMD_NODE_EL_EXCLUDE, NULL, csv, len);
-  m->id = (uint64_t)id;
-  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  send_cmd(L, CL_CMD_NODE_EL_EXCLUDE, NULL, csv, len, (uint64_t)id, 0, CL_Q_FORCE);
   return 0;
 }
 
 static int l_el_clear(lua_State *L) {
-  lua_Number id = luaL_checknumber(L, 1);
-  cl_msg *m = cl_msg_new(CL_CMD_NODE_EL_CLEAR, NULL, NULL, 0);
-  m->id = (uint64_t)id;
-  m->num = lua_toboolean(L, 2);
-  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  send_cmd(L, CL_CMD_NODE_EL_CLEAR, NULL, NULL, 0, (uint64_t)luaL_checknumber(L, 1), lua_toboolean(L, 2), CL_Q_FORCE);
   return 0;
 }
 
@@ -305,10 +314,7 @@ static int l_reload_done(lua_State *L) {
   lua_Integer status = luaL_checkinteger(L, 2);
   size_t len;
   const char *json = luaL_checklstring(L, 3, &len);
-  cl_msg *m = cl_msg_new(CL_CMD_NODE_RELOAD_DONE, NULL, json, len);
-  m->id = (uint64_t)id;
-  m->num = status;
-  cl_control_send(ctl(L), m, CL_Q_FORCE);
+  send_cmd(L, CL_CMD_NODE_RELOAD_DONE, NULL, json, len, (uint64_t)id, status, CL_Q_FORCE);
   return 0;
 }
 
@@ -319,7 +325,7 @@ static int l_event(lua_State *L) {
   const char *kind = luaL_checkstring(L, 1);
   size_t len;
   const char *json = luaL_checklstring(L, 2, &len);
-  cl_control *c = cl_control_get();
+  cl_control *c = cl_lua_ctx_get(L)->control;
   if (!c) return 0;
   cl_msg *m = cl_msg_new(CL_CMD_NODE_EVENT, kind, json, len);
   if (m && cl_control_send(c, m, CL_Q_NORMAL) != 0) free(m);
@@ -480,7 +486,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         break;
       }
       case CL_EVT_NODE_MSG:
-        atomic_fetch_sub(&cl_msg_backlog, (int64_t)(m->body_len + sizeof(cl_msg) + m->name_len + 2));
+        cl_node_msg_taken(cl_lua_ctx_get(L)->node, m->body_len + sizeof(cl_msg) + m->name_len + 2);
         /* fall through */
       case CL_EVT_NODE_DOWN:
         lua_pushstring(L, m->type == CL_EVT_NODE_DOWN ? "down" : "msg");
@@ -528,7 +534,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         break;
       case CL_EVT_NODE_KEYRING:
         /* the data connections follow the ring too (re-authenticated, re-keyed) */
-        cl_dp_set_keyring((const uint8_t *)cl_msg_body(m), m->body_len);
+        cl_lua_dp_set_keyring(L, (const uint8_t *)cl_msg_body(m), m->body_len);
         lua_pushliteral(L, "keyring");
         lua_pushnil(L);
         lua_pushlstring(L, (const char *)cl_msg_body(m), m->body_len);
@@ -547,7 +553,7 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         cl_msg *pong = cl_msg_new(CL_CMD_NODE_LUA_PONG, NULL, NULL, 0);
         if (pong) {
           pong->num = m->num;
-          if (cl_control_send(cl_control_get(), pong, CL_Q_FORCE) != 0) free(pong);
+          if (cl_control_send(cl_lua_ctx_get(L)->control, pong, CL_Q_FORCE) != 0) free(pong);
         }
         free(m);
         continue;

@@ -16,16 +16,16 @@ struct cl_node;
 struct cl_node_config;
 
 /* Before the transport starts: loads the ring from cfg (keyring text, else the cookie)
- * into keys/n for cl_transport_config. 0 or -1 (cfg->err set). */
-int cl_node_keys_load(struct cl_node_config *cfg, const cl_transport_key **keys, size_t *n);
+ * into keys/n_keys for cl_transport_config. 0 or -1 (cfg->err set). */
+int cl_node_keys_load(struct cl_node *n, struct cl_node_config *cfg, const cl_transport_key **keys, size_t *n_keys);
 /* Once the transport runs: starts computing the fingerprints in worker threads. */
 void cl_node_keys_started(struct cl_node *n);
 /* The node stops: forget the keys (zeroed); late worker answers are dropped. */
-void cl_node_keys_stop(void);
+void cl_node_keys_stop(struct cl_node *n);
 /* keys_rotate.c: start hearing of computed fingerprints (after cl_node_keys_started);
  * stop: drop the operations in flight (their callbacks are not called) */
-void cl_node_keys_rotate_start(void);
-void cl_node_keys_rotate_stop(void);
+void cl_node_keys_rotate_start(struct cl_node *n);
+void cl_node_keys_rotate_stop(struct cl_node *n);
 /* A message on CL_CH_KEYS from an authenticated peer. */
 void cl_node_keys_message(struct cl_node *n, const char *from, const uint8_t *data, size_t len);
 

@@ -26,8 +26,9 @@
 
 #define OP_WAIT_MS 3000
 
-typedef struct op {
-  struct op *next;
+typedef struct cl_keys_op {
+  struct cl_keys_op *next;
+  cl_node *n;
   uint64_t id;
   int kind, local_only, finished, refused_local;
   cl_keys_done done;
@@ -46,24 +47,17 @@ typedef struct op {
 } op;
 
 /* a member's request that arrived before our fingerprints were known */
-typedef struct pmsg {
-  struct pmsg *next;
+typedef struct cl_keys_held {
+  struct cl_keys_held *next;
   char from[CL_NODE_NAME_MAX + 1];
   size_t len;
   uint8_t data[];
 } pmsg;
 
-static struct {
-  op *ops;
-  uint64_t next_op;
-  pmsg *held;
-  size_t n_held;
-} R;
-
 static void op_fan_out(op *o);
 static void op_fail_local(op *o, const char *why);
-static void send_ack(const char *to, uint64_t id, const char *err);
-static void run_deferred(void);
+static void send_ack(cl_node *n, const char *to, uint64_t id, const char *err);
+static void run_deferred(cl_node *n);
 static void op_run(op *o, const uint8_t *arg, size_t arglen);
 
 struct gather {
@@ -80,7 +74,8 @@ static void op_closed(uv_handle_t *h) {
 }
 
 static void op_unlink_close(op *o) {
-  for (op **pp = &R.ops; *pp; pp = &(*pp)->next)
+  cl_keys_rotation *R = &o->n->keys_rot;
+  for (op **pp = &R->ops; *pp; pp = &(*pp)->next)
     if (*pp == o) {
       *pp = o->next;
       break;
@@ -88,14 +83,14 @@ static void op_unlink_close(op *o) {
   uv_close((uv_handle_t *)&o->timer, op_closed);
 }
 
-static void free_held(void) {
-  while (R.held) {
-    pmsg *m = R.held;
-    R.held = m->next;
+static void free_held(cl_keys_rotation *R) {
+  while (R->held) {
+    pmsg *m = R->held;
+    R->held = m->next;
     sodium_memzero(m->data, m->len);
     free(m);
   }
-  R.n_held = 0;
+  R->n_held = 0;
 }
 
 static const char *op_name(int kind) {
@@ -194,7 +189,7 @@ static void on_op_timer(uv_timer_t *t) {
 static void op_fail_local(op *o, const char *why) {
   o->refused_local = 1;
   o->n_targets = 0;
-  op_result(o, cl_keys_node()->cfg->name, why, NULL);
+  op_result(o, o->n->cfg->name, why, NULL);
   op_finish(o);
 }
 
@@ -225,8 +220,8 @@ static void gather_peer(void *ud, const cl_peer_info *p) {
 
 /* This node has applied it (or, for list, answers now): ask every member. */
 static void op_fan_out(op *o) {
-  cl_node *n = cl_keys_node();
-  op_result(o, n->cfg->name, NULL, cl_keys_brief_json());
+  cl_node *n = o->n;
+  op_result(o, n->cfg->name, NULL, cl_keys_brief_json(n));
   if (o->local_only || !n->t) {
     op_finish(o);
     return;
@@ -239,7 +234,7 @@ static void op_fan_out(op *o) {
   json_object_set_new(q, "op", json_string(op_name(o->kind)));
   if (o->kind == CL_KEYS_INSTALL) {
     /* the key itself, base64, only inside the AEAD session */
-    const cl_nkey *key = cl_keys_at(cl_keys_by_fp(o->fp));
+    const cl_nkey *key = cl_keys_at(n, cl_keys_by_fp(n, o->fp));
     if (key) {
       size_t bl = sodium_base64_ENCODED_LEN(key->len, sodium_base64_VARIANT_ORIGINAL);
       char *b = malloc(bl);
@@ -276,12 +271,14 @@ static void op_fan_out(op *o) {
 
 void cl_node_keys_op(cl_node *n, int kind, const uint8_t *arg, size_t arglen, int local_only, cl_keys_done done,
                      void *ud) {
+  cl_keys_rotation *R = &n->keys_rot;
   op *o = calloc(1, sizeof *o);
   if (!o) {
     done(ud, 500, json_pack("{s:s}", "error", "out of memory"));
     return;
   }
-  o->id = ++R.next_op;
+  o->n = n;
+  o->id = ++R->next_op;
   o->kind = kind;
   o->local_only = local_only;
   o->done = done;
@@ -289,14 +286,14 @@ void cl_node_keys_op(cl_node *n, int kind, const uint8_t *arg, size_t arglen, in
   o->results = json_array();
   uv_timer_init(&n->c->loop, &o->timer);
   o->timer.data = o;
-  o->next = R.ops;
-  R.ops = o;
-  if (!cl_keys_live()) {
+  o->next = R->ops;
+  R->ops = o;
+  if (!cl_keys_live(n)) {
     op_fail_local(o, "the node is not running");
     return;
   }
-  cl_keys_fp_start_all(); /* a keys request wants the fingerprints now */
-  if (kind != CL_KEYS_INSTALL && cl_keys_pending()) {
+  cl_keys_fp_start_all(n); /* a keys request wants the fingerprints now */
+  if (kind != CL_KEYS_INSTALL && cl_keys_pending(n)) {
     /* keys are named by fingerprints: wait for ours (tens of ms) */
     size_t l = arglen < sizeof o->arg ? arglen : sizeof o->arg;
     if (l) memcpy(o->arg, arg, l);
@@ -309,7 +306,7 @@ void cl_node_keys_op(cl_node *n, int kind, const uint8_t *arg, size_t arglen, in
 }
 
 static void op_run(op *o, const uint8_t *arg, size_t arglen) {
-  cl_node *n = cl_keys_node();
+  cl_node *n = o->n;
   int kind = o->kind, local_only = o->local_only;
   char err[400];
   if (kind == CL_KEYS_LIST) {
@@ -324,12 +321,12 @@ static void op_run(op *o, const uint8_t *arg, size_t arglen) {
     }
     cl_nkey *k;
     int added;
-    if (cl_keys_install(arg, arglen, &k, &added, err, sizeof err)) {
+    if (cl_keys_install(n, arg, arglen, &k, &added, err, sizeof err)) {
       op_fail_local(o, err);
       return;
     }
     if (added) {
-      const char *werr = cl_keys_ring_changed(err, sizeof err);
+      const char *werr = cl_keys_ring_changed(n, err, sizeof err);
       if (werr) {
         op_fail_local(o, werr);
         return;
@@ -339,7 +336,7 @@ static void op_run(op *o, const uint8_t *arg, size_t arglen) {
       memcpy(o->fp, k->fp, sizeof o->fp);
       op_fan_out(o);
     } else {
-      cl_keys_fp_start(k, o->id, NULL, 0); /* fans out once the fingerprint is known */
+      cl_keys_fp_start(n, k, o->id, NULL, 0); /* fans out once the fingerprint is known */
     }
     return;
   }
@@ -350,13 +347,13 @@ static void op_run(op *o, const uint8_t *arg, size_t arglen) {
     return;
   }
   snprintf(o->fp, sizeof o->fp, "%s", fp);
-  int r = kind == CL_KEYS_USE ? cl_keys_use(fp, err, sizeof err) : cl_keys_remove(fp, err, sizeof err);
+  int r = kind == CL_KEYS_USE ? cl_keys_use(n, fp, err, sizeof err) : cl_keys_remove(n, fp, err, sizeof err);
   if (r < 0) {
     op_fail_local(o, err);
     return;
   }
   if (r > 0) {
-    const char *werr = cl_keys_ring_changed(err, sizeof err);
+    const char *werr = cl_keys_ring_changed(n, err, sizeof err);
     if (werr) {
       op_fail_local(o, werr);
       return;
@@ -366,9 +363,10 @@ static void op_run(op *o, const uint8_t *arg, size_t arglen) {
 }
 
 /* Our fingerprints are known: run what waited for them. */
-static void run_deferred(void) {
+static void run_deferred(cl_node *n) {
+  cl_keys_rotation *R = &n->keys_rot;
   for (;;) {
-    op *o = R.ops;
+    op *o = R->ops;
     while (o && !o->deferred) o = o->next;
     if (!o) break;
     o->deferred = 0;
@@ -377,41 +375,41 @@ static void run_deferred(void) {
     sodium_memzero(o->arg, sizeof o->arg);
   }
   /* in the order they came (the list is newest first) */
-  pmsg *m = NULL, *h = R.held;
+  pmsg *m = NULL, *h = R->held;
   while (h) {
     pmsg *next = h->next;
     h->next = m;
     m = h;
     h = next;
   }
-  R.held = NULL;
-  R.n_held = 0;
+  R->held = NULL;
+  R->n_held = 0;
   while (m) {
     pmsg *next = m->next;
-    if (cl_keys_live()) cl_node_keys_message(cl_keys_node(), m->from, m->data, m->len);
+    if (cl_keys_live(n)) cl_node_keys_message(n, m->from, m->data, m->len);
     sodium_memzero(m->data, m->len);
     free(m);
     m = next;
   }
 }
 
-static void send_ack(const char *to, uint64_t id, const char *err) {
-  if (!cl_keys_live()) return;
+static void send_ack(cl_node *n, const char *to, uint64_t id, const char *err) {
+  if (!cl_keys_live(n)) return;
   json_t *a = json_object();
   json_object_set_new(a, "t", json_string("a"));
   json_object_set_new(a, "id", json_integer((json_int_t)id));
   json_object_set_new(a, "ok", json_boolean(err == NULL));
   if (err) json_object_set_new(a, "error", json_string(err));
-  json_object_set_new(a, "keys", cl_keys_brief_json());
+  json_object_set_new(a, "keys", cl_keys_brief_json(n));
   char *s = json_dumps(a, JSON_COMPACT);
   json_decref(a);
-  if (s) cl_transport_send(cl_keys_node()->t, to, CL_CH_KEYS, s, strlen(s));
+  if (s) cl_transport_send(n->t, to, CL_CH_KEYS, s, strlen(s));
   free(s);
 }
 
-static void on_answer(const char *from, json_t *m) {
+static void on_answer(cl_keys_rotation *R, const char *from, json_t *m) {
   json_int_t id = json_integer_value(json_object_get(m, "id"));
-  for (op *o = R.ops; o; o = o->next) {
+  for (op *o = R->ops; o; o = o->next) {
     if ((json_int_t)o->id != id || o->finished) continue;
     for (size_t i = 0; i < o->n_targets; i++) {
       if (o->answered[i] || strcmp(o->targets[i], from) != 0) continue;
@@ -443,8 +441,9 @@ static void on_answer(const char *from, json_t *m) {
 }
 
 void cl_node_keys_message(cl_node *n, const char *from, const uint8_t *data, size_t len) {
-  if (!cl_keys_live() || len > 16384) return;
-  cl_keys_fp_start_all();
+  cl_keys_rotation *R = &n->keys_rot;
+  if (!cl_keys_live(n) || len > 16384) return;
+  cl_keys_fp_start_all(n);
   json_error_t je;
   json_t *m = json_loadb((const char *)data, len, 0, &je);
   if (!json_is_object(m)) {
@@ -453,7 +452,7 @@ void cl_node_keys_message(cl_node *n, const char *from, const uint8_t *data, siz
   }
   const char *t = json_string_value(json_object_get(m, "t"));
   if (t && !strcmp(t, "a")) {
-    on_answer(from, m);
+    on_answer(R, from, m);
     json_decref(m);
     return;
   }
@@ -465,16 +464,16 @@ void cl_node_keys_message(cl_node *n, const char *from, const uint8_t *data, siz
   }
   uint64_t id = (uint64_t)json_integer_value(jid);
   int kind = ops ? op_kind(ops) : 0;
-  if (cl_keys_pending() && kind != CL_KEYS_INSTALL && R.n_held < 64) {
+  if (cl_keys_pending(n) && kind != CL_KEYS_INSTALL && R->n_held < 64) {
     /* answered once our fingerprints are known (run_deferred), within the asker's 3 s */
     pmsg *h = malloc(sizeof *h + len);
     if (h) {
       snprintf(h->from, sizeof h->from, "%s", from);
       h->len = len;
       memcpy(h->data, data, len);
-      h->next = R.held;
-      R.held = h;
-      R.n_held++;
+      h->next = R->held;
+      R->held = h;
+      R->n_held++;
       json_decref(m);
       return;
     }
@@ -497,13 +496,13 @@ void cl_node_keys_message(cl_node *n, const char *from, const uint8_t *data, siz
     } else {
       cl_nkey *k;
       int added;
-      if (cl_keys_install(key, kl, &k, &added, err, sizeof err)) {
+      if (cl_keys_install(n, key, kl, &k, &added, err, sizeof err)) {
         fail = err;
       } else {
-        if (added) fail = cl_keys_ring_changed(err, sizeof err);
+        if (added) fail = cl_keys_ring_changed(n, err, sizeof err);
         if (!fail && !k->fp[0]) {
           /* answered once the fingerprint is known, so a `use` that follows finds it */
-          cl_keys_fp_start(k, 0, from, id);
+          cl_keys_fp_start(n, k, 0, from, id);
           sodium_memzero(key, sizeof key);
           json_decref(m);
           return;
@@ -513,29 +512,29 @@ void cl_node_keys_message(cl_node *n, const char *from, const uint8_t *data, siz
     sodium_memzero(key, sizeof key);
   } else if (kind != CL_KEYS_LIST) {
     const char *fp = json_string_value(json_object_get(m, "fp"));
-    int r = fp ? (kind == CL_KEYS_USE ? cl_keys_use(fp, err, sizeof err) : cl_keys_remove(fp, err, sizeof err)) : -1;
+    int r = fp ? (kind == CL_KEYS_USE ? cl_keys_use(n, fp, err, sizeof err) : cl_keys_remove(n, fp, err, sizeof err)) : -1;
     if (!fp) snprintf(err, sizeof err, "no fingerprint given");
     if (r < 0)
       fail = err;
     else if (r > 0)
-      fail = cl_keys_ring_changed(err, sizeof err);
+      fail = cl_keys_ring_changed(n, err, sizeof err);
     if (!fail)
       cl_log(CL_LOG_INFO, "keys", NULL, "%s asked this node to %s key %s: done", from, ops, fp);
   }
-  (void)n;
   if (fail && kind) cl_log(CL_LOG_WARN, "keys", NULL, "%s asked this node to %s a key: refused: %s", from, ops, fail);
   json_object_set_new(m, "key", json_null()); /* the decoded copy is gone; drop the text too */
   json_decref(m);
-  send_ack(from, id, fail);
+  send_ack(n, from, id, fail);
 }
 
 /* A fingerprint was computed (fp NULL: it could not be): an install waiting to fan out
  * goes on, a member's install is answered, and what waited for this node's
  * fingerprints runs. */
-static void on_fp(uint32_t id, const char *fp, uint64_t op_id, const char *ack_to, uint64_t ack_id) {
+static void on_fp(cl_node *n, uint32_t id, const char *fp, uint64_t op_id, const char *ack_to, uint64_t ack_id) {
+  cl_keys_rotation *R = &n->keys_rot;
   (void)id;
   if (op_id) {
-    for (op *o = R.ops; o; o = o->next)
+    for (op *o = R->ops; o; o = o->next)
       if (o->id == op_id && !o->finished) {
         if (fp) {
           snprintf(o->fp, sizeof o->fp, "%s", fp);
@@ -546,13 +545,14 @@ static void on_fp(uint32_t id, const char *fp, uint64_t op_id, const char *ack_t
         break;
       }
   }
-  if (ack_to) send_ack(ack_to, ack_id, fp ? NULL : "the key was removed again before its fingerprint was computed");
-  if (!cl_keys_pending()) run_deferred();
+  if (ack_to) send_ack(n, ack_to, ack_id, fp ? NULL : "the key was removed again before its fingerprint was computed");
+  if (!cl_keys_pending(n)) run_deferred(n);
 }
 
-void cl_node_keys_rotate_start(void) { cl_keys_set_fp_hook(on_fp); }
+void cl_node_keys_rotate_start(cl_node *n) { cl_keys_set_fp_hook(n, on_fp); }
 
-void cl_node_keys_rotate_stop(void) {
-  free_held();
-  while (R.ops) op_unlink_close(R.ops);
+void cl_node_keys_rotate_stop(cl_node *n) {
+  cl_keys_rotation *R = &n->keys_rot;
+  free_held(R);
+  while (R->ops) op_unlink_close(R->ops);
 }

@@ -14,9 +14,6 @@
 #include "node/node_internal.h"
 #include "node/keys.h"
 
-cl_node cl_the_node;
-_Atomic int64_t cl_msg_backlog;
-#define g_node cl_the_node
 
 /* The transport forgot it: so does the node. */
 static void on_peer_forgotten(void *ud, const char *name) { cl_node_peer_forget(ud, name); }
@@ -46,39 +43,57 @@ typedef struct peerq_entry {
   char name[];
 } peerq_entry;
 
-static uv_mutex_t peerq_mu;
-static uv_once_t peerq_once = UV_ONCE_INIT;
-static peerq_entry *peerq_head;
-
-static void peerq_init(void) { uv_mutex_init(&peerq_mu); }
-
-cl_peerq *cl_node_peerq(const char *name) {
-  uv_once(&peerq_once, peerq_init);
-  uv_mutex_lock(&peerq_mu);
-  peerq_entry *e = peerq_head;
+cl_peerq *cl_node_peerq(cl_node *n, const char *name) {
+  if (!n) return NULL;
+  uv_mutex_lock(&n->peerq_mu);
+  peerq_entry *e = n->peerq_head;
   for (; e; e = e->next)
     if (strcmp(e->name, name) == 0) break;
   if (!e) {
-    size_t n = strlen(name);
-    e = calloc(1, sizeof *e + n + 1);
+    size_t len = strlen(name);
+    e = calloc(1, sizeof *e + len + 1);
     if (e) {
-      memcpy(e->name, name, n + 1);
-      e->next = peerq_head;
-      peerq_head = e;
+      memcpy(e->name, name, len + 1);
+      e->next = n->peerq_head;
+      n->peerq_head = e;
     }
   }
-  uv_mutex_unlock(&peerq_mu);
+  uv_mutex_unlock(&n->peerq_mu);
   return e ? &e->q : NULL;
 }
 
-static void peerq_free_all(void) {
-  peerq_entry *e = peerq_head;
+static void peerq_free_all(cl_node *n) {
+  uv_mutex_lock(&n->peerq_mu);
+  peerq_entry *e = n->peerq_head;
   while (e) {
-    peerq_entry *n = e->next;
+    peerq_entry *next = e->next;
     free(e);
-    e = n;
+    e = next;
   }
-  peerq_head = NULL;
+  n->peerq_head = NULL;
+  uv_mutex_unlock(&n->peerq_mu);
+}
+
+void cl_node_msg_taken(cl_node *n, size_t bytes) {
+  if (n) atomic_fetch_sub(&n->msg_backlog, (int64_t)bytes);
+}
+
+cl_node *cl_node_new(void) {
+  cl_node *n = calloc(1, sizeof *n);
+  if (!n) return NULL;
+  if (uv_mutex_init(&n->peerq_mu) != 0) {
+    free(n);
+    return NULL;
+  }
+  return n;
+}
+
+void cl_node_free(cl_node *n) {
+  if (!n) return;
+  peerq_free_all(n);
+  uv_mutex_destroy(&n->peerq_mu);
+  free(n->peers);
+  free(n);
 }
 
 void cl_node_config_free(cl_node_config *c) {
@@ -222,19 +237,19 @@ static void on_message(void *ud, const char *from, uint8_t channel, const uint8_
   cl_node *n = ud;
   if (channel == CL_CH_LUA) {
     int64_t cost = (int64_t)(len + sizeof(cl_msg) + strlen(from) + 2);
-    if (atomic_load(&cl_msg_backlog) + cost > CL_MSG_BACKLOG_MAX) {
+    if (atomic_load(&n->msg_backlog) + cost > CL_MSG_BACKLOG_MAX) {
       n->msgs_dropped++;
       uint32_t sup = 0;
       if (cl_ratelimit_allow(&n->drop_rl, uv_now(&n->c->loop), &sup))
         cl_log(CL_LOG_WARN, "node", NULL, "Lua is %lld MiB behind on messages: dropping (%u more not logged)",
-               (long long)(atomic_load(&cl_msg_backlog) >> 20), sup);
+               (long long)(atomic_load(&n->msg_backlog) >> 20), sup);
       return;
     }
-    atomic_fetch_add(&cl_msg_backlog, cost);
+    atomic_fetch_add(&n->msg_backlog, cost);
     cl_msg *m = cl_msg_new(CL_EVT_NODE_MSG, from, data, len);
     if (!m || cl_control_emit(n->c, m, CL_Q_FORCE) != 0) {
       free(m);
-      atomic_fetch_sub(&cl_msg_backlog, cost);
+      atomic_fetch_sub(&n->msg_backlog, cost);
       n->msgs_dropped++;
     }
   }
@@ -334,15 +349,15 @@ static void on_drain(uv_timer_t *t) {
     cl_transport_foreach(n->t, sample_rtt, n);
   }
   uint32_t limit = n->cfg && n->cfg->send_queue_max ? n->cfg->send_queue_max : (64u << 20);
-  uv_mutex_lock(&peerq_mu);
-  for (peerq_entry *e = peerq_head; e; e = e->next)
+  uv_mutex_lock(&n->peerq_mu);
+  for (peerq_entry *e = n->peerq_head; e; e = e->next)
     if (atomic_load(&e->q.full)) {
       if (cl_transport_queued(n->t, e->name) < limit / 2)
         atomic_store(&e->q.full, 0);
       else
         next = DRAIN_BUSY_MS;
     }
-  uv_mutex_unlock(&peerq_mu);
+  uv_mutex_unlock(&n->peerq_mu);
   drain_arm(n, next);
 }
 
@@ -360,8 +375,8 @@ static void node_teardown(cl_node *n) {
   n->leave_sem = NULL;
   cl_transport_close(n->t, NULL, NULL);
   n->t = NULL;
-  cl_node_keys_rotate_stop();
-  cl_node_keys_stop();
+  cl_node_keys_rotate_stop(n);
+  cl_node_keys_stop(n);
   n->running = 0;
 }
 
@@ -410,7 +425,7 @@ static int prepare_data(cl_node_config *cfg) {
   return 0;
 }
 
-void cl_node_set_admin(const cl_node_admin_ops *ops) { g_node.admin_ops = ops; }
+void cl_node_set_admin(cl_node *n, const cl_node_admin_ops *ops) { n->admin_ops = ops; }
 
 /* --admin without an admin endpoint linked in is a build error, said plainly */
 static int start_admin(cl_node *n, char *err, size_t errlen) {
@@ -427,7 +442,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   tc.self_name = cfg->name;
   tc.node_id = cfg->id;
   tc.cluster = cfg->cluster;
-  if (cl_node_keys_load(cfg, &tc.keys, &tc.n_keys) != 0) {
+  if (cl_node_keys_load(n, cfg, &tc.keys, &tc.n_keys) != 0) {
     cfg->rc = -1;
     return;
   }
@@ -452,13 +467,13 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
                                .peer_forgotten = on_peer_forgotten};
   n->t = cl_transport_new(&n->c->loop, &tc, &cb, cfg->err, sizeof cfg->err);
   if (!n->t) {
-    cl_node_keys_stop();
+    cl_node_keys_stop(n);
     cfg->rc = -1;
     return;
   }
   n->cfg = cfg;
   cl_node_keys_started(n);
-  cl_node_keys_rotate_start();
+  cl_node_keys_rotate_start(n);
   uv_signal_init(&n->c->loop, &n->sigterm);
   uv_signal_init(&n->c->loop, &n->sigint);
   n->sigterm.data = n->sigint.data = n;
@@ -496,8 +511,7 @@ static void lua_request(cl_node *n, cl_el_input *in, uint64_t lua_id) {
 }
 
 static void node_command(cl_control *c, cl_msg *m, void *ud) {
-  (void)ud;
-  cl_node *n = &g_node;
+  cl_node *n = ud;
   n->c = c;
   switch (m->type) {
   case CL_CMD_NODE_START: {
@@ -598,12 +612,11 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
 
 static void node_stop(cl_control *c, void *ud) {
   (void)c;
-  (void)ud;
-  cl_node *n = &g_node;
+  cl_node *n = ud;
   node_teardown(n);
   cl_node_config_free(n->cfg);
   n->cfg = NULL;
-  peerq_free_all();
+  peerq_free_all(n);
 }
 
 const cl_control_hooks cl_node_hooks = {

@@ -63,14 +63,16 @@ typedef struct cl_peerq {
   _Atomic int64_t pending;
   _Atomic int full; /* the transport refused for lack of room; cleared when it drains */
 } cl_peerq;
-cl_peerq *cl_node_peerq(const char *name); /* any thread; lives until exit */
+struct cl_node;
+cl_peerq *cl_node_peerq(struct cl_node *n, const char *name); /* any thread; lives until the node stops */
 
 /* Bytes of received user messages waiting for Lua. Messages are not refused while this
  * stays under CL_MSG_BACKLOG_MAX, so a burst that Lua takes a moment to drain is not
  * lost; past it the node drops (counted and logged), since the connection also carries
  * heartbeats and cannot simply stop being read. */
-extern _Atomic int64_t cl_msg_backlog;
 #define CL_MSG_BACKLOG_MAX (256ll << 20)
+/* Lua thread: a received message of that many bytes left the backlog */
+void cl_node_msg_taken(struct cl_node *n, size_t bytes);
 
 typedef struct cl_node_config {
   char *name, *id, *cluster, *roles, *data, *admin, *admin_token, *log_subsys;
@@ -94,6 +96,10 @@ typedef struct cl_node_config {
 } cl_node_config;
 void cl_node_config_free(cl_node_config *c);
 
+/* The node (one per process, made by main.c before the control loop starts it; freed
+ * after both loops stopped). Its hooks take it as their ud. */
+struct cl_node *cl_node_new(void); /* NULL: out of memory */
+void cl_node_free(struct cl_node *n);
 extern const cl_control_hooks cl_node_hooks;
 
 #endif

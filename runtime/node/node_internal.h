@@ -8,6 +8,7 @@
 
 #include "election/election.h"
 #include "node/el_driver.h"
+#include "node/keys_internal.h"
 #include "node/lua_lag_check.h"
 #include "core/log.h"
 #include "admin/metrics.h"
@@ -34,6 +35,7 @@ typedef struct {
 
 
 struct cl_node;
+typedef struct cl_node_admin cl_node_admin;
 
 /* The admin endpoint as the node sees it. admin/node_admin.c installs it
  * (cl_node_admin_install, called by main.c), so the node links no admin code and the
@@ -63,6 +65,8 @@ typedef struct cl_node {
   cl_node_config *cfg;
   cl_transport *t;
   struct cl_admin *admin;
+  /* the admin endpoint's own state (admin/node_admin.c's; opaque here), while it runs */
+  struct cl_node_admin *admin_state;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
   int running, leaving, left;
@@ -75,7 +79,7 @@ typedef struct cl_node {
   uv_sem_t *leave_sem;
   /* grown as peers appear (no fixed cap: the election's max_nodes is the policy); a
    * pointer into it is never kept across callbacks, as adding may move it. Kept for the
-   * process's life (the node is a process-wide singleton). */
+   * node's life (freed by cl_node_free). */
   cl_node_peer *peers;
   int n_peers, cap_peers;
 
@@ -105,12 +109,21 @@ typedef struct cl_node {
   cl_lag lag;
   uint32_t lua_stepdown_ms;
 
+  /* the keyring (keys.c) and the changes across the cluster in flight (keys_rotate.c) */
+  cl_node_keys keys;
+  cl_keys_rotation keys_rot;
+
+  /* per-peer send accounting, shared with the Lua thread (under peerq_mu), and the bytes
+   * of received messages waiting for Lua (CL_MSG_BACKLOG_MAX) */
+  uv_mutex_t peerq_mu;
+  struct peerq_entry *peerq_head;
+  _Atomic int64_t msg_backlog;
+
   uint64_t msgs_dropped;
   cl_ratelimit drop_rl;
   uint64_t reloads;
 } cl_node;
 
-extern cl_node cl_the_node;
 
 /* peers.c */
 cl_node_peer *cl_node_peer_by_name(cl_node *n, const char *name);
@@ -131,7 +144,7 @@ void cl_node_reqs_free(cl_node *n);
 int cl_node_reload_request(cl_node *n, void *priv);
 
 /* node.c */
-void cl_node_set_admin(const cl_node_admin_ops *ops);
+void cl_node_set_admin(cl_node *n, const cl_node_admin_ops *ops);
 /* housekeeping soon: a send queue filled, or a peer waits for its data connection */
 void cl_node_drain_soon(cl_node *n);
 

@@ -19,17 +19,19 @@
 
 #include "core/log.h"
 #include "transport/internal.h"
+#include "transport/reauth.h"
 #include "transport/writer.h"
 
 enum { CL_CH_LUA_DATA = 2, HOT_MAX = 8 };
 
 struct cl_dp_conn {
   uv_tcp_t tcp;
+  cl_dp *dp;
   cl_dp_conn *next, *prev;
   cl_dp_conn *dirty_next;
   int dirty, closing, failed, encrypt;
   int wrote_this_turn; /* the first message of a loop turn is written at once */
-  int hot;              /* in dp.hot */
+  int hot;              /* in dp->hot */
   uint64_t last_rx;     /* uv_hrtime() of the last bytes read */
   char peer[CL_NODE_NAME_MAX + 1];
   char reason[160];
@@ -41,29 +43,17 @@ struct cl_dp_conn {
   cl_seal_dir seal;
   cl_writer w; /* what goes out: frames, sealed, written (writer.c, shared with the transport) */
   cl_tbuf pre_in; /* read by the control loop past the handshake: decoded on the next turn */
-  /* the keyring: the key it is authenticated under (derived), the handshake transcript,
-   * and a re-authentication in progress (the protocol of transport.c's REAUTH) */
-  cl_hs_key key;
-  uint8_t sid[32];
-  int ra_pending;
-  uint64_t ra_deadline; /* loop time by which the peer must have answered */
-  uint8_t ra_nonce[32];
-  uint8_t rx_next[4][32];
-  int n_rx_next;
-  uint64_t rx_deadline; /* the peer's DONE is due by then (loop time) */
-  int rs_live;
-  uint64_t rs_deadline; /* an offer we made stays live until then */
-  uint8_t rs_nonce_r[32], rs_nonce_o[32];
-  cl_hs_key rs_offered[CL_KEYRING_MAX];
-  size_t rs_n;
+  /* the key it is authenticated under and a re-authentication in progress (reauth.c,
+   * the protocol of the control connections too) */
+  cl_reauth ra;
 };
 
-static struct {
+struct cl_dp {
   uv_loop_t *loop;
   int handles; /* check + idle initialised */
   uv_check_t check;
   uv_idle_t idle;
-  uv_timer_t ra_timer; /* re-authentications not answered in time (CL_DP_REAUTH_MS) */
+  uv_timer_t ra_timer; /* re-authentications not answered in time (CL_REAUTH_MS) */
   cl_dp_callbacks cb;
   cl_dp_conn *conns, *dirty;
   /* connections that brought data lately, read directly while spinning; each try
@@ -75,25 +65,31 @@ static struct {
   uint64_t spin_ns, spin_until;
   cl_dp_rx rx;
   cl_dp_stats st;
+  cl_writer_stats wstats; /* the writer's counters: into st */
   /* st as other threads may read it (the metrics endpoint): refreshed once per turn with
    * traffic and after each batch the spin reads */
-  _Atomic uint64_t pub[9];
   /* the keyring as the Lua loop last heard it (n_ring 0: never changed since start) */
   cl_hs_key ring[CL_KEYRING_MAX];
   size_t n_ring;
+  /* freed once shut down and the last of its handles and connections is closed */
+  int shut;
+  unsigned open; /* handles and connections not yet closed */
+  cl_dp_published *pub_to; /* the owner's, or own_pub */
+  cl_dp_published own_pub;
   uint8_t rbuf[65536];
-} dp = {.spin_ns = 100000};
+};
 
 static void dp_flush(cl_dp_conn *c);
 static void input(cl_dp_conn *c, uint8_t *p, size_t n);
-static void publish(void);
+static void publish(cl_dp *dp);
 static void dp_fail(cl_dp_conn *c, const char *fmt, const char *arg);
+static void dp_release(cl_dp *dp);
 
 /* Writes what Lua queued since the last flush (the check handle's job, done here too by
  * the spin, which keeps the loop from reaching the check handle for a while). */
-static void flush_dirty(void) {
-  cl_dp_conn *c = dp.dirty;
-  dp.dirty = NULL;
+static void flush_dirty(cl_dp *dp) {
+  cl_dp_conn *c = dp->dirty;
+  dp->dirty = NULL;
   while (c) {
     cl_dp_conn *n = c->dirty_next;
     c->dirty_next = NULL;
@@ -107,25 +103,27 @@ static void flush_dirty(void) {
 /* c brought data: it is read by the spin from now on. With more than HOT_MAX such
  * connections, the one quiet for longest makes room. */
 static void mark_hot(cl_dp_conn *c, uint64_t now) {
+  cl_dp *dp = c->dp;
   c->last_rx = now;
   if (c->hot) return;
-  if (dp.nhot == HOT_MAX) {
+  if (dp->nhot == HOT_MAX) {
     int oldest = 0;
-    for (int i = 1; i < dp.nhot; i++)
-      if (dp.hot[i]->last_rx < dp.hot[oldest]->last_rx) oldest = i;
-    dp.hot[oldest]->hot = 0;
-    dp.hot[oldest] = dp.hot[--dp.nhot];
+    for (int i = 1; i < dp->nhot; i++)
+      if (dp->hot[i]->last_rx < dp->hot[oldest]->last_rx) oldest = i;
+    dp->hot[oldest]->hot = 0;
+    dp->hot[oldest] = dp->hot[--dp->nhot];
   }
   c->hot = 1;
-  dp.hot[dp.nhot++] = c;
+  dp->hot[dp->nhot++] = c;
 }
 
 static void unmark_hot(cl_dp_conn *c) {
+  cl_dp *dp = c->dp;
   if (!c->hot) return;
   c->hot = 0;
-  for (int i = 0; i < dp.nhot; i++)
-    if (dp.hot[i] == c) {
-      dp.hot[i] = dp.hot[--dp.nhot];
+  for (int i = 0; i < dp->nhot; i++)
+    if (dp->hot[i] == c) {
+      dp->hot[i] = dp->hot[--dp->nhot];
       break;
     }
 }
@@ -133,14 +131,15 @@ static void unmark_hot(cl_dp_conn *c) {
 /* One non-blocking read of a hot connection, past libuv (whose poll would report the
  * same bytes one system call later). 1: bytes were handled; 0: none; -1: it failed. */
 static int hot_read(cl_dp_conn *c, uint64_t now) {
+  cl_dp *dp = c->dp;
   uv_os_fd_t fd;
   if (uv_fileno((const uv_handle_t *)&c->tcp, &fd) != 0) return -1;
-  ssize_t n = recv(fd, dp.rbuf, sizeof dp.rbuf, MSG_DONTWAIT);
+  ssize_t n = recv(fd, dp->rbuf, sizeof dp->rbuf, MSG_DONTWAIT);
   if (n > 0) {
-    dp.st.bytes_in += (uint64_t)n;
-    dp.st.spin_reads++;
+    dp->st.bytes_in += (uint64_t)n;
+    dp->st.spin_reads++;
     c->last_rx = now;
-    input(c, dp.rbuf, (size_t)n);
+    input(c, dp->rbuf, (size_t)n);
     return 1;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return 0;
@@ -158,115 +157,120 @@ static int hot_read(cl_dp_conn *c, uint64_t now) {
 enum { SLICE_NS = 50000 };
 
 static void on_idle(uv_idle_t *h) {
-  if (dp.dirty || dp.failed_pending) return; /* the check handle runs this turn */
+  cl_dp *dp = h->data;
+  if (dp->dirty || dp->failed_pending) return; /* the check handle runs this turn */
   uint64_t now = uv_hrtime();
-  if (now >= dp.spin_until) {
+  if (now >= dp->spin_until) {
     uv_idle_stop(h);
     return;
   }
   const uint64_t leave = now + SLICE_NS;
   for (;;) {
     sched_yield();
-    int r = 0, n = dp.nhot;
+    int r = 0, n = dp->nhot;
     /* stops at the first that had bytes: the Lua it ran may have closed any of them */
     for (int k = 0; k < n && r == 0; k++) {
-      cl_dp_conn *c = dp.hot[(dp.rr + (unsigned)k) % (unsigned)n];
-      if (c->closing || c->failed || now - c->last_rx > dp.spin_ns) continue;
+      cl_dp_conn *c = dp->hot[(dp->rr + (unsigned)k) % (unsigned)n];
+      if (c->closing || c->failed || now - c->last_rx > dp->spin_ns) continue;
       r = hot_read(c, now);
     }
-    dp.rr++;
-    if (r < 0 || dp.failed_pending || dp.loop->stop_flag) return;
+    dp->rr++;
+    if (r < 0 || dp->failed_pending || dp->loop->stop_flag) return;
     now = uv_hrtime();
     if (r > 0) {
-      flush_dirty();
-      publish();
-      if (dp.failed_pending) return;
-      dp.spin_until = now + dp.spin_ns;
+      flush_dirty(dp);
+      publish(dp);
+      if (dp->failed_pending) return;
+      dp->spin_until = now + dp->spin_ns;
     }
-    if (now >= dp.spin_until || now >= leave) return;
+    if (now >= dp->spin_until || now >= leave) return;
   }
 }
 
-static void spin(void) {
-  if (!dp.spin_ns || !dp.handles) return;
-  dp.spin_until = uv_hrtime() + dp.spin_ns;
-  uv_idle_start(&dp.idle, on_idle);
+static void spin(cl_dp *dp) {
+  if (!dp->spin_ns || !dp->handles) return;
+  dp->spin_until = uv_hrtime() + dp->spin_ns;
+  uv_idle_start(&dp->idle, on_idle);
 }
 
 static void dp_close_handle(cl_dp_conn *c);
 
-static void publish(void) {
-  const uint64_t v[9] = {dp.st.msgs_in, dp.st.msgs_out,      dp.st.bytes_in,     dp.st.bytes_out,
-                         dp.st.writes,  dp.st.conns_adopted, dp.st.conns_failed, dp.st.spin_reads,
-                         dp.st.rekeys};
-  for (int i = 0; i < 9; i++) atomic_store_explicit(&dp.pub[i], v[i], memory_order_relaxed);
+static void publish(cl_dp *dp) {
+  const uint64_t v[CL_DP_STATS_N] = {dp->st.msgs_in, dp->st.msgs_out,      dp->st.bytes_in,     dp->st.bytes_out,
+                         dp->st.writes,  dp->st.conns_adopted, dp->st.conns_failed, dp->st.spin_reads,
+                         dp->st.rekeys};
+  for (int i = 0; i < CL_DP_STATS_N; i++) atomic_store_explicit(&dp->pub_to->v[i], v[i], memory_order_relaxed);
 }
 
 static void on_check(uv_check_t *h) {
-  for (cl_dp_conn *x = dp.conns; x; x = x->next)
+  cl_dp *dp = h->data;
+  for (cl_dp_conn *x = dp->conns; x; x = x->next)
     if (x->pre_in.len && !x->closing && !x->failed) {
       cl_tbuf b = x->pre_in;
       memset(&x->pre_in, 0, sizeof x->pre_in);
       input(x, b.p, b.len);
       cl_tbuf_free(&b);
     }
-  flush_dirty();
-  if (dp.failed_pending) {
-    dp.failed_pending = 0;
-    for (cl_dp_conn *f = dp.conns; f; f = f->next) {
+  flush_dirty(dp);
+  if (dp->failed_pending) {
+    dp->failed_pending = 0;
+    for (cl_dp_conn *f = dp->conns; f; f = f->next) {
       if (!f->failed || f->closing) continue;
       f->closing = 1;
-      dp.st.conns_failed++;
+      dp->st.conns_failed++;
       cl_log(CL_LOG_INFO, "dataplane", NULL, "data connection with %s closed: %s", f->peer, f->reason);
-      if (dp.cb.closed) dp.cb.closed(dp.cb.ud, f, f->reason);
+      if (dp->cb.closed) dp->cb.closed(dp->cb.ud, f, f->reason);
       dp_close_handle(f);
     }
   }
-  if (!dp.dirty) uv_check_stop(h);
-  spin();
-  publish();
+  if (!dp->dirty) uv_check_stop(h);
+  spin(dp);
+  publish(dp);
 }
 
 static void mark_dirty(cl_dp_conn *c) {
+  cl_dp *dp = c->dp;
   if (c->dirty || c->closing) return;
   c->dirty = 1;
-  c->dirty_next = dp.dirty;
-  dp.dirty = c;
-  uv_check_start(&dp.check, on_check);
-  uv_idle_start(&dp.idle, on_idle);
+  c->dirty_next = dp->dirty;
+  dp->dirty = c;
+  uv_check_start(&dp->check, on_check);
+  uv_idle_start(&dp->idle, on_idle);
 }
 
 /* Noted now, reported from the check handle: this may run inside an FFI call. */
 static void dp_fail(cl_dp_conn *c, const char *fmt, const char *arg) {
+  cl_dp *dp = c->dp;
   if (c->failed || c->closing) return;
   c->failed = 1;
   snprintf(c->reason, sizeof c->reason, fmt, arg);
   uv_read_stop((uv_stream_t *)&c->tcp);
-  dp.failed_pending = 1;
-  uv_check_start(&dp.check, on_check);
-  uv_idle_start(&dp.idle, on_idle);
+  dp->failed_pending = 1;
+  uv_check_start(&dp->check, on_check);
+  uv_idle_start(&dp->idle, on_idle);
 }
 
 static void on_conn_closed(uv_handle_t *h) {
   cl_dp_conn *c = h->data;
+  cl_dp *dp = c->dp;
   if (c->prev)
     c->prev->next = c->next;
   else
-    dp.conns = c->next;
+    dp->conns = c->next;
   if (c->next) c->next->prev = c->prev;
   cl_frame_decoder_free(&c->fd);
   cl_opener_free(&c->opener);
   sodium_memzero(&c->seal, sizeof c->seal);
-  sodium_memzero(&c->key, sizeof c->key);
-  sodium_memzero(c->rs_offered, sizeof c->rs_offered);
-  sodium_memzero(c->rx_next, sizeof c->rx_next);
+  cl_reauth_wipe(&c->ra);
   cl_writer_free(&c->w);
   cl_tbuf_free(&c->pre_in);
   free(c);
+  dp_release(dp);
 }
 
 static void dp_close_handle(cl_dp_conn *c) {
-  for (cl_dp_conn **pp = &dp.dirty; *pp; pp = &(*pp)->dirty_next)
+  cl_dp *dp = c->dp;
+  for (cl_dp_conn **pp = &dp->dirty; *pp; pp = &(*pp)->dirty_next)
     if (*pp == c) {
       *pp = c->dirty_next;
       break;
@@ -280,32 +284,33 @@ static void dp_close_handle(cl_dp_conn *c) {
 
 /* ---- writing ---- */
 
-static const cl_writer_stats dp_wstats = {&dp.st.writes, &dp.st.bytes_out, NULL};
-
 static void on_write(uv_write_t *req, int status) {
   cl_dp_conn *c = req->data;
+  cl_dp *dp = c->dp;
   c->w.writing = 0;
   if (c->closing || c->failed) return;
   if (status < 0) {
     dp_fail(c, "write failed: %s", uv_err_name(status));
     return;
   }
-  cl_writer_written(&c->w, &dp_wstats);
+  cl_writer_written(&c->w, &dp->wstats);
   dp_flush(c);
 }
 
 static void dp_flush(cl_dp_conn *c) {
+  cl_dp *dp = c->dp;
   if (c->closing || c->failed || c->w.writing) return;
-  int r = cl_writer_flush(&c->w, (uv_stream_t *)&c->tcp, c->encrypt ? &c->seal : NULL, &dp_wstats, on_write, c);
+  int r = cl_writer_flush(&c->w, (uv_stream_t *)&c->tcp, c->encrypt ? &c->seal : NULL, &dp->wstats, on_write, c);
   if (r) dp_fail(c, "write failed: %s", uv_err_name(r));
 }
 
 int cl_dp_send(cl_dp_conn *c, const uint8_t *p, size_t len) {
+  cl_dp *dp = c->dp;
   if (!c || c->closing || c->failed) return UV_ENOTCONN;
   if (len > c->max_frame) return UV_E2BIG;
   if (cl_writer_queued(&c->w) + len > c->queue_max) return UV_ENOBUFS;
   if (cl_frame_put(&c->w.out, CL_T_DATA, CL_CH_LUA_DATA, p, (uint32_t)len)) return UV_ENOBUFS;
-  dp.st.msgs_out++;
+  dp->st.msgs_out++;
   /* The first message of a loop turn goes out at once: a request or a reply is not held
    * back until the turn ends. The rest of the turn's messages are coalesced, and a burst
    * goes out record by record while Lua keeps producing. */
@@ -323,18 +328,19 @@ static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n);
 
 static int on_frame(void *ud, const cl_frame *f) {
   cl_dp_conn *c = ud;
+  cl_dp *dp = c->dp;
   if (c->closing || c->failed) return 1;
   if (f->type == CL_T_REAUTH && f->channel == 0) {
     dp_on_reauth(c, f->data, f->len);
     return c->closing || c->failed;
   }
   if (f->type != CL_T_DATA || f->channel != CL_CH_LUA_DATA) return 0; /* nothing else travels here */
-  dp.st.msgs_in++;
-  dp.rx.p = f->data;
-  dp.rx.len = f->len;
-  if (dp.cb.message) dp.cb.message(dp.cb.ud, c, f->data, f->len);
-  dp.rx.p = NULL;
-  dp.rx.len = 0;
+  dp->st.msgs_in++;
+  dp->rx.p = f->data;
+  dp->rx.len = f->len;
+  if (dp->cb.message) dp->cb.message(dp->cb.ud, c, f->data, f->len);
+  dp->rx.p = NULL;
+  dp->rx.len = 0;
   return c->closing || c->failed;
 }
 
@@ -357,84 +363,108 @@ static void input(cl_dp_conn *c, uint8_t *p, size_t n) {
 }
 
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-  (void)h;
+  cl_dp *dp = ((cl_dp_conn *)h->data)->dp;
   (void)suggested;
-  *buf = uv_buf_init((char *)dp.rbuf, sizeof dp.rbuf);
+  *buf = uv_buf_init((char *)dp->rbuf, sizeof dp->rbuf);
 }
 
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl_dp_conn *c = s->data;
+  cl_dp *dp = c->dp;
   if (c->closing || c->failed) return;
   if (nread < 0) {
     dp_fail(c, "%s", nread == UV_EOF ? "closed by the peer" : uv_err_name((int)nread));
     return;
   }
   if (nread == 0) return;
-  dp.st.bytes_in += (uint64_t)nread;
+  dp->st.bytes_in += (uint64_t)nread;
   mark_hot(c, uv_hrtime());
   input(c, (uint8_t *)buf->base, (size_t)nread);
-  spin();
-  publish();
+  spin(dp);
+  publish(dp);
 }
 
 /* ---- lifecycle ---- */
 
-void cl_dp_init(uv_loop_t *loop, const cl_dp_callbacks *cb) {
-  dp.loop = loop;
-  dp.cb = *cb;
+cl_dp *cl_dp_new(uv_loop_t *loop, const cl_dp_callbacks *cb, cl_dp_published *pub) {
+  cl_dp *dp = calloc(1, sizeof *dp);
+  if (!dp) return NULL;
+  dp->loop = loop;
+  dp->cb = *cb;
+  dp->spin_ns = 100000;
+  dp->pub_to = pub ? pub : &dp->own_pub;
+  dp->wstats = (cl_writer_stats){&dp->st.writes, &dp->st.bytes_out, NULL};
+  return dp;
 }
 
-static int ensure_handles(void) {
-  if (dp.handles) return 0;
-  if (!dp.loop) return -1;
-  uv_check_init(dp.loop, &dp.check);
-  uv_idle_init(dp.loop, &dp.idle);
-  uv_timer_init(dp.loop, &dp.ra_timer);
+/* one handle or connection fewer: the last one after shutdown frees dp */
+static void dp_release(cl_dp *dp) {
+  if (--dp->open == 0 && dp->shut) free(dp);
+}
+
+static void on_handle_closed(uv_handle_t *h) { dp_release(h->data); }
+
+static int ensure_handles(cl_dp *dp) {
+  if (dp->handles) return 0;
+  if (!dp->loop) return -1;
+  uv_check_init(dp->loop, &dp->check);
+  uv_idle_init(dp->loop, &dp->idle);
+  uv_timer_init(dp->loop, &dp->ra_timer);
+  dp->check.data = dp->idle.data = dp->ra_timer.data = dp;
   /* they serve connections, which keep nothing alive on their own either */
-  uv_unref((uv_handle_t *)&dp.check);
-  uv_unref((uv_handle_t *)&dp.idle);
-  uv_unref((uv_handle_t *)&dp.ra_timer);
-  dp.handles = 1;
+  uv_unref((uv_handle_t *)&dp->check);
+  uv_unref((uv_handle_t *)&dp->idle);
+  uv_unref((uv_handle_t *)&dp->ra_timer);
+  dp->handles = 1;
+  dp->open += 3;
   return 0;
 }
 
-/* ---- the keyring: re-authentication and re-keying, as transport.c's REAUTH ---- */
+/* ---- the keyring: re-authentication and re-keying (reauth.c, as on control connections) ---- */
 
-static int in_ring(const cl_hs_key *k) {
-  if (!dp.n_ring) return 1; /* never changed: the key it was opened with is the ring */
+static int in_ring(const cl_dp *dp, const cl_hs_key *k) {
+  if (!dp->n_ring) return 1; /* never changed: the key it was opened with is the ring */
   int found = 0;
-  for (size_t i = 0; i < dp.n_ring; i++) found |= sodium_memcmp(dp.ring[i].k_sess, k->k_sess, 32) == 0;
+  for (size_t i = 0; i < dp->n_ring; i++) found |= sodium_memcmp(dp->ring[i].k_sess, k->k_sess, 32) == 0;
   return found;
 }
 
-static void dp_put_reauth(cl_dp_conn *c, const uint8_t *m, size_t n) {
+static void ra_put(void *ud, const uint8_t *m, size_t n, int boundary) {
+  (void)boundary; /* no fault layer here: every frame goes out in its place */
+  cl_dp_conn *c = ud;
   cl_frame_put(&c->w.out, CL_T_REAUTH, 0, m, (uint32_t)n);
   mark_dirty(c);
 }
 
+static void ra_flush(void *ud) { dp_flush(ud); }
+
 /* seals what is queued under the current send key; sends under next from here on */
-static int dp_switch_tx(cl_dp_conn *c, const uint8_t next[32]) {
-  if (cl_writer_seal_pending(&c->w, &c->seal, &dp_wstats)) return -1;
+static int ra_switch_tx(void *ud, const uint8_t next[32]) {
+  cl_dp_conn *c = ud;
+  cl_dp *dp = c->dp;
+  if (cl_writer_seal_pending(&c->w, &c->seal, &dp->wstats)) return -1;
   memcpy(c->seal.key, next, 32);
   c->seal.counter = 0;
   mark_dirty(c);
   return 0;
 }
 
+static cl_reauth_io ra_io(cl_dp_conn *c) {
+  return (cl_reauth_io){.ud = c, .put = ra_put, .flush = ra_flush, .switch_tx = ra_switch_tx,
+                        .opener = &c->opener, .encrypt = c->encrypt};
+}
+
 /* A peer that does not answer a re-authentication in time loses the connection, as a
  * control connection does (transport.c): it must not go on under a key that left the
  * ring. Lua's messages then take the control path until a new data connection is up. */
-#define CL_DP_REAUTH_MS 1000
-
 static void on_ra_timer(uv_timer_t *h) {
-  (void)h;
-  uint64_t now = uv_now(dp.loop), next = UINT64_MAX;
-  for (cl_dp_conn *c = dp.conns; c; c = c->next) {
+  cl_dp *dp = h->data;
+  uint64_t now = uv_now(dp->loop), next = UINT64_MAX;
+  for (cl_dp_conn *c = dp->conns; c; c = c->next) {
     if (c->closing || c->failed) continue;
     /* an unanswered re-authentication, or a DONE that never came: whoever holds the
      * removed key must not go on writing under it (found by a security review) */
-    uint64_t due = c->ra_pending ? c->ra_deadline : UINT64_MAX;
-    if (c->n_rx_next > 0 && c->rx_deadline < due) due = c->rx_deadline;
+    uint64_t due = cl_reauth_due(&c->ra);
     if (due == UINT64_MAX) continue;
     if (now >= due) {
       cl_log(CL_LOG_WARN, "dataplane", NULL,
@@ -444,166 +474,78 @@ static void on_ra_timer(uv_timer_t *h) {
       next = due;
     }
   }
-  if (next != UINT64_MAX) uv_timer_start(&dp.ra_timer, on_ra_timer, next - now, 0);
+  if (next != UINT64_MAX) uv_timer_start(&dp->ra_timer, on_ra_timer, next - now, 0);
+}
+
+/* something is due from the peer: the timer looks at it then */
+static void arm_ra_timer(cl_dp_conn *c) {
+  cl_dp *dp = c->dp;
+  uint64_t due = cl_reauth_due(&c->ra), now = uv_now(dp->loop);
+  if (due != UINT64_MAX && !uv_is_active((uv_handle_t *)&dp->ra_timer))
+    uv_timer_start(&dp->ra_timer, on_ra_timer, due > now ? due - now : 0, 0);
 }
 
 static void dp_reauth_start(cl_dp_conn *c) {
-  if (c->ra_pending || c->closing || c->failed || c->n_rx_next >= 4) return;
-  uint8_t m[33];
-  m[0] = 1;
-  randombytes_buf(c->ra_nonce, 32);
-  memcpy(m + 1, c->ra_nonce, 32);
-  c->ra_pending = 1;
-  c->ra_deadline = uv_now(dp.loop) + CL_DP_REAUTH_MS;
-  if (!uv_is_active((uv_handle_t *)&dp.ra_timer)) uv_timer_start(&dp.ra_timer, on_ra_timer, CL_DP_REAUTH_MS, 0);
-  dp_put_reauth(c, m, sizeof m);
+  if (c->closing || c->failed) return;
+  cl_reauth_io io = ra_io(c);
+  if (cl_reauth_start(&c->ra, uv_now(c->dp->loop), &io)) arm_ra_timer(c);
 }
 
 static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n) {
-  if (n < 1) return;
-  if (d[0] == 1 && n == 33) {
-    /* our own challenge sent back is a reflection, not the peer's (transport.c) */
-    if (c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
-      dp_fail(c, "%s", "its own re-authentication was sent back to it");
-      return;
-    }
-    if (c->rs_live && uv_now(dp.loop) < c->rs_deadline) return; /* one offer at a time */
-    c->rs_live = 1;
-    c->rs_deadline = uv_now(dp.loop) + CL_DP_REAUTH_MS;
-    memcpy(c->rs_nonce_r, d + 1, 32);
-    randombytes_buf(c->rs_nonce_o, 32);
-    /* before any change, the ring is the key this connection was opened with */
-    c->rs_n = dp.n_ring ? dp.n_ring : 1;
-    if (dp.n_ring)
-      memcpy(c->rs_offered, dp.ring, c->rs_n * sizeof *c->rs_offered);
-    else
-      c->rs_offered[0] = c->key;
-    uint8_t m[1 + 64 + 1 + CL_KEYRING_MAX * (32 + 1)];
-    size_t w = 0;
-    m[w++] = 2;
-    memcpy(m + w, c->rs_nonce_r, 32);
-    memcpy(m + w + 32, c->rs_nonce_o, 32);
-    w += 64;
-    m[w++] = (uint8_t)c->rs_n;
-    for (size_t j = 0; j < c->rs_n; j++, w += 32)
-      cl_hs_reauth_proof(&c->rs_offered[j], "reauth-offer", c->sid, c->rs_nonce_r, c->rs_nonce_o, (uint8_t)j, m + w);
-    for (size_t j = 0; j < c->rs_n; j++) m[w++] = 0; /* no fingerprints here: the control connection logs them */
-    dp_put_reauth(c, m, w);
-    sodium_memzero(m, sizeof m);
+  cl_dp *dp = c->dp;
+  cl_reauth_io io = ra_io(c);
+  cl_reauth_result res;
+  /* before any change, the ring is the key this connection was opened with */
+  cl_hs_key opened = c->ra.key;
+  const cl_hs_key *ring = dp->n_ring ? dp->ring : &opened;
+  size_t n_ring = dp->n_ring ? dp->n_ring : 1;
+  cl_reauth_outcome o = cl_reauth_frame(&c->ra, d, n, uv_now(dp->loop), ring, n_ring, &io, &res);
+  sodium_memzero(&opened, sizeof opened);
+  switch (o) {
+  case CL_RA_NOTHING:
+    arm_ra_timer(c);
     return;
-  }
-  if (d[0] == 2 && n >= 66 && c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
-    if (c->rs_live && sodium_memcmp(d + 33, c->rs_nonce_o, 32) == 0) {
-      dp_fail(c, "%s", "its own key offer was sent back to it");
-      return;
-    }
-    const uint8_t *nonce_o = d + 33;
-    size_t k = d[65];
-    if (k == 0 || k > CL_KEYRING_MAX || n < 66 + 32 * k) return;
-    size_t best_j = CL_KEYRING_MAX, best_i = 0;
-    size_t m_keys = dp.n_ring ? dp.n_ring : 1;
-    for (size_t i = 0; i < m_keys; i++) {
-      const cl_hs_key *mine = dp.n_ring ? &dp.ring[i] : &c->key;
-      for (size_t j = 0; j < k; j++) {
-        uint8_t mac[32];
-        cl_hs_reauth_proof(mine, "reauth-offer", c->sid, c->ra_nonce, nonce_o, (uint8_t)j, mac);
-        if (sodium_memcmp(mac, d + 66 + 32 * j, 32) == 0 && j < best_j) {
-          best_j = j;
-          best_i = i;
-        }
-      }
-    }
-    c->ra_pending = 0;
-    if (best_j == CL_KEYRING_MAX) {
-      uint8_t no = 4;
-      dp_put_reauth(c, &no, 1);
-      dp_flush(c);
-      dp_fail(c, "%s", "no key in common any more");
-      return;
-    }
-    cl_hs_key key = dp.n_ring ? dp.ring[best_i] : c->key;
-    uint8_t m[34];
-    m[0] = 3;
-    m[1] = (uint8_t)best_j;
-    cl_hs_reauth_proof(&key, "reauth-accept", c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, m + 2);
-    dp_put_reauth(c, m, sizeof m);
-    if (c->encrypt) {
-      uint8_t i2r[32], r2i[32];
-      cl_hs_rekey(&key, c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
-      memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
-      c->rx_deadline = uv_now(dp.loop) + CL_DP_REAUTH_MS;
-      if (!uv_is_active((uv_handle_t *)&dp.ra_timer)) uv_timer_start(&dp.ra_timer, on_ra_timer, CL_DP_REAUTH_MS, 0);
-      int bad = dp_switch_tx(c, i2r);
-      sodium_memzero(i2r, 32);
-      sodium_memzero(r2i, 32);
-      if (bad) {
-        dp_fail(c, "%s", "out of memory");
-        return;
-      }
-    }
-    c->key = key;
-    sodium_memzero(&key, sizeof key);
-    dp.st.rekeys++;
+  case CL_RA_REKEYED:
+    dp->st.rekeys++;
+    arm_ra_timer(c);
     return;
-  }
-  if (d[0] == 3 && n == 34 && c->rs_live && d[1] < c->rs_n) {
-    uint8_t mac[32];
-    cl_hs_reauth_proof(&c->rs_offered[d[1]], "reauth-accept", c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], mac);
-    int ok = sodium_memcmp(mac, d + 2, 32) == 0;
-    c->rs_live = 0;
-    if (!ok) {
-      dp_fail(c, "%s", "re-authentication did not verify");
-      return;
-    }
-    c->key = c->rs_offered[d[1]];
-    sodium_memzero(c->rs_offered, sizeof c->rs_offered);
-    if (c->encrypt) {
-      uint8_t i2r[32], r2i[32], done = 5;
-      cl_hs_rekey(&c->key, c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], i2r, r2i);
-      memcpy(c->opener.rx.key, i2r, 32);
-      c->opener.rx.counter = 0;
-      dp_put_reauth(c, &done, 1);
-      int bad = dp_switch_tx(c, r2i);
-      sodium_memzero(i2r, 32);
-      sodium_memzero(r2i, 32);
-      if (bad) {
-        dp_fail(c, "%s", "out of memory");
-        return;
-      }
-    }
-    dp.st.rekeys++;
+  case CL_RA_FAIL_REFLECTED_CHALLENGE:
+    dp_fail(c, "%s", "its own re-authentication was sent back to it");
     return;
-  }
-  if (d[0] == 5 && n == 1 && c->n_rx_next > 0) {
-    memcpy(c->opener.rx.key, c->rx_next[0], 32);
-    c->opener.rx.counter = 0;
-    c->n_rx_next--;
-    memmove(c->rx_next[0], c->rx_next[1], (size_t)c->n_rx_next * 32);
-    sodium_memzero(c->rx_next[c->n_rx_next], 32);
+  case CL_RA_FAIL_REFLECTED_OFFER:
+    dp_fail(c, "%s", "its own key offer was sent back to it");
     return;
-  }
-  if (d[0] == 4 && n == 1 && c->rs_live) {
-    c->rs_live = 0;
+  case CL_RA_FAIL_NO_COMMON_KEY:
+    dp_fail(c, "%s", "no key in common any more");
+    return;
+  case CL_RA_FAIL_PEER_HAS_NONE:
     dp_fail(c, "%s", "the peer holds none of this node's keys any more");
+    return;
+  case CL_RA_FAIL_BAD_PROOF:
+    dp_fail(c, "%s", "re-authentication did not verify");
+    return;
+  case CL_RA_FAIL_NO_MEMORY:
+    dp_fail(c, "%s", "out of memory");
+    return;
   }
 }
 
-void cl_dp_set_keyring(const uint8_t *text, size_t len) {
+void cl_dp_set_keyring(cl_dp *dp, const uint8_t *text, size_t len) {
   cl_keyring_list l;
   char err[200];
   if (cl_keyring_parse((const char *)text, len, 0, &l, err, sizeof err) != 0) return;
-  sodium_memzero(dp.ring, sizeof dp.ring);
-  for (size_t i = 0; i < l.n; i++) cl_hs_keys((const uint8_t *)l.key[i].p, l.key[i].len, dp.ring[i].k_hs, dp.ring[i].k_sess);
-  dp.n_ring = l.n;
-  for (cl_dp_conn *c = dp.conns; c; c = c->next)
-    if (!c->closing && !c->failed && !in_ring(&c->key)) dp_reauth_start(c);
+  sodium_memzero(dp->ring, sizeof dp->ring);
+  for (size_t i = 0; i < l.n; i++) cl_hs_keys((const uint8_t *)l.key[i].p, l.key[i].len, dp->ring[i].k_hs, dp->ring[i].k_sess);
+  dp->n_ring = l.n;
+  for (cl_dp_conn *c = dp->conns; c; c = c->next)
+    if (!c->closing && !c->failed && !in_ring(dp, &c->ra.key)) dp_reauth_start(c);
 }
 
-cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue_max, char *err,
+cl_dp_conn *cl_dp_adopt(cl_dp *dp, const cl_data_conn *dc, uint32_t max_frame, size_t queue_max, char *err,
                         size_t errlen) {
   int r = UV_EINVAL;
   cl_dp_conn *c = NULL;
-  if (ensure_handles() != 0 || !(c = calloc(1, sizeof *c)) || (r = uv_tcp_init(dp.loop, &c->tcp)) != 0) {
+  if (dp->shut || ensure_handles(dp) != 0 || !(c = calloc(1, sizeof *c)) || (r = uv_tcp_init(dp->loop, &c->tcp)) != 0) {
     if (c) r = r ? r : UV_ENOMEM;
     free(c);
     close(dc->fd);
@@ -611,9 +553,11 @@ cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue
     return NULL;
   }
   c->tcp.data = c;
-  c->next = dp.conns;
-  if (dp.conns) dp.conns->prev = c;
-  dp.conns = c;
+  c->dp = dp;
+  dp->open++;
+  c->next = dp->conns;
+  if (dp->conns) dp->conns->prev = c;
+  dp->conns = c;
   cl_frame_decoder_init(&c->fd, CL_FD_SESSION, 0, max_frame ? max_frame : (16u << 20));
   r = uv_tcp_open(&c->tcp, (uv_os_sock_t)dc->fd);
   if (r) {
@@ -629,12 +573,14 @@ cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue
   c->queue_max = queue_max ? queue_max : ((size_t)64 << 20);
   memcpy(c->seal.key, dc->key_tx, 32);
   memcpy(c->opener.rx.key, dc->key_rx, 32);
-  memcpy(c->key.k_hs, dc->key_hs, 32);
-  memcpy(c->key.k_sess, dc->key_sess, 32);
-  memcpy(c->sid, dc->sid, 32);
-  dp.st.conns_adopted++;
+  cl_hs_key key = {0};
+  memcpy(key.k_hs, dc->key_hs, 32);
+  memcpy(key.k_sess, dc->key_sess, 32);
+  cl_reauth_init(&c->ra, &key, dc->sid);
+  sodium_memzero(&key, sizeof key);
+  dp->st.conns_adopted++;
   /* now, not at the next turn with traffic: a connection that stays quiet must count */
-  publish();
+  publish(dp);
   if (dc->pre_out_len) {
     /* the handshake's last frame (in the clear) goes out before any record */
     cl_tbuf_append(&c->w.wire, dc->pre_out, dc->pre_out_len);
@@ -643,13 +589,13 @@ cl_dp_conn *cl_dp_adopt(const cl_data_conn *dc, uint32_t max_frame, size_t queue
   if (dc->pre_in_len) {
     /* not now: the caller has yet to tell Lua about this peer */
     cl_tbuf_append(&c->pre_in, dc->pre_in, dc->pre_in_len);
-    uv_check_start(&dp.check, on_check);
-    uv_idle_start(&dp.idle, on_idle);
+    uv_check_start(&dp->check, on_check);
+    uv_idle_start(&dp->idle, on_idle);
   }
   r = uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   if (r) dp_fail(c, "read failed: %s", uv_err_name(r));
   /* authenticated under a key the ring lost while it was being handed over */
-  if (!r && !in_ring(&c->key)) dp_reauth_start(c);
+  if (!r && !in_ring(dp, &c->ra.key)) dp_reauth_start(c);
   return c;
 }
 
@@ -661,32 +607,35 @@ void cl_dp_close(cl_dp_conn *c) {
 int cl_dp_closing(const cl_dp_conn *c) { return !c || c->closing; }
 void cl_dp_set_tag(cl_dp_conn *c, intptr_t tag) { c->tag = tag; }
 intptr_t cl_dp_tag(const cl_dp_conn *c) { return c->tag; }
-const cl_dp_rx *cl_dp_rx_current(void) { return &dp.rx; }
-void cl_dp_set_spin_us(uint32_t us) { dp.spin_ns = (uint64_t)us * 1000; }
-void cl_dp_stats_get(cl_dp_stats *out) { *out = dp.st; }
-size_t cl_dp_conns_open(void) {
+const cl_dp_rx *cl_dp_rx_current(const cl_dp *dp) { return &dp->rx; }
+void cl_dp_set_spin_us(cl_dp *dp, uint32_t us) { dp->spin_ns = (uint64_t)us * 1000; }
+void cl_dp_stats_get(const cl_dp *dp, cl_dp_stats *out) { *out = dp->st; }
+size_t cl_dp_conns_open(const cl_dp *dp) {
   size_t n = 0;
-  for (const cl_dp_conn *c = dp.conns; c; c = c->next) n++;
+  for (const cl_dp_conn *c = dp->conns; c; c = c->next) n++;
   return n;
 }
 
-void cl_dp_stats_published(cl_dp_stats *out) {
-  uint64_t v[9];
-  for (int i = 0; i < 9; i++) v[i] = atomic_load_explicit(&dp.pub[i], memory_order_relaxed);
+void cl_dp_stats_published(const cl_dp_published *pub, cl_dp_stats *out) {
+  uint64_t v[CL_DP_STATS_N];
+  for (int i = 0; i < CL_DP_STATS_N; i++) v[i] = atomic_load_explicit(&pub->v[i], memory_order_relaxed);
   *out = (cl_dp_stats){v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8]};
 }
 
-void cl_dp_shutdown(void) {
-  for (cl_dp_conn *c = dp.conns; c; c = c->next) {
+void cl_dp_shutdown(cl_dp *dp) {
+  if (!dp) return;
+  for (cl_dp_conn *c = dp->conns; c; c = c->next) {
     if (c->closing) continue;
     dp_flush(c);
     dp_close_handle(c);
   }
-  dp.dirty = NULL;
-  if (dp.handles) {
-    uv_close((uv_handle_t *)&dp.check, NULL);
-    uv_close((uv_handle_t *)&dp.idle, NULL);
-    uv_close((uv_handle_t *)&dp.ra_timer, NULL);
-    dp.handles = 0;
+  dp->dirty = NULL;
+  if (dp->handles) {
+    uv_close((uv_handle_t *)&dp->check, on_handle_closed);
+    uv_close((uv_handle_t *)&dp->idle, on_handle_closed);
+    uv_close((uv_handle_t *)&dp->ra_timer, on_handle_closed);
+    dp->handles = 0;
   }
+  dp->shut = 1;
+  if (dp->open == 0) free(dp);
 }

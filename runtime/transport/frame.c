@@ -151,13 +151,7 @@ int cl_frame_decoder_feed(cl_frame_decoder *d, const uint8_t *p, size_t n, size_
   if (d->failed) return -1;
   while (i < n) {
     if (d->need_preamble) {
-      size_t take = CL_PREAMBLE_LEN - d->hdr_have;
-      if (take > n - i) take = n - i;
-      memcpy(d->hdr + d->hdr_have, p + i, take);
-      d->hdr_have += take;
-      i += take;
-      if (d->hdr_have < CL_PREAMBLE_LEN) continue;
-      d->hdr_have = 0;
+      if (!cl_take_header(d->hdr, &d->hdr_have, CL_PREAMBLE_LEN, p, n, &i)) continue;
       d->need_preamble = 0;
       if (check_preamble(d)) {
         if (consumed) *consumed = i;
@@ -184,13 +178,7 @@ int cl_frame_decoder_feed(cl_frame_decoder *d, const uint8_t *p, size_t n, size_
         }
         i += CL_FRAME_HDR;
       } else {
-        size_t take = CL_FRAME_HDR - d->hdr_have;
-        if (take > n - i) take = n - i;
-        memcpy(d->hdr + d->hdr_have, p + i, take);
-        d->hdr_have += take;
-        i += take;
-        if (d->hdr_have < CL_FRAME_HDR) continue;
-        d->hdr_have = 0;
+        if (!cl_take_header(d->hdr, &d->hdr_have, CL_FRAME_HDR, p, n, &i)) continue;
         if (check_header(d)) {
           if (consumed) *consumed = i;
           return -1;

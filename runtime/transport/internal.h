@@ -5,6 +5,7 @@
 #include <sodium.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "transport.h"
 #include "transport/keyring.h"
@@ -68,6 +69,22 @@ void cl_tbuf_free(cl_tbuf *b);
 /* Appends a frame header + payload. */
 int cl_frame_put(cl_tbuf *b, uint8_t type, uint8_t channel, const void *payload, uint32_t len);
 void cl_preamble_put(uint8_t out[CL_PREAMBLE_LEN], uint8_t version);
+
+/* Collects a fixed-size header that may arrive split across reads: copies what is
+ * missing of want bytes from p[*i..n) into hdr (have of them are there), advancing *i.
+ * 1 once complete (have is reset for the next one), 0 while bytes are missing. The
+ * frame decoder (preamble, frame header) and the record opener share it. */
+static inline int cl_take_header(uint8_t *hdr, uint32_t *have, uint32_t want, const uint8_t *p, size_t n,
+                                 size_t *i) {
+  size_t take = want - *have;
+  if (take > n - *i) take = n - *i;
+  memcpy(hdr + *have, p + *i, take);
+  *have += (uint32_t)take;
+  *i += take;
+  if (*have < want) return 0;
+  *have = 0;
+  return 1;
+}
 
 /* ---- incremental frame decoder ---- */
 

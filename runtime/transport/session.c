@@ -53,13 +53,7 @@ int cl_session_open(cl_opener *o, uint8_t *p, size_t n, cl_plain_cb cb, void *ud
   size_t i = 0;
   while (i < n) {
     if (o->want == 0) {
-      size_t take = CL_RECORD_HDR - o->hdr_have;
-      if (take > n - i) take = n - i;
-      memcpy(o->hdr + o->hdr_have, p + i, take);
-      o->hdr_have += take;
-      i += take;
-      if (o->hdr_have < CL_RECORD_HDR) continue;
-      o->hdr_have = 0;
+      if (!cl_take_header(o->hdr, &o->hdr_have, CL_RECORD_HDR, p, n, &i)) continue;
       uint32_t clen = (uint32_t)o->hdr[0] << 24 | (uint32_t)o->hdr[1] << 16 |
                       (uint32_t)o->hdr[2] << 8 | o->hdr[3];
       if (clen <= CL_TAG_LEN || clen > CL_RECORD_PLAIN_MAX + CL_TAG_LEN) {

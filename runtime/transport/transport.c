@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "transport/detector.h"
+#include "transport/reauth.h"
 #include "transport/watch.h"
 #include "transport/writer.h"
 #include "core/log.h"
@@ -55,24 +56,8 @@ struct cl_conn {
   uint32_t hs_rtt_us;
   cl_delayed *dq_head, *dq_tail;
   char addr[CL_NODE_NAME_MAX + 8];
-  /* the key it was authenticated under (or re-authenticated, see reauth_*), and the
-   * handshake's transcript, which binds a re-authentication to this connection */
-  cl_hs_key key;
-  uint8_t sid[32];
-  /* a re-authentication we started (our ring lost its key): answered by ra_deadline_ms */
-  int ra_pending;
-  uint64_t ra_deadline_ms;
-  uint8_t ra_nonce[32];
-  /* receive keys to take at each DONE the peer will send, in order (re-key) */
-  uint8_t rx_next[4][32];
-  int n_rx_next;
-  uint64_t rx_deadline_ms; /* the peer's DONE is due by then: the old receive key ends */
-  /* one the peer started: what we offered, kept until its choice arrives (rs_deadline_ms) */
-  int rs_live;
-  uint64_t rs_deadline_ms;
-  uint8_t rs_nonce_r[32], rs_nonce_o[32];
-  cl_hs_key rs_offered[CL_KEYRING_MAX];
-  size_t rs_n;
+  /* the key it was authenticated under, and a re-authentication in progress (reauth.c) */
+  cl_reauth ra;
 };
 
 struct cl_peer {
@@ -329,7 +314,7 @@ static void fill_info(cl_peer *p, cl_peer_info *i) {
   i->wanted = p->wanted || p->learned;
   i->data_conns = p->data_ok;
   i->status = peer_status(p);
-  i->fingerprint = p->conn && p->conn->state == C_UP ? key_fp(p->t, &p->conn->key) : "";
+  i->fingerprint = p->conn && p->conn->state == C_UP ? key_fp(p->t, &p->conn->ra.key) : "";
   if (!strcmp(i->fingerprint, "(fingerprint pending)")) i->fingerprint = "";
 }
 
@@ -491,9 +476,7 @@ static void on_conn_closed(uv_handle_t *h) {
   cl_frame_decoder_free(&c->fd);
   cl_opener_free(&c->opener);
   sodium_memzero(&c->seal, sizeof c->seal);
-  sodium_memzero(&c->key, sizeof c->key);
-  sodium_memzero(c->rs_offered, sizeof c->rs_offered);
-  sodium_memzero(c->rx_next, sizeof c->rx_next);
+  cl_reauth_wipe(&c->ra);
   cl_writer_free(&c->w);
   free(c);
   t->open_handles--;
@@ -1000,17 +983,16 @@ static void conn_authenticated(cl_conn *c) {
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
   memcpy(c->opener.rx.key, hs->key_rx, 32);
-  c->key = hs->key;
-  memcpy(c->sid, hs->transcript, 32);
-  count_hs(t, c->key.id);
+  cl_reauth_init(&c->ra, &hs->key, hs->transcript);
+  count_hs(t, c->ra.key.id);
   cl_frame_decoder_init(&c->fd, CL_FD_SESSION, 0, t->cfg.max_frame);
   cl_hs_free(hs);
   c->hs_live = 0;
   t->st.connects_ok++;
-  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connected to %s (key %s)", p->nn.full, key_fp(t, &c->key));
+  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connected to %s (key %s)", p->nn.full, key_fp(t, &c->ra.key));
   send_ping(c);
   /* the ring lost this key while the handshake ran */
-  if (key_index(t, c->key.id) < 0) reauth_start(c);
+  if (key_index(t, c->ra.key.id) < 0) reauth_start(c);
   send_peer_list(c);
   /* tell the others about the newcomer, so meshes form from any seed */
   size_t nl = strlen(p->nn.full);
@@ -1667,8 +1649,7 @@ static void on_tick(uv_timer_t *h) {
           hs_failed(c);
         }
       }
-    } else if (c->state == C_UP && ((c->ra_pending && now >= c->ra_deadline_ms) ||
-                                    (c->n_rx_next > 0 && now >= c->rx_deadline_ms))) {
+    } else if (c->state == C_UP && cl_reauth_overdue(&c->ra, now)) {
       /* an unanswered re-authentication, or a DONE that never came: whoever holds the
        * removed key must not go on writing under it (found by a security review) */
       cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
@@ -2033,20 +2014,16 @@ int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char
   return 0;
 }
 
-/* ---- the keyring, and re-authenticating live connections ----
- *
- * A connection whose key leaves the ring proves, over its own session, that both sides
- * still share a key:
- *   initiator -> REAUTH {1, nonce_r}
- *   responder -> REAUTH {2, nonce_r, nonce_o, n, n proofs HMAC(k_j, "reauth-offer" ||
- *                        sid || nonce_r || nonce_o || j), n fingerprints}
- *   initiator -> REAUTH {3, j, HMAC(k_j, "reauth-accept" || sid || ... || j)}   or {4}: none
- * sid is the handshake's transcript, so proofs cannot be replayed on another connection;
- * both nonces make them fresh. The session keeps flowing meanwhile: nothing is lost. */
+/* ---- the keyring, and re-authenticating live connections (the protocol: reauth.c) ---- */
 
-/* A re-key boundary (REAUTH 3 and 5) goes past the fault layer: delayed or dropped, the
- * peer would switch keys at another point of the stream than we do. */
-static void put_reauth(cl_conn *c, const uint8_t *m, size_t n) {
+static void ra_put(void *ud, const uint8_t *m, size_t n, int boundary) {
+  cl_conn *c = ud;
+  if (!boundary) {
+    conn_put(c, CL_T_REAUTH, 0, m, (uint32_t)n);
+    return;
+  }
+  /* A re-key boundary (ACCEPT, DONE) goes past the fault layer: delayed or dropped, the
+   * peer would switch keys at another point of the stream than we do. */
   if (cl_frame_put(&c->w.out, CL_T_REAUTH, 0, m, (uint32_t)n) == 0) {
     c->t->st.frames_out++;
     cl_det_sent(&c->det, now_ms(c->t));
@@ -2054,9 +2031,12 @@ static void put_reauth(cl_conn *c, const uint8_t *m, size_t n) {
   mark_dirty(c);
 }
 
+static void ra_flush(void *ud) { conn_flush(ud); }
+
 /* Seals everything queued so far under the current send key, then sends under next:
  * the frame just queued ends the last record of the old key. 0 or -1. */
-static int switch_tx(cl_conn *c, const uint8_t next[32]) {
+static int ra_switch_tx(void *ud, const uint8_t next[32]) {
+  cl_conn *c = ud;
   cl_writer_stats st = conn_wstats(c->t);
   if (cl_writer_seal_pending(&c->w, &c->seal, &st)) return -1;
   memcpy(c->seal.key, next, 32);
@@ -2065,189 +2045,61 @@ static int switch_tx(cl_conn *c, const uint8_t next[32]) {
   return 0;
 }
 
-static void reauth_start(cl_conn *c) {
-  /* (a peer that never sends its DONEs cannot make us queue more receive keys) */
-  if (c->ra_pending || c->state != C_UP || c->n_rx_next >= 4) return;
-  uint8_t m[33];
-  m[0] = 1;
-  randombytes_buf(c->ra_nonce, 32);
-  memcpy(m + 1, c->ra_nonce, 32);
-  c->ra_pending = 1;
-  c->ra_deadline_ms = now_ms(c->t) + 1000;
-  conn_put(c, CL_T_REAUTH, 0, m, sizeof m);
+static cl_reauth_io ra_io(cl_conn *c) {
+  return (cl_reauth_io){.ud = c, .put = ra_put, .flush = ra_flush, .switch_tx = ra_switch_tx,
+                        .opener = &c->opener, .encrypt = c->encrypt};
 }
 
-static void reauth_no_key(cl_conn *c, const char *theirs) {
-  cl_transport *t = c->t;
-  char mine[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
-  cl_hs_fp_list(t->hs_cfg.keys, t->hs_cfg.n_keys, mine, sizeof mine);
-  cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
-         "no key in common with %s any more (it holds %s, this node holds %s): closing the connection",
-         c->peer->nn.full, theirs, mine);
-  conn_down(c, "closed");
+static void reauth_start(cl_conn *c) {
+  if (c->state != C_UP) return;
+  cl_reauth_io io = ra_io(c);
+  cl_reauth_start(&c->ra, now_ms(c->t), &io);
 }
 
 static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
   cl_transport *t = c->t;
-  if (n < 1) return;
-  if (d[0] == 1 && n == 33) {
-    /* our own challenge sent back to us is a reflection, not the peer's */
-    if (c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
-      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s sent this node's own re-authentication back: closing the connection",
-             c->peer->nn.full);
-      conn_down(c, "closed");
-      return;
-    }
-    /* one offer at a time (each costs an HMAC per key and a reply), live for 1 s */
-    if (c->rs_live && now_ms(t) < c->rs_deadline_ms) return;
-    /* the peer lost our key: offer every key we hold */
-    c->rs_live = 1;
-    c->rs_deadline_ms = now_ms(t) + 1000;
-    memcpy(c->rs_nonce_r, d + 1, 32);
-    randombytes_buf(c->rs_nonce_o, 32);
-    c->rs_n = t->hs_cfg.n_keys;
-    memcpy(c->rs_offered, t->hs_cfg.keys, c->rs_n * sizeof *c->rs_offered);
-    uint8_t m[1 + 64 + 1 + CL_KEYRING_MAX * (32 + 1 + CL_FP_LEN)];
-    size_t w = 0;
-    m[w++] = 2;
-    memcpy(m + w, c->rs_nonce_r, 32);
-    memcpy(m + w + 32, c->rs_nonce_o, 32);
-    w += 64;
-    m[w++] = (uint8_t)c->rs_n;
-    for (size_t j = 0; j < c->rs_n; j++, w += 32)
-      cl_hs_reauth_proof(&c->rs_offered[j], "reauth-offer", c->sid, c->rs_nonce_r, c->rs_nonce_o, (uint8_t)j, m + w);
-    for (size_t j = 0; j < c->rs_n; j++) {
-      size_t l = strlen(c->rs_offered[j].fp);
-      m[w++] = (uint8_t)l;
-      memcpy(m + w, c->rs_offered[j].fp, l);
-      w += l;
-    }
-    conn_put(c, CL_T_REAUTH, 0, m, (uint32_t)w);
-    sodium_memzero(m, sizeof m);
+  cl_reauth_io io = ra_io(c);
+  cl_reauth_result res;
+  char mine[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
+  switch (cl_reauth_frame(&c->ra, d, n, now_ms(t), t->hs_cfg.keys, t->hs_cfg.n_keys, &io, &res)) {
+  case CL_RA_NOTHING:
     return;
-  }
-  if (d[0] == 2 && n >= 66 && c->ra_pending && sodium_memcmp(d + 1, c->ra_nonce, 32) == 0) {
-    const uint8_t *nonce_o = d + 33;
-    if (c->rs_live && sodium_memcmp(nonce_o, c->rs_nonce_o, 32) == 0) {
-      /* our own offer sent back to us: it proves nothing of the peer */
-      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s sent this node's own key offer back: closing the connection",
-             c->peer->nn.full);
-      conn_down(c, "closed");
-      return;
-    }
-    size_t k = d[65];
-    if (k == 0 || k > CL_KEYRING_MAX || n < 66 + 32 * k) return;
-    const uint8_t *proofs = d + 66;
-    /* their fingerprints, for the log if nothing matches */
-    char theirs[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1] = "";
-    size_t r = 66 + 32 * k, w = 0;
-    for (size_t j = 0; j < k && r < n; j++) {
-      size_t l = d[r++];
-      char fp[CL_FP_LEN + 1] = "";
-      if (l == CL_FP_LEN && r + l <= n) memcpy(fp, d + r, l);
-      r += l;
-      int q = snprintf(theirs + w, sizeof theirs - w, "%s%s", j ? ", " : "",
-                       cl_keyring_fp_valid(fp) ? fp : "(fingerprint pending)");
-      if (q > 0 && (size_t)q < sizeof theirs - w) w += (size_t)q;
-    }
-    size_t best_j = CL_KEYRING_MAX, best_i = 0;
-    for (size_t i = 0; i < t->hs_cfg.n_keys; i++) {
-      for (size_t j = 0; j < k; j++) {
-        uint8_t mac[32];
-        cl_hs_reauth_proof(&t->hs_cfg.keys[i], "reauth-offer", c->sid, c->ra_nonce, nonce_o, (uint8_t)j, mac);
-        int eq = sodium_memcmp(mac, proofs + 32 * j, 32) == 0;
-        if (eq && j < best_j) {
-          best_j = j;
-          best_i = i;
-        }
-      }
-    }
-    c->ra_pending = 0;
-    if (best_j == CL_KEYRING_MAX) {
-      uint8_t no = 4;
-      conn_put(c, CL_T_REAUTH, 0, &no, 1);
-      conn_flush(c);
-      reauth_no_key(c, theirs);
-      return;
-    }
-    uint8_t m[34];
-    m[0] = 3;
-    m[1] = (uint8_t)best_j;
-    cl_hs_reauth_proof(&t->hs_cfg.keys[best_i], "reauth-accept", c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, m + 2);
-    put_reauth(c, m, sizeof m);
-    if (c->encrypt) {
-      /* new session keys under the shared key: ours from right after this frame, the
-       * peer's from right after its DONE */
-      uint8_t i2r[32], r2i[32];
-      cl_hs_rekey(&t->hs_cfg.keys[best_i], c->sid, c->ra_nonce, nonce_o, (uint8_t)best_j, i2r, r2i);
-      memcpy(c->rx_next[c->n_rx_next++], r2i, 32);
-      c->rx_deadline_ms = now_ms(t) + 1000;
-      int bad = switch_tx(c, i2r);
-      sodium_memzero(i2r, 32);
-      sodium_memzero(r2i, 32);
-      if (bad) {
-        conn_down(c, "closed");
-        return;
-      }
-    }
-    c->key = t->hs_cfg.keys[best_i];
-    t->kst[best_i].hs++;
+  case CL_RA_REKEYED:
+    if (res.initiator)
+      t->kst[res.ring_index].hs++;
+    else
+      count_hs(t, c->ra.key.id);
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connection with %s re-authenticated under key %s", c->peer->nn.full,
-           key_fp(t, &c->key));
+           key_fp(t, &c->ra.key));
     return;
-  }
-  if (d[0] == 3 && n == 34 && c->rs_live && d[1] < c->rs_n) {
-    uint8_t mac[32];
-    cl_hs_reauth_proof(&c->rs_offered[d[1]], "reauth-accept", c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], mac);
-    int ok = sodium_memcmp(mac, d + 2, 32) == 0;
-    c->rs_live = 0;
-    if (!ok) {
-      cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "re-authentication of the connection with %s did not verify: closing it",
-             c->peer->nn.full);
-      conn_down(c, "closed");
-      return;
-    }
-    c->key = c->rs_offered[d[1]];
-    if (c->encrypt) {
-      /* the peer sends under the new key from right after its ACCEPT; we from right
-       * after our DONE */
-      uint8_t i2r[32], r2i[32], done = 5;
-      cl_hs_rekey(&c->key, c->sid, c->rs_nonce_r, c->rs_nonce_o, d[1], i2r, r2i);
-      memcpy(c->opener.rx.key, i2r, 32);
-      c->opener.rx.counter = 0;
-      put_reauth(c, &done, 1);
-      int bad = switch_tx(c, r2i);
-      sodium_memzero(i2r, 32);
-      sodium_memzero(r2i, 32);
-      if (bad) {
-        conn_down(c, "closed");
-        return;
-      }
-    }
-    count_hs(t, c->key.id);
-    sodium_memzero(c->rs_offered, sizeof c->rs_offered);
-    cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "connection with %s re-authenticated under key %s", c->peer->nn.full,
-           key_fp(t, &c->key));
-    return;
-  }
-  if (d[0] == 5 && n == 1 && c->n_rx_next > 0) {
-    /* the peer's DONE: it sends under the new key from the next record */
-    memcpy(c->opener.rx.key, c->rx_next[0], 32);
-    c->opener.rx.counter = 0;
-    c->n_rx_next--;
-    memmove(c->rx_next[0], c->rx_next[1], (size_t)c->n_rx_next * 32);
-    sodium_memzero(c->rx_next[c->n_rx_next], 32);
-    return;
-  }
-  if (d[0] == 4 && n == 1 && c->rs_live) {
-    c->rs_live = 0;
-    char mine[CL_KEYRING_MAX * (CL_FP_LEN + 2) + 1];
+  case CL_RA_FAIL_REFLECTED_CHALLENGE:
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s sent this node's own re-authentication back: closing the connection",
+           c->peer->nn.full);
+    break;
+  case CL_RA_FAIL_REFLECTED_OFFER:
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s sent this node's own key offer back: closing the connection",
+           c->peer->nn.full);
+    break;
+  case CL_RA_FAIL_NO_COMMON_KEY:
+    cl_hs_fp_list(t->hs_cfg.keys, t->hs_cfg.n_keys, mine, sizeof mine);
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
+           "no key in common with %s any more (it holds %s, this node holds %s): closing the connection",
+           c->peer->nn.full, res.theirs, mine);
+    break;
+  case CL_RA_FAIL_PEER_HAS_NONE:
     cl_hs_fp_list(t->hs_cfg.keys, t->hs_cfg.n_keys, mine, sizeof mine);
     cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
            "%s holds none of this node's keys (%s) any more: closing the connection (its log names its keys)",
            c->peer->nn.full, mine);
-    conn_down(c, "closed");
+    break;
+  case CL_RA_FAIL_BAD_PROOF:
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "re-authentication of the connection with %s did not verify: closing it",
+           c->peer->nn.full);
+    break;
+  case CL_RA_FAIL_NO_MEMORY:
+    break;
   }
+  conn_down(c, "closed");
 }
 
 int cl_transport_set_keys(cl_transport *t, const cl_transport_key *keys, size_t n, char *err, size_t errlen) {
@@ -2280,7 +2132,7 @@ int cl_transport_set_keys(cl_transport *t, const cl_transport_key *keys, size_t 
   }
   sodium_memzero(nk, sizeof nk);
   for (cl_conn *c = t->conns; c; c = c->next)
-    if (c->state == C_UP && c->installed && key_index(t, c->key.id) < 0) reauth_start(c);
+    if (c->state == C_UP && c->installed && key_index(t, c->ra.key.id) < 0) reauth_start(c);
   return 0;
 }
 
@@ -2299,7 +2151,7 @@ size_t cl_transport_key_stats(const cl_transport *t, cl_transport_key_stat *out,
     out[i].handshakes = t->kst[i].hs;
     out[i].auth_failures = t->kst[i].fail;
     for (const cl_peer *p = t->peers; p; p = p->next)
-      if (p->conn && p->conn->state == C_UP && p->conn->key.id == k->id) out[i].connections++;
+      if (p->conn && p->conn->state == C_UP && p->conn->ra.key.id == k->id) out[i].connections++;
   }
   return t->hs_cfg.n_keys;
 }

@@ -19,6 +19,8 @@
 
 enum { CH_LUA_DATA = 2 }; /* the channel dataplane.c uses */
 
+static cl_dp *D; /* the data plane under test */
+
 /* ---- what the data plane reported ---- */
 
 static struct {
@@ -79,7 +81,7 @@ static int tcp_pair(int *a, int *b) {
 static cl_dp_conn *adopt(int fd) {
   cl_data_conn dc = {.name = "peer@127.0.0.1:1", .incarnation = 1, .fd = fd, .encrypt = 0};
   char err[256];
-  return cl_dp_adopt(&dc, 1u << 20, 1u << 20, err, sizeof err);
+  return cl_dp_adopt(D, &dc, 1u << 20, 1u << 20, err, sizeof err);
 }
 
 /* frames of a DATA message each, concatenated */
@@ -93,7 +95,7 @@ static int got(void *n) { return seen.n >= *(int *)n; }
 /* every connection handed to the data plane is closed and its close callback has run */
 static int all_freed(void *ud) {
   (void)ud;
-  return cl_dp_conns_open() == 0;
+  return cl_dp_conns_open(D) == 0;
 }
 static int is_closed(void *ud) {
   (void)ud;
@@ -116,9 +118,9 @@ static int t_spin_reads_in_order(void) {
   int a, b;
   CHECK(tcp_pair(&a, &b) == 0, "no loopback pair");
   reset_seen(b);
-  cl_dp_set_spin_us(300000);
+  cl_dp_set_spin_us(D, 300000);
   cl_dp_stats before;
-  cl_dp_stats_get(&before);
+  cl_dp_stats_get(D, &before);
   cl_dp_conn *c = adopt(a);
   CHECK(c, "adopt failed");
 
@@ -138,7 +140,7 @@ static int t_spin_reads_in_order(void) {
   CHECK(!strcmp(seen.msgs[0], "one") && !strcmp(seen.msgs[1], "two") && !strcmp(seen.msgs[2], "three"),
         "out of order: %s, %s, %s", seen.msgs[0], seen.msgs[1], seen.msgs[2]);
   cl_dp_stats after;
-  cl_dp_stats_get(&after);
+  cl_dp_stats_get(D, &after);
   CHECK(after.spin_reads > before.spin_reads, "the spin never read the connection itself");
   CHECK(after.msgs_in - before.msgs_in == 3, "msgs_in counted %llu, expected 3",
         (unsigned long long)(after.msgs_in - before.msgs_in));
@@ -159,9 +161,9 @@ static int run_to_close(const cl_tbuf *first, const cl_tbuf *then, int shut) {
   int a, b;
   CHECK(tcp_pair(&a, &b) == 0, "no loopback pair");
   reset_seen(b);
-  cl_dp_set_spin_us(300000);
+  cl_dp_set_spin_us(D, 300000);
   cl_dp_stats before, after;
-  cl_dp_stats_get(&before);
+  cl_dp_stats_get(D, &before);
   CHECK(adopt(a), "adopt failed"); /* freed by the data plane once reported closed */
   seen.on_first = (const char *)then->p;
   seen.on_first_len = then->len;
@@ -172,7 +174,7 @@ static int run_to_close(const cl_tbuf *first, const cl_tbuf *then, int shut) {
   close(b);
   CHECK(closed, "the connection was not reported closed");
   CHECK(seen.closed == 1, "reported closed %d times", seen.closed);
-  cl_dp_stats_get(&after);
+  cl_dp_stats_get(D, &after);
   CHECK(after.spin_reads > before.spin_reads, "the spin never read the connection itself");
   return 0;
 }
@@ -225,7 +227,7 @@ static int t_spin_reads_two_connections(void) {
   int a1, b1, a2, b2;
   CHECK(tcp_pair(&a1, &b1) == 0 && tcp_pair(&a2, &b2) == 0, "no loopback pairs");
   reset_seen(b1);
-  cl_dp_set_spin_us(300000);
+  cl_dp_set_spin_us(D, 300000);
   cl_dp_conn *c1 = adopt(a1), *c2 = adopt(a2);
   CHECK(c1 && c2, "adopt failed");
   cl_tbuf x1 = {0}, y1 = {0}, x2 = {0}, y2 = {0};
@@ -239,12 +241,12 @@ static int t_spin_reads_two_connections(void) {
   CHECK(write(b2, y1.p, y1.len) == (ssize_t)y1.len, "peer write failed");
   CHECK(run_until(got, &two, 2000), "y1 not delivered");
   cl_dp_stats before;
-  cl_dp_stats_get(&before);
+  cl_dp_stats_get(D, &before);
   CHECK(write(b1, x2.p, x2.len) == (ssize_t)x2.len && write(b2, y2.p, y2.len) == (ssize_t)y2.len,
         "peer write failed");
   CHECK(run_until(got, &four, 2000), "only %d of 4 messages delivered", seen.n);
   cl_dp_stats after;
-  cl_dp_stats_get(&after);
+  cl_dp_stats_get(D, &after);
   CHECK(after.spin_reads - before.spin_reads >= 2, "the spin read %llu times, expected both connections",
         (unsigned long long)(after.spin_reads - before.spin_reads));
   CHECK(index_of("x1") < index_of("x2") && index_of("y1") < index_of("y2") && index_of("x1") >= 0 &&
@@ -274,7 +276,7 @@ static int t_reauth_unanswered(void) {
   CHECK(c, "adopt failed");
   static const char ring[] = "a-key-this-connection-never-used\n";
   uint64_t t0 = uv_now(L);
-  cl_dp_set_keyring((const uint8_t *)ring, sizeof ring - 1);
+  cl_dp_set_keyring(D, (const uint8_t *)ring, sizeof ring - 1);
   int closed = run_until(is_closed, NULL, 3000);
   uint64_t dt = uv_now(L) - t0;
   char buf[256];
@@ -291,7 +293,8 @@ int main(void) {
   cl_log_set_level(CL_LOG_WARN);
   L = uv_default_loop();
   cl_dp_callbacks cb = {.message = on_message, .closed = on_closed, .ud = NULL};
-  cl_dp_init(L, &cb);
+  D = cl_dp_new(L, &cb, NULL);
+  if (!D) return 1;
   run_case("dataplane: the spin reads the hot connection, frames in order, a split frame joined",
            t_spin_reads_in_order);
   run_case("dataplane: two connections that brought data are both read by the spin, each in order",
@@ -303,7 +306,7 @@ int main(void) {
   /* last: it leaves the data plane with a keyring */
   run_case("dataplane: a re-authentication the peer never answers closes the connection within 1 s",
            t_reauth_unanswered);
-  cl_dp_shutdown();
+  cl_dp_shutdown(D);
   uv_run(L, UV_RUN_DEFAULT);
   uv_loop_close(L);
   return harness_exit();

@@ -214,8 +214,12 @@ return { node_down = function(n, r) out("node_down", n, r) end,
   end)
 
   it("send: ENOBUFS towards a stopped peer, E2BIG over max_frame, and a message just under it passes", function()
+    -- node1 fills its queue once node2 is stopped: the spec says so with this file
+    local stopped = os.tmpname()
+    os.remove(stopped)
+    finally(function() os.remove(stopped) end)
     c = cluster.new { n = 2, extra = [[transport = { timeout_ms = 20000, send_queue_max = 1048576, max_frame = 1048576 },]],
-      hooks = cluster.HOOKS_PRELUDE .. [[
+      hooks = cluster.HOOKS_PRELUDE .. ("local STOPPED = %q\n"):format(stopped) .. [[
 local got = 0
 cl.handle("big", function(v) out("big_received", #v) end)
 cl.handle("fill", function() got = got + 1 end)
@@ -226,7 +230,13 @@ return { node_up = function(n)
   assert(cl.send(n, "big", ("x"):rep(1048576 - 64)))
   local _, err = cl.send(n, "big", ("x"):rep(1048576 + 1))
   out("over", tostring(err):match "^[%u%d]+")
-  cl.sleep(1500) -- the spec stops node2 meanwhile
+  -- until the spec has stopped node2 (bounded: 10 s)
+  local uv = require "uv"
+  for _ = 1, 1000 do
+    if uv.fs_stat(STOPPED) then break end
+    cl.sleep(10)
+  end
+  out("saw_stopped", tostring(uv.fs_stat(STOPPED) ~= nil))
   local chunk = ("y"):rep(4096)
   for i = 1, 200000 do
     local ok, e = cl.send(n, "fill", chunk)
@@ -241,6 +251,8 @@ end }
     assert.truthy(c.nodes[2]:wait_for_line("EVENT big_received " .. (1048576 - 64), 5000))
     assert.truthy(c.nodes[1]:wait_for_line("EVENT over E2BIG", 5000))
     c.nodes[2]:kill "sigstop"
+    cluster.write(stopped, "")
+    assert.truthy(c.nodes[1]:wait_for_line("EVENT saw_stopped true", 15000), c:outputs())
     assert.truthy(c.nodes[1]:wait_for_line("EVENT full ENOBUFS %d+", 15000))
     c.nodes[2]:kill "sigcont"
     assert.is_nil(c.nodes[1]:find_line "EVENT node_down")

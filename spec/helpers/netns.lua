@@ -2,8 +2,7 @@
 -- only its loopback up (nothing in it can reach the host or leave the machine).
 --
 --   local netns = require "helpers.netns"
---   local reason = netns.why_skip()            -- nil, or why this machine cannot
---   local ns = netns.loopback { multicast = true }
+--   local ns = netns.scratch { multicast = true } -- fails the test, naming why, if it cannot
 --   finally(function() netns.del(ns) end)
 --   proc.start(netns.ip, netns.exec_args(ns, proc.bin, { "x.lua" }))
 local uv = require "uv"
@@ -27,6 +26,24 @@ function M.why_skip(opts)
     ok, code = pcall(proc.run, "iptables", { "--version" }, { timeout = 5000 })
     if not ok or code ~= 0 then return "no iptables" end
   end
+end
+
+--- require([opts]): raises (failing the test, never skipping it) when this machine
+-- cannot run network namespaces, naming why. The set-up (make deps) installs iproute2
+-- and iptables, and the suite runs as root, so this is a broken machine, not a choice.
+function M.require(opts, level)
+  local reason = M.why_skip(opts)
+  if reason then
+    error(("network namespaces are needed and unavailable: %s (make deps installs iproute2%s; "
+      .. "the suite runs as root)"):format(reason, opts and opts.iptables and " and iptables" or ""), (level or 1) + 1)
+  end
+end
+
+--- scratch([opts]) -> ns: require(opts), then loopback(opts): the namespace a test
+-- runs its processes in (the test deletes it in its one finally: netns.del(ns))
+function M.scratch(opts)
+  M.require(opts, 2) -- the error names the spec's line
+  return M.loopback(opts)
 end
 
 --- run(args) -> ok, output, code: `ip args...`
@@ -53,8 +70,9 @@ function M.name(prefix)
   return ("%s-%d-%d"):format(prefix or "clusterlua-spec", uv.os_getpid(), math.random(1e6))
 end
 
---- loopback([opts]) -> ns: a new namespace (opts.name, or a fresh name) whose loopback is
--- up; opts.multicast adds the multicast route to it. Raises if `ip` fails.
+--- loopback([opts]) -> ns: a new namespace (opts.name, or a fresh name from opts.prefix)
+-- whose loopback is up; opts.multicast adds the multicast route to it. Raises if `ip`
+-- fails, the half-made namespace deleted first (the caller has nothing to clean).
 function M.loopback(opts)
   opts = opts or {}
   local ns = opts.name or M.name(opts.prefix)
@@ -64,7 +82,10 @@ function M.loopback(opts)
     opts.multicast and { "-n", ns, "route", "add", "224.0.0.0/4", "dev", "lo" } or nil,
   } do
     local ok, out = M.run(args)
-    if not ok then error(("ip %s: %s"):format(table.concat(args, " "), out), 2) end
+    if not ok then
+      M.del(ns)
+      error(("ip %s: %s"):format(table.concat(args, " "), out), 2)
+    end
   end
   return ns
 end

@@ -4,8 +4,8 @@
 -- added to the root namespace and no namespace has a route off its /24 (nothing can
 -- leave the machine). Partitions are iptables DROP rules inside the node namespaces.
 --
--- Needs root and `ip netns`. Under `make test` it is skipped (with the reason printed)
--- when they are missing; `make test-netns` (RELI_REQUIRE_NETNS=1) fails instead.
+-- Needs root, `ip netns` and iptables (make deps installs them); without them it fails,
+-- naming what is missing, under `make test` and `make test-netns` alike.
 local uv = require "uv"
 local cjson = require "cjson.safe"
 local proc = require "helpers.proc"
@@ -37,13 +37,7 @@ end
 
 describe("partitions across network namespaces", function()
   it("5 nodes: isolated master, 2|3 split, one-way loss, ring; no split brain, nothing acknowledged lost", function()
-    local reason = netns.why_skip { iptables = true }
-    if reason then
-      if os.getenv "RELI_REQUIRE_NETNS" then error("netns partition spec cannot run: " .. reason) end
-      print("netns_partition_spec skipped: " .. reason)
-      pending("skipped: " .. reason)
-      return
-    end
+    netns.require { iptables = true }
     remove_stale()
     local seed = lib.seed
     math.randomseed(seed)

@@ -1,6 +1,6 @@
 -- UDP multicast between two clusterlua processes inside a network namespace this
 -- spec creates (multicast never leaves the machine: the namespace has only lo).
--- Needs root and `ip netns`; without them it is skipped with the reason printed.
+-- Needs root and `ip netns` (make deps installs iproute2); without them it fails, naming why.
 local uv = require "uv"
 local async = require "clusterlua.async"
 local proc = require "helpers.proc"
@@ -47,21 +47,14 @@ end)
 
 describe("UDP multicast in a network namespace", function()
   it("reaches a receiver in another process", function()
-    local reason = netns.why_skip()
-    if reason then
-      print("netns_spec skipped: " .. reason)
-      pending("skipped: " .. reason)
-      return
-    end
     math.randomseed(uv.hrtime())
-    local ns = netns.name "cltest"
+    local ns = netns.scratch { prefix = "cltest", multicast = true }
     local dir = proc.tmpdir()
     finally(function()
       proc.kill_all()
       netns.del(ns)
       proc.rmtree(dir)
     end)
-    netns.loopback { name = ns, multicast = true }
 
     local recv = proc.write(dir .. "/receiver.lua", RECEIVER)
     local send = proc.write(dir .. "/sender.lua", SENDER)
@@ -80,14 +73,9 @@ describe("UDP multicast in a network namespace", function()
   end)
 
   it("is isolated: the host does not see the namespace's multicast", function()
-    local reason = netns.why_skip()
-    if reason then
-      pending("skipped: " .. reason)
-      return
-    end
     -- a receiver on the host's loopback for the same group hears nothing while a
     -- sender inside a fresh namespace sends
-    local ns = netns.name "cltest"
+    local ns = netns.scratch { prefix = "cltest", multicast = true }
     local dir = proc.tmpdir()
     local u = uv.new_udp()
     finally(function()
@@ -96,7 +84,6 @@ describe("UDP multicast in a network namespace", function()
       netns.del(ns)
       proc.rmtree(dir)
     end)
-    netns.loopback { name = ns, multicast = true }
     local port, group = 40000 + math.random(20000), "239.255.77.2"
     -- bound to the group address, not 0.0.0.0: the host side listens on nothing else
     assert(u:bind(group, port, { reuseaddr = true }))

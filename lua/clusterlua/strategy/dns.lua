@@ -12,6 +12,7 @@
 --     resolver briefly serving a stale zone, must not take the cluster apart.
 -- With family "any", an error on either A or AAAA is an error for the whole poll: an
 -- AAAA timeout must not drop the nodes only AAAA would have listed.
+local check = require "clusterlua.check"
 local names = require "clusterlua.names"
 
 local M = {}
@@ -22,27 +23,8 @@ M.defaults = { port = names.default_port, interval = 5000, family = "any" }
 local common = {}
 M._common = common
 
-function common.check_keys(config, keys)
-  if type(config) ~= "table" then return nil, "expected a table" end
-  for k in pairs(config) do
-    if not keys[k] then
-      local l = {}
-      for a in pairs(keys) do l[#l + 1] = a end
-      table.sort(l)
-      return nil, ("%s: unknown key (expected one of: %s)"):format(tostring(k), table.concat(l, ", "))
-    end
-  end
-  return true
-end
-
-function common.check_int(config, key, min, max, what)
-  local v = config[key]
-  if v == nil then return true end
-  if type(v) ~= "number" or v % 1 ~= 0 or v < min or (max and v > max) then
-    return nil, ("%s: expected %s, got %s"):format(key, what, type(v) == "string" and ("%q"):format(v) or tostring(v))
-  end
-  return true
-end
+common.check_keys = check.config_keys
+common.check_int = check.config_int
 
 function common.check_common(config)
   if type(config.query) ~= "string" or not config.query:match "^[%w_%-%.]+$" or config.query:match "%.%." then

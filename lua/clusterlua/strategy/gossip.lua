@@ -18,6 +18,7 @@
 -- (heartbeats, re-dialling) decides whether it is up. A lost packet or two therefore
 -- never disconnects anyone.
 local uv = require "uv"
+local check = require "clusterlua.check"
 local names = require "clusterlua.names"
 
 local M = {}
@@ -47,26 +48,12 @@ local function show(v)
   return tostring(v)
 end
 
-local function int(config, key, min, max, what)
-  local v = config[key]
-  if v == nil then return true end
-  if type(v) ~= "number" or v % 1 ~= 0 or v < min or (max and v > max) then
-    return nil, ("%s: expected %s, got %s"):format(key, what, show(v))
-  end
-  return true
-end
+local int = check.config_int
 
 function M.validate(config)
-  if type(config) ~= "table" then return nil, "expected a table" end
-  for k in pairs(config) do
-    if not KEYS[k] then
-      local l = {}
-      for a in pairs(KEYS) do l[#l + 1] = a end
-      table.sort(l)
-      return nil, ("%s: unknown key (expected one of: %s)"):format(tostring(k), table.concat(l, ", "))
-    end
-  end
-  local ok, err = int(config, "port", 1, 65535, "a port number 1..65535")
+  local ok, err = check.config_keys(config, KEYS)
+  if not ok then return nil, err end
+  ok, err = int(config, "port", 1, 65535, "a port number 1..65535")
   if not ok then return nil, err end
   ok, err = int(config, "ttl", 0, 255, "an integer 0..255")
   if not ok then return nil, err end

@@ -6,6 +6,7 @@
 -- A file that cannot be read or has a bad line is a failed discovery: the last good set
 -- stays declared and the error is reported; only a good read that no longer lists a
 -- node removes it.
+local check = require "clusterlua.check"
 local names = require "clusterlua.names"
 
 local M = {}
@@ -14,34 +15,16 @@ M.defaults = { poll_interval = 5000, debounce = 100 }
 
 local KEYS = { path = true, poll_interval = true, debounce = true }
 
-local function keylist()
-  local l = {}
-  for k in pairs(KEYS) do l[#l + 1] = k end
-  table.sort(l)
-  return table.concat(l, ", ")
-end
-
-local function positive_int(config, key, min)
-  local v = config[key]
-  if v == nil then return true end
-  if type(v) ~= "number" or v % 1 ~= 0 or v < min then
-    return nil, ("%s: expected an integer >= %d (milliseconds), got %s"):format(key, min, tostring(v))
-  end
-  return true
-end
-
 function M.validate(config)
-  if type(config) ~= "table" then return nil, "expected a table" end
-  for k in pairs(config) do
-    if not KEYS[k] then return nil, ("%s: unknown key (expected one of: %s)"):format(tostring(k), keylist()) end
-  end
+  local ok, err = check.config_keys(config, KEYS)
+  if not ok then return nil, err end
   if type(config.path) ~= "string" or config.path == "" then
     return nil, "path: expected the path of a file of node names, got " .. (config.path == nil and "nothing" or
       ("%q"):format(tostring(config.path)))
   end
-  local ok, err = positive_int(config, "poll_interval", 100)
+  ok, err = check.config_int(config, "poll_interval", 100, nil, "an integer >= 100 (milliseconds)")
   if not ok then return nil, err end
-  ok, err = positive_int(config, "debounce", 0)
+  ok, err = check.config_int(config, "debounce", 0, nil, "an integer >= 0 (milliseconds)")
   if not ok then return nil, err end
   return true
 end
