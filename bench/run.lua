@@ -1068,6 +1068,8 @@ end
 -- and SIGSTOP of a non-master, non-seed node (SCALE_TRIALS each, every survivor's
 -- node_down; the victim stays dead); kill -9 of the master (clusterlua).
 local SCALE_SIZES = SIZES or { 100, 300, 1000 }
+-- the scale sizes run in a full run, and in QUICK only when --sizes names them
+local SCALE_ON = not QUICK or SIZES ~= nil
 local SCALE_TRIALS = QUICK and 1 or 3
 local SCALE_WINDOW = WINDOW or (QUICK and 10 or 60)
 local SCALE_HOOKS = ROOT .. "/spec/fixtures/stamp_hooks.lua"
@@ -1145,7 +1147,7 @@ end
 -- committed state) and master[i] = { t, name } (its latest master_changed)
 local SCL = {}
 SCL.__index = SCL
-local function new_scl(n)
+local function new_scl(n, all_hosts)
   local c = setmetatable({ n = n, dir = tmpdir "scale", short = {}, names = {}, addr = {}, procs = {}, seen = {},
     nup = {}, count = {}, members = {}, master = {}, off = {}, partial = {}, downs = 0 }, SCL)
   c.block = scale_block(n, 2)
@@ -1156,8 +1158,10 @@ local function new_scl(n)
     c.names[i] = ("node%d@%s:%d"):format(i, c.addr[i], c.port)
     c.seen[i], c.nup[i], c.count[i], c.members[i] = { node_up = {}, node_down = {} }, 0, 0, {}
   end
+  -- 3 seeds (row 12), or every node listed (row 11 at these sizes, as row 10 lists them)
   local seeds, imn = {}, {}
-  for i = 1, math.min(3, n) do seeds[i] = ("%q"):format(c.names[i]); imn[i] = ("%q"):format(c.short[i]) end
+  for i = 1, all_hosts and n or math.min(3, n) do seeds[i] = ("%q"):format(c.names[i]) end
+  for i = 1, math.min(3, n) do imn[i] = ("%q"):format(c.short[i]) end
   uv.fs_mkdir(c.dir .. "/stamps", 448)
   c.topology = write(c.dir .. "/topology.lua", ([[
 return {
@@ -1261,29 +1265,11 @@ local function pump_every(sys, every_ms, pred, ms)
   return ok
 end
 
-local function scale_size(label, key, sys, n)
-  local every = n >= 300 and 200 or 50
-  local sfx = "." .. n
-  log("%s: %d nodes: start until every node sees all %d", label, n, n)
-  local t0 = now_us()
-  sys:start_all()
-  local bound = 60000 + n * 300
-  local formed
-  pump_every(sys, every, function() formed = sys:formed(); return formed ~= nil end, bound)
-  if not formed then
-    local exited = 0
-    for i = 1, n do if sys.procs[i].exited then exited = exited + 1 end end
-    log("%s: %d nodes did not form within %g s (%d exited)", label, n, bound / 1000, exited)
-    add(key .. ".form" .. sfx, false)
-    note(key .. ".form" .. sfx, ("did not form within %g s%s"):format(bound / 1000,
-      exited > 0 and (", " .. exited .. " exited") or ""))
-    sys:stop()
-    return
-  end
-  add(key .. ".form" .. sfx, (formed - t0) / 1000)
-  log("%s: %d nodes formed in %.2f s; %d s at rest", label, n, (formed - t0) / 1e6, SCALE_WINDOW)
-  -- the window: nobody is killed, so every node_down is false; the idle cost over it
-  local all = others(n, nil)
+-- `secs` seconds with nothing done to the nodes: per node, CPU and wake-ups per second,
+-- bytes sent per second (clusterlua: its own counters), RssAnon at the end, added as
+-- key.cpu.N, .wake.N, .bytes.N, .anon.N. Returns the node_down events seen meanwhile
+-- and how many nodes exited.
+local function idle_window(sys, n, key, sfx, secs_want)
   local downs0 = sys.downs
   local before = {}
   for i = 1, n do before[i] = { proc_cost(sys.procs[i].pid) } end
@@ -1293,7 +1279,7 @@ local function scale_size(label, key, sys, n)
     for i = 1, n do bytes0[i] = cl_bytes_out(m[i]) end
   end
   local tw = now_us()
-  pump_every(sys, 1000, function() return now_us() - tw >= SCALE_WINDOW * 1e6 end, SCALE_WINDOW * 1000 + 5000)
+  pump_every(sys, 1000, function() return now_us() - tw >= secs_want * 1e6 end, secs_want * 1000 + 5000)
   local secs = (now_us() - tw) / 1e6
   local bytes1 = {}
   if sys.admin_port then
@@ -1316,9 +1302,35 @@ local function scale_size(label, key, sys, n)
     end
   end
   if not sys.admin_port then note(("%s.bytes%s"):format(key, sfx), "no counter of its own") end
-  add(key .. ".false" .. sfx, sys.downs - downs0)
-  if exited > 0 then note(key .. ".false" .. sfx, ("%d false, %d exited"):format(sys.downs - downs0, exited)) end
-  log("%s: %d nodes: %d false node_down, %d exited in %d s", label, n, sys.downs - downs0, exited, SCALE_WINDOW)
+  return sys.downs - downs0, exited
+end
+
+local function scale_size(label, key, sys, n)
+  local every = n >= 300 and 200 or 50
+  local sfx = "." .. n
+  log("%s: %d nodes: start until every node sees all %d", label, n, n)
+  local t0 = now_us()
+  sys:start_all()
+  local bound = 60000 + n * 300
+  local formed
+  pump_every(sys, every, function() formed = sys:formed(); return formed ~= nil end, bound)
+  if not formed then
+    local exited = 0
+    for i = 1, n do if sys.procs[i].exited then exited = exited + 1 end end
+    log("%s: %d nodes did not form within %g s (%d exited)", label, n, bound / 1000, exited)
+    add(key .. ".form" .. sfx, false)
+    note(key .. ".form" .. sfx, ("did not form within %g s%s"):format(bound / 1000,
+      exited > 0 and (", " .. exited .. " exited") or ""))
+    sys:stop()
+    return
+  end
+  add(key .. ".form" .. sfx, (formed - t0) / 1000)
+  log("%s: %d nodes formed in %.2f s; %d s at rest", label, n, (formed - t0) / 1e6, SCALE_WINDOW)
+  -- the window: nobody is killed, so every node_down is false; the idle cost over it
+  local downs, exited = idle_window(sys, n, key, sfx, SCALE_WINDOW)
+  add(key .. ".false" .. sfx, downs)
+  if exited > 0 then note(key .. ".false" .. sfx, ("%d false, %d exited"):format(downs, exited)) end
+  log("%s: %d nodes: %d false node_down, %d exited in %d s", label, n, downs, exited, SCALE_WINDOW)
   -- kill -9, then SIGSTOP, of a node that is neither a seed nor the master
   local dead = {}
   local function survivors()
@@ -1386,6 +1398,34 @@ local function scale_size(label, key, sys, n)
 end
 function SCL:index_of(full)
   for i, nm in ipairs(self.names) do if nm == full then return i end end
+end
+
+-- row 11 at the sizes of row 12: clusterlua with a static list of all N (as rows 10 and
+-- 11 start it), Serf as its users start it; 3 s to settle after forming, then the idle
+-- window (60 s, QUICK 10 s; not --window)
+local function idle_scale_rows(have_serf)
+  for _, n in ipairs(SCALE_SIZES) do
+    for _, sysdef in ipairs { { "clusterlua", "r11.cl", function() return new_scl(n, true) end },
+      { "serf", "r11.serf", have_serf and function() return new_serf(n, { block = scale_block(n, 2) }) end } } do
+      local label, key, make = sysdef[1], sysdef[2], sysdef[3]
+      if make then
+        local sys = make()
+        log("%s: %d nodes at rest for %d s: CPU, wake-ups, bytes, RssAnon", label, n, IDLE_S)
+        sys:start_all()
+        local formed
+        pump_every(sys, n >= 300 and 200 or 50, function() formed = sys:formed(); return formed ~= nil end,
+          60000 + n * 300)
+        if formed then
+          sleep(3000)
+          idle_window(sys, n, key, "." .. n, IDLE_S)
+        else
+          log("%s: %d nodes did not see each other", label, n)
+          note(("%s.cpu.%d"):format(key, n), "did not form")
+        end
+        sys:stop()
+      end
+    end
+  end
 end
 
 local function scale_rows(have_serf)
@@ -1545,7 +1585,19 @@ local ROWS = {
 local function le_max(text, limit)
   return { text, function(s) return s.max <= limit end }
 end
-for _, n in ipairs(SCALE_SIZES) do
+for _, n in ipairs(SCALE_ON and SCALE_SIZES or {}) do
+  for _, r in ipairs {
+    { "idle CPU per node at rest, %d nodes (utime + stime per second)", "ms/s", "cpu" },
+    { "idle wake-ups per node at rest, %d nodes (voluntary context switches)", "/s", "wake" },
+    { "idle bytes sent per node at rest, %d nodes (its own counters)", "B/s", "bytes" },
+    { "idle memory per node at rest, %d nodes (RssAnon)", "MiB", "anon" },
+  } do
+    local ck, sk = ("r11.cl.%s.%d"):format(r[3], n), ("r11.serf.%s.%d"):format(r[3], n)
+    ROWS[#ROWS + 1] = { 11, r[1]:format(n), r[2], true, cl = ck,
+      target = r[3] == "bytes" and { "—", nil } or no_more_than(sk), peers = { { "Serf", sk } } }
+  end
+end
+for _, n in ipairs(SCALE_ON and SCALE_SIZES or {}) do
   local k = function(sys, m) return ("r12.%s.%s.%d"):format(sys, m, n) end
   local serf = function(m, what) return { { what or "Serf", k("serf", m) } } end
   for _, r in ipairs {
@@ -1665,14 +1717,10 @@ local function main()
         for _, m in ipairs { "cpu", "wake", "anon" } do note(("r11.serf.%s.%d"):format(m, n), "unavailable") end
       end
     end
+    -- and at row 12's sizes (100, 300, 1000 or --sizes); QUICK only with --sizes
+    if SCALE_ON then idle_scale_rows(have_serf) end
   end
-  if want(12) then
-    if QUICK and not SIZES then
-      for _, n in ipairs(SCALE_SIZES) do note(("r12.cl.form.%d"):format(n), "skipped (QUICK without --sizes)") end
-    else
-      scale_rows(have_serf)
-    end
-  end
+  if want(12) and SCALE_ON then scale_rows(have_serf) end
   if want(10) then
     if QUICK then
       note("r10.cl", "skipped (QUICK)")
