@@ -84,7 +84,7 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
     if c then c:cleanup() end
   end)
 
-  -- every survivor that is not `skip` satisfies ok(i)
+  -- every node of list satisfies ok(i)
   local function every(list, ok)
     for _, i in ipairs(list) do
       if not ok(i) then return false end
@@ -161,6 +161,8 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
       end
       med = median(conns)
       if med < MAX_CONNECTIONS then break end
+      -- the pace of the rounds (one a second), not a wait for something: the loop's
+      -- condition is the median itself, bounded by SETTLE_MS
       c:wait(function() return false end, 1000)
     until us() >= deadline
     table.sort(conns)
