@@ -1281,6 +1281,7 @@ local function idle_window(sys, n, key, sfx, secs_want)
   local tw = now_us()
   pump_every(sys, 1000, function() return now_us() - tw >= secs_want * 1e6 end, secs_want * 1000 + 5000)
   local secs = (now_us() - tw) / 1e6
+  sys:poll() -- the stamps of the window's last moments
   local bytes1 = {}
   if sys.admin_port then
     local m = get_all(sys.addr, sys.admin_port, "/metrics")
