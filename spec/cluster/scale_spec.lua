@@ -28,7 +28,7 @@ local STRICT = os.getenv "CL_SCALE_STRICT" == "1"
 -- at rest must stay below it whatever N. A node needs connections for detection (a few
 -- watched and watching peers), to the master and among the voting nodes
 -- (election.max_voting_nodes, 5); messages and RPC open connections on demand and close
--- them when idle. 32 leaves room for all of that; a full mesh crosses it at 34 nodes.
+-- them when idle. 32 leaves room for all of that; a full mesh reaches it at 33 nodes.
 local MAX_CONNECTIONS = 32
 
 -- Bounds, in ms, from N and the defaults; SLOW = 3 under AddressSanitizer.
