@@ -702,7 +702,7 @@ local SERF_PACE_MS = 20
 local scale_addr -- defined with row 12
 local function new_serf(n, opts)
   local s = setmetatable({ n = n, short = {}, addr = {}, bind = {}, rpc = {}, procs = {}, seen = {}, self_up = {},
-    nup = {}, formed_n = 0, downs = 0 }, SERF)
+    nup = {}, formed_n = 0, downs = 0, down_log = {} }, SERF)
   for i = 1, n do
     s.short[i] = "s" .. i
     if opts and opts.block then
@@ -742,7 +742,10 @@ function SERF:start(i)
       return
     end
     if ev == "MemberJoin" then ev = "node_up" elseif ev == "MemberFailed" then ev = "node_down" else return end
-    if ev == "node_down" then self.downs = self.downs + 1 end
+    if ev == "node_down" then
+      self.downs = self.downs + 1
+      self.down_log[#self.down_log + 1] = ("%s saw %s failed"):format(self.short[i], who)
+    end
     if not self.seen[i][ev][who] then
       self.seen[i][ev][who] = t
       if ev == "node_up" then
@@ -1149,7 +1152,7 @@ local SCL = {}
 SCL.__index = SCL
 local function new_scl(n, all_hosts)
   local c = setmetatable({ n = n, dir = tmpdir "scale", short = {}, names = {}, addr = {}, procs = {}, seen = {},
-    nup = {}, count = {}, members = {}, master = {}, off = {}, partial = {}, downs = 0 }, SCL)
+    nup = {}, count = {}, members = {}, master = {}, off = {}, partial = {}, downs = 0, down_log = {} }, SCL)
   c.block = scale_block(n, 2)
   c.port, c.admin_port = c.block.port, c.block.port + 1
   for i = 1, n do
@@ -1200,7 +1203,10 @@ function SCL:poll()
         t = tonumber(t)
         local who = a1 and (a1:match "^([^@]+)@" or a1)
         if ev == "node_up" or ev == "node_down" then
-          if ev == "node_down" then self.downs = self.downs + 1 end
+          if ev == "node_down" then
+            self.downs = self.downs + 1
+            self.down_log[#self.down_log + 1] = ("%s saw %s down (%s)"):format(self.short[i], who, a2)
+          end
           if not self.seen[i][ev][who] then
             self.seen[i][ev][who] = t
             if ev == "node_up" then self.nup[i] = self.nup[i] + 1 end
@@ -1303,6 +1309,10 @@ local function idle_window(sys, n, key, sfx, secs_want)
     end
   end
   if not sys.admin_port then note(("%s.bytes%s"):format(key, sfx), "no counter of its own") end
+  -- which node saw which down, for the log (the first 5 of the window)
+  for k = #sys.down_log - (sys.downs - downs0) + 1, math.min(#sys.down_log, #sys.down_log - (sys.downs - downs0) + 5) do
+    log("%s.false%s: %s", key, sfx, sys.down_log[k])
+  end
   return sys.downs - downs0, exited
 end
 

@@ -33,9 +33,9 @@ local MAX_CONNECTIONS = 32
 
 -- Bounds, in ms, from N and the defaults; SLOW = 3 under AddressSanitizer.
 --  * forming: 10 s (process start, the first election among the 3 seeds, the data
---    connections' wait CL_DATA_WAIT_MS = 2 s) + 250 ms per node (its process starting
+--    connections' wait CL_DATA_WAIT_MS = 2 s) + 400 ms per node (its process starting
 --    and one join publication, on 2 cores shared with other test runs: 50 nodes took
---    5.5 s with a load average of 4);
+--    5.5 s with a load average of 4, and 15.3 s in the benchmark with a load of 9);
 --  * kill -9 of a follower seen by every survivor: 3 s (transport.timeout_ms, 400 ms, a
 --    few times over) + 20 ms per node (the news travelling to every survivor);
 --  * kill -9 of the master, new master agreed by all: 5 s (detection, pre-vote and vote
@@ -45,7 +45,7 @@ local MAX_CONNECTIONS = 32
 --    then the publication without it);
 --  * idle connections closing after forming: 15 s.
 local SLOW = ASAN and 3 or 1
-local FORM_MS = SLOW * (10000 + 250 * N)
+local FORM_MS = SLOW * (10000 + 400 * N)
 local DOWN_MS = SLOW * (3000 + 20 * N)
 local MASTER_MS = SLOW * (5000 + 50 * N)
 local LEAVE_MS = SLOW * (3000 + 20 * N)
