@@ -115,7 +115,8 @@ end
 function M:reset()
   self.off = self.off or {}
   self.partial = self.partial or {}
-  -- per node i: up[i][short] / down[i][short] = { t =, reason = } (the latest),
+  -- per node i: up[i][short] = { t = } while it sees that node up (its latest node_up),
+  -- down[i][short] = { t =, reason = } (the latest node_down),
   -- master[i] = { t =, name =, term = } (the latest), members[i][short] = t (in the
   -- last committed state it saw), gone[i][short] = t (dropped from the committed state)
   self.up, self.down, self.master, self.members, self.gone, self.count = {}, {}, {}, {}, {}, {}
@@ -170,6 +171,8 @@ function M:poll()
         if ev == "node_up" then
           self.up[i][short(a1)] = { t = t }
         elseif ev == "node_down" then
+          -- up[i] is who node i sees up now; down[i] keeps the latest node_down
+          self.up[i][short(a1)] = nil
           self.down[i][short(a1)] = { t = t, reason = a2 }
         elseif ev == "master_changed" then
           self.master[i] = { t = t, name = a1 ~= "-" and a1 or nil, term = tonumber(a3) }
