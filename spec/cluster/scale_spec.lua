@@ -81,9 +81,23 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
         tostring(have), N, scale.fd_budget(N)))
     c = scale.new { n = N }
   end)
+  local unfinished = false -- a case that failed: keep the stamps and logs for a post-mortem
   teardown(function()
-    if c then c:cleanup() end
+    if c then
+      if unfinished then note("stamps, logs and data kept in %s", c.dir) end
+      c:cleanup(unfinished)
+    end
   end)
+
+  -- a test case that marks the run unfinished when it fails (its one `finally`)
+  local function case(name, fn)
+    it(name, function()
+      local done = false
+      finally(function() if not done then unfinished = true end end)
+      fn()
+      done = true
+    end)
+  end
 
   -- every node of list satisfies ok(i)
   local function every(list, ok)
@@ -103,7 +117,7 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
     return table.concat(out, ", ")
   end
 
-  it("forms: every node sees N members (node_up of the N-1 others, N in the committed state)", function()
+  case("forms: every node sees N members (node_up of the N-1 others, N in the committed state)", function()
     local t0 = us()
     for i = 1, N do c:start(i) end
     local function sees_all(i)
@@ -115,6 +129,21 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
     end
     local all = c:survivors()
     local ok = c:wait(function() return every(all, sees_all) end, FORM_MS)
+    if not ok then
+      -- how far each node got: the spread of the peers it sees up and of its members
+      local ups, counts, exited = {}, {}, 0
+      for i = 1, N do
+        local k = 0
+        for _ in pairs(c.up[i]) do k = k + 1 end
+        ups[#ups + 1], counts[#counts + 1] = k, c.count[i]
+        if not c:alive(i) then exited = exited + 1 end
+      end
+      table.sort(ups)
+      table.sort(counts)
+      note("not formed within %d ms: peers seen up per node min %d, median %g, max %d (of %d); committed members "
+        .. "per node min %d, median %g, max %d (of %d); %d exited", FORM_MS, ups[1], median(ups), ups[#ups], N - 1,
+        counts[1], median(counts), counts[#counts], N, exited)
+    end
     assert.truthy(ok, ("not formed within %d ms; not yet: %s\n%s"):format(FORM_MS, lagging(all, sees_all),
       c:tail(N)))
     local last = 0
@@ -144,7 +173,7 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
     formed = true
   end)
 
-  it(("holds a median number_of_connections per node below %d at rest"):format(MAX_CONNECTIONS), function()
+  case(("holds a median number_of_connections per node below %d at rest"):format(MAX_CONNECTIONS), function()
     assert.is_true(formed, "the cluster did not form")
     local all = c:survivors()
     local med, conns
@@ -178,7 +207,7 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
       MAX_CONNECTIONS))
   end)
 
-  it("kill -9 of a follower: every survivor's node_down hook", function()
+  case("kill -9 of a follower: every survivor's node_down hook", function()
     assert.is_true(formed, "the cluster did not form")
     -- a follower: not the master, not voting, not a seed
     local victim
@@ -202,7 +231,7 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
       DOWN_MS)
   end)
 
-  it("kill -9 of the master: a new master agreed by every survivor", function()
+  case("kill -9 of the master: a new master agreed by every survivor", function()
     assert.is_true(formed, "the cluster did not form")
     local old = c.names[master]
     local tk = us()
@@ -227,7 +256,7 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
     master = c:index_of(agreed)
   end)
 
-  it("forgets a node that left: node_down(left), gone from the committed state and from /_nodes", function()
+  case("forgets a node that left: node_down(left), gone from the committed state and from /_nodes", function()
     assert.is_true(formed, "the cluster did not form")
     -- voting membership may have moved in the failover: ask the new master's health
     local h = c:http_all({ master }, "/_cluster/health")[1]

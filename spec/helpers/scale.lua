@@ -267,13 +267,14 @@ function M:tail(i, lines)
     table.concat(out, "\n"))
 end
 
-function M:cleanup()
+-- kills every node started here; removes the directory unless keep (or CL_SCALE_KEEP=1)
+function M:cleanup(keep)
   for _, p in pairs(self.nodes) do
     if not p.exited then p:kill("sigkill") end
   end
   proc.kill_all()
   for _, p in pairs(self.nodes) do p:close_pipes() end
-  if os.getenv "CL_SCALE_KEEP" ~= "1" then proc.rmtree(self.dir) end
+  if not keep and os.getenv "CL_SCALE_KEEP" ~= "1" then proc.rmtree(self.dir) end
 end
 
 return M
