@@ -8,6 +8,7 @@
 #include "admin/json_filter.h"
 #include "core/lua_stats.h"
 #include "node/node_internal.h"
+#include "transport/transport.h"
 
 static const char *name_of_id(cl_node *n, const cl_el_state *st, const char *id) {
   if (st)
@@ -36,6 +37,9 @@ json_t *cl_admin_health_json(cl_node *n) {
   json_object_set_new(o, "version", json_integer(st ? (json_int_t)st->version : 0));
   /* the members, as the committed state lists them (and /_cat/nodes shows them) */
   json_object_set_new(o, "number_of_nodes", json_integer(st ? (json_int_t)st->n_nodes : 1));
+  /* beside the members: the peers this node holds an authenticated node-to-node
+   * connection to right now (what a large cluster must keep small; issue 18) */
+  json_object_set_new(o, "number_of_connections", json_integer((json_int_t)cl_transport_connected_count(n->t)));
   int eligible = (cl_node_roles_flags(n->cfg->roles) & CL_EL_F_MASTER) ? 1 : 0;
   for (int i = 0; st && st->n_nodes && i < n->n_peers; i++) { /* bsearch: no NULL base */
     if (!n->peers[i].up) continue;
