@@ -1,0 +1,374 @@
+-- Inside each simulated node of `clusterlua sim` (its own Lua state, created by
+-- runtime/rehearse/node_state.c): puts the simulated seams where the runtime's C modules
+-- and the outside world would be, then starts the node from the user's unchanged
+-- topology file with clusterlua.start, as `clusterlua --name` does.
+--
+-- Simulated (answering on the virtual clock, from the scenario):
+--   uv (timers, now, hrtime, gettimeofday, fs_stat of the data directory, random),
+--   clusterlua.c.core (clock, logs -> the timeline), clusterlua.c.node (the world's
+--   node: runtime/rehearse/world.c), clusterlua.c.dataplane (none: messages take the
+--   control path), clusterlua.dns (answers from the scenario's `dns` table),
+--   os.time/os.clock/os.date (virtual), math.random (seeded by the run's seed and the node).
+-- Recorded, not run: clusterlua.exec (async.exec), os.execute and io.popen; each is
+-- logged with its arguments and answered with the scenario's scripted exit status.
+-- Not simulated (they fail with ENOTSUP): TCP, UDP and pipes (so the gossip strategy
+-- and HTTP from strategies), process spawning other than the recorded commands.
+-- clusterlua.c.simnode exists only in a simulated node's state: loaded by boot
+local sim
+local cjson = require "cjson.safe"
+
+local M = {}
+
+local function now() return sim.now() end
+
+-- ---- timers on the virtual clock ----
+-- An array, never a table keyed by timer objects: the order they fire in must not
+-- depend on addresses. Ties go by start order.
+local timers = {}
+local tseq = 0
+
+local Timer = {}
+Timer.__index = Timer
+
+local function arm(t, ms)
+  tseq = tseq + 1
+  t.due, t.seq, t.active = now() + ms, tseq, true
+  if not t.listed then
+    t.listed = true
+    timers[#timers + 1] = t
+  end
+end
+
+function Timer:start(timeout, rep, cb)
+  if type(rep) == "function" then rep, cb = 0, rep end
+  self.rep, self.cb = rep or 0, cb
+  arm(self, timeout or 0)
+  return 0
+end
+
+function Timer:again()
+  if self.rep and self.rep > 0 and self.cb then arm(self, self.rep) end
+  return 0
+end
+
+function Timer:stop()
+  self.active = false
+  return 0
+end
+
+function Timer:close(cb)
+  self.active, self.closed = false, true
+  if cb then cb() end
+end
+
+function Timer:is_active() return self.active == true end
+function Timer:is_closing() return self.closed == true end
+function Timer:get_repeat() return self.rep or 0 end
+function Timer:set_repeat(ms) self.rep = ms end
+function Timer:get_due_in() return self.active and math.max(0, self.due - now()) or 0 end
+function Timer:ref() end
+function Timer:unref() end
+function Timer:has_ref() return true end
+
+local function new_timer() return setmetatable({ kind = "timer" }, Timer) end
+
+local function next_due()
+  local best
+  local keep = {}
+  for _, t in ipairs(timers) do
+    if t.active then
+      keep[#keep + 1] = t
+      if not best or t.due < best.due or (t.due == best.due and t.seq < best.seq) then best = t end
+    else
+      t.listed = false
+    end
+  end
+  timers = keep
+  return best
+end
+
+-- runs every timer due at now; returns the next deadline (ms) or nil
+local function fire(t_now)
+  for _ = 1, 100000 do
+    local t = next_due()
+    if not t or t.due > t_now then return t and t.due or nil end
+    if t.rep and t.rep > 0 then
+      arm(t, t.rep)
+    else
+      t.active = false
+    end
+    local ok, err = xpcall(t.cb, debug.traceback)
+    if not ok then
+      if type(err) == "userdata" then error(err, 0) end -- os.exit
+      sim.record("lua_error", tostring(err))
+    end
+  end
+  -- a timer that keeps re-arming itself at 0 ms: let virtual time move
+  return t_now + 1
+end
+
+-- ---- a fake luv ----
+
+local Inert = {}
+Inert.__index = function(_, k)
+  return function() return nil, ("ENOTSUP: %s is not simulated in a rehearsal"):format(k), "ENOTSUP" end
+end
+
+local function inert(kind)
+  local h = setmetatable({ kind = kind }, Inert)
+  h.start = function() return 0 end
+  h.stop = function() return 0 end
+  h.close = function(_, cb) if cb then cb() end end
+  h.is_closing = function() return false end
+  h.is_active = function() return false end
+  h.ref = function() end
+  h.unref = function() end
+  return h
+end
+
+local function unsupported(what)
+  return function() return nil, ("ENOTSUP: %s is not simulated in a rehearsal"):format(what), "ENOTSUP" end
+end
+
+local DATA = "/rehearse-data/"
+local EPOCH = 1767225600 -- 2026-01-01T00:00:00Z: the virtual clock's zero
+
+local function make_uv(idx, rnd)
+  local uv = {}
+  uv.now = now
+  uv.update_time = function() end
+  uv.hrtime = function() return sim.now_us() * 1000 end
+  uv.gettimeofday = function()
+    local us = sim.now_us()
+    return EPOCH + math.floor(us / 1e6), math.floor(us % 1e6)
+  end
+  uv.os_getpid = function() return 1000 + idx end
+  uv.os_environ = function() return {} end
+  uv.random = function(n) return rnd(n) end
+  uv.new_timer = new_timer
+  uv.new_idle = function()
+    -- the idle phase comes once per loop turn: here, once per virtual millisecond
+    local t = new_timer()
+    local idle = { kind = "idle" }
+    function idle.start(_, cb) t:start(1, 1, cb) return 0 end
+    function idle.stop() t:stop() return 0 end
+    function idle.close() t:close() end
+    function idle.is_closing() return t:is_closing() end
+    return idle
+  end
+  uv.new_signal = function() return inert("signal") end
+  uv.new_fs_event = function() return inert("fs_event") end
+  uv.new_tcp = function() return inert("tcp") end
+  uv.new_udp = function() return inert("udp") end
+  uv.new_pipe = function() return inert("pipe") end
+  uv.run = function() return false end
+  uv.stop = function() end
+  uv.loop_alive = function() return false end
+  uv.walk = function() end
+  uv.spawn = unsupported("uv.spawn")
+  uv.getaddrinfo = unsupported("uv.getaddrinfo")
+  -- the node's data directory exists and is empty; every other path is the real one
+  uv.fs_stat = function(path)
+    path = tostring(path)
+    if path:sub(1, #DATA) == DATA then
+      if not path:sub(#DATA + 1):find "/" then return { type = "directory", mode = 448, size = 0 } end
+      return nil, "ENOENT: no such file or directory: " .. path, "ENOENT"
+    end
+    if path == "/" or path == "/rehearse-data" then return { type = "directory", mode = 493, size = 0 } end
+    local ty = sim.stat(path)
+    if not ty then return nil, "ENOENT: no such file or directory: " .. path, "ENOENT" end
+    return { type = ty, mode = 420, size = 0 }
+  end
+  uv.fs_access = function(path)
+    path = tostring(path)
+    if path:sub(1, #DATA) == DATA or path == "/" or path == "/rehearse-data" then return true end
+    return sim.stat(path) ~= nil
+  end
+  return setmetatable(uv, { __index = function(_, k) return unsupported("uv." .. tostring(k)) end })
+end
+
+-- ---- clusterlua.c.core ----
+
+local LEVELS = { debug = 0, info = 1, warn = 2, error = 3 }
+
+local function make_core()
+  local core = { version = "rehearsal" }
+  core.now = now
+  function core.log(level, subsys, msg)
+    if LEVELS[level] == nil then error("bad argument #1 to 'log' (unknown log level)", 2) end
+    subsys = subsys or "lua"
+    -- the user's own logs, and what the runtime warns about
+    if (subsys == "lua" and LEVELS[level] >= 1) or LEVELS[level] >= 2 then
+      sim.record("log", level, (subsys == "lua" and "" or subsys .. ": ") .. tostring(msg))
+    end
+  end
+  function core.report(what, err)
+    what = tostring(what)
+    -- hook errors reach the timeline as hook_error events (report.lua)
+    if not (what:match "^hook " or what:match "^on_master ") then
+      sim.record("error", what, tostring(err))
+    end
+  end
+  core.errors = function() return 0 end
+  core.log_level = function() return "info" end
+  core.probe_start = function() end
+  core.probe_stop = function() end
+  core.probe_stats = function() return {} end
+  core.options = function() return {} end
+  core.count_hook_abort = function() end
+  return core
+end
+
+-- ---- clusterlua.dns: answers from the scenario (dns = { ["name"] = {...} | "ENOTFOUND" }) ----
+
+local function make_dns(async)
+  local dns = {}
+  local function lookup(kind, name, opts, cb)
+    if type(opts) == "function" then opts, cb = nil, opts end
+    local status, answer = sim.ask("dns", kind, tostring(name))
+    local res, err, code
+    if status == 0 then
+      res = cjson.decode(answer or "[]") or {}
+    else
+      err = answer or ("ENOTFOUND: %s"):format(name)
+      code = err:match "^(E%u+)" or "ENOTFOUND"
+    end
+    if cb then
+      local t = new_timer()
+      t:start(1, 0, function()
+        t:close()
+        cb(res, err, code)
+      end)
+      return true
+    end
+    if async.in_coroutine() then async.sleep(1) end
+    return res, err, code
+  end
+  function dns.srv(name, opts, cb) return lookup("srv", name, opts, cb) end
+  function dns.a(name, opts, cb) return lookup("a", name, opts, cb) end
+  function dns.aaaa(name, opts, cb) return lookup("aaaa", name, opts, cb) end
+  function dns.resolve(name, opts, cb) return lookup("resolve", name, opts, cb) end
+  return dns
+end
+
+-- ---- recorded commands ----
+
+local function join_args(args)
+  local argv = {}
+  for i, a in ipairs(args or {}) do argv[i] = tostring(a) end
+  return table.concat(argv, "\31")
+end
+
+local function make_exec(async)
+  return function(cmd, args, opts)
+    if type(cmd) ~= "string" then error("bad argument #1 to 'exec' (string expected, got " .. type(cmd) .. ")", 2) end
+    if args ~= nil and type(args) ~= "table" then
+      error("bad argument #2 to 'exec' (table expected, got " .. type(args) .. ")", 2)
+    end
+    if opts ~= nil and type(opts) ~= "table" then
+      error("bad argument #3 to 'exec' (table expected, got " .. type(opts) .. ")", 2)
+    end
+    if not async.in_coroutine() then error("bad argument: exec must be called from a coroutine", 2) end
+    local argv = join_args(args)
+    local status, out = sim.ask("exec", cmd, argv)
+    status = status or 0
+    sim.record("exec", cmd, argv, status)
+    -- a command takes time: the hook waits for it, as it would for the real one
+    async.sleep(1)
+    if status < 0 then
+      return nil, ("ETIMEDOUT: '%s' did not finish (scripted)"):format(cmd), "ETIMEDOUT"
+    end
+    return status, out or "", ""
+  end
+end
+
+-- ---- boot ----
+
+local function seeded_bytes(seed)
+  -- a node id and other random bytes: the same on every restart of this node
+  local x = seed
+  return function(n)
+    local out = {}
+    for i = 1, n do
+      x = (x * 1103515245 + 12345) % 2147483648
+      out[i] = string.char(math.floor(x / 65536) % 256)
+    end
+    return table.concat(out)
+  end
+end
+
+function M.boot(json, idx, full, short)
+  sim = require "clusterlua.c.simnode"
+  local opts = assert(cjson.decode(json), "bad boot options")
+  local seed = tonumber(opts.seed) or 1
+  local async_mod -- loaded below, once the fakes are in place
+  package.loaded["uv"] = make_uv(idx, seeded_bytes(seed * 7919 + idx))
+  package.loaded["luv"] = package.loaded["uv"]
+  package.loaded["clusterlua.c.core"] = make_core()
+  local cnode = setmetatable({}, { __index = sim })
+  package.loaded["clusterlua.c.node"] = cnode
+  package.loaded["clusterlua.c.dataplane"] = {
+    ENOBUFS = -105,
+    set_handlers = function() end,
+    set_spin_us = function() end,
+    close = function() end,
+    stats = function() return {} end,
+  }
+  package.loaded["clusterlua.c.dns"] = setmetatable({}, { __index = function(_, k) return unsupported("c.dns." .. k) end })
+
+  -- the process's own randomness and clock
+  math.randomseed(seed * 1000 + idx)
+  local real_time, real_date = os.time, os.date
+  os.time = function(t)
+    if t ~= nil then return real_time(t) end
+    return EPOCH + math.floor(now() / 1000)
+  end
+  os.clock = function() return now() / 1000 end
+  os.date = function(fmt, t) return real_date(fmt, t or os.time()) end
+  os.exit = function(code) sim.exit(code) end
+  os.execute = function(cmd)
+    if cmd == nil then return 1 end -- a shell is there
+    local status = sim.ask("os.execute", "sh", "-c\31" .. tostring(cmd))
+    status = status or 0
+    sim.record("exec", "sh", "-c\31" .. tostring(cmd), status)
+    return status
+  end
+  io.popen = function(cmd, mode)
+    local status, out = sim.ask("io.popen", "sh", "-c\31" .. tostring(cmd))
+    sim.record("exec", "sh", "-c\31" .. tostring(cmd), status or 0)
+    out = out or ""
+    local f, pos = {}, 1
+    function f.read(_, what)
+      if pos > #out then return nil end
+      if what == "*a" or what == "a" then
+        local s = out:sub(pos)
+        pos = #out + 1
+        return s
+      end
+      local line = out:match("^[^\n]*", pos)
+      pos = pos + #line + 1
+      return line
+    end
+    function f.lines() return function() return f:read "*l" end end
+    function f.write() return f end
+    function f.close() return true, "exit", status or 0 end
+    return f, nil, mode
+  end
+
+  sim.set_fire(fire)
+  async_mod = require "clusterlua.async"
+  async_mod.exec = make_exec(async_mod)
+  package.loaded["clusterlua.dns"] = make_dns(async_mod)
+
+  local cl = require "clusterlua"
+  local ok, err = cl.start {
+    file = opts.topology,
+    name = full,
+    cookie = opts.cookie,
+    data = DATA .. short,
+  }
+  if not ok then return false, tostring(err) end
+  return true
+end
+
+return M
