@@ -1018,6 +1018,12 @@ void rh_node_request(rh_world *w, int i, int kind, uint64_t lua_id, uint64_t bas
       free(csv);
       return;
     }
+    /* as the node does (peers.c): a node it knew that is down now is named by its id,
+     * since the master has dropped it from the state's nodes */
+    for (int x = 0; x < k; x++) {
+      int j = rh_world_index(w, names[x]);
+      if (j >= 0 && j != i && !w->conn[i][j] && w->nodes[j].id[0]) names[x] = w->nodes[j].id;
+    }
     in.names = names;
     in.n_names = (size_t)k;
   } else {

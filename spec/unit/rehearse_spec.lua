@@ -1,0 +1,138 @@
+-- `clusterlua sim`: the examples rehearse green, a scenario's failing expectation exits 1
+-- and names itself, the seed and the time, the same seed gives the same bytes, and
+-- mistakes in the command line or the files exit 2 with a message that names them.
+-- The binary is run as a helper process (no node: the rehearsal simulates them).
+local proc = require "helpers.proc"
+local cjson = require "cjson.safe"
+
+local ROOT = proc.root
+
+local function sim(args, timeout)
+  local argv = { "sim" }
+  for _, a in ipairs(args) do argv[#argv + 1] = a end
+  local code, out, err = proc.run(proc.bin, argv, { cwd = ROOT, timeout = timeout or 60000 })
+  assert(code, out) -- out holds the timeout's message when there is no code
+  return code, out, err
+end
+
+local function ex(path) return ROOT .. "/examples/" .. path end
+
+describe("clusterlua sim", function()
+  it("rehearses examples/edge green under the default nemeses and prints how to replay", function()
+    local code, out, err = sim { ex "edge/topology.lua", "--duration", "3m" }
+    assert.equal(0, code, out .. err)
+    assert.matches("3 nodes %(node1, node2, node3%), seed 1, 3m of virtual time, default nemeses", out)
+    assert.matches("\nok seed 1: at most one master per term", out)
+    assert.matches("FAULT ", out)
+    assert.matches("\nreplay: clusterlua sim [^\n]*edge/topology.lua %-%-seed 1 %-%-duration 3m\n", out)
+  end)
+
+  it("rehearses every example of examples/recovery green, on several seeds", function()
+    for _, name in ipairs { "exclude_after_grace", "on_quorum", "restart_on_down" } do
+      local code, out, err = sim { ex("recovery/" .. name .. "/topology.lua"), "--seeds", "3", "--duration", "3m" }
+      assert.equal(0, code, name .. ": " .. out .. err)
+      for s = 1, 3 do assert.matches("ok seed " .. s .. ":", out) end
+    end
+  end)
+
+  it("records on_quorum's commands: node1 cut off from 30 s to 60 s runs read-only, then read-write, the others nothing",
+    function()
+      local code, out, err = sim { ex "recovery/on_quorum/topology.lua", "--scenario", ex "rehearsal/on_quorum_isolate.lua",
+        "--json" }
+      assert.equal(0, code, out .. err)
+      local doc = assert(cjson.decode(out))
+      local run = doc.runs[1]
+      assert.is_true(run.ok)
+      local by_node = {}
+      for _, e in ipairs(run.events) do
+        if e.kind == "exec" then
+          by_node[e.node] = by_node[e.node] or {}
+          table.insert(by_node[e.node], e)
+        end
+      end
+      assert.equal(2, #by_node.node1)
+      assert.equal("sh", by_node.node1[1].cmd)
+      assert.matches("read%-only", by_node.node1[1].args[2])
+      assert.matches("read%-write", by_node.node1[2].args[2])
+      assert.is_true(by_node.node1[1].t >= 30000 and by_node.node1[1].t < 60000)
+      assert.is_true(by_node.node1[2].t >= 60000)
+      assert.is_nil(by_node.node2)
+      assert.is_nil(by_node.node3)
+      for _, x in ipairs(run.expectations) do assert.is_true(x.held, x.name) end
+    end)
+
+  it("catches a wrong hooks file with a scenario: exit 1, the expectation, the seed and the time", function()
+    -- the right grace holds ...
+    local code, out, err = sim { ex "recovery/exclude_after_grace/topology.lua", "--scenario", ex "rehearsal/blip.lua" }
+    assert.equal(0, code, out .. err)
+    -- ... a grace shorter than the failure detector does not
+    code, out, err = sim { ex "rehearsal/short_grace/topology.lua", "--scenario", ex "rehearsal/blip.lua" }
+    assert.equal(1, code, out .. err)
+    assert.matches('FAILED seed 1: expectation "no_exclusion_for_a_blip" does not hold at%s+0:20%.%d%d%d: node1: ', out)
+    assert.matches("the events leading up to it:", out)
+    assert.matches("FAULT partition {node3} | {node1,node2}", out)
+    assert.matches("\nreplay: clusterlua sim [^\n]*short_grace/topology.lua %-%-seed 1 %-%-scenario [^\n]*blip.lua", out)
+  end)
+
+  it("gives the same bytes for the same seed, on stdout and stderr", function()
+    local args = { ex "edge/topology.lua", "--nodes", "5", "--seed", "3", "--duration", "3m" }
+    local c1, o1, e1 = sim(args)
+    local c2, o2, e2 = sim(args)
+    assert.equal(c1, c2)
+    assert.equal(o1, o2)
+    assert.equal(e1, e2)
+    local j1 = select(2, sim { ex "recovery/restart_on_down/topology.lua", "--seeds", "2", "--duration", "2m", "--json" })
+    local j2 = select(2, sim { ex "recovery/restart_on_down/topology.lua", "--seeds", "2", "--duration", "2m", "--json" })
+    assert.equal(j1, j2)
+    -- and another seed gives another run
+    local _, o3 = sim { ex "edge/topology.lua", "--nodes", "5", "--seed", "4", "--duration", "3m" }
+    assert.are_not.equal(o1, o3)
+  end)
+
+  it("runs a strategy that reaches the world only through ctx unchanged (examples/custom_strategy)", function()
+    local code, out, err = sim { ex "custom_strategy/topology.lua", "--duration", "2m" }
+    assert.equal(0, code, out .. err)
+    assert.matches("node_up node2", out)
+  end)
+
+  it("writes a self-contained HTML timeline with one lane per node", function()
+    local dir = proc.tmpdir()
+    local path = dir .. "/t.html"
+    local code, out, err = sim { ex "edge/topology.lua", "--duration", "2m", "--timeline", path }
+    assert.equal(0, code, out .. err)
+    local f = assert(io.open(path))
+    local html = f:read "*a"
+    f:close()
+    proc.rmtree(dir)
+    assert.matches("<svg", html)
+    for _, n in ipairs { "node1", "node2", "node3" } do assert.matches(">" .. n .. "</text>", html) end
+    assert.is_nil(html:find("src=", 1, true)) -- nothing fetched from anywhere
+    assert.is_nil(html:find("https?://"))
+  end)
+
+  it("refuses usage and configuration mistakes with exit 2 and a message that names them", function()
+    local dir = proc.tmpdir()
+    local bad_scenario = dir .. "/bad.lua"
+    proc.write(bad_scenario, 'return { faults = { { at = "10s", kill = "node9" } } }')
+    local syntax = dir .. "/syntax.lua"
+    proc.write(syntax, "return {")
+    local cases = {
+      { {}, "a topology file is required" },
+      { { ex "edge/topology.lua", "--frobnicate" }, "unknown option '%-%-frobnicate'" },
+      { { ex "edge/topology.lua", "--seed", "x" }, "%-%-seed: expected a whole number" },
+      { { ex "edge/topology.lua", "--duration", "soon" }, "%-%-duration: expected a duration" },
+      { { ex "edge/topology.lua", "--seed", "1", "--seeds", "2" }, "either %-%-seed or %-%-seeds" },
+      { { dir .. "/missing.lua" }, "missing%.lua" },
+      { { ex "edge/topology.lua", "--scenario", bad_scenario }, "faults%[1%]: kill: no simulated node named node9" },
+      { { ex "edge/topology.lua", "--scenario", syntax }, "syntax%.lua" },
+      { { ex "edge/topology.lua", "--scenario", dir .. "/none.lua" }, "none%.lua" },
+    }
+    for _, c in ipairs(cases) do
+      local code, out, err = sim(c[1])
+      assert.equal(2, code, table.concat(c[1], " ") .. ": " .. out .. err)
+      assert.matches(c[2], err)
+      assert.equal("", out)
+    end
+    proc.rmtree(dir)
+  end)
+end)
