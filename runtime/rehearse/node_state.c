@@ -77,6 +77,9 @@ static int l_start(lua_State *L) {
   cfg.imn = joined(L, 1, "initial_master_nodes");
   cfg.heartbeat_ms = ufield(L, 1, "heartbeat_ms");
   cfg.timeout_ms = ufield(L, 1, "timeout_ms");
+  lua_getfield(L, 1, "mesh");
+  cfg.mesh = lua_isnil(L, -1) || lua_toboolean(L, -1);
+  lua_pop(L, 1);
   lua_getfield(L, 1, "election");
   if (lua_istable(L, -1)) {
     int e = lua_gettop(L);

@@ -46,6 +46,7 @@ typedef struct rnode {
   int running;  /* the process exists (its Lua state too) */
   int started;  /* its Lua started the node: the election runs */
   int left;     /* it exited on purpose */
+  int mesh;     /* transport.mesh: learns its peers' peers */
   uint64_t boots;
   cl_el *el;
   cl_eldrv drv;
@@ -93,6 +94,8 @@ struct rh_world {
   rnode nodes[RH_MAX_NODES];
   uint8_t conn[RH_MAX_NODES][RH_MAX_NODES], cut[RH_MAX_NODES][RH_MAX_NODES];
   uint8_t want[RH_MAX_NODES][RH_MAX_NODES], refuse[RH_MAX_NODES][RH_MAX_NODES];
+  /* peers learned through the mesh (transport.mesh): dialled like wanted ones */
+  uint8_t learned[RH_MAX_NODES][RH_MAX_NODES];
   uint64_t epoch[RH_MAX_NODES][RH_MAX_NODES];
   /* each link draws its delays, losses and dial times from its own generator, so the
    * order in which links are used within one instant does not change the run */
@@ -715,6 +718,26 @@ static void lua_down(rh_world *w, int i, int j, const char *reason) {
   msg_bytes(m, reason, strlen(reason));
 }
 
+static int wants(const rh_world *w, int a, int b) { return w->want[a][b] || w->learned[a][b]; }
+
+static void schedule_dial(rh_world *w, int a, int b, uint64_t lo_ms, uint64_t hi_ms);
+
+/* the mesh: when a and b connect, each learns the other's connected peers, and the
+ * peers of each learn of the newcomer (transport.c: send_peer_list, CL_T_PEERS) */
+static void learn(rh_world *w, int a, int k) {
+  if (a == k || !w->nodes[a].mesh || wants(w, a, k) || w->refuse[a][k]) return;
+  w->learned[a][k] = 1;
+  if (!w->conn[a][k]) schedule_dial(w, a, k, 1, 20);
+}
+
+static void mesh_up(rh_world *w, int a, int b) {
+  for (int k = 0; k < w->n; k++) {
+    if (k == a || k == b) continue;
+    if (w->conn[b][k]) learn(w, a, k), learn(w, k, a);
+    if (w->conn[a][k]) learn(w, b, k), learn(w, k, b);
+  }
+}
+
 static void connect_pair(rh_world *w, int a, int b) {
   if (w->conn[a][b]) return;
   w->conn[a][b] = w->conn[b][a] = 1;
@@ -734,6 +757,7 @@ static void connect_pair(rh_world *w, int a, int b) {
   in.peer = info_of(&w->nodes[a]);
   in.peer_id = w->nodes[a].id;
   step(w, b, &in);
+  if (w->conn[a][b]) mesh_up(w, a, b);
 }
 
 /* after: a range in ms, drawn from the link's own generator */
@@ -755,13 +779,13 @@ static void disconnect_pair(rh_world *w, int a, int b, const char *reason_a, con
   in.peer_id = w->nodes[a].id;
   step(w, b, &in);
   /* the transport keeps re-dialling the peers it wants */
-  if (w->want[a][b]) schedule_dial(w, a, b, 100, 1000);
-  if (w->want[b][a]) schedule_dial(w, b, a, 100, 1000);
+  if (wants(w, a, b)) schedule_dial(w, a, b, 100, 1000);
+  if (wants(w, b, a)) schedule_dial(w, b, a, 100, 1000);
 }
 
 static void dial(rh_world *w, int a, int b) {
   rnode *na = &w->nodes[a], *nb = &w->nodes[b];
-  if (a == b || w->conn[a][b] || !na->started || !w->want[a][b]) return;
+  if (a == b || w->conn[a][b] || !na->started || !wants(w, a, b)) return;
   if (pausedn(w, a)) {
     push_simple(w, na->paused_until, EV_DIAL, a, b, 0, 0);
     return;
@@ -793,6 +817,7 @@ void rh_world_start(rh_world *w, int i) {
   n->lua_dl_us = UINT64_MAX;
   n->lua_pending = 0;
   memset(w->want[i], 0, sizeof w->want[i]);
+  memset(w->learned[i], 0, sizeof w->learned[i]);
   memset(w->refuse[i], 0, sizeof w->refuse[i]);
   char err[512] = "";
   rh_world_record(w, i, "started", NULL, NULL, (int64_t)n->boots, 0);
@@ -824,6 +849,7 @@ static void end_process(rh_world *w, int i, const char *peer_reason) {
   for (int j = 0; j < w->n; j++)
     if (j != i && w->conn[i][j]) disconnect_pair(w, i, j, NULL, peer_reason);
   memset(w->want[i], 0, sizeof w->want[i]);
+  memset(w->learned[i], 0, sizeof w->learned[i]);
 }
 
 void rh_world_kill(rh_world *w, int i, const char *why) {
@@ -858,7 +884,7 @@ void rh_world_heal(rh_world *w) {
   memset(w->cut, 0, sizeof w->cut);
   for (int a = 0; a < w->n; a++)
     for (int b = 0; b < w->n; b++)
-      if (a != b && w->want[a][b] && !w->conn[a][b]) schedule_dial(w, a, b, 1, 200);
+      if (a != b && wants(w, a, b) && !w->conn[a][b]) schedule_dial(w, a, b, 1, 200);
 }
 
 void rh_world_net(rh_world *w, uint64_t lo, uint64_t hi, double p_drop, double p_dup) {
@@ -888,6 +914,7 @@ int rh_node_start(rh_world *w, int i, const rh_start_cfg *cfg, char *err, size_t
   n->flags = cl_node_roles_flags(n->roles);
   n->det_hb_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
   n->det_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 400;
+  n->mesh = cfg->mesh;
   cl_el_config ec;
   cl_el_config_defaults(&ec);
   if (cfg->el_heartbeat_ms) ec.hb_interval_ms = cfg->el_heartbeat_ms;
@@ -959,6 +986,7 @@ void rh_node_disconnect(rh_world *w, int i, const char *name) {
   int j = rh_world_index(w, name);
   if (j < 0 || j == i) return;
   w->want[i][j] = 0;
+  w->learned[i][j] = 0;
   w->refuse[i][j] = 1;
   disconnect_pair(w, i, j, "closed", "closed");
 }
@@ -973,6 +1001,8 @@ int rh_node_send(rh_world *w, int i, const char *name, const uint8_t *data, size
 void rh_node_leave(rh_world *w, int i) {
   rnode *n = &w->nodes[i];
   n->left = 1;
+  /* a peer that left is forgotten at once: the mesh does not dial it again */
+  for (int k = 0; k < w->n; k++) w->learned[k][i] = 0;
   for (int j = 0; j < w->n; j++)
     if (j != i && w->conn[i][j]) disconnect_pair(w, i, j, NULL, "left");
   memset(w->want[i], 0, sizeof w->want[i]);

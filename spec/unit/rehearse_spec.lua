@@ -89,6 +89,13 @@ describe("clusterlua sim", function()
     assert.are_not.equal(o1, o3)
   end)
 
+  it("--liveness leaves the faults on a minority for good and still settles the rest", function()
+    local code, out, err = sim { ex "edge/topology.lua", "--nodes", "5", "--seeds", "6", "--liveness" }
+    assert.equal(0, code, out .. err)
+    for s = 1, 6 do assert.matches("ok seed " .. s .. ":", out) end
+    assert.matches("left down: %-%-liveness", out)
+  end)
+
   it("runs a strategy that reaches the world only through ctx unchanged (examples/custom_strategy)", function()
     local code, out, err = sim { ex "custom_strategy/topology.lua", "--duration", "2m" }
     assert.equal(0, code, out .. err)

@@ -380,8 +380,10 @@ function Run:cut_groups(groups, how)
   end
 end
 
-function Run:current_master()
-  return self.master
+-- every link back, but those a permanent fault (--liveness) keeps cut
+function Run:heal_links()
+  self.w:heal()
+  for _, c in ipairs(self.permanent_cuts or {}) do self:cut_groups(c.groups, c.how) end
 end
 
 -- the faults a run can inject: apply now, undo at heal (nil: nothing to undo)
@@ -400,7 +402,7 @@ function Run:apply(a)
     w:start(a.node)
   elseif a.kind == "pause" then
     self:fault("pause %s (SIGSTOP)", short_of(self, a.node))
-    w:pause(a.node, a.heal or 1e15)
+    w:pause(a.node, (a.permanent or not a.heal) and 1e15 or a.heal)
     return function()
       self:fault("resume %s (SIGCONT)", short_of(self, a.node))
       w:pause(a.node, 0)
@@ -429,16 +431,20 @@ function Run:apply(a)
       self:fault("partition %s (%s)", table.concat(desc, " | "), how == 1 and "disconnect" or "blackhole")
       self:cut_groups(groups, how)
     end
+    if a.permanent then
+      self.permanent_cuts = self.permanent_cuts or {}
+      table.insert(self.permanent_cuts, { groups = groups, how = how })
+    end
     return function()
       self:fault("heal the partition")
-      w:heal()
+      self:heal_links()
     end
   elseif a.kind == "oneway" then
     self:fault("one-way: frames from %s to %s are lost", short_of(self, a.from), short_of(self, a.to))
     w:cut(a.from, a.to, 2, true)
     return function()
       self:fault("heal the one-way link")
-      w:heal()
+      self:heal_links()
     end
   elseif a.kind == "net" then
     local d = a.net.delay_ms or { 0.2, 2 }
@@ -761,9 +767,15 @@ local function run_seed(cfg, seed, out)
   end
   for i = 1, #cfg.nodes do at(w:rand(50), function() w:start(i) end) end
   local undo_at_end = {}
+  local down_for_good = {} -- node -> true: a permanent fault (--liveness) hit it
   for _, a in ipairs(actions) do
     at(a.at, function()
+      if permanent(a) then
+        down_for_good[a.node] = true
+        a.permanent = true
+      end
       local undo = run:apply(a)
+      if a.permanent then run:fault("%s: this fault never heals (--liveness)", short_of(run, a.node)) end
       if undo then
         if a.heal and not permanent(a) then
           at(a.heal, function()
@@ -819,7 +831,7 @@ local function run_seed(cfg, seed, out)
     for _, u in ipairs(undos) do u() end
     for i = 1, #cfg.nodes do
       local running, left = w:running(i)
-      if not running and not left and not (cfg.liveness and minority[i]) then
+      if not running and not left and not down_for_good[i] then
         run:fault("restart %s", short_of(run, i))
         w:start(i)
       end
@@ -827,7 +839,7 @@ local function run_seed(cfg, seed, out)
     pull()
     local healed_at = w:now()
     local ignore = {}
-    for i in pairs(minority) do ignore[#ignore + 1] = i end
+    for i in pairs(down_for_good) do ignore[#ignore + 1] = i end
     table.sort(ignore)
     local settled, term, version, master
     local t = healed_at
@@ -1101,8 +1113,9 @@ return function()
   end
   if o.timing then
     local wall = (uv.hrtime() - t0) / 1e9
-    io.stderr:write(("timing: %d seed(s), %s of virtual time in %.2f s of wall time (%.0fx real time), %d steps\n"):format(
-      #seeds, fmt_dur(math.floor(total_virtual)), wall, total_virtual / 1000 / math.max(wall, 1e-9), total_steps))
+    io.stdout:flush()
+    io.stderr:write(("timing: %d seed(s), %.1f s of virtual time in %.2f s of wall time (%.0fx real time), %d steps\n"):format(
+      #seeds, total_virtual / 1000, wall, total_virtual / 1000 / math.max(wall, 1e-9), total_steps))
   end
   return status
 end
