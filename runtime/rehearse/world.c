@@ -21,6 +21,7 @@ enum {
   EV_RESTART, /* node from's process starts again */
   EV_LAG,     /* node from's Lua-lag check ticks */
   EV_PONG,    /* node from's Lua answers ping arg */
+  EV_PEERDOWN, /* node from, paused when its connection to `to` closed, hears of it */
 };
 
 typedef struct ev {
@@ -703,7 +704,6 @@ static cl_el_node_info info_of(rnode *n) {
 static int pausedn(rh_world *w, int i) { return w->nodes[i].paused_until > w->now; }
 
 static void lua_up(rh_world *w, int i, int j) {
-  if (w->nodes[i].running) rh_world_record(w, i, "node_up", w->nodes[j].name, NULL, 0, 0);
   rh_lua_msg *m = lua_msg(w, i, "up", w->nodes[j].name);
   if (!m) return;
   snprintf(m->id, sizeof m->id, "%s", w->nodes[j].id);
@@ -713,7 +713,6 @@ static void lua_up(rh_world *w, int i, int j) {
 }
 
 static void lua_down(rh_world *w, int i, int j, const char *reason) {
-  if (w->nodes[i].running) rh_world_record(w, i, "node_down", w->nodes[j].name, reason, 0, 0);
   rh_lua_msg *m = lua_msg(w, i, "down", w->nodes[j].name);
   msg_bytes(m, reason, strlen(reason));
 }
@@ -765,6 +764,18 @@ static void schedule_dial(rh_world *w, int a, int b, uint64_t lo_ms, uint64_t hi
   push_simple(w, w->now + rh_range(&w->link_rng[a][b], lo_ms, hi_ms) * RH_US, EV_DIAL, a, b, 0, 0);
 }
 
+/* a's connection to b closed: a paused process hears of it when it runs again */
+static void peer_down(rh_world *w, int a, int b) {
+  if (pausedn(w, a)) {
+    push_simple(w, w->nodes[a].paused_until, EV_PEERDOWN, a, b, w->nodes[a].boots, 0);
+    return;
+  }
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_PEER_DOWN;
+  in.peer_id = w->nodes[b].id;
+  step(w, a, &in);
+}
+
 static void disconnect_pair(rh_world *w, int a, int b, const char *reason_a, const char *reason_b) {
   if (!w->conn[a][b]) return;
   w->conn[a][b] = w->conn[b][a] = 0;
@@ -772,12 +783,8 @@ static void disconnect_pair(rh_world *w, int a, int b, const char *reason_a, con
   w->epoch[b][a]++;
   if (reason_a) lua_down(w, a, b, reason_a);
   if (reason_b) lua_down(w, b, a, reason_b);
-  cl_el_input in = {0};
-  in.kind = CL_EL_IN_PEER_DOWN;
-  in.peer_id = w->nodes[b].id;
-  step(w, a, &in);
-  in.peer_id = w->nodes[a].id;
-  step(w, b, &in);
+  peer_down(w, a, b);
+  peer_down(w, b, a);
   /* the transport keeps re-dialling the peers it wants */
   if (wants(w, a, b)) schedule_dial(w, a, b, 100, 1000);
   if (wants(w, b, a)) schedule_dial(w, b, a, 100, 1000);
@@ -1117,6 +1124,11 @@ static void run_lua(rh_world *w, int i) {
   rh_lua_msg *msgs = n->inbox;
   n->inbox = n->inbox_tail = NULL;
   n->lua_pending = 0;
+  /* membership as the node's hooks see it: when its Lua gets to it */
+  for (rh_lua_msg *m = msgs; m; m = m->next) {
+    if (!strcmp(m->kind, "up")) rh_world_record(w, i, "node_up", m->name, NULL, 0, 0);
+    if (!strcmp(m->kind, "down")) rh_world_record(w, i, "node_down", m->name, m->a, 0, 0);
+  }
   int exited = 0, code = 0;
   uint64_t dl = w->ops.run(w->ops.ud, w, i, msgs, w->now / RH_US, &exited, &code);
   while (msgs) {
@@ -1212,6 +1224,14 @@ static void dispatch(rh_world *w, ev *e) {
     if (n->started && e->epoch == n->boots) lag_schedule(w, e->from);
     return;
   }
+  case EV_PEERDOWN:
+    if (!w->nodes[e->from].started || e->epoch != w->nodes[e->from].boots || w->conn[e->from][e->to]) return;
+    if (pausedn(w, e->from)) {
+      push_simple(w, w->nodes[e->from].paused_until, EV_PEERDOWN, e->from, e->to, e->epoch, 0);
+      return;
+    }
+    peer_down(w, e->from, e->to);
+    return;
   case EV_PONG: {
     rnode *n = &w->nodes[e->from];
     if (!n->started || e->epoch != n->boots) return;

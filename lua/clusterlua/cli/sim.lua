@@ -43,15 +43,21 @@ local function die(msg)
   return 2
 end
 
+-- "90s", "10m", "1h", "500ms", "1m30s", or a number of seconds -> ms
+local UNITS = { [""] = 1000, ms = 1, s = 1000, m = 60000, min = 60000, h = 3600000 }
 local function parse_duration(s)
-  if type(s) == "number" then return s * 1000 end
-  if type(s) ~= "string" then return nil end
-  local n, unit = s:match "^(%d+%.?%d*)(%a*)$"
-  n = tonumber(n)
-  if not n then return nil end
-  local mult = ({ [""] = 1000, ms = 1, s = 1000, m = 60000, min = 60000, h = 3600000 })[unit]
-  if not mult then return nil end
-  return math.floor(n * mult + 0.5)
+  if type(s) == "number" then return s >= 0 and math.floor(s * 1000 + 0.5) or nil end
+  if type(s) ~= "string" or s == "" then return nil end
+  local total, pos = 0, 1
+  while pos <= #s do
+    local a, b, n, unit = s:find("^(%d+%.?%d*)(%a*)", pos)
+    if not a then return nil end
+    local mult = UNITS[unit]
+    if not mult or (unit == "" and pos > 1) then return nil end
+    total = total + tonumber(n) * mult
+    pos = b + 1
+  end
+  return math.floor(total + 0.5)
 end
 
 local function fmt_time(ms)
@@ -481,9 +487,9 @@ end
 local NEMESES = { "kill", "pause", "halves", "isolate_master", "bridge", "oneway", "net", "slow_disk", "fail_disk",
   "stall_lua", "dns" }
 
-function Run:random_fault(t, until_ms)
+function Run:random_fault(t, until_ms, nemeses)
   local w, n = self.w, #self.nodes
-  local kind = NEMESES[w:rand(#NEMESES) + 1]
+  local kind = nemeses[w:rand(#nemeses) + 1]
   local heal = t + 2000 + w:rand(18000)
   if heal > until_ms then heal = until_ms end
   local node = w:rand(n) + 1
@@ -736,7 +742,7 @@ local function run_seed(cfg, seed, out)
   else
     local t = 10000 + w:rand(10000)
     while t < cfg.duration - 1000 do
-      local a = run:random_fault(t, cfg.duration)
+      local a = run:random_fault(t, cfg.duration, cfg.nemeses)
       actions[#actions + 1] = a
       t = a.heal + 3000 + w:rand(12000)
     end
@@ -1014,6 +1020,15 @@ return function()
     if sc.nodes and not o.nodes then o.nodes = sc.nodes end
   end
   cfg.nodes = node_list(topo, o.nodes)
+  -- DNS faults only where DNS is used
+  cfg.nemeses = {}
+  local uses_dns = false
+  for _, t in pairs(topo.topologies or {}) do
+    if t.strategy == "dns" or t.strategy == "dns_srv" then uses_dns = true end
+  end
+  for _, k in ipairs(NEMESES) do
+    if k ~= "dns" or uses_dns then cfg.nemeses[#cfg.nemeses + 1] = k end
+  end
   cfg.name_width = 1
   for _, nd in ipairs(cfg.nodes) do cfg.name_width = math.max(cfg.name_width, #nd.short) end
   if cfg.scenario then
