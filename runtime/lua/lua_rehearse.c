@@ -107,6 +107,12 @@ static int l_kill(lua_State *L) {
   return 0;
 }
 
+static int l_stop(lua_State *L) {
+  lw *x = check(L);
+  rh_world_stop(x->w, node_arg(L, x, 2));
+  return 0;
+}
+
 static uint64_t ms_arg(lua_State *L, int idx) {
   lua_Number v = luaL_checknumber(L, idx);
   return v < 0 ? 0 : (uint64_t)(v * 1000);
@@ -268,7 +274,7 @@ static int l_close(lua_State *L) {
 
 int luaopen_clusterlua_c_rehearse(lua_State *L) {
   static const luaL_Reg methods[] = {
-      {"add", l_add},       {"start", l_start}, {"kill", l_kill},       {"pause", l_pause},   {"stall", l_stall},
+      {"add", l_add},       {"start", l_start}, {"kill", l_kill},       {"stop", l_stop},       {"pause", l_pause},   {"stall", l_stall},
       {"cut", l_cut},       {"heal", l_heal},   {"net", l_net},         {"disk", l_disk},     {"run", l_run},
       {"fail", l_fail},     {"now", l_now},     {"rand", l_rand},       {"steps", l_steps},   {"running", l_running},
       {"records", l_records}, {"record", l_record}, {"settled", l_settled}, {"close", l_close}, {NULL, NULL},

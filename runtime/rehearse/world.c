@@ -865,6 +865,16 @@ void rh_world_kill(rh_world *w, int i, const char *why) {
   end_process(w, i, "closed");
 }
 
+void rh_world_stop(rh_world *w, int i) {
+  if (!w->nodes[i].running) return;
+  rh_world_record(w, i, "stopped", "SIGTERM", NULL, 0, 0);
+  /* as the node does on SIGTERM: every peer is told it leaves, then the process exits
+   * (its own Lua hears nothing more) */
+  w->nodes[i].left = 1;
+  for (int k = 0; k < w->n; k++) w->learned[k][i] = 0;
+  end_process(w, i, "left");
+}
+
 static void crash(rh_world *w, int i, const char *why) {
   if (!w->nodes[i].running) return;
   rh_world_record(w, i, "crashed", why, NULL, 0, 0);
@@ -1141,8 +1151,9 @@ static void run_lua(rh_world *w, int i) {
   if (!n->running) return; /* killed from inside (cannot happen today) */
   if (exited) {
     rh_world_record(w, i, "exited", NULL, NULL, code, 0);
-    n->left = 1;
-    end_process(w, i, n->left ? "left" : "closed");
+    const char *reason = n->left ? "left" : "closed"; /* clusterlua.leave told the peers */
+    n->left = 1; /* on purpose: not restarted */
+    end_process(w, i, reason);
     return;
   }
   n->lua_dl_us = dl == UINT64_MAX ? UINT64_MAX : dl * RH_US;

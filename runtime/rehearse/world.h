@@ -31,7 +31,7 @@
 typedef struct rh_world rh_world;
 
 /* A record of what happened, for the timeline, the JSON and the user's expectations.
- * kind: started, start_failed, exited, killed, crashed, node_up, node_down, master,
+ * kind: started, start_failed, exited, stopped, killed, crashed, node_up, node_down, master,
  * quorum_lost, quorum_regained, committed, exec, hook_error, log, fault, violation,
  * lua_error, lua_lag. s1/s2/n1/n2 depend on the kind (docs/rehearsal.md). */
 typedef struct rh_record {
@@ -110,6 +110,7 @@ void rh_world_fail(rh_world *w, const char *why); /* a check of the caller faile
 /* ---- faults (the director's nemeses) ---- */
 void rh_world_start(rh_world *w, int i);         /* start (or restart) a node's process */
 void rh_world_kill(rh_world *w, int i, const char *why); /* the process dies (kill -9) */
+void rh_world_stop(rh_world *w, int i); /* SIGTERM: it leaves on purpose (peers see "left") */
 int rh_world_is_running(const rh_world *w, int i);
 int rh_world_has_left(const rh_world *w, int i); /* exited on purpose (leave, os.exit) */
 void rh_world_pause(rh_world *w, int i, uint64_t until_us); /* SIGSTOP ... SIGCONT */

@@ -74,6 +74,17 @@ describe("clusterlua sim", function()
     assert.matches("\nreplay: clusterlua sim [^\n]*short_grace/topology.lua %-%-seed 1 %-%-scenario [^\n]*blip.lua", out)
   end)
 
+  it("catches a recovery hook that restarts a node that left on purpose", function()
+    local code, out, err = sim { ex "recovery/restart_on_down/topology.lua", "--scenario", ex "rehearsal/planned_stop.lua" }
+    assert.equal(0, code, out .. err)
+    assert.matches("stopped %(SIGTERM%)", out)
+    assert.matches("node_down node2 %(left%)", out)
+    code, out, err = sim { ex "rehearsal/restart_left/topology.lua", "--scenario", ex "rehearsal/planned_stop.lua" }
+    assert.equal(1, code, out .. err)
+    assert.matches('FAILED seed 1: expectation "a_planned_stop_is_left_alone" does not hold at%s+1:00%.%d%d%d: node%d ran '
+      .. "systemctl restart proxy", out)
+  end)
+
   it("gives the same bytes for the same seed, on stdout and stderr", function()
     local args = { ex "edge/topology.lua", "--nodes", "5", "--seed", "3", "--duration", "3m" }
     local c1, o1, e1 = sim(args)

@@ -222,7 +222,7 @@ end
 -- ---------------------------------------------------------------- the scenario
 
 local FAULT_KEYS = {
-  at = true, heal = true, kill = true, start = true, pause = true, partition = true, isolate = true,
+  at = true, heal = true, kill = true, stop = true, start = true, pause = true, partition = true, isolate = true,
   oneway = true, net = true, disk = true, fail = true, slow_ms = true, stall_lua = true, dns = true,
   mode = true, note = true,
 }
@@ -292,16 +292,16 @@ local function check_faults(sc, path, index_of)
     end
     local ok, res = pcall(function()
       local kinds = {}
-      for _, key in ipairs { "kill", "start", "pause", "partition", "isolate", "oneway", "net", "disk", "stall_lua", "dns" } do
+      for _, key in ipairs { "kill", "stop", "start", "pause", "partition", "isolate", "oneway", "net", "disk", "stall_lua", "dns" } do
         if f[key] ~= nil then kinds[#kinds + 1] = key end
       end
       if #kinds ~= 1 then
-        error(("%s: expected exactly one of kill, start, pause, partition, isolate, oneway, net, disk, stall_lua, dns"):format(
+        error(("%s: expected exactly one of kill, stop, start, pause, partition, isolate, oneway, net, disk, stall_lua, dns"):format(
           where), 0)
       end
       local kind = kinds[1]
       local a = { at = at, heal = heal, kind = kind, mode = f.mode }
-      if kind == "kill" or kind == "start" or kind == "pause" or kind == "stall_lua" or kind == "isolate" or kind == "disk" then
+      if kind == "kill" or kind == "stop" or kind == "start" or kind == "pause" or kind == "stall_lua" or kind == "isolate" or kind == "disk" then
         a.node = node(f[kind], kind)
       elseif kind == "partition" then
         if type(f.partition) ~= "table" or #f.partition < 2 then
@@ -401,6 +401,13 @@ function Run:apply(a)
     w:kill(a.node, "killed by the scenario")
     return function()
       self:fault("restart %s", short_of(self, a.node))
+      w:start(a.node)
+    end
+  elseif a.kind == "stop" then
+    self:fault("stop %s (SIGTERM: it leaves on purpose)", short_of(self, a.node))
+    w:stop(a.node)
+    return function()
+      self:fault("start %s again", short_of(self, a.node))
       w:start(a.node)
     end
   elseif a.kind == "start" then
@@ -575,7 +582,7 @@ local function entry_of(run, r)
     e.boot = r.n1
   elseif k == "start_failed" then
     e.error = r.s1
-  elseif k == "killed" or k == "crashed" then
+  elseif k == "killed" or k == "crashed" or k == "stopped" then
     e.reason = r.s1
   elseif k == "exited" then
     e.code = r.n1
@@ -620,6 +627,7 @@ local function describe(e)
   if k == "started" then return e.boot > 1 and "process restarted" or "process started" end
   if k == "start_failed" then return "could not start: " .. tostring(e.error) end
   if k == "killed" then return "killed (" .. tostring(e.reason) .. ")" end
+  if k == "stopped" then return "stopped (" .. tostring(e.reason) .. "): leaves the cluster" end
   if k == "crashed" then return "crashed: " .. tostring(e.reason) end
   if k == "exited" then return ("exited (status %d)"):format(e.code) end
   if k == "fault" then return "FAULT " .. e.what end
@@ -782,6 +790,8 @@ local function run_seed(cfg, seed, out)
       end
       local undo = run:apply(a)
       if a.permanent then run:fault("%s: this fault never heals (--liveness)", short_of(run, a.node)) end
+      -- a node stopped on purpose stays stopped unless the scenario starts it again
+      if a.kind == "stop" and not a.heal then undo = nil end
       if undo then
         if a.heal and not permanent(a) then
           at(a.heal, function()
