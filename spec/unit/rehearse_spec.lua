@@ -113,6 +113,36 @@ describe("clusterlua sim", function()
     assert.matches("node_up node2", out)
   end)
 
+  it("serves the files a scenario manages (a hosts file that exists nowhere) and edits them as faults", function()
+    local dir = proc.tmpdir()
+    proc.write(dir .. "/topology.lua", ([[
+      return {
+        cluster = "hf",
+        topologies = { hf = { strategy = "hosts_file", config = { path = %q, poll_interval = 1000 } } },
+        election = { initial_master_nodes = { "node1", "node2", "node3" } },
+      }]]):format(dir .. "/hosts"))
+    proc.write(dir .. "/scenario.lua", ([[
+      local path = %q
+      return {
+        duration = "30s",
+        files = { [path] = "node1@127.0.0.1:4371\nnode2@127.0.0.1:4372\nnode3@127.0.0.1:4373\n" },
+        faults = { { at = "10s", file = path, content = "node1@127.0.0.1:4371\nbad line here\n", heal = "20s" } },
+        expect = {
+          formed = function(h)
+            return #h.filter { kind = "node_up", node = "node1", before = h.time "10s" } == 2, "node1 did not see both peers"
+          end,
+          bad_line_reported = function(h)
+            return h.count { kind = "strategy_error", after = h.time "10s" } == 3, "not one strategy error per node"
+          end,
+        },
+      }]]):format(dir .. "/hosts"))
+    local code, out, err = sim { dir .. "/topology.lua", "--scenario", dir .. "/scenario.lua" }
+    proc.rmtree(dir)
+    assert.equal(0, code, out .. err)
+    assert.matches("FAULT [^\n]*/hosts rewritten", out)
+    assert.matches("expectation bad_line_reported: held", out)
+  end)
+
   it("writes a self-contained HTML timeline with one lane per node", function()
     local dir = proc.tmpdir()
     local path = dir .. "/t.html"

@@ -224,7 +224,7 @@ end
 local FAULT_KEYS = {
   at = true, heal = true, kill = true, stop = true, start = true, pause = true, partition = true, isolate = true,
   oneway = true, net = true, disk = true, fail = true, slow_ms = true, stall_lua = true, dns = true,
-  mode = true, note = true,
+  mode = true, note = true, file = true, content = true,
 }
 
 local function load_scenario(path)
@@ -234,8 +234,8 @@ local function load_scenario(path)
   if not ok then return nil, path .. ": " .. tostring(sc) end
   if type(sc) ~= "table" then return nil, path .. ": a scenario returns a table, got " .. type(sc) end
   for k in pairs(sc) do
-    if not ({ faults = true, expect = true, commands = true, dns = true, duration = true, nodes = true })[k] then
-      return nil, ("%s: unknown key %q (expected faults, expect, commands, dns, duration, nodes)"):format(path,
+    if not ({ faults = true, expect = true, commands = true, dns = true, files = true, duration = true, nodes = true })[k] then
+      return nil, ("%s: unknown key %q (expected faults, expect, commands, dns, files, duration, nodes)"):format(path,
         tostring(k))
     end
   end
@@ -253,6 +253,14 @@ local function load_scenario(path)
   end
   if sc.dns ~= nil and type(sc.dns) ~= "table" and type(sc.dns) ~= "function" then
     return nil, path .. ": dns: expected a table (name -> answers) or a function"
+  end
+  if sc.files ~= nil then
+    if type(sc.files) ~= "table" then return nil, path .. ": files: expected a table (path -> text, or false)" end
+    for fp, text in pairs(sc.files) do
+      if type(fp) ~= "string" or (type(text) ~= "string" and text ~= false) then
+        return nil, ("%s: files[%s]: expected a path mapped to its text, or false"):format(path, tostring(fp))
+      end
+    end
   end
   if sc.duration ~= nil and not parse_duration(sc.duration) then
     return nil, path .. ": duration: expected a duration such as 90s or 10m"
@@ -292,11 +300,11 @@ local function check_faults(sc, path, index_of)
     end
     local ok, res = pcall(function()
       local kinds = {}
-      for _, key in ipairs { "kill", "stop", "start", "pause", "partition", "isolate", "oneway", "net", "disk", "stall_lua", "dns" } do
+      for _, key in ipairs { "kill", "stop", "start", "pause", "partition", "isolate", "oneway", "net", "disk", "stall_lua", "dns", "file" } do
         if f[key] ~= nil then kinds[#kinds + 1] = key end
       end
       if #kinds ~= 1 then
-        error(("%s: expected exactly one of kill, stop, start, pause, partition, isolate, oneway, net, disk, stall_lua, dns"):format(
+        error(("%s: expected exactly one of kill, stop, start, pause, partition, isolate, oneway, net, disk, stall_lua, dns, file"):format(
           where), 0)
       end
       local kind = kinds[1]
@@ -315,6 +323,12 @@ local function check_faults(sc, path, index_of)
       elseif kind == "net" then
         if type(f.net) ~= "table" then error(where .. ": net: expected { delay_ms = {lo, hi}, drop = p, dup = p }", 0) end
         a.net = f.net
+      elseif kind == "file" then
+        if type(f.file) ~= "string" then error(where .. ": file: expected a path", 0) end
+        if f.content ~= false and type(f.content) ~= "string" then
+          error(where .. ": content: expected the file's new text, or false to remove it", 0)
+        end
+        a.path, a.content = f.file, f.content
       elseif kind == "dns" then
         if not ({ fail = true, empty = true, truncate = true })[f.dns] then
           error(where .. ": dns: expected \"fail\", \"empty\" or \"truncate\"", 0)
@@ -480,6 +494,21 @@ function Run:apply(a)
       self:fault("the disk of %s is healthy again", short_of(self, a.node))
       w:disk(a.node, false, 0)
     end
+  elseif a.kind == "file" then
+    local before = self.files[a.path]
+    if before == nil then
+      -- first edit of a real file: from now on the rehearsal serves its text
+      local fh = io.open(a.path, "rb")
+      before = fh and fh:read "*a" or false
+      if fh then fh:close() end
+    end
+    local what = a.content == false and "removed" or a.how or "rewritten"
+    self:fault("%s %s", a.path, what)
+    self.files[a.path] = a.content
+    return function()
+      self:fault("%s restored", a.path)
+      self.files[a.path] = before
+    end
   elseif a.kind == "dns" then
     self:fault("DNS %s", a.dns == "fail" and "fails" or a.dns == "empty" and "answers empty" or "answers truncated")
     self.dns_fault = a.dns
@@ -492,7 +521,7 @@ end
 
 -- the default nemeses: one fault at a time, each healed before the next
 local NEMESES = { "kill", "pause", "halves", "isolate_master", "bridge", "oneway", "net", "slow_disk", "fail_disk",
-  "stall_lua", "dns" }
+  "stall_lua", "dns", "hosts_file" }
 
 function Run:random_fault(t, until_ms, nemeses)
   local w, n = self.w, #self.nodes
@@ -533,6 +562,29 @@ function Run:random_fault(t, until_ms, nemeses)
     a.kind, a.node, a.fail, a.slow_ms = "disk", node, true, 0
   elseif kind == "stall_lua" then
     a.kind, a.node = "stall_lua", node
+  elseif kind == "hosts_file" then
+    -- a hosts file edited under the node: a line dropped, emptied, removed, or garbage
+    local path = self.hosts_files[w:rand(#self.hosts_files) + 1]
+    local text = self.files[path]
+    if text == nil then
+      local fh = io.open(path, "rb")
+      text = fh and fh:read "*a" or ""
+      if fh then fh:close() end
+    end
+    local edit = w:rand(4)
+    a.kind, a.path = "file", path
+    if edit == 0 then
+      local lines = {}
+      for l in (text or ""):gmatch "[^\n]+" do lines[#lines + 1] = l end
+      if #lines > 0 then table.remove(lines, w:rand(#lines) + 1) end
+      a.content, a.how = table.concat(lines, "\n") .. "\n", "edited (a line dropped)"
+    elseif edit == 1 then
+      a.content, a.how = "", "emptied"
+    elseif edit == 2 then
+      a.content = false
+    else
+      a.content, a.how = (text or "") .. "not a node name at all\n", "edited (a bad line added)"
+    end
   else
     a.kind, a.dns = "dns", ({ "fail", "empty", "truncate" })[w:rand(3) + 1]
   end
@@ -712,6 +764,11 @@ local function ask_fn(run)
         end
       end
       return 0, ""
+    elseif kind == "file" then
+      local v = run.files[a]
+      if v == nil then return nil, nil end
+      if v == false then return 1, nil end
+      return 0, v
     elseif kind == "dns" then
       if run.dns_fault == "fail" then return 1, "ETIMEDOUT: " .. b .. ": no answer (DNS fault)" end
       local d = sc.dns
@@ -730,8 +787,9 @@ end
 local function run_seed(cfg, seed, out)
   local run = setmetatable({
     seed = seed, nodes = cfg.nodes, duration = cfg.duration, scenario = cfg.scenario, events = {},
-    name_width = cfg.name_width,
+    name_width = cfg.name_width, files = {}, hosts_files = cfg.hosts_files,
   }, Run)
+  for path, text in pairs(cfg.scenario and cfg.scenario.files or {}) do run.files[path] = text end
   local boot = cjson.encode { topology = cfg.file, cookie = "rehearsal-cookie-0123456789abcdef", seed = seed }
   local w = rehearse.new {
     seed = seed, path = package.path, cpath = package.cpath, boot = boot, ask = ask_fn(run),
@@ -1033,11 +1091,18 @@ return function()
   -- DNS faults only where DNS is used
   cfg.nemeses = {}
   local uses_dns = false
-  for _, t in pairs(topo.topologies or {}) do
+  cfg.hosts_files = {}
+  for _, tname in ipairs(sorted_keys(topo.topologies or {})) do
+    local t = topo.topologies[tname]
     if t.strategy == "dns" or t.strategy == "dns_srv" then uses_dns = true end
+    if t.strategy == "hosts_file" and type(t.config) == "table" and type(t.config.path) == "string" then
+      cfg.hosts_files[#cfg.hosts_files + 1] = t.config.path
+    end
   end
   for _, k in ipairs(NEMESES) do
-    if k ~= "dns" or uses_dns then cfg.nemeses[#cfg.nemeses + 1] = k end
+    if (k ~= "dns" or uses_dns) and (k ~= "hosts_file" or #cfg.hosts_files > 0) then
+      cfg.nemeses[#cfg.nemeses + 1] = k
+    end
   end
   cfg.name_width = 1
   for _, nd in ipairs(cfg.nodes) do cfg.name_width = math.max(cfg.name_width, #nd.short) end

@@ -20,6 +20,7 @@ local cjson = require "cjson.safe"
 local M = {}
 
 local function now() return sim.now() end
+local fake_file
 
 -- ---- timers on the virtual clock ----
 -- An array, never a table keyed by timer objects: the order they fire in must not
@@ -282,6 +283,34 @@ local function make_exec(async)
   end
 end
 
+-- a read-only file over a string
+fake_file = function(text)
+  local f, pos = {}, 1
+  function f.read(_, what)
+    what = what or "*l"
+    if type(what) == "number" then
+      if pos > #text then return nil end
+      local s = text:sub(pos, pos + what - 1)
+      pos = pos + #s
+      return s
+    end
+    if what:find "a" then
+      local s = text:sub(pos)
+      pos = #text + 1
+      return s
+    end
+    if pos > #text then return nil end
+    local line = text:match("^[^\n]*", pos)
+    pos = pos + #line + 1
+    return line
+  end
+  function f.lines() return function() return f:read "*l" end end
+  function f.close() return true end
+  function f.seek() return pos - 1 end
+  function f.setvbuf() return true end
+  return f
+end
+
 -- ---- boot ----
 
 local function seeded_bytes(seed)
@@ -353,6 +382,18 @@ function M.boot(json, idx, full, short)
     function f.write() return f end
     function f.close() return true, "exit", status or 0 end
     return f, nil, mode
+  end
+
+  -- files the scenario manages (a hosts file, a strategy's list) are read from it, so a
+  -- fault can edit them; every other file is the real one
+  local real_open = io.open
+  io.open = function(path, mode)
+    if type(path) == "string" and not tostring(mode or "r"):find "[wa+]" then
+      local status, content = sim.ask("file", path)
+      if status == 0 then return fake_file(content or "") end
+      if status == 1 then return nil, path .. ": No such file or directory", 2 end
+    end
+    return real_open(path, mode)
   end
 
   sim.set_fire(fire)
