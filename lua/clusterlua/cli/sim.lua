@@ -561,7 +561,14 @@ function Run:random_fault(t, until_ms, nemeses)
   elseif kind == "fail_disk" then
     a.kind, a.node, a.fail, a.slow_ms = "disk", node, true, 0
   elseif kind == "stall_lua" then
+    -- a third of the stalls outlast election.lua_stepdown_ms: the node gives up master
+    -- duties until its Lua answers again
     a.kind, a.node = "stall_lua", node
+    if w:rand(3) == 0 then
+      local sd = self.stepdown_ms
+      a.heal = t + math.floor(sd * (1.1 + w:rand(40) / 100))
+      if a.heal > until_ms then a.heal = until_ms end
+    end
   elseif kind == "hosts_file" then
     -- a hosts file edited under the node: a line dropped, emptied, removed, or garbage
     local path = self.hosts_files[w:rand(#self.hosts_files) + 1]
@@ -787,7 +794,7 @@ end
 local function run_seed(cfg, seed, out)
   local run = setmetatable({
     seed = seed, nodes = cfg.nodes, duration = cfg.duration, scenario = cfg.scenario, events = {},
-    name_width = cfg.name_width, files = {}, hosts_files = cfg.hosts_files,
+    name_width = cfg.name_width, files = {}, hosts_files = cfg.hosts_files, stepdown_ms = cfg.stepdown_ms,
   }, Run)
   for path, text in pairs(cfg.scenario and cfg.scenario.files or {}) do run.files[path] = text end
   local boot = cjson.encode { topology = cfg.file, cookie = "rehearsal-cookie-0123456789abcdef", seed = seed }
@@ -1088,6 +1095,7 @@ return function()
     if sc.nodes and not o.nodes then o.nodes = sc.nodes end
   end
   cfg.nodes = node_list(topo, o.nodes)
+  cfg.stepdown_ms = topo.election and topo.election.lua_stepdown_ms or 30000
   -- DNS faults only where DNS is used
   cfg.nemeses = {}
   local uses_dns = false
