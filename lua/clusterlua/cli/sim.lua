@@ -362,7 +362,8 @@ Run.__index = Run
 local function short_of(run, i) return i >= 1 and run.nodes[i] and run.nodes[i].short or "*" end
 
 function Run:fault(what, ...)
-  self.w:record(0, "fault", what:format(...))
+  self.last_fault = what:format(...)
+  self.w:record(0, "fault", self.last_fault)
 end
 
 local function halves(run)
@@ -794,7 +795,7 @@ end
 local function run_seed(cfg, seed, out)
   local run = setmetatable({
     seed = seed, nodes = cfg.nodes, duration = cfg.duration, scenario = cfg.scenario, events = {},
-    name_width = cfg.name_width, files = {}, hosts_files = cfg.hosts_files, stepdown_ms = cfg.stepdown_ms,
+    name_width = cfg.name_width, files = {}, spans = {}, hosts_files = cfg.hosts_files, stepdown_ms = cfg.stepdown_ms,
   }, Run)
   for path, text in pairs(cfg.scenario and cfg.scenario.files or {}) do run.files[path] = text end
   local boot = cjson.encode { topology = cfg.file, cookie = "rehearsal-cookie-0123456789abcdef", seed = seed }
@@ -854,6 +855,18 @@ local function run_seed(cfg, seed, out)
         a.permanent = true
       end
       local undo = run:apply(a)
+      -- for the HTML timeline: the fault's span, across the lanes it hits
+      local span = { t = w:now(), label = run.last_fault, node = a.node }
+      run.spans[#run.spans + 1] = span
+      if undo then
+        local u = undo
+        undo = function()
+          span.t2 = w:now()
+          u()
+        end
+      else
+        span.t2 = span.t
+      end
       if a.permanent then run:fault("%s: this fault never heals (--liveness)", short_of(run, a.node)) end
       -- a node stopped on purpose stays stopped unless the scenario starts it again
       if a.kind == "stop" and not a.heal then undo = nil end
@@ -1008,14 +1021,44 @@ local function write_html(path, cfg, verdict, run)
   p(("<h3>clusterlua sim %s — seed %d — %s</h3>"):format(html_escape(cfg.file), verdict.seed,
     verdict.failed and ("FAILED: " .. html_escape(verdict.failed.why)) or "every check held"))
   p(("<svg width=\"%d\" height=\"%d\">"):format(W, H))
-  -- faults across every lane
+  -- faults: a shaded span from the fault to its heal, across every lane (or the lane of
+  -- the node it hits), and a dashed line at every fault record
   local open = {}
+  local lane_of = {}
+  for i, nd in ipairs(cfg.nodes) do lane_of[i] = 40 + (i - 1) * lane_h end
+  for _, sp in ipairs(run.spans) do
+    local t2 = sp.t2 or total
+    local y1, h = 24, lanes * lane_h
+    if sp.node and lane_of[sp.node] then y1, h = lane_of[sp.node] - 14, lane_h - 4 end
+    p(("<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"#f39c12\" opacity=\"0.18\"><title>%s – %s %s</title></rect>")
+      :format(x(sp.t), y1, math.max(2, x(t2) - x(sp.t)), h, fmt_time(sp.t), fmt_time(t2), html_escape(sp.label or "")))
+  end
   for _, e in ipairs(run.events) do
     if e.kind == "fault" then
       p(("<line x1=\"%.1f\" y1=\"20\" x2=\"%.1f\" y2=\"%d\" stroke=\"#f39c12\" stroke-dasharray=\"3,3\"><title>%s %s</title></line>")
         :format(x(e.t), x(e.t), H - 20, fmt_time(e.t), html_escape(e.what)))
     end
   end
+  -- a node's process down: a grey bar
+  local down_since = {}
+  local function down_bar(n, t)
+    local i
+    for k, nd in ipairs(cfg.nodes) do if nd.short == n then i = k end end
+    if i and down_since[n] then
+      p(("<rect x=\"%.1f\" y=\"%d\" width=\"%.1f\" height=\"4\" fill=\"#555\"><title>%s down %s – %s</title></rect>"):format(
+        x(down_since[n]), lane_of[i] + 12, math.max(1, x(t) - x(down_since[n])), html_escape(n), fmt_time(down_since[n]),
+        fmt_time(t)))
+    end
+    down_since[n] = nil
+  end
+  for _, e in ipairs(run.events) do
+    if e.node and (e.kind == "killed" or e.kind == "crashed" or e.kind == "stopped" or e.kind == "exited") then
+      down_since[e.node] = e.t
+    elseif e.node and e.kind == "started" then
+      down_bar(e.node, e.t)
+    end
+  end
+  for n in pairs(down_since) do down_bar(n, total) end
   for i, nd in ipairs(cfg.nodes) do
     local y = 40 + (i - 1) * lane_h
     p(("<text x=\"4\" y=\"%d\">%s</text><line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" stroke=\"#ddd\"/>"):format(
@@ -1051,7 +1094,8 @@ local function write_html(path, cfg, verdict, run)
   end
   p(("<text x=\"%d\" y=\"%d\">0</text><text x=\"%d\" y=\"%d\" text-anchor=\"end\">%s</text>"):format(
     left, H - 6, W - 10, H - 6, fmt_time(total)))
-  p("</svg><p>Green bars: master. Dots: events (hover for details). Dashed lines: faults.</p><pre>")
+  p("</svg><p>Green bars: master. Grey bars: the process is down. Orange: a fault, from its start to its heal "
+    .. "(on one lane when it hits one node). Dots: events (hover for details).</p><pre>")
   for _, e in ipairs(run.events) do
     if e.kind ~= "committed" then p(html_escape(line_of(run, e)) .. "\n") end
   end
