@@ -143,6 +143,52 @@ describe("clusterlua sim", function()
     assert.matches("expectation bad_line_reported: held", out)
   end)
 
+  it("answers DNS strategies from the scenario and names nodes that share a short name in full", function()
+    local code, out, err = sim { ex "dns/topology.lua", "--scenario", ex "rehearsal/dns.lua" }
+    assert.equal(0, code, out .. err)
+    assert.matches("node@127.0.0.1:4391  node_up node@127.0.0.3:4391", out)
+    assert.matches("FAULT DNS fails", out)
+    assert.matches("expectation a_dns_outage_drops_nobody: held", out)
+  end)
+
+  it("answers HTTP from the scenario to a strategy that asks an inventory service", function()
+    local dir = proc.tmpdir()
+    proc.write(dir .. "/inventory.lua", [[
+      local http = require "clusterlua.http"
+      local cjson = require "cjson.safe"
+      return {
+        validate = function(c) return type(c.url) == "string" or nil, "url: expected a string" end,
+        start = function(ctx, config)
+          local function poll()
+            ctx.spawn(function()
+              local status, body = http.request("GET", config.url, { timeout = 1000 })
+              if status ~= 200 then return ctx.error("inventory: " .. tostring(body)) end
+              ctx.set_nodes(cjson.decode(body).nodes)
+            end)
+          end
+          poll()
+          ctx.every(2000, poll)
+        end,
+        stop = function() end,
+      }]])
+    proc.write(dir .. "/topology.lua", [[
+      return { cluster = "inv", topologies = { inv = { strategy = "inventory.lua", config = { url = "http://inv.test/nodes" } } },
+        election = { initial_master_nodes = { "node1", "node2", "node3" } } }]])
+    proc.write(dir .. "/scenario.lua", [[
+      return { duration = "20s",
+        http = { ["http://inv.test/nodes"] = { status = 200,
+          body = '{"nodes":["node1@127.0.0.1:4371","node2@127.0.0.1:4372","node3@127.0.0.1:4373"]}' } },
+        expect = { a_master = function(h) return #h.masters > 0, "no master" end } }]])
+    local code, out, err = sim { dir .. "/topology.lua", "--scenario", dir .. "/scenario.lua" }
+    -- without the scenario nobody answers: the strategy reports it, the cluster cannot form
+    local code2, out2 = sim { dir .. "/topology.lua", "--duration", "5s" }
+    proc.rmtree(dir)
+    assert.equal(0, code, out .. err)
+    assert.matches("expectation a_master: held", out)
+    assert.equal(1, code2)
+    assert.matches("strategy error: inventory: ECONNREFUSED: no answer scripted for http://inv.test/nodes", out2)
+  end)
+
   it("writes a self-contained HTML timeline with one lane per node", function()
     local dir = proc.tmpdir()
     local path = dir .. "/t.html"

@@ -234,8 +234,10 @@ local function load_scenario(path)
   if not ok then return nil, path .. ": " .. tostring(sc) end
   if type(sc) ~= "table" then return nil, path .. ": a scenario returns a table, got " .. type(sc) end
   for k in pairs(sc) do
-    if not ({ faults = true, expect = true, commands = true, dns = true, files = true, duration = true, nodes = true })[k] then
-      return nil, ("%s: unknown key %q (expected faults, expect, commands, dns, files, duration, nodes)"):format(path,
+    if not ({ faults = true, expect = true, commands = true, dns = true, http = true, files = true, duration = true,
+      nodes = true, initial_master_nodes = true })[k] then
+      return nil, ("%s: unknown key %q (expected faults, expect, commands, dns, http, files, duration, nodes, "
+        .. "initial_master_nodes)"):format(path,
         tostring(k))
     end
   end
@@ -251,6 +253,9 @@ local function load_scenario(path)
   if sc.commands ~= nil and type(sc.commands) ~= "table" and type(sc.commands) ~= "function" then
     return nil, path .. ": commands: expected a table (command -> exit status) or a function"
   end
+  if sc.http ~= nil and type(sc.http) ~= "table" and type(sc.http) ~= "function" then
+    return nil, path .. ": http: expected a table (URL -> { status =, body = }) or a function"
+  end
   if sc.dns ~= nil and type(sc.dns) ~= "table" and type(sc.dns) ~= "function" then
     return nil, path .. ": dns: expected a table (name -> answers) or a function"
   end
@@ -265,8 +270,24 @@ local function load_scenario(path)
   if sc.duration ~= nil and not parse_duration(sc.duration) then
     return nil, path .. ": duration: expected a duration such as 90s or 10m"
   end
-  if sc.nodes ~= nil and (type(sc.nodes) ~= "number" or sc.nodes < 1 or sc.nodes % 1 ~= 0) then
-    return nil, path .. ": nodes: expected a whole number"
+  if type(sc.nodes) == "table" then
+    if #sc.nodes < 1 or #sc.nodes > rehearse.MAX_NODES then
+      return nil, ("%s: nodes: expected 1 to %d node names"):format(path, rehearse.MAX_NODES)
+    end
+    for i, n in ipairs(sc.nodes) do
+      local parsed, err = names.parse(n)
+      if not parsed then return nil, ("%s: nodes[%d]: %s"):format(path, i, tostring(err):gsub("^EINVAL: ", "")) end
+    end
+  elseif sc.nodes ~= nil and (type(sc.nodes) ~= "number" or sc.nodes < 1 or sc.nodes % 1 ~= 0) then
+    return nil, path .. ": nodes: expected a whole number or a list of node names"
+  end
+  if sc.initial_master_nodes ~= nil then
+    if type(sc.initial_master_nodes) ~= "table" or #sc.initial_master_nodes == 0 then
+      return nil, path .. ": initial_master_nodes: expected a list of node names"
+    end
+    for i, n in ipairs(sc.initial_master_nodes) do
+      if type(n) ~= "string" or n == "" then return nil, ("%s: initial_master_nodes[%d]: expected a node name"):format(path, i) end
+    end
   end
   return sc
 end
@@ -612,17 +633,28 @@ local function split0(s)
   return out
 end
 
+-- a full name as the timeline shows it: the node's short name (its full one when two
+-- nodes share a short name)
+local function display(run, full)
+  if not full or full == "" then return nil end
+  if not run.display then
+    run.display = {}
+    for _, nd in ipairs(run.nodes) do run.display[nd.full] = nd.short end
+  end
+  return run.display[full] or (names.parse(full) or {}).short or full
+end
+
 local function entry_of(run, r)
   local e = { t = r.t, node = r.node > 0 and short_of(run, r.node) or nil, kind = r.kind }
   local k = r.kind
   if k == "node_up" then
-    e.peer = names.parse(r.s1) and names.parse(r.s1).short or r.s1
+    e.peer = display(run, r.s1)
   elseif k == "node_down" then
-    e.peer = names.parse(r.s1) and names.parse(r.s1).short or r.s1
+    e.peer = display(run, r.s1)
     e.reason = r.s2
   elseif k == "master" then
-    e.master = r.s1 ~= "" and r.s1 and (names.parse(r.s1) or {}).short or nil
-    e.previous = r.s2 ~= "" and r.s2 and (names.parse(r.s2) or {}).short or nil
+    e.master = display(run, r.s1)
+    e.previous = display(run, r.s2)
     e.term = r.n1
   elseif k == "quorum_lost" or k == "quorum_regained" then
     e.term = r.n1
@@ -772,6 +804,20 @@ local function ask_fn(run)
         end
       end
       return 0, ""
+    elseif kind == "http" then
+      local hsc = sc.http
+      local method, url = a:match "^(%S+) (.*)$"
+      local v
+      if type(hsc) == "function" then
+        local st, body = hsc(nd, method, url, b)
+        if type(st) == "number" then return st, body ~= nil and tostring(body) or "" end
+        v = st
+      elseif type(hsc) == "table" then
+        v = hsc[url]
+      end
+      if type(v) == "table" then return tonumber(v.status) or 200, tostring(v.body or "") end
+      if type(v) == "string" then return -1, v end
+      return -1, ("ECONNREFUSED: no answer scripted for %s (rehearsal)"):format(url)
     elseif kind == "file" then
       local v = run.files[a]
       if v == nil then return nil, nil end
@@ -798,7 +844,8 @@ local function run_seed(cfg, seed, out)
     name_width = cfg.name_width, files = {}, spans = {}, hosts_files = cfg.hosts_files, stepdown_ms = cfg.stepdown_ms,
   }, Run)
   for path, text in pairs(cfg.scenario and cfg.scenario.files or {}) do run.files[path] = text end
-  local boot = cjson.encode { topology = cfg.file, cookie = "rehearsal-cookie-0123456789abcdef", seed = seed }
+  local boot = cjson.encode { topology = cfg.file, cookie = "rehearsal-cookie-0123456789abcdef", seed = seed,
+    initial_master_nodes = cfg.scenario and cfg.scenario.initial_master_nodes or nil }
   local w = rehearse.new {
     seed = seed, path = package.path, cpath = package.cpath, boot = boot, ask = ask_fn(run),
   }
@@ -1136,9 +1183,26 @@ return function()
     if not sc then return die("scenario: " .. tostring(serr)) end
     cfg.scenario = sc
     if sc.duration and not o.duration_given then cfg.duration = parse_duration(sc.duration) end
-    if sc.nodes and not o.nodes then o.nodes = sc.nodes end
+    if type(sc.nodes) == "number" and not o.nodes then o.nodes = sc.nodes end
   end
-  cfg.nodes = node_list(topo, o.nodes)
+  if cfg.scenario and type(cfg.scenario.nodes) == "table" then
+    -- the scenario names the nodes (a DNS topology's names, say); --nodes takes the first N
+    cfg.nodes = {}
+    for i, n in ipairs(cfg.scenario.nodes) do
+      if not o.nodes or i <= o.nodes then
+        local parsed = names.parse(n)
+        cfg.nodes[#cfg.nodes + 1] = { full = parsed.full, short = parsed.short }
+      end
+    end
+    -- nodes that share a short name (node@10.0.0.1, node@10.0.0.2) go by their full names
+    local count = {}
+    for _, nd in ipairs(cfg.nodes) do count[nd.short] = (count[nd.short] or 0) + 1 end
+    for _, nd in ipairs(cfg.nodes) do
+      if count[nd.short] > 1 then nd.short = nd.full end
+    end
+  else
+    cfg.nodes = node_list(topo, o.nodes)
+  end
   cfg.stepdown_ms = topo.election and topo.election.lua_stepdown_ms or 30000
   -- DNS faults only where DNS is used
   cfg.nemeses = {}

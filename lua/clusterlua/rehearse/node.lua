@@ -7,12 +7,13 @@
 --   uv (timers, now, hrtime, gettimeofday, fs_stat of the data directory, random),
 --   clusterlua.c.core (clock, logs -> the timeline), clusterlua.c.node (the world's
 --   node: runtime/rehearse/world.c), clusterlua.c.dataplane (none: messages take the
---   control path), clusterlua.dns (answers from the scenario's `dns` table),
+--   control path), clusterlua.dns and clusterlua.http (answers from the scenario's
+--   `dns` and `http` tables), io.open of the files the scenario manages,
 --   os.time/os.clock/os.date (virtual), math.random (seeded by the run's seed and the node).
 -- Recorded, not run: clusterlua.exec (async.exec), os.execute and io.popen; each is
 -- logged with its arguments and answered with the scenario's scripted exit status.
--- Not simulated (they fail with ENOTSUP): TCP, UDP and pipes (so the gossip strategy
--- and HTTP from strategies), process spawning other than the recorded commands.
+-- Not simulated (they fail with ENOTSUP): TCP, UDP and pipes from Lua (so the gossip
+-- strategy), process spawning other than the recorded commands.
 -- clusterlua.c.simnode exists only in a simulated node's state: loaded by boot
 local sim
 local cjson = require "cjson.safe"
@@ -252,6 +253,23 @@ local function make_dns(async)
   return dns
 end
 
+-- ---- clusterlua.http: answers from the scenario (http = { [URL] = { status =, body = } }) ----
+
+local function make_http(async, real)
+  local http = setmetatable({}, { __index = real })
+  function http.request(method, url, opts)
+    if not async.in_coroutine() then error("bad argument: http.request must be called from a coroutine", 2) end
+    local status, body = sim.ask("http", tostring(method) .. " " .. tostring(url), opts and opts.body or "")
+    async.sleep(1)
+    if not status or status < 0 then
+      local err = body or ("ECONNREFUSED: no answer scripted for %s (rehearsal)"):format(tostring(url))
+      return nil, err, err:match "^(E%u+)" or "ECONNREFUSED"
+    end
+    return status, body or "", {}
+  end
+  return http
+end
+
 -- ---- recorded commands ----
 
 local function join_args(args)
@@ -400,12 +418,15 @@ function M.boot(json, idx, full, short)
   async_mod = require "clusterlua.async"
   async_mod.exec = make_exec(async_mod)
   package.loaded["clusterlua.dns"] = make_dns(async_mod)
+  package.loaded["clusterlua.http"] = make_http(async_mod, require "clusterlua.http")
 
   local cl = require "clusterlua"
   local ok, err = cl.start {
     file = opts.topology,
     name = full,
     cookie = opts.cookie,
+    -- as --initial-master-nodes on the command line (the scenario's), else the topology's
+    initial_master_nodes = opts.initial_master_nodes,
     data = DATA .. short,
   }
   if not ok then return false, tostring(err) end
