@@ -57,6 +57,7 @@ typedef struct rnode {
   /* disk */
   uint8_t *disk;
   size_t disk_len;
+  uint64_t disk_term; /* the term in the state file on disk */
   int disk_fail;
   uint64_t disk_slow_ms;
   const char *crash_why;
@@ -556,6 +557,7 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
   free(n->disk);
   n->disk = d;
   n->disk_len = len;
+  n->disk_term = t;
   if (n->disk_slow_ms) {
     /* a slow fsync holds the node's loop */
     uint64_t until = w->now + n->disk_slow_ms * RH_US;
@@ -590,6 +592,20 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
   io_ud *u = ud;
   int j = index_by_id(u->w, to);
   if (j < 0 || j == u->i) return;
+  /* RULE E10, the glue's: a vote (START_JOIN = 3, JOIN = 4) leaves only once the term it
+   * is for is on disk. The wire layout as spec/sim/sim.c reads it: type at byte 4, the
+   * cluster id's length at 5-6, the term (8 bytes, little-endian) after the id. */
+  if (len > 7 && (data[4] == 3 || data[4] == 4)) {
+    size_t toff = 7 + (size_t)(data[5] | data[6] << 8);
+    if (toff + 8 <= len) {
+      uint64_t term = 0;
+      for (int b = 0; b < 8; b++) term |= (uint64_t)data[toff + b] << (8 * b);
+      if (u->disk_term < term)
+        violation(u->w, "%s sent a %s for term %llu before that term was on its disk (the disk holds term %llu)",
+                  u->name, data[4] == 4 ? "join" : "start-join", (unsigned long long)term,
+                  (unsigned long long)u->disk_term);
+    }
+  }
   deliver_later(u->w, EV_MSG, u->i, j, data, len);
 }
 
