@@ -664,6 +664,8 @@ local function entry_of(run, r)
     e.cmd, e.args, e.status = r.s1, split0(r.s2), r.n1
   elseif k == "log" then
     e.level, e.msg = r.s1, r.s2
+  elseif k == "output" then
+    e.stream, e.line = r.s1, r.s2
   elseif k == "error" then
     e.what, e.error = r.s1, r.s2
   elseif k == "lua_error" then
@@ -711,6 +713,7 @@ local function describe(e)
     return ("ran %s %s -> exit %d (recorded, not run)"):format(e.cmd, table.concat(args, " "), e.status)
   end
   if k == "log" then return ("log %s: %s"):format(e.level, e.msg) end
+  if k == "output" then return ("%s: %s"):format(e.stream, e.line) end
   if k == "error" then return ("error in %s: %s"):format(e.what, (tostring(e.error):match "^[^\n]*")) end
   if k == "lua_error" then return "Lua error: " .. (tostring(e.error):match "^[^\n]*") end
   if k == "lua_lag" then

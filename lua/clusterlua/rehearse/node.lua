@@ -414,6 +414,35 @@ function M.boot(json, idx, full, short)
     return real_open(path, mode)
   end
 
+  -- what the process prints goes to the timeline, a line at a time, not to the terminal
+  local function stream(name)
+    local partial = ""
+    local f = {}
+    function f.write(_, ...)
+      for i = 1, select("#", ...) do partial = partial .. tostring((select(i, ...))) end
+      while true do
+        local line, rest = partial:match "^([^\n]*)\n(.*)$"
+        if not line then break end
+        sim.record("output", name, line)
+        partial = rest
+      end
+      return f
+    end
+    function f.flush() return f end
+    function f.setvbuf() return true end
+    function f.close() return true end
+    function f.lines() return function() return nil end end
+    function f.read() return nil end
+    return f
+  end
+  io.stdout, io.stderr = stream "stdout", stream "stderr"
+  io.write = function(...) return io.stdout:write(...) end
+  print = function(...)
+    local t = {}
+    for i = 1, select("#", ...) do t[i] = tostring((select(i, ...))) end
+    io.stdout:write(table.concat(t, "\t"), "\n")
+  end
+
   sim.set_fire(fire)
   async_mod = require "clusterlua.async"
   async_mod.exec = make_exec(async_mod)
