@@ -189,6 +189,30 @@ describe("clusterlua sim", function()
     assert.matches("strategy error: inventory: ECONNREFUSED: no answer scripted for http://inv.test/nodes", out2)
   end)
 
+  it("aborts a hook that never yields at its time budget, as a real node does, instead of hanging", function()
+    local dir = proc.tmpdir()
+    proc.write(dir .. "/topology.lua", [[
+      return { cluster = "spin", topologies = { s = { strategy = "static",
+        config = { hosts = { "node1@127.0.0.1:4371", "node2@127.0.0.1:4372", "node3@127.0.0.1:4373" } } } },
+        election = { initial_master_nodes = { "node1", "node2", "node3" } }, hooks = "hooks.lua" }]])
+    proc.write(dir .. "/hooks.lua", [[
+      return { node_up = { spin = { fn = function() local x = 0 while true do x = x + 1 end end, budget_ms = 50 } } }]])
+    local code, out, err = sim({ dir .. "/topology.lua", "--duration", "30s" }, 120000)
+    proc.rmtree(dir)
+    assert.equal(0, code, out .. err)
+    assert.matches("hook_abort spin %(node_up%): EBUDGET: hook spin %(node_up%) ran 50 ms without yielding", out)
+  end)
+
+  it("stops with exit 2 when a scenario's own function fails", function()
+    local dir = proc.tmpdir()
+    proc.write(dir .. "/s.lua", [[return { duration = "1m", faults = { { at = "30s", isolate = "node1", heal = "40s" } },
+      commands = function() error("oops in my commands") end }]])
+    local code, out = sim { ex "recovery/on_quorum/topology.lua", "--scenario", dir .. "/s.lua" }
+    proc.rmtree(dir)
+    assert.equal(2, code, out)
+    assert.matches("its exec answer failed for node1 sh: [^\n]*oops in my commands", out)
+  end)
+
   it("writes a self-contained HTML timeline with one lane per node", function()
     local dir = proc.tmpdir()
     local path = dir .. "/t.html"

@@ -788,7 +788,21 @@ end
 -- ---------------------------------------------------------------- running a seed
 
 local function ask_fn(run)
-  return function(node, kind, a, b)
+  local answer
+  -- a scenario function that fails is the scenario's mistake: the run stops there and
+  -- the command exits 2 naming it
+  local function safe(node, kind, a, b)
+    local ok, x, y = pcall(answer, node, kind, a, b)
+    if ok then return x, y end
+    local msg = ("its %s answer failed for %s %s: %s"):format(kind, tostring(run.nodes[node] and run.nodes[node].short),
+      tostring(a), tostring(x))
+    if not run.scenario_error then
+      run.scenario_error = msg
+      run.w:fail("scenario error: " .. msg)
+    end
+    return nil, msg
+  end
+  answer = function(node, kind, a, b)
     local nd = run.nodes[node].short
     local sc = run.scenario or {}
     if kind == "exec" or kind == "os.execute" or kind == "io.popen" then
@@ -839,6 +853,7 @@ local function ask_fn(run)
     end
     return nil, "unknown question " .. tostring(kind)
   end
+  return safe
 end
 
 local function run_seed(cfg, seed, out)
@@ -1038,6 +1053,7 @@ local function run_seed(cfg, seed, out)
       end
     end
   end
+  if run.scenario_error then failed = { kind = "scenario", why = run.scenario_error, t = w:now() } end
   verdict.failed = failed
   verdict.steps = w:steps()
   verdict.end_ms = w:now()
@@ -1270,7 +1286,7 @@ return function()
       end
     end
     if config_error then break end
-    if verdict.failed then status = 1 end
+    if verdict.failed then status = verdict.failed.kind == "scenario" and 2 or math.max(status, 1) end
     if o.timeline and seed == seeds[#seeds] then
       local hok, herr2 = write_html(o.timeline, cfg, verdict, run)
       if not hok then return die("--timeline: " .. tostring(herr2)) end
@@ -1316,6 +1332,7 @@ return function()
     end
   end
   if config_error then return die(config_error) end
+  if status == 2 then io.stderr:write("clusterlua sim: the scenario failed (see above)\n") end
   if o.json then
     io.stdout:write(table.concat(to_json { file = o.file, nodes = node_names, duration_ms = cfg.duration,
       liveness = o.liveness or false, runs = json_runs, ok = status == 0 }), "\n")
