@@ -27,6 +27,14 @@ describe("clusterlua sim", function()
     assert.matches("\nreplay: clusterlua sim [^\n]*edge/topology.lua %-%-seed 1 %-%-duration 3m\n", out)
   end)
 
+  it("prints one node's timeline with --node", function()
+    local code, out, err = sim { ex "edge/topology.lua", "--duration", "2m", "--node", "node2" }
+    assert.equal(0, code, out .. err)
+    assert.matches("node2  node_up", out)
+    assert.is_nil(out:find("\n%s+%d+:%d+%.%d+  node[13]  "))
+    assert.matches("FAULT", out)
+  end)
+
   it("rehearses every example of examples/recovery green, on several seeds", function()
     for _, name in ipairs { "exclude_after_grace", "on_quorum", "restart_on_down" } do
       local code, out, err = sim { ex("recovery/" .. name .. "/topology.lua"), "--seeds", "3", "--duration", "3m" }
@@ -244,6 +252,7 @@ describe("clusterlua sim", function()
       { { ex "edge/topology.lua", "--scenario", bad_scenario }, "faults%[1%]: kill: no simulated node named node9" },
       { { ex "edge/topology.lua", "--scenario", syntax }, "syntax%.lua" },
       { { ex "edge/topology.lua", "--scenario", dir .. "/none.lua" }, "none%.lua" },
+      { { ex "edge/topology.lua", "--node", "node7" }, "%-%-node: no simulated node named node7" },
     }
     for _, c in ipairs(cases) do
       local code, out, err = sim(c[1])

@@ -30,6 +30,7 @@ options:
   --liveness           faults on a minority of the nodes never heal
   --json               print the run as JSON instead of a timeline
   --timeline FILE      also write the timeline as a self-contained HTML page
+  --node NAME          print only this node's lines (and the faults); may be repeated
   --timing             print the wall-clock time taken (to stderr)
   --help               this text
 ]]
@@ -170,6 +171,9 @@ local function parse_args(argv)
       o.timeline = value(a)
     elseif a == "--timing" then
       o.timing = true
+    elseif a == "--node" then
+      o.only = o.only or {}
+      o.only[#o.only + 1] = value(a)
     elseif a:sub(1, 1) == "-" then
       error({ usage = ("unknown option '%s' (see --help)"):format(a) })
     elseif o.file then
@@ -954,7 +958,9 @@ local function run_seed(cfg, seed, out)
       local e = entry_of(run, r)
       run.events[#run.events + 1] = e
       if e.kind == "master" and e.master and e.master == e.node then run.master = index_of(e.master) end
-      if out.timeline and e.kind ~= "committed" then out.lines[#out.lines + 1] = line_of(run, e) end
+      if out.timeline and e.kind ~= "committed" and (not cfg.only or not e.node or cfg.only[e.node]) then
+        out.lines[#out.lines + 1] = line_of(run, e)
+      end
     end
   end
   local function run_to(t)
@@ -1237,6 +1243,17 @@ return function()
   for _, k in ipairs(NEMESES) do
     if (k ~= "dns" or uses_dns) and (k ~= "hosts_file" or #cfg.hosts_files > 0) then
       cfg.nemeses[#cfg.nemeses + 1] = k
+    end
+  end
+  if o.only then
+    cfg.only = {}
+    for _, want in ipairs(o.only) do
+      local found
+      for _, nd in ipairs(cfg.nodes) do
+        if nd.short == want or nd.full == want then found = nd.short end
+      end
+      if not found then return die(("--node: no simulated node named %s"):format(want)) end
+      cfg.only[found] = true
     end
   end
   cfg.name_width = 1
