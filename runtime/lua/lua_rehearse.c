@@ -156,6 +156,11 @@ static int l_disk(lua_State *L) {
   return 0;
 }
 
+static int l_file_changed(lua_State *L) {
+  rh_world_file_changed(check(L)->w, luaL_checkstring(L, 2));
+  return 0;
+}
+
 static int l_run(lua_State *L) {
   lw *x = check(L);
   if (rh_world_run(x->w, ms_arg(L, 2)) == 0) {
@@ -275,7 +280,7 @@ static int l_close(lua_State *L) {
 int luaopen_clusterlua_c_rehearse(lua_State *L) {
   static const luaL_Reg methods[] = {
       {"add", l_add},       {"start", l_start}, {"kill", l_kill},       {"stop", l_stop},       {"pause", l_pause},   {"stall", l_stall},
-      {"cut", l_cut},       {"heal", l_heal},   {"net", l_net},         {"disk", l_disk},     {"run", l_run},
+      {"cut", l_cut},       {"heal", l_heal},   {"net", l_net},         {"disk", l_disk}, {"file_changed", l_file_changed},     {"run", l_run},
       {"fail", l_fail},     {"now", l_now},     {"rand", l_rand},       {"steps", l_steps},   {"running", l_running},
       {"records", l_records}, {"record", l_record}, {"settled", l_settled}, {"close", l_close}, {NULL, NULL},
   };

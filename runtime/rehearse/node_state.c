@@ -21,7 +21,7 @@ struct rh_lua_host {
   char *path, *cpath, *boot_json;
   rh_world *w;
   lua_State *L[RH_MAX_NODES];
-  int handler[RH_MAX_NODES], fire[RH_MAX_NODES];
+  int handler[RH_MAX_NODES], fire[RH_MAX_NODES], fsevent[RH_MAX_NODES];
   int exited[RH_MAX_NODES], code[RH_MAX_NODES];
   nctx ctx[RH_MAX_NODES];
 };
@@ -263,6 +263,15 @@ static int l_set_fire(lua_State *L) {
   return 0;
 }
 
+static int l_set_fsevent(lua_State *L) {
+  nctx *c = ctx_of(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  if (c->h->fsevent[c->i] != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->h->fsevent[c->i]);
+  c->h->fsevent[c->i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
 static int l_stat(lua_State *L) {
   struct stat st;
   if (stat(luaL_checkstring(L, 1), &st) != 0) return 0;
@@ -294,6 +303,7 @@ static int open_simnode(lua_State *L) {
       {"ask", l_ask},
       {"exit", l_exit},
       {"set_fire", l_set_fire},
+      {"set_fsevent", l_set_fsevent},
       {"stat", l_stat},
       {NULL, NULL},
   };
@@ -325,7 +335,7 @@ static void close_state(rh_lua_host *h, int i) {
   if (!h->L[i]) return;
   lua_close(h->L[i]);
   h->L[i] = NULL;
-  h->handler[i] = h->fire[i] = LUA_NOREF;
+  h->handler[i] = h->fire[i] = h->fsevent[i] = LUA_NOREF;
 }
 
 static int traceback(lua_State *L) {
@@ -462,9 +472,18 @@ static uint64_t op_run(void *ud, rh_world *w, int i, rh_lua_msg *msgs, uint64_t 
   lua_State *L = h->L[i];
   if (!L) return UINT64_MAX;
   for (rh_lua_msg *m = msgs; m; m = m->next) {
-    if (h->handler[i] == LUA_NOREF) break;
-    lua_rawgeti(L, LUA_REGISTRYINDEX, h->handler[i]);
-    int nargs = push_msg(L, m);
+    int nargs;
+    if (!strcmp(m->kind, "fsevent")) {
+      /* a watched file changed: the node's fs_event handles, not the node's handler */
+      if (h->fsevent[i] == LUA_NOREF) continue;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, h->fsevent[i]);
+      lua_pushstring(L, m->name ? m->name : "");
+      nargs = 1;
+    } else {
+      if (h->handler[i] == LUA_NOREF) continue;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, h->handler[i]);
+      nargs = push_msg(L, m);
+    }
     if (call(h, i, nargs, 0) == 2) {
       *exited = 1;
       *code = h->code[i];
@@ -505,7 +524,7 @@ rh_lua_host *rh_lua_host_new(lua_State *D, int ask_ref, const char *path, const 
   h->path = strdup(path);
   h->cpath = strdup(cpath);
   h->boot_json = strdup(boot_json);
-  for (int i = 0; i < RH_MAX_NODES; i++) h->handler[i] = h->fire[i] = LUA_NOREF;
+  for (int i = 0; i < RH_MAX_NODES; i++) h->handler[i] = h->fire[i] = h->fsevent[i] = LUA_NOREF;
   if (!h->path || !h->cpath || !h->boot_json) {
     rh_lua_host_free(h);
     return NULL;

@@ -932,6 +932,11 @@ void rh_world_disk(rh_world *w, int i, int fail_next, uint64_t slow_ms) {
   w->nodes[i].disk_slow_ms = slow_ms;
 }
 
+void rh_world_file_changed(rh_world *w, const char *path) {
+  for (int i = 0; i < w->n; i++)
+    if (w->nodes[i].running) lua_msg(w, i, "fsevent", path);
+}
+
 /* ---------------------------------------------------------- Lua's calls */
 
 int rh_node_start(rh_world *w, int i, const rh_start_cfg *cfg, char *err, size_t errlen) {

@@ -45,7 +45,7 @@ typedef struct rh_record {
 /* A message for a node's Lua, in the shapes clusterlua.c.node's handler gets. */
 typedef struct rh_lua_msg {
   struct rh_lua_msg *next;
-  char kind[12]; /* up, down, msg, master, quorum, committed, done */
+  char kind[12]; /* up, down, msg, master, quorum, committed, done; fsevent (a file watch) */
   char *name;    /* may be NULL */
   char *a;       /* bytes (may contain NULs) */
   size_t a_len;
@@ -120,6 +120,8 @@ void rh_world_cut(rh_world *w, int a, int b, int how, int oneway);
 void rh_world_heal(rh_world *w); /* every link back */
 void rh_world_net(rh_world *w, uint64_t delay_lo_us, uint64_t delay_hi_us, double p_drop, double p_dup);
 void rh_world_disk(rh_world *w, int i, int fail_next, uint64_t slow_ms);
+/* a file the scenario manages changed: every running node's file watches hear of it */
+void rh_world_file_changed(rh_world *w, const char *path);
 
 /* ---- the end of a run ---- */
 /* exactly one master, every node (but those in the ignore bit mask, and those that left

@@ -531,9 +531,11 @@ function Run:apply(a)
     local what = a.content == false and "removed" or a.how or "rewritten"
     self:fault("%s %s", a.path, what)
     self.files[a.path] = a.content
+    w:file_changed(a.path)
     return function()
       self:fault("%s restored", a.path)
       self.files[a.path] = before
+      w:file_changed(a.path)
     end
   elseif a.kind == "dns" then
     self:fault("DNS %s", a.dns == "fail" and "fails" or a.dns == "empty" and "answers empty" or "answers truncated")

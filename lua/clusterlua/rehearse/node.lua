@@ -133,6 +133,29 @@ local function unsupported(what)
 end
 
 local DATA = "/rehearse-data/"
+
+-- the file watches (fs_event handles) in start order; a change reaches those that watch
+-- the file or its directory, with the file's name as libuv gives it
+local watches = {}
+local function file_changed(path)
+  local dir, base = path:match "^(.*)/([^/]+)$"
+  dir, base = dir or ".", base or path
+  if dir == "" then dir = "/" end
+  local live = {}
+  for _, h in ipairs(watches) do
+    if h.active then
+      live[#live + 1] = h
+      if h.path == dir or h.path == path then
+        local ok, err = xpcall(h.cb, debug.traceback, nil, base, { change = true })
+        if not ok then
+          if type(err) == "userdata" then error(err, 0) end
+          sim.record("lua_error", tostring(err))
+        end
+      end
+    end
+  end
+  watches = live
+end
 local EPOCH = 1767225600 -- 2026-01-01T00:00:00Z: the virtual clock's zero
 
 local function make_uv(idx, rnd)
@@ -159,7 +182,22 @@ local function make_uv(idx, rnd)
     return idle
   end
   uv.new_signal = function() return inert("signal") end
-  uv.new_fs_event = function() return inert("fs_event") end
+  uv.new_fs_event = function()
+    -- a watch fires when a file the scenario manages changes (a file fault)
+    local h = inert("fs_event")
+    function h.start(_, path, _, cb)
+      h.path, h.cb, h.active = tostring(path), cb, true
+      watches[#watches + 1] = h
+      return 0
+    end
+    function h.stop() h.active = false return 0 end
+    function h.close(_, cb)
+      h.active = false
+      if cb then cb() end
+    end
+    function h.is_active() return h.active == true end
+    return h
+  end
   uv.new_tcp = function() return inert("tcp") end
   uv.new_udp = function() return inert("udp") end
   uv.new_pipe = function() return inert("pipe") end
@@ -462,6 +500,7 @@ function M.boot(json, idx, full, short)
   end
 
   sim.set_fire(fire)
+  sim.set_fsevent(file_changed)
   async_mod = require "clusterlua.async"
   async_mod.exec = make_exec(async_mod)
   package.loaded["clusterlua.dns"] = make_dns(async_mod)
