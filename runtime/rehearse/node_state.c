@@ -21,7 +21,7 @@ struct rh_lua_host {
   char *path, *cpath, *boot_json;
   rh_world *w;
   lua_State *L[RH_MAX_NODES];
-  int handler[RH_MAX_NODES], fire[RH_MAX_NODES], fsevent[RH_MAX_NODES];
+  int handler[RH_MAX_NODES], fire[RH_MAX_NODES], fsevent[RH_MAX_NODES], udp[RH_MAX_NODES];
   int exited[RH_MAX_NODES], code[RH_MAX_NODES];
   nctx ctx[RH_MAX_NODES];
 };
@@ -272,6 +272,35 @@ static int l_set_fsevent(lua_State *L) {
   return 0;
 }
 
+static int l_set_udp(lua_State *L) {
+  nctx *c = ctx_of(L);
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  if (c->h->udp[c->i] != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, c->h->udp[c->i]);
+  c->h->udp[c->i] = luaL_ref(L, LUA_REGISTRYINDEX);
+  return 0;
+}
+
+static int l_udp_bind(lua_State *L) {
+  nctx *c = ctx_of(L);
+  rh_node_udp_bind(c->h->w, c->i, (int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+static int l_udp_close(lua_State *L) {
+  nctx *c = ctx_of(L);
+  rh_node_udp_close(c->h->w, c->i, (int)luaL_checkinteger(L, 1));
+  return 0;
+}
+
+static int l_udp_send(lua_State *L) {
+  nctx *c = ctx_of(L);
+  size_t len;
+  const char *data = luaL_checklstring(L, 2, &len);
+  rh_node_udp_send(c->h->w, c->i, (int)luaL_checkinteger(L, 1), (const uint8_t *)data, len);
+  return 0;
+}
+
 static int l_stat(lua_State *L) {
   struct stat st;
   if (stat(luaL_checkstring(L, 1), &st) != 0) return 0;
@@ -304,6 +333,10 @@ static int open_simnode(lua_State *L) {
       {"exit", l_exit},
       {"set_fire", l_set_fire},
       {"set_fsevent", l_set_fsevent},
+      {"set_udp", l_set_udp},
+      {"udp_bind", l_udp_bind},
+      {"udp_close", l_udp_close},
+      {"udp_send", l_udp_send},
       {"stat", l_stat},
       {NULL, NULL},
   };
@@ -335,7 +368,7 @@ static void close_state(rh_lua_host *h, int i) {
   if (!h->L[i]) return;
   lua_close(h->L[i]);
   h->L[i] = NULL;
-  h->handler[i] = h->fire[i] = h->fsevent[i] = LUA_NOREF;
+  h->handler[i] = h->fire[i] = h->fsevent[i] = h->udp[i] = LUA_NOREF;
 }
 
 static int traceback(lua_State *L) {
@@ -473,7 +506,15 @@ static uint64_t op_run(void *ud, rh_world *w, int i, rh_lua_msg *msgs, uint64_t 
   if (!L) return UINT64_MAX;
   for (rh_lua_msg *m = msgs; m; m = m->next) {
     int nargs;
-    if (!strcmp(m->kind, "fsevent")) {
+    if (!strcmp(m->kind, "udp")) {
+      /* a datagram: the node's UDP sockets take it */
+      if (h->udp[i] == LUA_NOREF) continue;
+      lua_rawgeti(L, LUA_REGISTRYINDEX, h->udp[i]);
+      lua_pushinteger(L, (lua_Integer)m->b);
+      lua_pushlstring(L, m->a ? m->a : "", m->a_len);
+      lua_pushstring(L, m->name ? m->name : "");
+      nargs = 3;
+    } else if (!strcmp(m->kind, "fsevent")) {
       /* a watched file changed: the node's fs_event handles, not the node's handler */
       if (h->fsevent[i] == LUA_NOREF) continue;
       lua_rawgeti(L, LUA_REGISTRYINDEX, h->fsevent[i]);
@@ -524,7 +565,7 @@ rh_lua_host *rh_lua_host_new(lua_State *D, int ask_ref, const char *path, const 
   h->path = strdup(path);
   h->cpath = strdup(cpath);
   h->boot_json = strdup(boot_json);
-  for (int i = 0; i < RH_MAX_NODES; i++) h->handler[i] = h->fire[i] = h->fsevent[i] = LUA_NOREF;
+  for (int i = 0; i < RH_MAX_NODES; i++) h->handler[i] = h->fire[i] = h->fsevent[i] = h->udp[i] = LUA_NOREF;
   if (!h->path || !h->cpath || !h->boot_json) {
     rh_lua_host_free(h);
     return NULL;

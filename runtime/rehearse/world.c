@@ -22,6 +22,7 @@ enum {
   EV_LAG,     /* node from's Lua-lag check ticks */
   EV_PONG,    /* node from's Lua answers ping arg */
   EV_PEERDOWN, /* node from, paused when its connection to `to` closed, hears of it */
+  EV_UDP,      /* a datagram from `from` reaches `to`'s socket on port arg */
 };
 
 typedef struct ev {
@@ -71,6 +72,7 @@ typedef struct rnode {
   rh_lua_msg *inbox, *inbox_tail;
   cl_lag lag;
   pend_req reqs[64];
+  int udp_ports[8]; /* bound UDP ports (0: free slot) */
   /* elections' imn list */
   char *imn_buf;
   const char *imn[CL_EL_MAX_INITIAL];
@@ -842,6 +844,7 @@ void rh_world_start(rh_world *w, int i) {
   memset(w->want[i], 0, sizeof w->want[i]);
   memset(w->learned[i], 0, sizeof w->learned[i]);
   memset(w->refuse[i], 0, sizeof w->refuse[i]);
+  memset(n->udp_ports, 0, sizeof n->udp_ports);
   char err[512] = "";
   rh_world_record(w, i, "started", NULL, NULL, (int64_t)n->boots, 0);
   if (w->ops.boot(w->ops.ud, w, i, err, sizeof err) != 0) {
@@ -869,6 +872,7 @@ static void end_process(rh_world *w, int i, const char *peer_reason) {
   n->lua_dl_us = UINT64_MAX;
   n->paused_until = n->lua_until = 0;
   memset(n->reqs, 0, sizeof n->reqs);
+  memset(n->udp_ports, 0, sizeof n->udp_ports);
   for (int j = 0; j < w->n; j++)
     if (j != i && w->conn[i][j]) disconnect_pair(w, i, j, NULL, peer_reason);
   memset(w->want[i], 0, sizeof w->want[i]);
@@ -930,6 +934,51 @@ void rh_world_net(rh_world *w, uint64_t lo, uint64_t hi, double p_drop, double p
 void rh_world_disk(rh_world *w, int i, int fail_next, uint64_t slow_ms) {
   w->nodes[i].disk_fail = fail_next;
   w->nodes[i].disk_slow_ms = slow_ms;
+}
+
+static int udp_bound(const rnode *n, int port) {
+  for (int k = 0; k < 8; k++)
+    if (n->udp_ports[k] == port) return 1;
+  return 0;
+}
+
+void rh_node_udp_bind(rh_world *w, int i, int port) {
+  rnode *n = &w->nodes[i];
+  if (port <= 0 || udp_bound(n, port)) return;
+  for (int k = 0; k < 8; k++)
+    if (!n->udp_ports[k]) {
+      n->udp_ports[k] = port;
+      return;
+    }
+}
+
+void rh_node_udp_close(rh_world *w, int i, int port) {
+  rnode *n = &w->nodes[i];
+  for (int k = 0; k < 8; k++)
+    if (n->udp_ports[k] == port) n->udp_ports[k] = 0;
+}
+
+void rh_node_udp_send(rh_world *w, int i, int port, const uint8_t *data, size_t len) {
+  for (int j = 0; j < w->n; j++) {
+    if (j == i || !w->nodes[j].running || !udp_bound(&w->nodes[j], port) || w->cut[i][j]) continue;
+    rh_rng *r = &w->link_rng[i][j];
+    int copies = 1 + (rh_chance(r, w->p.p_dup) ? 1 : 0);
+    if (rh_chance(r, w->p.p_drop)) copies--;
+    for (int c = 0; c < copies; c++) {
+      ev e = {0};
+      e.at = w->now + rh_range(r, w->p.delay_lo_us, w->p.delay_hi_us);
+      e.kind = EV_UDP;
+      e.from = i;
+      e.to = j;
+      e.arg = (uint64_t)port;
+      e.epoch = w->nodes[j].boots;
+      e.data = malloc(len ? len : 1);
+      if (!e.data) return;
+      if (len) memcpy(e.data, data, len);
+      e.len = len;
+      ev_push(w, e);
+    }
+  }
 }
 
 void rh_world_file_changed(rh_world *w, const char *path) {
@@ -1226,6 +1275,14 @@ static void dispatch(rh_world *w, ev *e) {
   case EV_DIAL:
     dial(w, e->from, e->to);
     return;
+  case EV_UDP: {
+    rnode *n = &w->nodes[e->to];
+    if (!n->running || e->epoch != n->boots || !udp_bound(n, (int)e->arg) || w->cut[e->from][e->to]) return;
+    rh_lua_msg *m = lua_msg(w, e->to, "udp", w->nodes[e->from].addr);
+    msg_bytes(m, e->data, e->len);
+    if (m) m->b = (double)e->arg;
+    return;
+  }
   case EV_LUA:
     if (!w->nodes[e->from].running || e->epoch != w->nodes[e->from].boots) return;
     {

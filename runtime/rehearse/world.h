@@ -45,7 +45,8 @@ typedef struct rh_record {
 /* A message for a node's Lua, in the shapes clusterlua.c.node's handler gets. */
 typedef struct rh_lua_msg {
   struct rh_lua_msg *next;
-  char kind[12]; /* up, down, msg, master, quorum, committed, done; fsevent (a file watch) */
+  char kind[12]; /* up, down, msg, master, quorum, committed, done; fsevent (a file watch);
+                    udp (b: the port, name: the sender's address) */
   char *name;    /* may be NULL */
   char *a;       /* bytes (may contain NULs) */
   size_t a_len;
@@ -146,6 +147,12 @@ void rh_node_leave(rh_world *w, int i);
 /* kind: 1 update (base, data), 2 exclude (names csv), 3 clear (flag) */
 void rh_node_request(rh_world *w, int i, int kind, uint64_t lua_id, uint64_t base, const char *data, size_t len,
                      int flag);
+/* UDP, as a LAN where every datagram reaches every node's socket bound on its port (a
+ * multicast or broadcast group: what the gossip strategy sends), over the same links as
+ * the rest: partitions, loss, duplication and delay apply */
+void rh_node_udp_bind(rh_world *w, int i, int port);
+void rh_node_udp_close(rh_world *w, int i, int port);
+void rh_node_udp_send(rh_world *w, int i, int port, const uint8_t *data, size_t len);
 /* the node's committed state as clusterlua.c.node's persisted_info would (NULL: none) */
 const cl_el *rh_node_el(const rh_world *w, int i);
 

@@ -115,6 +115,13 @@ describe("clusterlua sim", function()
     assert.matches("left down: %-%-liveness", out)
   end)
 
+  it("rehearses the gossip strategy over a simulated LAN (examples/gossip)", function()
+    local code, out, err = sim { ex "gossip/topology.lua", "--nodes", "4", "--duration", "2m" }
+    assert.equal(0, code, out .. err)
+    assert.matches("node4  node_up node1", out)
+    assert.matches("\nok seed 1:", out)
+  end)
+
   it("runs a strategy that reaches the world only through ctx unchanged (examples/custom_strategy)", function()
     local code, out, err = sim { ex "custom_strategy/topology.lua", "--duration", "2m" }
     assert.equal(0, code, out .. err)

@@ -12,8 +12,10 @@
 --   os.time/os.clock/os.date (virtual), math.random (seeded by the run's seed and the node).
 -- Recorded, not run: clusterlua.exec (async.exec), os.execute and io.popen; each is
 -- logged with its arguments and answered with the scenario's scripted exit status.
--- Not simulated (they fail with ENOTSUP): TCP, UDP and pipes from Lua (so the gossip
--- strategy), process spawning other than the recorded commands.
+-- UDP is a simulated LAN: a datagram reaches every other node's socket bound on its port
+-- (what the gossip strategy's multicast needs), over the world's links.
+-- Not simulated (they fail with ENOTSUP): TCP and pipes from Lua, process spawning other
+-- than the recorded commands.
 -- clusterlua.c.simnode exists only in a simulated node's state: loaded by boot
 local sim
 local cjson = require "cjson.safe"
@@ -158,6 +160,84 @@ local function file_changed(path)
 end
 local EPOCH = 1767225600 -- 2026-01-01T00:00:00Z: the virtual clock's zero
 
+-- ---- UDP: a LAN where a datagram reaches every other node's socket on its port (the
+-- gossip strategy's multicast or broadcast), through the world's links ----
+
+local udp_socks = {} -- sockets in bind order
+
+local function udp_in(port, data, from)
+  local ip = tostring(from):match "^%[?([^%]]*)%]?:%d+$" or tostring(from)
+  local live = {}
+  for _, u in ipairs(udp_socks) do
+    if not u.closed then
+      live[#live + 1] = u
+      if u.port == port and u.cb then
+        local ok, err = xpcall(u.cb, debug.traceback, nil, data, { ip = ip, port = port, family = "inet" }, nil)
+        if not ok then
+          if type(err) == "userdata" then error(err, 0) end
+          sim.record("lua_error", tostring(err))
+        end
+      end
+    end
+  end
+  udp_socks = live
+end
+
+local function new_udp()
+  local u = { kind = "udp" }
+  local function yes() return true end
+  u.set_broadcast, u.set_multicast_interface, u.set_membership = yes, yes, yes
+  u.set_multicast_loop, u.set_multicast_ttl, u.set_ttl = yes, yes, yes
+  u.ref, u.unref = function() end, function() end
+  function u.bind(_, _, port)
+    port = tonumber(port)
+    if not port or port <= 0 then return nil, "EINVAL: a port is needed in a rehearsal", "EINVAL" end
+    u.port = port
+    sim.udp_bind(port)
+    udp_socks[#udp_socks + 1] = u
+    return true
+  end
+  function u.getsockname() return { ip = "0.0.0.0", port = u.port, family = "inet" } end
+  function u.send(_, data, _, port, cb)
+    if type(data) == "table" then data = table.concat(data) end
+    sim.udp_send(tonumber(port) or u.port or 0, tostring(data))
+    if cb then
+      local t = new_timer()
+      t:start(0, 0, function()
+        t:close()
+        cb(nil)
+      end)
+    end
+    return true
+  end
+  function u.try_send(_, data, _, port)
+    sim.udp_send(tonumber(port) or u.port or 0, tostring(data))
+    return #tostring(data)
+  end
+  function u.recv_start(_, cb)
+    u.cb = cb
+    return true
+  end
+  function u.recv_stop()
+    u.cb = nil
+    return true
+  end
+  function u.close(_, cb)
+    if not u.closed then
+      u.closed = true
+      local still = false
+      for _, o in ipairs(udp_socks) do
+        if o ~= u and not o.closed and o.port == u.port then still = true end
+      end
+      if u.port and not still then sim.udp_close(u.port) end
+    end
+    if cb then cb() end
+  end
+  function u.is_closing() return u.closed == true end
+  function u.is_active() return not u.closed end
+  return u
+end
+
 local function make_uv(idx, rnd)
   local uv = {}
   uv.now = now
@@ -199,7 +279,7 @@ local function make_uv(idx, rnd)
     return h
   end
   uv.new_tcp = function() return inert("tcp") end
-  uv.new_udp = function() return inert("udp") end
+  uv.new_udp = new_udp
   uv.new_pipe = function() return inert("pipe") end
   uv.run = function() return false end
   uv.stop = function() end
@@ -501,6 +581,7 @@ function M.boot(json, idx, full, short)
 
   sim.set_fire(fire)
   sim.set_fsevent(file_changed)
+  sim.set_udp(udp_in)
   async_mod = require "clusterlua.async"
   async_mod.exec = make_exec(async_mod)
   package.loaded["clusterlua.dns"] = make_dns(async_mod)
