@@ -101,6 +101,10 @@ struct rh_world {
   /* peers learned through the mesh (transport.mesh): dialled like wanted ones */
   uint8_t learned[RH_MAX_NODES][RH_MAX_NODES];
   uint64_t epoch[RH_MAX_NODES][RH_MAX_NODES];
+  /* each node's earliest detector deadline (ms), recomputed only when a detector of its
+   * row changed: the run loop asks for the earliest one after every event */
+  uint64_t det_row_min[RH_MAX_NODES];
+  uint8_t det_row_dirty[RH_MAX_NODES];
   /* each link draws its delays, losses and dial times from its own generator, so the
    * order in which links are used within one instant does not change the run */
   rh_rng link_rng[RH_MAX_NODES][RH_MAX_NODES];
@@ -571,6 +575,7 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
 static void deliver_later(rh_world *w, int kind, int from, int to, const uint8_t *data, size_t len) {
   if (!w->conn[from][to]) return;
   cl_det_sent(&w->det[from][to], w->now / RH_US); /* as the transport does: a frame is proof of life */
+  w->det_row_dirty[from] = 1;
   if (w->cut[from][to] == 2) return;
   rh_rng *r = &w->link_rng[from][to];
   int copies = 1 + (rh_chance(r, w->p.p_dup) ? 1 : 0);
@@ -761,6 +766,7 @@ static void connect_pair(rh_world *w, int a, int b) {
   uint64_t now = w->now / RH_US;
   cl_det_up(&w->det[a][b], now, w->nodes[a].det_hb_ms, w->nodes[a].det_timeout_ms);
   cl_det_up(&w->det[b][a], now, w->nodes[b].det_hb_ms, w->nodes[b].det_timeout_ms);
+  w->det_row_dirty[a] = w->det_row_dirty[b] = 1;
   w->epoch[a][b]++;
   w->epoch[b][a]++;
   lua_up(w, a, b);
@@ -797,6 +803,7 @@ static void peer_down(rh_world *w, int a, int b) {
 static void disconnect_pair(rh_world *w, int a, int b, const char *reason_a, const char *reason_b) {
   if (!w->conn[a][b]) return;
   w->conn[a][b] = w->conn[b][a] = 0;
+  w->det_row_dirty[a] = w->det_row_dirty[b] = 1;
   w->epoch[a][b]++;
   w->epoch[b][a]++;
   if (reason_a) lua_down(w, a, b, reason_a);
@@ -1166,10 +1173,25 @@ static void push_hb(rh_world *w, int from, int to, int pong) {
   ev_push(w, e);
 }
 
+static uint64_t det_row(rh_world *w, int a) {
+  if (w->det_row_dirty[a]) {
+    uint64_t m = UINT64_MAX;
+    for (int b = 0; b < w->n; b++)
+      if (a != b && w->conn[a][b]) {
+        uint64_t d = cl_det_deadline(&w->det[a][b]);
+        if (d < m) m = d;
+      }
+    w->det_row_min[a] = m;
+    w->det_row_dirty[a] = 0;
+  }
+  return w->det_row_min[a];
+}
+
 static void run_detectors(rh_world *w) {
   uint64_t now = w->now / RH_US;
   for (int a = 0; a < w->n; a++) {
-    if (!w->nodes[a].started || pausedn(w, a)) continue;
+    if (!w->nodes[a].started || pausedn(w, a) || det_row(w, a) > now) continue;
+    w->det_row_dirty[a] = 1;
     for (int b = 0; b < w->n; b++) {
       if (a == b || !w->conn[a][b] || cl_det_deadline(&w->det[a][b]) > now) continue;
       cl_det_verdict v = cl_det_check(&w->det[a][b], now);
@@ -1186,15 +1208,12 @@ static uint64_t next_detector_us(rh_world *w) {
   uint64_t t = UINT64_MAX;
   for (int a = 0; a < w->n; a++) {
     if (!w->nodes[a].started) continue;
-    for (int b = 0; b < w->n; b++)
-      if (a != b && w->conn[a][b]) {
-        uint64_t d = cl_det_deadline(&w->det[a][b]);
-        if (d != UINT64_MAX) {
-          d *= RH_US;
-          if (d < w->nodes[a].paused_until) d = w->nodes[a].paused_until;
-          if (d < t) t = d;
-        }
-      }
+    uint64_t d = det_row(w, a);
+    if (d != UINT64_MAX) {
+      d *= RH_US;
+      if (d < w->nodes[a].paused_until) d = w->nodes[a].paused_until;
+      if (d < t) t = d;
+    }
   }
   return t < w->now ? w->now : t;
 }
@@ -1254,6 +1273,7 @@ static void dispatch(rh_world *w, ev *e) {
       return;
     }
     cl_det_heard(&w->det[e->to][e->from], w->now / RH_US);
+    w->det_row_dirty[e->to] = 1;
     if (e->kind == EV_HB) {
       if (!e->pong) push_hb(w, e->to, e->from, 1);
       return;
