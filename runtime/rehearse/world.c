@@ -59,6 +59,8 @@ typedef struct rnode {
   uint8_t *disk;
   size_t disk_len;
   uint64_t disk_term; /* the term in the state file on disk */
+  /* RULE E2: whom it joined in a term (index + 1), a ring keyed by term */
+  uint64_t joined[64], joined_term[64];
   int disk_fail;
   uint64_t disk_slow_ms;
   const char *crash_why;
@@ -611,6 +613,14 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
         violation(u->w, "%s sent a %s for term %llu before that term was on its disk (the disk holds term %llu)",
                   u->name, data[4] == 4 ? "join" : "start-join", (unsigned long long)term,
                   (unsigned long long)u->disk_term);
+      /* a join votes for its receiver; a start-join asks for votes for its sender */
+      int target = data[4] == 4 ? j : u->i;
+      size_t k = term % 64;
+      if (u->joined_term[k] == term && u->joined[k] != (uint64_t)target + 1)
+        violation(u->w, "%s voted twice in term %llu (for %s and %s)", u->name, (unsigned long long)term,
+                  u->w->nodes[u->joined[k] - 1].name, u->w->nodes[target].name);
+      u->joined_term[k] = term;
+      u->joined[k] = (uint64_t)target + 1;
     }
   }
   deliver_later(u->w, EV_MSG, u->i, j, data, len);

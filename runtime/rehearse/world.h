@@ -7,7 +7,8 @@
  * implements it), and Lua reaches the world only through the rh_node_* calls below.
  *
  * It checks, after every step of every node: at most one master per term; the term
- * never goes back (across restarts too); committed states form one chain (a version
+ * never goes back (across restarts too); a vote leaves only once its term is on disk,
+ * and no node votes twice in a term; committed states form one chain (a version
  * is never committed with two different states, and a committed state is never lost);
  * a state is committed only once a quorum of both its configurations has it on disk
  * (so a minority never elects a master that commits anything); quorum_lost only when
