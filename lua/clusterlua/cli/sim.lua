@@ -1288,6 +1288,16 @@ return function()
   for i, nd in ipairs(cfg.nodes) do node_names[i] = nd.short end
   local uv = require "uv"
   local t0 = uv.hrtime()
+  if #seeds > 1 and not o.json then
+    io.stdout:write(("clusterlua sim %s: %d nodes (%s), seeds 1 to %d, %s of virtual time each, %s%s\n"):format(o.file,
+      #cfg.nodes, table.concat((function()
+        local t = {}
+        for i, nd in ipairs(cfg.nodes) do t[i] = nd.short end
+        return t
+      end)(), ", "), #seeds, fmt_dur(cfg.duration), o.scenario and ("scenario " .. o.scenario) or "default nemeses",
+      o.liveness and ", liveness mode" or ""))
+  end
+  local n_ok = 0
   local status = 0
   local json_runs = {}
   local config_error
@@ -1305,7 +1315,11 @@ return function()
       end
     end
     if config_error then break end
-    if verdict.failed then status = verdict.failed.kind == "scenario" and 2 or math.max(status, 1) end
+    if verdict.failed then
+      status = verdict.failed.kind == "scenario" and 2 or math.max(status, 1)
+    else
+      n_ok = n_ok + 1
+    end
     if o.timeline and seed == seeds[#seeds] then
       local hok, herr2 = write_html(o.timeline, cfg, verdict, run)
       if not hok then return die("--timeline: " .. tostring(herr2)) end
@@ -1339,10 +1353,12 @@ return function()
         for k = math.max(1, #before - 19), #before do w:write("  ", line_of(run, before[k]), "\n") end
       else
         local s = verdict.settled
-        w:write(("ok seed %d: at most one master per term; no committed state lost; no commit without a quorum; "
-          .. "quorum_lost only when justified; settled %s after the faults healed (bound %s): master %s, term %d, "
-          .. "version %d%s\n"):format(seed, fmt_dur(math.floor(s.after_ms)), fmt_dur(s.bound_ms), s.master, s.term,
-          s.version, verdict.permanent and (" (" .. table.concat(verdict.permanent, ", ") .. " left down: --liveness)") or ""))
+        local checks = #seeds > 1 and "every check held"
+          or ("at most one master per term; no vote twice in a term nor before its term is on disk; no committed "
+            .. "state lost; no commit without a quorum; quorum_lost only when justified")
+        w:write(("ok seed %d: %s; settled %s after the faults healed (bound %s): master %s, term %d, version %d%s\n"):format(
+          seed, checks, fmt_dur(math.floor(s.after_ms)), fmt_dur(s.bound_ms), s.master, s.term, s.version,
+          verdict.permanent and (" (" .. table.concat(verdict.permanent, ", ") .. " left down: --liveness)") or ""))
       end
       for _, x in ipairs(verdict.expectations) do
         w:write(("  expectation %s: %s\n"):format(x.name, x.held and "held" or ("FAILED: " .. tostring(x.why))))
@@ -1351,6 +1367,7 @@ return function()
     end
   end
   if config_error then return die(config_error) end
+  if #seeds > 1 and not o.json then io.stdout:write(("%d of %d seeds ok\n"):format(n_ok, #seeds)) end
   if status == 2 then io.stderr:write("clusterlua sim: the scenario failed (see above)\n") end
   if o.json then
     io.stdout:write(table.concat(to_json { file = o.file, nodes = node_names, duration_ms = cfg.duration,
