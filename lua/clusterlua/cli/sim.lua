@@ -481,7 +481,8 @@ function Run:apply(a)
         how == 1 and "disconnect" or "blackhole")
       self:cut_groups({ groups[1], groups[2] }, how)
     else
-      self:fault("partition %s (%s)", table.concat(desc, " | "), how == 1 and "disconnect" or "blackhole")
+      self:fault("%spartition %s (%s)", a.of_master and self.master == a.node and "isolate the master: " or "",
+        table.concat(desc, " | "), how == 1 and "disconnect" or "blackhole")
       self:cut_groups(groups, how)
     end
     if a.permanent then
@@ -566,7 +567,8 @@ function Run:random_fault(t, until_ms, nemeses)
     local g1, g2 = halves(self)
     a.kind, a.groups = "partition", { g1, g2 }
   elseif kind == "isolate_master" then
-    a.kind, a.node = "isolate", self.master or node
+    -- the master when the fault comes (resolved then; this node if there is none)
+    a.kind, a.node, a.of_master = "isolate", node, true
   elseif kind == "bridge" then
     if n < 3 then
       a.kind, a.node = "isolate", node
@@ -921,6 +923,7 @@ local function run_seed(cfg, seed, out)
   local down_for_good = {} -- node -> true: a permanent fault (--liveness) hit it
   for _, a in ipairs(actions) do
     at(a.at, function()
+      if a.of_master and run.master then a.node = run.master end
       if permanent(a) then
         down_for_good[a.node] = true
         a.permanent = true
