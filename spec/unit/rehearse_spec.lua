@@ -260,6 +260,8 @@ describe("clusterlua sim", function()
       { { ex "edge/topology.lua", "--scenario", syntax }, "syntax%.lua" },
       { { ex "edge/topology.lua", "--scenario", dir .. "/none.lua" }, "none%.lua" },
       { { ex "edge/topology.lua", "--node", "node7" }, "%-%-node: no simulated node named node7" },
+      { { ex "edge/topology.lua", "--scenario", ex "rehearsal/blip.lua", "--duration", "30s" },
+        "faults%[2%]: at 0:40%.000 is not before the end of the run %(30s" },
     }
     for _, c in ipairs(cases) do
       local code, out, err = sim(c[1])

@@ -1271,6 +1271,13 @@ return function()
     end
     local faults, ferr = check_faults(cfg.scenario, o.scenario, idx)
     if not faults then return die("scenario: " .. tostring(ferr)) end
+    -- a fault after the end would silently never happen
+    for k, a in ipairs(faults) do
+      if a.at >= cfg.duration then
+        return die(("scenario: %s: faults[%d]: at %s is not before the end of the run (%s; see duration or --duration)")
+          :format(o.scenario, k, fmt_time(a.at):gsub("^%s+", ""), fmt_dur(cfg.duration)))
+      end
+    end
     cfg.faults = faults
   end
   local seeds = {}
