@@ -228,6 +228,32 @@ describe("clusterlua sim", function()
     assert.matches("its exec answer failed for node1 sh: [^\n]*oops in my commands", out)
   end)
 
+  it("records the files a hook writes instead of writing them, and reads them back from memory", function()
+    local dir = proc.tmpdir()
+    local target = dir .. "/written-by-a-hook"
+    proc.write(dir .. "/topology.lua", [[
+      return { cluster = "w", topologies = { s = { strategy = "static",
+        config = { hosts = { "node1@127.0.0.1:4371", "node2@127.0.0.1:4372", "node3@127.0.0.1:4373" } } } },
+        election = { initial_master_nodes = { "node1", "node2", "node3" } }, hooks = "hooks.lua" }]])
+    proc.write(dir .. "/hooks.lua", ([[
+      local cl = require "clusterlua"
+      return { master_changed = function(m)
+        local f = assert(io.open(%q, "w"))
+        f:write("master ", tostring(m), "\n")
+        f:close()
+        local g = assert(io.open(%q))
+        cl.log("info", "read back " .. g:read "*l")
+        g:close()
+      end }]]):format(target, target))
+    local code, out, err = sim { dir .. "/topology.lua", "--duration", "10s" }
+    local exists = io.open(target) ~= nil
+    proc.rmtree(dir)
+    assert.equal(0, code, out .. err)
+    assert.is_false(exists)
+    assert.matches("wrote [^\n]*written%-by%-a%-hook %(%d+ bytes%) %(recorded, not written%)", out)
+    assert.matches("log info: read back master node", out)
+  end)
+
   it("writes a self-contained HTML timeline with one lane per node", function()
     local dir = proc.tmpdir()
     local path = dir .. "/t.html"

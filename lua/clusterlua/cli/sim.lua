@@ -674,6 +674,8 @@ local function entry_of(run, r)
     e.level, e.msg = r.s1, r.s2
   elseif k == "output" then
     e.stream, e.line = r.s1, r.s2
+  elseif k == "file_write" then
+    e.path, e.how, e.bytes = r.s1, r.s2, r.n1
   elseif k == "error" then
     e.what, e.error = r.s1, r.s2
   elseif k == "lua_error" then
@@ -720,8 +722,12 @@ local function describe(e)
     for i, a in ipairs(e.args) do args[i] = a:find "[%s\"']" and ("%q"):format(a) or a end
     return ("ran %s %s -> exit %d (recorded, not run)"):format(e.cmd, table.concat(args, " "), e.status)
   end
-  if k == "log" then return ("log %s: %s"):format(e.level, e.msg) end
+  if k == "log" then return ("log %s: %s"):format(e.level, (tostring(e.msg):gsub("\n+$", ""):gsub("\n", "\\n"))) end
   if k == "output" then return ("%s: %s"):format(e.stream, e.line) end
+  if k == "file_write" then
+    return ("%s %s%s (recorded, not written)"):format(e.how == "removed" and "removed" or "wrote", e.path,
+      e.how and e.how ~= "removed" and (" " .. e.how) or (e.how ~= "removed" and (" (%d bytes)"):format(e.bytes) or ""))
+  end
   if k == "error" then return ("error in %s: %s"):format(e.what, (tostring(e.error):match "^[^\n]*")) end
   if k == "lua_error" then return "Lua error: " .. (tostring(e.error):match "^[^\n]*") end
   if k == "lua_lag" then

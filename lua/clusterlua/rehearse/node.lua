@@ -538,17 +538,71 @@ function M.boot(json, idx, full, short)
     return f, nil, mode
   end
 
-  -- files the scenario manages (a hosts file, a strategy's list) are read from it, so a
-  -- fault can edit them; every other file is the real one
+  -- Files: what this node wrote (kept in memory: a rehearsal writes nothing to disk,
+  -- it records the write), then the files the scenario manages (a hosts file, a
+  -- strategy's list; a fault can edit them), then the real files, read-only.
   local real_open = io.open
+  local written = {} -- path -> text, or false once removed
+  local function read_text(path)
+    if written[path] ~= nil then return written[path] end
+    local status, content = sim.ask("file", path)
+    if status == 0 then return content or "" end
+    if status == 1 then return false end
+    local f = real_open(path, "rb")
+    if not f then return false end
+    local text = f:read "*a"
+    f:close()
+    return text or ""
+  end
   io.open = function(path, mode)
-    if type(path) == "string" and not tostring(mode or "r"):find "[wa+]" then
-      local status, content = sim.ask("file", path)
-      if status == 0 then return fake_file(content or "") end
-      if status == 1 then return nil, path .. ": No such file or directory", 2 end
+    mode = tostring(mode or "r")
+    if type(path) ~= "string" then return real_open(path, mode) end
+    if mode:find "[wa+]" then
+      local text = ""
+      if mode:find "a" or mode:find "%+" and not mode:find "w" then
+        local old = read_text(path)
+        if old == false and not mode:find "a" then return nil, path .. ": No such file or directory", 2 end
+        text = old or ""
+      end
+      local f = { }
+      local function save()
+        written[path] = text
+        sim.record("file_write", path, nil, #text)
+      end
+      function f.write(_, ...)
+        for i = 1, select("#", ...) do text = text .. tostring((select(i, ...))) end
+        return f
+      end
+      function f.flush() save() return f end
+      function f.close() save() return true end
+      function f.setvbuf() return true end
+      function f.seek() return #text end
+      function f.read() return nil end
+      function f.lines() return function() return nil end end
+      return f
+    end
+    if written[path] ~= nil or sim.ask("file", path) ~= nil then
+      local text = read_text(path)
+      if text == false then return nil, path .. ": No such file or directory", 2 end
+      return fake_file(text)
     end
     return real_open(path, mode)
   end
+  local real_remove, real_rename = os.remove, os.rename
+  os.remove = function(path)
+    if read_text(path) == false then return nil, tostring(path) .. ": No such file or directory", 2 end
+    written[path] = false
+    sim.record("file_write", path, "removed", 0)
+    return true
+  end
+  os.rename = function(from, to)
+    local text = read_text(from)
+    if text == false then return nil, tostring(from) .. ": No such file or directory", 2 end
+    written[to], written[from] = text, false
+    sim.record("file_write", to, "renamed from " .. tostring(from), #text)
+    return true
+  end
+  local _ = real_remove, real_rename
 
   -- what the process prints goes to the timeline, a line at a time, not to the terminal
   local function stream(name)
@@ -584,6 +638,16 @@ function M.boot(json, idx, full, short)
   sim.set_udp(udp_in)
   async_mod = require "clusterlua.async"
   async_mod.exec = make_exec(async_mod)
+  -- cl.readfile reads through the same files as io.open (luv's fs calls are not simulated)
+  async_mod.readfile = function(path)
+    if type(path) ~= "string" then error("bad argument #1 to 'readfile' (string expected, got " .. type(path) .. ")", 2) end
+    local f, err = io.open(path, "rb")
+    if not f then return nil, "ENOENT: " .. tostring(err), "ENOENT" end
+    local text = f:read "*a"
+    f:close()
+    if async_mod.in_coroutine() then async_mod.sleep(1) end
+    return text
+  end
   package.loaded["clusterlua.dns"] = make_dns(async_mod)
   package.loaded["clusterlua.http"] = make_http(async_mod, require "clusterlua.http")
 
