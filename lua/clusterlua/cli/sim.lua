@@ -760,6 +760,7 @@ end
 local function make_history(run)
   local h = {
     seed = run.seed, duration_ms = run.duration, nodes = {}, events = run.events, by_node = {}, masters = {},
+    master_of_term = {},
     commands = {}, hook_errors = {}, faults = {}, violations = {},
   }
   for i, nd in ipairs(run.nodes) do
@@ -770,6 +771,7 @@ local function make_history(run)
     if e.node and h.by_node[e.node] then table.insert(h.by_node[e.node], e) end
     if e.kind == "master" and e.master and e.master == e.node then
       h.masters[#h.masters + 1] = { t = e.t, term = e.term, node = e.master }
+      h.master_of_term[e.term] = e.master
     elseif e.kind == "exec" then
       h.commands[#h.commands + 1] = e
     elseif e.kind == "hook_error" or e.kind == "hook_abort" or e.kind == "lua_error" then
