@@ -1043,10 +1043,15 @@ local function run_seed(cfg, seed, out)
           master = short_of(run, master),
         }
       else
+        local ever = false
+        for _, e in ipairs(run.events) do
+          if e.kind == "master" and e.master then ever = true break end
+        end
         failed = {
           kind = "liveness", t = w:now(),
-          why = ("no single master with every node in step within %s of the faults healing: %s"):format(
-            fmt_dur(SETTLE_BOUND_MS), tostring(why)),
+          why = ("no single master with every node in step within %s of the faults healing: %s%s"):format(
+            fmt_dur(SETTLE_BOUND_MS), tostring(why), ever and ""
+              or " (no master was ever elected: can these nodes make a quorum of election.initial_master_nodes?)"),
         }
       end
     end
