@@ -69,7 +69,9 @@ typedef struct rnode {
   int acc_c;
   cl_el_vconfig prev_cc, prev_ac;
   /* timing */
-  uint64_t paused_until, lua_until, lua_dl_us;
+  /* paused_until: the whole process is stopped (SIGSTOP); ctl_until: its control loop
+   * waits for a slow write to disk (Lua runs on); lua_until: its Lua is stalled */
+  uint64_t paused_until, ctl_until, lua_until, lua_dl_us;
   int lua_pending;
   rh_lua_msg *inbox, *inbox_tail;
   cl_lag lag;
@@ -343,6 +345,12 @@ static uint64_t max3(uint64_t a, uint64_t b, uint64_t c) {
   return m > c ? m : c;
 }
 
+/* until when node i's control loop does nothing: stopped, or waiting for its disk */
+static uint64_t ctl_until(const rh_world *w, int i) {
+  const rnode *n = &w->nodes[i];
+  return n->paused_until > n->ctl_until ? n->paused_until : n->ctl_until;
+}
+
 static void schedule_lua(rh_world *w, int i) {
   rnode *n = &w->nodes[i];
   if (n->lua_pending || !n->running) return;
@@ -569,7 +577,7 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
   if (n->disk_slow_ms) {
     /* a slow fsync holds the node's loop */
     uint64_t until = w->now + n->disk_slow_ms * RH_US;
-    if (until > n->paused_until) n->paused_until = until;
+    if (until > n->ctl_until) n->ctl_until = until;
   }
   return 0;
 }
@@ -582,9 +590,12 @@ static void deliver_later(rh_world *w, int kind, int from, int to, const uint8_t
   rh_rng *r = &w->link_rng[from][to];
   int copies = 1 + (rh_chance(r, w->p.p_dup) ? 1 : 0);
   if (rh_chance(r, w->p.p_drop)) copies--;
+  /* a frame sent while the sender's loop waits for its disk (a slow write earlier in the
+   * same step) leaves once the write is done */
+  uint64_t base = ctl_until(w, from) > w->now ? ctl_until(w, from) : w->now;
   for (int c = 0; c < copies; c++) {
     ev e = {0};
-    e.at = w->now + rh_range(r, w->p.delay_lo_us, w->p.delay_hi_us);
+    e.at = base + rh_range(r, w->p.delay_lo_us, w->p.delay_hi_us);
     e.kind = kind;
     e.from = from;
     e.to = to;
@@ -734,7 +745,7 @@ static cl_el_node_info info_of(rnode *n) {
   return inf;
 }
 
-static int pausedn(rh_world *w, int i) { return w->nodes[i].paused_until > w->now; }
+static int pausedn(rh_world *w, int i) { return ctl_until(w, i) > w->now; }
 
 static void lua_up(rh_world *w, int i, int j) {
   rh_lua_msg *m = lua_msg(w, i, "up", w->nodes[j].name);
@@ -801,7 +812,7 @@ static void schedule_dial(rh_world *w, int a, int b, uint64_t lo_ms, uint64_t hi
 /* a's connection to b closed: a paused process hears of it when it runs again */
 static void peer_down(rh_world *w, int a, int b) {
   if (pausedn(w, a)) {
-    push_simple(w, w->nodes[a].paused_until, EV_PEERDOWN, a, b, w->nodes[a].boots, 0);
+    push_simple(w, ctl_until(w, a), EV_PEERDOWN, a, b, w->nodes[a].boots, 0);
     return;
   }
   cl_el_input in = {0};
@@ -829,7 +840,7 @@ static void dial(rh_world *w, int a, int b) {
   rnode *na = &w->nodes[a], *nb = &w->nodes[b];
   if (a == b || w->conn[a][b] || !na->started || !wants(w, a, b)) return;
   if (pausedn(w, a)) {
-    push_simple(w, na->paused_until, EV_DIAL, a, b, 0, 0);
+    push_simple(w, ctl_until(w, a), EV_DIAL, a, b, 0, 0);
     return;
   }
   /* refused, lost or unanswered: try again with the transport's backoff */
@@ -855,7 +866,7 @@ void rh_world_start(rh_world *w, int i) {
   n->left = 0;
   n->started = 0;
   n->boots++;
-  n->paused_until = n->lua_until = 0;
+  n->paused_until = n->ctl_until = n->lua_until = 0;
   n->lua_dl_us = UINT64_MAX;
   n->lua_pending = 0;
   memset(w->want[i], 0, sizeof w->want[i]);
@@ -887,7 +898,7 @@ static void end_process(rh_world *w, int i, const char *peer_reason) {
   free_inbox(n);
   n->lua_pending = 0;
   n->lua_dl_us = UINT64_MAX;
-  n->paused_until = n->lua_until = 0;
+  n->paused_until = n->ctl_until = n->lua_until = 0;
   memset(n->reqs, 0, sizeof n->reqs);
   memset(n->udp_ports, 0, sizeof n->udp_ports);
   for (int j = 0; j < w->n; j++)
@@ -1221,7 +1232,7 @@ static uint64_t next_detector_us(rh_world *w) {
     uint64_t d = det_row(w, a);
     if (d != UINT64_MAX) {
       d *= RH_US;
-      if (d < w->nodes[a].paused_until) d = w->nodes[a].paused_until;
+      if (d < ctl_until(w, a)) d = ctl_until(w, a);
       if (d < t) t = d;
     }
   }
@@ -1277,7 +1288,7 @@ static void dispatch(rh_world *w, ev *e) {
     if (w->cut[e->from][e->to] == 2) return;
     if (pausedn(w, e->to)) { /* the kernel holds it until the process runs again */
       ev again = *e;
-      again.at = to->paused_until;
+      again.at = ctl_until(w, e->to);
       ev_push(w, again);
       e->data = NULL;
       return;
@@ -1332,7 +1343,7 @@ static void dispatch(rh_world *w, ev *e) {
     rnode *n = &w->nodes[e->from];
     if (!n->started || e->epoch != n->boots) return;
     if (pausedn(w, e->from)) {
-      push_simple(w, n->paused_until, EV_LAG, e->from, e->from, e->epoch, 0);
+      push_simple(w, ctl_until(w, e->from), EV_LAG, e->from, e->from, e->epoch, 0);
       return;
     }
     cl_lag_action a = cl_lag_tick(&n->lag, w->now / RH_US);
@@ -1346,7 +1357,7 @@ static void dispatch(rh_world *w, ev *e) {
   case EV_PEERDOWN:
     if (!w->nodes[e->from].started || e->epoch != w->nodes[e->from].boots || w->conn[e->from][e->to]) return;
     if (pausedn(w, e->from)) {
-      push_simple(w, w->nodes[e->from].paused_until, EV_PEERDOWN, e->from, e->to, e->epoch, 0);
+      push_simple(w, ctl_until(w, e->from), EV_PEERDOWN, e->from, e->to, e->epoch, 0);
       return;
     }
     peer_down(w, e->from, e->to);
@@ -1354,6 +1365,10 @@ static void dispatch(rh_world *w, ev *e) {
   case EV_PONG: {
     rnode *n = &w->nodes[e->from];
     if (!n->started || e->epoch != n->boots) return;
+    if (pausedn(w, e->from)) { /* Lua's answer waits in the command queue */
+      push_simple(w, ctl_until(w, e->from), EV_PONG, e->from, e->from, e->epoch, e->arg);
+      return;
+    }
     lag_act(w, e->from, cl_lag_pong(&n->lag, e->arg, w->now / RH_US));
     return;
   }
@@ -1368,7 +1383,7 @@ int rh_world_run(rh_world *w, uint64_t until) {
       rnode *n = &w->nodes[i];
       if (n->started && n->next_dl != UINT64_MAX) {
         uint64_t d = n->next_dl * RH_US;
-        if (d < n->paused_until) d = n->paused_until;
+        if (d < ctl_until(w, i)) d = ctl_until(w, i);
         if (d < w->now) d = w->now;
         if (d < t_node) t_node = d, who = i;
       }
