@@ -64,6 +64,8 @@ typedef struct rnode {
   int disk_fail;
   uint64_t disk_slow_ms;
   const char *crash_why;
+  int in_lua;                /* its Lua state is running: it must not be closed now */
+  const char *crash_pending; /* a crash that waits for its Lua to return */
   /* checks */
   uint64_t max_term, acc_t, acc_v, app_t, app_v;
   int acc_c;
@@ -88,8 +90,8 @@ typedef struct kv { /* (term, version) accepted: its hash and who has it on disk
   uint8_t h[32];
 } kv;
 
-typedef struct cv { /* version committed: in which term, which state */
-  uint64_t v, t;
+typedef struct cv { /* version committed: in which term, which state, its metadata's version */
+  uint64_t v, t, meta_v;
   uint8_t h[32];
 } cv;
 
@@ -448,6 +450,13 @@ static void check_committed(rh_world *w, int i, const cl_el_state *st) {
                    "a committed state was lost",
                 w->nodes[i].name, (unsigned long long)st->version, (unsigned long long)st->term,
                 (unsigned long long)c->v, (unsigned long long)c->t);
+    /* a metadata update committed at meta_v is in every later committed state: a later
+     * state whose metadata is older has lost it */
+    if ((c->v < st->version && c->meta_v > st->meta_version) || (c->v > st->version && c->meta_v < st->meta_version))
+      violation(w, "%s committed version %llu with metadata of version %llu, but version %llu had metadata of version "
+                   "%llu: a committed update was lost",
+                w->nodes[i].name, (unsigned long long)st->version, (unsigned long long)st->meta_version,
+                (unsigned long long)c->v, (unsigned long long)c->meta_v);
   }
   if (w->n_com == w->cap_com) {
     size_t cap = w->cap_com ? w->cap_com * 2 : 256;
@@ -459,6 +468,7 @@ static void check_committed(rh_world *w, int i, const cl_el_state *st) {
   cv *c = &w->com[w->n_com++];
   c->v = st->version;
   c->t = st->term;
+  c->meta_v = st->meta_version;
   memcpy(c->h, h, 32);
 }
 
@@ -875,12 +885,20 @@ void rh_world_start(rh_world *w, int i) {
   memset(n->udp_ports, 0, sizeof n->udp_ports);
   char err[512] = "";
   rh_world_record(w, i, "started", NULL, NULL, (int64_t)n->boots, 0);
-  if (w->ops.boot(w->ops.ud, w, i, err, sizeof err) != 0) {
+  n->in_lua = 1;
+  n->crash_pending = NULL;
+  int brc = w->ops.boot(w->ops.ud, w, i, err, sizeof err);
+  n->in_lua = 0;
+  if (brc != 0) {
     rh_world_record(w, i, "start_failed", err, NULL, 0, 0);
     n->running = 0;
     stop_election(n);
     w->ops.close(w->ops.ud, w, i);
     free_inbox(n);
+    return;
+  }
+  if (n->crash_pending) {
+    crash(w, i, n->crash_pending);
     return;
   }
   /* the timers its start armed */
@@ -925,6 +943,12 @@ void rh_world_stop(rh_world *w, int i) {
 
 static void crash(rh_world *w, int i, const char *why) {
   if (!w->nodes[i].running) return;
+  if (w->nodes[i].in_lua) {
+    /* its own Lua stepped the election into the failed write (a request, a disconnect):
+     * the process dies once that Lua call returns, not under it */
+    if (!w->nodes[i].crash_pending) w->nodes[i].crash_pending = why;
+    return;
+  }
   rh_world_record(w, i, "crashed", why, NULL, 0, 0);
   end_process(w, i, "closed");
   if (w->p.crash_restart_ms) push_simple(w, w->now + w->p.crash_restart_ms * RH_US, EV_RESTART, i, i, 0, 0);
@@ -1250,7 +1274,9 @@ static void run_lua(rh_world *w, int i) {
     if (!strcmp(m->kind, "down")) rh_world_record(w, i, "node_down", m->name, m->a, 0, 0);
   }
   int exited = 0, code = 0;
+  n->in_lua = 1;
   uint64_t dl = w->ops.run(w->ops.ud, w, i, msgs, w->now / RH_US, &exited, &code);
+  n->in_lua = 0;
   while (msgs) {
     rh_lua_msg *m = msgs;
     msgs = m->next;
@@ -1258,7 +1284,13 @@ static void run_lua(rh_world *w, int i) {
     free(m->a);
     free(m);
   }
-  if (!n->running) return; /* killed from inside (cannot happen today) */
+  if (!n->running) return;
+  if (n->crash_pending) {
+    const char *why = n->crash_pending;
+    n->crash_pending = NULL;
+    crash(w, i, why);
+    return;
+  }
   if (exited) {
     rh_world_record(w, i, "exited", NULL, NULL, code, 0);
     const char *reason = n->left ? "left" : "closed"; /* clusterlua.leave told the peers */
