@@ -24,6 +24,7 @@ struct rh_lua_host {
   int handler[RH_MAX_NODES], fire[RH_MAX_NODES], fsevent[RH_MAX_NODES], udp[RH_MAX_NODES];
   int exited[RH_MAX_NODES], code[RH_MAX_NODES];
   nctx ctx[RH_MAX_NODES];
+  char last_err[512]; /* the first line of the last Lua error, for a start failure's message */
 };
 
 static nctx *ctx_of(lua_State *L) { return lua_touserdata(L, lua_upvalueindex(1)); }
@@ -77,6 +78,7 @@ static int l_start(lua_State *L) {
   cfg.imn = joined(L, 1, "initial_master_nodes");
   cfg.heartbeat_ms = ufield(L, 1, "heartbeat_ms");
   cfg.timeout_ms = ufield(L, 1, "timeout_ms");
+  cfg.watchers = ufield(L, 1, "watchers");
   lua_getfield(L, 1, "mesh");
   cfg.mesh = lua_isnil(L, -1) || lua_toboolean(L, -1);
   lua_pop(L, 1);
@@ -391,7 +393,9 @@ static int call(rh_lua_host *h, int i, int nargs, int nres) {
     lua_pop(L, 1);
     return 2;
   }
-  rh_world_record(h->w, i, "lua_error", lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error)", NULL, 0, 0);
+  const char *msg = lua_tostring(L, -1) ? lua_tostring(L, -1) : "(error)";
+  rh_world_record(h->w, i, "lua_error", msg, NULL, 0, 0);
+  snprintf(h->last_err, sizeof h->last_err, "%.*s", (int)strcspn(msg, "\n"), msg);
   lua_pop(L, 1);
   return 1;
 }
@@ -438,7 +442,7 @@ static int op_boot(void *ud, rh_world *w, int i, char *err, size_t errlen) {
     if (rc == 0) lua_pop(L, 2);
   }
   if (rc == 1) {
-    snprintf(err, errlen, "the node's Lua failed at start (see lua_error)");
+    snprintf(err, errlen, "the node's Lua failed at start: %s", h->last_err);
     return -1;
   }
   return 0;

@@ -11,6 +11,7 @@
 #include "node/roles.h"
 #include "node/state_json.h"
 #include "rehearse/rng.h"
+#include "transport/watch.h"
 
 enum {
   EV_MSG = 1, /* an election frame */
@@ -55,6 +56,7 @@ typedef struct rnode {
   cl_eldrv_io io;
   uint64_t next_dl; /* ms, cached after each step */
   uint32_t det_hb_ms, det_timeout_ms;
+  uint32_t watchers; /* transport.watchers: how many ring successors it watches */
   /* disk */
   uint8_t *disk;
   size_t disk_len;
@@ -791,6 +793,34 @@ static void mesh_up(rh_world *w, int a, int b) {
   }
 }
 
+/* What the transport does when a connection comes or goes (transport/watch.h): each
+ * node watches its transport.watchers successors on the ring of its connected peers,
+ * and the watched side beats to it. The WATCH frame is taken as arriving at once. */
+static void rewatch(rh_world *w) {
+  const char *names[RH_MAX_NODES];
+  uint64_t h[RH_MAX_NODES];
+  int idx[RH_MAX_NODES];
+  size_t sel[CL_WATCH_MAX];
+  uint64_t now = w->now / RH_US;
+  for (int a = 0; a < w->n; a++) {
+    size_t m = 0;
+    for (int b = 0; b < w->n; b++)
+      if (b != a && w->conn[a][b]) names[m] = w->nodes[b].name, h[m] = cl_watch_hash(w->nodes[b].name), idx[m++] = b;
+    size_t k = cl_watch_pick(names, h, m, w->nodes[a].name, cl_watch_hash(w->nodes[a].name), 1, SIZE_MAX,
+                             w->nodes[a].watchers, sel);
+    for (size_t i = 0; i < m; i++) {
+      int want = 0;
+      for (size_t j = 0; j < k; j++) want |= sel[j] == i;
+      cl_det *d = &w->det[a][idx[i]];
+      if (want != d->watching) {
+        cl_det_watch(d, now, want);
+        cl_det_beat_for(&w->det[idx[i]][a], want);
+        w->det_row_dirty[a] = w->det_row_dirty[idx[i]] = 1;
+      }
+    }
+  }
+}
+
 static void connect_pair(rh_world *w, int a, int b) {
   if (w->conn[a][b]) return;
   w->conn[a][b] = w->conn[b][a] = 1;
@@ -800,6 +830,7 @@ static void connect_pair(rh_world *w, int a, int b) {
   w->det_row_dirty[a] = w->det_row_dirty[b] = 1;
   w->epoch[a][b]++;
   w->epoch[b][a]++;
+  rewatch(w);
   lua_up(w, a, b);
   lua_up(w, b, a);
   cl_el_input in = {0};
@@ -837,6 +868,7 @@ static void disconnect_pair(rh_world *w, int a, int b, const char *reason_a, con
   w->det_row_dirty[a] = w->det_row_dirty[b] = 1;
   w->epoch[a][b]++;
   w->epoch[b][a]++;
+  rewatch(w);
   if (reason_a) lua_down(w, a, b, reason_a);
   if (reason_b) lua_down(w, b, a, reason_b);
   peer_down(w, a, b);
@@ -1053,6 +1085,7 @@ int rh_node_start(rh_world *w, int i, const rh_start_cfg *cfg, char *err, size_t
   n->flags = cl_node_roles_flags(n->roles);
   n->det_hb_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
   n->det_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 400;
+  n->watchers = cfg->watchers && cfg->watchers <= CL_WATCH_MAX ? cfg->watchers : CL_WATCH_DEFAULT;
   n->mesh = cfg->mesh;
   cl_el_config ec;
   cl_el_config_defaults(&ec);
@@ -1240,10 +1273,18 @@ static void run_detectors(rh_world *w) {
     for (int b = 0; b < w->n; b++) {
       if (a == b || !w->conn[a][b] || cl_det_deadline(&w->det[a][b]) > now) continue;
       cl_det_verdict v = cl_det_check(&w->det[a][b], now);
+      /* no indirect probe here: a suspicion waits for the timeout, and is announced */
+      if (v == CL_DET_SUSPECT) v = cl_det_check(&w->det[a][b], now);
       if (v == CL_DET_PING) {
         push_hb(w, a, b, 0);
-      } else if (v == CL_DET_DOWN) {
+      } else if (v == CL_DET_DOWN || v == CL_DET_CUT) {
         disconnect_pair(w, a, b, "timeout", "closed");
+        /* the announcement (DOWN), taken as arriving at once: every other node that has
+         * not heard from b within half a timeout closes its own connection to it */
+        for (int c = 0; v == CL_DET_DOWN && c < w->n; c++)
+          if (c != a && c != b && w->nodes[c].started && !pausedn(w, c) && w->conn[c][b] &&
+              now >= w->det[c][b].last_rx_ms + w->nodes[c].det_timeout_ms / 2)
+            disconnect_pair(w, c, b, "timeout", "closed");
       }
     }
   }

@@ -76,6 +76,7 @@ typedef struct rh_lua_ops {
 typedef struct rh_start_cfg {
   const char *id, *cluster, *roles /* "a,b" */, *imn /* "a,b,c" */;
   uint32_t heartbeat_ms, timeout_ms;
+  uint32_t watchers; /* transport.watchers (0: the default) */
   int mesh; /* transport.mesh */
   uint32_t el_heartbeat_ms, el_check_timeout_ms, el_max_exclusions, el_max_nodes, el_max_voting_nodes,
       el_lua_stepdown_ms;

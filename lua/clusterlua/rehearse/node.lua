@@ -494,6 +494,7 @@ function M.boot(json, idx, full, short)
     ENOBUFS = -105,
     set_handlers = function() end,
     set_spin_us = function() end,
+    rx = function() return nil end, -- no data connections: nothing is ever delivered through it
     close = function() end,
     stats = function() return {} end,
   }
