@@ -40,6 +40,11 @@ typedef struct peer {
   uint64_t ack_term, ack_version;
   uint64_t prevote_round;
   uint64_t pub_sent_ms; /* last time the latest state was sent to it */
+  /* leader: the accepted state it last said it holds, which decides between a diff and
+   * the whole state; not known (a new connection: it may have restarted): a diff, which
+   * it answers NEED_FULL if it lacks the base */
+  int have_known;
+  uint64_t have_t, have_v;
   /* its data belongs to another cluster: everything it says is refused */
   int foreign;
   char foreign_cid[CL_EL_CLUSTER_ID_MAX + 1];
@@ -109,6 +114,9 @@ struct cl_el {
   int publishing, dirty, first_pub_done;
   cl_el_state pub;         /* leader: the publication in flight / last published */
   uint64_t pub_start;
+  cl_buf pub_diff;         /* leader: the body of pub as a diff from (base_t, base_v) */
+  int pub_has_diff;
+  uint64_t pub_base_t, pub_base_v;
   int lua_lag;
 
   /* peers known: grown as they connect, up to cfg.max_nodes - 1; found by id through
@@ -134,6 +142,7 @@ struct cl_el {
   cl_msg msg; /* the message being handled */
   cl_msg tx;  /* the message being sent: never the same as msg */
   cl_el_state rx;
+  cl_diff rxd; /* a received PUBLISH_DIFF, decoded */
   cl_el_state scratch;
 };
 
@@ -346,6 +355,27 @@ static void send_publish(cl_el *el, const char *to, const cl_el_state *st) {
   m->type = CL_M_PUBLISH;
   m->state = (cl_el_state *)st;
   send_msg(el, to, m);
+}
+
+/* The latest state to one peer that lags or asked for it: as a diff if it said it
+ * holds the diff's base, else whole (RULE E13: a diff names its base). */
+static int diff_for(const cl_el *el, const peer *p) {
+  return el->pub_has_diff && (!p->have_known || (p->have_t == el->pub_base_t && p->have_v == el->pub_base_v));
+}
+
+static void send_state(cl_el *el, peer *p, const cl_el_state *want) {
+  if (want->term == el->pub.term && want->version == el->pub.version && diff_for(el, p)) {
+    cl_msg *m = &el->tx;
+    memset(m, 0, offsetof(cl_msg, names));
+    m->n_names = 0;
+    m->type = CL_M_PUBLISH_DIFF;
+    m->blob = el->pub_diff.p;
+    m->blob_len = (uint32_t)el->pub_diff.n;
+    send_msg(el, p->info.id, m);
+  } else {
+    send_publish(el, p->info.id, want);
+  }
+  p->pub_sent_ms = el->now;
 }
 
 static void persist(cl_el *el, cl_el_persist_kind kind) {
@@ -908,6 +938,20 @@ static void check_commit(cl_el *el) {
 }
 
 static void publish(cl_el *el, cl_el_state *next) {
+  /* RULE E13: the diff from the state this node accepted last, named by its (term,
+   * version); a bootstrap state (term 0) differs from node to node and is never a base */
+  cl_buf_free(&el->pub_diff);
+  el->pub_has_diff = 0;
+  if (el->acc.term > 0 && !strcmp(el->acc.cluster_id, next->cluster_id)) {
+    cl_diff_encode(&el->acc, next, &el->pub_diff);
+    if (!el->pub_diff.oom) {
+      el->pub_has_diff = 1;
+      el->pub_base_t = el->acc.term;
+      el->pub_base_v = el->acc.version;
+    } else {
+      cl_buf_free(&el->pub_diff);
+    }
+  }
   cl_el_state_copy(&el->pub, next);
   el->publishing = 1;
   el->pub_start = el->now;
@@ -916,27 +960,37 @@ static void publish(cl_el *el, cl_el_state *next) {
   cl_el_state_copy(&el->acc, next);
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE);
-  /* one encoding for every peer: the message is the same for all (the whole state,
-   * about 100 bytes a node), and encoding it per peer made a publication O(N^2) */
-  cl_msg *m = &el->tx;
-  memset(m, 0, offsetof(cl_msg, names));
-  m->n_names = 0;
-  m->type = CL_M_PUBLISH;
-  m->state = &el->pub;
-  scpy(m->cluster_id, sizeof m->cluster_id, my_cluster_id(el));
-  cl_buf b = {0};
-  cl_msg_encode(m, &b);
-  for (uint32_t i = 0; i < el->n_peers && !b.oom; i++) {
+  /* one encoding of each form for every peer (encoding per peer made a publication
+   * O(N^2)): the diff to the peers that said they hold its base, the whole state (about
+   * 100 bytes a node) to the others; a peer whose base turns out not to match answers
+   * NEED_FULL and gets the whole state then */
+  cl_buf full = {0}, diff = {0};
+  for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
     if (!p->used || !p->up) continue;
+    int as_diff = diff_for(el, p);
+    cl_buf *b = as_diff ? &diff : &full;
+    if (!b->n && !b->oom) {
+      cl_msg *m = &el->tx;
+      memset(m, 0, offsetof(cl_msg, names));
+      m->n_names = 0;
+      m->type = as_diff ? CL_M_PUBLISH_DIFF : CL_M_PUBLISH;
+      m->state = &el->pub;
+      m->blob = el->pub_diff.p;
+      m->blob_len = (uint32_t)el->pub_diff.n;
+      scpy(m->cluster_id, sizeof m->cluster_id, my_cluster_id(el));
+      cl_msg_encode(m, b);
+    }
+    if (b->oom) continue;
     cl_el_effect *e = fx_push(el, CL_EL_FX_SEND);
     if (e) {
       scpy(e->to, sizeof e->to, p->info.id);
-      fx_data(e, b.p, b.n);
+      fx_data(e, b->p, b->n);
     }
     p->pub_sent_ms = el->now;
   }
-  cl_buf_free(&b);
+  cl_buf_free(&full);
+  cl_buf_free(&diff);
   check_commit(el);
 }
 
@@ -1310,6 +1364,31 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
   send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, el->acc.version, 1); /* st is the old state now */
 }
 
+/* RULE E13: a diff is applied only to the exact state it was built against; a node
+ * that holds another (a new node, one that missed a publication or restarted) asks for
+ * the whole state, changing nothing (the publication's term and acceptance rules apply
+ * to the whole state when it comes) */
+static void on_publish_diff(cl_el *el, const char *from, const cl_diff *d) {
+  if (strcmp(d->master_id, from) || d->term == 0) return;
+  char err[160];
+  if (cl_diff_apply(&el->acc, d, &el->rx, err, sizeof err) == 0) {
+    on_publish(el, from, &el->rx);
+    return;
+  }
+  if (d->term < el->term) { /* as on_publish: the sender learns the current term */
+    send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, d->version, CL_PUB_REFUSED);
+    return;
+  }
+  if (d->term == el->acc.term && d->version <= el->acc.version) { /* held already, or older */
+    send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, d->version,
+                d->version == el->acc.version ? CL_PUB_ACCEPTED : CL_PUB_REFUSED);
+    return;
+  }
+  logf_(el, CL_EL_LOG_DEBUG, "publication (%llu,%llu) from %s as a diff: %s; asking for the whole state",
+        (unsigned long long)d->term, (unsigned long long)d->version, name_of(el, from), err);
+  send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, d->version, CL_PUB_NEED_FULL);
+}
+
 static void step_down_to_term(cl_el *el, uint64_t term, const char *why) {
   if (el->mode != CL_EL_CANDIDATE) become_candidate(el, 1, why);
   if (term > el->term) {
@@ -1331,7 +1410,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   if (!p || !p->up) return; /* only from authenticated, connected peers */
   char err[160];
   cl_msg *m = &el->msg;
-  if (cl_msg_decode_max(data, len, m, &el->rx, el->cfg.max_nodes, err, sizeof err) != 0) {
+  if (cl_msg_decode_into(data, len, m, &el->rx, &el->rxd, el->cfg.max_nodes, err, sizeof err) != 0) {
     logf_(el, CL_EL_LOG_WARN, "dropping bad election message from %s: %s", p->info.name, err);
     return;
   }
@@ -1380,8 +1459,9 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     if (m->term != el->term || !el->started_join) break;
     if (fresher(m->lat, m->lav, el->acc.term, el->acc.version)) break;
     p->join_term = el->term;
-    p->lat = m->lat;
-    p->lav = m->lav;
+    p->lat = p->have_t = m->lat;
+    p->lav = p->have_v = m->lav;
+    p->have_known = 1;
     if (el->mode == CL_EL_LEADER) {
       p->ok_term = el->term;
       p->last_ok_ms = el->now;
@@ -1393,13 +1473,28 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     on_publish(el, from, m->state);
     cl_el_state_clear(m->state);
     break;
+  case CL_M_PUBLISH_DIFF:
+    on_publish_diff(el, from, m->diff);
+    cl_el_state_clear(&el->rx);
+    break;
   case CL_M_PUBLISH_RESP:
     if (m->term > el->term) {
       step_down_to_term(el, m->term, "a node is in a higher term");
       break;
     }
     if (el->mode != CL_EL_LEADER || m->term != el->term) break;
-    if (m->flag) {
+    if (m->flag == CL_PUB_NEED_FULL) {
+      /* it does not hold the diff's base: the whole state, if that is still the latest */
+      p->have_known = 1;
+      p->have_t = p->have_v = 0;
+      const cl_el_state *want = latest(el);
+      if (m->version == want->version && want->term == el->term) send_state(el, p, want);
+      break;
+    }
+    if (m->flag == CL_PUB_ACCEPTED) {
+      p->have_known = 1;
+      p->have_t = el->term;
+      p->have_v = m->version;
       p->ack_term = el->term;
       p->ack_version = m->version;
       p->ok_term = el->term;
@@ -1444,8 +1539,9 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     }
     p->ok_term = el->term;
     p->last_ok_ms = el->now;
-    p->lat = m->lat;
-    p->lav = m->lav;
+    p->lat = p->have_t = m->lat;
+    p->lav = p->have_v = m->lav;
+    p->have_known = 1;
     if (!p->member) p->member = 1, el->dirty = 1;
     {
       const cl_el_state *want = latest(el);
@@ -1456,8 +1552,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
         check_commit(el);
       } else if (el->now - p->pub_sent_ms >= el->cfg.hb_interval_ms) {
         /* lagging or new: (re)send the latest state */
-        send_publish(el, from, want);
-        p->pub_sent_ms = el->now;
+        send_state(el, p, want);
       }
     }
     break;
@@ -1633,6 +1728,8 @@ void cl_el_free(cl_el *el) {
   cl_el_state_clear(&el->app);
   cl_el_state_clear(&el->pub);
   cl_el_state_clear(&el->rx);
+  cl_diff_clear(&el->rxd);
+  cl_buf_free(&el->pub_diff);
   cl_el_state_clear(&el->scratch);
   free(el->peers);
   free(el->pidx);
@@ -1705,6 +1802,7 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
   p->info.flags = info->flags;
   p->up = 1;
   p->pub_sent_ms = 0;
+  p->have_known = 0; /* it may have restarted */
   p->foreign = 0; /* a new connection: it may have been given the right data */
   if (el->mode == CL_EL_LEADER) el->hb_at = el->now; /* greet it now rather than next round */
 }

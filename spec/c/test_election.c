@@ -344,8 +344,8 @@ static int t_hostile_messages(void) {
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "unknown"), "unknown type: %s", err);
   b[3] = 1; /* before every message carried the sender's cluster id */
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "old version: %s", err);
-  b[3] = 2; /* the previous version (a 64-node cap): refused, both versions named */
-  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version 2 (this node speaks 3)"),
+  b[3] = 3; /* the previous version (whole-state publications only): refused, both named */
+  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version 3 (this node speaks 4)"),
         "previous version: %s", err);
   b[3] = 9;
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "unknown version: %s", err);
@@ -1251,6 +1251,231 @@ static int t_cluster_of_300(void) {
   return 0;
 }
 
+/* ------------------------------------------------------ diffs (RULE E13) */
+
+static void diff_node(cl_el_node *n, int i, int port) {
+  memset(n, 0, sizeof *n);
+  snprintf(n->id, sizeof n->id, "id%05d", i);
+  snprintf(n->name, sizeof n->name, "node%d@127.0.0.1:%d", i, port);
+  snprintf(n->address, sizeof n->address, "127.0.0.1:%d", port);
+  snprintf(n->tags, sizeof n->tags, "%s", i < 3 ? "master" : "data");
+  n->flags = i < 3 ? CL_EL_F_MASTER : 0;
+}
+
+/* a state of n nodes id00000.. (every other one, if sparse), the first 3 voting */
+static void diff_state(cl_el_state *st, int n, uint64_t term, uint64_t version) {
+  cl_el_state_init(st);
+  snprintf(st->cluster_id, sizeof st->cluster_id, "cid");
+  st->term = term;
+  st->version = version;
+  snprintf(st->master_id, sizeof st->master_id, "id00000");
+  cl_el_state_reserve_nodes(st, (uint32_t)n + 8);
+  for (int i = 0; i < n; i++) diff_node(&st->nodes[st->n_nodes++], 2 * i, 5000 + 2 * i);
+  for (int i = 0; i < 3 && i < n; i++) cl_vc_add(&st->accepted_config, st->nodes[i].id);
+  cl_el_vconfig_copy(&st->committed_config, &st->accepted_config);
+  st->meta = malloc(3);
+  memcpy(st->meta, "abc", 3);
+  st->meta_len = 3;
+  st->meta_version = version;
+}
+
+static void diff_add(cl_el_state *st, int i) { /* keeps the nodes sorted */
+  cl_el_state_reserve_nodes(st, st->n_nodes + 1);
+  cl_el_node n;
+  diff_node(&n, i, 6000 + i);
+  uint32_t k = 0;
+  while (k < st->n_nodes && strcmp(st->nodes[k].id, n.id) < 0) k++;
+  memmove(&st->nodes[k + 1], &st->nodes[k], (st->n_nodes - k) * sizeof n);
+  st->nodes[k] = n;
+  st->n_nodes++;
+}
+
+static void diff_del(cl_el_state *st, uint32_t k) {
+  memmove(&st->nodes[k], &st->nodes[k + 1], (st->n_nodes - k - 1) * sizeof st->nodes[0]);
+  st->n_nodes--;
+}
+
+/* a PUBLISH_DIFF message from base to next */
+static void diff_msg(const cl_el_state *base, const cl_el_state *next, cl_buf *out) {
+  cl_buf body = {0};
+  cl_diff_encode(base, next, &body);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PUBLISH_DIFF;
+  m.blob = body.p;
+  m.blob_len = (uint32_t)body.n;
+  snprintf(m.cluster_id, sizeof m.cluster_id, "cid");
+  cl_msg_encode(&m, out);
+  cl_buf_free(&body);
+}
+
+static int same_hash(const cl_el_state *a, const cl_el_state *b) {
+  uint8_t ha[32], hb[32];
+  cl_el_state_hash(a, ha);
+  cl_el_state_hash(b, hb);
+  return !memcmp(ha, hb, 32);
+}
+
+static int t_diff_codec(void) {
+  char err[256] = "";
+  cl_el_state base, next, out, other;
+  diff_state(&base, 100, 2, 7);
+  diff_state(&next, 100, 2, 8);
+  diff_add(&next, 51);                      /* added */
+  diff_del(&next, 10);                      /* removed */
+  snprintf(next.nodes[20].address, sizeof next.nodes[20].address, "127.0.0.9:1"); /* changed */
+  cl_vc_add(&next.accepted_config, next.nodes[3].id); /* a configuration change */
+  cl_vc_add(&next.accepted_config, next.nodes[4].id);
+  snprintf(next.excl[0].id, sizeof next.excl[0].id, "id00004");
+  snprintf(next.excl[0].name, sizeof next.excl[0].name, "node4");
+  next.n_excl = 1;
+  free(next.meta);
+  next.meta = malloc(4);
+  memcpy(next.meta, "abcd", 4);
+  next.meta_len = 4;
+  next.meta_version = 8;
+  snprintf(next.master_id, sizeof next.master_id, "id00002");
+  cl_buf b = {0};
+  diff_msg(&base, &next, &b);
+  cl_msg m;
+  cl_diff d;
+  cl_diff_init(&d);
+  cl_el_state_init(&out);
+  CHECK(cl_msg_decode_into(b.p, b.n, &m, NULL, &d, 0, err, sizeof err) == 0 && m.diff == &d, "decode: %s", err);
+  CHECK(d.n_add == 1 && d.n_del == 1 && d.n_chg == 1 && d.meta_changed, "diff of %u added, %u removed, %u changed",
+        d.n_add, d.n_del, d.n_chg);
+  CHECK(cl_diff_apply(&base, &d, &out, err, sizeof err) == 0, "apply: %s", err);
+  CHECK(same_hash(&out, &next), "base + diff is not the published state");
+  /* the same (version) in another term is another state: refused, both named */
+  diff_state(&other, 100, 3, 7);
+  CHECK(cl_diff_apply(&other, &d, &out, err, sizeof err) != 0 && strstr(err, "built against (2,7), this node holds (3,7)"),
+        "other base: %s", err);
+  cl_el_state_clear(&other);
+  /* a bootstrap state (term 0) is never a base */
+  diff_state(&other, 100, 0, 7);
+  CHECK(cl_diff_apply(&other, &d, &out, err, sizeof err) != 0, "a term-0 base was taken");
+  cl_el_state_clear(&other);
+  /* the right (term, version) but entries that do not fit: refused, never half applied */
+  diff_state(&other, 100, 2, 7);
+  diff_add(&other, 51); /* already holds the added node */
+  CHECK(cl_diff_apply(&other, &d, &out, err, sizeof err) != 0 && strstr(err, "adds id00051"), "added twice: %s", err);
+  cl_el_state_clear(&other);
+  diff_state(&other, 100, 2, 7);
+  diff_del(&other, 21); /* lacks the changed node (id00042: index 21 before the removal) */
+  CHECK(cl_diff_apply(&other, &d, &out, err, sizeof err) != 0 && strstr(err, "absent"), "changed absent: %s", err);
+  cl_el_state_clear(&other);
+  /* unchanged metadata is not sent: the base's is kept */
+  cl_buf_free(&b);
+  free(next.meta);
+  next.meta = malloc(3);
+  memcpy(next.meta, "abc", 3);
+  next.meta_len = 3;
+  next.meta_version = 7;
+  diff_msg(&base, &next, &b);
+  CHECK(cl_msg_decode_into(b.p, b.n, &m, NULL, &d, 0, err, sizeof err) == 0 && !d.meta_changed, "meta sent: %s", err);
+  CHECK(cl_diff_apply(&base, &d, &out, err, sizeof err) == 0 && same_hash(&out, &next), "apply without meta: %s", err);
+  /* hostile counts: refused before anything is allocated for them */
+  size_t head = 5 + 2 + 3 + 2 + 3 + 8 + 8 + 2 + 7 + 8 + 8; /* header, cid, ids and numbers up to n_add */
+  CHECK(b.n > head + 4, "short message");
+  memcpy(b.p + head, "\xff\xff\xff\xff", 4);
+  cl_diff_clear(&d);
+  CHECK(cl_msg_decode_into(b.p, b.n, &m, NULL, &d, 0, err, sizeof err) != 0 && strstr(err, "nodes added 4294967295 is above") &&
+            d.cap_add == 0,
+        "huge count: %s", err);
+  memcpy(b.p + head, "\x10\x27\x00\x00", 4); /* 10,000: within the limit, not within the bytes */
+  CHECK(cl_msg_decode_into(b.p, b.n, &m, NULL, &d, 0, err, sizeof err) != 0 && strstr(err, "truncated: nodes added") &&
+            d.cap_add == 0,
+        "count past the bytes: %s", err);
+  CHECK(cl_msg_decode_into(b.p, b.n, &m, NULL, &d, 100, err, sizeof err) != 0 && strstr(err, "election.max_nodes (100)"),
+        "count past max_nodes: %s", err);
+  cl_buf_free(&b);
+  cl_diff_clear(&d);
+  cl_el_state_clear(&out);
+  cl_el_state_clear(&base);
+  cl_el_state_clear(&next);
+  return 0;
+}
+
+static int sent_of_type(cluster *c, int type, const char *to) {
+  int n = 0;
+  for (size_t i = 0; i < c->fx.n; i++)
+    if (c->fx.v[i].kind == CL_EL_FX_SEND && cl_el_msg_type(c->fx.v[i].data, c->fx.v[i].len) == type &&
+        (!to || !strcmp(c->fx.v[i].to, to)))
+      n++;
+  return n;
+}
+
+/* RULE E13 in the running core: a follower at the base applies the diff; one that does
+ * not hold the base answers NEED_FULL and persists nothing; the master then sends it
+ * the whole state */
+static int t_diff_publication(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 1000);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no master");
+  int f = (l + 1) % 3, g = (l + 2) % 3;
+  /* a metadata update is published as a diff to both followers */
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_UPDATE;
+  in.req_id = 1;
+  in.base_version = cl_el_committed(C.t[l].el)->meta_version;
+  in.data = (const uint8_t *)"xyz";
+  in.len = 3;
+  stepn(&C, l, &in);
+  CHECK(sent_of_type(&C, CL_M_PUBLISH_DIFF, NULL) == 2 && sent_of_type(&C, CL_M_PUBLISH, NULL) == 0,
+        "publication: %d diffs, %d whole", sent_of_type(&C, CL_M_PUBLISH_DIFF, NULL), sent_of_type(&C, CL_M_PUBLISH, NULL));
+  run(&C, 300);
+  const cl_el_state *ms = cl_el_committed(C.t[l].el);
+  CHECK(same_hash(cl_el_committed(C.t[f].el), ms) && same_hash(cl_el_committed(C.t[g].el), ms),
+        "followers do not hold the master's state");
+  /* a diff against a base the follower does not hold */
+  cl_el_state fake, next;
+  diff_state(&fake, 3, cl_el_term(C.t[l].el), ms->version + 5);
+  cl_el_state_init(&next);
+  cl_el_state_copy(&next, &fake);
+  next.version++;
+  snprintf(next.master_id, sizeof next.master_id, "%s", C.t[l].id);
+  snprintf(fake.cluster_id, sizeof fake.cluster_id, "%s", ms->cluster_id);
+  snprintf(next.cluster_id, sizeof next.cluster_id, "%s", ms->cluster_id);
+  cl_buf body = {0};
+  cl_diff_encode(&fake, &next, &body);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PUBLISH_DIFF;
+  m.blob = body.p;
+  m.blob_len = (uint32_t)body.n;
+  snprintf(m.cluster_id, sizeof m.cluster_id, "%s", ms->cluster_id);
+  uint64_t v_before = cl_el_accepted(C.t[f].el)->version;
+  inject(&C, f, C.t[l].id, &m);
+  CHECK(count_fx(&C, CL_EL_FX_PERSIST, -1) == 0 && cl_el_accepted(C.t[f].el)->version == v_before,
+        "a diff on a missing base changed the follower");
+  int answered = 0;
+  for (size_t i = 0; i < C.fx.n; i++) {
+    cl_msg r;
+    char err[160];
+    if (C.fx.v[i].kind == CL_EL_FX_SEND && cl_msg_decode(C.fx.v[i].data, C.fx.v[i].len, &r, NULL, err, sizeof err) == 0 &&
+        r.type == CL_M_PUBLISH_RESP && r.flag == CL_PUB_NEED_FULL)
+      answered = 1;
+  }
+  CHECK(answered, "no NEED_FULL answer");
+  cl_buf_free(&body);
+  cl_el_state_clear(&fake);
+  cl_el_state_clear(&next);
+  /* the master, told NEED_FULL for its latest version, sends the whole state */
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PUBLISH_RESP;
+  m.term = cl_el_term(C.t[l].el);
+  m.version = ms->version;
+  m.flag = CL_PUB_NEED_FULL;
+  snprintf(m.cluster_id, sizeof m.cluster_id, "%s", ms->cluster_id);
+  inject(&C, l, C.t[f].id, &m);
+  CHECK(sent_of_type(&C, CL_M_PUBLISH, C.t[f].id) == 1, "no whole state after NEED_FULL");
+  run(&C, 300);
+  cluster_free(&C);
+  return 0;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
@@ -1304,5 +1529,9 @@ int main(void) {
            t_wire_bounds);
   run_case("election: 300 nodes form one cluster (no cap of 64), the configuration stays at the cap of 5, a killed master is replaced",
            t_cluster_of_300);
+  run_case("election: a diff (nodes added, removed, changed, configurations, exclusions, metadata) applies only to its exact base; hostile counts refused (E13)",
+           t_diff_codec);
+  run_case("election: publications go out as diffs; a node without the base answers NEED_FULL, persists nothing, and gets the whole state (E13)",
+           t_diff_publication);
   return harness_exit();
 }
