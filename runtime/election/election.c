@@ -112,6 +112,13 @@ struct cl_el {
 
   uint64_t hb_at, leader_since;
   int publishing, dirty, first_pub_done;
+  /* membership changed (a join, a removal) since the last publication: published no
+   * earlier than one batching window after the last publication that carried such
+   * changes started (last_pub_at), so a lone join goes out at once but joins and
+   * removals arriving together, or while a publication is in flight, share one: at
+   * most one such publication a window */
+  int mdirty;
+  uint64_t last_pub_at;
   cl_el_state pub;         /* leader: the publication in flight / last published */
   uint64_t pub_start;
   cl_buf pub_diff;         /* leader: the body of pub as a diff from (base_t, base_v) */
@@ -175,7 +182,16 @@ void cl_el_config_defaults(cl_el_config *cfg) {
   cfg->max_metadata_bytes = 4u << 20;
   cfg->max_nodes = CL_EL_MAX_NODES_DEFAULT;
   cfg->max_voting_nodes = CL_EL_MAX_VOTING_DEFAULT;
+  cfg->publish_batch_ms = 50;
 }
+
+/* the batching window: never longer than a heartbeat interval */
+static uint64_t batch_ms(const cl_el *el) {
+  return el->cfg.publish_batch_ms < el->cfg.hb_interval_ms ? el->cfg.publish_batch_ms : el->cfg.hb_interval_ms;
+}
+
+/* a join or a removal: published with the others of its window */
+static void members_changed(cl_el *el) { el->mdirty = 1; }
 
 void cl_el_effects_init(cl_el_effects *fx) { memset(fx, 0, sizeof *fx); }
 
@@ -441,6 +457,7 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
   if (el->mode != CL_EL_CANDIDATE) el->candidate_since = el->now;
   el->mode = CL_EL_CANDIDATE;
   el->publishing = 0;
+  el->mdirty = 0;
   el->prevoting = 0;
   /* no second reign in the same term: late joins must not revive it */
   el->candidate_term = 0;
@@ -938,6 +955,8 @@ static void check_commit(cl_el *el) {
 }
 
 static void publish(cl_el *el, cl_el_state *next) {
+  if (el->mdirty) el->last_pub_at = el->now;
+  el->mdirty = 0; /* every membership change so far is in this publication */
   /* RULE E13: the diff from the state this node accepted last, named by its (term,
    * version); a bootstrap state (term 0) differs from node to node and is never a base */
   cl_buf_free(&el->pub_diff);
@@ -1008,9 +1027,19 @@ static int same_content(const cl_el_state *a, const cl_el_state *b) {
   return a->meta_version == b->meta_version;
 }
 
+static int only_nodes_differ(const cl_el_state *a, const cl_el_state *b) {
+  return !strcmp(a->master_id, b->master_id) && !strcmp(a->cluster_id, b->cluster_id) && a->term == b->term &&
+         cl_vc_eq(&a->committed_config, &b->committed_config) && cl_vc_eq(&a->accepted_config, &b->accepted_config) &&
+         a->n_excl == b->n_excl && !memcmp(a->excl, b->excl, a->n_excl * sizeof a->excl[0]) &&
+         a->meta_version == b->meta_version;
+}
+
 static void maybe_publish(cl_el *el) {
-  if (el->mode != CL_EL_LEADER || el->publishing || (!el->dirty && el->first_pub_done)) return;
+  if (el->mode != CL_EL_LEADER || el->publishing) return;
+  int members_due = el->mdirty && el->now >= el->last_pub_at + batch_ms(el);
+  if (!el->dirty && el->first_pub_done && !members_due) return;
   el->dirty = 0;
+  int took_req = 0;
   cl_el_state *next = &el->scratch;
   const cl_el_state *base = &el->acc;
   int base_committed = el->acc_committed;
@@ -1069,6 +1098,7 @@ static void maybe_publish(cl_el *el) {
     }
     q->status = MR_INFLIGHT;
     q->version = next->version;
+    took_req = 1;
   }
 
   /* RULE E8: one reconfiguration at a time, only to a configuration the join
@@ -1112,7 +1142,11 @@ static void maybe_publish(cl_el *el) {
     cl_el_vconfig_free(&target);
   }
 
+  /* membership alone (no request, no reconfiguration) waits for its window, however the
+   * step came here (a commit re-checks for a reconfiguration) */
+  if (el->first_pub_done && el->mdirty && !members_due && !took_req && only_nodes_differ(next, base)) return;
   if (el->first_pub_done && same_content(next, base)) {
+    el->mdirty = 0; /* the changes cancelled out (a node left and came back) */
     /* nothing to publish (say, clearing exclusions when there are none): the requests
      * taken above are already satisfied by the state the cluster has */
     if (base_committed) {
@@ -1309,7 +1343,7 @@ static int refuse_foreign(cl_el *el, peer *p, const char *cid) {
   if (!p) return 1;
   p->foreign = 1;
   scpy(p->foreign_cid, sizeof p->foreign_cid, cid);
-  if (p->member) p->member = 0, el->dirty = 1;
+  if (p->member) p->member = 0, members_changed(el);
   if (!p->refused_logged || el->now - p->refused_logged_ms >= REFUSED_LOG_EVERY_MS) {
     p->refused_logged = 1;
     p->refused_logged_ms = el->now;
@@ -1465,7 +1499,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     if (el->mode == CL_EL_LEADER) {
       p->ok_term = el->term;
       p->last_ok_ms = el->now;
-      if (!p->member) p->member = 1, el->dirty = 1;
+      if (!p->member) p->member = 1, members_changed(el);
     }
     check_won(el);
     break;
@@ -1499,7 +1533,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
       p->ack_version = m->version;
       p->ok_term = el->term;
       p->last_ok_ms = el->now;
-      if (!p->member) p->member = 1, el->dirty = 1;
+      if (!p->member) p->member = 1, members_changed(el);
       if (el->publishing && m->version == el->pub.version) check_commit(el);
     }
     break;
@@ -1533,7 +1567,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     }
     if (el->mode != CL_EL_LEADER || m->term != el->term) break;
     if (m->flag != CL_HB_OK) {
-      if (p->member) p->member = 0, el->dirty = 1;
+      if (p->member) p->member = 0, members_changed(el);
       p->ok_term = 0;
       break;
     }
@@ -1542,7 +1576,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     p->lat = p->have_t = m->lat;
     p->lav = p->have_v = m->lav;
     p->have_known = 1;
-    if (!p->member) p->member = 1, el->dirty = 1;
+    if (!p->member) p->member = 1, members_changed(el);
     {
       const cl_el_state *want = latest(el);
       if (m->lat == want->term && m->lav == want->version) {
@@ -1630,7 +1664,7 @@ static void timers(cl_el *el) {
       peer *p = &el->peers[i];
       if (p->used && p->member && (!p->up || now - p->last_ok_ms >= el->cfg.follower_timeout_ms)) {
         p->member = 0;
-        el->dirty = 1;
+        members_changed(el);
         logf_(el, CL_EL_LOG_INFO, "removing %s from the cluster: %s", p->info.name,
               p->up ? "no answer within the follower timeout" : "disconnected");
       }
@@ -1869,6 +1903,7 @@ uint64_t cl_el_next_deadline(const cl_el *el) {
   if (el->mode == CL_EL_LEADER) {
     d = el->hb_at;
     if (el->publishing && el->pub_start + el->cfg.publish_timeout_ms < d) d = el->pub_start + el->cfg.publish_timeout_ms;
+    if (!el->publishing && el->mdirty && el->last_pub_at + batch_ms(el) < d) d = el->last_pub_at + batch_ms(el);
   }
   for (int i = 0; i < MAX_REQS; i++)
     if (el->oreq[i].used && el->oreq[i].deadline < d) d = el->oreq[i].deadline;

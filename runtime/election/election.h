@@ -94,6 +94,8 @@ typedef struct cl_el_config {
   uint32_t max_metadata_bytes;    /* (4 MiB) */
   uint32_t max_nodes;             /* peers known + this node; past it a node is refused (10000) */
   uint32_t max_voting_nodes;      /* voting configuration size cap: odd, >= 3 (5) */
+  uint32_t publish_batch_ms;      /* joins and removals within this window (at most one
+                                     heartbeat interval) share one publication (50) */
   const char *const *initial_master_nodes; /* short "node1" or full "node1@h:p" */
   size_t n_initial_master_nodes;
   uint64_t seed;                  /* randomness for jitter and the cluster id */

@@ -1476,6 +1476,55 @@ static int t_diff_publication(void) {
   return 0;
 }
 
+/* Batching (liveness, docs/design.md §3 "Batching"): 200 nodes joining one a
+ * millisecond, while publications are in flight, go into a few publications (one per
+ * window), not one each; and a departure wave is one publication too */
+static int t_joins_batched(void) {
+  const int N = 203;
+  cluster_init(&C, N, 3);
+  for (int i = 3; i < N; i++) C.t[i].flags = 0; /* data nodes */
+  for (int i = 0; i < 3; i++) boot(&C, i);
+  for (int i = 0; i < 3; i++)
+    for (int j = 0; j < 3; j++)
+      if (i != j) {
+        cl_el_input in = {0};
+        in.kind = CL_EL_IN_PEER_UP;
+        in.peer = info(&C.t[j]);
+        stepn(&C, i, &in);
+      }
+  run(&C, 1000);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "three masters did not elect one");
+  uint64_t v0 = cl_el_accepted(C.t[l].el)->version;
+  for (int i = 3; i < N; i++) { /* one node a millisecond, connected to the three masters */
+    boot(&C, i);
+    for (int j = 0; j < 3; j++) {
+      cl_el_input in = {0};
+      in.kind = CL_EL_IN_PEER_UP;
+      in.peer = info(&C.t[j]);
+      stepn(&C, i, &in);
+      in.peer = info(&C.t[i]);
+      stepn(&C, j, &in);
+    }
+    run(&C, 1);
+  }
+  run(&C, 500);
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  uint64_t pubs = st->version - v0;
+  printf("# %d joins over %d ms: %llu publications\n", N - 3, N - 3, (unsigned long long)pubs);
+  CHECK(st->n_nodes == (uint32_t)N, "state of %u nodes, not %d", st->n_nodes, N);
+  CHECK(pubs <= (uint64_t)(N - 3) / 20, "%llu publications for %d joins", (unsigned long long)pubs, N - 3);
+  /* 100 nodes leave at once: one publication (or two), not 100 */
+  uint64_t v1 = st->version;
+  for (int i = N - 100; i < N; i++) crash(&C, i);
+  run(&C, 1000);
+  st = cl_el_committed(C.t[l].el);
+  CHECK(st->n_nodes == (uint32_t)N - 100 && st->version - v1 <= 2, "100 departures: %u nodes after %llu publications",
+        st->n_nodes, (unsigned long long)(st->version - v1));
+  cluster_free(&C);
+  return 0;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
@@ -1533,5 +1582,7 @@ int main(void) {
            t_diff_codec);
   run_case("election: publications go out as diffs; a node without the base answers NEED_FULL, persists nothing, and gets the whole state (E13)",
            t_diff_publication);
+  run_case("election: joins arriving while a publication is in flight or within the window go into one publication; a wave of departures too",
+           t_joins_batched);
   return harness_exit();
 }
