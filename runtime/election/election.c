@@ -95,6 +95,8 @@ struct cl_el {
   cl_el_state acc;         /* last accepted state, persisted */
   int acc_committed;       /* persisted */
   int cid_committed;       /* persisted: acc's cluster id was committed */
+  char durable_cid[CL_EL_CLUSTER_ID_MAX + 1]; /* the committed cluster id last written
+                                                  durably ("" none): see persist_as */
   cl_el_state app;         /* last applied (committed) state */
   int started_join;        /* a term was started since boot */
 
@@ -394,19 +396,40 @@ static void send_state(cl_el *el, peer *p, const cl_el_state *want) {
   p->pub_sent_ms = el->now;
 }
 
-static void persist(cl_el *el, cl_el_persist_kind kind) {
+static void persist_as(cl_el *el, cl_el_persist_kind kind, int lazy) {
   uint8_t *buf;
   size_t len;
   int flags = (el->acc_committed ? CL_PERSIST_COMMITTED : 0) | (el->cid_committed ? CL_PERSIST_CID_COMMITTED : 0);
+  /* RULE E14 with E11: the cluster this node belongs to is written durably once, so a
+   * crash that loses lazy writes never makes it a node of no cluster, free to join any */
+  if (lazy && el->cid_committed && strcmp(el->durable_cid, el->acc.cluster_id)) lazy = 0;
+  if (!lazy && el->cid_committed) scpy(el->durable_cid, sizeof el->durable_cid, el->acc.cluster_id);
   if (cl_persist_encode(el->term, &el->acc, flags, &buf, &len) != 0) return;
   cl_el_effect *e = fx_push(el, CL_EL_FX_PERSIST);
   if (e) {
     e->persist = kind;
+    e->lazy = lazy;
     e->term = el->term;
     e->version = el->acc.version;
     fx_data(e, buf, len);
   }
   free(buf);
+}
+
+static void persist(cl_el *el, cl_el_persist_kind kind) { persist_as(el, kind, 0); }
+
+/* RULE E14: whether this node's acknowledgement of st can count toward a commit: it is
+ * in the last committed or the new configuration of st (E1, E7 count nobody else). Only
+ * then must st be durable before the acknowledgement leaves; any other node may write
+ * it lazily, and the publication that makes it a voter is durable before its ack. */
+static int votes_in(const cl_el *el, const cl_el_state *st) {
+#ifdef CL_MUTANT_LAZY_NEW_VOTER
+  /* deliberately broken: a node joining the configuration acknowledges before its state
+   * is durable, and the master counts it; the simulator must catch it */
+  return cl_vc_has(&st->committed_config, el->self.id);
+#else
+  return cl_vc_has(&st->committed_config, el->self.id) || cl_vc_has(&st->accepted_config, el->self.id);
+#endif
 }
 
 /* ------------------------------------------------------------ scheduling */
@@ -1394,7 +1417,8 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
   el->acc = *st;
   *st = old;
   el->acc_committed = 0;
-  persist(el, CL_EL_PERSIST_STATE); /* RULE E6: durable before acknowledged */
+  /* RULE E6, E14: durable before acknowledged, on a node whose acknowledgement counts */
+  persist_as(el, CL_EL_PERSIST_STATE, !votes_in(el, &el->acc));
   send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, el->acc.version, 1); /* st is the old state now */
 }
 
@@ -1435,7 +1459,7 @@ static void mark_committed(cl_el *el, uint64_t version) {
   if (el->acc.term != el->term || el->acc.version != version || el->acc_committed) return;
   el->acc_committed = 1;
   el->cid_committed = 1;
-  persist(el, CL_EL_PERSIST_COMMIT);
+  persist_as(el, CL_EL_PERSIST_COMMIT, !votes_in(el, &el->acc)); /* RULE E14 */
   apply_committed(el);
 }
 
@@ -1751,6 +1775,7 @@ cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self, const uin
     /* a committed state's cluster id is committed (files written before bit 1 existed say only bit 0) */
     el->cid_committed = (flags & (CL_PERSIST_COMMITTED | CL_PERSIST_CID_COMMITTED)) != 0;
     if (el->acc_committed) cl_el_state_copy(&el->app, &el->acc);
+    if (el->cid_committed) scpy(el->durable_cid, sizeof el->durable_cid, el->acc.cluster_id);
   }
   el->mode = CL_EL_CANDIDATE;
   return el;

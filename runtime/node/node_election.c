@@ -311,6 +311,7 @@ void cl_node_election_run(cl_node *n) {
 
 void cl_node_election_stop(cl_node *n) {
   if (!n->el) return;
+  cl_eldrv_flush(&n->drv); /* a clean stop keeps a state written lazily (RULE E14) */
   uv_close((uv_handle_t *)&n->el_timer, NULL);
   cl_eldrv_free(&n->drv);
   n->el = NULL;

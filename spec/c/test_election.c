@@ -31,6 +31,8 @@ typedef struct tnode {
   char last_code[16], last_log[CL_EL_MSG_MAX];
   uint64_t completed;
   int events[8];
+  int lazy_writes, durable_writes; /* PERSIST effects, by kind (RULE E14) */
+  int lazy_voter;                  /* a lazy PERSIST of a state in whose configuration it is */
 } tnode;
 
 typedef struct cluster {
@@ -56,6 +58,19 @@ static void effects(cluster *c, int i) {
   for (size_t k = 0; k < c->fx.n; k++) {
     cl_el_effect *e = &c->fx.v[k];
     if (e->kind == CL_EL_FX_PERSIST) {
+      if (e->lazy) {
+        t->lazy_writes++;
+        uint64_t term;
+        int committed;
+        cl_el_state st;
+        cl_el_state_init(&st);
+        if (cl_el_persist_decode(e->data, e->len, &term, &st, &committed, NULL, 0) == 0 &&
+            (cl_vc_has(&st.committed_config, t->id) || cl_vc_has(&st.accepted_config, t->id)))
+          t->lazy_voter = 1;
+        cl_el_state_clear(&st);
+      } else {
+        t->durable_writes++;
+      }
       free(t->disk);
       t->disk = malloc(e->len);
       memcpy(t->disk, e->data, e->len);
@@ -1525,6 +1540,57 @@ static int t_joins_batched(void) {
   return 0;
 }
 
+/* RULE E14: a node in neither configuration of a state (the last committed, the new)
+ * persists it lazily; voting nodes durably before acknowledging; a node put into the
+ * configuration persists that publication durably; the cluster id is durable once */
+static int t_lazy_persistence(void) {
+  cluster_init(&C, 6, 3);
+  C.cfg.max_voting_nodes = 3;
+  C.t[5].flags = 0; /* a data node */
+  start(&C);
+  run(&C, 1000);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no master");
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  CHECK(st->accepted_config.n == 3 && st->n_nodes == 6, "config %u, nodes %u", st->accepted_config.n, st->n_nodes);
+  CHECK(C.t[5].durable_writes >= 1, "the data node never wrote its cluster id durably");
+  for (int i = 0; i < 6; i++) C.t[i].lazy_writes = C.t[i].durable_writes = 0;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_UPDATE;
+  in.req_id = 1;
+  in.base_version = st->meta_version;
+  in.data = (const uint8_t *)"m";
+  in.len = 1;
+  stepn(&C, l, &in);
+  run(&C, 300);
+  CHECK(!strcmp(C.t[l].last_code, "OK"), "update: %s", C.t[l].last_code);
+  for (int i = 0; i < 6; i++) {
+    int voter = cl_vc_has(&cl_el_committed(C.t[i].el)->accepted_config, C.t[i].id);
+    CHECK(voter ? C.t[i].durable_writes >= 2 && C.t[i].lazy_writes == 0 : C.t[i].durable_writes == 0 && C.t[i].lazy_writes >= 2,
+          "%s (%s): %d durable, %d lazy writes", C.t[i].name, voter ? "voting" : "not voting", C.t[i].durable_writes,
+          C.t[i].lazy_writes);
+  }
+  /* a voter dies: a spare joins the configuration, and that publication is durable on it */
+  st = cl_el_committed(C.t[l].el);
+  int spare = -1, dead = -1;
+  for (int i = 0; i < 5; i++)
+    if (!cl_vc_has(&st->accepted_config, C.t[i].id)) spare = i;
+  CHECK(spare >= 0, "no master-eligible node outside the configuration");
+  for (int i = 0; i < 5; i++)
+    if (i != l && cl_vc_has(&st->accepted_config, C.t[i].id)) dead = i;
+  crash(&C, dead);
+  for (int k = 0; k < 100 && cl_vc_has(&cl_el_committed(C.t[l].el)->accepted_config, C.t[dead].id); k++) run(&C, 10);
+  {
+    const cl_el_state *a = cl_el_accepted(C.t[l].el);
+    int nl = leader(&C);
+    CHECK(nl == l && !cl_vc_has(&a->accepted_config, C.t[dead].id) && a->accepted_config.n == 3,
+          "no spare replaced the dead voter (leader %d now %d)", l, nl);
+  }
+  for (int i = 0; i < 6; i++) CHECK(!C.t[i].lazy_voter, "%s wrote a state it votes in lazily", C.t[i].name);
+  cluster_free(&C);
+  return 0;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
@@ -1584,5 +1650,7 @@ int main(void) {
            t_diff_publication);
   run_case("election: joins arriving while a publication is in flight or within the window go into one publication; a wave of departures too",
            t_joins_batched);
+  run_case("election: only nodes in the last committed or the new configuration persist before acknowledging; the others lazily; a new voter durably (E14)",
+           t_lazy_persistence);
   return harness_exit();
 }
