@@ -1,5 +1,5 @@
 /* Unit tests of the election core: the rules of docs/design.md ("Safety
- * rules", E1-E9, E11, E12) plus the codecs, bootstrap, reconfiguration, requests and
+ * rules", E1-E9, E11-E14) plus the codecs, bootstrap, reconfiguration, requests and
  * unsafe-bootstrap. Output: one "PASS name" / "FAIL name: reason" per test. */
 #include "election.h"
 #include "internal.h"
@@ -1591,6 +1591,90 @@ static int t_lazy_persistence(void) {
   return 0;
 }
 
+/* Publication sizes at 100 and 1,000 nodes, whole state against a diff for one join and
+ * one departure (RULE E13): printed for docs/benchmarks.md, never asserted; what is
+ * checked is that each diff applies to give the published state. Nodes as the runtime
+ * names them: 32-hex ids, "nodeN@10.x.y.z:4370", roles as tags. */
+static void real_node(cl_el_node *n, int i) {
+  memset(n, 0, sizeof *n);
+  snprintf(n->id, sizeof n->id, "%08x%08x%08x%08x", (unsigned)i * 2654435761u, (unsigned)i ^ 0x5bd1e995u,
+           (unsigned)i * 40503u, (unsigned)i + 0x9e3779b9u);
+  snprintf(n->name, sizeof n->name, "node%d@10.%d.%d.%d:4370", i + 1, (i >> 16) & 255, (i >> 8) & 255, i & 255);
+  snprintf(n->address, sizeof n->address, "10.%d.%d.%d:4370", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+  snprintf(n->tags, sizeof n->tags, "%s", i < 3 ? "master" : "data");
+  n->flags = i < 3 ? CL_EL_F_MASTER : 0;
+}
+
+static int cmp_node_id(const void *a, const void *b) { return strcmp(((const cl_el_node *)a)->id, ((const cl_el_node *)b)->id); }
+
+static size_t msg_len_full(const cl_el_state *st) {
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PUBLISH;
+  m.state = (cl_el_state *)st;
+  cl_buf b = {0};
+  cl_msg_encode(&m, &b);
+  size_t n = b.n;
+  cl_buf_free(&b);
+  return n;
+}
+
+static int t_publication_sizes(void) {
+  const int sizes[2] = {100, 1000};
+  for (int z = 0; z < 2; z++) {
+    int n = sizes[z];
+    cl_el_state base, join, leave, out;
+    cl_el_state_init(&base);
+    cl_el_state_init(&out);
+    snprintf(base.cluster_id, sizeof base.cluster_id, "0123456789abcdef0123456789abcdef");
+    base.term = 4;
+    base.version = 40;
+    cl_el_state_reserve_nodes(&base, (uint32_t)n + 1);
+    for (int i = 0; i < n; i++) real_node(&base.nodes[base.n_nodes++], i);
+    snprintf(base.master_id, sizeof base.master_id, "%s", base.nodes[0].id);
+    for (int i = 0; i < 3; i++) cl_vc_add(&base.accepted_config, base.nodes[i].id);
+    qsort(base.nodes, base.n_nodes, sizeof base.nodes[0], cmp_node_id);
+    cl_el_vconfig_copy(&base.committed_config, &base.accepted_config);
+    cl_el_state_init(&join);
+    cl_el_state_copy(&join, &base);
+    join.version++;
+    real_node(&join.nodes[join.n_nodes++], n);
+    qsort(join.nodes, join.n_nodes, sizeof join.nodes[0], cmp_node_id);
+    cl_el_state_init(&leave);
+    cl_el_state_copy(&leave, &base);
+    leave.version++;
+    diff_del(&leave, (uint32_t)n / 2);
+    size_t full = msg_len_full(&join);
+    cl_buf dj = {0}, dl = {0};
+    diff_msg(&base, &join, &dj);
+    diff_msg(&base, &leave, &dl);
+    uint8_t *file;
+    size_t flen = 0;
+    if (cl_el_persist_encode(4, &join, 1, &file, &flen) == 0) free(file);
+    printf("# %d nodes: whole state %zu bytes, diff for one join %zu bytes, for one departure %zu bytes; state file %zu bytes\n",
+           n, full, dj.n, dl.n, flen);
+    const cl_el_state *want[2] = {&join, &leave};
+    cl_buf *msgs[2] = {&dj, &dl};
+    for (int k = 0; k < 2; k++) {
+      cl_msg m;
+      cl_diff d;
+      char err[200];
+      cl_diff_init(&d);
+      CHECK(cl_msg_decode_into(msgs[k]->p, msgs[k]->n, &m, NULL, &d, 0, err, sizeof err) == 0 &&
+                cl_diff_apply(&base, &d, &out, err, sizeof err) == 0 && same_hash(&out, want[k]),
+            "%d nodes, diff %d: %s", n, k, err);
+      cl_diff_clear(&d);
+    }
+    cl_buf_free(&dj);
+    cl_buf_free(&dl);
+    cl_el_state_clear(&base);
+    cl_el_state_clear(&join);
+    cl_el_state_clear(&leave);
+    cl_el_state_clear(&out);
+  }
+  return 0;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
@@ -1652,5 +1736,7 @@ int main(void) {
            t_joins_batched);
   run_case("election: only nodes in the last committed or the new configuration persist before acknowledging; the others lazily; a new voter durably (E14)",
            t_lazy_persistence);
+  run_case("election: publication sizes at 100 and 1,000 nodes, whole state and diffs (printed, not asserted; E13)",
+           t_publication_sizes);
   return harness_exit();
 }

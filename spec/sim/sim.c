@@ -9,7 +9,7 @@
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
  * a node whose data belongs to another cluster joining at a random time (it
  * must never vote with this cluster, raise its term or cost it its master).
- * After every step it checks the safety rules of docs/design.md (E1-E9, E11, E12)
+ * After every step it checks the safety rules of docs/design.md (E1-E9, E11-E14)
  * and L1; after the faults stop it checks liveness (L2) within a bound
  * computed from the configuration.
  *
