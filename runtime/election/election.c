@@ -1651,6 +1651,16 @@ static void start_prevote(cl_el *el) {
   }
 }
 
+static void send_hb(cl_el *el, peer *p) {
+  cl_msg *m = &el->tx;
+  memset(m, 0, offsetof(cl_msg, names));
+  m->n_names = 0;
+  m->type = CL_M_HB;
+  m->term = el->term;
+  m->version = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
+  send_msg(el, p->info.id, m);
+}
+
 static void timers(cl_el *el) {
   uint64_t now = el->now;
   if (el->mode == CL_EL_CANDIDATE) {
@@ -1671,17 +1681,9 @@ static void timers(cl_el *el) {
        * transport beats: a follower's wake-up for the master's heartbeat is then the
        * same as for its other peers' beats. The interval stays hb_interval_ms. */
       el->hb_at = (now / el->cfg.hb_interval_ms + 1) * el->cfg.hb_interval_ms;
-      uint64_t cv = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
       for (uint32_t i = 0; i < el->n_peers; i++) {
         peer *p = &el->peers[i];
-        if (!p->used || !p->up || p->foreign) continue;
-        cl_msg *m = &el->tx;
-        memset(m, 0, offsetof(cl_msg, names));
-        m->n_names = 0;
-        m->type = CL_M_HB;
-        m->term = el->term;
-        m->version = cv;
-        send_msg(el, p->info.id, m);
+        if (p->used && p->up && !p->foreign) send_hb(el, p);
       }
     }
     for (uint32_t i = 0; i < el->n_peers; i++) {
@@ -1863,7 +1865,9 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
   p->pub_sent_ms = 0;
   p->have_known = 0; /* it may have restarted */
   p->foreign = 0; /* a new connection: it may have been given the right data */
-  if (el->mode == CL_EL_LEADER) el->hb_at = el->now; /* greet it now rather than next round */
+  /* greet it now rather than next round; it alone: a round to every peer for each of a
+   * thousand nodes joining at once was a million heartbeats */
+  if (el->mode == CL_EL_LEADER) send_hb(el, p);
 }
 
 void cl_el_step(cl_el *el, uint64_t now_ms, const cl_el_input *in, cl_el_effects *out) {
