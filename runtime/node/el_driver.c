@@ -48,6 +48,7 @@ static int lazy_write(cl_eldrv *d, uint64_t now) {
   d->lazy_wrote = 1;
   d->lazy_last = now;
   d->lazy_count++;
+  if (d->io->persist_lazy && d->io->persist_lazy(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) == 0) return 0;
   if (d->io->persist(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) != 0) {
     d->stopped = 1;
     return -1;
@@ -62,7 +63,12 @@ uint64_t cl_eldrv_next_deadline(const cl_eldrv *d) {
 
 int cl_eldrv_flush(cl_eldrv *d) {
   if (d->stopped || !d->lazy_pending) return d->stopped ? -1 : 0;
-  return lazy_write(d, d->io->now_ms(d->io->ud));
+  d->lazy_pending = 0; /* now and durably: a clean stop waits for it */
+  if (d->io->persist(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) != 0) {
+    d->stopped = 1;
+    return -1;
+  }
+  return 0;
 }
 
 static void cpy(char *dst, size_t cap, const char *src) {

@@ -30,6 +30,10 @@ typedef struct cl_eldrv_io {
   /* durable (write, fsync, rename, fsync dir) before it returns 0; non-zero: the write
    * failed and the node must stop */
   int (*persist)(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len);
+  /* optional: a lazy write (RULE E14), due now; the io copies the bytes and may write
+   * them later, off the caller's thread, but never over a newer persist; non-zero: it
+   * cannot (then persist is called). NULL: persist writes lazy states too. */
+  int (*persist_lazy)(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len);
   /* CL_EL_FX_EVENT, CL_EL_FX_LOG and CL_EL_FX_COMPLETE effects, as the core gave them */
   void (*event)(void *ud, const cl_el_effect *e);
   void (*log)(void *ud, int level, const char *msg);
