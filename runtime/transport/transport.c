@@ -50,6 +50,8 @@ struct cl_conn {
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
   uint32_t probe_seq; /* the current suspicion's probes (PROBE_REQ/RES match on it) */
+  /* the peers asked to probe it for the current suspicion: only their answers count */
+  char probe_via[2][CL_NODE_NAME_MAX + 1];
   uint64_t peer_beat_us, peer_beat_rx_us; /* the peer's last beat: its clock, and ours on arrival */
   /* the handshake's round trip: our first flight sent (µs) -> the peer's next one read */
   uint64_t hs_mark_us;
@@ -85,6 +87,9 @@ struct cl_peer {
 
 /* A probe we run for another node: it asked us (PROBE_REQ) whether target answers. */
 #define CL_PROBES_MAX 16
+/* what a connection's queue may hold past send_queue_max: answers to the peer's own
+ * frames (beats, pongs, probe answers), a few of a read's worth */
+#define CL_REPLY_SLACK (256u << 10)
 typedef struct {
   int used;
   uint32_t seq;
@@ -784,7 +789,9 @@ static void probe_request(cl_conn *c) {
   size_t nl = strlen(b->nn.full);
   put_u32(buf, c->probe_seq);
   memcpy(buf + 4, b->nn.full, nl);
+  memset(c->probe_via, 0, sizeof c->probe_via);
   for (size_t j = 0; j < m; j++) {
+    snprintf(c->probe_via[j], sizeof c->probe_via[j], "%s", r.p[sel[j]]->nn.full);
     conn_put(r.p[sel[j]]->conn, CL_T_PROBE_REQ, 0, buf, (uint32_t)(4 + nl));
     t->st.probes_requested++;
   }
@@ -880,7 +887,12 @@ static void on_probe_res(cl_conn *c, const cl_frame *f) {
   else
     t->st.probe_none++;
   cl_peer *b = peer_exact(t, target);
-  if (alive && conn_live(b) && b->conn->probe_seq == get_u32(f->data)) {
+  /* an answer counts only from a peer we asked, for the suspicion we asked about: any
+   * other peer's "alive" would turn b's DOWN (announced to all) into a quiet close of our
+   * own link, leaving b to the others, who may not watch it */
+  const char *from = c->peer->nn.full;
+  if (alive && conn_live(b) && b->conn->probe_seq == get_u32(f->data) &&
+      (!strcmp(from, b->conn->probe_via[0]) || !strcmp(from, b->conn->probe_via[1]))) {
     cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s answered a probe by %s", b->nn.full, c->peer->nn.full);
     cl_det_vouched(&b->conn->det);
   }
@@ -1156,6 +1168,16 @@ static int on_session_frame(void *ud, const cl_frame *f) {
   }
   cl_det_heard(&c->det, now_ms(t));
   t->st.frames_in++;
+  /* A peer that does not read what it asks for (a beat per WATCH, a pong per ping, a
+   * probe answer per PROBE_REQ) must not make us queue without bound: messages stop at
+   * send_queue_max (cl_transport_send), and a queue past it by more than CL_REPLY_SLACK
+   * can only be answers nobody reads. */
+  if (conn_queued(c) > (size_t)t->cfg.send_queue_max + CL_REPLY_SLACK) {
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s does not read what it asks for (%zu bytes queued): closing the connection",
+           c->peer->nn.full, conn_queued(c));
+    conn_down(c, "closed");
+    return 1;
+  }
   switch (f->type) {
   case CL_T_DATA:
     if (t->cb.message) t->cb.message(t->cb.ud, c->peer->nn.full, f->channel, f->data, f->len);
