@@ -2118,6 +2118,11 @@ static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
     cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "re-authentication of the connection with %s did not verify: closing it",
            c->peer->nn.full);
     break;
+  case CL_RA_FAIL_OFFER_GONE:
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
+           "%s accepted a key offer that had expired or a key this node no longer holds: closing the connection",
+           c->peer->nn.full);
+    break;
   case CL_RA_FAIL_NO_MEMORY:
     break;
   }
