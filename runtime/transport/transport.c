@@ -87,6 +87,7 @@ struct cl_peer {
 
 /* A probe we run for another node: it asked us (PROBE_REQ) whether target answers. */
 #define CL_PROBES_MAX 16
+#define CL_PROBES_PER_PEER 4 /* of them, held for one requester */
 /* what a connection's queue may hold past send_queue_max: answers to the peer's own
  * frames (beats, pongs, probe answers), a few of a read's worth */
 #define CL_REPLY_SLACK (256u << 10)
@@ -826,10 +827,18 @@ static void on_probe_req(cl_conn *c, const cl_frame *f) {
     return;
   }
   cl_peer *b = peer_exact(t, target);
+  /* the slots are shared by every peer that asks: one that holds CL_PROBES_PER_PEER
+   * already (more than its watchers' suspicions at once need by default) gets "no answer",
+   * so a buggy or hostile peer cannot take every other node's confirmation through us */
   cl_probe *slot = NULL;
-  for (size_t i = 0; i < CL_PROBES_MAX && !slot; i++)
-    if (!t->probes[i].used) slot = &t->probes[i];
-  if (!conn_live(b) || b == c->peer || !slot) {
+  size_t held = 0;
+  for (size_t i = 0; i < CL_PROBES_MAX; i++) {
+    if (!t->probes[i].used)
+      slot = slot ? slot : &t->probes[i];
+    else if (!strcmp(t->probes[i].req, c->peer->nn.full))
+      held++;
+  }
+  if (!conn_live(b) || b == c->peer || !slot || held >= CL_PROBES_PER_PEER) {
     probe_answer(t, c->peer->nn.full, seq, 0, target);
     return;
   }

@@ -1819,6 +1819,74 @@ static int t_hostile_forged_vouch(void) {
   return 0;
 }
 
+
+/* One peer must not hold every probe slot of a node (16, shared by all who ask): then
+ * every other node's probes through it would be answered "no answer" at once, and a node
+ * whose own link to a peer is cut would announce that peer down instead of closing only
+ * its link. A requester holds at most CL_PROBES_PER_PEER (4) of a helper's slots. */
+typedef struct {
+  rogue *r;
+  cl_frame_decoder fd;
+  int none, alive;
+} probe_count;
+static int count_res(void *ud, const cl_frame *f) {
+  probe_count *pc = ud;
+  if (f->type == CL_T_PROBE_RES && f->len > 5) {
+    if (f->data[4])
+      pc->alive++;
+    else
+      pc->none++;
+  }
+  return 0;
+}
+static int probe_marker(void *ud) {
+  probe_count *pc = ud;
+  rogue_beat(pc->r);
+  uint8_t buf[4096];
+  ssize_t n;
+  while ((n = recv(pc->r->fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) cl_frame_decoder_feed(&pc->fd, buf, (size_t)n, NULL, count_res, pc);
+  return pc->alive > 0;
+}
+
+static int t_hostile_probe_slots(void) {
+  opts o = O(0);
+  o.timeout_ms = 6000; /* a probe slot is held half of it: longer than the test */
+  tnode h, z;
+  int hport = free_port();
+  CHECK(node_start(&h, "h", hport, &o) == 0 && node_start(&z, "z", free_port(), &o) == 0, "start");
+  cl_transport_want(z.t, h.name);
+  CHECK(wait_connected(&h, 1, 3000), "z not connected");
+  rogue r;
+  char rn[64];
+  snprintf(rn, sizeof rn, "rogue@127.0.0.1:%d", free_port());
+  CHECK(rogue_join(&r, rn, &h, hport, 0) == 0, "rogue handshake");
+  CHECK(wait_connected(&h, 2, 3000), "rogue not connected");
+  /* z answers nobody: every probe of it holds its slot */
+  char err[200];
+  cl_transport_fault(z.t, "*", "blackhole", err, sizeof err);
+  uint8_t buf[4 + 64];
+  size_t nl = strlen(z.name);
+  for (uint32_t s = 1; s <= 6; s++) {
+    put32(buf, s);
+    memcpy(buf + 4, z.name, nl);
+    rogue_frame(&r, CL_T_PROBE_REQ, buf, (uint32_t)(4 + nl));
+  }
+  /* the marker: a probe of h itself, answered "alive" at once, after the six */
+  put32(buf, 7);
+  memcpy(buf + 4, h.name, strlen(h.name));
+  rogue_frame(&r, CL_T_PROBE_REQ, buf, (uint32_t)(4 + strlen(h.name)));
+  probe_count pc = {&r, {0}, 0, 0};
+  cl_frame_decoder_init(&pc.fd, CL_FD_SESSION, 0, 1 << 20);
+  int marked = run_until(probe_marker, &pc, 3000);
+  cl_frame_decoder_free(&pc.fd);
+  close(r.fd);
+  node_stop(&h);
+  node_stop(&z);
+  CHECK(marked, "the marker probe was not answered");
+  CHECK(pc.none == 2, "%d of the rogue's 6 probes answered 'no answer' at once (it holds the rest): not 2", pc.none);
+  return 0;
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   setenv("CLUSTERLUA_FAULTS", "1", 1);
@@ -1860,6 +1928,7 @@ int main(void) {
            t_hostile_watch_flood);
   run_case("transport: a probe answer from a peer never asked does not vouch for a silent peer",
            t_hostile_forged_vouch);
+  run_case("transport: one peer holds at most 4 of a node's 16 probe slots", t_hostile_probe_slots);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
   run_case("transport: mesh learning A-B, B-C => A-C", t_mesh);
