@@ -97,6 +97,7 @@ static int l_new(lua_State *L) {
 static int l_add(lua_State *L) {
   lw *x = check(L);
   int i = rh_world_add(x->w, luaL_checkstring(L, 2), luaL_checkstring(L, 3));
+  if (i == -2) return luaL_error(L, "a node name longer than %d characters", CL_EL_NAME_MAX);
   if (i < 0) return luaL_error(L, "at most %d nodes", RH_MAX_NODES);
   lua_pushinteger(L, i + 1);
   return 1;
@@ -301,5 +302,7 @@ int luaopen_clusterlua_c_rehearse(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushinteger(L, RH_MAX_NODES);
   lua_setfield(L, -2, "MAX_NODES");
+  lua_pushinteger(L, CL_EL_NAME_MAX);
+  lua_setfield(L, -2, "NAME_MAX");
   return 1;
 }

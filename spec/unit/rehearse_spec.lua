@@ -307,6 +307,9 @@ describe("clusterlua sim", function()
     proc.write(nan_net, 'return { faults = { { at = "10s", net = { delay_ms = { 0/0, 2 }, drop = 2 }, heal = "20s" } } }')
     local many, twice = dir .. "/many.lua", dir .. "/twice.lua"
     proc.write(many, 'return { nodes = 100 }')
+    local long = dir .. "/long.lua"
+    -- a valid name (63 characters at most before '@') past the election's 127 in all
+    proc.write(long, ('return { nodes = { "a@%s.%s.hh:1", "b@127.0.0.1:2" } }'):format(("h"):rep(60), ("h"):rep(60)))
     proc.write(twice, 'return { nodes = { "a@127.0.0.1:1", "b@127.0.0.1:2", "a@127.0.0.1:1" } }')
     proc.write(huge_slow, 'return { faults = { { at = "10s", disk = "node1", slow_ms = math.huge, heal = "20s" } } }')
     local cases = {
@@ -324,6 +327,7 @@ describe("clusterlua sim", function()
       { { ex "edge/topology.lua", "--scenario", nan_net }, "faults%[1%]: net%.delay_ms: expected milliseconds" },
       { { ex "edge/topology.lua", "--scenario", huge_slow }, "faults%[1%]: slow_ms: expected milliseconds" },
       { { ex "edge/topology.lua", "--scenario", many }, "100 nodes: a rehearsal simulates at most 64" },
+      { { ex "edge/topology.lua", "--scenario", long }, "nodes%[1%]: longer than 127 characters" },
       { { ex "edge/topology.lua", "--scenario", twice }, "nodes%[3%]: a@127%.0%.0%.1:1 is listed twice" },
       { { ex "edge/topology.lua", "--scenario", ex "rehearsal/blip.lua", "--duration", "30s" },
         "faults%[2%]: at 0:40%.000 is not before the end of the run %(30s" },

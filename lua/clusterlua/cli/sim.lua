@@ -284,6 +284,9 @@ local function load_scenario(path)
       if not parsed then return nil, ("%s: nodes[%d]: %s"):format(path, i, tostring(err):gsub("^EINVAL: ", "")) end
       -- two simulated nodes of one name would be one node to every lookup by name
       if seen[parsed.full] then return nil, ("%s: nodes[%d]: %s is listed twice"):format(path, i, parsed.full) end
+      if #parsed.full > rehearse.NAME_MAX then
+        return nil, ("%s: nodes[%d]: longer than %d characters"):format(path, i, rehearse.NAME_MAX)
+      end
       seen[parsed.full] = true
     end
   elseif sc.nodes ~= nil and (type(sc.nodes) ~= "number" or sc.nodes < 1 or sc.nodes % 1 ~= 0) then
