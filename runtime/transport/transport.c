@@ -1783,6 +1783,16 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (t->cfg.backoff_max_ms < t->cfg.backoff_min_ms) t->cfg.backoff_max_ms = t->cfg.backoff_min_ms;
   if (!t->cfg.reconnect_timeout_ms) t->cfg.reconnect_timeout_ms = d.reconnect_timeout_ms;
   if (!t->cfg.watchers) t->cfg.watchers = d.watchers;
+  /* An idle watched peer beats every heartbeat (less a quarter): a longer heartbeat than
+   * the timeout calls healthy peers down between beats, and one past half of it lets a
+   * peer's last beat to its watcher be older than half a timeout when it stops, so nodes
+   * that heard it later ignore the watcher's DOWN (on_down) and never report it. */
+  if ((uint64_t)t->cfg.heartbeat_ms * 2 > t->cfg.timeout_ms) {
+    snprintf(err, errlen, "heartbeat_ms (%u) must be at most half of timeout_ms (%u)", t->cfg.heartbeat_ms,
+             t->cfg.timeout_ms);
+    free(t);
+    return NULL;
+  }
   if (t->cfg.watchers > CL_WATCH_MAX) {
     snprintf(err, errlen, "watchers must be 1..%d, got %u", CL_WATCH_MAX, t->cfg.watchers);
     free(t);

@@ -1887,6 +1887,27 @@ static int t_hostile_probe_slots(void) {
   return 0;
 }
 
+
+/* heartbeat_ms must be at most half of timeout_ms: a watched idle peer beats every
+ * heartbeat (less a quarter), so with a longer heartbeat a healthy idle peer is declared
+ * down between two beats (before this check, two idle nodes at 1000 / 400 reported each
+ * other down within 3 s); and a DOWN is acted on only by nodes that heard nothing from the
+ * peer for half a timeout, which a watcher's verdict guarantees only when a beat comes at
+ * least every half timeout. Refused at start, naming both. */
+static int t_heartbeat_vs_timeout(void) {
+  tnode a;
+  opts o = O(1);
+  o.heartbeat_ms = 1000;
+  o.timeout_ms = 400;
+  int refused = node_start(&a, "a", free_port(), &o) != 0;
+  if (!refused) node_stop(&a);
+  CHECK(refused, "heartbeat_ms 1000 with timeout_ms 400 was accepted");
+  o.heartbeat_ms = 200;
+  CHECK(node_start(&a, "a", free_port(), &o) == 0, "heartbeat_ms 200 with timeout_ms 400 was refused");
+  node_stop(&a);
+  return 0;
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   setenv("CLUSTERLUA_FAULTS", "1", 1);
@@ -1929,6 +1950,7 @@ int main(void) {
   run_case("transport: a probe answer from a peer never asked does not vouch for a silent peer",
            t_hostile_forged_vouch);
   run_case("transport: one peer holds at most 4 of a node's 16 probe slots", t_hostile_probe_slots);
+  run_case("transport: heartbeat_ms above half of timeout_ms is refused", t_heartbeat_vs_timeout);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
   run_case("transport: mesh learning A-B, B-C => A-C", t_mesh);
