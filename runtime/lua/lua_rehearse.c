@@ -31,6 +31,13 @@ static int node_arg(lua_State *L, lw *x, int idx) {
   return (int)i - 1;
 }
 
+/* A Lua number as a whole number of the world's: NaN and negatives are 0, and anything
+ * past 1e18 (tens of thousands of years in microseconds) is 1e18, so a scenario's
+ * math.huge or 0/0 is neither undefined behaviour (a float out of an integer's range)
+ * nor a deadline that wraps around when added to now. */
+static uint64_t u64_of(lua_Number v) { return v > 0 ? (v < 1e18 ? (uint64_t)v : (uint64_t)1e18) : 0; }
+static int64_t i64_of(lua_Number v) { return v > -1e18 ? (v < 1e18 ? (int64_t)v : (int64_t)1e18) : v <= -1e18 ? (int64_t)-1e18 : 0; }
+
 static double numfield(lua_State *L, int idx, const char *k, double dflt) {
   lua_getfield(L, idx, k);
   double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
@@ -61,13 +68,13 @@ static int l_new(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   rh_params p;
   memset(&p, 0, sizeof p);
-  p.seed = (uint64_t)numfield(L, 1, "seed", 1);
-  p.delay_lo_us = (uint64_t)(numfield(L, 1, "delay_lo_ms", 0.2) * 1000);
-  p.delay_hi_us = (uint64_t)(numfield(L, 1, "delay_hi_ms", 2) * 1000);
+  p.seed = u64_of(numfield(L, 1, "seed", 1));
+  p.delay_lo_us = u64_of(numfield(L, 1, "delay_lo_ms", 0.2) * 1000);
+  p.delay_hi_us = u64_of(numfield(L, 1, "delay_hi_ms", 2) * 1000);
   p.p_drop = numfield(L, 1, "drop", 0);
   p.p_dup = numfield(L, 1, "dup", 0);
-  p.lua_delay_us = (uint64_t)(numfield(L, 1, "lua_delay_ms", 1) * 1000);
-  p.crash_restart_ms = (uint64_t)numfield(L, 1, "crash_restart_ms", 1000);
+  p.lua_delay_us = u64_of(numfield(L, 1, "lua_delay_ms", 1) * 1000);
+  p.crash_restart_ms = u64_of(numfield(L, 1, "crash_restart_ms", 1000));
   const char *path = strfield(L, 1, "path"), *cpath = strfield(L, 1, "cpath"), *boot = strfield(L, 1, "boot");
   lua_getfield(L, 1, "ask");
   luaL_argcheck(L, lua_isfunction(L, -1), 1, "opts.ask: expected a function");
@@ -90,6 +97,7 @@ static int l_new(lua_State *L) {
 static int l_add(lua_State *L) {
   lw *x = check(L);
   int i = rh_world_add(x->w, luaL_checkstring(L, 2), luaL_checkstring(L, 3));
+  if (i == -2) return luaL_error(L, "a node name longer than %d characters", CL_EL_NAME_MAX);
   if (i < 0) return luaL_error(L, "at most %d nodes", RH_MAX_NODES);
   lua_pushinteger(L, i + 1);
   return 1;
@@ -114,8 +122,7 @@ static int l_stop(lua_State *L) {
 }
 
 static uint64_t ms_arg(lua_State *L, int idx) {
-  lua_Number v = luaL_checknumber(L, idx);
-  return v < 0 ? 0 : (uint64_t)(v * 1000);
+  return u64_of(luaL_checknumber(L, idx) * 1000);
 }
 
 static int l_pause(lua_State *L) {
@@ -151,8 +158,7 @@ static int l_net(lua_State *L) {
 
 static int l_disk(lua_State *L) {
   lw *x = check(L);
-  lua_Number slow = luaL_optnumber(L, 4, 0);
-  rh_world_disk(x->w, node_arg(L, x, 2), lua_toboolean(L, 3), slow > 0 ? (uint64_t)slow : 0);
+  rh_world_disk(x->w, node_arg(L, x, 2), lua_toboolean(L, 3), u64_of(luaL_optnumber(L, 4, 0)));
   return 0;
 }
 
@@ -185,7 +191,7 @@ static int l_now(lua_State *L) {
 static int l_rand(lua_State *L) {
   lw *x = check(L);
   lua_Number n = luaL_checknumber(L, 2);
-  lua_pushnumber(L, (lua_Number)rh_world_rand(x->w, n < 1 ? 1 : (uint64_t)n));
+  lua_pushnumber(L, (lua_Number)rh_world_rand(x->w, n < 1 ? 1 : u64_of(n)));
   return 1;
 }
 
@@ -240,7 +246,7 @@ static int l_record(lua_State *L) {
   lw *x = check(L);
   lua_Integer node = luaL_checkinteger(L, 2);
   rh_world_record(x->w, (int)node - 1, luaL_checkstring(L, 3), luaL_optstring(L, 4, NULL), luaL_optstring(L, 5, NULL),
-                  (int64_t)luaL_optnumber(L, 6, 0), (int64_t)luaL_optnumber(L, 7, 0));
+                  i64_of(luaL_optnumber(L, 6, 0)), i64_of(luaL_optnumber(L, 7, 0)));
   return 0;
 }
 
@@ -296,5 +302,7 @@ int luaopen_clusterlua_c_rehearse(lua_State *L) {
   lua_setfield(L, -2, "new");
   lua_pushinteger(L, RH_MAX_NODES);
   lua_setfield(L, -2, "MAX_NODES");
+  lua_pushinteger(L, CL_EL_NAME_MAX);
+  lua_setfield(L, -2, "NAME_MAX");
   return 1;
 }

@@ -150,12 +150,15 @@ static int l_leave(lua_State *L) {
   return 0;
 }
 
+/* a Lua number as uint64 (ids, versions): NaN and negatives 0, clamped at 1e18 */
+static uint64_t num_u64(lua_Number v) { return v > 0 ? (v < 1e18 ? (uint64_t)v : (uint64_t)1e18) : 0; }
+
 static int l_el_update(lua_State *L) {
   nctx *c = ctx_of(L);
   lua_Number id = luaL_checknumber(L, 1), base = luaL_checknumber(L, 2);
   size_t len;
   const char *blob = luaL_checklstring(L, 3, &len);
-  rh_node_request(c->h->w, c->i, 1, (uint64_t)id, (uint64_t)base, blob, len, 0);
+  rh_node_request(c->h->w, c->i, 1, num_u64(id), num_u64(base), blob, len, 0);
   return 0;
 }
 
@@ -164,14 +167,14 @@ static int l_el_exclude(lua_State *L) {
   lua_Number id = luaL_checknumber(L, 1);
   size_t len;
   const char *csv = luaL_checklstring(L, 2, &len);
-  rh_node_request(c->h->w, c->i, 2, (uint64_t)id, 0, csv, len, 0);
+  rh_node_request(c->h->w, c->i, 2, num_u64(id), 0, csv, len, 0);
   return 0;
 }
 
 static int l_el_clear(lua_State *L) {
   nctx *c = ctx_of(L);
   lua_Number id = luaL_checknumber(L, 1);
-  rh_node_request(c->h->w, c->i, 3, (uint64_t)id, 0, NULL, 0, lua_toboolean(L, 2));
+  rh_node_request(c->h->w, c->i, 3, num_u64(id), 0, NULL, 0, lua_toboolean(L, 2));
   return 0;
 }
 
@@ -208,10 +211,13 @@ static int l_now_us(lua_State *L) {
   return 1;
 }
 
+/* a Lua number as int64, NaN as 0 and clamped (no float-to-integer overflow) */
+static int64_t num_i64(lua_Number v) { return v > -1e18 ? (v < 1e18 ? (int64_t)v : (int64_t)1e18) : v <= -1e18 ? (int64_t)-1e18 : 0; }
+
 static int l_record(lua_State *L) {
   nctx *c = ctx_of(L);
   rh_world_record(c->h->w, c->i, luaL_checkstring(L, 1), luaL_optstring(L, 2, NULL), luaL_optstring(L, 3, NULL),
-                  (int64_t)luaL_optnumber(L, 4, 0), (int64_t)luaL_optnumber(L, 5, 0));
+                  num_i64(luaL_optnumber(L, 4, 0)), num_i64(luaL_optnumber(L, 5, 0)));
   return 0;
 }
 
@@ -548,7 +554,8 @@ static uint64_t op_run(void *ud, rh_world *w, int i, rh_lua_msg *msgs, uint64_t 
     if (rc == 0) {
       if (lua_isnumber(L, -1)) {
         lua_Number d = lua_tonumber(L, -1);
-        next = d < (lua_Number)now_ms ? now_ms : (uint64_t)d;
+        /* a timer of math.huge (or NaN) never fires, and is no float-to-integer overflow */
+        next = d < (lua_Number)now_ms ? now_ms : d < 1e15 ? (uint64_t)d : d >= 1e15 ? UINT64_MAX : now_ms;
       }
       lua_pop(L, 1);
     }

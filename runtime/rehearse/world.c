@@ -297,6 +297,8 @@ void rh_world_free(rh_world *w) {
 
 int rh_world_add(rh_world *w, const char *full, const char *shortn) {
   if (w->n >= RH_MAX_NODES) return -1;
+  /* cut to the election's size, two long names could become one */
+  if (strlen(full) > CL_EL_NAME_MAX) return -2;
   int i = w->n++;
   rnode *n = &w->nodes[i];
   memset(n, 0, sizeof *n);

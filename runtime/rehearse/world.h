@@ -95,7 +95,8 @@ typedef struct rh_params {
 
 rh_world *rh_world_new(const rh_params *p, const rh_lua_ops *ops);
 void rh_world_free(rh_world *w);
-/* names are full names (NAME@HOST:PORT); returns the index */
+/* names are full names (NAME@HOST:PORT); returns the index, -1 when the world is full
+ * (RH_MAX_NODES), -2 when the name is longer than CL_EL_NAME_MAX */
 int rh_world_add(rh_world *w, const char *full_name, const char *short_name);
 int rh_world_count(const rh_world *w);
 const char *rh_world_name(const rh_world *w, int i);

@@ -225,6 +225,26 @@ describe("clusterlua sim", function()
     assert.matches("hook_abort spin %(node_up%): EBUDGET: hook spin %(node_up%) ran 50 ms without yielding", out)
   end)
 
+  it("runs a hook whose timer never fires (math.huge, 0/0) without a float-to-integer overflow", function()
+    -- the next deadline a node's Lua returns is a Lua number: inf or NaN must not reach
+    -- an integer cast (undefined behaviour: make test-asan's UBSan stops on it)
+    local dir = proc.tmpdir()
+    proc.write(dir .. "/topology.lua", [[
+      return { cluster = "huge", topologies = { s = { strategy = "static",
+        config = { hosts = { "node1@127.0.0.1:4371", "node2@127.0.0.1:4372", "node3@127.0.0.1:4373" } } } },
+        election = { initial_master_nodes = { "node1", "node2", "node3" } }, hooks = "hooks.lua" }]])
+    proc.write(dir .. "/hooks.lua", [[
+      local uv = require "luv"
+      return { node_up = function()
+        uv.new_timer():start(math.huge, 0, function() end)
+        uv.new_timer():start(0/0, 0, function() end)
+      end }]])
+    local code, out, err = sim({ dir .. "/topology.lua", "--duration", "30s" }, 120000)
+    proc.rmtree(dir)
+    assert.equal(0, code, out .. err)
+    assert.matches("ok seed 1", out)
+  end)
+
   it("stops with exit 2 when a scenario's own function fails", function()
     local dir = proc.tmpdir()
     proc.write(dir .. "/s.lua", [[return { duration = "1m", faults = { { at = "30s", isolate = "node1", heal = "40s" } },
@@ -282,6 +302,16 @@ describe("clusterlua sim", function()
     proc.write(bad_scenario, 'return { faults = { { at = "10s", kill = "node9" } } }')
     local syntax = dir .. "/syntax.lua"
     proc.write(syntax, "return {")
+    local huge_net, nan_net, huge_slow = dir .. "/huge_net.lua", dir .. "/nan_net.lua", dir .. "/huge_slow.lua"
+    proc.write(huge_net, 'return { faults = { { at = "10s", net = { delay_ms = { 1, 1e300 } }, heal = "20s" } } }')
+    proc.write(nan_net, 'return { faults = { { at = "10s", net = { delay_ms = { 0/0, 2 }, drop = 2 }, heal = "20s" } } }')
+    local many, twice = dir .. "/many.lua", dir .. "/twice.lua"
+    proc.write(many, 'return { nodes = 100 }')
+    local long = dir .. "/long.lua"
+    -- a valid name (63 characters at most before '@') past the election's 127 in all
+    proc.write(long, ('return { nodes = { "a@%s.%s.hh:1", "b@127.0.0.1:2" } }'):format(("h"):rep(60), ("h"):rep(60)))
+    proc.write(twice, 'return { nodes = { "a@127.0.0.1:1", "b@127.0.0.1:2", "a@127.0.0.1:1" } }')
+    proc.write(huge_slow, 'return { faults = { { at = "10s", disk = "node1", slow_ms = math.huge, heal = "20s" } } }')
     local cases = {
       { {}, "a topology file is required" },
       { { ex "edge/topology.lua", "--frobnicate" }, "unknown option '%-%-frobnicate'" },
@@ -293,6 +323,12 @@ describe("clusterlua sim", function()
       { { ex "edge/topology.lua", "--scenario", syntax }, "syntax%.lua" },
       { { ex "edge/topology.lua", "--scenario", dir .. "/none.lua" }, "none%.lua" },
       { { ex "edge/topology.lua", "--node", "node7" }, "%-%-node: no simulated node named node7" },
+      { { ex "edge/topology.lua", "--scenario", huge_net }, "faults%[1%]: net%.delay_ms: expected milliseconds" },
+      { { ex "edge/topology.lua", "--scenario", nan_net }, "faults%[1%]: net%.delay_ms: expected milliseconds" },
+      { { ex "edge/topology.lua", "--scenario", huge_slow }, "faults%[1%]: slow_ms: expected milliseconds" },
+      { { ex "edge/topology.lua", "--scenario", many }, "100 nodes: a rehearsal simulates at most 64" },
+      { { ex "edge/topology.lua", "--scenario", long }, "nodes%[1%]: longer than 127 characters" },
+      { { ex "edge/topology.lua", "--scenario", twice }, "nodes%[3%]: a@127%.0%.0%.1:1 is listed twice" },
       { { ex "edge/topology.lua", "--scenario", ex "rehearsal/blip.lua", "--duration", "30s" },
         "faults%[2%]: at 0:40%.000 is not before the end of the run %(30s" },
     }

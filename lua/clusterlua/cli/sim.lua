@@ -278,9 +278,16 @@ local function load_scenario(path)
     if #sc.nodes < 1 or #sc.nodes > rehearse.MAX_NODES then
       return nil, ("%s: nodes: expected 1 to %d node names"):format(path, rehearse.MAX_NODES)
     end
+    local seen = {}
     for i, n in ipairs(sc.nodes) do
       local parsed, err = names.parse(n)
       if not parsed then return nil, ("%s: nodes[%d]: %s"):format(path, i, tostring(err):gsub("^EINVAL: ", "")) end
+      -- two simulated nodes of one name would be one node to every lookup by name
+      if seen[parsed.full] then return nil, ("%s: nodes[%d]: %s is listed twice"):format(path, i, parsed.full) end
+      if #parsed.full > rehearse.NAME_MAX then
+        return nil, ("%s: nodes[%d]: longer than %d characters"):format(path, i, rehearse.NAME_MAX)
+      end
+      seen[parsed.full] = true
     end
   elseif sc.nodes ~= nil and (type(sc.nodes) ~= "number" or sc.nodes < 1 or sc.nodes % 1 ~= 0) then
     return nil, path .. ": nodes: expected a whole number or a list of node names"
@@ -346,7 +353,16 @@ local function check_faults(sc, path, index_of)
         if type(f.oneway) ~= "table" then error(where .. ": oneway: expected { from = NODE, to = NODE }", 0) end
         a.from, a.to = node(f.oneway.from, "oneway.from"), node(f.oneway.to, "oneway.to")
       elseif kind == "net" then
-        if type(f.net) ~= "table" then error(where .. ": net: expected { delay_ms = {lo, hi}, drop = p, dup = p }", 0) end
+        local shape = where .. ": net: expected { delay_ms = {lo, hi}, drop = p, dup = p }"
+        if type(f.net) ~= "table" then error(shape, 0) end
+        -- finite, in range: the world takes them as whole microseconds and probabilities
+        local function ms(v) return type(v) == "number" and v >= 0 and v <= 3600000 end
+        local function p(v) return v == nil or (type(v) == "number" and v >= 0 and v <= 1) end
+        local d = f.net.delay_ms
+        if d ~= nil and not ms(d) and not (type(d) == "table" and ms(d[1]) and ms(d[2]) and d[1] <= d[2]) then
+          error(where .. ": net.delay_ms: expected milliseconds (0 to 1h) or {lo, hi} with lo <= hi", 0)
+        end
+        if not p(f.net.drop) or not p(f.net.dup) then error(where .. ": net: drop and dup are probabilities (0 to 1)", 0) end
         a.net = f.net
       elseif kind == "file" then
         if type(f.file) ~= "string" then error(where .. ": file: expected a path", 0) end
@@ -363,7 +379,9 @@ local function check_faults(sc, path, index_of)
       if kind == "disk" then
         a.fail = f.fail and true or false
         a.slow_ms = f.slow_ms or 0
-        if type(a.slow_ms) ~= "number" or a.slow_ms < 0 then error(where .. ": slow_ms: expected milliseconds", 0) end
+        if type(a.slow_ms) ~= "number" or not (a.slow_ms >= 0 and a.slow_ms <= 3600000) then
+          error(where .. ": slow_ms: expected milliseconds (0 to 1h)", 0)
+        end
       end
       if f.mode ~= nil and f.mode ~= "blackhole" and f.mode ~= "disconnect" then
         error(where .. ": mode: expected \"blackhole\" or \"disconnect\"", 0)
@@ -1245,6 +1263,10 @@ return function()
     end
   else
     cfg.nodes = node_list(topo, o.nodes)
+  end
+  -- a scenario's nodes = N, or a static list of hosts, may ask for more than the world holds
+  if #cfg.nodes > rehearse.MAX_NODES then
+    return die(("%d nodes: a rehearsal simulates at most %d"):format(#cfg.nodes, rehearse.MAX_NODES))
   end
   cfg.stepdown_ms = topo.election and topo.election.lua_stepdown_ms or 30000
   -- DNS faults only where DNS is used
