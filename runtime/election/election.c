@@ -39,6 +39,8 @@ typedef struct peer {
   uint64_t lat, lav;   /* its accepted state as last reported */
   uint64_t ack_term, ack_version;
   uint64_t prevote_round;
+  uint64_t pv_lat, pv_lav; /* the accepted state its last pre-vote request named (RULE L3) */
+  int pv_known;
   uint64_t pub_sent_ms; /* last time the latest state was sent to it */
   /* leader: the accepted state it last said it holds, which decides between a diff and
    * the whole state; not known (a new connection: it may have restarted): a diff, which
@@ -106,6 +108,9 @@ struct cl_el {
 
   uint64_t election_at, candidate_since;
   uint64_t term_moved_ms; /* when this node last entered a higher term (RULE L3) */
+  /* the candidate this node joined in term joined_term, and when (RULE L3) */
+  char joined_for[CL_EL_ID_MAX + 1];
+  uint64_t joined_term, joined_ms;
   uint32_t attempts;
   uint64_t self_join_term, candidate_term;
   uint64_t revote_term; /* the term in which this master re-elected itself for missing votes */
@@ -442,6 +447,12 @@ static void schedule_retry(cl_el *el) {
   if (el->attempts < 1000) el->attempts++;
 }
 
+static int is_excluded(const cl_el *el, const char *id) {
+  for (uint32_t i = 0; i < el->acc.n_excl; i++)
+    if (!strcmp(el->acc.excl[i].id, id)) return 1;
+  return 0;
+}
+
 static int in_a_config(const cl_el *el, const char *id) {
   return cl_vc_has(&el->acc.committed_config, id) || cl_vc_has(&el->acc.accepted_config, id);
 }
@@ -516,6 +527,7 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
           (unsigned long long)el->term, why);
   }
   if (el->mode != CL_EL_CANDIDATE) el->candidate_since = el->now;
+  if (el->mode != CL_EL_CANDIDATE) el->joined_term = 0; /* the one it joined led, and is gone */
   el->mode = CL_EL_CANDIDATE;
   el->publishing = 0;
   el->mdirty = 0;
@@ -546,6 +558,9 @@ static void send_join(cl_el *el, const char *to) {
     el->self_join_term = el->term;
     return;
   }
+  scpy(el->joined_for, sizeof el->joined_for, to);
+  el->joined_term = el->term;
+  el->joined_ms = el->now;
   send_simple(el, to, CL_M_JOIN, el->term, el->acc.term, el->acc.version, 0, 0);
 }
 
@@ -1371,8 +1386,22 @@ static void try_bootstrap(cl_el *el) {
 
 /* ------------------------------------------------------- message handlers */
 
+/* RULE L3: a candidate this node joined in its current term is its master-to-be for
+ * leader_timeout_ms, the time a silent master is given: under load its first
+ * publication may take that long, and a pre-vote granted to another node meanwhile
+ * would start a term over the winner's head (at 100 nodes on 2 cores, formation went
+ * through dozens of terms so). */
+static int joined_recently_other_than(cl_el *el, const char *from) {
+  if (el->mode != CL_EL_CANDIDATE || !el->joined_term || el->joined_term != el->term ||
+      el->now - el->joined_ms >= el->cfg.leader_timeout_ms || !strcmp(el->joined_for, from))
+    return 0;
+  peer *p = peer_get(el, el->joined_for);
+  return p && p->up; /* a candidate whose connection closed is no master-to-be */
+}
+
 static int has_healthy_leader_other_than(cl_el *el, const char *from) {
   if (el->mode == CL_EL_LEADER) return 1;
+  if (joined_recently_other_than(el, from)) return 1;
   return el->mode == CL_EL_FOLLOWER && el->now - el->leader_contact < el->cfg.leader_timeout_ms &&
          strcmp(el->leader, from) != 0;
 }
@@ -1524,6 +1553,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   p->foreign = 0;
   switch (m->type) {
   case CL_M_PREVOTE_REQ: {
+    p->pv_lat = m->lat, p->pv_lav = m->lav, p->pv_known = 1;
     /* RULE E9: pre-voting changes nothing persisted */
     int granted = !has_healthy_leader_other_than(el, from);
     send_simple(el, from, CL_M_PREVOTE_RESP, el->term, el->acc.term, el->acc.version, 0, (uint8_t)granted);
@@ -1552,10 +1582,22 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     break;
   case CL_M_START_JOIN:
     if (m->term <= el->term) break;
+  {
+    /* whether this join can make the candidate a lasting master: not if this node's
+     * state is fresher than the one the candidate named in its pre-vote request (RULE
+     * E4: the join does not count), nor if the candidate stands only to hand its state
+     * over (voting-only or excluded: it steps down at once) */
+    int counts = p->pv_known && !fresher(el->acc.term, el->acc.version, p->pv_lat, p->pv_lav) &&
+                 can_lead(p->info.flags) && !is_excluded(el, from);
     start_join(el, m->term);
     send_join(el, from);
-    /* give that candidate time to win before trying ourselves */
-    el->election_at = el->now + el->cfg.election_initial_ms + rnd_below(el, el->cfg.election_initial_ms + 1);
+    if (!counts) el->joined_term = 0;
+    /* give that candidate time to win before trying ourselves; RULE L3: if the join
+     * counts, as long as a silent master is given (under load its first publication
+     * takes that long); if not, it cannot win with this vote, only the usual pause */
+    el->election_at = el->now + (counts ? el->cfg.leader_timeout_ms : el->cfg.election_initial_ms) +
+                      rnd_below(el, el->cfg.election_initial_ms + 1);
+  }
     break;
   case CL_M_JOIN:
     /* RULE E4: a vote counts in the current term, after a term was started since

@@ -1817,6 +1817,61 @@ static int t_nonvoter_stands_late(void) {
   return 0;
 }
 
+static int prevote_answer(cluster *c, int to, int from, uint64_t term) {
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PREVOTE_REQ;
+  m.term = term;
+  m.lat = cl_el_accepted(c->t[to].el)->term;
+  m.lav = cl_el_accepted(c->t[to].el)->version;
+  inject(c, to, c->t[from].id, &m);
+  int s = first_fx(c, CL_EL_FX_SEND, CL_M_PREVOTE_RESP);
+  cl_msg r;
+  if (s < 0 || cl_msg_decode(c->fx.v[s].data, c->fx.v[s].len, &r, NULL, NULL, 0)) return -1;
+  return r.flag;
+}
+
+static void start_join_from(cluster *c, int to, int from, uint64_t term) {
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_START_JOIN;
+  m.term = term;
+  inject(c, to, c->t[from].id, &m);
+}
+
+/* RULE L3's join window: a node that joined a candidate that could lead (and whose join
+ * counts) refuses other pre-votes and does not stand for leader_timeout_ms; one that
+ * joined a voting-only candidate (it only hands its state over) keeps the usual pause */
+static int t_join_window(void) {
+  cluster_init(&C, 5, 3);
+  C.t[4].flags = CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY;
+  start(&C);
+  int l = form(&C, 5);
+  CHECK(l >= 0 && l != 4, "no cluster with a configuration of 5 (%d)", l);
+  run(&C, 300);
+  int a = (l + 1) % 4, b = (l + 2) % 4, c = (l + 3) % 4;
+  crash(&C, l);
+  uint64_t t = cl_el_term(C.t[a].el);
+  CHECK(prevote_answer(&C, a, b, t) == 1, "a candidate grants a voter's pre-vote");
+  start_join_from(&C, a, b, t + 1);
+  CHECK(cl_el_term(C.t[a].el) == t + 1 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "joined b in term %llu",
+        (unsigned long long)(t + 1));
+  CHECK(cl_el_next_deadline(C.t[a].el) >= C.now + C.cfg.leader_timeout_ms, "stands again in %llu ms, before the leader timeout",
+        (unsigned long long)(cl_el_next_deadline(C.t[a].el) - C.now));
+  CHECK(prevote_answer(&C, a, c, t + 1) == 0, "granted c's pre-vote right after joining b");
+  C.now += C.cfg.leader_timeout_ms;
+  CHECK(prevote_answer(&C, a, c, t + 1) == 1, "still refusing c's pre-vote after the leader timeout");
+  /* the voting-only candidate: no window */
+  CHECK(prevote_answer(&C, a, 4, t + 1) == 1, "voting-only node's pre-vote");
+  start_join_from(&C, a, 4, t + 2);
+  CHECK(cl_el_term(C.t[a].el) == t + 2 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "joined node5");
+  CHECK(cl_el_next_deadline(C.t[a].el) <= C.now + 2 * C.cfg.election_initial_ms + 1, "waits %llu ms after joining a voting-only candidate",
+        (unsigned long long)(cl_el_next_deadline(C.t[a].el) - C.now));
+  CHECK(prevote_answer(&C, a, c, t + 2) == 1, "refused c's pre-vote after joining a voting-only candidate");
+  cluster_free(&C);
+  return 0;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
@@ -1888,5 +1943,7 @@ int main(void) {
            t_nonvoter_stands_when_no_voter_can);
   run_case("election: L3: when the voter that could lead does not stand (Lua lag), a non-voter stands after election_max + leader_timeout",
            t_nonvoter_stands_late);
+  run_case("election: L3: a node that joined a candidate refuses other pre-votes and waits a leader timeout; not after joining a voting-only one",
+           t_join_window);
   return harness_exit();
 }
