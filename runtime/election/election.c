@@ -1029,7 +1029,11 @@ static void check_commit(cl_el *el) {
   }
   apply_committed(el);
   el->dirty = 1; /* a reconfiguration may now follow */
-  if (stand_kind(el) != STAND_NORMAL) become_candidate(el, 0, "state transferred; handing over to a node that may lead");
+  /* a voting-only or excluded master hands over once its state is safe; a non-voter
+   * that won while voters were connected (RULE L3's late path) may lead: it stays */
+  int kind = stand_kind(el);
+  if (kind != STAND_NORMAL && kind != STAND_LATER)
+    become_candidate(el, 0, "state transferred; handing over to a node that may lead");
 }
 
 static void publish(cl_el *el, cl_el_state *next) {

@@ -1813,6 +1813,11 @@ static int t_nonvoter_stands_late(void) {
     nl = -1;
   }
   CHECK(nl >= 3, "no non-voter master %llu ms after the kill (leader %d)", (unsigned long long)(C.now - killed), nl);
+  /* and it stays master: it may lead, it does not hand over as a voting-only node would */
+  uint64_t term = cl_el_term(C.t[nl].el);
+  run(&C, 1000);
+  CHECK(leader(&C) == nl && cl_el_term(C.t[nl].el) == term, "the non-voter master did not stay (leader %d, term %llu -> %llu)",
+        leader(&C), (unsigned long long)term, (unsigned long long)cl_el_term(C.t[nl].el));
   cluster_free(&C);
   return 0;
 }
