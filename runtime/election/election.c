@@ -39,6 +39,8 @@ typedef struct peer {
   uint64_t lat, lav;   /* its accepted state as last reported */
   uint64_t ack_term, ack_version;
   uint64_t prevote_round;
+  uint64_t pv_lat, pv_lav; /* the accepted state its last pre-vote request named (RULE L3) */
+  int pv_known;
   uint64_t pub_sent_ms; /* last time the latest state was sent to it */
   /* leader: the accepted state it last said it holds, which decides between a diff and
    * the whole state; not known (a new connection: it may have restarted): a diff, which
@@ -105,6 +107,10 @@ struct cl_el {
   uint64_t leader_contact;
 
   uint64_t election_at, candidate_since;
+  uint64_t term_moved_ms; /* when this node last entered a higher term (RULE L3) */
+  /* the candidate this node joined in term joined_term, and when (RULE L3) */
+  char joined_for[CL_EL_ID_MAX + 1];
+  uint64_t joined_term, joined_ms;
   uint32_t attempts;
   uint64_t self_join_term, candidate_term;
   uint64_t revote_term; /* the term in which this master re-elected itself for missing votes */
@@ -441,20 +447,63 @@ static void schedule_retry(cl_el *el) {
   if (el->attempts < 1000) el->attempts++;
 }
 
-/* After losing the master: stagger by rank among the nodes that could stand,
- * so the first in line usually wins before the others try (no split vote),
- * plus a little jitter. */
-static void schedule_fast(cl_el *el) {
-  uint32_t rank = 0;
+static int is_excluded(const cl_el *el, const char *id) {
+  for (uint32_t i = 0; i < el->acc.n_excl; i++)
+    if (!strcmp(el->acc.excl[i].id, id)) return 1;
+  return 0;
+}
+
+static int in_a_config(const cl_el *el, const char *id) {
+  return cl_vc_has(&el->acc.committed_config, id) || cl_vc_has(&el->acc.accepted_config, id);
+}
+
+/* RULE L3: whether a peer of this node's configurations that could lead is connected
+ * (and not the master just lost). While one is, a master-eligible node outside the
+ * configurations stands only late (STAND_LATER): its candidacy could only raise the
+ * term and cost the voters' own election (every pre-vote won starts a term, which
+ * makes the current master and candidates step down), it brings no vote of its own,
+ * and with hundreds of such nodes the elections never ended (issue 18). */
+static int voter_could_lead(cl_el *el) {
   for (int k = 0; k < 2; k++) {
     const cl_el_vconfig *c = k ? &el->acc.accepted_config : &el->acc.committed_config;
     for (uint32_t i = 0; i < c->n; i++) {
-      const char *id = c->ids[i];
-      if (k && cl_vc_has(&el->acc.committed_config, id)) continue; /* counted once */
-      if (strcmp(id, el->self.id) >= 0) continue;
-      peer *p = peer_get(el, id);
-      if (p && p->up && can_lead(p->info.flags) && strcmp(id, el->leader)) rank++;
+      if (!strcmp(c->ids[i], el->self.id) || (el->leader[0] && !strcmp(c->ids[i], el->leader))) continue;
+      peer *p = peer_get(el, c->ids[i]);
+      if (p && p->up && !p->foreign && can_lead(p->info.flags)) return 1;
     }
+  }
+  return 0;
+}
+
+/* After losing the master: stagger by rank among the nodes that could stand,
+ * so the first in line usually wins before the others try (no split vote),
+ * plus a little jitter. RULE L3: the voters rank among the voters only; a node
+ * outside the configurations stands on this fast path only when no voter could
+ * lead, and then ranks among the connected non-voters that could lead. */
+static void schedule_fast(cl_el *el) {
+  uint32_t rank = 0;
+  if (in_a_config(el, el->self.id)) {
+    for (int k = 0; k < 2; k++) {
+      const cl_el_vconfig *c = k ? &el->acc.accepted_config : &el->acc.committed_config;
+      for (uint32_t i = 0; i < c->n; i++) {
+        const char *id = c->ids[i];
+        if (k && cl_vc_has(&el->acc.committed_config, id)) continue; /* counted once */
+        if (strcmp(id, el->self.id) >= 0) continue;
+        peer *p = peer_get(el, id);
+        if (p && p->up && can_lead(p->info.flags) && strcmp(id, el->leader)) rank++;
+      }
+    }
+  } else if (!voter_could_lead(el)) {
+    for (uint32_t i = 0; i < el->n_peers; i++) {
+      peer *p = &el->peers[i];
+      if (p->used && p->up && !p->foreign && can_lead(p->info.flags) && strcmp(p->info.id, el->self.id) < 0 &&
+          strcmp(p->info.id, el->leader) && !in_a_config(el, p->info.id))
+        rank++;
+    }
+  } else {
+    el->attempts = 0;
+    schedule_retry(el); /* STAND_LATER: it looks again then */
+    return;
   }
   el->attempts = 0;
   el->election_at = el->now + 1 + (uint64_t)rank * el->cfg.fast_election_stagger_ms +
@@ -478,6 +527,7 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
           (unsigned long long)el->term, why);
   }
   if (el->mode != CL_EL_CANDIDATE) el->candidate_since = el->now;
+  if (el->mode != CL_EL_CANDIDATE) el->joined_term = 0; /* the one it joined led, and is gone */
   el->mode = CL_EL_CANDIDATE;
   el->publishing = 0;
   el->mdirty = 0;
@@ -495,6 +545,7 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
  * RULE E3: and the new term is durable before anything of this step leaves. */
 static void start_join(cl_el *el, uint64_t term) {
   el->term = term;
+  el->term_moved_ms = el->now;
   el->started_join = 1;
 #ifndef CL_MUTANT_NO_PERSIST_TERM
   persist(el, CL_EL_PERSIST_TERM);
@@ -507,6 +558,9 @@ static void send_join(cl_el *el, const char *to) {
     el->self_join_term = el->term;
     return;
   }
+  scpy(el->joined_for, sizeof el->joined_for, to);
+  el->joined_term = el->term;
+  el->joined_ms = el->now;
   send_simple(el, to, CL_M_JOIN, el->term, el->acc.term, el->acc.version, 0, 0);
 }
 
@@ -546,7 +600,7 @@ static int has_recent(void *ctx, const char *id) {
  * others cannot win without its vote while it is fresher than them (RULE E4 on
  * joins): so, as Elasticsearch does for voting-only nodes, it may stand late,
  * only to transfer its state, and hands over right after its first commit. */
-enum { STAND_NO = 0, STAND_NORMAL = 1, STAND_TRANSFER = 2 };
+enum { STAND_NO = 0, STAND_NORMAL = 1, STAND_TRANSFER = 2, STAND_LATER = 3 };
 
 static int stand_kind(cl_el *el) {
   if (!is_eligible(el->self.flags) || el->lua_lag || el->acc.accepted_config.n == 0) return STAND_NO;
@@ -555,7 +609,8 @@ static int stand_kind(cl_el *el) {
     return STAND_NORMAL;
   for (uint32_t i = 0; i < el->acc.n_excl; i++)
     if (!strcmp(el->acc.excl[i].id, el->self.id)) return STAND_TRANSFER;
-  return STAND_NORMAL;
+  /* RULE L3: outside the configurations, the voters go first */
+  return voter_could_lead(el) ? STAND_LATER : STAND_NORMAL;
 }
 
 /* A transfer-only win needs a vote from a node that could lead, and none of
@@ -974,7 +1029,11 @@ static void check_commit(cl_el *el) {
   }
   apply_committed(el);
   el->dirty = 1; /* a reconfiguration may now follow */
-  if (stand_kind(el) != STAND_NORMAL) become_candidate(el, 0, "state transferred; handing over to a node that may lead");
+  /* a voting-only or excluded master hands over once its state is safe; a non-voter
+   * that won while voters were connected (RULE L3's late path) may lead: it stays */
+  int kind = stand_kind(el);
+  if (kind != STAND_NORMAL && kind != STAND_LATER)
+    become_candidate(el, 0, "state transferred; handing over to a node that may lead");
 }
 
 static void publish(cl_el *el, cl_el_state *next) {
@@ -1331,8 +1390,22 @@ static void try_bootstrap(cl_el *el) {
 
 /* ------------------------------------------------------- message handlers */
 
+/* RULE L3: a candidate this node joined in its current term is its master-to-be for
+ * leader_timeout_ms, the time a silent master is given: under load its first
+ * publication may take that long, and a pre-vote granted to another node meanwhile
+ * would start a term over the winner's head (at 100 nodes on 2 cores, formation went
+ * through dozens of terms so). */
+static int joined_recently_other_than(cl_el *el, const char *from) {
+  if (el->mode != CL_EL_CANDIDATE || !el->joined_term || el->joined_term != el->term ||
+      el->now - el->joined_ms >= el->cfg.leader_timeout_ms || !strcmp(el->joined_for, from))
+    return 0;
+  peer *p = peer_get(el, el->joined_for);
+  return p && p->up; /* a candidate whose connection closed is no master-to-be */
+}
+
 static int has_healthy_leader_other_than(cl_el *el, const char *from) {
   if (el->mode == CL_EL_LEADER) return 1;
+  if (joined_recently_other_than(el, from)) return 1;
   return el->mode == CL_EL_FOLLOWER && el->now - el->leader_contact < el->cfg.leader_timeout_ms &&
          strcmp(el->leader, from) != 0;
 }
@@ -1484,9 +1557,16 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   p->foreign = 0;
   switch (m->type) {
   case CL_M_PREVOTE_REQ: {
+    p->pv_lat = m->lat, p->pv_lav = m->lav, p->pv_known = 1;
     /* RULE E9: pre-voting changes nothing persisted */
     int granted = !has_healthy_leader_other_than(el, from);
     send_simple(el, from, CL_M_PREVOTE_RESP, el->term, el->acc.term, el->acc.version, 0, (uint8_t)granted);
+    /* RULE L3: a voter that could lead is standing: give it time to win before this
+     * node tries (as after a START_JOIN), rather than raising the term over its head */
+    if (granted && el->mode == CL_EL_CANDIDATE && !el->prevoting && in_a_config(el, from) && can_lead(p->info.flags)) {
+      uint64_t at = el->now + el->cfg.election_initial_ms + rnd_below(el, el->cfg.election_initial_ms + 1);
+      if (el->election_at < at) el->election_at = at;
+    }
     break;
   }
   case CL_M_PREVOTE_RESP:
@@ -1506,10 +1586,22 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     break;
   case CL_M_START_JOIN:
     if (m->term <= el->term) break;
+  {
+    /* whether this join can make the candidate a lasting master: not if this node's
+     * state is fresher than the one the candidate named in its pre-vote request (RULE
+     * E4: the join does not count), nor if the candidate stands only to hand its state
+     * over (voting-only or excluded: it steps down at once) */
+    int counts = p->pv_known && !fresher(el->acc.term, el->acc.version, p->pv_lat, p->pv_lav) &&
+                 can_lead(p->info.flags) && !is_excluded(el, from);
     start_join(el, m->term);
     send_join(el, from);
-    /* give that candidate time to win before trying ourselves */
-    el->election_at = el->now + el->cfg.election_initial_ms + rnd_below(el, el->cfg.election_initial_ms + 1);
+    if (!counts) el->joined_term = 0;
+    /* give that candidate time to win before trying ourselves; RULE L3: if the join
+     * counts, as long as a silent master is given (under load its first publication
+     * takes that long); if not, it cannot win with this vote, only the usual pause */
+    el->election_at = el->now + (counts ? el->cfg.leader_timeout_ms : el->cfg.election_initial_ms) +
+                      rnd_below(el, el->cfg.election_initial_ms + 1);
+  }
     break;
   case CL_M_JOIN:
     /* RULE E4: a vote counts in the current term, after a term was started since
@@ -1668,8 +1760,12 @@ static void timers(cl_el *el) {
     if (now >= el->election_at) {
       schedule_retry(el);
       int kind = stand_kind(el);
-      if (kind == STAND_NORMAL ||
-          (kind == STAND_TRANSFER && now - el->candidate_since >= (uint64_t)el->cfg.election_max_ms + el->cfg.leader_timeout_ms))
+      uint64_t late = (uint64_t)el->cfg.election_max_ms + el->cfg.leader_timeout_ms;
+      /* RULE L3: a non-voter while a voter could lead stands only once nobody has
+       * started a term for that long (the voters are not getting anywhere) */
+      uint64_t quiet = el->term_moved_ms > el->candidate_since ? el->term_moved_ms : el->candidate_since;
+      if (kind == STAND_NORMAL || (kind == STAND_TRANSFER && now - el->candidate_since >= late) ||
+          (kind == STAND_LATER && now - quiet >= late))
         start_prevote(el);
     }
   } else if (el->mode == CL_EL_FOLLOWER) {

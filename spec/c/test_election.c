@@ -33,6 +33,7 @@ typedef struct tnode {
   int events[8];
   int lazy_writes, durable_writes; /* PERSIST effects, by kind (RULE E14) */
   int lazy_voter;                  /* a lazy PERSIST of a state in whose configuration it is */
+  int prevotes_sent;               /* PREVOTE_REQ messages sent (RULE L3) */
 } tnode;
 
 typedef struct cluster {
@@ -77,6 +78,7 @@ static void effects(cluster *c, int i) {
       memcpy(t->disk, e->data, e->len);
       t->disk_len = e->len;
     } else if (e->kind == CL_EL_FX_SEND) {
+      if (cl_el_msg_type(e->data, e->len) == CL_M_PREVOTE_REQ) t->prevotes_sent++;
       int j = idx(c, e->to);
       if (j < 0 || c->cut[i] || c->cut[j] || c->qn >= QN) continue;
       tmsg *m = &c->q[(c->qh + c->qn++) % QN];
@@ -1691,6 +1693,190 @@ static int t_publication_sizes(void) {
   return 0;
 }
 
+/* ------------------------------------------------- voters stand first (RULE L3) */
+
+static int in_cfg(const cl_el_state *a, const char *id) {
+  return cl_vc_has(&a->committed_config, id) || cl_vc_has(&a->accepted_config, id);
+}
+
+/* forms a cluster of n master-eligible nodes and waits for a configuration of want */
+static int form(cluster *c, uint32_t want) {
+  int l = -1;
+  for (int k = 0; k < 400; k++) {
+    run(c, 10);
+    l = leader(c);
+    if (l >= 0 && all_agree(c, l) && cl_el_accepted_is_committed(c->t[l].el) &&
+        cl_el_accepted(c->t[l].el)->accepted_config.n == want && cl_el_committed(c->t[l].el)->n_nodes == (uint32_t)c->n)
+      return l;
+  }
+  return -1;
+}
+
+/* 60 nodes, all master-eligible, a configuration of 5: when the master dies only the
+ * voters stand (no non-voter sends a pre-vote), one of them wins, in a term or two */
+static int t_voters_stand_first(void) {
+  const int N = 60;
+  cluster_init(&C, N, 3);
+  start(&C);
+  int l = form(&C, 5);
+  CHECK(l >= 0, "no cluster of %d with a configuration of 5", N);
+  run(&C, 300);
+  const cl_el_state *a = cl_el_accepted(C.t[l].el);
+  char voters[5][40];
+  for (int i = 0; i < 5; i++) snprintf(voters[i], sizeof voters[i], "%s", a->accepted_config.ids[i]);
+  int nonvoter_prevotes = 0;
+  for (int i = 0; i < N; i++) C.t[i].prevotes_sent = 0;
+  uint64_t t0 = cl_el_term(C.t[l].el), killed = C.now;
+  crash(&C, l);
+  int nl = -1;
+  for (int k = 0; k < 100; k++) {
+    run(&C, 10);
+    nl = leader(&C);
+    if (nl >= 0 && all_agree(&C, nl) && cl_el_accepted_is_committed(C.t[nl].el)) break;
+    nl = -1;
+  }
+  CHECK(nl >= 0, "no master agreed by the survivors within 1 s");
+  int nl_voter = 0;
+  for (int i = 0; i < 5; i++) nl_voter |= !strcmp(voters[i], C.t[nl].id);
+  for (int i = 0; i < N; i++) {
+    int voter = 0;
+    for (int v = 0; v < 5; v++) voter |= !strcmp(voters[v], C.t[i].id);
+    if (!voter && i != l) nonvoter_prevotes += C.t[i].prevotes_sent;
+  }
+  uint64_t t1 = cl_el_term(C.t[nl].el);
+  CHECK(nl_voter && nonvoter_prevotes == 0 && t1 - t0 <= 2,
+        "new master %s a voter: %d; pre-votes sent by non-voters: %d; terms %llu -> %llu; %llu ms", C.t[nl].name,
+        nl_voter, nonvoter_prevotes, (unsigned long long)t0, (unsigned long long)t1,
+        (unsigned long long)(C.now - killed));
+  cluster_free(&C);
+  return 0;
+}
+
+/* RULE L3 keeps liveness: the voters other than the dead master are voting-only, so
+ * none of them could lead; a non-voter stands on the fast path and wins */
+static int t_nonvoter_stands_when_no_voter_can(void) {
+  const int N = 8;
+  cluster_init(&C, N, 3);
+  C.cfg.max_voting_nodes = 3;
+  C.t[1].flags = C.t[2].flags = CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY;
+  start(&C);
+  int l = form(&C, 3);
+  CHECK(l == 0, "node1 (the only voter that can lead) should lead: %d", l);
+  run(&C, 300);
+  uint64_t killed = C.now;
+  crash(&C, 0);
+  int nl = -1;
+  for (int k = 0; k < 100; k++) {
+    run(&C, 10);
+    nl = leader(&C);
+    if (nl >= 0 && all_agree(&C, nl) && cl_el_accepted_is_committed(C.t[nl].el)) break;
+    nl = -1;
+  }
+  CHECK(nl >= 3, "no non-voter master within 1 s (leader %d)", nl);
+  CHECK(!in_cfg(cl_el_accepted(C.t[nl].el), C.t[nl].id) || cl_el_accepted(C.t[nl].el)->accepted_config.n == 3,
+        "new master %s", C.t[nl].name);
+  CHECK(C.now - killed < 1000, "took %llu ms", (unsigned long long)(C.now - killed));
+  cluster_free(&C);
+  return 0;
+}
+
+/* RULE L3's late path: the one voter that could lead is connected but its Lua lags
+ * (it does not stand), the other is voting-only: the non-voters wait until nobody has
+ * started a term for election_max_ms + leader_timeout_ms, then one stands and wins */
+static int t_nonvoter_stands_late(void) {
+  const int N = 8;
+  cluster_init(&C, N, 3);
+  C.cfg.max_voting_nodes = 3;
+  C.t[2].flags = CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY;
+  start(&C);
+  int l = form(&C, 3);
+  CHECK(l == 0 || l == 1, "node1 or node2 should lead: %d", l);
+  run(&C, 300);
+  int other = l == 0 ? 1 : 0;
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_LUA_LAG;
+  in.flag = 1;
+  stepn(&C, other, &in);
+  for (int i = 0; i < N; i++) C.t[i].prevotes_sent = 0;
+  uint64_t killed = C.now, late = C.cfg.election_max_ms + C.cfg.leader_timeout_ms;
+  crash(&C, l);
+  run(&C, late - 50);
+  int early = 0;
+  for (int i = 3; i < N; i++) early += C.t[i].prevotes_sent;
+  CHECK(early == 0, "non-voters sent %d pre-votes within %llu ms while a voter could lead", early,
+        (unsigned long long)(late - 50));
+  int nl = -1;
+  for (int k = 0; k < 300; k++) {
+    run(&C, 10);
+    nl = leader(&C);
+    if (nl >= 0 && all_agree(&C, nl) && cl_el_accepted_is_committed(C.t[nl].el)) break;
+    nl = -1;
+  }
+  CHECK(nl >= 3, "no non-voter master %llu ms after the kill (leader %d)", (unsigned long long)(C.now - killed), nl);
+  /* and it stays master: it may lead, it does not hand over as a voting-only node would */
+  uint64_t term = cl_el_term(C.t[nl].el);
+  run(&C, 1000);
+  CHECK(leader(&C) == nl && cl_el_term(C.t[nl].el) == term, "the non-voter master did not stay (leader %d, term %llu -> %llu)",
+        leader(&C), (unsigned long long)term, (unsigned long long)cl_el_term(C.t[nl].el));
+  cluster_free(&C);
+  return 0;
+}
+
+static int prevote_answer(cluster *c, int to, int from, uint64_t term) {
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PREVOTE_REQ;
+  m.term = term;
+  m.lat = cl_el_accepted(c->t[to].el)->term;
+  m.lav = cl_el_accepted(c->t[to].el)->version;
+  inject(c, to, c->t[from].id, &m);
+  int s = first_fx(c, CL_EL_FX_SEND, CL_M_PREVOTE_RESP);
+  cl_msg r;
+  if (s < 0 || cl_msg_decode(c->fx.v[s].data, c->fx.v[s].len, &r, NULL, NULL, 0)) return -1;
+  return r.flag;
+}
+
+static void start_join_from(cluster *c, int to, int from, uint64_t term) {
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_START_JOIN;
+  m.term = term;
+  inject(c, to, c->t[from].id, &m);
+}
+
+/* RULE L3's join window: a node that joined a candidate that could lead (and whose join
+ * counts) refuses other pre-votes and does not stand for leader_timeout_ms; one that
+ * joined a voting-only candidate (it only hands its state over) keeps the usual pause */
+static int t_join_window(void) {
+  cluster_init(&C, 5, 3);
+  C.t[4].flags = CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY;
+  start(&C);
+  int l = form(&C, 5);
+  CHECK(l >= 0 && l != 4, "no cluster with a configuration of 5 (%d)", l);
+  run(&C, 300);
+  int a = (l + 1) % 4, b = (l + 2) % 4, c = (l + 3) % 4;
+  crash(&C, l);
+  uint64_t t = cl_el_term(C.t[a].el);
+  CHECK(prevote_answer(&C, a, b, t) == 1, "a candidate grants a voter's pre-vote");
+  start_join_from(&C, a, b, t + 1);
+  CHECK(cl_el_term(C.t[a].el) == t + 1 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "joined b in term %llu",
+        (unsigned long long)(t + 1));
+  CHECK(cl_el_next_deadline(C.t[a].el) >= C.now + C.cfg.leader_timeout_ms, "stands again in %llu ms, before the leader timeout",
+        (unsigned long long)(cl_el_next_deadline(C.t[a].el) - C.now));
+  CHECK(prevote_answer(&C, a, c, t + 1) == 0, "granted c's pre-vote right after joining b");
+  C.now += C.cfg.leader_timeout_ms;
+  CHECK(prevote_answer(&C, a, c, t + 1) == 1, "still refusing c's pre-vote after the leader timeout");
+  /* the voting-only candidate: no window */
+  CHECK(prevote_answer(&C, a, 4, t + 1) == 1, "voting-only node's pre-vote");
+  start_join_from(&C, a, 4, t + 2);
+  CHECK(cl_el_term(C.t[a].el) == t + 2 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "joined node5");
+  CHECK(cl_el_next_deadline(C.t[a].el) <= C.now + 2 * C.cfg.election_initial_ms + 1, "waits %llu ms after joining a voting-only candidate",
+        (unsigned long long)(cl_el_next_deadline(C.t[a].el) - C.now));
+  CHECK(prevote_answer(&C, a, c, t + 2) == 1, "refused c's pre-vote after joining a voting-only candidate");
+  cluster_free(&C);
+  return 0;
+}
+
 int main(void) {
   setvbuf(stdout, NULL, _IOLBF, 0);
   run_case("election: a quorum is a strict majority of the voting configuration", t_quorum_arithmetic);
@@ -1756,5 +1942,13 @@ int main(void) {
            t_lazy_persistence);
   run_case("election: publication sizes at 100 and 1,000 nodes, whole state and diffs (printed, not asserted; E13)",
            t_publication_sizes);
+  run_case("election: L3: 60 master-eligible nodes, a configuration of 5: after the master dies only voters stand, one wins in a term or two",
+           t_voters_stand_first);
+  run_case("election: L3: when no voter could lead (voting-only), a non-voter stands at once and wins",
+           t_nonvoter_stands_when_no_voter_can);
+  run_case("election: L3: when the voter that could lead does not stand (Lua lag), a non-voter stands after election_max + leader_timeout",
+           t_nonvoter_stands_late);
+  run_case("election: L3: a node that joined a candidate refuses other pre-votes and waits a leader timeout; not after joining a voting-only one",
+           t_join_window);
   return harness_exit();
 }

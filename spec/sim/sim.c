@@ -12,10 +12,13 @@
  * must never vote with this cluster, raise its term or cost it its master).
  * After every step it checks the safety rules of docs/design.md (E1-E9, E11-E14)
  * and L1; after the faults stop it checks liveness (L2) within a bound
- * computed from the configuration.
+ * computed from the configuration. One seed in SCALE_EVERY runs run_scale (L3): a
+ * cluster of 50-200 master-eligible nodes forms without churning terms and replaces a
+ * killed master quickly.
  *
  *   sim --seeds N [--first S] [--stop-at-first] [--jobs J]
  *   sim --seed S [--verbose]          replay one seed
+ *   sim --seed S --scale N            run_scale with N nodes, and print what it measured
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -41,6 +44,13 @@
 #define BIG_MAX 250
 #define HUGE_EVERY 2501 /* every 2501st seed: HUGE_N nodes (a big seed too) */
 #define HUGE_N 1000
+/* every SCALE_EVERY-th seed (at SCALE_AT): SCALE_MIN..SCALE_MAX nodes, all master-eligible
+ * (issue 18: hundreds of master-eligible nodes, a small voting configuration), booting
+ * staggered, then the master killed for good; see run_scale */
+#define SCALE_EVERY 997
+#define SCALE_AT 5
+#define SCALE_MIN 50
+#define SCALE_MAX 200
 #define US 1000ull /* time is kept in microseconds; the core sees ms */
 /* election.lua_stepdown_ms of every simulated node: pings every 500 ms */
 #define SIM_LUA_STEPDOWN_MS 2000
@@ -121,6 +131,7 @@ typedef struct node {
   uint64_t lua_stuck_until;  /* the simulated Lua loop answers nothing before (µs) */
   uint64_t boots;            /* lag events of an earlier boot are dropped */
   int booted_once;
+  int stay_down;             /* killed for good (kill -9, never restarted) */
   uint64_t joined[64];          /* term -> voted for (index+1), ring keyed by term */
   uint64_t joined_term[64];
 } node;
@@ -1172,7 +1183,7 @@ static int cluster_formed(world *w) {
 }
 
 static void boot_or_defer(world *w, int i) {
-  if (w->nodes[i].up) return;
+  if (w->nodes[i].up || w->nodes[i].stay_down) return;
   if (i == w->foreign && !w->nodes[i].disk_len) return; /* never: the sim's own setup error */
   if (i == w->foreign && !w->nodes[i].booted_once && !cluster_formed(w)) {
     msg_ev ev = {0};
@@ -1241,7 +1252,7 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
 static int settled(world *w, char *why, size_t len) {
   int leader = -1;
   for (int i = 0; i < w->n; i++)
-    if (i != w->foreign && cl_el_get_mode(w->nodes[i].el) == CL_EL_LEADER) {
+    if (i != w->foreign && w->nodes[i].up && cl_el_get_mode(w->nodes[i].el) == CL_EL_LEADER) {
       if (leader >= 0) {
         snprintf(why, len, "two nodes lead (%s, %s)", w->nodes[leader].name, w->nodes[i].name);
         return 0;
@@ -1259,7 +1270,7 @@ static int settled(world *w, char *why, size_t len) {
     return 0;
   }
   for (int i = 0; i < w->n; i++) {
-    if (i == w->foreign) continue;
+    if (i == w->foreign || !w->nodes[i].up) continue;
     cl_el *el = w->nodes[i].el;
     const cl_el_state *app = cl_el_committed(el);
     const char *m = cl_el_master_id(el);
@@ -1376,6 +1387,121 @@ static void add_foreign(world *w, uint64_t fault_ms) {
   ev_push(w, ev);
 }
 
+/* ---- issue 18: hundreds of master-eligible nodes ----
+ * Every node master-eligible (the default roles), 3 of them listed as the initial
+ * masters, booting one every 0-20 ms; messages take 1-20 ms (a loaded machine). Checks:
+ * the cluster forms within the L2 bound after the last boot without churning terms;
+ * stays put for 2 s; and after its master is killed for good a new master is agreed
+ * by all within a bound computed from the configuration (the fast election: the
+ * voters' stagger, a few retry rounds, one publication), consuming few terms. */
+static uint64_t g_scale_n;  /* --scale N: that many nodes, and a report */
+static int leader_index(world *w) {
+  for (int i = 0; i < w->n; i++)
+    if (w->nodes[i].up && cl_el_get_mode(w->nodes[i].el) == CL_EL_LEADER) return i;
+  return -1;
+}
+
+static uint64_t max_term(world *w) {
+  uint64_t t = 0;
+  for (int i = 0; i < w->n; i++)
+    if (w->nodes[i].up && cl_el_term(w->nodes[i].el) > t) t = cl_el_term(w->nodes[i].el);
+  return t;
+}
+
+/* a loaded machine: a node's connection to the master drops (a false timeout) and is
+ * dialled again 1-50 ms later */
+static void flap_master_link(world *w) {
+  int L = leader_index(w), a = (int)below(&w->r, (uint64_t)w->n);
+  if (L < 0 || a == L || !w->nodes[a].up) return;
+  disconnect_pair(w, a, L);
+  schedule_connect(w, a, L, range(&w->r, 1, 50) * US);
+}
+
+static void run_scale(world *w) {
+  const cl_el_config *c = &w->cfg;
+  uint64_t at = w->now;
+  for (int i = 0; i < w->n; i++) {
+    msg_ev ev = {0};
+    ev.at = at;
+    ev.kind = 2;
+    ev.from = i;
+    ev_push(w, ev);
+    at += range(&w->r, 0, 20) * US;
+  }
+  uint64_t last_boot = at;
+  uint64_t l2_ms = 2000 + 2 * (uint64_t)c->leader_timeout_ms + c->follower_timeout_ms + c->publish_timeout_ms +
+                   10ull * (c->election_max_ms + c->election_initial_ms);
+  char sw[512] = "";
+  int ok = 0;
+  while (!w->violated && w->now < last_boot + l2_ms * US) {
+    run_until(w, w->now + 50 * US, 0, 0);
+    if (w->now <= last_boot && chance(&w->r, 0.5)) flap_master_link(w);
+    if (w->now > last_boot && settled(w, sw, sizeof sw)) ok = 1;
+    if (ok) break;
+  }
+  if (w->violated) return;
+  if (!ok) {
+    violation(w, "scale: %d master-eligible nodes not formed %llu ms after the last boot: %s", w->n,
+              (unsigned long long)l2_ms, sw);
+    return;
+  }
+  uint64_t formed_ms = (w->now - last_boot) / US, form_term = max_term(w);
+  /* formation: the bootstrap, then each master change is one election; a term per
+   * voter standing in each of a few rounds is churn already */
+  uint64_t form_bound = 3ull * w->max_voting;
+  if (form_term > form_bound) {
+    violation(w, "scale: %d master-eligible nodes formed at term %llu (churn: more than %llu terms)", w->n,
+              (unsigned long long)form_term, (unsigned long long)form_bound);
+    return;
+  }
+  /* a healthy cluster stays put, even when followers lose their link to the master */
+  for (int k = 0; k < 40 && !w->violated; k++) {
+    run_until(w, w->now + 50 * US, 0, 0);
+    if (chance(&w->r, 0.5)) flap_master_link(w);
+  }
+  run_until(w, w->now + 500 * US, 0, 0);
+  if (w->violated) return;
+  if (!settled(w, sw, sizeof sw) || max_term(w) != form_term) {
+    violation(w, "scale: a healthy cluster of %d master-eligible nodes moved (term %llu -> %llu): %s", w->n,
+              (unsigned long long)form_term, (unsigned long long)max_term(w), sw);
+    return;
+  }
+  int L = leader_index(w);
+  uint64_t t0 = cl_el_term(w->nodes[L].el), kill_at = w->now;
+  w->nodes[L].stay_down = 1;
+  crash(w, L, "killed for good (kill -9)");
+  /* the fast election: the live voters stand one after the other (stagger and jitter),
+   * a few pre-vote/join rounds at the first retry windows, one publication and commit */
+  uint64_t fail_ms = 1 + (uint64_t)w->max_voting * (c->fast_election_stagger_ms + c->fast_election_jitter_ms + 1) +
+                     3ull * (c->election_initial_ms + c->election_backoff_ms) + c->publish_timeout_ms +
+                     c->hb_interval_ms;
+  ok = 0;
+  while (!w->violated && w->now < kill_at + fail_ms * US) {
+    run_until(w, w->now + 5 * US, 0, 0);
+    if (settled(w, sw, sizeof sw)) {
+      ok = 1;
+      break;
+    }
+  }
+  if (w->violated) return;
+  uint64_t took_ms = (w->now - kill_at) / US, t1 = max_term(w);
+  if (g_scale_n)
+    printf("scale: %d master-eligible nodes (max_voting_nodes %u): formed %llu ms after the last boot at term %llu; "
+           "master %s killed at term %llu: %s after %llu ms at term %llu (%llu terms consumed)\n",
+           w->n, w->max_voting, (unsigned long long)formed_ms, (unsigned long long)form_term, w->nodes[L].name,
+           (unsigned long long)t0, ok ? "new master agreed by all" : "NO master agreed", (unsigned long long)took_ms,
+           (unsigned long long)t1, (unsigned long long)(t1 - t0));
+  if (!ok) {
+    violation(w, "scale: no master agreed by the %d survivors %llu ms after the master was killed (term %llu -> %llu): %s",
+              w->n - 1, (unsigned long long)fail_ms, (unsigned long long)t0, (unsigned long long)t1, sw);
+    return;
+  }
+  /* one election: at most one term per voter standing, in two rounds */
+  if (t1 - t0 > 2ull * w->max_voting)
+    violation(w, "scale: the election after the master was killed consumed %llu terms (more than %llu)",
+              (unsigned long long)(t1 - t0), 2ull * w->max_voting);
+}
+
 /* returns 0 ok, 1 violation; *trace gets the trace hash */
 static uint64_t total_lazy_lost; /* this process's seeds */
 
@@ -1389,10 +1515,13 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   /* every BIG_EVERY-th seed a large cluster, every HUGE_EVERY-th one of HUGE_N nodes: a
    * few master-eligible nodes (1 to 9) and the rest data nodes, linked only to them */
   int huge = seed % HUGE_EVERY == 0, big = huge || seed % BIG_EVERY == 0;
+  int scale = !big && (g_scale_n || seed % SCALE_EVERY == SCALE_AT);
   int with_foreign = big ? 0 : chance(&w->r, 0.25);
+  if (scale) with_foreign = 0;
   int n_eligible = 0;
   if (huge) w->n = HUGE_N, n_eligible = (int)range(&w->r, 1, 9);
   else if (big) w->n = (int)range(&w->r, BIG_MIN, BIG_MAX), n_eligible = (int)range(&w->r, 1, 9);
+  else if (scale) w->n = g_scale_n ? (int)g_scale_n : (int)range(&w->r, SCALE_MIN, SCALE_MAX);
   else w->n = (int)range(&w->r, 1, MAXN - with_foreign);
   w->sparse = big;
   w->cap_n = w->n + with_foreign;
@@ -1413,6 +1542,7 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
     uint64_t role = below(&w->r, 20);
     n->flags = role < 12 ? CL_EL_F_MASTER : role < 15 ? (CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY) : 0;
     if (big) n->flags = i < n_eligible ? (role < 16 ? CL_EL_F_MASTER : CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY) : 0;
+    if (scale) n->flags = CL_EL_F_MASTER;
     if (n->flags == CL_EL_F_MASTER) leaders++;
   }
   if (with_foreign) w->nodes[w->n].next_dl = UINT64_MAX;
@@ -1429,7 +1559,7 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
    * by short or full name, given to every master-eligible node */
   for (int i = 0; i < w->n; i++) {
     node *n = &w->nodes[i];
-    if (!(n->flags & CL_EL_F_MASTER)) continue;
+    if (!(n->flags & CL_EL_F_MASTER) || w->n_initial == CL_EL_MAX_INITIAL) continue;
     if (w->n_initial == 0 || chance(&w->r, 0.7)) {
       snprintf(w->initial_buf[w->n_initial], 64, "%s", n->name);
       if (chance(&w->r, 0.5)) *strchr(w->initial_buf[w->n_initial], '@') = 0;
@@ -1467,8 +1597,25 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   w->max_voting = chance(&w->r, 0.5) ? CL_EL_MAX_VOTING_DEFAULT : caps[below(&w->r, 3)];
   w->cfg.max_voting_nodes = w->max_voting;
   if (w->n_initial > w->max_voting) w->n_initial = w->max_voting;
+  if (scale) { /* 3 static seeds listed as the initial masters, a loaded machine's delays */
+    w->n_initial = 3;
+    for (size_t k = 0; k < 3; k++) {
+      snprintf(w->initial_buf[k], 64, "node%zu", k + 1);
+      w->initial[k] = w->initial_buf[k];
+    }
+    w->p_drop = w->p_dup = w->p_extreme = 0;
+    w->delay_lo = 1000;
+    w->delay_hi = 20000;
+    free(w->det);
+    w->det = NULL;
+    w->det_timeout_ms = 0;
+  }
   w->cfg.n_initial_master_nodes = w->n_initial;
 
+  if (scale) {
+    run_scale(w);
+    goto done;
+  }
   for (int i = 0; i < w->n; i++) boot(w, i);
   if (with_foreign) add_foreign(w, fault_ms);
   /* faults */
@@ -1513,6 +1660,7 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
       if (!w->violated && !settled(w, sw, sizeof sw)) violation(w, "liveness: unsettled again in a healthy cluster: %s", sw);
     }
   }
+done:
   if (verbose) dump(w);
   *trace = w->trace;
   total_lazy_lost += w->lazy_lost;
@@ -1533,10 +1681,11 @@ int main(int argc, char **argv) {
     else if (!strcmp(argv[i], "--first") && i + 1 < argc) first = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--seed") && i + 1 < argc) first = strtoull(argv[++i], NULL, 10), single = 1, count = 1;
     else if (!strcmp(argv[i], "--verbose")) verbose = 1;
+    else if (!strcmp(argv[i], "--scale") && i + 1 < argc) g_scale_n = strtoull(argv[++i], NULL, 10);
     else if (!strcmp(argv[i], "--stop-at-first")) stop = 1;
     else if (!strcmp(argv[i], "--jobs") && i + 1 < argc) jobs = atoi(argv[++i]);
     else {
-      fprintf(stderr, "usage: sim [--seeds N] [--first S] [--seed S [--verbose]] [--stop-at-first] [--jobs J]\n");
+      fprintf(stderr, "usage: sim [--seeds N] [--first S] [--seed S [--verbose]] [--stop-at-first] [--jobs J] [--scale N]\n");
       return 2;
     }
   }
