@@ -67,6 +67,7 @@ struct cl_peer {
   char node_id[CL_STR_MAX + 1], roles[CL_STR_MAX + 1], address[CL_NODE_NAME_MAX + 8];
   uint64_t incarnation;
   int wanted, learned, blocked, left, resolving;
+  int pinned;      /* cl_transport_pin: kept connected and always watched */
   int member;      /* was connected: a failure is re-dialled until reconnect_timeout */
   int forgetting;  /* unlinked, its timer closing: freed in the close callback */
   uint64_t down_ms; /* when it went down (or became known, if never connected) */
@@ -280,13 +281,13 @@ static int peer_recent(cl_peer *p) {
 /* Whether a peer that is not connected is dialled. */
 static int peer_dialable(cl_peer *p) {
   if (p->blocked || p->forgetting) return 0;
-  if (p->wanted) return 1;
+  if (p->wanted || p->pinned) return 1;
   if (p->left) return 0;
   return peer_recent(p) || ((p->member || p->learned) && peer_keep(p));
 }
 
 static int peer_forgettable(cl_peer *p) {
-  if (p->conn || p->wanted || p->blocked || p->resolving || p->forgetting) return 0;
+  if (p->conn || p->wanted || p->pinned || p->blocked || p->resolving || p->forgetting) return 0;
   if (cl_fault_active(&p->fault)) return 0; /* the fault layer's settings live on the peer */
   if (peer_recent(p)) return 0;
   return !peer_keep(p);
@@ -746,9 +747,12 @@ static int ring_get(cl_transport *t, ring_view *r) {
   return 0;
 }
 
-/* Whom we watch: our `watchers` successors on the ring of connected peers, recomputed
- * whenever a connection comes up or goes down. A peer that enters the set is told
- * (WATCH 1) and its silence counts from now; one that leaves it is told to stop. */
+/* Whom we watch: our `watchers` successors on the ring of connected peers, and every
+ * pinned peer (cl_transport_pin: the node pins the other voting nodes, so a voting node
+ * cut off from the rest loses them within one timeout, not by the ring's cascade),
+ * recomputed whenever a connection comes up or goes down or the pins change. A peer
+ * that enters the set is told (WATCH 1) and its silence counts from now; one that
+ * leaves it is told to stop. */
 static void watch_recompute(cl_transport *t) {
   if (t->closing || t->leaving) return;
   ring_view r;
@@ -757,7 +761,7 @@ static void watch_recompute(cl_transport *t) {
   size_t m = cl_watch_pick(r.names, r.h, r.n, t->self.full, t->ring, 1, SIZE_MAX, t->cfg.watchers, sel);
   uint64_t now = now_ms(t);
   for (size_t i = 0; i < r.n; i++) {
-    int want = 0;
+    int want = r.p[i]->pinned;
     for (size_t j = 0; j < m; j++) want |= sel[j] == i;
     cl_conn *c = r.p[i]->conn;
     if (want == c->det.watching) continue;
@@ -1852,6 +1856,28 @@ int cl_transport_want(cl_transport *t, const char *name) {
     p->backoff_ms = t->cfg.backoff_min_ms;
     peer_dial(p);
   }
+  return 0;
+}
+
+int cl_transport_pin(cl_transport *t, const char *const *names, size_t n) {
+  cl_node_name nn[CL_PIN_MAX];
+  if (n > CL_PIN_MAX) return CL_EINVAL;
+  /* every name checked before anything changes: a bad list changes nothing */
+  for (size_t i = 0; i < n; i++)
+    if (!names[i] || cl_node_name_parse(names[i], &nn[i], NULL, 0)) return CL_EINVAL;
+  for (cl_peer *p = t->peers; p; p = p->next) p->pinned = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!strcmp(nn[i].full, t->self.full)) continue;
+    cl_peer *p = find_peer(t, nn[i].full);
+    if (!p && !(p = add_peer(t, &nn[i]))) return CL_ENOBUFS;
+    p->pinned = 1;
+    if (!p->conn && !p->dial && !p->resolving && !p->blocked && !uv_is_active((uv_handle_t *)&p->timer)) {
+      p->backoff_ms = t->cfg.backoff_min_ms;
+      peer_dial(p);
+    }
+  }
+  t->sweep_due = 1; /* an unpinned peer may be forgettable now */
+  watch_recompute(t);
   return 0;
 }
 

@@ -156,6 +156,14 @@ int cl_transport_want(cl_transport *, const char *name);
  * until it leaves or fails); a peer that is down falls under the rules above. What a
  * discovery source does when it no longer lists a node. */
 int cl_transport_unwant(cl_transport *, const char *name);
+/* The pinned peers, replacing the previous set (n 0: none; at most CL_PIN_MAX): each is
+ * kept connected (dialled like a wanted one, never forgotten while pinned) and always
+ * watched, whatever the ring says, so its silence is called down by this node itself
+ * within timeout_ms rather than by the ring's cascade (design.md §4). The node pins the
+ * other voting nodes on a voting node. A blocked peer (cl_transport_disconnect) stays
+ * blocked. 0, CL_EINVAL (a malformed name, too many: nothing changed), CL_ENOBUFS. */
+#define CL_PIN_MAX 64
+int cl_transport_pin(cl_transport *, const char *const *names, size_t n);
 /* Drop the connection to name (both sides report "closed") and neither dial it nor
  * accept its connections until cl_transport_want(name): no flap back through the
  * peer's own re-dial or the mesh. */

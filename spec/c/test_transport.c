@@ -56,6 +56,9 @@ typedef struct {
   int forgotten, keep;
   char forgot_name[128];
   uint64_t forgot_at;
+  /* the first 16 names reported down, in order (the pinned-peers case) */
+  char down_names[16][128];
+  int n_down_names;
 } tnode;
 
 static void cb_up(void *ud, const cl_peer_info *p) {
@@ -83,6 +86,7 @@ static void cb_down(void *ud, const char *name, const char *reason) {
   n->downs++;
   snprintf(n->down_name, sizeof n->down_name, "%s", name);
   snprintf(n->down_reason, sizeof n->down_reason, "%s", reason);
+  if (n->n_down_names < 16) snprintf(n->down_names[n->n_down_names++], sizeof n->down_names[0], "%s", name);
 }
 static void cb_msg(void *ud, const char *from, uint8_t ch, const uint8_t *d, size_t len) {
   tnode *n = ud;
@@ -120,6 +124,7 @@ typedef struct {
   const char *cookie, *cluster;
   int encrypt, mesh, data;
   uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms, handshake_timeout_ms;
+  uint32_t watchers;
 } opts;
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
@@ -142,6 +147,7 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->heartbeat_ms) c.heartbeat_ms = o->heartbeat_ms;
   if (o && o->handshake_timeout_ms) c.handshake_timeout_ms = o->handshake_timeout_ms;
   c.data_conns = o ? o->data : 0;
+  if (o && o->watchers) c.watchers = o->watchers;
   if (o && o->reconnect_timeout_ms) c.reconnect_timeout_ms = o->reconnect_timeout_ms;
   c.log_subsys = short_name;
   cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n, cb_data, cb_keep, cb_forgotten};
@@ -1012,6 +1018,78 @@ static int t_sparse_ring(void) {
   return 0;
 }
 
+static int was_down(tnode *n, const char *name) {
+  for (int i = 0; i < n->n_down_names; i++)
+    if (!strcmp(n->down_names[i], name)) return 1;
+  return 0;
+}
+typedef struct {
+  tnode *v;
+  const char *a, *b;
+} pin_arg;
+static int pins_down(void *ud) {
+  pin_arg *p = ud;
+  return was_down(p->v, p->a) && was_down(p->v, p->b);
+}
+static int pins_watched(void *ud) {
+  tnode *v = ud;
+  cl_transport_stats s;
+  cl_transport_stats_get(v->t, &s);
+  return s.watching == 3;
+}
+
+/* Pinned peers (the node pins the other voting nodes) are watched besides the ring's
+ * successors: a node that stops hearing everyone (here: it drops all it receives, so
+ * no close and no announcement reaches it either) reports its pinned peers down within
+ * one timeout, although with watchers = 1 the ring's cascade would reach them last
+ * (they are its farthest successors). design.md §4, "Partitions". */
+static int t_pinned_watched(void) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 300;
+  o.watchers = 1;
+  char sn[8];
+  for (int i = 0; i < SP_N; i++) {
+    snprintf(sn, sizeof sn, "n%d", i);
+    CHECK(node_start(&sp[i], sn, free_port(), &o) == 0, "start %d", i);
+  }
+  for (int i = 1; i < SP_N; i++) cl_transport_want(sp[i].t, sp[0].name);
+  int mesh = run_until(sp_all_connected, NULL, 5000);
+  /* the victim (node 0); a and b: the last two of its successors, in ring order */
+  const char *names[SP_N - 1];
+  uint64_t h[SP_N - 1];
+  for (int i = 1; i < SP_N; i++) names[i - 1] = sp[i].name, h[i - 1] = cl_watch_hash(sp[i].name);
+  size_t order[SP_N - 1];
+  size_t got = cl_watch_pick(names, h, SP_N - 1, sp[0].name, cl_watch_hash(sp[0].name), 1, SIZE_MAX, SP_N - 1, order);
+  const char *a = names[order[SP_N - 2]], *b = names[order[SP_N - 3]];
+  /* a bad list changes nothing */
+  const char *bad[2] = {a, "not a name"};
+  int refused = cl_transport_pin(sp[0].t, bad, 2) == CL_EINVAL;
+  cl_transport_stats s0;
+  cl_transport_stats_get(sp[0].t, &s0);
+  const char *pins[3] = {a, b, sp[0].name}; /* its own name is ignored */
+  int pinned = cl_transport_pin(sp[0].t, pins, 3) == 0;
+  int watched = run_until(pins_watched, &sp[0], 2000);
+  char err[200];
+  sp[0].n_down_names = 0;
+  cl_transport_fault(sp[0].t, "*", "oneway_in", err, sizeof err);
+  uint64_t t1 = uv_now(L);
+  pin_arg pa = {&sp[0], a, b};
+  int down = run_until(pins_down, &pa, 3000);
+  uint64_t dt = uv_now(L) - t1;
+  for (int i = 0; i < SP_N; i++) node_stop(&sp[i]);
+  CHECK(mesh && got == SP_N - 1, "mesh %d, ring %zu", mesh, got);
+  CHECK(refused && s0.watching == 1, "a bad pin list was not refused, or changed the set (watching %llu)",
+        (unsigned long long)s0.watching);
+  CHECK(pinned && watched, "pinned %d; not watching its successor and both pins", pinned);
+  /* one timeout (+1) after the last frame, which left at most a heartbeat before the
+   * fault; 8 nodes share the loop: some slack. The cascade would need 7 and 8 rounds. */
+  CHECK(down && dt <= 300 + 1 + 50 + 200, "pinned peers down after %llu ms (%d): not within one timeout",
+        (unsigned long long)dt, down);
+  return 0;
+}
+
 /* Only one link is silent (x watches y, the link between them blackholed both ways):
  * x's helpers hear y, so x closes its own link alone and nobody declares y down. */
 static int t_sparse_one_link(void) {
@@ -1622,6 +1700,8 @@ int main(void) {
            t_sparse_ring);
   run_case("transport: sparse detection: one silent link, the peer heard by others: only that link is closed",
            t_sparse_one_link);
+  run_case("transport: pinned peers are always watched: cut off, a node loses them within one timeout",
+           t_pinned_watched);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
   run_case("transport: mesh learning A-B, B-C => A-C", t_mesh);
