@@ -45,6 +45,9 @@ json_t *cl_admin_health_json(cl_node *n) {
     if (m && (m->flags & CL_EL_F_MASTER)) eligible++;
   }
   json_object_set_new(o, "number_of_master_eligible_nodes", json_integer(eligible));
+  /* beside the members: the node-to-node control connections open now (data connections
+   * not counted), which need not be one per member (design.md §5) */
+  json_object_set_new(o, "number_of_connections", json_integer(n->t ? (json_int_t)cl_transport_connected_count(n->t) : 0));
   /* the master first, as documented; the rest in the configuration's order. The
    * configuration is built with the master first, but keeps its order across a
    * failover that does not change it. */
