@@ -78,6 +78,7 @@ struct cl_peer {
   uint32_t down_ver;
   int need;       /* large cluster: one of our ring successors (we dial and watch it) */
   int sel;        /* scratch of watch_recompute: picked on the ring this time */
+  int verify;     /* another member lists it up while we hold it down: dial it once to see */
   uint64_t last_data_ms; /* the last message either way: what idle_close_ms counts from */
   cl_tbuf pend;   /* messages for a member while its connection is opened on demand */
   int member;      /* was connected: a failure is re-dialled until reconnect_timeout */
@@ -303,7 +304,7 @@ static int peer_recent(cl_peer *p) {
 /* Whether a peer that is not connected is dialled. */
 static int peer_dialable(cl_peer *p) {
   if (p->blocked || p->forgetting) return 0;
-  if (p->wanted || p->pinned || p->pend.len) return 1;
+  if (p->wanted || p->pinned || p->pend.len || p->verify) return 1;
   if (p->left) return 0;
   /* a large cluster: only what detection needs (and the above); a failed member that
    * comes back dials its own needs, and its connections bring it back */
@@ -788,6 +789,7 @@ static void hs_failed(cl_conn *c) {
   } else if (c->outgoing && c->peer) {
     cl_peer *p = c->peer;
     if (p->dial == c) p->dial = NULL;
+    p->verify = 0;
     /* after a lost tie-break the peer's dial normally wins; this re-dial is the
      * fallback if it does not (it does nothing once connected) */
     peer_schedule(p, 0);
@@ -1181,7 +1183,19 @@ static void on_members(cl_conn *c, const cl_frame *f) {
         continue;
       }
     }
-    if (q->down_known && (e.inc < q->down_inc || (e.inc == q->down_inc && e.ver <= q->down_ver))) continue;
+    if (q->down_known && (e.inc < q->down_inc || (e.inc == q->down_inc && e.ver <= q->down_ver))) {
+      /* Another member lists it up in the very life and version we hold it down in: one
+       * of us is stale (it has not heard the DOWN yet, or we were the one cut off and our
+       * DOWN never got out). Dial it once to see: if it answers, it is up here at once
+       * and hears it was declared down, so it refutes and every member takes it back;
+       * if not, it stays down. */
+      if (t->large && e.inc == q->down_inc && e.ver == q->down_ver && !q->conn && !q->dial && !q->resolving &&
+          !q->verify) {
+        q->verify = 1;
+        peer_dial(q);
+      }
+      continue;
+    }
     if (!q->wanted) q->learned = 1;
     if (!t->large) {
       if (!q->conn) {
@@ -1257,6 +1271,7 @@ static void conn_authenticated(cl_conn *c) {
     conn_close(d);
   }
   if (p->dial == c) p->dial = NULL;
+  p->verify = 0;
   uv_timer_stop(&p->timer);
   /* a member up through others (a large cluster) that restarted meanwhile: that life is over */
   if (p->alive && hs->peer_incarnation > p->incarnation) member_down(p, "closed", t->large, NULL, p->incarnation, p->ver);
@@ -1580,6 +1595,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   if (status < 0) {
     t->st.connects_failed++;
+    p->verify = 0;
     uint32_t supp = 0;
     if (cl_ratelimit_allow(&p->rl, now_ms(t), &supp)) {
       char more[64] = "";
@@ -1946,6 +1962,7 @@ static void on_tick(uv_timer_t *h) {
           if (cl_ratelimit_allow(&p->rl, now, &supp))
             cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to connect to %s: ETIMEDOUT", p->nn.full);
           if (p->dial == c) p->dial = NULL;
+          p->verify = 0;
           conn_close(c);
           peer_schedule(p, 0);
         } else {

@@ -70,7 +70,8 @@ describe("members, not a mesh: " .. N .. " nodes, full_mesh_max 8", function()
     end
   end)
 
-  it("every node knows every member over few connections; on demand; kill -9, SIGSTOP and leave reach all", function()
+  it("every node knows every member over few connections; on demand; kill -9, SIGSTOP, SIGCONT and leave reach all",
+    function()
     c = cluster.new { n = N, initial = 3, seed_only = true, cluster = "conns", hooks = HOOKS,
       extra = ("transport = { full_mesh_max = 8, watchers = %d, idle_close_ms = %d },"):format(WATCHERS, IDLE_MS) }
     c:start_all(nil, { TRIGGER_DIR = c.dir })
@@ -165,12 +166,29 @@ describe("members, not a mesh: " .. N .. " nodes, full_mesh_max 8", function()
     c.nodes[s]:kill "sigstop"
     c.nodes[s].stopped = true
     local ds = all_report(s, { timeout = true, closed = true }, TIMEOUT * (1 + AWARENESS_MAX) + DELIVERY, t0)
+    -- SIGCONT: it hears it was declared down, refutes, and every member takes it back
+    for i = 1, N do mark[i] = #c.nodes[i].lines end
+    t0 = now()
+    c.nodes[s]:kill "sigcont"
+    c.nodes[s].stopped = nil
+    local dback = 0
+    for i = 1, N do
+      if i ~= s and not c.nodes[i].exited then
+        assert.truthy(c.nodes[i]:wait_for_line("^EVENT node_up " .. esc(c.names[s]) .. "$", 5000, nil, mark[i] + 1),
+          ("node%d did not take node%d back after SIGCONT"):format(i, s))
+        for j = mark[i] + 1, #c.nodes[i].lines do
+          local ln = c.nodes[i].lines[j]
+          if ln.text:match("^EVENT node_up " .. esc(c.names[s])) then dback = math.max(dback, ln.t - t0) break end
+        end
+      end
+    end
     -- a clean leave
     local l = victims[3]
     for i = 1, N do mark[i] = #c.nodes[i].lines end
     t0 = now()
     c.nodes[l]:kill "sigterm"
     local dl = all_report(l, { left = true }, 1000 + DELIVERY, t0)
-    print(("large mode, %d nodes: kill -9 seen by all within %d ms, SIGSTOP %d ms, leave %d ms"):format(N, dk, ds, dl))
+    print(("large mode, %d nodes: kill -9 seen by all within %d ms, SIGSTOP %d ms, back after SIGCONT %d ms, leave %d ms")
+      :format(N, dk, ds, dback, dl))
   end)
 end)
