@@ -1950,7 +1950,10 @@ static void on_tick(uv_timer_t *h) {
     if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
       if (now >= c->deadline_ms) {
         if (c->close_after_flush) {
+          cl_peer *p = c->installed ? c->peer : NULL;
           conn_close(c);
+          /* a message queued meanwhile opens a new connection (as in conn_flush) */
+          if (p && p->pend.len && !t->leaving) peer_schedule(p, 1);
         } else if (c->state == C_CONNECTING && c->data) {
           conn_close(c);
           data_failed(t, c->peer);
