@@ -79,6 +79,13 @@ struct cl_peer {
   int need;       /* large cluster: one of our ring successors (we dial and watch it) */
   int sel;        /* scratch of watch_recompute: picked on the ring this time */
   int verify;     /* another member lists it up while we hold it down: dial it once to see */
+  /* a DOWN we set aside because this connection had just heard from it: taken after all
+   * if the connection then closes without news of it (an idle close), unless a frame
+   * from it comes first */
+  int doubted;
+  uint8_t doubt_rc;
+  uint64_t doubt_inc;
+  uint32_t doubt_ver;
   uint64_t last_data_ms; /* the last message either way: what idle_close_ms counts from */
   cl_tbuf pend;   /* messages for a member while its connection is opened on demand */
   int member;      /* was connected: a failure is re-dialled until reconnect_timeout */
@@ -157,6 +164,7 @@ static uint64_t now_ms(cl_transport *t) { return uv_now(t->loop); }
 
 static void conn_close(cl_conn *c);
 static void conn_down(cl_conn *c, const char *reason);
+static void doubt_settle(cl_peer *p);
 static void watch_recompute(cl_transport *t);
 static void peer_schedule(cl_peer *p, int fresh);
 static void peer_dial(cl_peer *p);
@@ -367,8 +375,9 @@ static void conn_flush(cl_conn *c) {
     cl_peer *p = c->peer;
     int inst = c->installed;
     conn_close(c);
+    if (inst && p) doubt_settle(p);
     /* a message queued while an idle connection was closing opens a new one */
-    if (inst && p && p->pend.len && !t->closing && !t->leaving) peer_schedule(p, 1);
+    if (inst && p && p->alive && p->pend.len && !t->closing && !t->leaving) peer_schedule(p, 1);
   }
 }
 
@@ -563,6 +572,17 @@ static void member_down(cl_peer *p, const char *reason, int announce, const cl_p
   if (t->cb.peer_down) t->cb.peer_down(t->cb.ud, p->nn.full, reason);
 }
 
+static void watch_recompute(cl_transport *t);
+
+/* p's connection closed without news of p (idle): a DOWN set aside for it stands now */
+static void doubt_settle(cl_peer *p) {
+  cl_transport *t = p->t;
+  if (!p->doubted || p->conn || !p->alive || t->leaving || t->closing) return;
+  p->doubted = 0;
+  member_down(p, down_reasons[p->doubt_rc], t->large, NULL, p->doubt_inc, p->doubt_ver);
+  watch_recompute(t);
+}
+
 /* one MEMBERS entry; 0 when it does not fit in room */
 static size_t member_entry(uint8_t *out, size_t room, const char *name, uint64_t inc, uint32_t ver, const char *id,
                            const char *roles) {
@@ -685,6 +705,8 @@ static void conn_down(cl_conn *c, const char *reason) {
     if (!strcmp(reason, "left")) p->left = 1;
     /* in a large cluster most members hold no connection to p: they hear it from us */
     member_down(p, reason, t->large && !t->no_announce, NULL, p->incarnation, p->ver);
+  } else if (!strcmp(reason, "idle")) {
+    doubt_settle(p);
   }
   watch_recompute(t);
   /* one that left is forgotten on the next tick, unless wanted or kept */
@@ -1095,6 +1117,15 @@ static void on_down(cl_conn *c, const cl_frame *f) {
       cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s says this node is down (%s): refuting (member version %u)",
              c->peer->nn.full, reason, t->ver);
       announce_member(t, t->self.full, t->cfg.incarnation, t->ver, t->s_id, t->s_roles, NULL, NULL);
+      /* the members this node itself took down lately may only have dropped it (they
+       * declared it down, which closed their connections here): dial them once to see */
+      if (t->large)
+        for (cl_peer *q = t->peers; q; q = q->next)
+          if (!q->alive && q->down_known && !q->left && !q->blocked && !q->conn && !q->dial && !q->resolving &&
+              now_ms(t) - q->down_ms < 4 * (uint64_t)t->cfg.timeout_ms + 2000) {
+            q->verify = 1;
+            peer_dial(q);
+          }
     }
     return;
   }
@@ -1102,8 +1133,14 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (!b || b == c->peer || !b->alive) return;
   if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
-  if (conn_live(b)) {
-    if (f->data[12] != 2 && now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) return;
+  if (conn_live(b) && !b->conn->close_after_flush) {
+    if (f->data[12] != 2 && now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) {
+      b->doubted = 1;
+      b->doubt_rc = f->data[12];
+      b->doubt_inc = inc;
+      b->doubt_ver = ver;
+      return;
+    }
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s declared %s down (%s) and nothing came from it here for %llu ms: closing",
            c->peer->nn.full, b->nn.full, reason, (unsigned long long)(now - b->conn->det.last_rx_ms));
     t->st.downs_applied++;
@@ -1443,6 +1480,7 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     if (fl && (fl->blackhole || fl->oneway_in)) return 0;
   }
   cl_det_heard(&c->det, now_ms(t));
+  c->peer->doubted = 0; /* it spoke after any DOWN we set aside */
   t->st.frames_in++;
   switch (f->type) {
   case CL_T_DATA:
@@ -1952,8 +1990,9 @@ static void on_tick(uv_timer_t *h) {
         if (c->close_after_flush) {
           cl_peer *p = c->installed ? c->peer : NULL;
           conn_close(c);
+          if (p) doubt_settle(p);
           /* a message queued meanwhile opens a new connection (as in conn_flush) */
-          if (p && p->pend.len && !t->leaving) peer_schedule(p, 1);
+          if (p && p->alive && p->pend.len && !t->leaving) peer_schedule(p, 1);
         } else if (c->state == C_CONNECTING && c->data) {
           conn_close(c);
           data_failed(t, c->peer);
