@@ -22,7 +22,7 @@ if ROOT:sub(1, 1) ~= "/" then ROOT = uv.cwd() .. "/" .. ROOT end
 local BENCH = ROOT .. "/bench"
 
 -- ---------------------------------------------------------------- options
-local QUICK, ONLY, MD = false, nil, nil
+local QUICK, ONLY, MD, SIZES, WINDOW = false, nil, nil, nil, nil
 do
   local i = 1
   while arg[i] do
@@ -30,11 +30,44 @@ do
     if a == "--quick" then QUICK = true
     elseif a == "--only" then i = i + 1; ONLY = {}; for n in arg[i]:gmatch "%d+" do ONLY[tonumber(n)] = true end
     elseif a == "--md" then i = i + 1; MD = arg[i]
-    else io.stderr:write("usage: clusterlua bench/run.lua [--quick] [--only 1,2,..] [--md FILE]\n"); os.exit(2) end
+    elseif a == "--sizes" and arg[i + 1] then
+      -- row 12's cluster sizes (default 100,300,1000)
+      i = i + 1; SIZES = {}
+      for n in arg[i]:gmatch "%d+" do SIZES[#SIZES + 1] = tonumber(n) end
+    elseif a == "--window" and tonumber(arg[i + 1]) then
+      -- row 12's stable / idle window in seconds (default 60, QUICK 10)
+      i = i + 1; WINDOW = tonumber(arg[i])
+    else
+      io.stderr:write("usage: clusterlua bench/run.lua [--quick] [--only 1,2,..] [--md FILE] [--sizes 100,300,1000]"
+        .. " [--window S]\n")
+      os.exit(2)
+    end
     i = i + 1
   end
 end
 local function want(row) return not ONLY or ONLY[row] end
+
+-- Open files: this driver holds 2 pipes per process it runs and, in row 12, one socket
+-- per node while it reads their counters (3 N + 64 at N nodes); each clusterlua node
+-- holds 2 per peer while the mesh is full (control and data connection, 2 N + 64). The
+-- nodes inherit this process's limit: raise the soft limit to the hard one (what
+-- `ulimit -n $(ulimit -Hn)` does) and say so when it is still short for row 12.
+local NOFILE
+do
+  local ffi = require "ffi"
+  pcall(ffi.cdef, "struct cl_bench_rlimit { unsigned long cur, max; };"
+    .. "int getrlimit(int, struct cl_bench_rlimit *); int setrlimit(int, const struct cl_bench_rlimit *);")
+  local RLIMIT_NOFILE = 7 -- Linux
+  local rl = ffi.new "struct cl_bench_rlimit"
+  if ffi.C.getrlimit(RLIMIT_NOFILE, rl) == 0 then
+    if rl.cur < rl.max then
+      rl.cur = rl.max
+      ffi.C.setrlimit(RLIMIT_NOFILE, rl)
+      ffi.C.getrlimit(RLIMIT_NOFILE, rl)
+    end
+    NOFILE = tonumber(rl.cur)
+  end
+end
 
 local TRIALS = QUICK and 3 or 10          -- rows 1-3 (clusterlua), clusterlua rows 4-5
 local ETCD_TRIALS = QUICK and 2 or 10     -- rows 1-3 (etcd: seconds per trial)
@@ -655,29 +688,71 @@ end
 ERL.all_saw, ERL.reset_seen = CL.all_saw, CL.reset_seen
 function ERL:stop() stop_procs(self.procs); self.procs = {} end
 
--- Serf
+-- Serf, started as its users start it: the first agent alone, then each agent with a
+-- plain `-join` to one that is already running (the first three in turn, as clusterlua's
+-- scale rows have 3 seeds), about 20 ms apart. (Every agent `-retry-join`ing the first
+-- with a 100 ms retry, as this harness did before, did not form 50 agents within 75 s on
+-- 2026-12-05; 60 agents started this way formed at once.) `serf agent -join` exits when
+-- the join fails, so an agent is only started once the one it joins has logged its own
+-- join. opts.block = { b =, port = }: agent i binds 127.B.x.y (scale_addr), every agent
+-- the same two ports (bind, then RPC), instead of 127.0.0.1 and ports of its own.
 local SERF = {}
 SERF.__index = SERF
-local function new_serf(n)
-  local s = setmetatable({ n = n, short = {}, bind = {}, rpc = {}, procs = {}, seen = {} }, SERF)
-  for i = 1, n do s.short[i] = "s" .. i; s.bind[i] = free_port(); s.rpc[i] = free_port() end
+local SERF_PACE_MS = 20
+local scale_addr -- defined with row 12
+local function new_serf(n, opts)
+  local s = setmetatable({ n = n, short = {}, addr = {}, bind = {}, rpc = {}, procs = {}, seen = {}, self_up = {},
+    nup = {}, formed_n = 0, downs = 0, down_log = {} }, SERF)
+  for i = 1, n do
+    s.short[i] = "s" .. i
+    if opts and opts.block then
+      s.addr[i], s.bind[i], s.rpc[i] = scale_addr(opts.block.b, i), opts.block.port, opts.block.port + 1
+    else
+      s.addr[i], s.bind[i], s.rpc[i] = "127.0.0.1", free_port(), free_port()
+    end
+  end
   return s
+end
+-- the running agent agent i joins: none for the first; else one of the first three
+function SERF:join_target(i)
+  if i == 1 then return nil end
+  return (i - 2) % math.min(3, i - 1) + 1
 end
 function SERF:start(i)
   self.seen[i] = { node_up = {}, node_down = {} }
-  local args = { "agent", "-node", self.short[i], "-bind", "127.0.0.1:" .. self.bind[i],
-    "-rpc-addr", "127.0.0.1:" .. self.rpc[i], "-log-level", "info" }
-  if i ~= 1 then
-    args[#args + 1] = "-retry-join"; args[#args + 1] = "127.0.0.1:" .. self.bind[1]
-    args[#args + 1] = "-retry-interval"; args[#args + 1] = "100ms"
-  else
-    args[#args + 1] = "-retry-join"; args[#args + 1] = "127.0.0.1:" .. self.bind[2]
-    args[#args + 1] = "-retry-interval"; args[#args + 1] = "100ms"
+  self.nup[i] = 0
+  self.self_up[i] = nil
+  local args = { "agent", "-node", self.short[i], "-bind", self.addr[i] .. ":" .. self.bind[i],
+    "-rpc-addr", self.addr[i] .. ":" .. self.rpc[i], "-log-level", "info" }
+  local j = self:join_target(i)
+  if j then
+    if not pump(function() return self.self_up[j] ~= nil end, 10000) then
+      log("serf: s%d (which s%d joins) has not started within 10 s", j, i)
+    end
+    local wait_us = (self.last_start or 0) + SERF_PACE_MS * 1000 - now_us()
+    if wait_us > 0 then sleep(wait_us / 1000) end
+    args[#args + 1] = "-join"; args[#args + 1] = self.addr[j] .. ":" .. self.bind[j]
   end
+  self.last_start = now_us()
   local p = spawn("/usr/bin/serf", args, nil, function(_, line, t)
     local ev, who = line:match "Event(Member%a+): (%S+)"
-    if ev == "MemberJoin" then ev = "node_up" elseif ev == "MemberFailed" then ev = "node_down" else ev = nil end
-    if ev and who ~= self.short[i] then self.seen[i][ev][who] = self.seen[i][ev][who] or t end
+    if not ev then return end
+    if who == self.short[i] then
+      if ev == "MemberJoin" then self.self_up[i] = self.self_up[i] or t end
+      return
+    end
+    if ev == "MemberJoin" then ev = "node_up" elseif ev == "MemberFailed" then ev = "node_down" else return end
+    if ev == "node_down" then
+      self.downs = self.downs + 1
+      self.down_log[#self.down_log + 1] = ("%s saw %s failed"):format(self.short[i], who)
+    end
+    if not self.seen[i][ev][who] then
+      self.seen[i][ev][who] = t
+      if ev == "node_up" then
+        self.nup[i] = self.nup[i] + 1
+        if self.nup[i] == self.n - 1 then self.formed_n, self.formed_t = self.formed_n + 1, t end
+      end
+    end
   end)
   p.keep_lines = false
   self.procs[i] = p
@@ -983,6 +1058,401 @@ local function stability_row(label, key, sys_new)
   if best == STABLE_SIZES[#STABLE_SIZES] then note(key, ("≥ %d (bound of the run)"):format(best)) end
 end
 
+-- ---------------------------------------------------------------- row 12: scale (issue 18)
+-- N = 100, 300, 1000 (--sizes): clusterlua with 3 static seeds (node1-3, the initial
+-- masters), every node with the default roles, all N spawned back to back; Serf started
+-- as its users start it (see SERF above). Every node has its own loopback address
+-- 127.B.x.y and all use the same ports. Times come from stamps: clusterlua's nodes
+-- append them from their own hooks (spec/fixtures/stamp_hooks.lua, uv.hrtime, the
+-- driver's clock) to one file per node, which the driver reads every 50 ms (200 ms from
+-- 300 nodes on); Serf's event lines are stamped on arrival through their pipes, as in
+-- rows 4-6. Per size and system: time to form; a window (60 s, --window) in which any
+-- node_down is false and any exit counts, over which the idle cost is measured; kill -9
+-- and SIGSTOP of a non-master, non-seed node (SCALE_TRIALS each, every survivor's
+-- node_down; the victim stays dead); kill -9 of the master (clusterlua).
+local SCALE_SIZES = SIZES or { 100, 300, 1000 }
+-- the scale sizes run in a full run, and in QUICK only when --sizes names them
+local SCALE_ON = not QUICK or SIZES ~= nil
+local SCALE_TRIALS = QUICK and 1 or 3
+local SCALE_WINDOW = WINDOW or (QUICK and 10 or 60)
+local SCALE_HOOKS = ROOT .. "/spec/fixtures/stamp_hooks.lua"
+
+function scale_addr(b, i)
+  return ("127.%d.%d.%d"):format(b, math.floor((i - 1) / 250), (i - 1) % 250 + 1)
+end
+
+-- a block 127.B.0.0/16 in which `nports` ports from `base` are free for TCP and UDP on
+-- the first n addresses (nothing else uses 127.B.x.y, but a wildcard listener would)
+local function scale_block(n, nports)
+  for _ = 1, 20 do
+    local b = math.random(64, 254)
+    local base = math.random(10000, math.max(10001, eph_lo - nports - 1))
+    local ok = true
+    for i = 1, n do
+      local handles, closed = {}, 0
+      for k = 0, nports - 1 do
+        local t, u = uv.new_tcp(), uv.new_udp()
+        handles[#handles + 1], handles[#handles + 2] = t, u
+        if not t:bind(scale_addr(b, i), base + k) or not u:bind(scale_addr(b, i), base + k) then ok = false end
+      end
+      for _, h in ipairs(handles) do h:close(function() closed = closed + 1 end) end
+      pump(function() return closed == #handles end, 1000)
+      if not ok then break end
+    end
+    if ok then return { b = b, port = base } end
+  end
+  error("no loopback block 127.B.0.0/16 with free ports")
+end
+
+-- GET path from every address at once (raw TCP, 3 s bound); answers[i] = body or nil
+local function get_all(addrs, port, path)
+  local answers, pending = {}, #addrs
+  for i, a in ipairs(addrs) do
+    local tcp, timer = uv.new_tcp(), uv.new_timer()
+    local chunks, done = {}, false
+    local function finish(ok)
+      if done then return end
+      done = true
+      timer:stop(); timer:close()
+      if not tcp:is_closing() then tcp:close() end
+      local resp = table.concat(chunks)
+      if ok and resp:match "^HTTP/1%.%d 200" then answers[i] = resp:match "\r\n\r\n(.*)$" end
+      pending = pending - 1
+    end
+    timer:start(3000, 0, function() finish(false) end)
+    tcp:connect(a, port, function(err)
+      if err then return finish(false) end
+      tcp:write(("GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n"):format(path, a))
+      tcp:read_start(function(rerr, data)
+        if rerr then return finish(false) end
+        if data then chunks[#chunks + 1] = data else finish(true) end
+      end)
+    end)
+  end
+  pump(function() return pending == 0 end, 5000)
+  return answers
+end
+
+-- bytes a clusterlua node has sent, from its own counters (/metrics): the transport's
+-- (control connections) and the data plane's
+local function cl_bytes_out(metrics)
+  if not metrics then return nil end
+  local total, found = 0, false
+  for line in metrics:gmatch "[^\n]+" do
+    local v = line:match "^clusterlua_bytes_out%S*%s+(%S+)$" or line:match '^clusterlua_data_bytes%S*direction="out"%S*%s+(%S+)$'
+    if v then total, found = total + tonumber(v), true end
+  end
+  return found and total or nil
+end
+
+-- clusterlua at scale: reads the stamp files into the same seen[i][event][who] as the
+-- line-stamped systems, plus nup[i] (others seen up), count[i] (members of its last
+-- committed state) and master[i] = { t, name } (its latest master_changed)
+local SCL = {}
+SCL.__index = SCL
+local function new_scl(n, all_hosts)
+  local c = setmetatable({ n = n, dir = tmpdir "scale", short = {}, names = {}, addr = {}, procs = {}, seen = {},
+    nup = {}, count = {}, members = {}, master = {}, off = {}, partial = {}, downs = 0, down_log = {} }, SCL)
+  c.block = scale_block(n, 2)
+  c.port, c.admin_port = c.block.port, c.block.port + 1
+  for i = 1, n do
+    c.short[i] = "node" .. i
+    c.addr[i] = scale_addr(c.block.b, i)
+    c.names[i] = ("node%d@%s:%d"):format(i, c.addr[i], c.port)
+    c.seen[i], c.nup[i], c.count[i], c.members[i] = { node_up = {}, node_down = {} }, 0, 0, {}
+  end
+  -- 3 seeds (row 12), or every node listed (row 11 at these sizes, as row 10 lists them)
+  local seeds, imn = {}, {}
+  for i = 1, all_hosts and n or math.min(3, n) do seeds[i] = ("%q"):format(c.names[i]) end
+  for i = 1, math.min(3, n) do imn[i] = ("%q"):format(c.short[i]) end
+  uv.fs_mkdir(c.dir .. "/stamps", 448)
+  c.topology = write(c.dir .. "/topology.lua", ([[
+return {
+  cluster = "bench",
+  topologies = { seeds = { strategy = "static", config = { hosts = { %s } } } },
+  election = { initial_master_nodes = { %s } },
+  hooks = %q,
+}
+]]):format(table.concat(seeds, ", "), table.concat(imn, ", "), SCALE_HOOKS))
+  return c
+end
+function SCL:start(i)
+  local p = spawn(BIN, { "--name", self.names[i], "--cookie", "bench-cookie", "--admin",
+    self.addr[i] .. ":" .. self.admin_port, "--data", self.dir .. "/data" .. i, "--log-level", "warn", self.topology },
+    { CL_STAMPS = self.dir .. "/stamps/" .. i })
+  p.keep_lines = false
+  self.procs[i] = p
+  return p
+end
+function SCL:start_all() for i = 1, self.n do self:start(i) end end
+function SCL:poll()
+  local n = self.n
+  for i = 1, n do
+    local f = io.open(self.dir .. "/stamps/" .. i, "rb")
+    if f then
+      f:seek("set", self.off[i] or 0)
+      local data = f:read "*a" or ""
+      f:close()
+      self.off[i] = (self.off[i] or 0) + #data
+      local buf, start = (self.partial[i] or "") .. data, 1
+      while true do
+        local nl = buf:find("\n", start, true)
+        if not nl then break end
+        local t, ev, a1, a2 = buf:sub(start, nl - 1):match "^(%d+) (%S+) (%S+) ?(%S*)"
+        start = nl + 1
+        t = tonumber(t)
+        local who = a1 and (a1:match "^([^@]+)@" or a1)
+        if ev == "node_up" or ev == "node_down" then
+          if ev == "node_down" then
+            self.downs = self.downs + 1
+            self.down_log[#self.down_log + 1] = ("%s saw %s down (%s)"):format(self.short[i], who, a2)
+          end
+          if not self.seen[i][ev][who] then
+            self.seen[i][ev][who] = t
+            if ev == "node_up" then self.nup[i] = self.nup[i] + 1 end
+          end
+        elseif ev == "master_changed" then
+          self.master[i] = { t = t, name = a1 ~= "-" and a1 or nil }
+        elseif ev == "member+" then
+          if not self.members[i][who] then self.count[i] = self.count[i] + 1 end
+          self.members[i][who] = true
+          self.last_member_t = math.max(self.last_member_t or 0, t)
+        elseif ev == "member-" then
+          if self.members[i][who] then self.count[i] = self.count[i] - 1 end
+          self.members[i][who] = nil
+        end
+        if ev == "node_up" and t > (self.last_up_t or 0) then self.last_up_t = t end
+      end
+      self.partial[i] = buf:sub(start)
+    end
+  end
+end
+-- every node sees the n-1 others up and n members: the stamp that completed it
+function SCL:formed()
+  for i = 1, self.n do
+    if self.nup[i] < self.n - 1 or self.count[i] < self.n then return nil end
+  end
+  return math.max(self.last_up_t or 0, self.last_member_t or 0)
+end
+-- the master every listed node names last (nil when they do not agree)
+function SCL:agreed_master(list, since)
+  local m
+  for _, i in ipairs(list) do
+    local x = self.master[i]
+    if not x or not x.name or (since and x.t < since) then return nil end
+    if m and x.name ~= m then return nil end
+    m = x.name
+  end
+  return m
+end
+SCL.all_saw, SCL.reset_seen = CL.all_saw, CL.reset_seen
+function SCL:stop() stop_procs(self.procs); self.procs = {} end
+
+function SERF:poll() end
+function SERF:start_all() for i = 1, self.n do self:start(i) end end
+function SERF:formed()
+  if self.formed_n < self.n then return nil end
+  return self.formed_t
+end
+
+-- a pump whose condition is checked (and the stamps read) every `every_ms`, with a
+-- timer so that the loop wakes up even when no process writes anything
+local function pump_every(sys, every_ms, pred, ms)
+  local timer = uv.new_timer()
+  local due = true
+  timer:start(every_ms, every_ms, function() due = true end)
+  local ok = pump(function()
+    if not due then return false end
+    due = false
+    sys:poll()
+    return pred()
+  end, ms)
+  timer:stop(); timer:close()
+  return ok
+end
+
+-- `secs` seconds with nothing done to the nodes: per node, CPU and wake-ups per second,
+-- bytes sent per second (clusterlua: its own counters), RssAnon at the end, added as
+-- key.cpu.N, .wake.N, .bytes.N, .anon.N. Returns the node_down events seen meanwhile
+-- and how many nodes exited.
+local function idle_window(sys, n, key, sfx, secs_want)
+  local downs0 = sys.downs
+  local before = {}
+  for i = 1, n do before[i] = { proc_cost(sys.procs[i].pid) } end
+  local bytes0 = {}
+  if sys.admin_port then
+    local m = get_all(sys.addr, sys.admin_port, "/metrics")
+    for i = 1, n do bytes0[i] = cl_bytes_out(m[i]) end
+  end
+  local tw = now_us()
+  pump_every(sys, 1000, function() return now_us() - tw >= secs_want * 1e6 end, secs_want * 1000 + 5000)
+  local secs = (now_us() - tw) / 1e6
+  sys:poll() -- the stamps of the window's last moments
+  local bytes1 = {}
+  if sys.admin_port then
+    local m = get_all(sys.addr, sys.admin_port, "/metrics")
+    for i = 1, n do bytes1[i] = cl_bytes_out(m[i]) end
+  end
+  local exited = 0
+  for i = 1, n do
+    if sys.procs[i].exited then
+      exited = exited + 1
+    else
+      local t, w = proc_cost(sys.procs[i].pid)
+      if t and before[i][1] then
+        add(("%s.cpu%s"):format(key, sfx), (t - before[i][1]) * 1000 / CLK_TCK / secs)
+        add(("%s.wake%s"):format(key, sfx), (w - before[i][2]) / secs)
+      end
+      if bytes0[i] and bytes1[i] then add(("%s.bytes%s"):format(key, sfx), (bytes1[i] - bytes0[i]) / secs) end
+      local mm = mem_of(sys.procs[i].pid)
+      if mm then add(("%s.anon%s"):format(key, sfx), mm.RssAnon / 1048576) end
+    end
+  end
+  if not sys.admin_port then note(("%s.bytes%s"):format(key, sfx), "no counter of its own") end
+  -- which node saw which down, for the log (the first 5 of the window)
+  for k = #sys.down_log - (sys.downs - downs0) + 1, math.min(#sys.down_log, #sys.down_log - (sys.downs - downs0) + 5) do
+    log("%s.false%s: %s", key, sfx, sys.down_log[k])
+  end
+  return sys.downs - downs0, exited
+end
+
+local function scale_size(label, key, sys, n)
+  local every = n >= 300 and 200 or 50
+  local sfx = "." .. n
+  log("%s: %d nodes: start until every node sees all %d", label, n, n)
+  local t0 = now_us()
+  sys:start_all()
+  local bound = 60000 + n * 300
+  local formed
+  pump_every(sys, every, function() formed = sys:formed(); return formed ~= nil end, bound)
+  if not formed then
+    local exited = 0
+    for i = 1, n do if sys.procs[i].exited then exited = exited + 1 end end
+    log("%s: %d nodes did not form within %g s (%d exited)", label, n, bound / 1000, exited)
+    add(key .. ".form" .. sfx, false)
+    note(key .. ".form" .. sfx, ("did not form within %g s%s"):format(bound / 1000,
+      exited > 0 and (", " .. exited .. " exited") or ""))
+    sys:stop()
+    return
+  end
+  add(key .. ".form" .. sfx, (formed - t0) / 1000)
+  log("%s: %d nodes formed in %.2f s; %d s at rest", label, n, (formed - t0) / 1e6, SCALE_WINDOW)
+  -- the window: nobody is killed, so every node_down is false; the idle cost over it
+  local downs, exited = idle_window(sys, n, key, sfx, SCALE_WINDOW)
+  add(key .. ".false" .. sfx, downs)
+  if exited > 0 then note(key .. ".false" .. sfx, ("%d false, %d exited"):format(downs, exited)) end
+  log("%s: %d nodes: %d false node_down, %d exited in %d s", label, n, downs, exited, SCALE_WINDOW)
+  -- kill -9, then SIGSTOP, of a node that is neither a seed nor the master
+  local dead = {}
+  local function survivors()
+    local l = {}
+    for i = 1, n do if not dead[i] and not sys.procs[i].exited then l[#l + 1] = i end end
+    return l
+  end
+  local function victim()
+    local m = sys.agreed_master and sys:agreed_master(survivors())
+    for _ = 1, 100 do
+      local i = math.random(4, n)
+      if not dead[i] and not sys.procs[i].exited and sys.names and sys.names[i] ~= m then return i end
+      if not dead[i] and not sys.procs[i].exited and not sys.names then return i end
+    end
+  end
+  local cap = n >= 300 and 120000 or 60000
+  for _, how in ipairs { "kill", "stop" } do
+    for trial = 1, SCALE_TRIALS do
+      local v = victim()
+      if not v then break end
+      local who = sys.short[v]
+      dead[v] = true
+      local rest = survivors()
+      sys:reset_seen(rest, who)
+      local tk = now_us()
+      sys.procs[v]:signal(how == "kill" and "sigkill" or "sigstop")
+      local t
+      pump_every(sys, every, function() t = sys:all_saw(rest, "node_down", who); return t ~= nil end, cap)
+      local k = ("%s.%s%s"):format(key, how, sfx)
+      add(k, t and (t - tk) / 1000 or false)
+      if not t then note(k, ("> %g s"):format(cap / 1000)) end
+      log("%s: %d nodes: %s of %s (trial %d): %s", label, n, how == "kill" and "kill -9" or "SIGSTOP", who, trial,
+        t and ("every survivor's node_down in %.1f ms"):format((t - tk) / 1000) or "not seen by all")
+      if how == "stop" then sys.procs[v]:kill() end
+    end
+  end
+  -- kill -9 of the master (clusterlua): a new master named by every survivor
+  if sys.agreed_master then
+    for trial = 1, SCALE_TRIALS do
+      local rest = survivors()
+      local m
+      pump_every(sys, every, function() m = sys:agreed_master(rest); return m ~= nil end, 10000)
+      local k = sys:index_of(m or "")
+      if not k then log("%s: %d nodes: no master agreed by all before trial %d", label, n, trial); break end
+      dead[k] = true
+      rest = survivors()
+      local tk = now_us()
+      sys.procs[k]:signal("sigkill")
+      local got
+      pump_every(sys, every, function()
+        got = sys:agreed_master(rest, tk)
+        return got ~= nil and got ~= m
+      end, cap)
+      local t = 0
+      if got and got ~= m then
+        for _, i in ipairs(rest) do t = math.max(t, sys.master[i].t) end
+      end
+      add(key .. ".master" .. sfx, (got and got ~= m) and (t - tk) / 1000 or false)
+      log("%s: %d nodes: kill -9 of master %s (trial %d): %s", label, n, sys.short[k], trial,
+        (got and got ~= m) and ("%s agreed by all in %.1f ms"):format(got:match "^[^@]+", (t - tk) / 1000)
+        or "no new master agreed")
+    end
+  end
+  sys:stop()
+end
+function SCL:index_of(full)
+  for i, nm in ipairs(self.names) do if nm == full then return i end end
+end
+
+-- row 11 at the sizes of row 12: clusterlua with a static list of all N (as rows 10 and
+-- 11 start it), Serf as its users start it; 3 s to settle after forming, then the idle
+-- window (60 s, QUICK 10 s; not --window)
+local function idle_scale_rows(have_serf)
+  for _, n in ipairs(SCALE_SIZES) do
+    for _, sysdef in ipairs { { "clusterlua", "r11.cl", function() return new_scl(n, true) end },
+      { "serf", "r11.serf", have_serf and function() return new_serf(n, { block = scale_block(n, 2) }) end } } do
+      local label, key, make = sysdef[1], sysdef[2], sysdef[3]
+      if make then
+        local sys = make()
+        log("%s: %d nodes at rest for %d s: CPU, wake-ups, bytes, RssAnon", label, n, IDLE_S)
+        sys:start_all()
+        local formed
+        pump_every(sys, n >= 300 and 200 or 50, function() formed = sys:formed(); return formed ~= nil end,
+          60000 + n * 300)
+        if formed then
+          sleep(3000)
+          idle_window(sys, n, key, "." .. n, IDLE_S)
+        else
+          log("%s: %d nodes did not see each other", label, n)
+          note(("%s.cpu.%d"):format(key, n), "did not form")
+        end
+        sys:stop()
+      end
+    end
+  end
+end
+
+local function scale_rows(have_serf)
+  for _, n in ipairs(SCALE_SIZES) do
+    if NOFILE and NOFILE < 3 * n + 64 then
+      log("row 12: %d nodes need %d open files per process, the limit is %d (raise the hard limit)", n, 3 * n + 64,
+        NOFILE)
+    end
+    scale_size("clusterlua", "r12.cl", new_scl(n), n)
+    if have_serf then
+      local block = scale_block(n, 2)
+      scale_size("serf", "r12.serf", setmetatable(new_serf(n, { block = block }), SERF), n)
+    end
+  end
+end
+
 -- ---------------------------------------------------------------- the table
 local function stats(key)
   local r = results[key]
@@ -1007,7 +1477,11 @@ local function fmt(v, unit)
   elseif unit == "MiB" then return ("%.1f MiB"):format(v)
   elseif unit == "ms/s" then return ("%.2f ms/s"):format(v)
   elseif unit == "/s" then return ("%.1f /s"):format(v)
-  elseif unit == "nodes" then return ("%d"):format(v)
+  elseif unit == "nodes" or unit == "count" then return ("%d"):format(v)
+  elseif unit == "B/s" then
+    if v >= 1e6 then return ("%.2f MB/s"):format(v / 1e6) end
+    if v >= 1e4 then return ("%.0f kB/s"):format(v / 1e3) end
+    return ("%.0f B/s"):format(v)
   end
   return tostring(v)
 end
@@ -1118,6 +1592,48 @@ local ROWS = {
     target = no_more_than("r11.serf.anon.60"), peers = { { "Serf", "r11.serf.anon.60" } } },
 }
 
+-- row 12, per size: judged on the slowest trial where the issue says "max over trials"
+local function le_max(text, limit)
+  return { text, function(s) return s.max <= limit end }
+end
+for _, n in ipairs(SCALE_ON and SCALE_SIZES or {}) do
+  for _, r in ipairs {
+    { "idle CPU per node at rest, %d nodes (utime + stime per second)", "ms/s", "cpu" },
+    { "idle wake-ups per node at rest, %d nodes (voluntary context switches)", "/s", "wake" },
+    { "idle bytes sent per node at rest, %d nodes (its own counters)", "B/s", "bytes" },
+    { "idle memory per node at rest, %d nodes (RssAnon)", "MiB", "anon" },
+  } do
+    local ck, sk = ("r11.cl.%s.%d"):format(r[3], n), ("r11.serf.%s.%d"):format(r[3], n)
+    ROWS[#ROWS + 1] = { 11, r[1]:format(n), r[2], true, cl = ck,
+      target = r[3] == "bytes" and { "—", nil } or no_more_than(sk), peers = { { "Serf", sk } } }
+  end
+end
+for _, n in ipairs(SCALE_ON and SCALE_SIZES or {}) do
+  local k = function(sys, m) return ("r12.%s.%s.%d"):format(sys, m, n) end
+  local serf = function(m, what) return { { what or "Serf", k("serf", m) } } end
+  for _, r in ipairs {
+    { ("%d nodes started (3 seeds) → every node sees all %d"):format(n, n), "ms", "form", le("≤ 20 s", 20000),
+      serf("form", "Serf (plain -join to a running agent, 20 ms apart)") },
+    { ("%d nodes: false node_down during %d s at rest"):format(n, SCALE_WINDOW), "count", "false", le("0", 0),
+      serf "false" },
+    { ("%d nodes: kill -9 of a non-master → every survivor's node_down (max over trials)"):format(n), "ms", "kill",
+      le_max("≤ 1 s (max)", 1000), serf "kill" },
+    { ("%d nodes: SIGSTOP of a non-master → every survivor's node_down (max over trials)"):format(n), "ms", "stop",
+      le_max("≤ 3 s (max)", 3000), serf "stop" },
+    { ("%d nodes: kill -9 of the master → new master agreed by all (max over trials)"):format(n), "ms", "master",
+      le_max("≤ 1 s (max)", 1000), {} },
+    { ("%d nodes: idle CPU per node (utime + stime per second)"):format(n), "ms/s", "cpu", le("≤ 1 ms/s", 1),
+      serf "cpu" },
+    { ("%d nodes: idle wake-ups per node (voluntary context switches)"):format(n), "/s", "wake", { "—", nil },
+      serf "wake" },
+    { ("%d nodes: idle bytes sent per node (its own counters)"):format(n), "B/s", "bytes", { "—", nil },
+      serf "bytes" },
+    { ("%d nodes: idle memory per node (RssAnon)"):format(n), "MiB", "anon", le("≤ 4 MiB", 4), serf "anon" },
+  } do
+    ROWS[#ROWS + 1] = { 12, r[1], r[2], true, cl = k("cl", r[3]), target = r[4], peers = r[5] }
+  end
+end
+
 local function cell(s, unit)
   if not s then return "", "" end
   local range = s.n > 1 and (fmt(s.min, unit) .. " – " .. fmt(s.max, unit)) or ""
@@ -1212,7 +1728,10 @@ local function main()
         for _, m in ipairs { "cpu", "wake", "anon" } do note(("r11.serf.%s.%d"):format(m, n), "unavailable") end
       end
     end
+    -- and at row 12's sizes (100, 300, 1000 or --sizes); QUICK only with --sizes
+    if SCALE_ON then idle_scale_rows(have_serf) end
   end
+  if want(12) and SCALE_ON then scale_rows(have_serf) end
   if want(10) then
     if QUICK then
       note("r10.cl", "skipped (QUICK)")

@@ -30,6 +30,9 @@ static void usage(FILE *f) {
           "       clusterlua unsafe-bootstrap --data DIR [--yes]\n"
           "       clusterlua cookie         print a new random cookie (32 bytes, base64url)\n"
           "       clusterlua keys [--admin HOST:PORT] list | install KEY|- | use FP | remove FP\n"
+          "       clusterlua sim TOPOLOGY.lua [--nodes N] [--scenario FILE] [--seed N | --seeds N]\n"
+          "                      [--duration 10m] [--liveness] [--json] [--timeline OUT.html]\n"
+          "                      rehearse the topology, its strategies and hooks on simulated nodes\n"
           "\n"
           "Without --name, FILE.lua runs as a script (like `lua`), on a libuv loop.\n"
           "With --name, FILE.lua returns a topology and the process is a cluster node.\n"
@@ -241,7 +244,7 @@ int main(int argc, char **argv) {
   cl_options opts = {0}; /* the parsed command line: Lua reads it through its context */
   if (argc >= 2 && (strcmp(argv[1], "status") == 0 || strcmp(argv[1], "events") == 0 ||
                     strcmp(argv[1], "unsafe-bootstrap") == 0 || strcmp(argv[1], "cookie") == 0 ||
-                    strcmp(argv[1], "keys") == 0)) {
+                    strcmp(argv[1], "keys") == 0 || strcmp(argv[1], "sim") == 0)) {
     /* subcommands are Lua modules: clusterlua.cli.<name> receives the remaining args */
     return run(&opts, argc, argv, 1, MODE_CLI);
   }

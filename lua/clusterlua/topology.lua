@@ -199,6 +199,13 @@ local function validate_transport(file, t)
     fail(file, "transport.reconnect_timeout_ms", "expected an integer 1000 .. 4294967295 (milliseconds), got "
       .. tostring(t.reconnect_timeout_ms))
   end
+  -- an idle watched peer beats every heartbeat: past half a timeout, healthy peers are
+  -- called down between beats, or a DOWN announcement is ignored (docs/design.md §4)
+  local hb, to = t.heartbeat_ms or 100, t.timeout_ms or 400
+  if type(hb) == "number" and type(to) == "number" and hb * 2 > to then
+    fail(file, "transport.heartbeat_ms", ("expected at most half of transport.timeout_ms (%s), got %s"):format(
+      tostring(to), tostring(hb)))
+  end
   -- each node watches this many peers (runtime/transport/watch.h, CL_WATCH_MAX)
   if t.watchers ~= nil and (type(t.watchers) ~= "number" or t.watchers % 1 ~= 0 or t.watchers < 1 or t.watchers > 64) then
     fail(file, "transport.watchers", "expected an integer 1 .. 64 (peers each node watches), got " .. tostring(t.watchers))

@@ -8,6 +8,7 @@
 #include "admin/json_filter.h"
 #include "core/lua_stats.h"
 #include "node/node_internal.h"
+#include "transport/transport.h"
 
 static const char *name_of_id(cl_node *n, const cl_el_state *st, const char *id) {
   if (st)
@@ -36,6 +37,10 @@ json_t *cl_admin_health_json(cl_node *n) {
   json_object_set_new(o, "version", json_integer(st ? (json_int_t)st->version : 0));
   /* the members, as the committed state lists them (and /_cat/nodes shows them) */
   json_object_set_new(o, "number_of_nodes", json_integer(st ? (json_int_t)st->n_nodes : 1));
+  /* beside the members: the peers this node holds an authenticated node-to-node
+   * connection to right now (what a large cluster must keep small; issue 18; data
+   * connections not counted; design.md §5) */
+  json_object_set_new(o, "number_of_connections", json_integer(n->t ? (json_int_t)cl_transport_connected_count(n->t) : 0));
   int eligible = (cl_node_roles_flags(n->cfg->roles) & CL_EL_F_MASTER) ? 1 : 0;
   for (int i = 0; st && st->n_nodes && i < n->n_peers; i++) { /* bsearch: no NULL base */
     if (!n->peers[i].up) continue;
@@ -45,9 +50,6 @@ json_t *cl_admin_health_json(cl_node *n) {
     if (m && (m->flags & CL_EL_F_MASTER)) eligible++;
   }
   json_object_set_new(o, "number_of_master_eligible_nodes", json_integer(eligible));
-  /* beside the members: the node-to-node control connections open now (data connections
-   * not counted), which need not be one per member (design.md §5) */
-  json_object_set_new(o, "number_of_connections", json_integer(n->t ? (json_int_t)cl_transport_connected_count(n->t) : 0));
   /* the master first, as documented; the rest in the configuration's order. The
    * configuration is built with the master first, but keeps its order across a
    * failover that does not change it. */

@@ -65,6 +65,13 @@ void cl_buf_str(cl_buf *b, const char *s) {
   b->n += n;
 }
 
+void cl_buf_raw(cl_buf *b, const uint8_t *p, size_t n) {
+  buf_reserve(b, n);
+  if (b->oom || n == 0) return;
+  memcpy(b->p + b->n, p, n);
+  b->n += n;
+}
+
 void cl_buf_free(cl_buf *b) {
   free(b->p);
   memset(b, 0, sizeof *b);
@@ -243,6 +250,81 @@ void cl_state_encode(const cl_el_state *st, cl_buf *b) {
   cl_buf_bytes(b, st->meta, st->meta_len);
 }
 
+static void node_encode(const cl_el_node *n, cl_buf *b) {
+  cl_buf_str(b, n->id);
+  cl_buf_str(b, n->name);
+  cl_buf_str(b, n->address);
+  cl_buf_u32(b, n->flags);
+  cl_buf_str(b, n->tags);
+}
+
+static int node_same(const cl_el_node *a, const cl_el_node *b) {
+  return a->flags == b->flags && !strcmp(a->name, b->name) && !strcmp(a->address, b->address) &&
+         !strcmp(a->tags, b->tags);
+}
+
+static int meta_same(const cl_el_state *a, const cl_el_state *b) {
+  return a->meta_version == b->meta_version && a->meta_req == b->meta_req && !strcmp(a->meta_origin, b->meta_origin) &&
+         a->meta_len == b->meta_len && (a->meta_len == 0 || !memcmp(a->meta, b->meta, a->meta_len));
+}
+
+/* what: 0 added (in next only), 1 changed (in both, different), 2 removed (in base only);
+ * emit 0 counts, 1 writes: one merge walk of the two sorted node lists */
+static uint32_t diff_walk(const cl_el_state *base, const cl_el_state *next, int what, int emit, cl_buf *b) {
+  uint32_t i = 0, j = 0, k = 0;
+  while (i < base->n_nodes || j < next->n_nodes) {
+    int c = i == base->n_nodes ? 1 : j == next->n_nodes ? -1 : strcmp(base->nodes[i].id, next->nodes[j].id);
+    if (c < 0) { /* removed */
+      if (what == 2) {
+        k++;
+        if (emit) cl_buf_str(b, base->nodes[i].id);
+      }
+      i++;
+    } else if (c > 0) { /* added */
+      if (what == 0) {
+        k++;
+        if (emit) node_encode(&next->nodes[j], b);
+      }
+      j++;
+    } else {
+      if (what == 1 && !node_same(&base->nodes[i], &next->nodes[j])) {
+        k++;
+        if (emit) node_encode(&next->nodes[j], b);
+      }
+      i++, j++;
+    }
+  }
+  return k;
+}
+
+void cl_diff_encode(const cl_el_state *base, const cl_el_state *next, cl_buf *b) {
+  cl_buf_str(b, next->cluster_id);
+  cl_buf_u64(b, next->term);
+  cl_buf_u64(b, next->version);
+  cl_buf_str(b, next->master_id);
+  cl_buf_u64(b, base->term);
+  cl_buf_u64(b, base->version);
+  for (int what = 0; what < 3; what++) {
+    cl_buf_u32(b, diff_walk(base, next, what, 0, NULL));
+    diff_walk(base, next, what, 1, b);
+  }
+  vc_encode(&next->committed_config, b);
+  vc_encode(&next->accepted_config, b);
+  cl_buf_u32(b, next->n_excl);
+  for (uint32_t i = 0; i < next->n_excl; i++) {
+    cl_buf_str(b, next->excl[i].id);
+    cl_buf_str(b, next->excl[i].name);
+  }
+  int changed = !meta_same(base, next);
+  cl_buf_u8(b, (uint8_t)changed);
+  if (changed) {
+    cl_buf_u64(b, next->meta_version);
+    cl_buf_str(b, next->meta_origin);
+    cl_buf_u64(b, next->meta_req);
+    cl_buf_bytes(b, next->meta, next->meta_len);
+  }
+}
+
 /* A count read from outside: bounded by the hard limit and by what the bytes left can
  * hold (each entry takes at least min_bytes), before anything is allocated for it. */
 static uint32_t rd_count(rd *r, uint32_t min_bytes, const char *what) {
@@ -340,6 +422,102 @@ static void state_decode(rd *r, cl_el_state *st) {
   st->meta_len = mlen;
 }
 
+/* a decoded diff owns its lists (diff.c applies it) */
+void cl_diff_init(cl_diff *d) { memset(d, 0, sizeof *d); }
+
+void cl_diff_clear(cl_diff *d) {
+  free(d->add);
+  free(d->chg);
+  free(d->del);
+  cl_el_vconfig_free(&d->committed_config);
+  cl_el_vconfig_free(&d->accepted_config);
+  memset(d, 0, sizeof *d);
+}
+
+/* a list of n nodes, sorted by id and unique, into *v (grown, capacity in *cap) */
+static uint32_t nodes_decode(rd *r, cl_el_node **v, uint32_t *cap, const char *what) {
+  uint32_t n = rd_count(r, 13, what);
+  if (r->bad) return 0;
+  if (n > *cap) {
+    cl_el_node *nv = realloc(*v, (size_t)n * sizeof *nv);
+    if (!nv) {
+      rd_fail(r, "out of memory for %u nodes", n);
+      return 0;
+    }
+    *v = nv;
+    *cap = n;
+  }
+  for (uint32_t i = 0; i < n && !r->bad; i++) {
+    cl_el_node *nd = &(*v)[i];
+    rd_str(r, nd->id, CL_EL_ID_MAX, "node id");
+    rd_str(r, nd->name, CL_EL_NAME_MAX, "node name");
+    rd_str(r, nd->address, CL_EL_ADDR_MAX, "node address");
+    nd->flags = rd_u32(r, "node flags");
+    rd_str(r, nd->tags, CL_EL_TAGS_MAX, "node tags");
+    if (r->bad) break;
+    if (!nd->id[0]) rd_fail(r, "%s: node %u has an empty id", what, i);
+    else if (i > 0 && strcmp((*v)[i - 1].id, nd->id) >= 0) rd_fail(r, "%s: node ids not sorted/unique", what);
+  }
+  return r->bad ? 0 : n;
+}
+
+static void diff_decode(rd *r, cl_diff *d) {
+  d->n_add = d->n_chg = d->n_del = d->n_excl = 0;
+  d->committed_config.n = d->accepted_config.n = 0;
+  d->meta = NULL;
+  d->meta_len = 0;
+  d->meta_changed = 0;
+  d->meta_version = d->meta_req = 0;
+  d->meta_origin[0] = 0;
+  rd_str(r, d->cluster_id, CL_EL_CLUSTER_ID_MAX, "cluster id");
+  d->term = rd_u64(r, "state term");
+  d->version = rd_u64(r, "state version");
+  rd_str(r, d->master_id, CL_EL_ID_MAX, "master id");
+  d->base_term = rd_u64(r, "base term");
+  d->base_version = rd_u64(r, "base version");
+  d->n_add = nodes_decode(r, &d->add, &d->cap_add, "nodes added");
+  d->n_chg = nodes_decode(r, &d->chg, &d->cap_chg, "nodes changed");
+  uint32_t n_del = rd_count(r, 3, "nodes removed");
+  if (!r->bad && n_del > d->cap_del) {
+    cl_el_id *v = realloc(d->del, (size_t)n_del * sizeof *v);
+    if (!v) rd_fail(r, "out of memory for %u ids", n_del);
+    else d->del = v, d->cap_del = n_del;
+  }
+  for (uint32_t i = 0; i < n_del && !r->bad; i++) {
+    rd_str(r, d->del[i], CL_EL_ID_MAX, "removed node id");
+    if (r->bad) break;
+    if (!d->del[i][0]) rd_fail(r, "nodes removed: an empty id");
+    else if (i > 0 && strcmp(d->del[i - 1], d->del[i]) >= 0) rd_fail(r, "nodes removed: ids not sorted/unique");
+    d->n_del = i + 1;
+  }
+  vc_decode(r, &d->committed_config, "committed config");
+  vc_decode(r, &d->accepted_config, "accepted config");
+  uint32_t n_excl = rd_u32(r, "exclusion count");
+  if (!r->bad && n_excl > CL_EL_MAX_EXCL) rd_fail(r, "diff has %u exclusions (max %d)", n_excl, CL_EL_MAX_EXCL);
+  for (uint32_t i = 0; i < n_excl && !r->bad; i++) {
+    rd_str(r, d->excl[i].id, CL_EL_ID_MAX, "exclusion id");
+    rd_str(r, d->excl[i].name, CL_EL_NAME_MAX, "exclusion name");
+    if (!r->bad) d->n_excl = i + 1;
+  }
+  d->meta_changed = rd_u8(r, "metadata changed");
+  if (!r->bad && d->meta_changed > 1) rd_fail(r, "bad metadata-changed flag %u", d->meta_changed);
+  if (!r->bad && d->meta_changed) {
+    d->meta_version = rd_u64(r, "metadata version");
+    rd_str(r, d->meta_origin, CL_EL_ID_MAX, "metadata origin");
+    d->meta_req = rd_u64(r, "metadata request");
+    d->meta = rd_blob(r, &d->meta_len, CL_EL_META_HARD_MAX, "metadata");
+    if (!r->bad && d->meta_version > d->version)
+      rd_fail(r, "metadata version %llu after state version %llu", (unsigned long long)d->meta_version,
+              (unsigned long long)d->version);
+  }
+  if (r->bad) {
+    d->n_add = d->n_chg = d->n_del = d->n_excl = 0;
+    d->committed_config.n = d->accepted_config.n = 0;
+    d->meta = NULL;
+    d->meta_len = 0;
+  }
+}
+
 void cl_el_state_hash(const cl_el_state *st, uint8_t out[32]) {
   cl_buf b = {0};
   cl_state_encode(st, &b);
@@ -376,6 +554,9 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b) {
     break;
   case CL_M_PUBLISH:
     cl_state_encode(m->state, b);
+    break;
+  case CL_M_PUBLISH_DIFF:
+    cl_buf_raw(b, m->blob, m->blob_len);
     break;
   case CL_M_PUBLISH_RESP:
     cl_buf_u64(b, m->term);
@@ -416,11 +597,17 @@ int cl_msg_decode(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, ch
 
 int cl_msg_decode_max(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, uint32_t max_nodes, char *err,
                       size_t errlen) {
+  return cl_msg_decode_into(buf, len, m, st, NULL, max_nodes, err, errlen);
+}
+
+int cl_msg_decode_into(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st, cl_diff *diff, uint32_t max_nodes,
+                       char *err, size_t errlen) {
   rd r = {buf, len, 0, err, errlen, 0, max_nodes};
   memset(m, 0, offsetof(cl_msg, names));
   m->n_names = 0;
   m->code[0] = m->text[0] = 0;
   m->state = NULL;
+  m->diff = NULL;
   if (len < 5) {
     rd_fail(&r, "message too short (%zu bytes)", len);
     return -1;
@@ -470,10 +657,22 @@ int cl_msg_decode_max(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *st
       cl_el_state_clear(&scratch);
     }
     break;
+  case CL_M_PUBLISH_DIFF:
+    if (diff) {
+      diff_decode(&r, diff);
+      m->diff = diff;
+    } else {
+      cl_diff scratch_diff;
+      cl_diff_init(&scratch_diff);
+      diff_decode(&r, &scratch_diff);
+      cl_diff_clear(&scratch_diff);
+    }
+    break;
   case CL_M_PUBLISH_RESP:
     m->term = rd_u64(&r, "term");
     m->version = rd_u64(&r, "version");
     m->flag = rd_u8(&r, "ok");
+    if (!r.bad && m->flag > CL_PUB_NEED_FULL) rd_fail(&r, "bad publication answer %u", m->flag);
     break;
   case CL_M_COMMIT:
     m->term = rd_u64(&r, "term");

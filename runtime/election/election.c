@@ -40,6 +40,11 @@ typedef struct peer {
   uint64_t ack_term, ack_version;
   uint64_t prevote_round;
   uint64_t pub_sent_ms; /* last time the latest state was sent to it */
+  /* leader: the accepted state it last said it holds, which decides between a diff and
+   * the whole state; not known (a new connection: it may have restarted): a diff, which
+   * it answers NEED_FULL if it lacks the base */
+  int have_known;
+  uint64_t have_t, have_v;
   /* its data belongs to another cluster: everything it says is refused */
   int foreign;
   char foreign_cid[CL_EL_CLUSTER_ID_MAX + 1];
@@ -90,6 +95,8 @@ struct cl_el {
   cl_el_state acc;         /* last accepted state, persisted */
   int acc_committed;       /* persisted */
   int cid_committed;       /* persisted: acc's cluster id was committed */
+  char durable_cid[CL_EL_CLUSTER_ID_MAX + 1]; /* the committed cluster id last written
+                                                  durably ("" none): see persist_as */
   cl_el_state app;         /* last applied (committed) state */
   int started_join;        /* a term was started since boot */
 
@@ -107,8 +114,18 @@ struct cl_el {
 
   uint64_t hb_at, leader_since;
   int publishing, dirty, first_pub_done;
+  /* membership changed (a join, a removal) since the last publication: published no
+   * earlier than one batching window after the last publication that carried such
+   * changes started (last_pub_at), so a lone join goes out at once but joins and
+   * removals arriving together, or while a publication is in flight, share one: at
+   * most one such publication a window */
+  int mdirty;
+  uint64_t last_pub_at;
   cl_el_state pub;         /* leader: the publication in flight / last published */
   uint64_t pub_start;
+  cl_buf pub_diff;         /* leader: the body of pub as a diff from (base_t, base_v) */
+  int pub_has_diff;
+  uint64_t pub_base_t, pub_base_v;
   int lua_lag;
 
   /* peers known: grown as they connect, up to cfg.max_nodes - 1; found by id through
@@ -134,6 +151,7 @@ struct cl_el {
   cl_msg msg; /* the message being handled */
   cl_msg tx;  /* the message being sent: never the same as msg */
   cl_el_state rx;
+  cl_diff rxd; /* a received PUBLISH_DIFF, decoded */
   cl_el_state scratch;
 };
 
@@ -166,7 +184,16 @@ void cl_el_config_defaults(cl_el_config *cfg) {
   cfg->max_metadata_bytes = 4u << 20;
   cfg->max_nodes = CL_EL_MAX_NODES_DEFAULT;
   cfg->max_voting_nodes = CL_EL_MAX_VOTING_DEFAULT;
+  cfg->publish_batch_ms = 50;
 }
+
+/* the batching window: never longer than a heartbeat interval */
+static uint64_t batch_ms(const cl_el *el) {
+  return el->cfg.publish_batch_ms < el->cfg.hb_interval_ms ? el->cfg.publish_batch_ms : el->cfg.hb_interval_ms;
+}
+
+/* a join or a removal: published with the others of its window */
+static void members_changed(cl_el *el) { el->mdirty = 1; }
 
 void cl_el_effects_init(cl_el_effects *fx) { memset(fx, 0, sizeof *fx); }
 
@@ -348,19 +375,61 @@ static void send_publish(cl_el *el, const char *to, const cl_el_state *st) {
   send_msg(el, to, m);
 }
 
-static void persist(cl_el *el, cl_el_persist_kind kind) {
+/* The latest state to one peer that lags or asked for it: as a diff if it said it
+ * holds the diff's base, else whole (RULE E13: a diff names its base). */
+static int diff_for(const cl_el *el, const peer *p) {
+  return el->pub_has_diff && (!p->have_known || (p->have_t == el->pub_base_t && p->have_v == el->pub_base_v));
+}
+
+static void send_state(cl_el *el, peer *p, const cl_el_state *want) {
+  if (want->term == el->pub.term && want->version == el->pub.version && diff_for(el, p)) {
+    cl_msg *m = &el->tx;
+    memset(m, 0, offsetof(cl_msg, names));
+    m->n_names = 0;
+    m->type = CL_M_PUBLISH_DIFF;
+    m->blob = el->pub_diff.p;
+    m->blob_len = (uint32_t)el->pub_diff.n;
+    send_msg(el, p->info.id, m);
+  } else {
+    send_publish(el, p->info.id, want);
+  }
+  p->pub_sent_ms = el->now;
+}
+
+static void persist_as(cl_el *el, cl_el_persist_kind kind, int lazy) {
   uint8_t *buf;
   size_t len;
   int flags = (el->acc_committed ? CL_PERSIST_COMMITTED : 0) | (el->cid_committed ? CL_PERSIST_CID_COMMITTED : 0);
+  /* RULE E14 with E11: the cluster this node belongs to is written durably once, so a
+   * crash that loses lazy writes never makes it a node of no cluster, free to join any */
+  if (lazy && el->cid_committed && strcmp(el->durable_cid, el->acc.cluster_id)) lazy = 0;
+  if (!lazy && el->cid_committed) scpy(el->durable_cid, sizeof el->durable_cid, el->acc.cluster_id);
   if (cl_persist_encode(el->term, &el->acc, flags, &buf, &len) != 0) return;
   cl_el_effect *e = fx_push(el, CL_EL_FX_PERSIST);
   if (e) {
     e->persist = kind;
+    e->lazy = lazy;
     e->term = el->term;
     e->version = el->acc.version;
     fx_data(e, buf, len);
   }
   free(buf);
+}
+
+static void persist(cl_el *el, cl_el_persist_kind kind) { persist_as(el, kind, 0); }
+
+/* RULE E14: whether this node's acknowledgement of st can count toward a commit: it is
+ * in the last committed or the new configuration of st (E1, E7 count nobody else). Only
+ * then must st be durable before the acknowledgement leaves; any other node may write
+ * it lazily, and the publication that makes it a voter is durable before its ack. */
+static int votes_in(const cl_el *el, const cl_el_state *st) {
+#ifdef CL_MUTANT_LAZY_NEW_VOTER
+  /* deliberately broken: a node joining the configuration acknowledges before its state
+   * is durable, and the master counts it; the simulator must catch it */
+  return cl_vc_has(&st->committed_config, el->self.id);
+#else
+  return cl_vc_has(&st->committed_config, el->self.id) || cl_vc_has(&st->accepted_config, el->self.id);
+#endif
 }
 
 /* ------------------------------------------------------------ scheduling */
@@ -411,6 +480,7 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
   if (el->mode != CL_EL_CANDIDATE) el->candidate_since = el->now;
   el->mode = CL_EL_CANDIDATE;
   el->publishing = 0;
+  el->mdirty = 0;
   el->prevoting = 0;
   /* no second reign in the same term: late joins must not revive it */
   el->candidate_term = 0;
@@ -908,6 +978,22 @@ static void check_commit(cl_el *el) {
 }
 
 static void publish(cl_el *el, cl_el_state *next) {
+  if (el->mdirty) el->last_pub_at = el->now;
+  el->mdirty = 0; /* every membership change so far is in this publication */
+  /* RULE E13: the diff from the state this node accepted last, named by its (term,
+   * version); a bootstrap state (term 0) differs from node to node and is never a base */
+  cl_buf_free(&el->pub_diff);
+  el->pub_has_diff = 0;
+  if (el->acc.term > 0 && !strcmp(el->acc.cluster_id, next->cluster_id)) {
+    cl_diff_encode(&el->acc, next, &el->pub_diff);
+    if (!el->pub_diff.oom) {
+      el->pub_has_diff = 1;
+      el->pub_base_t = el->acc.term;
+      el->pub_base_v = el->acc.version;
+    } else {
+      cl_buf_free(&el->pub_diff);
+    }
+  }
   cl_el_state_copy(&el->pub, next);
   el->publishing = 1;
   el->pub_start = el->now;
@@ -916,27 +1002,37 @@ static void publish(cl_el *el, cl_el_state *next) {
   cl_el_state_copy(&el->acc, next);
   el->acc_committed = 0;
   persist(el, CL_EL_PERSIST_STATE);
-  /* one encoding for every peer: the message is the same for all (the whole state,
-   * about 100 bytes a node), and encoding it per peer made a publication O(N^2) */
-  cl_msg *m = &el->tx;
-  memset(m, 0, offsetof(cl_msg, names));
-  m->n_names = 0;
-  m->type = CL_M_PUBLISH;
-  m->state = &el->pub;
-  scpy(m->cluster_id, sizeof m->cluster_id, my_cluster_id(el));
-  cl_buf b = {0};
-  cl_msg_encode(m, &b);
-  for (uint32_t i = 0; i < el->n_peers && !b.oom; i++) {
+  /* one encoding of each form for every peer (encoding per peer made a publication
+   * O(N^2)): the diff to the peers that said they hold its base, the whole state (about
+   * 100 bytes a node) to the others; a peer whose base turns out not to match answers
+   * NEED_FULL and gets the whole state then */
+  cl_buf full = {0}, diff = {0};
+  for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
     if (!p->used || !p->up) continue;
+    int as_diff = diff_for(el, p);
+    cl_buf *b = as_diff ? &diff : &full;
+    if (!b->n && !b->oom) {
+      cl_msg *m = &el->tx;
+      memset(m, 0, offsetof(cl_msg, names));
+      m->n_names = 0;
+      m->type = as_diff ? CL_M_PUBLISH_DIFF : CL_M_PUBLISH;
+      m->state = &el->pub;
+      m->blob = el->pub_diff.p;
+      m->blob_len = (uint32_t)el->pub_diff.n;
+      scpy(m->cluster_id, sizeof m->cluster_id, my_cluster_id(el));
+      cl_msg_encode(m, b);
+    }
+    if (b->oom) continue;
     cl_el_effect *e = fx_push(el, CL_EL_FX_SEND);
     if (e) {
       scpy(e->to, sizeof e->to, p->info.id);
-      fx_data(e, b.p, b.n);
+      fx_data(e, b->p, b->n);
     }
     p->pub_sent_ms = el->now;
   }
-  cl_buf_free(&b);
+  cl_buf_free(&full);
+  cl_buf_free(&diff);
   check_commit(el);
 }
 
@@ -954,9 +1050,19 @@ static int same_content(const cl_el_state *a, const cl_el_state *b) {
   return a->meta_version == b->meta_version;
 }
 
+static int only_nodes_differ(const cl_el_state *a, const cl_el_state *b) {
+  return !strcmp(a->master_id, b->master_id) && !strcmp(a->cluster_id, b->cluster_id) && a->term == b->term &&
+         cl_vc_eq(&a->committed_config, &b->committed_config) && cl_vc_eq(&a->accepted_config, &b->accepted_config) &&
+         a->n_excl == b->n_excl && !memcmp(a->excl, b->excl, a->n_excl * sizeof a->excl[0]) &&
+         a->meta_version == b->meta_version;
+}
+
 static void maybe_publish(cl_el *el) {
-  if (el->mode != CL_EL_LEADER || el->publishing || (!el->dirty && el->first_pub_done)) return;
+  if (el->mode != CL_EL_LEADER || el->publishing) return;
+  int members_due = el->mdirty && el->now >= el->last_pub_at + batch_ms(el);
+  if (!el->dirty && el->first_pub_done && !members_due) return;
   el->dirty = 0;
+  int took_req = 0;
   cl_el_state *next = &el->scratch;
   const cl_el_state *base = &el->acc;
   int base_committed = el->acc_committed;
@@ -1015,6 +1121,7 @@ static void maybe_publish(cl_el *el) {
     }
     q->status = MR_INFLIGHT;
     q->version = next->version;
+    took_req = 1;
   }
 
   /* RULE E8: one reconfiguration at a time, only to a configuration the join
@@ -1058,7 +1165,11 @@ static void maybe_publish(cl_el *el) {
     cl_el_vconfig_free(&target);
   }
 
+  /* membership alone (no request, no reconfiguration) waits for its window, however the
+   * step came here (a commit re-checks for a reconfiguration) */
+  if (el->first_pub_done && el->mdirty && !members_due && !took_req && only_nodes_differ(next, base)) return;
   if (el->first_pub_done && same_content(next, base)) {
+    el->mdirty = 0; /* the changes cancelled out (a node left and came back) */
     /* nothing to publish (say, clearing exclusions when there are none): the requests
      * taken above are already satisfied by the state the cluster has */
     if (base_committed) {
@@ -1255,7 +1366,7 @@ static int refuse_foreign(cl_el *el, peer *p, const char *cid) {
   if (!p) return 1;
   p->foreign = 1;
   scpy(p->foreign_cid, sizeof p->foreign_cid, cid);
-  if (p->member) p->member = 0, el->dirty = 1;
+  if (p->member) p->member = 0, members_changed(el);
   if (!p->refused_logged || el->now - p->refused_logged_ms >= REFUSED_LOG_EVERY_MS) {
     p->refused_logged = 1;
     p->refused_logged_ms = el->now;
@@ -1306,8 +1417,34 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
   el->acc = *st;
   *st = old;
   el->acc_committed = 0;
-  persist(el, CL_EL_PERSIST_STATE); /* RULE E6: durable before acknowledged */
+  /* RULE E6, E14: durable before acknowledged, on a node whose acknowledgement counts */
+  persist_as(el, CL_EL_PERSIST_STATE, !votes_in(el, &el->acc));
   send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, el->acc.version, 1); /* st is the old state now */
+}
+
+/* RULE E13: a diff is applied only to the exact state it was built against; a node
+ * that holds another (a new node, one that missed a publication or restarted) asks for
+ * the whole state, changing nothing (the publication's term and acceptance rules apply
+ * to the whole state when it comes) */
+static void on_publish_diff(cl_el *el, const char *from, const cl_diff *d) {
+  if (strcmp(d->master_id, from) || d->term == 0) return;
+  char err[160];
+  if (cl_diff_apply(&el->acc, d, &el->rx, err, sizeof err) == 0) {
+    on_publish(el, from, &el->rx);
+    return;
+  }
+  if (d->term < el->term) { /* as on_publish: the sender learns the current term */
+    send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, d->version, CL_PUB_REFUSED);
+    return;
+  }
+  if (d->term == el->acc.term && d->version <= el->acc.version) { /* held already, or older */
+    send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, d->version,
+                d->version == el->acc.version ? CL_PUB_ACCEPTED : CL_PUB_REFUSED);
+    return;
+  }
+  logf_(el, CL_EL_LOG_DEBUG, "publication (%llu,%llu) from %s as a diff: %s; asking for the whole state",
+        (unsigned long long)d->term, (unsigned long long)d->version, name_of(el, from), err);
+  send_simple(el, from, CL_M_PUBLISH_RESP, el->term, 0, 0, d->version, CL_PUB_NEED_FULL);
 }
 
 static void step_down_to_term(cl_el *el, uint64_t term, const char *why) {
@@ -1322,7 +1459,7 @@ static void mark_committed(cl_el *el, uint64_t version) {
   if (el->acc.term != el->term || el->acc.version != version || el->acc_committed) return;
   el->acc_committed = 1;
   el->cid_committed = 1;
-  persist(el, CL_EL_PERSIST_COMMIT);
+  persist_as(el, CL_EL_PERSIST_COMMIT, !votes_in(el, &el->acc)); /* RULE E14 */
   apply_committed(el);
 }
 
@@ -1331,7 +1468,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   if (!p || !p->up) return; /* only from authenticated, connected peers */
   char err[160];
   cl_msg *m = &el->msg;
-  if (cl_msg_decode_max(data, len, m, &el->rx, el->cfg.max_nodes, err, sizeof err) != 0) {
+  if (cl_msg_decode_into(data, len, m, &el->rx, &el->rxd, el->cfg.max_nodes, err, sizeof err) != 0) {
     logf_(el, CL_EL_LOG_WARN, "dropping bad election message from %s: %s", p->info.name, err);
     return;
   }
@@ -1380,12 +1517,13 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     if (m->term != el->term || !el->started_join) break;
     if (fresher(m->lat, m->lav, el->acc.term, el->acc.version)) break;
     p->join_term = el->term;
-    p->lat = m->lat;
-    p->lav = m->lav;
+    p->lat = p->have_t = m->lat;
+    p->lav = p->have_v = m->lav;
+    p->have_known = 1;
     if (el->mode == CL_EL_LEADER) {
       p->ok_term = el->term;
       p->last_ok_ms = el->now;
-      if (!p->member) p->member = 1, el->dirty = 1;
+      if (!p->member) p->member = 1, members_changed(el);
     }
     check_won(el);
     break;
@@ -1393,18 +1531,33 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     on_publish(el, from, m->state);
     cl_el_state_clear(m->state);
     break;
+  case CL_M_PUBLISH_DIFF:
+    on_publish_diff(el, from, m->diff);
+    cl_el_state_clear(&el->rx);
+    break;
   case CL_M_PUBLISH_RESP:
     if (m->term > el->term) {
       step_down_to_term(el, m->term, "a node is in a higher term");
       break;
     }
     if (el->mode != CL_EL_LEADER || m->term != el->term) break;
-    if (m->flag) {
+    if (m->flag == CL_PUB_NEED_FULL) {
+      /* it does not hold the diff's base: the whole state, if that is still the latest */
+      p->have_known = 1;
+      p->have_t = p->have_v = 0;
+      const cl_el_state *want = latest(el);
+      if (m->version == want->version && want->term == el->term) send_state(el, p, want);
+      break;
+    }
+    if (m->flag == CL_PUB_ACCEPTED) {
+      p->have_known = 1;
+      p->have_t = el->term;
+      p->have_v = m->version;
       p->ack_term = el->term;
       p->ack_version = m->version;
       p->ok_term = el->term;
       p->last_ok_ms = el->now;
-      if (!p->member) p->member = 1, el->dirty = 1;
+      if (!p->member) p->member = 1, members_changed(el);
       if (el->publishing && m->version == el->pub.version) check_commit(el);
     }
     break;
@@ -1438,15 +1591,16 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     }
     if (el->mode != CL_EL_LEADER || m->term != el->term) break;
     if (m->flag != CL_HB_OK) {
-      if (p->member) p->member = 0, el->dirty = 1;
+      if (p->member) p->member = 0, members_changed(el);
       p->ok_term = 0;
       break;
     }
     p->ok_term = el->term;
     p->last_ok_ms = el->now;
-    p->lat = m->lat;
-    p->lav = m->lav;
-    if (!p->member) p->member = 1, el->dirty = 1;
+    p->lat = p->have_t = m->lat;
+    p->lav = p->have_v = m->lav;
+    p->have_known = 1;
+    if (!p->member) p->member = 1, members_changed(el);
     {
       const cl_el_state *want = latest(el);
       if (m->lat == want->term && m->lav == want->version) {
@@ -1456,8 +1610,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
         check_commit(el);
       } else if (el->now - p->pub_sent_ms >= el->cfg.hb_interval_ms) {
         /* lagging or new: (re)send the latest state */
-        send_publish(el, from, want);
-        p->pub_sent_ms = el->now;
+        send_state(el, p, want);
       }
     }
     break;
@@ -1498,6 +1651,16 @@ static void start_prevote(cl_el *el) {
   }
 }
 
+static void send_hb(cl_el *el, peer *p) {
+  cl_msg *m = &el->tx;
+  memset(m, 0, offsetof(cl_msg, names));
+  m->n_names = 0;
+  m->type = CL_M_HB;
+  m->term = el->term;
+  m->version = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
+  send_msg(el, p->info.id, m);
+}
+
 static void timers(cl_el *el) {
   uint64_t now = el->now;
   if (el->mode == CL_EL_CANDIDATE) {
@@ -1518,24 +1681,16 @@ static void timers(cl_el *el) {
        * transport beats: a follower's wake-up for the master's heartbeat is then the
        * same as for its other peers' beats. The interval stays hb_interval_ms. */
       el->hb_at = (now / el->cfg.hb_interval_ms + 1) * el->cfg.hb_interval_ms;
-      uint64_t cv = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
       for (uint32_t i = 0; i < el->n_peers; i++) {
         peer *p = &el->peers[i];
-        if (!p->used || !p->up || p->foreign) continue;
-        cl_msg *m = &el->tx;
-        memset(m, 0, offsetof(cl_msg, names));
-        m->n_names = 0;
-        m->type = CL_M_HB;
-        m->term = el->term;
-        m->version = cv;
-        send_msg(el, p->info.id, m);
+        if (p->used && p->up && !p->foreign) send_hb(el, p);
       }
     }
     for (uint32_t i = 0; i < el->n_peers; i++) {
       peer *p = &el->peers[i];
       if (p->used && p->member && (!p->up || now - p->last_ok_ms >= el->cfg.follower_timeout_ms)) {
         p->member = 0;
-        el->dirty = 1;
+        members_changed(el);
         logf_(el, CL_EL_LOG_INFO, "removing %s from the cluster: %s", p->info.name,
               p->up ? "no answer within the follower timeout" : "disconnected");
       }
@@ -1622,6 +1777,7 @@ cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self, const uin
     /* a committed state's cluster id is committed (files written before bit 1 existed say only bit 0) */
     el->cid_committed = (flags & (CL_PERSIST_COMMITTED | CL_PERSIST_CID_COMMITTED)) != 0;
     if (el->acc_committed) cl_el_state_copy(&el->app, &el->acc);
+    if (el->cid_committed) scpy(el->durable_cid, sizeof el->durable_cid, el->acc.cluster_id);
   }
   el->mode = CL_EL_CANDIDATE;
   return el;
@@ -1633,6 +1789,8 @@ void cl_el_free(cl_el *el) {
   cl_el_state_clear(&el->app);
   cl_el_state_clear(&el->pub);
   cl_el_state_clear(&el->rx);
+  cl_diff_clear(&el->rxd);
+  cl_buf_free(&el->pub_diff);
   cl_el_state_clear(&el->scratch);
   free(el->peers);
   free(el->pidx);
@@ -1705,8 +1863,11 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
   p->info.flags = info->flags;
   p->up = 1;
   p->pub_sent_ms = 0;
+  p->have_known = 0; /* it may have restarted */
   p->foreign = 0; /* a new connection: it may have been given the right data */
-  if (el->mode == CL_EL_LEADER) el->hb_at = el->now; /* greet it now rather than next round */
+  /* greet it now rather than next round; it alone: a round to every peer for each of a
+   * thousand nodes joining at once was a million heartbeats */
+  if (el->mode == CL_EL_LEADER) send_hb(el, p);
 }
 
 void cl_el_step(cl_el *el, uint64_t now_ms, const cl_el_input *in, cl_el_effects *out) {
@@ -1771,6 +1932,7 @@ uint64_t cl_el_next_deadline(const cl_el *el) {
   if (el->mode == CL_EL_LEADER) {
     d = el->hb_at;
     if (el->publishing && el->pub_start + el->cfg.publish_timeout_ms < d) d = el->pub_start + el->cfg.publish_timeout_ms;
+    if (!el->publishing && el->mdirty && el->last_pub_at + batch_ms(el) < d) d = el->last_pub_at + batch_ms(el);
   }
   for (int i = 0; i < MAX_REQS; i++)
     if (el->oreq[i].used && el->oreq[i].deadline < d) d = el->oreq[i].deadline;

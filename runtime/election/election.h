@@ -94,6 +94,8 @@ typedef struct cl_el_config {
   uint32_t max_metadata_bytes;    /* (4 MiB) */
   uint32_t max_nodes;             /* peers known + this node; past it a node is refused (10000) */
   uint32_t max_voting_nodes;      /* voting configuration size cap: odd, >= 3 (5) */
+  uint32_t publish_batch_ms;      /* joins and removals within this window (at most one
+                                     heartbeat interval) share one publication (50) */
   const char *const *initial_master_nodes; /* short "node1" or full "node1@h:p" */
   size_t n_initial_master_nodes;
   uint64_t seed;                  /* randomness for jitter and the cluster id */
@@ -133,7 +135,8 @@ typedef struct cl_el_input {
 
 typedef enum {
   CL_EL_FX_SEND = 1,  /* to, data/len */
-  CL_EL_FX_PERSIST,   /* data/len: whole file contents (cl_el_persist_decode reads it) */
+  CL_EL_FX_PERSIST,   /* data/len: whole file contents (cl_el_persist_decode reads it);
+                         lazy: may be written later (RULE E14), see cl_el_effect */
   CL_EL_FX_EVENT,     /* event, names, term, version */
   CL_EL_FX_LOG,       /* level, msg */
   CL_EL_FX_COMPLETE,  /* req_id, code ("OK", "ENOQUORUM", ...), msg, version */
@@ -156,6 +159,11 @@ typedef struct cl_el_effect {
   uint8_t *data;        /* owned by the effects buffer */
   size_t len, cap;
   cl_el_persist_kind persist;
+  /* PERSIST: 0, durable before any later effect (E6, E10); 1, this node's
+   * acknowledgement does not count toward a commit (it is in neither configuration of
+   * its accepted state: RULE E14), so the write may wait and be lost in a crash; a
+   * later PERSIST supersedes it (every PERSIST carries the whole file) */
+  int lazy;
   cl_el_event_kind event;
   char new_master[CL_EL_NAME_MAX + 1], old_master[CL_EL_NAME_MAX + 1];
   uint64_t term, version;

@@ -83,6 +83,7 @@ lua_State *cl_lua_new(uv_loop_t *loop, const char *exe_path) {
   cl_lua_preload(L, "clusterlua.c.crypto", luaopen_clusterlua_c_crypto);
   cl_lua_preload(L, "clusterlua.c.dataplane", luaopen_clusterlua_c_dataplane);
   cl_lua_preload(L, "clusterlua.c.name", luaopen_clusterlua_c_name);
+  cl_lua_preload(L, "clusterlua.c.rehearse", luaopen_clusterlua_c_rehearse);
   luv_set_loop(L, loop);
   luv_set_callback(L, cl_lua_luv_pcall);
   return L;

@@ -14,6 +14,7 @@ int luaopen_clusterlua_c_dns(lua_State *L);       /* lua_dns.c: c-ares queries *
 int luaopen_clusterlua_c_crypto(lua_State *L);    /* lua_crypto.c: cookie-derived keys */
 int luaopen_clusterlua_c_dataplane(lua_State *L); /* lua_dataplane.c: data connections */
 int luaopen_clusterlua_c_name(lua_State *L);      /* lua_name.c: node names (core/name.c) */
+int luaopen_clusterlua_c_rehearse(lua_State *L);  /* lua_rehearse.c: the rehearsal's world (rehearse/) */
 
 /* lua_node.c: the control loop's events, delivered on the Lua loop (the event hook of
  * cl_control_hooks) */

@@ -16,7 +16,59 @@ void cl_eldrv_init(cl_eldrv *d, cl_el *el, const cl_eldrv_io *io) {
   memset(d, 0, sizeof *d);
   d->el = el;
   d->io = io;
+  d->lazy_ms = 1000;
   cl_el_effects_init(&d->fx);
+}
+
+/* RULE E14: keep the latest lazy state; written by lazy_due() */
+static void lazy_keep(cl_eldrv *d, const cl_el_effect *e) {
+  if (d->lazy_cap < e->len) {
+    uint8_t *p = realloc(d->lazy, e->len);
+    if (!p) { /* no room to wait: write it now, as a durable one */
+      if (d->io->persist(d->io->ud, e->persist, e->data, e->len) != 0) d->stopped = 1;
+      d->lazy_pending = 0;
+      return;
+    }
+    d->lazy = p;
+    d->lazy_cap = e->len;
+  }
+  memcpy(d->lazy, e->data, e->len);
+  d->lazy_len = e->len;
+  d->lazy_kind = e->persist;
+  d->lazy_pending = 1;
+}
+
+static uint64_t lazy_deadline(const cl_eldrv *d) {
+  if (!d->lazy_pending) return UINT64_MAX;
+  return d->lazy_wrote ? d->lazy_last + d->lazy_ms : 0;
+}
+
+static int lazy_write(cl_eldrv *d, uint64_t now) {
+  d->lazy_pending = 0;
+  d->lazy_wrote = 1;
+  d->lazy_last = now;
+  d->lazy_count++;
+  if (d->io->persist_lazy && d->io->persist_lazy(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) == 0) return 0;
+  if (d->io->persist(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) != 0) {
+    d->stopped = 1;
+    return -1;
+  }
+  return 0;
+}
+
+uint64_t cl_eldrv_next_deadline(const cl_eldrv *d) {
+  uint64_t a = cl_el_next_deadline(d->el), b = lazy_deadline(d);
+  return a < b ? a : b;
+}
+
+int cl_eldrv_flush(cl_eldrv *d) {
+  if (d->stopped || !d->lazy_pending) return d->stopped ? -1 : 0;
+  d->lazy_pending = 0; /* now and durably: a clean stop waits for it */
+  if (d->io->persist(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) != 0) {
+    d->stopped = 1;
+    return -1;
+  }
+  return 0;
 }
 
 static void cpy(char *dst, size_t cap, const char *src) {
@@ -71,6 +123,12 @@ static int perform(cl_eldrv *d) {
 #endif
       break;
     case CL_EL_FX_PERSIST:
+      if (e->lazy) {
+        lazy_keep(d, e);
+        if (d->stopped) return -1;
+        break;
+      }
+      d->lazy_pending = 0; /* superseded: this one carries the whole file, newer */
       if (io->persist(io->ud, e->persist, e->data, e->len) != 0) {
         d->stopped = 1; /* carrying on could lose a vote or an accepted state */
         return -1;
@@ -113,7 +171,12 @@ int cl_eldrv_input(cl_eldrv *d, const cl_el_input *in) {
     if (rc == 0) rc = step(d, &p->in);
     free(p);
   }
-  if (rc == 0) d->io->rearm(d->io->ud, cl_el_next_deadline(d->el));
+  /* after the step's sends: a lazy write that is due (RULE E14) */
+  if (rc == 0 && d->lazy_pending) {
+    uint64_t now = d->io->now_ms(d->io->ud);
+    if (now >= lazy_deadline(d)) rc = lazy_write(d, now);
+  }
+  if (rc == 0) d->io->rearm(d->io->ud, cl_eldrv_next_deadline(d));
   return rc;
 }
 
@@ -124,6 +187,9 @@ void cl_eldrv_free(cl_eldrv *d) {
     free(p);
   }
   d->tail = NULL;
+  free(d->lazy);
+  d->lazy = NULL;
+  d->lazy_pending = 0;
   cl_el_effects_free(&d->fx);
   cl_el_free(d->el);
   d->el = NULL;

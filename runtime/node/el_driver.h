@@ -9,7 +9,12 @@
  *    the driver: nothing after it is performed, and every later input is ignored;
  *  - an input that arrives while effects are being performed (a transport callback
  *    fired from inside send) is queued and stepped after the current step, so the
- *    effects of two inputs never interleave.
+ *    effects of two inputs never interleave;
+ *  - a lazy PERSIST (RULE E14: a node whose acknowledgement counts toward no commit) is
+ *    not written in its step: the latest one waits and is written (durably, through the
+ *    same io->persist) at most once per lazy_ms (1 s), after the step's sends; a durable
+ *    PERSIST supersedes a waiting one (each carries the whole file); a crash loses it,
+ *    which is what E14 allows. cl_eldrv_flush writes it at a clean stop.
  * Pure C: no I/O, no clock, no globals of its own. */
 #ifndef CL_EL_DRIVER_H
 #define CL_EL_DRIVER_H
@@ -25,6 +30,10 @@ typedef struct cl_eldrv_io {
   /* durable (write, fsync, rename, fsync dir) before it returns 0; non-zero: the write
    * failed and the node must stop */
   int (*persist)(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len);
+  /* optional: a lazy write (RULE E14), due now; the io copies the bytes and may write
+   * them later, off the caller's thread, but never over a newer persist; non-zero: it
+   * cannot (then persist is called). NULL: persist writes lazy states too. */
+  int (*persist_lazy)(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len);
   /* CL_EL_FX_EVENT, CL_EL_FX_LOG and CL_EL_FX_COMPLETE effects, as the core gave them */
   void (*event)(void *ud, const cl_el_effect *e);
   void (*log)(void *ud, int level, const char *msg);
@@ -41,6 +50,14 @@ typedef struct cl_eldrv {
   const cl_eldrv_io *io;
   int in_step, stopped;
   cl_eldrv_pending *head, *tail;
+  /* the lazy write waiting (RULE E14) */
+  uint8_t *lazy;
+  size_t lazy_len, lazy_cap;
+  cl_el_persist_kind lazy_kind;
+  int lazy_pending, lazy_wrote;
+  uint64_t lazy_last;  /* when the last lazy write was made */
+  uint32_t lazy_ms;    /* at most one lazy write per this many ms (1000) */
+  uint64_t lazy_count; /* lazy writes made */
 } cl_eldrv;
 
 /* Takes ownership of el (freed by cl_eldrv_free). */
@@ -48,6 +65,12 @@ void cl_eldrv_init(cl_eldrv *d, cl_el *el, const cl_eldrv_io *io);
 /* Steps the core with in (copied if it must wait), then anything queued meanwhile, then
  * rearms. Returns -1 once a persist failed (the driver is stopped), else 0. */
 int cl_eldrv_input(cl_eldrv *d, const cl_el_input *in);
+/* The driver's next deadline: the core's, or a lazy write's if sooner (what rearm is
+ * given). */
+uint64_t cl_eldrv_next_deadline(const cl_eldrv *d);
+/* Writes a waiting lazy state now (a clean stop); -1 if the write failed. */
+int cl_eldrv_flush(cl_eldrv *d);
+/* Frees without writing a waiting lazy state (as a crash would lose it). */
 void cl_eldrv_free(cl_eldrv *d);
 
 #endif

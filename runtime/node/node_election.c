@@ -56,10 +56,37 @@ fail:
   return -1;
 }
 
+/* Lazy writes (RULE E14) run on a worker thread, so a node outside the voting
+ * configuration never blocks its control loop on an fsync. One mutex orders them with
+ * the durable writes on the loop: a durable write bumps persist_gen, and a lazy write
+ * queued before it finds the generation moved and writes nothing (the file already
+ * holds a newer state). At most one lazy write is in flight; a later one waits in
+ * lazy_next (the newest wins). */
+typedef struct lazy_job {
+  uv_work_t w;
+  cl_node *n;
+  uint64_t gen;
+  uint8_t *data;
+  size_t len;
+  int rc, skipped;
+  double ms;
+  char err[512];
+} lazy_job;
+
+static uv_mutex_t persist_mu;
+static int persist_mu_ready;
+static uint64_t persist_gen;  /* written on the loop thread, under persist_mu */
+static lazy_job *lazy_inflight, *lazy_next;
+static int lazy_open;         /* the election runs: after_work may use the node */
+
 static void persist(cl_node *n, const uint8_t *data, size_t len) {
   char err[512];
   uint64_t t0 = uv_hrtime();
-  if (cl_node_write_atomic(n->state_path, data, len, err, sizeof err) != 0) {
+  uv_mutex_lock(&persist_mu);
+  persist_gen++;
+  int rc = cl_node_write_atomic(n->state_path, data, len, err, sizeof err);
+  uv_mutex_unlock(&persist_mu);
+  if (rc != 0) {
     /* carrying on after a failed fsync could lose a vote or an accepted state */
     cl_log(CL_LOG_ERROR, "election", NULL, "cannot persist the election state (%s): stopping the node", err);
     _exit(74);
@@ -68,6 +95,53 @@ static void persist(cl_node *n, const uint8_t *data, size_t len) {
   cl_histogram_observe(&n->persist_seconds, ms / 1000.0);
   n->persist_count++;
   if (ms > 500) cl_log(CL_LOG_WARN, "election", NULL, "slow fsync: persisting took %.0f ms", ms);
+}
+
+static void lazy_work(uv_work_t *w) {
+  lazy_job *j = w->data;
+  uint64_t t0 = uv_hrtime();
+  uv_mutex_lock(&persist_mu);
+  if (j->gen != persist_gen)
+    j->skipped = 1; /* a durable write came after it: the file is newer already */
+  else
+    j->rc = cl_node_write_atomic(j->n->state_path, j->data, j->len, j->err, sizeof j->err);
+  uv_mutex_unlock(&persist_mu);
+  j->ms = (double)(uv_hrtime() - t0) / 1e6;
+}
+
+static void lazy_start(lazy_job *j);
+
+static void lazy_done(uv_work_t *w, int status) {
+  lazy_job *j = w->data;
+  lazy_inflight = NULL;
+  if (status == 0 && j->rc != 0) {
+    cl_log(CL_LOG_ERROR, "election", NULL, "cannot persist the election state (%s): stopping the node", j->err);
+    _exit(74);
+  }
+  if (lazy_open && status == 0 && !j->skipped) {
+    cl_histogram_observe(&j->n->persist_seconds, j->ms / 1000.0);
+    j->n->persist_count++;
+    if (j->ms > 500) cl_log(CL_LOG_WARN, "election", NULL, "slow fsync: writing the state lazily took %.0f ms", j->ms);
+  }
+  free(j->data);
+  free(j);
+  if (lazy_next) {
+    lazy_job *nx = lazy_next;
+    lazy_next = NULL;
+    if (lazy_open) lazy_start(nx);
+    else free(nx->data), free(nx);
+  }
+}
+
+static void lazy_start(lazy_job *j) {
+  lazy_inflight = j;
+  j->w.data = j;
+  if (uv_queue_work(&j->n->c->loop, &j->w, lazy_work, lazy_done) != 0) {
+    lazy_inflight = NULL;
+    persist(j->n, j->data, j->len); /* no worker: write it here */
+    free(j->data);
+    free(j);
+  }
 }
 
 static void emit_committed(cl_node *n) {
@@ -104,6 +178,29 @@ static void io_send(void *ud, const char *peer_id, const uint8_t *data, size_t l
 static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len) {
   (void)kind;
   persist(ud, data, len); /* exits the process if the write fails */
+  return 0;
+}
+
+static int io_persist_lazy(void *ud, cl_el_persist_kind kind, const uint8_t *data, size_t len) {
+  (void)kind;
+  cl_node *n = ud;
+  lazy_job *j = calloc(1, sizeof *j);
+  if (!j) return -1;
+  j->data = malloc(len ? len : 1);
+  if (!j->data) {
+    free(j);
+    return -1;
+  }
+  memcpy(j->data, data, len);
+  j->len = len;
+  j->n = n;
+  j->gen = persist_gen; /* only this thread writes it */
+  if (lazy_inflight) { /* one at a time; the newest waits */
+    if (lazy_next) free(lazy_next->data), free(lazy_next);
+    lazy_next = j;
+    return 0;
+  }
+  lazy_start(j);
   return 0;
 }
 
@@ -169,7 +266,7 @@ static void io_rearm(void *ud, uint64_t d) {
 }
 
 static const cl_eldrv_io node_io = {
-    .now_ms = io_now, .send = io_send, .persist = io_persist, .event = io_event,
+    .now_ms = io_now, .send = io_send, .persist = io_persist, .persist_lazy = io_persist_lazy, .event = io_event,
     .log = io_log,    .complete = io_complete, .rearm = io_rearm,
 };
 
@@ -343,6 +440,15 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
     snprintf(err, errlen, "EINVAL: election: %s (state file %s)", eerr, n->state_path);
     return -1;
   }
+  if (!persist_mu_ready) {
+    if (uv_mutex_init(&persist_mu) != 0) {
+      snprintf(err, errlen, "EIO: election: cannot create a mutex");
+      cl_el_free(el);
+      return -1;
+    }
+    persist_mu_ready = 1;
+  }
+  lazy_open = 1;
   n->io = node_io;
   n->io.ud = n;
   cl_eldrv_init(&n->drv, el, &n->io);
@@ -362,6 +468,10 @@ void cl_node_election_run(cl_node *n) {
 
 void cl_node_election_stop(cl_node *n) {
   if (!n->el) return;
+  cl_eldrv_flush(&n->drv); /* a clean stop keeps a state written lazily (RULE E14) */
+  /* a lazy write still queued is older than that flush (it bumped the generation): its
+   * worker writes nothing, and its completion no longer touches the node */
+  lazy_open = 0;
   uv_close((uv_handle_t *)&n->el_timer, NULL);
   cl_eldrv_free(&n->drv);
   n->el = NULL;

@@ -10,6 +10,8 @@
 #include "node/el_driver.h"
 #include "node/keys_internal.h"
 #include "node/lua_lag_check.h"
+#include "node/roles.h"
+#include "node/state_json.h"
 #include "core/log.h"
 #include "admin/metrics.h"
 #include "node/node.h"
@@ -172,16 +174,13 @@ void cl_node_lua_lag_start(cl_node *n);
 void cl_node_lua_lag_stop(cl_node *n);
 void cl_node_lua_pong(cl_node *n, uint64_t seq);
 
-/* roles.c */
-uint32_t cl_node_roles_flags(const char *roles);
-json_t *cl_node_roles_json(const char *comma_list); /* "a,b" -> ["a","b"] */
 
 /* report.c: events for the admin endpoint's stream */
 int cl_node_reporting(const cl_node *n);                         /* 1: someone listens */
 void cl_node_report(cl_node *n, const char *kind, json_t *fields); /* fields stolen */
 void cl_node_report_from_lua(cl_node *n, const char *kind, const void *json, size_t len);
 
-/* state_json.c */
+/* state_json.c: cl_state_json with this node's cluster name and peers */
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
 
 #endif

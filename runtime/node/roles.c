@@ -2,7 +2,8 @@
  * free-form tags), as election flags and as JSON. */
 #include <string.h>
 
-#include "node/node_internal.h"
+#include "election/election.h"
+#include "node/roles.h"
 
 uint32_t cl_node_roles_flags(const char *roles) {
   uint32_t f = 0;

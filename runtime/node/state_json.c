@@ -1,8 +1,11 @@
 /* The cluster state as JSON, in Elasticsearch's layout: what Lua gets with
- * state_committed and what GET /_cluster/state answers. */
+ * state_committed and what GET /_cluster/state answers (and, in a rehearsal, what each
+ * simulated node's Lua gets: runtime/rehearse/world.c). */
 #include <string.h>
 
 #include "node/node_internal.h"
+#include "node/roles.h"
+#include "node/state_json.h"
 
 static void add_ids(json_t *arr, const cl_el_vconfig *c) {
   for (uint32_t i = 0; i < c->n; i++) json_array_append_new(arr, json_string(c->ids[i]));
@@ -14,10 +17,17 @@ static int excluded(const cl_el_state *st, const char *id) {
   return 0;
 }
 
+static const char *peer_name(void *ud, const char *id) {
+  cl_node_peer *p = cl_node_peer_by_id(ud, id);
+  return p ? p->name : NULL;
+}
+
+json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) { return cl_state_json(n->cfg->cluster, st, peer_name, n); }
+
 /* The cluster state in Elasticsearch's layout, so an operator's filter_path habits work. */
-json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
+json_t *cl_state_json(const char *cluster, const cl_el_state *st, cl_state_name_fn name_of, void *ud) {
   json_t *o = json_object();
-  json_object_set_new(o, "cluster_name", json_string(n->cfg->cluster));
+  json_object_set_new(o, "cluster_name", json_string(cluster));
   json_object_set_new(o, "cluster_uuid", json_string(st->cluster_id));
   json_object_set_new(o, "version", json_integer((json_int_t)st->version));
   json_object_set_new(o, "term", json_integer((json_int_t)st->term));
@@ -46,8 +56,8 @@ json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) {
     /* a node excluded while down is recorded by id: show the name we knew it by */
     const char *ename = st->excl[i].name;
     if (strcmp(ename, st->excl[i].id) == 0) {
-      cl_node_peer *p = cl_node_peer_by_id(n, st->excl[i].id);
-      if (p) ename = p->name;
+      const char *known = name_of ? name_of(ud, st->excl[i].id) : NULL;
+      if (known) ename = known;
     }
     json_object_set_new(e, "node_name", json_string(ename));
     json_array_append_new(ex, e);

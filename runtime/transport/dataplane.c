@@ -524,6 +524,9 @@ static void dp_on_reauth(cl_dp_conn *c, const uint8_t *d, size_t n) {
   case CL_RA_FAIL_BAD_PROOF:
     dp_fail(c, "%s", "re-authentication did not verify");
     return;
+  case CL_RA_FAIL_OFFER_GONE:
+    dp_fail(c, "%s", "the peer accepted a key offer that had expired or a key this node no longer holds");
+    return;
   case CL_RA_FAIL_NO_MEMORY:
     dp_fail(c, "%s", "out of memory");
     return;

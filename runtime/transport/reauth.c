@@ -134,8 +134,24 @@ static cl_reauth_outcome on_offer(cl_reauth *r, const uint8_t *d, size_t n, uint
   return CL_RA_REKEYED;
 }
 
+/* is k (by its secret) in ring? */
+static int held(const cl_hs_key *k, const cl_hs_key *ring, size_t n_ring) {
+  int found = 0;
+  for (size_t i = 0; i < n_ring; i++) found |= sodium_memcmp(k->k_hs, ring[i].k_hs, 32) == 0;
+  return found;
+}
+
 /* {3, j, proof}: the peer took our offer j */
-static cl_reauth_outcome on_accept(cl_reauth *r, const uint8_t *d, const cl_reauth_io *io, cl_reauth_result *res) {
+static cl_reauth_outcome on_accept(cl_reauth *r, const uint8_t *d, uint64_t now, const cl_hs_key *ring,
+                                   size_t n_ring, const cl_reauth_io *io, cl_reauth_result *res) {
+  /* an offer is live for CL_REAUTH_MS and names the keys we held when we made it: an
+   * acceptance after that, or of a key that has left our ring since, would put the
+   * connection under a key we no longer hold, with nothing left to re-authenticate it */
+  if (now >= r->rs_deadline || !held(&r->rs_offered[d[1]], ring, n_ring)) {
+    r->rs_live = 0;
+    sodium_memzero(r->rs_offered, sizeof r->rs_offered);
+    return CL_RA_FAIL_OFFER_GONE;
+  }
   uint8_t mac[32];
   cl_hs_reauth_proof(&r->rs_offered[d[1]], "reauth-accept", r->sid, r->rs_nonce_r, r->rs_nonce_o, d[1], mac);
   int ok = sodium_memcmp(mac, d + 2, 32) == 0;
@@ -169,7 +185,7 @@ cl_reauth_outcome cl_reauth_frame(cl_reauth *r, const uint8_t *d, size_t n, uint
   if (d[0] == 1 && n == 33) return on_challenge(r, d, now, ring, n_ring, io);
   if (d[0] == 2 && n >= 66 && r->ra_pending && sodium_memcmp(d + 1, r->ra_nonce, 32) == 0)
     return on_offer(r, d, n, now, ring, n_ring, io, res);
-  if (d[0] == 3 && n == 34 && r->rs_live && d[1] < r->rs_n) return on_accept(r, d, io, res);
+  if (d[0] == 3 && n == 34 && r->rs_live && d[1] < r->rs_n) return on_accept(r, d, now, ring, n_ring, io, res);
   if (d[0] == 5 && n == 1 && r->n_rx_next > 0) {
     /* the peer's DONE: it sends under the new key from the next record */
     memcpy(io->opener->rx.key, r->rx_next[0], 32);

@@ -17,7 +17,8 @@
  * The rules (a security review's): a challenge not answered, or a DONE not come, within
  * CL_REAUTH_MS closes the connection (the owner checks cl_reauth_due); our own challenge
  * or our own offer sent back to us closes it; a node makes one offer at a time, live for
- * CL_REAUTH_MS.
+ * CL_REAUTH_MS: an acceptance after that, or of a key that has left the ring since, closes
+ * it too.
  *
  * Pure but for the owner's small interface (cl_reauth_io): no clock (now is passed in), no
  * loop, no logging; the outcome says what happened and the owner logs and closes. */
@@ -77,6 +78,7 @@ typedef enum {
   CL_RA_FAIL_NO_COMMON_KEY,       /* none of its keys is ours ({4} sent and flushed; theirs: its fingerprints): close */
   CL_RA_FAIL_PEER_HAS_NONE,       /* the peer holds none of ours any more ({4} received): close */
   CL_RA_FAIL_BAD_PROOF,           /* its acceptance did not verify: close */
+  CL_RA_FAIL_OFFER_GONE,          /* it accepted an offer past its 1 s, or a key we no longer hold: close */
   CL_RA_FAIL_NO_MEMORY,           /* re-keying failed: close */
 } cl_reauth_outcome;
 

@@ -50,6 +50,8 @@ struct cl_conn {
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
   uint32_t probe_seq; /* the current suspicion's probes (PROBE_REQ/RES match on it) */
+  /* the peers asked to probe it for the current suspicion: only their answers count */
+  char probe_via[2][CL_NODE_NAME_MAX + 1];
   uint64_t peer_beat_us, peer_beat_rx_us; /* the peer's last beat: its clock, and ours on arrival */
   /* the handshake's round trip: our first flight sent (µs) -> the peer's next one read */
   uint64_t hs_mark_us;
@@ -106,6 +108,10 @@ struct cl_peer {
 
 /* A probe we run for another node: it asked us (PROBE_REQ) whether target answers. */
 #define CL_PROBES_MAX 16
+#define CL_PROBES_PER_PEER 4 /* of them, held for one requester */
+/* what a connection's queue may hold past send_queue_max: answers to the peer's own
+ * frames (beats, pongs, probe answers), a few of a read's worth */
+#define CL_REPLY_SLACK (256u << 10)
 typedef struct {
   int used;
   uint32_t seq;
@@ -978,7 +984,9 @@ static void probe_request(cl_conn *c) {
   size_t nl = strlen(b->nn.full);
   put_u32(buf, c->probe_seq);
   memcpy(buf + 4, b->nn.full, nl);
+  memset(c->probe_via, 0, sizeof c->probe_via);
   for (size_t j = 0; j < m; j++) {
+    snprintf(c->probe_via[j], sizeof c->probe_via[j], "%s", r.p[sel[j]]->nn.full);
     conn_put(r.p[sel[j]]->conn, CL_T_PROBE_REQ, 0, buf, (uint32_t)(4 + nl));
     t->st.probes_requested++;
   }
@@ -1013,10 +1021,18 @@ static void on_probe_req(cl_conn *c, const cl_frame *f) {
     return;
   }
   cl_peer *b = peer_exact(t, target);
+  /* the slots are shared by every peer that asks: one that holds CL_PROBES_PER_PEER
+   * already (more than its watchers' suspicions at once need by default) gets "no answer",
+   * so a buggy or hostile peer cannot take every other node's confirmation through us */
   cl_probe *slot = NULL;
-  for (size_t i = 0; i < CL_PROBES_MAX && !slot; i++)
-    if (!t->probes[i].used) slot = &t->probes[i];
-  if (!conn_live(b) || b == c->peer || !slot) {
+  size_t held = 0;
+  for (size_t i = 0; i < CL_PROBES_MAX; i++) {
+    if (!t->probes[i].used)
+      slot = slot ? slot : &t->probes[i];
+    else if (!strcmp(t->probes[i].req, c->peer->nn.full))
+      held++;
+  }
+  if (!conn_live(b) || b == c->peer || !slot || held >= CL_PROBES_PER_PEER) {
     probe_answer(t, c->peer->nn.full, seq, 0, target);
     return;
   }
@@ -1074,7 +1090,12 @@ static void on_probe_res(cl_conn *c, const cl_frame *f) {
   else
     t->st.probe_none++;
   cl_peer *b = peer_exact(t, target);
-  if (alive && conn_live(b) && b->conn->probe_seq == get_u32(f->data)) {
+  /* an answer counts only from a peer we asked, for the suspicion we asked about: any
+   * other peer's "alive" would turn b's DOWN (announced to all) into a quiet close of our
+   * own link, leaving b to the others, who may not watch it */
+  const char *from = c->peer->nn.full;
+  if (alive && conn_live(b) && b->conn->probe_seq == get_u32(f->data) &&
+      (!strcmp(from, b->conn->probe_via[0]) || !strcmp(from, b->conn->probe_via[1]))) {
     cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s answered a probe by %s", b->nn.full, c->peer->nn.full);
     cl_det_vouched(&b->conn->det);
   }
@@ -1482,6 +1503,16 @@ static int on_session_frame(void *ud, const cl_frame *f) {
   cl_det_heard(&c->det, now_ms(t));
   c->peer->doubted = 0; /* it spoke after any DOWN we set aside */
   t->st.frames_in++;
+  /* A peer that does not read what it asks for (a beat per WATCH, a pong per ping, a
+   * probe answer per PROBE_REQ) must not make us queue without bound: messages stop at
+   * send_queue_max (cl_transport_send), and a queue past it by more than CL_REPLY_SLACK
+   * can only be answers nobody reads. */
+  if (conn_queued(c) > (size_t)t->cfg.send_queue_max + CL_REPLY_SLACK) {
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "%s does not read what it asks for (%zu bytes queued): closing the connection",
+           c->peer->nn.full, conn_queued(c));
+    conn_down(c, "closed");
+    return 1;
+  }
   switch (f->type) {
   case CL_T_DATA:
     c->peer->last_data_ms = now_ms(t);
@@ -2123,6 +2154,16 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (!t->cfg.watchers) t->cfg.watchers = d.watchers;
   if (!t->cfg.full_mesh_max) t->cfg.full_mesh_max = d.full_mesh_max;
   if (!t->cfg.idle_close_ms) t->cfg.idle_close_ms = d.idle_close_ms;
+  /* An idle watched peer beats every heartbeat (less a quarter): a longer heartbeat than
+   * the timeout calls healthy peers down between beats, and one past half of it lets a
+   * peer's last beat to its watcher be older than half a timeout when it stops, so nodes
+   * that heard it later ignore the watcher's DOWN (on_down) and never report it. */
+  if ((uint64_t)t->cfg.heartbeat_ms * 2 > t->cfg.timeout_ms) {
+    snprintf(err, errlen, "heartbeat_ms (%u) must be at most half of timeout_ms (%u)", t->cfg.heartbeat_ms,
+             t->cfg.timeout_ms);
+    free(t);
+    return NULL;
+  }
   if (t->cfg.watchers > CL_WATCH_MAX) {
     snprintf(err, errlen, "watchers must be 1..%d, got %u", CL_WATCH_MAX, t->cfg.watchers);
     free(t);
@@ -2510,6 +2551,11 @@ static void on_reauth(cl_conn *c, const uint8_t *d, size_t n) {
     break;
   case CL_RA_FAIL_BAD_PROOF:
     cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "re-authentication of the connection with %s did not verify: closing it",
+           c->peer->nn.full);
+    break;
+  case CL_RA_FAIL_OFFER_GONE:
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL,
+           "%s accepted a key offer that had expired or a key this node no longer holds: closing the connection",
            c->peer->nn.full);
     break;
   case CL_RA_FAIL_NO_MEMORY:

@@ -171,6 +171,31 @@ static int t_one_offer_at_a_time(void) {
   return 0;
 }
 
+/* b offers at 0; a's acceptance counts only while the offer is live (1 s) and only for a
+ * key b still holds: else b would run under a key its ring no longer has */
+static int t_accept_of_a_gone_offer(void) {
+  side a, b;
+  cl_hs_key ring[] = {k2}, ring_without[] = {k3};
+  cl_reauth_result res;
+  /* late */
+  pair(&a, &b);
+  cl_reauth_io ia = io_of(&a, 1);
+  cl_reauth_start(&a.r, 0, &ia);
+  deliver(&a, &b, 0, ring, 1, 1, &res);
+  CHECK(deliver(&b, &a, 10, ring, 1, 1, &res) == CL_RA_REKEYED, "a did not take the offer");
+  CHECK(deliver(&a, &b, 1000, ring, 1, 1, &res) == CL_RA_FAIL_OFFER_GONE && b.switched == 0 && b.r.key.id == 1,
+        "an acceptance 1 s after the offer was taken (key %u)", b.r.key.id);
+  /* in time, but b's ring lost the key meanwhile */
+  pair(&a, &b);
+  ia = io_of(&a, 1);
+  cl_reauth_start(&a.r, 0, &ia);
+  deliver(&a, &b, 0, ring, 1, 1, &res);
+  CHECK(deliver(&b, &a, 10, ring, 1, 1, &res) == CL_RA_REKEYED, "a did not take the offer");
+  CHECK(deliver(&a, &b, 20, ring_without, 1, 1, &res) == CL_RA_FAIL_OFFER_GONE && b.switched == 0,
+        "b took a key that had left its ring (key %u)", b.r.key.id);
+  return 0;
+}
+
 static int t_due(void) {
   side a, b;
   pair(&a, &b);
@@ -207,6 +232,7 @@ int main(void) {
   run_case("reauth: our own challenge sent back closes the connection", t_reflected_challenge);
   run_case("reauth: our own key offer sent back closes the connection", t_reflected_offer);
   run_case("reauth: one offer at a time, live for 1 s", t_one_offer_at_a_time);
+  run_case("reauth: an acceptance of an offer past its 1 s, or of a key the ring lost since, closes", t_accept_of_a_gone_offer);
   run_case("reauth: an answer is due 1 s after the challenge; one challenge at a time", t_due);
   run_case("reauth: an acceptance that does not verify closes, keys unchanged", t_bad_proof);
   return harness_exit();

@@ -1861,6 +1861,329 @@ static int t_reauth(void) {
   return 0;
 }
 
+
+/* ---- a hostile authenticated peer ----
+ * A raw socket that completes the handshake with the cookie (so it is an authenticated
+ * peer), then writes whatever frames a test wants, unencrypted, and reads only when told.
+ * Every frame of a peer is hostile: these tests show what one buggy or malicious peer can
+ * make a node do. */
+#include <fcntl.h>
+#include <errno.h>
+
+typedef struct {
+  int fd;
+  char name[64];
+  cl_hs_config cfg;
+  cl_handshake hs;
+  uint64_t last_beat;
+} rogue;
+
+static int rogue_readable(void *ud) {
+  rogue *r = ud;
+  uint8_t b;
+  ssize_t n = recv(r->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n > 0 || n == 0;
+}
+
+static int rogue_send(rogue *r, const uint8_t *p, size_t n) {
+  while (n) {
+    ssize_t w = send(r->fd, p, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 1; /* full: the caller runs the loop */
+    if (w <= 0) return -1;
+    p += w;
+    n -= (size_t)w;
+  }
+  return 0;
+}
+
+/* connects to target as `name` and completes the handshake; rcvbuf 0: the default */
+static int rogue_join(rogue *r, const char *name, const tnode *target, int port, int rcvbuf) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->name, sizeof r->name, "%s", name);
+  r->fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (rcvbuf) setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
+  struct sockaddr_in a;
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons((uint16_t)port);
+  if (connect(r->fd, (struct sockaddr *)&a, sizeof a)) return -1;
+  fcntl(r->fd, F_SETFL, O_NONBLOCK);
+  r->cfg.self_name = r->name;
+  r->cfg.node_id = "rogue";
+  r->cfg.cluster = "test";
+  r->cfg.roles = "master";
+  r->cfg.incarnation = 1;
+  r->cfg.encrypt = 0;
+  r->cfg.version = CL_PROTO_VERSION;
+  cl_hs_keys((const uint8_t *)"secret-cookie", strlen("secret-cookie"), r->cfg.keys[0].k_hs, r->cfg.keys[0].k_sess);
+  r->cfg.keys[0].id = 1;
+  r->cfg.n_keys = 1;
+  uint8_t nonce[32];
+  randombytes_buf(nonce, 32);
+  cl_hs_init(&r->hs, &r->cfg, CL_HS_DIALER, target->name, nonce);
+  cl_tbuf out = {0};
+  cl_hs_start(&r->hs, &out);
+  int rc = CL_HS_CONTINUE;
+  for (int round = 0; round < 10 && rc == CL_HS_CONTINUE; round++) {
+    if (out.len && rogue_send(r, out.p, out.len)) break;
+    out.len = 0;
+    if (!run_until(rogue_readable, r, 2000)) break;
+    uint8_t buf[4096];
+    ssize_t n = recv(r->fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) break;
+    size_t used = 0;
+    rc = cl_hs_feed(&r->hs, buf, (size_t)n, &used, &out);
+  }
+  if (rc == CL_HS_DONE && out.len) rogue_send(r, out.p, out.len);
+  cl_tbuf_free(&out);
+  cl_hs_free(&r->hs);
+  return rc == CL_HS_DONE ? 0 : -1;
+}
+
+static int rogue_frame(rogue *r, uint8_t type, const void *data, uint32_t len) {
+  cl_tbuf b = {0};
+  cl_frame_put(&b, type, 0, data, len);
+  int rc = rogue_send(r, b.p, b.len);
+  cl_tbuf_free(&b);
+  return rc;
+}
+
+/* a beat, so a node that watches the rogue does not time it out */
+static void rogue_beat(rogue *r) {
+  if (uv_now(L) < r->last_beat + 40) return;
+  r->last_beat = uv_now(L);
+  uint8_t x[CL_BEAT_LEN] = {0};
+  rogue_frame(r, CL_T_PING, x, sizeof x);
+}
+
+static void rogue_drain(rogue *r) {
+  uint8_t buf[4096];
+  while (recv(r->fd, buf, sizeof buf, MSG_DONTWAIT) > 0) {
+  }
+}
+
+/* A peer that asks for beats (WATCH 1, each answered with a beat at once) and never
+ * reads what it asked for must not make the node queue without bound: past
+ * send_queue_max the node closes it. */
+typedef struct {
+  tnode *a;
+  rogue *r;
+  size_t sent, max_queued;
+  int full;
+} flood_arg;
+static int flood_step(void *ud) {
+  flood_arg *f = ud;
+  if (f->a->downs) return 1;
+  size_t q = cl_transport_queued(f->a->t, f->r->name);
+  if (q > f->max_queued) f->max_queued = q;
+  if (f->sent >= 400000) return 1;
+  uint8_t on = 1;
+  cl_tbuf b = {0};
+  for (int i = 0; i < 2000; i++) cl_frame_put(&b, CL_T_WATCH, 0, &on, 1);
+  int rc = rogue_send(f->r, b.p, b.len); /* a partial write is fine: frames may be cut, the next batch goes on */
+  cl_tbuf_free(&b);
+  if (rc < 0) return 1;
+  if (rc == 0) f->sent += 2000;
+  return 0;
+}
+
+static int t_hostile_watch_flood(void) {
+  tnode a;
+  opts o = O(0);
+  o.send_queue_max = 64 * 1024;
+  int port = free_port();
+  CHECK(node_start(&a, "a", port, &o) == 0, "start");
+  rogue r;
+  char rn[64];
+  snprintf(rn, sizeof rn, "rogue@127.0.0.1:%d", free_port());
+  CHECK(rogue_join(&r, rn, &a, port, 4096) == 0, "rogue handshake");
+  CHECK(wait_connected(&a, 1, 2000), "rogue not connected");
+  flood_arg f = {&a, &r, 0, 0, 0};
+  run_until(flood_step, &f, 20000);
+  int downs = a.downs;
+  char dn[128];
+  snprintf(dn, sizeof dn, "%s", a.down_name);
+  close(r.fd);
+  node_stop(&a);
+  /* the queue may pass send_queue_max by what one read's frames answer (a 64 KiB read
+   * of 7-byte WATCH frames: about 9400 beats of 30 bytes) */
+  CHECK(f.max_queued <= 64 * 1024 + 512 * 1024, "queued %zu bytes for a peer that reads nothing (%zu frames sent)",
+        f.max_queued, f.sent);
+  CHECK(downs == 1 && !strcmp(dn, rn), "the non-reading peer was not closed (%d downs, %s)", downs, dn);
+  return 0;
+}
+
+/* A PROBE_RES "alive" counts only from a peer we asked to probe: a peer we did not ask
+ * (buggy, or lying) must not turn a silent watched peer's DOWN (announced to all) into a
+ * quiet close of our own link (which leaves the others holding the silent peer). */
+#define HP_N 4
+static void put32(uint8_t *p, uint32_t v) {
+  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+static tnode hp[HP_N];
+typedef struct {
+  tnode *a;
+  rogue *r;
+  const char *victim;
+} forge_arg;
+static int forge_step(void *ud) {
+  forge_arg *f = ud;
+  rogue_beat(f->r);
+  rogue_drain(f->r);
+  uint8_t buf[5 + 64];
+  size_t nl = strlen(f->victim);
+  for (uint32_t s = 1; s <= 4; s++) {
+    put32(buf, s);
+    buf[4] = 1;
+    memcpy(buf + 5, f->victim, nl);
+    rogue_frame(f->r, CL_T_PROBE_RES, buf, (uint32_t)(5 + nl));
+  }
+  return f->a->downs > 0;
+}
+
+static int t_hostile_forged_vouch(void) {
+  opts o = O(0);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 300;
+  int ports[HP_N];
+  char sn[8];
+  for (int i = 0; i < HP_N; i++) {
+    ports[i] = free_port();
+    snprintf(sn, sizeof sn, "h%d", i);
+    /* the victim times out nobody while it is silenced: its closes would race a's verdict */
+    opts oi = o;
+    if (i == 1) oi.timeout_ms = 5000;
+    CHECK(node_start(&hp[i], sn, ports[i], &oi) == 0, "start %d", i);
+  }
+  /* the rogue's name: one that is not among the victim's two nearest predecessors on
+   * a's ring (a's helpers for it), with the victim among the 3 peers a watches; a = hp[0],
+   * the victim hp[1], the honest helpers hp[2] and hp[3] */
+  char rn[64] = "";
+  int rport = free_port();
+  for (int k = 0; k < 5000 && !rn[0]; k++) {
+    char cand[64];
+    snprintf(cand, sizeof cand, "r%d@127.0.0.1:%d", k, rport);
+    const char *names[4] = {hp[1].name, hp[2].name, hp[3].name, cand};
+    uint64_t h[4];
+    for (int i = 0; i < 4; i++) h[i] = cl_watch_hash(names[i]);
+    size_t pick[3];
+    size_t m = cl_watch_pick(names, h, 4, NULL, h[0], 0, 0, 2, pick);
+    int helper = m == 2 && (pick[0] == 3 || pick[1] == 3);
+    m = cl_watch_pick(names, h, 4, hp[0].name, cl_watch_hash(hp[0].name), 1, SIZE_MAX, 3, pick);
+    int watched = pick[0] == 0 || pick[1] == 0 || pick[2] == 0;
+    if (m == 3 && watched && !helper) snprintf(rn, sizeof rn, "%s", cand);
+  }
+  CHECK(rn[0], "no rogue name found");
+  for (int i = 1; i < HP_N; i++) cl_transport_want(hp[i].t, hp[0].name);
+  rogue r;
+  CHECK(rogue_join(&r, rn, &hp[0], ports[0], 0) == 0, "rogue handshake");
+  CHECK(wait_connected(&hp[0], HP_N, 3000) && wait_connected(&hp[1], HP_N - 1, 3000), "not connected");
+  char err[200];
+  cl_transport_fault(hp[1].t, "*", "blackhole", err, sizeof err);
+  forge_arg f = {&hp[0], &r, hp[1].name};
+  int down = run_until(forge_step, &f, 3000);
+  char dn[128];
+  snprintf(dn, sizeof dn, "%s", hp[0].down_name);
+  uint64_t announced = STAT(&hp[0], downs_announced), alive = STAT(&hp[0], probe_alive);
+  close(r.fd);
+  for (int i = 0; i < HP_N; i++) node_stop(&hp[i]);
+  CHECK(down && !strcmp(dn, hp[1].name), "a did not declare the silent peer (%s %s)", dn, hp[0].down_reason);
+  CHECK(announced == 1, "a announced %llu DOWNs after %llu forged 'alive' answers from a peer it never asked",
+        (unsigned long long)announced, (unsigned long long)alive);
+  return 0;
+}
+
+
+/* One peer must not hold every probe slot of a node (16, shared by all who ask): then
+ * every other node's probes through it would be answered "no answer" at once, and a node
+ * whose own link to a peer is cut would announce that peer down instead of closing only
+ * its link. A requester holds at most CL_PROBES_PER_PEER (4) of a helper's slots. */
+typedef struct {
+  rogue *r;
+  cl_frame_decoder fd;
+  int none, alive;
+} probe_count;
+static int count_res(void *ud, const cl_frame *f) {
+  probe_count *pc = ud;
+  if (f->type == CL_T_PROBE_RES && f->len > 5) {
+    if (f->data[4])
+      pc->alive++;
+    else
+      pc->none++;
+  }
+  return 0;
+}
+static int probe_marker(void *ud) {
+  probe_count *pc = ud;
+  rogue_beat(pc->r);
+  uint8_t buf[4096];
+  ssize_t n;
+  while ((n = recv(pc->r->fd, buf, sizeof buf, MSG_DONTWAIT)) > 0) cl_frame_decoder_feed(&pc->fd, buf, (size_t)n, NULL, count_res, pc);
+  return pc->alive > 0;
+}
+
+static int t_hostile_probe_slots(void) {
+  opts o = O(0);
+  o.timeout_ms = 6000; /* a probe slot is held half of it: longer than the test */
+  tnode h, z;
+  int hport = free_port();
+  CHECK(node_start(&h, "h", hport, &o) == 0 && node_start(&z, "z", free_port(), &o) == 0, "start");
+  cl_transport_want(z.t, h.name);
+  CHECK(wait_connected(&h, 1, 3000), "z not connected");
+  rogue r;
+  char rn[64];
+  snprintf(rn, sizeof rn, "rogue@127.0.0.1:%d", free_port());
+  CHECK(rogue_join(&r, rn, &h, hport, 0) == 0, "rogue handshake");
+  CHECK(wait_connected(&h, 2, 3000), "rogue not connected");
+  /* z answers nobody: every probe of it holds its slot */
+  char err[200];
+  cl_transport_fault(z.t, "*", "blackhole", err, sizeof err);
+  uint8_t buf[4 + 64];
+  size_t nl = strlen(z.name);
+  for (uint32_t s = 1; s <= 6; s++) {
+    put32(buf, s);
+    memcpy(buf + 4, z.name, nl);
+    rogue_frame(&r, CL_T_PROBE_REQ, buf, (uint32_t)(4 + nl));
+  }
+  /* the marker: a probe of h itself, answered "alive" at once, after the six */
+  put32(buf, 7);
+  memcpy(buf + 4, h.name, strlen(h.name));
+  rogue_frame(&r, CL_T_PROBE_REQ, buf, (uint32_t)(4 + strlen(h.name)));
+  probe_count pc = {&r, {0}, 0, 0};
+  cl_frame_decoder_init(&pc.fd, CL_FD_SESSION, 0, 1 << 20);
+  int marked = run_until(probe_marker, &pc, 3000);
+  cl_frame_decoder_free(&pc.fd);
+  close(r.fd);
+  node_stop(&h);
+  node_stop(&z);
+  CHECK(marked, "the marker probe was not answered");
+  CHECK(pc.none == 2, "%d of the rogue's 6 probes answered 'no answer' at once (it holds the rest): not 2", pc.none);
+  return 0;
+}
+
+
+/* heartbeat_ms must be at most half of timeout_ms: a watched idle peer beats every
+ * heartbeat (less a quarter), so with a longer heartbeat a healthy idle peer is declared
+ * down between two beats (before this check, two idle nodes at 1000 / 400 reported each
+ * other down within 3 s); and a DOWN is acted on only by nodes that heard nothing from the
+ * peer for half a timeout, which a watcher's verdict guarantees only when a beat comes at
+ * least every half timeout. Refused at start, naming both. */
+static int t_heartbeat_vs_timeout(void) {
+  tnode a;
+  opts o = O(1);
+  o.heartbeat_ms = 1000;
+  o.timeout_ms = 400;
+  int refused = node_start(&a, "a", free_port(), &o) != 0;
+  if (!refused) node_stop(&a);
+  CHECK(refused, "heartbeat_ms 1000 with timeout_ms 400 was accepted");
+  o.heartbeat_ms = 200;
+  CHECK(node_start(&a, "a", free_port(), &o) == 0, "heartbeat_ms 200 with timeout_ms 400 was refused");
+  node_stop(&a);
+  return 0;
+}
+
 int main(void) {
   if (sodium_init() < 0) return 1;
   setenv("CLUSTERLUA_FAULTS", "1", 1);
@@ -1902,6 +2225,12 @@ int main(void) {
            t_pinned_watched);
   run_case("transport: a large cluster: every member known, few connections, on demand and idle close, downs reach all",
            t_large_cluster);
+  run_case("transport: a peer that asks for beats and reads nothing is closed past send_queue_max",
+           t_hostile_watch_flood);
+  run_case("transport: a probe answer from a peer never asked does not vouch for a silent peer",
+           t_hostile_forged_vouch);
+  run_case("transport: one peer holds at most 4 of a node's 16 probe slots", t_hostile_probe_slots);
+  run_case("transport: heartbeat_ms above half of timeout_ms is refused", t_heartbeat_vs_timeout);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
   run_case("transport: mesh learning A-B, B-C => A-C", t_mesh);

@@ -1,5 +1,6 @@
 /* libFuzzer target: the election core's decoders of hostile bytes — wire
- * messages (as a peer would send them), the persisted state file (as a disk
+ * messages (as a peer would send them), a publication diff applied to a state whose
+ * (term, version) it names (RULE E13), the persisted state file (as a disk
  * would return it) — and a live core fed the same bytes as a message. Any
  * crash, leak, overflow or undefined behaviour is a bug. */
 #include "election.h"
@@ -29,6 +30,50 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   char err[256];
   huge_counts_refused();
   cl_el_msg_validate(data, size, err, sizeof err);
+
+  /* a diff is applied to a base of three nodes with the (term, version) it names: its
+   * entries must fit that base or be refused, never half-applied or out of bounds */
+  {
+    cl_msg *m = malloc(sizeof *m);
+    cl_diff d;
+    cl_diff_init(&d);
+    if (m && cl_msg_decode_into(data, size, m, NULL, &d, 0, err, sizeof err) == 0 && m->type == CL_M_PUBLISH_DIFF) {
+      cl_el_state base, out;
+      cl_el_state_init(&base);
+      cl_el_state_init(&out);
+      memcpy(base.cluster_id, d.cluster_id, sizeof base.cluster_id);
+      base.term = d.base_term;
+      base.version = d.base_version;
+      if (cl_el_state_reserve_nodes(&base, 3) == 0) {
+        const char *ids[3] = {"a", "b", "c"};
+        for (int i = 0; i < 3; i++) {
+          memset(&base.nodes[i], 0, sizeof base.nodes[i]);
+          strcpy(base.nodes[i].id, ids[i]);
+        }
+        base.n_nodes = 3;
+        if (cl_diff_apply(&base, &d, &out, err, sizeof err) == 0) {
+          /* the result is a valid state: it encodes and decodes again */
+          uint8_t *buf;
+          size_t len;
+          uint64_t t;
+          int c;
+          cl_el_state back;
+          cl_el_state_init(&back);
+          if (cl_persist_encode(out.term, &out, 0, &buf, &len) == 0) {
+            if (cl_persist_decode(buf, len, &t, &back, &c, err, sizeof err) != 0 &&
+                !strstr(err, "metadata version"))
+              abort();
+            free(buf);
+          }
+          cl_el_state_clear(&back);
+        }
+      }
+      cl_el_state_clear(&base);
+      cl_el_state_clear(&out);
+    }
+    cl_diff_clear(&d);
+    free(m);
+  }
 
   uint64_t term;
   int committed; /* the flags byte, as read */

@@ -10,7 +10,7 @@
  * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
  * a node whose data belongs to another cluster joining at a random time (it
  * must never vote with this cluster, raise its term or cost it its master).
- * After every step it checks the safety rules of docs/design.md (E1-E9, E11, E12)
+ * After every step it checks the safety rules of docs/design.md (E1-E9, E11-E14)
  * and L1; after the faults stop it checks liveness (L2) within a bound
  * computed from the configuration.
  *
@@ -108,6 +108,7 @@ typedef struct node {
   uint8_t *disk;
   size_t disk_len;
   uint64_t disk_term;           /* the term in the persisted file */
+  uint64_t disk_acc_t, disk_acc_v; /* the accepted state in it */
   uint64_t boot_term, max_term;
   uint64_t acc_t, acc_v;        /* accepted (term, version) after the last step */
   int acc_c;
@@ -187,6 +188,7 @@ typedef struct world {
   int verbose, violated;
   char why[512];
   uint64_t steps;
+  uint64_t lazy_lost; /* crashes that lost a lazily written state (RULE E14) */
   cl_el_state st_scratch;
 } world;
 
@@ -396,6 +398,12 @@ static int vc_eq(const cl_el_vconfig *a, const cl_el_vconfig *b) {
   return 1;
 }
 
+static int vc_has(const cl_el_vconfig *c, const char *id) {
+  for (uint32_t i = 0; i < c->n; i++)
+    if (!strcmp(c->ids[i], id)) return 1;
+  return 0;
+}
+
 static void vc_copy(cl_el_vconfig *d, const cl_el_vconfig *s) {
   if (cl_el_vconfig_copy(d, s)) abort();
 }
@@ -573,6 +581,8 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
       BIT_SET(m->accepted_by, i);
     }
   }
+  n->disk_acc_t = w->st_scratch.term;
+  n->disk_acc_v = w->st_scratch.version;
   cl_el_state_clear(&w->st_scratch);
   free(n->disk);
   n->disk = malloc(len);
@@ -602,6 +612,20 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
     if (i != w->foreign && j != w->foreign) record_join(w, i, term, data[4] == 4 ? j : i);
     else if (data[4] == 4)
       violation(w, "%s voted for %s, a node of the other cluster", n->name, w->nodes[j].name);
+  }
+  if (toff + 17 <= len && data[4] == 6 /* PUBLISH_RESP */ && data[toff + 16] == 1 /* accepted */ && i != w->foreign) {
+    /* RULE E6, E14: a node whose acknowledgement can count (it is in the last committed
+     * or the new configuration of the state) acknowledges only a durable state; any
+     * other may have written it lazily (and may lose it in a crash) */
+    uint64_t version = 0;
+    for (int b = 0; b < 8; b++) version |= (uint64_t)data[toff + 8 + b] << (8 * b);
+    const cl_el_state *acc = cl_el_accepted(n->el);
+    if (acc->version == version &&
+        (vc_has(&acc->committed_config, n->id) || vc_has(&acc->accepted_config, n->id)) &&
+        (n->disk_acc_t != acc->term || n->disk_acc_v != acc->version))
+      violation(w, "%s acknowledged (%llu,%llu), in whose configuration it votes, before it was durable (disk holds (%llu,%llu))",
+                n->name, (unsigned long long)acc->term, (unsigned long long)acc->version,
+                (unsigned long long)n->disk_acc_t, (unsigned long long)n->disk_acc_v);
   }
   if (i != w->foreign && j == w->foreign && data[4] == 2 /* PREVOTE_RESP */ && toff + 25 <= len && data[toff + 24])
     violation(w, "%s granted a pre-vote to %s, a node of another cluster", n->name, w->nodes[j].name);
@@ -681,7 +705,7 @@ static void step(world *w, int i, const cl_el_input *in) {
   n->persisted = 0;
   n->crash_why = NULL;
   cl_eldrv_input(&n->drv, in);
-  n->next_dl = cl_el_next_deadline(n->el);
+  n->next_dl = cl_eldrv_next_deadline(&n->drv); /* the core's, or a lazy write's (E14) */
   w->steps++;
   trace_mix(w, (uint64_t)i * 131 + (uint64_t)in->kind + w->now);
   if (n->crash_why) {
@@ -793,6 +817,7 @@ static void crash(world *w, int i, const char *why) {
   ev.from = i;
   ev_push(w, ev);
   n->up = 0;
+  if (n->drv.lazy_pending) w->lazy_lost++; /* RULE E14: lost with the process */
   cl_eldrv_free(&n->drv);
   n->el = NULL;
   n->next_dl = UINT64_MAX;
@@ -1352,6 +1377,8 @@ static void add_foreign(world *w, uint64_t fault_ms) {
 }
 
 /* returns 0 ok, 1 violation; *trace gets the trace hash */
+static uint64_t total_lazy_lost; /* this process's seeds */
+
 static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size_t whylen) {
   world *w = calloc(1, sizeof *w);
   w->seed = seed;
@@ -1488,6 +1515,7 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   }
   if (verbose) dump(w);
   *trace = w->trace;
+  total_lazy_lost += w->lazy_lost;
   int bad = w->violated;
   if (bad) snprintf(why, whylen, "%s", w->why);
   if (verbose) printf("seed %llu: %d nodes, %llu steps, trace %016llx\n", (unsigned long long)seed, w->n,
@@ -1551,13 +1579,14 @@ int main(int argc, char **argv) {
       }
       if (jobs == 1) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
-        printf("sim: %.1f s\nsim: %llu seeds, %llu violations\n",
+        printf("sim: %.1f s\nsim: %llu seeds, %llu violations (%llu crashes lost a lazily written state)\n",
                (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, (unsigned long long)done,
-               (unsigned long long)viol);
+               (unsigned long long)viol, (unsigned long long)total_lazy_lost);
         return viol ? 1 : 0;
       }
-      char line[64];
-      int k = snprintf(line, sizeof line, "%llu %llu\n", (unsigned long long)done, (unsigned long long)viol);
+      char line[96];
+      int k = snprintf(line, sizeof line, "%llu %llu %llu\n", (unsigned long long)done, (unsigned long long)viol,
+                       (unsigned long long)total_lazy_lost);
       if (write(p[1], line, (size_t)k) != k) _exit(2);
       _exit(0);
     }
@@ -1565,20 +1594,21 @@ int main(int argc, char **argv) {
     fds[j] = p[0];
     pids[j] = pid;
   }
-  uint64_t done = 0, viol = 0;
+  uint64_t done = 0, viol = 0, lost = 0;
   for (int j = 0; j < jobs; j++) {
-    char line[64] = "";
+    char line[96] = "";
     ssize_t k = read(fds[j], line, sizeof line - 1);
-    unsigned long long d = 0, v = 0;
-    if (k <= 0 || sscanf(line, "%llu %llu", &d, &v) != 2) v = 1; /* a worker died: count it */
+    unsigned long long d = 0, v = 0, l = 0;
+    if (k <= 0 || sscanf(line, "%llu %llu %llu", &d, &v, &l) != 3) v = 1; /* a worker died: count it */
     done += d;
     viol += v;
+    lost += l;
     close(fds[j]);
     waitpid(pids[j], NULL, 0);
   }
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  printf("sim: %.1f s on %d jobs\nsim: %llu seeds, %llu violations\n",
+  printf("sim: %.1f s on %d jobs\nsim: %llu seeds, %llu violations (%llu crashes lost a lazily written state)\n",
          (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9, jobs, (unsigned long long)done,
-         (unsigned long long)viol);
+         (unsigned long long)viol, (unsigned long long)lost);
   return viol ? 1 : 0;
 }
