@@ -2096,7 +2096,7 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->reconnect_timeout_ms = 24u * 3600 * 1000;
   c->mesh = 1;
   c->full_mesh_max = 32;
-  c->idle_close_ms = 30000;
+  c->idle_close_ms = 10000;
   c->watchers = CL_WATCH_DEFAULT;
   c->log_subsys = "transport";
 }

@@ -68,7 +68,7 @@ typedef struct {
   uint32_t full_mesh_max;    /* default 32: up to this many members (this node included)
                                 every node connects to every other; above it a node holds
                                 only the connections it needs (design.md §5) */
-  uint32_t idle_close_ms;    /* default 30000: above full_mesh_max, a connection this node
+  uint32_t idle_close_ms;    /* default 10000: above full_mesh_max, a connection this node
                                 opened and no longer needs is closed (IDLE: no node_down)
                                 after this long without a message */
   uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
