@@ -28,7 +28,7 @@ local cnode -- loaded on start: a plain script never needs it
 local cdp
 local rx     -- the message being delivered (cl_dp_rx *)
 local self_info
-local connected = {} -- full name -> info
+local connected = {} -- full name -> info: the members up (node_up), connected or not (design.md §5)
 local connected_order = {}
 local seen = {}      -- full name -> true: every node ever up or asked for (names it for resolve)
 local dconn = {}     -- full name -> cl_dp_conn * of its data connection

@@ -181,6 +181,7 @@ local function validate_transport(file, t)
   check_keys(file, "transport", t, {
     encrypt = true, max_frame = true, heartbeat_ms = true, timeout_ms = true, mesh = true, send_queue_max = true,
     data_connection = true, spin_us = true, reconnect_timeout_ms = true, watchers = true,
+    full_mesh_max = true, idle_close_ms = true,
   })
   typed(file, "transport.encrypt", t.encrypt, "boolean", true)
   typed(file, "transport.mesh", t.mesh, "boolean", true)
@@ -208,6 +209,18 @@ local function validate_transport(file, t)
   -- each node watches this many peers (runtime/transport/watch.h, CL_WATCH_MAX)
   if t.watchers ~= nil and (type(t.watchers) ~= "number" or t.watchers % 1 ~= 0 or t.watchers < 1 or t.watchers > 64) then
     fail(file, "transport.watchers", "expected an integer 1 .. 64 (peers each node watches), got " .. tostring(t.watchers))
+  end
+  -- up to this many members a full mesh of connections; above it, the connections a
+  -- node needs and those opened on demand (runtime/transport/transport.h)
+  if t.full_mesh_max ~= nil and (type(t.full_mesh_max) ~= "number" or t.full_mesh_max % 1 ~= 0
+      or t.full_mesh_max < 2 or t.full_mesh_max > 100000) then
+    fail(file, "transport.full_mesh_max", "expected an integer 2 .. 100000 (members up to which every node connects "
+      .. "to every other), got " .. tostring(t.full_mesh_max))
+  end
+  if t.idle_close_ms ~= nil and (type(t.idle_close_ms) ~= "number" or t.idle_close_ms % 1 ~= 0
+      or t.idle_close_ms < 100 or t.idle_close_ms > 86400000) then
+    fail(file, "transport.idle_close_ms", "expected an integer 100 .. 86400000 (milliseconds), got "
+      .. tostring(t.idle_close_ms))
   end
   if t.max_frame and (t.max_frame < 1024 or t.max_frame > 1024 * 1024 * 1024) then
     fail(file, "transport.max_frame", "expected 1024 .. 1073741824 bytes")

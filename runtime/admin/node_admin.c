@@ -312,8 +312,10 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_transport_stats ts;
   cl_transport_stats_get(n->t, &ts);
   const cl_el_state *st = n->el ? cl_el_committed(n->el) : NULL;
-  cl_metrics_gauge(&m, "clusterlua_nodes_up", "Connected nodes, counting this one",
-                   (double)cl_transport_connected_count(n->t) + 1);
+  cl_metrics_gauge(&m, "clusterlua_nodes_up", "Members up, counting this one (connected or not)",
+                   (double)cl_transport_member_count(n->t) + 1);
+  cl_metrics_gauge(&m, "clusterlua_connections", "Node-to-node control connections open (number_of_connections)",
+                   (double)cl_transport_connected_count(n->t));
   cl_metrics_gauge(&m, "clusterlua_is_master", "1 if this node is the elected master",
                    n->el && cl_el_get_mode(n->el) == CL_EL_LEADER ? 1 : 0);
   cl_metrics_gauge(&m, "clusterlua_has_master", "1 if this node knows an elected master",

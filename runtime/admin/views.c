@@ -38,8 +38,9 @@ json_t *cl_admin_health_json(cl_node *n) {
   /* the members, as the committed state lists them (and /_cat/nodes shows them) */
   json_object_set_new(o, "number_of_nodes", json_integer(st ? (json_int_t)st->n_nodes : 1));
   /* beside the members: the peers this node holds an authenticated node-to-node
-   * connection to right now (what a large cluster must keep small; issue 18) */
-  json_object_set_new(o, "number_of_connections", json_integer((json_int_t)cl_transport_connected_count(n->t)));
+   * connection to right now (what a large cluster must keep small; issue 18; data
+   * connections not counted; design.md §5) */
+  json_object_set_new(o, "number_of_connections", json_integer(n->t ? (json_int_t)cl_transport_connected_count(n->t) : 0));
   int eligible = (cl_node_roles_flags(n->cfg->roles) & CL_EL_F_MASTER) ? 1 : 0;
   for (int i = 0; st && st->n_nodes && i < n->n_peers; i++) { /* bsearch: no NULL base */
     if (!n->peers[i].up) continue;

@@ -128,6 +128,8 @@ static int l_start(lua_State *L) {
   cfg->send_queue_max = uintfield(L, 1, "send_queue_max");
   cfg->reconnect_timeout_ms = uintfield(L, 1, "reconnect_timeout_ms");
   cfg->watchers = uintfield(L, 1, "watchers");
+  cfg->full_mesh_max = uintfield(L, 1, "full_mesh_max");
+  cfg->idle_close_ms = uintfield(L, 1, "idle_close_ms");
   if (cfg->send_queue_max) cl_lua_ctx_get(L)->send_queue_max = cfg->send_queue_max;
   lua_getfield(L, 1, "election");
   if (lua_istable(L, -1)) {

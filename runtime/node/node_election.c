@@ -270,7 +270,58 @@ static const cl_eldrv_io node_io = {
     .log = io_log,    .complete = io_complete, .rearm = io_rearm,
 };
 
-static void step(cl_node *n, const cl_el_input *in) { cl_eldrv_input(&n->drv, in); }
+/* ---- the pinned peers: on a voting node, the other voting nodes ----
+ *
+ * A voting node watches every other voting node (cl_transport_pin), besides its ring
+ * successors: cut off from the rest, it loses them within one timeout, so its
+ * quorum_lost comes within one timeout too, not after the ring's cascade (about
+ * (N - 1) / watchers timeouts). Only voting nodes pin: every node watching the voting
+ * nodes (or the master) would have them beat to N - 1 peers; a follower's view of the
+ * master is bounded by the election's own leader check (design.md §4). */
+
+static int vconfig_has(const cl_el_vconfig *c, const char *id) {
+  for (uint32_t i = 0; i < c->n; i++)
+    if (!strcmp(c->ids[i], id)) return 1;
+  return 0;
+}
+
+static void pins_add(cl_node *n, const cl_el_vconfig *c, const char **names, size_t *k) {
+  for (uint32_t i = 0; i < c->n && *k < CL_PIN_MAX; i++) {
+    cl_node_peer *p = cl_node_peer_by_id(n, c->ids[i]);
+    if (!p) continue; /* a placeholder, or a node not seen yet */
+    int dup = 0;
+    for (size_t j = 0; j < *k && !dup; j++) dup = !strcmp(names[j], p->name);
+    if (!dup) names[(*k)++] = p->name;
+  }
+}
+
+static void pins_update(cl_node *n) {
+  const cl_el_state *cs = cl_el_committed(n->el), *as = cl_el_accepted(n->el);
+  const char *self = cl_el_self_id(n->el);
+  const cl_el_vconfig *cfgs[3] = {cs ? &cs->accepted_config : NULL, cs ? &cs->committed_config : NULL,
+                                  as ? &as->accepted_config : NULL};
+  int voting = 0;
+  for (int i = 0; i < 3; i++) voting |= cfgs[i] && self && vconfig_has(cfgs[i], self);
+  /* a cheap signature of what the set depends on: redone only when it changes */
+  uint64_t sig = 1469598103934665603ull;
+  for (int i = 0; voting && i < 3; i++)
+    for (uint32_t j = 0; cfgs[i] && j < cfgs[i]->n; j++)
+      for (const char *c = cfgs[i]->ids[j]; *c; c++) sig = (sig ^ (uint8_t)*c) * 1099511628211ull;
+  sig ^= (uint64_t)n->n_peers << 1 | (uint64_t)voting;
+  if (sig == n->pins_sig && n->pins_known) return;
+  n->pins_sig = sig;
+  n->pins_known = 1;
+  const char *names[CL_PIN_MAX];
+  size_t k = 0;
+  for (int i = 0; voting && i < 3; i++)
+    if (cfgs[i]) pins_add(n, cfgs[i], names, &k);
+  cl_transport_pin(n->t, names, k);
+}
+
+static void step(cl_node *n, const cl_el_input *in) {
+  cl_eldrv_input(&n->drv, in);
+  if (n->t && n->el) pins_update(n);
+}
 
 void cl_node_election_input(cl_node *n, const cl_el_input *in) {
   if (!n->el) return;

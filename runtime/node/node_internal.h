@@ -84,6 +84,10 @@ typedef struct cl_node {
    * node's life (freed by cl_node_free). */
   cl_node_peer *peers;
   int n_peers, cap_peers;
+  /* the other voting nodes, pinned in the transport (node_election.c): the signature of
+   * what the pinned set was computed from */
+  uint64_t pins_sig;
+  int pins_known;
 
   /* election: the driver owns the core; el is the driver's, for reading */
   cl_eldrv drv;

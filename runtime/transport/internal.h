@@ -19,7 +19,12 @@
  * would beat to everyone and time out peers that no longer beat to it). Older versions
  * are refused by the preamble check, both versions named ("unsupported protocol version
  * 2 (this node speaks 3)"); rolling upgrades across these changes are not supported. */
-#define CL_PROTO_VERSION 3
+/* 4: membership apart from connections (MEMBERS replaces PEERS: incarnation, member
+ * version, id and roles with each name; DOWN carries the member version and a reason and
+ * is forwarded once beyond direct neighbours in a large cluster; IDLE closes an unneeded
+ * connection without a node_down). A node of version 3 would count connections as
+ * members. */
+#define CL_PROTO_VERSION 4
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */
 #define CL_MAGIC0 0xC1
@@ -49,7 +54,11 @@ enum {
   CL_T_WATCH = 7,     /* u8: 1 = "I watch you: beat to me", 0 = "stop" */
   CL_T_PROBE_REQ = 8, /* u32 seq, name: "probe this peer for me" (answered by PROBE_RES) */
   CL_T_PROBE_RES = 9, /* u32 seq, u8 alive (1: it answered, 0: no answer), name */
-  CL_T_DOWN = 10,     /* u64 incarnation, name: "I declared this peer down (timeout)" */
+  CL_T_DOWN = 10,     /* u64 incarnation, u32 member version, u8 reason (0 timeout, 1 closed,
+                         2 left), name: "this member is down" (transport.c) */
+  CL_T_MEMBERS = 11,  /* entries {u64 incarnation, u32 version, u8 n, id, u8 n, roles, u8 n,
+                         name}: members known alive (the mesh; transport.c) */
+  CL_T_IDLE = 12,     /* "closing this connection because it is idle": not a failure */
   CL_T_HELLO = 16,
   CL_T_CHALLENGE = 17,
   CL_T_AUTH = 18,

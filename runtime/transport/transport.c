@@ -69,6 +69,27 @@ struct cl_peer {
   char node_id[CL_STR_MAX + 1], roles[CL_STR_MAX + 1], address[CL_NODE_NAME_MAX + 8];
   uint64_t incarnation;
   int wanted, learned, blocked, left, resolving;
+  int pinned;      /* cl_transport_pin: kept connected and always watched */
+  /* membership (design.md §5), apart from the connection: alive from its first
+   * connection or, in a large cluster, from another member's list; ver is the member
+   * version of that life (raised by the member itself to refute a false DOWN) */
+  int alive;
+  uint32_t ver;
+  int down_known; /* declared down at (down_inc, down_ver): older news of it is stale */
+  uint64_t down_inc;
+  uint32_t down_ver;
+  int need;       /* large cluster: one of our ring successors (we dial and watch it) */
+  int sel;        /* scratch of watch_recompute: picked on the ring this time */
+  int verify;     /* another member lists it up while we hold it down: dial it once to see */
+  /* a DOWN we set aside because this connection had just heard from it: taken after all
+   * if the connection then closes without news of it (an idle close), unless a frame
+   * from it comes first */
+  int doubted;
+  uint8_t doubt_rc;
+  uint64_t doubt_inc;
+  uint32_t doubt_ver;
+  uint64_t last_data_ms; /* the last message either way: what idle_close_ms counts from */
+  cl_tbuf pend;   /* messages for a member while its connection is opened on demand */
   int member;      /* was connected: a failure is re-dialled until reconnect_timeout */
   int forgetting;  /* unlinked, its timer closing: freed in the close callback */
   uint64_t down_ms; /* when it went down (or became known, if never connected) */
@@ -120,6 +141,10 @@ struct cl_transport {
   cl_conn *dirty;
   cl_peer *peers, *last_peer;
   size_t connected;
+  size_t n_alive;  /* members up, this node excluded */
+  int large;       /* more members than full_mesh_max: connections are not a mesh */
+  uint32_t ver;    /* our own member version (raised to refute a false DOWN) */
+  int no_announce; /* a local decision (cl_transport_disconnect): report, do not announce */
   cl_fault fault_all;
   int faults_on;
   int closing, leaving;
@@ -145,6 +170,7 @@ static uint64_t now_ms(cl_transport *t) { return uv_now(t->loop); }
 
 static void conn_close(cl_conn *c);
 static void conn_down(cl_conn *c, const char *reason);
+static void doubt_settle(cl_peer *p);
 static void watch_recompute(cl_transport *t);
 static void peer_schedule(cl_peer *p, int fresh);
 static void peer_dial(cl_peer *p);
@@ -154,6 +180,11 @@ static void data_dial(cl_peer *p);
 static void data_failed(cl_transport *t, cl_peer *p);
 static void reauth_start(cl_conn *c);
 static void on_reauth(cl_conn *c, const uint8_t *d, size_t n);
+static void put_u64(uint8_t *p, uint64_t v);
+static void put_u32(uint8_t *p, uint32_t v);
+static uint64_t get_u64(const uint8_t *p);
+static uint32_t get_u32(const uint8_t *p);
+static int conn_live(const cl_peer *p);
 
 /* ---- keys ---- */
 
@@ -187,6 +218,7 @@ static void maybe_finish(cl_transport *t) {
   cl_peer *p = t->peers;
   while (p) {
     cl_peer *n = p->next;
+    cl_tbuf_free(&p->pend);
     free(p);
     p = n;
   }
@@ -286,20 +318,23 @@ static int peer_recent(cl_peer *p) {
 /* Whether a peer that is not connected is dialled. */
 static int peer_dialable(cl_peer *p) {
   if (p->blocked || p->forgetting) return 0;
-  if (p->wanted) return 1;
+  if (p->wanted || p->pinned || p->pend.len || p->verify) return 1;
   if (p->left) return 0;
-  return peer_recent(p) || ((p->member || p->learned) && peer_keep(p));
+  /* a large cluster: only what detection needs (and the above); a failed member that
+   * comes back dials its own needs, and its connections bring it back */
+  if (p->t->large) return p->need && p->alive;
+  return p->alive || peer_recent(p) || ((p->member || p->learned) && peer_keep(p));
 }
 
 static int peer_forgettable(cl_peer *p) {
-  if (p->conn || p->wanted || p->blocked || p->resolving || p->forgetting) return 0;
+  if (p->conn || p->alive || p->wanted || p->pinned || p->blocked || p->resolving || p->forgetting) return 0;
   if (cl_fault_active(&p->fault)) return 0; /* the fault layer's settings live on the peer */
   if (peer_recent(p)) return 0;
   return !peer_keep(p);
 }
 
 static const char *peer_status(cl_peer *p) {
-  if (p->conn) return "up";
+  if (p->alive || p->conn) return "up"; /* a member, connected or not (connected says which) */
   if (p->blocked) return "disconnected";
   if (!p->wanted) return "down"; /* still known: failed lately, or kept */
   if (peer_recent(p) || ((p->member || p->learned) && peer_keep(p))) return "down";
@@ -318,7 +353,7 @@ static void fill_info(cl_peer *p, cl_peer_info *i) {
   i->last_heartbeat_ms = p->conn ? p->conn->det.last_rx_ms : p->last_rx_ms;
   i->connected = p->conn != NULL;
   i->wanted = p->wanted || p->learned;
-  i->data_conns = p->data_ok;
+  i->data_conns = p->data_ok && p->conn; /* a member learned from a list has none */
   i->status = peer_status(p);
   i->fingerprint = p->conn && p->conn->state == C_UP ? key_fp(p->t, &p->conn->ra.key) : "";
   if (!strcmp(i->fingerprint, "(fingerprint pending)")) i->fingerprint = "";
@@ -342,7 +377,14 @@ static void conn_flush(cl_conn *c) {
     return;
   }
   if (c->w.writing) return;
-  if (c->close_after_flush && !c->w.out.len) conn_close(c);
+  if (c->close_after_flush && !c->w.out.len) {
+    cl_peer *p = c->peer;
+    int inst = c->installed;
+    conn_close(c);
+    if (inst && p) doubt_settle(p);
+    /* a message queued while an idle connection was closing opens a new one */
+    if (inst && p && p->alive && p->pend.len && !t->closing && !t->leaving) peer_schedule(p, 1);
+  }
 }
 
 static void on_write(uv_write_t *req, int status) {
@@ -458,6 +500,150 @@ static void arm_delay_timer(cl_transport *t) {
   uv_timer_start(&t->delay_timer, on_delay_timer, next > now ? next - now : 0, 0);
 }
 
+/* ---- membership (design.md §5) ----
+ *
+ * A member is up (alive) from its first authenticated connection, or, in a large cluster
+ * (more members than full_mesh_max), from another member's MEMBERS list; it is down when
+ * it left, when a connection to it closed without an IDLE frame, when this node's
+ * detection timed it out, or when another member announced it (DOWN). In a large
+ * cluster a node holds connections to few members, so what it learns it passes on once
+ * to its own connections (a newcomer's MEMBERS entry, a DOWN): through the master and the
+ * voting nodes, which every node reaches, it is everywhere within two or three hops.
+ * Stale news cannot undo newer: a DOWN names the member's incarnation and version, and a
+ * MEMBERS entry is taken only when newer than the last DOWN seen. A member that hears it
+ * was declared down while it runs raises its version and lists itself again (SWIM's
+ * refutation), which brings it back on every node. */
+
+static const char *const down_reasons[] = {"timeout", "closed", "left"};
+
+static uint8_t reason_code(const char *r) {
+  for (uint8_t i = 0; i < 3; i++)
+    if (!strcmp(r, down_reasons[i])) return i;
+  return 1;
+}
+
+/* Growing past full_mesh_max makes the cluster large; it is a mesh again only once it
+ * shrank to three quarters of it (a cluster hovering at the bound does not flip). A
+ * newcomer also goes large on the size of the first list it gets (on_members). */
+static void large_update(cl_transport *t, int shrinking) {
+  uint32_t max = t->cfg.full_mesh_max;
+  if (!t->large && t->n_alive + 1 > max) t->large = 1;
+  else if (shrinking && t->large && (t->n_alive + 1) * 4 <= (size_t)max * 3) t->large = 0;
+}
+
+static void member_up(cl_peer *p) {
+  cl_transport *t = p->t;
+  if (p->alive) return;
+  p->alive = 1;
+  t->n_alive++;
+  large_update(t, 0);
+  p->since_ms = now_ms(t);
+  if (t->cb.peer_up && !t->leaving && !t->closing) {
+    cl_peer_info info;
+    fill_info(p, &info);
+    t->cb.peer_up(t->cb.ud, &info);
+  }
+}
+
+/* the DOWN frame: incarnation, version, reason, name */
+static size_t down_frame(uint8_t *buf, const cl_peer *p, uint64_t inc, uint32_t ver, uint8_t reason) {
+  size_t nl = strlen(p->nn.full);
+  put_u64(buf, inc);
+  put_u32(buf + 8, ver);
+  buf[12] = reason;
+  memcpy(buf + 13, p->nn.full, nl);
+  return 13 + nl;
+}
+
+/* p is down (reason): report it; announce: tell every other connection (except from) */
+static void member_down(cl_peer *p, const char *reason, int announce, const cl_peer *from, uint64_t inc,
+                        uint32_t ver) {
+  cl_transport *t = p->t;
+  if (!p->alive) return;
+  p->alive = 0;
+  t->n_alive--;
+  p->down_known = 1;
+  p->down_inc = inc;
+  p->down_ver = ver;
+  p->since_ms = p->down_ms = now_ms(t);
+  cl_tbuf_free(&p->pend);
+  large_update(t, 1);
+  if (t->leaving || t->closing) return;
+  if (announce) {
+    uint8_t buf[13 + CL_NODE_NAME_MAX];
+    size_t n = down_frame(buf, p, inc, ver, reason_code(reason));
+    for (cl_peer *q = t->peers; q; q = q->next)
+      if (conn_live(q) && q != p && q != from) conn_put(q->conn, CL_T_DOWN, 0, buf, (uint32_t)n);
+  }
+  if (t->cb.peer_down) t->cb.peer_down(t->cb.ud, p->nn.full, reason);
+}
+
+static void watch_recompute(cl_transport *t);
+
+/* p's connection closed without news of p (idle): a DOWN set aside for it stands now */
+static void doubt_settle(cl_peer *p) {
+  cl_transport *t = p->t;
+  if (!p->doubted || p->conn || !p->alive || t->leaving || t->closing) return;
+  p->doubted = 0;
+  member_down(p, down_reasons[p->doubt_rc], t->large, NULL, p->doubt_inc, p->doubt_ver);
+  watch_recompute(t);
+}
+
+/* one MEMBERS entry; 0 when it does not fit in room */
+static size_t member_entry(uint8_t *out, size_t room, const char *name, uint64_t inc, uint32_t ver, const char *id,
+                           const char *roles) {
+  size_t nl = strlen(name), il = strlen(id), rl = strlen(roles);
+  if (il > 255) il = 255;
+  if (rl > 255) rl = 255;
+  size_t need = 8 + 4 + 1 + il + 1 + rl + 1 + nl;
+  if (nl > 255 || need > room) return 0;
+  put_u64(out, inc);
+  put_u32(out + 8, ver);
+  uint8_t *w = out + 12;
+  *w++ = (uint8_t)il;
+  memcpy(w, id, il);
+  w += il;
+  *w++ = (uint8_t)rl;
+  memcpy(w, roles, rl);
+  w += rl;
+  *w++ = (uint8_t)nl;
+  memcpy(w, name, nl);
+  return need;
+}
+
+#define CL_MEMBERS_FRAME_MAX (256u * 1024) /* a list larger than this goes in several frames */
+
+/* Our member list (ourselves first) to c: what a newcomer learns the cluster from. */
+static void send_members(cl_conn *c) {
+  cl_transport *t = c->t;
+  cl_tbuf b = {0};
+  uint8_t e[8 + 4 + 3 + 3 * 256];
+  size_t n = member_entry(e, sizeof e, t->self.full, t->cfg.incarnation, t->ver, t->s_id, t->s_roles);
+  if (n) cl_tbuf_append(&b, e, n);
+  for (cl_peer *q = t->peers; q; q = q->next) {
+    if (!q->alive || q == c->peer) continue;
+    n = member_entry(e, sizeof e, q->nn.full, q->incarnation, q->ver, q->node_id, q->roles);
+    if (!n) continue;
+    if (b.len + n > CL_MEMBERS_FRAME_MAX) {
+      conn_put(c, CL_T_MEMBERS, 0, b.p, (uint32_t)b.len);
+      b.len = 0;
+    }
+    cl_tbuf_append(&b, e, n);
+  }
+  if (b.len) conn_put(c, CL_T_MEMBERS, 0, b.p, (uint32_t)b.len);
+  cl_tbuf_free(&b);
+}
+
+/* One member's entry to every connection but except's and its own. */
+static void announce_member(cl_transport *t, const char *name, uint64_t inc, uint32_t ver, const char *id,
+                            const char *roles, const cl_peer *about, const cl_peer *except) {
+  uint8_t e[8 + 4 + 3 + 3 * 256];
+  size_t n = member_entry(e, sizeof e, name, inc, ver, id, roles);
+  if (!n) return;
+  for (cl_peer *q = t->peers; q; q = q->next)
+    if (conn_live(q) && q != about && q != except) conn_put(q->conn, CL_T_MEMBERS, 0, e, (uint32_t)n);
+}
+
 /* ---- connection lifecycle ---- */
 
 static void on_conn_closed(uv_handle_t *h) {
@@ -511,16 +697,22 @@ static void conn_down(cl_conn *c, const char *reason) {
   int was_up = c->installed;
   if (was_up) {
     p->last_rx_ms = c->det.last_rx_ms;
-    p->since_ms = p->down_ms = now_ms(t);
+    p->down_ms = now_ms(t);
   }
   conn_close(c);
   if (!was_up) {
     if (p && c->outgoing) peer_schedule(p, 0);
     return;
   }
-  if (!t->leaving && !t->closing) {
+  /* "idle": an IDLE frame, or a link this node drops alone while others hear the peer:
+   * the member stays up */
+  if (strcmp(reason, "idle") != 0 && !t->leaving && !t->closing) {
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "disconnected from %s: %s", p->nn.full, reason);
-    if (t->cb.peer_down) t->cb.peer_down(t->cb.ud, p->nn.full, reason);
+    if (!strcmp(reason, "left")) p->left = 1;
+    /* in a large cluster most members hold no connection to p: they hear it from us */
+    member_down(p, reason, t->large && !t->no_announce, NULL, p->incarnation, p->ver);
+  } else if (!strcmp(reason, "idle")) {
+    doubt_settle(p);
   }
   watch_recompute(t);
   /* one that left is forgotten on the next tick, unless wanted or kept */
@@ -625,6 +817,7 @@ static void hs_failed(cl_conn *c) {
   } else if (c->outgoing && c->peer) {
     cl_peer *p = c->peer;
     if (p->dial == c) p->dial = NULL;
+    p->verify = 0;
     /* after a lost tie-break the peer's dial normally wins; this re-dial is the
      * fallback if it does not (it does nothing once connected) */
     peer_schedule(p, 0);
@@ -637,19 +830,6 @@ static void hs_failed(cl_conn *c) {
   } else {
     conn_close(c);
   }
-}
-
-static void send_peer_list(cl_conn *c) {
-  cl_transport *t = c->t;
-  cl_tbuf b = {0};
-  for (cl_peer *q = t->peers; q; q = q->next) {
-    if (!q->conn || q == c->peer) continue;
-    if (b.len) cl_tbuf_append(&b, "\n", 1);
-    cl_tbuf_append(&b, q->nn.full, strlen(q->nn.full));
-    if (b.len > CL_CTRL_FRAME_MAX - 300) break;
-  }
-  if (b.len) conn_put(c, CL_T_PEERS, 0, b.p, (uint32_t)b.len);
-  cl_tbuf_free(&b);
 }
 
 static void put_u64(uint8_t *p, uint64_t v) {
@@ -731,10 +911,11 @@ static void ring_free(ring_view *r) {
   free(r->h);
 }
 
-static int ring_get(cl_transport *t, ring_view *r) {
+/* the connected peers, or (members) the members up, connected or not */
+static int ring_of(cl_transport *t, ring_view *r, int members) {
   memset(r, 0, sizeof *r);
   size_t n = 0;
-  for (cl_peer *q = t->peers; q; q = q->next) n += conn_live(q);
+  for (cl_peer *q = t->peers; q; q = q->next) n += members ? q->alive : conn_live(q);
   if (!n) return 0;
   r->p = malloc(n * sizeof *r->p);
   r->names = malloc(n * sizeof *r->names);
@@ -744,7 +925,7 @@ static int ring_get(cl_transport *t, ring_view *r) {
     return -1;
   }
   for (cl_peer *q = t->peers; q; q = q->next)
-    if (conn_live(q)) {
+    if (members ? q->alive : conn_live(q)) {
       r->p[r->n] = q;
       r->names[r->n] = q->nn.full;
       r->h[r->n++] = q->ring;
@@ -752,26 +933,39 @@ static int ring_get(cl_transport *t, ring_view *r) {
   return 0;
 }
 
-/* Whom we watch: our `watchers` successors on the ring of connected peers, recomputed
- * whenever a connection comes up or goes down. A peer that enters the set is told
- * (WATCH 1) and its silence counts from now; one that leaves it is told to stop. */
+static int ring_get(cl_transport *t, ring_view *r) { return ring_of(t, r, 0); }
+
+/* Whom we watch: our `watchers` successors on the ring of connected peers, and every
+ * pinned peer (cl_transport_pin: the node pins the other voting nodes, so a voting node
+ * cut off from the rest loses them within one timeout, not by the ring's cascade),
+ * recomputed whenever a connection comes up or goes down or the pins change. A peer
+ * that enters the set is told (WATCH 1) and its silence counts from now; one that
+ * leaves it is told to stop. */
 static void watch_recompute(cl_transport *t) {
   if (t->closing || t->leaving) return;
+  /* in a large cluster the ring is made of the members (we dial the successors we are
+   * not connected to); in a mesh, of the connected peers, as every member is one */
   ring_view r;
-  if (ring_get(t, &r)) return; /* out of memory: the current set stays */
+  if (ring_of(t, &r, t->large)) return; /* out of memory: the current set stays */
   size_t sel[CL_WATCH_MAX];
   size_t m = cl_watch_pick(r.names, r.h, r.n, t->self.full, t->ring, 1, SIZE_MAX, t->cfg.watchers, sel);
   uint64_t now = now_ms(t);
-  for (size_t i = 0; i < r.n; i++) {
-    int want = 0;
-    for (size_t j = 0; j < m; j++) want |= sel[j] == i;
-    cl_conn *c = r.p[i]->conn;
+  for (cl_peer *q = t->peers; q; q = q->next) q->sel = 0;
+  for (size_t j = 0; j < m; j++) r.p[sel[j]]->sel = 1;
+  ring_free(&r);
+  for (cl_peer *q = t->peers; q; q = q->next) {
+    q->need = t->large && q->sel;
+    if (!conn_live(q)) {
+      if (q->need && !q->dial && !q->resolving && !uv_is_active((uv_handle_t *)&q->timer)) peer_dial(q);
+      continue;
+    }
+    int want = q->pinned || q->sel;
+    cl_conn *c = q->conn;
     if (want == c->det.watching) continue;
     cl_det_watch(&c->det, now, want);
     uint8_t on = (uint8_t)want;
     conn_put(c, CL_T_WATCH, 0, &on, 1);
   }
-  ring_free(&r);
 }
 
 /* A watched peer went quiet for half its timeout: ask up to two other peers to probe it,
@@ -912,33 +1106,171 @@ static void on_probe_res(cl_conn *c, const cl_frame *f) {
 static void declare_down(cl_conn *c) {
   cl_transport *t = c->t;
   cl_peer *b = c->peer;
-  uint8_t buf[8 + CL_NODE_NAME_MAX];
-  size_t nl = strlen(b->nn.full);
-  put_u64(buf, b->incarnation);
-  memcpy(buf + 8, b->nn.full, nl);
+  uint8_t buf[13 + CL_NODE_NAME_MAX];
+  size_t n = down_frame(buf, b, b->incarnation, b->ver, 0);
+  int large = t->large;
   t->st.downs_announced++;
-  conn_down(c, "timeout");
+  conn_down(c, "timeout"); /* in a large cluster, that announces it */
+  if (large) return;
   for (cl_peer *q = t->peers; q; q = q->next)
-    if (conn_live(q) && q != b) conn_put(q->conn, CL_T_DOWN, 0, buf, (uint32_t)(8 + nl));
+    if (conn_live(q) && q != b) conn_put(q->conn, CL_T_DOWN, 0, buf, (uint32_t)n);
 }
 
-/* Another node declared b down. A node that heard b within half a timeout has proof
- * that b ran after the silence that node saw began (a stopped b falls silent on every
- * connection at once, and its watcher waited a whole timeout), so it keeps b: only that
- * node's link to b is in question. Otherwise it closes its own connection to b too, so
- * every node reports b down, not only its watchers. */
+/* Another node declared b down (or saw its connection close, or its LEAVE). A node that
+ * heard b within half a timeout has proof that b ran after the silence that node saw
+ * began (a stopped b falls silent on every connection at once, and its watcher waited a
+ * whole timeout), so it keeps b: only that node's link to b is in question. Otherwise it
+ * closes its own connection to b too, or, holding none, takes the news as it is; in a
+ * large cluster it passes it on once (a node already holding b down does not), so every
+ * member reports b down, not only its watchers. News of an older life of b (incarnation,
+ * version) is stale. Of itself, a node refutes it: it raises its version and lists
+ * itself again. */
 static void on_down(cl_conn *c, const cl_frame *f) {
   cl_transport *t = c->t;
   char name[CL_NODE_NAME_MAX + 1];
-  if (frame_name(f, 8, name)) return;
+  if (frame_name(f, 13, name) || f->data[12] > 2) return;
+  uint64_t inc = get_u64(f->data);
+  uint32_t ver = get_u32(f->data + 8);
+  const char *reason = down_reasons[f->data[12]];
+  if (!strcmp(name, t->self.full)) {
+    if (inc == t->cfg.incarnation && ver >= t->ver && !t->leaving) {
+      t->ver = ver + 1;
+      cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s says this node is down (%s): refuting (member version %u)",
+             c->peer->nn.full, reason, t->ver);
+      announce_member(t, t->self.full, t->cfg.incarnation, t->ver, t->s_id, t->s_roles, NULL, NULL);
+      /* the members this node itself took down lately may only have dropped it (they
+       * declared it down, which closed their connections here): dial them once to see */
+      if (t->large)
+        for (cl_peer *q = t->peers; q; q = q->next)
+          if (!q->alive && q->down_known && !q->left && !q->blocked && !q->conn && !q->dial && !q->resolving &&
+              now_ms(t) - q->down_ms < 4 * (uint64_t)t->cfg.timeout_ms + 2000) {
+            q->verify = 1;
+            peer_dial(q);
+          }
+    }
+    return;
+  }
   cl_peer *b = peer_exact(t, name);
-  if (!conn_live(b) || b == c->peer || b->incarnation > get_u64(f->data)) return;
+  if (!b || b == c->peer || !b->alive) return;
+  if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
-  if (now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) return;
-  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s declared %s down and nothing came from it here for %llu ms: closing",
-         c->peer->nn.full, b->nn.full, (unsigned long long)(now - b->conn->det.last_rx_ms));
+  if (conn_live(b) && !b->conn->close_after_flush) {
+    if (f->data[12] != 2 && now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) {
+      b->doubted = 1;
+      b->doubt_rc = f->data[12];
+      b->doubt_inc = inc;
+      b->doubt_ver = ver;
+      return;
+    }
+    cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s declared %s down (%s) and nothing came from it here for %llu ms: closing",
+           c->peer->nn.full, b->nn.full, reason, (unsigned long long)(now - b->conn->det.last_rx_ms));
+    t->st.downs_applied++;
+    conn_down(b->conn, reason);
+    return;
+  }
   t->st.downs_applied++;
-  conn_down(b->conn, "timeout");
+  if (f->data[12] == 2) {
+    b->left = 1;
+    t->sweep_due = 1;
+  }
+  cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s reports %s down (%s)", c->peer->nn.full, b->nn.full, reason);
+  member_down(b, reason, t->large, c->peer, inc, ver);
+  watch_recompute(t);
+}
+
+/* one MEMBERS entry from d[*i..n): -1 when malformed */
+typedef struct {
+  uint64_t inc;
+  uint32_t ver;
+  char id[256], roles[256], name[256];
+} member_rec;
+
+static int take_str(const uint8_t *d, size_t n, size_t *i, char out[256]) {
+  if (*i >= n) return -1;
+  size_t l = d[(*i)++];
+  if (l > n - *i || memchr(d + *i, 0, l)) return -1;
+  memcpy(out, d + *i, l);
+  out[l] = 0;
+  *i += l;
+  return 0;
+}
+
+static int take_member(const uint8_t *d, size_t n, size_t *i, member_rec *e) {
+  if (n - *i < 12) return -1;
+  e->inc = get_u64(d + *i);
+  e->ver = get_u32(d + *i + 8);
+  *i += 12;
+  if (take_str(d, n, i, e->id) || take_str(d, n, i, e->roles) || take_str(d, n, i, e->name)) return -1;
+  return e->name[0] ? 0 : -1;
+}
+
+/* Another member's list (on connecting, or one newcomer or refutation passed on). In a
+ * mesh, a listed node is dialled and is a member once connected, as before; in a large
+ * cluster, it is a member now (no connection), and what is news here is passed on once. */
+static void on_members(cl_conn *c, const cl_frame *f) {
+  cl_transport *t = c->t;
+  if (!t->cfg.mesh || t->leaving) return;
+  member_rec e;
+  /* a newcomer learns a large cluster from one list: decide the mode on the whole of it */
+  size_t fresh = 0, i = 0;
+  while (i < f->len) {
+    if (take_member(f->data, f->len, &i, &e)) return; /* malformed: none of it */
+    cl_peer *q = peer_exact(t, e.name);
+    fresh += strcmp(e.name, t->self.full) && (!q || !q->alive);
+  }
+  if (!t->large && t->n_alive + 1 + fresh > t->cfg.full_mesh_max) t->large = 1;
+  size_t known = 0;
+  for (cl_peer *q = t->peers; q; q = q->next) known++;
+  size_t cap = t->cfg.max_learned_peers ? t->cfg.max_learned_peers : CL_MAX_PEERS_DEFAULT;
+  uint64_t now = now_ms(t);
+  int changed = 0;
+  for (i = 0; i < f->len && take_member(f->data, f->len, &i, &e) == 0;) {
+    cl_node_name nn;
+    if (cl_node_name_parse(e.name, &nn, NULL, 0) || strcmp(nn.full, e.name) || !strcmp(nn.full, t->self.full)) continue;
+    cl_peer *q = peer_exact(t, nn.full);
+    if (!q && known < cap && (q = add_peer(t, &nn))) known++;
+    if (!q || q->blocked || q->forgetting) continue;
+    if (q->alive) {
+      if (e.inc > q->incarnation && !conn_live(q)) {
+        member_down(q, "closed", 0, NULL, q->incarnation, q->ver); /* restarted: that life is over */
+      } else {
+        if (e.inc == q->incarnation && e.ver > q->ver) {
+          q->ver = e.ver; /* a refutation: pass it on to those that may hold it down */
+          if (t->large) announce_member(t, e.name, e.inc, e.ver, e.id, e.roles, q, c->peer);
+        }
+        continue;
+      }
+    }
+    if (q->down_known && (e.inc < q->down_inc || (e.inc == q->down_inc && e.ver <= q->down_ver))) {
+      /* Another member lists it up in the very life and version we hold it down in: one
+       * of us is stale (it has not heard the DOWN yet, or we were the one cut off and our
+       * DOWN never got out). Dial it once to see: if it answers, it is up here at once
+       * and hears it was declared down, so it refutes and every member takes it back;
+       * if not, it stays down. */
+      if (t->large && e.inc == q->down_inc && e.ver == q->down_ver && !q->conn && !q->dial && !q->resolving &&
+          !q->verify) {
+        q->verify = 1;
+        peer_dial(q);
+      }
+      continue;
+    }
+    if (!q->wanted) q->learned = 1;
+    if (!t->large) {
+      if (!q->conn) {
+        q->down_ms = now; /* its reconnect_timeout runs from now */
+        peer_dial(q);
+      }
+      continue;
+    }
+    q->incarnation = e.inc;
+    q->ver = e.ver;
+    snprintf(q->node_id, sizeof q->node_id, "%s", e.id);
+    snprintf(q->roles, sizeof q->roles, "%s", e.roles);
+    member_up(q);
+    announce_member(t, e.name, e.inc, e.ver, e.id, e.roles, q, c->peer);
+    changed = 1;
+  }
+  if (changed) watch_recompute(t);
 }
 
 /* The handshake succeeded: decide whether this connection becomes the pair's one. */
@@ -961,7 +1293,21 @@ static void conn_authenticated(cl_conn *c) {
     c->peer = p;
   }
   if (t->leaving) {
-    conn_close(c);
+    /* our dial, authenticated while we leave: the peer has installed it already (its
+     * ACCEPT came first), so a bare close would look like a crash there: say LEAVE */
+    c->state = C_UP;
+    c->w.raw_len = c->w.out.len;
+    c->encrypt = t->cfg.encrypt;
+    memcpy(c->seal.key, hs->key_tx, 32);
+    memcpy(c->opener.rx.key, hs->key_rx, 32);
+    cl_frame_decoder_init(&c->fd, CL_FD_SESSION, 0, t->cfg.max_frame);
+    cl_hs_free(hs);
+    c->hs_live = 0;
+    if (p->dial == c) p->dial = NULL;
+    cl_frame_put(&c->w.out, CL_T_LEAVE, 0, NULL, 0);
+    c->close_after_flush = 1;
+    c->deadline_ms = now_ms(t) + 1000;
+    mark_dirty(c);
     return;
   }
   cl_conn *old = p->conn;
@@ -983,7 +1329,12 @@ static void conn_authenticated(cl_conn *c) {
     conn_close(d);
   }
   if (p->dial == c) p->dial = NULL;
+  p->verify = 0;
   uv_timer_stop(&p->timer);
+  /* a member up through others (a large cluster) that restarted meanwhile: that life is over */
+  if (p->alive && hs->peer_incarnation > p->incarnation) member_down(p, "closed", t->large, NULL, p->incarnation, p->ver);
+  int was_alive = p->alive;
+  if (hs->peer_incarnation != p->incarnation) p->ver = 0;
   p->conn = c;
   c->installed = 1;
   t->connected++;
@@ -999,8 +1350,9 @@ static void conn_authenticated(cl_conn *c) {
   p->rl.in_window = 0; /* a failure after this is news: logged at once */
   /* a measured round trip from the start (node_up carries it); heartbeats refine it */
   p->rtt_us = c->hs_rtt_us ? c->hs_rtt_us : 1;
-  p->since_ms = now_ms(t);
-  cl_det_up(&c->det, p->since_ms, t->cfg.heartbeat_ms, t->cfg.timeout_ms);
+  p->last_data_ms = now_ms(t); /* idle_close_ms counts from here at the earliest */
+  if (!was_alive) p->since_ms = now_ms(t);
+  cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, t->cfg.timeout_ms);
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
   memcpy(c->opener.rx.key, hs->key_rx, 32);
@@ -1014,18 +1366,24 @@ static void conn_authenticated(cl_conn *c) {
   send_ping(c);
   /* the ring lost this key while the handshake ran */
   if (key_index(t, c->ra.key.id) < 0) reauth_start(c);
-  send_peer_list(c);
-  /* tell the others about the newcomer, so meshes form from any seed */
-  size_t nl = strlen(p->nn.full);
-  for (cl_peer *q = t->peers; q; q = q->next)
-    if (q->conn && q != p && q->conn->state == C_UP) conn_put(q->conn, CL_T_PEERS, 0, p->nn.full, (uint32_t)nl);
-  watch_recompute(t);
-  if (t->cb.peer_up) {
-    cl_peer_info info;
-    fill_info(p, &info);
-    t->cb.peer_up(t->cb.ud, &info);
+  send_members(c);
+  /* it was declared down in this life (a large cluster): tell it, so it refutes */
+  if (t->large && p->down_known && p->down_inc == p->incarnation && !was_alive) {
+    uint8_t buf[13 + CL_NODE_NAME_MAX];
+    conn_put(c, CL_T_DOWN, 0, buf, (uint32_t)down_frame(buf, p, p->down_inc, p->down_ver, 1));
   }
-  /* the dialer of the control connection dials the data connection: one per pair */
+  /* tell the others about the newcomer, so meshes form from any seed */
+  if (!was_alive) announce_member(t, p->nn.full, p->incarnation, p->ver, p->node_id, p->roles, p, NULL);
+  /* messages queued while this connection was opened on demand */
+  if (p->pend.len) {
+    if (cl_tbuf_append(&c->w.out, p->pend.p, p->pend.len) == 0) mark_dirty(c);
+    cl_tbuf_free(&p->pend);
+  }
+  member_up(p);
+  watch_recompute(t);
+  /* the dialer of the control connection dials the data connection: one per pair (on a
+   * connection on demand to a member already up, the node has no use for it and closes
+   * it: the two sides need not agree on whether the member was up) */
   if (c->outgoing && p->conn == c && p->data_ok && t->cb.data_conn) data_dial(p);
 }
 
@@ -1133,39 +1491,6 @@ static void session_input(cl_conn *c, uint8_t *p, size_t n) {
   }
 }
 
-static void learn_peers(cl_conn *c, const uint8_t *p, size_t n) {
-  cl_transport *t = c->t;
-  if (!t->cfg.mesh || t->leaving) return;
-  /* even an authenticated peer must not grow our table without bound */
-  size_t known = 0;
-  for (cl_peer *q = t->peers; q; q = q->next) known++;
-  size_t i = 0;
-  while (i < n) {
-    size_t j = i;
-    while (j < n && p[j] != '\n') j++;
-    char name[CL_NODE_NAME_MAX + 1];
-    size_t l = j - i;
-    if (l && l <= CL_NODE_NAME_MAX) {
-      memcpy(name, p + i, l);
-      name[l] = 0;
-      cl_node_name nn;
-      if (cl_node_name_parse(name, &nn, NULL, 0) == 0 && strcmp(nn.full, t->self.full) != 0) {
-        cl_peer *q = find_peer(t, nn.full);
-        size_t cap = t->cfg.max_learned_peers ? t->cfg.max_learned_peers : CL_MAX_PEERS_DEFAULT;
-        if (!q && known < cap && (q = add_peer(t, &nn))) known++;
-        if (q && !q->blocked && !q->wanted && !q->learned) {
-          q->learned = 1;
-          if (!q->conn) {
-            q->down_ms = now_ms(t); /* its reconnect_timeout runs from now */
-            peer_dial(q);
-          }
-        }
-      }
-    }
-    i = j + 1;
-  }
-}
-
 static int on_session_frame(void *ud, const cl_frame *f) {
   cl_conn *c = ud;
   cl_transport *t = c->t;
@@ -1176,6 +1501,7 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     if (fl && (fl->blackhole || fl->oneway_in)) return 0;
   }
   cl_det_heard(&c->det, now_ms(t));
+  c->peer->doubted = 0; /* it spoke after any DOWN we set aside */
   t->st.frames_in++;
   /* A peer that does not read what it asks for (a beat per WATCH, a pong per ping, a
    * probe answer per PROBE_REQ) must not make us queue without bound: messages stop at
@@ -1189,6 +1515,7 @@ static int on_session_frame(void *ud, const cl_frame *f) {
   }
   switch (f->type) {
   case CL_T_DATA:
+    c->peer->last_data_ms = now_ms(t);
     if (t->cb.message) t->cb.message(t->cb.ud, c->peer->nn.full, f->channel, f->data, f->len);
     break;
   case CL_T_PING:
@@ -1208,9 +1535,13 @@ static int on_session_frame(void *ud, const cl_frame *f) {
       if (c->peer->probed) probe_heard(t, c->peer, get_u64(f->data));
     }
     break;
-  case CL_T_PEERS:
-    learn_peers(c, f->data, f->len);
+  case CL_T_MEMBERS:
+    on_members(c, f);
     break;
+  case CL_T_IDLE:
+    cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s closes its idle connection", c->peer->nn.full);
+    conn_down(c, "idle");
+    return 1;
   case CL_T_LEAVE:
     c->peer->left = 1;
     conn_down(c, "left");
@@ -1333,6 +1664,7 @@ static void on_connect(uv_connect_t *req, int status) {
   }
   if (status < 0) {
     t->st.connects_failed++;
+    p->verify = 0;
     uint32_t supp = 0;
     if (cl_ratelimit_allow(&p->rl, now_ms(t), &supp)) {
       char more[64] = "";
@@ -1342,6 +1674,12 @@ static void on_connect(uv_connect_t *req, int status) {
     }
     if (p->dial == c) p->dial = NULL;
     conn_close(c);
+    /* nothing listens where a member up lives: in a large cluster, where others may hold
+     * no connection to it, that is news for them */
+    if (t->large && p->alive && !p->conn && status == UV_ECONNREFUSED) {
+      member_down(p, "closed", 1, NULL, p->incarnation, p->ver);
+      watch_recompute(t);
+    }
     peer_schedule(p, 0);
     return;
   }
@@ -1562,6 +1900,7 @@ static void on_connection(uv_stream_t *server, int status) {
 static void on_peer_closed(uv_handle_t *h) {
   cl_peer *p = h->data;
   cl_transport *t = p->t;
+  cl_tbuf_free(&p->pend);
   free(p);
   t->open_handles--;
   maybe_finish(t);
@@ -1588,8 +1927,30 @@ static void peer_forget(cl_peer *p, const char *why) {
   uv_close((uv_handle_t *)&p->timer, on_peer_closed);
 }
 
+/* A large cluster: a connection this node opened (on demand, or for a ring neighbour it
+ * no longer has) that nothing needs now and that carried no message for idle_close_ms is
+ * closed with an IDLE frame, which the peer takes as no failure. Only the dialer closes:
+ * it knows why it dialled; the peer says what it needs by watching (WATCH). */
+static void idle_close(cl_transport *t, uint64_t now) {
+  if (!t->large) return;
+  for (cl_peer *p = t->peers; p; p = p->next) {
+    cl_conn *c = p->conn;
+    if (!conn_live(p) || !c->outgoing || c->close_after_flush || p->wanted || p->pinned || p->need) continue;
+    if (c->det.watching || c->det.beating || now - p->last_data_ms < t->cfg.idle_close_ms) continue;
+    if (cl_writer_queued(&c->w) || c->dq_head) continue;
+    cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "closing the idle connection to %s", p->nn.full);
+    cl_frame_put(&c->w.out, CL_T_IDLE, 0, NULL, 0);
+    t->st.frames_out++;
+    t->st.idle_closed++;
+    c->close_after_flush = 1;
+    c->deadline_ms = now + 1000;
+    mark_dirty(c);
+  }
+}
+
 static void sweep(cl_transport *t) {
   char why[96];
+  idle_close(t, now_ms(t));
   t->sweep_due = 0;
   t->last_sweep_ms = now_ms(t);
   t->st.sweeps++;
@@ -1658,7 +2019,11 @@ static void on_tick(uv_timer_t *h) {
     if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
       if (now >= c->deadline_ms) {
         if (c->close_after_flush) {
+          cl_peer *p = c->installed ? c->peer : NULL;
           conn_close(c);
+          if (p) doubt_settle(p);
+          /* a message queued meanwhile opens a new connection (as in conn_flush) */
+          if (p && p->alive && p->pend.len && !t->leaving) peer_schedule(p, 1);
         } else if (c->state == C_CONNECTING && c->data) {
           conn_close(c);
           data_failed(t, c->peer);
@@ -1670,6 +2035,7 @@ static void on_tick(uv_timer_t *h) {
           if (cl_ratelimit_allow(&p->rl, now, &supp))
             cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to connect to %s: ETIMEDOUT", p->nn.full);
           if (p->dial == c) p->dial = NULL;
+          p->verify = 0;
           conn_close(c);
           peer_schedule(p, 0);
         } else {
@@ -1698,7 +2064,8 @@ static void on_tick(uv_timer_t *h) {
       } else if (v == CL_DET_CUT && !veto) {
         /* others hear it: only our own link is silent; closing it re-dials it */
         cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s answers other nodes but not us: re-dialling it", c->peer->nn.full);
-        conn_down(c, "timeout");
+        /* in a large cluster it stays a member (others hear it); in a mesh, as before */
+        conn_down(c, t->large ? "idle" : "timeout");
       } else if (v == CL_DET_PING) {
         send_ping(c);
       }
@@ -1728,6 +2095,8 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->backoff_max_ms = 5000;
   c->reconnect_timeout_ms = 24u * 3600 * 1000;
   c->mesh = 1;
+  c->full_mesh_max = 32;
+  c->idle_close_ms = 10000;
   c->watchers = CL_WATCH_DEFAULT;
   c->log_subsys = "transport";
 }
@@ -1783,6 +2152,8 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (t->cfg.backoff_max_ms < t->cfg.backoff_min_ms) t->cfg.backoff_max_ms = t->cfg.backoff_min_ms;
   if (!t->cfg.reconnect_timeout_ms) t->cfg.reconnect_timeout_ms = d.reconnect_timeout_ms;
   if (!t->cfg.watchers) t->cfg.watchers = d.watchers;
+  if (!t->cfg.full_mesh_max) t->cfg.full_mesh_max = d.full_mesh_max;
+  if (!t->cfg.idle_close_ms) t->cfg.idle_close_ms = d.idle_close_ms;
   /* An idle watched peer beats every heartbeat (less a quarter): a longer heartbeat than
    * the timeout calls healthy peers down between beats, and one past half of it lets a
    * peer's last beat to its watcher be older than half a timeout when it stops, so nodes
@@ -1896,6 +2267,28 @@ int cl_transport_want(cl_transport *t, const char *name) {
   return 0;
 }
 
+int cl_transport_pin(cl_transport *t, const char *const *names, size_t n) {
+  cl_node_name nn[CL_PIN_MAX];
+  if (n > CL_PIN_MAX) return CL_EINVAL;
+  /* every name checked before anything changes: a bad list changes nothing */
+  for (size_t i = 0; i < n; i++)
+    if (!names[i] || cl_node_name_parse(names[i], &nn[i], NULL, 0)) return CL_EINVAL;
+  for (cl_peer *p = t->peers; p; p = p->next) p->pinned = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (!strcmp(nn[i].full, t->self.full)) continue;
+    cl_peer *p = find_peer(t, nn[i].full);
+    if (!p && !(p = add_peer(t, &nn[i]))) return CL_ENOBUFS;
+    p->pinned = 1;
+    if (!p->conn && !p->dial && !p->resolving && !p->blocked && !uv_is_active((uv_handle_t *)&p->timer)) {
+      p->backoff_ms = t->cfg.backoff_min_ms;
+      peer_dial(p);
+    }
+  }
+  t->sweep_due = 1; /* an unpinned peer may be forgettable now */
+  watch_recompute(t);
+  return 0;
+}
+
 int cl_transport_unwant(cl_transport *t, const char *name) {
   cl_peer *p = find_peer(t, name);
   if (!p) {
@@ -1923,7 +2316,10 @@ int cl_transport_disconnect(cl_transport *t, const char *name) {
     p->dial = NULL;
     conn_close(d);
   }
+  t->no_announce = 1; /* this node's own decision, not news about the peer */
   if (p->conn) conn_down(p->conn, "closed");
+  else member_down(p, "closed", 0, NULL, p->incarnation, p->ver);
+  t->no_announce = 0;
   return 0;
 }
 
@@ -1931,10 +2327,25 @@ int cl_transport_send(cl_transport *t, const char *to, uint8_t channel, const vo
   if (channel == 0) return CL_EINVAL;
   if (len > t->cfg.max_frame) return CL_E2BIG;
   cl_peer *p = find_peer(t, to);
-  if (!p || !p->conn || p->conn->state != C_UP || p->conn->close_after_flush) return CL_ENOTCONN;
-  cl_conn *c = p->conn;
-  if (conn_queued(c) + len + CL_FRAME_HDR > t->cfg.send_queue_max) return CL_ENOBUFS;
-  return conn_put(c, CL_T_DATA, channel, data, (uint32_t)len);
+  if (!p) return CL_ENOTCONN;
+  if (p->conn && p->conn->state == C_UP && !p->conn->close_after_flush) {
+    cl_conn *c = p->conn;
+    if (conn_queued(c) + len + CL_FRAME_HDR > t->cfg.send_queue_max) return CL_ENOBUFS;
+    p->last_data_ms = now_ms(t);
+    return conn_put(c, CL_T_DATA, channel, data, (uint32_t)len);
+  }
+  if (!p->alive || p->blocked || t->leaving || t->closing) return CL_ENOTCONN;
+  /* a member with no connection now (a large cluster): queue and open one on demand */
+  if (p->pend.len + len + CL_FRAME_HDR > t->cfg.send_queue_max) return CL_ENOBUFS;
+  if (cl_frame_put(&p->pend, CL_T_DATA, channel, data, (uint32_t)len)) return CL_ENOBUFS;
+  t->st.frames_out++;
+  p->last_data_ms = now_ms(t);
+  if (!p->conn && !p->dial && !p->resolving && !uv_is_active((uv_handle_t *)&p->timer)) {
+    t->st.on_demand++;
+    p->backoff_ms = t->cfg.backoff_min_ms;
+    peer_dial(p);
+  }
+  return 0;
 }
 
 void cl_transport_leave(cl_transport *t) {
@@ -1949,6 +2360,9 @@ void cl_transport_leave(cl_transport *t) {
       c->close_after_flush = 1;
       c->deadline_ms = now_ms(t) + 1000;
       mark_dirty(c);
+    } else if (c->state == C_HANDSHAKE && c->outgoing && !c->data && !c->w.out.len) {
+      /* our dial: the peer may have installed it already; once it authenticates here
+       * it carries a LEAVE (conn_authenticated), or the handshake deadline closes it */
     } else if (c->state == C_HANDSHAKE && c->w.out.len) {
       c->close_after_flush = 1;
       c->deadline_ms = now_ms(t) + 1000;
@@ -1996,6 +2410,7 @@ void cl_transport_foreach(cl_transport *t, void (*fn)(void *, const cl_peer_info
 }
 
 size_t cl_transport_connected_count(const cl_transport *t) { return t->connected; }
+size_t cl_transport_member_count(const cl_transport *t) { return t->n_alive; }
 const char *cl_transport_self(const cl_transport *t) { return t->self.full; }
 uint64_t cl_transport_incarnation(const cl_transport *t) { return t->cfg.incarnation; }
 
@@ -2007,12 +2422,13 @@ size_t cl_transport_leaving(const cl_transport *t) {
 
 size_t cl_transport_queued(const cl_transport *t, const char *name) {
   cl_peer *p = find_peer((cl_transport *)t, name);
-  return p && p->conn ? conn_queued(p->conn) : 0;
+  return p ? (p->conn ? conn_queued(p->conn) : 0) + p->pend.len : 0;
 }
 
 void cl_transport_stats_get(const cl_transport *t, cl_transport_stats *s) {
   *s = t->st;
   s->conns = 0;
+  s->members = t->n_alive;
   s->watching = s->watched_by = 0;
   for (const cl_conn *c = t->conns; c; c = c->next) {
     s->conns++;

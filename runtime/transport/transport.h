@@ -63,7 +63,14 @@ typedef struct {
   uint32_t watchers;         /* default 3 (at most 64): each node watches this many peers
                                 (its successors on a ring of node-name hashes, watch.h)
                                 and is watched by about as many; 0 = the default */
-  int mesh;                  /* default 1: learn peers' peers and connect to them */
+  int mesh;                  /* default 1: learn peers' peers (members) and, in a cluster of
+                                at most full_mesh_max nodes, connect to them */
+  uint32_t full_mesh_max;    /* default 32: up to this many members (this node included)
+                                every node connects to every other; above it a node holds
+                                only the connections it needs (design.md §5) */
+  uint32_t idle_close_ms;    /* default 10000: above full_mesh_max, a connection this node
+                                opened and no longer needs is closed (IDLE: no node_down)
+                                after this long without a message */
   uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
                                  even an authenticated peer cannot push past); the node
                                  sets it to election.max_nodes */
@@ -122,6 +129,12 @@ typedef struct {
   size_t pre_out_len, pre_in_len;
 } cl_data_conn;
 
+/* peer_up and peer_down report MEMBERS, not connections: a peer is up from its first
+ * authenticated connection, or, in a cluster above full_mesh_max, from when another
+ * member lists it; down when it left, when a connection to it closed without an IDLE
+ * frame, when this node's detection timed it out, or when another member announced it
+ * down (DOWN, forwarded once in a large cluster, so every member hears it). A
+ * connection opened or closed for a message (on demand) reports nothing. */
 typedef struct {
   void (*peer_up)(void *ud, const cl_peer_info *p);
   void (*peer_down)(void *ud, const char *name, const char *reason); /* "closed" | "timeout" | "left" */
@@ -156,6 +169,14 @@ int cl_transport_want(cl_transport *, const char *name);
  * until it leaves or fails); a peer that is down falls under the rules above. What a
  * discovery source does when it no longer lists a node. */
 int cl_transport_unwant(cl_transport *, const char *name);
+/* The pinned peers, replacing the previous set (n 0: none; at most CL_PIN_MAX): each is
+ * kept connected (dialled like a wanted one, never forgotten while pinned) and always
+ * watched, whatever the ring says, so its silence is called down by this node itself
+ * within timeout_ms rather than by the ring's cascade (design.md §4). The node pins the
+ * other voting nodes on a voting node. A blocked peer (cl_transport_disconnect) stays
+ * blocked. 0, CL_EINVAL (a malformed name, too many: nothing changed), CL_ENOBUFS. */
+#define CL_PIN_MAX 64
+int cl_transport_pin(cl_transport *, const char *const *names, size_t n);
 /* Drop the connection to name (both sides report "closed") and neither dial it nor
  * accept its connections until cl_transport_want(name): no flap back through the
  * peer's own re-dial or the mesh. */
@@ -163,7 +184,9 @@ int cl_transport_disconnect(cl_transport *, const char *name);
 
 /* channel >= 1 (0 is the transport's own); never blocks; copies data; per-pair FIFO.
  * Returns 0, CL_ENOTCONN, CL_ENOBUFS, CL_E2BIG, CL_EINVAL.
- * 0 means queued on a live authenticated connection, not delivered. */
+ * 0 means queued on a live authenticated connection, or, for a member with none now,
+ * queued while one is opened on demand (closed again after idle_close_ms without a
+ * message); not delivered. CL_ENOTCONN: not a member that is up. */
 int cl_transport_send(cl_transport *, const char *to, uint8_t channel, const void *data, size_t len);
 
 /* Tell every peer we leave (they report "left" at once), flush, stop re-dialling.
@@ -178,7 +201,8 @@ void cl_transport_close(cl_transport *, void (*done)(void *ud), void *ud);
 
 /* Every known peer (wanted, learned, or ever connected), connected or not. */
 void cl_transport_foreach(cl_transport *, void (*fn)(void *ud, const cl_peer_info *), void *ud);
-size_t cl_transport_connected_count(const cl_transport *);
+size_t cl_transport_connected_count(const cl_transport *); /* open control connections */
+size_t cl_transport_member_count(const cl_transport *);    /* members up, this node excluded */
 /* Normalised own name, and the incarnation we present. */
 const char *cl_transport_self(const cl_transport *);
 uint64_t cl_transport_incarnation(const cl_transport *);
@@ -214,6 +238,8 @@ typedef struct {
   uint64_t probes_requested, probes_served, probe_alive, probe_none;
   uint64_t downs_announced, downs_applied;
   uint64_t watching, watched_by; /* peers we watch now, and that watch us (not counters) */
+  uint64_t idle_closed, on_demand; /* connections closed for idleness; opened for a message */
+  uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
 

@@ -56,6 +56,9 @@ typedef struct {
   int forgotten, keep;
   char forgot_name[128];
   uint64_t forgot_at;
+  /* the first 16 names reported down, in order (the pinned-peers case) */
+  char down_names[16][128];
+  int n_down_names;
 } tnode;
 
 static void cb_up(void *ud, const cl_peer_info *p) {
@@ -83,6 +86,7 @@ static void cb_down(void *ud, const char *name, const char *reason) {
   n->downs++;
   snprintf(n->down_name, sizeof n->down_name, "%s", name);
   snprintf(n->down_reason, sizeof n->down_reason, "%s", reason);
+  if (n->n_down_names < 16) snprintf(n->down_names[n->n_down_names++], sizeof n->down_names[0], "%s", name);
 }
 static void cb_msg(void *ud, const char *from, uint8_t ch, const uint8_t *d, size_t len) {
   tnode *n = ud;
@@ -120,6 +124,7 @@ typedef struct {
   const char *cookie, *cluster;
   int encrypt, mesh, data;
   uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms, handshake_timeout_ms;
+  uint32_t watchers, full_mesh_max, idle_close_ms;
 } opts;
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
@@ -142,6 +147,9 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->heartbeat_ms) c.heartbeat_ms = o->heartbeat_ms;
   if (o && o->handshake_timeout_ms) c.handshake_timeout_ms = o->handshake_timeout_ms;
   c.data_conns = o ? o->data : 0;
+  if (o && o->watchers) c.watchers = o->watchers;
+  if (o && o->full_mesh_max) c.full_mesh_max = o->full_mesh_max;
+  if (o && o->idle_close_ms) c.idle_close_ms = o->idle_close_ms;
   if (o && o->reconnect_timeout_ms) c.reconnect_timeout_ms = o->reconnect_timeout_ms;
   c.log_subsys = short_name;
   cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n, cb_data, cb_keep, cb_forgotten};
@@ -329,13 +337,13 @@ static int t_frame_decoder(void) {
             strstr(d.reason, "unsupported protocol version 9"),
         "version: %s", d.reason);
   cl_frame_decoder_free(&d);
-  /* the previous version (2: every connection beat both ways, before sparse detection)
+  /* the previous version (3: connections counted as members, before on-demand connections)
    * is refused, both named: rolling upgrades across wire changes are not supported */
   cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
   d.expect_version = CL_PROTO_VERSION;
   cl_preamble_put(pre, CL_PROTO_VERSION - 1);
-  CHECK(CL_PROTO_VERSION == 3 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
-            strstr(d.reason, "unsupported protocol version 2 (this node speaks 3)"),
+  CHECK(CL_PROTO_VERSION == 4 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
+            strstr(d.reason, "unsupported protocol version 3 (this node speaks 4)"),
         "previous version: %s", d.reason);
   cl_frame_decoder_free(&d);
   cl_tbuf_free(&b);
@@ -1012,6 +1020,274 @@ static int t_sparse_ring(void) {
   return 0;
 }
 
+static int was_down(tnode *n, const char *name) {
+  for (int i = 0; i < n->n_down_names; i++)
+    if (!strcmp(n->down_names[i], name)) return 1;
+  return 0;
+}
+typedef struct {
+  tnode *v;
+  const char *a, *b;
+} pin_arg;
+static int pins_down(void *ud) {
+  pin_arg *p = ud;
+  return was_down(p->v, p->a) && was_down(p->v, p->b);
+}
+static int pins_watched(void *ud) {
+  tnode *v = ud;
+  cl_transport_stats s;
+  cl_transport_stats_get(v->t, &s);
+  return s.watching == 3;
+}
+
+/* Pinned peers (the node pins the other voting nodes) are watched besides the ring's
+ * successors: a node that stops hearing everyone (here: it drops all it receives, so
+ * no close and no announcement reaches it either) reports its pinned peers down within
+ * one timeout, although with watchers = 1 the ring's cascade would reach them last
+ * (they are its farthest successors). design.md §4, "Partitions". */
+static int t_pinned_watched(void) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 300;
+  o.watchers = 1;
+  char sn[8];
+  for (int i = 0; i < SP_N; i++) {
+    snprintf(sn, sizeof sn, "n%d", i);
+    CHECK(node_start(&sp[i], sn, free_port(), &o) == 0, "start %d", i);
+  }
+  for (int i = 1; i < SP_N; i++) cl_transport_want(sp[i].t, sp[0].name);
+  int mesh = run_until(sp_all_connected, NULL, 5000);
+  /* the victim (node 0); a and b: the last two of its successors, in ring order */
+  const char *names[SP_N - 1];
+  uint64_t h[SP_N - 1];
+  for (int i = 1; i < SP_N; i++) names[i - 1] = sp[i].name, h[i - 1] = cl_watch_hash(sp[i].name);
+  size_t order[SP_N - 1];
+  size_t got = cl_watch_pick(names, h, SP_N - 1, sp[0].name, cl_watch_hash(sp[0].name), 1, SIZE_MAX, SP_N - 1, order);
+  const char *a = names[order[SP_N - 2]], *b = names[order[SP_N - 3]];
+  /* a bad list changes nothing */
+  const char *bad[2] = {a, "not a name"};
+  int refused = cl_transport_pin(sp[0].t, bad, 2) == CL_EINVAL;
+  cl_transport_stats s0;
+  cl_transport_stats_get(sp[0].t, &s0);
+  const char *pins[3] = {a, b, sp[0].name}; /* its own name is ignored */
+  int pinned = cl_transport_pin(sp[0].t, pins, 3) == 0;
+  int watched = run_until(pins_watched, &sp[0], 2000);
+  char err[200];
+  sp[0].n_down_names = 0;
+  cl_transport_fault(sp[0].t, "*", "oneway_in", err, sizeof err);
+  uint64_t t1 = uv_now(L);
+  pin_arg pa = {&sp[0], a, b};
+  int down = run_until(pins_down, &pa, 3000);
+  uint64_t dt = uv_now(L) - t1;
+  for (int i = 0; i < SP_N; i++) node_stop(&sp[i]);
+  CHECK(mesh && got == SP_N - 1, "mesh %d, ring %zu", mesh, got);
+  CHECK(refused && s0.watching == 1, "a bad pin list was not refused, or changed the set (watching %llu)",
+        (unsigned long long)s0.watching);
+  CHECK(pinned && watched, "pinned %d; not watching its successor and both pins", pinned);
+  /* one timeout (+1) after the last frame, which left at most a heartbeat before the
+   * fault; 8 nodes share the loop: some slack. The cascade would need 7 and 8 rounds. */
+  CHECK(down && dt <= 300 + 1 + 50 + 200, "pinned peers down after %llu ms (%d): not within one timeout",
+        (unsigned long long)dt, down);
+  return 0;
+}
+
+/* ---- a large cluster: members, not a mesh of connections (design.md §5) ---- */
+
+#define LG_N 12
+static tnode lg[LG_N];
+
+static int lg_members(void *ud) {
+  (void)ud;
+  for (int i = 0; i < LG_N; i++)
+    if (lg[i].t && cl_transport_member_count(lg[i].t) != LG_N - 1) return 0;
+  return 1;
+}
+static int cmp_size(const void *a, const void *b) {
+  size_t x = *(const size_t *)a, y = *(const size_t *)b;
+  return x < y ? -1 : x > y;
+}
+static size_t lg_median_conns(void) {
+  size_t v[LG_N];
+  for (int i = 0; i < LG_N; i++) v[i] = cl_transport_connected_count(lg[i].t);
+  qsort(v, LG_N, sizeof *v, cmp_size);
+  return v[LG_N / 2];
+}
+/* 1 (the seed everyone wants) + 2 watched + about 2 watching */
+#define LG_CONN_BOUND 6
+static int lg_bounded(void *ud) {
+  (void)ud;
+  return lg_median_conns() <= LG_CONN_BOUND - 1;
+}
+typedef struct {
+  int from, to;
+} lg_pair;
+static int lg_connected(int a, int b) {
+  const char *st;
+  int listed = 0;
+  st = status_of(&lg[a], lg[b].name, &listed);
+  (void)st;
+  cl_transport_stats s;
+  (void)s;
+  return cl_transport_queued(lg[a].t, lg[b].name) || 0;
+}
+static int conn_fe_found;
+static const char *conn_fe_name;
+static void conn_fe(void *ud, const cl_peer_info *p) {
+  (void)ud;
+  if (!strcmp(p->name, conn_fe_name)) conn_fe_found = p->connected;
+}
+static int is_connected(tnode *a, const char *name) {
+  conn_fe_found = 0;
+  conn_fe_name = name;
+  cl_transport_foreach(a->t, conn_fe, NULL);
+  return conn_fe_found;
+}
+static int lg_got_msg(void *ud) { return ((tnode *)ud)->msgs > 0; }
+static int lg_closed_idle(void *ud) {
+  lg_pair *p = ud;
+  return !is_connected(&lg[p->from], lg[p->to].name) && !is_connected(&lg[p->to], lg[p->from].name);
+}
+typedef struct {
+  int victim;
+  const char *reason;
+  const char *reason2; /* also accepted */
+} lg_down;
+static int lg_all_down(void *ud) {
+  lg_down *d = ud;
+  for (int i = 0; i < LG_N; i++) {
+    if (i == d->victim || !lg[i].t) continue;
+    if (!was_down(&lg[i], lg[d->victim].name)) return 0;
+  }
+  return 1;
+}
+static int lg_reasons_ok(lg_down *d) {
+  for (int i = 0; i < LG_N; i++) {
+    if (i == d->victim || !lg[i].t) continue;
+    if (strcmp(lg[i].down_name, lg[d->victim].name) ||
+        (strcmp(lg[i].down_reason, d->reason) && (!d->reason2 || strcmp(lg[i].down_reason, d->reason2)))) {
+      printf("# g%d: last down %s (%s), %d downs\n", i, lg[i].down_name, lg[i].down_reason, lg[i].n_down_names);
+      return 0;
+    }
+  }
+  return 1;
+}
+typedef struct {
+  int who;
+  int *ups0;
+} lg_back;
+static int lg_all_up_again(void *ud) {
+  lg_back *b = ud;
+  for (int i = 0; i < LG_N; i++)
+    if (i != b->who && lg[i].t && lg[i].ups <= b->ups0[i]) return 0;
+  return 1;
+}
+static int lg_downs_total(void) {
+  int n = 0;
+  for (int i = 0; i < LG_N; i++)
+    if (lg[i].t) n += lg[i].downs;
+  return n;
+}
+
+/* LG_N nodes, full_mesh_max 4: every node learns every member (peer_up for each) while
+ * the median node holds a handful of connections; a message to a member with no
+ * connection opens one on demand, is delivered, and the connection closes when idle
+ * with no peer_down anywhere; a closed node (kill -9: its sockets close), a silent one
+ * (blackholed both ways, as SIGSTOP) and one that leaves are reported down by every
+ * member, through the announcements. */
+static int t_large_cluster(void) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 500;
+  o.watchers = 2;
+  o.full_mesh_max = 4;
+  o.idle_close_ms = 300;
+  char sn[16];
+  for (int i = 0; i < LG_N; i++) {
+    snprintf(sn, sizeof sn, "g%d", i);
+    CHECK(node_start(&lg[i], sn, free_port(), &o) == 0, "start %d", i);
+  }
+  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  int members = run_until(lg_members, NULL, 8000);
+  int ups_ok = 1;
+  for (int i = 0; i < LG_N; i++) ups_ok &= lg[i].ups == LG_N - 1;
+  int bounded = members && run_until(lg_bounded, NULL, 5000);
+  size_t median = lg_median_conns();
+  /* a pair with no connection: a message opens one on demand */
+  lg_pair pr = {-1, -1};
+  for (int a = 1; a < LG_N && pr.from < 0; a++)
+    for (int b = 1; b < LG_N; b++)
+      if (a != b && !is_connected(&lg[a], lg[b].name)) {
+        pr.from = a, pr.to = b;
+        break;
+      }
+  (void)lg_connected;
+  int sent = -1, got = 0, idle = 0;
+  uint64_t od = 0;
+  if (pr.from >= 0) {
+    uint64_t seq = 0;
+    sent = cl_transport_send(lg[pr.from].t, lg[pr.to].name, 1, &seq, sizeof seq);
+    got = run_until(lg_got_msg, &lg[pr.to], 3000);
+    od = STAT(&lg[pr.from], on_demand);
+    idle = run_until(lg_closed_idle, &pr, 5000);
+  }
+  int downs_before = lg_downs_total();
+  /* kill -9: its sockets close */
+  int k = pr.from > 0 && pr.from != 5 ? 5 : 6;
+  for (int i = 0; i < LG_N; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
+  uint64_t t0 = uv_now(L);
+  node_stop(&lg[k]);
+  lg_down dk = {k, "closed", NULL};
+  int killed = run_until(lg_all_down, &dk, 3000);
+  uint64_t dt_kill = uv_now(L) - t0;
+  int killed_reasons = lg_reasons_ok(&dk);
+  /* silent (as SIGSTOP): blackholed both ways */
+  int s = 7;
+  char err[200];
+  for (int i = 0; i < LG_N; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
+  cl_transport_fault(lg[s].t, "*", "blackhole", err, sizeof err);
+  t0 = uv_now(L);
+  lg_down ds = {s, "timeout", "closed"};
+  int stopped = run_until(lg_all_down, &ds, 4000);
+  uint64_t dt_stop = uv_now(L) - t0;
+  /* the silent node comes back (as SIGCONT): it hears it was declared down, refutes,
+   * and every member reports it up again */
+  int ups0[LG_N];
+  for (int i = 0; i < LG_N; i++) ups0[i] = lg[i].ups;
+  cl_transport_fault(lg[s].t, "*", "clear", err, sizeof err);
+  lg_back ba = {s, ups0};
+  int back = run_until(lg_all_up_again, &ba, 5000);
+  uint64_t dt_back = uv_now(L) - t0 - dt_stop;
+  /* a clean leave */
+  int l = 8;
+  for (int i = 0; i < LG_N; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
+  cl_transport_leave(lg[l].t);
+  lg_down dl = {l, "left", NULL};
+  int left = run_until(lg_all_down, &dl, 3000);
+  int left_reasons = lg_reasons_ok(&dl);
+  size_t seed_conns = 0; /* printed below: the seed is wanted by all */
+  (void)seed_conns;
+  printf("# large cluster (%d nodes, full_mesh_max 4): median %zu connections; on demand %d->%d; closed node down on "
+         "all after %llu ms, silent node after %llu ms\n",
+         LG_N, median, pr.from, pr.to, (unsigned long long)dt_kill, (unsigned long long)dt_stop);
+  for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+  CHECK(members && ups_ok, "not every node learned every member once (members %d, peer_up counts %d)", members, ups_ok);
+  CHECK(bounded, "median connections %zu, not below %d", median, LG_CONN_BOUND);
+  CHECK(pr.from >= 0 && sent == 0 && got && od >= 1, "on demand: pair %d->%d, send %d, got %d, opened %llu", pr.from,
+        pr.to, sent, got, (unsigned long long)od);
+  CHECK(idle, "the connection opened on demand was not closed when idle");
+  CHECK(downs_before == 0, "%d peer_down while forming, sending and closing idle connections", downs_before);
+  CHECK(killed && killed_reasons, "a closed node: every member down %d (reasons ok %d) after %llu ms", killed,
+        killed_reasons, (unsigned long long)dt_kill);
+  CHECK(dt_kill <= 200, "a closed node reported by all after %llu ms", (unsigned long long)dt_kill);
+  CHECK(stopped && dt_stop <= 300 + 1 + 50 + 300, "a silent node reported by all: %d after %llu ms", stopped,
+        (unsigned long long)dt_stop);
+  CHECK(back, "the silent node, back, was not up again on every member (%llu ms)", (unsigned long long)dt_back);
+  CHECK(left && left_reasons, "a node that left: every member %d, reasons %d", left, left_reasons);
+  return 0;
+}
+
 /* Only one link is silent (x watches y, the link between them blackholed both ways):
  * x's helpers hear y, so x closes its own link alone and nobody declares y down. */
 static int t_sparse_one_link(void) {
@@ -1469,11 +1745,11 @@ static int t_handshake_keyring(void) {
   CHECK(a.fail_key == -1, "a failure naming no key of ours is 'unknown'");
   cl_hs_free(&d);
   cl_hs_free(&a);
-  /* a dialer of version 2 is refused with both versions named */
+  /* a dialer of the previous version is refused with both versions named */
   hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
-  dc.version = 2;
+  dc.version = 3;
   hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
-  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 2") && strstr(a.reason, "speaks 3"),
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 3") && strstr(a.reason, "speaks 4"),
         "old version: %.300s", a.reason);
   cl_hs_free(&d);
   cl_hs_free(&a);
@@ -1945,6 +2221,10 @@ int main(void) {
            t_sparse_ring);
   run_case("transport: sparse detection: one silent link, the peer heard by others: only that link is closed",
            t_sparse_one_link);
+  run_case("transport: pinned peers are always watched: cut off, a node loses them within one timeout",
+           t_pinned_watched);
+  run_case("transport: a large cluster: every member known, few connections, on demand and idle close, downs reach all",
+           t_large_cluster);
   run_case("transport: a peer that asks for beats and reads nothing is closed past send_queue_max",
            t_hostile_watch_flood);
   run_case("transport: a probe answer from a peer never asked does not vouch for a silent peer",

@@ -1,0 +1,33 @@
+-- transport.full_mesh_max and transport.idle_close_ms (docs/design.md §5): up to how many
+-- members the connections form a mesh, and how long an unneeded connection may stay
+-- idle above it. Bad values are refused when the topology loads, the key named.
+local topology = require "clusterlua.topology"
+
+describe("topology: transport.full_mesh_max and idle_close_ms", function()
+  it("take integers in range and pass them on; absent means the transport's defaults", function()
+    local t = assert(topology.from_table { transport = { full_mesh_max = 8, idle_close_ms = 1000 } })
+    assert.equal(8, t.transport.full_mesh_max)
+    assert.equal(1000, t.transport.idle_close_ms)
+    assert(topology.from_table { transport = { full_mesh_max = 2, idle_close_ms = 100 } })
+    assert(topology.from_table { transport = { full_mesh_max = 100000, idle_close_ms = 86400000 } })
+    local d = assert(topology.from_table { transport = {} })
+    assert.is_nil(d.transport.full_mesh_max)
+    assert.is_nil(d.transport.idle_close_ms)
+  end)
+
+  it("refuse what is out of range or not an integer", function()
+    for _, v in ipairs { 0, 1, -1, 2.5, "8", true, 100001 } do
+      local t, err, code = topology.from_table { transport = { full_mesh_max = v } }
+      assert.is_nil(t, "accepted " .. tostring(v))
+      assert.equal("EINVAL", code)
+      assert.truthy(err:find("transport.full_mesh_max", 1, true), err)
+      assert.truthy(err:find("expected an integer 2 .. 100000", 1, true), err)
+    end
+    for _, v in ipairs { 0, 99, 2.5, "1000", false, 86400001 } do
+      local t, err, code = topology.from_table { transport = { idle_close_ms = v } }
+      assert.is_nil(t, "accepted " .. tostring(v))
+      assert.equal("EINVAL", code)
+      assert.truthy(err:find("transport.idle_close_ms", 1, true), err)
+    end
+  end)
+end)
