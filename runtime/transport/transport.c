@@ -1166,6 +1166,10 @@ static void on_down(cl_conn *c, const cl_frame *f) {
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s declared %s down (%s) and nothing came from it here for %llu ms: closing",
            c->peer->nn.full, b->nn.full, reason, (unsigned long long)(now - b->conn->det.last_rx_ms));
     t->st.downs_applied++;
+    if (f->data[12] == 2) { /* it left: nobody is there to take the close amiss */
+      conn_down(b->conn, "left");
+      return;
+    }
     /* Close with an IDLE frame first: if b is alive after all, a bare close would look
      * like this node crashing, b would announce this node down, and in a large cluster
      * each such close begets more (a storm measured at 60 nodes, each listing all). b is
