@@ -16,6 +16,13 @@ int cl_fault_active(const cl_fault *f) {
   return f->drop > 0 || f->delay_ms || f->blackhole || f->oneway_in || f->oneway_out;
 }
 
+/* A connection needs both directions: under a one-way cut a real handshake never
+ * completes (one side never hears the other), so no new connection may form either,
+ * or a node that hears nothing would see its peers come back after each timeout. */
+int cl_fault_cuts_handshake(const cl_fault *f) {
+  return f && (f->blackhole || f->oneway_in || f->oneway_out);
+}
+
 int cl_fault_parse(const char *spec, cl_fault *f, char *err, size_t errlen) {
   if (!spec) spec = "";
   char buf[256];

@@ -264,5 +264,6 @@ typedef struct {
 int cl_fault_parse(const char *spec, cl_fault *f, char *err, size_t errlen);
 int cl_fault_enabled(void);
 int cl_fault_active(const cl_fault *f);
+int cl_fault_cuts_handshake(const cl_fault *f);
 
 #endif

@@ -1807,7 +1807,7 @@ static void peer_dial(cl_peer *p) {
   }
   cl_fault tmp;
   const cl_fault *f = fault_of(t, p, &tmp);
-  if ((f && f->blackhole) || incoming_in_progress(t, p)) {
+  if (cl_fault_cuts_handshake(f) || incoming_in_progress(t, p)) {
     peer_schedule(p, 0);
     return;
   }
@@ -1852,8 +1852,8 @@ static int hs_check(void *ud, const char *peer_name, uint64_t incarnation, char 
   cl_peer *p = find_peer(t, peer_name);
   cl_fault tmp;
   const cl_fault *f = fault_of(t, p, &tmp);
-  if (f && f->blackhole) {
-    snprintf(reason, rl, "blackholed by the fault layer");
+  if (cl_fault_cuts_handshake(f)) {
+    snprintf(reason, rl, "cut by the fault layer");
     return CL_HSF_BUSY;
   }
   if (c->hs.peer_data) {
