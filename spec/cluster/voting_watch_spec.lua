@@ -12,8 +12,10 @@ local HB, TIMEOUT, AWARENESS_MAX = 100, 400, 3 -- transport defaults (detector.h
 -- a node that runs on time: TIMEOUT + 1 after the last frame, which left at most a
 -- heartbeat before the fault; one that runs late (shared machine): TIMEOUT * (1 +
 -- AWARENESS_MAX); and the delivery of the hook's line to this process, as in
--- sparse_detection_spec. The cascade would take up to (N - 1) * TIMEOUT (3.2 s) and,
--- since the cut node re-dials what it dropped, need not end at all.
+-- sparse_detection_spec. The cascade would take up to (N - 1) * TIMEOUT (3.2 s). The
+-- fault layer lets no handshake through a one-way cut (as a real cut): before it did,
+-- a voting peer the victim dropped could come back before the other went down, and
+-- quorum_lost never came (seen once in CI).
 local BOUND = TIMEOUT * (1 + AWARENESS_MAX) + HB
 local DELIVERY = 1000
 
