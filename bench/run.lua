@@ -20,6 +20,8 @@ local SCRIPT = debug.getinfo(1, "S").source:sub(2)
 local ROOT = SCRIPT:match("^(.*)/bench/run%.lua$") or "."
 if ROOT:sub(1, 1) ~= "/" then ROOT = uv.cwd() .. "/" .. ROOT end
 local BENCH = ROOT .. "/bench"
+-- the stamp files' one parser, shared with the suite's scale harness
+local stamps = dofile(ROOT .. "/spec/helpers/stamps.lua")
 
 -- ---------------------------------------------------------------- options
 local QUICK, ONLY, MD, SIZES, WINDOW = false, nil, nil, nil, nil
@@ -1152,7 +1154,8 @@ local SCL = {}
 SCL.__index = SCL
 local function new_scl(n, all_hosts)
   local c = setmetatable({ n = n, dir = tmpdir "scale", short = {}, names = {}, addr = {}, procs = {}, seen = {},
-    nup = {}, count = {}, members = {}, master = {}, off = {}, partial = {}, downs = 0, down_log = {} }, SCL)
+    nup = {}, count = {}, members = {}, master = {}, downs = 0, down_log = {} }, SCL)
+  c.stamps = stamps.reader(c.dir .. "/stamps")
   c.block = scale_block(n, 2)
   c.port, c.admin_port = c.block.port, c.block.port + 1
   for i = 1, n do
@@ -1186,45 +1189,30 @@ function SCL:start(i)
 end
 function SCL:start_all() for i = 1, self.n do self:start(i) end end
 function SCL:poll()
-  local n = self.n
-  for i = 1, n do
-    local f = io.open(self.dir .. "/stamps/" .. i, "rb")
-    if f then
-      f:seek("set", self.off[i] or 0)
-      local data = f:read "*a" or ""
-      f:close()
-      self.off[i] = (self.off[i] or 0) + #data
-      local buf, start = (self.partial[i] or "") .. data, 1
-      while true do
-        local nl = buf:find("\n", start, true)
-        if not nl then break end
-        local t, ev, a1, a2 = buf:sub(start, nl - 1):match "^(%d+) (%S+) (%S+) ?(%S*)"
-        start = nl + 1
-        t = tonumber(t)
-        local who = a1 and (a1:match "^([^@]+)@" or a1)
-        if ev == "node_up" or ev == "node_down" then
-          if ev == "node_down" then
-            self.downs = self.downs + 1
-            self.down_log[#self.down_log + 1] = ("%s saw %s down (%s)"):format(self.short[i], who, a2)
-          end
-          if not self.seen[i][ev][who] then
-            self.seen[i][ev][who] = t
-            if ev == "node_up" then self.nup[i] = self.nup[i] + 1 end
-          end
-        elseif ev == "master_changed" then
-          self.master[i] = { t = t, name = a1 ~= "-" and a1 or nil }
-        elseif ev == "member+" then
-          if not self.members[i][who] then self.count[i] = self.count[i] + 1 end
-          self.members[i][who] = true
-          self.last_member_t = math.max(self.last_member_t or 0, t)
-        elseif ev == "member-" then
-          if self.members[i][who] then self.count[i] = self.count[i] - 1 end
-          self.members[i][who] = nil
+  for i = 1, self.n do
+    self.stamps:read(i, function(t, ev, a1, a2)
+      local who = a1:match "^([^@]+)@" or a1
+      if ev == "node_up" or ev == "node_down" then
+        if ev == "node_down" then
+          self.downs = self.downs + 1
+          self.down_log[#self.down_log + 1] = ("%s saw %s down (%s)"):format(self.short[i], who, a2)
         end
-        if ev == "node_up" and t > (self.last_up_t or 0) then self.last_up_t = t end
+        if not self.seen[i][ev][who] then
+          self.seen[i][ev][who] = t
+          if ev == "node_up" then self.nup[i] = self.nup[i] + 1 end
+        end
+      elseif ev == "master_changed" then
+        self.master[i] = { t = t, name = a1 ~= "-" and a1 or nil }
+      elseif ev == "member+" then
+        if not self.members[i][who] then self.count[i] = self.count[i] + 1 end
+        self.members[i][who] = true
+        self.last_member_t = math.max(self.last_member_t or 0, t)
+      elseif ev == "member-" then
+        if self.members[i][who] then self.count[i] = self.count[i] - 1 end
+        self.members[i][who] = nil
       end
-      self.partial[i] = buf:sub(start)
-    end
+      if ev == "node_up" and t > (self.last_up_t or 0) then self.last_up_t = t end
+    end)
   end
 end
 -- every node sees the n-1 others up and n members: the stamp that completed it

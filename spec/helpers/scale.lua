@@ -16,6 +16,7 @@
 local uv = require "uv"
 local cjson = require "cjson.safe"
 local proc = require "helpers.proc"
+local stamps = require "helpers.stamps"
 
 local M = {}
 M.__index = M
@@ -113,8 +114,7 @@ end
 
 -- forget every stamp read so far (the files are read on from where they are)
 function M:reset()
-  self.off = self.off or {}
-  self.partial = self.partial or {}
+  self.stamps = self.stamps or stamps.reader(self.dir .. "/stamps")
   -- per node i: up[i][short] = { t = } while it sees that node up (its latest node_up),
   -- down[i][short] = { t =, reason = } (the latest node_down),
   -- master[i] = { t =, name =, term = } (the latest), members[i][short] = t (in the
@@ -153,42 +153,26 @@ end
 -- reads what every node's hooks appended since the last call
 function M:poll()
   for i = 1, self.n do
-    local f = io.open(self.dir .. "/stamps/" .. i, "rb")
-    if f then
-      f:seek("set", self.off[i] or 0)
-      local data = f:read "*a" or ""
-      f:close()
-      self.off[i] = (self.off[i] or 0) + #data
-      local buf = (self.partial[i] or "") .. data
-      local start = 1
-      while true do
-        local nl = buf:find("\n", start, true)
-        if not nl then break end
-        local line = buf:sub(start, nl - 1)
-        start = nl + 1
-        local t, ev, a1, a2, a3 = line:match "^(%d+) (%S+) ?(%S*) ?(%S*) ?(%S*)$"
-        t = tonumber(t)
-        if ev == "node_up" then
-          self.up[i][short(a1)] = { t = t }
-        elseif ev == "node_down" then
-          -- up[i] is who node i sees up now; down[i] keeps the latest node_down
-          self.up[i][short(a1)] = nil
-          self.down[i][short(a1)] = { t = t, reason = a2 }
-        elseif ev == "master_changed" then
-          self.master[i] = { t = t, name = a1 ~= "-" and a1 or nil, term = tonumber(a3) }
-        elseif ev == "member+" then
-          local s = short(a1)
-          if not self.members[i][s] then self.count[i] = self.count[i] + 1 end
-          self.members[i][s] = t
-        elseif ev == "member-" then
-          local s = short(a1)
-          if self.members[i][s] then self.count[i] = self.count[i] - 1 end
-          self.members[i][s] = nil
-          self.gone[i][s] = t
-        end
+    self.stamps:read(i, function(t, ev, a1, a2, a3)
+      if ev == "node_up" then
+        self.up[i][short(a1)] = { t = t }
+      elseif ev == "node_down" then
+        -- up[i] is who node i sees up now; down[i] keeps the latest node_down
+        self.up[i][short(a1)] = nil
+        self.down[i][short(a1)] = { t = t, reason = a2 }
+      elseif ev == "master_changed" then
+        self.master[i] = { t = t, name = a1 ~= "-" and a1 or nil, term = tonumber(a3) }
+      elseif ev == "member+" then
+        local s = short(a1)
+        if not self.members[i][s] then self.count[i] = self.count[i] + 1 end
+        self.members[i][s] = t
+      elseif ev == "member-" then
+        local s = short(a1)
+        if self.members[i][s] then self.count[i] = self.count[i] - 1 end
+        self.members[i][s] = nil
+        self.gone[i][s] = t
       end
-      self.partial[i] = buf:sub(start)
-    end
+    end)
   end
 end
 
