@@ -16,6 +16,7 @@
 #include "loop_test.h"
 #include "transport/detector.h"
 #include "transport/internal.h"
+#include "transport/members_wire.h"
 #include "transport/transport.h"
 #include "transport/watch.h"
 
@@ -279,6 +280,61 @@ typedef struct {
   uint8_t types[64];
   uint32_t lens[64];
 } frames_seen;
+/* The membership and detection payloads (members_wire.h): what is written reads back;
+ * a length byte past the end, a NUL in a string, an empty or 256-byte name and an
+ * unknown DOWN reason are refused. spec/fuzz/fuzz_members.c fuzzes the same. */
+static int t_members_wire(void) {
+  uint8_t b[2 * CL_MW_MEMBER_MAX];
+  size_t n = cl_mw_member_put(b, sizeof b, "a@127.0.0.1:1", 7, 3, "id", "master");
+  size_t m = cl_mw_member_put(b + n, sizeof b - n, "b@127.0.0.1:2", 8, 0, "", "");
+  CHECK(n == 12 + 3 + 2 + 6 + 13 && m == 12 + 3 + 13, "entry sizes %zu %zu", n, m);
+  cl_mw_member e;
+  size_t i = 0;
+  CHECK(cl_mw_member_take(b, n + m, &i, &e) == 0 && i == n && e.inc == 7 && e.ver == 3 && !strcmp(e.id, "id") &&
+            !strcmp(e.roles, "master") && !strcmp(e.name, "a@127.0.0.1:1"),
+        "first entry");
+  CHECK(cl_mw_member_take(b, n + m, &i, &e) == 0 && i == n + m && !strcmp(e.name, "b@127.0.0.1:2"), "second entry");
+  i = 0;
+  CHECK(cl_mw_member_take(b, n - 1, &i, &e) == -1, "an entry cut short was taken");
+  b[12] = 200; /* the id's length byte, past the end */
+  i = 0;
+  CHECK(cl_mw_member_take(b, n, &i, &e) == -1, "a length past the end was taken");
+  b[12] = 2;
+  b[13] = 0; /* a NUL in the id */
+  i = 0;
+  CHECK(cl_mw_member_take(b, n, &i, &e) == -1, "a NUL in a string was taken");
+  CHECK(cl_mw_member_put(b, sizeof b, "", 1, 1, "", "") == 0, "an empty name was written");
+  char big[300];
+  memset(big, 'x', 256);
+  big[256] = 0;
+  CHECK(cl_mw_member_put(b, sizeof b, big, 1, 1, "", "") == 0, "a 256-byte name was written");
+  cl_mw_down d;
+  n = cl_mw_down_put(b, "c@127.0.0.1:3", 9, 4, CL_MW_DOWN_LEFT);
+  CHECK(n == 13 + 13 && cl_mw_down_take(b, n, &d) == 0 && d.inc == 9 && d.ver == 4 && d.reason == CL_MW_DOWN_LEFT &&
+            !strcmp(d.name, "c@127.0.0.1:3"),
+        "DOWN roundtrip");
+  b[12] = 3;
+  CHECK(cl_mw_down_take(b, n, &d) == -1, "reason 3 was taken");
+  CHECK(cl_mw_down_take(b, 13, &d) == -1, "a DOWN with no name was taken");
+  memset(b + 13, 'x', 256);
+  b[12] = 0;
+  CHECK(cl_mw_down_take(b, 13 + 256, &d) == -1, "a 256-byte name was taken");
+  cl_mw_probe p;
+  n = cl_mw_probe_res_put(b, 5, 1, "d@127.0.0.1:4");
+  CHECK(cl_mw_probe_res_take(b, n, &p) == 0 && p.seq == 5 && p.alive == 1 && !strcmp(p.name, "d@127.0.0.1:4"),
+        "PROBE_RES roundtrip");
+  b[4] = 7;
+  CHECK(cl_mw_probe_res_take(b, n, &p) == 0 && p.alive == 0, "PROBE_RES alive byte 7 read as alive");
+  n = cl_mw_probe_req_put(b, 6, "d@127.0.0.1:4");
+  CHECK(cl_mw_probe_req_take(b, n, &p) == 0 && p.seq == 6 && !strcmp(p.name, "d@127.0.0.1:4"), "PROBE_REQ roundtrip");
+  CHECK(cl_mw_probe_req_take(b, 4, &p) == -1, "a PROBE_REQ with no name was taken");
+  int on = -1;
+  CHECK(cl_mw_watch_take((const uint8_t *)"\1", 1, &on) == 0 && on == 1, "WATCH 1");
+  CHECK(cl_mw_watch_take((const uint8_t *)"\2", 1, &on) == -1 && cl_mw_watch_take((const uint8_t *)"\1\1", 2, &on) == -1,
+        "WATCH 2 or two bytes was taken");
+  return 0;
+}
+
 static int collect(void *ud, const cl_frame *f) {
   frames_seen *s = ud;
   if (s->n < 64) {
@@ -2387,6 +2443,7 @@ int main(void) {
   L = &loop;
   run_case("transport: node names parse and refuse clearly", t_names);
   run_case("transport: frame decoder (chunking, oversize, unknown type, HTTP, garbage, version)", t_frame_decoder);
+  run_case("transport: MEMBERS, DOWN, PROBE and WATCH payloads roundtrip; hostile ones refused", t_members_wire);
   run_case("transport: AEAD records roundtrip and refuse forgery", t_session);
   run_case("transport: handshake state machine refusals", t_handshake_pure);
   run_case("transport: derived keys", t_derive_key);
