@@ -31,7 +31,12 @@ $(FUZZ_BUILD)/fuzz_reauth: spec/fuzz/fuzz_reauth.c runtime/transport/reauth.c ru
 	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_reauth.c runtime/transport/reauth.c runtime/transport/frame.c \
 	  runtime/transport/handshake.c runtime/transport/keyring.c runtime/core/name.c -lsodium
 
-.PHONY: fuzz-frame fuzz-handshake fuzz-reauth
+# the membership and detection frame payloads (members_wire.c): pure, nothing else linked
+$(FUZZ_BUILD)/fuzz_members: spec/fuzz/fuzz_members.c runtime/transport/members_wire.c runtime/transport/members_wire.h
+	@mkdir -p $(FUZZ_BUILD)
+	clang $(TRANSPORT_FUZZ_FLAGS) -o $@ spec/fuzz/fuzz_members.c runtime/transport/members_wire.c
+
+.PHONY: fuzz-frame fuzz-handshake fuzz-reauth fuzz-members
 # The corpus is copied so a run's discoveries never dirty the checkout.
 fuzz-frame: $(FUZZ_BUILD)/fuzz_frame
 	@rm -rf $(FUZZ_BUILD)/corpus_frame && mkdir -p $(FUZZ_BUILD)/corpus_frame
@@ -47,7 +52,12 @@ fuzz-reauth: $(FUZZ_BUILD)/fuzz_reauth
 	@mkdir -p $(FUZZ_BUILD)/corpus_reauth
 	$(FUZZ_BUILD)/fuzz_reauth -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(FUZZ_BUILD)/corpus_reauth
 
-FUZZ_TARGETS += fuzz-frame fuzz-handshake fuzz-reauth
+fuzz-members: $(FUZZ_BUILD)/fuzz_members
+	@rm -rf $(FUZZ_BUILD)/corpus_members && mkdir -p $(FUZZ_BUILD)/corpus_members
+	@cp spec/fuzz/corpus_members/* $(FUZZ_BUILD)/corpus_members/ 2>/dev/null || true
+	$(FUZZ_BUILD)/fuzz_members -max_total_time=$(FUZZ_SECONDS) -max_len=4096 $(FUZZ_BUILD)/corpus_members
+
+FUZZ_TARGETS += fuzz-frame fuzz-handshake fuzz-reauth fuzz-members
 
 # The failure detector alone: pure, no loop needed.
 $(BUILD)/test_detector: spec/c/test_detector.c runtime/transport/detector.c runtime/transport/detector.h spec/c/harness.h

@@ -50,7 +50,8 @@ enum {
   CL_T_PEERS = 4, /* mesh: names of our connected peers, '\n'-separated */
   CL_T_LEAVE = 5,
   CL_T_REAUTH = 6, /* re-authenticate a live connection under another key (transport.c) */
-  /* sparse failure detection (transport.c, detector.h, watch.h) */
+  /* sparse failure detection (transport.c, detector.h, watch.h); the payloads of 7 to 11
+   * are encoded and decoded by members_wire.h */
   CL_T_WATCH = 7,     /* u8: 1 = "I watch you: beat to me", 0 = "stop" */
   CL_T_PROBE_REQ = 8, /* u32 seq, name: "probe this peer for me" (answered by PROBE_RES) */
   CL_T_PROBE_RES = 9, /* u32 seq, u8 alive (1: it answered, 0: no answer), name */

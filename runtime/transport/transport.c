@@ -14,6 +14,7 @@
 
 #include "internal.h"
 #include "transport/detector.h"
+#include "transport/members_wire.h"
 #include "transport/reauth.h"
 #include "transport/watch.h"
 #include "transport/writer.h"
@@ -181,9 +182,7 @@ static void data_failed(cl_transport *t, cl_peer *p);
 static void reauth_start(cl_conn *c);
 static void on_reauth(cl_conn *c, const uint8_t *d, size_t n);
 static void put_u64(uint8_t *p, uint64_t v);
-static void put_u32(uint8_t *p, uint32_t v);
 static uint64_t get_u64(const uint8_t *p);
-static uint32_t get_u32(const uint8_t *p);
 static int conn_live(const cl_peer *p);
 
 /* ---- keys ---- */
@@ -546,14 +545,9 @@ static void member_up(cl_peer *p) {
   }
 }
 
-/* the DOWN frame: incarnation, version, reason, name */
+/* the DOWN frame: incarnation, version, reason, name (members_wire.h) */
 static size_t down_frame(uint8_t *buf, const cl_peer *p, uint64_t inc, uint32_t ver, uint8_t reason) {
-  size_t nl = strlen(p->nn.full);
-  put_u64(buf, inc);
-  put_u32(buf + 8, ver);
-  buf[12] = reason;
-  memcpy(buf + 13, p->nn.full, nl);
-  return 13 + nl;
+  return cl_mw_down_put(buf, p->nn.full, inc, ver, reason);
 }
 
 /* p is down (reason): report it; announce: tell every other connection (except from) */
@@ -590,40 +584,18 @@ static void doubt_settle(cl_peer *p) {
   watch_recompute(t);
 }
 
-/* one MEMBERS entry; 0 when it does not fit in room */
-static size_t member_entry(uint8_t *out, size_t room, const char *name, uint64_t inc, uint32_t ver, const char *id,
-                           const char *roles) {
-  size_t nl = strlen(name), il = strlen(id), rl = strlen(roles);
-  if (il > 255) il = 255;
-  if (rl > 255) rl = 255;
-  size_t need = 8 + 4 + 1 + il + 1 + rl + 1 + nl;
-  if (nl > 255 || need > room) return 0;
-  put_u64(out, inc);
-  put_u32(out + 8, ver);
-  uint8_t *w = out + 12;
-  *w++ = (uint8_t)il;
-  memcpy(w, id, il);
-  w += il;
-  *w++ = (uint8_t)rl;
-  memcpy(w, roles, rl);
-  w += rl;
-  *w++ = (uint8_t)nl;
-  memcpy(w, name, nl);
-  return need;
-}
-
 #define CL_MEMBERS_FRAME_MAX (256u * 1024) /* a list larger than this goes in several frames */
 
 /* Our member list (ourselves first) to c: what a newcomer learns the cluster from. */
 static void send_members(cl_conn *c) {
   cl_transport *t = c->t;
   cl_tbuf b = {0};
-  uint8_t e[8 + 4 + 3 + 3 * 256];
-  size_t n = member_entry(e, sizeof e, t->self.full, t->cfg.incarnation, t->ver, t->s_id, t->s_roles);
+  uint8_t e[CL_MW_MEMBER_MAX];
+  size_t n = cl_mw_member_put(e, sizeof e, t->self.full, t->cfg.incarnation, t->ver, t->s_id, t->s_roles);
   if (n) cl_tbuf_append(&b, e, n);
   for (cl_peer *q = t->peers; q; q = q->next) {
     if (!q->alive || q == c->peer) continue;
-    n = member_entry(e, sizeof e, q->nn.full, q->incarnation, q->ver, q->node_id, q->roles);
+    n = cl_mw_member_put(e, sizeof e, q->nn.full, q->incarnation, q->ver, q->node_id, q->roles);
     if (!n) continue;
     if (b.len + n > CL_MEMBERS_FRAME_MAX) {
       conn_put(c, CL_T_MEMBERS, 0, b.p, (uint32_t)b.len);
@@ -638,8 +610,8 @@ static void send_members(cl_conn *c) {
 /* One member's entry to every connection but except's and its own. */
 static void announce_member(cl_transport *t, const char *name, uint64_t inc, uint32_t ver, const char *id,
                             const char *roles, const cl_peer *about, const cl_peer *except) {
-  uint8_t e[8 + 4 + 3 + 3 * 256];
-  size_t n = member_entry(e, sizeof e, name, inc, ver, id, roles);
+  uint8_t e[CL_MW_MEMBER_MAX];
+  size_t n = cl_mw_member_put(e, sizeof e, name, inc, ver, id, roles);
   if (!n) return;
   for (cl_peer *q = t->peers; q; q = q->next)
     if (conn_live(q) && q != about && q != except) conn_put(q->conn, CL_T_MEMBERS, 0, e, (uint32_t)n);
@@ -873,12 +845,6 @@ static void rtt_sample(cl_conn *c, uint64_t sent_us, uint64_t now_us, uint64_t h
  * each of which closes its own connection unless it heard from it within half a
  * timeout. docs/design.md §4 has the reasoning and the bounds. */
 
-static void put_u32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-
-static uint32_t get_u32(const uint8_t *p) { return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]; }
-
 /* a peer by its exact full name (names on the wire are never short) */
 static cl_peer *peer_exact(cl_transport *t, const char *name) {
   for (cl_peer *p = t->peers; p; p = p->next)
@@ -887,16 +853,6 @@ static cl_peer *peer_exact(cl_transport *t, const char *name) {
 }
 
 static int conn_live(const cl_peer *p) { return p && p->conn && p->conn->state == C_UP; }
-
-/* the name that follows a frame's fixed head: -1 when empty, too long or with a NUL */
-static int frame_name(const cl_frame *f, size_t head, char out[CL_NODE_NAME_MAX + 1]) {
-  if (f->len <= head || f->len - head > CL_NODE_NAME_MAX) return -1;
-  size_t l = f->len - head;
-  if (memchr(f->data + head, 0, l)) return -1;
-  memcpy(out, f->data + head, l);
-  out[l] = 0;
-  return 0;
-}
 
 /* the connected peers as watch.h wants them */
 typedef struct {
@@ -981,14 +937,12 @@ static void probe_request(cl_conn *c) {
   for (size_t i = 0; i < r.n; i++)
     if (r.p[i] == b) skip = i;
   size_t m = cl_watch_pick(r.names, r.h, r.n, NULL, b->ring, 0, skip, 2, sel);
-  uint8_t buf[4 + CL_NODE_NAME_MAX];
-  size_t nl = strlen(b->nn.full);
-  put_u32(buf, c->probe_seq);
-  memcpy(buf + 4, b->nn.full, nl);
+  uint8_t buf[CL_MW_PROBE_REQ_HEAD + CL_MW_STR_MAX];
+  size_t n = cl_mw_probe_req_put(buf, c->probe_seq, b->nn.full);
   memset(c->probe_via, 0, sizeof c->probe_via);
   for (size_t j = 0; j < m; j++) {
     snprintf(c->probe_via[j], sizeof c->probe_via[j], "%s", r.p[sel[j]]->nn.full);
-    conn_put(r.p[sel[j]]->conn, CL_T_PROBE_REQ, 0, buf, (uint32_t)(4 + nl));
+    conn_put(r.p[sel[j]]->conn, CL_T_PROBE_REQ, 0, buf, (uint32_t)n);
     t->st.probes_requested++;
   }
   cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s silent for %llu ms: asked %zu peers to probe it", b->nn.full,
@@ -999,12 +953,9 @@ static void probe_request(cl_conn *c) {
 static void probe_answer(cl_transport *t, const char *req, uint32_t seq, int alive, const char *target) {
   cl_peer *a = peer_exact(t, req);
   if (!conn_live(a)) return;
-  uint8_t buf[5 + CL_NODE_NAME_MAX];
-  size_t nl = strlen(target);
-  put_u32(buf, seq);
-  buf[4] = (uint8_t)(alive != 0);
-  memcpy(buf + 5, target, nl);
-  conn_put(a->conn, CL_T_PROBE_RES, 0, buf, (uint32_t)(5 + nl));
+  uint8_t buf[CL_MW_PROBE_RES_HEAD + CL_MW_STR_MAX];
+  size_t n = cl_mw_probe_res_put(buf, seq, alive, target);
+  if (n) conn_put(a->conn, CL_T_PROBE_RES, 0, buf, (uint32_t)n);
 }
 
 /* Another node asks whether target answers us: ping it over our own connection (it
@@ -1013,9 +964,10 @@ static void probe_answer(cl_transport *t, const char *req, uint32_t seq, int ali
  * frame: one already on its way when the target stopped must not vouch for it. */
 static void on_probe_req(cl_conn *c, const cl_frame *f) {
   cl_transport *t = c->t;
-  char target[CL_NODE_NAME_MAX + 1];
-  if (frame_name(f, 4, target)) return;
-  uint32_t seq = get_u32(f->data);
+  cl_mw_probe req;
+  if (cl_mw_probe_req_take(f->data, f->len, &req)) return;
+  const char *target = req.name;
+  uint32_t seq = req.seq;
   t->st.probes_served++;
   if (!strcmp(target, t->self.full)) {
     probe_answer(t, c->peer->nn.full, seq, 1, target);
@@ -1083,9 +1035,10 @@ static uint64_t probes_expire(cl_transport *t, uint64_t now) {
 
 static void on_probe_res(cl_conn *c, const cl_frame *f) {
   cl_transport *t = c->t;
-  char target[CL_NODE_NAME_MAX + 1];
-  if (frame_name(f, 5, target)) return;
-  int alive = f->data[4] == 1;
+  cl_mw_probe res;
+  if (cl_mw_probe_res_take(f->data, f->len, &res)) return;
+  const char *target = res.name;
+  int alive = res.alive;
   if (alive)
     t->st.probe_alive++;
   else
@@ -1095,7 +1048,7 @@ static void on_probe_res(cl_conn *c, const cl_frame *f) {
    * other peer's "alive" would turn b's DOWN (announced to all) into a quiet close of our
    * own link, leaving b to the others, who may not watch it */
   const char *from = c->peer->nn.full;
-  if (alive && conn_live(b) && b->conn->probe_seq == get_u32(f->data) &&
+  if (alive && conn_live(b) && b->conn->probe_seq == res.seq &&
       (!strcmp(from, b->conn->probe_via[0]) || !strcmp(from, b->conn->probe_via[1]))) {
     cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s answered a probe by %s", b->nn.full, c->peer->nn.full);
     cl_det_vouched(&b->conn->det);
@@ -1128,11 +1081,13 @@ static void declare_down(cl_conn *c) {
  * itself again. */
 static void on_down(cl_conn *c, const cl_frame *f) {
   cl_transport *t = c->t;
-  char name[CL_NODE_NAME_MAX + 1];
-  if (frame_name(f, 13, name) || f->data[12] > 2) return;
-  uint64_t inc = get_u64(f->data);
-  uint32_t ver = get_u32(f->data + 8);
-  const char *reason = down_reasons[f->data[12]];
+  cl_mw_down dn;
+  if (cl_mw_down_take(f->data, f->len, &dn)) return;
+  const char *name = dn.name;
+  uint64_t inc = dn.inc;
+  uint32_t ver = dn.ver;
+  uint8_t rc = dn.reason;
+  const char *reason = down_reasons[rc];
   if (!strcmp(name, t->self.full)) {
     if (inc == t->cfg.incarnation && ver >= t->ver && !t->leaving) {
       t->ver = ver + 1;
@@ -1156,9 +1111,9 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
   if (conn_live(b) && !b->conn->close_after_flush) {
-    if (f->data[12] != 2 && now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) {
+    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) {
       b->doubted = 1;
-      b->doubt_rc = f->data[12];
+      b->doubt_rc = rc;
       b->doubt_inc = inc;
       b->doubt_ver = ver;
       return;
@@ -1166,7 +1121,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s declared %s down (%s) and nothing came from it here for %llu ms: closing",
            c->peer->nn.full, b->nn.full, reason, (unsigned long long)(now - b->conn->det.last_rx_ms));
     t->st.downs_applied++;
-    if (f->data[12] == 2) { /* it left: nobody is there to take the close amiss */
+    if (rc == CL_MW_DOWN_LEFT) { /* it left: nobody is there to take the close amiss */
       conn_down(b->conn, "left");
       return;
     }
@@ -1176,7 +1131,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
      * down here once the IDLE is flushed (or after 1 s): the DOWN waits as a doubt that
      * the close settles (doubt_settle), as when a connection closes idle. */
     b->doubted = 1;
-    b->doubt_rc = f->data[12];
+    b->doubt_rc = rc;
     b->doubt_inc = inc;
     b->doubt_ver = ver;
     cl_frame_put(&b->conn->w.out, CL_T_IDLE, 0, NULL, 0);
@@ -1187,7 +1142,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
     return;
   }
   t->st.downs_applied++;
-  if (f->data[12] == 2) {
+  if (rc == CL_MW_DOWN_LEFT) {
     b->left = 1;
     t->sweep_due = 1;
   }
@@ -1196,43 +1151,17 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   watch_recompute(t);
 }
 
-/* one MEMBERS entry from d[*i..n): -1 when malformed */
-typedef struct {
-  uint64_t inc;
-  uint32_t ver;
-  char id[256], roles[256], name[256];
-} member_rec;
-
-static int take_str(const uint8_t *d, size_t n, size_t *i, char out[256]) {
-  if (*i >= n) return -1;
-  size_t l = d[(*i)++];
-  if (l > n - *i || memchr(d + *i, 0, l)) return -1;
-  memcpy(out, d + *i, l);
-  out[l] = 0;
-  *i += l;
-  return 0;
-}
-
-static int take_member(const uint8_t *d, size_t n, size_t *i, member_rec *e) {
-  if (n - *i < 12) return -1;
-  e->inc = get_u64(d + *i);
-  e->ver = get_u32(d + *i + 8);
-  *i += 12;
-  if (take_str(d, n, i, e->id) || take_str(d, n, i, e->roles) || take_str(d, n, i, e->name)) return -1;
-  return e->name[0] ? 0 : -1;
-}
-
 /* Another member's list (on connecting, or one newcomer or refutation passed on). In a
  * mesh, a listed node is dialled and is a member once connected, as before; in a large
  * cluster, it is a member now (no connection), and what is news here is passed on once. */
 static void on_members(cl_conn *c, const cl_frame *f) {
   cl_transport *t = c->t;
   if (!t->cfg.mesh || t->leaving) return;
-  member_rec e;
+  cl_mw_member e;
   /* a newcomer learns a large cluster from one list: decide the mode on the whole of it */
   size_t fresh = 0, i = 0;
   while (i < f->len) {
-    if (take_member(f->data, f->len, &i, &e)) return; /* malformed: none of it */
+    if (cl_mw_member_take(f->data, f->len, &i, &e)) return; /* malformed: none of it */
     cl_peer *q = peer_exact(t, e.name);
     fresh += strcmp(e.name, t->self.full) && (!q || !q->alive);
   }
@@ -1242,7 +1171,7 @@ static void on_members(cl_conn *c, const cl_frame *f) {
   size_t cap = t->cfg.max_learned_peers ? t->cfg.max_learned_peers : CL_MAX_PEERS_DEFAULT;
   uint64_t now = now_ms(t);
   int changed = 0;
-  for (i = 0; i < f->len && take_member(f->data, f->len, &i, &e) == 0;) {
+  for (i = 0; i < f->len && cl_mw_member_take(f->data, f->len, &i, &e) == 0;) {
     cl_node_name nn;
     if (cl_node_name_parse(e.name, &nn, NULL, 0) || strcmp(nn.full, e.name) || !strcmp(nn.full, t->self.full)) continue;
     cl_peer *q = peer_exact(t, nn.full);
@@ -1570,12 +1499,14 @@ static int on_session_frame(void *ud, const cl_frame *f) {
   case CL_T_REAUTH:
     on_reauth(c, f->data, f->len);
     break;
-  case CL_T_WATCH:
-    if (f->len == 1 && f->data[0] <= 1) {
-      cl_det_beat_for(&c->det, f->data[0]);
-      if (f->data[0]) send_ping(c); /* the watcher's clock runs from its WATCH: it hears from us at once */
+  case CL_T_WATCH: {
+    int on;
+    if (cl_mw_watch_take(f->data, f->len, &on) == 0) {
+      cl_det_beat_for(&c->det, on);
+      if (on) send_ping(c); /* the watcher's clock runs from its WATCH: it hears from us at once */
     }
     break;
+  }
   case CL_T_PROBE_REQ:
     on_probe_req(c, f);
     break;

@@ -16,6 +16,7 @@
 #include "loop_test.h"
 #include "transport/detector.h"
 #include "transport/internal.h"
+#include "transport/members_wire.h"
 #include "transport/transport.h"
 #include "transport/watch.h"
 
@@ -279,6 +280,61 @@ typedef struct {
   uint8_t types[64];
   uint32_t lens[64];
 } frames_seen;
+/* The membership and detection payloads (members_wire.h): what is written reads back;
+ * a length byte past the end, a NUL in a string, an empty or 256-byte name and an
+ * unknown DOWN reason are refused. spec/fuzz/fuzz_members.c fuzzes the same. */
+static int t_members_wire(void) {
+  uint8_t b[2 * CL_MW_MEMBER_MAX];
+  size_t n = cl_mw_member_put(b, sizeof b, "a@127.0.0.1:1", 7, 3, "id", "master");
+  size_t m = cl_mw_member_put(b + n, sizeof b - n, "b@127.0.0.1:2", 8, 0, "", "");
+  CHECK(n == 12 + 3 + 2 + 6 + 13 && m == 12 + 3 + 13, "entry sizes %zu %zu", n, m);
+  cl_mw_member e;
+  size_t i = 0;
+  CHECK(cl_mw_member_take(b, n + m, &i, &e) == 0 && i == n && e.inc == 7 && e.ver == 3 && !strcmp(e.id, "id") &&
+            !strcmp(e.roles, "master") && !strcmp(e.name, "a@127.0.0.1:1"),
+        "first entry");
+  CHECK(cl_mw_member_take(b, n + m, &i, &e) == 0 && i == n + m && !strcmp(e.name, "b@127.0.0.1:2"), "second entry");
+  i = 0;
+  CHECK(cl_mw_member_take(b, n - 1, &i, &e) == -1, "an entry cut short was taken");
+  b[12] = 200; /* the id's length byte, past the end */
+  i = 0;
+  CHECK(cl_mw_member_take(b, n, &i, &e) == -1, "a length past the end was taken");
+  b[12] = 2;
+  b[13] = 0; /* a NUL in the id */
+  i = 0;
+  CHECK(cl_mw_member_take(b, n, &i, &e) == -1, "a NUL in a string was taken");
+  CHECK(cl_mw_member_put(b, sizeof b, "", 1, 1, "", "") == 0, "an empty name was written");
+  char big[300];
+  memset(big, 'x', 256);
+  big[256] = 0;
+  CHECK(cl_mw_member_put(b, sizeof b, big, 1, 1, "", "") == 0, "a 256-byte name was written");
+  cl_mw_down d;
+  n = cl_mw_down_put(b, "c@127.0.0.1:3", 9, 4, CL_MW_DOWN_LEFT);
+  CHECK(n == 13 + 13 && cl_mw_down_take(b, n, &d) == 0 && d.inc == 9 && d.ver == 4 && d.reason == CL_MW_DOWN_LEFT &&
+            !strcmp(d.name, "c@127.0.0.1:3"),
+        "DOWN roundtrip");
+  b[12] = 3;
+  CHECK(cl_mw_down_take(b, n, &d) == -1, "reason 3 was taken");
+  CHECK(cl_mw_down_take(b, 13, &d) == -1, "a DOWN with no name was taken");
+  memset(b + 13, 'x', 256);
+  b[12] = 0;
+  CHECK(cl_mw_down_take(b, 13 + 256, &d) == -1, "a 256-byte name was taken");
+  cl_mw_probe p;
+  n = cl_mw_probe_res_put(b, 5, 1, "d@127.0.0.1:4");
+  CHECK(cl_mw_probe_res_take(b, n, &p) == 0 && p.seq == 5 && p.alive == 1 && !strcmp(p.name, "d@127.0.0.1:4"),
+        "PROBE_RES roundtrip");
+  b[4] = 7;
+  CHECK(cl_mw_probe_res_take(b, n, &p) == 0 && p.alive == 0, "PROBE_RES alive byte 7 read as alive");
+  n = cl_mw_probe_req_put(b, 6, "d@127.0.0.1:4");
+  CHECK(cl_mw_probe_req_take(b, n, &p) == 0 && p.seq == 6 && !strcmp(p.name, "d@127.0.0.1:4"), "PROBE_REQ roundtrip");
+  CHECK(cl_mw_probe_req_take(b, 4, &p) == -1, "a PROBE_REQ with no name was taken");
+  int on = -1;
+  CHECK(cl_mw_watch_take((const uint8_t *)"\1", 1, &on) == 0 && on == 1, "WATCH 1");
+  CHECK(cl_mw_watch_take((const uint8_t *)"\2", 1, &on) == -1 && cl_mw_watch_take((const uint8_t *)"\1\1", 2, &on) == -1,
+        "WATCH 2 or two bytes was taken");
+  return 0;
+}
+
 static int collect(void *ud, const cl_frame *f) {
   frames_seen *s = ud;
   if (s->n < 64) {
@@ -2176,6 +2232,187 @@ static int t_hostile_probe_slots(void) {
 }
 
 
+/* ---- a close that follows a DOWN (issue 18: the close storm) ----
+ * A node told by another that a member it holds a connection to is down, having heard
+ * nothing from that member for half a timeout, closes its link. If the member is alive
+ * after all, a bare close there looks like this node crashing: before 772d84f the member
+ * reported the closer down ("closed") and, in a large cluster, announced it, and each
+ * such close begot more (60 nodes: a storm, no master). The closer now says IDLE first.
+ * A member announced as *left* is still closed at once and forgotten (c70f130).
+ * Here: a = cs[0] (the closer), b = cs[1] (the member), c = cs[2]; the rogue, linked to
+ * a only, tells a that b is down. full_mesh_max 2: a large cluster. */
+#define CS_N 3
+static tnode cs[CS_N];
+static rogue *cs_r;
+/* every wait of these cases keeps the rogue beating and reads what it is sent */
+static void cs_keep_rogue(void) {
+  if (!cs_r) return;
+  rogue_beat(cs_r);
+  rogue_drain(cs_r);
+}
+static int cs_members(void *ud) {
+  size_t want = (size_t)(uintptr_t)ud;
+  cs_keep_rogue();
+  for (int i = 0; i < CS_N; i++)
+    if (cl_transport_member_count(cs[i].t) < want) return 0;
+  return is_connected(&cs[0], cs[1].name) && is_connected(&cs[1], cs[0].name);
+}
+typedef struct {
+  uint8_t down[13 + 64];
+  size_t n;
+  uint64_t next;
+} cs_down;
+/* the rogue says "b is down" every 50 ms until a acts on it (a sets it aside while it
+ * heard b within half a timeout) */
+static int cs_down_step(void *ud) {
+  cs_down *d = ud;
+  cs_keep_rogue();
+  if (STAT(&cs[0], downs_applied) >= 1) return 1;
+  if (uv_now(L) >= d->next) {
+    d->next = uv_now(L) + 50;
+    rogue_frame(cs_r, CL_T_DOWN, d->down, (uint32_t)d->n);
+  }
+  return 0;
+}
+/* b took in the close of its link to a: it holds no connection to a now, or it said a is down */
+static int cs_b_closed(void *ud) {
+  (void)ud;
+  cs_keep_rogue();
+  return !is_connected(&cs[1], cs[0].name) || cs[1].downs > 0;
+}
+static int cs_a_got(void *ud) {
+  cs_keep_rogue();
+  return cs[0].msgs >= (uint64_t)(uintptr_t)ud;
+}
+static int cs_forgot_b(void *ud) {
+  (void)ud;
+  cs_keep_rogue();
+  return cs[0].forgotten > 0;
+}
+static int cs_start(rogue *r, opts *o) {
+  int pa = free_port();
+  char sn[8];
+  for (int i = 0; i < CS_N; i++) {
+    snprintf(sn, sizeof sn, "c%d", i);
+    if (node_start(&cs[i], sn, i ? free_port() : pa, o)) return -1;
+  }
+  for (int i = 1; i < CS_N; i++) cl_transport_want(cs[i].t, cs[0].name);
+  if (!run_until(cs_members, (void *)(uintptr_t)(CS_N - 1), 5000)) return -2;
+  char rn[64];
+  snprintf(rn, sizeof rn, "rogue@127.0.0.1:%d", free_port());
+  if (rogue_join(r, rn, &cs[0], pa, 0)) return -3;
+  cs_r = r;
+  /* every node lists the rogue too (a passed it on): the cluster is settled */
+  if (!run_until(cs_members, (void *)(uintptr_t)CS_N, 5000)) return -4;
+  for (int i = 0; i < CS_N; i++) cs[i].downs = 0, cs[i].n_down_names = 0;
+  return 0;
+}
+static void cs_stop(rogue *r) {
+  cs_r = NULL;
+  close(r->fd);
+  for (int i = 0; i < CS_N; i++) node_stop(&cs[i]);
+}
+static size_t cs_down_frame(uint8_t *buf, const tnode *about, uint8_t reason) {
+  uint64_t inc = cl_transport_incarnation(about->t);
+  for (int i = 0; i < 8; i++) buf[i] = (uint8_t)(inc >> (56 - 8 * i));
+  put32(buf + 8, 0); /* the member version: b never refuted anything */
+  buf[12] = reason;
+  size_t nl = strlen(about->name);
+  memcpy(buf + 13, about->name, nl);
+  return 13 + nl;
+}
+static opts cs_opts(void) {
+  opts o = O(0); /* the rogue speaks in the clear */
+  o.heartbeat_ms = 100;
+  o.timeout_ms = 2400; /* a acts on the DOWN after 1200 ms of silence, well before its own verdict */
+  o.handshake_timeout_ms = 500;
+  o.full_mesh_max = 2;
+  o.idle_close_ms = 60000; /* no link closes idle meanwhile */
+  return o;
+}
+
+/* b is alive, a hears nothing from it (a one-way cut into a) and the rogue says b is
+ * down: a closes its link to b, and b must not take that as a crashing: nobody reports
+ * a down, b keeps a as a member, and a message from b to a (on a connection opened on
+ * demand once the cut is cleared) arrives. */
+static int t_close_after_down_is_idle(void) {
+  opts o = cs_opts();
+  rogue r;
+  int st = cs_start(&r, &o);
+  if (st) cs_stop(&r);
+  CHECK(st == 0, "the cluster did not form (%d)", st);
+  char err[200];
+  cl_transport_fault(cs[0].t, cs[1].name, "oneway_in", err, sizeof err);
+  cs_down d = {{0}, 0, 0};
+  d.n = cs_down_frame(d.down, &cs[1], 0);
+  uint64_t t0 = uv_now(L);
+  int acted = run_until(cs_down_step, &d, 2000);
+  uint64_t dt = uv_now(L) - t0;
+  int closed = acted && run_until(cs_b_closed, NULL, 2000);
+  cl_transport_fault(cs[0].t, cs[1].name, "clear", err, sizeof err);
+  /* the marker: b to a, down the path b's close went */
+  uint64_t seq = cs[0].next_seq;
+  int sent = cl_transport_send(cs[1].t, cs[0].name, 1, &seq, sizeof seq);
+  int got = sent == 0 && run_until(cs_a_got, (void *)(uintptr_t)(cs[0].msgs + 1), 3000);
+  int a_down_somewhere = 0;
+  char who[256] = "";
+  for (int i = 0; i < CS_N; i++)
+    if (was_down(&cs[i], cs[0].name)) {
+      a_down_somewhere++;
+      snprintf(who, sizeof who, "c%d said c0 down (%s)", i, cs[i].down_reason);
+    }
+  int b_downs = cs[1].downs, a_downs_b = was_down(&cs[0], cs[1].name);
+  uint64_t applied = STAT(&cs[0], downs_applied);
+  cs_stop(&r);
+  /* (a acts once b was silent for half a timeout, counted from b's last frame before the cut) */
+  CHECK(acted, "a did not act on the DOWN within 2 s (applied %llu, %llu ms)", (unsigned long long)applied,
+        (unsigned long long)dt);
+  CHECK(closed, "b never took in the close of its link to a");
+  CHECK(a_down_somewhere == 0 && b_downs == 0, "the closer was reported down: %s (b reported %d downs)", who,
+        b_downs);
+  CHECK(a_downs_b, "a did not take b down after closing its link");
+  CHECK(sent == 0 && got, "the marker from b to a: send %d, arrived %d", sent, got);
+  return 0;
+}
+
+/* The rogue says b *left*: a closes its link at once (no IDLE first, no half timeout of
+ * silence needed) and forgets b, which it does not want (with an IDLE-first close, b
+ * was down but stayed listed, as recently failed, for reconnect_timeout). */
+static int t_close_after_left_is_at_once(void) {
+  opts o = cs_opts();
+  rogue r;
+  int st = cs_start(&r, &o);
+  if (st) cs_stop(&r);
+  CHECK(st == 0, "the cluster did not form (%d)", st);
+  char err[200];
+  cl_transport_fault(cs[0].t, cs[1].name, "oneway_in", err, sizeof err);
+  cs_down d = {{0}, 0, 0};
+  d.n = cs_down_frame(d.down, &cs[1], 2);
+  uint64_t t0 = uv_now(L);
+  int acted = run_until(cs_down_step, &d, 2000);
+  uint64_t dt = uv_now(L) - t0;
+  int connected_after = is_connected(&cs[0], cs[1].name);
+  char reason[32];
+  snprintf(reason, sizeof reason, "%s", cs[0].down_reason);
+  int down = was_down(&cs[0], cs[1].name);
+  /* b goes (its re-dials would make a hold it again), then the cut is cleared (a peer
+   * under a fault is kept for its settings): a forgets b on its next sweep */
+  node_stop(&cs[1]);
+  cl_transport_fault(cs[0].t, cs[1].name, "clear", err, sizeof err);
+  int forgot = run_until(cs_forgot_b, NULL, 3000);
+  char fname[128];
+  snprintf(fname, sizeof fname, "%s", cs[0].forgot_name);
+  const char *bst = status_of(&cs[0], cs[1].name, NULL);
+  int still_listed = bst[0] != 0;
+  cs_stop(&r);
+  CHECK(acted && dt < 1000, "a acted on the LEAVE-reason DOWN after %llu ms (%d)", (unsigned long long)dt, acted);
+  CHECK(!connected_after && down && !strcmp(reason, "left"),
+        "a did not close its link to b at once: connected %d, down %d (%s)", connected_after, down, reason);
+  CHECK(forgot && !strcmp(fname, cs[1].name) && !still_listed, "a did not forget b: forgotten %d (%s), still listed %d",
+        forgot, fname, still_listed);
+  return 0;
+}
+
 /* heartbeat_ms must be at most half of timeout_ms: a watched idle peer beats every
  * heartbeat (less a quarter), so with a longer heartbeat a healthy idle peer is declared
  * down between two beats (before this check, two idle nodes at 1000 / 400 reported each
@@ -2206,6 +2443,7 @@ int main(void) {
   L = &loop;
   run_case("transport: node names parse and refuse clearly", t_names);
   run_case("transport: frame decoder (chunking, oversize, unknown type, HTTP, garbage, version)", t_frame_decoder);
+  run_case("transport: MEMBERS, DOWN, PROBE and WATCH payloads roundtrip; hostile ones refused", t_members_wire);
   run_case("transport: AEAD records roundtrip and refuse forgery", t_session);
   run_case("transport: handshake state machine refusals", t_handshake_pure);
   run_case("transport: derived keys", t_derive_key);
@@ -2242,6 +2480,9 @@ int main(void) {
   run_case("transport: a probe answer from a peer never asked does not vouch for a silent peer",
            t_hostile_forged_vouch);
   run_case("transport: one peer holds at most 4 of a node's 16 probe slots", t_hostile_probe_slots);
+  run_case("transport: a close after a DOWN of a live member says IDLE first: nobody reports the closer down",
+           t_close_after_down_is_idle);
+  run_case("transport: a member announced as left is closed at once and forgotten", t_close_after_left_is_at_once);
   run_case("transport: heartbeat_ms above half of timeout_ms is refused", t_heartbeat_vs_timeout);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
