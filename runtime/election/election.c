@@ -133,6 +133,9 @@ struct cl_el {
   int pub_has_diff;
   uint64_t pub_base_t, pub_base_v;
   int lua_lag;
+  /* local health (cl_el_set_grace): added to every failure-suspicion timeout while
+   * this node itself runs late; liveness only, nothing safety-related reads it */
+  uint32_t grace_ms;
 
   /* peers known: grown as they connect, up to cfg.max_nodes - 1; found by id through
    * an open-addressing index (slots hold index + 1; 0 is empty), so a message from
@@ -587,11 +590,21 @@ static int has_ack(void *ctx, const char *id) {
   return p && p->ack_term == el->term && p->ack_version == el->pub.version;
 }
 
+/* Failure-suspicion timeouts, widened by the local-health grace (cl_el_set_grace): a
+ * node whose own loop runs late cannot tell a silent peer from its own slowness (the
+ * heartbeats may be waiting unread in its socket), so it waits longer before it calls
+ * the master, a follower or a quorum gone. Liveness only: a deposed master cannot
+ * commit whatever it believes (a quorum joined a higher term: RULES E4, E6), so nothing
+ * relies on one timeout firing before another's. */
+static uint64_t leader_to(const cl_el *el) { return (uint64_t)el->cfg.leader_timeout_ms + el->grace_ms; }
+static uint64_t follower_to(const cl_el *el) { return (uint64_t)el->cfg.follower_timeout_ms + el->grace_ms; }
+static uint64_t publish_to(const cl_el *el) { return (uint64_t)el->cfg.publish_timeout_ms + el->grace_ms; }
+
 static int has_recent(void *ctx, const char *id) {
   cl_el *el = ctx;
   if (!strcmp(id, el->self.id)) return 1;
   peer *p = peer_get(el, id);
-  return p && p->up && p->ok_term == el->term && el->now - p->last_ok_ms < el->cfg.leader_timeout_ms;
+  return p && p->up && p->ok_term == el->term && el->now - p->last_ok_ms < leader_to(el);
 }
 
 /* Who may stand. As Elasticsearch: a master-eligible node in a configuration
@@ -1397,7 +1410,7 @@ static void try_bootstrap(cl_el *el) {
  * through dozens of terms so). */
 static int joined_recently_other_than(cl_el *el, const char *from) {
   if (el->mode != CL_EL_CANDIDATE || !el->joined_term || el->joined_term != el->term ||
-      el->now - el->joined_ms >= el->cfg.leader_timeout_ms || !strcmp(el->joined_for, from))
+      el->now - el->joined_ms >= leader_to(el) || !strcmp(el->joined_for, from))
     return 0;
   peer *p = peer_get(el, el->joined_for);
   return p && p->up; /* a candidate whose connection closed is no master-to-be */
@@ -1406,7 +1419,7 @@ static int joined_recently_other_than(cl_el *el, const char *from) {
 static int has_healthy_leader_other_than(cl_el *el, const char *from) {
   if (el->mode == CL_EL_LEADER) return 1;
   if (joined_recently_other_than(el, from)) return 1;
-  return el->mode == CL_EL_FOLLOWER && el->now - el->leader_contact < el->cfg.leader_timeout_ms &&
+  return el->mode == CL_EL_FOLLOWER && el->now - el->leader_contact < leader_to(el) &&
          strcmp(el->leader, from) != 0;
 }
 
@@ -1599,7 +1612,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     /* give that candidate time to win before trying ourselves; RULE L3: if the join
      * counts, as long as a silent master is given (under load its first publication
      * takes that long); if not, it cannot win with this vote, only the usual pause */
-    el->election_at = el->now + (counts ? el->cfg.leader_timeout_ms : el->cfg.election_initial_ms) +
+    el->election_at = el->now + (counts ? leader_to(el) : el->cfg.election_initial_ms) +
                       rnd_below(el, el->cfg.election_initial_ms + 1);
   }
     break;
@@ -1769,7 +1782,7 @@ static void timers(cl_el *el) {
         start_prevote(el);
     }
   } else if (el->mode == CL_EL_FOLLOWER) {
-    if (now - el->leader_contact >= el->cfg.leader_timeout_ms)
+    if (now - el->leader_contact >= leader_to(el))
       become_candidate(el, 1, "no heartbeat from the master within the leader timeout");
   } else if (el->mode == CL_EL_LEADER) {
     if (now >= el->hb_at) {
@@ -1784,18 +1797,18 @@ static void timers(cl_el *el) {
     }
     for (uint32_t i = 0; i < el->n_peers; i++) {
       peer *p = &el->peers[i];
-      if (p->used && p->member && (!p->up || now - p->last_ok_ms >= el->cfg.follower_timeout_ms)) {
+      if (p->used && p->member && (!p->up || now - p->last_ok_ms >= follower_to(el))) {
         p->member = 0;
         members_changed(el);
         logf_(el, CL_EL_LOG_INFO, "removing %s from the cluster: %s", p->info.name,
               p->up ? "no answer within the follower timeout" : "disconnected");
       }
     }
-    if (el->publishing && now - el->pub_start >= el->cfg.publish_timeout_ms) {
+    if (el->publishing && now - el->pub_start >= publish_to(el)) {
       become_candidate(el, 0, "publication not committed within the publish timeout");
       return;
     }
-    if (now - el->leader_since >= el->cfg.leader_timeout_ms) {
+    if (now - el->leader_since >= leader_to(el)) {
       const cl_el_state *s = latest(el);
       if (!both_quorum(eff_committed(&el->acc, el->acc_committed), &s->accepted_config, has_recent, el) ||
           !both_quorum(&s->committed_config, &s->accepted_config, has_recent, el)) {
@@ -2024,10 +2037,10 @@ uint64_t cl_el_next_deadline(const cl_el *el) {
   if (!el->booted) return 0;
   uint64_t d = UINT64_MAX;
   if (el->mode == CL_EL_CANDIDATE) d = el->election_at;
-  if (el->mode == CL_EL_FOLLOWER) d = el->leader_contact + el->cfg.leader_timeout_ms;
+  if (el->mode == CL_EL_FOLLOWER) d = el->leader_contact + leader_to(el);
   if (el->mode == CL_EL_LEADER) {
     d = el->hb_at;
-    if (el->publishing && el->pub_start + el->cfg.publish_timeout_ms < d) d = el->pub_start + el->cfg.publish_timeout_ms;
+    if (el->publishing && el->pub_start + publish_to(el) < d) d = el->pub_start + publish_to(el);
     if (!el->publishing && el->mdirty && el->last_pub_at + batch_ms(el) < d) d = el->last_pub_at + batch_ms(el);
   }
   for (int i = 0; i < MAX_REQS; i++)
@@ -2035,6 +2048,11 @@ uint64_t cl_el_next_deadline(const cl_el *el) {
   return d;
 }
 
+void cl_el_set_grace(cl_el *el, uint32_t grace_ms) {
+  /* bounded so that no sum with a timeout or a time can wrap */
+  el->grace_ms = grace_ms > CL_EL_GRACE_MAX_MS ? CL_EL_GRACE_MAX_MS : grace_ms;
+}
+uint32_t cl_el_grace(const cl_el *el) { return el->grace_ms; }
 uint64_t cl_el_term(const cl_el *el) { return el->term; }
 cl_el_mode cl_el_get_mode(const cl_el *el) { return el->mode; }
 const char *cl_el_master_id(const cl_el *el) { return el->obs_master[0] ? el->obs_master : NULL; }

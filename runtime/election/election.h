@@ -193,6 +193,16 @@ void cl_el_free(cl_el *el);
 void cl_el_step(cl_el *el, uint64_t now_ms, const cl_el_input *in, cl_el_effects *out);
 uint64_t cl_el_next_deadline(const cl_el *el); /* UINT64_MAX: nothing scheduled */
 
+/* Local health (design.md §4): while this node's own loop runs late, the glue gives the
+ * core the grace its transport gives every connection (scaled to leader_timeout_ms:
+ * score x leader_timeout_ms), and every failure-suspicion timeout (the master's silence,
+ * a follower's, a quorum's, a publication's) waits that much longer, as does
+ * cl_el_next_deadline. 0 (the default): the configured timeouts. Liveness only: terms,
+ * votes, quorums and persistence do not read it. Capped at CL_EL_GRACE_MAX_MS. */
+#define CL_EL_GRACE_MAX_MS 600000u
+void cl_el_set_grace(cl_el *el, uint32_t grace_ms);
+uint32_t cl_el_grace(const cl_el *el);
+
 typedef enum { CL_EL_CANDIDATE = 0, CL_EL_FOLLOWER, CL_EL_LEADER } cl_el_mode;
 typedef enum { CL_EL_RED = 0, CL_EL_YELLOW, CL_EL_GREEN } cl_el_health;
 

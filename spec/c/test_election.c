@@ -642,6 +642,92 @@ static int t_silent_master_detected(void) {
   return 0;
 }
 
+/* Local health (cl_el_set_grace, design.md §4): a follower whose loop runs late waits
+ * leader_timeout + grace before it calls the master gone, and refuses pre-votes until
+ * then; with grace 0 it waits leader_timeout, as before. */
+static int t_grace_follower(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no master");
+  int f = (l + 1) % 3, g0 = (l + 2) % 3;
+  const uint32_t g = 800;
+  uint64_t d0 = cl_el_next_deadline(C.t[f].el);
+  CHECK(d0 > C.now && d0 <= C.now + C.cfg.leader_timeout_ms, "follower deadline %llu, now %llu",
+        (unsigned long long)d0, (unsigned long long)C.now);
+  CHECK(cl_el_grace(C.t[f].el) == 0, "grace is not 0 by default");
+  cl_el_set_grace(C.t[f].el, g);
+  CHECK(cl_el_grace(C.t[f].el) == g, "grace not kept");
+  CHECK(cl_el_next_deadline(C.t[f].el) == d0 + g, "deadline %llu with grace %u, want %llu",
+        (unsigned long long)cl_el_next_deadline(C.t[f].el), g, (unsigned long long)(d0 + g));
+  uint64_t d0_other = cl_el_next_deadline(C.t[g0].el);
+  C.cut[l] = 1; /* the master goes silent; only f and g0 are ticked from here */
+  C.now = d0;
+  tick(&C, f);
+  CHECK(cl_el_get_mode(C.t[f].el) == CL_EL_FOLLOWER, "with grace %u the follower stood at the leader timeout", g);
+  /* grace 0: the other follower stands at its leader timeout, unchanged */
+  if (C.now < d0_other) C.now = d0_other;
+  tick(&C, g0);
+  CHECK(cl_el_get_mode(C.t[g0].el) == CL_EL_CANDIDATE, "without grace the follower did not stand at the leader timeout");
+  /* its pre-vote: f, still within its widened timeout, refuses it */
+  cl_msg pv = {0};
+  pv.type = CL_M_PREVOTE_REQ;
+  pv.term = cl_el_term(C.t[g0].el);
+  pv.lat = cl_el_accepted(C.t[g0].el)->term;
+  pv.lav = cl_el_accepted(C.t[g0].el)->version;
+  snprintf(pv.cluster_id, sizeof pv.cluster_id, "%s", cl_el_cluster_id(C.t[g0].el));
+  inject(&C, f, C.t[g0].id, &pv);
+  int k = first_fx(&C, CL_EL_FX_SEND, CL_M_PREVOTE_RESP);
+  CHECK(k >= 0, "no pre-vote answer");
+  cl_msg r;
+  char err[128];
+  CHECK(cl_msg_decode(C.fx.v[k].data, C.fx.v[k].len, &r, NULL, err, sizeof err) == 0, "answer: %s", err);
+  CHECK(r.flag == 0, "a follower within leader timeout + grace granted a pre-vote");
+  C.now = d0 + g - 1;
+  tick(&C, f);
+  CHECK(cl_el_get_mode(C.t[f].el) == CL_EL_FOLLOWER, "stood 1 ms before leader timeout + grace");
+  C.now = d0 + g;
+  tick(&C, f);
+  CHECK(cl_el_get_mode(C.t[f].el) == CL_EL_CANDIDATE, "did not stand at leader timeout + grace");
+  cluster_free(&C);
+  return 0;
+}
+
+/* when a quorum goes silent, the time a master takes to step down: with grace g, not
+ * before leader_timeout + g; with 0, within leader_timeout and a heartbeat, as before */
+static int master_stepdown_ms(uint32_t g, uint64_t *ms) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no master");
+  run(&C, 2 * C.cfg.hb_interval_ms); /* the followers answered recently */
+  cl_el_set_grace(C.t[l].el, g);
+  uint64_t t0 = C.now;
+  for (int i = 0; i < 3; i++)
+    if (i != l) C.cut[i] = 1;
+  while (cl_el_get_mode(C.t[l].el) == CL_EL_LEADER && C.now < t0 + 10000) run(&C, 1);
+  CHECK(cl_el_get_mode(C.t[l].el) != CL_EL_LEADER, "the master never stepped down");
+  *ms = C.now - t0;
+  cluster_free(&C);
+  return 0;
+}
+
+static int t_grace_master(void) {
+  uint64_t ms0 = 0, ms = 0;
+  const uint32_t g = 800;
+  if (master_stepdown_ms(0, &ms0)) return 1;
+  uint64_t lt = C.cfg.leader_timeout_ms, hb = C.cfg.hb_interval_ms;
+  CHECK(ms0 >= lt - 2 * hb && ms0 <= lt + 2 * hb, "without grace: stepped down after %llu ms (leader timeout %llu)",
+        (unsigned long long)ms0, (unsigned long long)lt);
+  if (master_stepdown_ms(g, &ms)) return 1;
+  CHECK(ms >= lt + g - 2 * hb, "with grace %u: stepped down after %llu ms, before leader timeout + grace", g,
+        (unsigned long long)ms);
+  CHECK(ms <= lt + g + 2 * hb, "with grace %u: stepped down only after %llu ms", g, (unsigned long long)ms);
+  return 0;
+}
+
 static int t_minority_never_elects(void) {
   cluster_init(&C, 5, 5);
   start(&C);
@@ -1902,6 +1988,10 @@ int main(void) {
   run_case("election: a killed master (connection closed) is replaced within 50 ms", t_master_kill_fast_reelection);
   run_case("election: a silent master (SIGSTOP) is replaced within 500 ms and steps down after SIGCONT",
            t_silent_master_detected);
+  run_case("election: local health: a follower with grace g stands at leader timeout + g, not before; with 0 at the leader timeout",
+           t_grace_follower);
+  run_case("election: local health: a master with grace g does not step down before leader timeout + g; with 0 as before",
+           t_grace_master);
   run_case("election: a minority never elects a master", t_minority_never_elects);
   run_case("election: the voting configuration stays odd, never shrinks on a loss, and only an exclusion takes it below 3",
            t_reconfiguration_rules);
