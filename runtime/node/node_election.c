@@ -262,6 +262,8 @@ static void io_rearm(void *ud, uint64_t d) {
     return;
   }
   uint64_t now = uv_now(&n->c->loop);
+  n->el_due = d > now ? d : now;
+  if (d > now) n->el_after_poll = 0;
   uv_timer_start(&n->el_timer, on_el_timer, d > now ? d - now : 0, 0);
 }
 
@@ -318,7 +320,12 @@ static void pins_update(cl_node *n) {
   cl_transport_pin(n->t, names, k);
 }
 
+/* Local health (design.md §4): while this node's loop runs late, the transport gives
+ * every connection more time (detector.h); the election's checks get the same share,
+ * awareness x leader_timeout_ms, before every step, so a starved follower does not call
+ * a healthy master gone, nor a starved master its followers. */
 static void step(cl_node *n, const cl_el_input *in) {
+  if (n->t && n->el) cl_el_set_grace(n->el, cl_transport_awareness(n->t) * n->el_grace_unit);
   cl_eldrv_input(&n->drv, in);
   if (n->t && n->el) pins_update(n);
 }
@@ -340,6 +347,18 @@ int cl_node_election_request(cl_node *n, cl_el_input *in, int origin, uint64_t o
 
 static void on_el_timer(uv_timer_t *t) {
   cl_node *n = t->data;
+  /* As the transport's tick: a late timer means this node was not running, and the
+   * master's heartbeats may be waiting unread (libuv runs timers before it polls). So a
+   * late tick looks again right after the poll, which decides even if late too (a node
+   * that stays saturated must still act, within the grace's bound). */
+  uint64_t now = uv_now(&n->c->loop);
+  if (!n->el_after_poll && now > n->el_due + n->el_hb_ms / 2) {
+    n->el_after_poll = 1;
+    n->el_due = now + 1;
+    uv_timer_start(&n->el_timer, on_el_timer, 1, 0); /* after the poll: 0 would run before it */
+    return;
+  }
+  n->el_after_poll = 0;
   cl_el_input in = {.kind = CL_EL_IN_TICK};
   step(n, &in);
 }
@@ -404,6 +423,8 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   cl_el_config_defaults(&ec);
   if (cfg->el_heartbeat_ms) ec.hb_interval_ms = cfg->el_heartbeat_ms;
   if (cfg->el_check_timeout_ms) ec.leader_timeout_ms = ec.follower_timeout_ms = cfg->el_check_timeout_ms;
+  n->el_grace_unit = ec.leader_timeout_ms;
+  n->el_hb_ms = ec.hb_interval_ms;
   if (cfg->el_max_exclusions) ec.max_exclusions = cfg->el_max_exclusions;
   if (cfg->el_max_nodes) ec.max_nodes = cfg->el_max_nodes;
   if (cfg->el_max_voting_nodes) ec.max_voting_nodes = cfg->el_max_voting_nodes;

@@ -96,6 +96,10 @@ typedef struct cl_node {
   char *imn_buf; /* initial_master_nodes, split in place; imn_list points into it */
   const char *imn_list[CL_EL_MAX_INITIAL + 1];
   uv_timer_t el_timer;
+  uint64_t el_due;        /* when el_timer was set to fire (loop time) */
+  int el_after_poll;      /* el_timer is the look again after a late one's poll */
+  uint32_t el_grace_unit; /* leader_timeout_ms: the election's grace is this x awareness */
+  uint32_t el_hb_ms;      /* the election's heartbeat interval: late is half of it */
   char state_path[4096];
   uint64_t elections;      /* master changes seen */
   uint64_t persist_count;

@@ -2363,6 +2363,8 @@ size_t cl_transport_member_count(const cl_transport *t) { return t->n_alive; }
 const char *cl_transport_self(const cl_transport *t) { return t->self.full; }
 uint64_t cl_transport_incarnation(const cl_transport *t) { return t->cfg.incarnation; }
 
+uint32_t cl_transport_awareness(const cl_transport *t) { return t->awareness.score; }
+
 size_t cl_transport_leaving(const cl_transport *t) {
   size_t n = 0;
   for (const cl_conn *c = t->conns; c; c = c->next) n += c->close_after_flush && c->state != C_CLOSING;

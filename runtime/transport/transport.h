@@ -206,6 +206,10 @@ size_t cl_transport_member_count(const cl_transport *);    /* members up, this n
 /* Normalised own name, and the incarnation we present. */
 const char *cl_transport_self(const cl_transport *);
 uint64_t cl_transport_incarnation(const cl_transport *);
+/* Local health (detector.h, cl_det_awareness): 0 while this node's loop runs on time, up
+ * to CL_DET_AWARENESS_MAX while it runs late; the glue widens the election's timeouts by
+ * this many of its timeouts, as the transport widens every connection's. */
+uint32_t cl_transport_awareness(const cl_transport *);
 /* Bytes queued but not yet written to name's socket (0 if unknown): lets the glue
  * wait for room after CL_ENOBUFS. */
 size_t cl_transport_queued(const cl_transport *, const char *name);
