@@ -7,7 +7,9 @@
  * a simulated Lua loop that stalls) in one process on simulated time, with every source of nondeterminism drawn from one seeded
  * PRNG: cluster shape, roles, fault rates, message drop/duplication/delay/
  * reordering, disconnects, silent blackholes, one-way links, partitions,
- * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, and
+ * reboots, failed and lost writes, exclusions, metadata updates, Lua lag, paused
+ * (starved) nodes that resume running late and widen their timeouts as the real glue
+ * does (local health: the transport's awareness, the election's grace), and
  * a node whose data belongs to another cluster joining at a random time (it
  * must never vote with this cluster, raise its term or cost it its master).
  * After every step it checks the safety rules of docs/design.md (E1-E9, E11-E14)
@@ -93,7 +95,8 @@ static uint64_t range(rng_t *r, uint64_t lo, uint64_t hi) { return lo + below(r,
 typedef struct msg_ev {
   uint64_t at, seq;
   int kind; /* 1 deliver, 2 reboot, 3 connect, 4 transport heartbeat (ping, or pong if epoch's top bit),
-              5 Lua-lag check tick, 6 Lua's answer to ping `arg` (both: epoch = the node's boot) */
+              5 Lua-lag check tick, 6 Lua's answer to ping `arg` (both: epoch = the node's boot),
+              7 a paused node runs again (epoch = its boot) */
   uint64_t arg;
   int pong;
   int from, to;
@@ -129,6 +132,10 @@ typedef struct node {
   int fail_next_persist;        /* 1: EIO, 2: power loss before fsync */
   cl_lag lag;                /* the glue's Lua-lag check */
   uint64_t lua_stuck_until;  /* the simulated Lua loop answers nothing before (µs) */
+  /* its control loop is paused (SIGSTOP, a starved CPU) until then (µs): no timer runs,
+   * frames to it wait in its socket; it resumes running late (local health) */
+  uint64_t paused_until, paused_from;
+  cl_det_awareness aw;       /* the transport's local-health score, as on the node */
   uint64_t boots;            /* lag events of an earlier boot are dropped */
   int booted_once;
   int stay_down;             /* killed for good (kill -9, never restarted) */
@@ -709,10 +716,26 @@ static void io_rearm(void *ud, uint64_t deadline) {
 static const cl_eldrv_io sim_io = {.now_ms = io_now, .send = io_send, .persist = io_persist, .event = io_event,
                                    .log = io_log, .complete = io_complete, .rearm = io_rearm};
 
+/* What the node's transport tick and election glue do about local health: a tick due at
+ * due_ms (0: now, on time) moves the awareness score (detector.h); every connection's
+ * detector gets score x its timeout, and the election score x leader_timeout_ms
+ * (node_election.c), before the step. */
+static void local_health(world *w, int i, uint64_t due_ms) {
+  node *n = &w->nodes[i];
+  uint64_t now = w->now / US;
+  uint32_t hb = w->det_hb_ms ? w->det_hb_ms : 100;
+  cl_det_tick(&n->aw, due_ms ? due_ms : now, now, hb, w->det_timeout_ms);
+  if (n->el) cl_el_set_grace(n->el, n->aw.score * w->cfg.leader_timeout_ms);
+  if (w->det)
+    for (int b = 0; b < w->n; b++)
+      if (b != i) W_det(w, i, b).grace_ms = n->aw.score * w->det_timeout_ms;
+}
+
 static void step(world *w, int i, const cl_el_input *in) {
   node *n = &w->nodes[i];
   if (!n->up) return;
   int pv = in->kind == CL_EL_IN_MESSAGE && in->len > 4 && in->data[4] == 1; /* PREVOTE_REQ */
+  local_health(w, i, 0);
   n->persisted = 0;
   n->crash_why = NULL;
   cl_eldrv_input(&n->drv, in);
@@ -923,6 +946,8 @@ static void boot(world *w, int i) {
   n->app_v = cl_el_committed(n->el)->version;
   cl_lag_init(&n->lag, SIM_LUA_STEPDOWN_MS);
   n->lua_stuck_until = 0;
+  n->paused_until = 0; /* a new process: on time */
+  memset(&n->aw, 0, sizeof n->aw);
   n->boots++;
   schedule_lag_tick(w, i);
   cl_el_input in = {0};
@@ -1034,11 +1059,52 @@ static void cut_pair(world *w, int a, int b, int how, int oneway) {
   }
 }
 
+/* node i's loop stops for ms: its timers wait (run_until skips it), frames to it wait
+ * in its socket (postponed), and it resumes with a late tick (resume_node) */
+static void pause_node(world *w, int i, uint64_t ms) {
+  node *n = &w->nodes[i];
+  n->paused_from = w->now;
+  n->paused_until = w->now + ms * US;
+  vlog(w, "pause %s for %llu ms", n->name, (unsigned long long)ms);
+  msg_ev ev = {0};
+  ev.at = n->paused_until;
+  ev.kind = 7;
+  ev.from = i;
+  ev.epoch = n->boots;
+  ev_push(w, ev);
+}
+
+/* The paused node runs again, late. The harsher order of the two: its timers before the
+ * frames that waited in its socket (the real glue looks again after the poll, but a
+ * node that stays saturated acts on a late look too): the grace is what keeps it from
+ * calling a master gone whose heartbeats it has not read yet. */
+static void resume_node(world *w, const msg_ev *e) {
+  node *n = &w->nodes[e->from];
+  if (!n->up || e->epoch != n->boots || !n->paused_until) return;
+  n->paused_until = 0;
+  /* the tick that was due when it stopped runs now: late */
+  local_health(w, e->from, n->paused_from / US + 1);
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_TICK;
+  step(w, e->from, &in);
+}
+
+/* a frame for a paused node waits until it runs again (after its resume) */
+static int postponed(world *w, msg_ev *e) {
+  node *n = &w->nodes[e->to];
+  if (!n->paused_until || n->paused_until <= w->now) return 0;
+  msg_ev later = *e;
+  later.at = n->paused_until;
+  ev_push(w, later);
+  e->data = NULL; /* the copy owns it now */
+  return 1;
+}
+
 static void random_fault(world *w) {
   int n = w->n;
   int a = (int)below(&w->r, (uint64_t)n), b = (int)below(&w->r, (uint64_t)n);
   int how = chance(&w->r, 0.5) ? 1 : 2;
-  switch (below(&w->r, 12)) {
+  switch (below(&w->r, 13)) {
   case 0: /* one link */
     cut_pair(w, a, b, how, chance(&w->r, 0.3));
     break;
@@ -1084,6 +1150,14 @@ static void random_fault(world *w) {
     if (w->nodes[a].up)
       w->nodes[a].lua_stuck_until = w->now + range(&w->r, SIM_LUA_STEPDOWN_MS / 4, 3 * SIM_LUA_STEPDOWN_MS) * US;
     break;
+  case 12: /* its control loop pauses (starved, or SIGSTOP): mostly shorter than the
+            * election's timeouts, sometimes far longer */
+    if (w->nodes[a].up && !w->nodes[a].paused_until) {
+      uint64_t ms = chance(&w->r, 0.7) ? range(&w->r, 20, 2 * (uint64_t)w->cfg.leader_timeout_ms)
+                                       : range(&w->r, 500, 4000);
+      pause_node(w, a, ms);
+    }
+    break;
   }
 }
 
@@ -1119,7 +1193,9 @@ static void run_detectors(world *w) {
   uint64_t now = w->now / US;
   for (int a = 0; a < w->n; a++)
     for (int b = 0; b < w->n; b++) {
-      if (a == b || !W_conn(w, a, b) || !w->nodes[a].up || cl_det_deadline(&W_det(w, a, b)) > now) continue;
+      if (a == b || !W_conn(w, a, b) || !w->nodes[a].up || w->nodes[a].paused_until ||
+          cl_det_deadline(&W_det(w, a, b)) > now)
+        continue;
       cl_det_verdict v = cl_det_check(&W_det(w, a, b), now);
       /* no indirect probe here: a suspicion waits for the timeout, and is announced */
       if (v == CL_DET_SUSPECT) v = cl_det_check(&W_det(w, a, b), now);
@@ -1148,7 +1224,7 @@ static uint64_t next_detector_us(world *w) {
   uint64_t t = UINT64_MAX;
   for (int a = 0; a < w->n; a++)
     for (int b = 0; b < w->n; b++)
-      if (a != b && W_conn(w, a, b) && w->nodes[a].up) {
+      if (a != b && W_conn(w, a, b) && w->nodes[a].up && !w->nodes[a].paused_until) {
         uint64_t d = cl_det_deadline(&W_det(w, a, b)) * US;
         if (d < t) t = d;
       }
@@ -1203,7 +1279,7 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
     uint64_t t_node = UINT64_MAX;
     int who = -1;
     for (int i = 0; i < w->n; i++) {
-      if (!w->nodes[i].up) continue;
+      if (!w->nodes[i].up || w->nodes[i].paused_until) continue; /* paused: resume_node ticks it */
       uint64_t d = w->nodes[i].next_dl; /* cached: it changes only in a step */
       uint64_t dus = d == UINT64_MAX ? UINT64_MAX : d * US;
       if (dus < w->now) dus = w->now;
@@ -1227,7 +1303,9 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
       run_detectors(w);
     } else if (t == t_ev) {
       msg_ev e = ev_pop(w);
-      if (e.kind == 1)
+      if ((e.kind == 1 || e.kind == 4) && postponed(w, &e))
+        ;
+      else if (e.kind == 1)
         deliver(w, &e);
       else if (e.kind == 2)
         boot_or_defer(w, e.from);
@@ -1239,6 +1317,8 @@ static int run_until(world *w, uint64_t until, int faults, uint64_t fault_every)
         lag_tick(w, &e);
       else if (e.kind == 6)
         lag_pong(w, &e);
+      else if (e.kind == 7)
+        resume_node(w, &e);
       free(e.data);
     } else {
       cl_el_input in = {0};
@@ -1633,8 +1713,15 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
       } else if (!w->nodes[i].up) {
         boot(w, i);
       }
-      /* a stalled Lua loop answers now */
+      /* a stalled Lua loop answers now, a paused node runs (the frames that waited for
+       * it still arrive at its old resume time, as in-flight delays do) */
       w->nodes[i].lua_stuck_until = 0;
+      if (w->nodes[i].up && w->nodes[i].paused_until) {
+        msg_ev now_ev = {0};
+        now_ev.from = i;
+        now_ev.epoch = w->nodes[i].boots;
+        resume_node(w, &now_ev);
+      }
       if (w->nodes[i].up && w->nodes[i].lag.waiting)
         lag_act(w, i, cl_lag_pong(&w->nodes[i].lag, w->nodes[i].lag.seq, w->now / US));
     }
