@@ -933,6 +933,7 @@ static int t_timeout_when_every_tick_is_late(void) {
   uint64_t late0 = STAT(&a, ticks);
   int down = run_until(has_down, &a, 8000);
   uint64_t dt = uv_now(L) - t0, ticks = STAT(&a, ticks) - late0;
+  uint32_t aw = cl_transport_awareness(a.t); /* what the glue widens the election's checks by */
   uv_prepare_stop(&busy);
   uv_close((uv_handle_t *)&busy, NULL);
   node_stop(&a);
@@ -940,6 +941,7 @@ static int t_timeout_when_every_tick_is_late(void) {
   /* the bound: timeout * (1 + CL_DET_AWARENESS_MAX), plus a loop turn or two */
   CHECK(down && dt <= 400 * (1 + CL_DET_AWARENESS_MAX) + 400, "down=%d after %llu ms (%llu ticks)", down,
         (unsigned long long)dt, (unsigned long long)ticks);
+  CHECK(aw >= 1 && aw <= CL_DET_AWARENESS_MAX, "awareness %u while every tick ran late", aw);
   return 0;
 }
 
