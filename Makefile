@@ -22,8 +22,13 @@ RUNTIME_OBJ = $(RUNTIME_SRC:%.c=$(BUILD)/obj/%.o)
 C_TESTS  =
 FUZZ_TARGETS =
 
+# Bytecode twins of the Lua modules, loaded instead of parsing the sources (a node's
+# start-up; runtime/lua/lua_host.c): one per module, rebuilt when its source changes.
+LUA_SRC = $(shell find lua -name '*.lua')
+LUA_BC  = $(LUA_SRC:lua/%=$(BUILD)/lua-bc/%)
+
 .PHONY: all deps test test-c test-lua test-asan demo fuzz install clean sim sim-mutants bench check-deps
-all: $(BUILD)/.deps $(BUILD)/clusterlua
+all: $(BUILD)/.deps $(BUILD)/clusterlua $(LUA_BC)
 
 # Installs what is missing, once per build directory; re-run with `make deps`.
 $(BUILD)/.deps:
@@ -39,6 +44,10 @@ $(BUILD)/obj/%.o: %.c | $(BUILD)/.deps
 
 $(BUILD)/clusterlua: $(RUNTIME_OBJ)
 	$(CC) $(LDFLAGS) $(CFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/lua-bc/%.lua: lua/%.lua tools/luac.lua | $(BUILD)/clusterlua
+	@mkdir -p $(dir $@)
+	@$(BUILD)/clusterlua tools/luac.lua $< $@
 
 -include $(RUNTIME_OBJ:.o=.d)
 include $(wildcard mk/*.mk)

@@ -378,12 +378,15 @@ return {
   return c
 end
 
--- events seen: c.seen[i][event][peer short] = stamp (first since the last reset)
+-- events seen: c.seen[i][event][peer short] = stamp (first since the last reset), stamped
+-- on arrival; c.ran[i][event][peer short] = when the node's hook ran (its at= field)
 function CL:start(i, env)
   local data = self.dir .. "/data" .. i
   rmtree(data)
   self.seen = self.seen or {}
   self.seen[i] = { node_up = {}, node_down = {} }
+  self.ran = self.ran or {}
+  self.ran[i] = { node_up = {}, node_down = {} }
   local e = { BENCH_DIR = BENCH }
   for k, v in pairs(env or {}) do e[k] = v end
   local p = spawn(BIN, { "--name", self.names[i], "--cookie", "bench-cookie", "--admin", "127.0.0.1:" .. self.admin[i],
@@ -391,6 +394,8 @@ function CL:start(i, env)
       local ev, who = line:match "^EVENT (%S+) ([^@%s]+)"
       if ev and self.seen[i][ev] then
         self.seen[i][ev][who] = self.seen[i][ev][who] or t
+        local at = tonumber(line:match " at=(%d+)$")
+        if at then self.ran[i][ev][who] = self.ran[i][ev][who] or at end
       end
     end)
   p.keep_lines = false
@@ -646,23 +651,28 @@ local function detect_trials(sys, n, how, trials, cap_ms, key)
   return true
 end
 
--- every node sees all n (n-1 others): returns the stamp of the last such sighting
+-- every node sees all n (n-1 others): returns the stamp of the last such sighting (on
+-- arrival here) and, for clusterlua, the time the last of those hooks ran in its node
 local function all_see_all(sys, n, timeout_ms)
-  local last
+  local last, last_ran
   local ok = pump(function()
-    last = 0
+    last, last_ran = 0, 0
     for i = 1, n do
       for j = 1, n do
         if i ~= j then
           local t = sys.seen[i] and sys.seen[i].node_up[sys.short[j]]
           if not t then return false end
           if t > last then last = t end
+          local r = sys.ran and sys.ran[i] and sys.ran[i].node_up[sys.short[j]]
+          if not r then last_ran = nil end
+          if last_ran and r > last_ran then last_ran = r end
         end
       end
     end
     return true
   end, timeout_ms)
-  return ok and last or nil
+  if not ok then return nil end
+  return last, last_ran
 end
 
 -- Erlang distribution
@@ -763,11 +773,20 @@ end
 SERF.all_saw, SERF.reset_seen = CL.all_saw, CL.reset_seen
 function SERF:stop() stop_procs(self.procs); self.procs = {} end
 
+-- key: the row's key; clusterlua's figure is the time its last hook ran (docs/benchmarks.md,
+-- row 6), with the arrival stamp kept as key .. ".arrival"; others' is the arrival stamp
 local function start_and_see(sys, n, key)
   local t0 = now_us()
   for i = 1, n do sys:start(i) end
-  local t = all_see_all(sys, n, 60000)
-  if key then add(key, t and (t - t0) / 1000 or false) end
+  local t, ran = all_see_all(sys, n, 60000)
+  if key then
+    if sys.ran then
+      add(key, ran and (ran - t0) / 1000 or false)
+      add(key .. ".arrival", t and (t - t0) / 1000 or false)
+    else
+      add(key, t and (t - t0) / 1000 or false)
+    end
+  end
   return t
 end
 
@@ -1525,7 +1544,8 @@ local ROWS = {
     target = le("≤ 500 ms", 500),
     peers = { { "Erlang distribution (default tick)", "r5.erl" }, { "Serf", "r5.serf" } } },
   { 6, "20 nodes started → every node sees all 20", "ms", true, cl = "r6.cl",
-    target = le("≤ 500 ms", 500), peers = { { "Serf", "r6.serf" } } },
+    target = le("≤ 200 ms", 200),
+    peers = { { "Serf", "r6.serf" }, { "clusterlua, its lines stamped on arrival", "r6.cl.arrival" } } },
   { 7, "RPC round trip Lua → remote Lua handler → reply (unencrypted)", "us", true, cl = "r7.cl.plain",
     -- like for like: against the fastest bare C of the same placement (unpinned: blocking
     -- or polling); the ratio to bare C on one CPU is printed beside it

@@ -124,6 +124,51 @@ describe("clusterlua script mode", function()
     assert.is_true(uv.fs_stat(libdir .. "/clusterlua/async.lua") ~= nil)
   end)
 
+  it("loads a module's bytecode twin (BIN/../lua-bc) only while it is not older than the source", function()
+    -- a copy of the layout: bin/clusterlua, lua/clusterlua/*.lua, bin/lua-bc/clusterlua/*.lua
+    local root = dir .. "/tree"
+    assert.equal(0, (proc.run("/bin/sh", { "-c", ("mkdir -p %s/bin/lua-bc/clusterlua %s/lua && cp %q %s/bin/clusterlua"
+      .. " && cp -r %q/clusterlua %s/lua/"):format(root, root, BIN, root, core.libdir, root) })))
+    local src = root .. "/lua/clusterlua/zz_probe.lua"
+    local twin = root .. "/bin/lua-bc/clusterlua/zz_probe.lua"
+    proc.write(src, 'return "source"\n')
+    -- a twin whose bytecode says something else, so the test can tell which was loaded
+    local other = proc.write(dir .. "/other.lua", 'return "bytecode"\n')
+    assert.equal(0, (proc.run(BIN, { core.libdir .. "/../tools/luac.lua", other, twin })))
+    local f = script("probe.lua", 'print(require "clusterlua.zz_probe")')
+    local function probe()
+      local code, out, err = proc.run(root .. "/bin/clusterlua", { f })
+      assert.equal(0, code, err)
+      return (out:gsub("\n$", ""))
+    end
+    uv.fs_utime(src, 1000, 1000)
+    uv.fs_utime(twin, 2000, 2000)
+    assert.equal("bytecode", probe())
+    uv.fs_utime(src, 3000, 3000) -- edited after the last make: the source wins
+    assert.equal("source", probe())
+    -- a path put in front of package.path still wins over the twin
+    uv.fs_utime(src, 1000, 1000)
+    local mine = dir .. "/mine/clusterlua"
+    assert.equal(0, (proc.run("/bin/mkdir", { "-p", mine })))
+    proc.write(mine .. "/zz_probe.lua", 'return "mine"\n')
+    local g = script("probe2.lua", ('package.path = %q .. package.path; print(require "clusterlua.zz_probe")')
+      :format(dir .. "/mine/?.lua;"))
+    local code, out, err = proc.run(root .. "/bin/clusterlua", { g })
+    assert.equal(0, code, err)
+    assert.equal("mine\n", out)
+  end)
+
+  it("keeps the source's chunk name in a module loaded from its bytecode twin", function()
+    local f = script("chunk.lua", [[
+      local core = require "clusterlua.c.core"
+      print(core.libdir, debug.getinfo(require("clusterlua.names").parse, "S").source)
+    ]])
+    local code, out, err = proc.run(BIN, { f })
+    assert.equal(0, code, err)
+    local libdir, source = out:match "^(%S+)\t(%S+)\n$"
+    assert.equal("@" .. libdir .. "/clusterlua/names.lua", source)
+  end)
+
   it("reports a callback error with its location and carries on", function()
     local f = script("cberr.lua", [[
       local uv = require "uv"
