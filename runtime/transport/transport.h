@@ -241,6 +241,10 @@ typedef struct {
   uint64_t downs_announced, downs_applied;
   uint64_t watching, watched_by; /* peers we watch now, and that watch us (not counters) */
   uint64_t idle_closed, on_demand; /* connections closed for idleness; opened for a message */
+  /* a large cluster: connections that closed without IDLE or LEAVE, re-dialled at once
+   * to tell a crash from a close the peer made on purpose (design.md §5), and what the
+   * re-dial found: the member answered (no node_down), or it did not (node_down) */
+  uint64_t closes_checked, closes_alive, closes_down;
   uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
