@@ -154,6 +154,7 @@ struct cl_transport {
   int closing, leaving;
   int sweep_due;          /* a peer may have become forgettable: check on the next tick */
   uint64_t last_sweep_ms;
+  uint64_t last_redial_ms; /* the last failed member dialled (redial_failed) */
   int open_handles;
   void (*done)(void *);
   void *done_ud;
@@ -2013,9 +2014,36 @@ static void idle_close(cl_transport *t, uint64_t now) {
   }
 }
 
+/* A large cluster does not re-dial its failed members as a mesh does (every node each,
+ * with backoff): at 1,000 nodes that is every node dialling every failed one. As Serf
+ * (its reconnect_interval), each node dials one of them, picked at random, per
+ * redial_failed_ms. One that answers was down only here (a partition that healed, a
+ * DOWN it never heard of): it is up again at once, hears it was declared down and
+ * refutes, which brings it back on every member; one that does not stays down. */
+static int redial_candidate(cl_peer *p) {
+  return !p->alive && p->down_known && !p->blocked && !p->forgetting && !p->conn && !p->dial && !p->resolving &&
+         !p->verify && peer_recent(p);
+}
+static void redial_failed(cl_transport *t, uint64_t now) {
+  if (!t->large || t->leaving || now - t->last_redial_ms < t->cfg.redial_failed_ms) return;
+  t->last_redial_ms = now;
+  uint32_t n = 0;
+  for (cl_peer *p = t->peers; p; p = p->next) n += redial_candidate(p);
+  if (!n) return;
+  uint32_t k = randombytes_uniform(n);
+  for (cl_peer *p = t->peers; p; p = p->next)
+    if (redial_candidate(p) && k-- == 0) {
+      t->st.failed_redials++;
+      p->verify = 1;
+      peer_dial(p);
+      return;
+    }
+}
+
 static void sweep(cl_transport *t) {
   char why[96];
   idle_close(t, now_ms(t));
+  redial_failed(t, now_ms(t));
   t->sweep_due = 0;
   t->last_sweep_ms = now_ms(t);
   t->st.sweeps++;
@@ -2163,6 +2191,7 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->mesh = 1;
   c->full_mesh_max = 32;
   c->idle_close_ms = 10000;
+  c->redial_failed_ms = 10000;
   c->watchers = CL_WATCH_DEFAULT;
   c->log_subsys = "transport";
 }
@@ -2220,6 +2249,7 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (!t->cfg.watchers) t->cfg.watchers = d.watchers;
   if (!t->cfg.full_mesh_max) t->cfg.full_mesh_max = d.full_mesh_max;
   if (!t->cfg.idle_close_ms) t->cfg.idle_close_ms = d.idle_close_ms;
+  if (!t->cfg.redial_failed_ms) t->cfg.redial_failed_ms = d.redial_failed_ms;
   /* An idle watched peer beats every heartbeat (less a quarter): a longer heartbeat than
    * the timeout calls healthy peers down between beats, and one past half of it lets a
    * peer's last beat to its watcher be older than half a timeout when it stops, so nodes

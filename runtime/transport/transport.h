@@ -71,6 +71,9 @@ typedef struct {
   uint32_t idle_close_ms;    /* default 10000: above full_mesh_max, a connection this node
                                 opened and no longer needs is closed (IDLE: no node_down)
                                 after this long without a message */
+  uint32_t redial_failed_ms; /* default 10000: above full_mesh_max, each interval this node
+                                dials one failed member, picked at random (Serf's
+                                reconnect_interval, one node per node per interval) */
   uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
                                  even an authenticated peer cannot push past); the node
                                  sets it to election.max_nodes */
@@ -245,6 +248,7 @@ typedef struct {
    * to tell a crash from a close the peer made on purpose (design.md §5), and what the
    * re-dial found: the member answered (no node_down), or it did not (node_down) */
   uint64_t closes_checked, closes_alive, closes_down;
+  uint64_t failed_redials; /* large cluster: failed members dialled to see (one per interval) */
   uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);

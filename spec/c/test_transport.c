@@ -124,7 +124,7 @@ typedef struct {
   const char *cookie, *cluster;
   int encrypt, mesh, data;
   uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms, handshake_timeout_ms;
-  uint32_t watchers, full_mesh_max, idle_close_ms;
+  uint32_t watchers, full_mesh_max, idle_close_ms, redial_failed_ms;
 } opts;
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
@@ -150,6 +150,7 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->watchers) c.watchers = o->watchers;
   if (o && o->full_mesh_max) c.full_mesh_max = o->full_mesh_max;
   if (o && o->idle_close_ms) c.idle_close_ms = o->idle_close_ms;
+  if (o && o->redial_failed_ms) c.redial_failed_ms = o->redial_failed_ms;
   if (o && o->reconnect_timeout_ms) c.reconnect_timeout_ms = o->reconnect_timeout_ms;
   c.log_subsys = short_name;
   cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n, cb_data, cb_keep, cb_forgotten};
@@ -1402,6 +1403,64 @@ static int t_large_close_checked(void) {
   return 0;
 }
 
+/* every node sees `want` members */
+static int lg_members_are(void *ud) {
+  size_t want = *(size_t *)ud;
+  for (int i = 0; i < LG_N; i++)
+    if (lg[i].t && cl_transport_member_count(lg[i].t) != want) return 0;
+  return 1;
+}
+
+/* A large cluster (full_mesh_max 4) does not re-dial its failed members as a mesh does
+ * (design.md §5). A member that failed and comes back knowing nobody (restarted with no
+ * peer to dial: here the seed unwanted once formed, and the node restarted with no
+ * wanted peer) was left out for good: nobody dialled it. Now each node dials one failed
+ * member per redial_failed_ms, picked at random, and it is back on every node. */
+static int t_large_redial_failed(void) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 500;
+  o.watchers = 2;
+  o.full_mesh_max = 4;
+  o.idle_close_ms = 60000;
+  o.redial_failed_ms = 300;
+  char sn[16];
+  int port[LG_N];
+  for (int i = 0; i < LG_N; i++) {
+    snprintf(sn, sizeof sn, "r%d", i);
+    port[i] = free_port();
+    CHECK(node_start(&lg[i], sn, port[i], &o) == 0, "start %d", i);
+  }
+  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  int members = run_until(lg_members, NULL, 8000);
+  for (int i = 1; i < LG_N; i++) cl_transport_unwant(lg[i].t, lg[0].name);
+  int z = 5;
+  node_stop(&lg[z]);
+  lg_down dz = {z, "closed", NULL};
+  int down = run_until(lg_all_down, &dz, 3000);
+  uint64_t redials0 = 0;
+  for (int i = 0; i < LG_N; i++)
+    if (lg[i].t) redials0 += STAT(&lg[i], failed_redials);
+  snprintf(sn, sizeof sn, "r%d", z);
+  CHECK(node_start(&lg[z], sn, port[z], &o) == 0, "restart %d", z); /* wants nobody */
+  uint64_t t0 = uv_now(L);
+  size_t all = LG_N - 1;
+  int back = run_until(lg_members_are, &all, 5000);
+  uint64_t dt = uv_now(L) - t0;
+  uint64_t redials = 0;
+  for (int i = 0; i < LG_N; i++) redials += STAT(&lg[i], failed_redials);
+  printf("# failed member re-dialled: r%d restarted knowing nobody, back on all %d after %llu ms (%llu dials of failed "
+         "members by %d nodes, at most one per node per 300 ms)\n",
+         z, back, (unsigned long long)dt, (unsigned long long)(redials - redials0), LG_N - 1);
+  for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+  CHECK(members && down, "formed %d, the stopped node down on all %d", members, down);
+  CHECK(back, "the restarted node is not a member of every node (nor they of it) after 5 s");
+  CHECK(redials - redials0 <= (uint64_t)(LG_N - 1) * (dt / 300 + 2), "%llu re-dials in %llu ms: not one per interval",
+        (unsigned long long)(redials - redials0), (unsigned long long)dt);
+  return 0;
+}
+
 /* Only one link is silent (x watches y, the link between them blackholed both ways):
  * x's helpers hear y, so x closes its own link alone and nobody declares y down. */
 static int t_sparse_one_link(void) {
@@ -2341,6 +2400,8 @@ int main(void) {
            t_large_cluster);
   run_case("transport: a large cluster: a connection closed on purpose is checked, not reported down; a crash is",
            t_large_close_checked);
+  run_case("transport: a large cluster re-dials one failed member per node per interval: a restart knowing nobody is back",
+           t_large_redial_failed);
   run_case("transport: a peer that asks for beats and reads nothing is closed past send_queue_max",
            t_hostile_watch_flood);
   run_case("transport: a probe answer from a peer never asked does not vouch for a silent peer",
