@@ -246,8 +246,9 @@ typedef struct {
   uint64_t idle_closed, on_demand; /* connections closed for idleness; opened for a message */
   /* a large cluster: connections that closed without IDLE or LEAVE, re-dialled at once
    * to tell a crash from a close the peer made on purpose (design.md §5), and what the
-   * re-dial found: the member answered (no node_down), or it did not (node_down) */
-  uint64_t closes_checked, closes_alive, closes_down;
+   * re-dial found: the member answered (no node_down), its host refused (node_down), or
+   * neither within the connect deadline (no node_down: left to the failure detector) */
+  uint64_t closes_checked, closes_alive, closes_down, closes_unknown;
   uint64_t failed_redials; /* large cluster: failed members dialled to see (one per interval) */
   uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;
