@@ -369,6 +369,16 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   const char *d_ann[] = {"kind", "announced", NULL}, *d_app[] = {"kind", "applied", NULL};
   cl_metrics_sample(&m, d_ann, (double)ts.downs_announced);
   cl_metrics_sample(&m, d_app, (double)ts.downs_applied);
+  cl_metrics_family(&m, "clusterlua_closes", "counter",
+                    "Large cluster: connections closed without IDLE or LEAVE, re-dialled to check; the member "
+                    "answered, its host refused (reported down), or neither (left to detection)");
+  const char *c_chk[] = {"kind", "checked", NULL}, *c_alive[] = {"kind", "alive", NULL},
+             *c_down[] = {"kind", "down", NULL};
+  cl_metrics_sample(&m, c_chk, (double)ts.closes_checked);
+  cl_metrics_sample(&m, c_alive, (double)ts.closes_alive);
+  cl_metrics_sample(&m, c_down, (double)ts.closes_down);
+  const char *c_unk[] = {"kind", "unknown", NULL};
+  cl_metrics_sample(&m, c_unk, (double)ts.closes_unknown);
   cl_metrics_family(&m, "clusterlua_handshake_failures", "counter", "Refused handshakes by reason");
   struct {
     const char *reason;

@@ -71,6 +71,9 @@ typedef struct {
   uint32_t idle_close_ms;    /* default 10000: above full_mesh_max, a connection this node
                                 opened and no longer needs is closed (IDLE: no node_down)
                                 after this long without a message */
+  uint32_t redial_failed_ms; /* default 10000: above full_mesh_max, each interval this node
+                                dials one failed member, picked at random (Serf's
+                                reconnect_interval, one node per node per interval) */
   uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
                                  even an authenticated peer cannot push past); the node
                                  sets it to election.max_nodes */
@@ -245,6 +248,12 @@ typedef struct {
   uint64_t downs_announced, downs_applied;
   uint64_t watching, watched_by; /* peers we watch now, and that watch us (not counters) */
   uint64_t idle_closed, on_demand; /* connections closed for idleness; opened for a message */
+  /* a large cluster: connections that closed without IDLE or LEAVE, re-dialled at once
+   * to tell a crash from a close the peer made on purpose (design.md §5), and what the
+   * re-dial found: the member answered (no node_down), its host refused (node_down), or
+   * neither within the connect deadline (no node_down: left to the failure detector) */
+  uint64_t closes_checked, closes_alive, closes_down, closes_unknown;
+  uint64_t failed_redials; /* large cluster: failed members dialled to see (one per interval) */
   uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);
