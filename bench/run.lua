@@ -22,6 +22,7 @@ if ROOT:sub(1, 1) ~= "/" then ROOT = uv.cwd() .. "/" .. ROOT end
 local BENCH = ROOT .. "/bench"
 -- the stamp files' one parser, shared with the suite's scale harness
 local stamps = dofile(ROOT .. "/spec/helpers/stamps.lua")
+local limits = dofile(ROOT .. "/spec/helpers/limits.lua")
 
 -- ---------------------------------------------------------------- options
 local QUICK, ONLY, MD, SIZES, WINDOW = false, nil, nil, nil, nil
@@ -1175,6 +1176,7 @@ local function new_scl(n, all_hosts)
   local c = setmetatable({ n = n, dir = tmpdir "scale", short = {}, names = {}, addr = {}, procs = {}, seen = {},
     nup = {}, count = {}, members = {}, master = {}, downs = 0, down_log = {} }, SCL)
   c.stamps = stamps.reader(c.dir .. "/stamps")
+  limits.inotify(n) -- each node watches its files; more than 128 exhaust Debian's default
   c.block = scale_block(n, 2)
   c.port, c.admin_port = c.block.port, c.block.port + 1
   for i = 1, n do

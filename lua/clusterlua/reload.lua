@@ -129,7 +129,7 @@ local function watch_file(path)
   -- watching the directory survives editors that replace the file by rename
   local dir, base = path:match "^(.*)/([^/]+)$"
   dir, base = dir or ".", base or path
-  local ok = h:start(dir, {}, function(err, fname)
+  local ok, err = h:start(dir, {}, function(err, fname)
     if err then return end
     if fname == base then schedule("changed: " .. path) end
   end)
@@ -138,6 +138,10 @@ local function watch_file(path)
     watchers[path] = h
   else
     h:close()
+    -- e.g. EMFILE: the user's inotify instances (fs.inotify.max_user_instances, 128 on
+    -- Debian) are spent, as by hundreds of nodes on one machine; the node runs on and
+    -- SIGHUP still reloads, but an edit alone no longer does: say so
+    core.log("warn", "reload", ("cannot watch %s for changes (%s): reload it with SIGHUP"):format(dir, tostring(err)))
   end
 end
 

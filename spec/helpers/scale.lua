@@ -17,6 +17,7 @@ local uv = require "uv"
 local cjson = require "cjson.safe"
 local proc = require "helpers.proc"
 local stamps = require "helpers.stamps"
+local limits = require "helpers.limits"
 
 local M = {}
 M.__index = M
@@ -70,6 +71,7 @@ function M.new(opts)
     addrs = {} }, M)
   c.dir = proc.tmpdir()
   assert(uv.fs_mkdir(c.dir .. "/stamps", 448))
+  limits.inotify(n) -- else nodes past the 128th cannot watch their files (they warn)
   -- a B and two ports free on every address (nothing else binds 127.B.x.y, but a
   -- wildcard listener elsewhere on the machine would hold the port on all of them)
   for _ = 1, 20 do
