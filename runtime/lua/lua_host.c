@@ -63,13 +63,17 @@ static void find_libdir(const char *exe_path, char *libdir, size_t cap) {
  * of CPU, loading the same modules as bytecode 0.2 ms, and 20 nodes starting at once
  * on two cores wait for each other's start-up (docs/benchmarks.md, row 6). The twin is
  * used only for the very file the ordinary searcher would load (package.searchpath
- * over package.path, so a path put in front still wins), and only when it is not older
- * than that file: an edited module is loaded from its source until the next `make`,
+ * over package.path, so a path put in front still wins), and only when it was written
+ * after that file last changed (written_after): an edited module is loaded from its source until the next `make`,
  * as before. Compiled without stripping, a twin carries its source's chunk name, so
  * tracebacks and error messages are the same. Anything amiss: the source is loaded. */
-static int newer_or_same(const struct stat *a, const struct stat *b) {
-  if (a->st_mtim.tv_sec != b->st_mtim.tv_sec) return a->st_mtim.tv_sec > b->st_mtim.tv_sec;
-  return a->st_mtim.tv_nsec >= b->st_mtim.tv_nsec;
+/* The twin a was written after b last changed: strictly after b's ctime, which moves
+ * with every write, rename or chmod and which `cp -p`, `tar x` or `touch -d` cannot set
+ * back (a source restored with an old mtime would otherwise leave an older twin
+ * "newer"; found by a review). A tie counts as stale: the source is then loaded. */
+static int written_after(const struct stat *a, const struct stat *b) {
+  if (a->st_mtim.tv_sec != b->st_ctim.tv_sec) return a->st_mtim.tv_sec > b->st_ctim.tv_sec;
+  return a->st_mtim.tv_nsec > b->st_ctim.tv_nsec;
 }
 
 static int bc_searcher(lua_State *L) {
@@ -90,7 +94,7 @@ static int bc_searcher(lua_State *L) {
   int n = snprintf(bc, sizeof bc, "%s%s", bcdir, src + ll);
   if (n < 0 || (size_t)n >= sizeof bc) return 0;
   struct stat ss, bs;
-  if (stat(src, &ss) != 0 || stat(bc, &bs) != 0 || !S_ISREG(bs.st_mode) || !newer_or_same(&bs, &ss)) return 0;
+  if (stat(src, &ss) != 0 || stat(bc, &bs) != 0 || !S_ISREG(bs.st_mode) || !written_after(&bs, &ss)) return 0;
   if (luaL_loadfile(L, bc) != 0) return 0;
   (void)name;
   return 1;

@@ -325,7 +325,11 @@ static void pins_update(cl_node *n) {
  * awareness x leader_timeout_ms, before every step, so a starved follower does not call
  * a healthy master gone, nor a starved master its followers. */
 static void step(cl_node *n, const cl_el_input *in) {
-  if (n->t && n->el) cl_el_set_grace(n->el, cl_transport_awareness(n->t) * n->el_grace_unit);
+  if (n->t && n->el) {
+    /* in 64 bits: a check_timeout_ms past 2^32 / 3 would wrap in 32 */
+    uint64_t g = (uint64_t)cl_transport_awareness(n->t) * n->el_grace_unit;
+    cl_el_set_grace(n->el, g > CL_EL_GRACE_MAX_MS ? CL_EL_GRACE_MAX_MS : (uint32_t)g);
+  }
   cl_eldrv_input(&n->drv, in);
   if (n->t && n->el) pins_update(n);
 }

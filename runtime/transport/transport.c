@@ -20,6 +20,9 @@
 #include "transport/writer.h"
 #include "core/log.h"
 
+/* a DOWN frame's buffer (CL_MW_DOWN_HEAD + CL_MW_STR_MAX) holds any node name */
+_Static_assert(CL_NODE_NAME_MAX <= CL_MW_STR_MAX, "node names must fit a members_wire string");
+
 enum { C_CONNECTING = 1, C_HANDSHAKE, C_UP, C_CLOSING };
 #define CL_MAX_PEERS_DEFAULT 10000 /* learned through mesh (cfg.max_learned_peers); wanted peers are not capped */
 
@@ -86,6 +89,14 @@ struct cl_peer {
    * down only if that dial fails (check_settle): a close the peer made on purpose (a
    * duplicate dropped, a handshake it gave up on, its own timeout of us) is no crash */
   int checking;
+  /* ... and until a connection with it is authenticated again: still re-dialled, and
+   * down ("timeout") once limbo_ms is older than the detection bound (limbo_bound): a
+   * check's dial that connects proves only that something accepts there (a hung
+   * process's backlog, a proxy), and one that times out proves nothing, so without a
+   * bound a host that vanished after its FINs would stay up on every node (found by a
+   * review) */
+  int limbo;
+  uint64_t limbo_ms;
   /* a DOWN we set aside because this connection had just heard from it: taken after all
    * if the connection then closes without news of it (an idle close), unless a frame
    * from it comes first */
@@ -322,7 +333,7 @@ static int peer_recent(cl_peer *p) {
 /* Whether a peer that is not connected is dialled. */
 static int peer_dialable(cl_peer *p) {
   if (p->blocked || p->forgetting) return 0;
-  if (p->wanted || p->pinned || p->pend.len || p->verify || p->checking) return 1;
+  if (p->wanted || p->pinned || p->pend.len || p->verify || p->checking || p->limbo) return 1;
   if (p->left) return 0;
   /* a large cluster: only what detection needs (and the above); a failed member that
    * comes back dials its own needs, and its connections bring it back */
@@ -560,6 +571,7 @@ static void member_down(cl_peer *p, const char *reason, int announce, const cl_p
                         uint32_t ver) {
   cl_transport *t = p->t;
   p->checking = 0; /* what a check would have found is moot now */
+  p->limbo = 0;
   if (!p->alive) return;
   p->alive = 0;
   t->n_alive--;
@@ -571,7 +583,7 @@ static void member_down(cl_peer *p, const char *reason, int announce, const cl_p
   large_update(t, 1);
   if (t->leaving || t->closing) return;
   if (announce) {
-    uint8_t buf[13 + CL_NODE_NAME_MAX];
+    uint8_t buf[CL_MW_DOWN_HEAD + CL_MW_STR_MAX];
     size_t n = down_frame(buf, p, inc, ver, reason_code(reason));
     for (cl_peer *q = t->peers; q; q = q->next)
       if (conn_live(q) && q != p && q != from) conn_put(q->conn, CL_T_DOWN, 0, buf, (uint32_t)n);
@@ -586,7 +598,8 @@ static void watch_recompute(cl_transport *t);
  * announced (CHECK_DOWN). A dial that neither connects nor is refused within its
  * deadline (CHECK_UNKNOWN) proves nothing: at 300 nodes on 2 cores a loop stalled past
  * the deadline before it saw its connect complete, and each such check took a live
- * member down cluster-wide; a host that went away is its watchers' to find (timeout). */
+ * member down cluster-wide. After ALIVE or UNKNOWN the member is in limbo (limbo_expire):
+ * down after a bound unless a connection with it is authenticated again. */
 enum { CHECK_DOWN, CHECK_ALIVE, CHECK_UNKNOWN };
 static void check_settle(cl_peer *p, int verdict) {
   cl_transport *t = p->t;
@@ -598,10 +611,12 @@ static void check_settle(cl_peer *p, int verdict) {
   }
   if (verdict == CHECK_UNKNOWN) {
     t->st.closes_unknown++;
+    /* a DOWN from another node, a close, and a dial unanswered: that is enough */
+    doubt_settle(p);
     return;
   }
-  t->st.closes_down++;
   if (!p->alive || p->conn || t->leaving || t->closing) return;
+  t->st.closes_down++;
   cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s closed its connection and does not answer: down", p->nn.full);
   member_down(p, "closed", t->large, NULL, p->incarnation, p->ver);
   watch_recompute(t);
@@ -724,6 +739,8 @@ static void conn_down(cl_conn *c, const char *reason) {
      * of them dominated there was not measured. */
     if (!strcmp(reason, "closed") && t->large && !t->no_announce && !p->blocked && p->alive) {
       p->checking = 1;
+      p->limbo = 1;
+      p->limbo_ms = now_ms(t);
       t->st.closes_checked++;
       watch_recompute(t);
       peer_dial(p);
@@ -1106,7 +1123,7 @@ static void on_probe_res(cl_conn *c, const cl_frame *f) {
 static void declare_down(cl_conn *c) {
   cl_transport *t = c->t;
   cl_peer *b = c->peer;
-  uint8_t buf[13 + CL_NODE_NAME_MAX];
+  uint8_t buf[CL_MW_DOWN_HEAD + CL_MW_STR_MAX];
   size_t n = down_frame(buf, b, b->incarnation, b->ver, 0);
   int large = t->large;
   t->st.downs_announced++;
@@ -1332,6 +1349,7 @@ static void conn_authenticated(cl_conn *c) {
   if (hs->peer_incarnation != p->incarnation) p->ver = 0;
   p->conn = c;
   c->installed = 1;
+  p->limbo = 0; /* connected and authenticated: whatever the close was, p is here */
   t->connected++;
   c->state = C_UP;
   c->w.raw_len = c->w.out.len; /* the ACCEPT just queued goes out in the clear */
@@ -1364,7 +1382,7 @@ static void conn_authenticated(cl_conn *c) {
   send_members(c);
   /* it was declared down in this life (a large cluster): tell it, so it refutes */
   if (t->large && p->down_known && p->down_inc == p->incarnation && !was_alive) {
-    uint8_t buf[13 + CL_NODE_NAME_MAX];
+    uint8_t buf[CL_MW_DOWN_HEAD + CL_MW_STR_MAX];
     conn_put(c, CL_T_DOWN, 0, buf, (uint32_t)down_frame(buf, p, p->down_inc, p->down_ver, 1));
   }
   /* tell the others about the newcomer, so meshes form from any seed */
@@ -1771,6 +1789,7 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
       cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to connect to %s: %s (resolving %s)", p->nn.full,
              uv_err_name(status < 0 ? status : UV_EAI_NONAME), p->nn.host);
     t->st.connects_failed++;
+    p->verify = 0;
     check_settle(p, CHECK_DOWN);
     peer_schedule(p, 0);
   } else if (!p->conn && !p->dial && !t->leaving && peer_dialable(p)) {
@@ -1797,8 +1816,12 @@ static void peer_dial(cl_peer *p) {
   cl_fault tmp;
   const cl_fault *f = fault_of(t, p, &tmp);
   if (cl_fault_cuts_handshake(f) || incoming_in_progress(t, p)) {
-    /* a check that cannot dial has no answer; one from p on its way is an answer */
-    if (!incoming_in_progress(t, p)) check_settle(p, CHECK_DOWN);
+    /* a dial through a cut has no answer, as a real one times out (limbo's bound then
+     * decides); one from p on its way is an answer */
+    if (!incoming_in_progress(t, p)) {
+      p->verify = 0;
+      check_settle(p, CHECK_UNKNOWN);
+    }
     peer_schedule(p, 0);
     return;
   }
@@ -2011,6 +2034,32 @@ static void sweep(cl_transport *t) {
  * else: a node at rest wakes about 1000/heartbeat_ms times a second for its timers. */
 static void on_tick(uv_timer_t *h);
 
+/* How long a member whose connection closed may stay up here with no authenticated
+ * connection: what a silent peer gets (timeout_ms, widened while this node runs late)
+ * plus one handshake's time to come back. */
+static uint64_t limbo_bound(const cl_transport *t) {
+  return (uint64_t)t->cfg.timeout_ms * (1 + t->awareness.score) + t->cfg.handshake_timeout_ms;
+}
+
+static void limbo_expire(cl_transport *t, uint64_t now) {
+  if (t->leaving || t->closing) return;
+  int changed = 0;
+  for (cl_peer *p = t->peers; p; p = p->next) {
+    if (!p->limbo) continue;
+    if (!p->alive || conn_live(p)) {
+      p->limbo = 0;
+      continue;
+    }
+    if (p->checking || now - p->limbo_ms < limbo_bound(t)) continue;
+    cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s closed its connection and was not back within %llu ms: down",
+           p->nn.full, (unsigned long long)limbo_bound(t));
+    t->st.closes_down++;
+    member_down(p, "timeout", t->large, NULL, p->incarnation, p->ver);
+    changed = 1;
+  }
+  if (changed) watch_recompute(t);
+}
+
 static void tick_arm(cl_transport *t) {
   if (t->closing) return;
   uint64_t now = now_ms(t);
@@ -2047,6 +2096,7 @@ static void on_tick(uv_timer_t *h) {
   uint32_t grace = cl_det_tick(&t->awareness, t->tick_due_ms, now, t->tick_ms, t->cfg.timeout_ms);
   for (cl_conn *c = t->conns; c; c = c->next) c->det.grace_ms = grace;
   probes_expire(t, now);
+  if (!veto) limbo_expire(t, now);
   /* once a second at least: reconnect timeouts expire, the keep callback lets go */
   if (!t->leaving && (t->sweep_due || now - t->last_sweep_ms >= 1000)) sweep(t);
   cl_conn *c = t->conns;

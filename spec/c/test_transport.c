@@ -1,6 +1,7 @@
 /* Transport tests: the pure pieces directly, then two or three transports in one
  * process on one loop over loopback. Every wait is bounded.
  * Output: one "PASS name" or "FAIL name: reason" line per case. */
+#include <dirent.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -1359,6 +1360,80 @@ static int t_large_cluster(void) {
   return 0;
 }
 
+/* A member whose connections close and whose address then accepts TCP but never
+ * completes a handshake (a hung process, a proxy, a reused port), found by a review:
+ * the check's dial connects ("alive"), so only limbo's bound can take it down; before
+ * it, nobody ever did. The bound: timeout_ms × (1 + awareness) + handshake_timeout_ms
+ * (300 × 4 + 500 = 1.7 s at most here), then one hop for the announcement. */
+static int port_of(const struct sockaddr_storage *ss) {
+  return ss->ss_family == AF_INET ? ntohs(((const struct sockaddr_in *)ss)->sin_port) : -1;
+}
+static int rv_shut(int kport) {
+  int n = 0;
+  DIR *d = opendir("/proc/self/fd");
+  struct dirent *e;
+  while (d && (e = readdir(d))) {
+    int fd = atoi(e->d_name);
+    if (fd <= 2) continue;
+    struct sockaddr_storage a, b;
+    socklen_t la = sizeof a, lb = sizeof b;
+    if (getsockname(fd, (struct sockaddr *)&a, &la) || getpeername(fd, (struct sockaddr *)&b, &lb)) continue;
+    if (port_of(&a) == kport || port_of(&b) == kport) n += shutdown(fd, SHUT_RDWR) == 0;
+  }
+  if (d) closedir(d);
+  return n;
+}
+static int rv_k;
+static int rv_all_down(void *ud) {
+  (void)ud;
+  for (int i = 0; i < LG_N; i++)
+    if (i != rv_k && lg[i].t && !was_down(&lg[i], lg[rv_k].name)) return 0;
+  return 1;
+}
+static int t_hung_member(void) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 500;
+  o.watchers = 2;
+  o.full_mesh_max = 4;
+  o.idle_close_ms = 60000;
+  char sn[16];
+  for (int i = 0; i < LG_N; i++) {
+    snprintf(sn, sizeof sn, "r%d", i);
+    CHECK(node_start(&lg[i], sn, free_port(), &o) == 0, "start %d", i);
+  }
+  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  int members = run_until(lg_members, NULL, 8000);
+  rv_k = 7;
+  for (int i = 0; i < LG_N; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
+  char err[200];
+  cl_transport_fault(lg[rv_k].t, "*", "blackhole", err, sizeof err);
+  int kport = atoi(strrchr(lg[rv_k].name, ':') + 1);
+  int shut = rv_shut(kport);
+  uint64_t t0 = uv_now(L);
+  int down = run_until(rv_all_down, NULL, 10000);
+  uint64_t dt = uv_now(L) - t0;
+  int nd = 0;
+  uint64_t unk = 0, alive = 0, chk = 0;
+  for (int i = 0; i < LG_N; i++)
+    if (i != rv_k) {
+      nd += was_down(&lg[i], lg[rv_k].name);
+      chk += STAT(&lg[i], closes_checked);
+      alive += STAT(&lg[i], closes_alive);
+      unk += STAT(&lg[i], closes_unknown);
+    }
+  printf("# hung member: %d sockets shut; down on %d of %d nodes after %llu ms; checks %llu, alive %llu, unknown %llu\n",
+         shut, nd, LG_N - 1, (unsigned long long)dt, (unsigned long long)chk, (unsigned long long)alive,
+         (unsigned long long)unk);
+  for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+  CHECK(members && shut > 0, "members %d, sockets shut %d", members, shut);
+  CHECK(down, "r%d (connections closed, address accepts but never handshakes) down on %d of %d after 10 s", rv_k, nd,
+        LG_N - 1);
+  /* the bound plus a hop, and slack for twelve nodes sharing one loop */
+  CHECK(dt <= 1700 + 1000, "down on all after %llu ms: past the limbo bound", (unsigned long long)dt);
+  return 0;
+}
 /* "Nothing was announced" proved with markers (spec/README.md): a DOWN goes out on the
  * announcer's connections and is passed on from there, so a message sent on every
  * connection after it, in as many rounds as the news has hops, arrives after any of it. */
@@ -2638,6 +2713,9 @@ int main(void) {
            t_pinned_watched);
   run_case("transport: a large cluster: every member known, few connections, on demand and idle close, downs reach all",
            t_large_cluster);
+  run_case("transport: a large cluster: a member whose connections close and whose address accepts but never "
+           "handshakes is down within the bound",
+           t_hung_member);
   run_case("transport: a large cluster: a connection closed on purpose is checked, not reported down; a crash is",
            t_large_close_checked);
   run_case("transport: a large cluster re-dials one failed member per node per interval: a restart knowing nobody is back",
