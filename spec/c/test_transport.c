@@ -1255,6 +1255,31 @@ static int lg_downs_total(void) {
   return n;
 }
 
+/* The large-cluster cases' options (full_mesh_max 4, so LG_N nodes take the
+ * large-cluster paths) and their start: LG_N nodes named PREFIX0…, every one wanting
+ * node 0 (the seed). Returns 0 when all started (ports, if given, gets theirs). */
+static opts lg_opts(uint32_t idle_close_ms) {
+  opts o = O(1);
+  o.heartbeat_ms = 50;
+  o.timeout_ms = 300;
+  o.handshake_timeout_ms = 500;
+  o.watchers = 2;
+  o.full_mesh_max = 4;
+  o.idle_close_ms = idle_close_ms;
+  return o;
+}
+static int lg_start(const char *prefix, opts *o, int *ports) {
+  char sn[16];
+  for (int i = 0; i < LG_N; i++) {
+    snprintf(sn, sizeof sn, "%s%d", prefix, i);
+    int port = free_port();
+    if (ports) ports[i] = port;
+    if (node_start(&lg[i], sn, port, o) != 0) return -1;
+  }
+  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  return 0;
+}
+
 /* LG_N nodes, full_mesh_max 4: every node learns every member (peer_up for each) while
  * the median node holds a handful of connections; a message to a member with no
  * connection opens one on demand, is delivered, and the connection closes when idle
@@ -1262,19 +1287,8 @@ static int lg_downs_total(void) {
  * (blackholed both ways, as SIGSTOP) and one that leaves are reported down by every
  * member, through the announcements. */
 static int t_large_cluster(void) {
-  opts o = O(1);
-  o.heartbeat_ms = 50;
-  o.timeout_ms = 300;
-  o.handshake_timeout_ms = 500;
-  o.watchers = 2;
-  o.full_mesh_max = 4;
-  o.idle_close_ms = 300;
-  char sn[16];
-  for (int i = 0; i < LG_N; i++) {
-    snprintf(sn, sizeof sn, "g%d", i);
-    CHECK(node_start(&lg[i], sn, free_port(), &o) == 0, "start %d", i);
-  }
-  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  opts o = lg_opts(300);
+  CHECK(lg_start("g", &o, NULL) == 0, "start");
   int members = run_until(lg_members, NULL, 8000);
   int ups_ok = 1;
   for (int i = 0; i < LG_N; i++) ups_ok &= lg[i].ups == LG_N - 1;
@@ -1391,19 +1405,8 @@ static int rv_all_down(void *ud) {
   return 1;
 }
 static int t_hung_member(void) {
-  opts o = O(1);
-  o.heartbeat_ms = 50;
-  o.timeout_ms = 300;
-  o.handshake_timeout_ms = 500;
-  o.watchers = 2;
-  o.full_mesh_max = 4;
-  o.idle_close_ms = 60000;
-  char sn[16];
-  for (int i = 0; i < LG_N; i++) {
-    snprintf(sn, sizeof sn, "r%d", i);
-    CHECK(node_start(&lg[i], sn, free_port(), &o) == 0, "start %d", i);
-  }
-  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  opts o = lg_opts(60000);
+  CHECK(lg_start("r", &o, NULL) == 0, "start");
   int members = run_until(lg_members, NULL, 8000);
   rv_k = 7;
   for (int i = 0; i < LG_N; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
@@ -1478,19 +1481,8 @@ static int lg_markers(int rounds) {
  * a 300-node cluster logged 2,028 such node_down in 4 minutes). A node that really
  * closed (kill -9) is still reported down by all, reason closed, within the bound. */
 static int t_large_close_checked(void) {
-  opts o = O(1);
-  o.heartbeat_ms = 50;
-  o.timeout_ms = 300;
-  o.handshake_timeout_ms = 500;
-  o.watchers = 2;
-  o.full_mesh_max = 4;
-  o.idle_close_ms = 60000; /* the connections stay as formed: the markers' paths */
-  char sn[16];
-  for (int i = 0; i < LG_N; i++) {
-    snprintf(sn, sizeof sn, "c%d", i);
-    CHECK(node_start(&lg[i], sn, free_port(), &o) == 0, "start %d", i);
-  }
-  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  opts o = lg_opts(60000); /* the connections stay as formed: the markers' paths */
+  CHECK(lg_start("c", &o, NULL) == 0, "start");
   int members = run_until(lg_members, NULL, 8000);
   /* x closes its connection to y, a peer it holds one with (not the seed) */
   int x = 3, y = -1;
@@ -1550,22 +1542,10 @@ static int lg_members_are(void *ud) {
  * wanted peer) was left out for good: nobody dialled it. Now each node dials one failed
  * member per redial_failed_ms, picked at random, and it is back on every node. */
 static int t_large_redial_failed(void) {
-  opts o = O(1);
-  o.heartbeat_ms = 50;
-  o.timeout_ms = 300;
-  o.handshake_timeout_ms = 500;
-  o.watchers = 2;
-  o.full_mesh_max = 4;
-  o.idle_close_ms = 60000;
+  opts o = lg_opts(60000);
   o.redial_failed_ms = 300;
-  char sn[16];
   int port[LG_N];
-  for (int i = 0; i < LG_N; i++) {
-    snprintf(sn, sizeof sn, "r%d", i);
-    port[i] = free_port();
-    CHECK(node_start(&lg[i], sn, port[i], &o) == 0, "start %d", i);
-  }
-  for (int i = 1; i < LG_N; i++) cl_transport_want(lg[i].t, lg[0].name);
+  CHECK(lg_start("r", &o, port) == 0, "start");
   int members = run_until(lg_members, NULL, 8000);
   for (int i = 1; i < LG_N; i++) cl_transport_unwant(lg[i].t, lg[0].name);
   int z = 5;
@@ -1575,6 +1555,7 @@ static int t_large_redial_failed(void) {
   uint64_t redials0 = 0;
   for (int i = 0; i < LG_N; i++)
     if (lg[i].t) redials0 += STAT(&lg[i], failed_redials);
+  char sn[16];
   snprintf(sn, sizeof sn, "r%d", z);
   CHECK(node_start(&lg[z], sn, port[z], &o) == 0, "restart %d", z); /* wants nobody */
   uint64_t t0 = uv_now(L);
