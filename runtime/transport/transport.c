@@ -68,6 +68,7 @@ struct cl_conn {
 
 struct cl_peer {
   cl_peer *next;
+  cl_peer *hnext; /* the next in its bucket of t->ptab */
   cl_transport *t;
   cl_node_name nn;
   char node_id[CL_STR_MAX + 1], roles[CL_STR_MAX + 1], address[CL_NODE_NAME_MAX + 8];
@@ -156,6 +157,12 @@ struct cl_transport {
   cl_conn *conns;
   cl_conn *dirty;
   cl_peer *peers, *last_peer;
+  /* peers by full name: buckets on the ring hash (p->ring), chained through hnext. A
+   * lookup by name is needed for every entry of every member list and every DOWN; a walk
+   * of the list made that O(N) each, O(N^2) per list (the largest share of the control
+   * loop's own CPU in a 200-node formation, issue 18) */
+  cl_peer **ptab;
+  size_t ptab_cap, n_peers; /* cap: a power of two, or 0 before the first peer */
   size_t connected;
   size_t n_alive;  /* members up, this node excluded */
   int large;       /* more members than full_mesh_max: connections are not a mesh */
@@ -237,6 +244,7 @@ static void maybe_finish(cl_transport *t) {
     free(p);
     p = n;
   }
+  free(t->ptab);
   void (*done)(void *) = t->done;
   void *ud = t->done_ud;
   free(t->s_id);
@@ -262,11 +270,55 @@ static void close_handle(cl_transport *t, uv_handle_t *h) {
 
 /* ---- peers ---- */
 
+static cl_peer *peer_exact(cl_transport *t, const char *name) {
+  if (!t->ptab_cap) return NULL;
+  uint64_t h = cl_watch_hash(name);
+  for (cl_peer *p = t->ptab[h & (t->ptab_cap - 1)]; p; p = p->hnext)
+    if (p->ring == h && !strcmp(p->nn.full, name)) return p;
+  return NULL;
+}
+
+/* 0, or -1 when the first table cannot be had (a table that cannot grow stays as it is:
+ * its chains are only longer) */
+static int ptab_insert(cl_transport *t, cl_peer *p) {
+  if (t->n_peers + 1 > t->ptab_cap / 2 * 3 || !t->ptab_cap) {
+    size_t cap = t->ptab_cap ? t->ptab_cap * 2 : 64;
+    cl_peer **tab = calloc(cap, sizeof *tab);
+    if (tab) {
+      for (size_t i = 0; i < t->ptab_cap; i++)
+        for (cl_peer *q = t->ptab[i], *nq; q; q = nq) {
+          nq = q->hnext;
+          q->hnext = tab[q->ring & (cap - 1)];
+          tab[q->ring & (cap - 1)] = q;
+        }
+      free(t->ptab);
+      t->ptab = tab;
+      t->ptab_cap = cap;
+    } else if (!t->ptab_cap) {
+      return -1;
+    }
+  }
+  cl_peer **b = &t->ptab[p->ring & (t->ptab_cap - 1)];
+  p->hnext = *b;
+  *b = p;
+  t->n_peers++;
+  return 0;
+}
+
+static void ptab_remove(cl_transport *t, cl_peer *p) {
+  for (cl_peer **pp = &t->ptab[p->ring & (t->ptab_cap - 1)]; *pp; pp = &(*pp)->hnext)
+    if (*pp == p) {
+      *pp = p->hnext;
+      t->n_peers--;
+      return;
+    }
+}
+
 static cl_peer *find_peer(cl_transport *t, const char *name) {
   if (!name) return NULL;
   if (t->last_peer && strcmp(t->last_peer->nn.full, name) == 0) return t->last_peer;
-  for (cl_peer *p = t->peers; p; p = p->next)
-    if (strcmp(p->nn.full, name) == 0) return t->last_peer = p;
+  cl_peer *e = peer_exact(t, name);
+  if (e) return t->last_peer = e;
   if (!strchr(name, '@')) {
     cl_peer *hit = NULL;
     for (cl_peer *p = t->peers; p; p = p->next)
@@ -296,6 +348,10 @@ static cl_peer *add_peer(cl_transport *t, const cl_node_name *nn) {
   p->rl.window_ms = 60000;
   p->down_ms = uv_now(t->loop);
   p->ring = cl_watch_hash(nn->full);
+  if (ptab_insert(t, p)) {
+    free(p);
+    return NULL;
+  }
   uv_timer_init(t->loop, &p->timer);
   p->timer.data = p;
   p->next = t->peers;
@@ -909,12 +965,6 @@ static void rtt_sample(cl_conn *c, uint64_t sent_us, uint64_t now_us, uint64_t h
  * timeout. docs/design.md §4 has the reasoning and the bounds. */
 
 /* a peer by its exact full name (names on the wire are never short) */
-static cl_peer *peer_exact(cl_transport *t, const char *name) {
-  for (cl_peer *p = t->peers; p; p = p->next)
-    if (!strcmp(p->nn.full, name)) return p;
-  return NULL;
-}
-
 static int conn_live(const cl_peer *p) { return p && p->conn && p->conn->state == C_UP; }
 
 /* the connected peers as watch.h wants them */
@@ -1950,6 +2000,7 @@ static void peer_forget(cl_peer *p, const char *why) {
       *pp = p->next;
       break;
     }
+  ptab_remove(t, p);
   if (t->last_peer == p) t->last_peer = NULL;
   cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "forgetting %s: %s", p->nn.full, why);
   if (t->cb.peer_forgotten) t->cb.peer_forgotten(t->cb.ud, p->nn.full);
