@@ -1420,6 +1420,28 @@ function SCL:index_of(full)
   for i, nm in ipairs(self.names) do if nm == full then return i end end
 end
 
+-- Memory a node may need while a cluster of row 12's sizes forms, in MiB: clusterlua's
+-- nodes reached about 50 MiB RssAnon each at 1,000 (2026-12-06: the kernel's OOM
+-- killer then ended this driver with them, and every row measured before was lost; see
+-- docs/benchmarks.md), Serf's agents about 7 at 100. A size that does not fit in what
+-- the machine has available is skipped and says so.
+local NODE_MIB = { clusterlua = 64, serf = 16 }
+local function mem_available_mib()
+  local f = io.open "/proc/meminfo"
+  if not f then return nil end
+  local kb = f:read("*a"):match "MemAvailable:%s+(%d+)"
+  f:close()
+  return kb and tonumber(kb) / 1024
+end
+-- nil when n nodes of label fit, else why not (for the cell)
+local function too_big(label, n)
+  local have, per = mem_available_mib(), NODE_MIB[label]
+  if not have or not per or n * per <= have then return nil end
+  local why = ("skipped: %d nodes may need %.1f GiB, %.1f GiB available"):format(n, n * per / 1024, have / 1024)
+  log("%s: %s", label, why)
+  return why
+end
+
 -- row 11 at the sizes of row 12: clusterlua with a static list of all N (as rows 10 and
 -- 11 start it), Serf as its users start it; 3 s to settle after forming, then the idle
 -- window (60 s, QUICK 10 s; not --window)
@@ -1428,7 +1450,10 @@ local function idle_scale_rows(have_serf)
     for _, sysdef in ipairs { { "clusterlua", "r11.cl", function() return new_scl(n, true) end },
       { "serf", "r11.serf", have_serf and function() return new_serf(n, { block = scale_block(n, 2) }) end } } do
       local label, key, make = sysdef[1], sysdef[2], sysdef[3]
-      if make then
+      local skip = make and too_big(label, n)
+      if skip then
+        note(("%s.cpu.%d"):format(key, n), skip)
+      elseif make then
         local sys = make()
         log("%s: %d nodes at rest for %d s: CPU, wake-ups, bytes, RssAnon", label, n, IDLE_S)
         sys:start_all()
@@ -1454,8 +1479,18 @@ local function scale_rows(have_serf)
       log("row 12: %d nodes need %d open files per process, the limit is %d (raise the hard limit)", n, 3 * n + 64,
         NOFILE)
     end
-    scale_size("clusterlua", "r12.cl", new_scl(n), n)
-    if have_serf then
+    local skip = too_big("clusterlua", n)
+    if skip then
+      add("r12.cl.form." .. n, false)
+      note("r12.cl.form." .. n, skip)
+    else
+      scale_size("clusterlua", "r12.cl", new_scl(n), n)
+    end
+    skip = have_serf and too_big("serf", n)
+    if skip then
+      add("r12.serf.form." .. n, false)
+      note("r12.serf.form." .. n, skip)
+    elseif have_serf then
       local block = scale_block(n, 2)
       scale_size("serf", "r12.serf", setmetatable(new_serf(n, { block = block }), SERF), n)
     end
@@ -1702,6 +1737,14 @@ end
 -- ---------------------------------------------------------------- main
 local function main()
   local t_start = now_us()
+  -- the table so far goes to --md after each group of rows: a driver that is killed (the
+  -- OOM killer, a lost session) keeps what it measured
+  local function checkpoint()
+    if not MD then return end
+    write(MD, ("clusterlua bench%s, partial (still running), %s, %d CPUs, %d s so far\n\n"):format(
+      QUICK and " (QUICK)" or "", os.date "!%Y-%m-%d %H:%M UTC", #uv.cpu_info(),
+      math.floor((now_us() - t_start) / 1e6)) .. table_text() .. "\n")
+  end
   log("clusterlua bench%s: %s", QUICK and " (QUICK)" or "", BIN)
   local have_erl = which "erl" and which "erlc" and which "epmd"
   local have_serf = uv.fs_access("/usr/bin/serf", "x")
@@ -1711,19 +1754,19 @@ local function main()
     local code, out = run_cmd("/usr/bin/erlc", { "-o", ebin, BENCH .. "/erl_bench.erl" }, 120000)
     if code ~= 0 then log("erlc failed: %s", out); have_erl = false end
   end
-  if want(1) or want(2) or want(3) or want(9) then cl_election_rows() end
-  if want(4) or want(5) or want(6) then cl_detection_rows() end
-  if want(7) or want(8) then cl_message_rows() end
-  if want(1) or want(2) or want(3) or want(9) then etcd_rows() end
+  if want(1) or want(2) or want(3) or want(9) then cl_election_rows(); checkpoint() end
+  if want(4) or want(5) or want(6) then cl_detection_rows(); checkpoint() end
+  if want(7) or want(8) then cl_message_rows(); checkpoint() end
+  if want(1) or want(2) or want(3) or want(9) then etcd_rows(); checkpoint() end
   if have_erl then
-    if want(4) or want(5) or want(7) or want(8) or want(9) then erl_rows(ebin) end
+    if want(4) or want(5) or want(7) or want(8) or want(9) then erl_rows(ebin); checkpoint() end
   else
     for _, k in ipairs { "r4.erl", "r4b.erl", "r5.erl", "r7.erl", "r8.erl", "r9.erl.anon", "r9.erl.rss" } do
       note(k, "unavailable")
     end
   end
   if have_serf then
-    if want(4) or want(5) or want(6) or want(9) then serf_rows() end
+    if want(4) or want(5) or want(6) or want(9) then serf_rows(); checkpoint() end
   else
     for _, k in ipairs { "r4.serf", "r4b.serf", "r5.serf", "r6.serf", "r9.serf.anon", "r9.serf.rss", "r10.serf" } do
       note(k, "unavailable")
@@ -1738,10 +1781,11 @@ local function main()
         for _, m in ipairs { "cpu", "wake", "anon" } do note(("r11.serf.%s.%d"):format(m, n), "unavailable") end
       end
     end
+    checkpoint()
     -- and at row 12's sizes (100, 300, 1000 or --sizes); QUICK only with --sizes
-    if SCALE_ON then idle_scale_rows(have_serf) end
+    if SCALE_ON then idle_scale_rows(have_serf); checkpoint() end
   end
-  if want(12) and SCALE_ON then scale_rows(have_serf) end
+  if want(12) and SCALE_ON then scale_rows(have_serf); checkpoint() end
   if want(10) then
     if QUICK then
       note("r10.cl", "skipped (QUICK)")
