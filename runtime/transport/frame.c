@@ -202,7 +202,7 @@ int cl_frame_decoder_feed(cl_frame_decoder *d, const uint8_t *p, size_t n, size_
     cl_frame f = {d->cur_type, d->cur_channel, d->want, d->body.p};
     int stop = cb ? cb(ud, &f) : 0;
     /* a big frame's buffer is not worth keeping around */
-    if (d->body.cap > (1u << 20)) cl_tbuf_free(&d->body);
+    if (d->body.cap > (d->keep_max ? d->keep_max : (1u << 20))) cl_tbuf_free(&d->body);
     if (stop) {
       if (consumed) *consumed = i;
       return 1;

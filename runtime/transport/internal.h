@@ -123,6 +123,7 @@ typedef struct {
   uint32_t want;      /* body bytes of the current frame */
   int in_body;
   cl_tbuf body;        /* only frames that arrive split are copied here */
+  uint32_t keep_max;   /* body given back after a frame larger than this (0: 1 MiB) */
   int failed;
   int oversize;       /* the failure was an oversized frame */
   char reason[160];

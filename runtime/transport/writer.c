@@ -4,6 +4,10 @@
 /* a write buffer this large after a burst is given back rather than kept */
 #define CL_WIRE_KEEP_MAX (4u << 20)
 
+static void trim(cl_writer *w, cl_tbuf *b) {
+  if (!b->len && b->cap > (w->keep_max ? w->keep_max : CL_WIRE_KEEP_MAX)) cl_tbuf_free(b);
+}
+
 static void count_records(const cl_writer_stats *st, size_t plain) {
   if (st->records_sealed) *st->records_sealed += (plain + CL_RECORD_PLAIN_MAX - 1) / CL_RECORD_PLAIN_MAX;
 }
@@ -19,6 +23,7 @@ static int move_out(cl_writer *w, cl_tbuf *dst, cl_seal_dir *seal, const cl_writ
   }
   w->out.len = 0;
   w->raw_len = 0;
+  trim(w, &w->out);
   return 0;
 }
 
@@ -29,6 +34,7 @@ int cl_writer_flush(cl_writer *w, uv_stream_t *s, cl_seal_dir *seal, const cl_wr
   if (w->sealed.len) {
     if (cl_tbuf_append(&w->wire, w->sealed.p, w->sealed.len)) return UV_ENOMEM;
     w->sealed.len = 0;
+    trim(w, &w->sealed);
   }
   if (w->out.len) {
     if (!seal && !w->wire.len) { /* plaintext into an empty wire: swap, no copy */
@@ -37,6 +43,7 @@ int cl_writer_flush(cl_writer *w, uv_stream_t *s, cl_seal_dir *seal, const cl_wr
       w->out = tmp;
       w->out.len = 0;
       w->raw_len = 0;
+      trim(w, &w->out);
     } else {
       int r = move_out(w, &w->wire, seal, st);
       if (r) return r;
@@ -59,7 +66,7 @@ int cl_writer_flush(cl_writer *w, uv_stream_t *s, cl_seal_dir *seal, const cl_wr
     return 0;
   }
   w->wire.len = w->wire_off = 0;
-  if (w->wire.cap > CL_WIRE_KEEP_MAX) cl_tbuf_free(&w->wire);
+  trim(w, &w->wire);
   return 0;
 }
 
@@ -67,7 +74,7 @@ void cl_writer_written(cl_writer *w, const cl_writer_stats *st) {
   w->writing = 0;
   *st->bytes_out += w->wire.len - w->wire_off;
   w->wire.len = w->wire_off = 0;
-  if (w->wire.cap > CL_WIRE_KEEP_MAX) cl_tbuf_free(&w->wire);
+  trim(w, &w->wire);
 }
 
 int cl_writer_seal_pending(cl_writer *w, cl_seal_dir *seal, const cl_writer_stats *st) {

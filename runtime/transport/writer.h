@@ -19,6 +19,9 @@ typedef struct cl_writer {
   cl_tbuf wire;   /* what is being written now */
   size_t wire_off;
   int writing; /* a uv_write is in flight: flush again from its callback */
+  /* a buffer that grew past this is given back once it is empty again (0: 4 MiB, for
+   * the data plane's bursts; the control connections keep only a few KiB) */
+  size_t keep_max;
   uv_write_t wreq;
 } cl_writer;
 
