@@ -1420,6 +1420,12 @@ function SCL:index_of(full)
   for i, nm in ipairs(self.names) do if nm == full then return i end end
 end
 
+-- Writes the table so far (to --md, else to PARTIAL); main sets it. Called after each
+-- group of rows and each scale size: a driver that is killed (the OOM killer, a lost
+-- session) keeps what it measured.
+local PARTIAL = (os.getenv "TMPDIR" or "/tmp") .. "/clusterlua-bench-partial.md"
+local checkpoint = function() end
+
 -- Memory a node may need while a cluster of row 12's sizes forms, in MiB: clusterlua's
 -- nodes reached about 50 MiB RssAnon each at 1,000 (2026-12-06: the kernel's OOM
 -- killer then ended this driver with them, and every row measured before was lost; see
@@ -1468,6 +1474,7 @@ local function idle_scale_rows(have_serf)
           note(("%s.cpu.%d"):format(key, n), "did not form")
         end
         sys:stop()
+        checkpoint()
       end
     end
   end
@@ -1494,6 +1501,7 @@ local function scale_rows(have_serf)
       local block = scale_block(n, 2)
       scale_size("serf", "r12.serf", setmetatable(new_serf(n, { block = block }), SERF), n)
     end
+    checkpoint()
   end
 end
 
@@ -1737,15 +1745,12 @@ end
 -- ---------------------------------------------------------------- main
 local function main()
   local t_start = now_us()
-  -- the table so far goes to --md after each group of rows: a driver that is killed (the
-  -- OOM killer, a lost session) keeps what it measured
-  local function checkpoint()
-    if not MD then return end
-    write(MD, ("clusterlua bench%s, partial (still running), %s, %d CPUs, %d s so far\n\n"):format(
+  checkpoint = function()
+    write(MD or PARTIAL, ("clusterlua bench%s, partial (still running), %s, %d CPUs, %d s so far\n\n"):format(
       QUICK and " (QUICK)" or "", os.date "!%Y-%m-%d %H:%M UTC", #uv.cpu_info(),
       math.floor((now_us() - t_start) / 1e6)) .. table_text() .. "\n")
   end
-  log("clusterlua bench%s: %s", QUICK and " (QUICK)" or "", BIN)
+  log("clusterlua bench%s: %s (the table so far is kept in %s)", QUICK and " (QUICK)" or "", BIN, MD or PARTIAL)
   local have_erl = which "erl" and which "erlc" and which "epmd"
   local have_serf = uv.fs_access("/usr/bin/serf", "x")
   local ebin

@@ -247,6 +247,7 @@ typedef struct {
   uint8_t hdr[CL_RECORD_HDR];
   uint32_t hdr_have, want;
   cl_tbuf rec; /* a record that arrived split */
+  uint32_t keep_max; /* rec given back after a record larger than this (0: kept) */
   char reason[120];
 } cl_opener;
 

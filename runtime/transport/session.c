@@ -84,7 +84,9 @@ int cl_session_open(cl_opener *o, uint8_t *p, size_t n, cl_plain_cb cb, void *ud
     size_t clen = o->want;
     o->want = 0;
     if (open_one(o, o->hdr, o->rec.p, clen)) return -1;
-    if (cb(ud, o->rec.p, clen - CL_TAG_LEN)) return 1;
+    int stop = cb(ud, o->rec.p, clen - CL_TAG_LEN);
+    if (o->keep_max && o->rec.cap > o->keep_max) cl_tbuf_free(&o->rec);
+    if (stop) return 1;
   }
   return 0;
 }

@@ -270,10 +270,15 @@ static void close_handle(cl_transport *t, uv_handle_t *h) {
 
 /* ---- peers ---- */
 
+/* a bucket of a table of cap (a power of two) buckets: FNV-1a's low bits depend only on
+ * the low bits of each byte, so fold the high half in (names that differ in a digit or
+ * two otherwise crowd into a third of the buckets) */
+static size_t ptab_slot(uint64_t h, size_t cap) { return (size_t)(h ^ (h >> 32)) & (cap - 1); }
+
 static cl_peer *peer_exact(cl_transport *t, const char *name) {
   if (!t->ptab_cap) return NULL;
   uint64_t h = cl_watch_hash(name);
-  for (cl_peer *p = t->ptab[h & (t->ptab_cap - 1)]; p; p = p->hnext)
+  for (cl_peer *p = t->ptab[ptab_slot(h, t->ptab_cap)]; p; p = p->hnext)
     if (p->ring == h && !strcmp(p->nn.full, name)) return p;
   return NULL;
 }
@@ -288,8 +293,8 @@ static int ptab_insert(cl_transport *t, cl_peer *p) {
       for (size_t i = 0; i < t->ptab_cap; i++)
         for (cl_peer *q = t->ptab[i], *nq; q; q = nq) {
           nq = q->hnext;
-          q->hnext = tab[q->ring & (cap - 1)];
-          tab[q->ring & (cap - 1)] = q;
+          q->hnext = tab[ptab_slot(q->ring, cap)];
+          tab[ptab_slot(q->ring, cap)] = q;
         }
       free(t->ptab);
       t->ptab = tab;
@@ -298,7 +303,7 @@ static int ptab_insert(cl_transport *t, cl_peer *p) {
       return -1;
     }
   }
-  cl_peer **b = &t->ptab[p->ring & (t->ptab_cap - 1)];
+  cl_peer **b = &t->ptab[ptab_slot(p->ring, t->ptab_cap)];
   p->hnext = *b;
   *b = p;
   t->n_peers++;
@@ -306,7 +311,7 @@ static int ptab_insert(cl_transport *t, cl_peer *p) {
 }
 
 static void ptab_remove(cl_transport *t, cl_peer *p) {
-  for (cl_peer **pp = &t->ptab[p->ring & (t->ptab_cap - 1)]; *pp; pp = &(*pp)->hnext)
+  for (cl_peer **pp = &t->ptab[ptab_slot(p->ring, t->ptab_cap)]; *pp; pp = &(*pp)->hnext)
     if (*pp == p) {
       *pp = p->hnext;
       t->n_peers--;
@@ -845,6 +850,7 @@ static cl_conn *conn_new(cl_transport *t) {
   if (!c) return NULL;
   c->t = t;
   c->w.keep_max = CL_CTRL_KEEP;
+  c->opener.keep_max = CL_CTRL_KEEP;
   if (uv_tcp_init(t->loop, &c->tcp)) {
     free(c);
     return NULL;
@@ -1286,8 +1292,7 @@ static void on_members(cl_conn *c, const cl_frame *f) {
     fresh += strcmp(e.name, t->self.full) && (!q || !q->alive);
   }
   if (!t->large && t->n_alive + 1 + fresh > t->cfg.full_mesh_max) t->large = 1;
-  size_t known = 0;
-  for (cl_peer *q = t->peers; q; q = q->next) known++;
+  size_t known = t->n_peers;
   size_t cap = t->cfg.max_learned_peers ? t->cfg.max_learned_peers : CL_MAX_PEERS_DEFAULT;
   uint64_t now = now_ms(t);
   int changed = 0;
