@@ -3,20 +3,7 @@
 
 #include <string.h>
 
-static void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-static void put_u32(uint8_t *p, uint32_t v) {
-  for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (24 - 8 * i));
-}
-static uint64_t get_u64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-  return v;
-}
-static uint32_t get_u32(const uint8_t *p) {
-  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
+#include "core/bigendian.h"
 
 size_t cl_mw_member_put(uint8_t *out, size_t room, const char *name, uint64_t inc, uint32_t ver, const char *id,
                         const char *roles) {
@@ -26,8 +13,8 @@ size_t cl_mw_member_put(uint8_t *out, size_t room, const char *name, uint64_t in
   if (!nl || nl > CL_MW_STR_MAX) return 0;
   size_t need = 8 + 4 + 1 + il + 1 + rl + 1 + nl;
   if (need > room) return 0;
-  put_u64(out, inc);
-  put_u32(out + 8, ver);
+  cl_put_be64(out, inc);
+  cl_put_be32(out + 8, ver);
   uint8_t *w = out + 12;
   *w++ = (uint8_t)il;
   memcpy(w, id, il);
@@ -53,8 +40,8 @@ static int take_str(const uint8_t *d, size_t n, size_t *i, char out[CL_MW_STR_MA
 
 int cl_mw_member_take(const uint8_t *d, size_t n, size_t *i, cl_mw_member *e) {
   if (*i > n || n - *i < 12) return -1;
-  e->inc = get_u64(d + *i);
-  e->ver = get_u32(d + *i + 8);
+  e->inc = cl_get_be64(d + *i);
+  e->ver = cl_get_be32(d + *i + 8);
   *i += 12;
   if (take_str(d, n, i, e->id) || take_str(d, n, i, e->roles) || take_str(d, n, i, e->name)) return -1;
   return e->name[0] ? 0 : -1;
@@ -78,41 +65,41 @@ static size_t put_name(uint8_t *buf, size_t head, const char *name) {
 }
 
 size_t cl_mw_down_put(uint8_t *buf, const char *name, uint64_t inc, uint32_t ver, uint8_t reason) {
-  put_u64(buf, inc);
-  put_u32(buf + 8, ver);
+  cl_put_be64(buf, inc);
+  cl_put_be32(buf + 8, ver);
   buf[12] = reason;
   return put_name(buf, CL_MW_DOWN_HEAD, name);
 }
 
 int cl_mw_down_take(const uint8_t *d, size_t n, cl_mw_down *out) {
   if (cl_mw_name_take(d, n, CL_MW_DOWN_HEAD, out->name) || d[12] > CL_MW_DOWN_LEFT) return -1;
-  out->inc = get_u64(d);
-  out->ver = get_u32(d + 8);
+  out->inc = cl_get_be64(d);
+  out->ver = cl_get_be32(d + 8);
   out->reason = d[12];
   return 0;
 }
 
 size_t cl_mw_probe_req_put(uint8_t *buf, uint32_t seq, const char *name) {
-  put_u32(buf, seq);
+  cl_put_be32(buf, seq);
   return put_name(buf, CL_MW_PROBE_REQ_HEAD, name);
 }
 
 size_t cl_mw_probe_res_put(uint8_t *buf, uint32_t seq, int alive, const char *name) {
-  put_u32(buf, seq);
+  cl_put_be32(buf, seq);
   buf[4] = (uint8_t)(alive != 0);
   return put_name(buf, CL_MW_PROBE_RES_HEAD, name);
 }
 
 int cl_mw_probe_req_take(const uint8_t *d, size_t n, cl_mw_probe *out) {
   if (cl_mw_name_take(d, n, CL_MW_PROBE_REQ_HEAD, out->name)) return -1;
-  out->seq = get_u32(d);
+  out->seq = cl_get_be32(d);
   out->alive = 0;
   return 0;
 }
 
 int cl_mw_probe_res_take(const uint8_t *d, size_t n, cl_mw_probe *out) {
   if (cl_mw_name_take(d, n, CL_MW_PROBE_RES_HEAD, out->name)) return -1;
-  out->seq = get_u32(d);
+  out->seq = cl_get_be32(d);
   out->alive = d[4] == 1;
   return 0;
 }

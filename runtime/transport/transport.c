@@ -12,6 +12,7 @@
 #include <sys/time.h>
 #include <unistd.h>
 
+#include "core/bigendian.h"
 #include "internal.h"
 #include "transport/detector.h"
 #include "transport/members_wire.h"
@@ -204,8 +205,6 @@ static void data_dial(cl_peer *p);
 static void data_failed(cl_transport *t, cl_peer *p);
 static void reauth_start(cl_conn *c);
 static void on_reauth(cl_conn *c, const uint8_t *d, size_t n);
-static void put_u64(uint8_t *p, uint64_t v);
-static uint64_t get_u64(const uint8_t *p);
 static int conn_live(const cl_peer *p);
 
 /* ---- keys ---- */
@@ -937,26 +936,16 @@ static void hs_failed(cl_conn *c) {
   }
 }
 
-static void put_u64(uint8_t *p, uint64_t v) {
-  for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
-}
-
-static uint64_t get_u64(const uint8_t *p) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
-  return v;
-}
-
 /* A beat (CL_T_PING of CL_BEAT_LEN bytes): our clock, and the clock of the peer's last
  * beat with how long we held it, so the peer measures the round trip from our beat
  * without a pong (both sides beat anyway: each one's beat is the other's proof of life). */
 static void send_ping(cl_conn *c) {
   uint64_t us = uv_hrtime() / 1000;
   uint8_t x[CL_BEAT_LEN];
-  put_u64(x, us);
-  put_u64(x + 8, c->peer_beat_us);
+  cl_put_be64(x, us);
+  cl_put_be64(x + 8, c->peer_beat_us);
   uint64_t held = c->peer_beat_us && us > c->peer_beat_rx_us ? us - c->peer_beat_rx_us : 0;
-  put_u64(x + 16, held);
+  cl_put_be64(x + 16, held);
   conn_put(c, CL_T_PING, 0, x, sizeof x);
   c->det.last_beat_ms = now_ms(c->t);
   c->t->st.beats_out++;
@@ -1123,7 +1112,7 @@ static void on_probe_req(cl_conn *c, const cl_frame *f) {
   b->probed = 1;
   slot->sent_us = uv_hrtime() / 1000;
   uint8_t x[8];
-  put_u64(x, slot->sent_us);
+  cl_put_be64(x, slot->sent_us);
   conn_put(b->conn, CL_T_PING, 0, x, sizeof x);
 }
 
@@ -1599,17 +1588,17 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     if (f->len == CL_BEAT_LEN) {
       t->st.beats_in++;
       uint64_t now_us = uv_hrtime() / 1000;
-      c->peer_beat_us = get_u64(f->data);
+      c->peer_beat_us = cl_get_be64(f->data);
       c->peer_beat_rx_us = now_us;
-      rtt_sample(c, get_u64(f->data + 8), now_us, get_u64(f->data + 16));
+      rtt_sample(c, cl_get_be64(f->data + 8), now_us, cl_get_be64(f->data + 16));
     } else if (f->len == 8) {
       conn_put(c, CL_T_PONG, 0, f->data, 8); /* a ping that wants a pong (an older node) */
     }
     break;
   case CL_T_PONG:
     if (f->len == 8) {
-      rtt_sample(c, get_u64(f->data), uv_hrtime() / 1000, 0);
-      if (c->peer->probed) probe_heard(t, c->peer, get_u64(f->data));
+      rtt_sample(c, cl_get_be64(f->data), uv_hrtime() / 1000, 0);
+      if (c->peer->probed) probe_heard(t, c->peer, cl_get_be64(f->data));
     }
     break;
   case CL_T_MEMBERS:

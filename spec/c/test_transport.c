@@ -2550,23 +2550,37 @@ static opts cs_opts(void) {
   return o;
 }
 
+/* Forms the cluster with the rogue, cuts what b sends to a (oneway_in), and has the rogue
+ * say b is down (DOWN reason: 0 timeout, 2 left) until a acts on it: 1 if a did within
+ * 2 s (*dt_ms: after how long), 0 if not, < 0 if the cluster did not form (then stopped
+ * already) */
+static int cs_inject_down(rogue *r, uint8_t reason, uint64_t *dt_ms) {
+  opts o = cs_opts();
+  int st = cs_start(r, &o);
+  if (st) {
+    cs_stop(r);
+    return st;
+  }
+  char err[200];
+  cl_transport_fault(cs[0].t, cs[1].name, "oneway_in", err, sizeof err);
+  cs_down d = {{0}, 0, 0};
+  d.n = cs_down_frame(d.down, &cs[1], reason);
+  uint64_t t0 = uv_now(L);
+  int acted = run_until(cs_down_step, &d, 2000);
+  *dt_ms = uv_now(L) - t0;
+  return acted;
+}
+
 /* b is alive, a hears nothing from it (a one-way cut into a) and the rogue says b is
  * down: a closes its link to b, and b must not take that as a crashing: nobody reports
  * a down, b keeps a as a member, and a message from b to a (on a connection opened on
  * demand once the cut is cleared) arrives. */
 static int t_close_after_down_is_idle(void) {
-  opts o = cs_opts();
   rogue r;
-  int st = cs_start(&r, &o);
-  if (st) cs_stop(&r);
-  CHECK(st == 0, "the cluster did not form (%d)", st);
+  uint64_t dt;
+  int acted = cs_inject_down(&r, 0, &dt);
+  CHECK(acted >= 0, "the cluster did not form (%d)", acted);
   char err[200];
-  cl_transport_fault(cs[0].t, cs[1].name, "oneway_in", err, sizeof err);
-  cs_down d = {{0}, 0, 0};
-  d.n = cs_down_frame(d.down, &cs[1], 0);
-  uint64_t t0 = uv_now(L);
-  int acted = run_until(cs_down_step, &d, 2000);
-  uint64_t dt = uv_now(L) - t0;
   int closed = acted && run_until(cs_b_closed, NULL, 2000);
   cl_transport_fault(cs[0].t, cs[1].name, "clear", err, sizeof err);
   /* the marker: b to a, down the path b's close went */
@@ -2598,18 +2612,11 @@ static int t_close_after_down_is_idle(void) {
  * silence needed) and forgets b, which it does not want (with an IDLE-first close, b
  * was down but stayed listed, as recently failed, for reconnect_timeout). */
 static int t_close_after_left_is_at_once(void) {
-  opts o = cs_opts();
   rogue r;
-  int st = cs_start(&r, &o);
-  if (st) cs_stop(&r);
-  CHECK(st == 0, "the cluster did not form (%d)", st);
+  uint64_t dt;
+  int acted = cs_inject_down(&r, 2, &dt);
+  CHECK(acted >= 0, "the cluster did not form (%d)", acted);
   char err[200];
-  cl_transport_fault(cs[0].t, cs[1].name, "oneway_in", err, sizeof err);
-  cs_down d = {{0}, 0, 0};
-  d.n = cs_down_frame(d.down, &cs[1], 2);
-  uint64_t t0 = uv_now(L);
-  int acted = run_until(cs_down_step, &d, 2000);
-  uint64_t dt = uv_now(L) - t0;
   int connected_after = is_connected(&cs[0], cs[1].name);
   char reason[32];
   snprintf(reason, sizeof reason, "%s", cs[0].down_reason);
