@@ -9,6 +9,7 @@ local proc = require "helpers.proc"
 
 local N = 20
 local HB, TIMEOUT, WATCHERS, AWARENESS_MAX = 100, 400, 3, 3 -- the defaults (transport.*, detector.h)
+local MAX_VOTING = 5 -- election.max_voting_nodes by default (election.h)
 -- the bound on a node that runs on time is TIMEOUT + 1 after the stopped node's last
 -- frame, plus one hop for the announcement; a node that runs late waits up to
 -- TIMEOUT * (1 + AWARENESS_MAX). The hooks print from the Lua loop and this process
@@ -112,8 +113,25 @@ describe("sparse failure detection, " .. N .. " nodes", function()
   end)
 
   it("at rest, a node watches 3 peers, is watched by 3, and beats only to those", function()
-    -- a follower: the master's election heartbeats go to everyone, which only lowers its beats
-    local i = follower(c, master)
+    -- a node outside the voting configuration: a voting node also watches, and is watched
+    -- by, every other voting node (node_election.c, pins), and the configuration grows to
+    -- election.max_voting_nodes (5) with nodes the master picks, so any of them may be one.
+    -- (Not the master either: its election heartbeats go to everyone, which only lowers
+    -- its beats.)
+    local vc
+    assert.truthy(proc.wait_until(function()
+      local h = c:health(c:index_of(master))
+      if h and type(h.voting_config) == "table" and #h.voting_config == MAX_VOTING then
+        vc = h.voting_config
+        return true
+      end
+    end, 20000), "the voting configuration did not grow to " .. MAX_VOTING)
+    local voting = {}
+    for _, name in ipairs(vc) do voting[c:index_of(name)] = true end
+    local i
+    for j = c.n, 1, -1 do
+      if not voting[j] and c.names[j] ~= master then i = j break end
+    end
     local m0, t0 = metrics(c, i), now()
     -- every view agrees once the mesh is whole: each node is the successor of exactly 3
     assert.truthy(proc.wait_until(function()
