@@ -49,6 +49,10 @@ do
   end
 end
 local function want(row) return not ONLY or ONLY[row] end
+-- BENCH_TOPOLOGY_EXTRA: more fields for every clusterlua topology the bench writes (e.g.
+-- "election = { heartbeat_ms = 200 }"), to measure a setting before it becomes a default;
+-- the table's header says so, as its figures are then not the defaults'
+local EXTRA = os.getenv "BENCH_TOPOLOGY_EXTRA" or ""
 
 -- Open files: this driver holds 2 pipes per process it runs and, in row 12, one socket
 -- per node while it reads their counters (3 N + 64 at N nodes); each clusterlua node
@@ -110,6 +114,23 @@ local function write(path, text)
   f:write(text)
   f:close()
   return path
+end
+
+local function read_all(path)
+  local f = assert(io.open(path))
+  local text = f:read "*a"
+  f:close()
+  return text
+end
+
+-- a topology file's text with BENCH_TOPOLOGY_EXTRA merged into it, section by section
+-- (so "election = { heartbeat_ms = 200 }" keeps the file's initial_master_nodes)
+local function with_extra(text)
+  return "local t = (function()\n" .. text .. "\nend)()\n"
+    .. "for k, v in pairs({ " .. EXTRA .. " }) do\n"
+    .. "  if type(v) == 'table' and type(t[k]) == 'table' then for k2, v2 in pairs(v) do t[k][k2] = v2 end\n"
+    .. "  else t[k] = v end\n"
+    .. "end\nreturn t\n"
 end
 
 local environ = uv.os_environ()
@@ -375,6 +396,7 @@ return {
 }
 ]]):format(table.concat(hosts, ", "), table.concat(imn, ", "), BENCH .. "/hooks.lua",
     opts.encrypt == false and "transport = { encrypt = false }," or ""))
+  if EXTRA ~= "" then c.topology = write(c.topology, with_extra(read_all(c.topology))) end
   c.opts = opts
   return c
 end
@@ -1198,6 +1220,7 @@ return {
   hooks = %q,
 }
 ]]):format(table.concat(seeds, ", "), table.concat(imn, ", "), SCALE_HOOKS))
+  if EXTRA ~= "" then c.topology = write(c.topology, with_extra(read_all(c.topology))) end
   return c
 end
 function SCL:start(i)
@@ -1801,7 +1824,8 @@ local function main()
     end
   end
   local text = table_text()
-  local head = ("clusterlua bench%s, %s, %d CPUs, %d s\n\n"):format(QUICK and " (QUICK)" or "",
+  local head = ("clusterlua bench%s%s, %s, %d CPUs, %d s\n\n"):format(QUICK and " (QUICK)" or "",
+    EXTRA ~= "" and (" (not the defaults: BENCH_TOPOLOGY_EXTRA=%q)"):format(EXTRA) or "",
     os.date "!%Y-%m-%d %H:%M UTC", #uv.cpu_info(), math.floor((now_us() - t_start) / 1e6))
   io.stdout:write(head, text, "\n")
   io.stdout:flush()

@@ -201,7 +201,8 @@ local function validate_transport(file, t)
   end
   -- an idle watched peer beats every heartbeat: past half a timeout, healthy peers are
   -- called down between beats, or a DOWN announcement is ignored (docs/design.md §4)
-  local hb, to = t.heartbeat_ms or 100, t.timeout_ms or 400
+  -- (a heartbeat not given is 200 ms, detector.h's default, but at most half the timeout)
+  local hb, to = t.heartbeat_ms, t.timeout_ms or 400
   if type(hb) == "number" and type(to) == "number" and hb * 2 > to then
     fail(file, "transport.heartbeat_ms", ("expected at most half of transport.timeout_ms (%s), got %s"):format(
       tostring(to), tostring(hb)))

@@ -179,7 +179,7 @@ static void scpy(char *dst, size_t cap, const char *src) { snprintf(dst, cap, "%
 
 void cl_el_config_defaults(cl_el_config *cfg) {
   memset(cfg, 0, sizeof *cfg);
-  cfg->hb_interval_ms = 100;
+  cfg->hb_interval_ms = 200; /* half the leader timeout, as the transport's beats (issue 17) */
   cfg->leader_timeout_ms = 400;
   cfg->follower_timeout_ms = 400;
   cfg->fast_election_jitter_ms = 4;
@@ -194,6 +194,14 @@ void cl_el_config_defaults(cl_el_config *cfg) {
   cfg->max_nodes = CL_EL_MAX_NODES_DEFAULT;
   cfg->max_voting_nodes = CL_EL_MAX_VOTING_DEFAULT;
   cfg->publish_batch_ms = 50;
+}
+
+void cl_el_config_checks(cl_el_config *cfg, uint32_t heartbeat_ms, uint32_t timeout_ms) {
+  if (timeout_ms) cfg->leader_timeout_ms = cfg->follower_timeout_ms = timeout_ms;
+  if (heartbeat_ms)
+    cfg->hb_interval_ms = heartbeat_ms;
+  else if (cfg->hb_interval_ms > cfg->leader_timeout_ms / 2)
+    cfg->hb_interval_ms = cfg->leader_timeout_ms / 2 ? cfg->leader_timeout_ms / 2 : 1;
 }
 
 /* the batching window: never longer than a heartbeat interval */

@@ -80,7 +80,7 @@ typedef struct cl_el_state {
 } cl_el_state;
 
 typedef struct cl_el_config {
-  uint32_t hb_interval_ms;        /* master -> peers check period (100) */
+  uint32_t hb_interval_ms;        /* master -> peers check period (200) */
   uint32_t leader_timeout_ms;     /* follower: master silent this long is dead (400) */
   uint32_t follower_timeout_ms;   /* master: follower silent this long is removed (400) */
   uint32_t fast_election_jitter_ms;  /* random part of the delay after losing the master (4) */
@@ -102,6 +102,9 @@ typedef struct cl_el_config {
 } cl_el_config;
 
 void cl_el_config_defaults(cl_el_config *cfg);
+/* election.heartbeat_ms and check_timeout_ms (0: not given). A heartbeat not given is the
+ * default but at most half the timeout, so a short check_timeout_ms alone stays valid */
+void cl_el_config_checks(cl_el_config *cfg, uint32_t heartbeat_ms, uint32_t timeout_ms);
 
 typedef struct cl_el_node_info {
   const char *id, *name, *address;

@@ -425,8 +425,7 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   cl_histogram_init(&n->rtt_seconds, rtt_bounds, sizeof rtt_bounds / sizeof *rtt_bounds);
   cl_el_config ec;
   cl_el_config_defaults(&ec);
-  if (cfg->el_heartbeat_ms) ec.hb_interval_ms = cfg->el_heartbeat_ms;
-  if (cfg->el_check_timeout_ms) ec.leader_timeout_ms = ec.follower_timeout_ms = cfg->el_check_timeout_ms;
+  cl_el_config_checks(&ec, cfg->el_heartbeat_ms, cfg->el_check_timeout_ms);
   n->el_grace_unit = ec.leader_timeout_ms;
   n->el_hb_ms = ec.hb_interval_ms;
   if (cfg->el_max_exclusions) ec.max_exclusions = cfg->el_max_exclusions;

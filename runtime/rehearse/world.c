@@ -1085,14 +1085,13 @@ int rh_node_start(rh_world *w, int i, const rh_start_cfg *cfg, char *err, size_t
   snprintf(n->cluster, sizeof n->cluster, "%s", cfg->cluster ? cfg->cluster : "");
   snprintf(n->roles, sizeof n->roles, "%s", cfg->roles ? cfg->roles : "master");
   n->flags = cl_node_roles_flags(n->roles);
-  n->det_hb_ms = cfg->heartbeat_ms ? cfg->heartbeat_ms : 100;
-  n->det_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : 400;
+  n->det_timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : CL_DET_DEFAULT_TIMEOUT_MS;
+  n->det_hb_ms = cl_det_heartbeat_for(cfg->heartbeat_ms, n->det_timeout_ms);
   n->watchers = cfg->watchers && cfg->watchers <= CL_WATCH_MAX ? cfg->watchers : CL_WATCH_DEFAULT;
   n->mesh = cfg->mesh;
   cl_el_config ec;
   cl_el_config_defaults(&ec);
-  if (cfg->el_heartbeat_ms) ec.hb_interval_ms = cfg->el_heartbeat_ms;
-  if (cfg->el_check_timeout_ms) ec.leader_timeout_ms = ec.follower_timeout_ms = cfg->el_check_timeout_ms;
+  cl_el_config_checks(&ec, cfg->el_heartbeat_ms, cfg->el_check_timeout_ms);
   if (cfg->el_max_exclusions) ec.max_exclusions = cfg->el_max_exclusions;
   if (cfg->el_max_nodes) ec.max_nodes = cfg->el_max_nodes;
   if (cfg->el_max_voting_nodes) ec.max_voting_nodes = cfg->el_max_voting_nodes;
@@ -1285,7 +1284,7 @@ static void run_detectors(rh_world *w) {
          * not heard from b within half a timeout closes its own connection to it */
         for (int c = 0; v == CL_DET_DOWN && c < w->n; c++)
           if (c != a && c != b && w->nodes[c].started && !pausedn(w, c) && w->conn[c][b] &&
-              now >= w->det[c][b].last_rx_ms + w->nodes[c].det_timeout_ms / 2)
+              now >= w->det[c][b].last_rx_ms + cl_det_fresh_ms(w->nodes[c].det_hb_ms, w->nodes[c].det_timeout_ms))
             disconnect_pair(w, c, b, "timeout", "closed");
       }
     }

@@ -51,7 +51,15 @@ uint64_t cl_det_down_at(const cl_det *d) {
 
 uint64_t cl_det_suspect_at(const cl_det *d) {
   if (!d->timeout_ms || !d->watching || d->suspected) return UINT64_MAX;
-  return silent_from(d) + (d->timeout_ms + d->grace_ms) / 2;
+  /* half the timeout, but never before a beat and a half went missing: with beats every
+   * half timeout (heartbeat_ms = timeout_ms / 2, the default) half a timeout is exactly
+   * one beat's gap, and every beat a little late would be probed. Never past three
+   * quarters of the timeout, which a heartbeat above half of it (refused by the
+   * transport) would reach: the probes need the rest. */
+  uint64_t to = (uint64_t)d->timeout_ms + d->grace_ms;
+  uint64_t after = to / 2, beats = (uint64_t)d->heartbeat_ms * 3 / 2 + d->grace_ms / 2;
+  if (beats > to * 3 / 4) beats = to * 3 / 4;
+  return silent_from(d) + (beats > after ? beats : after);
 }
 
 uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint32_t heartbeat_ms,
@@ -91,6 +99,18 @@ uint64_t cl_det_deadline(const cl_det *d) {
   uint64_t t = beat_at(d), s = cl_det_suspect_at(d), down = cl_det_down_at(d);
   if (s < t) t = s;
   return down < t ? down : t;
+}
+
+uint32_t cl_det_heartbeat_for(uint32_t heartbeat_ms, uint32_t timeout_ms) {
+  if (heartbeat_ms) return heartbeat_ms;
+  if (!timeout_ms || CL_DET_DEFAULT_HEARTBEAT_MS * 2 <= timeout_ms) return CL_DET_DEFAULT_HEARTBEAT_MS;
+  return timeout_ms / 2 ? timeout_ms / 2 : 1;
+}
+
+uint32_t cl_det_fresh_ms(uint32_t heartbeat_ms, uint32_t timeout_ms) {
+  uint64_t half = timeout_ms / 2, beats = (uint64_t)heartbeat_ms * 3 / 2;
+  uint64_t rest = timeout_ms > beats ? timeout_ms - beats : 0;
+  return (uint32_t)(rest < half ? rest : half);
 }
 
 uint32_t cl_det_rtt_smooth(uint32_t old_us, uint32_t sample_us) {

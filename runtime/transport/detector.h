@@ -24,6 +24,17 @@
 
 #define CL_DET_BEAT_MAX_MS 1000
 
+/* transport.heartbeat_ms and timeout_ms by default: a silent peer is down 401 ms after
+ * its last frame. The heartbeat is half the timeout, the longest the bounds allow
+ * (design.md §4): a watched idle peer beats 5 times a second, which is what a node at
+ * rest costs (issue 17) */
+#define CL_DET_DEFAULT_HEARTBEAT_MS 200
+#define CL_DET_DEFAULT_TIMEOUT_MS 400
+/* the heartbeat for a configured one (0: not given) and timeout: not given, the default
+ * but at most half the timeout (a short timeout_ms alone is valid, as it was when the
+ * default heartbeat was 100 ms) */
+uint32_t cl_det_heartbeat_for(uint32_t heartbeat_ms, uint32_t timeout_ms);
+
 typedef struct cl_det {
   uint64_t last_rx_ms, last_tx_ms, last_beat_ms;
   uint32_t heartbeat_ms, timeout_ms; /* timeout_ms 0: never declares down */
@@ -82,6 +93,15 @@ uint64_t cl_det_deadline(const cl_det *d);
 /* the time cl_det_check would declare the connection down (UINT64_MAX: never, e.g.
  * while not watching) */
 uint64_t cl_det_down_at(const cl_det *d);
+/* A node told that a peer is down (another node's DOWN) keeps it if a frame from it
+ * arrived here less than this long ago: half the timeout, or less when beats are sparse
+ * (timeout_ms - 3/2 heartbeat_ms, at least timeout_ms / 4 since heartbeat_ms is at most
+ * half of it). The declaring watcher heard nothing for a whole timeout, and the peer
+ * beat to it every heartbeat while it ran, so a frame younger than this proves it ran
+ * after it should have beaten the watcher again; one older proves nothing. The margin
+ * under timeout_ms - heartbeat_ms is what the frame's and the news's delivery may take
+ * on a busy machine (design.md §4). */
+uint32_t cl_det_fresh_ms(uint32_t heartbeat_ms, uint32_t timeout_ms);
 /* smoothed round trip (7/8 old + 1/8 sample), never 0 */
 uint32_t cl_det_rtt_smooth(uint32_t old_us, uint32_t sample_us);
 

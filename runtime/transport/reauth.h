@@ -35,17 +35,18 @@
 #define CL_REAUTH_RX_MAX 4
 
 typedef struct cl_reauth {
-  /* the key the connection is authenticated under, and the handshake's transcript */
-  cl_hs_key key;
-  uint8_t sid[32];
+  /* first, together: what cl_reauth_due reads, on every connection at every tick */
   /* a re-authentication we started (our ring lost its key): answered by ra_deadline */
   int ra_pending;
   uint64_t ra_deadline;
+  int n_rx_next;        /* receive keys in rx_next */
+  uint64_t rx_deadline; /* the peer's DONE is due by then: the old receive key ends */
+  /* the key the connection is authenticated under, and the handshake's transcript */
+  cl_hs_key key;
+  uint8_t sid[32];
   uint8_t ra_nonce[32];
   /* receive keys to take at each DONE the peer will send, in order (re-key) */
   uint8_t rx_next[CL_REAUTH_RX_MAX][32];
-  int n_rx_next;
-  uint64_t rx_deadline; /* the peer's DONE is due by then: the old receive key ends */
   /* one the peer started: what we offered, kept until its choice arrives (rs_deadline) */
   int rs_live;
   uint64_t rs_deadline;

@@ -38,13 +38,17 @@ typedef struct cl_delayed {
 } cl_delayed;
 
 struct cl_conn {
-  uv_tcp_t tcp;
-  cl_transport *t;
+  /* first, together: what the tick reads of every connection at every wake-up (the
+   * rest of the struct is kilobytes of buffers, cold in the cache by then) */
   cl_conn *next, *prev;
-  cl_conn *dirty_next;
-  cl_peer *peer; /* dialer: the target from the start; acceptor: once authenticated */
   int outgoing, state, installed, dirty, close_after_flush, encrypt;
   int data; /* a data connection we dial: handed over once authenticated, never installed */
+  uint64_t deadline_ms;
+  cl_det det; /* failure detection (detector.c) */
+  uv_tcp_t tcp;
+  cl_transport *t;
+  cl_conn *dirty_next;
+  cl_peer *peer; /* dialer: the target from the start; acceptor: once authenticated */
   uv_connect_t creq;
   cl_handshake hs;
   int hs_live;
@@ -52,8 +56,6 @@ struct cl_conn {
   cl_opener opener;
   cl_seal_dir seal;
   cl_writer w; /* what goes out: frames, sealed, written (writer.c, shared with the data plane) */
-  uint64_t deadline_ms;
-  cl_det det; /* failure detection (detector.c) */
   uint32_t probe_seq; /* the current suspicion's probes (PROBE_REQ/RES match on it) */
   /* the peers asked to probe it for the current suspicion: only their answers count */
   char probe_via[2][CL_NODE_NAME_MAX + 1];
@@ -155,6 +157,11 @@ struct cl_transport {
   uint64_t tick_due_ms;  /* when the tick was asked to run */
   int tick_after_poll;   /* this tick is the look again after a late one's poll */
   cl_det_awareness awareness;
+  uint32_t grace_ms;     /* what the awareness gives every connection now (c->det.grace_ms) */
+  /* some peer may be in limbo: limbo_expire walks the peers only then. The tick's walks
+   * of every connection and peer were most of a node's own CPU at rest (each struct is
+   * cold in the cache at every wake-up; issue 17) */
+  int limbo_maybe;
   cl_conn *conns;
   cl_conn *dirty;
   cl_peer *peers, *last_peer;
@@ -800,6 +807,7 @@ static void conn_down(cl_conn *c, const char *reason) {
     if (!strcmp(reason, "closed") && t->large && !t->no_announce && !p->blocked && p->alive) {
       p->checking = 1;
       p->limbo = 1;
+      t->limbo_maybe = 1;
       p->limbo_ms = now_ms(t);
       t->st.closes_checked++;
       watch_recompute(t);
@@ -1226,7 +1234,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
   if (conn_live(b) && !b->conn->close_after_flush) {
-    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + t->cfg.timeout_ms / 2) {
+    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + cl_det_fresh_ms(t->cfg.heartbeat_ms, t->cfg.timeout_ms)) {
       b->doubted = 1;
       b->doubt_rc = rc;
       b->doubt_inc = inc;
@@ -1418,6 +1426,7 @@ static void conn_authenticated(cl_conn *c) {
   p->last_data_ms = now_ms(t); /* idle_close_ms counts from here at the earliest */
   if (!was_alive) p->since_ms = now_ms(t);
   cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, t->cfg.timeout_ms);
+  c->det.grace_ms = t->grace_ms;
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
   memcpy(c->opener.rx.key, hs->key_rx, 32);
@@ -2096,14 +2105,15 @@ static uint64_t limbo_bound(const cl_transport *t) {
 }
 
 static void limbo_expire(cl_transport *t, uint64_t now) {
-  if (t->leaving || t->closing) return;
-  int changed = 0;
+  if (t->leaving || t->closing || !t->limbo_maybe) return;
+  int changed = 0, left = 0;
   for (cl_peer *p = t->peers; p; p = p->next) {
     if (!p->limbo) continue;
     if (!p->alive || conn_live(p)) {
       p->limbo = 0;
       continue;
     }
+    left = 1;
     if (p->checking || now - p->limbo_ms < limbo_bound(t)) continue;
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s closed its connection and was not back within %llu ms: down",
            p->nn.full, (unsigned long long)limbo_bound(t));
@@ -2111,6 +2121,7 @@ static void limbo_expire(cl_transport *t, uint64_t now) {
     member_down(p, "timeout", t->large, NULL, p->incarnation, p->ver);
     changed = 1;
   }
+  t->limbo_maybe = left;
   if (changed) watch_recompute(t);
 }
 
@@ -2148,7 +2159,10 @@ static void on_tick(uv_timer_t *h) {
   int veto = late && !t->tick_after_poll;
   t->tick_after_poll = 0;
   uint32_t grace = cl_det_tick(&t->awareness, t->tick_due_ms, now, t->tick_ms, t->cfg.timeout_ms);
-  for (cl_conn *c = t->conns; c; c = c->next) c->det.grace_ms = grace;
+  if (grace != t->grace_ms) {
+    t->grace_ms = grace;
+    for (cl_conn *c = t->conns; c; c = c->next) c->det.grace_ms = grace;
+  }
   probes_expire(t, now);
   if (!veto) limbo_expire(t, now);
   /* once a second at least: reconnect timeouts expire, the keep callback lets go */
@@ -2228,8 +2242,8 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   memset(c, 0, sizeof *c);
   c->encrypt = 1;
   c->max_frame = 16u << 20;
-  c->heartbeat_ms = 100;
-  c->timeout_ms = 400; /* a silent peer is down 401 ms after its last frame */
+  c->heartbeat_ms = CL_DET_DEFAULT_HEARTBEAT_MS;
+  c->timeout_ms = CL_DET_DEFAULT_TIMEOUT_MS;
   c->handshake_timeout_ms = 2000;
   c->send_queue_max = 64u << 20;
   c->backoff_min_ms = 50;
@@ -2285,8 +2299,8 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   cl_transport_config d;
   cl_transport_config_defaults(&d);
   if (!t->cfg.max_frame) t->cfg.max_frame = d.max_frame;
-  if (!t->cfg.heartbeat_ms) t->cfg.heartbeat_ms = d.heartbeat_ms;
   if (!t->cfg.timeout_ms) t->cfg.timeout_ms = d.timeout_ms;
+  t->cfg.heartbeat_ms = cl_det_heartbeat_for(t->cfg.heartbeat_ms, t->cfg.timeout_ms);
   if (!t->cfg.handshake_timeout_ms) t->cfg.handshake_timeout_ms = d.handshake_timeout_ms;
   if (!t->cfg.send_queue_max) t->cfg.send_queue_max = d.send_queue_max;
   if (!t->cfg.backoff_min_ms) t->cfg.backoff_min_ms = d.backoff_min_ms;

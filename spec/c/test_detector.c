@@ -134,13 +134,43 @@ int main(void) {
   EXPECT("detector: timeout 0 never declares down", cl_det_check(&d, 1000000) == CL_DET_PING &&
                                              cl_det_check(&d, 2000000) != CL_DET_DOWN, "the detector did otherwise");
 
+  /* a heartbeat longer than the timeout (the transport refuses it; the detector copes):
+   * the suspicion comes at three quarters of the timeout, so that the probes have time */
   up_both(&d, 0, 1000, 300);
   cl_det_check(&d, 0);
   uint64_t dl_suspect = cl_det_deadline(&d);
-  cl_det_check(&d, 150); /* the suspicion */
+  cl_det_check(&d, 225); /* the suspicion */
   EXPECT("detector: the deadlines are the suspicion, then the timeout, when they come before the next ping",
-         dl_suspect == 150 && cl_det_deadline(&d) == 301, "deadlines %llu then %llu", (unsigned long long)dl_suspect,
+         dl_suspect == 225 && cl_det_deadline(&d) == 301, "deadlines %llu then %llu", (unsigned long long)dl_suspect,
          (unsigned long long)cl_det_deadline(&d));
+
+  /* the suspicion: half a timeout, or a beat and a half when beats are sparser */
+  up_both(&d, 0, 100, 400);
+  cl_det_watch(&d, 0, 1);
+  uint64_t s100 = cl_det_suspect_at(&d);
+  up_both(&d, 0, 200, 400);
+  cl_det_watch(&d, 0, 1);
+  uint64_t s200 = cl_det_suspect_at(&d);
+  EXPECT("detector: a silent peer is suspected after half a timeout, or a beat and a half if that is longer",
+         s100 == 200 && s200 == 300, "suspected at %llu (heartbeat 100) and %llu (heartbeat 200)",
+         (unsigned long long)s100, (unsigned long long)s200);
+  /* beats every half timeout, each a little late: never a suspicion */
+  up_both(&d, 0, 200, 400);
+  cl_det_watch(&d, 0, 1);
+  int suspicions = 0;
+  for (uint64_t t = 0; t <= 5000; t += 1) {
+    if (t % 200 == 20) cl_det_heard(&d, t); /* every beat 20 ms late (the first too) */
+    cl_det_verdict v = cl_det_check(&d, t);
+    suspicions += v == CL_DET_SUSPECT || v == CL_DET_DOWN;
+  }
+  EXPECT("detector: beats every half timeout, each 20 ms late, are never suspected", suspicions == 0,
+         "%d suspicions", suspicions);
+  /* a DOWN from another node is set aside for a frame younger than this */
+  EXPECT("detector: the freshness that sets a DOWN aside is half a timeout, less with sparse beats",
+         cl_det_fresh_ms(100, 400) == 200 && cl_det_fresh_ms(200, 400) == 100 && cl_det_fresh_ms(50, 300) == 150 &&
+             cl_det_fresh_ms(1000, 300) == 0,
+         "%u %u %u %u", cl_det_fresh_ms(100, 400), cl_det_fresh_ms(200, 400), cl_det_fresh_ms(50, 300),
+         cl_det_fresh_ms(1000, 300));
 
   EXPECT("detector: rtt: the first sample is taken as it is", cl_det_rtt_smooth(0, 800) == 800, "the detector did otherwise");
   EXPECT("detector: rtt: 7/8 old + 1/8 new", cl_det_rtt_smooth(800, 1600) == 900, "the detector did otherwise");

@@ -8,7 +8,7 @@ local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
 
 local N = 20
-local HB, TIMEOUT, WATCHERS, AWARENESS_MAX = 100, 400, 3, 3 -- the defaults (transport.*, detector.h)
+local HB, TIMEOUT, WATCHERS, AWARENESS_MAX = 200, 400, 3, 3 -- the defaults (transport.*, detector.h)
 local MAX_VOTING = 5 -- election.max_voting_nodes by default (election.h)
 -- the bound on a node that runs on time is TIMEOUT + 1 after the stopped node's last
 -- frame, plus one hop for the announcement; a node that runs late waits up to
@@ -146,7 +146,7 @@ describe("sparse failure detection, " .. N .. " nodes", function()
     end, 20000), "node" .. i .. " sent no beats")
     local secs = (now() - t0) / 1000
     local rate = (beats_out(m1) - beats_out(m0)) / secs
-    -- watched by 3: 10 beats a second to each, plus one a second to each peer it watches
+    -- watched by 3: 1000 / HB beats a second to each, plus one a second to each peer it watches
     local sparse = WATCHERS * 1000 / HB + WATCHERS
     local full = (N - 1) * 1000 / HB
     io.stdout:write(("\nsparse: node%d sends %.1f beats/s (watched by %d, watching %d; a full mesh would send %d/s)\n")

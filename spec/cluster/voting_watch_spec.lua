@@ -8,7 +8,7 @@ local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
 
 local N = 9
-local HB, TIMEOUT, AWARENESS_MAX = 100, 400, 3 -- transport defaults (detector.h)
+local HB, TIMEOUT, AWARENESS_MAX = 200, 400, 3 -- transport defaults (detector.h)
 -- a node that runs on time: TIMEOUT + 1 after the last frame, which left at most a
 -- heartbeat before the fault; one that runs late (shared machine): TIMEOUT * (1 +
 -- AWARENESS_MAX); and the delivery of the hook's line to this process, as in

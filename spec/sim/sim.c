@@ -1213,7 +1213,7 @@ static void run_detectors(world *w) {
          * not heard from b within half a timeout closes its own connection to it */
         for (int c = 0; c < w->n; c++)
           if (c != a && c != b && w->nodes[c].up && W_conn(w, c, b) &&
-              now >= W_det(w, c, b).last_rx_ms + w->det_timeout_ms / 2) {
+              now >= W_det(w, c, b).last_rx_ms + cl_det_fresh_ms(w->det_hb_ms, w->det_timeout_ms)) {
             vlog(w, "%s: %s announced %s down: closed", w->nodes[c].name, w->nodes[a].name, w->nodes[b].name);
             disconnect_pair(w, c, b);
             schedule_connect(w, c, b, range(&w->r, 50, 1000) * US);
@@ -1660,8 +1660,8 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
   w->delay_lo = range(&w->r, 20, 200);
   w->delay_hi = w->delay_lo + range(&w->r, 0, 3000);
   /* the transport's detector: defaults, other timings, or off */
-  w->det_hb_ms = 100;
-  w->det_timeout_ms = 400;
+  w->det_hb_ms = CL_DET_DEFAULT_HEARTBEAT_MS;
+  w->det_timeout_ms = CL_DET_DEFAULT_TIMEOUT_MS;
   if (chance(&w->r, 0.3)) {
     w->det_hb_ms = (uint32_t)range(&w->r, 20, 300);
     w->det_timeout_ms = chance(&w->r, 0.3) ? 0 : w->det_hb_ms * (uint32_t)range(&w->r, 2, 8);

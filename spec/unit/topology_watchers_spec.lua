@@ -28,11 +28,13 @@ end)
 -- beats (spec/c/test_transport.c shows it), or a watcher's DOWN is ignored by nodes that
 -- heard the peer later.
 describe("topology: transport.heartbeat_ms", function()
-  it("takes at most half of timeout_ms, each given or by default (100 and 400)", function()
+  it("takes at most half of timeout_ms, each given or by default (200 and 400)", function()
     assert(topology.from_table { transport = { heartbeat_ms = 200 } })
     assert(topology.from_table { transport = { heartbeat_ms = 300, timeout_ms = 600 } })
+    -- a heartbeat not given follows a short timeout (at most half of it)
     assert(topology.from_table { transport = { timeout_ms = 200 } })
-    for _, tr in ipairs { { heartbeat_ms = 201 }, { heartbeat_ms = 1000, timeout_ms = 400 }, { timeout_ms = 199 } } do
+    assert(topology.from_table { transport = { timeout_ms = 99 } })
+    for _, tr in ipairs { { heartbeat_ms = 201 }, { heartbeat_ms = 1000, timeout_ms = 400 }, { heartbeat_ms = 100, timeout_ms = 199 } } do
       local t, err, code = topology.from_table { transport = tr }
       assert.is_nil(t, "accepted " .. tostring(tr.heartbeat_ms) .. " / " .. tostring(tr.timeout_ms))
       assert.equal("EINVAL", code)
