@@ -203,6 +203,9 @@ local function validate_transport(file, t)
   -- called down between beats, or a DOWN announcement is ignored (docs/design.md §4)
   -- (a heartbeat not given is 200 ms, detector.h's default, but at most half the timeout)
   local hb, to = t.heartbeat_ms, t.timeout_ms or 400
+  if hb == nil and type(to) == "number" and to < 2 then
+    fail(file, "transport.timeout_ms", ("expected at least 2 (twice the shortest heartbeat), got %s"):format(tostring(to)))
+  end
   if type(hb) == "number" and type(to) == "number" and hb * 2 > to then
     fail(file, "transport.heartbeat_ms", ("expected at most half of transport.timeout_ms (%s), got %s"):format(
       tostring(to), tostring(hb)))

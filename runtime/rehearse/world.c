@@ -1281,7 +1281,8 @@ static void run_detectors(rh_world *w) {
       } else if (v == CL_DET_DOWN || v == CL_DET_CUT) {
         disconnect_pair(w, a, b, "timeout", "closed");
         /* the announcement (DOWN), taken as arriving at once: every other node that has
-         * not heard from b within half a timeout closes its own connection to it */
+         * not heard from b within the freshness window (cl_det_fresh_ms) closes its own
+         * connection to it */
         for (int c = 0; v == CL_DET_DOWN && c < w->n; c++)
           if (c != a && c != b && w->nodes[c].started && !pausedn(w, c) && w->conn[c][b] &&
               now >= w->det[c][b].last_rx_ms + cl_det_fresh_ms(w->nodes[c].det_hb_ms, w->nodes[c].det_timeout_ms))

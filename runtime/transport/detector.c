@@ -9,6 +9,7 @@ void cl_det_up(cl_det *d, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t timeo
   d->heartbeat_ms = heartbeat_ms;
   d->timeout_ms = timeout_ms;
   d->watching = d->beating = 0;
+  d->grid = 0;
   d->watch_from_ms = now_ms;
   d->suspected = d->vouched = 0;
 }
@@ -37,8 +38,9 @@ void cl_det_sent(cl_det *d, uint64_t now_ms) {
   if (now_ms > d->last_tx_ms) d->last_tx_ms = now_ms;
 }
 
-/* a quarter of a heartbeat early still counts as due */
-static uint64_t slack(const cl_det *d) { return d->heartbeat_ms / 4; }
+/* a quarter of a heartbeat early still counts as due; on a grid (detector.h), anything
+ * but a frame sent in the last quarter heartbeat */
+static uint64_t slack(const cl_det *d) { return d->grid ? d->heartbeat_ms * 3 / 4 : d->heartbeat_ms / 4; }
 
 /* the silence counts from the last frame, or from when we started watching */
 static uint64_t silent_from(const cl_det *d) {
@@ -62,9 +64,13 @@ uint64_t cl_det_suspect_at(const cl_det *d) {
   return silent_from(d) + (beats > after ? beats : after);
 }
 
+uint32_t cl_det_late_ms(uint32_t heartbeat_ms) {
+  return heartbeat_ms / 2 < CL_DET_LATE_MS ? heartbeat_ms / 2 : CL_DET_LATE_MS;
+}
+
 uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint32_t heartbeat_ms,
                      uint32_t timeout_ms) {
-  if (now_ms > due_ms + heartbeat_ms / 2) {
+  if (now_ms > due_ms + cl_det_late_ms(heartbeat_ms)) {
     if (a->score < CL_DET_AWARENESS_MAX) a->score++;
     a->moved_ms = now_ms;
   } else if (a->score > 0 && now_ms >= a->moved_ms + 1000) {

@@ -42,6 +42,12 @@ typedef struct cl_det {
   int watching;      /* we watch the peer: its silence counts (from watch_from_ms) */
   int beating;       /* the peer watches us: we beat every heartbeat when idle */
   uint64_t watch_from_ms;
+  /* the caller checks on multiples of the heartbeat (the transport's tick): a check
+   * beats unless a frame went out within the last quarter heartbeat, so beats leave at
+   * most 5/4 of a heartbeat apart. Without it a frame sent just after one tick (or a
+   * tick run late) made the next tick skip its beat: beats up to 7/4 apart, 350 ms
+   * with the defaults, near the 400 ms timeout (found by a review) */
+  int grid;
   int suspected;     /* SUSPECT returned for the current silence */
   int vouched;       /* another peer heard the peer during the current silence */
 } cl_det;
@@ -60,8 +66,13 @@ typedef struct cl_det_awareness {
   uint64_t moved_ms; /* when the score last moved */
 } cl_det_awareness;
 
+/* how late a tick may run and still be on time: half a heartbeat, at most
+ * CL_DET_LATE_MS (a 60 ms stall is as telling with beats every 200 ms as every 100) */
+#define CL_DET_LATE_MS 50
+uint32_t cl_det_late_ms(uint32_t heartbeat_ms);
+
 /* a tick that was due at due_ms ran at now_ms: returns the grace (ms) every connection's
- * timeout gets now; late means later than half a heartbeat */
+ * timeout gets now; late means later than cl_det_late_ms */
 uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint32_t heartbeat_ms,
                      uint32_t timeout_ms);
 
@@ -80,8 +91,9 @@ void cl_det_heard(cl_det *d, uint64_t now_ms);
 /* a frame was sent: the peer will hear from us without a beat */
 void cl_det_sent(cl_det *d, uint64_t now_ms);
 /* While watching: DOWN (or CUT when vouched) when silent past timeout_ms (+ grace);
- * SUSPECT once when silent for half of it (call again for the rest). Else PING (send a
- * beat; counted as sent) when asked to beat and nothing was sent for about a heartbeat,
+ * SUSPECT once when silent for half of it, or a heartbeat and a half if that is longer
+ * (call again for the rest). Else PING (send a beat; counted as sent) when asked to beat
+ * and nothing was sent for about a heartbeat (on a grid: for a quarter of one),
  * or when either side watches and no beat went out for CL_DET_BEAT_MAX_MS; else OK.
  * "About": a check that runs a little early still beats, so a caller waking once per
  * heartbeat never skips one. */
@@ -97,10 +109,10 @@ uint64_t cl_det_down_at(const cl_det *d);
  * arrived here less than this long ago: half the timeout, or less when beats are sparse
  * (timeout_ms - 3/2 heartbeat_ms, at least timeout_ms / 4 since heartbeat_ms is at most
  * half of it). The declaring watcher heard nothing for a whole timeout, and the peer
- * beat to it every heartbeat while it ran, so a frame younger than this proves it ran
- * after it should have beaten the watcher again; one older proves nothing. The margin
- * under timeout_ms - heartbeat_ms is what the frame's and the news's delivery may take
- * on a busy machine (design.md §4). */
+ * beat to it at most 5/4 heartbeats apart while it ran (grid), so a frame younger than
+ * timeout_ms - 5/4 heartbeat_ms proves it ran after it should have beaten the watcher
+ * again; one older proves nothing. The quarter heartbeat under that is what the frame's
+ * and the news's delivery may take on a busy machine (design.md §4). */
 uint32_t cl_det_fresh_ms(uint32_t heartbeat_ms, uint32_t timeout_ms);
 /* smoothed round trip (7/8 old + 1/8 sample), never 0 */
 uint32_t cl_det_rtt_smooth(uint32_t old_us, uint32_t sample_us);

@@ -1194,9 +1194,10 @@ static void declare_down(cl_conn *c) {
 }
 
 /* Another node declared b down (or saw its connection close, or its LEAVE). A node that
- * heard b within half a timeout has proof that b ran after the silence that node saw
- * began (a stopped b falls silent on every connection at once, and its watcher waited a
- * whole timeout), so it keeps b: only that node's link to b is in question. Otherwise it
+ * heard b within the freshness window (cl_det_fresh_ms: half a timeout, less when beats
+ * are sparse) has proof that b ran after the silence that node saw began (a stopped b
+ * falls silent on every connection at once, and its watcher waited a whole timeout after
+ * b's last beat to it), so it keeps b: only that node's link to b is in question. Otherwise it
  * closes its own connection to b too, or, holding none, takes the news as it is; in a
  * large cluster it passes it on once (a node already holding b down does not), so every
  * member reports b down, not only its watchers. News of an older life of b (incarnation,
@@ -1427,6 +1428,7 @@ static void conn_authenticated(cl_conn *c) {
   if (!was_alive) p->since_ms = now_ms(t);
   cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, t->cfg.timeout_ms);
   c->det.grace_ms = t->grace_ms;
+  c->det.grid = 1; /* checked by the tick, on multiples of the heartbeat */
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
   memcpy(c->opener.rx.key, hs->key_rx, 32);
@@ -2155,7 +2157,7 @@ static void on_tick(uv_timer_t *h) {
    * look decides even if it runs late too: on a machine that stays saturated every tick
    * is late, and a stopped peer must still be called down within the awareness bound
    * (found by the starvation spec's self-saturated case). */
-  int late = now > t->tick_due_ms + t->tick_ms / 2;
+  int late = now > t->tick_due_ms + cl_det_late_ms(t->tick_ms);
   int veto = late && !t->tick_after_poll;
   t->tick_after_poll = 0;
   uint32_t grace = cl_det_tick(&t->awareness, t->tick_due_ms, now, t->tick_ms, t->cfg.timeout_ms);
@@ -2311,10 +2313,11 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (!t->cfg.full_mesh_max) t->cfg.full_mesh_max = d.full_mesh_max;
   if (!t->cfg.idle_close_ms) t->cfg.idle_close_ms = d.idle_close_ms;
   if (!t->cfg.redial_failed_ms) t->cfg.redial_failed_ms = d.redial_failed_ms;
-  /* An idle watched peer beats every heartbeat (less a quarter): a longer heartbeat than
-   * the timeout calls healthy peers down between beats, and one past half of it lets a
-   * peer's last beat to its watcher be older than half a timeout when it stops, so nodes
-   * that heard it later ignore the watcher's DOWN (on_down) and never report it. */
+  /* An idle watched peer beats every heartbeat (at most 5/4 of one apart): a longer
+   * heartbeat than the timeout calls healthy peers down between beats, and one past half
+   * of it leaves no freshness window (cl_det_fresh_ms) in which a frame proves a stopped
+   * peer ran after its watcher's silence began, so nodes that heard it later would
+   * ignore the watcher's DOWN (on_down) and never report it. */
   if ((uint64_t)t->cfg.heartbeat_ms * 2 > t->cfg.timeout_ms) {
     snprintf(err, errlen, "heartbeat_ms (%u) must be at most half of timeout_ms (%u)", t->cfg.heartbeat_ms,
              t->cfg.timeout_ms);

@@ -165,6 +165,26 @@ int main(void) {
   }
   EXPECT("detector: beats every half timeout, each 20 ms late, are never suspected", suspicions == 0,
          "%d suspicions", suspicions);
+  /* on a grid (the transport's tick, every 200 ms): a frame sent 60 ms after one tick
+   * does not make the next tick skip its beat, so beats stay at most 5/4 apart */
+  up_both(&d, 0, 200, 400);
+  d.grid = 1;
+  uint64_t last = 0, worst = 0;
+  for (uint64_t t = 0; t <= 4000; t += 200) {
+    if (cl_det_check(&d, t) == CL_DET_PING) {
+      if (t - last > worst) worst = t - last;
+      last = t;
+    }
+    if (t % 1000 == 0) cl_det_sent(&d, t + 60), last = t + 60; /* another frame, off the grid */
+  }
+  EXPECT("detector: on the grid, a frame just after a tick does not push the next beat past the following one",
+         worst <= 250, "beats %llu ms apart", (unsigned long long)worst);
+  /* late is 50 ms at most, whatever the heartbeat */
+  cl_det_awareness aw2 = {0};
+  cl_det_tick(&aw2, 1000, 1060, 200, 400);
+  EXPECT("detector: a tick 60 ms late is late with beats every 200 ms", aw2.score == 1 && cl_det_late_ms(200) == 50 &&
+                                                                           cl_det_late_ms(60) == 30,
+         "score %u, late %u / %u", aw2.score, cl_det_late_ms(200), cl_det_late_ms(60));
   /* a DOWN from another node is set aside for a frame younger than this */
   EXPECT("detector: the freshness that sets a DOWN aside is half a timeout, less with sparse beats",
          cl_det_fresh_ms(100, 400) == 200 && cl_det_fresh_ms(200, 400) == 100 && cl_det_fresh_ms(50, 300) == 150 &&

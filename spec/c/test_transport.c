@@ -913,7 +913,7 @@ static int t_fault_refused_without_env(void) {
 /* A machine that stays saturated makes every tick late. A late tick calls nobody down
  * and looks again after the poll; that second look must decide even if it is late too,
  * or a silent peer is never called down while the saturation lasts. Here every loop turn
- * spends 80 ms busy (over half the 100 ms heartbeat), and b goes silent. */
+ * spends 80 ms busy (later than CL_DET_LATE_MS, 50), and b goes silent. */
 static void busy_turn(uv_prepare_t *h) {
   (void)h;
   struct timespec t0, t;
@@ -924,7 +924,6 @@ static void busy_turn(uv_prepare_t *h) {
 static int t_timeout_when_every_tick_is_late(void) {
   tnode a, b;
   opts o = O(1);
-  o.heartbeat_ms = 100; /* the 80 ms turns are late against it (the default is 200) */
   CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
   CHECK(wait_connected(&a, 1, 2000), "not connected");
   char err[200];
@@ -2454,7 +2453,7 @@ static int t_hostile_probe_slots(void) {
 
 /* ---- a close that follows a DOWN (issue 18: the close storm) ----
  * A node told by another that a member it holds a connection to is down, having heard
- * nothing from that member for half a timeout, closes its link. If the member is alive
+ * nothing from that member for the freshness window (cl_det_fresh_ms), closes its link. If the member is alive
  * after all, a bare close there looks like this node crashing: before 772d84f the member
  * reported the closer down ("closed") and, in a large cluster, announced it, and each
  * such close begot more (60 nodes: a storm, no master). The closer now says IDLE first.
@@ -2483,7 +2482,7 @@ typedef struct {
   uint64_t next;
 } cs_down;
 /* the rogue says "b is down" every 50 ms until a acts on it (a sets it aside while it
- * heard b within half a timeout) */
+ * heard b within the freshness window) */
 static int cs_down_step(void *ud) {
   cs_down *d = ud;
   cs_keep_rogue();
@@ -2598,7 +2597,7 @@ static int t_close_after_down_is_idle(void) {
   int b_downs = cs[1].downs, a_downs_b = was_down(&cs[0], cs[1].name);
   uint64_t applied = STAT(&cs[0], downs_applied);
   cs_stop(&r);
-  /* (a acts once b was silent for half a timeout, counted from b's last frame before the cut) */
+  /* (a acts once b was silent for the freshness window, counted from b's last frame before the cut) */
   CHECK(acted, "a did not act on the DOWN within 2 s (applied %llu, %llu ms)", (unsigned long long)applied,
         (unsigned long long)dt);
   CHECK(closed, "b never took in the close of its link to a");
@@ -2641,11 +2640,11 @@ static int t_close_after_left_is_at_once(void) {
 }
 
 /* heartbeat_ms must be at most half of timeout_ms: a watched idle peer beats every
- * heartbeat (less a quarter), so with a longer heartbeat a healthy idle peer is declared
- * down between two beats (before this check, two idle nodes at 1000 / 400 reported each
- * other down within 3 s); and a DOWN is acted on only by nodes that heard nothing from the
- * peer for half a timeout, which a watcher's verdict guarantees only when a beat comes at
- * least every half timeout. Refused at start, naming both. */
+ * heartbeat (at most 5/4 of one apart), so with a longer heartbeat a healthy idle peer is
+ * declared down between two beats (before this check, two idle nodes at 1000 / 400
+ * reported each other down within 3 s); and a DOWN is acted on only by nodes that heard
+ * nothing from the peer for the freshness window (cl_det_fresh_ms), which is empty past
+ * half a timeout. Refused at start, naming both. */
 static int t_heartbeat_vs_timeout(void) {
   tnode a;
   opts o = O(1);

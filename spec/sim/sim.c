@@ -723,7 +723,7 @@ static const cl_eldrv_io sim_io = {.now_ms = io_now, .send = io_send, .persist =
 static void local_health(world *w, int i, uint64_t due_ms) {
   node *n = &w->nodes[i];
   uint64_t now = w->now / US;
-  uint32_t hb = w->det_hb_ms ? w->det_hb_ms : 100;
+  uint32_t hb = w->det_hb_ms ? w->det_hb_ms : CL_DET_DEFAULT_HEARTBEAT_MS;
   cl_det_tick(&n->aw, due_ms ? due_ms : now, now, hb, w->det_timeout_ms);
   if (n->el) cl_el_set_grace(n->el, n->aw.score * w->cfg.leader_timeout_ms);
   if (w->det)
@@ -1210,7 +1210,8 @@ static void run_detectors(world *w) {
         disconnect_pair(w, a, b);
         schedule_connect(w, a, b, range(&w->r, 50, 1000) * US);
         /* the announcement (DOWN), taken as arriving at once: every other node that has
-         * not heard from b within half a timeout closes its own connection to it */
+         * not heard from b within the freshness window (cl_det_fresh_ms) closes its own
+         * connection to it */
         for (int c = 0; c < w->n; c++)
           if (c != a && c != b && w->nodes[c].up && W_conn(w, c, b) &&
               now >= W_det(w, c, b).last_rx_ms + cl_det_fresh_ms(w->det_hb_ms, w->det_timeout_ms)) {

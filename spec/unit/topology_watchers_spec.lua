@@ -34,6 +34,9 @@ describe("topology: transport.heartbeat_ms", function()
     -- a heartbeat not given follows a short timeout (at most half of it)
     assert(topology.from_table { transport = { timeout_ms = 200 } })
     assert(topology.from_table { transport = { timeout_ms = 99 } })
+    local bad, err = topology.from_table { transport = { timeout_ms = 1 } }
+    assert.is_nil(bad)
+    assert.truthy(err:find("transport.timeout_ms", 1, true) and err:find("at least 2", 1, true), err)
     for _, tr in ipairs { { heartbeat_ms = 201 }, { heartbeat_ms = 1000, timeout_ms = 400 }, { heartbeat_ms = 100, timeout_ms = 199 } } do
       local t, err, code = topology.from_table { transport = tr }
       assert.is_nil(t, "accepted " .. tostring(tr.heartbeat_ms) .. " / " .. tostring(tr.timeout_ms))

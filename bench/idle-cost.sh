@@ -1,0 +1,82 @@
+#!/bin/bash
+# Idle cost of one build at one size, precisely: N nodes on 127.0.0.1 with a static list
+# of all N (as bench row 11), left alone for SECS seconds once node N sees N members;
+# per node, CPU time from /proc/PID/task/*/schedstat (nanoseconds, every thread; row 11's
+# utime + stime counts 10 ms ticks, too coarse to compare two builds in a short window)
+# and voluntary context switches. Prints the medians and node N's detector counters.
+#
+#   bash bench/idle-cost.sh [N] [SECS] [EXTRA]
+#     N     nodes (60)
+#     SECS  window in seconds (20)
+#     EXTRA more topology fields, merged section by section, e.g.
+#           'transport = { heartbeat_ms = 100 }, election = { heartbeat_ms = 100 }'
+#     BIN=path  the build to measure (build/clusterlua)
+#
+# Compare builds back to back on a quiet machine; the figures swing between days.
+N=${1:-60}
+SECS=${2:-20}
+EXTRA=${3:-}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${BIN:-$ROOT/build/clusterlua}
+D=$(mktemp -d /tmp/clusterlua-idle-XXXXXX)
+pids=()
+cleanup() {
+  [ ${#pids[@]} -gt 0 ] && kill "${pids[@]}" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$D"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM PIPE
+
+# ports below the ephemeral range, so no outgoing connection holds one
+base=$((20000 + RANDOM % 10000))
+hosts=""
+for i in $(seq 1 "$N"); do hosts="$hosts \"node$i@127.0.0.1:$((base + i))\","; done
+cat >"$D/topology.lua" <<EOF
+local t = { cluster = "idle", topologies = { s = { strategy = "static", config = { hosts = { $hosts } } } },
+  election = { initial_master_nodes = { "node1", "node2", "node3" } } }
+for k, v in pairs({ $EXTRA }) do
+  if type(v) == "table" and type(t[k]) == "table" then for a, b in pairs(v) do t[k][a] = b end else t[k] = v end
+end
+return t
+EOF
+head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$D/cookie"
+chmod 600 "$D/cookie"
+for i in $(seq 1 "$N"); do
+  "$BIN" --name "node$i@127.0.0.1:$((base + i))" --cookie-file "$D/cookie" --admin "127.0.0.1:$((base + 1000 + i))" \
+    --data "$D/d$i" --log-level warn "$D/topology.lua" >"$D/log$i" 2>&1 &
+  pids+=($!)
+done
+health() { curl -s -m 2 "127.0.0.1:$((base + 1000 + N))/_cluster/health"; }
+seen=0
+for _ in $(seq 1 120); do
+  seen=$(health | sed -n 's/.*"number_of_nodes": *\([0-9]*\).*/\1/p')
+  [ "$seen" = "$N" ] && break
+  sleep 1
+done
+if [ "$seen" != "$N" ]; then
+  echo "idle-cost: node$N sees ${seen:-no} members of $N after 120 s" >&2
+  exit 1
+fi
+sleep 5 # first publications and elections settle
+snap() {
+  for p in "${pids[@]}"; do
+    ns=0 w=0
+    for t in /proc/"$p"/task/*; do
+      read -r a _ <"$t/schedstat"
+      v=$(sed -n 's/^voluntary_ctxt_switches:\s*//p' "$t/status")
+      ns=$((ns + a)) w=$((w + v))
+    done
+    echo "$ns $w"
+  done
+}
+snap >"$D/s0"
+sleep "$SECS"
+snap >"$D/s1"
+median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
+paste "$D/s0" "$D/s1" | awk -v s="$SECS" '{printf "%.3f %.1f\n", ($3 - $1) / s / 1e6, ($4 - $2) / s}' >"$D/per-node"
+echo "idle-cost: $N nodes, $SECS s, $BIN${EXTRA:+, $EXTRA}"
+echo "  CPU per node: median $(cut -d' ' -f1 "$D/per-node" | median) ms/s (min $(cut -d' ' -f1 "$D/per-node" | sort -n | head -1), max $(cut -d' ' -f1 "$D/per-node" | sort -n | tail -1))"
+echo "  wake-ups per node: median $(cut -d' ' -f2 "$D/per-node" | median) /s"
+curl -s -m 2 "127.0.0.1:$((base + 1000 + N))/metrics" |
+  grep -E '^clusterlua_(beats_total|probes_total\{kind="requested"|downs_total)' | sed "s/^/  node$N: /"
