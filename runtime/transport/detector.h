@@ -42,11 +42,12 @@ typedef struct cl_det {
   int watching;      /* we watch the peer: its silence counts (from watch_from_ms) */
   int beating;       /* the peer watches us: we beat every heartbeat when idle */
   uint64_t watch_from_ms;
-  /* the caller checks on multiples of the heartbeat (the transport's tick): a check
-   * beats unless a frame went out within the last quarter heartbeat, so beats leave at
-   * most 5/4 of a heartbeat apart. Without it a frame sent just after one tick (or a
-   * tick run late) made the next tick skip its beat: beats up to 7/4 apart, 350 ms
-   * with the defaults, near the 400 ms timeout (found by a review) */
+  /* this check is on a multiple of the heartbeat (the transport's tick sets it for the
+   * heartbeat's ticks, not for its deadlines'): it beats unless a frame went out within
+   * the last quarter heartbeat, so beats leave at most 5/4 of a heartbeat apart.
+   * Without it a frame sent just after one tick (or a tick run late) made the next tick
+   * skip its beat: beats up to 7/4 apart, 350 ms with the defaults, near the 400 ms
+   * timeout (found by a review) */
   int grid;
   int suspected;     /* SUSPECT returned for the current silence */
   int vouched;       /* another peer heard the peer during the current silence */

@@ -1428,7 +1428,6 @@ static void conn_authenticated(cl_conn *c) {
   if (!was_alive) p->since_ms = now_ms(t);
   cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, t->cfg.timeout_ms);
   c->det.grace_ms = t->grace_ms;
-  c->det.grid = 1; /* checked by the tick, on multiples of the heartbeat */
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
   memcpy(c->opener.rx.key, hs->key_rx, 32);
@@ -2130,10 +2129,7 @@ static void limbo_expire(cl_transport *t, uint64_t now) {
 static void tick_arm(cl_transport *t) {
   if (t->closing) return;
   uint64_t now = now_ms(t);
-  /* beats on multiples of the heartbeat of the monotonic clock, which every process of
-   * a machine shares: the nodes of one machine beat together, and a node wakes once for
-   * its peers' beats rather than once for each */
-  if (t->next_beat_ms <= now) t->next_beat_ms = (now / t->tick_ms + 1) * t->tick_ms;
+  /* the heartbeat's next tick (on_tick moves it on once it ran) */
   uint64_t next = t->next_beat_ms;
   for (cl_conn *c = t->conns; c; c = c->next)
     if (c->state == C_UP) {
@@ -2150,6 +2146,13 @@ static void on_tick(uv_timer_t *h) {
   cl_transport *t = h->data;
   uint64_t now = now_ms(t);
   t->st.ticks++;
+  /* the heartbeat's tick (not a deadline's): beats go out (detector.h, grid). Ticks on
+   * multiples of the heartbeat of the monotonic clock, which every process of a machine
+   * shares: the nodes of one machine beat together, and a node wakes once for its peers'
+   * beats rather than once for each. Moved on only here, where it runs (an arming that
+   * moved it on skipped a tick if it came at the tick's very millisecond) */
+  int grid = now >= t->next_beat_ms;
+  if (grid) t->next_beat_ms = (now / t->tick_ms + 1) * t->tick_ms;
   /* A late tick means this node was not running (its CPU starved, or it was paused):
    * frames may be waiting unread in its sockets, and libuv runs timers before it polls.
    * So a late tick calls nobody down; it looks again right after the poll, and while the
@@ -2211,6 +2214,7 @@ static void on_tick(uv_timer_t *h) {
              c->peer->nn.full);
       conn_down(c, "closed");
     } else if (c->state == C_UP) {
+      c->det.grid = grid;
       cl_det_verdict v = cl_det_check(&c->det, now);
       if (v == CL_DET_SUSPECT) {
         probe_request(c);
