@@ -452,7 +452,9 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   tc.max_learned_peers = cfg->el_max_nodes; /* 0: the transport's default, the election's too */
   tc.data_conns = cfg->data_conn;
   if (cfg->max_frame) tc.max_frame = cfg->max_frame;
-  if (cfg->heartbeat_ms) tc.heartbeat_ms = cfg->heartbeat_ms;
+  /* 0 (not given) lets the transport derive it: its default, but at most half the
+   * timeout, so `timeout_ms = 200` alone is valid (the default put here first refused it) */
+  tc.heartbeat_ms = cfg->heartbeat_ms;
   if (cfg->timeout_ms) tc.timeout_ms = cfg->timeout_ms;
   if (cfg->send_queue_max) tc.send_queue_max = cfg->send_queue_max;
   if (cfg->reconnect_timeout_ms) tc.reconnect_timeout_ms = cfg->reconnect_timeout_ms;

@@ -23,6 +23,29 @@ describe("failure detection", function()
     c = nil
   end)
 
+  -- a timeout shorter than twice the default heartbeat (200 ms), given alone: the
+  -- heartbeat follows it (at most half of it) rather than the node refusing to start
+  it("takes timeout_ms = 200 alone: the nodes start, form and stay up on beats of 100 ms", function()
+    c = cluster.new { n = 3, extra = "transport = { timeout_ms = 200 }," }
+    c:start_all()
+    assert.truthy(c:wait_master(15000), "no master (a node refused the topology?)\n" .. c:outputs())
+    -- beats of 100 ms keep a 200 ms timeout at rest: the marker is each node's beats
+    -- counter moving on by more than 10 timeouts' worth with every peer still connected
+    local function beats(i)
+      local code, _, body = c:http(i, "GET", "/metrics")
+      return code == 200 and tonumber((body or ""):match 'clusterlua_beats_total{direction="in"} (%d+)') or 0
+    end
+    local b0 = beats(1)
+    assert.truthy(proc.wait_until(function()
+      local code, j = c:http(1, "GET", "/_nodes")
+      if code ~= 200 then return false end
+      local up = 0
+      for _, n in ipairs(j.nodes) do if n.connected and not n.self then up = up + 1 end end
+      return up == 2 and beats(1) >= b0 + 20
+    end, 10000), "node1 lost a peer, or heard no beats")
+    for i = 1, 3 do assert.is_nil(c.nodes[i]:find_line "^EVENT node_down", "node_down on node" .. i) end
+  end)
+
   it("reports a stopped node down between timeout_ms - heartbeat_ms and timeout_ms (+ delivery), and nobody else", function()
     c = cluster.new { n = 3, extra = ("transport = { heartbeat_ms = %d, timeout_ms = %d },"):format(HB, TIMEOUT) }
     c:start_all()
