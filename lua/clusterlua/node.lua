@@ -17,6 +17,10 @@ local M = {}
 -- no thread hop; the bytes go to C and come back through the FFI, so no Lua string is
 -- made per message. A peer without one (transport.data_connection = false on either
 -- side, or it could not be opened) is reached through the control loop instead.
+-- A data connection opens on demand: the first message to a peer asks the control loop
+-- to dial one and waits in `dwait` until it is handed over (or fails: then the control
+-- connection); one the peer dialled first is taken as it comes. A peer's messages never
+-- move from the control connection to a data connection, which could overtake them.
 pcall(ffi.cdef, [[
 typedef struct cl_dp_conn cl_dp_conn;
 typedef struct { const uint8_t *p; size_t len; } cl_dp_rx;
@@ -34,8 +38,14 @@ local connected = {} -- full name -> info: the members up (node_up), connected o
 -- (the largest share of a node's CPU in a 200-node formation, issue 18)
 local connected_order = nil
 local seen = {}      -- full name -> true: every node ever up or asked for (names it for resolve)
-local dconn = {}     -- full name -> cl_dp_conn * of its data connection
+local dconn = {}     -- full name -> cl_dp_conn * of the data connection messages go out on
 local dconn_ud = {}  -- full name -> the same, as a light userdata (to close it)
+local dextra = {}    -- full name -> {ud = true}: more data connections, read only (both
+                     -- sides dialled at once: each sends on the first it had)
+local dwait = {}     -- full name -> {q = {bytes...}, bytes = n, timer = t}: asked for one
+local dcontrol = {}  -- full name -> true: its messages use the control connection
+local DATA_WAIT_MS = 5000 -- a data connection asked for and not there by then: control
+local wait_max = 64 * 1024 * 1024 -- bytes held while one opens (transport.send_queue_max)
 local handlers = {}  -- message handler name -> fn
 local pending = {}   -- call id -> {co=, node=, deadline=}
 local next_id = 0
@@ -139,6 +149,24 @@ local function pack(kind, a, b, c, n)
   if n == 4 then sbuf:encode(c) end
 end
 
+-- asks the control loop for a data connection to full, in the life node_up reported;
+-- the "data" event answers (dispatch.data), or the wait ends after DATA_WAIT_MS
+local data_settle
+local function data_ask(full)
+  local w = { q = {}, bytes = 0, timer = uv.new_timer() }
+  dwait[full] = w
+  local inc = connected[full].incarnation
+  w.timer:start(DATA_WAIT_MS, 0, function()
+    if dwait[full] == w then
+      core.report("data connection", "none with " .. full .. " after " .. DATA_WAIT_MS
+        .. " ms: its messages use the control connection")
+      data_settle(full, nil)
+    end
+  end)
+  cnode.data_open(full, inc)
+  return w
+end
+
 local function deliver(full, kind, a, b, c, n)
   if not connected[full] then return nil, "ENOTCONN: not connected to " .. full, "ENOTCONN" end
   local ok, err = pcall(pack, kind, a, b, c, n)
@@ -156,6 +184,16 @@ local function deliver(full, kind, a, b, c, n)
   end
   local dc = dconn[full]
   if not dc then
+    local w = dwait[full]
+    if not w and connected[full].data_connection and not dcontrol[full] then w = data_ask(full) end
+    if w then
+      if w.bytes + len > wait_max then
+        return nil, "ENOBUFS: the send queue to " .. full .. " is full", "ENOBUFS"
+      end
+      w.q[#w.q + 1] = sbuf:tostring()
+      w.bytes = w.bytes + len
+      return true
+    end
     M.stats.control_path_sends = M.stats.control_path_sends + 1
     return cnode.send(full, sbuf:tostring())
   end
@@ -377,18 +415,62 @@ local function on_dp_message(from)
 end
 
 -- the data connection failed while the control connection lives on: fall back to it
+-- (for good in this life of the peer: see the top of this file)
 local function on_dp_closed(from, conn)
   if dconn_ud[from] == conn then
     dconn[from], dconn_ud[from] = nil, nil
+    dcontrol[from] = true
+  elseif dextra[from] then
+    dextra[from][conn] = nil
   end
 end
 
+-- the wait for full's data connection ends: with ud (send on it) or without (control);
+-- what waited goes out first, in order
+function data_settle(full, ud)
+  local w = dwait[full]
+  if ud then
+    dconn_ud[full] = ud
+    dconn[full] = ffi.cast("cl_dp_conn *", ud)
+  else
+    dcontrol[full] = true
+  end
+  if not w then return end
+  dwait[full] = nil
+  w.timer:close()
+  local dc = dconn[full]
+  for i = 1, #w.q do
+    local m = w.q[i]
+    local rc
+    if dc then
+      rc = C.cl_dp_send(dc, ffi.cast("const uint8_t *", m), #m) == 0
+    else
+      M.stats.control_path_sends = M.stats.control_path_sends + 1
+      rc = cnode.send(full, m)
+    end
+    if not rc then core.report("data connection", "a message to " .. full .. " was dropped: its queue is full") end
+  end
+end
+
+-- forgets every data connection with name (and a wait for one): it went down, came
+-- back in another life, or a test drops it
 local function drop_dconn(name)
   local ud = dconn_ud[name]
   if ud then
     dconn[name], dconn_ud[name] = nil, nil
     cdp.close(ud)
   end
+  local ex = dextra[name]
+  if ex then
+    dextra[name] = nil
+    for u in pairs(ex) do cdp.close(u) end
+  end
+  local w = dwait[name]
+  if w then
+    dwait[name] = nil
+    w.timer:close()
+  end
+  dcontrol[name] = nil
 end
 
 local function on_node_down(name, reason)
@@ -407,7 +489,14 @@ end
 -- would; messages then travel on the control connection (tests use it)
 function M.drop_data_connection(node)
   local full = M.resolve(node)
-  if full then drop_dconn(full) end
+  if full then
+    local ud = dconn_ud[full]
+    if ud then
+      dconn[full], dconn_ud[full] = nil, nil
+      cdp.close(ud)
+    end
+    dcontrol[full] = true
+  end
   return full ~= nil
 end
 
@@ -431,13 +520,10 @@ end
 -- messages here; the election's reports and the admin endpoint's reload request come
 -- from the functions M.start's caller gives.
 local dispatch = {
-  up = function(name, info, conn)
+  up = function(name, info)
     drop_dconn(name)
-    if conn then
-      dconn_ud[name] = conn
-      dconn[name] = ffi.cast("cl_dp_conn *", conn)
-    end
-    info.data_connection = conn ~= nil
+    -- whether messages to it take a data connection (opened with the first of them)
+    info.data_connection, info.data_ok = info.data_ok, nil
     connected[name] = info
     seen[name] = true
     order_changed()
@@ -452,6 +538,20 @@ local dispatch = {
     events.emit("node_down", name, reason)
   end,
   msg = on_message,
+  -- a data connection with name (nil: the one asked for failed), in its life inc
+  data = function(name, conn, inc)
+    local info = connected[name]
+    if conn and (not info or info.incarnation ~= inc) then
+      cdp.close(conn)
+    elseif conn and (dconn[name] or (dcontrol[name] and not dwait[name])) then
+      -- both sides dialled at once, or its messages already take the control connection:
+      -- read what comes on it, send on the one in use
+      dextra[name] = dextra[name] or {}
+      dextra[name][conn] = true
+    elseif info and info.incarnation == inc and (conn or dwait[name]) then
+      data_settle(name, conn)
+    end
+  end,
   -- the keyring changed (a rotation): keys one a line, primary first
   keyring = function(_, text)
     local ring = {}
@@ -527,6 +627,7 @@ function M.start(config, reports, opts)
   end
   keyring = config.keys or { config.cookie }
   max_frame = config.max_frame or max_frame
+  wait_max = config.send_queue_max or wait_max
   self_info = {
     name = config.name, id = config.id, roles = config.roles, cluster = config.cluster, pid = uv.os_getpid(),
   }

@@ -205,6 +205,15 @@ static int l_unwant(lua_State *L) {
   return 0;
 }
 
+/* data_open(name, incarnation): asks for a data connection to the peer in that life;
+ * the "data" event answers, with it or with nil */
+static int l_data_open(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  lua_Number inc = luaL_checknumber(L, 2);
+  send_cmd(L, CL_CMD_NODE_DATA_OPEN, name, NULL, 0, 0, (int64_t)inc, CL_Q_FORCE);
+  return 0;
+}
+
 static int l_disconnect(lua_State *L) {
   push_cmd(L, CL_CMD_NODE_DISCONNECT, luaL_checkstring(L, 1), NULL, 0, CL_Q_FORCE);
   return 0;
@@ -415,9 +424,9 @@ static void push_roles(lua_State *L, const char *roles) {
 /* Lua thread: every event the control loop emitted, in order. */
 /* An event nobody takes: its data connection's socket must not leak. */
 static void drop_event(cl_msg *m) {
-  if (m->type == CL_EVT_NODE_UP && m->body_len >= sizeof(cl_evt_up) + sizeof(cl_evt_data)) {
+  if (m->type == CL_EVT_NODE_DATA && m->body_len >= sizeof(cl_evt_data)) {
     cl_evt_data d;
-    memcpy(&d, cl_msg_body(m) + sizeof(cl_evt_up), sizeof d);
+    memcpy(&d, cl_msg_body(m), sizeof d);
     if (d.fd >= 0) close(d.fd);
     sodium_memzero((void *)cl_msg_body(m), m->body_len);
   }
@@ -458,15 +467,24 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
         lua_setfield(L, -2, "incarnation");
         lua_pushnumber(L, m->coalesced);
         lua_setfield(L, -2, "coalesced");
+        lua_pushboolean(L, up->data_ok);
+        lua_setfield(L, -2, "data_ok");
         nargs = 3;
-        if (m->body_len >= sizeof upv + sizeof(cl_evt_data)) {
-          const uint8_t *b = cl_msg_body(m) + sizeof upv;
+        break;
+      }
+      case CL_EVT_NODE_DATA: {
+        /* "data", name, conn (nil: the one asked for failed), incarnation */
+        lua_pushliteral(L, "data");
+        lua_pushstring(L, cl_msg_name(m));
+        int adopted = 0;
+        if (m->body_len >= sizeof(cl_evt_data)) {
+          const uint8_t *b = cl_msg_body(m);
           cl_evt_data d;
           memcpy(&d, b, sizeof d);
           b += sizeof d;
-          if (m->body_len == sizeof upv + sizeof d + d.pre_out_len + d.pre_in_len) {
+          if (m->body_len == sizeof d + d.pre_out_len + d.pre_in_len) {
             cl_data_conn dc = {.name = cl_msg_name(m),
-                               .incarnation = up->incarnation,
+                               .incarnation = (uint64_t)m->num,
                                .fd = d.fd,
                                .encrypt = d.encrypt,
                                .pre_out = b,
@@ -478,13 +496,19 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
             memcpy(dc.key_hs, d.key_hs, 32);
             memcpy(dc.key_sess, d.key_sess, 32);
             memcpy(dc.sid, d.sid, 32);
+            /* pushes the connection, or nil when it could not be adopted */
             cl_lua_dp_adopt(L, &dc, cx->max_frame, (size_t)cx->send_queue_max);
             sodium_memzero(&dc, sizeof dc);
-            nargs = 4;
+            adopted = 1;
+          } else {
+            close(d.fd);
           }
           sodium_memzero(&d, sizeof d);
           sodium_memzero((void *)cl_msg_body(m), m->body_len);
         }
+        if (!adopted) lua_pushnil(L);
+        lua_pushnumber(L, (lua_Number)m->num);
+        nargs = 4;
         break;
       }
       case CL_EVT_NODE_MSG:
@@ -577,6 +601,7 @@ int luaopen_clusterlua_c_node(lua_State *L) {
       {"start", l_start},   {"want", l_want},   {"unwant", l_unwant}, {"disconnect", l_disconnect},
       {"leave", l_leave},   {"fault", l_fault}, {"stop", l_stop},
       {"set_send_queue_max", l_set_send_queue_max},
+      {"data_open", l_data_open},
       {"el_update", l_el_update}, {"el_exclude", l_el_exclude}, {"el_clear", l_el_clear},
       {"reload_done", l_reload_done}, {"event", l_event},
       {"unsafe_bootstrap", l_unsafe_bootstrap}, {"persisted_info", l_persisted_info},

@@ -115,50 +115,55 @@ void cl_node_config_free(cl_node_config *c) {
 
 /* ---- transport callbacks (control loop) ---- */
 
-/* Tells Lua the peer is up, with its data connection when dc is given. */
-static void emit_up(cl_node *n, cl_node_peer *pp, const cl_data_conn *dc) {
+/* Tells Lua the peer is up. Its data connection, if any, comes later: on demand. */
+static void emit_up(cl_node *n, cl_node_peer *pp) {
   pp->lua_up = 1;
-  if (!dc) {
-    cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, pp->name, &pp->info, sizeof pp->info);
-    if (m && cl_control_emit(n->c, m, CL_Q_COALESCE) != 0) free(m);
-    return;
-  }
-  size_t len = sizeof(cl_evt_up) + sizeof(cl_evt_data) + dc->pre_out_len + dc->pre_in_len;
-  uint8_t *body = malloc(len);
-  if (!body) {
+  cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, pp->name, &pp->info, sizeof pp->info);
+  if (m && cl_control_emit(n->c, m, CL_Q_COALESCE) != 0) free(m);
+}
+
+/* Gives Lua a data connection with the peer (dc->fd < 0: the one Lua asked for could not
+ * be opened, and an empty body says so). Forced into the queue: the socket must reach
+ * Lua, or be closed here. */
+static void emit_data(cl_node *n, cl_node_peer *pp, const cl_data_conn *dc) {
+  size_t len = dc->fd < 0 ? 0 : sizeof(cl_evt_data) + dc->pre_out_len + dc->pre_in_len;
+  uint8_t *body = len ? malloc(len) : NULL;
+  if (len && !body) {
     close(dc->fd);
-    emit_up(n, pp, NULL);
-    return;
+    len = 0; /* tell Lua it failed: it falls back to the control connection */
   }
-  cl_evt_data d;
-  memset(&d, 0, sizeof d);
-  d.fd = dc->fd;
-  d.encrypt = dc->encrypt;
-  memcpy(d.key_tx, dc->key_tx, 32);
-  memcpy(d.key_rx, dc->key_rx, 32);
-  memcpy(d.key_hs, dc->key_hs, 32);
-  memcpy(d.key_sess, dc->key_sess, 32);
-  memcpy(d.sid, dc->sid, 32);
-  d.pre_out_len = (uint32_t)dc->pre_out_len;
-  d.pre_in_len = (uint32_t)dc->pre_in_len;
-  uint8_t *w = body;
-  memcpy(w, &pp->info, sizeof pp->info);
-  w += sizeof pp->info;
-  memcpy(w, &d, sizeof d);
-  w += sizeof d;
-  if (dc->pre_out_len) memcpy(w, dc->pre_out, dc->pre_out_len);
-  w += dc->pre_out_len;
-  if (dc->pre_in_len) memcpy(w, dc->pre_in, dc->pre_in_len);
-  cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, pp->name, body, len);
-  sodium_memzero(&d, sizeof d);
-  sodium_memzero(body, len);
-  free(body);
+  if (body) {
+    cl_evt_data d;
+    memset(&d, 0, sizeof d);
+    d.fd = dc->fd;
+    d.encrypt = dc->encrypt;
+    memcpy(d.key_tx, dc->key_tx, 32);
+    memcpy(d.key_rx, dc->key_rx, 32);
+    memcpy(d.key_hs, dc->key_hs, 32);
+    memcpy(d.key_sess, dc->key_sess, 32);
+    memcpy(d.sid, dc->sid, 32);
+    d.pre_out_len = (uint32_t)dc->pre_out_len;
+    d.pre_in_len = (uint32_t)dc->pre_in_len;
+    uint8_t *w = body;
+    memcpy(w, &d, sizeof d);
+    w += sizeof d;
+    if (dc->pre_out_len) memcpy(w, dc->pre_out, dc->pre_out_len);
+    w += dc->pre_out_len;
+    if (dc->pre_in_len) memcpy(w, dc->pre_in, dc->pre_in_len);
+    sodium_memzero(&d, sizeof d);
+  }
+  cl_msg *m = cl_msg_new(CL_EVT_NODE_DATA, pp->name, body, len);
+  if (body) {
+    sodium_memzero(body, len);
+    free(body);
+  }
+  if (m) m->num = (int64_t)dc->incarnation;
   if (!m || cl_control_emit(n->c, m, CL_Q_FORCE) != 0) {
     if (m) {
       sodium_memzero((void *)cl_msg_body(m), m->body_len);
       free(m);
     }
-    close(dc->fd);
+    if (len) close(dc->fd);
   }
 }
 
@@ -175,10 +180,10 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
     snprintf(up->id, sizeof up->id, "%s", p->node_id ? p->node_id : "");
     snprintf(up->address, sizeof up->address, "%s", p->address ? p->address : "");
     snprintf(up->roles, sizeof up->roles, "%s", p->roles ? p->roles : "");
-    pp->lua_up = 0;
-    pp->up_ms = uv_now(&n->c->loop);
-    /* a data connection follows only when both sides open them */
-    if (!n->cfg->data_conn || !p->data_conns) emit_up(n, pp, NULL);
+    up->data_ok = n->cfg->data_conn && p->data_conns;
+    /* at once: a data connection opens only when either side first sends (a formation
+     * that waited for one per pair cost a connection and a handshake each, issue 17) */
+    emit_up(n, pp);
   }
   if (cl_node_reporting(n))
     cl_node_report(n, "node_up",
@@ -188,21 +193,20 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
   cl_node_election_peer_up(n, p);
 }
 
-/* The transport's data connection for a peer (fd < 0: it could not be opened). */
+/* The transport's data connection for a peer (fd < 0: the one asked for could not be
+ * opened), dialled for Lua's CL_CMD_NODE_DATA_OPEN or accepted from the peer. */
 static void on_data_conn(void *ud, const cl_data_conn *dc) {
   cl_node *n = ud;
   cl_node_peer *pp = cl_node_peer_by_name(n, dc->name);
-  if (!pp || !pp->up || pp->lua_up || pp->info.incarnation != dc->incarnation) {
+  if (!pp || !pp->up || !pp->lua_up || pp->info.incarnation != dc->incarnation) {
+    /* the peer went down or came back meanwhile: its node_down (or new node_up) tells Lua */
     if (dc->fd >= 0) close(dc->fd);
     return;
   }
-  if (dc->fd < 0) {
+  if (dc->fd < 0)
     cl_log(CL_LOG_WARN, "node", NULL, "no data connection with %s: its messages use the control connection",
            dc->name);
-    emit_up(n, pp, NULL);
-    return;
-  }
-  emit_up(n, pp, dc);
+  emit_data(n, pp, dc);
 }
 
 static void on_peer_down(void *ud, const char *name, const char *reason) {
@@ -311,8 +315,7 @@ static void sample_rtt(void *ud, const cl_peer_info *p) {
 
 /* The node's housekeeping: once a second at rest (the round-trip histogram's sample),
  * every DRAIN_BUSY_MS while a peer's send queue is full (so a sender learns soon that
- * it may send again), and when a peer's wait for its data connection ends. Nothing
- * here runs more often than that when nothing happens. */
+ * it may send again). Nothing here runs more often than that when nothing happens. */
 #define DRAIN_IDLE_MS 1000
 #define DRAIN_BUSY_MS 50
 
@@ -331,18 +334,6 @@ static void on_drain(uv_timer_t *t) {
   cl_node *n = t->data;
   uint64_t now = uv_now(&n->c->loop);
   uint64_t next = DRAIN_IDLE_MS;
-  for (int i = 0; i < n->n_peers; i++) {
-    cl_node_peer *p = &n->peers[i];
-    if (!p->up || p->lua_up) continue;
-    if (now - p->up_ms >= CL_DATA_WAIT_MS) {
-      cl_log(CL_LOG_WARN, "node", NULL,
-             "no data connection with %s after %d ms: its messages use the control connection", p->name,
-             CL_DATA_WAIT_MS);
-      emit_up(n, p, NULL);
-    } else if (p->up_ms + CL_DATA_WAIT_MS - now < next) {
-      next = p->up_ms + CL_DATA_WAIT_MS - now;
-    }
-  }
   /* the heartbeat round-trip histogram gets one sample per peer per second */
   if (now - n->rtt_sampled_ms >= 1000) {
     n->rtt_sampled_ms = now;
@@ -601,6 +592,9 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     break;
   case CL_CMD_NODE_EVENT:
     cl_node_report_from_lua(n, cl_msg_name(m), cl_msg_body(m), m->body_len);
+    break;
+  case CL_CMD_NODE_DATA_OPEN:
+    if (n->t) cl_transport_data_open(n->t, cl_msg_name(m), (uint64_t)m->num);
     break;
   case CL_CMD_NODE_RELOAD_DONE: {
     cl_node_req r;

@@ -23,6 +23,7 @@ enum {
   CL_CMD_NODE_RELOAD_DONE, /* id = the node's request id (requests.c), num = HTTP status, body = JSON answer */
   CL_CMD_NODE_DISCONNECT,  /* name: drop it, and neither dial nor accept it until WANT */
   CL_CMD_NODE_EVENT,       /* name = kind, body = JSON object: an event born in Lua, for GET /_events */
+  CL_CMD_NODE_DATA_OPEN,   /* name: open a data connection to it, num = its incarnation (CL_EVT_NODE_DATA answers) */
 };
 
 enum {
@@ -37,6 +38,8 @@ enum {
   CL_EVT_NODE_LUA_PING,              /* num = sequence number: measures Lua lag */
   CL_EVT_NODE_RELOAD,                /* admin POST /_reload: id = the node's request id, for RELOAD_DONE */
   CL_EVT_NODE_KEYRING,               /* the keyring changed: body = the keys, one a line, primary first */
+  CL_EVT_NODE_DATA,                  /* name: a data connection with it, num = its incarnation; body =
+                                        cl_evt_data then its bytes, or empty: the one asked for failed */
 };
 
 typedef struct {
@@ -45,10 +48,13 @@ typedef struct {
   char id[65];
   char address[128];
   char roles[256];
+  uint8_t data_ok; /* both sides open data connections: one opens on the first message */
 } cl_evt_up;
 
-/* CL_EVT_NODE_UP with a data connection: the body is cl_evt_up, then this, then
- * pre_out_len + pre_in_len bytes (see cl_data_conn). Such an event is never coalesced. */
+/* CL_EVT_NODE_DATA: the body is this, then pre_out_len + pre_in_len bytes (see
+ * cl_data_conn). Data connections open on demand (docs/design.md, "Data connections on
+ * the Lua loop"): dialled when Lua first sends to the peer, or accepted when the peer
+ * first sends to this node. */
 typedef struct {
   int fd;
   int encrypt;

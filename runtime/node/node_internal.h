@@ -24,14 +24,10 @@ typedef struct {
   char name[CL_NODE_NAME_MAX + 1];
   char id[CL_EL_ID_MAX + 1];
   int up;
-  /* Lua hears of a peer once its data connection is there too (or without one, after
-   * CL_DATA_WAIT_MS), so it never sees a node it cannot send to the fast way */
-  int lua_up;
-  uint64_t up_ms;
+  int lua_up; /* Lua was told it is up (a data connection is then given to Lua only) */
   cl_evt_up info;
 } cl_node_peer;
 
-#define CL_DATA_WAIT_MS 2000
 /* how long a leaving node waits for a peer that does not read its LEAVE */
 #define CL_LEAVE_WAIT_MS 1000
 

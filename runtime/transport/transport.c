@@ -43,6 +43,7 @@ struct cl_conn {
   cl_conn *next, *prev;
   int outgoing, state, installed, dirty, close_after_flush, encrypt;
   int data; /* a data connection we dial: handed over once authenticated, never installed */
+  int data_owed; /* that dial's data_conn callback is still owed (conn_close pays it: fd -1) */
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
   uv_tcp_t tcp;
@@ -77,6 +78,7 @@ struct cl_peer {
   char node_id[CL_STR_MAX + 1], roles[CL_STR_MAX + 1], address[CL_NODE_NAME_MAX + 8];
   uint64_t incarnation;
   int wanted, learned, blocked, left, resolving;
+  int data_resolving; /* name resolutions under way for data connections */
   int pinned;      /* cl_transport_pin: kept connected and always watched */
   /* membership (design.md §5), apart from the connection: alive from its first
    * connection or, in a large cluster, from another member's list; ver is the member
@@ -409,7 +411,9 @@ static int peer_dialable(cl_peer *p) {
 }
 
 static int peer_forgettable(cl_peer *p) {
-  if (p->conn || p->alive || p->wanted || p->pinned || p->blocked || p->resolving || p->forgetting) return 0;
+  if (p->conn || p->alive || p->wanted || p->pinned || p->blocked || p->resolving || p->data_resolving ||
+      p->forgetting)
+    return 0;
   if (cl_fault_active(&p->fault)) return 0; /* the fault layer's settings live on the peer */
   if (peer_recent(p)) return 0;
   return !peer_keep(p);
@@ -765,6 +769,11 @@ static void on_conn_closed(uv_handle_t *h) {
 static void conn_close(cl_conn *c) {
   if (c->state == C_CLOSING) return;
   cl_peer *p = c->peer;
+  if (c->data_owed) {
+    /* a data connection asked for and not handed over: whatever closed it, say so once */
+    c->data_owed = 0;
+    data_failed(c->t, p);
+  }
   if (p && p->dial == c) p->dial = NULL;
   if (p && p->conn == c) {
     p->conn = NULL;
@@ -925,7 +934,7 @@ static void log_hs_failure(cl_conn *c) {
 static void hs_failed(cl_conn *c) {
   log_hs_failure(c);
   if (c->data) {
-    data_failed(c->t, c->peer);
+    /* an outgoing one's failure is reported when it closes (conn_close) */
   } else if (c->outgoing && c->peer) {
     cl_peer *p = c->peer;
     if (p->dial == c) p->dial = NULL;
@@ -1457,14 +1466,14 @@ static void conn_authenticated(cl_conn *c) {
   }
   member_up(p);
   watch_recompute(t);
-  /* the dialer of the control connection dials the data connection: one per pair (on a
-   * connection on demand to a member already up, the node has no use for it and closes
-   * it: the two sides need not agree on whether the member was up) */
-  if (c->outgoing && p->conn == c && p->data_ok && t->cb.data_conn) data_dial(p);
+  /* no data connection yet: one opens when either side first has a message for the
+   * other (cl_transport_data_open), so a formation costs one connection per pair */
 }
 
+/* The data connection asked for (cl_transport_data_open) will not come: the callback
+ * with fd -1, for the peer's current life (the node drops it if that is over). */
 static void data_failed(cl_transport *t, cl_peer *p) {
-  if (!t->cb.data_conn || t->closing || !p || !p->conn) return;
+  if (!t->cb.data_conn || t->closing || !p) return;
   cl_data_conn dc;
   memset(&dc, 0, sizeof dc);
   dc.name = p->nn.full;
@@ -1488,8 +1497,7 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
   if (nfd < 0) {
     cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "data connection %s %s dropped: its control connection is gone",
            c->outgoing ? "to" : "from", p ? p->nn.full : c->addr);
-    if (c->outgoing) data_failed(t, p);
-    conn_close(c);
+    conn_close(c); /* an outgoing one's failure is reported there */
     return;
   }
   uv_read_stop((uv_stream_t *)&c->tcp);
@@ -1498,8 +1506,7 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
       cl_tbuf_append(&pre, c->w.out.p, c->w.out.len)) {
     close(nfd);
     cl_tbuf_free(&pre);
-    if (c->outgoing) data_failed(t, p);
-    conn_close(c);
+    conn_close(c); /* an outgoing one's failure is reported there */
     return;
   }
   cl_data_conn dc;
@@ -1520,6 +1527,7 @@ static void data_handoff(cl_conn *c, const uint8_t *in, size_t inlen) {
   c->w.out.len = 0;
   c->w.wire.len = c->w.wire_off = 0;
   count_hs(t, hs->key.id);
+  c->data_owed = 0; /* handed over below */
   conn_close(c);
   t->st.data_conns++;
   cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "data connection with %s up", p->nn.full);
@@ -1736,8 +1744,7 @@ static void on_connect(uv_connect_t *req, int status) {
   if (status < 0 && c->data) {
     cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to open a data connection to %s: %s", p->nn.full,
            uv_err_name(status));
-    conn_close(c);
-    data_failed(t, p);
+    conn_close(c); /* reports the failure */
     return;
   }
   if (status < 0) {
@@ -1804,15 +1811,8 @@ static void dial_addr(cl_peer *p, const struct sockaddr *sa) {
   p->dial = c;
 }
 
-/* To the address the control connection reached, so no second name resolution. */
-static void data_dial(cl_peer *p) {
+static void data_dial_addr(cl_peer *p, const struct sockaddr *sa) {
   cl_transport *t = p->t;
-  struct sockaddr_storage ss;
-  int len = sizeof ss;
-  if (!p->conn || uv_tcp_getpeername(&p->conn->tcp, (struct sockaddr *)&ss, &len) != 0) {
-    data_failed(t, p);
-    return;
-  }
   cl_conn *c = conn_new(t);
   if (!c) {
     data_failed(t, p);
@@ -1821,21 +1821,88 @@ static void data_dial(cl_peer *p) {
   uv_tcp_nodelay(&c->tcp, 1);
   c->outgoing = 1;
   c->data = 1;
+  c->data_owed = 1;
   c->peer = p;
   c->state = C_CONNECTING;
   snprintf(c->addr, sizeof c->addr, "%s", p->address);
   c->creq.data = c;
-  int r = uv_tcp_connect(&c->creq, &c->tcp, (struct sockaddr *)&ss, on_connect);
+  int r = uv_tcp_connect(&c->creq, &c->tcp, sa, on_connect);
   if (r) on_connect(&c->creq, r);
+}
+
+static void data_resolve(cl_peer *p);
+
+/* Where the peer listens: the address its control connection reached when this node
+ * dialled it (no second name resolution), else its name's host when that is an address,
+ * else that host resolved. */
+static void data_dial(cl_peer *p) {
+  cl_transport *t = p->t;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  if (!p->conn) {
+    data_failed(t, p);
+    return;
+  }
+  if ((p->conn->outgoing && uv_tcp_getpeername(&p->conn->tcp, (struct sockaddr *)&ss, &len) == 0) ||
+      uv_ip4_addr(p->nn.host, p->nn.port, (struct sockaddr_in *)&ss) == 0 ||
+      uv_ip6_addr(p->nn.host, p->nn.port, (struct sockaddr_in6 *)&ss) == 0) {
+    data_dial_addr(p, (struct sockaddr *)&ss);
+    return;
+  }
+  data_resolve(p);
+}
+
+void cl_transport_data_open(cl_transport *t, const char *name, uint64_t incarnation) {
+  if (!t->cb.data_conn || t->closing) return;
+  cl_peer *p = find_peer(t, name);
+  if (p && p->conn && p->conn->state == C_UP && p->incarnation == incarnation && p->data_ok && !t->leaving) {
+    data_dial(p);
+    return;
+  }
+  /* nothing to dial in that life: say so (the node drops it if the life is over) */
+  cl_data_conn dc;
+  memset(&dc, 0, sizeof dc);
+  dc.name = name;
+  dc.incarnation = incarnation;
+  dc.fd = -1;
+  t->cb.data_conn(t->cb.ud, &dc);
 }
 
 typedef struct {
   uv_getaddrinfo_t req;
   cl_peer *p;
+  int data;             /* for a data connection (data_resolve), in this life of the peer: */
+  uint64_t incarnation;
 } cl_resolve;
+
+static void on_data_resolved(cl_resolve *r, int status, struct addrinfo *res) {
+  cl_peer *p = r->p;
+  cl_transport *t = p->t;
+  uint64_t inc = r->incarnation;
+  p->data_resolving--;
+  t->open_handles--;
+  free(r);
+  if (t->closing) {
+    if (res) uv_freeaddrinfo(res);
+    maybe_finish(t);
+    return;
+  }
+  if (status < 0 || !res)
+    cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to open a data connection to %s: %s (resolving %s)", p->nn.full,
+           uv_err_name(status < 0 ? status : UV_EAI_NONAME), p->nn.host);
+  if (res && p->conn && p->conn->state == C_UP && p->incarnation == inc && !t->leaving)
+    data_dial_addr(p, res->ai_addr);
+  else
+    data_failed(t, p);
+  if (res) uv_freeaddrinfo(res);
+}
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   cl_resolve *r = req->data;
+  if (r->data) {
+    on_data_resolved(r, status, res);
+    return;
+  }
   cl_peer *p = r->p;
   cl_transport *t = p->t;
   p->resolving = 0;
@@ -1859,6 +1926,36 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     dial_addr(p, res->ai_addr);
   }
   if (res) uv_freeaddrinfo(res);
+}
+
+/* Resolves p's host for a control dial (data 0) or a data connection (data 1); -1 when
+ * it could not start. on_resolved takes it from there. */
+static int resolve_start(cl_peer *p, int data) {
+  cl_transport *t = p->t;
+  cl_resolve *r = calloc(1, sizeof *r);
+  if (!r) return -1;
+  r->p = p;
+  r->data = data;
+  r->incarnation = p->incarnation;
+  r->req.data = r;
+  char port[8];
+  snprintf(port, sizeof port, "%u", p->nn.port);
+  struct addrinfo hints;
+  memset(&hints, 0, sizeof hints);
+  hints.ai_socktype = SOCK_STREAM;
+  if (uv_getaddrinfo(t->loop, &r->req, on_resolved, p->nn.host, port, &hints)) {
+    free(r);
+    return -1;
+  }
+  t->open_handles++;
+  return 0;
+}
+
+static void data_resolve(cl_peer *p) {
+  if (resolve_start(p, 1) == 0)
+    p->data_resolving++;
+  else
+    data_failed(p->t, p);
 }
 
 static int incoming_in_progress(cl_transport *t, cl_peer *p) {
@@ -1894,25 +1991,10 @@ static void peer_dial(cl_peer *p) {
     dial_addr(p, (struct sockaddr *)&ss);
     return;
   }
-  cl_resolve *r = calloc(1, sizeof *r);
-  if (!r) {
+  if (resolve_start(p, 0) == 0)
+    p->resolving = 1;
+  else
     peer_schedule(p, 0);
-    return;
-  }
-  r->p = p;
-  r->req.data = r;
-  char port[8];
-  snprintf(port, sizeof port, "%u", p->nn.port);
-  struct addrinfo hints;
-  memset(&hints, 0, sizeof hints);
-  hints.ai_socktype = SOCK_STREAM;
-  if (uv_getaddrinfo(t->loop, &r->req, on_resolved, p->nn.host, port, &hints)) {
-    free(r);
-    peer_schedule(p, 0);
-    return;
-  }
-  p->resolving = 1;
-  t->open_handles++;
 }
 
 /* ---- accepting ---- */
@@ -2184,8 +2266,7 @@ static void on_tick(uv_timer_t *h) {
           /* a message queued meanwhile opens a new connection (as in conn_flush) */
           if (p && (!p->alive || p->pend.len) && !t->leaving) peer_schedule(p, 1);
         } else if (c->state == C_CONNECTING && c->data) {
-          conn_close(c);
-          data_failed(t, c->peer);
+          conn_close(c); /* reports the failure */
         } else if (c->state == C_CONNECTING) {
           /* a blackholed SYN: count it as a failed connect */
           cl_peer *p = c->peer;

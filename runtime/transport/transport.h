@@ -77,10 +77,10 @@ typedef struct {
   uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
                                  even an authenticated peer cannot push past); the node
                                  sets it to election.max_nodes */
-  int data_conns;            /* default 0 here (the node turns it on): after a control
-                                connection comes up, its dialer opens a second, data
-                                connection with the same handshake and hands it over
-                                through the data_conn callback (see below) */
+  int data_conns;            /* default 0 here (the node turns it on): a second, data
+                                connection with the same handshake, opened on demand
+                                (cl_transport_data_open) or accepted from the peer, and
+                                handed over through the data_conn callback (see below) */
   uint64_t incarnation;      /* default 0 = chosen at start (wall-clock µs): a restarted
                                 node must present a larger one to replace its old link */
   const char *log_subsys;    /* the bracket in log lines, e.g. the topology name;
@@ -108,7 +108,7 @@ typedef struct {
    * left, or down past reconnect_timeout_ms; re-dialled), "disconnected"
    * (cl_transport_disconnect: neither dialled nor accepted) */
   const char *status;
-  int data_conns;        /* both sides open data connections: one follows peer_up */
+  int data_conns;        /* both sides open data connections (on demand: cl_transport_data_open) */
   const char *fingerprint; /* of the key its connection was authenticated under ("" when
                             not connected or not computed yet) */
 } cl_peer_info;
@@ -191,6 +191,12 @@ int cl_transport_disconnect(cl_transport *, const char *name);
  * queued while one is opened on demand (closed again after idle_close_ms without a
  * message); not delivered. CL_ENOTCONN: not a member that is up. */
 int cl_transport_send(cl_transport *, const char *to, uint8_t channel, const void *data, size_t len);
+/* Opens a data connection to the peer, connected in this life (incarnation), and hands
+ * it over through the data_conn callback; or calls it with fd -1 when it cannot (the
+ * peer is gone, or back in a new life, or opens none, or the dial or handshake failed).
+ * Exactly one callback per call. Either side may open one; if both do at once, both
+ * connections are handed over. */
+void cl_transport_data_open(cl_transport *, const char *name, uint64_t incarnation);
 
 /* Tell every peer we leave (they report "left" at once), flush, stop re-dialling.
  * Connections then close; follow with cl_transport_close. */

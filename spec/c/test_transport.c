@@ -51,7 +51,7 @@ typedef struct {
   int closed;
   /* data connections handed over */
   int dcs, dc_fd, dc_failed, up_data;
-  uint64_t dc_inc;
+  uint64_t dc_inc, up_inc;
   uint8_t dc_tx[32], dc_rx[32];
   size_t dc_pre_out;
   uint32_t up_rtt;
@@ -70,6 +70,7 @@ static void cb_up(void *ud, const cl_peer_info *p) {
   snprintf(n->up_roles, sizeof n->up_roles, "%s", p->roles);
   snprintf(n->up_id, sizeof n->up_id, "%s", p->node_id);
   n->up_data = p->data_conns;
+  n->up_inc = p->incarnation;
   n->up_rtt = p->rtt_us;
 }
 static int cb_keep(void *ud, const char *name, const char *id) {
@@ -123,7 +124,7 @@ static void cb_data(void *ud, const cl_data_conn *dc) {
 }
 
 typedef struct {
-  const char *cookie, *cluster;
+  const char *cookie, *cluster, *host; /* host: of the node's name (127.0.0.1) */
   int encrypt, mesh, data;
   uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms, handshake_timeout_ms;
   uint32_t watchers, full_mesh_max, idle_close_ms, redial_failed_ms;
@@ -131,7 +132,7 @@ typedef struct {
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
   memset(n, 0, sizeof *n);
-  snprintf(n->name, sizeof n->name, "%s@127.0.0.1:%d", short_name, port);
+  snprintf(n->name, sizeof n->name, "%s@%s:%d", short_name, o && o->host ? o->host : "127.0.0.1", port);
   cl_transport_config c;
   cl_transport_config_defaults(&c);
   c.self_name = n->name;
@@ -667,63 +668,106 @@ static int dcs_settled(void *ud) {
   return (p[0]->dcs || p[0]->dc_failed) && (p[1]->dcs || p[1]->dc_failed);
 }
 
-/* The dialer of the control connection opens a data connection; both sides get the
- * two ends of one socket, with crossed keys, and nothing else changes. */
-static int data_conns(int encrypt) {
+/* A data connection opens on demand (cl_transport_data_open), from either side: none at
+ * peer_up; then both sides get the two ends of one socket, with crossed keys, and
+ * nothing else changes. opener 0: a, which dialled the control connection (it dials the
+ * address that connection reached); 1: b, which accepted it (it dials a's name: its
+ * address, or its host resolved when host is given). */
+static int data_conns(int encrypt, int opener, const char *host) {
   tnode a, b;
   opts o = O(encrypt);
   o.data = 1;
+  o.host = host;
   CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  int up = wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000);
+  /* nothing is dialled at peer_up: a marker both ways passes first */
+  int marked = up && marker_both_ways(&a, &b);
+  uint64_t before_a = STAT(&a, conns), before_b = STAT(&b, conns);
+  tnode *op = opener ? &b : &a, *other = opener ? &a : &b;
+  cl_transport_data_open(op->t, other->name, op->up_inc);
   tnode *both[2] = {&a, &b};
   int settled = run_until(dcs_settled, both, 3000);
   struct sockaddr_storage sa, pb;
   socklen_t la = sizeof sa, lb = sizeof pb;
-  int same = settled && a.dcs == 1 && b.dcs == 1 && getsockname(a.dc_fd, (struct sockaddr *)&sa, &la) == 0 &&
-             getpeername(b.dc_fd, (struct sockaddr *)&pb, &lb) == 0 && la == lb && memcmp(&sa, &pb, la) == 0;
-  int keys = memcmp(a.dc_tx, b.dc_rx, 32) == 0 && memcmp(a.dc_rx, b.dc_tx, 32) == 0 && memcmp(a.dc_tx, a.dc_rx, 32) != 0;
+  int same = settled && a.dcs == 1 && b.dcs == 1 && getsockname(op->dc_fd, (struct sockaddr *)&sa, &la) == 0 &&
+             getpeername(other->dc_fd, (struct sockaddr *)&pb, &lb) == 0 && la == lb && memcmp(&sa, &pb, la) == 0;
+  int keys = memcmp(op->dc_tx, other->dc_rx, 32) == 0 && memcmp(op->dc_rx, other->dc_tx, 32) == 0 &&
+             memcmp(op->dc_tx, op->dc_rx, 32) != 0;
   cl_transport_stats st;
-  cl_transport_stats_get(a.t, &st);
+  cl_transport_stats_get(op->t, &st);
   size_t conns = cl_transport_connected_count(a.t);
   /* a record sealed with the dialer's key opens with the acceptor's */
   int opened = 0;
   if (same && keys) {
     cl_seal_dir tx = {{0}, 0};
-    memcpy(tx.key, a.dc_tx, 32);
+    memcpy(tx.key, op->dc_tx, 32);
     cl_tbuf w = {0};
     cl_session_seal(&tx, (const uint8_t *)"over the data connection", 24, &w);
-    if (write(a.dc_fd, w.p, w.len) == (ssize_t)w.len) {
+    if (write(op->dc_fd, w.p, w.len) == (ssize_t)w.len) {
       uint8_t in[256];
       ssize_t n = 0;
       for (int i = 0; i < 200 && n <= 0; i++) {
-        n = recv(b.dc_fd, in, sizeof in, MSG_DONTWAIT);
+        n = recv(other->dc_fd, in, sizeof in, MSG_DONTWAIT);
         if (n <= 0) usleep(1000);
       }
-      cl_opener op;
-      memset(&op, 0, sizeof op);
-      memcpy(op.rx.key, b.dc_rx, 32);
-      if (n > 0 && cl_session_open(&op, in, (size_t)n, plain_is_expected, &opened) < 0) opened = 0;
-      cl_opener_free(&op);
+      cl_opener opn;
+      memset(&opn, 0, sizeof opn);
+      memcpy(opn.rx.key, other->dc_rx, 32);
+      if (n > 0 && cl_session_open(&opn, in, (size_t)n, plain_is_expected, &opened) < 0) opened = 0;
+      cl_opener_free(&opn);
     }
     cl_tbuf_free(&w);
   }
-  close(a.dc_fd);
-  close(b.dc_fd);
+  if (a.dc_fd > 0) close(a.dc_fd);
+  if (b.dc_fd > 0) close(b.dc_fd);
   node_stop(&a);
   node_stop(&b);
+  CHECK(up && marked, "not connected (marker %d)", marked);
+  CHECK(before_a == 1 && before_b == 1,
+        "a data connection opened before one was asked for (%llu, %llu connections)", (unsigned long long)before_a,
+        (unsigned long long)before_b);
   CHECK(settled && !a.dc_failed && !b.dc_failed, "data connections: a %d (failed %d), b %d (failed %d)", a.dcs,
         a.dc_failed, b.dcs, b.dc_failed);
   CHECK(same, "the two sides do not hold the two ends of one socket");
   CHECK(keys, "keys not crossed");
-  CHECK(a.dc_pre_out == 0 && b.dc_pre_out > 0, "only the acceptor has the handshake's last frame to send (%zu, %zu)",
-        a.dc_pre_out, b.dc_pre_out);
-  CHECK(a.up_data == 1 && b.up_data == 1, "peer_up did not announce the data connection");
+  CHECK(op->dc_pre_out == 0 && other->dc_pre_out > 0,
+        "only the acceptor has the handshake's last frame to send (%zu, %zu)", op->dc_pre_out, other->dc_pre_out);
+  CHECK(a.up_data == 1 && b.up_data == 1, "peer_up did not say both sides open data connections");
   CHECK(st.data_conns == 1 && conns == 1 && a.ups == 1 && b.ups == 1, "control side changed: %llu data, %zu conns",
         (unsigned long long)st.data_conns, conns);
   CHECK(opened, "a record sealed by the dialer did not open on the acceptor");
   return 0;
 }
-static int t_data_conns(void) { return data_conns(1); }
-static int t_data_conns_plain(void) { return data_conns(0); }
+static int t_data_conns_acceptor(void) { return data_conns(1, 1, NULL); }
+static int t_data_conns_resolved(void) { return data_conns(1, 1, "localhost"); }
+
+/* A data connection asked for where there can be none is answered once, with fd -1:
+ * a peer nobody knows, one in another life (incarnation), and one that opens none. */
+static int t_data_open_refused(void) {
+  tnode a, b;
+  opts oa = O(1), ob = O(1);
+  oa.data = 1;
+  CHECK(pair_up(&a, &b, &oa, &ob) == 0, "start");
+  int up = wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000);
+  cl_transport_data_open(a.t, "nobody@127.0.0.1:1", 1);
+  int f1 = a.dc_failed;
+  cl_transport_data_open(a.t, b.name, a.up_inc + 1);
+  int f2 = a.dc_failed;
+  cl_transport_data_open(a.t, b.name, a.up_inc); /* b opens none */
+  int f3 = a.dc_failed;
+  int marked = marker_both_ways(&a, &b);
+  uint64_t conns = STAT(&a, conns);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(up && marked, "not connected (marker %d)", marked);
+  CHECK(f1 == 1 && f2 == 2 && f3 == 3 && a.dc_failed == 3 && a.dcs == 0,
+        "answers: unknown %d, other life %d, opens none %d, after all %d (%d handed over)", f1, f2 - f1, f3 - f2,
+        a.dc_failed, a.dcs);
+  CHECK(conns == 1, "%llu connections: something was dialled", (unsigned long long)conns);
+  return 0;
+}
+static int t_data_conns(void) { return data_conns(1, 0, NULL); }
+static int t_data_conns_plain(void) { return data_conns(0, 0, NULL); }
 
 /* When one side does not open data connections, the handshake says so: none is tried,
  * and peer_up tells both sides not to wait for one. */
@@ -2755,8 +2799,14 @@ int main(void) {
   run_case("transport: a failed peer is forgotten once reconnect_timeout has passed", t_forget_timeout);
   run_case("transport: a peer that left is forgotten at once, unless wanted", t_forget_left);
   run_case("transport: peer_up carries the handshake's round trip", t_rtt_at_up);
-  run_case("transport: data connection handed over with crossed keys (encrypted)", t_data_conns);
-  run_case("transport: data connection handed over (unencrypted)", t_data_conns_plain);
+  run_case("transport: data connection opened on demand by the dialer, handed over with crossed keys (encrypted)",
+           t_data_conns);
+  run_case("transport: data connection opened on demand by the dialer (unencrypted)", t_data_conns_plain);
+  run_case("transport: data connection opened on demand by the acceptor, to the peer's address", t_data_conns_acceptor);
+  run_case("transport: data connection opened on demand by the acceptor, the peer's host resolved",
+           t_data_conns_resolved);
+  run_case("transport: a data connection that cannot be is answered once with none (unknown, other life, opens none)",
+           t_data_open_refused);
   run_case("transport: data connections off on one side: none tried, peer_up says so", t_data_conn_one_side);
   uv_run(L, UV_RUN_NOWAIT);
   int lc = uv_loop_close(L);

@@ -40,6 +40,13 @@ end
 return {
   node_up = function(n, info)
     out("node_up", n, "data_connection=" .. tostring(info.data_connection))
+    if os.getenv "BOTH" then
+      -- both nodes send at once, from their first moment: each asks for a data
+      -- connection while the other does
+      report("both", n)
+      out("adopted", node.data_stats().conns_adopted)
+      return
+    end
     if cl.self().name:match "^node1@" then
       go(n, "from2")
       report("from1", n)
@@ -92,6 +99,20 @@ describe("data connections", function()
     for _, l in ipairs { l1, l2 } do
       assert.truthy(l:match " in_order_500 data=true dp_out=%d+ ctl_out=0$", l)
       assert.truthy(tonumber(l:match "dp_out=(%d+)") >= 502, l)
+    end
+    assert.is_nil(c.nodes[1]:find_line "EVENT node_down")
+  end)
+
+  it("open on the first message: both sides at once still carry everything in order on data connections", function()
+    c = cluster.new { n = 2, hooks = HOOKS }
+    c:start_all(nil, { BOTH = "1" })
+    for i = 1, 2 do
+      local l = c.nodes[i]:wait_for_line("EVENT both ", 10000)
+      assert.truthy(l and l:match " in_order_500 data=true dp_out=%d+ ctl_out=0$", l)
+      assert.truthy(tonumber(l:match "dp_out=(%d+)") >= 502, l)
+      -- one data connection, or two when both dialled before either arrived
+      local a = c.nodes[i]:wait_for_line("EVENT adopted ", 10000)
+      assert.truthy(a and tonumber(a:match "adopted (%d+)") <= 2, a)
     end
     assert.is_nil(c.nodes[1]:find_line "EVENT node_down")
   end)
