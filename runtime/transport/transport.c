@@ -1875,18 +1875,9 @@ typedef struct {
   uint64_t incarnation;
 } cl_resolve;
 
-static void on_data_resolved(cl_resolve *r, int status, struct addrinfo *res) {
-  cl_peer *p = r->p;
+/* data_resolve's answer (the peer's life it was asked in: inc) */
+static void on_data_resolved(cl_peer *p, uint64_t inc, int status, struct addrinfo *res) {
   cl_transport *t = p->t;
-  uint64_t inc = r->incarnation;
-  p->data_resolving--;
-  t->open_handles--;
-  free(r);
-  if (t->closing) {
-    if (res) uv_freeaddrinfo(res);
-    maybe_finish(t);
-    return;
-  }
   if (status < 0 || !res)
     cl_log(CL_LOG_WARN, SUBSYS(t), NULL, "unable to open a data connection to %s: %s (resolving %s)", p->nn.full,
            uv_err_name(status < 0 ? status : UV_EAI_NONAME), p->nn.host);
@@ -1899,18 +1890,23 @@ static void on_data_resolved(cl_resolve *r, int status, struct addrinfo *res) {
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   cl_resolve *r = req->data;
-  if (r->data) {
-    on_data_resolved(r, status, res);
-    return;
-  }
   cl_peer *p = r->p;
   cl_transport *t = p->t;
-  p->resolving = 0;
+  int data = r->data;
+  uint64_t inc = r->incarnation;
+  if (data)
+    p->data_resolving--;
+  else
+    p->resolving = 0;
   t->open_handles--;
   free(r);
   if (t->closing) {
     if (res) uv_freeaddrinfo(res);
     maybe_finish(t);
+    return;
+  }
+  if (data) {
+    on_data_resolved(p, inc, status, res);
     return;
   }
   if (status < 0 || !res) {
