@@ -150,14 +150,16 @@ local function pack(kind, a, b, c, n)
 end
 
 -- asks the control loop for a data connection to full, in the life node_up reported;
--- the "data" event answers (dispatch.data), or the wait ends after DATA_WAIT_MS
+-- the "data" event answers (dispatch.data), or the wait ends after DATA_WAIT_MS. While
+-- dwait[full] exists every message to full joins its queue, so nothing overtakes it:
+-- q[i..] wait; settled once the wait is over and the queue drains (data_drain).
 local data_settle
 local function data_ask(full)
-  local w = { q = {}, bytes = 0, timer = uv.new_timer() }
+  local w = { q = {}, i = 1, bytes = 0, timer = uv.new_timer(), settled = false }
   dwait[full] = w
   local inc = connected[full].incarnation
   w.timer:start(DATA_WAIT_MS, 0, function()
-    if dwait[full] == w then
+    if dwait[full] == w and not w.settled then
       core.report("data connection", "none with " .. full .. " after " .. DATA_WAIT_MS
         .. " ms: its messages use the control connection")
       data_settle(full, nil)
@@ -182,10 +184,9 @@ local function deliver(full, kind, a, b, c, n)
   if len > max_frame then
     return nil, ("E2BIG: message of %d bytes exceeds transport.max_frame (%d)"):format(len, max_frame), "E2BIG"
   end
-  local dc = dconn[full]
-  if not dc then
-    local w = dwait[full]
-    if not w and connected[full].data_connection and not dcontrol[full] then w = data_ask(full) end
+  local dc, w = dconn[full], dwait[full]
+  if not dc or w then
+    if not w and not dcontrol[full] and connected[full].data_connection then w = data_ask(full) end
     if w then
       if w.bytes + len > wait_max then
         return nil, "ENOBUFS: the send queue to " .. full .. " is full", "ENOBUFS"
@@ -194,6 +195,9 @@ local function deliver(full, kind, a, b, c, n)
       w.bytes = w.bytes + len
       return true
     end
+    -- from now on this peer's messages take the control path (a data connection it
+    -- dials is only read: a message sent on it could overtake these)
+    dcontrol[full] = true
     M.stats.control_path_sends = M.stats.control_path_sends + 1
     return cnode.send(full, sbuf:tostring())
   end
@@ -425,30 +429,61 @@ local function on_dp_closed(from, conn)
   end
 end
 
+-- sends what waits for full, in order, until a queue refuses (then again in 5 ms)
+local function data_drain(full)
+  local w = dwait[full]
+  if not w then return end
+  local q, i = w.q, w.i
+  while i <= #q do
+    local m = q[i]
+    local dc, sent = dconn[full], false
+    if dc then
+      local rc = C.cl_dp_send(dc, ffi.cast("const uint8_t *", m), #m)
+      if rc == cdp.ENOBUFS then break end
+      if rc == 0 then
+        sent = true
+      else
+        -- closing already (it failed as it was adopted, or the peer closed it): this
+        -- message and the rest take the control connection (its close callback finds
+        -- it gone)
+        dconn[full], dconn_ud[full] = nil, nil
+        dcontrol[full] = true
+      end
+    elseif cnode.send(full, m) then
+      M.stats.control_path_sends = M.stats.control_path_sends + 1
+      sent = true
+    else
+      break
+    end
+    if sent then
+      q[i] = false
+      w.bytes = w.bytes - #m
+      i = i + 1
+    end
+  end
+  w.i = i
+  if i > #q then
+    dwait[full] = nil
+    w.timer:close()
+  else
+    w.timer:start(5, 0, function() data_drain(full) end)
+  end
+end
+
 -- the wait for full's data connection ends: with ud (send on it) or without (control);
 -- what waited goes out first, in order
 function data_settle(full, ud)
-  local w = dwait[full]
   if ud then
     dconn_ud[full] = ud
     dconn[full] = ffi.cast("cl_dp_conn *", ud)
   else
     dcontrol[full] = true
   end
-  if not w then return end
-  dwait[full] = nil
-  w.timer:close()
-  local dc = dconn[full]
-  for i = 1, #w.q do
-    local m = w.q[i]
-    local rc
-    if dc then
-      rc = C.cl_dp_send(dc, ffi.cast("const uint8_t *", m), #m) == 0
-    else
-      M.stats.control_path_sends = M.stats.control_path_sends + 1
-      rc = cnode.send(full, m)
-    end
-    if not rc then core.report("data connection", "a message to " .. full .. " was dropped: its queue is full") end
+  local w = dwait[full]
+  if w and not w.settled then
+    w.settled = true
+    w.timer:stop()
+    data_drain(full)
   end
 end
 
@@ -543,12 +578,12 @@ local dispatch = {
     local info = connected[name]
     if conn and (not info or info.incarnation ~= inc) then
       cdp.close(conn)
-    elseif conn and (dconn[name] or (dcontrol[name] and not dwait[name])) then
+    elseif conn and (dconn[name] or dcontrol[name]) then
       -- both sides dialled at once, or its messages already take the control connection:
       -- read what comes on it, send on the one in use
       dextra[name] = dextra[name] or {}
       dextra[name][conn] = true
-    elseif info and info.incarnation == inc and (conn or dwait[name]) then
+    elseif info and info.incarnation == inc and (conn or (dwait[name] and not dwait[name].settled)) then
       data_settle(name, conn)
     end
   end,

@@ -44,6 +44,7 @@ struct cl_conn {
   int outgoing, state, installed, dirty, close_after_flush, encrypt;
   int data; /* a data connection we dial: handed over once authenticated, never installed */
   int data_owed; /* that dial's data_conn callback is still owed (conn_close pays it: fd -1) */
+  uint64_t data_inc; /* the peer's life it was asked for in */
   uint64_t deadline_ms;
   cl_det det; /* failure detection (detector.c) */
   uv_tcp_t tcp;
@@ -211,7 +212,7 @@ static void peer_dial(cl_peer *p);
 static void mark_dirty(cl_conn *c);
 static int on_session_frame(void *ud, const cl_frame *f);
 static void data_dial(cl_peer *p);
-static void data_failed(cl_transport *t, cl_peer *p);
+static void data_failed(cl_transport *t, cl_peer *p, uint64_t incarnation);
 static void reauth_start(cl_conn *c);
 static void on_reauth(cl_conn *c, const uint8_t *d, size_t n);
 static int conn_live(const cl_peer *p);
@@ -772,7 +773,7 @@ static void conn_close(cl_conn *c) {
   if (c->data_owed) {
     /* a data connection asked for and not handed over: whatever closed it, say so once */
     c->data_owed = 0;
-    data_failed(c->t, p);
+    data_failed(c->t, p, c->data_inc);
   }
   if (p && p->dial == c) p->dial = NULL;
   if (p && p->conn == c) {
@@ -1470,14 +1471,14 @@ static void conn_authenticated(cl_conn *c) {
    * other (cl_transport_data_open), so a formation costs one connection per pair */
 }
 
-/* The data connection asked for (cl_transport_data_open) will not come: the callback
- * with fd -1, for the peer's current life (the node drops it if that is over). */
-static void data_failed(cl_transport *t, cl_peer *p) {
+/* The data connection asked for (cl_transport_data_open) in the peer's life incarnation
+ * will not come: the callback with fd -1 (the node drops it if that life is over). */
+static void data_failed(cl_transport *t, cl_peer *p, uint64_t incarnation) {
   if (!t->cb.data_conn || t->closing || !p) return;
   cl_data_conn dc;
   memset(&dc, 0, sizeof dc);
   dc.name = p->nn.full;
-  dc.incarnation = p->incarnation;
+  dc.incarnation = incarnation;
   dc.fd = -1;
   t->cb.data_conn(t->cb.ud, &dc);
 }
@@ -1815,13 +1816,14 @@ static void data_dial_addr(cl_peer *p, const struct sockaddr *sa) {
   cl_transport *t = p->t;
   cl_conn *c = conn_new(t);
   if (!c) {
-    data_failed(t, p);
+    data_failed(t, p, p->incarnation);
     return;
   }
   uv_tcp_nodelay(&c->tcp, 1);
   c->outgoing = 1;
   c->data = 1;
   c->data_owed = 1;
+  c->data_inc = p->incarnation; /* called only in the life it was asked for */
   c->peer = p;
   c->state = C_CONNECTING;
   snprintf(c->addr, sizeof c->addr, "%s", p->address);
@@ -1840,7 +1842,7 @@ static void data_dial(cl_peer *p) {
   struct sockaddr_storage ss;
   int len = sizeof ss;
   if (!p->conn) {
-    data_failed(t, p);
+    data_failed(t, p, p->incarnation);
     return;
   }
   if ((p->conn->outgoing && uv_tcp_getpeername(&p->conn->tcp, (struct sockaddr *)&ss, &len) == 0) ||
@@ -1884,7 +1886,7 @@ static void on_data_resolved(cl_peer *p, uint64_t inc, int status, struct addrin
   if (res && p->conn && p->conn->state == C_UP && p->incarnation == inc && !t->leaving)
     data_dial_addr(p, res->ai_addr);
   else
-    data_failed(t, p);
+    data_failed(t, p, inc);
   if (res) uv_freeaddrinfo(res);
 }
 
@@ -1951,7 +1953,7 @@ static void data_resolve(cl_peer *p) {
   if (resolve_start(p, 1) == 0)
     p->data_resolving++;
   else
-    data_failed(p->t, p);
+    data_failed(p->t, p, p->incarnation);
 }
 
 static int incoming_in_progress(cl_transport *t, cl_peer *p) {
