@@ -242,7 +242,7 @@ describe("the control loop's reports", function()
     assert.truthy(kinds.up and kinds.master and kinds.reload, "the scan of lua_node.c found the report kinds")
     local required = {}
     for _, k in ipairs(node.report_kinds) do required[k] = true end
-    local own = { up = true, down = true, msg = true, shutdown = true, keyring = true }
+    local own = { up = true, down = true, msg = true, data = true, shutdown = true, keyring = true }
     for kind in pairs(kinds) do
       assert.truthy(own[kind] or required[kind], kind)
     end
