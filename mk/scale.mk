@@ -4,10 +4,14 @@
 # its constant (plain `make test` runs the same spec at 100 nodes, 20 under
 # `make test-asan`). The open-files limit is raised to the hard
 # limit first: the spec needs 4 N + 64 (helpers/scale.lua, fd_budget).
+# TRANSPORT='timeout_ms = 1000, ...' and ELECTION='...' add fields to the topology's
+# transport and election tables (to try a setting at scale before it becomes a default).
 N ?= 100
+TRANSPORT ?=
+ELECTION ?=
 
 .PHONY: test-scale
 test-scale: all
 	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
-	  CL_SCALE_N=$(N) BUSTED_ARGS=spec/cluster/scale_spec.lua \
+	  CL_SCALE_N=$(N) CL_SCALE_TRANSPORT='$(TRANSPORT)' CL_SCALE_ELECTION='$(ELECTION)' BUSTED_ARGS=spec/cluster/scale_spec.lua \
 	  sh tools/run-tests.sh --lua-only $(BUILD)/clusterlua

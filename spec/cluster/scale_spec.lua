@@ -27,10 +27,10 @@ assert(N and N >= 8 and N == math.floor(N), "CL_SCALE_N: expected a whole number
 local MAX_CONNECTIONS = 32
 
 -- Bounds, in ms, from N and the defaults; SLOW = 3 under AddressSanitizer.
---  * forming: 10 s (process start, the first election among the 3 seeds, the data
---    connections' wait CL_DATA_WAIT_MS = 2 s) + 400 ms per node (its process starting
---    and one join publication, on 2 cores shared with other test runs: 50 nodes took
---    5.5 s with a load average of 4, and 15.3 s in the benchmark with a load of 9);
+--  * forming: 10 s (process start, the first election among the 3 seeds) + 400 ms per
+--    node (its process starting and one join publication, on 2 cores shared with other
+--    test runs: 50 nodes took 5.5 s with a load average of 4, and 15.3 s in the
+--    benchmark with a load of 9);
 --  * kill -9 of a follower seen by every survivor: 3 s (transport.timeout_ms, 400 ms, a
 --    few times over) + 20 ms per node (the news travelling to every survivor);
 --  * kill -9 of the master, new master agreed by all: 5 s (detection, pre-vote and vote
@@ -74,7 +74,9 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
     assert(not have or have >= scale.fd_budget(N),
       ("open files: the soft limit is %s, %d nodes need %d (raise `ulimit -n`; make test-scale does)"):format(
         tostring(have), N, scale.fd_budget(N)))
-    c = scale.new { n = N }
+    -- make test-scale TRANSPORT=... ELECTION=...: more topology fields (mk/scale.mk)
+    local tr, el = os.getenv "CL_SCALE_TRANSPORT", os.getenv "CL_SCALE_ELECTION"
+    c = scale.new { n = N, transport = tr ~= "" and tr or nil, election = el ~= "" and el or nil }
   end)
   local unfinished = false -- a case that failed: keep the stamps and logs for a post-mortem
   teardown(function()
