@@ -81,3 +81,10 @@ $(BUILD)/test_watch: spec/c/test_watch.c runtime/transport/watch.c runtime/trans
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_watch.c runtime/transport/watch.c
 
 C_TESTS += $(BUILD)/test_watch
+
+# the log's writer thread (runtime/core/log.c)
+$(BUILD)/test_log: spec/c/test_log.c runtime/core/log.c runtime/core/log.h spec/c/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_log.c runtime/core/log.c -pthread
+
+C_TESTS += $(BUILD)/test_log

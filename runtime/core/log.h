@@ -18,6 +18,13 @@ void cl_log(int level, const char *subsys, const char *fields, const char *fmt, 
     __attribute__((format(printf, 4, 5)));
 void cl_vlog(int level, const char *subsys, const char *fields, const char *fmt, va_list ap);
 
+/* Lines reach stderr through a writer thread, so no loop ever waits for whoever reads
+ * it; past 1 MiB waiting they are dropped and counted (and the log says how many).
+ * cl_log_flush waits until what waits is written, at most timeout_ms: 0 when it was,
+ * -1 when time ran out (it runs at exit by itself, for at most 1 s). */
+int cl_log_flush(int timeout_ms);
+uint64_t cl_log_dropped(void); /* lines dropped since start */
+
 /* A token bucket so a flood (bad handshakes, unreachable peers) cannot fill the log.
  * Not thread-safe: each user owns one on one loop. */
 typedef struct {
