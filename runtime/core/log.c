@@ -91,6 +91,13 @@ static void *writer(void *arg) {
     size_t first = CL_LOG_BUF - w_head < n ? CL_LOG_BUF - w_head : n;
     memcpy(chunk, w_buf + w_head, first);
     memcpy(chunk + first, w_buf, n - first);
+    /* whole lines only (each line is shorter than a chunk), so the note below never
+     * lands inside one */
+    if (n < w_len) {
+      size_t whole = n;
+      while (whole && chunk[whole - 1] != '\n') whole--;
+      if (whole) n = whole;
+    }
     w_head = (w_head + n) % CL_LOG_BUF;
     w_len -= n;
     uint64_t dropped = w_dropped;
