@@ -89,6 +89,7 @@ static void persist(cl_node *n, const uint8_t *data, size_t len) {
   if (rc != 0) {
     /* carrying on after a failed fsync could lose a vote or an accepted state */
     cl_log(CL_LOG_ERROR, "election", NULL, "cannot persist the election state (%s): stopping the node", err);
+    cl_log_flush(1000); /* _exit skips the exit handlers that write the log */
     _exit(74);
   }
   double ms = (double)(uv_hrtime() - t0) / 1e6;
@@ -116,6 +117,7 @@ static void lazy_done(uv_work_t *w, int status) {
   lazy_inflight = NULL;
   if (status == 0 && j->rc != 0) {
     cl_log(CL_LOG_ERROR, "election", NULL, "cannot persist the election state (%s): stopping the node", j->err);
+    cl_log_flush(1000);
     _exit(74);
   }
   if (lazy_open && status == 0 && !j->skipped) {
