@@ -145,7 +145,9 @@ static void start_writer(void) {
   pthread_attr_init(&a);
   pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
   if (pthread_create(&th, &a, writer, NULL) == 0) {
+    pthread_mutex_lock(&w_mu); /* cl_log_flush reads it from any thread */
     w_started = 1;
+    pthread_mutex_unlock(&w_mu);
     atexit(flush_at_exit);
   }
   pthread_attr_destroy(&a);
