@@ -16,15 +16,29 @@ static double now_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
+/* points stderr at a new pipe: *rd is its read end (non-blocking), *saved the old stderr */
+static int stderr_to_pipe(int *rd, int *saved) {
+  int fds[2];
+  if (pipe(fds) != 0) return -1;
+  *saved = dup(2);
+  dup2(fds[1], 2);
+  close(fds[1]);
+  fcntl(fds[0], F_SETFL, O_NONBLOCK);
+  *rd = fds[0];
+  return 0;
+}
+static void stderr_back(int rd, int saved) {
+  dup2(saved, 2);
+  close(saved);
+  close(rd);
+}
+
 /* stderr is a pipe nobody reads: 20,000 lines (about 2.4 MB, past the 1 MiB buffer and
  * the pipe's own) are logged at once, some dropped and counted; then the pipe is read:
  * the lines come whole and in order, and the log says how many were dropped. */
 static int t_never_waits(void) {
-  int fds[2];
-  CHECK(pipe(fds) == 0, "pipe");
-  int saved = dup(2);
-  dup2(fds[1], 2);
-  close(fds[1]);
+  int rd, saved;
+  CHECK(stderr_to_pipe(&rd, &saved) == 0, "pipe");
   uint64_t d0 = cl_log_dropped();
   double t0 = now_s();
   for (int i = 0; i < 20000; i++)
@@ -32,14 +46,13 @@ static int t_never_waits(void) {
   double took = now_s() - t0;
   uint64_t dropped = cl_log_dropped() - d0;
   /* read it all: until the drop note and the last line that got in (bounded: 10 s) */
-  fcntl(fds[0], F_SETFL, O_NONBLOCK);
   size_t cap = 4u << 20, len = 0;
   char *buf = malloc(cap);
   CHECK(buf != NULL, "out of memory");
   double end = now_s() + 10;
   int noted = 0, drained = 0;
   while (now_s() < end && !drained) {
-    ssize_t r = read(fds[0], buf + len, cap - 1 - len);
+    ssize_t r = read(rd, buf + len, cap - 1 - len);
     if (r > 0) {
       len += (size_t)r;
       buf[len] = 0;
@@ -47,7 +60,7 @@ static int t_never_waits(void) {
     } else {
       /* nothing to read: done once the writer has written everything (and said so) */
       if (noted && cl_log_flush(10) == 0) {
-        ssize_t more = read(fds[0], buf + len, cap - 1 - len);
+        ssize_t more = read(rd, buf + len, cap - 1 - len);
         if (more > 0) {
           len += (size_t)more;
           buf[len] = 0;
@@ -58,9 +71,7 @@ static int t_never_waits(void) {
       }
     }
   }
-  dup2(saved, 2);
-  close(saved);
-  close(fds[0]);
+  stderr_back(rd, saved);
   /* every line whole, numbers increasing */
   int lines = 0, last = -1, whole = 1, ordered = 1;
   for (char *p = buf, *nl; (nl = strchr(p, '\n')); p = nl + 1) {
@@ -86,19 +97,13 @@ static int t_never_waits(void) {
 
 /* cl_log_flush waits for what waits: a line logged, then flushed, is in the pipe */
 static int t_flush(void) {
-  int fds[2];
-  CHECK(pipe(fds) == 0, "pipe");
-  int saved = dup(2);
-  dup2(fds[1], 2);
-  close(fds[1]);
+  int rd, saved;
+  CHECK(stderr_to_pipe(&rd, &saved) == 0, "pipe");
   cl_log(CL_LOG_ERROR, "test", "k=v", "flushed %d", 42);
   cl_log_flush(2000);
-  fcntl(fds[0], F_SETFL, O_NONBLOCK);
   char buf[512] = "";
-  ssize_t r = read(fds[0], buf, sizeof buf - 1);
-  dup2(saved, 2);
-  close(saved);
-  close(fds[0]);
+  ssize_t r = read(rd, buf, sizeof buf - 1);
+  stderr_back(rd, saved);
   if (r > 0) buf[r] = 0;
   CHECK(r > 0 && strstr(buf, " error [test] flushed 42 k=v\n"), "after the flush the pipe held: %s", buf);
   return 0;
