@@ -6,12 +6,15 @@
 # limit first: the spec needs 4 N + 64 (helpers/scale.lua, fd_budget).
 # TRANSPORT='timeout_ms = 1000, ...' and ELECTION='...' add fields to the topology's
 # transport and election tables (to try a setting at scale before it becomes a default).
+# LOG=info sets every node's --log-level (warn by default; the logs stay in the
+# spec's directory, kept with CL_SCALE_KEEP=1).
 N ?= 100
 TRANSPORT ?=
 ELECTION ?=
+LOG ?= warn
 
 .PHONY: test-scale
 test-scale: all
 	@ulimit -n "$$(ulimit -Hn)" 2>/dev/null || true; \
-	  CL_SCALE_N=$(N) CL_SCALE_TRANSPORT='$(TRANSPORT)' CL_SCALE_ELECTION='$(ELECTION)' BUSTED_ARGS=spec/cluster/scale_spec.lua \
+	  CL_SCALE_N=$(N) CL_SCALE_TRANSPORT='$(TRANSPORT)' CL_SCALE_ELECTION='$(ELECTION)' CL_SCALE_LOG='$(LOG)' BUSTED_ARGS=spec/cluster/scale_spec.lua \
 	  sh tools/run-tests.sh --lua-only $(BUILD)/clusterlua

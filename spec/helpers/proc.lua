@@ -78,6 +78,10 @@ end
 -- opts: env (added to the inherited environment), clear_env, cwd,
 --       stdin (string written then closed; default: empty stdin),
 --       log (path: stdout and stderr are also appended there, for post-mortems),
+--       direct (with log: the child writes its stdout and stderr to that file itself and
+--         nothing is read here: .stdout, .stderr and .lines stay empty. For harnesses of
+--         hundreds of nodes, where this process, starved of CPU, would read the pipes late
+--         and keep every byte in memory),
 --       echo (true: copy output to this process's stderr as it arrives).
 -- The process: .pid, .cmd, .stdout, .stderr (all output so far), .lines
 -- ({ {stream=, text=, t=}, ... } complete lines in arrival order; t: the loop time, ms, it was read), .exited, .code, .signal
@@ -94,8 +98,18 @@ function M.start(cmd, args, opts)
     exited = false,
   }, Proc)
   local pin, pout, perr = uv.new_pipe(false), uv.new_pipe(false), uv.new_pipe(false)
-  p.pipes = { pin, pout, perr }
-  if opts.log then p.logf = assert(io.open(opts.log, "a")) end
+  local direct
+  if opts.direct then
+    -- uv.fs_open opens with O_CLOEXEC: later children do not inherit it (io.open's would)
+    direct = assert(uv.fs_open(assert(opts.log, "direct needs log"), "a", 420))
+    pout:close()
+    perr:close()
+    pout, perr = direct, direct
+    p.open_streams = 0
+  elseif opts.log then
+    p.logf = assert(io.open(opts.log, "a"))
+  end
+  p.pipes = { pin, direct == nil and pout or nil, direct == nil and perr or nil }
   local handle, pid = uv.spawn(cmd, {
     args = p.args,
     stdio = { pin, pout, perr },
@@ -106,8 +120,9 @@ function M.start(cmd, args, opts)
     live[p.pid] = nil
     if p.handle and not p.handle:is_closing() then p.handle:close() end
   end)
+  if direct then uv.fs_close(direct) end
   if not handle then
-    for _, h in ipairs(p.pipes) do h:close() end
+    for _, h in pairs(p.pipes) do h:close() end
     if p.logf then p.logf:close() end
     error(("cannot start %s: %s"):format(cmd, tostring(pid)), 2)
   end
@@ -145,8 +160,10 @@ function M.start(cmd, args, opts)
       end
     end
   end
-  pout:read_start(reader("stdout"))
-  perr:read_start(reader("stderr"))
+  if not direct then
+    pout:read_start(reader("stdout"))
+    perr:read_start(reader("stderr"))
+  end
   if opts.stdin and #opts.stdin > 0 then
     async.ignore_sigpipe()
     pin:write(opts.stdin)

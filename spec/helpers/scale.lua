@@ -56,7 +56,7 @@ function M.nofile()
 end
 
 -- The file descriptors a harness of n nodes needs, per process (every node inherits
--- this process's limit): here, 3 per node (stdout and stderr pipes, a log file) plus one
+-- this process's limit): here, 1 per node (its stdin pipe; the node writes its log file itself) plus one
 -- socket per node for the HTTP checks at rest; in each node, 2 per peer (control and
 -- data connection) with today's full mesh, plus about 64 of its own. 4 n + 64 covers both.
 function M.fd_budget(n)
@@ -135,8 +135,8 @@ function M:start(i, env)
   local e = { CL_STAMPS = self.dir .. "/stamps/" .. i }
   for k, v in pairs(env or {}) do e[k] = v end
   local p = proc.start(proc.bin, { "--name", self.names[i], "--admin", self.addrs[i] .. ":" .. self.admin_port,
-    "--data", self.dir .. "/data" .. i, "--cookie", self.cookie, "--log-level", "warn", self.topology },
-    { env = e, log = self.dir .. "/node" .. i .. ".log" })
+    "--data", self.dir .. "/data" .. i, "--cookie", self.cookie, "--log-level", os.getenv "CL_SCALE_LOG" or "warn", self.topology },
+    { env = e, log = self.dir .. "/node" .. i .. ".log", direct = true })
   self.nodes[i] = p
   return p
 end
@@ -247,8 +247,18 @@ end
 function M:tail(i, lines)
   local p = self.nodes[i]
   if not p then return "" end
+  -- the node writes its log file itself (proc.start's direct)
+  local all = {}
+  local f = io.open(self.dir .. "/node" .. i .. ".log")
+  if f then
+    for l in f:lines() do
+      all[#all + 1] = l
+      if #all > 2 * (lines or 10) then table.remove(all, 1) end
+    end
+    f:close()
+  end
   local out = {}
-  for k = math.max(1, #p.lines - (lines or 10) + 1), #p.lines do out[#out + 1] = p.lines[k].text end
+  for k = math.max(1, #all - (lines or 10) + 1), #all do out[#out + 1] = all[k] end
   return ("--- node%d (%s):\n%s"):format(i, p.exited and ("exited " .. tostring(p.code)) or "running",
     table.concat(out, "\n"))
 end
