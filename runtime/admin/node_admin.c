@@ -371,7 +371,8 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_sample(&m, d_app, (double)ts.downs_applied);
   cl_metrics_family(&m, "clusterlua_closes", "counter",
                     "Large cluster: connections closed without IDLE or LEAVE, re-dialled to check; the member "
-                    "answered, its host refused (reported down), or neither (left to detection)");
+                    "answered, its host refused (reported down), or neither (left to detection); of the answered "
+                    "and unknown, those left to the member's watchers (this node does not watch it)");
   const char *c_chk[] = {"kind", "checked", NULL}, *c_alive[] = {"kind", "alive", NULL},
              *c_down[] = {"kind", "down", NULL};
   cl_metrics_sample(&m, c_chk, (double)ts.closes_checked);
@@ -379,6 +380,8 @@ static void h_metrics(cl_admin *a, cl_admin_req *req, void *ud) {
   cl_metrics_sample(&m, c_down, (double)ts.closes_down);
   const char *c_unk[] = {"kind", "unknown", NULL};
   cl_metrics_sample(&m, c_unk, (double)ts.closes_unknown);
+  const char *c_tw[] = {"kind", "to_watchers", NULL};
+  cl_metrics_sample(&m, c_tw, (double)ts.closes_to_watchers);
   cl_metrics_family(&m, "clusterlua_handshake_failures", "counter", "Refused handshakes by reason");
   struct {
     const char *reason;

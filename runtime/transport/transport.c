@@ -92,6 +92,12 @@ struct cl_peer {
   int need;       /* large cluster: one of our ring successors (we dial and watch it) */
   int sel;        /* scratch of watch_recompute: picked on the ring this time */
   int verify;     /* another member lists it up while we hold it down: dial it once to see */
+  /* ... once per life and version held down: at 300 nodes a storm of false DOWNs made
+   * every list that crossed them a dial to each member it listed up, and each dial a
+   * connection with a list of its own (issue 18) */
+  int verified;
+  uint64_t verified_inc;
+  uint32_t verified_ver;
   /* a large cluster: its connection closed without IDLE or LEAVE; dialled at once, it is
    * down only if that dial fails (check_settle): a close the peer made on purpose (a
    * duplicate dropped, a handshake it gave up on, its own timeout of us) is no crash */
@@ -673,10 +679,15 @@ static void watch_recompute(cl_transport *t);
  * member down cluster-wide. After ALIVE or UNKNOWN the member is in limbo (limbo_expire):
  * down after a bound unless a connection with it is authenticated again. */
 enum { CHECK_DOWN, CHECK_ALIVE, CHECK_UNKNOWN };
+static int limbo_ours(const cl_peer *p);
 static void check_settle(cl_peer *p, int verdict) {
   cl_transport *t = p->t;
   if (!p->checking) return;
   p->checking = 0;
+  if (verdict != CHECK_DOWN && !limbo_ours(p) && p->limbo) {
+    p->limbo = 0; /* its watchers decide */
+    t->st.closes_to_watchers++;
+  }
   if (verdict == CHECK_ALIVE) {
     t->st.closes_alive++;
     return;
@@ -1328,8 +1339,11 @@ static void on_members(cl_conn *c, const cl_frame *f) {
        * and hears it was declared down, so it refutes and every member takes it back;
        * if not, it stays down. */
       if (t->large && e.inc == q->down_inc && e.ver == q->down_ver && !q->conn && !q->dial && !q->resolving &&
-          !q->verify) {
+          !q->verify && !(q->verified && q->verified_inc == e.inc && q->verified_ver == e.ver)) {
         q->verify = 1;
+        q->verified = 1;
+        q->verified_inc = e.inc;
+        q->verified_ver = e.ver;
         peer_dial(q);
       }
       continue;
@@ -2185,6 +2199,17 @@ static uint64_t limbo_bound(const cl_transport *t) {
   return (uint64_t)t->cfg.timeout_ms * (1 + t->awareness.score) + t->cfg.handshake_timeout_ms;
 }
 
+/* Whether limbo's bound is this node's to apply: it watches the member (a ring
+ * successor, or a voting peer it pins). Any other node that saw its connection to the
+ * member close leaves the verdict to the member's watchers once its check is settled: a
+ * hung member falls silent on their connections, which time it out within their bound,
+ * and a crash is refused to the check's dial. Found at 300 nodes on 2 cores: every node
+ * whose connection to a member closed (a dialer giving up a handshake the acceptor had
+ * completed, a duplicate dropped) ran the bound on its own, and handshakes slower than
+ * it under that load made 10,782 false DOWNs in 40 s, each announced cluster-wide (issue
+ * 18). */
+static int limbo_ours(const cl_peer *p) { return !p->t->large || p->need || p->pinned; }
+
 static void limbo_expire(cl_transport *t, uint64_t now) {
   if (t->leaving || t->closing || !t->limbo_maybe) return;
   int changed = 0, left = 0;
@@ -2192,6 +2217,11 @@ static void limbo_expire(cl_transport *t, uint64_t now) {
     if (!p->limbo) continue;
     if (!p->alive || conn_live(p)) {
       p->limbo = 0;
+      continue;
+    }
+    if (!p->checking && !limbo_ours(p)) { /* no longer watched here (the ring moved) */
+      p->limbo = 0;
+      t->st.closes_to_watchers++;
       continue;
     }
     left = 1;

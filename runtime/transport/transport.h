@@ -257,8 +257,10 @@ typedef struct {
   /* a large cluster: connections that closed without IDLE or LEAVE, re-dialled at once
    * to tell a crash from a close the peer made on purpose (design.md §5), and what the
    * re-dial found: the member answered (no node_down), its host refused (node_down), or
-   * neither within the connect deadline (no node_down: left to the failure detector) */
-  uint64_t closes_checked, closes_alive, closes_down, closes_unknown;
+   * neither within the connect deadline (no node_down: left to the failure detector);
+   * and of those answered or unknown, the ones whose verdict this node left to the
+   * member's watchers (it does not watch the member, so it runs no limbo bound) */
+  uint64_t closes_checked, closes_alive, closes_down, closes_unknown, closes_to_watchers;
   uint64_t failed_redials; /* large cluster: failed members dialled to see (one per interval) */
   uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;

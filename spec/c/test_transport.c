@@ -1598,6 +1598,65 @@ static int t_large_close_checked(void) {
   return 0;
 }
 
+/* Whether lg[w] watches lg[x] on the ring of members (every node of lg): x among w's
+ * `watchers` successors, as watch_recompute picks them in a large cluster. */
+static int lg_watches(int w, int x, size_t k) {
+  const char *names[LG_N];
+  uint64_t h[LG_N];
+  for (int i = 0; i < LG_N; i++) names[i] = lg[i].name, h[i] = cl_watch_hash(lg[i].name);
+  size_t sel[CL_WATCH_MAX];
+  size_t m = cl_watch_pick(names, h, LG_N, lg[w].name, h[w], 1, (size_t)w, k, sel);
+  for (size_t j = 0; j < m; j++)
+    if (sel[j] == (size_t)x) return 1;
+  return 0;
+}
+
+/* A large cluster: a node whose connection to a member closes without IDLE, whose
+ * check finds the member there, and who then cannot complete a handshake with it (here
+ * the member disconnected it, so it refuses its dials), does not watch that member: it
+ * leaves the verdict to the member's watchers, which still hear it, and reports nothing.
+ * Before, every such node ran limbo's bound on its own and declared the member down
+ * once its handshakes had not come back within it; at 300 nodes on 2 cores, where
+ * handshakes took longer than the bound, that was 10,782 false DOWNs in 40 s (issue 18).
+ * Markers go round until the bound (timeout_ms × 4 + handshake_timeout_ms, 1.7 s here)
+ * has passed since the close, then once more: nothing was announced. */
+static int t_large_limbo_watchers(void) {
+  opts o = lg_opts(60000);
+  CHECK(lg_start("w", &o, NULL) == 0, "start");
+  int members = run_until(lg_members, NULL, 8000);
+  /* x closes its connection to y, a node (not the seed) that does not watch x */
+  int x = -1, y = -1;
+  for (int i = 1; i < LG_N && y < 0; i++)
+    for (int j = 1; j < LG_N && y < 0; j++)
+      if (i != j && !lg_watches(j, i, (size_t)o.watchers) && is_connected(&lg[i], lg[j].name)) x = i, y = j;
+  int downs_forming = lg_downs_total();
+  for (int i = 0; i < LG_N; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
+  uint64_t t0 = uv_now(L);
+  if (y > 0) cl_transport_disconnect(lg[x].t, lg[y].name);
+  int left = y > 0 && WAIT_STAT(&lg[y], closes_to_watchers, 1, 3000);
+  uint64_t bound = (uint64_t)o.timeout_ms * (1 + CL_DET_AWARENESS_MAX) + o.handshake_timeout_ms;
+  int marked = left, rounds = 0;
+  while (marked && uv_now(L) - t0 <= bound && rounds < 100000) marked = lg_markers(1), rounds++;
+  marked = marked && lg_markers(3);
+  int others = 0;
+  for (int i = 0; i < LG_N; i++)
+    if (i != x) others += lg[i].downs;
+  uint64_t y_down = y > 0 ? STAT(&lg[y], closes_down) : 0, y_tw = y > 0 ? STAT(&lg[y], closes_to_watchers) : 0;
+  printf("# limbo left to watchers: w%d closed w%d (which does not watch it): w%d left it to the watchers %llu time(s); "
+         "%d marker rounds over %llu ms (bound %llu ms); others' node_down %d\n",
+         x, y, y, (unsigned long long)y_tw, rounds + 3, (unsigned long long)(uv_now(L) - t0), (unsigned long long)bound,
+         others);
+  for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+  CHECK(members && downs_forming == 0, "formed %d, %d node_down while forming", members, downs_forming);
+  CHECK(y > 0, "no pair: a node connected to one that does not watch it");
+  CHECK(left && y_down == 0, "w%d did not leave w%d to its watchers (%d), or took it down (%llu)", y, x, left,
+        (unsigned long long)y_down);
+  CHECK(marked, "the markers did not go round");
+  CHECK(others == 0, "%d node_down on nodes other than w%d after it closed its connection to w%d (w%d's last: %s)",
+        others, x, y, y, y > 0 ? lg[y].down_name : "");
+  return 0;
+}
+
 /* every node sees `want` members */
 static int lg_members_are(void *ud) {
   size_t want = *(size_t *)ud;
@@ -2776,6 +2835,9 @@ int main(void) {
            t_hung_member);
   run_case("transport: a large cluster: a connection closed on purpose is checked, not reported down; a crash is",
            t_large_close_checked);
+  run_case("transport: a large cluster: a node that does not watch a member leaves a closed link's verdict to its "
+           "watchers: no node_down past limbo's bound",
+           t_large_limbo_watchers);
   run_case("transport: a large cluster re-dials one failed member per node per interval: a restart knowing nobody is back",
            t_large_redial_failed);
   run_case("transport: a peer that asks for beats and reads nothing is closed past send_queue_max",
