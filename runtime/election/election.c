@@ -1744,12 +1744,23 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
 
 /* --------------------------------------------------------------- timers */
 
+/* RULE L3: a pre-vote counts only from the voting configurations (both_quorum), so
+ * once this node knows one the request goes to their members only. With hundreds of
+ * master-eligible nodes every candidate asked every member: at 300 nodes on 2 cores
+ * each lost master made every node dial every other on demand (about 150 connections a
+ * node where it holds 20) and the machine never settled (issue 18). Before a
+ * configuration is known (bootstrapping) everyone is asked, as the bootstrap needs. */
+static int prevote_asks(cl_el *el, const peer *p) {
+  if (!el->acc.committed_config.n && !el->acc.accepted_config.n) return 1;
+  return in_a_config(el, p->info.id);
+}
+
 static void start_prevote(cl_el *el) {
   el->prevoting = 1;
   el->prevote_round++;
   el->prevote_max_term = el->term;
   for (uint32_t i = 0; i < el->n_peers; i++)
-    if (el->peers[i].used && el->peers[i].up)
+    if (el->peers[i].used && el->peers[i].up && prevote_asks(el, &el->peers[i]))
       send_simple(el, el->peers[i].info.id, CL_M_PREVOTE_REQ, el->term, el->acc.term, el->acc.version, 0, 0);
   /* a single-node configuration needs nobody else */
   if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_prevote, el)) {
