@@ -181,7 +181,7 @@ local function validate_transport(file, t)
   check_keys(file, "transport", t, {
     encrypt = true, max_frame = true, heartbeat_ms = true, timeout_ms = true, mesh = true, send_queue_max = true,
     data_connection = true, spin_us = true, reconnect_timeout_ms = true, watchers = true,
-    full_mesh_max = true, idle_close_ms = true,
+    full_mesh_max = true, idle_close_ms = true, large_timeout_ms = true,
   })
   typed(file, "transport.encrypt", t.encrypt, "boolean", true)
   typed(file, "transport.mesh", t.mesh, "boolean", true)
@@ -220,6 +220,16 @@ local function validate_transport(file, t)
       or t.full_mesh_max < 2 or t.full_mesh_max > 100000) then
     fail(file, "transport.full_mesh_max", "expected an integer 2 .. 100000 (members up to which every node connects "
       .. "to every other), got " .. tostring(t.full_mesh_max))
+  end
+  -- above full_mesh_max: the timeout toward peers a node does not pin, and the election's
+  -- checks (runtime/transport/transport.h); never shorter than timeout_ms
+  if t.large_timeout_ms ~= nil then
+    local lo = type(to) == "number" and to or 400
+    if type(t.large_timeout_ms) ~= "number" or t.large_timeout_ms % 1 ~= 0 or t.large_timeout_ms < lo
+        or t.large_timeout_ms > 600000 then
+      fail(file, "transport.large_timeout_ms", ("expected an integer %d .. 600000 (milliseconds, at least "
+        .. "transport.timeout_ms), got %s"):format(lo, tostring(t.large_timeout_ms)))
+    end
   end
   if t.idle_close_ms ~= nil and (type(t.idle_close_ms) ~= "number" or t.idle_close_ms % 1 ~= 0
       or t.idle_close_ms < 100 or t.idle_close_ms > 86400000) then

@@ -998,6 +998,22 @@ static void rtt_sample(cl_conn *c, uint64_t sent_us, uint64_t now_us, uint64_t h
 /* a peer by its exact full name (names on the wire are never short) */
 static int conn_live(const cl_peer *p) { return p && p->conn && p->conn->state == C_UP; }
 
+/* The silence after which a watched peer is down: above full_mesh_max members,
+ * large_timeout_ms (2 s) toward every peer, the voting nodes' pinned ones included;
+ * timeout_ms (400 ms) in a mesh. Found at 300 nodes on 2 cores: processes were starved for
+ * more than 400 ms at a time while hundreds of them started (the master and the seeds
+ * most, and the voting nodes in fsync), each false DOWN was news for every member, and the
+ * cluster never formed. With 2 s for every peer (and the probes' wait and the freshness
+ * window derived from it) 300 nodes formed with no false node_down; with 400 ms kept
+ * between the voting nodes they formed with about 2,000 and a later case failed (issue 18,
+ * design.md §4). A cluster whose voting nodes have their own cores can set
+ * large_timeout_ms = timeout_ms. The issue's targets for a large cluster: a silent node
+ * seen by all within 3 s. */
+static uint32_t conn_timeout(const cl_transport *t, const cl_peer *p) {
+  (void)p;
+  return t->large ? t->cfg.large_timeout_ms : t->cfg.timeout_ms;
+}
+
 /* the connected peers as watch.h wants them */
 typedef struct {
   size_t n;
@@ -1062,6 +1078,7 @@ static void watch_recompute(cl_transport *t) {
     }
     int want = q->pinned || q->sel;
     cl_conn *c = q->conn;
+    if (c->det.timeout_ms) c->det.timeout_ms = conn_timeout(t, q); /* the cluster grew, shrank, or pins moved */
     if (want == c->det.watching) continue;
     cl_det_watch(&c->det, now, want);
     uint8_t on = (uint8_t)want;
@@ -1135,7 +1152,8 @@ static void on_probe_req(cl_conn *c, const cl_frame *f) {
   }
   slot->used = 1;
   slot->seq = seq;
-  slot->deadline_ms = now_ms(t) + t->cfg.timeout_ms / 2;
+  /* half the requester's timeout, which is ours (a large cluster's for every peer) */
+  slot->deadline_ms = now_ms(t) + conn_timeout(t, b) / 2;
   snprintf(slot->req, sizeof slot->req, "%s", c->peer->nn.full);
   snprintf(slot->target, sizeof slot->target, "%s", target);
   b->probed = 1;
@@ -1256,7 +1274,8 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
   if (conn_live(b) && !b->conn->close_after_flush) {
-    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + cl_det_fresh_ms(t->cfg.heartbeat_ms, t->cfg.timeout_ms)) {
+    if (rc != CL_MW_DOWN_LEFT &&
+        now < b->conn->det.last_rx_ms + cl_det_fresh_ms(t->cfg.heartbeat_ms, conn_timeout(t, b))) {
       b->doubted = 1;
       b->doubt_rc = rc;
       b->doubt_inc = inc;
@@ -1450,7 +1469,7 @@ static void conn_authenticated(cl_conn *c) {
   p->rtt_us = c->hs_rtt_us ? c->hs_rtt_us : 1;
   p->last_data_ms = now_ms(t); /* idle_close_ms counts from here at the earliest */
   if (!was_alive) p->since_ms = now_ms(t);
-  cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, t->cfg.timeout_ms);
+  cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, conn_timeout(t, p));
   c->det.grace_ms = t->grace_ms;
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
@@ -1680,6 +1699,17 @@ static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
   *buf = uv_buf_init((char *)c->t->rbuf, 65536);
 }
 
+/* The handshake's deadline counts from its last progress (the connect, each flight
+ * from the peer), not from its start: at most a few flights, so a peer that stalls still
+ * fails within a few handshake_timeout_ms. Found at 200-300 nodes on 2 cores: each flight
+ * waited for a starved process, whole handshakes took longer than 2 s, and each one
+ * given up on after both sides had done its work was dialled again (2,689 handshake
+ * timeouts on one node in a minute), which starved the processes further (issue 18). */
+static void hs_progress(cl_conn *c) {
+  uint64_t d = now_ms(c->t) + c->t->cfg.handshake_timeout_ms;
+  if (d > c->deadline_ms) c->deadline_ms = d;
+}
+
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
   cl_conn *c = s->data;
   cl_transport *t = c->t;
@@ -1707,6 +1737,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     uint64_t us = uv_hrtime() / 1000;
     if (c->hs_mark_us && !c->hs_rtt_us) c->hs_rtt_us = us > c->hs_mark_us ? (uint32_t)(us - c->hs_mark_us) : 1;
     size_t used = 0;
+    int step = c->hs.state;
     int r = cl_hs_feed(&c->hs, p, n, &used, &c->w.out);
     if (c->w.out.len) mark_dirty(c);
     if (c->w.out.len && !c->hs_mark_us) c->hs_mark_us = us; /* the acceptor's CHALLENGE */
@@ -1714,7 +1745,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
       hs_failed(c);
       return;
     }
-    if (r == CL_HS_CONTINUE) return;
+    if (r == CL_HS_CONTINUE) {
+      if (c->hs.state != step) hs_progress(c); /* a flight from the peer: it runs */
+      return;
+    }
     if (c->hs.data || c->hs.peer_data) {
       data_handoff(c, p + used, n - used);
       return;
@@ -1794,6 +1828,7 @@ static void on_connect(uv_connect_t *req, int status) {
   check_settle(p, CHECK_ALIVE);
   set_addr(c);
   c->state = C_HANDSHAKE;
+  hs_progress(c);
   uint8_t nonce[32];
   randombytes_buf(nonce, sizeof nonce);
   cl_hs_init(&c->hs, &t->hs_cfg, CL_HS_DIALER, p->nn.full, nonce);
@@ -2195,8 +2230,9 @@ static void on_tick(uv_timer_t *h);
 /* How long a member whose connection closed may stay up here with no authenticated
  * connection: what a silent peer gets (timeout_ms, widened while this node runs late)
  * plus one handshake's time to come back. */
-static uint64_t limbo_bound(const cl_transport *t) {
-  return (uint64_t)t->cfg.timeout_ms * (1 + t->awareness.score) + t->cfg.handshake_timeout_ms;
+static uint64_t limbo_bound(const cl_transport *t, const cl_peer *p) {
+  return (uint64_t)conn_timeout(t, p) + (uint64_t)t->cfg.timeout_ms * t->awareness.score +
+         t->cfg.handshake_timeout_ms;
 }
 
 /* Whether limbo's bound is this node's to apply: it watches the member (a ring
@@ -2225,9 +2261,9 @@ static void limbo_expire(cl_transport *t, uint64_t now) {
       continue;
     }
     left = 1;
-    if (p->checking || now - p->limbo_ms < limbo_bound(t)) continue;
+    if (p->checking || now - p->limbo_ms < limbo_bound(t, p)) continue;
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s closed its connection and was not back within %llu ms: down",
-           p->nn.full, (unsigned long long)limbo_bound(t));
+           p->nn.full, (unsigned long long)limbo_bound(t, p));
     t->st.closes_down++;
     member_down(p, "timeout", t->large, NULL, p->incarnation, p->ver);
     changed = 1;
@@ -2286,7 +2322,9 @@ static void on_tick(uv_timer_t *h) {
   while (c) {
     cl_conn *n = c->next;
     if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
-      if (now >= c->deadline_ms) {
+      /* a late tick expires no deadline either: the connect's completion or the peer's
+       * flight may be waiting unread (the look after the poll decides) */
+      if (now >= c->deadline_ms && !veto) {
         if (c->close_after_flush) {
           cl_peer *p = c->installed ? c->peer : NULL;
           conn_close(c);
@@ -2359,6 +2397,7 @@ void cl_transport_config_defaults(cl_transport_config *c) {
   c->max_frame = 16u << 20;
   c->heartbeat_ms = CL_DET_DEFAULT_HEARTBEAT_MS;
   c->timeout_ms = CL_DET_DEFAULT_TIMEOUT_MS;
+  c->large_timeout_ms = CL_DET_DEFAULT_LARGE_TIMEOUT_MS;
   c->handshake_timeout_ms = 2000;
   c->send_queue_max = 64u << 20;
   c->backoff_min_ms = 50;
@@ -2416,6 +2455,8 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (!t->cfg.max_frame) t->cfg.max_frame = d.max_frame;
   if (!t->cfg.timeout_ms) t->cfg.timeout_ms = d.timeout_ms;
   t->cfg.heartbeat_ms = cl_det_heartbeat_for(t->cfg.heartbeat_ms, t->cfg.timeout_ms);
+  if (!t->cfg.large_timeout_ms) t->cfg.large_timeout_ms = d.large_timeout_ms;
+  if (t->cfg.large_timeout_ms < t->cfg.timeout_ms) t->cfg.large_timeout_ms = t->cfg.timeout_ms;
   if (!t->cfg.handshake_timeout_ms) t->cfg.handshake_timeout_ms = d.handshake_timeout_ms;
   if (!t->cfg.send_queue_max) t->cfg.send_queue_max = d.send_queue_max;
   if (!t->cfg.backoff_min_ms) t->cfg.backoff_min_ms = d.backoff_min_ms;
@@ -2692,6 +2733,7 @@ const char *cl_transport_self(const cl_transport *t) { return t->self.full; }
 uint64_t cl_transport_incarnation(const cl_transport *t) { return t->cfg.incarnation; }
 
 uint32_t cl_transport_awareness(const cl_transport *t) { return t->awareness.score; }
+uint32_t cl_transport_large_timeout(const cl_transport *t) { return t->large ? t->cfg.large_timeout_ms : 0; }
 
 size_t cl_transport_leaving(const cl_transport *t) {
   size_t n = 0;

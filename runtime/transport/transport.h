@@ -53,6 +53,9 @@ typedef struct {
   uint32_t max_frame;        /* default 16 MiB: largest message; checked before allocating */
   uint32_t heartbeat_ms;     /* default 100 */
   uint32_t timeout_ms;       /* default 400: silent this long => down "timeout" */
+  uint32_t large_timeout_ms; /* default 2000 (at least timeout_ms): above full_mesh_max
+                                members, the timeout toward a peer this node does not pin;
+                                between pinned (voting) peers timeout_ms still holds */
   uint32_t handshake_timeout_ms; /* default 2000 */
   uint32_t send_queue_max;   /* default 64 MiB: per-peer bound in bytes; beyond => CL_ENOBUFS */
   uint32_t backoff_min_ms;   /* default 50: first re-dial delay; doubles, with jitter */
@@ -219,6 +222,9 @@ uint64_t cl_transport_incarnation(const cl_transport *);
  * to CL_DET_AWARENESS_MAX while it runs late; the glue widens the election's timeouts by
  * this many of its timeouts, as the transport widens every connection's. */
 uint32_t cl_transport_awareness(const cl_transport *);
+/* Above full_mesh_max members: the large cluster's timeout (large_timeout_ms), which the
+ * glue gives the election's checks too; 0 while the cluster is a mesh. */
+uint32_t cl_transport_large_timeout(const cl_transport *);
 /* Bytes queued but not yet written to name's socket (0 if unknown): lets the glue
  * wait for room after CL_ENOBUFS. */
 size_t cl_transport_queued(const cl_transport *, const char *name);

@@ -31,3 +31,31 @@ describe("topology: transport.full_mesh_max and idle_close_ms", function()
     end
   end)
 end)
+
+-- transport.large_timeout_ms (docs/design.md §4): above full_mesh_max, the timeout toward
+-- peers a node does not pin and the election's checks; never below timeout_ms.
+describe("topology: transport.large_timeout_ms", function()
+  it("takes an integer from timeout_ms up and passes it on; absent means the default (2000)", function()
+    local t = assert(topology.from_table { transport = { large_timeout_ms = 3000 } })
+    assert.equal(3000, t.transport.large_timeout_ms)
+    assert(topology.from_table { transport = { large_timeout_ms = 400 } })
+    assert(topology.from_table { transport = { timeout_ms = 1000, large_timeout_ms = 1000 } })
+    assert.is_nil(assert(topology.from_table { transport = {} }).transport.large_timeout_ms)
+  end)
+
+  it("refuses one below timeout_ms, out of range or not an integer, naming the key and the bound", function()
+    for _, c in ipairs {
+      { { large_timeout_ms = 399 }, "400 .. 600000" },
+      { { timeout_ms = 1000, large_timeout_ms = 999 }, "1000 .. 600000" },
+      { { large_timeout_ms = 600001 }, "400 .. 600000" },
+      { { large_timeout_ms = 2000.5 }, "400 .. 600000" },
+      { { large_timeout_ms = "2000" }, "400 .. 600000" },
+    } do
+      local t, err, code = topology.from_table { transport = c[1] }
+      assert.is_nil(t, "accepted " .. tostring(c[1].large_timeout_ms))
+      assert.equal("EINVAL", code)
+      assert.truthy(err:find("transport.large_timeout_ms", 1, true), err)
+      assert.truthy(err:find("expected an integer " .. c[2], 1, true), err)
+    end
+  end)
+end)
