@@ -1744,13 +1744,18 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
 
 /* --------------------------------------------------------------- timers */
 
-/* RULE L3: a pre-vote counts only from the voting configurations (both_quorum), so
- * once this node knows one the request goes to their members only. With hundreds of
- * master-eligible nodes every candidate asked every member: at 300 nodes on 2 cores
- * each lost master made every node dial every other on demand (about 150 connections a
- * node where it holds 20) and the machine never settled (issue 18). Before a
- * configuration is known (bootstrapping) everyone is asked, as the bootstrap needs. */
-static int prevote_asks(cl_el *el, const peer *p) {
+/* RULE L3: a pre-vote counts only from the voting configurations (both_quorum), so in a
+ * large cluster, once this node knows one, the request goes to their members only. With
+ * hundreds of master-eligible nodes every candidate asked every member: at 300 nodes on 2
+ * cores each lost master made every node dial every other on demand (about 150
+ * connections a node where it holds 20) and the machine never settled (issue 18). Up to
+ * CL_EL_PREVOTE_ALL_MAX peers up (the transport's mesh: connected to all anyway), and
+ * before a configuration is known (bootstrapping), everyone is asked: so a node of
+ * another cluster that campaigns is refused, and listed, by every node it can reach
+ * (E11), not only by the voting ones. */
+#define CL_EL_PREVOTE_ALL_MAX 32
+static int prevote_asks(cl_el *el, const peer *p, uint32_t up) {
+  if (up <= CL_EL_PREVOTE_ALL_MAX) return 1;
   if (!el->acc.committed_config.n && !el->acc.accepted_config.n) return 1;
   return in_a_config(el, p->info.id);
 }
@@ -1759,8 +1764,10 @@ static void start_prevote(cl_el *el) {
   el->prevoting = 1;
   el->prevote_round++;
   el->prevote_max_term = el->term;
+  uint32_t up = 0;
+  for (uint32_t i = 0; i < el->n_peers; i++) up += el->peers[i].used && el->peers[i].up;
   for (uint32_t i = 0; i < el->n_peers; i++)
-    if (el->peers[i].used && el->peers[i].up && prevote_asks(el, &el->peers[i]))
+    if (el->peers[i].used && el->peers[i].up && prevote_asks(el, &el->peers[i], up))
       send_simple(el, el->peers[i].info.id, CL_M_PREVOTE_REQ, el->term, el->acc.term, el->acc.version, 0, 0);
   /* a single-node configuration needs nobody else */
   if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_prevote, el)) {
