@@ -221,8 +221,8 @@ local function validate_transport(file, t)
     fail(file, "transport.full_mesh_max", "expected an integer 2 .. 100000 (members up to which every node connects "
       .. "to every other), got " .. tostring(t.full_mesh_max))
   end
-  -- above full_mesh_max: the timeout toward peers a node does not pin, and the election's
-  -- checks (runtime/transport/transport.h); never shorter than timeout_ms
+  -- above full_mesh_max: the timeout toward every peer, and the election's checks
+  -- (runtime/transport/transport.h); never shorter than timeout_ms
   if t.large_timeout_ms ~= nil then
     local lo = type(to) == "number" and to or 400
     if type(t.large_timeout_ms) ~= "number" or t.large_timeout_ms % 1 ~= 0 or t.large_timeout_ms < lo

@@ -329,8 +329,9 @@ static void pins_update(cl_node *n) {
  * transport.full_mesh_max) the checks also get what the transport's large timeout adds
  * to its own (large_timeout_ms - check_timeout_ms): at 300 nodes on 2 cores a master
  * that publishes to and heartbeats every node was starved past 400 ms often enough that
- * the elections never ended. A silent voting node is still found by the transport's
- * pinned connections within timeout_ms, which starts an election at once. */
+ * the elections never ended. A killed master is still found at once (its connections
+ * close, which starts an election); a silent one after large_timeout_ms, as every
+ * silent node of a large cluster (design.md §4). */
 static void step(cl_node *n, const cl_el_input *in) {
   if (n->t && n->el) {
     /* in 64 bits: a check_timeout_ms past 2^32 / 3 would wrap in 32 */

@@ -30,7 +30,7 @@
  * rest costs (issue 17) */
 #define CL_DET_DEFAULT_HEARTBEAT_MS 200
 #define CL_DET_DEFAULT_TIMEOUT_MS 400
-/* above full_mesh_max: the timeout toward a peer this node does not pin (design.md §4) */
+/* above full_mesh_max: the timeout toward every peer (design.md §4) */
 #define CL_DET_DEFAULT_LARGE_TIMEOUT_MS 2000
 /* the heartbeat for a configured one (0: not given) and timeout: not given, the default
  * but at most half the timeout (a short timeout_ms alone is valid, as it was when the

@@ -92,11 +92,12 @@ struct cl_peer {
   int need;       /* large cluster: one of our ring successors (we dial and watch it) */
   int sel;        /* scratch of watch_recompute: picked on the ring this time */
   int verify;     /* another member lists it up while we hold it down: dial it once to see */
-  /* ... once per life and version held down: at 300 nodes a storm of false DOWNs made
-   * every list that crossed them a dial to each member it listed up, and each dial a
-   * connection with a list of its own (issue 18) */
+  /* ... once per life and version held down, and again only after redial_failed_ms (a
+   * dial that timed out under load proves nothing): at 300 nodes a storm of false DOWNs
+   * made every list that crossed them a dial to each member it listed up, and each dial
+   * a connection with a list of its own (issue 18) */
   int verified;
-  uint64_t verified_inc;
+  uint64_t verified_inc, verified_ms;
   uint32_t verified_ver;
   /* a large cluster: its connection closed without IDLE or LEAVE; dialled at once, it is
    * down only if that dial fails (check_settle): a close the peer made on purpose (a
@@ -1014,6 +1015,18 @@ static uint32_t conn_timeout(const cl_transport *t, const cl_peer *p) {
   return t->large ? t->cfg.large_timeout_ms : t->cfg.timeout_ms;
 }
 
+/* A DOWN is set aside by a node that heard its subject within this window (design.md
+ * §4), which must stay shorter than the announcer's timeout, or a node that does not
+ * watch a stopped peer could keep it up for good. Above full_mesh_max members every
+ * node is large and times out after large_timeout_ms: a window from it (1 s). Between
+ * three quarters of full_mesh_max and full_mesh_max, older members stay large
+ * (large_update's hysteresis) while a newcomer is a mesh and announces after
+ * timeout_ms: there, the mesh's window (found by a review). */
+static uint32_t fresh_ms(const cl_transport *t, const cl_peer *p) {
+  uint32_t to = t->large && t->n_alive + 1 > t->cfg.full_mesh_max ? conn_timeout(t, p) : t->cfg.timeout_ms;
+  return cl_det_fresh_ms(t->cfg.heartbeat_ms, to);
+}
+
 /* the connected peers as watch.h wants them */
 typedef struct {
   size_t n;
@@ -1274,8 +1287,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
   if (conn_live(b) && !b->conn->close_after_flush) {
-    if (rc != CL_MW_DOWN_LEFT &&
-        now < b->conn->det.last_rx_ms + cl_det_fresh_ms(t->cfg.heartbeat_ms, conn_timeout(t, b))) {
+    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + fresh_ms(t, b)) {
       b->doubted = 1;
       b->doubt_rc = rc;
       b->doubt_inc = inc;
@@ -1358,11 +1370,14 @@ static void on_members(cl_conn *c, const cl_frame *f) {
        * and hears it was declared down, so it refutes and every member takes it back;
        * if not, it stays down. */
       if (t->large && e.inc == q->down_inc && e.ver == q->down_ver && !q->conn && !q->dial && !q->resolving &&
-          !q->verify && !(q->verified && q->verified_inc == e.inc && q->verified_ver == e.ver)) {
+          !q->verify &&
+          !(q->verified && q->verified_inc == e.inc && q->verified_ver == e.ver &&
+            now - q->verified_ms < t->cfg.redial_failed_ms)) {
         q->verify = 1;
         q->verified = 1;
         q->verified_inc = e.inc;
         q->verified_ver = e.ver;
+        q->verified_ms = now;
         peer_dial(q);
       }
       continue;
@@ -2638,6 +2653,7 @@ int cl_transport_disconnect(cl_transport *t, const char *name) {
   if (p->conn) conn_down(p->conn, "closed");
   else member_down(p, "closed", 0, NULL, p->incarnation, p->ver);
   t->no_announce = 0;
+  watch_recompute(t); /* the ring moved, and the cluster may be a mesh again */
   return 0;
 }
 

@@ -54,8 +54,8 @@ typedef struct {
   uint32_t heartbeat_ms;     /* default 100 */
   uint32_t timeout_ms;       /* default 400: silent this long => down "timeout" */
   uint32_t large_timeout_ms; /* default 2000 (at least timeout_ms): above full_mesh_max
-                                members, the timeout toward a peer this node does not pin;
-                                between pinned (voting) peers timeout_ms still holds */
+                                members, the timeout toward every peer, the pinned
+                                (voting) ones included; timeout_ms in a mesh */
   uint32_t handshake_timeout_ms; /* default 2000 */
   uint32_t send_queue_max;   /* default 64 MiB: per-peer bound in bytes; beyond => CL_ENOBUFS */
   uint32_t backoff_min_ms;   /* default 50: first re-dial delay; doubles, with jitter */

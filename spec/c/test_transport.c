@@ -1750,12 +1750,14 @@ static int t_large_timeout(void) {
          silent, (unsigned long long)dt_large, early, quick, (unsigned long long)dt_pinned);
   for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
   CHECK(members, "not formed");
-  CHECK(silent && early == 0 && dt_large >= 1100 && dt_large <= 1200 + 1 + 50 + 600,
+  /* the upper bounds: the timeout, a hop, and the awareness a late loop may add (twelve
+   * nodes share one loop here, under sanitizers on a busy machine too) */
+  CHECK(silent && early == 0 && dt_large >= 1100 && dt_large <= 1200 + 1 + 50 + 600 + 300 * CL_DET_AWARENESS_MAX,
         "a silent member: down on all %d after %llu ms, %d nodes before 1100 ms", silent,
         (unsigned long long)dt_large, early);
   CHECK(back, "the silent member, back, was not up again everywhere");
   CHECK(pinned && marked, "pin %d, markers %d", pinned, marked);
-  CHECK(quick && early_p == 0 && dt_pinned >= 1100 && dt_pinned <= 1200 + 1 + 50 + 600,
+  CHECK(quick && early_p == 0 && dt_pinned >= 1100 && dt_pinned <= 1200 + 1 + 50 + 600 + 300 * CL_DET_AWARENESS_MAX,
         "a silent pinned member: down on all %d after %llu ms, %d nodes before 1100 ms", quick,
         (unsigned long long)dt_pinned, early_p);
   return 0;

@@ -33,7 +33,7 @@ describe("topology: transport.full_mesh_max and idle_close_ms", function()
 end)
 
 -- transport.large_timeout_ms (docs/design.md §4): above full_mesh_max, the timeout toward
--- peers a node does not pin and the election's checks; never below timeout_ms.
+-- every peer and the election's checks; never below timeout_ms.
 describe("topology: transport.large_timeout_ms", function()
   it("takes an integer from timeout_ms up and passes it on; absent means the default (2000)", function()
     local t = assert(topology.from_table { transport = { large_timeout_ms = 3000 } })
