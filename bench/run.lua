@@ -1358,9 +1358,21 @@ local function scale_size(label, key, sys, n)
   local formed
   pump_every(sys, every, function() formed = sys:formed(); return formed ~= nil end, bound)
   if not formed then
-    local exited = 0
-    for i = 1, n do if sys.procs[i].exited then exited = exited + 1 end end
+    local exited, names = 0, {}
+    for i = 1, n do
+      if sys.procs[i].exited then
+        exited = exited + 1
+        if #names < 10 then names[#names + 1] = i end
+      end
+    end
     log("%s: %d nodes did not form within %g s (%d exited)", label, n, bound / 1000, exited)
+    -- why they exited: which ones, and the first one's last lines (Serf at 300, 2026-12-06:
+    -- 5 agents exited, and the log did not say why)
+    if exited > 0 then
+      log("%s: exited: node %s (code %s); node %d's last lines:", label, table.concat(names, ", node "),
+        tostring(sys.procs[names[1]].code), names[1])
+      for _, l in ipairs(sys.procs[names[1]].tail) do log("  %s", l) end
+    end
     add(key .. ".form" .. sfx, false)
     note(key .. ".form" .. sfx, ("did not form within %g s%s"):format(bound / 1000,
       exited > 0 and (", " .. exited .. " exited") or ""))
