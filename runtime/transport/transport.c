@@ -1010,8 +1010,7 @@ static int conn_live(const cl_peer *p) { return p && p->conn && p->conn->state =
  * design.md §4). A cluster whose voting nodes have their own cores can set
  * large_timeout_ms = timeout_ms. The issue's targets for a large cluster: a silent node
  * seen by all within 3 s. */
-static uint32_t conn_timeout(const cl_transport *t, const cl_peer *p) {
-  (void)p;
+static uint32_t conn_timeout(const cl_transport *t) {
   return t->large ? t->cfg.large_timeout_ms : t->cfg.timeout_ms;
 }
 
@@ -1022,8 +1021,8 @@ static uint32_t conn_timeout(const cl_transport *t, const cl_peer *p) {
  * three quarters of full_mesh_max and full_mesh_max, older members stay large
  * (large_update's hysteresis) while a newcomer is a mesh and announces after
  * timeout_ms: there, the mesh's window (found by a review). */
-static uint32_t fresh_ms(const cl_transport *t, const cl_peer *p) {
-  uint32_t to = t->large && t->n_alive + 1 > t->cfg.full_mesh_max ? conn_timeout(t, p) : t->cfg.timeout_ms;
+static uint32_t fresh_ms(const cl_transport *t) {
+  uint32_t to = t->large && t->n_alive + 1 > t->cfg.full_mesh_max ? conn_timeout(t) : t->cfg.timeout_ms;
   return cl_det_fresh_ms(t->cfg.heartbeat_ms, to);
 }
 
@@ -1091,7 +1090,7 @@ static void watch_recompute(cl_transport *t) {
     }
     int want = q->pinned || q->sel;
     cl_conn *c = q->conn;
-    if (c->det.timeout_ms) c->det.timeout_ms = conn_timeout(t, q); /* the cluster grew, shrank, or pins moved */
+    if (c->det.timeout_ms) c->det.timeout_ms = conn_timeout(t); /* the cluster grew, shrank, or pins moved */
     if (want == c->det.watching) continue;
     cl_det_watch(&c->det, now, want);
     uint8_t on = (uint8_t)want;
@@ -1166,7 +1165,7 @@ static void on_probe_req(cl_conn *c, const cl_frame *f) {
   slot->used = 1;
   slot->seq = seq;
   /* half the requester's timeout, which is ours (a large cluster's for every peer) */
-  slot->deadline_ms = now_ms(t) + conn_timeout(t, b) / 2;
+  slot->deadline_ms = now_ms(t) + conn_timeout(t) / 2;
   snprintf(slot->req, sizeof slot->req, "%s", c->peer->nn.full);
   snprintf(slot->target, sizeof slot->target, "%s", target);
   b->probed = 1;
@@ -1287,7 +1286,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
   if (conn_live(b) && !b->conn->close_after_flush) {
-    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + fresh_ms(t, b)) {
+    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + fresh_ms(t)) {
       b->doubted = 1;
       b->doubt_rc = rc;
       b->doubt_inc = inc;
@@ -1484,7 +1483,7 @@ static void conn_authenticated(cl_conn *c) {
   p->rtt_us = c->hs_rtt_us ? c->hs_rtt_us : 1;
   p->last_data_ms = now_ms(t); /* idle_close_ms counts from here at the earliest */
   if (!was_alive) p->since_ms = now_ms(t);
-  cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, conn_timeout(t, p));
+  cl_det_up(&c->det, now_ms(t), t->cfg.heartbeat_ms, conn_timeout(t));
   c->det.grace_ms = t->grace_ms;
   c->encrypt = t->cfg.encrypt;
   memcpy(c->seal.key, hs->key_tx, 32);
@@ -2245,8 +2244,8 @@ static void on_tick(uv_timer_t *h);
 /* How long a member whose connection closed may stay up here with no authenticated
  * connection: what a silent peer gets (timeout_ms, widened while this node runs late)
  * plus one handshake's time to come back. */
-static uint64_t limbo_bound(const cl_transport *t, const cl_peer *p) {
-  return (uint64_t)conn_timeout(t, p) + (uint64_t)t->cfg.timeout_ms * t->awareness.score +
+static uint64_t limbo_bound(const cl_transport *t) {
+  return (uint64_t)conn_timeout(t) + (uint64_t)t->cfg.timeout_ms * t->awareness.score +
          t->cfg.handshake_timeout_ms;
 }
 
@@ -2276,9 +2275,9 @@ static void limbo_expire(cl_transport *t, uint64_t now) {
       continue;
     }
     left = 1;
-    if (p->checking || now - p->limbo_ms < limbo_bound(t, p)) continue;
+    if (p->checking || now - p->limbo_ms < limbo_bound(t)) continue;
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s closed its connection and was not back within %llu ms: down",
-           p->nn.full, (unsigned long long)limbo_bound(t, p));
+           p->nn.full, (unsigned long long)limbo_bound(t));
     t->st.closes_down++;
     member_down(p, "timeout", t->large, NULL, p->incarnation, p->ver);
     changed = 1;
