@@ -33,6 +33,8 @@ typedef struct peer {
   int used, up;
   cl_el_node info;
   uint64_t last_ok_ms; /* leader: last sign that it follows us in this term */
+  uint64_t asked_ms;   /* leader: when the first heartbeat it has not answered yet went out
+                          (0: none outstanding); its silence counts from then (silent_ms) */
   uint64_t ok_term;    /* term in which it last said it follows us */
   int member;          /* leader: counted in the cluster state's nodes */
   uint64_t join_term;  /* its join vote is for us in this term */
@@ -136,6 +138,9 @@ struct cl_el {
   /* local health (cl_el_set_grace): added to every failure-suspicion timeout while
    * this node itself runs late; liveness only, nothing safety-related reads it */
   uint32_t grace_ms;
+  /* the master's heartbeat interval when not the configured one (cl_el_set_heartbeat);
+   * 0: cfg.hb_interval_ms */
+  uint32_t hb_ms;
 
   /* peers known: grown as they connect, up to cfg.max_nodes - 1; found by id through
    * an open-addressing index (slots hold index + 1; 0 is empty), so a message from
@@ -608,11 +613,29 @@ static uint64_t leader_to(const cl_el *el) { return (uint64_t)el->cfg.leader_tim
 static uint64_t follower_to(const cl_el *el) { return (uint64_t)el->cfg.follower_timeout_ms + el->grace_ms; }
 static uint64_t publish_to(const cl_el *el) { return (uint64_t)el->cfg.publish_timeout_ms + el->grace_ms; }
 
+/* the master's heartbeat interval now (cl_el_set_heartbeat) */
+static uint64_t hb_interval(const cl_el *el) { return el->hb_ms ? el->hb_ms : el->cfg.hb_interval_ms; }
+
+/* How long a follower has been silent, to the master: since its last answer, but never
+ * more than since the first heartbeat it left unanswered plus one interval. A master
+ * that runs on time sends that heartbeat one interval after the answer, so the two agree;
+ * a master that was not running (its CPU starved, a long fsync) sent nothing meanwhile,
+ * and blames no follower for its own silence. Found at 300 nodes on 2 cores with
+ * heartbeats every 500 ms: a master stalled for about 2 s found every follower's last
+ * answer past the follower timeout, removed them all and stepped down, again and again
+ * (issue 18). As the transport's detector counts a watched peer's silence from when it
+ * was asked to beat. 0 while no heartbeat is outstanding. */
+static uint64_t silent_ms(const cl_el *el, const peer *p) {
+  if (!p->asked_ms || el->now <= p->asked_ms) return 0;
+  uint64_t since_ok = el->now - p->last_ok_ms, since_ask = el->now - p->asked_ms + hb_interval(el);
+  return since_ok < since_ask ? since_ok : since_ask;
+}
+
 static int has_recent(void *ctx, const char *id) {
   cl_el *el = ctx;
   if (!strcmp(id, el->self.id)) return 1;
   peer *p = peer_get(el, id);
-  return p && p->up && p->ok_term == el->term && el->now - p->last_ok_ms < leader_to(el);
+  return p && p->up && p->ok_term == el->term && silent_ms(el, p) < leader_to(el);
 }
 
 /* Who may stand. As Elasticsearch: a master-eligible node in a configuration
@@ -1278,9 +1301,10 @@ static void become_leader(cl_el *el) {
     if (!p->used) continue;
     /* voters follow us already; the others get added once they answer */
     p->member = p->up && p->join_term == el->term;
+    p->asked_ms = 0;
     if (p->member) {
       p->ok_term = el->term;
-      p->last_ok_ms = el->now;
+      p->last_ok_ms = el->now, p->asked_ms = 0;
     }
   }
   logf_(el, CL_EL_LOG_INFO, "elected master in term %llu", (unsigned long long)el->term);
@@ -1635,7 +1659,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     p->have_known = 1;
     if (el->mode == CL_EL_LEADER) {
       p->ok_term = el->term;
-      p->last_ok_ms = el->now;
+      p->last_ok_ms = el->now, p->asked_ms = 0;
       if (!p->member) p->member = 1, members_changed(el);
     }
     check_won(el);
@@ -1669,7 +1693,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
       p->ack_term = el->term;
       p->ack_version = m->version;
       p->ok_term = el->term;
-      p->last_ok_ms = el->now;
+      p->last_ok_ms = el->now, p->asked_ms = 0;
       if (!p->member) p->member = 1, members_changed(el);
       if (el->publishing && m->version == el->pub.version) check_commit(el);
     }
@@ -1709,7 +1733,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
       break;
     }
     p->ok_term = el->term;
-    p->last_ok_ms = el->now;
+    p->last_ok_ms = el->now, p->asked_ms = 0;
     p->lat = p->have_t = m->lat;
     p->lav = p->have_v = m->lav;
     p->have_known = 1;
@@ -1789,6 +1813,7 @@ static void send_hb(cl_el *el, peer *p) {
   m->type = CL_M_HB;
   m->term = el->term;
   m->version = el->acc_committed && el->acc.term == el->term ? el->acc.version : 0;
+  if (!p->asked_ms) p->asked_ms = el->now;
   send_msg(el, p->info.id, m);
 }
 
@@ -1814,8 +1839,10 @@ static void timers(cl_el *el) {
     if (now >= el->hb_at) {
       /* on multiples of the interval of the (monotonic, machine-wide) clock, as the
        * transport beats: a follower's wake-up for the master's heartbeat is then the
-       * same as for its other peers' beats. The interval stays hb_interval_ms. */
-      el->hb_at = (now / el->cfg.hb_interval_ms + 1) * el->cfg.hb_interval_ms;
+       * same as for its other peers' beats. The interval stays hb_interval_ms, or what
+       * cl_el_set_heartbeat gave. */
+      uint64_t hb = hb_interval(el);
+      el->hb_at = (now / hb + 1) * hb;
       for (uint32_t i = 0; i < el->n_peers; i++) {
         peer *p = &el->peers[i];
         if (p->used && p->up && !p->foreign) send_hb(el, p);
@@ -1823,7 +1850,7 @@ static void timers(cl_el *el) {
     }
     for (uint32_t i = 0; i < el->n_peers; i++) {
       peer *p = &el->peers[i];
-      if (p->used && p->member && (!p->up || now - p->last_ok_ms >= follower_to(el))) {
+      if (p->used && p->member && (!p->up || silent_ms(el, p) >= follower_to(el))) {
         p->member = 0;
         members_changed(el);
         logf_(el, CL_EL_LOG_INFO, "removing %s from the cluster: %s", p->info.name,
@@ -1998,6 +2025,7 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
   p->info.flags = info->flags;
   p->up = 1;
   p->pub_sent_ms = 0;
+  p->asked_ms = 0; /* what it left unanswered before belongs to its old connection */
   p->have_known = 0; /* it may have restarted */
   p->foreign = 0; /* a new connection: it may have been given the right data */
   /* greet it now rather than next round; it alone: a round to every peer for each of a
@@ -2079,6 +2107,12 @@ void cl_el_set_grace(cl_el *el, uint32_t grace_ms) {
   el->grace_ms = grace_ms > CL_EL_GRACE_MAX_MS ? CL_EL_GRACE_MAX_MS : grace_ms;
 }
 uint32_t cl_el_grace(const cl_el *el) { return el->grace_ms; }
+void cl_el_set_heartbeat(cl_el *el, uint32_t hb_ms) {
+  el->hb_ms = hb_ms > CL_EL_GRACE_MAX_MS ? CL_EL_GRACE_MAX_MS : hb_ms;
+  /* a shorter interval takes effect at once, not after the longer one's wait */
+  uint64_t hb = hb_interval(el);
+  if (el->mode == CL_EL_LEADER && el->hb_at > el->now + hb) el->hb_at = (el->now / hb + 1) * hb;
+}
 uint64_t cl_el_term(const cl_el *el) { return el->term; }
 cl_el_mode cl_el_get_mode(const cl_el *el) { return el->mode; }
 const char *cl_el_master_id(const cl_el *el) { return el->obs_master[0] ? el->obs_master : NULL; }

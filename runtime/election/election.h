@@ -205,6 +205,13 @@ uint64_t cl_el_next_deadline(const cl_el *el); /* UINT64_MAX: nothing scheduled 
 #define CL_EL_GRACE_MAX_MS 600000u
 void cl_el_set_grace(cl_el *el, uint32_t grace_ms);
 uint32_t cl_el_grace(const cl_el *el);
+/* The interval at which a master heartbeats its followers from now on; 0 (the default):
+ * cfg.hb_interval_ms. The glue of a large cluster, whose grace already gives every
+ * check the large cluster's timeout, passes a quarter of that timeout, so the master's
+ * heartbeats cost a quarter as much (a heartbeat and its answer per follower: O(N) at
+ * the master). Liveness only: nothing safety-related reads it. It must stay below the
+ * followers' leader timeout with its grace, as cfg.hb_interval_ms below theirs. */
+void cl_el_set_heartbeat(cl_el *el, uint32_t hb_ms);
 
 typedef enum { CL_EL_CANDIDATE = 0, CL_EL_FOLLOWER, CL_EL_LEADER } cl_el_mode;
 typedef enum { CL_EL_RED = 0, CL_EL_YELLOW, CL_EL_GREEN } cl_el_health;

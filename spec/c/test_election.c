@@ -34,6 +34,7 @@ typedef struct tnode {
   int lazy_writes, durable_writes; /* PERSIST effects, by kind (RULE E14) */
   int lazy_voter;                  /* a lazy PERSIST of a state in whose configuration it is */
   int prevotes_sent;               /* PREVOTE_REQ messages sent (RULE L3) */
+  int hbs_sent;                    /* HB messages sent (cl_el_set_heartbeat) */
 } tnode;
 
 typedef struct cluster {
@@ -79,6 +80,7 @@ static void effects(cluster *c, int i) {
       t->disk_len = e->len;
     } else if (e->kind == CL_EL_FX_SEND) {
       if (cl_el_msg_type(e->data, e->len) == CL_M_PREVOTE_REQ) t->prevotes_sent++;
+      if (cl_el_msg_type(e->data, e->len) == CL_M_HB) t->hbs_sent++;
       int j = idx(c, e->to);
       if (j < 0 || c->cut[i] || c->cut[j] || c->qn >= QN) continue;
       tmsg *m = &c->q[(c->qh + c->qn++) % QN];
@@ -691,6 +693,85 @@ static int t_grace_follower(void) {
   tick(&C, f);
   CHECK(cl_el_get_mode(C.t[f].el) == CL_EL_CANDIDATE, "did not stand at leader timeout + grace");
   cluster_free(&C);
+  return 0;
+}
+
+/* cl_el_set_heartbeat (a large cluster's glue): the master heartbeats each follower at
+ * the interval given rather than hb_interval_ms, and at hb_interval_ms again once given
+ * 0; the followers, given the grace that goes with it, keep following. */
+static int t_set_heartbeat(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no master");
+  uint64_t t0 = C.now;
+  C.t[l].hbs_sent = 0;
+  run(&C, 2000);
+  int dflt = C.t[l].hbs_sent; /* 2 followers x 2000 / hb_interval_ms */
+  const uint32_t hb = 500;
+  for (int i = 0; i < 3; i++) {
+    cl_el_set_grace(C.t[i].el, 2000 - C.cfg.leader_timeout_ms); /* the large cluster's timeout: 2 s */
+    cl_el_set_heartbeat(C.t[i].el, hb);
+  }
+  run(&C, hb); /* the interval moves on at the next heartbeat */
+  C.t[l].hbs_sent = 0;
+  run(&C, 2000);
+  int slow = C.t[l].hbs_sent;
+  int kept = leader(&C) == l && all_agree(&C, l);
+  for (int i = 0; i < 3; i++) cl_el_set_grace(C.t[i].el, 0), cl_el_set_heartbeat(C.t[i].el, 0);
+  run(&C, C.cfg.hb_interval_ms);
+  C.t[l].hbs_sent = 0;
+  run(&C, 2000);
+  int back = C.t[l].hbs_sent;
+  int kept2 = leader(&C) == l && all_agree(&C, l);
+  printf("# master heartbeats to 2 followers in 2 s: %d at %u ms, %d at %u ms, %d at %u ms again (%llu ms)\n", dflt,
+         C.cfg.hb_interval_ms, slow, hb, back, C.cfg.hb_interval_ms, (unsigned long long)(C.now - t0));
+  cluster_free(&C);
+  int want = 2 * (int)(2000 / C.cfg.hb_interval_ms), want_slow = 2 * (int)(2000 / hb);
+  CHECK(dflt >= want - 2 && dflt <= want + 2, "%d heartbeats at the default, want %d", dflt, want);
+  CHECK(slow >= want_slow - 2 && slow <= want_slow + 2 && kept, "%d heartbeats at %u ms (want %d), master kept %d",
+        slow, hb, want_slow, kept);
+  CHECK(back >= want - 2 && back <= want + 2 && kept2, "%d heartbeats back at the default (want %d), master kept %d",
+        back, want, kept2);
+  return 0;
+}
+
+/* A master whose own loop stalled past the follower timeout (its CPU starved, a long
+ * fsync: the whole machine frozen here) blames no follower for the heartbeats it did not
+ * send meanwhile: at its first step after the stall it heartbeats them, they answer, and
+ * nobody is removed and it stays master. Counted from the last answer alone, it removed
+ * every follower and stepped down at that first step (issue 18, at 300 nodes). A follower
+ * that really is silent is still removed after the follower timeout. */
+static int t_master_stall(void) {
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 300);
+  int l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no master");
+  run(&C, 2 * C.cfg.hb_interval_ms);
+  uint64_t term = cl_el_term(C.t[l].el);
+  C.now += 3 * (uint64_t)C.cfg.follower_timeout_ms; /* nobody ran meanwhile */
+  tick(&C, l);
+  int kept = cl_el_get_mode(C.t[l].el) == CL_EL_LEADER;
+  run(&C, 3 * C.cfg.hb_interval_ms);
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  int same = leader(&C) == l && cl_el_term(C.t[l].el) == term && all_agree(&C, l) && st->n_nodes == 3;
+  printf("# after a stall of %u ms: master kept %d, term %llu -> %llu, %u nodes in its state (%s)\n",
+         3 * C.cfg.follower_timeout_ms, kept, (unsigned long long)term, (unsigned long long)cl_el_term(C.t[l].el),
+         st->n_nodes, C.t[l].last_log);
+  /* a follower that is really silent: removed */
+  int f = (l + 1) % 3;
+  C.cut[f] = 1;
+  uint64_t t0 = C.now;
+  while (C.now < t0 + 5000 && cl_el_committed(C.t[l].el)->n_nodes == 3) run(&C, 5);
+  uint64_t gone_ms = C.now - t0;
+  int removed = cl_el_committed(C.t[l].el)->n_nodes == 2;
+  cluster_free(&C);
+  CHECK(kept && same, "after its stall the master kept %d, same term and all agree %d", kept, same);
+  CHECK(removed && gone_ms >= C.cfg.follower_timeout_ms - C.cfg.hb_interval_ms &&
+            gone_ms <= C.cfg.follower_timeout_ms + 2 * C.cfg.hb_interval_ms + C.cfg.publish_timeout_ms,
+        "a silent follower removed %d after %llu ms", removed, (unsigned long long)gone_ms);
   return 0;
 }
 
@@ -1992,6 +2073,10 @@ int main(void) {
            t_grace_follower);
   run_case("election: local health: a master with grace g does not step down before leader timeout + g; with 0 as before",
            t_grace_master);
+  run_case("election: a master whose loop stalled past the follower timeout removes nobody for it; a silent follower still goes",
+           t_master_stall);
+  run_case("election: cl_el_set_heartbeat: the master heartbeats at the interval given, and at the configured one again on 0",
+           t_set_heartbeat);
   run_case("election: a minority never elects a master", t_minority_never_elects);
   run_case("election: the voting configuration stays odd, never shrinks on a loss, and only an exclusion takes it below 3",
            t_reconfiguration_rules);

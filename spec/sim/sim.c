@@ -189,6 +189,10 @@ typedef struct world {
    * det_timeout_ms 0: off, so the core's own timeouts face silent links alone */
   cl_det *det;
   uint32_t det_hb_ms, det_timeout_ms;
+  /* large and scale seeds, half of them: what a large cluster's glue adds to every
+   * node's checks (large_timeout_ms - check_timeout_ms) and the master heartbeat it
+   * sets, a quarter of the whole (node_election.c); 0: a mesh's */
+  uint32_t large_extra_ms;
   double p_drop, p_dup, p_extreme;
   uint64_t delay_lo, delay_hi;
   /* events */
@@ -725,7 +729,11 @@ static void local_health(world *w, int i, uint64_t due_ms) {
   uint64_t now = w->now / US;
   uint32_t hb = w->det_hb_ms ? w->det_hb_ms : CL_DET_DEFAULT_HEARTBEAT_MS;
   cl_det_tick(&n->aw, due_ms ? due_ms : now, now, hb, w->det_timeout_ms);
-  if (n->el) cl_el_set_grace(n->el, n->aw.score * w->cfg.leader_timeout_ms);
+  if (n->el) {
+    cl_el_set_grace(n->el, n->aw.score * w->cfg.leader_timeout_ms + w->large_extra_ms);
+    uint32_t hb = w->large_extra_ms ? (w->cfg.leader_timeout_ms + w->large_extra_ms) / 4 : 0;
+    cl_el_set_heartbeat(n->el, hb > w->cfg.hb_interval_ms ? hb : 0);
+  }
   if (w->det)
     for (int b = 0; b < w->n; b++)
       if (b != i) W_det(w, i, b).grace_ms = n->aw.score * w->det_timeout_ms;
@@ -774,7 +782,7 @@ static void rewatch(world *w) {
       int want = 0;
       for (size_t j = 0; j < k; j++) want |= sel[j] == i;
       cl_det *d = &W_det(w, a, idx[i]);
-      if (want != d->watching) cl_det_watch(d, now, want), cl_det_beat_for(&W_det(w, idx[i], a), want);
+      if (want != d->watching) cl_det_watch(d, now, want), cl_det_beat_for(&W_det(w, idx[i], a), want, 0);
     }
   }
   free(names);
@@ -1513,8 +1521,9 @@ static void run_scale(world *w) {
     at += range(&w->r, 0, 20) * US;
   }
   uint64_t last_boot = at;
+  /* a large cluster's extra (large_extra_ms) widens each of the four timeouts */
   uint64_t l2_ms = 2000 + 2 * (uint64_t)c->leader_timeout_ms + c->follower_timeout_ms + c->publish_timeout_ms +
-                   10ull * (c->election_max_ms + c->election_initial_ms);
+                   10ull * (c->election_max_ms + c->election_initial_ms) + 4ull * w->large_extra_ms;
   char sw[512] = "";
   int ok = 0;
   while (!w->violated && w->now < last_boot + l2_ms * US) {
@@ -1674,6 +1683,8 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
     fault_every = range(&w->r, 200, 800) * US;
     fault_ms = range(&w->r, 1000, 2500);
   }
+  if ((big || scale) && chance(&w->r, 0.5))
+    w->large_extra_ms = (uint32_t)range(&w->r, w->cfg.leader_timeout_ms, 5 * (uint64_t)w->cfg.leader_timeout_ms);
   if (w->det_timeout_ms) w->det = calloc(nn, sizeof *w->det);
   /* RULE E12: the seed's election.max_voting_nodes (the default, 5, in half the seeds);
    * the bootstrap list is never longer (the node refuses that at start) */
@@ -1733,7 +1744,8 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
     /* the bound: in-flight extreme delays drain, a dead master is detected,
      * then a generous number of election rounds at the widest window */
     uint64_t bound_ms = 2000 + 2 * (uint64_t)w->cfg.leader_timeout_ms + w->cfg.follower_timeout_ms +
-                        w->cfg.publish_timeout_ms + 10ull * (w->cfg.election_max_ms + w->cfg.election_initial_ms);
+                        w->cfg.publish_timeout_ms + 10ull * (w->cfg.election_max_ms + w->cfg.election_initial_ms) +
+                        4ull * w->large_extra_ms; /* a large cluster's extra widens each timeout */
     uint64_t end = w->now + bound_ms * US;
     char sw[512] = "";
     int ok = 0;
