@@ -179,6 +179,7 @@ function M.start(opts)
     heartbeat_ms = tr.heartbeat_ms, timeout_ms = tr.timeout_ms, send_queue_max = tr.send_queue_max,
     reconnect_timeout_ms = tr.reconnect_timeout_ms, watchers = tr.watchers,
     full_mesh_max = tr.full_mesh_max, idle_close_ms = tr.idle_close_ms, large_timeout_ms = tr.large_timeout_ms,
+    large_heartbeat_ms = tr.large_heartbeat_ms,
     data_connection = tr.data_connection ~= false, spin_us = tr.spin_us,
     initial_master_nodes = imn, election = topo.election,
     -- the transport serves every topology: it takes a topology's name only when there is

@@ -181,7 +181,7 @@ local function validate_transport(file, t)
   check_keys(file, "transport", t, {
     encrypt = true, max_frame = true, heartbeat_ms = true, timeout_ms = true, mesh = true, send_queue_max = true,
     data_connection = true, spin_us = true, reconnect_timeout_ms = true, watchers = true,
-    full_mesh_max = true, idle_close_ms = true, large_timeout_ms = true,
+    full_mesh_max = true, idle_close_ms = true, large_timeout_ms = true, large_heartbeat_ms = true,
   })
   typed(file, "transport.encrypt", t.encrypt, "boolean", true)
   typed(file, "transport.mesh", t.mesh, "boolean", true)
@@ -229,6 +229,17 @@ local function validate_transport(file, t)
         or t.large_timeout_ms > 600000 then
       fail(file, "transport.large_timeout_ms", ("expected an integer %d .. 600000 (milliseconds, at least "
         .. "transport.timeout_ms), got %s"):format(lo, tostring(t.large_timeout_ms)))
+    end
+  end
+  -- above full_mesh_max: the beat interval a watcher asks for (a quarter of
+  -- large_timeout_ms by default); at most half of it, as heartbeat_ms of timeout_ms
+  if t.large_heartbeat_ms ~= nil then
+    local lt = t.large_timeout_ms
+    if type(lt) ~= "number" then lt = math.max(2000, type(to) == "number" and to or 400) end
+    if type(t.large_heartbeat_ms) ~= "number" or t.large_heartbeat_ms % 1 ~= 0 or t.large_heartbeat_ms < 5
+        or t.large_heartbeat_ms * 2 > lt then
+      fail(file, "transport.large_heartbeat_ms", ("expected an integer 5 .. %d (milliseconds, at most half of "
+        .. "transport.large_timeout_ms), got %s"):format(math.floor(lt / 2), tostring(t.large_heartbeat_ms)))
     end
   end
   if t.idle_close_ms ~= nil and (type(t.idle_close_ms) ~= "number" or t.idle_close_ms % 1 ~= 0

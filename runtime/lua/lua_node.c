@@ -131,6 +131,7 @@ static int l_start(lua_State *L) {
   cfg->full_mesh_max = uintfield(L, 1, "full_mesh_max");
   cfg->idle_close_ms = uintfield(L, 1, "idle_close_ms");
   cfg->large_timeout_ms = uintfield(L, 1, "large_timeout_ms");
+  cfg->large_heartbeat_ms = uintfield(L, 1, "large_heartbeat_ms");
   if (cfg->send_queue_max) cl_lua_ctx_get(L)->send_queue_max = cfg->send_queue_max;
   lua_getfield(L, 1, "election");
   if (lua_istable(L, -1)) {

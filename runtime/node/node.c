@@ -453,6 +453,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   if (cfg->full_mesh_max) tc.full_mesh_max = cfg->full_mesh_max;
   if (cfg->idle_close_ms) tc.idle_close_ms = cfg->idle_close_ms;
   if (cfg->large_timeout_ms) tc.large_timeout_ms = cfg->large_timeout_ms;
+  if (cfg->large_heartbeat_ms) tc.large_heartbeat_ms = cfg->large_heartbeat_ms;
   tc.log_subsys = cfg->log_subsys;
   cl_transport_callbacks cb = {.peer_up = on_peer_up,
                                .data_conn = on_data_conn,

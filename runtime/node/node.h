@@ -93,7 +93,7 @@ typedef struct cl_node_config {
   int data_conn; /* user messages on a data connection owned by the Lua loop (default) */
   uint32_t max_frame, heartbeat_ms, timeout_ms, send_queue_max, reconnect_timeout_ms;
   uint32_t watchers; /* transport.watchers (0: the transport's default) */
-  uint32_t full_mesh_max, idle_close_ms, large_timeout_ms; /* transport.* (0: the transport's defaults) */
+  uint32_t full_mesh_max, idle_close_ms, large_timeout_ms, large_heartbeat_ms; /* transport.* (0: the transport's defaults) */
   uint32_t el_heartbeat_ms, el_check_timeout_ms, el_lua_stepdown_ms, el_max_exclusions;
   uint32_t el_max_nodes, el_max_voting_nodes; /* 0: the core's defaults */
   /* answer */

@@ -331,7 +331,10 @@ static void pins_update(cl_node *n) {
  * that publishes to and heartbeats every node was starved past 400 ms often enough that
  * the elections never ended. A killed master is still found at once (its connections
  * close, which starts an election); a silent one after large_timeout_ms, as every
- * silent node of a large cluster (design.md §4). */
+ * silent node of a large cluster (design.md §4). Once every member is large, the master
+ * heartbeats at the transport's large_heartbeat_ms (a quarter of that timeout, 500 ms)
+ * rather than every 200 ms: a heartbeat and its answer per follower are the master's
+ * O(N) share, and a follower's wake-ups at rest (issue 18). */
 static void step(cl_node *n, const cl_el_input *in) {
   if (n->t && n->el) {
     /* in 64 bits: a check_timeout_ms past 2^32 / 3 would wrap in 32 */
@@ -339,6 +342,8 @@ static void step(cl_node *n, const cl_el_input *in) {
     uint32_t large = cl_transport_large_timeout(n->t);
     if (large > n->el_grace_unit) g += large - n->el_grace_unit;
     cl_el_set_grace(n->el, g > CL_EL_GRACE_MAX_MS ? CL_EL_GRACE_MAX_MS : (uint32_t)g);
+    uint32_t hb = cl_transport_large_heartbeat(n->t);
+    cl_el_set_heartbeat(n->el, hb > n->el_hb_ms && large > n->el_grace_unit ? hb : 0);
   }
   cl_eldrv_input(&n->drv, in);
   if (n->t && n->el) pins_update(n);

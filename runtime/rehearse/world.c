@@ -816,7 +816,7 @@ static void rewatch(rh_world *w) {
       cl_det *d = &w->det[a][idx[i]];
       if (want != d->watching) {
         cl_det_watch(d, now, want);
-        cl_det_beat_for(&w->det[idx[i]][a], want);
+        cl_det_beat_for(&w->det[idx[i]][a], want, 0);
         w->det_row_dirty[a] = w->det_row_dirty[idx[i]] = 1;
       }
     }

@@ -6,7 +6,7 @@ void cl_det_up(cl_det *d, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t timeo
   d->last_rx_ms = now_ms;
   d->last_tx_ms = 0;
   d->last_beat_ms = 0;
-  d->heartbeat_ms = heartbeat_ms;
+  d->heartbeat_ms = d->beat_ms = heartbeat_ms;
   d->timeout_ms = timeout_ms;
   d->watching = d->beating = 0;
   d->grid = 0;
@@ -20,9 +20,10 @@ void cl_det_watch(cl_det *d, uint64_t now_ms, int on) {
   d->suspected = d->vouched = 0;
 }
 
-void cl_det_beat_for(cl_det *d, int on) {
+void cl_det_beat_for(cl_det *d, int on, uint32_t beat_ms) {
   if (on && !d->beating) d->last_tx_ms = d->last_beat_ms = 0; /* the watcher hears from us at once */
   d->beating = on != 0;
+  if (on && beat_ms) d->beat_ms = beat_ms;
 }
 
 void cl_det_vouched(cl_det *d) {
@@ -40,7 +41,7 @@ void cl_det_sent(cl_det *d, uint64_t now_ms) {
 
 /* a quarter of a heartbeat early still counts as due; on a grid (detector.h), anything
  * but a frame sent in the last quarter heartbeat */
-static uint64_t slack(const cl_det *d) { return d->grid ? d->heartbeat_ms * 3 / 4 : d->heartbeat_ms / 4; }
+static uint64_t slack(const cl_det *d) { return d->grid ? d->beat_ms * 3 / 4 : d->beat_ms / 4; }
 
 /* the silence counts from the last frame, or from when we started watching */
 static uint64_t silent_from(const cl_det *d) {
@@ -83,7 +84,7 @@ uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint
 /* the next beat this side owes (UINT64_MAX: none) */
 static uint64_t beat_at(const cl_det *d) {
   uint64_t t = UINT64_MAX;
-  if (d->beating) t = d->last_tx_ms + d->heartbeat_ms - slack(d);
+  if (d->beating) t = d->last_tx_ms + d->beat_ms - slack(d);
   if ((d->beating || d->watching) && d->last_beat_ms + CL_DET_BEAT_MAX_MS < t) t = d->last_beat_ms + CL_DET_BEAT_MAX_MS;
   return t;
 }

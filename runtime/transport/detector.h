@@ -39,14 +39,18 @@ uint32_t cl_det_heartbeat_for(uint32_t heartbeat_ms, uint32_t timeout_ms);
 
 typedef struct cl_det {
   uint64_t last_rx_ms, last_tx_ms, last_beat_ms;
-  uint32_t heartbeat_ms, timeout_ms; /* timeout_ms 0: never declares down */
+  /* heartbeat_ms: how often the peer beats to us while we watch it (what our WATCH asked
+   * for); beat_ms: how often we beat to it, as its WATCH asked. They differ only while
+   * one side is large and the other a mesh (design.md §4, "Large clusters"). */
+  uint32_t heartbeat_ms, beat_ms, timeout_ms; /* timeout_ms 0: never declares down */
   uint32_t grace_ms; /* added to timeout_ms while this node itself runs late (cl_det_awareness) */
   int watching;      /* we watch the peer: its silence counts (from watch_from_ms) */
-  int beating;       /* the peer watches us: we beat every heartbeat when idle */
+  int beating;       /* the peer watches us: we beat every beat_ms when idle */
   uint64_t watch_from_ms;
-  /* this check is on a multiple of the heartbeat (the transport's tick sets it for the
-   * heartbeat's ticks, not for its deadlines'): it beats unless a frame went out within
-   * the last quarter heartbeat, so beats leave at most 5/4 of a heartbeat apart.
+  /* this check is on a multiple of beat_ms (the transport's tick sets it for the
+   * heartbeat's ticks, not for its deadlines', on connections that beat at the tick's
+   * interval): it beats unless a frame went out within the last quarter beat, so beats
+   * leave at most 5/4 of beat_ms apart.
    * Without it a frame sent just after one tick (or a tick run late) made the next tick
    * skip its beat: beats up to 7/4 apart, 350 ms with the defaults, near the 400 ms
    * timeout (found by a review) */
@@ -85,8 +89,9 @@ typedef enum { CL_DET_OK = 0, CL_DET_PING, CL_DET_SUSPECT, CL_DET_DOWN, CL_DET_C
 void cl_det_up(cl_det *d, uint64_t now_ms, uint32_t heartbeat_ms, uint32_t timeout_ms);
 /* we start (on) or stop watching the peer at now_ms: its silence counts from now */
 void cl_det_watch(cl_det *d, uint64_t now_ms, int on);
-/* the peer asked us to beat (on) or to stop: the first beat is due at once */
-void cl_det_beat_for(cl_det *d, int on);
+/* the peer asked us to beat (on) every beat_ms, or to stop: the first beat is due at
+ * once (only when we were not beating already) */
+void cl_det_beat_for(cl_det *d, int on, uint32_t beat_ms);
 /* another peer heard from the peer during the current silence */
 void cl_det_vouched(cl_det *d);
 /* a frame arrived: the silence (and its suspicion) ends */

@@ -24,7 +24,10 @@
  * is forwarded once beyond direct neighbours in a large cluster; IDLE closes an unneeded
  * connection without a node_down). A node of version 3 would count connections as
  * members. */
-#define CL_PROTO_VERSION 4
+/* 5: WATCH carries the beat interval the watcher expects (above full_mesh_max members
+ * a large cluster beats every large_heartbeat_ms, else heartbeat_ms): a node of version
+ * 4 sends a one-byte WATCH, which would be refused, and beats at its own interval. */
+#define CL_PROTO_VERSION 5
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */
 #define CL_MAGIC0 0xC1
@@ -52,7 +55,7 @@ enum {
   CL_T_REAUTH = 6, /* re-authenticate a live connection under another key (transport.c) */
   /* sparse failure detection (transport.c, detector.h, watch.h); the payloads of 7 to 11
    * are encoded and decoded by members_wire.h */
-  CL_T_WATCH = 7,     /* u8: 1 = "I watch you: beat to me", 0 = "stop" */
+  CL_T_WATCH = 7,     /* u8: 1 = "I watch you: beat to me", 0 = "stop"; u32 beat ms */
   CL_T_PROBE_REQ = 8, /* u32 seq, name: "probe this peer for me" (answered by PROBE_RES) */
   CL_T_PROBE_RES = 9, /* u32 seq, u8 alive (1: it answered, 0: no answer), name */
   CL_T_DOWN = 10,     /* u64 incarnation, u32 member version, u8 reason (0 timeout, 1 closed,

@@ -104,8 +104,17 @@ int cl_mw_probe_res_take(const uint8_t *d, size_t n, cl_mw_probe *out) {
   return 0;
 }
 
-int cl_mw_watch_take(const uint8_t *d, size_t n, int *on) {
-  if (n != 1 || d[0] > 1) return -1;
+size_t cl_mw_watch_put(uint8_t *buf, int on, uint32_t beat_ms) {
+  buf[0] = on ? 1 : 0;
+  cl_put_be32(buf + 1, beat_ms);
+  return CL_MW_WATCH_LEN;
+}
+
+int cl_mw_watch_take(const uint8_t *d, size_t n, int *on, uint32_t *beat_ms) {
+  if (n != CL_MW_WATCH_LEN || d[0] > 1) return -1;
+  uint32_t b = cl_get_be32(d + 1);
+  if (b < CL_MW_BEAT_MIN || b > CL_MW_BEAT_MAX) return -1;
   *on = d[0];
+  *beat_ms = b;
   return 0;
 }

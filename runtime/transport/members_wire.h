@@ -60,8 +60,15 @@ size_t cl_mw_probe_res_put(uint8_t *buf, uint32_t seq, int alive, const char *na
 int cl_mw_probe_req_take(const uint8_t *d, size_t n, cl_mw_probe *out);
 int cl_mw_probe_res_take(const uint8_t *d, size_t n, cl_mw_probe *out);
 
-/* WATCH: u8, 1 = "beat to me", 0 = "stop". *on set, 0; -1 for any other payload. */
-int cl_mw_watch_take(const uint8_t *d, size_t n, int *on);
+/* WATCH: u8 1 = "beat to me", 0 = "stop"; u32 (BE) the beat interval in ms the
+ * watcher expects, CL_MW_BEAT_MIN..CL_MW_BEAT_MAX (its timeout is derived from it:
+ * design.md §4). put: into buf (CL_MW_WATCH_LEN bytes), returns the length. take: *on
+ * and *beat_ms set, 0; -1 for any other payload, a beat out of range included. */
+#define CL_MW_WATCH_LEN 5
+#define CL_MW_BEAT_MIN 5
+#define CL_MW_BEAT_MAX 300000
+size_t cl_mw_watch_put(uint8_t *buf, int on, uint32_t beat_ms);
+int cl_mw_watch_take(const uint8_t *d, size_t n, int *on, uint32_t *beat_ms);
 
 /* a name that follows a fixed head of a frame: 0, or -1 when empty, longer than
  * CL_MW_STR_MAX or holding a NUL */

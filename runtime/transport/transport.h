@@ -51,11 +51,15 @@ typedef struct {
   int encrypt;               /* default 1: AEAD after the handshake; 0: authenticated only.
                                 Both sides must agree, else the handshake is refused. */
   uint32_t max_frame;        /* default 16 MiB: largest message; checked before allocating */
-  uint32_t heartbeat_ms;     /* default 100 */
+  uint32_t heartbeat_ms;     /* default 200 (at most half of timeout_ms) */
   uint32_t timeout_ms;       /* default 400: silent this long => down "timeout" */
   uint32_t large_timeout_ms; /* default 2000 (at least timeout_ms): above full_mesh_max
                                 members, the timeout toward every peer, the pinned
                                 (voting) ones included; timeout_ms in a mesh */
+  uint32_t large_heartbeat_ms; /* default a quarter of large_timeout_ms (500), at least
+                                heartbeat_ms, at most half of large_timeout_ms: above
+                                full_mesh_max members, the beat interval a node asks of
+                                the peers it watches (WATCH) */
   uint32_t handshake_timeout_ms; /* default 2000 */
   uint32_t send_queue_max;   /* default 64 MiB: per-peer bound in bytes; beyond => CL_ENOBUFS */
   uint32_t backoff_min_ms;   /* default 50: first re-dial delay; doubles, with jitter */
@@ -225,6 +229,10 @@ uint32_t cl_transport_awareness(const cl_transport *);
 /* Above full_mesh_max members: the large cluster's timeout (large_timeout_ms), which the
  * glue gives the election's checks too; 0 while the cluster is a mesh. */
 uint32_t cl_transport_large_timeout(const cl_transport *);
+/* Above full_mesh_max members up here (every member large: the hysteresis below it
+ * leaves newcomers a mesh), large_heartbeat_ms, which the glue gives the election's
+ * master heartbeat too; 0 otherwise. */
+uint32_t cl_transport_large_heartbeat(const cl_transport *);
 /* Bytes queued but not yet written to name's socket (0 if unknown): lets the glue
  * wait for room after CL_ENOBUFS. */
 size_t cl_transport_queued(const cl_transport *, const char *name);

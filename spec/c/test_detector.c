@@ -8,7 +8,7 @@
 static void up_both(cl_det *d, uint64_t now, uint32_t hb, uint32_t timeout) {
   cl_det_up(d, now, hb, timeout);
   cl_det_watch(d, now, 1);
-  cl_det_beat_for(d, 1);
+  cl_det_beat_for(d, 1, 0);
 }
 
 /* the first time in [from, to] (step 1) at which check returns v, or -1; checks every ms */
@@ -37,7 +37,7 @@ static void sparse_cases(void) {
 
   /* asked to beat, not watching: a beat every heartbeat, never a timeout */
   cl_det_up(&d, 0, 100, 400);
-  cl_det_beat_for(&d, 1);
+  cl_det_beat_for(&d, 1, 0);
   beats = downs = 0;
   for (uint64_t t = 0; t <= 1000; t += 100) { /* as the tick runs: on the heartbeat */
     cl_det_verdict v = cl_det_check(&d, t);
@@ -45,8 +45,27 @@ static void sparse_cases(void) {
   }
   EXPECT("detector: asked to beat: one beat per heartbeat, and the peer's silence is not ours to judge",
          beats == 10 && downs == 0, "%d beats, %d downs in 1 s", beats, downs);
-  cl_det_beat_for(&d, 0);
+  cl_det_beat_for(&d, 0, 0);
   EXPECT("detector: told to stop: no beat any more", first(&d, 1001, 5000, CL_DET_PING) == -1, "still beating");
+
+  /* asked to beat at another interval than our own (a large watcher asks for 500 ms, a
+   * mesh one for its heartbeat): beats follow the watcher's, while the silence we time
+   * keeps the interval we asked for */
+  cl_det_up(&d, 0, 100, 400);
+  cl_det_beat_for(&d, 1, 500);
+  beats = 0;
+  long last = -1, gap = 0;
+  for (long t = 0; t <= 3000; t++) /* a check every ms, as deadlines wake the tick */
+    if (cl_det_check(&d, (uint64_t)t) == CL_DET_PING) {
+      beats++;
+      if (last >= 0 && t - last > gap) gap = t - last;
+      last = t;
+    }
+  EXPECT("detector: asked for beats every 500 ms: about 500 ms apart, never more", beats >= 7 && beats <= 9 && gap <= 500,
+         "%d beats in 3 s, largest gap %ld ms", beats, gap);
+  cl_det_beat_for(&d, 1, 0);
+  EXPECT("detector: asked again with no interval: the last one stays", d.beat_ms == 500 && d.heartbeat_ms == 100,
+         "beat %u, heartbeat %u", d.beat_ms, d.heartbeat_ms);
 
   /* watching, not asked to beat: one beat a second (the round trip), timeout applies */
   cl_det_up(&d, 0, 100, 400);

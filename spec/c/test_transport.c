@@ -129,7 +129,7 @@ typedef struct {
   const char *cookie, *cluster, *host; /* host: of the node's name (127.0.0.1) */
   int encrypt, mesh, data;
   uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms, handshake_timeout_ms;
-  uint32_t watchers, full_mesh_max, idle_close_ms, redial_failed_ms, large_timeout_ms;
+  uint32_t watchers, full_mesh_max, idle_close_ms, redial_failed_ms, large_timeout_ms, large_heartbeat_ms;
 } opts;
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
@@ -158,6 +158,11 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->redial_failed_ms) c.redial_failed_ms = o->redial_failed_ms;
   /* the large cluster's timeout: the cases that set none keep timeout_ms throughout */
   c.large_timeout_ms = o && o->large_timeout_ms ? o->large_timeout_ms : c.timeout_ms;
+  /* and its beat: derived (a quarter of it) when the case gave a large timeout, else the
+   * heartbeat, as before large_heartbeat_ms */
+  c.large_heartbeat_ms = o && o->large_heartbeat_ms ? o->large_heartbeat_ms
+                         : o && o->large_timeout_ms ? 0
+                                                    : c.heartbeat_ms;
   if (o && o->reconnect_timeout_ms) c.reconnect_timeout_ms = o->reconnect_timeout_ms;
   c.log_subsys = short_name;
   cl_transport_callbacks cb = {cb_up, cb_down, cb_msg, n, cb_data, cb_keep, cb_forgotten};
@@ -336,9 +341,19 @@ static int t_members_wire(void) {
   CHECK(cl_mw_probe_req_take(b, n, &p) == 0 && p.seq == 6 && !strcmp(p.name, "d@127.0.0.1:4"), "PROBE_REQ roundtrip");
   CHECK(cl_mw_probe_req_take(b, 4, &p) == -1, "a PROBE_REQ with no name was taken");
   int on = -1;
-  CHECK(cl_mw_watch_take((const uint8_t *)"\1", 1, &on) == 0 && on == 1, "WATCH 1");
-  CHECK(cl_mw_watch_take((const uint8_t *)"\2", 1, &on) == -1 && cl_mw_watch_take((const uint8_t *)"\1\1", 2, &on) == -1,
-        "WATCH 2 or two bytes was taken");
+  uint32_t beat = 0;
+  n = cl_mw_watch_put(b, 1, 500);
+  CHECK(n == CL_MW_WATCH_LEN && cl_mw_watch_take(b, n, &on, &beat) == 0 && on == 1 && beat == 500, "WATCH 1, 500 ms");
+  n = cl_mw_watch_put(b, 0, 200);
+  CHECK(cl_mw_watch_take(b, n, &on, &beat) == 0 && on == 0, "WATCH 0");
+  CHECK(cl_mw_watch_take((const uint8_t *)"\1", 1, &on, &beat) == -1, "a WATCH without its beat was taken");
+  b[0] = 2;
+  CHECK(cl_mw_watch_take(b, n, &on, &beat) == -1, "WATCH 2 was taken");
+  n = cl_mw_watch_put(b, 1, CL_MW_BEAT_MIN - 1);
+  CHECK(cl_mw_watch_take(b, n, &on, &beat) == -1, "a beat under CL_MW_BEAT_MIN was taken");
+  n = cl_mw_watch_put(b, 1, CL_MW_BEAT_MAX + 1);
+  CHECK(cl_mw_watch_take(b, n, &on, &beat) == -1, "a beat over CL_MW_BEAT_MAX was taken");
+  CHECK(cl_mw_watch_take(b, n + 1, &on, &beat) == -1, "a WATCH of 6 bytes was taken");
   return 0;
 }
 
@@ -405,8 +420,8 @@ static int t_frame_decoder(void) {
   cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
   d.expect_version = CL_PROTO_VERSION;
   cl_preamble_put(pre, CL_PROTO_VERSION - 1);
-  CHECK(CL_PROTO_VERSION == 4 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
-            strstr(d.reason, "unsupported protocol version 3 (this node speaks 4)"),
+  CHECK(CL_PROTO_VERSION == 5 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
+            strstr(d.reason, "unsupported protocol version 4 (this node speaks 5)"),
         "previous version: %s", d.reason);
   cl_frame_decoder_free(&d);
   cl_tbuf_free(&b);
@@ -1763,6 +1778,77 @@ static int t_large_timeout(void) {
   return 0;
 }
 
+/* Above full_mesh_max a watcher asks its peers for beats every large_heartbeat_ms (a
+ * quarter of large_timeout_ms by default: here 300 ms, against heartbeat_ms 50), so a
+ * large cluster at rest sends about a sixth of the beats, with no false down. A mesh
+ * newcomer among large members (full_mesh_max 5: four old members stay large by the
+ * hysteresis, the newcomer counts five and is a mesh) asks for its own 50 ms with its
+ * 300 ms timeout, and is beaten at that: no false down on either side. Beating at one's
+ * own interval whatever the watcher asked, the newcomer found its watched peers silent
+ * past its timeout. */
+static int lg_members_are(void *ud);
+static int lg_window_passed(void *ud) { return uv_now(L) >= *(uint64_t *)ud; }
+static uint64_t lg_beats(void) {
+  uint64_t n = 0;
+  for (int i = 0; i < LG_N; i++)
+    if (lg[i].t) n += STAT(&lg[i], beats_out);
+  return n;
+}
+static int t_large_heartbeat(void) {
+  opts o = lg_opts(300);
+  o.large_timeout_ms = 1200;
+  o.full_mesh_max = 5;
+  int port[LG_N];
+  CHECK(lg_start("h", &o, port) == 0, "start");
+  int members = run_until(lg_members, NULL, 8000);
+  int bounded = members && run_until(lg_bounded, NULL, 5000);
+  int marked = bounded && lg_markers(2);
+  /* at rest: each node watches 2 successors, so 2 LG_N watched links; a link beats at
+   * most once per 300 ms tick, plus the watcher's own beat at least once a second
+   * (CL_DET_BEAT_MAX_MS carries the round trip); at 50 ms it would be 6 times as many */
+  int downs0 = lg_downs_total();
+  uint64_t b0 = lg_beats(), t0 = uv_now(L), end = t0 + 1500;
+  run_until(lg_window_passed, &end, 3000);
+  uint64_t beats = lg_beats() - b0, ms = uv_now(L) - t0;
+  uint64_t most = 2 * LG_N * (ms / 300 + 1) + 2 * LG_N * (ms / 1000 + 1), fewest = 2 * LG_N * (ms / 300) / 2;
+  int quiet = lg_markers(1) && lg_downs_total() == downs0;
+  /* shrink to 4 (they stay large: 4 x 4 > 3 x 5), then a newcomer that counts 5: a mesh */
+  int gone = 1;
+  for (int i = LG_N - 1; i >= 4; i--) {
+    cl_transport_leave(lg[i].t);
+    lg_down dl = {i, "left", NULL};
+    gone &= run_until(lg_all_down, &dl, 3000);
+    node_stop(&lg[i]);
+  }
+  int large_kept = 1;
+  for (int i = 0; i < 4; i++) large_kept &= cl_transport_large_timeout(lg[i].t) == 1200;
+  for (int i = 0; i < 4; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
+  int x = 4;
+  CHECK(node_start(&lg[x], "hx", port[x], &o) == 0, "newcomer");
+  cl_transport_want(lg[x].t, lg[0].name);
+  size_t four = 4;
+  int joined = run_until(lg_members_are, &four, 5000);
+  int mesh = cl_transport_large_timeout(lg[x].t) == 0;
+  uint64_t mixed_end = uv_now(L) + 1500;
+  run_until(lg_window_passed, &mixed_end, 3000);
+  int mixed_quiet = lg_markers(1) && lg_downs_total() == 0;
+  for (int i = 0; i <= x; i++)
+    if (lg[i].downs) printf("# h%d: %d down(s), last %s (%s)\n", i, lg[i].downs, lg[i].down_name, lg[i].down_reason);
+  printf("# large_heartbeat_ms 300 (heartbeat_ms 50): %llu beats in %llu ms by %d nodes (bound %llu..%llu); mesh "
+         "newcomer among 4 large: joined %d, mesh %d, downs %d\n",
+         (unsigned long long)beats, (unsigned long long)ms, LG_N, (unsigned long long)fewest, (unsigned long long)most,
+         joined, mesh, lg_downs_total());
+  for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+  CHECK(members && bounded && marked, "formed %d, bounded %d, markers %d", members, bounded, marked);
+  CHECK(beats >= fewest && beats <= most, "%llu beats in %llu ms, not within %llu..%llu", (unsigned long long)beats,
+        (unsigned long long)ms, (unsigned long long)fewest, (unsigned long long)most);
+  CHECK(quiet, "a node was reported down at rest");
+  CHECK(gone && large_kept, "left %d, the rest still large %d", gone, large_kept);
+  CHECK(joined && mesh, "newcomer joined %d, a mesh %d", joined, mesh);
+  CHECK(mixed_quiet, "a mesh newcomer among large members: %d downs", lg_downs_total());
+  return 0;
+}
+
 /* every node sees `want` members */
 static int lg_members_are(void *ud) {
   size_t want = *(size_t *)ud;
@@ -2269,9 +2355,9 @@ static int t_handshake_keyring(void) {
   cl_hs_free(&a);
   /* a dialer of the previous version is refused with both versions named */
   hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
-  dc.version = 3;
+  dc.version = 4;
   hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
-  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 3") && strstr(a.reason, "speaks 4"),
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 4") && strstr(a.reason, "speaks 5"),
         "old version: %.300s", a.reason);
   cl_hs_free(&d);
   cl_hs_free(&a);
@@ -2500,9 +2586,10 @@ static int flood_step(void *ud) {
   size_t q = cl_transport_queued(f->a->t, f->r->name);
   if (q > f->max_queued) f->max_queued = q;
   if (f->sent >= 400000) return 1;
-  uint8_t on = 1;
+  uint8_t on[CL_MW_WATCH_LEN];
+  cl_mw_watch_put(on, 1, 200);
   cl_tbuf b = {0};
-  for (int i = 0; i < 2000; i++) cl_frame_put(&b, CL_T_WATCH, 0, &on, 1);
+  for (int i = 0; i < 2000; i++) cl_frame_put(&b, CL_T_WATCH, 0, on, sizeof on);
   int rc = rogue_send(f->r, b.p, b.len); /* a partial write is fine: frames may be cut, the next batch goes on */
   cl_tbuf_free(&b);
   if (rc < 0) return 1;
@@ -2939,6 +3026,8 @@ int main(void) {
   run_case("transport: a large cluster: every member known, few connections, on demand and idle close, downs reach all",
            t_large_cluster);
   run_case("transport: a large cluster gives silent members large_timeout_ms, pinned ones too", t_large_timeout);
+  run_case("transport: a large cluster beats every large_heartbeat_ms; a mesh newcomer is beaten at its own",
+           t_large_heartbeat);
   run_case("transport: a large cluster: a member whose connections close and whose address accepts but never "
            "handshakes is down within the bound",
            t_hung_member);

@@ -61,9 +61,14 @@ static void probe(const uint8_t *d, size_t n, int res) {
 
 static void watch(const uint8_t *d, size_t n) {
   int on = -1;
-  int ok = cl_mw_watch_take(d, n, &on) == 0;
-  assert(ok == (n == 1 && d[0] <= 1));
-  if (ok) assert(on == d[0]);
+  uint32_t beat = 0;
+  int ok = cl_mw_watch_take(d, n, &on, &beat) == 0;
+  uint32_t want = n == CL_MW_WATCH_LEN ? (uint32_t)d[1] << 24 | (uint32_t)d[2] << 16 | (uint32_t)d[3] << 8 | d[4] : 0;
+  assert(ok == (n == CL_MW_WATCH_LEN && d[0] <= 1 && want >= CL_MW_BEAT_MIN && want <= CL_MW_BEAT_MAX));
+  if (ok) {
+    uint8_t re[CL_MW_WATCH_LEN];
+    assert(on == d[0] && beat == want && cl_mw_watch_put(re, on, beat) == n && !memcmp(re, d, n));
+  }
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {

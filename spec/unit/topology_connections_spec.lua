@@ -59,3 +59,32 @@ describe("topology: transport.large_timeout_ms", function()
     end
   end)
 end)
+
+-- transport.large_heartbeat_ms (docs/design.md §4): above full_mesh_max, the beat interval
+-- a watcher asks for; at most half of large_timeout_ms (its default, 2000, when not given).
+describe("topology: transport.large_heartbeat_ms", function()
+  it("takes an integer up to half of large_timeout_ms and passes it on; absent means a quarter of it", function()
+    local t = assert(topology.from_table { transport = { large_heartbeat_ms = 1000 } })
+    assert.equal(1000, t.transport.large_heartbeat_ms)
+    assert(topology.from_table { transport = { large_timeout_ms = 600, large_heartbeat_ms = 300 } })
+    assert(topology.from_table { transport = { timeout_ms = 5000, large_heartbeat_ms = 2500 } })
+    assert.is_nil(assert(topology.from_table { transport = {} }).transport.large_heartbeat_ms)
+  end)
+
+  it("refuses one past half of large_timeout_ms, under 5 or not an integer, naming the key and the bound", function()
+    for _, c in ipairs {
+      { { large_heartbeat_ms = 1001 }, "5 .. 1000" },
+      { { large_timeout_ms = 600, large_heartbeat_ms = 301 }, "5 .. 300" },
+      { { timeout_ms = 5000, large_heartbeat_ms = 2501 }, "5 .. 2500" },
+      { { large_heartbeat_ms = 4 }, "5 .. 1000" },
+      { { large_heartbeat_ms = 500.5 }, "5 .. 1000" },
+      { { large_heartbeat_ms = "500" }, "5 .. 1000" },
+    } do
+      local t, err, code = topology.from_table { transport = c[1] }
+      assert.is_nil(t, "accepted " .. tostring(c[1].large_heartbeat_ms))
+      assert.equal("EINVAL", code)
+      assert.truthy(err:find("transport.large_heartbeat_ms", 1, true), err)
+      assert.truthy(err:find("expected an integer " .. c[2], 1, true), err)
+    end
+  end)
+end)
