@@ -635,7 +635,7 @@ static int has_recent(void *ctx, const char *id) {
   cl_el *el = ctx;
   if (!strcmp(id, el->self.id)) return 1;
   peer *p = peer_get(el, id);
-  return p && p->up && p->ok_term == el->term && silent_ms(el, p) < leader_to(el);
+  return p && p->up && !p->foreign && p->ok_term == el->term && silent_ms(el, p) < leader_to(el);
 }
 
 /* Who may stand. As Elasticsearch: a master-eligible node in a configuration
@@ -1301,10 +1301,10 @@ static void become_leader(cl_el *el) {
     if (!p->used) continue;
     /* voters follow us already; the others get added once they answer */
     p->member = p->up && p->join_term == el->term;
-    p->asked_ms = 0;
+    p->asked_ms = 0; /* what it left unanswered belongs to an earlier term */
     if (p->member) {
       p->ok_term = el->term;
-      p->last_ok_ms = el->now, p->asked_ms = 0;
+      p->last_ok_ms = el->now;
     }
   }
   logf_(el, CL_EL_LOG_INFO, "elected master in term %llu", (unsigned long long)el->term);
@@ -2025,7 +2025,6 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
   p->info.flags = info->flags;
   p->up = 1;
   p->pub_sent_ms = 0;
-  p->asked_ms = 0; /* what it left unanswered before belongs to its old connection */
   p->have_known = 0; /* it may have restarted */
   p->foreign = 0; /* a new connection: it may have been given the right data */
   /* greet it now rather than next round; it alone: a round to every peer for each of a

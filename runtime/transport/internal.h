@@ -25,8 +25,9 @@
  * connection without a node_down). A node of version 3 would count connections as
  * members. */
 /* 5: WATCH carries the beat interval the watcher expects (above full_mesh_max members
- * a large cluster beats every large_heartbeat_ms, else heartbeat_ms): a node of version
- * 4 sends a one-byte WATCH, which would be refused, and beats at its own interval. */
+ * a large cluster beats every large_heartbeat_ms, else heartbeat_ms). A node of version
+ * 4 would send a one-byte WATCH and beat at its own interval; the preamble refuses it
+ * first, both versions named. */
 #define CL_PROTO_VERSION 5
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */

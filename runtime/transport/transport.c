@@ -215,6 +215,7 @@ static void conn_down(cl_conn *c, const char *reason);
 static void doubt_settle(cl_peer *p);
 static void watch_recompute(cl_transport *t);
 static uint32_t beat_interval(const cl_transport *t);
+static void tick_interval_update(cl_transport *t);
 static void peer_schedule(cl_peer *p, int fresh);
 static void peer_dial(cl_peer *p);
 static void mark_dirty(cl_conn *c);
@@ -625,7 +626,7 @@ static void large_update(cl_transport *t, int shrinking) {
   uint32_t max = t->cfg.full_mesh_max;
   if (!t->large && t->n_alive + 1 > max) t->large = 1;
   else if (shrinking && t->large && (t->n_alive + 1) * 4 <= (size_t)max * 3) t->large = 0;
-  t->tick_ms = beat_interval(t); /* the next watch_recompute asks the watched peers for it */
+  tick_interval_update(t); /* the next watch_recompute asks the watched peers for it */
 }
 
 static void member_up(cl_peer *p) {
@@ -1024,12 +1025,27 @@ static int all_large(const cl_transport *t) { return t->large && t->n_alive + 1 
 /* The beat interval this node asks of the peers it watches (WATCH), and its tick's grid:
  * above full_mesh_max members large_heartbeat_ms (a quarter of the 2 s timeout), else
  * heartbeat_ms. A node at rest wakes for its tick and its watchers' beats, so at 500 ms
- * rather than 200 it wakes about half as often (issue 18: 0.55 ms of CPU a second per
- * node at 100 nodes, against 1.10; docs/benchmarks.md). At least 5 ms (the tick's floor,
- * and what WATCH accepts). */
+ * rather than 200 it wakes less (issue 18, with the master's heartbeat at the same
+ * interval: 0.72 ms of CPU a second per node at 100 nodes, against 1.10; design.md §4,
+ * docs/benchmarks.md). At least 5 ms (the tick's floor, and what WATCH accepts). */
 static uint32_t beat_interval(const cl_transport *t) {
   uint32_t b = t->large ? t->cfg.large_heartbeat_ms : t->cfg.heartbeat_ms;
   return b < CL_MW_BEAT_MIN ? CL_MW_BEAT_MIN : b > CL_MW_BEAT_MAX ? CL_MW_BEAT_MAX : b;
+}
+
+/* The tick's grid: the beat interval, but at least once a second (the sweep, the round
+ * trip's beat of CL_DET_BEAT_MAX_MS). A grid that changes starts at its next multiple if
+ * that comes sooner than the old one's, and the tick is re-armed for it (a shorter beat
+ * left on the longer grid went unbeaten for up to the old interval: found by a review). */
+static void tick_arm(cl_transport *t);
+static void tick_interval_update(cl_transport *t) {
+  uint32_t b = beat_interval(t);
+  if (b > CL_DET_BEAT_MAX_MS) b = CL_DET_BEAT_MAX_MS;
+  if (b == t->tick_ms) return;
+  t->tick_ms = b;
+  uint64_t now = now_ms(t), next = (now / b + 1) * b;
+  if (next < t->next_beat_ms) t->next_beat_ms = next;
+  if (uv_is_active((uv_handle_t *)&t->tick)) tick_arm(t);
 }
 
 /* A DOWN is set aside by a node that heard its subject within this window (design.md
@@ -1113,6 +1129,9 @@ static void watch_recompute(cl_transport *t) {
     /* a watched peer is asked again when the beat changed (the cluster became large, or
      * a mesh again): until its new beats come, the timeout already is the new one */
     if (want == c->det.watching && (!want || c->det.heartbeat_ms == beat)) continue;
+    /* a new interval restarts the silence: a mesh again (400 ms) would otherwise find a
+     * beat sent on the 500 ms grid already past its timeout (found by a review) */
+    if (want && c->det.watching) cl_det_watch(&c->det, now, 0);
     cl_det_watch(&c->det, now, want);
     if (want) c->det.heartbeat_ms = beat;
     uint8_t w[CL_MW_WATCH_LEN];
@@ -1364,7 +1383,7 @@ static void on_members(cl_conn *c, const cl_frame *f) {
   }
   if (!t->large && t->n_alive + 1 + fresh > t->cfg.full_mesh_max) {
     t->large = 1;
-    t->tick_ms = beat_interval(t);
+    tick_interval_update(t);
   }
   size_t known = t->n_peers;
   size_t cap = t->cfg.max_learned_peers ? t->cfg.max_learned_peers : CL_MAX_PEERS_DEFAULT;
@@ -1715,6 +1734,9 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     if (cl_mw_watch_take(f->data, f->len, &on, &beat) == 0) {
       cl_det_beat_for(&c->det, on, beat);
       if (on) send_ping(c); /* the watcher's clock runs from its WATCH: it hears from us at once */
+      /* a beat faster than our tick (a mesh watcher while we are large) is due on its
+       * own deadline, which the armed tick may not cover */
+      if (on && c->det.beat_ms != t->tick_ms) tick_arm(t);
     }
     break;
   }
@@ -2323,7 +2345,13 @@ static void tick_arm(cl_transport *t) {
       if (cl_det_suspect_at(&c->det) < next) next = cl_det_suspect_at(&c->det);
       /* a peer that asked for beats at another interval than the tick's (one side large,
        * the other a mesh) is beaten on its own deadlines */
-      if (c->det.beat_ms != t->tick_ms && cl_det_deadline(&c->det) < next) next = cl_det_deadline(&c->det);
+      if (c->det.beating && c->det.beat_ms != t->tick_ms && cl_det_deadline(&c->det) < next)
+        next = cl_det_deadline(&c->det);
+      if (cl_reauth_due(&c->ra) < next) next = cl_reauth_due(&c->ra);
+    } else if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) && c->deadline_ms < next) {
+      /* checked at their time rather than on the next tick, which a large cluster's
+       * beat puts up to large_heartbeat_ms away */
+      next = c->deadline_ms;
     }
   for (size_t i = 0; i < CL_PROBES_MAX; i++)
     if (t->probes[i].used && t->probes[i].deadline_ms < next) next = t->probes[i].deadline_ms;
@@ -2406,7 +2434,7 @@ static void on_tick(uv_timer_t *h) {
     } else if (c->state == C_UP) {
       /* the grid's slack holds for beats at the tick's interval; a peer that asked for
        * another (one side large, the other a mesh) is beaten on its own deadlines */
-      c->det.grid = grid && c->det.beat_ms == t->tick_ms;
+      c->det.grid = grid && (!c->det.beating || c->det.beat_ms == t->tick_ms);
       cl_det_verdict v = cl_det_check(&c->det, now);
       if (v == CL_DET_SUSPECT) {
         probe_request(c);
@@ -2580,7 +2608,7 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   t->rl_frame.per_window = 5;
   t->rl_frame.window_ms = 10000;
   /* the beat interval; handshake and connect deadlines are checked on it too */
-  t->tick_ms = beat_interval(t);
+  t->tick_ms = beat_interval(t) < CL_DET_BEAT_MAX_MS ? beat_interval(t) : CL_DET_BEAT_MAX_MS;
 
   struct sockaddr_storage ss;
   int r = 0;

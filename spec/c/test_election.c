@@ -719,7 +719,13 @@ static int t_set_heartbeat(void) {
   run(&C, 2000);
   int slow = C.t[l].hbs_sent;
   int kept = leader(&C) == l && all_agree(&C, l);
+  /* a shorter interval at once: the next heartbeat within it, not after the longer one */
+  run(&C, hb / 5);
   for (int i = 0; i < 3; i++) cl_el_set_grace(C.t[i].el, 0), cl_el_set_heartbeat(C.t[i].el, 0);
+  C.t[l].hbs_sent = 0;
+  uint64_t ts = C.now;
+  while (C.t[l].hbs_sent == 0 && C.now < ts + hb) run(&C, 1);
+  uint64_t first_ms = C.now - ts;
   run(&C, C.cfg.hb_interval_ms);
   C.t[l].hbs_sent = 0;
   run(&C, 2000);
@@ -734,6 +740,8 @@ static int t_set_heartbeat(void) {
         slow, hb, want_slow, kept);
   CHECK(back >= want - 2 && back <= want + 2 && kept2, "%d heartbeats back at the default (want %d), master kept %d",
         back, want, kept2);
+  CHECK(first_ms <= C.cfg.hb_interval_ms + 1, "back at %u ms, the first heartbeat after %llu ms", C.cfg.hb_interval_ms,
+        (unsigned long long)first_ms);
   return 0;
 }
 

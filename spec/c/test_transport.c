@@ -1779,13 +1779,15 @@ static int t_large_timeout(void) {
 }
 
 /* Above full_mesh_max a watcher asks its peers for beats every large_heartbeat_ms (a
- * quarter of large_timeout_ms by default: here 300 ms, against heartbeat_ms 50), so a
- * large cluster at rest sends about a sixth of the beats, with no false down. A mesh
+ * quarter of large_timeout_ms by default: here 400 ms, against heartbeat_ms 50), so a
+ * large cluster at rest sends about an eighth of the beats, with no false down. A mesh
  * newcomer among large members (full_mesh_max 5: four old members stay large by the
  * hysteresis, the newcomer counts five and is a mesh) asks for its own 50 ms with its
- * 300 ms timeout, and is beaten at that: no false down on either side. Beating at one's
- * own interval whatever the watcher asked, the newcomer found its watched peers silent
- * past its timeout. */
+ * 300 ms timeout, shorter than the large beat, and is beaten at that: no false down on
+ * either side. Beating at one's own interval whatever the watcher asked, the newcomer
+ * found its watched peers silent past its timeout. Then the cluster shrinks to 3 and is
+ * a mesh again: its 300 ms timeout counts from the new WATCH, not from a beat sent on
+ * the 400 ms grid (which was already past it: found by a review). */
 static int lg_members_are(void *ud);
 static int lg_window_passed(void *ud) { return uv_now(L) >= *(uint64_t *)ud; }
 static uint64_t lg_beats(void) {
@@ -1796,21 +1798,22 @@ static uint64_t lg_beats(void) {
 }
 static int t_large_heartbeat(void) {
   opts o = lg_opts(300);
-  o.large_timeout_ms = 1200;
+  o.large_timeout_ms = 1600;
   o.full_mesh_max = 5;
+  const uint64_t lhb = 400;
   int port[LG_N];
   CHECK(lg_start("h", &o, port) == 0, "start");
   int members = run_until(lg_members, NULL, 8000);
   int bounded = members && run_until(lg_bounded, NULL, 5000);
   int marked = bounded && lg_markers(2);
   /* at rest: each node watches 2 successors, so 2 LG_N watched links; a link beats at
-   * most once per 300 ms tick, plus the watcher's own beat at least once a second
-   * (CL_DET_BEAT_MAX_MS carries the round trip); at 50 ms it would be 6 times as many */
+   * most once per 400 ms tick, plus the watcher's own beat at least once a second
+   * (CL_DET_BEAT_MAX_MS carries the round trip); at 50 ms it would be 8 times as many */
   int downs0 = lg_downs_total();
   uint64_t b0 = lg_beats(), t0 = uv_now(L), end = t0 + 1500;
   run_until(lg_window_passed, &end, 3000);
   uint64_t beats = lg_beats() - b0, ms = uv_now(L) - t0;
-  uint64_t most = 2 * LG_N * (ms / 300 + 1) + 2 * LG_N * (ms / 1000 + 1), fewest = 2 * LG_N * (ms / 300) / 2;
+  uint64_t most = 2 * LG_N * (ms / lhb + 1) + 2 * LG_N * (ms / 1000 + 1), fewest = 2 * LG_N * (ms / lhb) / 2;
   int quiet = lg_markers(1) && lg_downs_total() == downs0;
   /* shrink to 4 (they stay large: 4 x 4 > 3 x 5), then a newcomer that counts 5: a mesh */
   int gone = 1;
@@ -1821,7 +1824,7 @@ static int t_large_heartbeat(void) {
     node_stop(&lg[i]);
   }
   int large_kept = 1;
-  for (int i = 0; i < 4; i++) large_kept &= cl_transport_large_timeout(lg[i].t) == 1200;
+  for (int i = 0; i < 4; i++) large_kept &= cl_transport_large_timeout(lg[i].t) == 1600;
   for (int i = 0; i < 4; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
   int x = 4;
   CHECK(node_start(&lg[x], "hx", port[x], &o) == 0, "newcomer");
@@ -1834,10 +1837,29 @@ static int t_large_heartbeat(void) {
   int mixed_quiet = lg_markers(1) && lg_downs_total() == 0;
   for (int i = 0; i <= x; i++)
     if (lg[i].downs) printf("# h%d: %d down(s), last %s (%s)\n", i, lg[i].downs, lg[i].down_name, lg[i].down_reason);
-  printf("# large_heartbeat_ms 300 (heartbeat_ms 50): %llu beats in %llu ms by %d nodes (bound %llu..%llu); mesh "
-         "newcomer among 4 large: joined %d, mesh %d, downs %d\n",
+  int mixed_downs = lg_downs_total();
+  /* shrink to 3: x and 3 leave; 0..2 count 3 (3 x 4 <= 3 x 5) and are a mesh again */
+  int shrunk = 1;
+  for (int i = x; i >= 3; i--) {
+    cl_transport_leave(lg[i].t);
+    lg_down dl = {i, "left", NULL};
+    shrunk &= run_until(lg_all_down, &dl, 3000);
+    node_stop(&lg[i]);
+  }
+  for (int i = 0; i < 3; i++) lg[i].downs = 0, lg[i].n_down_names = 0;
+  int meshed = 1;
+  for (int i = 0; i < 3; i++) meshed &= cl_transport_large_timeout(lg[i].t) == 0;
+  uint64_t shrink_end = uv_now(L) + 1500;
+  run_until(lg_window_passed, &shrink_end, 3000);
+  int shrink_quiet = lg_markers(1) && lg_downs_total() == 0;
+  for (int i = 0; i < 3; i++)
+    if (lg[i].downs) printf("# h%d after the shrink: %d down(s), last %s (%s)\n", i, lg[i].downs, lg[i].down_name,
+                            lg[i].down_reason);
+  printf("# large_heartbeat_ms 400 (heartbeat_ms 50): %llu beats in %llu ms by %d nodes (bound %llu..%llu); mesh "
+         "newcomer among 4 large: joined %d, mesh %d, downs %d; shrunk to 3: mesh %d, downs %d\n",
          (unsigned long long)beats, (unsigned long long)ms, LG_N, (unsigned long long)fewest, (unsigned long long)most,
-         joined, mesh, lg_downs_total());
+         joined, mesh, mixed_downs, meshed, lg_downs_total());
+  int shrink_downs = lg_downs_total();
   for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
   CHECK(members && bounded && marked, "formed %d, bounded %d, markers %d", members, bounded, marked);
   CHECK(beats >= fewest && beats <= most, "%llu beats in %llu ms, not within %llu..%llu", (unsigned long long)beats,
@@ -1845,7 +1867,9 @@ static int t_large_heartbeat(void) {
   CHECK(quiet, "a node was reported down at rest");
   CHECK(gone && large_kept, "left %d, the rest still large %d", gone, large_kept);
   CHECK(joined && mesh, "newcomer joined %d, a mesh %d", joined, mesh);
-  CHECK(mixed_quiet, "a mesh newcomer among large members: %d downs", lg_downs_total());
+  CHECK(mixed_quiet, "a mesh newcomer among large members: %d downs", mixed_downs);
+  CHECK(shrunk && meshed, "shrunk %d, a mesh again %d", shrunk, meshed);
+  CHECK(shrink_quiet, "a mesh again after large: %d downs", shrink_downs);
   return 0;
 }
 
