@@ -11,6 +11,9 @@
 #     EXTRA more topology fields, merged section by section, e.g.
 #           'transport = { heartbeat_ms = 100 }, election = { heartbeat_ms = 100 }'
 #     BIN=path  the build to measure (build/clusterlua)
+#     SEEDS=3   row 12's layout instead: a static list of the first 3 only (every node
+#           finds the others through the cluster state), each node on its own loopback
+#           address 127.B.x.y, all on the same two ports
 #
 # Compare builds back to back on a quiet machine; the figures swing between days.
 N=${1:-60}
@@ -30,8 +33,13 @@ trap 'exit 130' INT TERM PIPE
 
 # ports below the ephemeral range, so no outgoing connection holds one
 base=$((20000 + RANDOM % 10000))
+B=$((130 + RANDOM % 120))
+# node i's address, cluster port and admin port
+host() { if [ -n "${SEEDS:-}" ]; then echo "127.$B.$((($1 - 1) / 250)).$((($1 - 1) % 250 + 1))"; else echo 127.0.0.1; fi; }
+port() { if [ -n "${SEEDS:-}" ]; then echo "$base"; else echo $((base + $1)); fi; }
+aport() { if [ -n "${SEEDS:-}" ]; then echo $((base + 1)); else echo $((base + 1000 + $1)); fi; }
 hosts=""
-for i in $(seq 1 "$N"); do hosts="$hosts \"node$i@127.0.0.1:$((base + i))\","; done
+for i in $(seq 1 "${SEEDS:-$N}"); do hosts="$hosts \"node$i@$(host "$i"):$(port "$i")\","; done
 cat >"$D/topology.lua" <<EOF
 local t = { cluster = "idle", topologies = { s = { strategy = "static", config = { hosts = { $hosts } } } },
   election = { initial_master_nodes = { "node1", "node2", "node3" } } }
@@ -43,19 +51,19 @@ EOF
 head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$D/cookie"
 chmod 600 "$D/cookie"
 for i in $(seq 1 "$N"); do
-  "$BIN" --name "node$i@127.0.0.1:$((base + i))" --cookie-file "$D/cookie" --admin "127.0.0.1:$((base + 1000 + i))" \
+  "$BIN" --name "node$i@$(host "$i"):$(port "$i")" --cookie-file "$D/cookie" --admin "$(host "$i"):$(aport "$i")" \
     --data "$D/d$i" --log-level warn "$D/topology.lua" >"$D/log$i" 2>&1 &
   pids+=($!)
 done
-health() { curl -s -m 2 "127.0.0.1:$((base + 1000 + N))/_cluster/health"; }
+health() { curl -s -m 2 "$(host "$N"):$(aport "$N")/_cluster/health"; }
 seen=0
-for _ in $(seq 1 120); do
+for _ in $(seq 1 $((120 + N * 3 / 10))); do
   seen=$(health | sed -n 's/.*"number_of_nodes": *\([0-9]*\).*/\1/p')
   [ "$seen" = "$N" ] && break
   sleep 1
 done
 if [ "$seen" != "$N" ]; then
-  echo "idle-cost: node$N sees ${seen:-no} members of $N after 120 s" >&2
+  echo "idle-cost: node$N sees ${seen:-no} members of $N after $((120 + N * 3 / 10)) s" >&2
   exit 1
 fi
 sleep 5 # first publications and elections settle
@@ -75,8 +83,9 @@ sleep "$SECS"
 snap >"$D/s1"
 median() { sort -n | awk '{a[NR] = $1} END {print a[int((NR + 1) / 2)]}'; }
 paste "$D/s0" "$D/s1" | awk -v s="$SECS" '{printf "%.3f %.1f\n", ($3 - $1) / s / 1e6, ($4 - $2) / s}' >"$D/per-node"
-echo "idle-cost: $N nodes, $SECS s, $BIN${EXTRA:+, $EXTRA}"
+echo "idle-cost: $N nodes${SEEDS:+ (3 seeds)}, $SECS s, $BIN${EXTRA:+, $EXTRA}"
 echo "  CPU per node: median $(cut -d' ' -f1 "$D/per-node" | median) ms/s (min $(cut -d' ' -f1 "$D/per-node" | sort -n | head -1), max $(cut -d' ' -f1 "$D/per-node" | sort -n | tail -1))"
 echo "  wake-ups per node: median $(cut -d' ' -f2 "$D/per-node" | median) /s"
-curl -s -m 2 "127.0.0.1:$((base + 1000 + N))/metrics" |
+echo "  RssAnon per node: median $(for p in "${pids[@]}"; do sed -n 's/^RssAnon:\s*\([0-9]*\).*/\1/p' /proc/"$p"/status; done | median) kB"
+curl -s -m 2 "$(host "$N"):$(aport "$N")/metrics" |
   grep -E '^clusterlua_(beats_total|probes_total\{kind="requested"|downs_total)' | sed "s/^/  node$N: /"
