@@ -266,7 +266,9 @@ static void io_rearm(void *ud, uint64_t d) {
   uint64_t now = uv_now(&n->c->loop);
   n->el_due = d > now ? d : now;
   if (d > now) n->el_after_poll = 0;
-  uv_timer_start(&n->el_timer, on_el_timer, d > now ? d - now : 0, 0);
+  /* never 0: armed from on_el_timer, libuv would run it again in the same pass, without
+   * polling (transport.c, tick_arm) */
+  uv_timer_start(&n->el_timer, on_el_timer, d > now ? d - now : 1, 0);
 }
 
 static const cl_eldrv_io node_io = {

@@ -13,7 +13,7 @@ int cl_fault_enabled(void) {
 }
 
 int cl_fault_active(const cl_fault *f) {
-  return f->drop > 0 || f->delay_ms || f->blackhole || f->oneway_in || f->oneway_out;
+  return f->drop > 0 || f->delay_ms || f->blackhole || f->oneway_in || f->oneway_out || f->stall;
 }
 
 /* A connection needs both directions: under a one-way cut a real handshake never
@@ -41,6 +41,8 @@ int cl_fault_parse(const char *spec, cl_fault *f, char *err, size_t errlen) {
       nf.oneway_in = 1;
     } else if (strcmp(tok, "oneway_out") == 0) {
       nf.oneway_out = 1;
+    } else if (strcmp(tok, "stall") == 0) {
+      nf.stall = 1;
     } else if (strncmp(tok, "drop=", 5) == 0) {
       double d = strtod(tok + 5, &end);
       if (end == tok + 5 || *end || !(d >= 0 && d <= 1)) {
@@ -57,7 +59,7 @@ int cl_fault_parse(const char *spec, cl_fault *f, char *err, size_t errlen) {
       nf.delay_ms = (uint32_t)ms;
     } else {
       snprintf(err, errlen,
-               "unknown fault \"%s\" (expected drop=P, delay=MS, blackhole, oneway_in, oneway_out, clear)",
+               "unknown fault \"%s\" (expected drop=P, delay=MS, blackhole, oneway_in, oneway_out, stall, clear)",
                tok);
       return CL_EINVAL;
     }

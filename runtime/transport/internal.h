@@ -267,6 +267,7 @@ typedef struct {
   double drop;        /* fraction of outgoing frames dropped */
   uint32_t delay_ms;  /* outgoing frames held this long */
   int blackhole, oneway_in, oneway_out;
+  int stall;          /* this side stops reading the peer's connections (as if stopped) */
 } cl_fault;
 int cl_fault_parse(const char *spec, cl_fault *f, char *err, size_t errlen);
 int cl_fault_enabled(void);

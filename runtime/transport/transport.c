@@ -42,6 +42,7 @@ struct cl_conn {
    * rest of the struct is kilobytes of buffers, cold in the cache by then) */
   cl_conn *next, *prev;
   int outgoing, state, installed, dirty, close_after_flush, encrypt;
+  int stalled; /* reading stopped by the fault layer's stall (started again by clear) */
   int data; /* a data connection we dial: handed over once authenticated, never installed */
   int data_owed; /* that dial's data_conn callback is still owed (conn_close pays it: fd -1) */
   uint64_t data_inc; /* the peer's life it was asked for in */
@@ -392,6 +393,7 @@ static const cl_fault *fault_of(cl_transport *t, cl_peer *p, cl_fault *tmp) {
     tmp->blackhole |= f->blackhole;
     tmp->oneway_in |= f->oneway_in;
     tmp->oneway_out |= f->oneway_out;
+    tmp->stall |= f->stall;
   }
   return cl_fault_active(tmp) ? tmp : NULL;
 }
@@ -594,7 +596,7 @@ static void arm_delay_timer(cl_transport *t) {
     if (c->dq_head && c->dq_head->at < next) next = c->dq_head->at;
   if (next == UINT64_MAX || t->closing) return;
   uint64_t now = now_ms(t);
-  uv_timer_start(&t->delay_timer, on_delay_timer, next > now ? next - now : 0, 0);
+  uv_timer_start(&t->delay_timer, on_delay_timer, next > now ? next - now : 1, 0); /* not 0: tick_arm */
 }
 
 /* ---- membership (design.md §5) ----
@@ -2339,8 +2341,17 @@ static void tick_arm(cl_transport *t) {
   uint64_t now = now_ms(t);
   /* the heartbeat's next tick (on_tick moves it on once it ran) */
   uint64_t next = t->next_beat_ms;
+  /* the same branches as on_tick's, in the same order: a deadline that on_tick does not
+   * look at must not arm it (a closed connection's flush deadline, or the beats of one
+   * being flushed before it closes, spun the loop: below) */
   for (cl_conn *c = t->conns; c; c = c->next)
-    if (c->state == C_UP) {
+    if (c->state == C_CLOSING) {
+      continue;
+    } else if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
+      /* checked at their time rather than on the next tick, which a large cluster's
+       * beat puts up to large_heartbeat_ms away */
+      if (c->deadline_ms < next) next = c->deadline_ms;
+    } else if (c->state == C_UP) {
       if (cl_det_down_at(&c->det) < next) next = cl_det_down_at(&c->det);
       if (cl_det_suspect_at(&c->det) < next) next = cl_det_suspect_at(&c->det);
       /* a peer that asked for beats at another interval than the tick's (one side large,
@@ -2348,15 +2359,16 @@ static void tick_arm(cl_transport *t) {
       if (c->det.beating && c->det.beat_ms != t->tick_ms && cl_det_deadline(&c->det) < next)
         next = cl_det_deadline(&c->det);
       if (cl_reauth_due(&c->ra) < next) next = cl_reauth_due(&c->ra);
-    } else if ((c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) && c->deadline_ms < next) {
-      /* checked at their time rather than on the next tick, which a large cluster's
-       * beat puts up to large_heartbeat_ms away */
-      next = c->deadline_ms;
     }
   for (size_t i = 0; i < CL_PROBES_MAX; i++)
     if (t->probes[i].used && t->probes[i].deadline_ms < next) next = t->probes[i].deadline_ms;
   t->tick_due_ms = next > now ? next : now;
-  uv_timer_start(&t->tick, on_tick, next > now ? next - now : 0, 0);
+  /* Never 0: armed from on_tick, libuv (1.44) runs a timer due at the loop's cached time
+   * again in the same pass, without polling or moving the time on. A deadline that
+   * on_tick does not clear then spins the loop for good: a closing connection's flush
+   * deadline did (found at 300 nodes: five nodes answered nobody, their closes never
+   * completed). 1 ms lets the loop poll and move its clock between two ticks. */
+  uv_timer_start(&t->tick, on_tick, next > now ? next - now : 1, 0);
 }
 
 static void on_tick(uv_timer_t *h) {
@@ -2392,7 +2404,10 @@ static void on_tick(uv_timer_t *h) {
   cl_conn *c = t->conns;
   while (c) {
     cl_conn *n = c->next;
-    if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
+    if (c->state == C_CLOSING) {
+      /* closed already (its close callback frees it): a flush deadline left on it is no
+       * longer anybody's, and must not be expired again on every tick */
+    } else if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
       /* a late tick expires no deadline either: the connect's completion or the peer's
        * flight may be waiting unread (the look after the poll decides) */
       if (now >= c->deadline_ms && !veto) {
@@ -2873,6 +2888,21 @@ int cl_transport_fault(cl_transport *t, const char *peer, const char *spec, char
   int on = cl_fault_active(&t->fault_all);
   for (cl_peer *p = t->peers; p; p = p->next) on |= cl_fault_active(&p->fault);
   t->faults_on = on;
+  /* stall: the connections open now stop being read (their socket buffers fill and the
+   * peer's writes queue, as with a stopped process); clearing it reads them again */
+  for (cl_conn *c = t->conns; c; c = c->next) {
+    if (c->state == C_CLOSING || (c->state != C_UP && c->state != C_HANDSHAKE)) continue;
+    cl_fault tmp;
+    const cl_fault *fl = fault_of(t, c->peer, &tmp);
+    int stall = fl && fl->stall;
+    if (stall && !c->stalled) {
+      uv_read_stop((uv_stream_t *)&c->tcp);
+      c->stalled = 1;
+    } else if (!stall && c->stalled) {
+      uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+      c->stalled = 0;
+    }
+  }
   cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "fault layer: %s for %s", spec, peer ? peer : "*");
   return 0;
 }

@@ -241,7 +241,8 @@ size_t cl_transport_queued(const cl_transport *, const char *name);
  * spec: "drop=0.3" (drop that fraction of outgoing messages), "delay=50" (ms, outgoing),
  * "blackhole" (silently discard both ways, heartbeats too, so timeouts fire),
  * "oneway_in" (discard what we receive from peer), "oneway_out" (discard what we send),
- * "clear". Several may be combined with commas. peer "*" = every peer. Under blackhole
+ * "stall" (stop reading the connections open with peer now, as a stopped process: the
+ * socket buffers fill and the peer's writes queue), "clear". Several may be combined with commas. peer "*" = every peer. Under blackhole
  * and either oneway, no new connection with that peer forms (dials wait, HELLOs are
  * refused): a real one-way cut lets no handshake through. */
 int cl_transport_fault(cl_transport *, const char *peer, const char *spec, char *err, size_t errlen);

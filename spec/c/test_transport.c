@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <signal.h>
 
 #include "core/log.h"
 #include "loop_test.h"
@@ -2991,6 +2992,65 @@ static int t_close_after_left_is_at_once(void) {
  * reported each other down within 3 s); and a DOWN is acted on only by nodes that heard
  * nothing from the peer for the freshness window (cl_det_fresh_ms), which is empty past
  * half a timeout. Refused at start, naming both. */
+/* A connection closed with frames still queued (close_after_flush: a LEAVE, an IDLE, a
+ * REFUSE) to a peer that reads nothing is closed at its flush deadline, and the loop
+ * goes on. It did not: the closed connection kept its deadline due, the tick re-armed
+ * itself at 0 from inside its own callback, and libuv ran it again in the same pass,
+ * forever, without polling or moving its clock; the node answered nobody and its closes
+ * never completed (five nodes of 300, found by hand). alarm() turns such a spin into a
+ * failure instead of a hung suite. */
+static void on_spin_alarm(int sig) {
+  (void)sig;
+  static const char m[] = "FAIL transport: the loop spun after a flush deadline (no progress in 10 s)\n";
+  if (write(1, m, sizeof m - 1) < 0) _exit(2);
+  _exit(1);
+}
+typedef struct {
+  tnode *a;
+  const char *to;
+} queued_arg;
+static int queue_empty(void *ud) {
+  queued_arg *q = ud;
+  return cl_transport_queued(q->a->t, q->to) == 0;
+}
+static int t_flush_deadline_no_spin(void) {
+  tnode a, b;
+  opts o = O(1);
+  /* b stops reading a: long timeouts, so that nobody calls anybody down meanwhile and the
+   * flush deadline is what closes the connection */
+  o.timeout_ms = 20000;
+  o.heartbeat_ms = 5000;
+  CHECK(pair_up(&a, &b, &o, &o) == 0, "start");
+  CHECK(wait_connected(&a, 1, 2000) && wait_connected(&b, 1, 2000), "not connected");
+  char err[200];
+  CHECK(cl_transport_fault(b.t, a.name, "stall", err, sizeof err) == 0, "stall: %s", err);
+  /* more than the two socket buffers hold: the rest stays queued at a */
+  static uint8_t big[1u << 20];
+  queued_arg q = {&a, b.name};
+  for (int i = 0; i < 32 && cl_transport_queued(a.t, b.name) < (4u << 20); i++) {
+    CHECK(cl_transport_send(a.t, b.name, 1, big, sizeof big) == 0, "send %d", i);
+    run_until(NULL, NULL, 10);
+  }
+  size_t held = cl_transport_queued(a.t, b.name);
+  signal(SIGALRM, on_spin_alarm);
+  alarm(10);
+  uint64_t ticks0 = STAT(&a, ticks);
+  cl_transport_leave(a.t); /* a LEAVE behind the queue, the connection closed after it */
+  int closed = run_until(queue_empty, &q, 4000);
+  uint64_t ticks = STAT(&a, ticks) - ticks0;
+  alarm(0);
+  signal(SIGALRM, SIG_DFL);
+  cl_transport_fault(b.t, a.name, "clear", err, sizeof err);
+  node_stop(&a);
+  node_stop(&b);
+  CHECK(held > 0, "nothing stayed queued at a: the stall did not hold b's reads");
+  CHECK(closed, "a's connection to b was not closed at its flush deadline (%zu bytes queued)", held);
+  /* the tick at its own interval and the deadlines: a few dozen in ~1 s; a spin (at 1 ms
+   * with the floor, before the close completes) would be hundreds */
+  CHECK(ticks < 100, "a ticked %llu times while its connection closed", (unsigned long long)ticks);
+  return 0;
+}
+
 static int t_heartbeat_vs_timeout(void) {
   tnode a;
   opts o = O(1);
@@ -3070,6 +3130,7 @@ int main(void) {
   run_case("transport: a close after a DOWN of a live member says IDLE first: nobody reports the closer down",
            t_close_after_down_is_idle);
   run_case("transport: a member announced as left is closed at once and forgotten", t_close_after_left_is_at_once);
+  run_case("transport: a connection closed at its flush deadline does not spin the loop", t_flush_deadline_no_spin);
   run_case("transport: heartbeat_ms above half of timeout_ms is refused", t_heartbeat_vs_timeout);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
   run_case("transport: leave => left", t_leave_is_left);
