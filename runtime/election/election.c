@@ -64,7 +64,9 @@ typedef struct origin_req { /* a write request asked on this node */
   uint8_t *blob;
   uint32_t blob_len;
   uint32_t n_names;
-  char names[CL_EL_MAX_EXCL][CL_EL_NAME_MAX + 1];
+  /* exclusions only: heap, n_names of them. Kept out of the slot, as blob is: 64 slots
+   * of 32 inline names were 260 KB of every node's memory, used by almost none */
+  char (*names)[CL_EL_NAME_MAX + 1];
   uint64_t deadline;
   char sent_to[CL_EL_ID_MAX + 1];
   uint64_t sent_term;
@@ -83,8 +85,21 @@ typedef struct master_req { /* a write request being carried out by this master 
   uint8_t *blob;
   uint32_t blob_len;
   uint32_t n_ids;
-  cl_el_excl ids[CL_EL_MAX_EXCL];
+  cl_el_excl *ids; /* exclusions only: heap, room for the request's names (one id each) */
 } master_req;
+
+/* a slot back to unused, with what it holds on the heap */
+static void oreq_release(origin_req *r) {
+  free(r->blob);
+  free(r->names);
+  memset(r, 0, sizeof *r);
+}
+
+static void mreq_release(master_req *q) {
+  free(q->blob);
+  free(q->ids);
+  memset(q, 0, sizeof *q);
+}
 
 struct cl_el {
   cl_el_config cfg;
@@ -534,8 +549,7 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
     for (int i = 0; i < MAX_REQS; i++) {
       /* the asking nodes re-forward to the next master (updates carry their
        * id so a re-forwarded update already applied is not applied twice) */
-      free(el->mreq[i].blob);
-      memset(&el->mreq[i], 0, sizeof el->mreq[i]);
+      mreq_release(&el->mreq[i]);
     }
     logf_(el, CL_EL_LOG_WARN, "stepping down as master in term %llu: %s", (unsigned long long)el->term, why);
   } else if (was == CL_EL_FOLLOWER && why) {
@@ -760,8 +774,7 @@ static void on_fwd_resp(cl_el *el, const cl_msg *m) {
       r->result_version = m->version;
     } else {
       complete(el, r->req_id, m->code, m->version, "%s", m->text);
-      free(r->blob);
-      memset(r, 0, sizeof *r);
+      oreq_release(r);
     }
     return;
   }
@@ -807,8 +820,7 @@ static void check_origin_reqs(cl_el *el) {
       forward_origin(el, r);
       continue;
     }
-    free(r->blob);
-    memset(r, 0, sizeof *r);
+    oreq_release(r);
   }
 }
 
@@ -829,7 +841,7 @@ static void forward_origin(cl_el *el, origin_req *r) {
   m->blob = r->blob;
   m->blob_len = r->blob_len;
   m->n_names = r->n_names;
-  memcpy(m->names, r->names, sizeof m->names);
+  if (r->n_names) memcpy(m->names, r->names, r->n_names * sizeof m->names[0]);
   if (!strcmp(master, el->self.id))
     master_handle_req(el, el->self.id, m);
   else
@@ -868,7 +880,14 @@ static void new_request(cl_el *el, const cl_el_input *in) {
         return;
       }
   }
-  memset(r, 0, sizeof *r);
+  oreq_release(r); /* an unused slot may still hold what a refused request left */
+  if (in->kind == CL_EL_IN_REQUEST_EXCLUDE) {
+    r->names = calloc(in->n_names, sizeof r->names[0]);
+    if (!r->names) {
+      complete(el, in->req_id, "ENOMEM", 0, "out of memory");
+      return;
+    }
+  }
   if (in->kind == CL_EL_IN_REQUEST_UPDATE && in->len) {
     r->blob = malloc(in->len);
     if (!r->blob) {
@@ -908,7 +927,7 @@ static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m) {
     return;
   }
   const cl_el_state *cur = latest(el);
-  memset(slot, 0, sizeof *slot);
+  mreq_release(slot); /* an unused slot may still hold what a refused request left */
   scpy(slot->origin, sizeof slot->origin, origin);
   slot->req_id = m->req_id;
   slot->kind = m->req_kind;
@@ -949,6 +968,11 @@ static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m) {
       slot->blob_len = m->blob_len;
     }
   } else if (m->req_kind == CL_REQ_EXCLUDE) {
+    /* one id a name at most; left in the slot if refused below (freed when it is reused) */
+    if (m->n_names && !(slot->ids = calloc(m->n_names, sizeof slot->ids[0]))) {
+      reply_req(el, origin, m->req_id, "ENOMEM", 0, "master %s is out of memory", el->self.name);
+      return;
+    }
     uint32_t total = cur->n_excl;
     for (uint32_t i = 0; i < m->n_names; i++) {
       const cl_el_node *found = NULL;
@@ -1042,11 +1066,9 @@ static void check_master_reqs(cl_el *el) {
     }
     if (done) {
       reply_req(el, q->origin, q->req_id, "OK", el->acc.version, "ok");
-      free(q->blob);
-      memset(q, 0, sizeof *q);
+      mreq_release(q);
     } else if (el->now - q->started > 2ull * el->cfg.request_timeout_ms) {
-      free(q->blob); /* the asker has given up long ago */
-      memset(q, 0, sizeof *q);
+      mreq_release(q); /* the asker has given up long ago */
     }
   }
 }
@@ -1957,8 +1979,8 @@ void cl_el_free(cl_el *el) {
   free(el->peers);
   free(el->pidx);
   for (int i = 0; i < MAX_REQS; i++) {
-    free(el->oreq[i].blob);
-    free(el->mreq[i].blob);
+    oreq_release(&el->oreq[i]);
+    mreq_release(&el->mreq[i]);
   }
   free(el);
 }
