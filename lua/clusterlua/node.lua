@@ -623,8 +623,9 @@ end
 -- nodes that was about 0.85 MiB of each node's heap (collectgarbage "count" 1.4 MiB,
 -- 0.55 after a full collection; issue 18 sets 4 MiB of RssAnon). So one full collection
 -- runs once membership and the committed state have been still for SETTLE_GC_MS; at
--- rest nothing runs. (The control loop hands its own free pages back the same way:
--- node.c, trim_maybe.)
+-- rest nothing runs. The Lua heap is the C allocator's (lua_host.c), so the collection
+-- is followed by core.trim(), which hands the freed pages back to the kernel. (The
+-- control loop hands its own free pages back the same way: node.c, trim_maybe.)
 local SETTLE_GC_MS = 5000
 local settles_gc = { up = true, down = true, committed = true }
 local gc_timer
@@ -633,7 +634,10 @@ local function settle_gc()
     gc_timer = uv.new_timer()
     gc_timer:unref()
   end
-  gc_timer:start(SETTLE_GC_MS, 0, function() collectgarbage "collect" end)
+  gc_timer:start(SETTLE_GC_MS, 0, function()
+    collectgarbage "collect"
+    core.trim()
+  end)
 end
 
 -- Starts the node: config is the table start.lua builds (name, id, cluster, cookie...).

@@ -4,6 +4,9 @@
 #include <lua.h>
 #include <stdatomic.h>
 #include <uv.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include "core/control.h"
 #include "core/log.h"
@@ -19,6 +22,17 @@
 static int l_count_hook_abort(lua_State *L) {
   (void)L;
   atomic_fetch_add(&cl_lua_stats_g.hook_aborts, 1);
+  return 0;
+}
+
+/* trim(): the free pages of the process's heaps back to the kernel. The Lua heap is the
+ * C allocator's (lua_host.c), so after a full collection this is what makes the garbage
+ * of a burst leave RssAnon; node.lua calls it once things have been still. */
+static int l_trim(lua_State *L) {
+  (void)L;
+#ifdef __GLIBC__
+  malloc_trim(0);
+#endif
   return 0;
 }
 
@@ -121,6 +135,7 @@ int luaopen_clusterlua_c_core(lua_State *L) {
       {"probe_stats", l_probe_stats},
       {"options", l_options},
       {"count_hook_abort", l_count_hook_abort},
+      {"trim", l_trim},
       {NULL, NULL},
   };
   lua_newtable(L);
