@@ -95,6 +95,7 @@ void cl_node_free(cl_node *n) {
   if (!n) return;
   peerq_free_all(n);
   uv_mutex_destroy(&n->peerq_mu);
+  for (int i = 0; i < n->n_peers; i++) free(n->peers[i].name);
   free(n->peers);
   free(n);
 }
@@ -119,9 +120,10 @@ void cl_node_config_free(cl_node_config *c) {
 /* ---- transport callbacks (control loop) ---- */
 
 /* Tells Lua the peer is up. Its data connection, if any, comes later: on demand. */
-static void emit_up(cl_node *n, cl_node_peer *pp) {
+static void emit_up(cl_node *n, cl_node_peer *pp, const cl_evt_up *up) {
   pp->lua_up = 1;
-  cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, pp->name, &pp->info, sizeof pp->info);
+  pp->incarnation = up->incarnation;
+  cl_msg *m = cl_msg_new(CL_EVT_NODE_UP, pp->name, up, sizeof *up);
   if (m && cl_control_emit(n->c, m, CL_Q_COALESCE) != 0) free(m);
 }
 
@@ -176,7 +178,7 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
   if (pp) {
     pp->up = 1;
     snprintf(pp->id, sizeof pp->id, "%s", p->node_id ? p->node_id : "");
-    cl_evt_up *up = &pp->info;
+    cl_evt_up ev, *up = &ev;
     memset(up, 0, sizeof *up);
     up->rtt_us = p->rtt_us;
     up->incarnation = p->incarnation;
@@ -186,7 +188,7 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
     up->data_ok = n->cfg->data_conn && p->data_conns;
     /* at once: a data connection opens only when either side first sends (a formation
      * that waited for one per pair cost a connection and a handshake each, issue 17) */
-    emit_up(n, pp);
+    emit_up(n, pp, up);
   }
   if (cl_node_reporting(n))
     cl_node_report(n, "node_up",
@@ -201,7 +203,7 @@ static void on_peer_up(void *ud, const cl_peer_info *p) {
 static void on_data_conn(void *ud, const cl_data_conn *dc) {
   cl_node *n = ud;
   cl_node_peer *pp = cl_node_peer_by_name(n, dc->name);
-  if (!pp || !pp->up || !pp->lua_up || pp->info.incarnation != dc->incarnation) {
+  if (!pp || !pp->up || !pp->lua_up || pp->incarnation != dc->incarnation) {
     /* the peer went down or came back meanwhile: its node_down (or new node_up) tells Lua */
     if (dc->fd >= 0) close(dc->fd);
     return;

@@ -44,9 +44,11 @@ cl_node_peer *cl_node_peer_add(cl_node *n, const char *name) {
     n->peers = v;
     n->cap_peers = cap;
   }
+  char *copy = strdup(name);
+  if (!copy) return NULL;
   p = &n->peers[n->n_peers++];
   memset(p, 0, sizeof *p);
-  snprintf(p->name, sizeof p->name, "%s", name);
+  p->name = copy;
   return p;
 }
 
@@ -67,6 +69,7 @@ void cl_node_peer_forget(cl_node *n, const char *name) {
   cl_node_peer *p = cl_node_peer_by_name(n, name);
   if (!p || p->up) return;
   cl_node_peer *last = &n->peers[n->n_peers - 1];
+  free(p->name);
   if (p != last) *p = *last;
   n->n_peers--;
 }
