@@ -354,6 +354,7 @@ local function make_core()
   core.probe_stats = function() return {} end
   core.options = function() return {} end
   core.count_hook_abort = function() end
+  core.trim = function() end -- the process's heaps are the rehearsal's, not a node's
   return core
 end
 
