@@ -162,12 +162,81 @@ static const uint8_t *rd_blob(rd *r, uint32_t *len, uint32_t max, const char *wh
   return p;
 }
 
+/* ---- node records ---- */
+
+/* a record's three strings, one after the other, shared by its copies */
+struct cl_el_nstr {
+  uint32_t refs;
+  char s[];
+};
+
+void cl_el_node_release(cl_el_node *n) {
+  if (n->str && --n->str->refs == 0) free(n->str);
+  memset(n, 0, sizeof *n);
+  n->name = n->address = n->tags = ""; /* read as empty if read at all */
+}
+
+int cl_el_node_set(cl_el_node *dst, const char *id, const char *name, const char *address, uint32_t flags,
+                   const char *tags) {
+  /* the arguments may point into dst itself: everything is copied before it is released */
+  char idc[CL_EL_ID_MAX + 1];
+  snprintf(idc, sizeof idc, "%s", id ? id : "");
+  name = name ? name : "";
+  address = address ? address : "";
+  tags = tags ? tags : "";
+  size_t ln = strlen(name), la = strlen(address), lt = strlen(tags);
+  cl_el_nstr *b = NULL;
+  if (ln + la + lt) { /* all empty: nothing to hold */
+    b = malloc(sizeof *b + ln + la + lt + 3);
+    if (!b) return -1;
+    b->refs = 1;
+    memcpy(b->s, name, ln + 1);
+    memcpy(b->s + ln + 1, address, la + 1);
+    memcpy(b->s + ln + la + 2, tags, lt + 1);
+  }
+  cl_el_node_release(dst);
+  memcpy(dst->id, idc, sizeof dst->id);
+  dst->flags = flags;
+  dst->str = b;
+  dst->name = b ? b->s : "";
+  dst->address = b ? b->s + ln + 1 : "";
+  dst->tags = b ? b->s + ln + la + 2 : "";
+  return 0;
+}
+
+int cl_el_node_copy(cl_el_node *dst, const cl_el_node *src) {
+  if (dst == src) return 0;
+  if (!src->str) return cl_el_node_set(dst, src->id, src->name, src->address, src->flags, src->tags);
+  src->str->refs++; /* first: dst may share the block */
+  cl_el_node_release(dst);
+  *dst = *src;
+  return 0;
+}
+
+/* a decoded record: the strings read into the stack, then one block for them */
+static void rd_node(rd *r, cl_el_node *n, const char *what, uint32_t i) {
+  char id[CL_EL_ID_MAX + 1], name[CL_EL_NAME_MAX + 1], address[CL_EL_ADDR_MAX + 1], tags[CL_EL_TAGS_MAX + 1];
+  rd_str(r, id, CL_EL_ID_MAX, "node id");
+  rd_str(r, name, CL_EL_NAME_MAX, "node name");
+  rd_str(r, address, CL_EL_ADDR_MAX, "node address");
+  uint32_t flags = rd_u32(r, "node flags");
+  rd_str(r, tags, CL_EL_TAGS_MAX, "node tags");
+  if (r->bad) return;
+  if (!id[0]) rd_fail(r, "%s: node %u has an empty id", what, i);
+  else if (cl_el_node_set(n, id, name, address, flags, tags)) rd_fail(r, "out of memory for node %u", i);
+}
+
 /* ---- state ---- */
 
 void cl_el_state_init(cl_el_state *st) { memset(st, 0, sizeof *st); }
 
+void cl_el_state_truncate_nodes(cl_el_state *st, uint32_t n) {
+  while (st->n_nodes > n) cl_el_node_release(&st->nodes[--st->n_nodes]);
+}
+
 void cl_el_state_clear(cl_el_state *st) {
   free(st->meta);
+  cl_el_state_truncate_nodes(st, 0);
   free(st->nodes);
   cl_el_vconfig_free(&st->committed_config);
   cl_el_vconfig_free(&st->accepted_config);
@@ -180,6 +249,7 @@ int cl_el_state_reserve_nodes(cl_el_state *st, uint32_t n) {
   while (cap < n) cap = cap > UINT32_MAX / 2 ? n : cap * 2;
   cl_el_node *v = realloc(st->nodes, (size_t)cap * sizeof *v);
   if (!v) return -1;
+  memset(v + st->cap_nodes, 0, (size_t)(cap - st->cap_nodes) * sizeof *v); /* not records yet */
   st->nodes = v;
   st->cap_nodes = cap;
   return 0;
@@ -203,8 +273,12 @@ int cl_el_state_copy(cl_el_state *dst, const cl_el_state *src) {
   dst->term = src->term;
   dst->version = src->version;
   memcpy(dst->master_id, src->master_id, sizeof dst->master_id);
-  dst->n_nodes = src->n_nodes;
-  if (src->n_nodes) memcpy(dst->nodes, src->nodes, src->n_nodes * sizeof src->nodes[0]);
+  cl_el_state_truncate_nodes(dst, src->n_nodes < dst->n_nodes ? src->n_nodes : dst->n_nodes);
+  for (uint32_t i = 0; i < src->n_nodes; i++) {
+    /* records that own their strings: sharing them cannot fail */
+    cl_el_node_copy(&dst->nodes[i], &src->nodes[i]);
+    if (i >= dst->n_nodes) dst->n_nodes = i + 1;
+  }
   dst->n_excl = src->n_excl;
   memcpy(dst->excl, src->excl, src->n_excl * sizeof src->excl[0]);
   dst->meta_version = src->meta_version;
@@ -259,8 +333,14 @@ static void node_encode(const cl_el_node *n, cl_buf *b) {
 }
 
 static int node_same(const cl_el_node *a, const cl_el_node *b) {
-  return a->flags == b->flags && !strcmp(a->name, b->name) && !strcmp(a->address, b->address) &&
-         !strcmp(a->tags, b->tags);
+  return a->flags == b->flags &&
+         (a->str == b->str || (!strcmp(a->name, b->name) && !strcmp(a->address, b->address) && !strcmp(a->tags, b->tags)));
+}
+
+int cl_node_lists_eq(const cl_el_node *a, const cl_el_node *b, uint32_t n) {
+  for (uint32_t i = 0; i < n; i++)
+    if (strcmp(a[i].id, b[i].id) || !node_same(&a[i], &b[i])) return 0;
+  return 1;
 }
 
 static int meta_same(const cl_el_state *a, const cl_el_state *b) {
@@ -371,7 +451,8 @@ static void state_decode(rd *r, cl_el_state *st) {
   free(st->meta);
   st->meta = NULL;
   st->meta_len = 0;
-  st->n_nodes = st->n_excl = 0;
+  cl_el_state_truncate_nodes(st, 0);
+  st->n_excl = 0;
   st->committed_config.n = st->accepted_config.n = 0;
   rd_str(r, st->cluster_id, CL_EL_CLUSTER_ID_MAX, "cluster id");
   st->term = rd_u64(r, "state term");
@@ -382,18 +463,13 @@ static void state_decode(rd *r, cl_el_state *st) {
   if (!r->bad && cl_el_state_reserve_nodes(st, n_nodes)) rd_fail(r, "out of memory for %u nodes", n_nodes);
   for (uint32_t i = 0; i < n_nodes && !r->bad; i++) {
     cl_el_node *n = &st->nodes[i];
-    rd_str(r, n->id, CL_EL_ID_MAX, "node id");
-    rd_str(r, n->name, CL_EL_NAME_MAX, "node name");
-    rd_str(r, n->address, CL_EL_ADDR_MAX, "node address");
-    n->flags = rd_u32(r, "node flags");
-    rd_str(r, n->tags, CL_EL_TAGS_MAX, "node tags");
+    rd_node(r, n, "state", i);
     if (r->bad) break;
-    if (!n->id[0]) rd_fail(r, "node %u has an empty id", i);
+    st->n_nodes = i + 1; /* a record now (the stale ones from i on were released above) */
     /* sorted by id (the master sorts them): duplicates are found in one pass */
-    else if (i > 0 && strcmp(st->nodes[i - 1].id, n->id) >= 0) rd_fail(r, "node ids in state not sorted/unique");
-    st->n_nodes = i + 1;
+    if (i > 0 && strcmp(st->nodes[i - 1].id, n->id) >= 0) rd_fail(r, "node ids in state not sorted/unique");
   }
-  if (r->bad) st->n_nodes = 0;
+  if (r->bad) cl_el_state_truncate_nodes(st, 0);
   vc_decode(r, &st->committed_config, "committed config");
   vc_decode(r, &st->accepted_config, "accepted config");
   st->n_excl = rd_u32(r, "exclusion count");
@@ -426,6 +502,9 @@ static void state_decode(rd *r, cl_el_state *st) {
 void cl_diff_init(cl_diff *d) { memset(d, 0, sizeof *d); }
 
 void cl_diff_clear(cl_diff *d) {
+  /* the lists' entries are records or zeroed up to their capacity (nodes_decode) */
+  for (uint32_t i = 0; i < d->cap_add; i++) cl_el_node_release(&d->add[i]);
+  for (uint32_t i = 0; i < d->cap_chg; i++) cl_el_node_release(&d->chg[i]);
   free(d->add);
   free(d->chg);
   free(d->del);
@@ -438,25 +517,24 @@ void cl_diff_clear(cl_diff *d) {
 static uint32_t nodes_decode(rd *r, cl_el_node **v, uint32_t *cap, const char *what) {
   uint32_t n = rd_count(r, 13, what);
   if (r->bad) return 0;
+  /* the records of the last message go: every entry up to the capacity is a record or
+   * zeroed, so the lists are released whole by cl_diff_clear */
+  for (uint32_t i = 0; i < *cap; i++) cl_el_node_release(&(*v)[i]);
   if (n > *cap) {
     cl_el_node *nv = realloc(*v, (size_t)n * sizeof *nv);
     if (!nv) {
       rd_fail(r, "out of memory for %u nodes", n);
       return 0;
     }
+    memset(nv + *cap, 0, (size_t)(n - *cap) * sizeof *nv);
     *v = nv;
     *cap = n;
   }
   for (uint32_t i = 0; i < n && !r->bad; i++) {
     cl_el_node *nd = &(*v)[i];
-    rd_str(r, nd->id, CL_EL_ID_MAX, "node id");
-    rd_str(r, nd->name, CL_EL_NAME_MAX, "node name");
-    rd_str(r, nd->address, CL_EL_ADDR_MAX, "node address");
-    nd->flags = rd_u32(r, "node flags");
-    rd_str(r, nd->tags, CL_EL_TAGS_MAX, "node tags");
+    rd_node(r, nd, what, i);
     if (r->bad) break;
-    if (!nd->id[0]) rd_fail(r, "%s: node %u has an empty id", what, i);
-    else if (i > 0 && strcmp((*v)[i - 1].id, nd->id) >= 0) rd_fail(r, "%s: node ids not sorted/unique", what);
+    if (i > 0 && strcmp((*v)[i - 1].id, nd->id) >= 0) rd_fail(r, "%s: node ids not sorted/unique", what);
   }
   return r->bad ? 0 : n;
 }

@@ -47,14 +47,18 @@ int cl_diff_apply(const cl_el_state *base, const cl_diff *d, cl_el_state *out, c
   if (cl_el_state_reserve_nodes(out, n) || cl_el_vconfig_copy(&out->committed_config, &d->committed_config) ||
       cl_el_vconfig_copy(&out->accepted_config, &d->accepted_config))
     return fail(err, errlen, "out of memory for %u nodes", n);
-  /* one merge pass: base, added, changed and removed are all sorted by id */
+  /* one merge pass: base, added, changed and removed are all sorted by id. out's records
+   * are dropped first and counted as they are written, so a diff that does not fit
+   * leaves a shorter list, never a record unaccounted for */
+  cl_el_state_truncate_nodes(out, 0);
   uint32_t i = 0, a = 0, c = 0, k = 0, o = 0;
   while (i < base->n_nodes || a < d->n_add) {
     int cmp = i == base->n_nodes ? 1 : a == d->n_add ? -1 : strcmp(base->nodes[i].id, d->add[a].id);
     if (cmp == 0) return fail(err, errlen, "adds %s, which the base already holds", d->add[a].id);
     if (cmp > 0) {
       if (o == n) return fail(err, errlen, "does not fit the base's %u nodes", base->n_nodes);
-      out->nodes[o++] = d->add[a++];
+      cl_el_node_copy(&out->nodes[o], &d->add[a++]); /* decoded records own their strings */
+      out->n_nodes = ++o;
       continue;
     }
     const cl_el_node *bn = &base->nodes[i++];
@@ -65,7 +69,8 @@ int cl_diff_apply(const cl_el_state *base, const cl_diff *d, cl_el_state *out, c
       continue;
     }
     if (o == n) return fail(err, errlen, "does not fit the base's %u nodes", base->n_nodes);
-    out->nodes[o++] = c < d->n_chg && !strcmp(d->chg[c].id, bn->id) ? d->chg[c++] : *bn;
+    cl_el_node_copy(&out->nodes[o], c < d->n_chg && !strcmp(d->chg[c].id, bn->id) ? &d->chg[c++] : bn);
+    out->n_nodes = ++o;
   }
   if (k < d->n_del) return fail(err, errlen, "removes %s, absent from the base", d->del[k]);
   if (c < d->n_chg) return fail(err, errlen, "changes %s, absent from the base", d->chg[c].id);
@@ -81,7 +86,6 @@ int cl_diff_apply(const cl_el_state *base, const cl_diff *d, cl_el_state *out, c
   free(out->meta);
   out->meta = meta;
   out->meta_len = mlen;
-  out->n_nodes = n;
   memcpy(out->cluster_id, d->cluster_id, sizeof out->cluster_id);
   out->term = d->term;
   out->version = d->version;

@@ -994,9 +994,11 @@ static void master_handle_req(cl_el *el, const char *origin, const cl_msg *m) {
           if (!strcmp(m->names[i], cur->nodes[k].id)) found = &cur->nodes[k];
       }
       if (!found && (cl_vc_has(&cur->committed_config, m->names[i]) || cl_vc_has(&cur->accepted_config, m->names[i]))) {
+        /* read only, owning nothing: its name is the request's */
         memset(&byid, 0, sizeof byid);
         scpy(byid.id, sizeof byid.id, m->names[i]);
-        scpy(byid.name, sizeof byid.name, m->names[i]);
+        byid.name = m->names[i];
+        byid.address = byid.tags = "";
         found = &byid;
       }
       if (!found) {
@@ -1168,7 +1170,7 @@ static void gen_cluster_id(cl_el *el, char *out) {
 
 static int same_content(const cl_el_state *a, const cl_el_state *b) {
   if (strcmp(a->master_id, b->master_id) || strcmp(a->cluster_id, b->cluster_id) || a->term != b->term) return 0;
-  if (a->n_nodes != b->n_nodes || memcmp(a->nodes, b->nodes, a->n_nodes * sizeof a->nodes[0])) return 0;
+  if (a->n_nodes != b->n_nodes || !cl_node_lists_eq(a->nodes, b->nodes, a->n_nodes)) return 0;
   if (!cl_vc_eq(&a->committed_config, &b->committed_config) || !cl_vc_eq(&a->accepted_config, &b->accepted_config))
     return 0;
   if (a->n_excl != b->n_excl || memcmp(a->excl, b->excl, a->n_excl * sizeof a->excl[0])) return 0;
@@ -1203,12 +1205,13 @@ static void maybe_publish(cl_el *el) {
     return;
   }
 
-  /* membership: this node and the peers following it in this term */
-  next->n_nodes = 0;
-  next->nodes[next->n_nodes++] = el->self;
+  /* membership: this node and the peers following it in this term (records that own
+   * their strings: sharing them cannot fail) */
+  cl_el_state_truncate_nodes(next, 0);
+  cl_el_node_copy(&next->nodes[next->n_nodes++], &el->self);
   for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
-    if (p->used && p->member) next->nodes[next->n_nodes++] = p->info;
+    if (p->used && p->member) cl_el_node_copy(&next->nodes[next->n_nodes++], &p->info);
   }
   qsort(next->nodes, next->n_nodes, sizeof next->nodes[0], node_cmp);
 
@@ -1943,18 +1946,18 @@ cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self, const uin
   el->cfg.initial_master_nodes = NULL;
   el->n_initial = cfg->n_initial_master_nodes;
   for (size_t i = 0; i < el->n_initial; i++) scpy(el->initial[i], sizeof el->initial[i], cfg->initial_master_nodes[i]);
-  scpy(el->self.id, sizeof el->self.id, self->id);
-  scpy(el->self.name, sizeof el->self.name, self->name);
-  scpy(el->self.address, sizeof el->self.address, self->address);
-  scpy(el->self.tags, sizeof el->self.tags, self->tags);
-  el->self.flags = self->flags;
+  if (cl_el_node_set(&el->self, self->id, self->name, self->address, self->flags, self->tags)) {
+    snprintf(err, errlen, "out of memory");
+    free(el);
+    return NULL;
+  }
   el->rng = cfg->seed ^ 0x6a09e667f3bcc909ULL;
   if (persisted && persisted_len) {
     char why[160];
     int flags = 0;
     if (cl_persist_decode(persisted, persisted_len, &el->term, &el->acc, &flags, why, sizeof why)) {
       snprintf(err, errlen, "persisted election state rejected: %s", why);
-      free(el);
+      cl_el_free(el);
       return NULL;
     }
     el->acc_committed = (flags & CL_PERSIST_COMMITTED) != 0;
@@ -1976,6 +1979,8 @@ void cl_el_free(cl_el *el) {
   cl_diff_clear(&el->rxd);
   cl_buf_free(&el->pub_diff);
   cl_el_state_clear(&el->scratch);
+  cl_el_node_release(&el->self);
+  for (uint32_t i = 0; i < el->n_peers; i++) cl_el_node_release(&el->peers[i].info);
   free(el->peers);
   free(el->pidx);
   for (int i = 0; i < MAX_REQS; i++) {
@@ -2024,10 +2029,12 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
         }
       }
       p = &el->peers[el->n_peers++];
+      memset(p, 0, sizeof *p);
     }
+    cl_el_node_release(&p->info); /* a long-gone peer's record, when reused */
     memset(p, 0, sizeof *p);
     p->used = 1;
-    scpy(p->info.id, sizeof p->info.id, info->id);
+    cl_el_node_set(&p->info, info->id, NULL, NULL, 0, NULL); /* nothing to allocate: cannot fail */
     if (reused) {
       if (pidx_rebuild(el, el->pidx_cap)) { /* the old id leaves the index, the new one enters */
         p->used = 0;
@@ -2040,11 +2047,12 @@ static void peer_up(cl_el *el, const cl_el_node_info *info) {
       el->pidx[j] = (uint32_t)(p - el->peers) + 1;
     }
   }
-  scpy(p->info.id, sizeof p->info.id, info->id);
-  scpy(p->info.name, sizeof p->info.name, info->name);
-  scpy(p->info.address, sizeof p->info.address, info->address);
-  scpy(p->info.tags, sizeof p->info.tags, info->tags);
-  p->info.flags = info->flags;
+  if (cl_el_node_set(&p->info, info->id, info->name, info->address, info->flags, info->tags)) {
+    /* out of memory: it keeps its id (the index holds it) and no strings until it
+     * connects again */
+    logf_(el, CL_EL_LOG_ERROR, "out of memory: %s's record is not updated", info->id);
+    return;
+  }
   p->up = 1;
   p->pub_sent_ms = 0;
   p->have_known = 0; /* it may have restarted */

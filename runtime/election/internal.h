@@ -138,6 +138,9 @@ int cl_vc_is_placeholder(const char *id);
 /* count of ids in c for which has(ctx, id) is true, compared with the quorum */
 int cl_vc_quorum(const cl_el_vconfig *c, int (*has)(void *, const char *), void *ctx);
 const cl_el_node *cl_state_node(const cl_el_state *st, const char *id);
+/* n records of a and b alike, in order (by content: copies share strings, equal ones
+ * from elsewhere need not) */
+int cl_node_lists_eq(const cl_el_node *a, const cl_el_node *b, uint32_t n);
 /* Reconfigurator: target configuration from live eligible ids (sorted), master first,
  * at most max_voting ids (0: no cap). out must be initialised ({0} or a configuration). */
 int cl_reconfigure(const cl_el_vconfig *cur, const char *const *live, size_t n_live,

@@ -317,10 +317,8 @@ static int t_state_roundtrip_and_corruption(void) {
   s.term = 7;
   s.version = 42;
   cl_el_state_reserve_nodes(&s, 1);
-  memset(s.nodes, 0, sizeof s.nodes[0]);
+  cl_el_node_set(&s.nodes[0], "n1", "node1@h:1", "", 0, "");
   s.n_nodes = 1;
-  snprintf(s.nodes[0].id, sizeof s.nodes[0].id, "n1");
-  snprintf(s.nodes[0].name, sizeof s.nodes[0].name, "node1@h:1");
   cl_vc_add(&s.accepted_config, "n1");
   cl_vc_add(&s.committed_config, "n1");
   s.meta = (uint8_t *)"hello";
@@ -1341,10 +1339,10 @@ static int t_wire_bounds(void) {
   CHECK(cl_el_state_reserve_nodes(&s, 300) == 0, "reserve");
   for (int i = 0; i < 300; i++) {
     cl_el_node *n = &s.nodes[s.n_nodes++];
-    memset(n, 0, sizeof *n);
-    snprintf(n->id, sizeof n->id, "id%04d", i);
-    snprintf(n->name, sizeof n->name, "node%d@127.0.0.1:%d", i, 5000 + i);
-    n->flags = CL_EL_F_MASTER;
+    char id[16], name[64];
+    snprintf(id, sizeof id, "id%04d", i);
+    snprintf(name, sizeof name, "node%d@127.0.0.1:%d", i, 5000 + i);
+    cl_el_node_set(n, id, name, "", CL_EL_F_MASTER, "");
     if (i % 2 == 0) cl_vc_add(&s.accepted_config, n->id);
   }
   cl_el_vconfig_copy(&s.committed_config, &s.accepted_config);
@@ -1446,13 +1444,14 @@ static int t_cluster_of_300(void) {
 
 /* ------------------------------------------------------ diffs (RULE E13) */
 
+/* n: a free slot (zeroed, or moved from) */
 static void diff_node(cl_el_node *n, int i, int port) {
+  char id[16], name[64], address[64];
   memset(n, 0, sizeof *n);
-  snprintf(n->id, sizeof n->id, "id%05d", i);
-  snprintf(n->name, sizeof n->name, "node%d@127.0.0.1:%d", i, port);
-  snprintf(n->address, sizeof n->address, "127.0.0.1:%d", port);
-  snprintf(n->tags, sizeof n->tags, "%s", i < 3 ? "master" : "data");
-  n->flags = i < 3 ? CL_EL_F_MASTER : 0;
+  snprintf(id, sizeof id, "id%05d", i);
+  snprintf(name, sizeof name, "node%d@127.0.0.1:%d", i, port);
+  snprintf(address, sizeof address, "127.0.0.1:%d", port);
+  cl_el_node_set(n, id, name, address, i < 3 ? CL_EL_F_MASTER : 0, i < 3 ? "master" : "data");
 }
 
 /* a state of n nodes id00000.. (every other one, if sparse), the first 3 voting */
@@ -1484,8 +1483,10 @@ static void diff_add(cl_el_state *st, int i) { /* keeps the nodes sorted */
 }
 
 static void diff_del(cl_el_state *st, uint32_t k) {
+  cl_el_node_release(&st->nodes[k]);
   memmove(&st->nodes[k], &st->nodes[k + 1], (st->n_nodes - k - 1) * sizeof st->nodes[0]);
   st->n_nodes--;
+  memset(&st->nodes[st->n_nodes], 0, sizeof st->nodes[0]); /* moved: no longer a record here */
 }
 
 /* a PUBLISH_DIFF message from base to next */
@@ -1516,7 +1517,8 @@ static int t_diff_codec(void) {
   diff_state(&next, 100, 2, 8);
   diff_add(&next, 51);                      /* added */
   diff_del(&next, 10);                      /* removed */
-  snprintf(next.nodes[20].address, sizeof next.nodes[20].address, "127.0.0.9:1"); /* changed */
+  cl_el_node_set(&next.nodes[20], next.nodes[20].id, next.nodes[20].name, "127.0.0.9:1", next.nodes[20].flags,
+                 next.nodes[20].tags); /* changed */
   cl_vc_add(&next.accepted_config, next.nodes[3].id); /* a configuration change */
   cl_vc_add(&next.accepted_config, next.nodes[4].id);
   snprintf(next.excl[0].id, sizeof next.excl[0].id, "id00004");
@@ -1788,14 +1790,14 @@ static int t_lazy_persistence(void) {
  * one departure (RULE E13): printed for docs/benchmarks.md, never asserted; what is
  * checked is that each diff applies to give the published state. Nodes as the runtime
  * names them: 32-hex ids, "nodeN@10.x.y.z:4370", roles as tags. */
-static void real_node(cl_el_node *n, int i) {
+static void real_node(cl_el_node *n, int i) { /* n: a free slot */
+  char id[40], name[64], address[64];
   memset(n, 0, sizeof *n);
-  snprintf(n->id, sizeof n->id, "%08x%08x%08x%08x", (unsigned)i * 2654435761u, (unsigned)i ^ 0x5bd1e995u,
+  snprintf(id, sizeof id, "%08x%08x%08x%08x", (unsigned)i * 2654435761u, (unsigned)i ^ 0x5bd1e995u,
            (unsigned)i * 40503u, (unsigned)i + 0x9e3779b9u);
-  snprintf(n->name, sizeof n->name, "node%d@10.%d.%d.%d:4370", i + 1, (i >> 16) & 255, (i >> 8) & 255, i & 255);
-  snprintf(n->address, sizeof n->address, "10.%d.%d.%d:4370", (i >> 16) & 255, (i >> 8) & 255, i & 255);
-  snprintf(n->tags, sizeof n->tags, "%s", i < 3 ? "master" : "data");
-  n->flags = i < 3 ? CL_EL_F_MASTER : 0;
+  snprintf(name, sizeof name, "node%d@10.%d.%d.%d:4370", i + 1, (i >> 16) & 255, (i >> 8) & 255, i & 255);
+  snprintf(address, sizeof address, "10.%d.%d.%d:4370", (i >> 16) & 255, (i >> 8) & 255, i & 255);
+  cl_el_node_set(n, id, name, address, i < 3 ? CL_EL_F_MASTER : 0, i < 3 ? "master" : "data");
 }
 
 static int cmp_node_id(const void *a, const void *b) { return strcmp(((const cl_el_node *)a)->id, ((const cl_el_node *)b)->id); }
@@ -1810,6 +1812,51 @@ static size_t msg_len_full(const cl_el_state *st) {
   size_t n = b.n;
   cl_buf_free(&b);
   return n;
+}
+
+/* Node records share their strings: a state copy allocates none for them, dropping one
+ * copy leaves the others whole (ASan would see a use after free), setting a record from
+ * its own strings is safe, and a decoded state compares equal to the state it came from
+ * although its records hold strings of their own. */
+static int t_node_records_shared(void) {
+  cl_el_state a, b, c;
+  diff_state(&a, 50, 2, 7);
+  cl_el_state_init(&b);
+  CHECK(cl_el_state_copy(&b, &a) == 0, "copy");
+  CHECK(b.n_nodes == 50 && b.nodes[10].str == a.nodes[10].str && b.nodes[10].name == a.nodes[10].name,
+        "a copy shares the strings");
+  cl_el_state_clear(&a);
+  CHECK(!strcmp(b.nodes[10].name, "node20@127.0.0.1:5020") && !strcmp(b.nodes[10].tags, "data") &&
+            !strcmp(b.nodes[1].tags, "master"),
+        "the copy outlives the original: %s %s", b.nodes[10].name, b.nodes[10].tags);
+  cl_el_node *n = &b.nodes[3];
+  CHECK(cl_el_node_set(n, n->id, n->name, "10.0.0.1:1", n->flags, n->tags) == 0 &&
+            !strcmp(n->name, "node6@127.0.0.1:5006") && !strcmp(n->address, "10.0.0.1:1") && !strcmp(n->tags, "data"),
+        "set from its own strings: %s %s %s", n->name, n->address, n->tags);
+  cl_el_node empty;
+  memset(&empty, 0, sizeof empty);
+  CHECK(cl_el_node_set(&empty, "x", NULL, NULL, 0, NULL) == 0 && !empty.str && !strcmp(empty.name, "") &&
+            !strcmp(empty.tags, ""),
+        "a record without strings holds no block and reads empty");
+  /* through the wire: records of their own, the same content */
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PUBLISH;
+  m.state = &b;
+  cl_buf buf = {0};
+  cl_msg_encode(&m, &buf);
+  cl_el_state_init(&c);
+  cl_msg dm;
+  char err[200] = "";
+  CHECK(cl_msg_decode(buf.p, buf.n, &dm, &c, err, sizeof err) == 0, "decode: %s", err);
+  CHECK(c.n_nodes == 50 && c.nodes[3].str != b.nodes[3].str && cl_node_lists_eq(c.nodes, b.nodes, 50),
+        "decoded: equal by content");
+  cl_el_node_set(&c.nodes[7], c.nodes[7].id, c.nodes[7].name, c.nodes[7].address, c.nodes[7].flags, "other");
+  CHECK(!cl_node_lists_eq(c.nodes, b.nodes, 50), "a changed tag is a difference");
+  cl_buf_free(&buf);
+  cl_el_state_clear(&b);
+  cl_el_state_clear(&c);
+  return 0;
 }
 
 static int t_publication_sizes(void) {
@@ -2123,6 +2170,8 @@ int main(void) {
            t_thousand_join_batched);
   run_case("election: only nodes in the last committed or the new configuration persist before acknowledging; the others lazily; a new voter durably (E14)",
            t_lazy_persistence);
+  run_case("election: node records share their strings between copies, outlive the one they were copied from, compare by content",
+           t_node_records_shared);
   run_case("election: publication sizes at 100 and 1,000 nodes, whole state and diffs (printed, not asserted; E13)",
            t_publication_sizes);
   run_case("election: L3: 60 master-eligible nodes, a configuration of 5: after the master dies only voters stand, one wins in a term or two",

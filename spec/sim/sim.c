@@ -1450,13 +1450,9 @@ static void add_foreign(world *w, uint64_t fault_ms) {
   st.term = term;
   st.version = range(&w->r, 1, 30);
   snprintf(st.master_id, sizeof st.master_id, "%s", n->id);
-  if (cl_el_state_reserve_nodes(&st, 1)) abort();
-  memset(st.nodes, 0, sizeof st.nodes[0]);
+  if (cl_el_state_reserve_nodes(&st, 1) || cl_el_node_set(&st.nodes[0], n->id, n->name, n->addr, n->flags, ""))
+    abort();
   st.n_nodes = 1;
-  snprintf(st.nodes[0].id, sizeof st.nodes[0].id, "%s", n->id);
-  snprintf(st.nodes[0].name, sizeof st.nodes[0].name, "%s", n->name);
-  snprintf(st.nodes[0].address, sizeof st.nodes[0].address, "%s", n->addr);
-  st.nodes[0].flags = n->flags;
   cl_el_vconfig c = {0};
   c.cap = (uint32_t)f + 1;
   c.ids = calloc(c.cap, sizeof c.ids[0]);
