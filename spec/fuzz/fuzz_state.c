@@ -46,10 +46,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
       base.version = d.base_version;
       if (cl_el_state_reserve_nodes(&base, 3) == 0) {
         const char *ids[3] = {"a", "b", "c"};
-        for (int i = 0; i < 3; i++) {
-          memset(&base.nodes[i], 0, sizeof base.nodes[i]);
-          strcpy(base.nodes[i].id, ids[i]);
-        }
+        for (int i = 0; i < 3; i++) cl_el_node_set(&base.nodes[i], ids[i], NULL, NULL, 0, NULL); /* no strings: cannot fail */
         base.n_nodes = 3;
         if (cl_diff_apply(&base, &d, &out, err, sizeof err) == 0) {
           /* the result is a valid state: it encodes and decodes again */

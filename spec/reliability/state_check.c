@@ -51,13 +51,13 @@ static int self_test(void) {
   st->term = 7;
   st->version = 42;
   if (cl_el_state_reserve_nodes(st, 2)) return 1;
-  memset(st->nodes, 0, 2 * sizeof st->nodes[0]);
-  st->n_nodes = 2;
   for (int i = 0; i < 2; i++) {
-    snprintf(st->nodes[i].id, sizeof st->nodes[i].id, "id%d", i);
-    snprintf(st->nodes[i].name, sizeof st->nodes[i].name, "node%d@127.0.0.1:%d", i, 4370 + i);
-    snprintf(st->nodes[i].address, sizeof st->nodes[i].address, "127.0.0.1:%d", 4370 + i);
-    st->nodes[i].flags = CL_EL_F_MASTER;
+    char id[8], name[64], address[32];
+    snprintf(id, sizeof id, "id%d", i);
+    snprintf(name, sizeof name, "node%d@127.0.0.1:%d", i, 4370 + i);
+    snprintf(address, sizeof address, "127.0.0.1:%d", 4370 + i);
+    if (cl_el_node_set(&st->nodes[i], id, name, address, CL_EL_F_MASTER, "")) return 1;
+    st->n_nodes = i + 1;
   }
   snprintf(st->master_id, sizeof st->master_id, "id0");
   /* configurations own their ids (heap): one id each */
