@@ -313,9 +313,9 @@ static void on_signal(uv_signal_t *s, int signum) {
   node_leave(n);
 }
 
-static void sample_rtt(void *ud, const cl_peer_info *p) {
+static void sample_rtt(void *ud, uint32_t rtt_us) {
   cl_node *n = ud;
-  if (p->connected && p->rtt_us && n->rtt_seconds.counts) cl_histogram_observe(&n->rtt_seconds, p->rtt_us / 1e6);
+  if (n->rtt_seconds.counts) cl_histogram_observe(&n->rtt_seconds, rtt_us / 1e6);
 }
 
 /* The node's housekeeping: once a second at rest (the round-trip histogram's sample),
@@ -368,7 +368,7 @@ static void on_drain(uv_timer_t *t) {
   /* the heartbeat round-trip histogram gets one sample per peer per second */
   if (now - n->rtt_sampled_ms >= 1000) {
     n->rtt_sampled_ms = now;
-    cl_transport_foreach(n->t, sample_rtt, n);
+    cl_transport_foreach_rtt(n->t, sample_rtt, n);
     trim_maybe(n, now);
   }
   uint32_t limit = n->cfg && n->cfg->send_queue_max ? n->cfg->send_queue_max : (64u << 20);

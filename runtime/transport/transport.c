@@ -2849,6 +2849,11 @@ void cl_transport_foreach(cl_transport *t, void (*fn)(void *, const cl_peer_info
   }
 }
 
+void cl_transport_foreach_rtt(cl_transport *t, void (*fn)(void *, uint32_t), void *ud) {
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->state == C_UP && c->peer && c->peer->conn == c && c->peer->rtt_us) fn(ud, c->peer->rtt_us);
+}
+
 size_t cl_transport_connected_count(const cl_transport *t) { return t->connected; }
 size_t cl_transport_member_count(const cl_transport *t) { return t->n_alive; }
 const char *cl_transport_self(const cl_transport *t) { return t->self.full; }
