@@ -1314,6 +1314,15 @@ static size_t publish_head(uint8_t *m, uint32_t count) {
   return o;
 }
 
+/* a PUBLISH of st, encoded into b */
+static void publish_encode(const cl_el_state *st, cl_buf *b) {
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PUBLISH;
+  m.state = (cl_el_state *)st;
+  cl_msg_encode(&m, b);
+}
+
 static int t_wire_bounds(void) {
   char err[256];
   uint8_t m[256];
@@ -1346,12 +1355,8 @@ static int t_wire_bounds(void) {
     if (i % 2 == 0) cl_vc_add(&s.accepted_config, n->id);
   }
   cl_el_vconfig_copy(&s.committed_config, &s.accepted_config);
-  cl_msg msg;
-  memset(&msg, 0, sizeof msg);
-  msg.type = CL_M_PUBLISH;
-  msg.state = &s;
   cl_buf b = {0};
-  cl_msg_encode(&msg, &b);
+  publish_encode(&s, &b);
   CHECK(cl_el_msg_validate(b.p, b.n, err, sizeof err) == 0, "300-node publish refused: %s", err);
   /* a node whose election.max_nodes is lower refuses it before allocating, limit named */
   {
@@ -1376,7 +1381,7 @@ static int t_wire_bounds(void) {
   free(buf);
   /* the nodes must be sorted by id: a duplicate is found in one pass */
   snprintf(s.nodes[10].id, sizeof s.nodes[10].id, "id0009");
-  cl_msg_encode(&msg, &b);
+  publish_encode(&s, &b);
   CHECK(cl_el_msg_validate(b.p, b.n, err, sizeof err) != 0 && strstr(err, "not sorted/unique"), "duplicate: %s", err);
   cl_buf_free(&b);
   cl_el_state_clear(&s);
@@ -1803,12 +1808,8 @@ static void real_node(cl_el_node *n, int i) { /* n: a free slot */
 static int cmp_node_id(const void *a, const void *b) { return strcmp(((const cl_el_node *)a)->id, ((const cl_el_node *)b)->id); }
 
 static size_t msg_len_full(const cl_el_state *st) {
-  cl_msg m;
-  memset(&m, 0, sizeof m);
-  m.type = CL_M_PUBLISH;
-  m.state = (cl_el_state *)st;
   cl_buf b = {0};
-  cl_msg_encode(&m, &b);
+  publish_encode(st, &b);
   size_t n = b.n;
   cl_buf_free(&b);
   return n;
@@ -1839,12 +1840,8 @@ static int t_node_records_shared(void) {
             !strcmp(empty.tags, ""),
         "a record without strings holds no block and reads empty");
   /* through the wire: records of their own, the same content */
-  cl_msg m;
-  memset(&m, 0, sizeof m);
-  m.type = CL_M_PUBLISH;
-  m.state = &b;
   cl_buf buf = {0};
-  cl_msg_encode(&m, &buf);
+  publish_encode(&b, &buf);
   cl_el_state_init(&c);
   cl_msg dm;
   char err[200] = "";
