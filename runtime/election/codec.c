@@ -273,7 +273,7 @@ int cl_el_state_copy(cl_el_state *dst, const cl_el_state *src) {
   dst->term = src->term;
   dst->version = src->version;
   memcpy(dst->master_id, src->master_id, sizeof dst->master_id);
-  cl_el_state_truncate_nodes(dst, src->n_nodes < dst->n_nodes ? src->n_nodes : dst->n_nodes);
+  cl_el_state_truncate_nodes(dst, src->n_nodes); /* what is past src's count goes */
   for (uint32_t i = 0; i < src->n_nodes; i++) {
     /* records that own their strings: sharing them cannot fail */
     cl_el_node_copy(&dst->nodes[i], &src->nodes[i]);

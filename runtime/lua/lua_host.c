@@ -127,7 +127,7 @@ static void install_bc_searcher(lua_State *L, const char *exe_path, const char *
  * resident for 0.65 MiB in use after a full collection, measured at 300 nodes. glibc's
  * malloc_trim returns the free pages of its heaps, fragmented or not (core.trim, after
  * node.lua's settling collection). The cost: allocation-heavy Lua about 10 % slower in
- * a micro-benchmark, the RPC round trip of bench row 7 about 4 % slower (docs/benchmarks.md). */
+ * a micro-benchmark, the pinned RPC round trip of bench row 7 about 3 % slower (docs/benchmarks.md). */
 static void *heap_alloc(void *ud, void *ptr, size_t osize, size_t nsize) {
   (void)ud;
   (void)osize;
