@@ -65,7 +65,7 @@ json_t *cl_admin_health_json(cl_node *n) {
   }
   json_object_set_new(o, "voting_config", vc);
   json_object_set_new(o, "quorum", json_integer(n->el ? cl_el_quorum_size(n->el) : 0));
-  uint64_t lag = cl_lag_current_ms(&n->lag, uv_now(&n->c->loop));
+  uint64_t lag = cl_node_lua_lag_ms(n);
   json_object_set_new(o, "lua_lag_ms", json_integer((json_int_t)lag));
   json_object_set_new(o, "hook_aborts", json_integer((json_int_t)atomic_load(&cl_lua_stats_g.hook_aborts)));
   return o;

@@ -95,3 +95,16 @@ void cl_control_stop(cl_control *c) {
 
 int cl_control_send(cl_control *c, cl_msg *m, int mode) { return cl_queue_push(&c->cmd, m, mode); }
 int cl_control_emit(cl_control *c, cl_msg *m, int mode) { return cl_queue_push(&c->evt, m, mode); }
+
+void cl_control_lua_answered(cl_control *c, uint64_t seq, uint64_t ms) {
+  /* the time first: a reader that sees the sequence number sees its time (or a later
+   * answer's, which only makes the lag look longer by as much) */
+  atomic_store_explicit(&c->lua_answer_ms, ms, memory_order_relaxed);
+  atomic_store_explicit(&c->lua_answer_seq, seq, memory_order_release);
+}
+
+uint64_t cl_control_lua_answer(cl_control *c, uint64_t *ms) {
+  uint64_t seq = atomic_load_explicit(&c->lua_answer_seq, memory_order_acquire);
+  *ms = atomic_load_explicit(&c->lua_answer_ms, memory_order_relaxed);
+  return seq;
+}

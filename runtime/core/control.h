@@ -43,6 +43,9 @@ struct cl_control {
   uv_timer_t probe;
   uint64_t probe_interval, probe_expected;
   _Atomic uint64_t probe_ticks, probe_max_late_us;
+  /* the Lua loop's answer to the control loop's last Lua-lag ping (node/lua_lag.c): read
+   * when the control loop next looks, so that answering wakes nobody */
+  _Atomic uint64_t lua_answer_seq, lua_answer_ms;
 };
 
 /* Starts the control thread. evt_loop is the Lua loop. Returns 0 or a libuv error. */
@@ -54,5 +57,10 @@ void cl_control_stop(cl_control *c);
 int cl_control_send(cl_control *c, cl_msg *m, int mode);
 /* Control thread: emit an event to Lua. */
 int cl_control_emit(cl_control *c, cl_msg *m, int mode);
+/* Lua thread: the Lua loop answered ping seq at ms (its loop time, the same monotonic
+ * clock as the control loop's). Wakes nobody. */
+void cl_control_lua_answered(cl_control *c, uint64_t seq, uint64_t ms);
+/* Control thread: the last answer's sequence number (0: none yet), and its time in *ms. */
+uint64_t cl_control_lua_answer(cl_control *c, uint64_t *ms);
 
 #endif

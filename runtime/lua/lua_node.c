@@ -578,11 +578,8 @@ void cl_lua_node_events(cl_msg *list, void *ud) {
       case CL_EVT_NODE_LUA_PING: {
         /* answering here is enough: this runs only when the Lua loop gets to it */
         lua_settop(L, top);
-        cl_msg *pong = cl_msg_new(CL_CMD_NODE_LUA_PONG, NULL, NULL, 0);
-        if (pong) {
-          pong->num = m->num;
-          if (cl_control_send(cl_lua_ctx_get(L)->control, pong, CL_Q_FORCE) != 0) free(pong);
-        }
+        cl_lua_ctx *ctx = cl_lua_ctx_get(L);
+        if (ctx->control) cl_control_lua_answered(ctx->control, (uint64_t)m->num, uv_now(ctx->loop));
         free(m);
         continue;
       }

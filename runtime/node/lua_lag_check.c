@@ -28,7 +28,9 @@ cl_lag_action cl_lag_tick(cl_lag *l, uint64_t now_ms) {
 
 cl_lag_action cl_lag_pong(cl_lag *l, uint64_t seq, uint64_t now_ms) {
   if (!l->waiting || seq != l->seq) return CL_LAG_NONE; /* an answer to an older ping */
-  l->lag_ms = now_ms - l->sent_ms;
+  /* now_ms is when Lua answered, on its own loop's clock: the same monotonic clock, but
+   * cached when that loop last woke, which may precede the ping by a millisecond */
+  l->lag_ms = now_ms > l->sent_ms ? now_ms - l->sent_ms : 0;
   l->waiting = 0;
   if (!l->lagging) return CL_LAG_NONE;
   l->lagging = 0;

@@ -31,7 +31,8 @@ void cl_lag_init(cl_lag *l, uint32_t stepdown_ms);
 uint64_t cl_lag_interval_ms(const cl_lag *l);
 /* Run every cl_lag_interval_ms. */
 cl_lag_action cl_lag_tick(cl_lag *l, uint64_t now_ms);
-/* Lua's answer to ping seq. */
+/* Lua's answer to ping seq, given at now_ms (when Lua answered, which the control loop
+ * may learn later). */
 cl_lag_action cl_lag_pong(cl_lag *l, uint64_t seq, uint64_t now_ms);
 /* The lag to report now: the outstanding ping's wait if longer than the last measured. */
 uint64_t cl_lag_current_ms(const cl_lag *l, uint64_t now_ms);

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "core/log.h"
+#include "core/tick_grid.h"
 #include "node/node_internal.h"
 #include "node/keys.h"
 
@@ -364,9 +365,12 @@ void cl_node_drain_soon(cl_node *n) {
 static void on_drain(uv_timer_t *t) {
   cl_node *n = t->data;
   uint64_t now = uv_now(&n->c->loop);
-  uint64_t next = DRAIN_IDLE_MS;
-  /* the heartbeat round-trip histogram gets one sample per peer per second */
-  if (now - n->rtt_sampled_ms >= 1000) {
+  /* at rest, on multiples of a second of the monotonic clock: the heartbeats' grid
+   * (core/tick_grid.h), so this wakes the node no more often than they do */
+  uint64_t next = cl_grid_delay(now, DRAIN_IDLE_MS);
+  /* the heartbeat round-trip histogram gets one sample per peer per second (of the
+   * grid: a tick a millisecond early must not skip one) */
+  if (now / 1000 != n->rtt_sampled_ms / 1000) {
     n->rtt_sampled_ms = now;
     cl_transport_foreach_rtt(n->t, sample_rtt, n);
     trim_maybe(n, now);
@@ -514,7 +518,7 @@ static void node_start(cl_node *n, cl_node_config *cfg) {
   n->leave_timer.data = n;
   n->leaving = n->left = n->leave_signal = 0;
   n->leave_sem = NULL;
-  uv_timer_start(&n->drain_timer, on_drain, DRAIN_IDLE_MS, 0);
+  uv_timer_start(&n->drain_timer, on_drain, cl_grid_delay(uv_now(&n->c->loop), DRAIN_IDLE_MS), 0);
   n->running = 1;
   /* Order matters: everything that can fail comes before anything is written (the
    * first election step may bootstrap a cluster and persist it). No peer is dialled
@@ -621,9 +625,6 @@ static void node_command(cl_control *c, cl_msg *m, void *ud) {
     lua_request(n, &in, m->id);
     break;
   }
-  case CL_CMD_NODE_LUA_PONG:
-    cl_node_lua_pong(n, (uint64_t)m->num);
-    break;
   case CL_CMD_NODE_EVENT:
     cl_node_report_from_lua(n, cl_msg_name(m), cl_msg_body(m), m->body_len);
     break;

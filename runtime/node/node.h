@@ -19,7 +19,6 @@ enum {
   CL_CMD_NODE_EL_UPDATE, /* id = Lua's request id, num = base version, body = metadata blob */
   CL_CMD_NODE_EL_EXCLUDE,/* id = Lua's request id, body = comma-separated names */
   CL_CMD_NODE_EL_CLEAR,  /* id = Lua's request id, num = wait_for_removal */
-  CL_CMD_NODE_LUA_PONG,  /* num = the ping's sequence number */
   CL_CMD_NODE_RELOAD_DONE, /* id = the node's request id (requests.c), num = HTTP status, body = JSON answer */
   CL_CMD_NODE_DISCONNECT,  /* name: drop it, and neither dial nor accept it until WANT */
   CL_CMD_NODE_EVENT,       /* name = kind, body = JSON object: an event born in Lua, for GET /_events */

@@ -117,6 +117,7 @@ typedef struct cl_node {
   uv_timer_t lag_timer;
   int lag_on;
   cl_lag lag;
+  uint64_t lag_seen_seq; /* the last of Lua's answers taken into lag */
   uint32_t lua_stepdown_ms;
 
   /* the keyring (keys.c) and the changes across the cluster in flight (keys_rotate.c) */
@@ -176,7 +177,8 @@ void cl_node_election_message(cl_node *n, const char *from, const uint8_t *data,
 /* lua_lag.c */
 void cl_node_lua_lag_start(cl_node *n);
 void cl_node_lua_lag_stop(cl_node *n);
-void cl_node_lua_pong(cl_node *n, uint64_t seq);
+/* the Lua lag to report now (takes Lua's latest answer in first) */
+uint64_t cl_node_lua_lag_ms(cl_node *n);
 
 
 /* report.c: events for the admin endpoint's stream */

@@ -20,6 +20,7 @@
 #include "transport/watch.h"
 #include "transport/writer.h"
 #include "core/log.h"
+#include "core/tick_grid.h"
 
 /* a DOWN frame's buffer (CL_MW_DOWN_HEAD + CL_MW_STR_MAX) holds any node name */
 _Static_assert(CL_NODE_NAME_MAX <= CL_MW_STR_MAX, "node names must fit a members_wire string");
@@ -2404,7 +2405,7 @@ static void on_tick(uv_timer_t *h) {
    * beats rather than once for each. Moved on only here, where it runs (an arming that
    * moved it on skipped a tick if it came at the tick's very millisecond) */
   int grid = now >= t->next_beat_ms;
-  if (grid) t->next_beat_ms = (now / t->tick_ms + 1) * t->tick_ms;
+  if (grid) t->next_beat_ms = cl_grid_next(now, t->tick_ms);
   /* A late tick means this node was not running (its CPU starved, or it was paused):
    * frames may be waiting unread in its sockets, and libuv runs timers before it polls.
    * So a late tick calls nobody down; it looks again right after the poll, and while the

@@ -49,5 +49,14 @@ int main(void) {
          cl_lag_pong(&l, l.seq, t0 + 6000) == CL_LAG_RESUME && !l.lagging && l.lag_ms == 6000, "lag %llu",
          (unsigned long long)l.lag_ms);
   EXPECT("lua lag: the next tick sends a new ping", cl_lag_tick(&l, t0 + 6100) == CL_LAG_PING, "no ping");
+  /* the answer carries Lua's own loop time, which the control loop reads later (on its
+   * next tick); that clock is cached when Lua's loop woke, so it may be a millisecond
+   * before the ping was stamped: no lag, not a wrapped-around one */
+  EXPECT("lua lag: an answer read a tick later counts from when Lua gave it",
+         cl_lag_pong(&l, l.seq, t0 + 6103) == CL_LAG_NONE && l.lag_ms == 3 && cl_lag_current_ms(&l, t0 + 7000) == 3,
+         "lag %llu", (unsigned long long)l.lag_ms);
+  cl_lag_tick(&l, t0 + 7100);
+  EXPECT("lua lag: an answer stamped before the ping is no lag", cl_lag_pong(&l, l.seq, t0 + 7099) == CL_LAG_NONE &&
+         l.lag_ms == 0, "lag %llu", (unsigned long long)l.lag_ms);
   return harness_exit();
 }
