@@ -98,6 +98,7 @@ void cl_node_free(cl_node *n) {
   uv_mutex_destroy(&n->peerq_mu);
   for (int i = 0; i < n->n_peers; i++) free(n->peers[i].name);
   free(n->peers);
+  free(n->pidx);
   free(n);
 }
 

@@ -82,6 +82,10 @@ typedef struct cl_node {
    * node's life (freed by cl_node_free). */
   cl_node_peer *peers;
   int n_peers, cap_peers;
+  /* peers by name (peers.c): open addressing, each slot a position + 1 (0: empty), at
+   * most half full; rebuilt when it grows and when a peer is forgotten */
+  uint32_t *pidx;
+  uint32_t pidx_cap;
   /* the other voting nodes, pinned in the transport (node_election.c): the signature of
    * what the pinned set was computed from */
   uint64_t pins_sig;
