@@ -29,12 +29,11 @@ static void lag_act(cl_node *n, cl_lag_action a) {
   }
 }
 
-/* takes Lua's latest answer into the rule, if it is new */
+/* takes Lua's latest answer into the rule */
 static void lag_sync(cl_node *n) {
   uint64_t ms, seq = cl_control_lua_answer(n->c, &ms);
-  if (seq == n->lag_seen_seq) return;
-  n->lag_seen_seq = seq;
-  lag_act(n, cl_lag_pong(&n->lag, seq, ms));
+  cl_lag_answer(&n->lag, seq, ms);
+  lag_act(n, cl_lag_take(&n->lag));
 }
 
 static void on_lag_timer(uv_timer_t *t);
@@ -57,8 +56,8 @@ uint64_t cl_node_lua_lag_ms(cl_node *n) {
 
 void cl_node_lua_lag_start(cl_node *n) {
   cl_lag_init(&n->lag, n->lua_stepdown_ms);
-  n->lag_seen_seq = cl_control_lua_answer(n->c, &(uint64_t){0});
-  n->lag.seq = n->lag_seen_seq; /* numbered past any answer of an earlier run */
+  /* pings numbered past any answer an earlier run left in the control */
+  n->lag.seq = n->lag.answer_seq = cl_control_lua_answer(n->c, &n->lag.answer_ms);
   n->lag_on = 1;
   uv_timer_init(&n->c->loop, &n->lag_timer);
   n->lag_timer.data = n;

@@ -37,6 +37,15 @@ cl_lag_action cl_lag_pong(cl_lag *l, uint64_t seq, uint64_t now_ms) {
   return CL_LAG_RESUME;
 }
 
+void cl_lag_answer(cl_lag *l, uint64_t seq, uint64_t ms) {
+  if (seq <= l->answer_seq) return;
+  l->answer_seq = seq;
+  l->answer_ms = ms;
+}
+
+/* an answer already taken, or to an older ping, changes nothing (cl_lag_pong) */
+cl_lag_action cl_lag_take(cl_lag *l) { return cl_lag_pong(l, l->answer_seq, l->answer_ms); }
+
 uint64_t cl_lag_current_ms(const cl_lag *l, uint64_t now_ms) {
   uint64_t lag = l->lag_ms;
   if (l->waiting && now_ms - l->sent_ms > lag) lag = now_ms - l->sent_ms;

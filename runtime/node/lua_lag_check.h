@@ -18,6 +18,9 @@ typedef struct {
   int waiting;      /* a ping is outstanding */
   int lagging;      /* master duties given up */
   uint64_t lag_ms;  /* the last lag measured (an answer's delay, or the wait so far) */
+  /* Lua's latest answer as the control loop last read it (cl_lag_answer), taken into
+   * the rule at the next check (cl_lag_take): answering wakes nobody */
+  uint64_t answer_seq, answer_ms;
 } cl_lag;
 
 typedef enum {
@@ -34,6 +37,12 @@ cl_lag_action cl_lag_tick(cl_lag *l, uint64_t now_ms);
 /* Lua's answer to ping seq, given at now_ms (when Lua answered, which the control loop
  * may learn later). */
 cl_lag_action cl_lag_pong(cl_lag *l, uint64_t seq, uint64_t now_ms);
+/* Lua's latest answer (ping seq, answered at ms), as read: kept if newer than the one
+ * held (Lua answers in order; a simulated one held back by a stall may come late). */
+void cl_lag_answer(cl_lag *l, uint64_t seq, uint64_t ms);
+/* Takes the answer held into the rule (cl_lag_pong with it): CL_LAG_RESUME or NONE.
+ * Run before cl_lag_tick, and before reporting the lag. */
+cl_lag_action cl_lag_take(cl_lag *l);
 /* The lag to report now: the outstanding ping's wait if longer than the last measured. */
 uint64_t cl_lag_current_ms(const cl_lag *l, uint64_t now_ms);
 

@@ -121,7 +121,6 @@ typedef struct cl_node {
   uv_timer_t lag_timer;
   int lag_on;
   cl_lag lag;
-  uint64_t lag_seen_seq; /* the last of Lua's answers taken into lag */
   uint32_t lua_stepdown_ms;
 
   /* the keyring (keys.c) and the changes across the cluster in flight (keys_rotate.c) */

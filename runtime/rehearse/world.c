@@ -79,7 +79,6 @@ typedef struct rnode {
   int lua_pending;
   rh_lua_msg *inbox, *inbox_tail;
   cl_lag lag;
-  uint64_t lag_answer_seq, lag_answer_ms, lag_taken_seq; /* Lua's latest answer; the last the check took in */
   pend_req reqs[64];
   int udp_ports[8]; /* bound UDP ports (0: free slot) */
   /* elections' imn list */
@@ -1133,7 +1132,6 @@ int rh_node_start(rh_world *w, int i, const rh_start_cfg *cfg, char *err, size_t
   n->app_t = cl_el_committed(el)->term;
   n->app_v = cl_el_committed(el)->version;
   cl_lag_init(&n->lag, cfg->el_lua_stepdown_ms ? cfg->el_lua_stepdown_ms : 30000);
-  n->lag_answer_seq = n->lag_taken_seq = 0;
   lag_schedule(w, i);
   cl_el_input in = {.kind = CL_EL_IN_TICK};
   step(w, i, &in);
@@ -1423,11 +1421,8 @@ static void dispatch(rh_world *w, ev *e) {
       push_simple(w, ctl_until(w, e->from), EV_LAG, e->from, e->from, e->epoch, 0);
       return;
     }
-    /* as node/lua_lag.c: Lua's latest answer is read at the check, with the time it was given */
-    if (n->lag_answer_seq > n->lag_taken_seq) {
-      n->lag_taken_seq = n->lag_answer_seq;
-      lag_act(w, e->from, cl_lag_pong(&n->lag, n->lag_answer_seq, n->lag_answer_ms));
-    }
+    /* as node/lua_lag.c: Lua's latest answer is taken in at the check */
+    lag_act(w, e->from, cl_lag_take(&n->lag));
     cl_lag_action a = cl_lag_tick(&n->lag, w->now / RH_US);
     if (a == CL_LAG_PING)
       push_simple(w, max3(w->now + w->p.lua_delay_us, n->lua_until, n->paused_until), EV_PONG, e->from, e->from,
@@ -1449,11 +1444,7 @@ static void dispatch(rh_world *w, ev *e) {
     if (!n->started || e->epoch != n->boots) return;
     /* Lua stores its answer (node/lua_lag.c); the control loop takes it in at its next
      * check, paused or not, with the time Lua gave it */
-    if (e->arg > n->lag_answer_seq) { /* a real Lua answers in order; a ping's answer
-                                          * held back by a stall may come late here */
-      n->lag_answer_seq = e->arg;
-      n->lag_answer_ms = w->now / RH_US;
-    }
+    cl_lag_answer(&n->lag, e->arg, w->now / RH_US);
     return;
   }
   }

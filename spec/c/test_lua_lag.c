@@ -58,5 +58,21 @@ int main(void) {
   cl_lag_tick(&l, t0 + 7100);
   EXPECT("lua lag: an answer stamped before the ping is no lag", cl_lag_pong(&l, l.seq, t0 + 7099) == CL_LAG_NONE &&
          l.lag_ms == 0, "lag %llu", (unsigned long long)l.lag_ms);
+  /* the answer as the control loop reads it: held, taken in at the next check */
+  cl_lag_tick(&l, t0 + 8000); /* a new ping */
+  uint64_t s = l.seq;
+  cl_lag_answer(&l, s, t0 + 8002);
+  cl_lag_answer(&l, s - 1, t0 + 8500); /* an older answer read late: not kept */
+  EXPECT("lua lag: a held answer is taken in once, with the time Lua gave it",
+         l.waiting && cl_lag_take(&l) == CL_LAG_NONE && !l.waiting && l.lag_ms == 2 && cl_lag_take(&l) == CL_LAG_NONE,
+         "waiting %d lag %llu", l.waiting, (unsigned long long)l.lag_ms);
+  /* stuck past the threshold, then an answer: taking it gives master duties back */
+  cl_lag_tick(&l, t0 + 9000);
+  s = l.seq;
+  int down = 0;
+  for (uint64_t t = t0 + 9100; t <= t0 + 9600; t += 100) down += cl_lag_tick(&l, t) == CL_LAG_STEP_DOWN;
+  cl_lag_answer(&l, s, t0 + 9650);
+  EXPECT("lua lag: taking a late answer in resumes master duties", down == 1 && cl_lag_take(&l) == CL_LAG_RESUME &&
+         l.lag_ms == 650, "downs %d lag %llu", down, (unsigned long long)l.lag_ms);
   return harness_exit();
 }

@@ -131,7 +131,6 @@ typedef struct node {
   int was_leader;
   int fail_next_persist;        /* 1: EIO, 2: power loss before fsync */
   cl_lag lag;                /* the glue's Lua-lag check */
-  uint64_t lag_answer_seq, lag_answer_ms, lag_taken_seq; /* Lua's latest answer; the last the check took in */
   uint64_t lua_stuck_until;  /* the simulated Lua loop answers nothing before (µs) */
   /* its control loop is paused (SIGSTOP, a starved CPU) until then (µs): no timer runs,
    * frames to it wait in its socket; it resumes running late (local health) */
@@ -900,11 +899,8 @@ static void lag_act(world *w, int i, cl_lag_action a) {
 static void lag_tick(world *w, const msg_ev *e) {
   node *n = &w->nodes[e->from];
   if (!n->up || e->epoch != n->boots) return;
-  /* as node/lua_lag.c: Lua's latest answer is read at the check, with the time it was given */
-  if (n->lag_answer_seq > n->lag_taken_seq) {
-    n->lag_taken_seq = n->lag_answer_seq;
-    lag_act(w, e->from, cl_lag_pong(&n->lag, n->lag_answer_seq, n->lag_answer_ms));
-  }
+  /* as node/lua_lag.c: Lua's latest answer is taken in at the check */
+  lag_act(w, e->from, cl_lag_take(&n->lag));
   cl_lag_action a = cl_lag_tick(&n->lag, w->now / US);
   if (a == CL_LAG_PING) {
     msg_ev ev = {0};
@@ -924,11 +920,7 @@ static void lag_pong(world *w, const msg_ev *e) {
   node *n = &w->nodes[e->from];
   if (!n->up || e->epoch != n->boots) return;
   /* stored, as Lua does (it wakes nobody); the next check takes it in */
-  if (e->arg > n->lag_answer_seq) { /* a real Lua answers in order; a ping's answer
-                                        * held back by a stall may come late here */
-    n->lag_answer_seq = e->arg;
-    n->lag_answer_ms = w->now / US;
-  }
+  cl_lag_answer(&n->lag, e->arg, w->now / US);
 }
 
 static void boot(world *w, int i) {
@@ -964,7 +956,6 @@ static void boot(world *w, int i) {
   n->app_t = cl_el_committed(n->el)->term;
   n->app_v = cl_el_committed(n->el)->version;
   cl_lag_init(&n->lag, SIM_LUA_STEPDOWN_MS);
-  n->lag_answer_seq = n->lag_taken_seq = 0;
   n->lua_stuck_until = 0;
   n->paused_until = 0; /* a new process: on time */
   memset(&n->aw, 0, sizeof n->aw);
@@ -1745,10 +1736,8 @@ static int run_seed(uint64_t seed, int verbose, uint64_t *trace, char *why, size
         now_ev.epoch = w->nodes[i].boots;
         resume_node(w, &now_ev);
       }
-      if (w->nodes[i].up && w->nodes[i].lag.waiting) { /* taken in at the next check */
-        w->nodes[i].lag_answer_seq = w->nodes[i].lag.seq; /* the newest ping */
-        w->nodes[i].lag_answer_ms = w->now / US;
-      }
+      if (w->nodes[i].up && w->nodes[i].lag.waiting) /* taken in at the next check */
+        cl_lag_answer(&w->nodes[i].lag, w->nodes[i].lag.seq, w->now / US);
     }
     heal_links(w);
     /* the bound: in-flight extreme delays drain, a dead master is detected,
