@@ -614,10 +614,15 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b) {
   cl_buf_str(b, m->cluster_id);
   switch (m->type) {
   case CL_M_PREVOTE_REQ:
-  case CL_M_JOIN:
     cl_buf_u64(b, m->term);
     cl_buf_u64(b, m->lat);
     cl_buf_u64(b, m->lav);
+    break;
+  case CL_M_JOIN: /* flag: the term is durable on the voter (RULE E15) */
+    cl_buf_u64(b, m->term);
+    cl_buf_u64(b, m->lat);
+    cl_buf_u64(b, m->lav);
+    cl_buf_u8(b, m->flag);
     break;
   case CL_M_PREVOTE_RESP:
   case CL_M_HB_RESP:
@@ -626,7 +631,10 @@ void cl_msg_encode(const cl_msg *m, cl_buf *b) {
     cl_buf_u64(b, m->lav);
     cl_buf_u8(b, m->flag);
     break;
-  case CL_M_START_JOIN:
+  case CL_M_START_JOIN: /* flag: the receiver's vote counts, so it must be durable (RULE E15) */
+    cl_buf_u64(b, m->term);
+    cl_buf_u8(b, m->flag);
+    break;
   case CL_M_LEADER_GONE:
     cl_buf_u64(b, m->term);
     break;
@@ -708,10 +716,16 @@ int cl_msg_decode_into(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *s
   cl_el_state scratch;
   switch (m->type) {
   case CL_M_PREVOTE_REQ:
+    m->term = rd_u64(&r, "term");
+    m->lat = rd_u64(&r, "last accepted term");
+    m->lav = rd_u64(&r, "last accepted version");
+    break;
   case CL_M_JOIN:
     m->term = rd_u64(&r, "term");
     m->lat = rd_u64(&r, "last accepted term");
     m->lav = rd_u64(&r, "last accepted version");
+    m->flag = rd_u8(&r, "durable");
+    if (!r.bad && m->flag > 1) rd_fail(&r, "bad join durability %u", m->flag);
     break;
   case CL_M_PREVOTE_RESP:
   case CL_M_HB_RESP:
@@ -721,6 +735,10 @@ int cl_msg_decode_into(const uint8_t *buf, size_t len, cl_msg *m, cl_el_state *s
     m->flag = rd_u8(&r, "status");
     break;
   case CL_M_START_JOIN:
+    m->term = rd_u64(&r, "term");
+    m->flag = rd_u8(&r, "durable");
+    if (!r.bad && m->flag > 1) rd_fail(&r, "bad start-join durability %u", m->flag);
+    break;
   case CL_M_LEADER_GONE:
     m->term = rd_u64(&r, "term");
     break;

@@ -37,7 +37,9 @@ typedef struct peer {
                           (0: none outstanding); its silence counts from then (silent_ms) */
   uint64_t ok_term;    /* term in which it last said it follows us */
   int member;          /* leader: counted in the cluster state's nodes */
-  uint64_t join_term;  /* its join vote is for us in this term */
+  uint64_t join_term;  /* it joined us in this term (a follower-to-be) */
+  uint64_t vote_term;  /* ... and that join is durable on it: the vote counts (RULE E15) */
+  uint64_t confirm_term, confirm_ms; /* when this node last asked it to make its join durable */
   uint64_t lat, lav;   /* its accepted state as last reported */
   uint64_t ack_term, ack_version;
   uint64_t prevote_round;
@@ -128,6 +130,11 @@ struct cl_el {
   /* the candidate this node joined in term joined_term, and when (RULE L3) */
   char joined_for[CL_EL_ID_MAX + 1];
   uint64_t joined_term, joined_ms;
+  /* the node this node's last join went to, in voted_term, and whether the term was
+   * durable when it left (RULE E15: a durable START_JOIN of the same term makes it so) */
+  char voted_for[CL_EL_ID_MAX + 1];
+  uint64_t voted_term;
+  int voted_durable;
   uint32_t attempts;
   uint64_t self_join_term, candidate_term;
   uint64_t revote_term; /* the term in which this master re-elected itself for missing votes */
@@ -137,6 +144,7 @@ struct cl_el {
 
   uint64_t hb_at, leader_since;
   int publishing, dirty, first_pub_done;
+  int durable_wait; /* a reconfiguration waits for joins to be made durable (RULE E15) */
   /* membership changed (a join, a removal) since the last publication: published no
    * earlier than one batching window after the last publication that carried such
    * changes started (last_pub_at), so a lone join goes out at once but joins and
@@ -572,15 +580,31 @@ static void become_candidate(cl_el *el, int fast, const char *why) {
 }
 
 /* RULE E2: join at most once per term: only for a term above the current one;
- * RULE E3: and the new term is durable before anything of this step leaves. */
-static void start_join(cl_el *el, uint64_t term) {
+ * RULE E3: and the new term is durable before anything of this step leaves, when this
+ * node's join can count (RULE E15, durable): otherwise it is written lazily, and the
+ * join says so. */
+static void start_join(cl_el *el, uint64_t term, int durable) {
   el->term = term;
   el->term_moved_ms = el->now;
   el->started_join = 1;
 #ifndef CL_MUTANT_NO_PERSIST_TERM
-  persist(el, CL_EL_PERSIST_TERM);
+  persist_as(el, CL_EL_PERSIST_TERM, !durable);
 #endif
+  el->voted_term = 0; /* no join yet in this term */
+  el->voted_durable = durable;
   if (el->mode != CL_EL_CANDIDATE) become_candidate(el, 0, "a new term started");
+}
+
+/* RULE E15: a node whose vote can count joins durably. The candidate or master names
+ * the nodes of its configurations in its START_JOIN; a node in a configuration of its
+ * own accepted state, or of the publication that brings a new term, knows it itself.
+ * Anyone else (data nodes, master-eligible nodes outside the voting configuration: all
+ * but a few of a large cluster) writes the term lazily, so a failover does not cost an
+ * fsync on every node of a shared disk. */
+static int join_durable(const cl_el *el, int asked, const cl_el_state *st) {
+  if (asked || cl_vc_has(&el->acc.committed_config, el->self.id) || cl_vc_has(&el->acc.accepted_config, el->self.id))
+    return 1;
+  return st && (cl_vc_has(&st->committed_config, el->self.id) || cl_vc_has(&st->accepted_config, el->self.id));
 }
 
 static void send_join(cl_el *el, const char *to) {
@@ -591,12 +615,34 @@ static void send_join(cl_el *el, const char *to) {
   scpy(el->joined_for, sizeof el->joined_for, to);
   el->joined_term = el->term;
   el->joined_ms = el->now;
-  send_simple(el, to, CL_M_JOIN, el->term, el->acc.term, el->acc.version, 0, 0);
+  scpy(el->voted_for, sizeof el->voted_for, to);
+  el->voted_term = el->term;
+  send_simple(el, to, CL_M_JOIN, el->term, el->acc.term, el->acc.version, 0, (uint8_t)el->voted_durable);
+}
+
+static uint64_t hb_interval(const cl_el *el);
+
+/* RULE E15: ask a node that joined this candidate or master lazily, and whose vote is
+ * needed, to make that join durable (a START_JOIN of the same term, flagged) */
+static void ask_durable(cl_el *el, peer *p) {
+  if (p->confirm_term == el->term && el->now - p->confirm_ms < hb_interval(el)) return; /* asked just now */
+  p->confirm_term = el->term;
+  p->confirm_ms = el->now;
+  send_simple(el, p->info.id, CL_M_START_JOIN, el->term, 0, 0, 0, 1);
 }
 
 /* ------------------------------------------------------------- quorums */
 
 static int has_self_or_peer_vote(void *ctx, const char *id) {
+  cl_el *el = ctx;
+  if (!strcmp(id, el->self.id)) return el->self_join_term == el->term && is_eligible(el->self.flags);
+  peer *p = peer_get(el, id);
+  return p && p->vote_term == el->term && is_eligible(p->info.flags);
+}
+
+/* any join in this term, durable or not (RULE E15: whether asking for durable ones
+ * could complete a quorum) */
+static int has_self_or_peer_join(void *ctx, const char *id) {
   cl_el *el = ctx;
   if (!strcmp(id, el->self.id)) return el->self_join_term == el->term && is_eligible(el->self.flags);
   peer *p = peer_get(el, id);
@@ -677,7 +723,7 @@ static int transfer_win_ok(cl_el *el) {
   int full = 0;
   for (uint32_t i = 0; i < el->n_peers; i++) {
     peer *p = &el->peers[i];
-    if (!p->used || p->join_term != el->term || !can_lead(p->info.flags)) continue;
+    if (!p->used || p->vote_term != el->term || !can_lead(p->info.flags)) continue;
     full = 1;
     if (p->lat == el->acc.term && p->lav == el->acc.version) return 0;
   }
@@ -1280,6 +1326,14 @@ static void maybe_publish(cl_el *el) {
         cl_el_vconfig_free(&next->accepted_config);
         next->accepted_config = target; /* takes target's ids */
         target = (cl_el_vconfig){0};
+      } else if (cl_vc_quorum(&target, has_self_or_peer_join, el)) {
+        /* RULE E15: the joins are here, some of them lazy: ask those to be made durable;
+         * their answers make the next publication (or a heartbeat round) try again */
+        for (uint32_t i = 0; i < target.n; i++) {
+          peer *p = peer_get(el, target.ids[i]);
+          if (p && p->up && p->join_term == el->term && p->vote_term != el->term) ask_durable(el, p);
+        }
+        el->durable_wait = 1;
       } else if (base_committed && el->revote_term != el->term) {
         cl_el_vconfig_free(&target);
         /* the better configuration needs votes that went to another candidate in this
@@ -1489,9 +1543,10 @@ static void follow(cl_el *el, const char *leader) {
   el->leader_contact = el->now;
 }
 
-/* the node learns of a leader in a higher term: join it in that term */
-static void join_leader_in_term(cl_el *el, uint64_t term, const char *leader) {
-  start_join(el, term);
+/* the node learns of a leader in a higher term: join it in that term (durably if it
+ * votes in this node's configurations or in st's, the publication that brought it) */
+static void join_leader_in_term(cl_el *el, uint64_t term, const char *leader, const cl_el_state *st) {
+  start_join(el, term, join_durable(el, 0, st));
   send_join(el, leader);
 }
 
@@ -1545,7 +1600,7 @@ static void on_publish(cl_el *el, const char *from, cl_el_state *st) {
           (unsigned long long)st->term);
     return;
   }
-  if (st->term > el->term) join_leader_in_term(el, st->term, from);
+  if (st->term > el->term) join_leader_in_term(el, st->term, from, st);
   follow(el, from);
   /* RULE E5: accept only in the current term with a higher version */
   if (st->term == el->acc.term && st->version <= el->acc.version) {
@@ -1593,7 +1648,7 @@ static void on_publish_diff(cl_el *el, const char *from, const cl_diff *d) {
 static void step_down_to_term(cl_el *el, uint64_t term, const char *why) {
   if (el->mode != CL_EL_CANDIDATE) become_candidate(el, 1, why);
   if (term > el->term) {
-    start_join(el, term);
+    start_join(el, term, 1);
     send_join(el, el->self.id); /* vote for itself: it may well be re-elected */
   }
 }
@@ -1604,6 +1659,19 @@ static void mark_committed(cl_el *el, uint64_t version) {
   el->cid_committed = 1;
   persist_as(el, CL_EL_PERSIST_COMMIT, !votes_in(el, &el->acc)); /* RULE E14 */
   apply_committed(el);
+}
+
+/* A won pre-vote: term t starts, this node votes for itself and asks every connected
+ * peer to join, flagging the members of its configurations, whose votes count and must
+ * be durable (RULE E15) */
+static void stand(cl_el *el, uint64_t t) {
+  start_join(el, t, 1);
+  el->candidate_term = t;
+  send_join(el, el->self.id);
+  for (uint32_t i = 0; i < el->n_peers; i++)
+    if (el->peers[i].used && el->peers[i].up)
+      send_simple(el, el->peers[i].info.id, CL_M_START_JOIN, t, 0, 0, 0, (uint8_t)in_a_config(el, el->peers[i].info.id));
+  check_won(el);
 }
 
 static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t len) {
@@ -1646,15 +1714,20 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_prevote, el)) {
       el->prevoting = 0;
       uint64_t t = (el->prevote_max_term > el->term ? el->prevote_max_term : el->term) + 1;
-      start_join(el, t);
-      el->candidate_term = t;
-      send_join(el, el->self.id);
-      for (uint32_t i = 0; i < el->n_peers; i++)
-        if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_START_JOIN, t, 0, 0, 0, 0);
-      check_won(el);
+      stand(el, t);
     }
     break;
   case CL_M_START_JOIN:
+    /* RULE E15: the node this one joined lazily in this term needs the vote: make it
+     * durable, and say so (the same vote: no second join in the term) */
+    if (m->term == el->term && m->flag && el->voted_term == el->term && !strcmp(el->voted_for, from)) {
+      if (!el->voted_durable) {
+        el->voted_durable = 1;
+        persist(el, CL_EL_PERSIST_TERM);
+      }
+      send_simple(el, from, CL_M_JOIN, el->term, el->acc.term, el->acc.version, 0, 1);
+      break;
+    }
     if (m->term <= el->term) break;
   {
     /* whether this join can make the candidate a lasting master: not if this node's
@@ -1663,7 +1736,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
      * over (voting-only or excluded: it steps down at once) */
     int counts = p->pv_known && !fresher(el->acc.term, el->acc.version, p->pv_lat, p->pv_lav) &&
                  can_lead(p->info.flags) && !is_excluded(el, from);
-    start_join(el, m->term);
+    start_join(el, m->term, join_durable(el, m->flag, NULL));
     send_join(el, from);
     if (!counts) el->joined_term = 0;
     /* give that candidate time to win before trying ourselves; RULE L3: if the join
@@ -1679,6 +1752,18 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     if (m->term != el->term || !el->started_join) break;
     if (fresher(m->lat, m->lav, el->acc.term, el->acc.version)) break;
     p->join_term = el->term;
+    /* RULE E15: only a durable join counts (a win, a reconfiguration's quorum, a
+     * transfer); a lazy one from a node whose vote is needed is asked to be made durable */
+#ifdef CL_MUTANT_COUNT_LAZY_JOIN
+    if (1) {
+#else
+    if (m->flag) {
+#endif
+      if (p->vote_term != el->term && el->mode == CL_EL_LEADER) el->dirty = 1; /* a reconfiguration may wait on it */
+      p->vote_term = el->term;
+    } else if (in_a_config(el, from)) {
+      ask_durable(el, p);
+    }
     p->lat = p->have_t = m->lat;
     p->lav = p->have_v = m->lav;
     p->have_known = 1;
@@ -1740,7 +1825,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
             (unsigned long long)m->term);
       break;
     }
-    if (m->term > el->term) join_leader_in_term(el, m->term, from);
+    if (m->term > el->term) join_leader_in_term(el, m->term, from, NULL);
     follow(el, from);
     if (m->version) mark_committed(el, m->version);
     send_simple(el, from, CL_M_HB_RESP, el->term, el->acc.term, el->acc.version, 0, CL_HB_OK);
@@ -1822,12 +1907,7 @@ static void start_prevote(cl_el *el) {
   if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_prevote, el)) {
     el->prevoting = 0;
     uint64_t t = el->term + 1;
-    start_join(el, t);
-    el->candidate_term = t;
-    send_join(el, el->self.id);
-    for (uint32_t i = 0; i < el->n_peers; i++)
-      if (el->peers[i].used && el->peers[i].up) send_simple(el, el->peers[i].info.id, CL_M_START_JOIN, t, 0, 0, 0, 0);
-    check_won(el);
+    stand(el, t);
   }
 }
 
@@ -1868,6 +1948,7 @@ static void timers(cl_el *el) {
        * cl_el_set_heartbeat gave. */
       uint64_t hb = hb_interval(el);
       el->hb_at = (now / hb + 1) * hb;
+      if (el->durable_wait) el->durable_wait = 0, el->dirty = 1; /* ask again, or reconfigure */
       for (uint32_t i = 0; i < el->n_peers; i++) {
         peer *p = &el->peers[i];
         if (p->used && p->up && !p->foreign) send_hb(el, p);

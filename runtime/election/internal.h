@@ -8,8 +8,9 @@
 
 /* 2: every message carries the sender's cluster id (refusing foreign nodes);
  * 3: no fixed node cap: counts up to CL_EL_MAX_NODES_HARD, a state's nodes sorted by id;
- * 4: publications as diffs (PUBLISH_DIFF) and the "need the whole state" answer */
-#define CL_WIRE_VERSION 4
+ * 4: publications as diffs (PUBLISH_DIFF) and the "need the whole state" answer;
+ * 5: JOIN and START_JOIN carry a durability flag (RULE E15: lazy terms off the configurations) */
+#define CL_WIRE_VERSION 5
 #define CL_PERSIST_VERSION 1
 
 enum {

@@ -63,6 +63,7 @@ typedef struct rnode {
   uint64_t disk_term; /* the term in the state file on disk */
   /* RULE E2: whom it joined in a term (index + 1), a ring keyed by term */
   uint64_t joined[64], joined_term[64];
+  uint64_t voted_max; /* the highest term of a durable vote it sent (RULE E15) */
   int disk_fail;
   uint64_t disk_slow_ms;
   const char *crash_why;
@@ -628,10 +629,12 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
   if (j < 0 || j == u->i) return;
   /* RULE E10, the glue's: a vote (START_JOIN = 3, JOIN = 4) leaves only once the term it
    * is for is on disk. The wire layout as spec/sim/sim.c reads it: type at byte 4, the
-   * cluster id's length at 5-6, the term (8 bytes, little-endian) after the id. */
+   * cluster id's length at 5-6, the term (8 bytes, little-endian) after the id. RULE
+   * E15: a JOIN whose last byte is 0 is lazy: it counts nowhere, and is not a vote. */
   if (len > 7 && (data[4] == 3 || data[4] == 4)) {
     size_t toff = 7 + (size_t)(data[5] | data[6] << 8);
-    if (toff + 8 <= len) {
+    int lazy = data[4] == 4 && toff + 25 <= len && data[toff + 24] == 0;
+    if (toff + 8 <= len && !lazy) {
       uint64_t term = 0;
       for (int b = 0; b < 8; b++) term |= (uint64_t)data[toff + b] << (8 * b);
       if (u->disk_term < term)
@@ -646,6 +649,7 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
                   u->w->nodes[u->joined[k] - 1].name, u->w->nodes[target].name);
       u->joined_term[k] = term;
       u->joined[k] = (uint64_t)target + 1;
+      if (term > u->voted_max) u->voted_max = term;
     }
   }
   deliver_later(u->w, EV_MSG, u->i, j, data, len);
@@ -1122,9 +1126,10 @@ int rh_node_start(rh_world *w, int i, const rh_start_cfg *cfg, char *err, size_t
   n->el = el;
   n->started = 1;
   uint64_t boot_term = cl_el_term(el);
-  if (boot_term < n->max_term)
-    violation(w, "%s restarted with term %llu after having been in term %llu (the term was not persisted)", n->name,
-              (unsigned long long)boot_term, (unsigned long long)n->max_term);
+  /* RULE E3, E15: a term it voted in durably is never lost (a lazy join may be) */
+  if (boot_term < n->voted_max)
+    violation(w, "%s restarted with term %llu after having voted in term %llu (the term was not persisted)", n->name,
+              (unsigned long long)boot_term, (unsigned long long)n->voted_max);
   const cl_el_state *acc = cl_el_accepted(el);
   n->acc_t = acc->term;
   n->acc_v = acc->version;

@@ -362,8 +362,8 @@ static int t_hostile_messages(void) {
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "unknown"), "unknown type: %s", err);
   b[3] = 1; /* before every message carried the sender's cluster id */
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "old version: %s", err);
-  b[3] = 3; /* the previous version (whole-state publications only): refused, both named */
-  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version 3 (this node speaks 4)"),
+  b[3] = 4; /* the previous version (joins without a durability flag): refused, both named */
+  CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version 4 (this node speaks 5)"),
         "previous version: %s", err);
   b[3] = 9;
   CHECK(cl_el_msg_validate(b, 5, err, sizeof err) != 0 && strstr(err, "version"), "unknown version: %s", err);
@@ -378,6 +378,16 @@ static int t_hostile_messages(void) {
   cl_buf_u8(&buf, 0);
   CHECK(cl_el_msg_validate(buf.p, buf.n, err, sizeof err) != 0 && strstr(err, "trailing"), "trailing: %s", err);
   cl_buf_free(&buf);
+  /* RULE E15: a durability flag other than 0 or 1, in a join or a start-join */
+  for (int k = 0; k < 2; k++) {
+    m.type = k ? CL_M_START_JOIN : CL_M_JOIN;
+    m.flag = 2;
+    cl_msg_encode(&m, &buf);
+    CHECK(cl_el_msg_validate(buf.p, buf.n, err, sizeof err) != 0 && strstr(err, "durability 2"), "flag 2: %s", err);
+    cl_buf_free(&buf);
+  }
+  m.type = CL_M_JOIN;
+  m.flag = 0;
   /* a sender's cluster id longer than any cluster id */
   memset(m.cluster_id, 'a', CL_EL_CLUSTER_ID_MAX);
   m.cluster_id[CL_EL_CLUSTER_ID_MAX] = 0;
@@ -463,9 +473,10 @@ static int t_join_once_per_term_and_term_persisted_first(void) {
   memset(&m, 0, sizeof m);
   m.type = CL_M_START_JOIN;
   m.term = 5;
+  m.flag = 1; /* its vote counts (RULE E15) */
   inject(&C, 0, "id02", &m);
   int p = first_fx(&C, CL_EL_FX_PERSIST, -1), j = first_fx(&C, CL_EL_FX_SEND, CL_M_JOIN);
-  CHECK(p >= 0 && j > p, "join not preceded by persisting the term (persist %d, join %d)", p, j);
+  CHECK(p >= 0 && !C.fx.v[p].lazy && j > p, "join not preceded by persisting the term (persist %d, join %d)", p, j);
   CHECK(cl_el_term(C.t[0].el) == 5, "term not adopted");
   inject(&C, 0, "id03", &m); /* same term, other candidate */
   CHECK(count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 0, "joined twice in term 5");
@@ -476,6 +487,96 @@ static int t_join_once_per_term_and_term_persisted_first(void) {
   cl_el_free(C.t[0].el);
   boot(&C, 0);
   CHECK(cl_el_term(C.t[0].el) == 5, "term lost across reboot");
+  cluster_free(&C);
+  return 0;
+}
+
+/* the flag of the message sent by effect k (JOIN, START_JOIN: RULE E15), -1 if none */
+static int fx_flag(cluster *c, int k) {
+  if (k < 0) return -1;
+  cl_msg m;
+  char err[160];
+  if (cl_msg_decode(c->fx.v[k].data, c->fx.v[k].len, &m, NULL, err, sizeof err)) return -1;
+  return m.flag;
+}
+
+/* RULE E15: a node outside the configurations joins lazily and says so; asked by the
+ * node it joined, it makes the same join durable; a candidate counts only durable
+ * joins and asks a voter whose join was lazy; a master grows its configuration from
+ * lazily joined nodes once they made their joins durable */
+static int t_lazy_terms_off_the_configurations(void) {
+  cluster_init(&C, 3, 0); /* no configuration yet: nobody votes in one */
+  start(&C);
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_START_JOIN;
+  m.term = 5;
+  inject(&C, 0, "id02", &m); /* not flagged: id02 does not count node 1's vote */
+  int p = first_fx(&C, CL_EL_FX_PERSIST, -1), j = first_fx(&C, CL_EL_FX_SEND, CL_M_JOIN);
+  CHECK(p >= 0 && C.fx.v[p].lazy && j > p && fx_flag(&C, j) == 0, "unflagged START_JOIN: persist %d (lazy %d), join %d flag %d",
+        p, p >= 0 ? C.fx.v[p].lazy : -1, j, fx_flag(&C, j));
+  m.flag = 1;
+  inject(&C, 0, "id03", &m); /* flagged, same term, another node: no second vote */
+  CHECK(count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 0 && count_fx(&C, CL_EL_FX_PERSIST, -1) == 0, "voted twice in term 5");
+  inject(&C, 0, "id02", &m); /* the node it joined asks: the same vote, made durable */
+  p = first_fx(&C, CL_EL_FX_PERSIST, -1), j = first_fx(&C, CL_EL_FX_SEND, CL_M_JOIN);
+  CHECK(p >= 0 && !C.fx.v[p].lazy && j > p && fx_flag(&C, j) == 1 && cl_el_term(C.t[0].el) == 5,
+        "asked to make its join durable: persist %d, join %d flag %d", p, j, fx_flag(&C, j));
+  inject(&C, 0, "id02", &m); /* asked again (its answer was lost): answers, writes nothing */
+  CHECK(count_fx(&C, CL_EL_FX_PERSIST, -1) == 0 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "asked twice");
+  m.term = 6;
+  inject(&C, 0, "id03", &m); /* a flagged START_JOIN of a new term: durable at once */
+  p = first_fx(&C, CL_EL_FX_PERSIST, -1), j = first_fx(&C, CL_EL_FX_SEND, CL_M_JOIN);
+  CHECK(p >= 0 && !C.fx.v[p].lazy && j > p && fx_flag(&C, j) == 1, "flagged START_JOIN: persist %d, join flag %d", p,
+        fx_flag(&C, j));
+  cluster_free(&C);
+
+  /* a candidate: a formed cluster of 3 loses its master; one survivor stands while the
+   * other's messages vanish, and the test answers for it */
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 1500);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master");
+  int a = (l + 1) % 3, b = (l + 2) % 3;
+  C.cut[b] = 1;
+  crash(&C, l);
+  run(&C, 2000);
+  CHECK(cl_el_get_mode(C.t[a].el) == CL_EL_CANDIDATE, "not a candidate");
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PREVOTE_RESP;
+  m.term = cl_el_term(C.t[a].el);
+  m.flag = 1;
+  inject(&C, a, C.t[b].id, &m);
+  uint64_t t = cl_el_term(C.t[a].el);
+  int sj = first_fx(&C, CL_EL_FX_SEND, CL_M_START_JOIN);
+  CHECK(sj >= 0 && fx_flag(&C, sj) == 1 && !strcmp(C.fx.v[sj].to, C.t[b].id), "no flagged START_JOIN to the voter");
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_JOIN;
+  m.term = t;
+  inject(&C, a, C.t[b].id, &m); /* a lazy join from a voter: not counted, asked again */
+  sj = first_fx(&C, CL_EL_FX_SEND, CL_M_START_JOIN);
+  CHECK(cl_el_get_mode(C.t[a].el) != CL_EL_LEADER, "won on a lazy join");
+  CHECK(sj >= 0 && fx_flag(&C, sj) == 1 && cl_el_term(C.t[a].el) == t, "the lazy voter was not asked to make it durable");
+  m.flag = 1;
+  inject(&C, a, C.t[b].id, &m);
+  CHECK(cl_el_get_mode(C.t[a].el) == CL_EL_LEADER, "not elected on a durable join");
+  cluster_free(&C);
+
+  /* growth: 1 listed node, 4 others that join it lazily; the configuration grows to 5
+   * once they made their joins durable (E8 counts durable joins only) */
+  cluster_init(&C, 5, 1);
+  C.check_lazy = 1;
+  start(&C);
+  run(&C, 1500);
+  l = leader(&C);
+  CHECK(l >= 0 && all_agree(&C, l), "no agreed master");
+  CHECK(cl_el_committed(C.t[l].el)->accepted_config.n == 5, "configuration of %u, not 5",
+        cl_el_committed(C.t[l].el)->accepted_config.n);
+  int lazy_joiners = 0;
+  for (int i = 0; i < 5; i++) lazy_joiners += i != l && C.t[i].lazy_writes > 0;
+  CHECK(lazy_joiners > 0, "no node wrote anything lazily");
+  for (int i = 0; i < 5; i++) CHECK(!C.t[i].lazy_voter, "node %d wrote lazily a state it votes in", i + 1);
   cluster_free(&C);
   return 0;
 }
@@ -2112,6 +2213,8 @@ int main(void) {
            t_bootstrap_needs_majority_of_list);
   run_case("election: a node joins at most once per term, never an older term, and persists the term before joining",
            t_join_once_per_term_and_term_persisted_first);
+  run_case("election: E15: a node outside the configurations joins lazily; asked, durably; only durable joins elect or reconfigure",
+           t_lazy_terms_off_the_configurations);
   run_case("election: a rebooted node never wins the term it booted in from a join", t_vote_rules);
   run_case("election: a pre-vote is refused while the master is healthy, and persists nothing",
            t_prevote_refused_with_healthy_master_and_persists_nothing);

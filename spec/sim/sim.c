@@ -123,6 +123,9 @@ typedef struct node {
   uint64_t disk_term;           /* the term in the persisted file */
   uint64_t disk_acc_t, disk_acc_v; /* the accepted state in it */
   uint64_t boot_term, max_term;
+  uint64_t voted_max; /* the highest term of a durable vote it sent (RULE E15) */
+  uint8_t *pv_lazy;   /* a pre-vote's step: the lazy write waiting before it */
+  size_t pv_lazy_len;
   uint64_t acc_t, acc_v;        /* accepted (term, version) after the last step */
   int acc_c;
   cl_el_vconfig prev_cc, prev_ac; /* configurations of that accepted state (copies) */
@@ -348,6 +351,20 @@ static void record_join(world *w, int voter, uint64_t term, int target) {
               w->nodes[n->joined[k] - 1].name, w->nodes[target].name);
   n->joined_term[k] = term;
   n->joined[k] = (uint64_t)target + 1;
+}
+
+/* RULE E15: whether the durable joins sent to node i in term t (and its own) form a
+ * quorum of c */
+static int durable_quorum_for(world *w, int i, uint64_t t, const cl_el_vconfig *c) {
+  if (c->n == 0) return 1;
+  uint32_t k = 0;
+  for (uint32_t x = 0; x < c->n; x++) {
+    int j = node_index(w, c->ids[x]);
+    if (j < 0) continue;
+    const node *v = &w->nodes[j];
+    k += j == i || (v->joined_term[t % 64] == t && v->joined[t % 64] == (uint64_t)i + 1);
+  }
+  return k >= cl_el_quorum(c->n);
 }
 
 static int quorum_of_mask(world *w, const cl_el_vconfig *c, const uint64_t *mask) {
@@ -584,7 +601,7 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
     n->crash_why = how == 1 ? "persist failed (EIO)" : "power lost before fsync";
     return -1;
   }
-  n->persisted = 1;
+  if (!n->pv_lazy || len != n->pv_lazy_len || memcmp(data, n->pv_lazy, len)) n->persisted = 1;
   uint64_t t;
   int c;
   char err[160];
@@ -592,6 +609,13 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
     violation(w, "%s persisted an unreadable file: %s", n->name, err);
     return 0;
   }
+  /* RULE E15: a master's configuration in its own term stands on durable votes: the
+   * joins it could count (a win, a reconfiguration) came from nodes whose disks held the
+   * term when they sent them */
+  if (w->st_scratch.term == t && t > 0 && i != w->foreign && !strcmp(w->st_scratch.master_id, n->id) &&
+      !durable_quorum_for(w, i, t, &w->st_scratch.accepted_config))
+    violation(w, "%s persisted its state of term %llu with a voting configuration no quorum of durable joins formed",
+              n->name, (unsigned long long)t);
   if (w->st_scratch.term > 0 && i != w->foreign) {
     kv *m = map_get(w, w->st_scratch.term, w->st_scratch.version, 0);
     if (m) BIT_SET(m->accepted_by, i);
@@ -624,13 +648,18 @@ static void io_send(void *ud, const char *to, const uint8_t *data, size_t len) {
     return;
   }
   size_t toff = len > 7 ? 7 + (size_t)(data[5] | data[6] << 8) : len; /* after the cluster id */
-  if (toff + 8 <= len && (data[4] == 4 || data[4] == 3)) { /* JOIN / START_JOIN */
+  /* RULE E15: a JOIN says whether its term is durable on the voter (its last byte);
+   * only a durable one can count, so only those are votes here. A START_JOIN is its
+   * sender's own vote, always durable. */
+  int lazy_join = data[4] == 4 && toff + 25 <= len && data[toff + 24] == 0;
+  if (toff + 8 <= len && (data[4] == 4 || data[4] == 3) && !lazy_join) { /* JOIN / START_JOIN */
     uint64_t term = 0;
     for (int b = 0; b < 8; b++) term |= (uint64_t)data[toff + b] << (8 * b);
     /* the glue's rule: a vote leaves only once the term it is for is durable */
     if (n->disk_term < term)
       violation(w, "%s sent a %s for term %llu before persisting that term (disk holds %llu)", n->name,
                 data[4] == 4 ? "join" : "start-join", (unsigned long long)term, (unsigned long long)n->disk_term);
+    if (term > n->voted_max) n->voted_max = term;
     if (i != w->foreign && j != w->foreign) record_join(w, i, term, data[4] == 4 ? j : i);
     else if (data[4] == 4)
       violation(w, "%s voted for %s, a node of the other cluster", n->name, w->nodes[j].name);
@@ -746,7 +775,15 @@ static void step(world *w, int i, const cl_el_input *in) {
   local_health(w, i, 0);
   n->persisted = 0;
   n->crash_why = NULL;
+  /* RULE E9 looks at what this step wrote: a lazy write left waiting by an earlier step
+   * (RULE E14, E15) may fall due in it, with those earlier bytes */
+  if (pv && n->drv.lazy_pending && (n->pv_lazy = malloc(n->drv.lazy_len ? n->drv.lazy_len : 1))) {
+    memcpy(n->pv_lazy, n->drv.lazy, n->drv.lazy_len);
+    n->pv_lazy_len = n->drv.lazy_len;
+  }
   cl_eldrv_input(&n->drv, in);
+  free(n->pv_lazy);
+  n->pv_lazy = NULL;
   n->next_dl = cl_eldrv_next_deadline(&n->drv); /* the core's, or a lazy write's (E14) */
   w->steps++;
   trace_mix(w, (uint64_t)i * 131 + (uint64_t)in->kind + w->now);
@@ -943,9 +980,11 @@ static void boot(world *w, int i) {
   }
   n->up = 1;
   n->boot_term = cl_el_term(n->el);
-  if (n->boot_term < n->max_term)
-    violation(w, "%s rebooted with term %llu after having been in term %llu (term not persisted)", n->name,
-              (unsigned long long)n->boot_term, (unsigned long long)n->max_term);
+  /* RULE E3, E15: a term this node voted in durably is never lost (a term it only
+   * joined lazily may be: such a join counted nowhere) */
+  if (n->boot_term < n->voted_max)
+    violation(w, "%s rebooted with term %llu after having voted in term %llu (term not persisted)", n->name,
+              (unsigned long long)n->boot_term, (unsigned long long)n->voted_max);
   n->max_term = n->boot_term;
   const cl_el_state *acc = cl_el_accepted(n->el);
   n->acc_t = acc->term;
