@@ -276,19 +276,14 @@ static const cl_eldrv_io node_io = {
     .log = io_log,    .complete = io_complete, .rearm = io_rearm,
 };
 
-/* ---- the pinned and held peers: the voting nodes ----
+/* ---- the pinned peers: on a voting node, the other voting nodes ----
  *
  * A voting node watches every other voting node (cl_transport_pin), besides its ring
  * successors: cut off from the rest, it loses them within one timeout, so its
  * quorum_lost comes within one timeout too, not after the ring's cascade (about
  * (N - 1) / watchers timeouts). Only voting nodes pin: every node watching the voting
  * nodes (or the master) would have them beat to N - 1 peers; a follower's view of the
- * master is bounded by the election's own leader check (design.md §4).
- *
- * Every other node holds a connection to each voting node (cl_transport_hold: kept
- * open, not watched, so nothing beats on it): the next master is almost always one of
- * them, and it then publishes at once over connections it has, rather than dialling
- * hundreds of nodes first (at 300 nodes a new master dialled 287 of them, issue 18). */
+ * master is bounded by the election's own leader check (design.md §4). */
 
 static int vconfig_has(const cl_el_vconfig *c, const char *id) {
   for (uint32_t i = 0; i < c->n; i++)
@@ -315,7 +310,7 @@ static void pins_update(cl_node *n) {
   for (int i = 0; i < 3; i++) voting |= cfgs[i] && self && vconfig_has(cfgs[i], self);
   /* a cheap signature of what the set depends on: redone only when it changes */
   uint64_t sig = 1469598103934665603ull;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; voting && i < 3; i++)
     for (uint32_t j = 0; cfgs[i] && j < cfgs[i]->n; j++)
       for (const char *c = cfgs[i]->ids[j]; *c; c++) sig = (sig ^ (uint8_t)*c) * 1099511628211ull;
   sig ^= (uint64_t)n->n_peers << 1 | (uint64_t)voting;
@@ -324,10 +319,9 @@ static void pins_update(cl_node *n) {
   n->pins_known = 1;
   const char *names[CL_PIN_MAX];
   size_t k = 0;
-  for (int i = 0; i < 3; i++)
+  for (int i = 0; voting && i < 3; i++)
     if (cfgs[i]) pins_add(n, cfgs[i], names, &k);
-  cl_transport_pin(n->t, names, voting ? k : 0);
-  cl_transport_hold(n->t, names, voting ? 0 : k);
+  cl_transport_pin(n->t, names, k);
 }
 
 /* Local health (design.md §4): while this node's loop runs late, the transport gives

@@ -90,7 +90,6 @@ struct cl_peer {
   int wanted, learned, blocked, left, resolving;
   int data_resolving; /* name resolutions under way for data connections */
   int pinned;      /* cl_transport_pin: kept connected and always watched */
-  int held;        /* cl_transport_hold: kept connected while alive, not watched */
   /* membership (design.md §5), apart from the connection: alive (above) from its first
    * connection or, in a large cluster, from another member's list; ver is the member
    * version of that life (raised by the member itself to refute a false DOWN) */
@@ -447,12 +446,12 @@ static int peer_dialable(cl_peer *p) {
   if (p->left) return 0;
   /* a large cluster: only what detection needs (and the above); a failed member that
    * comes back dials its own needs, and its connections bring it back */
-  if (p->t->large) return (p->need || p->held) && p->alive;
+  if (p->t->large) return p->need && p->alive;
   return p->alive || peer_recent(p) || ((p->member || p->learned) && peer_keep(p));
 }
 
 static int peer_forgettable(cl_peer *p) {
-  if (p->conn || p->alive || p->wanted || p->pinned || p->held || p->blocked || p->resolving || p->data_resolving ||
+  if (p->conn || p->alive || p->wanted || p->pinned || p->blocked || p->resolving || p->data_resolving ||
       p->forgetting)
     return 0;
   if (cl_fault_active(&p->fault)) return 0; /* the fault layer's settings live on the peer */
@@ -660,8 +659,6 @@ static void large_update(cl_transport *t, int shrinking) {
   tick_interval_update(t); /* the next watch_recompute asks the watched peers for it */
 }
 
-static void hold_dial(cl_peer *p);
-
 static void member_up(cl_peer *p) {
   cl_transport *t = p->t;
   if (p->alive) return;
@@ -669,7 +666,6 @@ static void member_up(cl_peer *p) {
   t->n_alive++;
   large_update(t, 0);
   p->since_ms = now_ms(t);
-  if (p->held) hold_dial(p); /* a voting node back: held again */
   if (t->cb.peer_up && !t->leaving && !t->closing) {
     cl_peer_info info;
     fill_info(p, &info);
@@ -1863,20 +1859,6 @@ static void on_redial(uv_timer_t *h) {
   peer_dial(p);
 }
 
-/* A held peer (cl_transport_hold) that is alive and not connected is dialled after a
- * random pause of up to CL_HOLD_SPREAD_MS: every node of a large cluster holds the same
- * few voting nodes, and a new one (or one that came back) must not get a thousand
- * handshakes in the same millisecond. */
-#define CL_HOLD_SPREAD_MS 1000
-static void hold_dial(cl_peer *p) {
-  cl_transport *t = p->t;
-  if (t->closing || t->leaving || p->conn || p->dial || p->resolving || p->blocked || !p->alive ||
-      uv_is_active((uv_handle_t *)&p->timer))
-    return;
-  p->backoff_ms = t->cfg.backoff_min_ms;
-  uv_timer_start(&p->timer, on_redial, 1 + randombytes_uniform(CL_HOLD_SPREAD_MS), 0);
-}
-
 /* fresh: the peer just went down after being up (retry soon); else back off. */
 static void peer_schedule(cl_peer *p, int fresh) {
   cl_transport *t = p->t;
@@ -2273,7 +2255,7 @@ static void idle_close(cl_transport *t, uint64_t now) {
   for (cl_conn *c = t->conns; c; c = c->next) {
     cl_peer *p = c->peer;
     if (!p || p->conn != c || !conn_live(p) || !c->outgoing || c->close_after_flush || p->wanted || p->pinned ||
-        p->held || p->need)
+        p->need)
       continue;
     if (c->det.watching || c->det.beating || now - p->last_data_ms < t->cfg.idle_close_ms) continue;
     if (cl_writer_queued(&c->w) || c->dq_head) continue;
@@ -2752,23 +2734,6 @@ int cl_transport_pin(cl_transport *t, const char *const *names, size_t n) {
   }
   t->sweep_due = 1; /* an unpinned peer may be forgettable now */
   watch_recompute(t);
-  return 0;
-}
-
-int cl_transport_hold(cl_transport *t, const char *const *names, size_t n) {
-  cl_node_name nn[CL_PIN_MAX];
-  if (n > CL_PIN_MAX) return CL_EINVAL;
-  for (size_t i = 0; i < n; i++)
-    if (!names[i] || cl_node_name_parse(names[i], &nn[i], NULL, 0)) return CL_EINVAL;
-  for (cl_peer *p = t->peers; p; p = p->next) p->held = 0;
-  for (size_t i = 0; i < n; i++) {
-    if (!strcmp(nn[i].full, t->self.full)) continue;
-    cl_peer *p = find_peer(t, nn[i].full);
-    if (!p && !(p = add_peer(t, &nn[i]))) return CL_ENOBUFS;
-    p->held = 1;
-    hold_dial(p);
-  }
-  t->sweep_due = 1; /* a peer no longer held may be forgettable, or idle, now */
   return 0;
 }
 

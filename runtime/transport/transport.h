@@ -187,14 +187,6 @@ int cl_transport_unwant(cl_transport *, const char *name);
  * blocked. 0, CL_EINVAL (a malformed name, too many: nothing changed), CL_ENOBUFS. */
 #define CL_PIN_MAX 64
 int cl_transport_pin(cl_transport *, const char *const *names, size_t n);
-/* The held peers, replacing the previous set (n 0: none; at most CL_PIN_MAX): in a large
- * cluster each is kept connected while it is alive (dialled after a random pause of up
- * to a second, never closed as idle, not forgotten while held), but not watched: no
- * beats, no detection of its own. The node holds the voting nodes on every node that
- * does not vote, so whichever of them becomes master already has a connection to every
- * node (design.md §5). 0, CL_EINVAL (a malformed name, too many: nothing changed),
- * CL_ENOBUFS. */
-int cl_transport_hold(cl_transport *, const char *const *names, size_t n);
 /* Drop the connection to name (both sides report "closed") and neither dial it nor
  * accept its connections until cl_transport_want(name): no flap back through the
  * peer's own re-dial or the mesh. */

@@ -1714,62 +1714,6 @@ static int t_large_limbo_watchers(void) {
   return 0;
 }
 
-/* A held peer (cl_transport_hold: the node holds the voting nodes on a node that does
- * not vote) is dialled within the hold's spread (1 s) and kept open past idle_close_ms,
- * though it carries nothing; released, the connection closes as idle. A malformed list
- * changes nothing. */
-static int hold_window_passed(void *ud) { return uv_now(L) >= *(uint64_t *)ud; }
-static int lg_is_conn(void *ud) {
-  lg_pair *p = ud;
-  return is_connected(&lg[p->from], lg[p->to].name);
-}
-static int t_large_hold(void) {
-  opts o = lg_opts(300);
-  CHECK(lg_start("o", &o, NULL) == 0, "start");
-  int members = run_until(lg_members, NULL, 8000);
-  int bounded = members && run_until(lg_bounded, NULL, 5000);
-  lg_pair pr = {-1, -1};
-  for (int a = 1; a < LG_N && pr.from < 0; a++)
-    for (int b = 1; b < LG_N; b++)
-      if (a != b && !is_connected(&lg[a], lg[b].name) && !is_connected(&lg[b], lg[a].name)) {
-        pr.from = a, pr.to = b;
-        break;
-      }
-  int refused = 0, held = 0, opened = 0, kept = 0, released = 0, downs0 = lg_downs_total();
-  uint64_t idle0 = 0, idle1 = 0, dt_open = 0;
-  if (pr.from >= 0) {
-    const char *bad[2] = {lg[pr.to].name, "no port here"};
-    refused = cl_transport_hold(lg[pr.from].t, bad, 2) == CL_EINVAL;
-    const char *h[1] = {lg[pr.to].name};
-    uint64_t t0 = uv_now(L);
-    held = cl_transport_hold(lg[pr.from].t, h, 1) == 0;
-    opened = run_until(lg_is_conn, &pr, 3000);
-    dt_open = uv_now(L) - t0;
-    /* three idle_close_ms with nothing sent on it: still open */
-    idle0 = STAT(&lg[pr.from], idle_closed);
-    uint64_t end = uv_now(L) + 3 * 300 + 200;
-    run_until(hold_window_passed, &end, 3000);
-    kept = is_connected(&lg[pr.from], lg[pr.to].name);
-    idle1 = STAT(&lg[pr.from], idle_closed);
-    held = held && cl_transport_hold(lg[pr.from].t, NULL, 0) == 0;
-    released = run_until(lg_closed_idle, &pr, 3000);
-  }
-  printf("# held: w%d dialled w%d %llu ms after holding it; open after %d ms idle; closed as idle once released: %d\n",
-         pr.from, pr.to, (unsigned long long)dt_open, 3 * 300 + 200, released);
-  int downs = lg_downs_total() - downs0;
-  for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
-  CHECK(members && bounded, "not formed (%d) or not bounded", members);
-  CHECK(pr.from >= 0, "every pair connected: nothing to hold");
-  CHECK(refused, "a malformed hold list was taken");
-  CHECK(held && opened && dt_open <= 1000 + 1000, "held %d, opened %d after %llu ms", held, opened,
-        (unsigned long long)dt_open);
-  CHECK(kept && idle1 == idle0, "a held connection was closed as idle (%d, %llu -> %llu)", kept,
-        (unsigned long long)idle0, (unsigned long long)idle1);
-  CHECK(released, "released, the connection did not close as idle");
-  CHECK(downs == 0, "%d node_down while holding and releasing", downs);
-  return 0;
-}
-
 /* Above full_mesh_max a watcher gives a silent peer large_timeout_ms, a pinned one (the
  * voting nodes) too: so a large cluster rides out a member starved for more than 400 ms
  * (at 300 nodes on 2 cores the cluster never formed otherwise). Here timeout_ms 300,
@@ -3166,8 +3110,6 @@ int main(void) {
   run_case("transport: a large cluster: every member known, few connections, on demand and idle close, downs reach all",
            t_large_cluster);
   run_case("transport: a large cluster gives silent members large_timeout_ms, pinned ones too", t_large_timeout);
-  run_case("transport: a large cluster: a held peer is dialled within a second and never closed as idle; released, it is",
-           t_large_hold);
   run_case("transport: a large cluster beats every large_heartbeat_ms; a mesh newcomer is beaten at its own",
            t_large_heartbeat);
   run_case("transport: a large cluster: a member whose connections close and whose address accepts but never "
