@@ -138,6 +138,9 @@ struct cl_el {
   uint32_t attempts;
   uint64_t self_join_term, candidate_term;
   uint64_t revote_term; /* the term in which this master re-elected itself for missing votes */
+  /* the last pre-vote this node granted, and when (RULE L3: one candidate at a time) */
+  char pv_granted_to[CL_EL_ID_MAX + 1];
+  uint64_t pv_granted_ms;
   int prevoting;
   uint64_t prevote_round, prevote_max_term;
   int bootstrap_err_logged;
@@ -592,6 +595,11 @@ static void start_join(cl_el *el, uint64_t term, int durable) {
 #endif
   el->voted_term = 0; /* no join yet in this term */
   el->voted_durable = durable;
+  /* RULE L3: a pre-vote round of this node still in flight is moot: won late, it would
+   * stand in a term above the one just joined and depose its candidate (seen at 300
+   * nodes: a voter that had joined the winner stood 60 ms later and cost the failover
+   * two more terms) */
+  el->prevoting = 0;
   if (el->mode != CL_EL_CANDIDATE) become_candidate(el, 0, "a new term started");
 }
 
@@ -1386,6 +1394,15 @@ static void become_leader(cl_el *el) {
       p->last_ok_ms = el->now;
     }
   }
+  /* The nodes of the state this master takes over stay in it while connected, though
+   * their joins have not come yet: at 300 nodes the first publication after a failover
+   * held the 70 whose joins were in, removing 230 nodes that the next publications added
+   * back, and every node processed the three (issue 18). One that does not follow is
+   * removed by the follower check, as any silent member; membership is liveness only. */
+  for (uint32_t i = 0; i < el->acc.n_nodes; i++) {
+    peer *p = peer_get(el, el->acc.nodes[i].id);
+    if (p && p->used && p->up && !p->foreign && !p->member) p->member = 1, p->last_ok_ms = el->now;
+  }
   logf_(el, CL_EL_LOG_INFO, "elected master in term %llu", (unsigned long long)el->term);
   maybe_publish(el);
 }
@@ -1513,6 +1530,21 @@ static void try_bootstrap(cl_el *el) {
 }
 
 /* ------------------------------------------------------- message handlers */
+
+/* RULE L3: a pre-vote granted lately to a voter is a candidate on its way: another
+ * candidate's pre-vote within election_initial_ms of it is refused, unless the one
+ * granted is gone (a non-voter's grant holds off nobody: the voters stand first).
+ * Two voters that lost the master a few milliseconds apart each won a pre-vote from the
+ * same nodes and stood in the same term: neither had a quorum of joins, and the next
+ * term cost 350 ms of a failover at 300 nodes (issue 18). Liveness only: E9 holds (a
+ * pre-vote changes nothing persisted), and the window is short. */
+static int prevote_granted_recently_other_than(cl_el *el, const char *from) {
+  if (!el->pv_granted_to[0] || !strcmp(el->pv_granted_to, from) ||
+      el->now - el->pv_granted_ms >= el->cfg.election_initial_ms)
+    return 0;
+  peer *p = peer_get(el, el->pv_granted_to);
+  return p && p->up;
+}
 
 /* RULE L3: a candidate this node joined in its current term is its master-to-be for
  * leader_timeout_ms, the time a silent master is given: under load its first
@@ -1665,6 +1697,7 @@ static void mark_committed(cl_el *el, uint64_t version) {
  * peer to join, flagging the members of its configurations, whose votes count and must
  * be durable (RULE E15) */
 static void stand(cl_el *el, uint64_t t) {
+  logf_(el, CL_EL_LOG_DEBUG, "pre-vote won: standing in term %llu", (unsigned long long)t);
   start_join(el, t, 1);
   el->candidate_term = t;
   send_join(el, el->self.id);
@@ -1697,7 +1730,18 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
   case CL_M_PREVOTE_REQ: {
     p->pv_lat = m->lat, p->pv_lav = m->lav, p->pv_known = 1;
     /* RULE E9: pre-voting changes nothing persisted */
-    int granted = !has_healthy_leader_other_than(el, from);
+    int healthy = has_healthy_leader_other_than(el, from);
+    int granted = !healthy && !prevote_granted_recently_other_than(el, from);
+    if (granted && in_a_config(el, from)) { /* a voter: the voters stand first (L3) */
+      scpy(el->pv_granted_to, sizeof el->pv_granted_to, from);
+      el->pv_granted_ms = el->now;
+    } else if (!granted) {
+      logf_(el, CL_EL_LOG_DEBUG, "pre-vote of %s refused: %s", p->info.name,
+            !healthy                     ? "another candidate's pre-vote was granted lately"
+            : el->mode == CL_EL_LEADER   ? "this node is master"
+            : el->mode == CL_EL_FOLLOWER ? "the master is heard"
+                                         : "this node joined another candidate lately");
+    }
     send_simple(el, from, CL_M_PREVOTE_RESP, el->term, el->acc.term, el->acc.version, 0, (uint8_t)granted);
     /* RULE L3: a voter that could lead is standing: give it time to win before this
      * node tries (as after a START_JOIN), rather than raising the term over its head */
@@ -1711,6 +1755,7 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     if (el->mode != CL_EL_CANDIDATE || !el->prevoting) break;
     if (m->term > el->prevote_max_term) el->prevote_max_term = m->term;
     if (m->flag && !fresher(m->lat, m->lav, el->acc.term, el->acc.version)) p->prevote_round = el->prevote_round;
+    else logf_(el, CL_EL_LOG_DEBUG, "pre-vote refused by %s%s", p->info.name, m->flag ? " (its state is fresher)" : "");
     if (both_quorum(eff_committed(&el->acc, el->acc_committed), &el->acc.accepted_config, has_prevote, el)) {
       el->prevoting = 0;
       uint64_t t = (el->prevote_max_term > el->term ? el->prevote_max_term : el->term) + 1;
@@ -1737,6 +1782,8 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
     int counts = p->pv_known && !fresher(el->acc.term, el->acc.version, p->pv_lat, p->pv_lav) &&
                  can_lead(p->info.flags) && !is_excluded(el, from);
     start_join(el, m->term, join_durable(el, m->flag, NULL));
+    logf_(el, CL_EL_LOG_DEBUG, "joining %s in term %llu (%s)", p->info.name, (unsigned long long)el->term,
+          el->voted_durable ? "durable" : "lazy");
     send_join(el, from);
     if (!counts) el->joined_term = 0;
     /* give that candidate time to win before trying ourselves; RULE L3: if the join
@@ -1751,6 +1798,9 @@ static void on_message(cl_el *el, const char *from, const uint8_t *data, size_t 
      * boot, and only if the voter is not fresher than this node */
     if (m->term != el->term || !el->started_join) break;
     if (fresher(m->lat, m->lav, el->acc.term, el->acc.version)) break;
+    if (el->mode == CL_EL_CANDIDATE)
+      logf_(el, CL_EL_LOG_DEBUG, "join from %s in term %llu (%s)", p->info.name, (unsigned long long)el->term,
+            m->flag ? "durable" : "lazy");
     p->join_term = el->term;
     /* RULE E15: only a durable join counts (a win, a reconfiguration's quorum, a
      * transfer); a lazy one from a node whose vote is needed is asked to be made durable */
@@ -1895,6 +1945,8 @@ static int prevote_asks(cl_el *el, const peer *p, uint32_t up) {
 }
 
 static void start_prevote(cl_el *el) {
+  logf_(el, CL_EL_LOG_DEBUG, "pre-voting in term %llu (round %llu)", (unsigned long long)el->term,
+        (unsigned long long)el->prevote_round + 1);
   el->prevoting = 1;
   el->prevote_round++;
   el->prevote_max_term = el->term;

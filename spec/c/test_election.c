@@ -2166,7 +2166,9 @@ static void start_join_from(cluster *c, int to, int from, uint64_t term) {
 
 /* RULE L3's join window: a node that joined a candidate that could lead (and whose join
  * counts) refuses other pre-votes and does not stand for leader_timeout_ms; one that
- * joined a voting-only candidate (it only hands its state over) keeps the usual pause */
+ * joined a voting-only candidate (it only hands its state over) keeps the usual pause.
+ * And one candidate at a time: a pre-vote granted holds off others' for
+ * election_initial_ms, unless the candidate granted is gone. */
 static int t_join_window(void) {
   cluster_init(&C, 5, 3);
   C.t[4].flags = CL_EL_F_MASTER | CL_EL_F_VOTING_ONLY;
@@ -2186,13 +2188,47 @@ static int t_join_window(void) {
   CHECK(prevote_answer(&C, a, c, t + 1) == 0, "granted c's pre-vote right after joining b");
   C.now += C.cfg.leader_timeout_ms;
   CHECK(prevote_answer(&C, a, c, t + 1) == 1, "still refusing c's pre-vote after the leader timeout");
+  /* one candidate at a time: within election_initial_ms of granting c, another's
+   * pre-vote is refused; after it, granted */
+  CHECK(prevote_answer(&C, a, 4, t + 1) == 0, "granted node5's pre-vote right after c's");
+  C.now += C.cfg.election_initial_ms;
   /* the voting-only candidate: no window */
   CHECK(prevote_answer(&C, a, 4, t + 1) == 1, "voting-only node's pre-vote");
   start_join_from(&C, a, 4, t + 2);
   CHECK(cl_el_term(C.t[a].el) == t + 2 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "joined node5");
   CHECK(cl_el_next_deadline(C.t[a].el) <= C.now + 2 * C.cfg.election_initial_ms + 1, "waits %llu ms after joining a voting-only candidate",
         (unsigned long long)(cl_el_next_deadline(C.t[a].el) - C.now));
+  C.now += C.cfg.election_initial_ms;
   CHECK(prevote_answer(&C, a, c, t + 2) == 1, "refused c's pre-vote after joining a voting-only candidate");
+  /* the candidate granted is gone: the next one's pre-vote is granted at once */
+  crash(&C, c);
+  CHECK(prevote_answer(&C, a, b, t + 2) == 1, "refused b's pre-vote though the candidate granted before is gone");
+  cluster_free(&C);
+
+  /* a pre-vote round in flight when the node joins a candidate is dropped: its late
+   * grants must not make it stand over the candidate it joined */
+  cluster_init(&C, 3, 3);
+  start(&C);
+  run(&C, 1500);
+  l = leader(&C);
+  CHECK(l >= 0, "no master");
+  a = (l + 1) % 3, b = (l + 2) % 3;
+  C.cut[a] = 1; /* a's messages vanish: the test answers for the others */
+  crash(&C, l);
+  run(&C, 2000);
+  CHECK(cl_el_get_mode(C.t[a].el) == CL_EL_CANDIDATE, "not a candidate");
+  t = cl_el_term(C.t[a].el);
+  start_join_from(&C, a, b, t + 1);
+  CHECK(cl_el_term(C.t[a].el) == t + 1 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "did not join b");
+  cl_msg m;
+  memset(&m, 0, sizeof m);
+  m.type = CL_M_PREVOTE_RESP;
+  m.term = t;
+  m.flag = 1;
+  inject(&C, a, C.t[b].id, &m);
+  CHECK(count_fx(&C, CL_EL_FX_SEND, CL_M_START_JOIN) == 0 && cl_el_term(C.t[a].el) == t + 1,
+        "a late pre-vote grant made it stand in term %llu over the candidate it joined",
+        (unsigned long long)cl_el_term(C.t[a].el));
   cluster_free(&C);
   return 0;
 }
@@ -2280,7 +2316,7 @@ int main(void) {
            t_nonvoter_stands_when_no_voter_can);
   run_case("election: L3: when the voter that could lead does not stand (Lua lag), a non-voter stands after election_max + leader_timeout",
            t_nonvoter_stands_late);
-  run_case("election: L3: a node that joined a candidate refuses other pre-votes and waits a leader timeout; not after joining a voting-only one",
+  run_case("election: L3: a node that joined a candidate refuses other pre-votes and waits a leader timeout; not after joining a voting-only one; one pre-vote granted at a time",
            t_join_window);
   return harness_exit();
 }
