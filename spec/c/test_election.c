@@ -491,6 +491,21 @@ static int t_join_once_per_term_and_term_persisted_first(void) {
   return 0;
 }
 
+/* A formed cluster of 3 loses its master: survivor *a is a candidate while the other,
+ * *b, is cut off (its messages vanish), so the test answers for b. 0, or -1. */
+static int lone_candidate(cluster *c, int *a, int *b) {
+  cluster_init(c, 3, 3);
+  start(c);
+  run(c, 1500);
+  int l = leader(c);
+  if (l < 0) return -1;
+  *a = (l + 1) % 3, *b = (l + 2) % 3;
+  c->cut[*b] = 1;
+  crash(c, l);
+  run(c, 2000);
+  return cl_el_get_mode(c->t[*a].el) == CL_EL_CANDIDATE ? 0 : -1;
+}
+
 /* the flag of the message sent by effect k (JOIN, START_JOIN: RULE E15), -1 if none */
 static int fx_flag(cluster *c, int k) {
   if (k < 0) return -1;
@@ -531,18 +546,9 @@ static int t_lazy_terms_off_the_configurations(void) {
         fx_flag(&C, j));
   cluster_free(&C);
 
-  /* a candidate: a formed cluster of 3 loses its master; one survivor stands while the
-   * other's messages vanish, and the test answers for it */
-  cluster_init(&C, 3, 3);
-  start(&C);
-  run(&C, 1500);
-  int l = leader(&C);
-  CHECK(l >= 0, "no master");
-  int a = (l + 1) % 3, b = (l + 2) % 3;
-  C.cut[b] = 1;
-  crash(&C, l);
-  run(&C, 2000);
-  CHECK(cl_el_get_mode(C.t[a].el) == CL_EL_CANDIDATE, "not a candidate");
+  /* a candidate, answered for by the test */
+  int a, b;
+  CHECK(lone_candidate(&C, &a, &b) == 0, "no lone candidate");
   memset(&m, 0, sizeof m);
   m.type = CL_M_PREVOTE_RESP;
   m.term = cl_el_term(C.t[a].el);
@@ -569,7 +575,7 @@ static int t_lazy_terms_off_the_configurations(void) {
   C.check_lazy = 1;
   start(&C);
   run(&C, 1500);
-  l = leader(&C);
+  int l = leader(&C);
   CHECK(l >= 0 && all_agree(&C, l), "no agreed master");
   CHECK(cl_el_committed(C.t[l].el)->accepted_config.n == 5, "configuration of %u, not 5",
         cl_el_committed(C.t[l].el)->accepted_config.n);
@@ -2207,16 +2213,7 @@ static int t_join_window(void) {
 
   /* a pre-vote round in flight when the node joins a candidate is dropped: its late
    * grants must not make it stand over the candidate it joined */
-  cluster_init(&C, 3, 3);
-  start(&C);
-  run(&C, 1500);
-  l = leader(&C);
-  CHECK(l >= 0, "no master");
-  a = (l + 1) % 3, b = (l + 2) % 3;
-  C.cut[a] = 1; /* a's messages vanish: the test answers for the others */
-  crash(&C, l);
-  run(&C, 2000);
-  CHECK(cl_el_get_mode(C.t[a].el) == CL_EL_CANDIDATE, "not a candidate");
+  CHECK(lone_candidate(&C, &a, &b) == 0, "no lone candidate");
   t = cl_el_term(C.t[a].el);
   start_join_from(&C, a, b, t + 1);
   CHECK(cl_el_term(C.t[a].el) == t + 1 && count_fx(&C, CL_EL_FX_SEND, CL_M_JOIN) == 1, "did not join b");
