@@ -148,6 +148,7 @@ struct cl_el {
   uint64_t hb_at, leader_since;
   int publishing, dirty, first_pub_done;
   int durable_wait; /* a reconfiguration waits for joins to be made durable (RULE E15) */
+  uint64_t durable_ask_term, durable_ask_ms; /* ... since when, in this term */
   /* membership changed (a join, a removal) since the last publication: published no
    * earlier than one batching window after the last publication that carried such
    * changes started (last_pub_at), so a lone join goes out at once but joins and
@@ -1334,9 +1335,14 @@ static void maybe_publish(cl_el *el) {
         cl_el_vconfig_free(&next->accepted_config);
         next->accepted_config = target; /* takes target's ids */
         target = (cl_el_vconfig){0};
-      } else if (cl_vc_quorum(&target, has_self_or_peer_join, el)) {
+        el->durable_ask_term = 0; /* a later reconfiguration asks afresh */
+      } else if (cl_vc_quorum(&target, has_self_or_peer_join, el) &&
+                 (el->durable_ask_term != el->term || el->now - el->durable_ask_ms < leader_to(el))) {
         /* RULE E15: the joins are here, some of them lazy: ask those to be made durable;
-         * their answers make the next publication (or a heartbeat round) try again */
+         * their answers make the next publication (or a heartbeat round) try again. A
+         * node that restarted since its lazy join cannot answer (it no longer knows whom
+         * it joined): after a leader timeout, the re-election below collects its vote */
+        if (el->durable_ask_term != el->term) el->durable_ask_term = el->term, el->durable_ask_ms = el->now;
         for (uint32_t i = 0; i < target.n; i++) {
           peer *p = peer_get(el, target.ids[i]);
           if (p && p->up && p->join_term == el->term && p->vote_term != el->term) ask_durable(el, p);

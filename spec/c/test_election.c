@@ -587,6 +587,60 @@ static int t_lazy_terms_off_the_configurations(void) {
   return 0;
 }
 
+/* RULE E15, liveness: a node that joined the master lazily and then restarted (in the
+ * same term: its disk holds it) cannot make that join durable (it no longer knows whom it
+ * joined). A reconfiguration that needs its vote (here: node2 excluded, so the voting
+ * configuration is the master and node3) must not wait for it for ever: after a leader
+ * timeout the master re-elects itself, and node3's vote in the new term is durable. */
+static void up_both(cluster *c, int i) {
+  for (int j = 0; j < c->n; j++) {
+    if (j == i || !c->t[j].up) continue;
+    cl_el_input in = {0};
+    in.kind = CL_EL_IN_PEER_UP;
+    in.peer = info(&c->t[j]);
+    stepn(c, i, &in);
+    in.peer = info(&c->t[i]);
+    stepn(c, j, &in);
+  }
+}
+static int t_lazy_joiner_restarted(void) {
+  cluster_init(&C, 3, 3);
+  boot(&C, 0);
+  boot(&C, 1);
+  connect_all(&C);
+  run(&C, 1500);
+  int l = leader(&C);
+  CHECK(l >= 0, "no master of 2 of the 3 listed");
+  boot(&C, 2); /* joins lazily: its own state holds no configuration */
+  up_both(&C, 2);
+  run(&C, 1500);
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  CHECK(cl_vc_has(&st->accepted_config, C.t[2].id), "node3 not in the configuration");
+  uint64_t t = cl_el_term(C.t[l].el);
+  crash(&C, 2);
+  boot(&C, 2);
+  up_both(&C, 2);
+  run(&C, 300);
+  CHECK(cl_el_term(C.t[2].el) == t, "node3 restarted in term %llu, not %llu", (unsigned long long)cl_el_term(C.t[2].el),
+        (unsigned long long)t);
+  int other = l == 0 ? 1 : 0;
+  const char *names[] = {C.t[other].name};
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
+  in.req_id = 91;
+  in.names = names;
+  in.n_names = 1;
+  stepn(&C, l, &in);
+  run(&C, 3000);
+  int m = leader(&C);
+  st = m >= 0 ? cl_el_committed(C.t[m].el) : NULL;
+  CHECK(C.t[l].completed == 91 && !strcmp(C.t[l].last_code, "OK"), "exclusion: '%s'", C.t[l].last_code);
+  CHECK(st && !cl_vc_has(&st->accepted_config, C.t[other].id) && cl_vc_has(&st->accepted_config, C.t[2].id),
+        "the configuration did not move to the master and node3");
+  cluster_free(&C);
+  return 0;
+}
+
 static int t_vote_rules(void) {
   /* a single-node bootstrapped cluster, rebooted: votes in its persisted term
    * do not count before it starts a new term; fresher voters never count */
@@ -2248,6 +2302,8 @@ int main(void) {
            t_join_once_per_term_and_term_persisted_first);
   run_case("election: E15: a node outside the configurations joins lazily; asked, durably; only durable joins elect or reconfigure",
            t_lazy_terms_off_the_configurations);
+  run_case("election: E15: a reconfiguration that needs a restarted lazy joiner's vote re-elects after a leader timeout",
+           t_lazy_joiner_restarted);
   run_case("election: a rebooted node never wins the term it booted in from a join", t_vote_rules);
   run_case("election: a pre-vote is refused while the master is healthy, and persists nothing",
            t_prevote_refused_with_healthy_master_and_persists_nothing);
