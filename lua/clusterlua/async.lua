@@ -82,6 +82,7 @@ function M.wait(setup, timeout_ms, what)
   cancel = setup(done)
   if state ~= "done" and timeout_ms then
     timer = uv.new_timer()
+    uv.update_time() -- counted from now, not from the start of this loop turn
     timer:start(timeout_ms, 0, function()
       if state == "done" then return end
       if type(cancel) == "function" then cancel() end
@@ -169,6 +170,7 @@ function M.run_until(pred, timeout_ms)
   -- keeps uv.run("once") from sleeping past the deadline when nothing else happens
   local timer = uv.new_timer()
   local expired = false
+  uv.update_time() -- counted from now, not from the start of this loop turn
   timer:start(timeout_ms, 0, function() expired = true end)
   local ok, res = pcall(function()
     while true do
@@ -446,6 +448,9 @@ function M.exec(cmd, args, opts)
   end
   stdin:shutdown()
   if opts.timeout then
+    -- a timer counts from the loop's cached time, which is as old as this loop turn
+    -- (spawning can take tens of ms under load): refresh it, or the timeout fires early
+    uv.update_time()
     timer:start(opts.timeout, 0, function()
       if exited then return finish() end
       timed_out = true
