@@ -603,6 +603,17 @@ static void up_both(cluster *c, int i) {
     stepn(c, j, &in);
   }
 }
+/* node `asker` asks to exclude one node, named by its name or id (request req_id) */
+static void exclude_one(cluster *c, int asker, const char *name, uint64_t req_id) {
+  const char *names[] = {name};
+  cl_el_input in = {0};
+  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
+  in.req_id = req_id;
+  in.names = names;
+  in.n_names = 1;
+  stepn(c, asker, &in);
+}
+
 static int t_lazy_joiner_restarted(void) {
   cluster_init(&C, 3, 3);
   boot(&C, 0);
@@ -624,13 +635,7 @@ static int t_lazy_joiner_restarted(void) {
   CHECK(cl_el_term(C.t[2].el) == t, "node3 restarted in term %llu, not %llu", (unsigned long long)cl_el_term(C.t[2].el),
         (unsigned long long)t);
   int other = l == 0 ? 1 : 0;
-  const char *names[] = {C.t[other].name};
-  cl_el_input in = {0};
-  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
-  in.req_id = 91;
-  in.names = names;
-  in.n_names = 1;
-  stepn(&C, l, &in);
+  exclude_one(&C, l, C.t[other].name, 91);
   run(&C, 3000);
   int m = leader(&C);
   st = m >= 0 ? cl_el_committed(C.t[m].el) : NULL;
@@ -1045,18 +1050,13 @@ static int t_grow_and_exclude_in_cluster(void) {
   CHECK(cl_el_committed(C.t[l].el)->accepted_config.n == 5, "config did not grow to 5 (%u)",
         cl_el_committed(C.t[l].el)->accepted_config.n);
   int asker = (l + 1) % 5, target = (l + 2) % 5;
-  const char *names[] = {C.t[target].name};
-  cl_el_input in = {0};
-  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
-  in.req_id = 77;
-  in.names = names;
-  in.n_names = 1;
-  stepn(&C, asker, &in);
+  exclude_one(&C, asker, C.t[target].name, 77);
   run(&C, 500);
   CHECK(C.t[asker].completed == 77 && !strcmp(C.t[asker].last_code, "OK"), "exclude: %s", C.t[asker].last_code);
   const cl_el_state *st = cl_el_committed(C.t[asker].el);
   CHECK(!cl_vc_has(&st->accepted_config, C.t[target].id) && st->n_excl == 1 && st->accepted_config.n == 3,
         "excluded node still voting (config %u)", st->accepted_config.n);
+  cl_el_input in = {0};
   in.kind = CL_EL_IN_REQUEST_CLEAR_EXCLUSIONS;
   in.req_id = 78;
   stepn(&C, asker, &in);
@@ -1078,13 +1078,7 @@ static int t_exclude_down_node_by_id(void) {
   int victim = (l + 1) % 3, asker = (l + 2) % 3;
   crash(&C, victim);
   run(&C, 1500);
-  const char *names[] = {C.t[victim].id};
-  cl_el_input in = {0};
-  in.kind = CL_EL_IN_REQUEST_EXCLUDE;
-  in.req_id = 91;
-  in.names = names;
-  in.n_names = 1;
-  stepn(&C, asker, &in);
+  exclude_one(&C, asker, C.t[victim].id, 91);
   run(&C, 500);
   CHECK(C.t[asker].completed == 91 && !strcmp(C.t[asker].last_code, "OK"), "exclude by id: %s",
         C.t[asker].last_code);
