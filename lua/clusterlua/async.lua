@@ -6,6 +6,14 @@
 -- called from a coroutine (spawn one with M.spawn): the main thread and libuv
 -- callbacks cannot yield, and blocking them would stop the whole Lua loop.
 local uv = require "uv"
+
+-- Starts a one-shot timer ms from now. libuv counts a timer from the loop's cached time,
+-- which is as old as the current loop turn: a sleep or a timeout started after a spawn
+-- that took 30 ms under ASan fired 30 ms early (async_spec, recovery_spec).
+local function arm(timer, ms, fn)
+  uv.update_time()
+  timer:start(ms, 0, fn)
+end
 local check = require "clusterlua.check"
 local scheduler = require "clusterlua.scheduler"
 
@@ -82,8 +90,7 @@ function M.wait(setup, timeout_ms, what)
   cancel = setup(done)
   if state ~= "done" and timeout_ms then
     timer = uv.new_timer()
-    uv.update_time() -- counted from now, not from the start of this loop turn
-    timer:start(timeout_ms, 0, function()
+    arm(timer, timeout_ms, function()
       if state == "done" then return end
       if type(cancel) == "function" then cancel() end
       done(nil, ("ETIMEDOUT: %s timed out after %d ms"):format(what, timeout_ms), "ETIMEDOUT")
@@ -131,7 +138,7 @@ function M.sleep(ms)
     return
   end
   local timer = uv.new_timer()
-  timer:start(ms, 0, function()
+  arm(timer, ms, function()
     close_handle(timer)
     resume(co)
   end)
@@ -170,8 +177,7 @@ function M.run_until(pred, timeout_ms)
   -- keeps uv.run("once") from sleeping past the deadline when nothing else happens
   local timer = uv.new_timer()
   local expired = false
-  uv.update_time() -- counted from now, not from the start of this loop turn
-  timer:start(timeout_ms, 0, function() expired = true end)
+  arm(timer, timeout_ms, function() expired = true end)
   local ok, res = pcall(function()
     while true do
       -- only callbacks run by this uv.run are refused; pred() itself may pump
@@ -403,7 +409,7 @@ function M.exec(cmd, args, opts)
     if exited and open_streams == 0 then return finish() end
     if exited and not timed_out then
       timer:stop()
-      timer:start(200, 0, finish)
+      arm(timer, 200, finish)
     end
   end
   local spawn_opts = {
@@ -448,16 +454,13 @@ function M.exec(cmd, args, opts)
   end
   stdin:shutdown()
   if opts.timeout then
-    -- a timer counts from the loop's cached time, which is as old as this loop turn
-    -- (spawning can take tens of ms under load): refresh it, or the timeout fires early
-    uv.update_time()
-    timer:start(opts.timeout, 0, function()
+    arm(timer, opts.timeout, function()
       if exited then return finish() end
       timed_out = true
       proc:kill("sigkill")
       -- the exit callback reaps the child; the grace timer of check() is not armed
       -- after a timeout, so finish() runs on exit and EOF, or after this bound
-      timer:start(2000, 0, finish)
+      arm(timer, 2000, finish)
     end)
   end
   if not (exited and open_streams == 0) then
