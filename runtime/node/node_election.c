@@ -313,7 +313,11 @@ static void pins_update(cl_node *n) {
   for (int i = 0; voting && i < 3; i++)
     for (uint32_t j = 0; cfgs[i] && j < cfgs[i]->n; j++)
       for (const char *c = cfgs[i]->ids[j]; *c; c++) sig = (sig ^ (uint8_t)*c) * 1099511628211ull;
-  sig ^= (uint64_t)n->n_peers << 1 | (uint64_t)voting;
+  /* a node seen later may resolve an id of the configurations: the peer count matters
+   * to a voting node only. A node that votes in none pins nobody, and each new peer
+   * made it clear the pins and recompute its ring again: O(N) times while a cluster
+   * forms (issue 18) */
+  sig ^= (voting ? (uint64_t)n->n_peers << 1 : 0) | (uint64_t)voting;
   if (sig == n->pins_sig && n->pins_known) return;
   n->pins_sig = sig;
   n->pins_known = 1;
