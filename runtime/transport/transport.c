@@ -684,15 +684,11 @@ static size_t down_frame(uint8_t *buf, const cl_peer *p, uint64_t inc, uint32_t 
  * nodes forming, the walks in announce_member and member_down were 5 % of the machine's
  * CPU; issue 18). Each peer has one installed connection, p->conn, so the set is the
  * same. conn_put closes nothing: the list stays as it is while it is walked. */
-static size_t put_to_members(cl_transport *t, uint8_t type, const void *data, uint32_t len, const cl_peer *a,
-                             const cl_peer *b) {
-  size_t sent = 0;
+static void put_to_members(cl_transport *t, uint8_t type, const void *data, uint32_t len, const cl_peer *a,
+                           const cl_peer *b) {
   for (cl_conn *c = t->conns; c; c = c->next)
-    if (c->state == C_UP && c->peer && c->peer->conn == c && c->peer != a && c->peer != b) {
+    if (c->state == C_UP && c->peer && c->peer->conn == c && c->peer != a && c->peer != b)
       conn_put(c, type, 0, data, len);
-      sent++;
-    }
-  return sent;
 }
 
 /* p is down (reason): report it; announce: tell every other connection (except from) */
