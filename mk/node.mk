@@ -13,3 +13,13 @@ $(BUILD)/test_node_peers: $(NODE_PEERS_TEST_SRC) runtime/node/node_internal.h sp
 	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(NODE_PEERS_TEST_SRC) $(LDLIBS)
 
 C_TESTS += $(BUILD)/test_node_peers
+
+# The committed state as JSON, whole and as a delta (state_json.c), on made-up states.
+STATE_JSON_TEST_SRC = spec/c/test_state_json.c runtime/node/state_json.c runtime/node/roles.c runtime/node/peers.c \
+  runtime/transport/watch.c runtime/core/queue.c runtime/core/control.c runtime/core/name.c \
+  $(wildcard runtime/election/*.c)
+$(BUILD)/test_state_json: $(STATE_JSON_TEST_SRC) runtime/node/state_json.h runtime/node/node_internal.h spec/c/harness.h | $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ $(STATE_JSON_TEST_SRC) $(LDLIBS)
+
+C_TESTS += $(BUILD)/test_state_json

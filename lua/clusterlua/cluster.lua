@@ -1,5 +1,5 @@
 -- The elected master and the cluster state, as Lua sees them: the last committed state
--- (decoded once per commit), write requests that return after commit, and master-only
+-- (patched from what each commit changed), write requests that return after commit, and master-only
 -- duties that start on election and are cancelled on step-down. The election's reports
 -- reach this module through M.reports, which start.lua hands to node.start.
 local cjson = require "cjson.safe"
@@ -175,10 +175,26 @@ function M.reports.quorum(_, regained)
   events.emit(regained and "quorum_regained" or "quorum_lost")
 end
 
+-- A commit comes whole the first time, then as what changed since the state before it
+-- (runtime/node/node_election.c, emit_committed): the node entries that did not change
+-- are shared with the previous state's table (the state is read-only), so a commit
+-- costs Lua the changes and one table of N references, not N decoded entries.
+local function patch(d)
+  if not state or state.version ~= d.base_version or state.term ~= d.base_term then return nil end
+  local nodes = {}
+  for id, nd in pairs(state.nodes or {}) do nodes[id] = nd end
+  for _, id in ipairs(d.nodes_removed or {}) do nodes[id] = nil end
+  for id, nd in pairs(d.nodes_changed or {}) do nodes[id] = nd end
+  d.nodes, d.delta, d.base_term, d.base_version, d.nodes_changed, d.nodes_removed = nodes, nil, nil, nil, nil, nil
+  if d.metadata and d.metadata.user == nil then d.metadata.user = state.metadata and state.metadata.user end
+  return d
+end
+
 function M.reports.committed(_, json)
   local s = cjson.decode(json)
-  if not s then
-    core.report("state_committed", "undecodable cluster state")
+  if type(s) == "table" and s.delta then s = patch(s) end
+  if type(s) ~= "table" then
+    core.report("state_committed", "undecodable cluster state, or a change to a state this node does not hold")
     return
   end
   s.master_node = null_to_nil(s.master_node)

@@ -95,6 +95,10 @@ typedef struct cl_node {
   cl_eldrv drv;
   cl_eldrv_io io;
   cl_el *el;
+  /* the committed state Lua was last given (node_election.c, emit_committed): the next
+   * commit goes to Lua as a delta against it */
+  cl_el_state lua_state;
+  int lua_state_set;
   char *imn_buf; /* initial_master_nodes, split in place; imn_list points into it */
   const char *imn_list[CL_EL_MAX_INITIAL + 1];
   uv_timer_t el_timer;
@@ -145,8 +149,9 @@ cl_node_peer *cl_node_peer_by_id(cl_node *n, const char *id);
 cl_node_peer *cl_node_peer_add(cl_node *n, const char *name); /* NULL when out of memory */
 void cl_node_peer_forget(cl_node *n, const char *name);      /* a peer that is down */
 const char *cl_node_exclusion_target(cl_node *n, const char *name);
-void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
-                  int64_t num, int mode);
+/* 0 queued, -1 not (out of memory, or a full queue in CL_Q_NORMAL mode: counted) */
+int cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
+                 int64_t num, int mode);
 
 /* requests.c */
 /* A new id for a request from origin; 0 when too many are in flight. */
@@ -189,7 +194,8 @@ int cl_node_reporting(const cl_node *n);                         /* 1: someone l
 void cl_node_report(cl_node *n, const char *kind, json_t *fields); /* fields stolen */
 void cl_node_report_from_lua(cl_node *n, const char *kind, const void *json, size_t len);
 
-/* state_json.c: cl_state_json with this node's cluster name and peers */
+/* state_json.c: cl_state_json (and its delta) with this node's cluster name and peers */
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st);
+json_t *cl_node_state_json_delta(cl_node *n, const cl_el_state *base, const cl_el_state *st);
 
 #endif

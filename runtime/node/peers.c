@@ -93,16 +93,18 @@ cl_node_peer *cl_node_peer_add(cl_node *n, const char *name) {
   return p;
 }
 
-void cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
-                  int64_t num, int mode) {
+int cl_node_emit(cl_node *n, uint32_t type, const char *name, const void *body, size_t len, uint64_t id,
+                 int64_t num, int mode) {
   cl_msg *m = cl_msg_new(type, name, body, len);
-  if (!m) return;
+  if (!m) return -1;
   m->id = id;
   m->num = num;
   if (cl_control_emit(n->c, m, mode) != 0) {
     free(m);
     n->msgs_dropped++;
+    return -1;
   }
+  return 0;
 }
 
 /* The last entry fills the hole, as no pointer into it is kept across callbacks. */

@@ -24,24 +24,41 @@ static const char *peer_name(void *ud, const char *id) {
 
 json_t *cl_node_state_json(cl_node *n, const cl_el_state *st) { return cl_state_json(n->cfg->cluster, st, peer_name, n); }
 
-/* The cluster state in Elasticsearch's layout, so an operator's filter_path habits work. */
-json_t *cl_state_json(const char *cluster, const cl_el_state *st, cl_state_name_fn name_of, void *ud) {
+json_t *cl_node_state_json_delta(cl_node *n, const cl_el_state *base, const cl_el_state *st) {
+  return cl_state_json_delta(n->cfg->cluster, base, st, peer_name, n);
+}
+
+static json_t *node_json(const cl_el_node *nd) {
+  json_t *j = json_object();
+  json_object_set_new(j, "name", json_string(nd->name));
+  json_object_set_new(j, "address", json_string(nd->address));
+  json_object_set_new(j, "roles", cl_node_roles_json(nd->tags));
+  return j;
+}
+
+static json_t *head_json(const char *cluster, const cl_el_state *st) {
   json_t *o = json_object();
   json_object_set_new(o, "cluster_name", json_string(cluster));
   json_object_set_new(o, "cluster_uuid", json_string(st->cluster_id));
   json_object_set_new(o, "version", json_integer((json_int_t)st->version));
   json_object_set_new(o, "term", json_integer((json_int_t)st->term));
   json_object_set_new(o, "master_node", st->master_id[0] ? json_string(st->master_id) : json_null());
+  return o;
+}
+
+static json_t *metadata_json(const cl_el_state *st, cl_state_name_fn name_of, void *ud, int with_user);
+
+/* The cluster state in Elasticsearch's layout, so an operator's filter_path habits work. */
+json_t *cl_state_json(const char *cluster, const cl_el_state *st, cl_state_name_fn name_of, void *ud) {
+  json_t *o = head_json(cluster, st);
   json_t *nodes = json_object();
-  for (uint32_t i = 0; i < st->n_nodes; i++) {
-    const cl_el_node *nd = &st->nodes[i];
-    json_t *j = json_object();
-    json_object_set_new(j, "name", json_string(nd->name));
-    json_object_set_new(j, "address", json_string(nd->address));
-    json_object_set_new(j, "roles", cl_node_roles_json(nd->tags));
-    json_object_set_new(nodes, nd->id, j);
-  }
+  for (uint32_t i = 0; i < st->n_nodes; i++) json_object_set_new(nodes, st->nodes[i].id, node_json(&st->nodes[i]));
   json_object_set_new(o, "nodes", nodes);
+  json_object_set_new(o, "metadata", metadata_json(st, name_of, ud, 1));
+  return o;
+}
+
+static json_t *metadata_json(const cl_el_state *st, cl_state_name_fn name_of, void *ud, int with_user) {
   json_t *coord = json_object();
   json_object_set_new(coord, "term", json_integer((json_int_t)st->term));
   json_t *lc = json_array(), *la = json_array(), *ex = json_array(), *def = json_array();
@@ -70,11 +87,49 @@ json_t *cl_state_json(const char *cluster, const cl_el_state *st, cl_state_name_
   json_object_set_new(coord, "voting_config_excluding_deferred", def);
   json_t *md = json_object();
   json_object_set_new(md, "cluster_coordination", coord);
-  json_t *user = NULL;
-  if (st->meta && st->meta_len) user = json_loadb((const char *)st->meta, st->meta_len, JSON_DECODE_ANY, NULL);
-  json_object_set_new(md, "user", user ? user : json_object());
+  if (with_user) {
+    json_t *user = NULL;
+    if (st->meta && st->meta_len) user = json_loadb((const char *)st->meta, st->meta_len, JSON_DECODE_ANY, NULL);
+    json_object_set_new(md, "user", user ? user : json_object());
+  }
   json_object_set_new(md, "user_version", json_integer((json_int_t)st->meta_version));
-  json_object_set_new(o, "metadata", md);
+  return md;
+}
+
+static int same_str(const char *a, const char *b) { return a == b || (a && b && !strcmp(a, b)); }
+
+static int same_node(const cl_el_node *a, const cl_el_node *b) {
+  return (a->str && a->str == b->str) ||
+         (same_str(a->name, b->name) && same_str(a->address, b->address) && same_str(a->tags, b->tags));
+}
+
+/* Both lists are sorted by id (RULE E13's merge: the core keeps them so), so one pass
+ * finds what was added, removed or changed: no allocation for a node that stayed. */
+json_t *cl_state_json_delta(const char *cluster, const cl_el_state *base, const cl_el_state *st,
+                            cl_state_name_fn name_of, void *ud) {
+  json_t *o = head_json(cluster, st);
+  json_object_set_new(o, "delta", json_true());
+  json_object_set_new(o, "base_term", json_integer((json_int_t)base->term));
+  json_object_set_new(o, "base_version", json_integer((json_int_t)base->version));
+  json_t *changed = json_object(), *removed = json_array();
+  uint32_t i = 0, j = 0;
+  while (i < base->n_nodes || j < st->n_nodes) {
+    int c = i == base->n_nodes ? 1 : j == st->n_nodes ? -1 : strcmp(base->nodes[i].id, st->nodes[j].id);
+    if (c < 0) {
+      json_array_append_new(removed, json_string(base->nodes[i++].id));
+    } else if (c > 0) {
+      json_object_set_new(changed, st->nodes[j].id, node_json(&st->nodes[j]));
+      j++;
+    } else {
+      if (!same_node(&base->nodes[i], &st->nodes[j])) json_object_set_new(changed, st->nodes[j].id, node_json(&st->nodes[j]));
+      i++, j++;
+    }
+  }
+  json_object_set_new(o, "nodes_changed", changed);
+  json_object_set_new(o, "nodes_removed", removed);
+  int user_same = base->meta_version == st->meta_version && base->meta_len == st->meta_len &&
+                  (!st->meta_len || !memcmp(base->meta, st->meta, st->meta_len));
+  json_object_set_new(o, "metadata", metadata_json(st, name_of, ud, !user_same));
   return o;
 }
 

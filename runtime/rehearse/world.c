@@ -693,7 +693,9 @@ static void io_event(void *ud, const cl_el_effect *e) {
     char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     if (!s) break;
-    /* as the real event queue does (CL_Q_COALESCE): an uncollected commit is replaced */
+    /* an uncollected commit is replaced by the newer one: each is a whole state here
+     * (a real node sends Lua a change against the state before, node_election.c, and
+     * queues every one; cluster.lua takes both) */
     rh_lua_msg *prev = NULL;
     for (rh_lua_msg *q = n->inbox; q; q = q->next)
       if (!strcmp(q->kind, "committed")) prev = q;
