@@ -191,6 +191,11 @@ struct cl_transport {
   size_t connected;
   size_t n_alive;  /* members up, this node excluded */
   int large;       /* more members than full_mesh_max: connections are not a mesh */
+  /* the watched set (q->sel) of a large cluster is picked on the ring of members, so it
+   * holds until a member comes or goes: members_gen counts those changes, sel_gen is the
+   * count the set was picked at (watch_peer) */
+  uint64_t members_gen, sel_gen;
+  int sel_large; /* t->large when the set was picked; -1: never picked */
   uint32_t ver;    /* our own member version (raised to refute a false DOWN) */
   int no_announce; /* a local decision (cl_transport_disconnect): report, do not announce */
   cl_fault fault_all;
@@ -664,6 +669,7 @@ static void member_up(cl_peer *p) {
   if (p->alive) return;
   p->alive = 1;
   t->n_alive++;
+  t->members_gen++;
   large_update(t, 0);
   p->since_ms = now_ms(t);
   if (t->cb.peer_up && !t->leaving && !t->closing) {
@@ -700,6 +706,7 @@ static void member_down(cl_peer *p, const char *reason, int announce, const cl_p
   if (!p->alive) return;
   p->alive = 0;
   t->n_alive--;
+  t->members_gen++;
   p->down_known = 1;
   p->down_inc = inc;
   p->down_ver = ver;
@@ -716,6 +723,7 @@ static void member_down(cl_peer *p, const char *reason, int announce, const cl_p
 }
 
 static void watch_recompute(cl_transport *t);
+static void watch_peer(cl_transport *t, cl_peer *q);
 
 /* The check of a closed connection (conn_down) ends: the member answered the dial
  * (CHECK_ALIVE), or its host refused it: then the close was a crash, reported and
@@ -875,7 +883,7 @@ static void conn_down(cl_conn *c, const char *reason) {
       t->limbo_maybe = 1;
       p->limbo_ms = now_ms(t);
       t->st.closes_checked++;
-      watch_recompute(t);
+      watch_peer(t, p);
       peer_dial(p);
       return;
     }
@@ -883,7 +891,7 @@ static void conn_down(cl_conn *c, const char *reason) {
   } else if (!strcmp(reason, "idle")) {
     doubt_settle(p);
   }
-  watch_recompute(t);
+  watch_peer(t, p);
   /* one that left is forgotten on the next tick, unless wanted or kept */
   if (strcmp(reason, "left") == 0) t->sweep_due = 1;
   peer_schedule(p, 1);
@@ -1138,6 +1146,29 @@ static int ring_of(cl_transport *t, ring_view *r, int members) {
 
 static int ring_get(cl_transport *t, ring_view *r) { return ring_of(t, r, 0); }
 
+/* One peer's part of the watched set: dial a successor we need and hold no connection
+ * to, ask a newly watched peer for beats, tell one no longer watched to stop. */
+static void watch_apply(cl_transport *t, cl_peer *q, uint64_t now, uint32_t beat) {
+  q->need = t->large && q->sel;
+  if (!conn_live(q)) {
+    if (q->need && !q->dial && !q->resolving && !uv_is_active((uv_handle_t *)&q->timer)) peer_dial(q);
+    return;
+  }
+  int want = q->pinned || q->sel;
+  cl_conn *c = q->conn;
+  if (c->det.timeout_ms) c->det.timeout_ms = conn_timeout(t); /* the cluster grew, shrank, or pins moved */
+  /* a watched peer is asked again when the beat changed (the cluster became large, or
+   * a mesh again): until its new beats come, the timeout already is the new one */
+  if (want == c->det.watching && (!want || c->det.heartbeat_ms == beat)) return;
+  /* a new interval restarts the silence: a mesh again (400 ms) would otherwise find a
+   * beat sent on the 500 ms grid already past its timeout (found by a review) */
+  if (want && c->det.watching) cl_det_watch(&c->det, now, 0);
+  cl_det_watch(&c->det, now, want);
+  if (want) c->det.heartbeat_ms = beat;
+  uint8_t w[CL_MW_WATCH_LEN];
+  conn_put(c, CL_T_WATCH, 0, w, cl_mw_watch_put(w, want, beat));
+}
+
 /* Whom we watch: our `watchers` successors on the ring of connected peers, and every
  * pinned peer (cl_transport_pin: the node pins the other voting nodes, so a voting node
  * cut off from the rest loses them within one timeout, not by the ring's cascade),
@@ -1157,26 +1188,26 @@ static void watch_recompute(cl_transport *t) {
   for (cl_peer *q = t->peers; q; q = q->next) q->sel = 0;
   for (size_t j = 0; j < m; j++) r.p[sel[j]]->sel = 1;
   ring_free(&r);
-  for (cl_peer *q = t->peers; q; q = q->next) {
-    q->need = t->large && q->sel;
-    if (!conn_live(q)) {
-      if (q->need && !q->dial && !q->resolving && !uv_is_active((uv_handle_t *)&q->timer)) peer_dial(q);
-      continue;
-    }
-    int want = q->pinned || q->sel;
-    cl_conn *c = q->conn;
-    if (c->det.timeout_ms) c->det.timeout_ms = conn_timeout(t); /* the cluster grew, shrank, or pins moved */
-    /* a watched peer is asked again when the beat changed (the cluster became large, or
-     * a mesh again): until its new beats come, the timeout already is the new one */
-    if (want == c->det.watching && (!want || c->det.heartbeat_ms == beat)) continue;
-    /* a new interval restarts the silence: a mesh again (400 ms) would otherwise find a
-     * beat sent on the 500 ms grid already past its timeout (found by a review) */
-    if (want && c->det.watching) cl_det_watch(&c->det, now, 0);
-    cl_det_watch(&c->det, now, want);
-    if (want) c->det.heartbeat_ms = beat;
-    uint8_t w[CL_MW_WATCH_LEN];
-    conn_put(c, CL_T_WATCH, 0, w, cl_mw_watch_put(w, want, beat));
+  t->sel_gen = t->members_gen;
+  t->sel_large = t->large;
+  for (cl_peer *q = t->peers; q; q = q->next) watch_apply(t, q, now, beat);
+}
+
+/* Something happened to q alone: its connection came up or went down, or news of it
+ * came (most copies of a DOWN find it down already). In a large cluster whose members
+ * did not change the watched set still holds, so only q's part is redone: the whole
+ * recompute walks every member (twice, and builds the ring), a new master opens a
+ * connection to every member in a failover, and each node hears a DOWN once per
+ * connection (at 300 nodes on 2 cores, ring_of and watch_recompute were about 4 % of
+ * the control loops' samples in a failover). In a mesh the ring is made of the
+ * connections, so every change moves it. */
+static void watch_peer(cl_transport *t, cl_peer *q) {
+  if (t->closing || t->leaving) return;
+  if (!t->large || t->sel_large != t->large || t->sel_gen != t->members_gen) {
+    watch_recompute(t);
+    return;
   }
+  watch_apply(t, q, now_ms(t), beat_interval(t));
 }
 
 /* A watched peer went quiet for half its timeout: ask up to two other peers to probe it,
@@ -1403,7 +1434,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   }
   cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s reports %s down (%s)", c->peer->nn.full, b->nn.full, reason);
   member_down(b, reason, t->large, c->peer, inc, ver);
-  watch_recompute(t);
+  watch_peer(t, b); /* most copies of a DOWN find b down already: nothing moved */
 }
 
 /* Another member's list (on connecting, or one newcomer or refutation passed on). In a
@@ -1596,7 +1627,7 @@ static void conn_authenticated(cl_conn *c) {
     cl_tbuf_free(&p->pend);
   }
   member_up(p);
-  watch_recompute(t);
+  watch_peer(t, p);
   /* no data connection yet: one opens when either side first has a message for the
    * other (cl_transport_data_open), so a formation costs one connection per pair */
 }
@@ -1916,7 +1947,7 @@ static void on_connect(uv_connect_t *req, int status) {
       /* nothing listens where a member up lives: in a large cluster, where others may
        * hold no connection to it, that is news for them */
       member_down(p, "closed", 1, NULL, p->incarnation, p->ver);
-      watch_recompute(t);
+      watch_peer(t, p);
     }
     peer_schedule(p, 0);
     return;
@@ -2584,6 +2615,7 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   }
   t->loop = loop;
   t->cfg = *cfg;
+  t->sel_large = -1;
   cl_transport_config d;
   cl_transport_config_defaults(&d);
   if (!t->cfg.max_frame) t->cfg.max_frame = d.max_frame;
