@@ -1,7 +1,8 @@
 -- The elected master and the cluster state, as Lua sees them: the last committed state
--- (patched from what each commit changed), write requests that return after commit, and master-only
--- duties that start on election and are cancelled on step-down. The election's reports
--- reach this module through M.reports, which start.lua hands to node.start.
+-- (patched from what each commit changed), write requests that return after commit, and
+-- master-only duties that start on election and are cancelled on step-down. The
+-- election's reports reach this module through M.reports, which start.lua hands to
+-- node.start.
 local cjson = require "cjson.safe"
 local async = require "clusterlua.async"
 local events = require "clusterlua.events"
