@@ -1293,7 +1293,7 @@ function SCL:agreed_master(list, since)
   return m
 end
 SCL.all_saw, SCL.reset_seen = CL.all_saw, CL.reset_seen
-function SCL:stop() stop_procs(self.procs); self.procs = {} end
+function SCL:stop() stop_procs(self.procs); self.procs = {}; self.stamps:close() end
 
 function SERF:poll() end
 function SERF:start_all() for i = 1, self.n do self:start(i) end end

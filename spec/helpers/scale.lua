@@ -56,8 +56,9 @@ function M.nofile()
 end
 
 -- The file descriptors a harness of n nodes needs, per process (every node inherits
--- this process's limit): here, 1 per node (its stdin pipe; the node writes its log file itself) plus one
--- socket per node for the HTTP checks at rest; in each node, 2 per peer (control and
+-- this process's limit): here, 1 per node (its stdin pipe; the node writes its log file itself), its
+-- stamp file (helpers/stamps.lua keeps it open) and one socket per node for the HTTP checks at
+-- rest; in each node, 2 per peer (control and
 -- data connection) with today's full mesh, plus about 64 of its own. 4 n + 64 covers both.
 function M.fd_budget(n)
   return 4 * n + 64
@@ -178,15 +179,19 @@ function M:poll()
   end
 end
 
--- waits (bounded) until pred() is true, reading the stamps at most every 25 ms; the
--- timer also wakes the loop when no node writes anything
+-- waits (bounded) until pred() is true, reading the stamps at most every 25 ms, or every
+-- n / 3 ms in a larger cluster (100 ms at 300 nodes); the timer also wakes the loop when
+-- no node writes anything. The times come from the stamps, not from when they are read:
+-- reading less often only ends the wait a little later, and leaves the nodes being
+-- timed the CPU a poll of every file takes.
 function M:wait(pred, timeout_ms)
   local timer = uv.new_timer()
   local last = 0
-  timer:start(25, 25, function() end)
+  local every = math.max(25, math.floor(self.n / 3))
+  timer:start(every, every, function() end)
   local ok, err = proc.wait_until(function()
     local now = uv.hrtime()
-    if now - last >= 25e6 then
+    if now - last >= every * 1e6 then
       last = now
       self:poll()
       return pred()
@@ -270,6 +275,7 @@ function M:cleanup(keep)
   end
   proc.kill_all()
   for _, p in pairs(self.nodes) do p:close_pipes() end
+  self.stamps:close()
   if not keep and os.getenv "CL_SCALE_KEEP" ~= "1" then proc.rmtree(self.dir) end
 end
 
