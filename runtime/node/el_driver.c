@@ -20,8 +20,8 @@ void cl_eldrv_init(cl_eldrv *d, cl_el *el, const cl_eldrv_io *io) {
   cl_el_effects_init(&d->fx);
 }
 
-/* RULE E14: keep the latest lazy state; written by lazy_due() */
-static void lazy_keep(cl_eldrv *d, const cl_el_effect *e) {
+/* RULE E14: keep the latest lazy state; written once lazy_deadline() is past */
+static void lazy_keep(cl_eldrv *d, const cl_el_effect *e, uint64_t now) {
   if (d->lazy_cap < e->len) {
     uint8_t *p = realloc(d->lazy, e->len);
     if (!p) { /* no room to wait: write it now, as a durable one */
@@ -35,18 +35,24 @@ static void lazy_keep(cl_eldrv *d, const cl_el_effect *e) {
   memcpy(d->lazy, e->data, e->len);
   d->lazy_len = e->len;
   d->lazy_kind = e->persist;
+  if (!d->lazy_pending) d->lazy_since = now;
   d->lazy_pending = 1;
 }
 
+/* lazy_ms after the change that made a lazy state wait, not at once: a failover brings
+ * a follower a new term, a publication and its commit within about a second, and each
+ * of them was written (and fsynced) by every follower at the moment the voting nodes'
+ * own durable writes, on the same disks, were the failover's critical path (at 300
+ * nodes on one disk, voters' fsyncs took 100-180 ms then; issue 18). The burst is now
+ * one write, a second later. Writes stay at most one per lazy_ms: the last one was
+ * made before this state began to wait. */
 static uint64_t lazy_deadline(const cl_eldrv *d) {
   if (!d->lazy_pending) return UINT64_MAX;
-  return d->lazy_wrote ? d->lazy_last + d->lazy_ms : 0;
+  return d->lazy_since + d->lazy_ms;
 }
 
-static int lazy_write(cl_eldrv *d, uint64_t now) {
+static int lazy_write(cl_eldrv *d) {
   d->lazy_pending = 0;
-  d->lazy_wrote = 1;
-  d->lazy_last = now;
   d->lazy_count++;
   if (d->io->persist_lazy && d->io->persist_lazy(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) == 0) return 0;
   if (d->io->persist(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) != 0) {
@@ -106,7 +112,7 @@ static void enqueue(cl_eldrv *d, const cl_el_input *in) {
   d->tail = p;
 }
 
-static int perform(cl_eldrv *d) {
+static int perform(cl_eldrv *d, uint64_t now) {
   const cl_eldrv_io *io = d->io;
 #ifdef CL_MUTANT_SEND_BEFORE_PERSIST
   /* deliberately broken glue: messages (votes, acknowledgements) leave before the
@@ -124,7 +130,7 @@ static int perform(cl_eldrv *d) {
       break;
     case CL_EL_FX_PERSIST:
       if (e->lazy) {
-        lazy_keep(d, e);
+        lazy_keep(d, e, now);
         if (d->stopped) return -1;
         break;
       }
@@ -151,8 +157,9 @@ static int perform(cl_eldrv *d) {
 static int step(cl_eldrv *d, const cl_el_input *in) {
   d->in_step = 1;
   cl_el_effects_reset(&d->fx);
-  cl_el_step(d->el, d->io->now_ms(d->io->ud), in, &d->fx);
-  int rc = perform(d);
+  uint64_t now = d->io->now_ms(d->io->ud);
+  cl_el_step(d->el, now, in, &d->fx);
+  int rc = perform(d, now);
   d->in_step = 0;
   return rc;
 }
@@ -174,7 +181,7 @@ int cl_eldrv_input(cl_eldrv *d, const cl_el_input *in) {
   /* after the step's sends: a lazy write that is due (RULE E14) */
   if (rc == 0 && d->lazy_pending) {
     uint64_t now = d->io->now_ms(d->io->ud);
-    if (now >= lazy_deadline(d)) rc = lazy_write(d, now);
+    if (now >= lazy_deadline(d)) rc = lazy_write(d);
   }
   if (rc == 0) d->io->rearm(d->io->ud, cl_eldrv_next_deadline(d));
   return rc;

@@ -12,7 +12,8 @@
  *    effects of two inputs never interleave;
  *  - a lazy PERSIST (RULE E14: a node whose acknowledgement counts toward no commit) is
  *    not written in its step: the latest one waits and is written (durably, through the
- *    same io->persist) at most once per lazy_ms (1 s), after the step's sends; a durable
+ *    same io->persist) lazy_ms (1 s) after the change that made it wait, so at most once
+ *    per lazy_ms and a burst of changes once, after the step's sends; a durable
  *    PERSIST supersedes a waiting one (each carries the whole file); a crash loses it,
  *    which is what E14 allows. cl_eldrv_flush writes it at a clean stop.
  * Pure C: no I/O, no clock, no globals of its own. */
@@ -54,9 +55,9 @@ typedef struct cl_eldrv {
   uint8_t *lazy;
   size_t lazy_len, lazy_cap;
   cl_el_persist_kind lazy_kind;
-  int lazy_pending, lazy_wrote;
-  uint64_t lazy_last;  /* when the last lazy write was made */
-  uint32_t lazy_ms;    /* at most one lazy write per this many ms (1000) */
+  int lazy_pending;
+  uint64_t lazy_since; /* when the waiting lazy state began to wait */
+  uint32_t lazy_ms;    /* a lazy state is written this many ms after it began to wait (1000) */
   uint64_t lazy_count; /* lazy writes made */
 } cl_eldrv;
 
