@@ -319,6 +319,9 @@ static void pins_update(cl_node *n) {
                                   as ? &as->accepted_config : NULL};
   int voting = 0;
   for (int i = 0; i < 3; i++) voting |= cfgs[i] && self && vconfig_has(cfgs[i], self);
+  /* a voting node that may lead holds a connection to every member (a large cluster):
+   * if it becomes master, its requests for joins and its publications need no dial */
+  cl_transport_reach_all(n->t, voting && n->el_can_lead);
   /* a cheap signature of what the set depends on: redone only when it changes */
   uint64_t sig = 1469598103934665603ull;
   for (int i = 0; voting && i < 3; i++)
@@ -485,6 +488,7 @@ int cl_node_election_start(cl_node *n, char *err, size_t errlen) {
   }
   cl_el_node_info self = {.id = cfg->id, .name = cfg->name, .address = NULL, .flags = cl_node_roles_flags(cfg->roles),
                           .tags = cfg->roles};
+  n->el_can_lead = (self.flags & CL_EL_F_MASTER) && !(self.flags & CL_EL_F_VOTING_ONLY);
   char addr[CL_NODE_NAME_MAX + 1];
   const char *at = strchr(cfg->name, '@');
   snprintf(addr, sizeof addr, "%s", at ? at + 1 : cfg->name);

@@ -90,6 +90,7 @@ typedef struct cl_node {
    * what the pinned set was computed from */
   uint64_t pins_sig;
   int pins_known;
+  int el_can_lead; /* master-eligible and not voting-only: may become master (pins_update) */
 
   /* election: the driver owns the core; el is the driver's, for reading */
   cl_eldrv drv;

@@ -94,7 +94,7 @@ static int fail(cl_frame_decoder *d, const char *fmt, ...) {
 static int type_known(int mode, uint8_t t) {
   if (mode == CL_FD_HANDSHAKE) return t >= CL_T_HELLO && t <= CL_T_REFUSE;
   /* a REFUSE may still come after authentication (e.g. a lost tie-break) */
-  return (t >= CL_T_DATA && t <= CL_T_IDLE) || t == CL_T_REFUSE;
+  return (t >= CL_T_DATA && t <= CL_T_DIGEST) || t == CL_T_REFUSE;
 }
 
 /* Validates a complete header; on success sets the current frame's fields. */

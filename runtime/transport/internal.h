@@ -28,7 +28,7 @@
  * a large cluster beats every large_heartbeat_ms, else heartbeat_ms). A node of version
  * 4 would send a one-byte WATCH and beat at its own interval; the preamble refuses it
  * first, both versions named. */
-#define CL_PROTO_VERSION 5
+#define CL_PROTO_VERSION 6
 #define CL_PREAMBLE_LEN 8
 /* 0xC1 never starts UTF-8 text, so a stray text protocol cannot look like us */
 #define CL_MAGIC0 0xC1
@@ -64,6 +64,13 @@ enum {
   CL_T_MEMBERS = 11,  /* entries {u64 incarnation, u32 version, u8 n, id, u8 n, roles, u8 n,
                          name}: members known alive (the mesh; transport.c) */
   CL_T_IDLE = 12,     /* "closing this connection because it is idle": not a failure */
+  CL_T_REACH = 13,    /* u8: 1 = "I hold a connection to every member and pass what I
+                         announce to all of them" (a voting node: cl_transport_reach_all),
+                         0 = no longer (transport.c, put_news) */
+  CL_T_DIGEST = 14,   /* u32 count, u64 sum: a digest of the members the sender holds up,
+                         the two ends excluded, sent on connecting instead of the whole
+                         list; a peer whose own differs answers with its MEMBERS list,
+                         and so does the sender (transport.c, on_digest) */
   CL_T_HELLO = 16,
   CL_T_CHALLENGE = 17,
   CL_T_AUTH = 18,

@@ -44,6 +44,7 @@ struct cl_conn {
   cl_conn *next, *prev;
   int outgoing, state, installed, dirty, close_after_flush, encrypt;
   int stalled; /* reading stopped by the fault layer's stall (started again by clear) */
+  int peer_reach; /* the peer said it reaches every member (CL_T_REACH): a hub */
   int data; /* a data connection we dial: handed over once authenticated, never installed */
   int data_owed; /* that dial's data_conn callback is still owed (conn_close pays it: fd -1) */
   uint64_t data_inc; /* the peer's life it was asked for in */
@@ -123,6 +124,7 @@ struct cl_peer {
    * if the connection then closes without news of it (an idle close), unless a frame
    * from it comes first */
   int doubted;
+  int doubt_hub; /* the DOWN set aside came from a hub (it told every member itself) */
   uint8_t doubt_rc;
   uint64_t doubt_inc;
   uint32_t doubt_ver;
@@ -191,6 +193,7 @@ struct cl_transport {
   size_t connected;
   size_t n_alive;  /* members up, this node excluded */
   int large;       /* more members than full_mesh_max: connections are not a mesh */
+  int reach_all;   /* cl_transport_reach_all: a connection to every member (a voting node) */
   /* the watched set (q->sel) of a large cluster is picked on the ring of members, so it
    * holds until a member comes or goes: members_gen counts those changes, sel_gen is the
    * count the set was picked at (watch_peer) */
@@ -451,7 +454,7 @@ static int peer_dialable(cl_peer *p) {
   if (p->left) return 0;
   /* a large cluster: only what detection needs (and the above); a failed member that
    * comes back dials its own needs, and its connections bring it back */
-  if (p->t->large) return p->need && p->alive;
+  if (p->t->large) return (p->need || p->t->reach_all) && p->alive;
   return p->alive || peer_recent(p) || ((p->member || p->learned) && peer_keep(p));
 }
 
@@ -697,7 +700,45 @@ static void put_to_members(cl_transport *t, uint8_t type, const void *data, uint
       conn_put(c, type, 0, data, len);
 }
 
-/* p is down (reason): report it; announce: tell every other connection (except from) */
+/* A hub: a connection of ours whose peer holds one to every member and passes what it
+ * announces to all of them (a voting node, CL_T_REACH). */
+static int conn_hub(const cl_conn *c) {
+  return c->state == C_UP && c->peer && c->peer->conn == c && c->peer_reach;
+}
+
+/* whether we hold a connection to a hub other than a's (a may be NULL) */
+static int hub_other_than(const cl_transport *t, const cl_peer *a) {
+  for (const cl_conn *c = t->conns; c; c = c->next)
+    if (conn_hub(c) && c->peer != a) return 1;
+  return 0;
+}
+
+/* A DOWN about member `about`, to pass on. In a large cluster each node used to
+ * pass every piece of news once to every connection: about 13 copies in and 13 out per
+ * node for one crash at 300 nodes (with the voting nodes connected to every member),
+ * every node woken for each (issue 18). Where hubs exist (the voting nodes hold a
+ * connection to every member), a node passes on what it heard to its hubs alone, and
+ * nothing when a hub told it (that hub told every member); a hub, and a node telling
+ * its own finding (own), still tell every connection. A node with no hub floods as
+ * before. */
+static void put_news(cl_transport *t, const void *data, uint32_t len, const cl_peer *about, const cl_peer *from,
+                     int own) {
+  int to_hubs = 0;
+  if (!own && !t->reach_all && t->large) {
+    if (from && from->conn && conn_hub(from->conn)) return;
+    to_hubs = hub_other_than(t, about);
+  }
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->state == C_UP && c->peer && c->peer->conn == c && c->peer != about && c->peer != from &&
+        (!to_hubs || c->peer_reach)) {
+      conn_put(c, CL_T_DOWN, 0, data, len);
+      t->st.downs_sent++;
+    }
+}
+
+/* p is down (reason): report it; announce: tell the others (put_news) what we found
+ * (ANN_OWN) or heard (ANN_NEWS, from whom if we know) */
+enum { ANN_NONE, ANN_OWN, ANN_NEWS };
 static void member_down(cl_peer *p, const char *reason, int announce, const cl_peer *from, uint64_t inc,
                         uint32_t ver) {
   cl_transport *t = p->t;
@@ -717,7 +758,7 @@ static void member_down(cl_peer *p, const char *reason, int announce, const cl_p
   if (announce) {
     uint8_t buf[CL_MW_DOWN_HEAD + CL_MW_STR_MAX];
     size_t n = down_frame(buf, p, inc, ver, reason_code(reason));
-    put_to_members(t, CL_T_DOWN, buf, (uint32_t)n, p, from);
+    put_news(t, buf, (uint32_t)n, p, from, announce == ANN_OWN);
   }
   if (t->cb.peer_down) t->cb.peer_down(t->cb.ud, p->nn.full, reason);
 }
@@ -755,7 +796,7 @@ static void check_settle(cl_peer *p, int verdict) {
   if (!p->alive || p->conn || t->leaving || t->closing) return;
   t->st.closes_down++;
   cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s closed its connection and does not answer: down", p->nn.full);
-  member_down(p, "closed", t->large, NULL, p->incarnation, p->ver);
+  member_down(p, "closed", t->large ? ANN_OWN : ANN_NONE, NULL, p->incarnation, p->ver);
   watch_recompute(t);
 }
 
@@ -764,7 +805,9 @@ static void doubt_settle(cl_peer *p) {
   cl_transport *t = p->t;
   if (!p->doubted || p->conn || !p->alive || t->leaving || t->closing) return;
   p->doubted = 0;
-  member_down(p, down_reasons[p->doubt_rc], t->large, NULL, p->doubt_inc, p->doubt_ver);
+  /* a hub's DOWN reached every member from the hub itself: nothing to pass on */
+  member_down(p, down_reasons[p->doubt_rc], t->large && (!p->doubt_hub || t->reach_all) ? ANN_NEWS : ANN_NONE,
+              NULL, p->doubt_inc, p->doubt_ver);
   watch_recompute(t);
 }
 
@@ -789,6 +832,55 @@ static void send_members(cl_conn *c) {
   }
   if (b.len) conn_put(c, CL_T_MEMBERS, 0, b.p, (uint32_t)b.len);
   cl_tbuf_free(&b);
+}
+
+/* A digest of the members up here but this node and `except` (the other end of a new
+ * connection): their number and the sum of a mix of (name, incarnation, version) each,
+ * so the order they are held in does not matter. Two ends whose digests match hold the
+ * same members up in the same lives and versions: neither needs the other's list. Each
+ * new connection sent the whole list both ways: at 300 nodes 20 KB each way to be sealed,
+ * opened and parsed entry by entry, and a new master, or a voting node that begins to
+ * reach every member, opens hundreds of connections at once (on_members was 4 % of a
+ * failover's samples; at 1,000 nodes a list is 70 KB; issue 18). */
+static void members_digest(const cl_transport *t, const cl_peer *except, uint32_t *n, uint64_t *sum) {
+  uint32_t k = 0;
+  uint64_t s = 0;
+  for (const cl_peer *q = t->peers; q; q = q->next) {
+    if (!q->alive || q == except) continue;
+    uint64_t z = q->ring ^ (q->incarnation * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)q->ver << 17);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull; /* splitmix64's finalizer */
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    s += z ^ (z >> 31);
+    k++;
+  }
+  *n = k;
+  *sum = s;
+}
+
+#define CL_DIGEST_LEN 12
+
+static void send_digest(cl_conn *c) {
+  uint32_t n;
+  uint64_t sum;
+  uint8_t b[CL_DIGEST_LEN];
+  members_digest(c->t, c->peer, &n, &sum);
+  cl_put_be32(b, n);
+  cl_put_be64(b + 4, sum);
+  conn_put(c, CL_T_DIGEST, 0, b, sizeof b);
+}
+
+/* the peer's digest: our list if ours differs (the peer sends its own likewise) */
+static void on_digest(cl_conn *c, const cl_frame *f) {
+  if (f->len != CL_DIGEST_LEN) return;
+  uint32_t n;
+  uint64_t sum;
+  members_digest(c->t, c->peer, &n, &sum);
+  if (n == cl_get_be32(f->data) && sum == cl_get_be64(f->data + 4)) {
+    c->t->st.lists_skipped++;
+    return;
+  }
+  c->t->st.lists_sent++;
+  send_members(c);
 }
 
 /* One member's entry to every connection but except's and its own. */
@@ -877,6 +969,20 @@ static void conn_down(cl_conn *c, const char *reason) {
      * duplicate of a simultaneous dial dropped, a dialer's handshake timeout after the
      * acceptor installed the connection, a watcher's timeout of a node only slow; which
      * of them dominated there was not measured. */
+    if (!strcmp(reason, "closed") && t->large && !t->no_announce && !p->blocked && p->alive &&
+        !t->reach_all && !limbo_ours(p) && hub_other_than(t, p)) {
+      /* Not one of p's watchers, and hubs are here: they hold a connection to p and
+       * check its close themselves (as its watchers do), then tell every member. A
+       * check from every node that held a connection to p (all of them, for a master)
+       * was a dial each, and each finding passed on: at 300 nodes, the larger part of
+       * what a master's crash cost the machine while a new master was being elected
+       * (issue 18). p stays up here until their DOWN comes. */
+      t->st.closes_to_watchers++;
+      doubt_settle(p);
+      watch_peer(t, p);
+      peer_schedule(p, 1);
+      return;
+    }
     if (!strcmp(reason, "closed") && t->large && !t->no_announce && !p->blocked && p->alive) {
       p->checking = 1;
       p->limbo = 1;
@@ -887,7 +993,7 @@ static void conn_down(cl_conn *c, const char *reason) {
       peer_dial(p);
       return;
     }
-    member_down(p, reason, t->large && !t->no_announce, NULL, p->incarnation, p->ver);
+    member_down(p, reason, t->large && !t->no_announce ? ANN_OWN : ANN_NONE, NULL, p->incarnation, p->ver);
   } else if (!strcmp(reason, "idle")) {
     doubt_settle(p);
   }
@@ -1147,11 +1253,13 @@ static int ring_of(cl_transport *t, ring_view *r, int members) {
 static int ring_get(cl_transport *t, ring_view *r) { return ring_of(t, r, 0); }
 
 /* One peer's part of the watched set: dial a successor we need and hold no connection
- * to, ask a newly watched peer for beats, tell one no longer watched to stop. */
+ * to (or any member, under reach_all), ask a newly watched peer for beats, tell one no
+ * longer watched to stop. */
 static void watch_apply(cl_transport *t, cl_peer *q, uint64_t now, uint32_t beat) {
   q->need = t->large && q->sel;
   if (!conn_live(q)) {
-    if (q->need && !q->dial && !q->resolving && !uv_is_active((uv_handle_t *)&q->timer)) peer_dial(q);
+    int dial = q->need || (t->large && t->reach_all && q->alive && !q->blocked && !q->forgetting && !q->left);
+    if (dial && !q->dial && !q->resolving && !uv_is_active((uv_handle_t *)&q->timer)) peer_dial(q);
     return;
   }
   int want = q->pinned || q->sel;
@@ -1399,6 +1507,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (conn_live(b) && !b->conn->close_after_flush) {
     if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + fresh_ms(t)) {
       b->doubted = 1;
+      b->doubt_hub = conn_hub(c);
       b->doubt_rc = rc;
       b->doubt_inc = inc;
       b->doubt_ver = ver;
@@ -1417,6 +1526,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
      * down here once the IDLE is flushed (or after 1 s): the DOWN waits as a doubt that
      * the close settles (doubt_settle), as when a connection closes idle. */
     b->doubted = 1;
+    b->doubt_hub = conn_hub(c);
     b->doubt_rc = rc;
     b->doubt_inc = inc;
     b->doubt_ver = ver;
@@ -1433,7 +1543,7 @@ static void on_down(cl_conn *c, const cl_frame *f) {
     t->sweep_due = 1;
   }
   cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s reports %s down (%s)", c->peer->nn.full, b->nn.full, reason);
-  member_down(b, reason, t->large, c->peer, inc, ver);
+  member_down(b, reason, t->large ? ANN_NEWS : ANN_NONE, c->peer, inc, ver);
   watch_peer(t, b); /* most copies of a DOWN find b down already: nothing moved */
 }
 
@@ -1467,7 +1577,7 @@ static void on_members(cl_conn *c, const cl_frame *f) {
     if (!q || q->blocked || q->forgetting) continue;
     if (q->alive) {
       if (e.inc > q->incarnation && !conn_live(q)) {
-        member_down(q, "closed", 0, NULL, q->incarnation, q->ver); /* restarted: that life is over */
+        member_down(q, "closed", ANN_NONE, NULL, q->incarnation, q->ver); /* restarted: that life is over */
       } else {
         if (e.inc == q->incarnation && e.ver > q->ver) {
           q->ver = e.ver; /* a refutation: pass it on to those that may hold it down */
@@ -1576,7 +1686,8 @@ static void conn_authenticated(cl_conn *c) {
   check_settle(p, CHECK_ALIVE);
   uv_timer_stop(&p->timer);
   /* a member up through others (a large cluster) that restarted meanwhile: that life is over */
-  if (p->alive && hs->peer_incarnation > p->incarnation) member_down(p, "closed", t->large, NULL, p->incarnation, p->ver);
+  if (p->alive && hs->peer_incarnation > p->incarnation)
+    member_down(p, "closed", t->large ? ANN_OWN : ANN_NONE, NULL, p->incarnation, p->ver);
   int was_alive = p->alive;
   if (hs->peer_incarnation != p->incarnation) p->ver = 0;
   p->conn = c;
@@ -1613,7 +1724,21 @@ static void conn_authenticated(cl_conn *c) {
   send_ping(c);
   /* the ring lost this key while the handshake ran */
   if (key_index(t, c->ra.key.id) < 0) reauth_start(c);
-  send_members(c);
+  /* A peer we did not hold up (a newcomer, a restart, a return) gets the whole list at
+   * once: it learns the cluster from it, and decides from its size whether the cluster
+   * is large before anything else comes (a one-entry announcement first would have it
+   * dial as in a mesh). One we held up already gets a digest, and the list only if the
+   * views differ (on_digest). */
+  if (was_alive) {
+    send_digest(c);
+  } else {
+    t->st.lists_sent++;
+    send_members(c);
+  }
+  if (t->reach_all) {
+    uint8_t on = 1;
+    conn_put(c, CL_T_REACH, 0, &on, 1);
+  }
   /* it was declared down in this life (a large cluster): tell it, so it refutes */
   if (t->large && p->down_known && p->down_inc == p->incarnation && !was_alive) {
     uint8_t buf[CL_MW_DOWN_HEAD + CL_MW_STR_MAX];
@@ -1784,6 +1909,12 @@ static int on_session_frame(void *ud, const cl_frame *f) {
   case CL_T_MEMBERS:
     on_members(c, f);
     break;
+  case CL_T_REACH:
+    if (f->len == 1) c->peer_reach = f->data[0] != 0;
+    break;
+  case CL_T_DIGEST:
+    on_digest(c, f);
+    break;
   case CL_T_IDLE:
     cl_log(CL_LOG_DEBUG, SUBSYS(t), NULL, "%s closes its idle connection", c->peer->nn.full);
     conn_down(c, "idle");
@@ -1946,7 +2077,7 @@ static void on_connect(uv_connect_t *req, int status) {
     } else if (t->large && p->alive && !p->conn && status == UV_ECONNREFUSED) {
       /* nothing listens where a member up lives: in a large cluster, where others may
        * hold no connection to it, that is news for them */
-      member_down(p, "closed", 1, NULL, p->incarnation, p->ver);
+      member_down(p, "closed", ANN_OWN, NULL, p->incarnation, p->ver);
       watch_peer(t, p);
     }
     peer_schedule(p, 0);
@@ -2295,7 +2426,7 @@ static void idle_close(cl_transport *t, uint64_t now) {
   for (cl_conn *c = t->conns; c; c = c->next) {
     cl_peer *p = c->peer;
     if (!p || p->conn != c || !conn_live(p) || !c->outgoing || c->close_after_flush || p->wanted || p->pinned ||
-        p->need)
+        p->need || t->reach_all || c->peer_reach)
       continue;
     if (c->det.watching || c->det.beating || now - p->last_data_ms < t->cfg.idle_close_ms) continue;
     if (cl_writer_queued(&c->w) || c->dq_head) continue;
@@ -2406,7 +2537,7 @@ static void limbo_expire(cl_transport *t, uint64_t now) {
     cl_log(CL_LOG_INFO, SUBSYS(t), NULL, "%s closed its connection and was not back within %llu ms: down",
            p->nn.full, (unsigned long long)limbo_bound(t));
     t->st.closes_down++;
-    member_down(p, "timeout", t->large, NULL, p->incarnation, p->ver);
+    member_down(p, "timeout", t->large ? ANN_OWN : ANN_NONE, NULL, p->incarnation, p->ver);
     changed = 1;
   }
   t->limbo_maybe = left;
@@ -2783,6 +2914,23 @@ int cl_transport_pin(cl_transport *t, const char *const *names, size_t n) {
   return 0;
 }
 
+/* A voting node of a large cluster holds a connection to every member, so that if it
+ * becomes master its requests for joins and its first publication go out at once: a
+ * new master that first dialled every member (a handshake and a member list each way,
+ * 298 of them at 300 nodes) took them on the CPU a failover has least of, and its own
+ * election's messages waited behind them (issue 18). These connections carry no
+ * heartbeats (nothing watches through them) and are not closed as idle while this
+ * holds; once it no longer does, those this node opened close as any idle one. */
+void cl_transport_reach_all(cl_transport *t, int on) {
+  on = !!on;
+  if (t->reach_all == on) return;
+  t->reach_all = on;
+  uint8_t b = (uint8_t)on;
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->state == C_UP && c->peer && c->peer->conn == c) conn_put(c, CL_T_REACH, 0, &b, 1);
+  if (on && t->large && !t->closing && !t->leaving) watch_recompute(t); /* dials the members not connected */
+}
+
 int cl_transport_unwant(cl_transport *t, const char *name) {
   cl_peer *p = find_peer(t, name);
   if (!p) {
@@ -2812,7 +2960,7 @@ int cl_transport_disconnect(cl_transport *t, const char *name) {
   }
   t->no_announce = 1; /* this node's own decision, not news about the peer */
   if (p->conn) conn_down(p->conn, "closed");
-  else member_down(p, "closed", 0, NULL, p->incarnation, p->ver);
+  else member_down(p, "closed", ANN_NONE, NULL, p->incarnation, p->ver);
   t->no_announce = 0;
   watch_recompute(t); /* the ring moved, and the cluster may be a mesh again */
   return 0;

@@ -187,6 +187,11 @@ int cl_transport_unwant(cl_transport *, const char *name);
  * blocked. 0, CL_EINVAL (a malformed name, too many: nothing changed), CL_ENOBUFS. */
 #define CL_PIN_MAX 64
 int cl_transport_pin(cl_transport *, const char *const *names, size_t n);
+/* on: in a large cluster, hold a connection to every member (dial those not connected,
+ * close none as idle), without watching them; off: back to what detection needs, the
+ * connections this node opened closing once idle. The node sets it on a voting node
+ * that may lead (design.md §4). */
+void cl_transport_reach_all(cl_transport *, int on);
 /* Drop the connection to name (both sides report "closed") and neither dial it nor
  * accept its connections until cl_transport_want(name): no flap back through the
  * peer's own re-dial or the mesh. */
@@ -279,8 +284,13 @@ typedef struct {
    * re-dial found: the member answered (no node_down), its host refused (node_down), or
    * neither within the connect deadline (no node_down: left to the failure detector);
    * and of those answered or unknown, the ones whose verdict this node left to the
-   * member's watchers (it does not watch the member, so it runs no limbo bound) */
+   * member's watchers (it does not watch the member, so it runs no limbo bound), or
+   * left to them and the hubs at once, unchecked (cl_transport_reach_all) */
   uint64_t closes_checked, closes_alive, closes_down, closes_unknown, closes_to_watchers;
+  uint64_t downs_sent; /* DOWN frames put on connections (our findings and news passed on) */
+  /* on connecting, member lists sent whole (the digests differed), and not sent (they
+   * matched: both ends held the same members up) */
+  uint64_t lists_sent, lists_skipped;
   uint64_t failed_redials; /* large cluster: failed members dialled to see (one per interval) */
   uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;

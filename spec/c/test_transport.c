@@ -421,8 +421,8 @@ static int t_frame_decoder(void) {
   cl_frame_decoder_init(&d, CL_FD_HANDSHAKE, 1, 100);
   d.expect_version = CL_PROTO_VERSION;
   cl_preamble_put(pre, CL_PROTO_VERSION - 1);
-  CHECK(CL_PROTO_VERSION == 5 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
-            strstr(d.reason, "unsupported protocol version 4 (this node speaks 5)"),
+  CHECK(CL_PROTO_VERSION == 6 && cl_frame_decoder_feed(&d, pre, 8, NULL, collect, &s) < 0 && d.bad_version &&
+            strstr(d.reason, "unsupported protocol version 5 (this node speaks 6)"),
         "previous version: %s", d.reason);
   cl_frame_decoder_free(&d);
   cl_tbuf_free(&b);
@@ -1668,6 +1668,107 @@ static int lg_watches(int w, int x, size_t k) {
   return 0;
 }
 
+/* Hubs (cl_transport_reach_all, which the node sets on a voting node that may lead): a
+ * hub dials every member (each end holds the other up and the same members: digests
+ * match, no list is sent) and keeps those connections past idle_close_ms while a
+ * non-hub's on-demand connection closes idle. When a member that is not a hub is
+ * killed, every node reports it down ("closed"); a non-hub that does not watch it runs
+ * no check of its own (it leaves the close to the hubs and the member's watchers), and
+ * passes the DOWN on to the hubs at most (nothing when a hub told it). The same kill
+ * without hubs, first, is the control: there such a node checks and floods. */
+static int lg_hubs_full(void *ud) {
+  (void)ud;
+  return cl_transport_connected_count(lg[1].t) == LG_N - 1 && cl_transport_connected_count(lg[2].t) == LG_N - 1;
+}
+static int lg_hubs_lack(void *ud) {
+  (void)ud;
+  return cl_transport_connected_count(lg[1].t) < LG_N - 1 && cl_transport_connected_count(lg[2].t) < LG_N - 1;
+}
+static int t_large_hubs(void) {
+  int flooded = 0; /* control round: a non-hub non-watcher sent more DOWNs than there are hubs */
+  for (int round = 0; round < 2; round++) {
+    int hubs = round == 1;
+    opts o = lg_opts(300);
+    CHECK(lg_start(hubs ? "h" : "n", &o, NULL) == 0, "start");
+    int members = run_until(lg_members, NULL, 8000);
+    int full = 1, kept = 1, idled = 1;
+    int digests = 1;
+    if (hubs) {
+      /* the hubs' new connections are to members both ends hold up, with the same views:
+       * digests pass, no member list is sent either way */
+      uint64_t sent0 = 0, skip0 = 0;
+      for (int i = 0; i < LG_N; i++) sent0 += STAT(&lg[i], lists_sent), skip0 += STAT(&lg[i], lists_skipped);
+      /* formation's extra connections close idle first: the hubs dial what they lack */
+      int settled = run_until(lg_hubs_lack, NULL, 5000);
+      cl_transport_reach_all(lg[1].t, 1);
+      cl_transport_reach_all(lg[2].t, 1);
+      full = run_until(lg_hubs_full, NULL, 5000) && lg_markers(1);
+      uint64_t sent1 = 0, skip1 = 0;
+      for (int i = 0; i < LG_N; i++) sent1 += STAT(&lg[i], lists_sent), skip1 += STAT(&lg[i], lists_skipped);
+      digests = settled && sent1 == sent0 && skip1 > skip0;
+      printf("# hubs dialled every member: member lists sent %llu, digests matched %llu\n",
+             (unsigned long long)(sent1 - sent0), (unsigned long long)(skip1 - skip0));
+      uint64_t hub_idle0 = STAT(&lg[1], idle_closed) + STAT(&lg[2], idle_closed);
+      /* a non-hub opens a connection on demand to a member it holds none with, and it
+       * closes idle: the idle close ran, and left the hubs' connections alone */
+      lg_pair pr = {-1, -1};
+      for (int a = 3; a < LG_N && pr.from < 0; a++)
+        for (int b = 3; b < LG_N && pr.from < 0; b++)
+          if (a != b && !is_connected(&lg[a], lg[b].name) && !is_connected(&lg[b], lg[a].name)) pr.from = a, pr.to = b;
+      idled = 0;
+      if (pr.from >= 0) {
+        uint64_t seq = 0, idle0 = STAT(&lg[pr.from], idle_closed);
+        idled = cl_transport_send(lg[pr.from].t, lg[pr.to].name, 1, &seq, sizeof seq) == 0 &&
+                run_until(lg_got_msg, &lg[pr.to], 3000) &&
+                WAIT_STAT(&lg[pr.from], idle_closed, idle0 + 1, 3000) && run_until(lg_closed_idle, &pr, 3000);
+      }
+      kept = cl_transport_connected_count(lg[1].t) == LG_N - 1 && cl_transport_connected_count(lg[2].t) == LG_N - 1 &&
+             STAT(&lg[1], idle_closed) + STAT(&lg[2], idle_closed) == hub_idle0;
+    }
+    int k = 7;
+    uint64_t sent0[LG_N], checked0[LG_N];
+    for (int i = 0; i < LG_N; i++) {
+      lg[i].downs = 0, lg[i].n_down_names = 0;
+      sent0[i] = STAT(&lg[i], downs_sent);
+      checked0[i] = STAT(&lg[i], closes_checked);
+    }
+    node_stop(&lg[k]);
+    lg_down dk = {k, "closed", NULL};
+    int all = run_until(lg_all_down, &dk, 3000) && lg_reasons_ok(&dk);
+    int marked = lg_markers(3); /* whatever the DOWN set going has arrived */
+    int bad = -1, hub_checks = 0;
+    uint64_t bad_sent = 0;
+    for (int i = 0; i < LG_N; i++) {
+      if (i == k) continue;
+      uint64_t sent = STAT(&lg[i], downs_sent) - sent0[i], checked = STAT(&lg[i], closes_checked) - checked0[i];
+      int watcher = lg_watches(i, k, o.watchers);
+      if (hubs && (i == 1 || i == 2)) {
+        hub_checks += checked >= 1;
+        continue;
+      }
+      if (watcher) continue;
+      if (!hubs && (checked >= 1 || sent > 2)) flooded = 1;
+      if (hubs && (checked || sent > 2) && bad < 0) bad = i, bad_sent = sent;
+    }
+    printf("# %s: kill -9 of g7: down on all %d; hub checks %d; a non-watcher that checked or sent more than 2 DOWNs: "
+           "%s%d (%llu sent)\n",
+           hubs ? "hubs g1, g2" : "no hubs", all, hub_checks, bad < 0 ? "none " : "g", bad,
+           (unsigned long long)bad_sent);
+    for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+    CHECK(members, "formed");
+    CHECK(full, "hubs hold a connection to every member");
+    CHECK(digests, "new connections between members with the same views sent lists or matched no digest");
+    CHECK(idled && kept, "an on-demand connection closed idle (%d) and the hubs kept theirs (%d)", idled, kept);
+    CHECK(all && marked, "the killed member down on all, reason closed (%d); markers %d", all, marked);
+    if (hubs) {
+      CHECK(hub_checks == 2, "each hub checked the close itself (%d)", hub_checks);
+      CHECK(bad < 0, "g%d (no hub, no watcher) checked or passed on %llu DOWNs", bad, (unsigned long long)bad_sent);
+    }
+  }
+  CHECK(flooded, "without hubs no non-watcher checked or passed the DOWN on widely: the control shows nothing");
+  return 0;
+}
+
 /* A large cluster: a node whose connection to a member closes without IDLE, whose
  * check finds the member there, and who then cannot complete a handshake with it (here
  * the member disconnected it, so it refuses its dials), does not watch that member: it
@@ -2380,9 +2481,9 @@ static int t_handshake_keyring(void) {
   cl_hs_free(&a);
   /* a dialer of the previous version is refused with both versions named */
   hs_ring(&dc, "a@127.0.0.1:1", d_keys, 2);
-  dc.version = 4;
+  dc.version = CL_PROTO_VERSION - 1;
   hs_pair(&dc, &ac, "b@127.0.0.1:2", &rd, &ra, &d, &a);
-  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 4") && strstr(a.reason, "speaks 5"),
+  CHECK(ra == CL_HS_FAILED && a.fail == CL_HSF_VERSION && strstr(a.reason, "version 5") && strstr(a.reason, "speaks 6"),
         "old version: %.300s", a.reason);
   cl_hs_free(&d);
   cl_hs_free(&a);
@@ -3117,6 +3218,9 @@ int main(void) {
            t_hung_member);
   run_case("transport: a large cluster: a connection closed on purpose is checked, not reported down; a crash is",
            t_large_close_checked);
+  run_case("transport: a large cluster with hubs: they reach every member and keep it; a crash is checked by hubs "
+           "and watchers only, and passed on to the hubs only",
+           t_large_hubs);
   run_case("transport: a large cluster: a node that does not watch a member leaves a closed link's verdict to its "
            "watchers: no node_down past limbo's bound",
            t_large_limbo_watchers);

@@ -22,8 +22,10 @@ assert(N and N >= 8 and N == math.floor(N), "CL_SCALE_N: expected a whole number
 -- The documented constant (spec/README.md): the median number_of_connections per node
 -- at rest must stay below it whatever N. A node needs connections for detection (a few
 -- watched and watching peers), to the master and among the voting nodes
--- (election.max_voting_nodes, 5); messages and RPC open connections on demand and close
--- them when idle. 32 leaves room for all of that; a full mesh reaches it at 33 nodes.
+-- (election.max_voting_nodes, 5: each voting node holds one to every member, so that
+-- a new master needs no dial, and every node holds one to each of them); messages and
+-- RPC open connections on demand and close them when idle. 32 leaves room for all of
+-- that; a full mesh reaches it at 33 nodes.
 local MAX_CONNECTIONS = 32
 
 -- Bounds, in ms, from N and the defaults; SLOW = 3 under AddressSanitizer.
@@ -170,24 +172,28 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
     formed = true
   end)
 
-  case(("holds a median number_of_connections per node below %d at rest"):format(MAX_CONNECTIONS), function()
+  case(("holds a median number_of_connections per node below %d at rest, and the voting nodes one to every member"):format(MAX_CONNECTIONS), function()
     assert.is_true(formed, "the cluster did not form")
     local all = c:survivors()
-    local med, conns
-    -- on-demand connections close when idle: give them SETTLE_MS, asking every node
-    -- once a second
+    local med, conns, short_voters
+    -- on-demand connections close when idle, and the voting nodes dial what they lack:
+    -- give them SETTLE_MS, asking every node once a second
     local deadline = us() + SETTLE_MS * 1000
     repeat
       local answers = c:http_all(all, "/_cluster/health")
-      conns = {}
+      conns, short_voters = {}, {}
       for k = 1, #all do
         local h = answers[k]
         assert.is_table(h, c.short[all[k]] .. " did not answer /_cluster/health")
         assert.is_number(h.number_of_connections, "/_cluster/health has no number_of_connections")
         conns[#conns + 1] = h.number_of_connections
+        -- a voting node holds a connection to every member (design.md §4)
+        if voting[c.short[all[k]]] and h.number_of_connections < N - 1 then
+          short_voters[#short_voters + 1] = ("%s %d"):format(c.short[all[k]], h.number_of_connections)
+        end
       end
       med = median(conns)
-      if med < MAX_CONNECTIONS then break end
+      if med < MAX_CONNECTIONS and #short_voters == 0 then break end
       -- the pace of the rounds (one a second), not a wait for something: the loop's
       -- condition is the median itself, bounded by SETTLE_MS
       c:wait(function() return false end, 1000)
@@ -197,6 +203,8 @@ describe(("a cluster of " .. N .. " nodes with 3 seeds"), function()
       conns[#conns], MAX_CONNECTIONS)
     assert.truthy(med < MAX_CONNECTIONS, ("median number_of_connections %g at %d nodes, limit %d"):format(med, N,
       MAX_CONNECTIONS))
+    assert.truthy(#short_voters == 0, ("voting nodes without a connection to every one of the %d others: %s"):format(
+      N - 1, table.concat(short_voters, ", ")))
   end)
 
   case("kill -9 of a follower: every survivor's node_down hook", function()
