@@ -11,9 +11,12 @@ local N = tonumber(os.getenv "CONNS_N") or 16 -- CONNS_N=30 runs the same at 30 
 local WATCHERS, IDLE_MS = 2, 1000
 local TIMEOUT, AWARENESS_MAX = 400, 3
 -- what a node that is not the master, a voting node or the seed holds: the seed (every
--- node lists it), the master (its publications keep that connection busy), the
--- `watchers` peers it watches and about as many watching it, and one on demand at most
-local BOUND = 1 + 1 + 2 * WATCHERS + 1
+-- node lists it), the master (its publications keep that connection busy), the other
+-- voting nodes (each holds a connection to every member: design.md §5, "Hubs"; 4 with
+-- the default max_voting_nodes of 5), the `watchers` peers it watches and about as many
+-- watching it, and one on demand at most
+local VOTING = 5
+local BOUND = 1 + 1 + (VOTING - 1) + 2 * WATCHERS + 1
 local DELIVERY = 1500 -- the hook's line reaching this process on a shared machine
 
 local function esc(s) return (s:gsub("%p", "%%%0")) end
