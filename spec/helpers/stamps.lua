@@ -52,7 +52,7 @@ function R:read(i, fn)
   self.partial[i] = buf:sub(start)
 end
 
--- closes every file opened (the reader reads nothing after this)
+-- closes every file opened (a later read opens them again: call it when done)
 function R:close()
   for i, fd in pairs(self.fd) do
     uv.fs_close(fd)
