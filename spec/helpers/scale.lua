@@ -208,8 +208,9 @@ function M:wait(pred, timeout_ms)
 end
 
 -- One GET to every node of `list` at once over raw loopback TCP; returns answers[k] =
--- decoded JSON body of list[k] (nil when it did not answer with 200 within 3 s).
-function M:http_all(list, path)
+-- decoded JSON body of list[k] (nil when it did not answer with 200 within 3 s); with
+-- raw, the body as it came (for /metrics).
+function M:http_all(list, path, raw)
   local answers, pending = {}, #list
   for k, i in ipairs(list) do
     local tcp, timer = uv.new_tcp(), uv.new_timer()
@@ -221,7 +222,10 @@ function M:http_all(list, path)
       timer:close()
       if not tcp:is_closing() then tcp:close() end
       local resp = table.concat(chunks)
-      if ok and resp:match "^HTTP/1%.%d 200" then answers[k] = cjson.decode(resp:match "\r\n\r\n(.*)$" or "") end
+      if ok and resp:match "^HTTP/1%.%d 200" then
+        local body = resp:match "\r\n\r\n(.*)$" or ""
+        answers[k] = raw and body or cjson.decode(body)
+      end
       pending = pending - 1
     end
     timer:start(3000, 0, function() finish(false) end)
