@@ -157,7 +157,8 @@ typedef struct cl_el_input {
 typedef enum {
   CL_EL_FX_SEND = 1,  /* to, data/len */
   CL_EL_FX_PERSIST,   /* data/len: whole file contents (cl_el_persist_decode reads it);
-                         lazy: may be written later (RULE E14), see cl_el_effect */
+                         lazy: may be written later (RULE E14) and carries no bytes:
+                         cl_el_persisted gives them when written, see cl_el_effect */
   CL_EL_FX_EVENT,     /* event, names, term, version */
   CL_EL_FX_LOG,       /* level, msg */
   CL_EL_FX_COMPLETE,  /* req_id, code ("OK", "ENOQUORUM", ...), msg, version */
@@ -183,7 +184,9 @@ typedef struct cl_el_effect {
   /* PERSIST: 0, durable before any later effect (E6, E10); 1, this node's
    * acknowledgement does not count toward a commit (it is in neither configuration of
    * its accepted state: RULE E14), so the write may wait and be lost in a crash; a
-   * later PERSIST supersedes it (every PERSIST carries the whole file) */
+   * later PERSIST supersedes it (every PERSIST is the whole file). A lazy PERSIST has no
+   * data (len 0): the writer takes cl_el_persisted() when it writes, the state as it is
+   * then, so a burst of steps encodes the whole state once, not at every step */
   int lazy;
   cl_el_event_kind event;
   char new_master[CL_EL_NAME_MAX + 1], old_master[CL_EL_NAME_MAX + 1];
@@ -241,6 +244,9 @@ const char *cl_el_master_name(const cl_el *el); /* NULL: no master known */
 const cl_el_state *cl_el_committed(const cl_el *el); /* last applied (committed) state */
 const cl_el_state *cl_el_accepted(const cl_el *el);  /* last accepted (persisted) state */
 int cl_el_accepted_is_committed(const cl_el *el);
+/* The file a PERSIST would carry now (term, accepted state, commit flags), for a lazy
+ * PERSIST written later; *out is malloc'd. 0, or -1 when out of memory. */
+int cl_el_persisted(const cl_el *el, uint8_t **out, size_t *outlen);
 cl_el_health cl_el_get_health(const cl_el *el);
 uint32_t cl_el_quorum_size(const cl_el *el);
 int cl_el_has_quorum(const cl_el *el);          /* this node sees an elected master */

@@ -20,20 +20,10 @@ void cl_eldrv_init(cl_eldrv *d, cl_el *el, const cl_eldrv_io *io) {
   cl_el_effects_init(&d->fx);
 }
 
-/* RULE E14: keep the latest lazy state; written once lazy_deadline() is past */
+/* RULE E14: a lazy state waits; written once lazy_deadline() is past, as the core's
+ * state is then (cl_el_persisted): the state only moves on, and a state this node votes
+ * in is written durably at once (which supersedes the wait) */
 static void lazy_keep(cl_eldrv *d, const cl_el_effect *e, uint64_t now) {
-  if (d->lazy_cap < e->len) {
-    uint8_t *p = realloc(d->lazy, e->len);
-    if (!p) { /* no room to wait: write it now, as a durable one */
-      if (d->io->persist(d->io->ud, e->persist, e->data, e->len) != 0) d->stopped = 1;
-      d->lazy_pending = 0;
-      return;
-    }
-    d->lazy = p;
-    d->lazy_cap = e->len;
-  }
-  memcpy(d->lazy, e->data, e->len);
-  d->lazy_len = e->len;
   d->lazy_kind = e->persist;
   if (!d->lazy_pending) d->lazy_since = now;
   d->lazy_pending = 1;
@@ -51,15 +41,20 @@ static uint64_t lazy_deadline(const cl_eldrv *d) {
   return d->lazy_since + d->lazy_ms;
 }
 
-static int lazy_write(cl_eldrv *d) {
+static int lazy_write(cl_eldrv *d, uint64_t now) {
+  uint8_t *buf;
+  size_t len;
+  if (cl_el_persisted(d->el, &buf, &len) != 0) {
+    d->lazy_since = now; /* out of memory: it waits another lazy_ms */
+    return 0;
+  }
   d->lazy_pending = 0;
   d->lazy_count++;
-  if (d->io->persist_lazy && d->io->persist_lazy(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) == 0) return 0;
-  if (d->io->persist(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) != 0) {
-    d->stopped = 1;
-    return -1;
-  }
-  return 0;
+  int rc = 0;
+  if (!d->io->persist_lazy || d->io->persist_lazy(d->io->ud, d->lazy_kind, buf, len) != 0)
+    if (d->io->persist(d->io->ud, d->lazy_kind, buf, len) != 0) d->stopped = 1, rc = -1;
+  free(buf);
+  return rc;
 }
 
 uint64_t cl_eldrv_next_deadline(const cl_eldrv *d) {
@@ -69,8 +64,13 @@ uint64_t cl_eldrv_next_deadline(const cl_eldrv *d) {
 
 int cl_eldrv_flush(cl_eldrv *d) {
   if (d->stopped || !d->lazy_pending) return d->stopped ? -1 : 0;
+  uint8_t *buf;
+  size_t len;
+  if (cl_el_persisted(d->el, &buf, &len) != 0) return -1;
   d->lazy_pending = 0; /* now and durably: a clean stop waits for it */
-  if (d->io->persist(d->io->ud, d->lazy_kind, d->lazy, d->lazy_len) != 0) {
+  int rc = d->io->persist(d->io->ud, d->lazy_kind, buf, len);
+  free(buf);
+  if (rc != 0) {
     d->stopped = 1;
     return -1;
   }
@@ -131,7 +131,6 @@ static int perform(cl_eldrv *d, uint64_t now) {
     case CL_EL_FX_PERSIST:
       if (e->lazy) {
         lazy_keep(d, e, now);
-        if (d->stopped) return -1;
         break;
       }
       d->lazy_pending = 0; /* superseded: this one carries the whole file, newer */
@@ -181,7 +180,7 @@ int cl_eldrv_input(cl_eldrv *d, const cl_el_input *in) {
   /* after the step's sends: a lazy write that is due (RULE E14) */
   if (rc == 0 && d->lazy_pending) {
     uint64_t now = d->io->now_ms(d->io->ud);
-    if (now >= lazy_deadline(d)) rc = lazy_write(d);
+    if (now >= lazy_deadline(d)) rc = lazy_write(d, now);
   }
   if (rc == 0) d->io->rearm(d->io->ud, cl_eldrv_next_deadline(d));
   return rc;
@@ -194,8 +193,6 @@ void cl_eldrv_free(cl_eldrv *d) {
     free(p);
   }
   d->tail = NULL;
-  free(d->lazy);
-  d->lazy = NULL;
   d->lazy_pending = 0;
   cl_el_effects_free(&d->fx);
   cl_el_free(d->el);

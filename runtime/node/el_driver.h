@@ -11,11 +11,12 @@
  *    fired from inside send) is queued and stepped after the current step, so the
  *    effects of two inputs never interleave;
  *  - a lazy PERSIST (RULE E14: a node whose acknowledgement counts toward no commit) is
- *    not written in its step: the latest one waits and is written (durably, through the
- *    same io->persist) lazy_ms (1 s) after the change that made it wait, so at most once
- *    per lazy_ms and a burst of changes once, after the step's sends; a durable
- *    PERSIST supersedes a waiting one (each carries the whole file); a crash loses it,
- *    which is what E14 allows. cl_eldrv_flush writes it at a clean stop.
+ *    not written in its step and carries no bytes: lazy_ms (1 s) after the change that
+ *    made it wait, the core's state as it is then (cl_el_persisted) is written (durably,
+ *    through io->persist_lazy or io->persist), so at most once per lazy_ms and a burst of
+ *    changes once, encoded once, after the step's sends; a durable PERSIST supersedes a
+ *    waiting one (each is the whole file); a crash loses it, which is what E14 allows.
+ *    cl_eldrv_flush writes it at a clean stop.
  * Pure C: no I/O, no clock, no globals of its own. */
 #ifndef CL_EL_DRIVER_H
 #define CL_EL_DRIVER_H
@@ -52,8 +53,6 @@ typedef struct cl_eldrv {
   int in_step, stopped;
   cl_eldrv_pending *head, *tail;
   /* the lazy write waiting (RULE E14) */
-  uint8_t *lazy;
-  size_t lazy_len, lazy_cap;
   cl_el_persist_kind lazy_kind;
   int lazy_pending;
   uint64_t lazy_since; /* when the waiting lazy state began to wait */

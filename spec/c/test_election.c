@@ -61,13 +61,25 @@ static void effects(cluster *c, int i) {
   for (size_t k = 0; k < c->fx.n; k++) {
     cl_el_effect *e = &c->fx.v[k];
     if (e->kind == CL_EL_FX_PERSIST) {
+      uint8_t *lazy_bytes = NULL;
+      size_t lazy_len = 0;
+      if (e->lazy) {
+        /* a lazy PERSIST carries no bytes: the state as it is after the step, which is
+         * what the driver writes when it falls due */
+        if (e->len != 0 || cl_el_persisted(t->el, &lazy_bytes, &lazy_len) != 0) {
+          fprintf(stderr, "a lazy PERSIST carries bytes, or its state cannot be encoded\n");
+          abort();
+        }
+      }
+      const uint8_t *bytes = e->lazy ? lazy_bytes : e->data;
+      size_t nbytes = e->lazy ? lazy_len : e->len;
       if (e->lazy && c->check_lazy) {
         t->lazy_writes++;
         uint64_t term;
         int committed;
         cl_el_state st;
         cl_el_state_init(&st);
-        if (cl_el_persist_decode(e->data, e->len, &term, &st, &committed, NULL, 0) == 0 &&
+        if (cl_el_persist_decode(bytes, nbytes, &term, &st, &committed, NULL, 0) == 0 &&
             (cl_vc_has(&st.committed_config, t->id) || cl_vc_has(&st.accepted_config, t->id)))
           t->lazy_voter = 1;
         cl_el_state_clear(&st);
@@ -75,9 +87,10 @@ static void effects(cluster *c, int i) {
         t->durable_writes++;
       }
       free(t->disk);
-      t->disk = malloc(e->len);
-      memcpy(t->disk, e->data, e->len);
-      t->disk_len = e->len;
+      t->disk = malloc(nbytes);
+      memcpy(t->disk, bytes, nbytes);
+      t->disk_len = nbytes;
+      free(lazy_bytes);
     } else if (e->kind == CL_EL_FX_SEND) {
       if (cl_el_msg_type(e->data, e->len) == CL_M_PREVOTE_REQ) t->prevotes_sent++;
       if (cl_el_msg_type(e->data, e->len) == CL_M_HB) t->hbs_sent++;
