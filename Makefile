@@ -62,16 +62,18 @@ test-c: $(C_TESTS)
 test-lua: all
 	@sh tools/run-tests.sh --lua-only $(BUILD)/clusterlua
 
-# The same suite with AddressSanitizer and UndefinedBehaviorSanitizer, in its own tree.
+# The same suite with AddressSanitizer and UndefinedBehaviorSanitizer, in its own tree;
+# CL_CHECK_CACHES also checks each cached sum against a fresh one (aborting on a
+# difference), so the whole suite tests the caches.
 test-asan: $(BUILD)/.deps
 	$(MAKE) BUILD=build-asan CC=clang \
-	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -DCL_CHECK_CACHES" \
 	  LDFLAGS="-fsanitize=address,undefined" all
 	@touch build-asan/.deps
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  LSAN_OPTIONS=suppressions=$(CURDIR)/tools/lsan.supp \
 	  $(MAKE) BUILD=build-asan CC=clang \
-	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+	  CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined -DCL_CHECK_CACHES" \
 	  LDFLAGS="-fsanitize=address,undefined" test
 
 # No circle between the object files of runtime/ and no hand-written declaration of

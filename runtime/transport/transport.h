@@ -81,6 +81,8 @@ typedef struct {
   uint32_t redial_failed_ms; /* default 10000: above full_mesh_max, each interval this node
                                 dials one failed member, picked at random (Serf's
                                 reconnect_interval, one node per node per interval) */
+  uint32_t reach_dials_per_tick; /* default 32: a voting node that begins to reach every
+                                member (cl_transport_reach_all) dials this many a tick */
   uint32_t max_learned_peers; /* default 10000: peers learned through the mesh (a bound
                                  even an authenticated peer cannot push past); the node
                                  sets it to election.max_nodes */
@@ -292,6 +294,7 @@ typedef struct {
    * matched: both ends held the same members up) */
   uint64_t lists_sent, lists_skipped;
   uint64_t failed_redials; /* large cluster: failed members dialled to see (one per interval) */
+  uint64_t reach_dials;    /* members dialled to reach every member (cl_transport_reach_all) */
   uint64_t members; /* members up now, this node excluded (not a counter) */
 } cl_transport_stats;
 void cl_transport_stats_get(const cl_transport *, cl_transport_stats *);

@@ -131,6 +131,7 @@ typedef struct {
   int encrypt, mesh, data;
   uint32_t max_frame, send_queue_max, timeout_ms, heartbeat_ms, reconnect_timeout_ms, handshake_timeout_ms;
   uint32_t watchers, full_mesh_max, idle_close_ms, redial_failed_ms, large_timeout_ms, large_heartbeat_ms;
+  uint32_t reach_per_tick;
 } opts;
 
 static int node_start(tnode *n, const char *short_name, int port, const opts *o) {
@@ -154,6 +155,7 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->handshake_timeout_ms) c.handshake_timeout_ms = o->handshake_timeout_ms;
   c.data_conns = o ? o->data : 0;
   if (o && o->watchers) c.watchers = o->watchers;
+  if (o && o->reach_per_tick) c.reach_dials_per_tick = o->reach_per_tick;
   if (o && o->full_mesh_max) c.full_mesh_max = o->full_mesh_max;
   if (o && o->idle_close_ms) c.idle_close_ms = o->idle_close_ms;
   if (o && o->redial_failed_ms) c.redial_failed_ms = o->redial_failed_ms;
@@ -1689,10 +1691,11 @@ static int t_large_hubs(void) {
   for (int round = 0; round < 2; round++) {
     int hubs = round == 1;
     opts o = lg_opts(300);
+    o.reach_per_tick = 2; /* fewer than a hub lacks: its dials are spread over ticks */
     CHECK(lg_start(hubs ? "h" : "n", &o, NULL) == 0, "start");
     int members = run_until(lg_members, NULL, 8000);
     int full = 1, kept = 1, idled = 1;
-    int digests = 1;
+    int digests = 1, paced = 1;
     if (hubs) {
       /* the hubs' new connections are to members both ends hold up, with the same views:
        * digests pass, no member list is sent either way */
@@ -1700,9 +1703,19 @@ static int t_large_hubs(void) {
       for (int i = 0; i < LG_N; i++) sent0 += STAT(&lg[i], lists_sent), skip0 += STAT(&lg[i], lists_skipped);
       /* formation's extra connections close idle first: the hubs dial what they lack */
       int settled = run_until(lg_hubs_lack, NULL, 5000);
+      /* a hub that begins to reach every member dials reach_per_tick of them at once,
+       * the rest on the next ticks */
+      size_t lack = LG_N - 1 - cl_transport_connected_count(lg[1].t);
+      uint64_t r0 = STAT(&lg[1], reach_dials);
       cl_transport_reach_all(lg[1].t, 1);
+      uint64_t r1 = STAT(&lg[1], reach_dials);
       cl_transport_reach_all(lg[2].t, 1);
       full = run_until(lg_hubs_full, NULL, 5000) && lg_markers(1);
+      /* more than a tick's worth in all: the later ones came on later ticks (a member may
+       * also come up by its own dial meanwhile, so not necessarily one per member lacking) */
+      paced = lack > o.reach_per_tick && r1 - r0 == o.reach_per_tick && STAT(&lg[1], reach_dials) - r0 > o.reach_per_tick;
+      printf("# a hub lacking %zu members dialled %llu at once, %llu in all (%u a tick)\n", lack,
+             (unsigned long long)(r1 - r0), (unsigned long long)(STAT(&lg[1], reach_dials) - r0), o.reach_per_tick);
       uint64_t sent1 = 0, skip1 = 0;
       for (int i = 0; i < LG_N; i++) sent1 += STAT(&lg[i], lists_sent), skip1 += STAT(&lg[i], lists_skipped);
       digests = settled && sent1 == sent0 && skip1 > skip0;
@@ -1757,6 +1770,7 @@ static int t_large_hubs(void) {
     for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
     CHECK(members, "formed");
     CHECK(full, "hubs hold a connection to every member");
+    CHECK(paced, "a hub's dials to reach every member were not spread over ticks");
     CHECK(digests, "new connections between members with the same views sent lists or matched no digest");
     CHECK(idled && kept, "an on-demand connection closed idle (%d) and the hubs kept theirs (%d)", idled, kept);
     CHECK(all && marked, "the killed member down on all, reason closed (%d); markers %d", all, marked);
