@@ -1235,24 +1235,18 @@ static void gen_cluster_id(cl_el *el, char *out) {
   snprintf(out, CL_EL_CLUSTER_ID_MAX + 1, "%016llx%016llx", (unsigned long long)a, (unsigned long long)b);
 }
 
-/* b_committed: b's committed configuration as it stands (eff_committed). Once b is
- * committed, a next state whose committed configuration is b's accepted one differs
- * from b in a field only: every node that has the commit holds it already, and one that
- * missed it learns it from the next heartbeat (CL_M_HB carries the committed version).
- * Publishing it cost every follower of a large cluster a publication, an ack and a
- * commit more after each failover (a second publication right behind the first). */
-static int same_content(const cl_el_state *a, const cl_el_state *b, const cl_el_vconfig *b_committed) {
+static int same_content(const cl_el_state *a, const cl_el_state *b) {
   if (strcmp(a->master_id, b->master_id) || strcmp(a->cluster_id, b->cluster_id) || a->term != b->term) return 0;
   if (a->n_nodes != b->n_nodes || !cl_node_lists_eq(a->nodes, b->nodes, a->n_nodes)) return 0;
-  if (!cl_vc_eq(&a->committed_config, b_committed) || !cl_vc_eq(&a->accepted_config, &b->accepted_config))
+  if (!cl_vc_eq(&a->committed_config, &b->committed_config) || !cl_vc_eq(&a->accepted_config, &b->accepted_config))
     return 0;
   if (a->n_excl != b->n_excl || memcmp(a->excl, b->excl, a->n_excl * sizeof a->excl[0])) return 0;
   return a->meta_version == b->meta_version;
 }
 
-static int only_nodes_differ(const cl_el_state *a, const cl_el_state *b, const cl_el_vconfig *b_committed) {
+static int only_nodes_differ(const cl_el_state *a, const cl_el_state *b) {
   return !strcmp(a->master_id, b->master_id) && !strcmp(a->cluster_id, b->cluster_id) && a->term == b->term &&
-         cl_vc_eq(&a->committed_config, b_committed) && cl_vc_eq(&a->accepted_config, &b->accepted_config) &&
+         cl_vc_eq(&a->committed_config, &b->committed_config) && cl_vc_eq(&a->accepted_config, &b->accepted_config) &&
          a->n_excl == b->n_excl && !memcmp(a->excl, b->excl, a->n_excl * sizeof a->excl[0]) &&
          a->meta_version == b->meta_version;
 }
@@ -1381,9 +1375,8 @@ static void maybe_publish(cl_el *el) {
 
   /* membership alone (no request, no reconfiguration) waits for its window, however the
    * step came here (a commit re-checks for a reconfiguration) */
-  const cl_el_vconfig *base_cc = eff_committed(base, base_committed);
-  if (el->first_pub_done && el->mdirty && !members_due && !took_req && only_nodes_differ(next, base, base_cc)) return;
-  if (el->first_pub_done && same_content(next, base, base_cc)) {
+  if (el->first_pub_done && el->mdirty && !members_due && !took_req && only_nodes_differ(next, base)) return;
+  if (el->first_pub_done && same_content(next, base)) {
     el->mdirty = 0; /* the changes cancelled out (a node left and came back) */
     /* nothing to publish (say, clearing exclusions when there are none): the requests
      * taken above are already satisfied by the state the cluster has */
@@ -1463,17 +1456,9 @@ static uint32_t count_eligible(const cl_el_state *st) {
   return k;
 }
 
-/* the applied state is the accepted one once committed; and in a committed state the
- * last committed configuration is its accepted one (the field in acc catches up with the
- * next publication, or never: see same_content). acc itself is kept as published: it is
- * the base diffs are named by, so master and followers must hold it byte for byte. */
-static void app_from_acc(cl_el *el) {
-  if (cl_el_state_copy(&el->app, &el->acc) == 0) cl_el_vconfig_copy(&el->app.committed_config, &el->app.accepted_config);
-}
-
 static void apply_committed(cl_el *el) {
   if (el->app.term == el->acc.term && el->app.version == el->acc.version) return;
-  app_from_acc(el);
+  cl_el_state_copy(&el->app, &el->acc);
   cl_el_effect *e = fx_push(el, CL_EL_FX_EVENT);
   if (e) {
     e->event = CL_EL_EV_STATE_COMMITTED;
@@ -1549,7 +1534,10 @@ static void try_bootstrap(cl_el *el) {
       return; /* out of memory: the next tick tries again */
     }
   }
-  if (2 * matched <= el->n_initial || cl_el_vconfig_copy(&el->acc.committed_config, &c) ||
+  /* room for both first: a half-made change must not reach a lazy write (encoded from
+   * acc when it falls due) */
+  if (2 * matched <= el->n_initial || cl_vc_reserve(&el->acc.committed_config, c.n) ||
+      cl_vc_reserve(&el->acc.accepted_config, c.n) || cl_el_vconfig_copy(&el->acc.committed_config, &c) ||
       cl_el_vconfig_copy(&el->acc.accepted_config, &c)) {
     cl_el_vconfig_free(&c);
     return;
@@ -2129,7 +2117,7 @@ cl_el *cl_el_new(const cl_el_config *cfg, const cl_el_node_info *self, const uin
     el->acc_committed = (flags & CL_PERSIST_COMMITTED) != 0;
     /* a committed state's cluster id is committed (files written before bit 1 existed say only bit 0) */
     el->cid_committed = (flags & (CL_PERSIST_COMMITTED | CL_PERSIST_CID_COMMITTED)) != 0;
-    if (el->acc_committed) app_from_acc(el);
+    if (el->acc_committed) cl_el_state_copy(&el->app, &el->acc);
     if (el->cid_committed) scpy(el->durable_cid, sizeof el->durable_cid, el->acc.cluster_id);
   }
   el->mode = CL_EL_CANDIDATE;

@@ -1102,6 +1102,35 @@ static int t_exclude_down_node_by_id(void) {
   return 0;
 }
 
+/* After the configuration is repaired ({A,B,C} -> {A,B,D} once C is gone), the master
+ * publishes nothing more in a quiet cluster (a publication that would only move the
+ * state's committed configuration is not sent), so its accepted state still names {A,B,C}
+ * as the last committed one. Losing B then leaves A and D: a quorum of {A,B,D}, the
+ * configuration actually committed, and the master must stay (it had stepped down,
+ * checking {A,B,C}: found by a review). The applied state names {A,B,D} as committed. */
+static int t_master_stays_after_repair(void) {
+  cluster_init(&C, 4, 3);
+  start(&C);
+  run(&C, 500);
+  int l = leader(&C);
+  CHECK(l >= 0 && l < 3 && all_agree(&C, l), "no agreed master among the initial three (%d)", l);
+  int v1 = (l + 1) % 3, v2 = (l + 2) % 3;
+  crash(&C, v1);
+  run(&C, 1500);
+  const cl_el_state *st = cl_el_committed(C.t[l].el);
+  CHECK(st->accepted_config.n == 3 && !cl_vc_has(&st->accepted_config, C.t[v1].id) &&
+            cl_vc_has(&st->accepted_config, C.t[3].id) && cl_vc_eq(&st->committed_config, &st->accepted_config),
+        "configuration not repaired, or the applied state does not name it committed");
+  uint64_t term = cl_el_term(C.t[l].el);
+  crash(&C, v2);
+  run(&C, 2000);
+  CHECK(leader(&C) == l && cl_el_term(C.t[l].el) == term && all_agree(&C, l),
+        "the master stepped down after losing a node of the old configuration only (leader %d, term %llu -> %llu)",
+        leader(&C), (unsigned long long)term, (unsigned long long)cl_el_term(C.t[l].el));
+  cluster_free(&C);
+  return 0;
+}
+
 static int t_update_cas_and_forwarding(void) {
   cluster_init(&C, 3, 3);
   start(&C);
@@ -2335,6 +2364,8 @@ int main(void) {
            t_grow_and_exclude_in_cluster);
   run_case("election: a node that is down and gone from the state can still be excluded by its id",
            t_exclude_down_node_by_id);
+  run_case("election: after a repaired configuration commits, losing a node of the old one only keeps the master",
+           t_master_stays_after_repair);
   run_case("election: an update from a follower is forwarded to the master, applied, and a stale base is ECONFLICT",
            t_update_cas_and_forwarding);
   run_case("election: a request without a master fails with ENOQUORUM", t_request_without_master_fails);

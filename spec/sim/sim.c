@@ -149,7 +149,6 @@ typedef struct node {
 typedef struct kv { /* (term, version) -> state hash and who durably accepted it */
   uint64_t t, v;
   uint8_t h[32];
-  uint8_t hc[32]; /* the same state as applied once committed (applied_hash) */
   uint64_t *accepted_by; /* a bitset of node indexes, w->nwords words */
   int used;
 } kv;
@@ -382,16 +381,6 @@ static int is_prefix(const uint8_t *a, uint32_t al, const uint8_t *b, uint32_t b
   return al <= bl && (al == 0 || memcmp(a, b, al) == 0);
 }
 
-/* a committed state is applied with its accepted configuration as its last committed
- * one (the core's app_from_acc, as Elasticsearch marks an accepted state committed) */
-static void applied_hash(const cl_el_state *acc, uint8_t out[32]) {
-  cl_el_state st;
-  cl_el_state_init(&st);
-  if (cl_el_state_copy(&st, acc) || cl_el_vconfig_copy(&st.committed_config, &st.accepted_config)) abort();
-  cl_el_state_hash(&st, out);
-  cl_el_state_clear(&st);
-}
-
 /* committed states form one chain: metadata updates only append, so any
  * committed state's metadata must extend every lower-versioned one's */
 static void check_committed(world *w, int i, const cl_el_state *st) {
@@ -403,7 +392,7 @@ static void check_committed(world *w, int i, const cl_el_state *st) {
               (unsigned long long)st->term, (unsigned long long)st->version);
     return;
   }
-  if (memcmp(e->hc, h, 32)) {
+  if (memcmp(e->h, h, 32)) {
     violation(w, "%s applied a different state for (%llu,%llu)", w->nodes[i].name, (unsigned long long)st->term,
               (unsigned long long)st->version);
     return;
@@ -516,7 +505,6 @@ static void check_node(world *w, int i, int prevote_req_input, int persisted) {
       if (!e) {
         e = map_get(w, acc->term, acc->version, 1);
         memcpy(e->h, h, 32);
-        applied_hash(acc, e->hc);
       } else if (memcmp(e->h, h, 32)) {
         violation(w, "(%llu,%llu) names two different states (seen on %s)", (unsigned long long)acc->term,
                   (unsigned long long)acc->version, n->name);
@@ -636,7 +624,6 @@ static int io_persist(void *ud, cl_el_persist_kind kind, const uint8_t *data, si
       cl_el_state_hash(&w->st_scratch, h);
       m = map_get(w, w->st_scratch.term, w->st_scratch.version, 1);
       memcpy(m->h, h, 32);
-      applied_hash(&w->st_scratch, m->hc);
       BIT_SET(m->accepted_by, i);
     }
   }
