@@ -1713,7 +1713,7 @@ static int t_large_hubs(void) {
       full = run_until(lg_hubs_full, NULL, 5000) && lg_markers(1);
       /* more than a tick's worth in all: the later ones came on later ticks (a member may
        * also come up by its own dial meanwhile, so not necessarily one per member lacking) */
-      paced = lack > o.reach_per_tick && r1 - r0 == o.reach_per_tick && STAT(&lg[1], reach_dials) - r0 > o.reach_per_tick;
+      paced = lack > o.reach_per_tick && r1 - r0 <= o.reach_per_tick && STAT(&lg[1], reach_dials) - r0 > o.reach_per_tick;
       printf("# a hub lacking %zu members dialled %llu at once, %llu in all (%u a tick)\n", lack,
              (unsigned long long)(r1 - r0), (unsigned long long)(STAT(&lg[1], reach_dials) - r0), o.reach_per_tick);
       uint64_t sent1 = 0, skip1 = 0;
