@@ -863,27 +863,21 @@ static uint64_t member_mix(const cl_peer *q) {
   return z ^ (z >> 31);
 }
 
+static void members_walk(const cl_transport *t, uint32_t *n, uint64_t *sum) {
+  *n = 0, *sum = 0;
+  for (const cl_peer *q = t->peers; q; q = q->next)
+    if (q->alive) *sum += member_mix(q), *n += 1;
+}
+
 static void members_digest(cl_transport *t, const cl_peer *except, uint32_t *n, uint64_t *sum) {
-  if (!t->dig_ok) {
-    uint32_t k = 0;
-    uint64_t s = 0;
-    for (const cl_peer *q = t->peers; q; q = q->next) {
-      if (!q->alive) continue;
-      s += member_mix(q);
-      k++;
-    }
-    t->dig_n = k, t->dig_sum = s, t->dig_ok = 1;
-  }
+  if (!t->dig_ok) members_walk(t, &t->dig_n, &t->dig_sum), t->dig_ok = 1;
 #ifdef CL_CHECK_CACHES
-  {
-    uint32_t k = 0;
-    uint64_t s = 0;
-    for (const cl_peer *q = t->peers; q; q = q->next)
-      if (q->alive) s += member_mix(q), k++;
-    if (k != t->dig_n || s != t->dig_sum) {
-      fprintf(stderr, "members_digest: the cached sum is stale (%u members cached, %u up)\n", t->dig_n, k);
-      abort();
-    }
+  uint32_t k;
+  uint64_t s;
+  members_walk(t, &k, &s);
+  if (k != t->dig_n || s != t->dig_sum) {
+    fprintf(stderr, "members_digest: the cached sum is stale (%u members cached, %u up)\n", t->dig_n, k);
+    abort();
   }
 #endif
   *n = t->dig_n;
