@@ -11,6 +11,7 @@
 #     EXTRA more topology fields, merged section by section, e.g.
 #           'transport = { heartbeat_ms = 100 }, election = { heartbeat_ms = 100 }'
 #     BIN=path  the build to measure (build/clusterlua)
+#     SETTLE=5  seconds to wait after node N sees N members, before the window
 #     SEEDS=3   row 12's layout instead: a static list of the first 3 only (every node
 #           finds the others through the cluster state), each node on its own loopback
 #           address 127.B.x.y, all on the same two ports
@@ -66,7 +67,7 @@ if [ "$seen" != "$N" ]; then
   echo "idle-cost: node$N sees ${seen:-no} members of $N after $((120 + N * 3 / 10)) s" >&2
   exit 1
 fi
-sleep 5 # first publications and elections settle
+sleep "${SETTLE:-5}" # first publications and elections settle
 snap() {
   for p in "${pids[@]}"; do
     ns=0 w=0

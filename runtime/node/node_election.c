@@ -352,7 +352,7 @@ static void pins_update(cl_node *n) {
  * the elections never ended. A killed master is still found at once (its connections
  * close, which starts an election); a silent one after large_timeout_ms, as every
  * silent node of a large cluster (design.md §4). Once every member is large, the master
- * heartbeats at the transport's large_heartbeat_ms (a quarter of that timeout, 500 ms)
+ * heartbeats at the transport's large_heartbeat_ms (half that timeout, 1 s)
  * rather than every 200 ms: a heartbeat and its answer per follower are the master's
  * O(N) share, and a follower's wake-ups at rest (issue 18). */
 static void step(cl_node *n, const cl_el_input *in) {

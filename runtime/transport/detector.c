@@ -81,11 +81,19 @@ uint32_t cl_det_tick(cl_det_awareness *a, uint64_t due_ms, uint64_t now_ms, uint
   return timeout_ms * a->score;
 }
 
-/* the next beat this side owes (UINT64_MAX: none) */
+/* the next beat this side owes (UINT64_MAX: none). The round trip's beat (at least every
+ * CL_DET_BEAT_MAX_MS) takes the grid's slack too, so on a grid of a second it goes out
+ * at every tick rather than every other one when the tick came a millisecond early,
+ * and on a grid of 500 ms at every other tick: with the tick's beats, in the same
+ * wake-up of every node (issue 18) */
 static uint64_t beat_at(const cl_det *d) {
   uint64_t t = UINT64_MAX;
   if (d->beating) t = d->last_tx_ms + d->beat_ms - slack(d);
-  if ((d->beating || d->watching) && d->last_beat_ms + CL_DET_BEAT_MAX_MS < t) t = d->last_beat_ms + CL_DET_BEAT_MAX_MS;
+  if (d->beating || d->watching) {
+    uint64_t early = d->grid ? slack(d) : 0;
+    if (early > CL_DET_BEAT_MAX_MS * 3 / 4) early = CL_DET_BEAT_MAX_MS * 3 / 4;
+    if (d->last_beat_ms + CL_DET_BEAT_MAX_MS - early < t) t = d->last_beat_ms + CL_DET_BEAT_MAX_MS - early;
+  }
   return t;
 }
 

@@ -174,6 +174,11 @@ struct cl_transport {
   uint64_t next_beat_ms; /* the tick's next heartbeat */
   uint64_t ring;         /* cl_watch_hash of our own name: our place on the watch ring */
   uint64_t tick_due_ms;  /* when the tick was asked to run */
+  /* the connection whose silence deadline the tick was armed for, before the grid's
+   * next tick (NULL: the grid's, or another kind of deadline). A frame it sends moves
+   * that deadline past the grid's tick, which then wakes the node for nothing: a beat
+   * heard re-arms (tick_rearm_heard) */
+  struct cl_conn *tick_conn;
   int tick_after_poll;   /* this tick is the look again after a late one's poll */
   cl_det_awareness awareness;
   uint32_t grace_ms;     /* what the awareness gives every connection now (c->det.grace_ms) */
@@ -939,6 +944,7 @@ static void on_conn_closed(uv_handle_t *h) {
     c->dq_head = d->next;
     free(d);
   }
+  if (t->tick_conn == c) t->tick_conn = NULL;
   if (c->hs_live) cl_hs_free(&c->hs);
   cl_frame_decoder_free(&c->fd);
   cl_opener_free(&c->opener);
@@ -1205,11 +1211,11 @@ static uint32_t conn_timeout(const cl_transport *t) {
 static int all_large(const cl_transport *t) { return t->large && t->n_alive + 1 > t->cfg.full_mesh_max; }
 
 /* The beat interval this node asks of the peers it watches (WATCH), and its tick's grid:
- * above full_mesh_max members large_heartbeat_ms (a quarter of the 2 s timeout), else
- * heartbeat_ms. A node at rest wakes for its tick and its watchers' beats, so at 500 ms
- * rather than 200 it wakes less (issue 18, with the master's heartbeat at the same
- * interval: 0.72 ms of CPU a second per node at 100 nodes, against 1.10; design.md §4,
- * docs/benchmarks.md). At least 5 ms (the tick's floor, and what WATCH accepts). */
+ * above full_mesh_max members large_heartbeat_ms (half the 2 s timeout), else
+ * heartbeat_ms. A node at rest wakes for its tick and its watchers' beats, so at 1 s
+ * rather than 200 ms it wakes less (issue 18, with the master's heartbeat at the same
+ * interval; design.md §4, docs/benchmarks.md). At least 5 ms (the tick's floor, and
+ * what WATCH accepts). */
 static uint32_t beat_interval(const cl_transport *t) {
   uint32_t b = t->large ? t->cfg.large_heartbeat_ms : t->cfg.heartbeat_ms;
   return b < CL_MW_BEAT_MIN ? CL_MW_BEAT_MIN : b > CL_MW_BEAT_MAX ? CL_MW_BEAT_MAX : b;
@@ -1906,6 +1912,11 @@ static int on_session_frame(void *ud, const cl_frame *f) {
     if (fl && (fl->blackhole || fl->oneway_in)) return 0;
   }
   cl_det_heard(&c->det, now_ms(t));
+  /* The tick waits for this peer's silence: it spoke, so the tick may wait for the grid
+   * again. With beats every half timeout (a large cluster's 1 s of 2 s) the suspicion
+   * point falls half a beat after the grid's tick, armed before the beat that moves it
+   * arrives: every node woke twice a second rather than once (issue 18). */
+  if (t->tick_conn == c && !t->closing) tick_arm(t);
   c->peer->doubted = 0; /* it spoke after any DOWN we set aside */
   t->st.frames_in++;
   /* A peer that does not read what it asks for (a beat per WATCH, a pong per ping, a
@@ -2583,6 +2594,7 @@ static void tick_arm(cl_transport *t) {
   uint64_t now = now_ms(t);
   /* the heartbeat's next tick (on_tick moves it on once it ran) */
   uint64_t next = t->next_beat_ms;
+  t->tick_conn = NULL;
   /* the same branches as on_tick's, in the same order: a deadline that on_tick does not
    * look at must not arm it (a closed connection's flush deadline, or the beats of one
    * being flushed before it closes, spun the loop: below) */
@@ -2594,16 +2606,28 @@ static void tick_arm(cl_transport *t) {
        * beat puts up to large_heartbeat_ms away */
       if (c->deadline_ms < next) next = c->deadline_ms;
     } else if (c->state == C_UP) {
-      if (cl_det_down_at(&c->det) < next) next = cl_det_down_at(&c->det);
-      if (cl_det_suspect_at(&c->det) < next) next = cl_det_suspect_at(&c->det);
+      uint64_t d = cl_det_down_at(&c->det);
+      if (cl_det_suspect_at(&c->det) < d) d = cl_det_suspect_at(&c->det);
+      if (d < next) {
+        next = d;
+        t->tick_conn = c;
+      }
       /* a peer that asked for beats at another interval than the tick's (one side large,
        * the other a mesh) is beaten on its own deadlines */
-      if (c->det.beating && c->det.beat_ms != t->tick_ms && cl_det_deadline(&c->det) < next)
+      if (c->det.beating && c->det.beat_ms != t->tick_ms && cl_det_deadline(&c->det) < next) {
         next = cl_det_deadline(&c->det);
-      if (cl_reauth_due(&c->ra) < next) next = cl_reauth_due(&c->ra);
+        t->tick_conn = NULL;
+      }
+      if (cl_reauth_due(&c->ra) < next) {
+        next = cl_reauth_due(&c->ra);
+        t->tick_conn = NULL;
+      }
     }
   for (size_t i = 0; i < CL_PROBES_MAX; i++)
-    if (t->probes[i].used && t->probes[i].deadline_ms < next) next = t->probes[i].deadline_ms;
+    if (t->probes[i].used && t->probes[i].deadline_ms < next) {
+      next = t->probes[i].deadline_ms;
+      t->tick_conn = NULL;
+    }
   t->tick_due_ms = next > now ? next : now;
   /* Never 0: armed from on_tick, libuv (1.44) runs a timer due at the loop's cached time
    * again in the same pass, without polling or moving the time on. A deadline that
@@ -2614,7 +2638,7 @@ static void tick_arm(cl_transport *t) {
 }
 
 /* A voting node that begins to reach every member dials cfg.reach_dials_per_tick of
- * them per tick of the grid (500 ms in a large cluster), not all at once: it becomes one
+ * them per tick of the grid (1 s in a large cluster), not all at once: it becomes one
  * in a failover's first publication, and its 298 dials at 300 nodes (a handshake and a
  * digest at both ends of each) came while every other node was still taking that
  * publication and its commit, the failover's slowest part; that node was then the
@@ -2729,6 +2753,7 @@ static void on_tick(uv_timer_t *h) {
   }
   if (veto) {
     t->tick_due_ms = now + 1;
+    t->tick_conn = NULL; /* the look after the poll stays, whatever arrives in it */
     t->tick_after_poll = 1;
     uv_timer_start(&t->tick, on_tick, 1, 0); /* after the poll: 0 would run before it */
     return;
@@ -2807,7 +2832,8 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (!t->cfg.large_timeout_ms) t->cfg.large_timeout_ms = d.large_timeout_ms;
   if (t->cfg.large_timeout_ms < t->cfg.timeout_ms) t->cfg.large_timeout_ms = t->cfg.timeout_ms;
   if (!t->cfg.large_heartbeat_ms) {
-    t->cfg.large_heartbeat_ms = t->cfg.large_timeout_ms / 4;
+    t->cfg.large_heartbeat_ms = t->cfg.large_timeout_ms / 2;
+    if (t->cfg.large_heartbeat_ms > CL_DET_BEAT_MAX_MS) t->cfg.large_heartbeat_ms = CL_DET_BEAT_MAX_MS;
     if (t->cfg.large_heartbeat_ms < t->cfg.heartbeat_ms) t->cfg.large_heartbeat_ms = t->cfg.heartbeat_ms;
   }
   if (!t->cfg.handshake_timeout_ms) t->cfg.handshake_timeout_ms = d.handshake_timeout_ms;

@@ -56,8 +56,9 @@ typedef struct {
   uint32_t large_timeout_ms; /* default 2000 (at least timeout_ms): above full_mesh_max
                                 members, the timeout toward every peer, the pinned
                                 (voting) ones included; timeout_ms in a mesh */
-  uint32_t large_heartbeat_ms; /* default a quarter of large_timeout_ms (500), at least
-                                heartbeat_ms, at most half of large_timeout_ms: above
+  uint32_t large_heartbeat_ms; /* default half of large_timeout_ms (1000), at most 1000,
+                                at least heartbeat_ms; never above half of
+                                large_timeout_ms: above
                                 full_mesh_max members, the beat interval a node asks of
                                 the peers it watches (WATCH) */
   uint32_t handshake_timeout_ms; /* default 2000 */

@@ -78,6 +78,32 @@ static void sparse_cases(void) {
   EXPECT("detector: a watcher beats once a second toward whom it watches (at 1, 2 and 3 s)", beats == 3,
          "%d beats in 3 s", beats);
 
+  /* ... on a grid of 1 s, at every tick of it though the tick runs a few ms early or
+   * late (a loop's clock): with the tick's other beats, not every other tick; on a grid
+   * of 500 ms, at every other tick (issue 18) */
+  for (int g = 0; g < 2; g++) {
+    uint32_t grid = g ? 500 : 1000;
+    cl_det_up(&d, 0, grid, 2000);
+    cl_det_watch(&d, 0, 1);
+    beats = 0;
+    long prev = -1, widest = 0;
+    for (long k = 1; k <= 10; k++) {
+      long t = k * (long)grid + (k % 2 ? -2 : 3); /* the tick a little off its grid */
+      cl_det_heard(&d, (uint64_t)t);
+      d.grid = 1;
+      if (cl_det_check(&d, (uint64_t)t) == CL_DET_PING) {
+        beats++;
+        if (prev >= 0 && t - prev > widest) widest = t - prev;
+        prev = t;
+      }
+      d.grid = 0;
+    }
+    EXPECT(g ? "detector: on a 500 ms grid the watcher's round-trip beat goes at every other tick"
+             : "detector: on a 1 s grid the watcher's round-trip beat goes at every tick, a tick early or late",
+           g ? beats == 5 && widest <= 1005 : beats == 10 && widest <= 1005, "%d beats in 10 ticks, widest gap %ld ms",
+           beats, widest);
+  }
+
   /* the silence counts from the WATCH, never from before it */
   cl_det_up(&d, 0, 100, 400);
   cl_det_watch(&d, 5000, 1);

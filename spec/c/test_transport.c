@@ -161,7 +161,7 @@ static int node_start(tnode *n, const char *short_name, int port, const opts *o)
   if (o && o->redial_failed_ms) c.redial_failed_ms = o->redial_failed_ms;
   /* the large cluster's timeout: the cases that set none keep timeout_ms throughout */
   c.large_timeout_ms = o && o->large_timeout_ms ? o->large_timeout_ms : c.timeout_ms;
-  /* and its beat: derived (a quarter of it) when the case gave a large timeout, else the
+  /* and its beat: derived (half of it) when the case gave a large timeout, else the
    * heartbeat, as before large_heartbeat_ms */
   c.large_heartbeat_ms = o && o->large_heartbeat_ms ? o->large_heartbeat_ms
                          : o && o->large_timeout_ms ? 0
@@ -1894,8 +1894,8 @@ static int t_large_timeout(void) {
   return 0;
 }
 
-/* Above full_mesh_max a watcher asks its peers for beats every large_heartbeat_ms (a
- * quarter of large_timeout_ms by default: here 400 ms, against heartbeat_ms 50), so a
+/* Above full_mesh_max a watcher asks its peers for beats every large_heartbeat_ms (here
+ * 400 ms, a quarter of large_timeout_ms, against heartbeat_ms 50), so a
  * large cluster at rest sends about an eighth of the beats, with no false down. A mesh
  * newcomer among large members (full_mesh_max 5: four old members stay large by the
  * hysteresis, the newcomer counts five and is a mesh) asks for its own 50 ms with its
@@ -1915,6 +1915,7 @@ static uint64_t lg_beats(void) {
 static int t_large_heartbeat(void) {
   opts o = lg_opts(300);
   o.large_timeout_ms = 1600;
+  o.large_heartbeat_ms = 400;
   o.full_mesh_max = 5;
   const uint64_t lhb = 400;
   int port[LG_N];
@@ -1986,6 +1987,48 @@ static int t_large_heartbeat(void) {
   CHECK(mixed_quiet, "a mesh newcomer among large members: %d downs", mixed_downs);
   CHECK(shrunk && meshed, "shrunk %d, a mesh again %d", shrunk, meshed);
   CHECK(shrink_quiet, "a mesh again after large: %d downs", shrink_downs);
+  return 0;
+}
+
+/* The default large beat is half the large timeout (here 500 ms of 1000), so a watched
+ * peer's suspicion point falls half a beat after the grid's tick. The tick used to be
+ * armed for it before that peer's beat, sent on the same tick, had arrived to move it,
+ * and every node ticked twice per beat, the second time for nothing (and sent its
+ * round-trip beats there, waking its targets too). At rest now a node ticks once per
+ * beat: a frame from the peer the tick waits for re-arms it (issue 18). */
+static uint64_t lg_ticks(int i) { return STAT(&lg[i], ticks); }
+static int t_large_one_tick(void) {
+  opts o = lg_opts(300);
+  o.large_timeout_ms = 1000; /* the beat derived: 500 */
+  int port[LG_N];
+  CHECK(lg_start("o", &o, port) == 0, "start");
+  int members = run_until(lg_members, NULL, 8000);
+  int bounded = members && run_until(lg_bounded, NULL, 5000);
+  int marked = bounded && lg_markers(2);
+  int downs0 = lg_downs_total();
+  uint64_t k0[LG_N], b0 = lg_beats(), t0 = uv_now(L), end = t0 + 2500;
+  for (int i = 0; i < LG_N; i++) k0[i] = lg_ticks(i);
+  run_until(lg_window_passed, &end, 4000);
+  uint64_t ms = uv_now(L) - t0, most_ticks = 0, beats = lg_beats() - b0;
+  for (int i = 0; i < LG_N; i++)
+    if (lg_ticks(i) - k0[i] > most_ticks) most_ticks = lg_ticks(i) - k0[i];
+  int quiet = lg_markers(1) && lg_downs_total() == downs0;
+  /* one tick per 500 ms, and one more for a window that starts or ends off the grid */
+  uint64_t bound = ms / 500 + 2;
+  /* each node watches 2: 2 LG_N links beat at most once a tick, and their watchers
+   * once a second (at least once per two ticks) */
+  uint64_t fewest = 2 * LG_N * (ms / 500 - 1), most = 2 * LG_N * (ms / 500 + 1) + 2 * LG_N * (ms / 1000 + 1);
+  printf("# large beat half the timeout (500 of 1000 ms): at most %llu ticks per node in %llu ms (bound %llu); "
+         "%llu beats (bound %llu..%llu)\n",
+         (unsigned long long)most_ticks, (unsigned long long)ms, (unsigned long long)bound, (unsigned long long)beats,
+         (unsigned long long)fewest, (unsigned long long)most);
+  for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+  CHECK(members && bounded && marked, "formed %d, bounded %d, markers %d", members, bounded, marked);
+  CHECK(quiet, "a node was reported down at rest");
+  CHECK(most_ticks <= bound, "a node ticked %llu times in %llu ms, more than once per beat (%llu)",
+        (unsigned long long)most_ticks, (unsigned long long)ms, (unsigned long long)bound);
+  CHECK(beats >= fewest && beats <= most, "%llu beats in %llu ms, not within %llu..%llu", (unsigned long long)beats,
+        (unsigned long long)ms, (unsigned long long)fewest, (unsigned long long)most);
   return 0;
 }
 
@@ -3227,6 +3270,7 @@ int main(void) {
   run_case("transport: a large cluster gives silent members large_timeout_ms, pinned ones too", t_large_timeout);
   run_case("transport: a large cluster beats every large_heartbeat_ms; a mesh newcomer is beaten at its own",
            t_large_heartbeat);
+  run_case("transport: a large cluster beating every half timeout ticks once per beat at rest", t_large_one_tick);
   run_case("transport: a large cluster: a member whose connections close and whose address accepts but never "
            "handshakes is down within the bound",
            t_hung_member);
