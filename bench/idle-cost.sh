@@ -56,18 +56,6 @@ for i in $(seq 1 "$N"); do
     --data "$D/d$i" --log-level warn "$D/topology.lua" >"$D/log$i" 2>&1 &
   pids+=($!)
 done
-health() { curl -s -m 2 "$(host "$N"):$(aport "$N")/_cluster/health"; }
-seen=0
-for _ in $(seq 1 $((120 + N * 3 / 10))); do
-  seen=$(health | sed -n 's/.*"number_of_nodes": *\([0-9]*\).*/\1/p')
-  [ "$seen" = "$N" ] && break
-  sleep 1
-done
-if [ "$seen" != "$N" ]; then
-  echo "idle-cost: node$N sees ${seen:-no} members of $N after $((120 + N * 3 / 10)) s" >&2
-  exit 1
-fi
-sleep "${SETTLE:-5}" # first publications and elections settle
 # One awk for every node and thread: a sed per thread (700 processes at 100 nodes, for
 # seconds) cost the nodes wake-ups while it read them (12 a second against 7)
 snap() {
@@ -79,6 +67,23 @@ snap() {
     /^voluntary_ctxt_switches:/ { w[p] += $2 }
     END { n = split(order, o, " "); for (i = 1; i <= n; i++) print ns[o[i]] + 0, w[o[i]] + 0 }' "${files[@]}" 2>/dev/null
 }
+health() { curl -s -m 2 "$(host "$N"):$(aport "$N")/_cluster/health"; }
+seen=0
+for _ in $(seq 1 $((120 + N * 3 / 10))); do
+  seen=$(health | sed -n 's/.*"number_of_nodes": *\([0-9]*\).*/\1/p')
+  [ "$seen" = "$N" ] && break
+  sleep 1
+done
+if [ "$seen" != "$N" ]; then
+  echo "idle-cost: node$N sees ${seen:-no} members of $N after $((120 + N * 3 / 10)) s" >&2
+  exit 1
+fi
+# what the formation cost: every node's CPU from its spawn until node N saw N (SECONDS
+# counts from this script's start, just before the spawn)
+snap | sort -n | awk -v t="$SECONDS" -v n="$N" '{s += $1; v[NR] = $1}
+  END {printf "idle-cost: node%d saw %d members %d s after the spawn; the nodes had used %.2f s of CPU (median %.1f ms)\n",
+    n, n, t, s / 1e9, v[int((NR + 1) / 2)] / 1e6}'
+sleep "${SETTLE:-5}" # first publications and elections settle
 snap >"$D/s0"
 sleep "$SECS"
 snap >"$D/s1"

@@ -5,6 +5,13 @@ $(BUILD)/test_lua_lag: spec/c/test_lua_lag.c runtime/node/lua_lag_check.c runtim
 
 C_TESTS += $(BUILD)/test_lua_lag
 
+# When the start-up keys are fingerprinted (keys_internal.h, header only).
+$(BUILD)/test_keys_fp: spec/c/test_keys_fp.c runtime/node/keys_internal.h spec/c/harness.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) $(LDFLAGS) -o $@ spec/c/test_keys_fp.c
+
+C_TESTS += $(BUILD)/test_keys_fp
+
 # The node's table of peers and its index by name (peers.c), with what it calls.
 NODE_PEERS_TEST_SRC = spec/c/test_node_peers.c runtime/node/peers.c runtime/transport/watch.c runtime/core/name.c \
   runtime/core/queue.c runtime/core/control.c

@@ -13,11 +13,6 @@
 #include "node/node_internal.h"
 #include "transport/keyring.h"
 
-/* The start-up keys' fingerprints are computed this long after the node starts (or at
- * once when a keys request needs them): tens of ms of CPU and 8 MiB each must not
- * compete with connecting and electing a master (benchmark rows 3 and 6). */
-#define FP_DELAY_MS 1000
-
 /* a fingerprint being computed: for the ring, and for whoever waits on it */
 typedef struct {
   uv_work_t w;
@@ -320,33 +315,26 @@ void cl_keys_fp_start_all(cl_node *n) {
   cl_node_keys *K = &n->keys;
   if (K->fp_started) return;
   K->fp_started = 1;
-  if (K->fp_timer_live) uv_timer_stop(&K->fp_timer);
   for (size_t i = 0; i < K->n_keys; i++)
     if (!K->keys[i].fp[0]) cl_keys_fp_start(n, &K->keys[i], 0, NULL, 0);
 }
 
-static void on_fp_timer(uv_timer_t *t) { cl_keys_fp_start_all(t->data); }
+void cl_node_keys_housekeep(cl_node *n, uint64_t now, uint64_t still_ms) {
+  cl_node_keys *K = &n->keys;
+  if (K->started && !K->fp_started && cl_keys_fp_due(now - K->fp_since_ms, still_ms)) cl_keys_fp_start_all(n);
+}
 
 void cl_node_keys_started(cl_node *n) {
   cl_node_keys *K = &n->keys;
   K->started = 1;
   K->fp_started = 0;
-  if (!K->fp_timer_live) {
-    uv_timer_init(&n->c->loop, &K->fp_timer);
-    K->fp_timer.data = n;
-    K->fp_timer_live = 1;
-  }
-  uv_timer_start(&K->fp_timer, on_fp_timer, FP_DELAY_MS, 0);
+  K->fp_since_ms = uv_now(&n->c->loop);
 }
 
 void cl_node_keys_stop(cl_node *n) {
   cl_node_keys *K = &n->keys;
   K->live = 0;
   K->gen++;
-  if (K->fp_timer_live) {
-    uv_close((uv_handle_t *)&K->fp_timer, NULL);
-    K->fp_timer_live = 0;
-  }
   for (size_t i = 0; i < K->n_keys; i++) {
     if (K->keys[i].k) sodium_memzero(K->keys[i].k, K->keys[i].len);
     free(K->keys[i].k);

@@ -18,8 +18,12 @@ struct cl_node_config;
 /* Before the transport starts: loads the ring from cfg (keyring text, else the cookie)
  * into keys/n_keys for cl_transport_config. 0 or -1 (cfg->err set). */
 int cl_node_keys_load(struct cl_node *n, struct cl_node_config *cfg, const cl_transport_key **keys, size_t *n_keys);
-/* Once the transport runs: starts computing the fingerprints in worker threads. */
+/* Once the transport runs: the fingerprints follow (cl_node_keys_housekeep). */
 void cl_node_keys_started(struct cl_node *n);
+/* The node's housekeeping, once a second: starts computing the start-up keys'
+ * fingerprints in worker threads when cl_keys_fp_due (keys_internal.h) says so; still_ms
+ * is how long the membership and the committed state have been still. */
+void cl_node_keys_housekeep(struct cl_node *n, uint64_t now, uint64_t still_ms);
 /* The node stops: forget the keys (zeroed); late worker answers are dropped. */
 void cl_node_keys_stop(struct cl_node *n);
 /* keys_rotate.c: start hearing of computed fingerprints (after cl_node_keys_started);

@@ -336,21 +336,26 @@ static void on_drain(uv_timer_t *t);
  * TRIM_QUIET_MS after a change, the free pages go back to the kernel, once. A node at
  * rest changes nothing and trims nothing; a busy one trims at most every TRIM_QUIET_MS. */
 #define TRIM_QUIET_MS 5000
-static void trim_maybe(cl_node *n, uint64_t now) {
-#ifdef __GLIBC__
+/* how long the membership and the committed state have been still, at loop time now */
+static uint64_t still_ms(cl_node *n, uint64_t now) {
   const cl_el_state *cs = n->el ? cl_el_committed(n->el) : NULL;
   uint64_t mark = (uint64_t)n->n_peers * 1000003u ^ (cs ? cs->version * 31u + cs->term : 0);
   if (mark != n->trim_mark) {
     n->trim_mark = mark;
     n->trim_changed_ms = now;
     n->trim_due = 1;
-  } else if (n->trim_due && now - n->trim_changed_ms >= TRIM_QUIET_MS) {
+  }
+  return now - n->trim_changed_ms;
+}
+
+static void trim_maybe(cl_node *n, uint64_t still) {
+#ifdef __GLIBC__
+  if (n->trim_due && still >= TRIM_QUIET_MS) {
     n->trim_due = 0;
     malloc_trim(0);
   }
 #else
-  (void)n;
-  (void)now;
+  (void)still;
 #endif
 }
 
@@ -374,7 +379,9 @@ static void on_drain(uv_timer_t *t) {
   if (now / 1000 != n->rtt_sampled_ms / 1000) {
     n->rtt_sampled_ms = now;
     cl_transport_foreach_rtt(n->t, sample_rtt, n);
-    trim_maybe(n, now);
+    uint64_t still = still_ms(n, now);
+    trim_maybe(n, still);
+    cl_node_keys_housekeep(n, now, still);
   }
   uint32_t limit = n->cfg && n->cfg->send_queue_max ? n->cfg->send_queue_max : (64u << 20);
   uv_mutex_lock(&n->peerq_mu);

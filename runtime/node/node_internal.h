@@ -119,7 +119,7 @@ typedef struct cl_node {
   cl_node_req *reqs; /* in flight (requests.c) */
   size_t n_reqs, reqs_cap;
   uint64_t rtt_sampled_ms; /* the last sample of the round-trip histogram */
-  uint64_t trim_mark, trim_changed_ms; /* node.c, trim_maybe: what the membership and the state were, and since when */
+  uint64_t trim_mark, trim_changed_ms; /* node.c, still_ms: what the membership and the state were, and since when */
   int trim_due;
 
   /* Lua lag: the control loop pings Lua through the event queue (lua_lag.c) */
