@@ -24,13 +24,13 @@ typedef void (*cl_keys_fp_hook)(struct cl_node *n, uint32_t id, const char *fp, 
                                 uint64_t ack_id);
 
 /* When a node's start-up keys are fingerprinted (cl_node_keys_housekeep, once a second):
- * once it has run FP_DELAY_MS and its membership and committed state have been still for
- * FP_STILL_MS, FP_DELAY_MAX_MS after the start at the latest (or at once when a keys
- * request needs them). Tens of ms of CPU and 8 MiB each must not compete with
- * connecting and electing a master (benchmark rows 3 and 6), nor with a cluster
- * forming: 300 nodes started at once on 2 CPUs spent about half of each start on them,
- * in the middle of the formation (issue 18). Pure: since_start_ms and still_ms are the
- * node's time since it started and since its membership or state last changed. */
+ * once it has run CL_KEYS_FP_DELAY_MS and its membership and committed state have been
+ * still for CL_KEYS_FP_STILL_MS, CL_KEYS_FP_DELAY_MAX_MS after the start at the latest
+ * (or at once when a keys request needs them). Tens of ms of CPU and 8 MiB each must
+ * not compete with connecting and electing a master (benchmark rows 3 and 6), nor with
+ * a cluster forming: 300 nodes started at once on 2 CPUs spent about half of each start
+ * on them, in the middle of the formation (issue 18). Pure: since_start_ms and still_ms
+ * are the node's time since it started and since its membership or state last changed. */
 #define CL_KEYS_FP_DELAY_MS 1000
 #define CL_KEYS_FP_STILL_MS 2000
 #define CL_KEYS_FP_DELAY_MAX_MS 30000

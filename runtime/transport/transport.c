@@ -176,8 +176,9 @@ struct cl_transport {
   uint64_t tick_due_ms;  /* when the tick was asked to run */
   /* the connection whose silence deadline the tick was armed for, before the grid's
    * next tick (NULL: the grid's, or another kind of deadline). A frame it sends moves
-   * that deadline past the grid's tick, which then wakes the node for nothing: a beat
-   * heard re-arms (tick_rearm_heard) */
+   * that deadline past the grid's tick, which then wakes the node for nothing: a frame
+   * heard from it re-arms the tick (on_session_frame). Only a hint: tick_arm always
+   * takes the earliest deadline of all */
   struct cl_conn *tick_conn;
   int tick_after_poll;   /* this tick is the look again after a late one's poll */
   cl_det_awareness awareness;
@@ -2604,7 +2605,10 @@ static void tick_arm(cl_transport *t) {
     } else if (c->state == C_CONNECTING || c->state == C_HANDSHAKE || c->close_after_flush) {
       /* checked at their time rather than on the next tick, which a large cluster's
        * beat puts up to large_heartbeat_ms away */
-      if (c->deadline_ms < next) next = c->deadline_ms;
+      if (c->deadline_ms < next) {
+        next = c->deadline_ms;
+        t->tick_conn = NULL;
+      }
     } else if (c->state == C_UP) {
       uint64_t d = cl_det_down_at(&c->det);
       if (cl_det_suspect_at(&c->det) < d) d = cl_det_suspect_at(&c->det);
