@@ -1240,7 +1240,8 @@ static void tick_interval_update(cl_transport *t) {
 /* A DOWN is set aside by a node that heard its subject within this window (design.md
  * §4), which must stay shorter than the announcer's timeout, or a node that does not
  * watch a stopped peer could keep it up for good. Above full_mesh_max members every
- * node is large and times out after large_timeout_ms: a window from it (1 s). Between
+ * node is large and times out after large_timeout_ms: a window from it and the large
+ * beat (500 ms with the defaults, 2 s and 1 s). Between
  * three quarters of full_mesh_max and full_mesh_max, older members stay large
  * (large_update's hysteresis) while a newcomer is a mesh and announces after
  * timeout_ms: there, the mesh's window (found by a review). */
