@@ -6,6 +6,7 @@ local uv = require "uv"
 local cjson = require "cjson.safe"
 local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
+local file_watch = require "clusterlua.file_watch"
 local report = require "clusterlua.report"
 local scheduler = require "clusterlua.scheduler"
 local topology = require "clusterlua.topology"
@@ -123,26 +124,16 @@ local function schedule(why)
   end)
 end
 
+-- Each file is watched itself, not its directory, and followed through renames
+-- (clusterlua.file_watch says why).
 local function watch_file(path)
   if watchers[path] then return end
-  local h = uv.new_fs_event()
-  -- watching the directory survives editors that replace the file by rename
-  local dir, base = path:match "^(.*)/([^/]+)$"
-  dir, base = dir or ".", base or path
-  local ok, err = h:start(dir, {}, function(err, fname)
-    if err then return end
-    if fname == base then schedule("changed: " .. path) end
-  end)
-  if ok then
-    h:unref()
-    watchers[path] = h
-  else
-    h:close()
-    -- e.g. EMFILE: the user's inotify instances (fs.inotify.max_user_instances, 128 on
-    -- Debian) are spent, as by hundreds of nodes on one machine; the node runs on and
-    -- SIGHUP still reloads, but an edit alone no longer does: say so
-    core.log("warn", "reload", ("cannot watch %s for changes (%s): reload it with SIGHUP"):format(dir, tostring(err)))
-  end
+  watchers[path] = file_watch.watch(path, function() schedule("changed: " .. path) end, {
+    log = function(level, msg)
+      -- the node runs on and SIGHUP still reloads, but an edit alone no longer does
+      core.log(level, "reload", msg .. ": reload it with SIGHUP")
+    end,
+  })
 end
 
 function M.watch(cur)

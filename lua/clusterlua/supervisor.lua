@@ -7,6 +7,7 @@ local core = require "clusterlua.c.core"
 local events = require "clusterlua.events"
 local report = require "clusterlua.report"
 local names = require "clusterlua.names"
+local file_watch = require "clusterlua.file_watch"
 
 local M = {}
 M.__index = M
@@ -155,6 +156,23 @@ function M:_ctx(inst)
   end
   function ctx.udp() return track(uv.new_udp()) end
   function ctx.fs_event() return track(uv.new_fs_event()) end
+  -- A watch of one file itself (not its directory), followed through renames; fn on
+  -- each change. `fallback` says, in the warning when the file cannot be watched, what
+  -- still notices changes. Its handles are the strategy's, closed with it.
+  function ctx.watch_file(path, fn, fallback)
+    if type(path) ~= "string" or path == "" then error("bad argument #1 (path): expected a file's path", 2) end
+    if type(fn) ~= "function" then error("bad argument #2 (fn): expected a function", 2) end
+    return file_watch.watch(path, fn, {
+      fs_event = ctx.fs_event,
+      after = ctx.timer,
+      close = function(h)
+        ctx.handles[h] = nil
+        if not h:is_closing() then h:close() end
+      end,
+      guard = guard,
+      log = function(level, msg) ctx.log(level, fallback and msg .. "; " .. fallback or msg) end,
+    })
+  end
   function ctx.spawn(fn, ...)
     local co = coroutine.create(fn)
     local ok, err = coroutine.resume(co, ...)

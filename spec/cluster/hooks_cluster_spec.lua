@@ -4,8 +4,17 @@
 local cjson = require "cjson.safe"
 local cluster = require "helpers.cluster"
 local proc = require "helpers.proc"
+local uv = require "uv"
 
 local OUT = cluster.HOOKS_PRELUDE
+
+-- hooks that print which version of the file they come from
+local function hooks_v(v)
+  return OUT .. ([[
+return { reloaded = { r = function() out("reloaded_%s") end },
+         strategy_error = { s = function(t) out("strategy_error_%s", t) end } }
+]]):format(v, v)
+end
 
 local function count_lines(p, pattern)
   local n = 0
@@ -180,12 +189,6 @@ return r.merge(r.exclude_after_grace { grace_ms = 1500, retry_ms = 300 },
   end)
 
   it("hot reload replaces hooks by name, without duplicates, and keeps them when the file is broken", function()
-    local function hooks_v(v)
-      return OUT .. ([[
-return { reloaded = { r = function() out("reloaded_%s") end },
-         strategy_error = { s = function(t) out("strategy_error_%s", t) end } }
-]]):format(v, v)
-    end
     c = cluster.new { n = 1, hooks = hooks_v "v1" }
     c:start(1)
     assert.truthy(c:wait_master(10000))
@@ -216,5 +219,40 @@ return { reloaded = { r = function() out("reloaded_%s") end },
     assert.truthy(p:wait_for_line("^EVENT reloaded_v4$", 5000))
     assert.equal(2, count_lines(p, "^EVENT strategy_error_v3"))
     assert.equal(0, count_lines(p, "^EVENT strategy_error_v[12]"))
+  end)
+
+  local function ino(path) return assert(uv.fs_stat(path)).ino end
+
+  it("the file watch follows the hooks file through renames, removal and return, and not its directory", function()
+    c = cluster.new { n = 1, hooks = hooks_v "v1" }
+    c:start(1)
+    assert.truthy(c:wait_master(10000))
+    local p, path = c.nodes[1], c.dir .. "/hooks.lua"
+    -- the file itself: a watch on the directory woke the node for every write beside
+    -- the file (logs, other nodes' files; issue 18)
+    local function watches_file()
+      local w = proc.inotify_inodes(p.pid)
+      return w[ino(path)] and not w[ino(c.dir)]
+    end
+    assert.truthy(proc.wait_until(watches_file, 5000), "the hooks file is not what the node watches")
+    -- replaced by rename (editors, deploy tools), twice: the watch moves to each new file
+    for _, v in ipairs { "v2", "v3" } do
+      cluster.write(path .. ".new", hooks_v(v))
+      assert(os.rename(path .. ".new", path))
+      assert.truthy(p:wait_for_line("^EVENT reloaded_" .. v .. "$", 5000))
+      assert.truthy(proc.wait_until(watches_file, 5000), "the watch did not follow the new file")
+    end
+    -- removed: the reload fails and the v3 hooks stay; put back: it is watched again
+    assert(os.remove(path))
+    assert.truthy(p:wait_for_line("^EVENT strategy_error_v3 reload", 5000))
+    cluster.write(path, hooks_v "v4")
+    assert.truthy(p:wait_for_line("^EVENT reloaded_v4$", 5000))
+    assert.truthy(proc.wait_until(watches_file, 5000), "the watch did not come back with the file")
+    -- and an edit in place is still seen (marker: the reload it makes)
+    local f = assert(io.open(path, "a"))
+    f:write "\n-- edited in place\n"
+    f:close()
+    assert.truthy(proc.wait_until(function() return count_lines(p, "^EVENT reloaded_v4$") == 2 end, 5000))
+    assert.equal(1, count_lines(p, "^EVENT reloaded_v3$"))
   end)
 end)

@@ -323,4 +323,21 @@ function M.write(path, text)
   return path
 end
 
+--- inotify_inodes(pid) -> set of the inode numbers a process's inotify instances watch
+-- (pid "self" for this one), from /proc/PID/fdinfo, where each watch names its inode:
+-- what a process watches, without waiting for an event that should not come
+function M.inotify_inodes(pid)
+  local set, h = {}, uv.fs_scandir("/proc/" .. pid .. "/fdinfo")
+  while h do
+    local fd = uv.fs_scandir_next(h)
+    if not fd then break end
+    local f = io.open("/proc/" .. pid .. "/fdinfo/" .. fd)
+    if f then
+      for ino in (f:read "*a" or ""):gmatch "inotify wd:%x+ ino:(%x+)" do set[tonumber(ino, 16)] = true end
+      f:close()
+    end
+  end
+  return set
+end
+
 return M

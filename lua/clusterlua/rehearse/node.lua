@@ -143,18 +143,21 @@ local function file_changed(path)
   local dir, base = path:match "^(.*)/([^/]+)$"
   dir, base = dir or ".", base or path
   if dir == "" then dir = "/" end
-  local live = {}
-  for _, h in ipairs(watches) do
-    if h.active then
-      live[#live + 1] = h
-      if h.path == dir or h.path == path then
-        local ok, err = xpcall(h.cb, debug.traceback, nil, base, { change = true })
-        if not ok then
-          if type(err) == "userdata" then error(err, 0) end
-          sim.record("lua_error", tostring(err))
-        end
+  -- over a copy: a callback may close its watch and start another (reload.lua re-arms
+  -- its watch of a file on every event), which must not fire in this same change
+  local copy = { unpack(watches) }
+  for _, h in ipairs(copy) do
+    if h.active and (h.path == dir or h.path == path) then
+      local ok, err = xpcall(h.cb, debug.traceback, nil, base, { change = true })
+      if not ok then
+        if type(err) == "userdata" then error(err, 0) end
+        sim.record("lua_error", tostring(err))
       end
     end
+  end
+  local live = {}
+  for _, h in ipairs(watches) do
+    if h.active then live[#live + 1] = h end
   end
   watches = live
 end

@@ -1,6 +1,6 @@
 -- Nodes listed in a file, one name a line, `#` starting a comment. The file is re-read
--- when it changes: an fs_event on its directory (which survives editors that replace the
--- file by renaming a new one over it) and, because fs events are not delivered on
+-- when it changes: a watch of the file that follows editors that replace it by renaming a
+-- new one over it (clusterlua.file_watch) and, because fs events are not delivered on
 -- every file system (NFS, some container mounts), a slow poll as well.
 --
 -- A file that cannot be read or has a bad line is a failed discovery: the last good set
@@ -106,19 +106,8 @@ function M.start(ctx, config, state)
     end)
   end
 
-  local dir, base = path:match "^(.*)/([^/]+)$"
-  if not dir then dir, base = ".", path end
-  if dir == "" then dir = "/" end
-  local ev = ctx.fs_event()
-  local guard = ctx.guard or function(f) return f end
-  local ok, err = ev:start(dir, {}, guard(function(e, fname)
-    if e then return end
-    if fname == nil or fname == base then changed() end
-  end))
-  if not ok then
-    ctx.log("warn", ("cannot watch %s (%s); polling every %d ms"):format(dir, tostring(err),
-      config.poll_interval or M.defaults.poll_interval))
-  end
+  -- the file itself, followed through renames (clusterlua.file_watch)
+  ctx.watch_file(path, changed, ("polling every %d ms"):format(config.poll_interval or M.defaults.poll_interval))
   ctx.every(config.poll_interval or M.defaults.poll_interval, refresh)
   refresh()
 end
