@@ -1015,7 +1015,15 @@ static void conn_down(cl_conn *c, const char *reason) {
       t->st.closes_to_watchers++;
       doubt_settle(p);
       watch_peer(t, p);
-      peer_schedule(p, 1);
+      /* Not soon either, if p is wanted (a seed every node lists, often the first
+       * master): a re-dial refused while p is still up here is this node's own finding,
+       * announced to every connection (on_connect), so each node that held a connection
+       * to a crashed seed flooded its DOWN 25-75 ms after the close, ahead of the hubs'
+       * (about 3,000 frames at 300 nodes, in the failover's first second). Its watchers
+       * and the hubs decide; a seed that only closed a connection is dialled again later
+       * or on demand, and stays a member meanwhile. */
+      p->backoff_ms = t->cfg.backoff_max_ms;
+      peer_schedule(p, 0);
       return;
     }
     if (!strcmp(reason, "closed") && t->large && !t->no_announce && !p->blocked && p->alive) {

@@ -1767,6 +1767,36 @@ static int t_large_hubs(void) {
            "%s%d (%llu sent)\n",
            hubs ? "hubs g1, g2" : "no hubs", all, hub_checks, bad < 0 ? "none " : "g", bad,
            (unsigned long long)bad_sent);
+    /* Then the seed every node wants (g0), with every frame 150 ms late, so the news of
+     * the crash comes well after each node's connection to g0 closed: a non-hub that
+     * does not watch g0 still leaves the verdict to the hubs and watchers. It used to
+     * re-dial a wanted peer 25-75 ms after the close, and that refused dial, g0 being
+     * still up here, was its own finding, announced to every connection (at 300 nodes,
+     * each node flooding the DOWN of a crashed first master, a seed). */
+    int seed_all = 1, seed_bad = -1;
+    uint64_t seed_bad_sent = 0;
+    if (hubs) {
+      char ferr[128];
+      for (int i = 0; i < LG_N; i++)
+        if (i != k) cl_transport_fault(lg[i].t, "*", "delay=150", ferr, sizeof ferr);
+      for (int i = 0; i < LG_N; i++) {
+        if (i == k) continue;
+        lg[i].downs = 0, lg[i].n_down_names = 0;
+        sent0[i] = STAT(&lg[i], downs_sent);
+        checked0[i] = STAT(&lg[i], closes_checked);
+      }
+      node_stop(&lg[0]);
+      lg_down d0 = {0, "closed", NULL};
+      seed_all = run_until(lg_all_down, &d0, 3000) && lg_reasons_ok(&d0) && lg_markers(2);
+      for (int i = 3; i < LG_N; i++) {
+        if (i == k || lg_watches(i, 0, o.watchers)) continue;
+        uint64_t sent = STAT(&lg[i], downs_sent) - sent0[i], checked = STAT(&lg[i], closes_checked) - checked0[i];
+        if ((checked || sent > 2) && seed_bad < 0) seed_bad = i, seed_bad_sent = sent;
+      }
+      printf("# kill -9 of the seed g0, frames 150 ms late: down on all %d; a non-watcher that checked or sent more "
+             "than 2 DOWNs: %s%d (%llu sent)\n",
+             seed_all, seed_bad < 0 ? "none " : "g", seed_bad, (unsigned long long)seed_bad_sent);
+    }
     for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
     CHECK(members, "formed");
     CHECK(full, "hubs hold a connection to every member");
@@ -1777,6 +1807,9 @@ static int t_large_hubs(void) {
     if (hubs) {
       CHECK(hub_checks == 2, "each hub checked the close itself (%d)", hub_checks);
       CHECK(bad < 0, "g%d (no hub, no watcher) checked or passed on %llu DOWNs", bad, (unsigned long long)bad_sent);
+      CHECK(seed_all, "the killed seed down on all, reason closed");
+      CHECK(seed_bad < 0, "g%d (no hub, no watcher) checked or announced the seed's crash itself (%llu DOWNs sent)",
+            seed_bad, (unsigned long long)seed_bad_sent);
     }
   }
   CHECK(flooded, "without hubs no non-watcher checked or passed the DOWN on widely: the control shows nothing");
