@@ -8,7 +8,8 @@
 -- editor or a deploy tool that replaces the file by renaming a new one over it leaves
 -- the watch on the old inode, so every event arms the watch again on the path (the new
 -- file). A path that is missing (removed, or between a rename and its replacement) is
--- looked for again on a timer, 100 ms doubling to 2 s, and its return is a change.
+-- looked for again on a timer, 100 ms doubling to 2 s, and its return is a change; a
+-- watch refused for another reason (inotify limits) is tried again every minute.
 --
 --   local w = file_watch.watch(path, on_change [, io])
 --     on_change()  called for every event (debounce it: an editor's save is a burst)
@@ -17,10 +18,10 @@
 --                  a one-shot timer, close = fn(handle), guard = fn(cb) -> cb,
 --                  log = fn(level, msg) }; each defaults to libuv's own, unreferenced
 --                  (a watch keeps no loop alive)
---   w:close()
+--   w.close()     stops it; nothing is reported after
 local uv = require "uv"
 
-local M = { REARM_MS = 100, REARM_MAX_MS = 2000 }
+local M = { REARM_MS = 100, REARM_MAX_MS = 2000, RETRY_MS = 60000 }
 
 local function default_io()
   return {
@@ -60,7 +61,7 @@ function M.watch(path, on_change, io)
       w.missing = true
       arm()
     end))
-    w.wait = math.min(w.wait * 2, M.REARM_MAX_MS)
+    if w.wait < M.REARM_MAX_MS then w.wait = math.min(w.wait * 2, M.REARM_MAX_MS) end
   end
 
   arm = function()
@@ -70,7 +71,7 @@ function M.watch(path, on_change, io)
     local h = io.fs_event()
     local ok, err = h:start(path, {}, io.guard(function(e)
       if e or w.closed then return end
-      arm() -- first: on_change may throw, and the watch must go on
+      arm() -- first: on_change may throw (io.guard catches it), and the watch must go on
       on_change()
     end))
     if ok then
@@ -87,11 +88,15 @@ function M.watch(path, on_change, io)
     if tostring(err):match "^ENOENT" then return later() end
     -- e.g. ENOSPC: the user's inotify watches (fs.inotify.max_user_watches) are spent,
     -- or EMFILE, its instances (max_user_instances, 128 on Debian), as by hundreds of
-    -- processes on one machine: say so once; the caller's other ways in still work
+    -- processes on one machine, or EACCES on a file just replaced: say so once, and
+    -- try again every minute (a watch that worked can fail on a re-arm, and must not
+    -- be lost for good; a wake-up a minute costs nothing)
     if not w.warned then
       w.warned = true
       io.log("warn", ("cannot watch %s for changes (%s)"):format(path, tostring(err)))
     end
+    w.wait = M.RETRY_MS
+    later()
   end
 
   function w.close()

@@ -120,6 +120,9 @@ struct cl_peer {
    * review) */
   int limbo;
   uint64_t limbo_ms;
+  /* a large cluster: its connection closed and its watchers and the hubs judge it, so its
+   * re-dial waits backoff_max (conn_down); a message to it still dials at once */
+  int redial_deferred;
   /* a DOWN we set aside because this connection had just heard from it: taken after all
    * if the connection then closes without news of it (an idle close), unless a frame
    * from it comes first */
@@ -1015,15 +1018,21 @@ static void conn_down(cl_conn *c, const char *reason) {
       t->st.closes_to_watchers++;
       doubt_settle(p);
       watch_peer(t, p);
-      /* Not soon either, if p is wanted (a seed every node lists, often the first
-       * master): a re-dial refused while p is still up here is this node's own finding,
-       * announced to every connection (on_connect), so each node that held a connection
-       * to a crashed seed flooded its DOWN 25-75 ms after the close, ahead of the hubs'
-       * (about 3,000 frames at 300 nodes, in the failover's first second). Its watchers
-       * and the hubs decide; a seed that only closed a connection is dialled again later
-       * or on demand, and stays a member meanwhile. */
-      p->backoff_ms = t->cfg.backoff_max_ms;
-      peer_schedule(p, 0);
+      /* Nor soon, if p is still dialled (wanted: a seed every node lists, often the
+       * first master): a re-dial refused while p is still up here is this node's own
+       * finding, announced to every connection (on_connect), so each node that held a
+       * connection to a crashed seed flooded its DOWN 25-75 ms after the close, ahead of
+       * the hubs' (about 3,000 frames at 300 nodes, in the failover's first second). Its
+       * watchers and the hubs decide; a seed that only closed a connection stays a
+       * member, is dialled again after backoff_max, and at once for a message
+       * (cl_transport_send, or one already queued). */
+      if (p->pend.len) {
+        peer_schedule(p, 1);
+      } else {
+        p->backoff_ms = t->cfg.backoff_max_ms;
+        peer_schedule(p, 0);
+        p->redial_deferred = uv_is_active((uv_handle_t *)&p->timer);
+      }
       return;
     }
     if (!strcmp(reason, "closed") && t->large && !t->no_announce && !p->blocked && p->alive) {
@@ -1735,6 +1744,7 @@ static void conn_authenticated(cl_conn *c) {
   /* a closed connection's check answered by the peer's own dial */
   check_settle(p, CHECK_ALIVE);
   uv_timer_stop(&p->timer);
+  p->redial_deferred = 0;
   /* a member up through others (a large cluster) that restarted meanwhile: that life is over */
   if (p->alive && hs->peer_incarnation > p->incarnation)
     member_down(p, "closed", t->large ? ANN_OWN : ANN_NONE, NULL, p->incarnation, p->ver);
@@ -2082,6 +2092,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
 
 static void on_redial(uv_timer_t *h) {
   cl_peer *p = h->data;
+  p->redial_deferred = 0;
   peer_dial(p);
 }
 
@@ -3077,7 +3088,9 @@ int cl_transport_send(cl_transport *t, const char *to, uint8_t channel, const vo
   if (cl_frame_put(&p->pend, CL_T_DATA, channel, data, (uint32_t)len)) return CL_ENOBUFS;
   t->st.frames_out++;
   p->last_data_ms = now_ms(t);
-  if (!p->conn && !p->dial && !p->resolving && !uv_is_active((uv_handle_t *)&p->timer)) {
+  if (!p->conn && !p->dial && !p->resolving && (!uv_is_active((uv_handle_t *)&p->timer) || p->redial_deferred)) {
+    uv_timer_stop(&p->timer);
+    p->redial_deferred = 0;
     t->st.on_demand++;
     p->backoff_ms = t->cfg.backoff_min_ms;
     peer_dial(p);

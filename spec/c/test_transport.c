@@ -1775,7 +1775,7 @@ static int t_large_hubs(void) {
            "%s%d (%llu sent)\n",
            hubs ? "hubs g1, g2" : "no hubs", all, hub_checks, bad < 0 ? "none " : "g", bad,
            (unsigned long long)bad_sent);
-    /* Then the seed every node wants (g0), with every frame 150 ms late, so the news of
+    /* Then the seed every node wants (g0), with every frame 100 ms late, so the news of
      * the crash comes well after each node's connection to g0 closed: a non-hub that
      * does not watch g0 still leaves the verdict to the hubs and watchers. It used to
      * re-dial a wanted peer 25-75 ms after the close, and that refused dial, g0 being
@@ -1786,7 +1786,7 @@ static int t_large_hubs(void) {
     if (hubs) {
       char ferr[128];
       for (int i = 0; i < LG_N; i++)
-        if (i != k) cl_transport_fault(lg[i].t, "*", "delay=150", ferr, sizeof ferr);
+        if (i != k) cl_transport_fault(lg[i].t, "*", "delay=100", ferr, sizeof ferr);
       for (int i = 0; i < LG_N; i++) {
         if (i == k) continue;
         lg[i].downs = 0, lg[i].n_down_names = 0;
@@ -1810,7 +1810,7 @@ static int t_large_hubs(void) {
         uint64_t sent = STAT(&lg[i], downs_sent) - sent0[i], checked = STAT(&lg[i], closes_checked) - checked0[i];
         if ((checked || sent > 2) && seed_bad < 0) seed_bad = i, seed_bad_sent = sent;
       }
-      printf("# kill -9 of the seed g0, frames 150 ms late: down on all %d; a non-watcher that checked or sent more "
+      printf("# kill -9 of the seed g0, frames 100 ms late: down on all %d; a non-watcher that checked or sent more "
              "than 2 DOWNs: %s%d (%llu sent)\n",
              seed_all, seed_bad < 0 ? "none " : "g", seed_bad, (unsigned long long)seed_bad_sent);
     }
