@@ -85,7 +85,10 @@ function M.watch(path, on_change, io)
       return
     end
     io.close(h)
-    if tostring(err):match "^ENOENT" then return later() end
+    if tostring(err):match "^ENOENT" then
+      w.wait = math.min(w.wait, M.REARM_MAX_MS) -- a missing file is looked for at that pace, after an error too
+      return later()
+    end
     -- e.g. ENOSPC: the user's inotify watches (fs.inotify.max_user_watches) are spent,
     -- or EMFILE, its instances (max_user_instances, 128 on Debian), as by hundreds of
     -- processes on one machine, or EACCES on a file just replaced: say so once, and
