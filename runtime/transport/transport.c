@@ -69,6 +69,7 @@ struct cl_conn {
   uint64_t hs_mark_us;
   uint32_t hs_rtt_us;
   cl_delayed *dq_head, *dq_tail;
+  cl_tbuf news; /* member entries to pass on at the next news tick (large clusters) */
   char addr[CL_NODE_NAME_MAX + 8];
   /* the key it was authenticated under, and a re-authentication in progress (reauth.c) */
   cl_reauth ra;
@@ -170,7 +171,7 @@ struct cl_transport {
   char *s_id, *s_cluster, *s_roles, *s_subsys;
   cl_hs_config hs_cfg;
   uv_tcp_t listener;
-  uv_timer_t tick, delay_timer;
+  uv_timer_t tick, delay_timer, news_timer;
   uv_check_t check;
   uv_idle_t idle;
   uint32_t tick_ms;
@@ -920,12 +921,72 @@ static void on_digest(cl_conn *c, const cl_frame *f) {
   send_members(c);
 }
 
-/* One member's entry to every connection but except's and its own. */
+/* What a large cluster's nodes pass on of members (a newcomer's entry, a refutation)
+ * goes out at the next tick of the grid (announce_member), not at once: the news of
+ * one tick leaves in one frame per connection. */
+static int conn_hub(const cl_conn *c);
+static void on_news_timer(uv_timer_t *h) {
+  cl_transport *t = h->data;
+  for (cl_conn *c = t->conns; c; c = c->next) {
+    if (!c->news.len) continue;
+    if (c->state == C_UP && c->peer && c->peer->conn == c) {
+      conn_put(c, CL_T_MEMBERS, 0, c->news.p, (uint32_t)c->news.len);
+      t->st.news_frames++;
+      t->st.news_to_hubs += conn_hub(c);
+    }
+    cl_tbuf_free(&c->news); /* a hub holds hundreds of connections: nothing kept at rest */
+  }
+}
+
+/* One member's entry (about: the member, if we hold it as a peer) to pass on: from the
+ * peer we heard it from (NULL: our own finding, a newcomer that connected to us, or a
+ * refutation of our own). In a mesh, to every connection but about's and from's, at
+ * once. In a large cluster every node used to pass each newcomer's entry to
+ * each of its connections as it heard it: each node heard each newcomer once per
+ * connection (about ten), each copy a wake-up at another moment, more than half of the
+ * frames of a 300-node formation; at 500 nodes on 2 CPUs those wake-ups and the
+ * handshakes they delayed tipped the machine into timeouts and the cluster never formed
+ * (issue 18). So, as a DOWN (put_news): where hubs exist, a node passes what it heard
+ * to its hubs alone, and nothing when a hub told it (the hub told every member itself);
+ * a hub tells every connection (a DOWN a node found itself still goes to all, for the
+ * failover's sake: a newcomer or a refutation reaches everyone one hop later through
+ * a hub). And the entries wait
+ * for the next tick of the grid (the beat's interval, 1 s in a large cluster), where
+ * they leave in one frame per connection: the nodes of one machine tick together, so
+ * news arrives when they wake anyway. A newcomer is then known to every member one or
+ * two ticks later (it learns the cluster at once, from the list of the node it
+ * connects to). */
+static int hub_other_than(const cl_transport *t, const cl_peer *a);
 static void announce_member(cl_transport *t, const char *name, uint64_t inc, uint32_t ver, const char *id,
-                            const char *roles, const cl_peer *about, const cl_peer *except) {
+                            const char *roles, const cl_peer *about, const cl_peer *from) {
   uint8_t e[CL_MW_MEMBER_MAX];
   size_t n = cl_mw_member_put(e, sizeof e, name, inc, ver, id, roles);
-  if (n) put_to_members(t, CL_T_MEMBERS, e, (uint32_t)n, about, except);
+  if (!n) return;
+  if (!t->large) {
+    put_to_members(t, CL_T_MEMBERS, e, (uint32_t)n, about, from);
+    return;
+  }
+  int to_hubs = 0;
+  if (!t->reach_all) {
+    if (from && from->conn && conn_hub(from->conn)) return;
+    to_hubs = hub_other_than(t, about);
+  }
+  int any = 0;
+  for (cl_conn *c = t->conns; c; c = c->next)
+    if (c->state == C_UP && c->peer && c->peer->conn == c && c->peer != about && c->peer != from &&
+        (!to_hubs || c->peer_reach)) {
+      if (c->news.len + n > CL_MEMBERS_FRAME_MAX) {
+        conn_put(c, CL_T_MEMBERS, 0, c->news.p, (uint32_t)c->news.len);
+        c->news.len = 0;
+      }
+      cl_tbuf_append(&c->news, e, n);
+      any = 1;
+    }
+  if (any && !uv_is_active((uv_handle_t *)&t->news_timer)) {
+    uint64_t now = now_ms(t);
+    uint64_t next = cl_grid_next(now, t->tick_ms);
+    uv_timer_start(&t->news_timer, on_news_timer, next > now ? next - now : 1, 0);
+  }
 }
 
 /* ---- connection lifecycle ---- */
@@ -955,6 +1016,7 @@ static void on_conn_closed(uv_handle_t *h) {
   sodium_memzero(&c->seal, sizeof c->seal);
   cl_reauth_wipe(&c->ra);
   cl_writer_free(&c->w);
+  cl_tbuf_free(&c->news);
   free(c);
   t->open_handles--;
   maybe_finish(t);
@@ -1563,7 +1625,15 @@ static void on_down(cl_conn *c, const cl_frame *f) {
   if (b->incarnation > inc || (b->incarnation == inc && b->ver > ver)) return;
   uint64_t now = now_ms(t);
   if (conn_live(b) && !b->conn->close_after_flush) {
-    if (rc != CL_MW_DOWN_LEFT && now < b->conn->det.last_rx_ms + fresh_ms(t)) {
+    /* ... and in a large cluster a voting node keeps a voting peer it pins on another's
+     * timeout, whenever it last heard it: it watches that peer itself, with the same
+     * timeout as the announcer, and decides within it (a stopped peer is down here one
+     * timeout after its last frame, as on the announcer). Found at 500 nodes on 2 CPUs:
+     * one starved ring watcher of the master timed it out, and the voting nodes, whose
+     * last frame from it (a heartbeat a second) was older than the 500 ms window, dropped
+     * their master on its word; the election that followed never ended (issue 18). */
+    if (rc != CL_MW_DOWN_LEFT && (now < b->conn->det.last_rx_ms + fresh_ms(t) ||
+                                  (t->large && rc == CL_MW_DOWN_TIMEOUT && b->pinned && b->conn->det.watching))) {
       b->doubted = 1;
       b->doubt_hub = conn_hub(c);
       b->doubt_rc = rc;
@@ -2964,9 +3034,10 @@ cl_transport *cl_transport_new(uv_loop_t *loop, const cl_transport_config *cfg,
   if (r == 0) r = uv_listen((uv_stream_t *)&t->listener, SOMAXCONN, on_connection);
   uv_timer_init(loop, &t->tick);
   uv_timer_init(loop, &t->delay_timer);
+  uv_timer_init(loop, &t->news_timer);
   uv_check_init(loop, &t->check);
   uv_idle_init(loop, &t->idle);
-  t->tick.data = t->delay_timer.data = t->check.data = t->idle.data = t;
+  t->tick.data = t->delay_timer.data = t->news_timer.data = t->check.data = t->idle.data = t;
   if (r) {
     snprintf(err, errlen, "cannot listen on %s:%u: %s", self.host, self.port, uv_strerror(r));
     cl_transport_close(t, NULL, NULL);
@@ -3147,6 +3218,7 @@ void cl_transport_close(cl_transport *t, void (*done)(void *), void *ud) {
   close_handle(t, (uv_handle_t *)&t->listener);
   close_handle(t, (uv_handle_t *)&t->tick);
   close_handle(t, (uv_handle_t *)&t->delay_timer);
+  close_handle(t, (uv_handle_t *)&t->news_timer);
   close_handle(t, (uv_handle_t *)&t->check);
   close_handle(t, (uv_handle_t *)&t->idle);
 }

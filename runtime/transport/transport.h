@@ -294,6 +294,9 @@ typedef struct {
   /* on connecting, member lists sent whole (the digests differed), and not sent (they
    * matched: both ends held the same members up) */
   uint64_t lists_sent, lists_skipped;
+  /* a large cluster: frames of member entries passed on at the grid's tick (one per
+   * connection per tick at most, announce_member), and of them those sent to hubs */
+  uint64_t news_frames, news_to_hubs;
   uint64_t failed_redials; /* large cluster: failed members dialled to see (one per interval) */
   uint64_t reach_dials;    /* members dialled to reach every member (cl_transport_reach_all) */
   uint64_t members; /* members up now, this node excluded (not a counter) */

@@ -1690,9 +1690,12 @@ static int lg_hubs_full(void *ud) {
   (void)ud;
   return cl_transport_connected_count(lg[1].t) == LG_N - 1 && cl_transport_connected_count(lg[2].t) == LG_N - 1;
 }
+/* both hubs lack more members than they may dial in a tick (*ud): the formation's extra
+ * connections have closed idle (how many are left when the members are all known
+ * varies: news goes out on the tick) */
 static int lg_hubs_lack(void *ud) {
-  (void)ud;
-  return cl_transport_connected_count(lg[1].t) < LG_N - 1 && cl_transport_connected_count(lg[2].t) < LG_N - 1;
+  size_t more = *(const uint32_t *)ud;
+  return cl_transport_connected_count(lg[1].t) + more < LG_N - 1 && cl_transport_connected_count(lg[2].t) + more < LG_N - 1;
 }
 static int t_large_hubs(void) {
   int flooded = 0; /* control round: a non-hub non-watcher sent more DOWNs than there are hubs */
@@ -1710,7 +1713,7 @@ static int t_large_hubs(void) {
       uint64_t sent0 = 0, skip0 = 0;
       for (int i = 0; i < LG_N; i++) sent0 += STAT(&lg[i], lists_sent), skip0 += STAT(&lg[i], lists_skipped);
       /* formation's extra connections close idle first: the hubs dial what they lack */
-      int settled = run_until(lg_hubs_lack, NULL, 5000);
+      int settled = run_until(lg_hubs_lack, &o.reach_per_tick, 5000);
       /* a hub that begins to reach every member dials reach_per_tick of them at once,
        * the rest on the next ticks */
       size_t lack = LG_N - 1 - cl_transport_connected_count(lg[1].t);
@@ -3194,6 +3197,142 @@ static int t_close_after_left_is_at_once(void) {
   return 0;
 }
 
+/* A member coming back (a new life) is news for every member, and so is its refutation
+ * of the DOWN it hears about its old life. Without hubs (the control, first) each node
+ * passes what it hears to each of its connections; with hubs (g1, g2 reach every
+ * member) a node passes what it heard, or found itself, to the hubs alone, and nothing
+ * when a hub told it: every frame of news the other nodes send goes to a hub, and the
+ * hubs tell everyone. The entries of a tick leave together, one frame per connection.
+ * At 500 nodes on 2 CPUs each newcomer heard about ten times per node, each copy a
+ * wake-up, tipped the machine into handshake timeouts and the cluster never formed
+ * (issue 18). */
+/* every live node ticked twice since *ud's counts: news queued before went out at the
+ * first of those ticks (the news and the tick share the grid) */
+static int lg_ticked_twice(void *ud) {
+  uint64_t *t0 = ud;
+  for (int i = 0; i < LG_N; i++)
+    if (lg[i].t && STAT(&lg[i], ticks) < t0[i] + 2) return 0;
+  return 1;
+}
+static int lg_news_settled(void) {
+  uint64_t t0[LG_N];
+  for (int i = 0; i < LG_N; i++) t0[i] = lg[i].t ? STAT(&lg[i], ticks) : 0;
+  return run_until(lg_ticked_twice, t0, 5000);
+}
+static int t_large_news(void) {
+  int back[2] = {0, 0}, members[2] = {0, 0}, full = 1, stray_node = -1;
+  uint64_t hubs_sent = 0, dt[2] = {0, 0}, others[2] = {0, 0}, stray = 0;
+  for (int round = 0; round < 2; round++) {
+    int hubs = round == 1;
+    opts o = lg_opts(60000);
+    int port[LG_N];
+    CHECK(lg_start(hubs ? "p" : "q", &o, port) == 0, "start");
+    members[round] = run_until(lg_members, NULL, 8000);
+    if (hubs) {
+      cl_transport_reach_all(lg[1].t, 1);
+      cl_transport_reach_all(lg[2].t, 1);
+      full = run_until(lg_hubs_full, NULL, 5000) && lg_markers(1);
+    }
+    int z = 9;
+    node_stop(&lg[z]);
+    lg_down dz = {z, "closed", NULL};
+    run_until(lg_all_down, &dz, 3000);
+    lg_news_settled(); /* the formation's news went out */
+    uint64_t sent0[LG_N], hub0[LG_N];
+    int ups0[LG_N];
+    for (int i = 0; i < LG_N; i++) {
+      sent0[i] = lg[i].t ? STAT(&lg[i], news_frames) : 0;
+      hub0[i] = lg[i].t ? STAT(&lg[i], news_to_hubs) : 0;
+      ups0[i] = lg[i].ups;
+    }
+    char sn[16];
+    snprintf(sn, sizeof sn, "%s%d", hubs ? "p" : "q", z);
+    CHECK(node_start(&lg[z], sn, port[z], &o) == 0, "restart %d", z);
+    cl_transport_want(lg[z].t, lg[0].name);
+    uint64_t t0 = uv_now(L);
+    lg_back bk = {z, ups0};
+    back[round] = run_until(lg_all_up_again, &bk, 6000);
+    dt[round] = uv_now(L) - t0;
+    lg_news_settled();
+    for (int i = 0; i < LG_N; i++) {
+      if (i == z) continue;
+      uint64_t sent = STAT(&lg[i], news_frames) - sent0[i], to_hubs = STAT(&lg[i], news_to_hubs) - hub0[i];
+      if (hubs && (i == 1 || i == 2)) {
+        hubs_sent += sent;
+        continue;
+      }
+      others[round] += sent;
+      if (hubs && sent > to_hubs && stray_node < 0) stray_node = i, stray = sent - to_hubs;
+    }
+    for (int i = 0; i < LG_N; i++) node_stop(&lg[i]);
+  }
+  printf("# a member back: without hubs on all after %llu ms, %llu frames of news sent; with hubs after %llu ms, "
+         "%llu by the other nodes (to the hubs), %llu by the hubs\n",
+         (unsigned long long)dt[0], (unsigned long long)others[0], (unsigned long long)dt[1],
+         (unsigned long long)others[1], (unsigned long long)hubs_sent);
+  CHECK(members[0] && members[1] && full, "formed %d %d, the hubs full %d", members[0], members[1], full);
+  CHECK(back[0] && back[1], "the member was not back on every node within 6 s (%d, %d)", back[0], back[1]);
+  CHECK(others[0] >= 1, "the control passed no news on");
+  CHECK(hubs_sent >= 1 && stray_node < 0, "with hubs, g%d sent %llu frames of news to other nodes (the hubs sent %llu)",
+        stray_node, (unsigned long long)stray, (unsigned long long)hubs_sent);
+  return 0;
+}
+
+/* A voting node keeps a voting peer it pins when another node says that peer timed out:
+ * it watches the peer itself, with the same timeout, and decides within it. a hears
+ * nothing from b (a one-way cut into a) while the rogue says b is down every 50 ms.
+ * Without the pin (the control, first) a acts on it once b's last frame is older than
+ * the window of freshness (900 ms here); with the pin, a keeps b for 2 s (its own
+ * verdict would come at 2.4 s: the others vouch for b, so only a's link would be
+ * re-dialled), reports no node_down, and once the cut is cleared b is
+ * up on a and a marker from b reaches it. At 500 nodes on 2 CPUs one starved ring
+ * watcher of the master timed it out, and the voting nodes dropped their master on its
+ * word (issue 18). */
+static int cs_pinned_step(void *ud) {
+  cs_down *d = ud;
+  cs_down_step(d);
+  return STAT(&cs[0], downs_applied) >= 1;
+}
+static int t_pinned_peer_kept_on_others_timeout(void) {
+  int applied[2] = {0, 0}, downs[2] = {0, 0}, got = 0, up = 0;
+  uint64_t dt = 0;
+  char err[200];
+  for (int pin = 0; pin < 2; pin++) {
+    rogue r;
+    opts o = cs_opts();
+    int st = cs_start(&r, &o);
+    if (st) cs_stop(&r);
+    CHECK(st == 0, "the cluster did not form (%d)", st);
+    if (pin) {
+      const char *b = cs[1].name;
+      CHECK(cl_transport_pin(cs[0].t, &b, 1) == 0, "pin");
+    }
+    cl_transport_fault(cs[0].t, cs[1].name, "oneway_in", err, sizeof err);
+    cs_down d = {{0}, 0, 0};
+    d.n = cs_down_frame(d.down, &cs[1], 0);
+    uint64_t t0 = uv_now(L);
+    applied[pin] = run_until(cs_pinned_step, &d, 2000);
+    if (!pin) dt = uv_now(L) - t0;
+    downs[pin] = was_down(&cs[0], cs[1].name);
+    cl_transport_fault(cs[0].t, cs[1].name, "clear", err, sizeof err);
+    if (pin) {
+      uint64_t seq = cs[0].next_seq;
+      got = cl_transport_send(cs[1].t, cs[0].name, 1, &seq, sizeof seq) == 0 &&
+            run_until(cs_a_got, (void *)(uintptr_t)(cs[0].msgs + 1), 3000);
+      up = !strcmp(status_of(&cs[0], cs[1].name, NULL), "up") && !was_down(&cs[0], cs[1].name);
+    }
+    cs_stop(&r);
+  }
+  printf("# the rogue's DOWN of b, every 50 ms: acted on without the pin %d after %llu ms (down %d); with it %d "
+         "(down %d), b up after %d\n",
+         applied[0], (unsigned long long)dt, downs[0], applied[1], downs[1], up);
+  CHECK(applied[0] && downs[0], "the control: a did not act on the DOWN within 2 s without the pin");
+  CHECK(!applied[1] && !downs[1], "a took its pinned peer down on another's word: applied %d, down %d", applied[1],
+        downs[1]);
+  CHECK(got && up, "after the cut: the marker from b arrived %d, b up on a %d", got, up);
+  return 0;
+}
+
 /* heartbeat_ms must be at most half of timeout_ms: a watched idle peer beats every
  * heartbeat (at most 5/4 of one apart), so with a longer heartbeat a healthy idle peer is
  * declared down between two beats (before this check, two idle nodes at 1000 / 400
@@ -3329,6 +3468,8 @@ int main(void) {
   run_case("transport: a large cluster with hubs: they reach every member and keep it; a crash is checked by hubs "
            "and watchers only, and passed on to the hubs only",
            t_large_hubs);
+  run_case("transport: a large cluster passes a member's news on once a tick, through the hubs where there are some",
+           t_large_news);
   run_case("transport: a large cluster: a node that does not watch a member leaves a closed link's verdict to its "
            "watchers: no node_down past limbo's bound",
            t_large_limbo_watchers);
@@ -3342,6 +3483,9 @@ int main(void) {
   run_case("transport: a close after a DOWN of a live member says IDLE first: nobody reports the closer down",
            t_close_after_down_is_idle);
   run_case("transport: a member announced as left is closed at once and forgotten", t_close_after_left_is_at_once);
+  run_case("transport: a large cluster: a voting node keeps a pinned peer that another node says timed out, and "
+           "decides by its own detector",
+           t_pinned_peer_kept_on_others_timeout);
   run_case("transport: a connection closed at its flush deadline does not spin the loop", t_flush_deadline_no_spin);
   run_case("transport: heartbeat_ms above half of timeout_ms is refused", t_heartbeat_vs_timeout);
   run_case("transport: close => closed, restarted peer re-joined", t_close_is_closed);
