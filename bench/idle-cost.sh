@@ -78,11 +78,12 @@ if [ "$seen" != "$N" ]; then
   echo "idle-cost: node$N sees ${seen:-no} members of $N after $((120 + N * 3 / 10)) s" >&2
   exit 1
 fi
-# what the formation cost: every node's CPU from its spawn until node N saw N (SECONDS
-# counts from this script's start, just before the spawn)
-snap | sort -n | awk -v t="$SECONDS" -v n="$N" '{s += $1; v[NR] = $1}
-  END {printf "idle-cost: node%d saw %d members %d s after the spawn; the nodes had used %.2f s of CPU (median %.1f ms)\n",
-    n, n, t, s / 1e9, v[int((NR + 1) / 2)] / 1e6}'
+# what the formation cost: every node's CPU and voluntary context switches (wake-ups)
+# from its spawn until node N saw N (SECONDS counts from this script's start, just
+# before the spawn)
+snap | sort -n | awk -v t="$SECONDS" -v n="$N" '{s += $1; w += $2; v[NR] = $1}
+  END {printf "idle-cost: node%d saw %d members %d s after the spawn; the nodes had used %.2f s of CPU (median %.1f ms) and woken %d times\n",
+    n, n, t, s / 1e9, v[int((NR + 1) / 2)] / 1e6, w}'
 sleep "${SETTLE:-5}" # first publications and elections settle
 snap >"$D/s0"
 sleep "$SECS"
