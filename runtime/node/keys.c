@@ -6,9 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "core/log.h"
 #include "node/keys.h"
@@ -19,10 +16,6 @@
 /* a fingerprint being computed: for the ring, and for whoever waits on it */
 typedef struct {
   uv_work_t w;
-  /* a start-up key's, in the background (cl_keys_fp_start_all): its own thread, at the
-   * lowest priority, and the async that brings the result back to the loop */
-  uv_thread_t th;
-  uv_async_t done;
   uint64_t gen;
   uint32_t id;
   uint8_t *k;
@@ -99,7 +92,8 @@ static void fp_work(uv_work_t *w) {
   j->rc = cl_keyring_fingerprint(j->k, j->len, j->fp);
 }
 
-static void fp_finish(fpjob *j, int status) {
+static void fp_done(uv_work_t *w, int status) {
+  fpjob *j = w->data;
   cl_node *n = j->n;
   cl_node_keys *K = &n->keys;
   if (K->live && j->gen == K->gen) {
@@ -117,49 +111,10 @@ static void fp_finish(fpjob *j, int status) {
   }
   sodium_memzero(j->k, j->len);
   free(j->k);
-  j->k = NULL;
-}
-
-static void fp_done(uv_work_t *w, int status) {
-  fpjob *j = w->data;
-  fp_finish(j, status);
   free(j);
 }
 
-/* The start-up keys' fingerprints are background work: Argon2id, tens of ms of CPU and
- * 8 MiB each, that nothing waits on but a log line and a keys request. Deferred until
- * the node is still (cl_keys_fp_due), they still came 30 s after the start at the
- * latest, and 500 nodes started together on 2 CPUs all reached that at once, right
- * after the cluster had formed: 500 of them in a few seconds starved the voting nodes,
- * which timed each other out, and the cluster lost its master (issue 18). So they run on
- * a thread of their own at the lowest priority (nice 19), which takes the CPU the
- * machine does not otherwise use; not on libuv's pool, whose threads also persist the
- * election's state and could not be given their priority back. */
-static void fp_bg_closed(uv_handle_t *h) {
-  fpjob *j = h->data;
-  free(j);
-}
-
-static void fp_queue(fpjob *j);
-static void fp_bg_fallback(uv_handle_t *h) { fp_queue(h->data); }
-
-static void fp_bg_done(uv_async_t *a) {
-  fpjob *j = a->data;
-  uv_thread_join(&j->th);
-  fp_finish(j, 0);
-  uv_close((uv_handle_t *)&j->done, fp_bg_closed);
-}
-
-static void fp_bg_thread(void *arg) {
-  fpjob *j = arg;
-#ifdef SYS_gettid
-  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 19); /* a failure leaves it as it was */
-#endif
-  j->rc = cl_keyring_fingerprint(j->k, j->len, j->fp);
-  uv_async_send(&j->done);
-}
-
-static void fp_start(cl_node *n, cl_nkey *k, uint64_t op_id, const char *ack_to, uint64_t ack_id, int bg) {
+void cl_keys_fp_start(cl_node *n, cl_nkey *k, uint64_t op_id, const char *ack_to, uint64_t ack_id) {
   fpjob *j = calloc(1, sizeof *j);
   if (!j) return;
   j->k = malloc(k->len);
@@ -176,17 +131,7 @@ static void fp_start(cl_node *n, cl_nkey *k, uint64_t op_id, const char *ack_to,
   if (ack_to) snprintf(j->ack_to, sizeof j->ack_to, "%s", ack_to);
   j->ack_id = ack_id;
   j->w.data = j;
-  if (bg && uv_async_init(&n->c->loop, &j->done, fp_bg_done) == 0) {
-    j->done.data = j;
-    if (uv_thread_create(&j->th, fp_bg_thread, j) == 0) return;
-    uv_close((uv_handle_t *)&j->done, fp_bg_fallback); /* no thread: the pool's, once closed */
-    return;
-  }
-  fp_queue(j);
-}
-
-static void fp_queue(fpjob *j) {
-  if (uv_queue_work(&j->n->c->loop, &j->w, fp_work, fp_done) != 0) {
+  if (uv_queue_work(&n->c->loop, &j->w, fp_work, fp_done) != 0) {
     sodium_memzero(j->k, j->len);
     free(j->k);
     free(j);
@@ -366,16 +311,12 @@ int cl_node_keys_load(cl_node *node, cl_node_config *cfg, const cl_transport_key
   return 0;
 }
 
-void cl_keys_fp_start(cl_node *n, cl_nkey *k, uint64_t op_id, const char *ack_to, uint64_t ack_id) {
-  fp_start(n, k, op_id, ack_to, ack_id, 0);
-}
-
 void cl_keys_fp_start_all(cl_node *n) {
   cl_node_keys *K = &n->keys;
   if (K->fp_started) return;
   K->fp_started = 1;
   for (size_t i = 0; i < K->n_keys; i++)
-    if (!K->keys[i].fp[0]) fp_start(n, &K->keys[i], 0, NULL, 0, 1);
+    if (!K->keys[i].fp[0]) cl_keys_fp_start(n, &K->keys[i], 0, NULL, 0);
 }
 
 void cl_node_keys_housekeep(cl_node *n, uint64_t now, uint64_t still_ms) {
