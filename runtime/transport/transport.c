@@ -925,12 +925,33 @@ static void on_digest(cl_conn *c, const cl_frame *f) {
  * goes out at the next tick of the grid (announce_member), not at once: the news of
  * one tick leaves in one frame per connection. */
 static int conn_hub(const cl_conn *c);
+/* Of the entries waiting on c, those still true here: the member up in that very life
+ * and version (or this node itself). A DOWN goes at once, so an entry queued before a
+ * member went down would otherwise reach the peer after its DOWN and bring the member
+ * back there, up for good (found by a review). Returns the length kept, in place. */
+static size_t news_still_true(cl_transport *t, cl_conn *c) {
+  size_t i = 0, kept = 0;
+  cl_mw_member e;
+  while (i < c->news.len) {
+    size_t at = i;
+    if (cl_mw_member_take(c->news.p, c->news.len, &i, &e)) break; /* ours: cannot be */
+    const cl_peer *q = peer_exact(t, e.name);
+    int self = !strcmp(e.name, t->self.full) && e.inc == t->cfg.incarnation && e.ver == t->ver;
+    if (self || (q && q->alive && q->incarnation == e.inc && q->ver == e.ver)) {
+      if (kept != at) memmove(c->news.p + kept, c->news.p + at, i - at);
+      kept += i - at;
+    }
+  }
+  return kept;
+}
+
 static void on_news_timer(uv_timer_t *h) {
   cl_transport *t = h->data;
   for (cl_conn *c = t->conns; c; c = c->next) {
     if (!c->news.len) continue;
-    if (c->state == C_UP && c->peer && c->peer->conn == c) {
-      conn_put(c, CL_T_MEMBERS, 0, c->news.p, (uint32_t)c->news.len);
+    size_t n = news_still_true(t, c);
+    if (n && c->state == C_UP && c->peer && c->peer->conn == c) {
+      conn_put(c, CL_T_MEMBERS, 0, c->news.p, (uint32_t)n);
       t->st.news_frames++;
       t->st.news_to_hubs += conn_hub(c);
     }
@@ -982,7 +1003,7 @@ static void announce_member(cl_transport *t, const char *name, uint64_t inc, uin
       cl_tbuf_append(&c->news, e, n);
       any = 1;
     }
-  if (any && !uv_is_active((uv_handle_t *)&t->news_timer)) {
+  if (any && !t->closing && !uv_is_active((uv_handle_t *)&t->news_timer)) {
     uint64_t now = now_ms(t);
     uint64_t next = cl_grid_next(now, t->tick_ms);
     uv_timer_start(&t->news_timer, on_news_timer, next > now ? next - now : 1, 0);
